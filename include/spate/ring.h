@@ -1,0 +1,772 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file spate/ring.h
+ * @brief Lock-free variable-length record ring in (shared) memory.
+ *
+ * A ring is a power-of-two byte area holding *batches* of *records*. Every
+ * record carries its length, a type byte, a 64-bit per-ring sequence number,
+ * a nanosecond timestamp and a 32-bit partition-key hash, encoded compactly:
+ *
+ *     batch header (32 B): commit word | count | kind | base_seq | timestamp
+ *     record header (8 B): length:24 | type:8 | key hash:32   [+ 8 B long length]
+ *     payload, padded to 8 bytes
+ *
+ * so a 64-byte payload costs 72 bytes plus 1/count of the batch header. The
+ * sequence of record i of a batch is base_seq + i; its timestamp is the batch's.
+ *
+ * Writers: one writer (SP, the default) or many threads/processes
+ * (SPATE_RING_F_MULTI_WRITER). Writers *reserve* space, write records in place
+ * and *commit*; or copy with spate_ring_put() / spate_ring_put_batch(). A batch
+ * becomes visible to readers with one release store of the ring's tail.
+ *
+ * Readers: up to SPATE_RING_MAX_READERS independent readers per ring, each
+ * seeing every record in order. spate_ring_peek() fills an array of zero-copy
+ * record views; spate_ring_release() gives the space back. A writer never
+ * overwrites what a registered reader has not released.
+ *
+ * Everything in the ring is position independent (offsets, never pointers), so
+ * a ring placed in a spate_shm region is used by several processes at once.
+ *
+ * Concurrency contract (who may call what at the same time) is stated on each
+ * function. "Handle" functions take a struct spate_ring_writer or
+ * struct spate_ring_reader that belongs to one thread at a time.
+ */
+#ifndef SPATE_RING_H
+#define SPATE_RING_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Constants                                                                */
+/* ------------------------------------------------------------------------ */
+
+/** Smallest and largest ring data capacity, in bytes (powers of two). */
+#define SPATE_RING_MIN_CAPACITY (64u * 1024u)
+#define SPATE_RING_MAX_CAPACITY (1024u * 1024u * 1024u)
+/** Readers a ring can register at once. */
+#define SPATE_RING_MAX_READERS 64u
+/** Writer slots of a multi-writer ring (a single-writer ring has one). */
+#define SPATE_RING_MAX_WRITERS 64u
+/** Records in one ring batch (larger put_batch calls are split). */
+#define SPATE_RING_MAX_BATCH_RECORDS 65535u
+/** Separation of independently written state: two 64-byte lines, because
+ *  the adjacent-line prefetcher pairs them. */
+#define SPATE_RING_LINE 128u
+
+#define SPATE_RING_MAGIC 0x474e524554415053ULL /* "SPATERNG" */
+#define SPATE_RING_LAYOUT_VERSION 1u
+
+/* Ring flags (struct spate_ring_params.flags, fixed at format time). */
+/** Many writers (threads or processes); otherwise exactly one. */
+#define SPATE_RING_F_MULTI_WRITER (1u << 0)
+/** A full ring makes writers wait (per their wait strategy and timeout)
+ *  instead of failing at once with -EAGAIN. */
+#define SPATE_RING_F_FULL_WAIT (1u << 1)
+/** No futex wake-ups: publish and release skip the fence and the waiter
+ *  check; SPATE_RING_WAIT_BLOCK is refused with -ENOTSUP. */
+#define SPATE_RING_F_NO_BLOCKING (1u << 2)
+#define SPATE_RING_F_ALL_ (SPATE_RING_F_MULTI_WRITER | SPATE_RING_F_FULL_WAIT | SPATE_RING_F_NO_BLOCKING)
+
+/** How a handle waits for data (reader) or space (writer). */
+enum spate_ring_wait {
+	SPATE_RING_WAIT_BUSY = 0,  /**< spin with the CPU's pause hint */
+	SPATE_RING_WAIT_YIELD = 1, /**< spin a little, then sched_yield() */
+	SPATE_RING_WAIT_BLOCK = 2, /**< spin a little, then sleep on a futex */
+};
+
+/** Where a new reader starts. */
+enum spate_ring_start {
+	SPATE_RING_START_OLDEST = 0, /**< oldest batch still intact (trim horizon) */
+	SPATE_RING_START_LATEST = 1, /**< only records published from now on */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Shared layout (in the ring's memory; offsets only)                       */
+/* ------------------------------------------------------------------------ */
+
+/** Batch header commit word: bits 0..31 length | state, bits 32..63 tag. */
+#define SPATE_RING_C_COMMITTED 0x1ull /**< the batch is complete */
+#define SPATE_RING_C_PAD 0x2ull       /**< padding to the end of the ring */
+#define SPATE_RING_C_LEN_MASK 0xfffffff8ull
+/** The tag is the batch position / 8, truncated: it tells this lap's header
+ *  from a stale one of a previous lap (rings are < 2^35 bytes). */
+#define SPATE_RING_TAG(pos) ((uint64_t)(uint32_t)((pos) >> 3) << 32)
+
+/** In-ring batch header. 32 bytes, 8-aligned. */
+struct spate_ring_bhdr {
+	_Atomic uint64_t commit; /**< len | state | tag; see SPATE_RING_C_* */
+	uint32_t count;          /**< records in the batch */
+	uint32_t owner;          /**< multi-writer: writer slot + 1; else 0 */
+	uint64_t base_seq;       /**< sequence number of the first record */
+	uint64_t ts;             /**< commit time, CLOCK_REALTIME ns */
+};
+
+/** In-ring record header. 8 bytes; 8 more for lengths >= SPATE_RING_LONG. */
+struct spate_ring_rhdr {
+	uint32_t len_type; /**< length (bits 0..23, or SPATE_RING_LONG) | type << 24 */
+	uint32_t key_hash;
+};
+#define SPATE_RING_LONG 0xffffffu
+#define SPATE_RING_BHDR_SIZE ((uint32_t)sizeof(struct spate_ring_bhdr))
+
+/** Immutable description, written once by spate_ring_format(). */
+struct spate_ring_meta {
+	uint64_t magic;          /**< SPATE_RING_MAGIC */
+	uint32_t layout_version; /**< SPATE_RING_LAYOUT_VERSION */
+	uint32_t shared_size;    /**< sizeof(struct spate_ring_shared) */
+	uint64_t total_size;     /**< bytes of the whole ring area */
+	uint64_t capacity;       /**< data bytes, power of two */
+	uint64_t data_off;       /**< offset of the data area from the ring start */
+	uint64_t max_record;     /**< largest payload accepted */
+	uint32_t flags;          /**< SPATE_RING_F_* */
+	uint32_t cap_shift;      /**< log2(capacity) */
+	uint32_t ready;          /**< SPATE_RING_READY once formatted (release) */
+	uint32_t reserved[13];
+};
+#define SPATE_RING_READY 0x59444552u
+
+/** State of a reader slot. */
+enum spate_ring_slot_state {
+	SPATE_RING_SLOT_FREE = 0,
+	SPATE_RING_SLOT_ACTIVE = 1,
+	SPATE_RING_SLOT_EVICTED = 2, /**< detached by someone else; owner sees -EPIPE */
+};
+
+/** One reader's published state, on its own line. */
+struct spate_ring_rslot {
+	_Atomic uint64_t pos;   /**< released up to here (bytes) */
+	_Atomic uint64_t seq;   /**< sequence number of the next record at pos */
+	_Atomic uint32_t state; /**< enum spate_ring_slot_state */
+	uint32_t pid;           /**< owner, for liveness checks */
+	uint64_t start_time;    /**< owner's start time (clock ticks since boot) */
+	_Atomic uint64_t gen;   /**< bumped at every open, so a stale handle is told */
+	uint8_t pad_[SPATE_RING_LINE - 40];
+};
+
+/** One writer's slot: liveness and the claim it is making (for recovery). */
+struct spate_ring_wslot {
+	_Atomic uint32_t state; /**< FREE or ACTIVE */
+	uint32_t pid;
+	uint64_t start_time;
+	_Atomic uint64_t intent_pos; /**< claim being made at this position ... */
+	_Atomic uint64_t intent_len; /**< ... of this many bytes (0: none) */
+	_Atomic uint64_t pub_pos;    /**< last batch of ours the publisher stamped ... */
+	_Atomic uint64_t pub_seq;    /**< ... and its base sequence number */
+	uint8_t pad_[SPATE_RING_LINE - 48];
+};
+
+/** The control block at the start of every ring. */
+struct spate_ring_shared {
+	struct spate_ring_meta meta;
+	_Alignas(SPATE_RING_LINE) struct {
+		/** Claim position (multi-writer CAS target; single writer: its head). */
+		_Atomic uint64_t head;
+		/** Oldest batch boundary that is still intact; new OLDEST readers start here. */
+		_Atomic uint64_t trim;
+		/** Multi-writer publisher token (0 free, else writer slot + 1). */
+		_Atomic uint32_t pub_lock;
+		/** Multi-writer trim walker token (0 free, else writer slot + 1). */
+		_Atomic uint32_t trim_lock;
+		/** Writers sleeping for space, and the futex word they sleep on. */
+		_Atomic uint32_t wr_waiters;
+		_Atomic uint32_t space_futex;
+		/** Multi-writer commits so far: the publisher re-checks it after
+		 *  giving the token back, so no commit is left unpublished. */
+		_Atomic uint64_t commits;
+		uint8_t pad_[SPATE_RING_LINE - 40];
+	} prod;
+	_Alignas(SPATE_RING_LINE) struct {
+		/** Published position: every byte below it is a readable batch. */
+		_Atomic uint64_t tail;
+		/** Sequence number of the next record to be published. */
+		_Atomic uint64_t tail_seq;
+		/** Readers sleeping for data (they sleep on the low half of tail). */
+		_Atomic uint32_t rd_waiters;
+		uint32_t pad0_;
+		/** Active reader slots, one bit each. */
+		_Atomic uint64_t reader_mask;
+		uint8_t pad_[SPATE_RING_LINE - 32];
+	} pub;
+	struct spate_ring_rslot readers[SPATE_RING_MAX_READERS];
+	struct spate_ring_wslot writers[SPATE_RING_MAX_WRITERS];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Process-local handles                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** A ring opened in this process (from memory or a shm region). */
+struct spate_ring {
+	struct spate_ring_shared *sh;
+	uint8_t *data;
+	uint64_t cap;
+	uint64_t mask;
+	uint64_t max_record;
+	uint32_t flags;
+	struct spate_shm *shm; /**< owned region, or NULL */
+};
+
+/** A writer handle. One thread uses it at a time. */
+struct spate_ring_writer {
+	struct spate_ring *ring;
+	uint8_t *data;
+	uint64_t mask;
+	uint64_t cap;
+	uint64_t head;   /**< single writer: next free position */
+	uint64_t limit;  /**< may write below this without looking at readers */
+	uint64_t seq;    /**< single writer: next sequence number */
+	uint32_t flags;  /**< the ring's flags */
+	uint32_t slot;   /**< writer slot index */
+	enum spate_ring_wait wait;
+	uint64_t timeout_ns; /**< for FULL_WAIT rings; UINT64_MAX = forever */
+	uint64_t full_events; /**< times a reserve found the ring full */
+};
+
+/** A reader handle. One thread uses it at a time. */
+struct spate_ring_reader {
+	struct spate_ring *ring;
+	const uint8_t *data;
+	uint64_t mask;
+	uint64_t cap;
+	struct spate_ring_rslot *slot;
+	uint32_t flags;
+	uint32_t index;     /**< slot index */
+	uint64_t gen;       /**< slot generation at open */
+	uint64_t tail;      /**< cached published position */
+	/* Position released so far, and the batch it is in. */
+	uint64_t pos;       /**< next record (or batch header if left == 0) */
+	uint64_t seq;       /**< its sequence number */
+	uint64_t bend;      /**< end of the current batch */
+	uint64_t bts;       /**< timestamp of the current batch */
+	uint32_t left;      /**< records left in the current batch */
+	/* The same after the last peek. */
+	uint32_t p_left;
+	uint32_t p_count;
+	uint64_t p_pos, p_seq, p_bend, p_bts;
+	enum spate_ring_wait wait;
+};
+
+/** A zero-copy view of one record, filled by spate_ring_peek(). */
+struct spate_ring_rec {
+	const void *data;  /**< payload in the ring (8-byte aligned) */
+	uint64_t seq;      /**< per-ring sequence number */
+	uint64_t ts;       /**< publication (commit) time, CLOCK_REALTIME ns */
+	uint32_t len;      /**< payload bytes */
+	uint32_t key_hash; /**< partition-key hash given by the writer */
+	uint8_t type;      /**< user type byte */
+};
+
+/** A batch being written in place; see spate_ring_reserve(). */
+struct spate_ring_batch {
+	uint8_t *hdr;  /**< batch header in the ring */
+	uint8_t *cur;  /**< where the next record goes */
+	uint8_t *end;  /**< end of the reserved space */
+	uint64_t pos;  /**< ring position of the batch header */
+	uint32_t count;
+	uint32_t pad_; /**< bytes of padding written before the batch */
+};
+
+/** One record for spate_ring_put_batch(). */
+struct spate_ring_iov {
+	const void *data;
+	uint32_t len;
+	uint32_t key_hash;
+	uint8_t type;
+};
+
+/** Parameters for spate_ring_format() / spate_ring_create(). */
+struct spate_ring_params {
+	uint64_t capacity;   /**< data bytes, a power of two in [MIN, MAX] */
+	uint64_t max_record; /**< largest payload; 0 = the most the ring allows */
+	uint32_t flags;      /**< SPATE_RING_F_* */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Setup (ring.c)                                                           */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Bytes of memory a ring with these parameters needs (control block + data).
+ * @return the size, or 0 if the parameters are invalid.
+ */
+size_t spate_ring_memsize(const struct spate_ring_params *p);
+
+/**
+ * Format a ring in caller memory of @p size bytes (128-byte aligned).
+ * Not concurrent with anything else on that memory.
+ * @return 0, -EINVAL (bad parameters or alignment), -ENOSPC (size too small).
+ */
+int spate_ring_format(void *mem, size_t size, const struct spate_ring_params *p);
+
+/**
+ * Open a formatted ring in memory of @p size bytes, validating every field of
+ * the control block (a corrupt or hostile ring yields an error, never a crash).
+ * Any thread, any time.
+ * @return 0, -EBADMSG (bad magic or inconsistent fields), -EPROTO (layout
+ *         version), -EAGAIN (not formatted yet), -ENOMEM.
+ */
+int spate_ring_open_mem(void *mem, size_t size, struct spate_ring **out);
+
+/**
+ * Create a shared-memory region named @p name holding one ring.
+ * @p shm_flags are SPATE_SHM_F_* (huge pages, mlock, replace).
+ * @return 0 or the errors of spate_shm_create() and spate_ring_format().
+ */
+int spate_ring_create(const char *name, const struct spate_ring_params *p,
+		      uint32_t shm_flags, struct spate_ring **out);
+
+/**
+ * Attach the ring in region @p name created by spate_ring_create().
+ * @return 0 or the errors of spate_shm_attach() and spate_ring_open_mem().
+ */
+int spate_ring_attach(const char *name, struct spate_ring **out);
+
+/** Close a ring handle (and unmap its region if it owns one). NULL-safe.
+ *  Readers and writers opened on it must be closed first. */
+void spate_ring_close(struct spate_ring *r);
+
+/** The region a ring lives in, or NULL for caller memory. */
+struct spate_shm *spate_ring_shm(const struct spate_ring *r);
+
+/**
+ * Largest payload a single record may have in this ring.
+ */
+static inline uint64_t spate_ring_max_record(const struct spate_ring *r)
+{
+	return r->max_record;
+}
+
+/**
+ * Open a writer. Single-writer rings allow one at a time (-EBUSY otherwise).
+ * Any thread; concurrent opens on one ring are safe.
+ * @return 0, -EBUSY (no free writer slot), -ENOMEM, -ENOTSUP (BLOCK wait on a
+ *         NO_BLOCKING ring).
+ */
+int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
+			   struct spate_ring_writer **out);
+/** Close a writer, freeing its slot. A reservation in progress is abandoned
+ *  (must be committed or aborted first). NULL-safe. */
+void spate_ring_writer_close(struct spate_ring_writer *w);
+
+/**
+ * Open a reader starting at @p start. Any thread, concurrently with writers
+ * and other readers.
+ * @return 0, -EBUSY (all reader slots taken), -ENOMEM, -ENOTSUP.
+ */
+int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
+			   enum spate_ring_wait wait, struct spate_ring_reader **out);
+/** Close a reader: its slot is freed and no longer holds writers back. */
+void spate_ring_reader_close(struct spate_ring_reader *rd);
+
+/**
+ * Detach reader slot @p index from outside (a monitor, or the writer's side),
+ * so that a stuck or dead reader cannot block writers forever. The reader's
+ * next peek/release/wait returns -EPIPE. Any thread, any process.
+ * @return 0, -ENOENT (slot not active), -EINVAL.
+ */
+int spate_ring_reader_evict(struct spate_ring *r, uint32_t index);
+
+/* Slow paths, called by the inline functions below. */
+int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
+int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need,
+			   struct spate_ring_batch *b);
+uint32_t spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b,
+			       uint64_t ts, uint64_t *first_seq);
+void spate_ring_wake_readers_(struct spate_ring *r);
+void spate_ring_wake_writers_(struct spate_ring *r);
+int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns);
+
+/* ------------------------------------------------------------------------ */
+/* Hot paths                                                                */
+/* ------------------------------------------------------------------------ */
+
+/** CPU hint for spin loops. */
+static inline void spate_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield" ::: "memory");
+#else
+	__asm__ volatile("" ::: "memory");
+#endif
+}
+
+/** CLOCK_REALTIME in nanoseconds (vDSO; no system call). */
+static inline uint64_t spate_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/** Bytes a record with @p len payload bytes takes in the ring. */
+static inline uint64_t spate_ring_rec_size(uint64_t len)
+{
+	return sizeof(struct spate_ring_rhdr) + (len >= SPATE_RING_LONG ? 8u : 0u) +
+	       ((len + 7u) & ~(uint64_t)7u);
+}
+
+/**
+ * Reserve space for one batch of records whose spate_ring_rec_size() add up
+ * to at most @p bytes. Fill it with spate_ring_batch_add(), then
+ * spate_ring_commit() (or spate_ring_abort()). One reservation per writer
+ * handle at a time. Thread: the writer handle's owner; multi-writer rings
+ * allow any number of writer handles at once.
+ *
+ * @return 0, -EAGAIN (full and the ring fails at once), -ETIMEDOUT (full
+ *         for longer than the writer's timeout), -EMSGSIZE (larger than the
+ *         ring can ever hold: half its capacity).
+ */
+static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes,
+				     struct spate_ring_batch *b)
+{
+	uint64_t need = SPATE_RING_BHDR_SIZE + ((bytes + 7u) & ~(uint64_t)7u);
+
+	if (need > (w->cap >> 1))
+		return -EMSGSIZE;
+	if (w->flags & SPATE_RING_F_MULTI_WRITER)
+		return spate_ring_reserve_mp_(w, need, b);
+
+	uint64_t pos = w->head;
+	uint64_t off = pos & w->mask;
+	uint64_t room = w->cap - off;
+	uint64_t pad = need > room ? room : 0;
+
+	if (pos + pad + need > w->limit) {
+		int rc = spate_ring_refresh_limit_(w, pos + pad + need);
+		if (rc < 0)
+			return rc;
+	}
+	if (pad) {
+		struct spate_ring_bhdr *ph = (struct spate_ring_bhdr *)(void *)(w->data + off);
+		/* Relaxed: published by the release store of tail in commit. */
+		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(pos) | pad |
+				      SPATE_RING_C_PAD | SPATE_RING_C_COMMITTED,
+				      memory_order_relaxed);
+		pos += pad;
+		off = 0;
+	}
+	b->hdr = w->data + off;
+	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
+	b->end = b->hdr + need;
+	b->pos = pos;
+	b->count = 0;
+	b->pad_ = (uint32_t)pad;
+	return 0;
+}
+
+/**
+ * Append a record of @p len bytes to a reserved batch and return where its
+ * payload goes (8-byte aligned), or NULL if the reservation has no room left
+ * (or the batch already holds SPATE_RING_MAX_BATCH_RECORDS). Thread: the
+ * batch's owner. Lengths above spate_ring_max_record() must be refused by
+ * the caller (spate_ring_put* do it).
+ */
+static inline void *spate_ring_batch_add(struct spate_ring_batch *b, uint64_t len,
+					 uint32_t key_hash, uint8_t type)
+{
+	uint64_t sz = spate_ring_rec_size(len);
+
+	if ((uint64_t)(b->end - b->cur) < sz || b->count >= SPATE_RING_MAX_BATCH_RECORDS)
+		return NULL;
+	struct spate_ring_rhdr *rh = (struct spate_ring_rhdr *)(void *)b->cur;
+	uint8_t *payload = b->cur + sizeof(*rh);
+	if (len >= SPATE_RING_LONG) {
+		rh->len_type = SPATE_RING_LONG | ((uint32_t)type << 24);
+		memcpy(payload, &len, sizeof(len));
+		payload += 8;
+	} else {
+		rh->len_type = (uint32_t)len | ((uint32_t)type << 24);
+	}
+	rh->key_hash = key_hash;
+	b->cur += sz;
+	b->count++;
+	return payload;
+}
+
+/**
+ * Publish a reserved batch: stamps the sequence numbers and @p ts (0 = now)
+ * and makes it visible with one release store. If @p first_seq is not NULL,
+ * stores the first record's sequence number there; on a multi-writer ring,
+ * where sequence numbers are assigned at publication, in commit order of
+ * position, that means waiting until the batch is published (normally at
+ * once; longer if an earlier claimant is still writing). An empty batch is
+ * abandoned (a multi-writer ring publishes it as an empty batch).
+ * Thread: the batch's owner.
+ * @return the number of records published.
+ */
+static inline uint32_t spate_ring_commit(struct spate_ring_writer *w, struct spate_ring_batch *b,
+					 uint64_t ts, uint64_t *first_seq)
+{
+	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)b->hdr;
+	uint64_t len = (uint64_t)(b->cur - b->hdr);
+	uint32_t n = b->count;
+
+	if (w->flags & SPATE_RING_F_MULTI_WRITER)
+		return spate_ring_commit_mp_(w, b, ts, first_seq);
+	if (n == 0) /* nothing to publish; any padding is simply rewritten later */
+		return 0;
+	h->count = n;
+	h->owner = 0;
+	h->base_seq = w->seq;
+	h->ts = ts ? ts : spate_now_ns();
+	/* Relaxed: ordered before readers by the release store of tail below. */
+	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED,
+			      memory_order_relaxed);
+	if (first_seq)
+		*first_seq = w->seq;
+	w->seq += n;
+	w->head = b->pos + len;
+
+	struct spate_ring_shared *sh = w->ring->sh;
+	/* Relaxed: tail_seq is read only after an acquire of tail (lag, open). */
+	atomic_store_explicit(&sh->pub.tail_seq, w->seq, memory_order_relaxed);
+	if (w->flags & SPATE_RING_F_NO_BLOCKING) {
+		/* Release: pairs with the acquire load of tail in spate_ring_peek()
+		 * and spate_ring_reader_wait(): every header and payload byte above
+		 * is visible to a reader that sees this tail. */
+		atomic_store_explicit(&sh->pub.tail, w->head, memory_order_release);
+	} else {
+		/* Seq_cst (release at least, as above): with the seq_cst load of
+		 * rd_waiters it is the Dekker pair of the reader's seq_cst
+		 * increment of rd_waiters and re-read of tail before it sleeps:
+		 * either we see the waiter, or it sees this tail. */
+		atomic_store_explicit(&sh->pub.tail, w->head, memory_order_seq_cst);
+		if (atomic_load_explicit(&sh->pub.rd_waiters, memory_order_seq_cst))
+			spate_ring_wake_readers_(w->ring);
+	}
+	return n;
+}
+
+/** Abandon a reservation without publishing records. Thread: the batch's owner. */
+static inline void spate_ring_abort(struct spate_ring_writer *w, struct spate_ring_batch *b)
+{
+	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
+	b->count = 0;
+	spate_ring_commit(w, b, 0, NULL);
+}
+
+/**
+ * Copy one record into the ring as a batch of one.
+ * Thread: the writer handle's owner.
+ * @return 0 (and the sequence number in @p seq, single writer), -EMSGSIZE,
+ *         -EAGAIN, -ETIMEDOUT.
+ */
+static inline int spate_ring_put(struct spate_ring_writer *w, const void *data, uint64_t len,
+				 uint32_t key_hash, uint8_t type, uint64_t *seq)
+{
+	struct spate_ring_batch b;
+	int rc;
+
+	if (len > w->ring->max_record)
+		return -EMSGSIZE;
+	rc = spate_ring_reserve(w, spate_ring_rec_size(len), &b);
+	if (rc < 0)
+		return rc;
+	void *p = spate_ring_batch_add(&b, len, key_hash, type);
+	memcpy(p, data, len);
+	spate_ring_commit(w, &b, 0, seq);
+	return 0;
+}
+
+/**
+ * Copy @p n records into the ring. Records go into as few batches as fit
+ * (each batch at most half the ring and SPATE_RING_MAX_BATCH_RECORDS). A call
+ * that fits in one batch is published all or nothing.
+ * Thread: the writer handle's owner.
+ * @return the number of records written (less than @p n only if the ring
+ *         filled after the first batch), or -EMSGSIZE (a record is larger
+ *         than spate_ring_max_record(); nothing from it on is written),
+ *         -EAGAIN or -ETIMEDOUT if nothing could be written.
+ */
+int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_iov *v,
+			 unsigned n, uint64_t *first_seq);
+
+/* Reader ------------------------------------------------------------------ */
+
+int spate_ring_peek_slow_(struct spate_ring_reader *rd, int err);
+int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n);
+
+/**
+ * Fill @p out with views of up to @p max records, stopping before a record
+ * that would take the payload total past @p max_bytes (at least one record is
+ * returned if any is available). The views stay valid until the records are
+ * released. Peeking again without releasing returns the same records.
+ * Thread: the reader handle's owner; concurrent with writers and other readers.
+ *
+ * @return the number of records (0: none available), -EPIPE (this reader
+ *         was evicted), -EBADMSG (the ring's contents are corrupt: a header
+ *         fails validation).
+ */
+static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_ring_rec *out,
+				  unsigned max, uint64_t max_bytes)
+{
+	const uint8_t *data = rd->data;
+	const uint64_t mask = rd->mask;
+	uint64_t pos = rd->pos, seq = rd->seq, bend = rd->bend, bts = rd->bts;
+	uint64_t tail = rd->tail, bytes = 0;
+	uint32_t left = rd->left;
+	unsigned n = 0;
+	int refreshed = 0;
+
+	while (n < max) {
+		if (left == 0) {
+			if (pos == tail) {
+				if (refreshed)
+					break;
+				refreshed = 1;
+				/* Acquire: pairs with the release store of tail in
+				 * spate_ring_commit() / the multi-writer publisher. */
+				tail = atomic_load_explicit(&rd->ring->sh->pub.tail, memory_order_acquire);
+				/* Relaxed: only this reader and an evicter write it. */
+				if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) !=
+				    SPATE_RING_SLOT_ACTIVE)
+					return spate_ring_peek_slow_(rd, -EPIPE);
+				if (tail - pos > rd->cap)
+					return spate_ring_peek_slow_(rd, -EBADMSG);
+				if (pos == tail)
+					break;
+			}
+			const struct spate_ring_bhdr *h =
+				(const struct spate_ring_bhdr *)(const void *)(data + (pos & mask));
+			/* Relaxed: ordered by the acquire of tail (pos < tail). */
+			uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+			uint64_t len = c & SPATE_RING_C_LEN_MASK;
+			if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) ||
+			    len == 0 || len > rd->cap - (pos & mask) || len > tail - pos)
+				return spate_ring_peek_slow_(rd, -EBADMSG);
+			if (c & SPATE_RING_C_PAD) {
+				pos += len;
+				continue;
+			}
+			if (len < SPATE_RING_BHDR_SIZE)
+				return spate_ring_peek_slow_(rd, -EBADMSG);
+			if (__builtin_expect(h->base_seq != seq, 0)) {
+				/* UINT64_MAX: a new reader adopts the first batch's. */
+				if (seq != UINT64_MAX)
+					return spate_ring_peek_slow_(rd, -EBADMSG);
+				seq = h->base_seq;
+			}
+			left = h->count;
+			bts = h->ts;
+			bend = pos + len;
+			pos += SPATE_RING_BHDR_SIZE;
+			if (left == 0) {
+				pos = bend;
+				continue;
+			}
+		}
+		const struct spate_ring_rhdr *rh =
+			(const struct spate_ring_rhdr *)(const void *)(data + (pos & mask));
+		uint32_t lt = rh->len_type;
+		uint64_t len = lt & SPATE_RING_LONG;
+		const uint8_t *p = (const uint8_t *)(rh + 1);
+		if (__builtin_expect(len == SPATE_RING_LONG, 0)) {
+			memcpy(&len, p, sizeof(len));
+			p += 8;
+			if (len > rd->cap)
+				return spate_ring_peek_slow_(rd, -EBADMSG);
+		}
+		uint64_t sz = spate_ring_rec_size(len);
+		if (sz > bend - pos)
+			return spate_ring_peek_slow_(rd, -EBADMSG);
+		if (n && bytes + len > max_bytes)
+			break;
+		bytes += len;
+		out[n].data = p;
+		out[n].seq = seq;
+		out[n].ts = bts;
+		out[n].len = (uint32_t)len;
+		out[n].key_hash = rh->key_hash;
+		out[n].type = (uint8_t)(lt >> 24);
+		n++;
+		seq++;
+		pos += sz;
+		if (--left == 0)
+			pos = bend;
+	}
+	rd->tail = tail;
+	rd->p_pos = pos;
+	rd->p_seq = seq;
+	rd->p_bend = bend;
+	rd->p_bts = bts;
+	rd->p_left = left;
+	rd->p_count = n;
+	return (int)n;
+}
+
+/**
+ * Release the first @p n records of the last peek, giving their space back to
+ * writers. Ends that peek: peek again for the rest. Thread: the reader
+ * handle's owner.
+ * @return 0, -EINVAL (n larger than the last peek), -EPIPE (evicted; the
+ *         records may have been overwritten while in use).
+ */
+static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
+{
+	if (n > rd->p_count)
+		return -EINVAL;
+	if (n < rd->p_count)
+		return spate_ring_release_partial_(rd, n);
+	rd->pos = rd->p_pos;
+	rd->seq = rd->p_seq;
+	rd->bend = rd->p_bend;
+	rd->bts = rd->p_bts;
+	rd->left = rd->p_left;
+	rd->p_count = 0;
+	if (n == 0)
+		return 0;
+	/* Relaxed: a flag; only this reader and an evicter write it. */
+	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+		return -EPIPE;
+	/* Relaxed: informational (monitoring, lag of others). */
+	atomic_store_explicit(&rd->slot->seq, rd->seq, memory_order_relaxed);
+	if (rd->flags & SPATE_RING_F_NO_BLOCKING) {
+		/* Release: pairs with the acquire load of reader positions in the
+		 * writer's limit refresh: our reads of the released bytes happen
+		 * before the writer reuses them. */
+		atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_release);
+	} else {
+		/* Seq_cst (release at least, as above): with the seq_cst load of
+		 * wr_waiters, the Dekker pair of a writer's seq_cst increment of
+		 * wr_waiters and re-check of space before it sleeps. */
+		atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_seq_cst);
+		if (atomic_load_explicit(&rd->ring->sh->prod.wr_waiters, memory_order_seq_cst))
+			spate_ring_wake_writers_(rd->ring);
+	}
+	return 0;
+}
+
+/**
+ * Records and bytes published but not yet released by this reader.
+ * Thread: the reader handle's owner.
+ */
+static inline void spate_ring_lag(const struct spate_ring_reader *rd, uint64_t *records,
+				  uint64_t *bytes)
+{
+	struct spate_ring_shared *sh = rd->ring->sh;
+	/* Acquire: pairs with the release store of tail in commit/publish. */
+	uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	/* Relaxed: stored before tail (relaxed) by the single publisher; a
+	 * slightly newer value only overstates the lag by a batch. */
+	uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+	if (records)
+		*records = s > rd->seq ? s - rd->seq : 0;
+	if (bytes)
+		*bytes = t > rd->pos ? t - rd->pos : 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_RING_H */

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: process liveness helpers shared by shm.c and ring.c. Not installed. */
+#ifndef SPATE_RINGS_PROC_H
+#define SPATE_RINGS_PROC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/** Start time of @p pid in clock ticks since boot (/proc/PID/stat field 22),
+ *  or 0 if the process does not exist or the file cannot be parsed. */
+uint64_t spate_proc_start_time(pid_t pid);
+
+/** 1 if @p pid runs and started at @p start_time (0 = any), else 0. */
+int spate_proc_alive(pid_t pid, uint64_t start_time);
+
+#endif

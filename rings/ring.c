@@ -1,0 +1,867 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.c - setup and slow paths of the record ring (hot paths are inline in
+ * include/spate/ring.h).
+ *
+ * Design. A ring is a control block (struct spate_ring_shared) followed by a
+ * power-of-two data area. Positions are free-running 64-bit byte counts,
+ * masked on access. Batches never wrap: a batch that does not fit before the
+ * end is preceded by a PAD batch. Three positions matter:
+ *
+ *   trim <= reader positions <= tail <= head
+ *
+ * tail is what readers may read (one release store per published batch);
+ * head is what writers have claimed; trim is the oldest batch boundary still
+ * intact, where OLDEST readers start. A writer may write below
+ * min(trim, reader positions) + capacity, and caches that limit so it looks
+ * at the readers' lines only when the cache runs out. Before it raises the
+ * limit it advances trim over whole batches (reading their headers), then
+ * re-reads the reader slots: a Dekker pair with a reader that registers,
+ * then re-reads trim.
+ *
+ * Multi-writer rings claim with a CAS on head after recording the intended
+ * claim in the writer's slot; the batch header gets its claimed length at
+ * once and its COMMITTED bit when the records are written. Whoever holds the
+ * publisher token then walks committed batches from tail, stamps their
+ * sequence numbers (so numbers are contiguous in ring order, assigned at
+ * publication) and stores tail once. A writer that commits while another
+ * holds the token leaves the work to it; the holder re-checks after giving
+ * the token back (Dekker again), so no commit is left unpublished.
+ *
+ * Trade-offs and limits. A preempted publisher delays publication of the
+ * batches behind it (never their claims); a dead claimant stops publication
+ * at its batch until the recovery pass (later work) turns its claim, known
+ * from the header or from its slot's intent, into an empty batch. Readers
+ * never block on it: peek returns 0 and waits time out. At most
+ * SPATE_RING_MAX_READERS readers and SPATE_RING_MAX_WRITERS writers.
+ */
+#include "spate_config.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "spate/ring.h"
+#include "spate/shm.h"
+#include "rings/proc.h"
+
+static long futex_op(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+/* The low 32 bits of a 64-bit atomic, for futex waits on tail. */
+static _Atomic uint32_t *low_half(_Atomic uint64_t *p)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (_Atomic uint32_t *)(void *)p;
+#else
+	return (_Atomic uint32_t *)(void *)((char *)p + 4);
+#endif
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t deadline_of(uint64_t timeout_ns)
+{
+	uint64_t now = mono_ns();
+	return timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+}
+
+/* Sleep on @p word while it holds @p val, at most until @p deadline. */
+static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
+{
+	struct timespec ts, *tsp = NULL;
+
+	if (deadline != UINT64_MAX) {
+		uint64_t now = mono_ns();
+		uint64_t d = deadline > now ? deadline - now : 0;
+		ts.tv_sec = (time_t)(d / 1000000000ull);
+		ts.tv_nsec = (long)(d % 1000000000ull);
+		tsp = &ts;
+	}
+	/* Shared futex (no PRIVATE flag): waiters may be in other processes. */
+	futex_op(word, FUTEX_WAIT, val, tsp);
+}
+
+/* Spin iterations before a YIELD or BLOCK waiter yields or sleeps. */
+#define SPIN_BEFORE_SLEEP 2048u
+
+/* ------------------------------------------------------------------------ */
+/* Setup                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t data_offset(void)
+{
+	return (sizeof(struct spate_ring_shared) + 4095u) & ~(uint64_t)4095u;
+}
+
+/* Largest payload that fits: one record in a batch of half the ring. */
+static uint64_t max_payload(uint64_t cap)
+{
+	return (cap >> 1) - SPATE_RING_BHDR_SIZE - sizeof(struct spate_ring_rhdr) - 8u;
+}
+
+static int check_params(const struct spate_ring_params *p)
+{
+	if (!p || p->capacity < SPATE_RING_MIN_CAPACITY || p->capacity > SPATE_RING_MAX_CAPACITY ||
+	    (p->capacity & (p->capacity - 1)) || (p->flags & ~SPATE_RING_F_ALL_) ||
+	    p->max_record > max_payload(p->capacity))
+		return -EINVAL;
+	return 0;
+}
+
+size_t spate_ring_memsize(const struct spate_ring_params *p)
+{
+	if (check_params(p) < 0)
+		return 0;
+	return (size_t)(data_offset() + p->capacity);
+}
+
+int spate_ring_format(void *mem, size_t size, const struct spate_ring_params *p)
+{
+	struct spate_ring_shared *sh = mem;
+
+	if (check_params(p) < 0 || !mem || ((uintptr_t)mem & (SPATE_RING_LINE - 1)))
+		return -EINVAL;
+	if (size < spate_ring_memsize(p))
+		return -ENOSPC;
+	memset(sh, 0, sizeof(*sh));
+	sh->meta.magic = SPATE_RING_MAGIC;
+	sh->meta.layout_version = SPATE_RING_LAYOUT_VERSION;
+	sh->meta.shared_size = (uint32_t)sizeof(*sh);
+	sh->meta.total_size = data_offset() + p->capacity;
+	sh->meta.capacity = p->capacity;
+	sh->meta.data_off = data_offset();
+	sh->meta.max_record = p->max_record ? p->max_record : max_payload(p->capacity);
+	sh->meta.flags = p->flags;
+	sh->meta.cap_shift = (uint32_t)__builtin_ctzll(p->capacity);
+	/* Release: pairs with the acquire load of ready in spate_ring_open_mem(). */
+	__atomic_store_n(&sh->meta.ready, SPATE_RING_READY, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int spate_ring_open_mem(void *mem, size_t size, struct spate_ring **out)
+{
+	struct spate_ring_shared *sh = mem;
+	struct spate_ring *r;
+
+	if (!mem || !out || ((uintptr_t)mem & (SPATE_RING_LINE - 1)))
+		return -EINVAL;
+	if (size < sizeof(*sh))
+		return -EBADMSG;
+	/* Acquire: pairs with the release store in spate_ring_format(). */
+	if (__atomic_load_n(&sh->meta.ready, __ATOMIC_ACQUIRE) != SPATE_RING_READY)
+		return sh->meta.magic == SPATE_RING_MAGIC ? -EAGAIN : -EBADMSG;
+	if (sh->meta.magic != SPATE_RING_MAGIC)
+		return -EBADMSG;
+	if (sh->meta.layout_version != SPATE_RING_LAYOUT_VERSION)
+		return -EPROTO;
+
+	/* Copy once: a hostile peer may change the block under us. */
+	struct spate_ring_meta m;
+	memcpy(&m, &sh->meta, sizeof(m));
+	uint64_t cap = m.capacity;
+	if (m.shared_size != sizeof(*sh) || cap < SPATE_RING_MIN_CAPACITY ||
+	    cap > SPATE_RING_MAX_CAPACITY || (cap & (cap - 1)) || m.cap_shift >= 64 ||
+	    (1ull << m.cap_shift) != cap || m.data_off != data_offset() ||
+	    m.total_size != m.data_off + cap || m.total_size > size ||
+	    (m.flags & ~SPATE_RING_F_ALL_) || m.max_record == 0 || m.max_record > max_payload(cap))
+		return -EBADMSG;
+
+	/* Relaxed: a consistency check of positions; writers re-validate. */
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
+	if (trim > tail || tail - trim > cap || (tail & 7) || (trim & 7) ||
+	    ((m.flags & SPATE_RING_F_MULTI_WRITER) && (head < tail || head - tail > cap)))
+		return -EBADMSG;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->sh = sh;
+	r->data = (uint8_t *)mem + m.data_off;
+	r->cap = cap;
+	r->mask = cap - 1;
+	r->max_record = m.max_record;
+	r->flags = m.flags;
+	*out = r;
+	return 0;
+}
+
+int spate_ring_create(const char *name, const struct spate_ring_params *p, uint32_t shm_flags,
+		      struct spate_ring **out)
+{
+	struct spate_shm_opts opts = { .flags = shm_flags };
+	struct spate_shm *shm;
+	size_t sz = spate_ring_memsize(p);
+	int rc;
+
+	if (!sz || !out)
+		return -EINVAL;
+	rc = spate_shm_create(name, sz, &opts, &shm);
+	if (rc < 0)
+		return rc;
+	rc = spate_ring_format(spate_shm_user(shm), spate_shm_user_size(shm), p);
+	if (rc < 0)
+		goto err_shm;
+	rc = spate_ring_open_mem(spate_shm_user(shm), spate_shm_user_size(shm), out);
+	if (rc < 0)
+		goto err_shm;
+	(*out)->shm = shm;
+	return 0;
+err_shm:
+	spate_shm_detach(shm);
+	spate_shm_unlink(name);
+	return rc;
+}
+
+int spate_ring_attach(const char *name, struct spate_ring **out)
+{
+	struct spate_shm *shm;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	rc = spate_shm_attach(name, 0, &shm);
+	if (rc < 0)
+		return rc;
+	rc = spate_ring_open_mem(spate_shm_user(shm), spate_shm_user_size(shm), out);
+	if (rc < 0) {
+		spate_shm_detach(shm);
+		return rc;
+	}
+	(*out)->shm = shm;
+	return 0;
+}
+
+void spate_ring_close(struct spate_ring *r)
+{
+	if (!r)
+		return;
+	spate_shm_detach(r->shm);
+	free(r);
+}
+
+struct spate_shm *spate_ring_shm(const struct spate_ring *r)
+{
+	return r->shm;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
+			   struct spate_ring_writer **out)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t nslots = (r->flags & SPATE_RING_F_MULTI_WRITER) ? SPATE_RING_MAX_WRITERS : 1;
+	struct spate_ring_writer *w;
+	uint32_t i;
+
+	if (wait > SPATE_RING_WAIT_BLOCK)
+		return -EINVAL;
+	if (wait == SPATE_RING_WAIT_BLOCK && (r->flags & SPATE_RING_F_NO_BLOCKING))
+		return -ENOTSUP;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	for (i = 0; i < nslots; i++) {
+		uint32_t expect = SPATE_RING_SLOT_FREE;
+		/* Acquire: pairs with the release store of FREE in writer_close,
+		 * so the previous owner's use of the slot is over. */
+		if (atomic_compare_exchange_strong_explicit(&sh->writers[i].state, &expect,
+							    SPATE_RING_SLOT_ACTIVE,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			break;
+	}
+	if (i == nslots) {
+		free(w);
+		return -EBUSY;
+	}
+	sh->writers[i].pid = (uint32_t)getpid();
+	sh->writers[i].start_time = spate_proc_start_time((pid_t)getpid());
+	/* Relaxed: recovery data only, read long after. */
+	atomic_store_explicit(&sh->writers[i].intent_len, 0, memory_order_relaxed);
+	/* Relaxed: no batch of ours is pending; UINT64_MAX matches no position. */
+	atomic_store_explicit(&sh->writers[i].pub_pos, UINT64_MAX, memory_order_relaxed);
+
+	w->ring = r;
+	w->data = r->data;
+	w->mask = r->mask;
+	w->cap = r->cap;
+	w->flags = r->flags;
+	w->slot = i;
+	w->wait = wait;
+	w->timeout_ns = UINT64_MAX;
+	/* Acquire: pairs with the release store of tail by the previous writer
+	 * (single-writer rings continue where it stopped). */
+	w->head = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	/* Relaxed: written before tail by the previous writer. */
+	w->seq = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+	w->limit = 0; /* forces a refresh on the first reserve */
+	*out = w;
+	return 0;
+}
+
+void spate_ring_writer_close(struct spate_ring_writer *w)
+{
+	if (!w)
+		return;
+	/* Release: pairs with the acquire CAS in writer_open. */
+	atomic_store_explicit(&w->ring->sh->writers[w->slot].state, SPATE_RING_SLOT_FREE,
+			      memory_order_release);
+	free(w);
+}
+
+/* Minimum released position of the active readers, at most @p bound. */
+static uint64_t min_reader_pos(struct spate_ring_shared *sh, uint64_t bound)
+{
+	/* Seq_cst: the second half of the Dekker pair with reader registration
+	 * (it stores its slot and mask bit, then reads trim; we store trim,
+	 * then read the mask and slots). */
+	uint64_t mask = atomic_load_explicit(&sh->pub.reader_mask, memory_order_seq_cst);
+	uint64_t min = bound;
+
+	while (mask) {
+		unsigned i = (unsigned)__builtin_ctzll(mask);
+		mask &= mask - 1;
+		/* Seq_cst (acquire at least): pairs with the release store of pos in
+		 * spate_ring_release(): the reader is done with bytes below it. */
+		uint64_t p = atomic_load_explicit(&sh->readers[i].pos, memory_order_seq_cst);
+		if (p < min)
+			min = p;
+	}
+	return min;
+}
+
+/*
+ * Advance trim over whole published batches until it is at least @p goal
+ * (goal <= tail). Returns the new trim; stops early at a header that fails
+ * validation (a corrupt ring: the writer then simply finds no space).
+ *
+ * Only one writer walks at a time (multi-writer rings take trim_lock; one
+ * that finds it taken uses trim as it is). That is what makes the walk safe:
+ * every writer's cached limit is at most trim + capacity as it was when the
+ * limit was computed, and trim only grows, so no writer can be overwriting a
+ * header at or above the trim the walker starts from.
+ */
+static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal, uint64_t tail)
+{
+	struct spate_ring_shared *sh = r->sh;
+	int mp = !!(r->flags & SPATE_RING_F_MULTI_WRITER);
+
+	if (mp) {
+		uint32_t expect = 0;
+		/* Acquire: pairs with the release of trim_lock by the previous
+		 * walker, so we start from the trim it stored. */
+		if (!atomic_compare_exchange_strong_explicit(&sh->prod.trim_lock, &expect, slot + 1,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			return atomic_load_explicit(&sh->prod.trim, memory_order_seq_cst);
+	}
+	/* Relaxed: only the walker stores trim (single writer, or lock holder). */
+	uint64_t t0 = atomic_load_explicit(&sh->prod.trim, memory_order_relaxed);
+	uint64_t t = t0;
+
+	while (t < goal && t < tail) {
+		const struct spate_ring_bhdr *h =
+			(const struct spate_ring_bhdr *)(const void *)(r->data + (t & r->mask));
+		/* Relaxed: t < tail, which the caller loaded with acquire. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if ((c >> 32) != (uint32_t)(t >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
+		    len > r->cap - (t & r->mask) || len > tail - t)
+			break;
+		t += len;
+	}
+	if (t != t0)
+		/* Seq_cst: first half of the Dekker pair with reader registration
+		 * (we store trim, then read the slots; it stores its slot, then
+		 * reads trim). */
+		atomic_store_explicit(&sh->prod.trim, t, memory_order_seq_cst);
+	if (mp)
+		/* Release: pairs with the acquire CAS of the next walker. */
+		atomic_store_explicit(&sh->prod.trim_lock, 0, memory_order_release);
+	return t;
+}
+
+/* The writable limit now: min(trim, readers) + capacity, after advancing trim
+ * toward what @p need_end requires. */
+static uint64_t compute_limit(struct spate_ring *r, uint32_t slot, uint64_t need_end)
+{
+	struct spate_ring_shared *sh = r->sh;
+	/* Acquire: pairs with the release store of tail by the publisher; the
+	 * headers below it are complete, for advance_trim(). */
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	uint64_t min = min_reader_pos(sh, tail);
+	uint64_t goal = need_end > r->cap ? need_end - r->cap : 0;
+
+	if (goal > min)
+		return min + r->cap; /* full: a reader holds us back */
+	/* Go a quarter ring further than needed, so trim walks in bulk. */
+	uint64_t aim = goal + (r->cap >> 2);
+	uint64_t trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+	/* Re-read the readers after publishing trim (Dekker, see min_reader_pos). */
+	min = min_reader_pos(sh, trim);
+	return min + r->cap;
+}
+
+static void writer_sleep(struct spate_ring_writer *w, uint64_t need_end, uint64_t deadline,
+			 unsigned *spins)
+{
+	struct spate_ring_shared *sh = w->ring->sh;
+
+	if (w->wait == SPATE_RING_WAIT_BUSY || (*spins)++ < SPIN_BEFORE_SLEEP) {
+		spate_cpu_relax();
+		return;
+	}
+	if (w->wait == SPATE_RING_WAIT_YIELD) {
+		sched_yield();
+		return;
+	}
+	/* Seq_cst: Dekker pair with the seq_cst pos store and wr_waiters load
+	 * in spate_ring_release(). */
+	atomic_fetch_add_explicit(&sh->prod.wr_waiters, 1, memory_order_seq_cst);
+	uint32_t v = atomic_load_explicit(&sh->prod.space_futex, memory_order_seq_cst);
+	if (compute_limit(w->ring, w->slot, need_end) < need_end)
+		futex_sleep(&sh->prod.space_futex, v, deadline);
+	atomic_fetch_sub_explicit(&sh->prod.wr_waiters, 1, memory_order_relaxed);
+}
+
+int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
+{
+	uint64_t deadline = 0;
+	unsigned spins = 0;
+
+	for (;;) {
+		uint64_t lim = compute_limit(w->ring, w->slot, need_end);
+		if (lim >= need_end) {
+			w->limit = lim;
+			return 0;
+		}
+		if (!deadline) {
+			w->full_events++;
+			if (!(w->flags & SPATE_RING_F_FULL_WAIT))
+				return -EAGAIN;
+			deadline = deadline_of(w->timeout_ns);
+		}
+		if (mono_ns() >= deadline)
+			return -ETIMEDOUT;
+		writer_sleep(w, need_end, deadline, &spins);
+	}
+}
+
+int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct spate_ring_batch *b)
+{
+	struct spate_ring_shared *sh = w->ring->sh;
+	struct spate_ring_wslot *ws = &sh->writers[w->slot];
+	/* Relaxed: the CAS below validates the value. */
+	uint64_t h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
+	uint64_t pad, end;
+
+	for (;;) {
+		uint64_t room = w->cap - (h & w->mask);
+		pad = need > room ? room : 0;
+		end = h + pad + need;
+		if (end > w->limit) {
+			int rc = spate_ring_refresh_limit_(w, end);
+			if (rc < 0)
+				return rc;
+			h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
+			continue;
+		}
+		/* Relaxed: ordered before the claim by the CAS's release. Recovery
+		 * reads the intent to learn the length of a claim whose owner
+		 * died before writing its header. */
+		atomic_store_explicit(&ws->intent_pos, h, memory_order_relaxed);
+		atomic_store_explicit(&ws->intent_len, pad + need, memory_order_relaxed);
+		/* Acq_rel: release publishes the intent; acquire orders our writes
+		 * into the claimed space after the claim. */
+		if (atomic_compare_exchange_weak_explicit(&sh->prod.head, &h, end,
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
+	if (pad) {
+		struct spate_ring_bhdr *ph = (struct spate_ring_bhdr *)(void *)(w->data + (h & w->mask));
+		/* Release: pairs with the publisher's acquire load of commit. */
+		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(h) | pad | SPATE_RING_C_PAD |
+				      SPATE_RING_C_COMMITTED, memory_order_release);
+		h += pad;
+	}
+	struct spate_ring_bhdr *bh = (struct spate_ring_bhdr *)(void *)(w->data + (h & w->mask));
+	/* Relaxed: claimed, not committed; recovery reads the length. */
+	atomic_store_explicit(&bh->commit, SPATE_RING_TAG(h) | need, memory_order_relaxed);
+	b->hdr = (uint8_t *)bh;
+	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
+	b->end = b->hdr + need;
+	b->pos = h;
+	b->count = 0;
+	b->pad_ = (uint32_t)pad;
+	return 0;
+}
+
+/* Walk committed batches from tail, stamp sequence numbers, publish. Only the
+ * holder of the publisher token calls it. The walk reads only at or above the
+ * current tail, where the next claim starts exactly: a header there is either
+ * a claimant's (written with an atomic store) or untouched old data. */
+static void publish_run(struct spate_ring *r)
+{
+	struct spate_ring_shared *sh = r->sh;
+	/* Relaxed: only the token holder stores tail and tail_seq, and the
+	 * token's acquire orders us after the previous holder's stores. */
+	uint64_t t0 = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+	uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+	uint64_t t = t0;
+
+	while (t - t0 < r->cap) {
+		struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (t & r->mask));
+		/* Acquire: pairs with the committer's seq_cst store of commit. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if ((c >> 32) != (uint32_t)(t >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
+		    len > r->cap - (t & r->mask))
+			break;
+		if (!(c & SPATE_RING_C_PAD)) {
+			if (len < SPATE_RING_BHDR_SIZE)
+				break;
+			h->base_seq = s;
+			uint32_t owner = h->owner;
+			if (owner && owner <= SPATE_RING_MAX_WRITERS) {
+				struct spate_ring_wslot *ws = &sh->writers[owner - 1];
+				/* Relaxed, then release: pairs with the acquire load of
+				 * pub_pos by the owner waiting for its sequence number. */
+				atomic_store_explicit(&ws->pub_seq, s, memory_order_relaxed);
+				atomic_store_explicit(&ws->pub_pos, t, memory_order_release);
+			}
+			s += h->count;
+		}
+		t += len;
+	}
+	if (t == t0)
+		return;
+	/* Relaxed: see spate_ring_commit(). */
+	atomic_store_explicit(&sh->pub.tail_seq, s, memory_order_relaxed);
+	/* Release: pairs with the readers' acquire load of tail; also carries
+	 * the base_seq stamps above. Seq_cst where readers may sleep: the
+	 * Dekker pair with their rd_waiters increment (see spate_ring_commit). */
+	atomic_store_explicit(&sh->pub.tail, t,
+			      (r->flags & SPATE_RING_F_NO_BLOCKING) ? memory_order_release
+								    : memory_order_seq_cst);
+}
+
+uint32_t spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b,
+			       uint64_t ts, uint64_t *first_seq)
+{
+	struct spate_ring *r = w->ring;
+	struct spate_ring_shared *sh = r->sh;
+	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)b->hdr;
+	uint64_t len = (uint64_t)(b->end - b->hdr);
+
+	h->count = b->count;
+	h->owner = first_seq ? w->slot + 1 : 0;
+	h->ts = ts ? ts : spate_now_ns();
+	/* Seq_cst (release at least): pairs with the publisher's acquire load. */
+	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED,
+			      memory_order_seq_cst);
+	/* Relaxed: recovery data; the claim is complete. */
+	atomic_store_explicit(&sh->writers[w->slot].intent_len, 0, memory_order_relaxed);
+	/* Seq_cst: Dekker pair with the token holder, which gives the token
+	 * back and then re-reads commits: either our CAS below finds the token
+	 * free, or the holder sees this count move and walks again. */
+	atomic_fetch_add_explicit(&sh->prod.commits, 1, memory_order_seq_cst);
+
+	for (;;) {
+		uint32_t expect = 0;
+		/* Seq_cst: acquire orders us after the previous holder's tail
+		 * store; seq_cst for the Dekker pair above. */
+		if (!atomic_compare_exchange_strong_explicit(&sh->prod.pub_lock, &expect,
+							     w->slot + 1, memory_order_seq_cst,
+							     memory_order_seq_cst))
+			break; /* the holder will publish our batch */
+		uint64_t seen = atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst);
+		publish_run(r);
+		/* Seq_cst: give the token back, then re-check (Dekker above). */
+		atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
+		if (atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst) == seen)
+			break;
+	}
+	/* Seq_cst: after the seq_cst tail store of whoever published (us, or
+	 * the holder, which checks too): see spate_ring_commit(). */
+	if (!(r->flags & SPATE_RING_F_NO_BLOCKING) &&
+	    atomic_load_explicit(&sh->pub.rd_waiters, memory_order_seq_cst))
+		spate_ring_wake_readers_(r);
+	if (first_seq) {
+		struct spate_ring_wslot *ws = &sh->writers[w->slot];
+		unsigned spins = 0;
+		/* Acquire: pairs with the publisher's release store of pub_pos. */
+		while (atomic_load_explicit(&ws->pub_pos, memory_order_acquire) != b->pos) {
+			if (++spins > SPIN_BEFORE_SLEEP)
+				sched_yield();
+			else
+				spate_cpu_relax();
+		}
+		*first_seq = atomic_load_explicit(&ws->pub_seq, memory_order_relaxed);
+	}
+	return b->count;
+}
+
+int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_iov *v, unsigned n,
+			 uint64_t *first_seq)
+{
+	uint64_t max_bytes = (w->cap >> 1) - SPATE_RING_BHDR_SIZE;
+	unsigned i = 0, done = 0;
+
+	while (i < n) {
+		uint64_t bytes = 0;
+		unsigned j = i;
+		while (j < n && j - i < SPATE_RING_MAX_BATCH_RECORDS) {
+			if (v[j].len > w->ring->max_record)
+				break;
+			uint64_t sz = spate_ring_rec_size(v[j].len);
+			if (bytes + sz > max_bytes)
+				break;
+			bytes += sz;
+			j++;
+		}
+		if (j == i)
+			return done ? (int)done : -EMSGSIZE;
+		struct spate_ring_batch b;
+		int rc = spate_ring_reserve(w, bytes, &b);
+		if (rc < 0)
+			return done ? (int)done : rc;
+		for (unsigned k = i; k < j; k++) {
+			void *p = spate_ring_batch_add(&b, v[k].len, v[k].key_hash, v[k].type);
+			memcpy(p, v[k].data, v[k].len);
+		}
+		spate_ring_commit(w, &b, 0, done ? NULL : first_seq);
+		done += j - i;
+		i = j;
+	}
+	return (int)done;
+}
+
+void spate_ring_wake_readers_(struct spate_ring *r)
+{
+	futex_op(low_half(&r->sh->pub.tail), FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void spate_ring_wake_writers_(struct spate_ring *r)
+{
+	/* Relaxed: the futex word only needs to change; the kernel orders it. */
+	atomic_fetch_add_explicit(&r->sh->prod.space_futex, 1, memory_order_relaxed);
+	futex_op(&r->sh->prod.space_futex, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Readers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
+			   enum spate_ring_wait wait, struct spate_ring_reader **out)
+{
+	struct spate_ring_shared *sh = r->sh;
+	struct spate_ring_reader *rd;
+	uint32_t i;
+
+	if (wait > SPATE_RING_WAIT_BLOCK || start > SPATE_RING_START_LATEST)
+		return -EINVAL;
+	if (wait == SPATE_RING_WAIT_BLOCK && (r->flags & SPATE_RING_F_NO_BLOCKING))
+		return -ENOTSUP;
+	rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	for (i = 0; i < SPATE_RING_MAX_READERS; i++) {
+		uint32_t expect = SPATE_RING_SLOT_FREE;
+		/* Acquire: pairs with the release store of FREE in reader_close. */
+		if (atomic_compare_exchange_strong_explicit(&sh->readers[i].state, &expect,
+							    SPATE_RING_SLOT_ACTIVE,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			break;
+	}
+	if (i == SPATE_RING_MAX_READERS) {
+		free(rd);
+		return -EBUSY;
+	}
+	struct spate_ring_rslot *slot = &sh->readers[i];
+	slot->pid = (uint32_t)getpid();
+	slot->start_time = spate_proc_start_time((pid_t)getpid());
+	/* Relaxed: a counter; the slot is ours. */
+	rd->gen = atomic_fetch_add_explicit(&slot->gen, 1, memory_order_relaxed) + 1;
+
+	/* Register at a candidate position, then check that trim has not passed
+	 * it (Dekker with the writer: it stores trim, then reads slots). */
+	uint64_t pos = start == SPATE_RING_START_OLDEST
+		? atomic_load_explicit(&sh->prod.trim, memory_order_seq_cst)
+		: atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
+	atomic_store_explicit(&slot->pos, pos, memory_order_seq_cst);
+	atomic_fetch_or_explicit(&sh->pub.reader_mask, 1ull << i, memory_order_seq_cst);
+	for (;;) {
+		uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_seq_cst);
+		if (trim <= pos)
+			break;
+		pos = start == SPATE_RING_START_OLDEST
+			? trim
+			: atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
+		atomic_store_explicit(&slot->pos, pos, memory_order_seq_cst);
+	}
+	/* Relaxed: informational until the first release. */
+	atomic_store_explicit(&slot->seq, UINT64_MAX, memory_order_relaxed);
+
+	rd->ring = r;
+	rd->data = r->data;
+	rd->mask = r->mask;
+	rd->cap = r->cap;
+	rd->slot = slot;
+	rd->flags = r->flags;
+	rd->index = i;
+	rd->wait = wait;
+	rd->pos = pos;
+	rd->tail = pos;
+	rd->seq = UINT64_MAX; /* adopted from the first batch header */
+	rd->left = 0;
+	*out = rd;
+	return 0;
+}
+
+void spate_ring_reader_close(struct spate_ring_reader *rd)
+{
+	if (!rd)
+		return;
+	struct spate_ring_shared *sh = rd->ring->sh;
+
+	/* Seq_cst: writers stop counting us before the slot can be reused. The
+	 * bit is ours until the slot is FREE (an evicter clears it too). */
+	atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << rd->index),
+				  memory_order_seq_cst);
+	/* Release: pairs with the acquire CAS in reader_open. */
+	atomic_store_explicit(&rd->slot->state, SPATE_RING_SLOT_FREE, memory_order_release);
+	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
+		spate_ring_wake_writers_(rd->ring);
+	free(rd);
+}
+
+int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t expect = SPATE_RING_SLOT_ACTIVE;
+
+	if (index >= SPATE_RING_MAX_READERS)
+		return -EINVAL;
+	/* Seq_cst: ordered with the owner's close and the writers' scans. */
+	if (!atomic_compare_exchange_strong_explicit(&sh->readers[index].state, &expect,
+						     SPATE_RING_SLOT_EVICTED, memory_order_seq_cst,
+						     memory_order_seq_cst))
+		return -ENOENT;
+	atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << index), memory_order_seq_cst);
+	if (!(r->flags & SPATE_RING_F_NO_BLOCKING))
+		spate_ring_wake_writers_(r);
+	return 0;
+}
+
+int spate_ring_peek_slow_(struct spate_ring_reader *rd, int err)
+{
+	/* An evicted reader may have read over-written garbage: say evicted. */
+	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+		return -EPIPE;
+	rd->p_count = 0;
+	return err;
+}
+
+int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n)
+{
+	/* Walk n records from the released position, as peek did (the headers
+	 * were validated by that peek and are still ours). */
+	uint64_t pos = rd->pos, seq = rd->seq, bend = rd->bend, bts = rd->bts;
+	uint32_t left = rd->left;
+
+	for (unsigned k = 0; k < n;) {
+		if (left == 0) {
+			const struct spate_ring_bhdr *h =
+				(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
+			uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+			uint64_t len = c & SPATE_RING_C_LEN_MASK;
+			if (c & SPATE_RING_C_PAD) {
+				pos += len;
+				continue;
+			}
+			left = h->count;
+			bts = h->ts;
+			seq = h->base_seq;
+			bend = pos + len;
+			pos += SPATE_RING_BHDR_SIZE;
+			if (left == 0) {
+				pos = bend;
+				continue;
+			}
+		}
+		const struct spate_ring_rhdr *rh =
+			(const struct spate_ring_rhdr *)(const void *)(rd->data + (pos & rd->mask));
+		uint64_t len = rh->len_type & SPATE_RING_LONG;
+		if (len == SPATE_RING_LONG)
+			memcpy(&len, rh + 1, sizeof(len));
+		pos += spate_ring_rec_size(len);
+		seq++;
+		k++;
+		if (--left == 0)
+			pos = bend;
+	}
+	rd->p_pos = pos;
+	rd->p_seq = seq;
+	rd->p_bend = bend;
+	rd->p_bts = bts;
+	rd->p_left = left;
+	rd->p_count = n;
+	return spate_ring_release(rd, n);
+}
+
+int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
+{
+	struct spate_ring_shared *sh = rd->ring->sh;
+	uint64_t deadline = 0;
+	unsigned spins = 0;
+
+	if (rd->left)
+		return 0;
+	for (;;) {
+		/* Acquire: pairs with the release store of tail (data visible). */
+		uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+		if (t != rd->pos)
+			return 0;
+		if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) !=
+		    SPATE_RING_SLOT_ACTIVE)
+			return -EPIPE;
+		if (!deadline)
+			deadline = deadline_of(timeout_ns);
+		else if (mono_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (rd->wait == SPATE_RING_WAIT_BUSY || spins++ < SPIN_BEFORE_SLEEP) {
+			spate_cpu_relax();
+			continue;
+		}
+		if (rd->wait == SPATE_RING_WAIT_YIELD) {
+			sched_yield();
+			continue;
+		}
+		/* Seq_cst: Dekker pair with the seq_cst tail store and rd_waiters
+		 * load in commit: either the writer sees us, or we see its tail. */
+		atomic_fetch_add_explicit(&sh->pub.rd_waiters, 1, memory_order_seq_cst);
+		t = atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
+		if (t == rd->pos)
+			futex_sleep(low_half(&sh->pub.tail), (uint32_t)t, deadline);
+		atomic_fetch_sub_explicit(&sh->pub.rd_waiters, 1, memory_order_relaxed);
+	}
+}
