@@ -198,17 +198,16 @@ int spate_ring_open_mem(void *mem, size_t size, struct spate_ring **out)
 	return 0;
 }
 
-int spate_ring_create(const char *name, const struct spate_ring_params *p, uint32_t shm_flags,
-		      struct spate_ring **out)
+int spate_ring_create(const char *name, const struct spate_ring_params *p,
+		      const struct spate_shm_opts *opts, struct spate_ring **out)
 {
-	struct spate_shm_opts opts = { .flags = shm_flags };
 	struct spate_shm *shm;
 	size_t sz = spate_ring_memsize(p);
 	int rc;
 
 	if (!sz || !out)
 		return -EINVAL;
-	rc = spate_shm_create(name, sz, &opts, &shm);
+	rc = spate_shm_create(name, sz, opts, &shm);
 	if (rc < 0)
 		return rc;
 	rc = spate_ring_format(spate_shm_user(shm), spate_shm_user_size(shm), p);

@@ -117,6 +117,8 @@ struct spate_ring_rhdr {
 };
 #define SPATE_RING_LONG 0xffffffu
 #define SPATE_RING_BHDR_SIZE ((uint32_t)sizeof(struct spate_ring_bhdr))
+/** How far ahead a reader prefetches published data, in bytes. */
+#define SPATE_RING_PREFETCH 1024u
 
 /** Immutable description, written once by spate_ring_format(). */
 struct spate_ring_meta {
@@ -316,13 +318,16 @@ int spate_ring_format(void *mem, size_t size, const struct spate_ring_params *p)
  */
 int spate_ring_open_mem(void *mem, size_t size, struct spate_ring **out);
 
+struct spate_shm_opts;
+
 /**
  * Create a shared-memory region named @p name holding one ring.
- * @p shm_flags are SPATE_SHM_F_* (huge pages, mlock, replace).
+ * @p shm_opts (may be NULL) chooses huge pages, mlock, replace, file mode
+ * and group: see struct spate_shm_opts.
  * @return 0 or the errors of spate_shm_create() and spate_ring_format().
  */
 int spate_ring_create(const char *name, const struct spate_ring_params *p,
-		      uint32_t shm_flags, struct spate_ring **out);
+		      const struct spate_shm_opts *shm_opts, struct spate_ring **out);
 
 /**
  * Attach the ring in region @p name created by spate_ring_create().
@@ -459,6 +464,10 @@ static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes
 	b->hdr = w->data + off;
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
+	/* Ask for the lines in exclusive state now, all at once, rather than
+	 * one store miss at a time as the records are written. */
+	for (uint64_t o = 0; o < need && o < SPATE_RING_PREFETCH * 4; o += 64)
+		__builtin_prefetch(b->hdr + o, 1, 3);
 	b->pos = pos;
 	b->count = 0;
 	b->pad_ = (uint32_t)pad;
@@ -615,6 +624,7 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 	const uint64_t mask = rd->mask;
 	uint64_t pos = rd->pos, seq = rd->seq, bend = rd->bend, bts = rd->bts;
 	uint64_t tail = rd->tail, bytes = 0;
+	uint64_t pf = pos; /* prefetched up to here */
 	uint32_t left = rd->left;
 	unsigned n = 0;
 	int refreshed = 0;
@@ -665,6 +675,15 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 				pos = bend;
 				continue;
 			}
+		}
+		/* Record positions depend on the lengths before them: without
+		 * prefetching, every line is a dependent cross-core miss. Keep
+		 * SPATE_RING_PREFETCH bytes of published data in flight. */
+		if (pf < pos)
+			pf = pos & ~(uint64_t)63;
+		while (pf < pos + SPATE_RING_PREFETCH && pf < tail) {
+			__builtin_prefetch(data + (pf & mask), 0, 3);
+			pf += 64;
 		}
 		const struct spate_ring_rhdr *rh =
 			(const struct spate_ring_rhdr *)(const void *)(data + (pos & mask));
