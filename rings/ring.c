@@ -643,7 +643,8 @@ int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_io
 			return done ? (int)done : rc;
 		for (unsigned k = i; k < j; k++) {
 			void *p = spate_ring_batch_add(&b, v[k].len, v[k].key_hash, v[k].type);
-			memcpy(p, v[k].data, v[k].len);
+			if (v[k].len)
+				memcpy(p, v[k].data, v[k].len);
 		}
 		spate_ring_commit(w, &b, 0, done ? NULL : first_seq);
 		done += j - i;
@@ -730,10 +731,40 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	rd->wait = wait;
 	rd->pos = pos;
 	rd->tail = pos;
-	rd->seq = UINT64_MAX; /* adopted from the first batch header */
+	rd->seq = UINT64_MAX; /* learnt from the first batch header */
 	rd->left = 0;
+	spate_ring_reader_resolve_seq(rd);
 	*out = rd;
 	return 0;
+}
+
+int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd)
+{
+	if (rd->seq != UINT64_MAX)
+		return 0;
+	/* Acquire: pairs with the release store of tail; the headers below it
+	 * are complete, and ours to read since our slot holds writers back. */
+	uint64_t tail = atomic_load_explicit(&rd->ring->sh->pub.tail, memory_order_acquire);
+	uint64_t pos = rd->pos;
+
+	while (pos < tail) {
+		const struct spate_ring_bhdr *h =
+			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
+		/* Relaxed: ordered by the acquire of tail. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
+		    len > rd->cap - (pos & rd->mask) || len > tail - pos)
+			return -EBADMSG;
+		if (!(c & SPATE_RING_C_PAD)) {
+			if (len < SPATE_RING_BHDR_SIZE)
+				return -EBADMSG;
+			rd->seq = h->base_seq;
+			return 0;
+		}
+		pos += len;
+	}
+	return -EAGAIN;
 }
 
 void spate_ring_reader_close(struct spate_ring_reader *rd)

@@ -435,8 +435,9 @@ static inline uint64_t spate_ring_rec_size(uint64_t len)
 static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes,
 				     struct spate_ring_batch *b)
 {
+	if (bytes > (w->cap >> 1))
+		return -EMSGSIZE;
 	uint64_t need = SPATE_RING_BHDR_SIZE + ((bytes + 7u) & ~(uint64_t)7u);
-
 	if (need > (w->cap >> 1))
 		return -EMSGSIZE;
 	if (w->flags & SPATE_RING_F_MULTI_WRITER)
@@ -583,7 +584,8 @@ static inline int spate_ring_put(struct spate_ring_writer *w, const void *data, 
 	if (rc < 0)
 		return rc;
 	void *p = spate_ring_batch_add(&b, len, key_hash, type);
-	memcpy(p, data, len);
+	if (len)
+		memcpy(p, data, len);
 	spate_ring_commit(w, &b, 0, seq);
 	return 0;
 }
@@ -629,6 +631,10 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 	unsigned n = 0;
 	int refreshed = 0;
 
+	/* Relaxed: a flag in our own slot, written only by us and an evicter;
+	 * an evicted reader must not hand out records being overwritten. */
+	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+		return spate_ring_peek_slow_(rd, -EPIPE);
 	while (n < max) {
 		if (left == 0) {
 			if (pos == tail) {
@@ -638,10 +644,6 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 				/* Acquire: pairs with the release store of tail in
 				 * spate_ring_commit() / the multi-writer publisher. */
 				tail = atomic_load_explicit(&rd->ring->sh->pub.tail, memory_order_acquire);
-				/* Relaxed: only this reader and an evicter write it. */
-				if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) !=
-				    SPATE_RING_SLOT_ACTIVE)
-					return spate_ring_peek_slow_(rd, -EPIPE);
 				if (tail - pos > rd->cap)
 					return spate_ring_peek_slow_(rd, -EBADMSG);
 				if (pos == tail)
@@ -691,6 +693,8 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 		uint64_t len = lt & SPATE_RING_LONG;
 		const uint8_t *p = (const uint8_t *)(rh + 1);
 		if (__builtin_expect(len == SPATE_RING_LONG, 0)) {
+			if (bend - pos < 16)
+				return spate_ring_peek_slow_(rd, -EBADMSG);
 			memcpy(&len, p, sizeof(len));
 			p += 8;
 			if (len > rd->cap)
@@ -715,6 +719,13 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 			pos = bend;
 	}
 	rd->tail = tail;
+	if (n == 0 && left == 0) {
+		/* Only padding or empty batches were passed: nothing to release,
+		 * but do not walk them again (a waiter would see data forever). */
+		rd->pos = pos;
+		rd->bend = bend;
+		rd->seq = seq;
+	}
 	rd->p_pos = pos;
 	rd->p_seq = seq;
 	rd->p_bend = bend;
@@ -767,20 +778,30 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 }
 
 /**
+ * Learn the sequence number at the reader's position from the batch header
+ * there, if it is not known yet (a new reader before its first peek).
+ * Thread: the reader handle's owner.
+ * @return 0, -EAGAIN (nothing published at the position yet), -EBADMSG.
+ */
+int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd);
+
+/**
  * Records and bytes published but not yet released by this reader.
  * Thread: the reader handle's owner.
  */
-static inline void spate_ring_lag(const struct spate_ring_reader *rd, uint64_t *records,
+static inline void spate_ring_lag(struct spate_ring_reader *rd, uint64_t *records,
 				  uint64_t *bytes)
 {
 	struct spate_ring_shared *sh = rd->ring->sh;
+	if (rd->seq == UINT64_MAX)
+		spate_ring_reader_resolve_seq(rd);
 	/* Acquire: pairs with the release store of tail in commit/publish. */
 	uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
 	/* Relaxed: stored before tail (relaxed) by the single publisher; a
 	 * slightly newer value only overstates the lag by a batch. */
 	uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
 	if (records)
-		*records = s > rd->seq ? s - rd->seq : 0;
+		*records = rd->seq != UINT64_MAX && s > rd->seq ? s - rd->seq : 0;
 	if (bytes)
 		*bytes = t > rd->pos ? t - rd->pos : 0;
 }
