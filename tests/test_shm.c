@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -717,7 +718,7 @@ Test(shm, opts_dir_hugetlbfs)
 /* An attacher racing a creator sees the region fully built or not at all. */
 struct race {
 	char name[64];
-	volatile int stop;
+	atomic_int stop;
 	int bad;
 	int seen;
 };
@@ -726,7 +727,7 @@ static void *attacher(void *arg)
 {
 	struct race *rc = arg;
 
-	while (!rc->stop) {
+	while (!atomic_load(&rc->stop)) {
 		struct spate_shm *s = NULL;
 		int r = spate_shm_attach(rc->name, 0, &s);
 
@@ -755,7 +756,7 @@ Test(shm, attach_never_sees_half_built_region, .timeout = 60)
 		spate_shm_detach(a);
 		cr_assert_eq(spate_shm_unlink(rc.name), 0);
 	}
-	rc.stop = 1;
+	atomic_store(&rc.stop, 1);
 	pthread_join(t, NULL);
 	cr_log_info("attacher saw the region %d times", rc.seen);
 	cr_assert_eq(rc.bad, 0, "attach returned something other than 0 or -ENOENT");
