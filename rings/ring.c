@@ -432,34 +432,45 @@ static void writer_sleep(struct spate_ring_writer *w, uint64_t need_end, uint64_
 	}
 	/* Seq_cst: Dekker pair with the seq_cst pos store and wr_waiters load
 	 * in spate_ring_release(). */
-	atomic_fetch_add_explicit(&sh->prod.wr_waiters, 1, memory_order_seq_cst);
-	uint32_t v = atomic_load_explicit(&sh->prod.space_futex, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&sh->wake.wr_waiters, 1, memory_order_seq_cst);
+	uint32_t v = atomic_load_explicit(&sh->wake.space_futex, memory_order_seq_cst);
 	if (compute_limit(w->ring, w->slot, need_end) < need_end)
-		futex_sleep(&sh->prod.space_futex, v, deadline);
-	atomic_fetch_sub_explicit(&sh->prod.wr_waiters, 1, memory_order_relaxed);
+		futex_sleep(&sh->wake.space_futex, v, deadline);
+	atomic_fetch_sub_explicit(&sh->wake.wr_waiters, 1, memory_order_relaxed);
 }
 
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 {
+	struct spate_ring_shared *sh = w->ring->sh;
 	uint64_t deadline = 0;
 	unsigned spins = 0;
+	int rc;
 
 	for (;;) {
 		uint64_t lim = compute_limit(w->ring, w->slot, need_end);
 		if (lim >= need_end) {
 			w->limit = lim;
-			return 0;
+			rc = 0;
+			break;
 		}
 		if (!deadline) {
 			w->full_events++;
 			if (!(w->flags & SPATE_RING_F_FULL_WAIT))
 				return -EAGAIN;
 			deadline = deadline_of(w->timeout_ns);
+			/* Seq_cst: readers that see it give space back at once
+			 * instead of in steps (see spate_ring_release). */
+			atomic_fetch_add_explicit(&sh->wake.wr_waiting, 1, memory_order_seq_cst);
 		}
-		if (mono_ns() >= deadline)
-			return -ETIMEDOUT;
+		if (mono_ns() >= deadline) {
+			rc = -ETIMEDOUT;
+			break;
+		}
 		writer_sleep(w, need_end, deadline, &spins);
 	}
+	if (deadline)
+		atomic_fetch_sub_explicit(&sh->wake.wr_waiting, 1, memory_order_relaxed);
+	return rc;
 }
 
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct spate_ring_batch *b)
@@ -661,8 +672,8 @@ void spate_ring_wake_readers_(struct spate_ring *r)
 void spate_ring_wake_writers_(struct spate_ring *r)
 {
 	/* Relaxed: the futex word only needs to change; the kernel orders it. */
-	atomic_fetch_add_explicit(&r->sh->prod.space_futex, 1, memory_order_relaxed);
-	futex_op(&r->sh->prod.space_futex, FUTEX_WAKE, INT_MAX, NULL);
+	atomic_fetch_add_explicit(&r->sh->wake.space_futex, 1, memory_order_relaxed);
+	futex_op(&r->sh->wake.space_futex, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -730,6 +741,7 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	rd->index = i;
 	rd->wait = wait;
 	rd->pos = pos;
+	rd->published = pos;
 	rd->tail = pos;
 	rd->seq = UINT64_MAX; /* learnt from the first batch header */
 	rd->left = 0;

@@ -178,14 +178,22 @@ struct spate_ring_shared {
 		_Atomic uint32_t pub_lock;
 		/** Multi-writer trim walker token (0 free, else writer slot + 1). */
 		_Atomic uint32_t trim_lock;
-		/** Writers sleeping for space, and the futex word they sleep on. */
-		_Atomic uint32_t wr_waiters;
-		_Atomic uint32_t space_futex;
+		uint32_t pad0_;
 		/** Multi-writer commits so far: the publisher re-checks it after
 		 *  giving the token back, so no commit is left unpublished. */
 		_Atomic uint64_t commits;
 		uint8_t pad_[SPATE_RING_LINE - 40];
 	} prod;
+	_Alignas(SPATE_RING_LINE) struct {
+		/** Writers sleeping for space, and the futex word they sleep on.
+		 *  A line of its own: readers look at it on every release, and it
+		 *  changes only when a writer starts or stops waiting. */
+		_Atomic uint32_t wr_waiters;
+		_Atomic uint32_t space_futex;
+		/** Writers waiting for space in any way (FULL_WAIT rings). */
+		_Atomic uint32_t wr_waiting;
+		uint8_t pad_[SPATE_RING_LINE - 12];
+	} wake;
 	_Alignas(SPATE_RING_LINE) struct {
 		/** Published position: every byte below it is a readable batch. */
 		_Atomic uint64_t tail;
@@ -226,7 +234,8 @@ struct spate_ring_writer {
 	uint64_t head;   /**< single writer: next free position */
 	uint64_t limit;  /**< may write below this without looking at readers */
 	uint64_t seq;    /**< single writer: next sequence number */
-	uint32_t flags;  /**< the ring's flags */
+	uint32_t flags;  /**< the ring's flags, copied; SPATE_RING_F_FULL_WAIT may be
+			      set or cleared per handle (full policy of this writer) */
 	uint32_t slot;   /**< writer slot index */
 	enum spate_ring_wait wait;
 	uint64_t timeout_ns; /**< for FULL_WAIT rings; UINT64_MAX = forever */
@@ -246,6 +255,7 @@ struct spate_ring_reader {
 	uint64_t tail;      /**< cached published position */
 	/* Position released so far, and the batch it is in. */
 	uint64_t pos;       /**< next record (or batch header if left == 0) */
+	uint64_t published; /**< position last stored in the slot */
 	uint64_t seq;       /**< its sequence number */
 	uint64_t bend;      /**< end of the current batch */
 	uint64_t bts;       /**< timestamp of the current batch */
@@ -465,10 +475,6 @@ static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes
 	b->hdr = w->data + off;
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
-	/* Ask for the lines in exclusive state now, all at once, rather than
-	 * one store miss at a time as the records are written. */
-	for (uint64_t o = 0; o < need && o < SPATE_RING_PREFETCH * 4; o += 64)
-		__builtin_prefetch(b->hdr + o, 1, 3);
 	b->pos = pos;
 	b->count = 0;
 	b->pad_ = (uint32_t)pad;
@@ -737,8 +743,12 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 
 /**
  * Release the first @p n records of the last peek, giving their space back to
- * writers. Ends that peek: peek again for the rest. Thread: the reader
- * handle's owner.
+ * writers. Ends that peek: peek again for the rest. The space reaches
+ * writers at once when a writer is waiting for space (FULL_WAIT rings) or
+ * the reader has consumed everything it has seen published, and otherwise
+ * in steps of 1/16 of the ring (so a writer that fails at once on a full
+ * ring sees space come back in such steps while the reader is busy).
+ * Thread: the reader handle's owner.
  * @return 0, -EINVAL (n larger than the last peek), -EPIPE (evicted; the
  *         records may have been overwritten while in use).
  */
@@ -759,6 +769,16 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 	/* Relaxed: a flag; only this reader and an evicter write it. */
 	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
 		return -EPIPE;
+	/* Give space back in steps of 1/16 of the ring, at once when we have
+	 * read all we know of, or when a writer waits for space: a writer
+	 * held back by a busy reader then reads a line that rarely changes,
+	 * instead of taking it from the reader every batch. Relaxed: a hint;
+	 * a writer that starts waiting just after this load is served by our
+	 * next release (or a step or catching up), within its timeout. */
+	if (rd->pos - rd->published < (rd->cap >> 4) && rd->pos != rd->tail &&
+	    !atomic_load_explicit(&rd->ring->sh->wake.wr_waiting, memory_order_relaxed))
+		return 0;
+	rd->published = rd->pos;
 	/* Relaxed: informational (monitoring, lag of others). */
 	atomic_store_explicit(&rd->slot->seq, rd->seq, memory_order_relaxed);
 	if (rd->flags & SPATE_RING_F_NO_BLOCKING) {
@@ -771,7 +791,7 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 		 * wr_waiters, the Dekker pair of a writer's seq_cst increment of
 		 * wr_waiters and re-check of space before it sleeps. */
 		atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_seq_cst);
-		if (atomic_load_explicit(&rd->ring->sh->prod.wr_waiters, memory_order_seq_cst))
+		if (atomic_load_explicit(&rd->ring->sh->wake.wr_waiters, memory_order_seq_cst))
 			spate_ring_wake_writers_(rd->ring);
 	}
 	return 0;

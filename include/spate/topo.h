@@ -45,13 +45,14 @@ unsigned spate_topo_pus(const struct spate_topo *t);
  * Choose @p n CPUs on distinct physical cores that share the closest cache,
  * where the machine has a choice (first PU of each core). If there are fewer
  * cores than @p n, cores are reused and distinct_cores is 0.
- * @return 0, -EINVAL (n is 0 or above 8).
+ * @return 0, -EINVAL (n is 0 or above 8), -ENOTSUP (built without hwloc).
  */
 int spate_topo_place(const struct spate_topo *t, unsigned n, struct spate_topo_placement *p);
 
 /**
  * Bind the calling thread to OS cpu @p cpu.
- * @return 0, -EINVAL, or the -errno of the failed binding.
+ * @return 0, -EINVAL (cpu not allowed), -ENOMEM, -ENOTSUP (built without
+ *         hwloc), or the -errno of the failed binding.
  */
 int spate_topo_pin_self(const struct spate_topo *t, int cpu);
 

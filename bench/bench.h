@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file bench.h
+ * @brief Benchmarks behind `spate bench ...` (the spatebench library).
+ */
+#ifndef SPATE_BENCH_H
+#define SPATE_BENCH_H
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * `spate bench ring [options]`: cross-core throughput and latency of the
+ * spate record ring against DPDK rte_ring and ck_ring. @p argv[0] is "ring".
+ * Results go to stdout (a table, or one JSON object with --json), errors and
+ * warnings to stderr.
+ * @return 0, -EINVAL (bad options; usage printed), -ENOMEM, -EIO (a run
+ *         failed or a reader saw records out of sequence).
+ */
+int spate_bench_ring_main(int argc, char **argv);
+
+/** Print the options of `spate bench ring` to @p f. */
+void spate_bench_ring_usage(FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

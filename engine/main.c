@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - the `spate` command line.
+ *
+ * Design: a command is a row {name, function, help} in a table; a row whose
+ * function is NULL and whose `sub` points to another table is a command
+ * group (`spate bench ring`). dispatch() walks one table for argv[0], so new
+ * commands (run, put, tail, demo, bench pipeline) are one row and one
+ * function each. Command functions take argv with argv[0] = their own name
+ * and return 0 or -errno; -EINVAL means a usage error (exit status 2), any
+ * other error exits with 1.
+ */
+#include "spate_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "spate/spate.h"
+#include "bench/bench.h"
+
+struct spate_cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const struct spate_cmd *sub; /* a group: its table, NULL-terminated */
+	const char *help;
+};
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct spate_cmd bench_cmds[] = {
+	{ "ring", spate_bench_ring_main, NULL,
+	  "ring throughput and latency vs DPDK rte_ring and ck_ring" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const struct spate_cmd top_cmds[] = {
+	{ "version", cmd_version, NULL, "print the version" },
+	{ "help", cmd_help, NULL, "list the commands (help CMD: the commands of a group)" },
+	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void list_cmds(FILE *f, const char *prefix, const struct spate_cmd *t)
+{
+	for (; t->name; t++) {
+		char full[128];
+		int n = snprintf(full, sizeof(full), "%s%s", prefix, t->name);
+		if (n < 0 || (size_t)n >= sizeof(full) - 1)
+			continue; /* names are short; never happens */
+		if (t->sub) {
+			full[n] = ' ';
+			full[n + 1] = 0;
+			list_cmds(f, full, t->sub);
+		} else {
+			fprintf(f, "  spate %-18s %s\n", full, t->help);
+		}
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: spate COMMAND [options]\n\ncommands:\n");
+	list_cmds(f, "", top_cmds);
+}
+
+static const struct spate_cmd *find_cmd(const struct spate_cmd *t, const char *name)
+{
+	for (; t->name; t++)
+		if (!strcmp(t->name, name))
+			return t;
+	return NULL;
+}
+
+/* Run argv[0] from table @p t; @p path names the group for messages. */
+static int dispatch(const struct spate_cmd *t, const char *path, int argc, char **argv)
+{
+	if (argc < 1) {
+		char p[128];
+		snprintf(p, sizeof(p), "%s%s", path, *path ? " " : "");
+		fprintf(stderr, "spate%s%s: a command is needed:\n", *path ? " " : "", path);
+		list_cmds(stderr, p, t);
+		return -EINVAL;
+	}
+	const struct spate_cmd *c = find_cmd(t, argv[0]);
+	if (!c) {
+		fprintf(stderr, "spate%s%s: unknown command '%s'\n", *path ? " " : "", path,
+			argv[0]);
+		list_cmds(stderr, "", t);
+		return -EINVAL;
+	}
+	if (c->sub) {
+		char p[64];
+		snprintf(p, sizeof(p), "%s%s%s", path, *path ? " " : "", c->name);
+		return dispatch(c->sub, p, argc - 1, argv + 1);
+	}
+	return c->fn(argc, argv);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("spate %s (library %s)\n", SPATE_VERSION_STRING, spate_version());
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1) {
+		const struct spate_cmd *c = find_cmd(top_cmds, argv[1]);
+		if (c && c->sub) {
+			printf("spate %s commands:\n", c->name);
+			char p[64];
+			snprintf(p, sizeof(p), "%s ", c->name);
+			list_cmds(stdout, p, c->sub);
+			return 0;
+		}
+	}
+	usage(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(0, NULL) ? 1 : 0;
+	int rc = dispatch(top_cmds, "", argc - 1, argv + 1);
+	if (rc == -EINVAL)
+		return 2;
+	return rc < 0 ? 1 : 0;
+}
