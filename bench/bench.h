@@ -22,6 +22,12 @@ extern "C" {
  */
 int spate_bench_ring_main(int argc, char **argv);
 
+/** `spate demo`: a producer -> stream -> count plugin pipeline with numbers. */
+int spate_demo_main(int argc, char **argv);
+
+/** `spate bench pipeline`: end-to-end throughput and latency, --json. */
+int spate_bench_pipeline_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

@@ -26,7 +26,7 @@
 #include <time.h>
 
 #include "spate/ring.h"
-#include "hist.h"
+#include "spate/hist.h"
 
 #define SPATE_BENCH_MAX_THREADS 8u
 /** Sequence word: writer id in the top 16 bits, counter below. */

@@ -18,6 +18,7 @@
 
 #include "spate/spate.h"
 #include "bench/bench.h"
+#include "engine/cli.h"
 
 struct spate_cmd {
 	const char *name;
@@ -32,12 +33,21 @@ static int cmd_help(int argc, char **argv);
 static const struct spate_cmd bench_cmds[] = {
 	{ "ring", spate_bench_ring_main, NULL,
 	  "ring throughput and latency vs DPDK rte_ring and ck_ring" },
+	{ "pipeline", spate_bench_pipeline_main, NULL,
+	  "producer -> stream -> count plugin, end to end (--json)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
 static const struct spate_cmd top_cmds[] = {
 	{ "version", cmd_version, NULL, "print the version" },
 	{ "help", cmd_help, NULL, "list the commands (help CMD: the commands of a group)" },
+	{ "demo", spate_demo_main, NULL,
+	  "a real pipeline for ~10 s: producer -> stream -> count plugin, with numbers" },
+	{ "run", spate_cli_run, NULL, "run the bus of a config file (SIGINT/SIGTERM: drain, checkpoint)" },
+	{ "put", spate_cli_put, NULL, "append records: put CONFIG STREAM [-k KEY] [DATA...|stdin lines]" },
+	{ "tail", spate_cli_tail, NULL, "print records: tail CONFIG STREAM [--from P] [-n N] [-f]" },
+	{ "deploy", spate_cli_deploy, NULL, "hot deploy: deploy CONFIG CONSUMER PLUGIN.so" },
+	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]" },
 	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -131,6 +141,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--version"))
 		return cmd_version(0, NULL) ? 1 : 0;
+	spate_cli_default_plugin_path();
 	int rc = dispatch(top_cmds, "", argc - 1, argv + 1);
 	if (rc == -EINVAL)
 		return 2;

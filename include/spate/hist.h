@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /**
- * @file hist.h
+ * @file spate/hist.h
  * @brief Log-linear (HDR-style) histogram of nanosecond values.
  *
  * Values below 128 are counted exactly; above, every power of two is split

@@ -10,7 +10,7 @@
  * Limits: values above 10 s are not told apart (the maximum still is); the
  * sum saturates at UINT64_MAX.
  */
-#include "hist.h"
+#include "spate/hist.h"
 
 #include <string.h>
 

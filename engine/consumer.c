@@ -1,0 +1,593 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * consumer.c - the event source mapping runtime: one task per (consumer,
+ * shard, lane) turns ring records into plugin batches and applies the Lambda
+ * rules to the results.
+ *
+ * Design. A task owns a ring reader on its shard. spate_task_poll() peeks up
+ * to batch_size records / batch_bytes (zero-copy views), waits up to
+ * batch_window for a fuller batch, drops expired records to the failure
+ * destination, and delivers the batch. Results:
+ *   OK       the batch is done;
+ *   PARTIAL  records before failed_index are done, delivery resumes at it;
+ *   RETRY    (or a negative return) the range is redelivered after an
+ *            exponential back-off; with bisect_on_error it is first split in
+ *            halves, down to the single poison record;
+ *   FATAL    the consumer stops, its checkpoint stays at the last success.
+ * A range whose records have been delivered more than max_retry_attempts
+ * times goes to the on_failure stream, payload and all, and the shard moves
+ * on. The ring is released only when the whole batch is handled, so a crash
+ * at any point redelivers it: at-least-once.
+ *
+ * Parallelization: lane L of P reads the whole shard with its own reader and
+ * takes the records whose key hash is L mod P, so per-key order holds and
+ * lanes never wait for each other; the shard's checkpoint is the minimum of
+ * its lanes' positions. The cost is that each lane walks every record header.
+ *
+ * Limits: one batch in flight per task; the bisect stack holds 64 ranges
+ * (enough for 2^64 records); a plugin that crashes takes the process down.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/consumer.h"
+#include "engine/plugin_host.h"
+
+#define BISECT_DEPTH 64u
+
+uint64_t spate_mono_ns_(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Several tasks of one consumer share a counter: they may run on
+ * different workers, so these need an atomic add. */
+static void add_shared(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl, const char *fmt,
+		     ...)
+{
+	struct spate_task *t = h->host_private;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	spate_engine_log_(t->c->e, lvl, "%s/%u: %s", t->c->p.name, t->shard, msg);
+}
+
+static int task_put(const struct spate_plugin_host *h, const char *stream, const void *key,
+		    size_t key_len, const void *data, size_t len)
+{
+	struct spate_task *t = h->host_private;
+	struct spate_shared_producer *sp = spate_engine_shared_producer_(t->c->e, stream);
+	struct spate_put_result res;
+	int rc;
+
+	if (!sp)
+		return -ENOENT;
+	pthread_mutex_lock(&sp->lock);
+	rc = spate_put(sp->prod, key, key_len, data, len, &res);
+	pthread_mutex_unlock(&sp->lock);
+	return rc;
+}
+
+/* Send one record to the failure destination, payload included. */
+static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, uint32_t attempts,
+			enum spate_failure_reason why, const char *error)
+{
+	struct spate_consumer *c = t->c;
+	struct spate_failed_record h;
+	struct spate_put_result res;
+	uint8_t stackbuf[4096], *buf = stackbuf;
+	size_t total = sizeof(h) + r->len;
+	int rc;
+
+	add_shared(&c->failed, 1);
+	if (why == SPATE_FAIL_RECORD_EXPIRED)
+		add_shared(&c->expired, 1);
+	if (!c->dlq) {
+		spate_engine_log_(c->e, SPATE_LOG_WARN,
+				  "%s/%u: record %" PRIu64 " given up (%s) and dropped: no on_failure "
+				  "destination",
+				  c->p.name, t->shard, r->seq, error && *error ? error : "no reason");
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.magic = SPATE_FAILED_MAGIC;
+	h.hdr_size = sizeof(h);
+	h.seq = r->seq;
+	h.ts = r->ts;
+	h.failed_ns = spate_now_ns();
+	h.shard = t->shard;
+	h.attempts = attempts;
+	h.key_hash = r->key_hash;
+	h.payload_len = r->len;
+	h.reason = why;
+	snprintf(h.consumer, sizeof(h.consumer), "%s", c->p.name);
+	snprintf(h.stream, sizeof(h.stream), "%s", spate_stream_name(c->stream));
+	snprintf(h.error, sizeof(h.error), "%s", error ? error : "");
+	if (total > sizeof(stackbuf)) {
+		buf = malloc(total);
+		if (!buf) {
+			spate_engine_log_(c->e, SPATE_LOG_ERROR, "%s/%u: record %" PRIu64
+					  " lost: no memory for the failure envelope",
+					  c->p.name, t->shard, r->seq);
+			return;
+		}
+	}
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), r->data, r->len);
+	pthread_mutex_lock(&c->dlq->lock);
+	rc = spate_put_hash(c->dlq->prod, r->key_hash, buf, total, &res);
+	pthread_mutex_unlock(&c->dlq->lock);
+	if (rc < 0)
+		spate_engine_log_(c->e, SPATE_LOG_ERROR,
+				  "%s/%u: record %" PRIu64 " could not reach on_failure stream %s: %s",
+				  c->p.name, t->shard, r->seq, spate_stream_name(c->dlq->stream),
+				  strerror(-rc));
+	if (buf != stackbuf)
+		free(buf);
+}
+
+static bool expired(const struct spate_task *t, const struct spate_ring_rec *r, uint64_t now_rt)
+{
+	uint64_t age = t->c->p.max_age_ns;
+	return age != UINT64_MAX && now_rt > r->ts && now_rt - r->ts > age;
+}
+
+static uint64_t backoff(const struct spate_consumer_params *p, uint32_t attempt)
+{
+	uint64_t b = p->backoff_ns;
+	for (uint32_t i = 1; i < attempt && b < p->backoff_max_ns; i++)
+		b *= 2;
+	return b < p->backoff_max_ns ? b : p->backoff_max_ns;
+}
+
+uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard)
+{
+	uint32_t lanes = c->p.parallelization;
+	uint64_t min = UINT64_MAX;
+
+	for (uint32_t l = 0; l < lanes; l++) {
+		const struct spate_task *t = &c->tasks[shard * lanes + l];
+		/* Acquire: pairs with the release store after a batch is done. */
+		uint64_t v = atomic_load_explicit(&t->next_seq, memory_order_acquire);
+		if (v < min)
+			min = v;
+	}
+	return min;
+}
+
+static void batch_done(struct spate_task *t)
+{
+	struct spate_consumer *c = t->c;
+	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
+
+	spate_ring_release(t->rd, t->n_raw);
+	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
+	atomic_store_explicit(&t->next_seq, next, memory_order_release);
+	if (c->ckpt) {
+		uint64_t shard_next = c->p.parallelization == 1 ? next
+								: spate_consumer_shard_next(c, t->shard);
+		if (shard_next != UINT64_MAX)
+			spate_stream_ckpt_set(c->ckpt, t->shard, shard_next);
+	}
+	t->n_raw = t->n = 0;
+	t->lo = t->hi = t->depth = 0;
+	t->attempt = 0;
+}
+
+static void task_die(struct spate_task *t, const char *why)
+{
+	struct spate_consumer *c = t->c;
+
+	t->dead = true;
+	pthread_mutex_lock(&c->lock);
+	if (!c->error[0])
+		snprintf(c->error, sizeof(c->error), "shard %u: %s", t->shard, why);
+	pthread_mutex_unlock(&c->lock);
+	/* Relaxed: a status for readers of the stats. */
+	atomic_store_explicit(&c->state, SPATE_CONSUMER_FAILED, memory_order_relaxed);
+	spate_engine_log_(c->e, SPATE_LOG_ERROR, "%s/%u: consumer stopped: %s", c->p.name,
+			  t->shard, why);
+}
+
+/* Peek a new batch; apply starting-position filters, the window, lanes and
+ * expiry. Returns >0 records consumed without delivery (skipped), 0 when a
+ * batch is ready or nothing is there, <0 on a ring error. */
+static int assemble(struct spate_task *t, uint64_t now, bool *ready)
+{
+	const struct spate_consumer_params *p = &t->c->p;
+	int got = spate_ring_peek(t->rd, t->raw, p->batch_size, p->batch_bytes);
+
+	*ready = false;
+	if (got <= 0) {
+		t->window_start = 0;
+		return got;
+	}
+	if (t->skip_below_seq || t->skip_below_ts) {
+		int k = 0;
+		while (k < got && (t->raw[k].seq < t->skip_below_seq || t->raw[k].ts < t->skip_below_ts))
+			k++;
+		if (k < got) {
+			t->skip_below_seq = 0;
+			t->skip_below_ts = 0;
+		}
+		if (k > 0) {
+			spate_ring_release(t->rd, (unsigned)k);
+			atomic_store_explicit(&t->next_seq, t->raw[k - 1].seq + 1, memory_order_release);
+			return k;
+		}
+	}
+	if ((uint32_t)got < p->batch_size && p->batch_window_ns) {
+		if (!t->window_start)
+			t->window_start = now;
+		if (now - t->window_start < p->batch_window_ns)
+			return 0; /* peek again later: the records stay unreleased */
+	}
+	t->window_start = 0;
+	t->n_raw = (uint32_t)got;
+	if (p->parallelization > 1) {
+		uint32_t n = 0;
+		for (int i = 0; i < got; i++)
+			if (t->raw[i].key_hash % p->parallelization == t->lane)
+				t->views[n++] = t->raw[i];
+		t->n = n;
+	} else {
+		t->n = (uint32_t)got;
+	}
+	if (p->max_age_ns != UINT64_MAX) {
+		uint64_t rt = spate_now_ns();
+		uint32_t n = 0;
+		for (uint32_t i = 0; i < t->n; i++) {
+			if (expired(t, &t->views[i], rt))
+				send_failed(t, &t->views[i], 0, SPATE_FAIL_RECORD_EXPIRED,
+					    "older than max_record_age");
+			else
+				t->views[n++] = t->views[i];
+		}
+		t->n = n;
+	}
+	t->lo = 0;
+	t->hi = t->n;
+	t->depth = 0;
+	t->attempt = 0;
+	*ready = true;
+	return 0;
+}
+
+int spate_task_poll(struct spate_task *t, uint64_t now)
+{
+	struct spate_consumer *c = t->c;
+	const struct spate_consumer_params *p = &c->p;
+	int handled = 0;
+
+	if (t->dead)
+		return -1;
+	if (t->pl->flush && t->pl->flush_interval_ns && now >= t->next_flush) {
+		t->pl->flush(t->state, spate_now_ns());
+		t->next_flush = now + t->pl->flush_interval_ns;
+	}
+	if (t->n_raw == 0) {
+		bool ready;
+		int rc = assemble(t, now, &ready);
+		if (rc < 0) {
+			task_die(t, rc == -EPIPE ? "reader evicted" : "shard ring corrupt");
+			return -1;
+		}
+		if (!ready)
+			return rc;
+	} else if (now < t->retry_at) {
+		return 0;
+	}
+
+	for (;;) {
+		if (t->lo >= t->hi) {
+			if (!t->depth)
+				break;
+			t->depth--;
+			t->lo = t->stack[t->depth][0];
+			t->hi = t->stack[t->depth][1];
+			t->attempt = 0;
+			continue;
+		}
+		if (p->max_age_ns != UINT64_MAX && t->attempt) {
+			uint64_t rt = spate_now_ns();
+			while (t->lo < t->hi && expired(t, &t->views[t->lo], rt)) {
+				send_failed(t, &t->views[t->lo], t->attempt, SPATE_FAIL_RECORD_EXPIRED,
+					    "older than max_record_age while retrying");
+				t->lo++;
+			}
+			if (t->lo >= t->hi)
+				continue;
+		}
+
+		uint32_t cnt = t->hi - t->lo;
+		struct spate_batch b = {
+			.recs = t->views + t->lo,
+			.count = cnt,
+			.shard = t->shard,
+			.attempt = t->attempt + 1,
+			.lane = t->lane,
+			.consumer = p->name,
+			.stream = spate_stream_name(c->stream),
+			.host = &t->host,
+		};
+		struct spate_batch_result res;
+		memset(&res, 0, sizeof(res));
+		if ((t->lat_tick++ & 7) == 0) {
+			/* The oldest record's commit to its delivery: what the
+			 * producer -> plugin latency is, sampled to stay cheap. */
+			uint64_t rt = spate_now_ns();
+			spate_hist_record(&t->lat, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+		}
+		int rc = t->pl->process(t->state, &b, &res);
+		t->attempt++;
+		add_shared(&c->batches, 1);
+		if (t->attempt > 1)
+			add_shared(&c->retries, 1);
+		if (!t->first_done) {
+			t->first_done = true;
+			uint64_t d = spate_mono_ns_() - c->started_ns;
+			uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
+			while ((cur == 0 || d < cur) &&
+			       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
+								      memory_order_relaxed,
+								      memory_order_relaxed))
+				;
+		}
+
+		enum spate_batch_status st = rc < 0 ? SPATE_BATCH_RETRY : res.status;
+		if (rc < 0 && !res.error[0])
+			snprintf(res.error, sizeof(res.error), "process returned %d (%s)", rc,
+				 strerror(-rc));
+		if (st == SPATE_BATCH_PARTIAL && res.failed_index >= cnt)
+			st = SPATE_BATCH_OK; /* nothing failed after all */
+		if (st == SPATE_BATCH_OK || st == SPATE_BATCH_PARTIAL) {
+			uint32_t done = st == SPATE_BATCH_OK ? cnt : res.failed_index;
+			uint64_t bytes = 0;
+			for (uint32_t i = 0; i < done; i++)
+				bytes += t->views[t->lo + i].len;
+			add_shared(&c->records, done);
+			add_shared(&c->bytes, bytes);
+			handled += (int)done;
+			t->lo += done;
+			if (st == SPATE_BATCH_OK) {
+				t->attempt = 0;
+				continue;
+			}
+			if (done)
+				t->attempt = 1; /* the failed record was delivered once, just now */
+		} else if (st == SPATE_BATCH_FATAL) {
+			task_die(t, res.error[0] ? res.error : "plugin returned FATAL");
+			return -1;
+		} else if (st != SPATE_BATCH_RETRY) {
+			task_die(t, "plugin returned an unknown status");
+			return -1;
+		}
+		/* Failure of [lo, hi): split, give up, or back off. */
+		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
+		    t->depth < BISECT_DEPTH) {
+			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
+			t->stack[t->depth][0] = mid;
+			t->stack[t->depth][1] = t->hi;
+			t->depth++;
+			t->hi = mid;
+			t->attempt = 0;
+			continue;
+		}
+		if (p->max_retry_attempts >= 0 && t->attempt > (uint64_t)p->max_retry_attempts) {
+			/* Bisecting leaves a single poison record here; otherwise the
+			 * whole range is given up, as Lambda does. */
+			for (uint32_t i = t->lo; i < t->hi; i++)
+				send_failed(t, &t->views[i], t->attempt, SPATE_FAIL_RETRIES_EXHAUSTED,
+					    res.error);
+			handled += (int)(t->hi - t->lo);
+			t->lo = t->hi;
+			t->attempt = 0;
+			continue;
+		}
+		t->retry_at = now + backoff(p, t->attempt);
+		return handled;
+	}
+	handled += (int)(t->n_raw - t->n); /* other lanes' and expired records */
+	batch_done(t);
+	return handled ? handled : 1;
+}
+
+uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
+{
+	uint64_t d = UINT64_MAX;
+
+	if (t->dead)
+		return UINT64_MAX;
+	if (t->n_raw && t->retry_at > now)
+		d = t->retry_at - now;
+	else if (t->n_raw)
+		d = 0;
+	if (t->window_start) {
+		uint64_t end = t->window_start + t->c->p.batch_window_ns;
+		uint64_t w = end > now ? end - now : 0;
+		if (w < d)
+			d = w;
+	}
+	if (t->pl && t->pl->flush && t->pl->flush_interval_ns) {
+		uint64_t f = t->next_flush > now ? t->next_flush - now : 0;
+		if (f < d)
+			d = f;
+	}
+	return d;
+}
+
+int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
+			size_t errlen)
+{
+	const struct spate_consumer_params *p = &c->p;
+	uint32_t shards = spate_stream_shards(c->stream);
+	uint32_t lanes = p->parallelization ? p->parallelization : 1;
+	uint32_t i;
+	int rc;
+
+	c->ntasks = shards * lanes;
+	c->tasks = calloc(c->ntasks, sizeof(*c->tasks));
+	if (!c->tasks)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	atomic_store_explicit(&c->state, SPATE_CONSUMER_STOPPED, memory_order_relaxed);
+	rc = spate_stream_ckpt_open(c->stream, p->name, &c->ckpt);
+	if (rc < 0) {
+		snprintf(err, errlen, "consumer %s: checkpoint table of stream %s: %s", p->name,
+			 spate_stream_name(c->stream), strerror(-rc));
+		goto err;
+	}
+	for (i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		uint32_t shard = i / lanes;
+		uint64_t resume = resume_next ? resume_next[shard] : UINT64_MAX;
+		enum spate_ring_start start = SPATE_RING_START_OLDEST;
+
+		t->c = c;
+		t->shard = shard;
+		t->lane = i % lanes;
+		t->raw = calloc(p->batch_size, sizeof(*t->raw));
+		t->views = lanes > 1 ? calloc(p->batch_size, sizeof(*t->views)) : t->raw;
+		t->stack = calloc(BISECT_DEPTH, sizeof(*t->stack));
+		if (!t->raw || !t->views || !t->stack) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		atomic_store_explicit(&t->next_seq, UINT64_MAX, memory_order_relaxed);
+		spate_hist_init(&t->lat);
+		if (resume != UINT64_MAX) {
+			t->skip_below_seq = resume; /* the checkpoint wins over starting_position */
+			atomic_store_explicit(&t->next_seq, resume, memory_order_relaxed);
+		} else {
+			switch (p->start) {
+			case SPATE_START_TRIM_HORIZON:
+				break;
+			case SPATE_START_LATEST:
+				start = SPATE_RING_START_LATEST;
+				break;
+			case SPATE_START_AT_SEQUENCE:
+				t->skip_below_seq = p->start_seq;
+				break;
+			case SPATE_START_AFTER_SEQUENCE:
+				t->skip_below_seq = p->start_seq + 1;
+				break;
+			case SPATE_START_AT_TIMESTAMP:
+				t->skip_below_ts = p->start_ts;
+				break;
+			}
+		}
+		rc = spate_ring_reader_open(spate_stream_ring(c->stream, shard), start, p->wait,
+					    &t->rd);
+		if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
+			rc = spate_ring_reader_open(spate_stream_ring(c->stream, shard), start,
+						    SPATE_RING_WAIT_YIELD, &t->rd);
+		if (rc < 0) {
+			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", p->name,
+				 spate_stream_name(c->stream), shard, strerror(-rc));
+			goto err;
+		}
+		t->host.struct_size = sizeof(t->host);
+		t->host.log = task_log;
+		t->host.put = task_put;
+		t->host.host_private = t;
+		t->ctx.struct_size = sizeof(t->ctx);
+		t->ctx.consumer = p->name;
+		t->ctx.stream = spate_stream_name(c->stream);
+		t->ctx.shard = shard;
+		t->ctx.lane = t->lane;
+		t->ctx.opts = p->opts;
+		t->ctx.n_opts = p->n_opts;
+		t->ctx.host = &t->host;
+	}
+	return 0;
+err:
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "consumer %s: out of memory", p->name);
+	spate_consumer_fini(c);
+	return rc;
+}
+
+int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen)
+{
+	const struct spate_plugin *pl = spate_plugin_lib_desc(c->lib);
+	uint64_t worst = 0;
+
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		uint64_t t0 = spate_mono_ns_();
+		int rc = pl->init(&t->ctx, &t->state);
+		uint64_t d = spate_mono_ns_() - t0;
+
+		if (d > worst)
+			worst = d;
+		if (rc < 0) {
+			snprintf(err, errlen, "consumer %s: plugin %s init for shard %u failed: %s",
+				 c->p.name, pl->name, t->shard, strerror(-rc));
+			while (i--) {
+				struct spate_task *u = &c->tasks[i];
+				if (u->pl->fini)
+					u->pl->fini(u->state);
+				u->pl = NULL;
+				u->state = NULL;
+			}
+			return rc;
+		}
+		t->pl = pl;
+		t->next_flush = spate_mono_ns_() + pl->flush_interval_ns;
+		t->first_done = false;
+		t->dead = false;
+	}
+	atomic_store_explicit(&c->cold_start_ns, worst, memory_order_relaxed);
+	c->started_ns = spate_mono_ns_();
+	atomic_store_explicit(&c->state, SPATE_CONSUMER_RUNNING, memory_order_relaxed);
+	return 0;
+}
+
+void spate_consumer_stop_plugins(struct spate_consumer *c)
+{
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		if (!t->pl)
+			continue;
+		if (t->pl->flush)
+			t->pl->flush(t->state, spate_now_ns());
+		if (t->pl->fini)
+			t->pl->fini(t->state);
+		t->pl = NULL;
+		t->state = NULL;
+	}
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) == SPATE_CONSUMER_RUNNING)
+		atomic_store_explicit(&c->state, SPATE_CONSUMER_STOPPED, memory_order_relaxed);
+}
+
+void spate_consumer_fini(struct spate_consumer *c)
+{
+	if (!c->tasks)
+		return;
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		spate_ring_reader_close(t->rd);
+		if (t->views != t->raw)
+			free(t->views);
+		free(t->raw);
+		free(t->stack);
+	}
+	free(c->tasks);
+	c->tasks = NULL;
+	c->ntasks = 0;
+	pthread_mutex_destroy(&c->lock);
+}

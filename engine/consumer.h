@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: the consumer (event source mapping) runtime. Not installed. */
+#ifndef SPATE_ENGINE_CONSUMER_H
+#define SPATE_ENGINE_CONSUMER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "spate/config.h"
+#include "spate/engine.h"
+#include "spate/hist.h"
+#include "spate/plugin.h"
+#include "spate/stream.h"
+
+struct spate_plugin_lib;
+
+enum spate_start_pos {
+	SPATE_START_TRIM_HORIZON = 0,
+	SPATE_START_LATEST,
+	SPATE_START_AT_SEQUENCE,
+	SPATE_START_AFTER_SEQUENCE,
+	SPATE_START_AT_TIMESTAMP,
+};
+
+/** What a consumer does, resolved from the configuration. */
+struct spate_consumer_params {
+	char name[SPATE_CONFIG_NAME_MAX + 1];
+	uint32_t batch_size;
+	uint64_t batch_bytes;
+	uint64_t batch_window_ns;
+	enum spate_start_pos start;
+	uint64_t start_seq;
+	uint64_t start_ts;
+	int64_t max_retry_attempts;  /**< -1: until the record is older than max_age */
+	uint64_t backoff_ns;
+	uint64_t backoff_max_ns;
+	bool bisect;
+	uint64_t max_age_ns;         /**< UINT64_MAX: never (then retention applies) */
+	uint32_t parallelization;
+	enum spate_ring_wait wait;
+	const struct spate_plugin_opt *opts;
+	uint32_t n_opts;
+};
+
+/** A producer shared by the tasks that write to one stream (failure
+ *  destination, forward targets); failures are rare, so a mutex is fine. */
+struct spate_shared_producer {
+	struct spate_stream *stream;
+	struct spate_producer *prod;
+	pthread_mutex_t lock;
+};
+
+struct spate_consumer;
+
+/** One (consumer, shard, lane): a ring reader, a plugin state, a batch. */
+struct spate_task {
+	struct spate_consumer *c;
+	uint32_t shard, lane;
+	struct spate_ring_reader *rd;
+	const struct spate_plugin *pl;
+	void *state;
+	struct spate_plugin_ctx ctx;
+	struct spate_plugin_host host;
+
+	struct spate_ring_rec *raw;   /* peeked records */
+	struct spate_ring_rec *views; /* this lane's (== raw when one lane) */
+	uint32_t n_raw, n;
+	uint32_t lo, hi, depth;       /* range being delivered; bisect stack depth */
+	uint32_t (*stack)[2];
+	uint32_t attempt;             /* deliveries of the record at lo */
+	uint64_t retry_at, window_start, next_flush;
+	uint64_t skip_below_seq, skip_below_ts; /* starting position filters */
+	bool dead;
+	bool first_done;
+	_Atomic uint64_t next_seq;    /* everything below is handled (UINT64_MAX: unknown) */
+	uint32_t lat_tick;            /* every 8th delivery samples the latency */
+	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
+};
+
+struct spate_consumer {
+	struct spate_consumer_params p;
+	struct spate_engine *e;
+	struct spate_stream *stream;
+	struct spate_stream_ckpt *ckpt;
+	struct spate_plugin_lib *lib;
+	struct spate_shared_producer *dlq; /* NULL: failures are logged and dropped */
+	struct spate_task *tasks;
+	uint32_t ntasks;
+	uint64_t started_ns;
+	_Atomic uint32_t paused;
+	_Atomic uint32_t state;
+	pthread_mutex_t lock; /* error text, cold start */
+	char error[200];
+	_Atomic uint64_t records, bytes, batches, retries, failed, expired;
+	_Atomic uint64_t cold_start_ns, first_batch_ns;
+};
+
+/* Implemented in engine.c: a stream's shared producer, opened on first use. */
+struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine *e,
+							     const char *stream);
+void spate_engine_log_(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/**
+ * Set up the tasks of @p c (readers at the checkpoint or starting position,
+ * plugin states). @p resume_next[shard] is the checkpointed next sequence
+ * number, UINT64_MAX where none.
+ * @return 0 or -errno (@p err says why).
+ */
+int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
+			size_t errlen);
+/** Create the plugin states of every task (cold start is timed). */
+int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen);
+/** Flush and fini every task's plugin state. */
+void spate_consumer_stop_plugins(struct spate_consumer *c);
+/** Close readers, free tasks. */
+void spate_consumer_fini(struct spate_consumer *c);
+/**
+ * Do one step of a task: peek, assemble, deliver, handle the result.
+ * @return records handled (> 0), 0 (idle, waiting or backing off), -1 (the
+ *         task is dead: FATAL or a ring error).
+ */
+int spate_task_poll(struct spate_task *t, uint64_t now_mono_ns);
+/** The shard checkpoint implied by the task's lanes (min of next_seq). */
+uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard);
+/** Nanoseconds until the task needs polling again on its own (window,
+ *  back-off), UINT64_MAX if only new data wakes it. */
+uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now_mono_ns);
+
+uint64_t spate_mono_ns_(void);
+
+#endif

@@ -1,0 +1,806 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.c - the embedded engine: streams from the configuration, consumers
+ * and their tasks, worker threads pinned per a placement plan, a control
+ * thread that persists checkpoints, and hot deploy.
+ *
+ * Design. Every (consumer, shard, lane) is a task (consumer.c). Tasks are
+ * dealt round-robin to W workers, W = min(tasks, cores in the plan, and
+ * placement.busy_threads_max), each pinned to its own core where there are
+ * enough, so there are never more spinning threads than cores; on a 2-core
+ * machine a worker simply polls many tasks in turn. A worker waits the way
+ * the most eager of its consumers asks (busy > yield > block); a blocking
+ * worker with one task sleeps on the shard's futex, one with several sleeps
+ * in short growing naps bounded by its tasks' windows and back-offs.
+ *
+ * Checkpoints: tasks publish the next sequence number per shard in the
+ * stream's shared checkpoint table after every batch; the control thread
+ * writes changed ones to <state_dir>/<consumer>.ckpt (write, fsync, rename)
+ * every 100 ms and at stop. A restart resumes from the file: at-least-once,
+ * replaying at most what was handled in the last 100 ms before a crash.
+ *
+ * Hot deploy pauses the consumer's tasks (workers skip them, and every
+ * worker's loop counter moving twice proves none is inside one), flushes and
+ * finis the old states, loads the new image from a private copy, inits, and
+ * resumes. A batch in flight is redelivered to the new build.
+ *
+ * Limits: a plugin runs in the engine's process (a crash kills it); a
+ * stream targeted by forward/on_failure gets one engine-side producer.
+ */
+#include "spate_config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/consumer.h"
+#include "engine/plugin_host.h"
+#include "spate/engine.h"
+#include "spate/topo.h"
+
+#define CKPT_PERIOD_NS (100ull * 1000 * 1000)
+#define MAX_WORKERS 256u
+
+struct worker {
+	struct spate_engine *e;
+	pthread_t th;
+	int cpu;
+	struct spate_task **tasks;
+	uint32_t ntasks;
+	enum spate_ring_wait wait;
+	_Atomic uint64_t epoch; /* loop iterations, for deploy's quiescence */
+	bool started;
+};
+
+struct spate_engine {
+	struct spate_config *cfg;
+	struct spate_config *owned_cfg;
+	struct spate_stream **streams;
+	struct spate_shared_producer *shared; /* one per stream, opened on demand */
+	uint32_t nstreams;
+	struct spate_consumer *consumers;
+	uint32_t nconsumers;
+	struct worker *workers;
+	uint32_t nworkers;
+	struct spate_topo *topo;
+	pthread_mutex_t lock;
+	pthread_t ctl;
+	bool ctl_started;
+	_Atomic int stop;
+	bool running;
+	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
+	char plan[4096];
+};
+
+void spate_engine_log_(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	char msg[1024];
+	va_list ap;
+
+	(void)e;
+	if (lvl > SPATE_LOG_INFO && !getenv("SPATE_DEBUG"))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "spate: %s: %s\n", names[lvl <= SPATE_LOG_DEBUG ? lvl : 0], msg);
+}
+
+static int stream_index(const struct spate_engine *e, const char *name)
+{
+	for (uint32_t i = 0; i < e->nstreams; i++)
+		if (!strcmp(spate_stream_name(e->streams[i]), name))
+			return (int)i;
+	return -1;
+}
+
+struct spate_stream *spate_engine_stream(struct spate_engine *e, const char *name)
+{
+	int i = stream_index(e, name);
+	return i < 0 ? NULL : e->streams[i];
+}
+
+struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine *e,
+							     const char *stream)
+{
+	int i = stream_index(e, stream);
+	struct spate_shared_producer *sp;
+
+	if (i < 0)
+		return NULL;
+	sp = &e->shared[i];
+	pthread_mutex_lock(&e->lock);
+	if (!sp->prod) {
+		int rc = spate_producer_open(sp->stream, SPATE_RING_WAIT_YIELD, SPATE_PRODUCER_F_WAIT_FULL,
+					     &sp->prod);
+		if (rc < 0) {
+			spate_engine_log_(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
+					  strerror(-rc));
+			sp->prod = NULL;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return sp->prod ? sp : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoint files                                                         */
+/* ------------------------------------------------------------------------ */
+
+static int mkdir_p(const char *dir)
+{
+	char buf[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, dir, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void ckpt_path(const struct spate_engine *e, const char *consumer, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.ckpt", e->cfg->state_dir, consumer);
+}
+
+/* Read "<shard> <next_seq>" lines; absent file = no checkpoints. */
+static int ckpt_read(const struct spate_engine *e, const char *consumer, uint32_t shards,
+		     uint64_t *next)
+{
+	char path[4200], line[128];
+	FILE *f;
+
+	for (uint32_t i = 0; i < shards; i++)
+		next[i] = UINT64_MAX;
+	ckpt_path(e, consumer, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned shard;
+		unsigned long long seq;
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line, "%u %llu", &shard, &seq) == 2 && shard < shards)
+			next[shard] = seq;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int ckpt_write(const struct spate_engine *e, const struct spate_consumer *c,
+		      const uint64_t *next, uint32_t shards)
+{
+	char path[4200], tmp[4300];
+	int fd, rc = 0;
+	FILE *f;
+
+	ckpt_path(e, c->p.name, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	fprintf(f, "# spate checkpoints: consumer %s, stream %s; <shard> <next sequence number>\n",
+		c->p.name, spate_stream_name(c->stream));
+	for (uint32_t s = 0; s < shards; s++)
+		if (next[s] != UINT64_MAX)
+			fprintf(f, "%u %" PRIu64 "\n", s, next[s]);
+	if (fflush(f) != 0 || fsync(fd) != 0)
+		rc = -errno;
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+/* Write every consumer whose shard positions moved since the last write. */
+static void ckpt_flush_all(struct spate_engine *e)
+{
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		uint32_t shards = spate_stream_shards(c->stream);
+		uint64_t next[SPATE_STREAM_MAX_SHARDS];
+		bool changed = false;
+
+		if (!c->tasks)
+			continue;
+		for (uint32_t s = 0; s < shards; s++) {
+			next[s] = spate_consumer_shard_next(c, s);
+			if (next[s] != e->ckpt_written[i][s])
+				changed = true;
+		}
+		if (!changed)
+			continue;
+		int rc = ckpt_write(e, c, next, shards);
+		if (rc < 0) {
+			spate_engine_log_(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->p.name,
+					  strerror(-rc));
+			continue;
+		}
+		memcpy(e->ckpt_written[i], next, shards * sizeof(uint64_t));
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct spate_engine *e = arg;
+	struct timespec ts = { 0, (long)CKPT_PERIOD_NS };
+
+	/* Relaxed: a flag; the join in stop orders everything after it. */
+	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+		nanosleep(&ts, NULL);
+		ckpt_flush_all(e);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void nap(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+	nanosleep(&ts, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct spate_engine *e = w->e;
+	uint64_t idle_ns = 1000;
+
+	if (w->cpu >= 0 && e->topo)
+		spate_topo_pin_self(e->topo, w->cpu);
+	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+		uint64_t now = spate_mono_ns_();
+		uint64_t soonest = UINT64_MAX;
+		int work = 0;
+
+		for (uint32_t i = 0; i < w->ntasks; i++) {
+			struct spate_task *t = w->tasks[i];
+			/* Seq_cst: pairs with deploy's seq_cst store of paused and
+			 * its reads of epoch (see spate_engine_deploy). */
+			if (atomic_load_explicit(&t->c->paused, memory_order_seq_cst) || !t->pl)
+				continue;
+			if (spate_task_poll(t, now) > 0)
+				work = 1;
+			uint64_t d = spate_task_deadline(t, now);
+			if (d < soonest)
+				soonest = d;
+		}
+		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
+		if (work || soonest == 0) {
+			idle_ns = 1000;
+			continue;
+		}
+		switch (w->wait) {
+		case SPATE_RING_WAIT_BUSY:
+			spate_cpu_relax();
+			break;
+		case SPATE_RING_WAIT_YIELD:
+			sched_yield();
+			break;
+		case SPATE_RING_WAIT_BLOCK: {
+			uint64_t cap = soonest < 10000000ull ? soonest : 10000000ull;
+			struct spate_task *t = w->tasks[0];
+			if (w->ntasks == 1 && !t->n_raw && !t->window_start && t->pl &&
+			    !atomic_load_explicit(&t->c->paused, memory_order_relaxed)) {
+				spate_ring_reader_wait(t->rd, cap);
+			} else {
+				nap(idle_ns < cap ? idle_ns : cap);
+				if (idle_ns < 1000000)
+					idle_ns *= 2;
+			}
+			break;
+		}
+		}
+	}
+	return NULL;
+}
+
+static int cpu_list(struct spate_engine *e, int *cpus, uint32_t max)
+{
+	const struct spate_config_placement *pl = &e->cfg->placement;
+	uint32_t n = 0;
+
+	if (pl->n_cores) {
+		for (uint32_t i = 0; i < pl->n_cores && n < max; i++)
+			cpus[n++] = (int)pl->cores[i];
+		return (int)n;
+	}
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+		for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+			if (CPU_ISSET(c, &set))
+				cpus[n++] = c;
+	}
+	if (!n)
+		cpus[n++] = -1;
+	return (int)n;
+}
+
+static int plan_workers(struct spate_engine *e)
+{
+	int cpus[MAX_WORKERS];
+	uint32_t ncpu = (uint32_t)cpu_list(e, cpus, MAX_WORKERS);
+	uint32_t ntasks = 0, max = e->cfg->placement.busy_threads_max;
+	size_t off = 0;
+
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		ntasks += e->consumers[i].ntasks;
+	if (!ntasks)
+		return 0;
+	uint32_t nw = ntasks < ncpu ? ntasks : ncpu;
+	if (max && nw > max)
+		nw = max;
+	if (!nw)
+		nw = 1;
+	e->workers = calloc(nw, sizeof(*e->workers));
+	if (!e->workers)
+		return -ENOMEM;
+	e->nworkers = nw;
+	for (uint32_t k = 0; k < nw; k++) {
+		e->workers[k].e = e;
+		e->workers[k].cpu = cpus[k % ncpu];
+		e->workers[k].wait = SPATE_RING_WAIT_BLOCK;
+		e->workers[k].tasks = calloc(ntasks / nw + 1, sizeof(struct spate_task *));
+		if (!e->workers[k].tasks)
+			return -ENOMEM;
+	}
+	uint32_t next = 0;
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		for (uint32_t t = 0; t < c->ntasks; t++) {
+			struct worker *w = &e->workers[next++ % nw];
+			w->tasks[w->ntasks++] = &c->tasks[t];
+			if (c->p.wait < w->wait)
+				w->wait = c->p.wait; /* BUSY < YIELD < BLOCK: the most eager wins */
+		}
+	}
+	static const char *waits[] = { "busy", "yield", "block" };
+	off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off,
+				"placement: %u worker(s) for %u task(s) on %u cpu(s)\n", nw, ntasks, ncpu);
+	for (uint32_t k = 0; k < nw && off < sizeof(e->plan); k++) {
+		struct worker *w = &e->workers[k];
+		off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, "  worker %u -> cpu %d (%s):",
+					k, w->cpu, waits[w->wait]);
+		for (uint32_t i = 0; i < w->ntasks && off < sizeof(e->plan); i++) {
+			struct spate_task *t = w->tasks[i];
+			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, " %s[%s/%u%s]",
+						t->c->p.name, spate_stream_name(t->c->stream), t->shard,
+						t->c->p.parallelization > 1 ? "+lane" : "");
+		}
+		if (off < sizeof(e->plan))
+			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, "\n");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open / start / stop                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int open_stream(struct spate_engine *e, const struct spate_config_stream *cs,
+		       struct spate_stream **out, char *err, size_t errlen)
+{
+	struct spate_stream_params p = {
+		.shards = cs->shards,
+		.ring_size = cs->ring_size,
+		.max_record = cs->max_record_size,
+		.ring_flags = (cs->producers == SPATE_CONFIG_PRODUCERS_MULTI ? SPATE_RING_F_MULTI_WRITER : 0) |
+			      (cs->full == SPATE_CONFIG_FULL_WAIT ? SPATE_RING_F_FULL_WAIT : 0),
+		.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
+			     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE : 0,
+	};
+	int rc = spate_stream_attach(e->cfg->bus, cs->name, out);
+
+	if (rc == 0) {
+		struct spate_ring *r0 = spate_stream_ring(*out, 0);
+		if (spate_stream_shards(*out) == cs->shards && r0->cap == cs->ring_size &&
+		    r0->flags == p.ring_flags)
+			return 0;
+		snprintf(err, errlen,
+			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x), "
+			 "the configuration asks for %u of %" PRIu64 " (flags %#x): remove it first "
+			 "(spate rm %s %s)",
+			 e->cfg->source, cs->line, cs->name, spate_stream_shards(*out), r0->cap,
+			 r0->flags, cs->shards, cs->ring_size, p.ring_flags, e->cfg->bus, cs->name);
+		spate_stream_close(*out);
+		*out = NULL;
+		return -EEXIST;
+	}
+	if (rc != -ENOENT) {
+		snprintf(err, errlen, "stream %s: attach: %s", cs->name, strerror(-rc));
+		return rc;
+	}
+	rc = spate_stream_create(e->cfg->bus, cs->name, &p, out);
+	if (rc < 0)
+		snprintf(err, errlen, "%s:%u: stream %s: create: %s", e->cfg->source, cs->line,
+			 cs->name, strerror(-rc));
+	return rc;
+}
+
+static void consumer_params(const struct spate_config_consumer *k,
+			    const struct spate_config_stream *cs, struct spate_consumer_params *p,
+			    struct spate_plugin_opt *opts)
+{
+	snprintf(p->name, sizeof(p->name), "%s", k->name);
+	p->batch_size = k->batch_size;
+	p->batch_bytes = k->batch_bytes;
+	p->batch_window_ns = k->batch_window_ns;
+	p->start = (enum spate_start_pos)k->starting_position;
+	p->start_seq = k->starting_sequence;
+	p->start_ts = k->starting_timestamp_ns;
+	p->max_retry_attempts = k->max_retry_attempts;
+	p->backoff_ns = k->retry_backoff_ns ? k->retry_backoff_ns : 1;
+	p->backoff_max_ns = k->retry_backoff_max_ns;
+	p->bisect = k->bisect_on_error;
+	p->max_age_ns = k->max_record_age_ns;
+	/* Retrying "until the record expires" with no max age: the stream's
+	 * retention is the expiry, as in Kinesis, so a poison record never
+	 * stalls its shard without bound. */
+	if (p->max_retry_attempts < 0 && p->max_age_ns == SPATE_CONFIG_NEVER)
+		p->max_age_ns = cs->retention_ns;
+	p->parallelization = k->parallelization ? k->parallelization : 1;
+	p->wait = k->wait;
+	for (uint32_t i = 0; i < k->n_options; i++) {
+		opts[i].key = k->options[i].key;
+		opts[i].value = k->options[i].value;
+	}
+	p->opts = opts;
+	p->n_opts = k->n_options;
+}
+
+int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out, char *err,
+		      size_t errlen)
+{
+	struct spate_engine *e;
+	int rc;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	rc = spate_config_validate(cfg, err, errlen);
+	if (rc < 0)
+		return rc;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	pthread_mutex_init(&e->lock, NULL);
+	e->cfg = (struct spate_config *)cfg;
+	if (spate_topo_open(&e->topo) < 0)
+		e->topo = NULL; /* pinning falls back to none; said in the plan */
+	rc = mkdir_p(cfg->state_dir);
+	if (rc < 0) {
+		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
+		goto err;
+	}
+	e->streams = calloc(cfg->n_streams, sizeof(*e->streams));
+	e->shared = calloc(cfg->n_streams, sizeof(*e->shared));
+	e->consumers = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(*e->consumers));
+	e->ckpt_written = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(uint64_t *));
+	if (!e->streams || !e->shared || !e->consumers || !e->ckpt_written) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	for (uint32_t i = 0; i < cfg->n_streams; i++) {
+		rc = open_stream(e, &cfg->streams[i], &e->streams[i], err, errlen);
+		if (rc < 0)
+			goto err;
+		e->shared[i].stream = e->streams[i];
+		pthread_mutex_init(&e->shared[i].lock, NULL);
+		e->nstreams++;
+	}
+	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
+		const struct spate_config_consumer *k = &cfg->consumers[i];
+		const struct spate_config_stream *cs = spate_config_find_stream(cfg, k->stream);
+		struct spate_consumer *c = &e->consumers[e->nconsumers];
+		uint64_t resume[SPATE_STREAM_MAX_SHARDS];
+		struct spate_plugin_opt *opts;
+
+		if (!k->enabled)
+			continue;
+		opts = calloc(k->n_options ? k->n_options : 1, sizeof(*opts));
+		if (!opts) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		consumer_params(k, cs, &c->p, opts);
+		c->e = e;
+		c->stream = spate_engine_stream(e, k->stream);
+		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
+		if (rc < 0) {
+			free(opts);
+			goto err;
+		}
+		if (k->on_failure[0]) {
+			c->dlq = &e->shared[stream_index(e, k->on_failure)];
+		}
+		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);
+		if (rc < 0) {
+			snprintf(err, errlen, "checkpoints of %s: %s", k->name, strerror(-rc));
+			spate_plugin_unload(c->lib);
+			free(opts);
+			goto err;
+		}
+		rc = spate_consumer_init(c, resume, err, errlen);
+		if (rc < 0) {
+			spate_plugin_unload(c->lib);
+			free(opts);
+			goto err;
+		}
+		e->ckpt_written[e->nconsumers] = malloc(SPATE_STREAM_MAX_SHARDS * sizeof(uint64_t));
+		if (!e->ckpt_written[e->nconsumers]) {
+			spate_consumer_fini(c);
+			spate_plugin_unload(c->lib);
+			free(opts);
+			rc = -ENOMEM;
+			goto err;
+		}
+		memcpy(e->ckpt_written[e->nconsumers], resume, sizeof(resume));
+		e->nconsumers++;
+	}
+	rc = plan_workers(e);
+	if (rc < 0)
+		goto err;
+	*out = e;
+	return 0;
+err:
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	spate_engine_close(e);
+	return rc;
+}
+
+int spate_engine_open_file(const char *path, struct spate_engine **out, char *err, size_t errlen)
+{
+	struct spate_config *cfg;
+	int rc = spate_config_load(path, &cfg, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	rc = spate_engine_open(cfg, out, err, errlen);
+	if (rc < 0) {
+		spate_config_free(cfg);
+		return rc;
+	}
+	(*out)->owned_cfg = cfg;
+	return 0;
+}
+
+int spate_engine_start(struct spate_engine *e)
+{
+	char err[512];
+	int rc;
+
+	if (e->running)
+		return -EALREADY;
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
+		rc = spate_consumer_start_plugins(&e->consumers[i], err, sizeof(err));
+		if (rc < 0) {
+			spate_engine_log_(e, SPATE_LOG_ERROR, "%s", err);
+			while (i--)
+				spate_consumer_stop_plugins(&e->consumers[i]);
+			return rc;
+		}
+	}
+	atomic_store_explicit(&e->stop, 0, memory_order_relaxed);
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		rc = -pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]);
+		if (rc < 0)
+			goto err;
+		e->workers[k].started = true;
+	}
+	rc = -pthread_create(&e->ctl, NULL, ctl_main, e);
+	if (rc < 0)
+		goto err;
+	e->ctl_started = true;
+	e->running = true;
+	return 0;
+err:
+	e->running = true;
+	spate_engine_stop(e);
+	return rc;
+}
+
+int spate_engine_stop(struct spate_engine *e)
+{
+	if (!e->running)
+		return 0;
+	atomic_store_explicit(&e->stop, 1, memory_order_relaxed);
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		if (e->workers[k].started)
+			pthread_join(e->workers[k].th, NULL);
+		e->workers[k].started = false;
+	}
+	if (e->ctl_started)
+		pthread_join(e->ctl, NULL);
+	e->ctl_started = false;
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		spate_consumer_stop_plugins(&e->consumers[i]);
+	ckpt_flush_all(e);
+	e->running = false;
+	return 0;
+}
+
+void spate_engine_close(struct spate_engine *e)
+{
+	if (!e)
+		return;
+	spate_engine_stop(e);
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		free((void *)c->p.opts);
+		spate_consumer_fini(c);
+		spate_plugin_unload(c->lib);
+		free(e->ckpt_written[i]);
+	}
+	for (uint32_t k = 0; k < e->nworkers; k++)
+		free(e->workers[k].tasks);
+	free(e->workers);
+	for (uint32_t i = 0; i < e->nstreams; i++) {
+		spate_producer_close(e->shared[i].prod);
+		pthread_mutex_destroy(&e->shared[i].lock);
+		spate_stream_close(e->streams[i]);
+	}
+	free(e->streams);
+	free(e->shared);
+	free(e->consumers);
+	free(e->ckpt_written);
+	spate_topo_close(e->topo);
+	pthread_mutex_destroy(&e->lock);
+	spate_config_free(e->owned_cfg);
+	free(e);
+}
+
+static struct spate_consumer *find_consumer(struct spate_engine *e, const char *name)
+{
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		if (!strcmp(e->consumers[i].p.name, name))
+			return &e->consumers[i];
+	return NULL;
+}
+
+int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
+				struct spate_consumer_stats *st)
+{
+	struct spate_consumer *c = find_consumer(e, name);
+
+	if (!c)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	/* Relaxed: counters, read for display and tests after joins. */
+	st->records = atomic_load_explicit(&c->records, memory_order_relaxed);
+	st->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
+	st->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
+	st->retries = atomic_load_explicit(&c->retries, memory_order_relaxed);
+	st->failed = atomic_load_explicit(&c->failed, memory_order_relaxed);
+	st->expired = atomic_load_explicit(&c->expired, memory_order_relaxed);
+	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
+	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
+	st->state = atomic_load_explicit(&c->state, memory_order_relaxed);
+	for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
+		struct spate_ring *r = spate_stream_ring(c->stream, s);
+		/* Acquire: pairs with the publisher's release of tail_seq/tail. */
+		uint64_t tail = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_acquire);
+		uint64_t next = spate_consumer_shard_next(c, s);
+		if (next != UINT64_MAX && tail > next)
+			st->lag_records += tail - next;
+	}
+	pthread_mutex_lock(&c->lock);
+	snprintf(st->error, sizeof(st->error), "%s", c->error);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int spate_engine_consumer_latency(struct spate_engine *e, const char *name, struct spate_hist *out)
+{
+	struct spate_consumer *c = find_consumer(e, name);
+
+	if (!c)
+		return -ENOENT;
+	if (e->running)
+		return -EBUSY;
+	for (uint32_t i = 0; i < c->ntasks; i++)
+		spate_hist_merge(out, &c->tasks[i].lat);
+	return 0;
+}
+
+void spate_engine_describe(struct spate_engine *e, char *buf, size_t len)
+{
+	char topo[256] = "topology unknown (built without hwloc, or it failed): threads unpinned";
+
+	if (e->topo)
+		spate_topo_describe(e->topo, topo, sizeof(topo));
+	snprintf(buf, len, "%s\n%s", topo, e->plan);
+}
+
+/* Wait until every worker that runs a task of @p c has gone round its loop
+ * twice after we set paused: none can still be inside one of c's tasks. */
+static void quiesce(struct spate_engine *e, struct spate_consumer *c)
+{
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		bool mine = false;
+		for (uint32_t i = 0; i < w->ntasks; i++)
+			if (w->tasks[i]->c == c)
+				mine = true;
+		if (!mine || !w->started)
+			continue;
+		/* Seq_cst: after our seq_cst store of paused (Dekker-style with
+		 * the worker's seq_cst load of paused and increment of epoch). */
+		uint64_t e0 = atomic_load_explicit(&w->epoch, memory_order_seq_cst);
+		while (atomic_load_explicit(&w->epoch, memory_order_seq_cst) < e0 + 2)
+			nap(100000);
+	}
+}
+
+int spate_engine_deploy(struct spate_engine *e, const char *name, const char *path, char *err,
+			size_t errlen)
+{
+	struct spate_consumer *c = find_consumer(e, name);
+	struct spate_plugin_lib *lib, *old;
+	int rc;
+
+	if (!c) {
+		snprintf(err, errlen, "no consumer named %s", name);
+		return -ENOENT;
+	}
+	rc = spate_plugin_load(path, &lib, err, errlen);
+	if (rc < 0)
+		return rc;
+	atomic_store_explicit(&c->paused, 1, memory_order_seq_cst);
+	if (e->running)
+		quiesce(e, c);
+	spate_consumer_stop_plugins(c); /* flush, fini: the old build drains */
+	ckpt_flush_all(e);
+	old = c->lib;
+	c->lib = lib;
+	if (e->running) {
+		rc = spate_consumer_start_plugins(c, err, errlen);
+		if (rc < 0) {
+			/* Keep serving with the old build. */
+			c->lib = old;
+			old = lib;
+			char err2[256];
+			if (spate_consumer_start_plugins(c, err2, sizeof(err2)) < 0)
+				spate_engine_log_(e, SPATE_LOG_ERROR, "%s", err2);
+		}
+	}
+	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
+	spate_plugin_unload(old);
+	if (rc == 0)
+		spate_engine_log_(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
+				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);
+	return rc;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plugin_host.h - the host side of the plugin ABI: find, load, check and
+ * unload consumer plugins (include/spate/plugin.h). Internal to libspate and
+ * the spate command; not installed.
+ */
+#ifndef SPATE_ENGINE_PLUGIN_HOST_H
+#define SPATE_ENGINE_PLUGIN_HOST_H
+
+#include <stddef.h>
+
+#include "spate/plugin.h"
+
+/** Environment variable: colon-separated directories searched for bundled
+ *  plugin names before SPATE_PLUGIN_DIR. */
+#define SPATE_PLUGIN_PATH_ENV "SPATE_PLUGIN_PATH"
+/** Environment variable: directory for the private copies dlopen()ed
+ *  (default $XDG_RUNTIME_DIR, then $TMPDIR, then /tmp). */
+#define SPATE_PLUGIN_TMPDIR_ENV "SPATE_PLUGIN_TMPDIR"
+/** Environment variable: when set to 1, debug mode: dlopen() the resolved
+ *  file in place, without a private copy, and never dlclose() it, so gdb,
+ *  perf and sanitizers can read its symbols (also in leak reports at exit).
+ *  Gives up hot reload: glibc returns the image already mapped for a path
+ *  loaded before, even if the file was rebuilt since. */
+#define SPATE_PLUGIN_DEBUG_ENV "SPATE_PLUGIN_DEBUG"
+
+/** A loaded plugin image. Opaque. */
+struct spate_plugin_lib;
+
+/**
+ * Find, load and check a plugin.
+ *
+ * @p spec is either a bundled name (`[a-z0-9_]+`, looked up as `<name>.so`
+ * in each directory of $SPATE_PLUGIN_PATH, then in SPATE_PLUGIN_DIR) or a
+ * path (anything containing '/'). The file is copied to a unique private path
+ * (a fresh 0700 directory under $SPATE_PLUGIN_TMPDIR, $XDG_RUNTIME_DIR,
+ * $TMPDIR or /tmp), that copy is dlopen()ed with RTLD_NOW | RTLD_LOCAL and
+ * unlinked at once. Every load is therefore a new image, even when the file
+ * at @p spec was rebuilt in place (hot deploy); the old image stays valid
+ * until its own spate_plugin_unload().
+ *
+ * The descriptor SPATE_PLUGIN_SYMBOL must be defined by the file itself, have
+ * abi_version == SPATE_PLUGIN_ABI_VERSION and struct_size ==
+ * sizeof(struct spate_plugin) (ABI 1 accepts no other size), and non-NULL
+ * name, init and process (version and the rest may be NULL).
+ *
+ * Thread-safe. Not async-signal-safe.
+ *
+ * @param spec   plugin name or path
+ * @param out    the loaded plugin, on success
+ * @param err    buffer for a one-line reason, naming the file (may be NULL)
+ * @param errlen size of @p err
+ * @return 0 on success;
+ *   -EINVAL  @p spec or @p out NULL, @p spec neither a name nor a path, or the
+ *            descriptor has a NULL or empty name, or a NULL init or process;
+ *   -ENOENT  no such file (the message lists every place looked in);
+ *   -ELIBBAD dlopen() failed (the message includes dlerror()), or the file
+ *            does not define SPATE_PLUGIN_SYMBOL;
+ *   -EPROTO  built for another plugin ABI, or with another struct size (the
+ *            message gives both versions or sizes);
+ *   -ENAMETOOLONG a path too long;
+ *   -ENOMEM; or the -errno of reading the file or writing its copy
+ *            (-EACCES, -EIO, -ENOSPC, ...).
+ */
+int spate_plugin_load(const char *spec, struct spate_plugin_lib **out, char *err, size_t errlen);
+
+/**
+ * Unload a plugin: dlclose() its image. Every state created by its init()
+ * must have been passed to its fini() before, and no thread may be inside one
+ * of its functions. The image may stay mapped after this (thread-local
+ * storage with destructors, DF_1_NODELETE, or another handle to it); that is
+ * harmless, since every load maps a fresh copy. In debug mode
+ * ($SPATE_PLUGIN_DEBUG=1 at load) the image is deliberately kept. NULL is a
+ * no-op.
+ */
+void spate_plugin_unload(struct spate_plugin_lib *lib);
+
+/** The checked descriptor exported by @p lib. */
+const struct spate_plugin *spate_plugin_lib_desc(const struct spate_plugin_lib *lib);
+/** The file @p lib was loaded from (absolute when it could be resolved), not
+ *  the private copy. */
+const char *spate_plugin_lib_path(const struct spate_plugin_lib *lib);
+/** The plugin's name (its descriptor's `name`). */
+const char *spate_plugin_lib_name(const struct spate_plugin_lib *lib);
+/** The plugin's version string (its descriptor's `version`, "" if NULL). */
+const char *spate_plugin_lib_version(const struct spate_plugin_lib *lib);
+
+/**
+ * Resolve @p spec to a file as spate_plugin_load() would, without loading.
+ * @return 0 and the path in @p path; -EINVAL (bad spec or arguments, or
+ *   not a regular file), -ENOENT (not found; @p err lists the places looked
+ *   in; a candidate longer than @p pathlen counts as not found),
+ *   -ENAMETOOLONG (@p spec is a path of @p pathlen bytes or more), or the
+ *   -errno of stat() on a path (-EACCES ...).
+ */
+int spate_plugin_resolve(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,716 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stream.c - streams of shard rings in one named region, partition keys,
+ * producers (PutRecord / PutRecords) and the checkpoint table.
+ *
+ * Design. A stream `<bus>.<stream>` is one spate_shm region whose user area
+ * holds, at offsets recorded in a versioned header (never pointers):
+ *
+ *     0            struct spate_stream_hdr (magic, version, names, layout)
+ *     rings_off    ring 0 | ring 1 | ... | ring N-1, ring_stride bytes each
+ *     ckpt_off     SPATE_STREAM_MAX_CONSUMERS checkpoint entries,
+ *                  ckpt_stride bytes each (128-byte aligned)
+ *
+ * The creator formats every ring (spate_ring_format), opens them, and stores
+ * the header's `ready` last with release; an attacher loads it with acquire,
+ * copies the header once into a local, validates every field of the copy
+ * (sizes, offsets, strides, overflow, names) against the region's user size
+ * and only then opens every ring with spate_ring_open_mem(), which validates
+ * each ring's own control block. A corrupt region is an error code, never a
+ * crash; the handle keeps only validated local copies of the layout.
+ *
+ * A key maps to a shard through the high 32 bits of XXH3-64 of its bytes;
+ * shard i owns the hash range [i * 2^32 / N, (i + 1) * 2^32 / N). A producer
+ * is one ring writer per shard; spate_put_batch() groups the request by
+ * shard with a stable counting sort (request order kept within a shard) and
+ * writes each shard's records as one reservation and one commit, split only
+ * past half the ring or SPATE_RING_MAX_BATCH_RECORDS records.
+ *
+ * Checkpoint entries are claimed, never freed. A consumer name probes the
+ * table from a start index given by its hash (linear probing, the same
+ * sequence in every process). Entry states go FREE -> FILLING (CAS, one
+ * winner) -> USED (release, once the name and next_seq[] are written).
+ * Openers of one name walk the same probe sequence; at the first entry that
+ * is FREE for them exactly one wins the CAS and the others wait for USED and
+ * find their name there, so concurrent opens yield one entry, across
+ * processes too, with no lock.
+ *
+ * Memory orders (each pair is also named at its code):
+ *   - hdr.ready: release store in create / acquire load in attach.
+ *   - ckpt state USED: release store after filling / acquire loads in
+ *     ckpt_open (the name and next_seq[] initial values are visible).
+ *   - ckpt next_seq[i]: release store in ckpt_set / acquire load in ckpt_get
+ *     (what the consumer did before checkpointing happens before a monitor
+ *     that reads the checkpoint).
+ *   - Ring publication and space are the ring's (ring.h, architecture.md).
+ *
+ * Trade-offs. Rings are 4 KiB aligned and strided by spate_ring_memsize()
+ * rounded to 4 KiB, even on hugetlbfs: rounding each ring to 2 MiB would
+ * cost up to 32 times the memory of a 64 KiB ring, and packing loses
+ * nothing, since the region is mapped with 2 MiB pages as a whole (the TLB
+ * sees fewer pages when rings are packed) and each ring keeps its hot lines
+ * 128 bytes apart inside its own control block. Producer scratch for
+ * put_batch (per-shard counts, index array) lives in the producer, which
+ * belongs to one thread: no allocation per call once it has grown to the
+ * largest request.
+ *
+ * Limits. 1..SPATE_STREAM_MAX_SHARDS shards, SPATE_STREAM_MAX_CONSUMERS
+ * checkpoint entries (never freed), `<bus>.<stream>` within
+ * SPATE_SHM_NAME_MAX characters. The shard count is fixed at creation (no
+ * resharding). An opener that dies in the middle of a checkpoint claim (a
+ * window of a few stores) leaves an entry FILLING; openers of names that
+ * probe through it get -EAGAIN after a second.
+ */
+#include "spate_config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "spate/ring.h"
+#include "spate/shm.h"
+#include "spate/stream.h"
+
+/* Alignment of the rings (and of their stride) and of checkpoint entries. */
+#define STREAM_RING_ALIGN 4096u
+#define STREAM_CKPT_ALIGN 128u
+/* How long ckpt_open waits for an entry another opener is filling. */
+#define STREAM_CKPT_FILL_WAIT_NS 1000000000ull
+
+struct spate_stream {
+	struct spate_shm *shm;
+	uint8_t *base;               /* user area */
+	uint32_t shards;
+	uint32_t max_consumers;
+	uint64_t ckpt_off;           /* validated copies of the header */
+	uint64_t ckpt_stride;
+	char bus[SPATE_STREAM_NAME_MAX + 1];
+	char name[SPATE_STREAM_NAME_MAX + 1];
+	struct spate_ring *rings[];  /* [shards], opened on the region's memory */
+};
+
+struct spate_producer {
+	struct spate_stream *s;
+	uint32_t shards;
+	uint32_t *cnt;               /* [shards + 1] put_batch counting sort */
+	uint32_t *order;             /* [order_cap] put_batch request indices */
+	unsigned order_cap;
+	struct spate_ring_writer *w[]; /* [shards] */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Names and layout                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Length of a valid bus/stream (or, with @p dot, consumer) name, or -EINVAL. */
+static int name_len(const char *s, int dot)
+{
+	size_t i;
+
+	if (!s)
+		return -EINVAL;
+	for (i = 0; s[i]; i++) {
+		char c = s[i];
+		if (i >= SPATE_STREAM_NAME_MAX)
+			return -EINVAL;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || (dot && c == '.')))
+			return -EINVAL;
+	}
+	return i ? (int)i : -EINVAL;
+}
+
+/* The region name "<bus>.<stream>" into @p buf (SPATE_SHM_NAME_MAX + 1 bytes). */
+static int region_name(const char *bus, const char *name, char *buf)
+{
+	int bl = name_len(bus, 0), nl = name_len(name, 0);
+
+	if (bl < 0 || nl < 0 || bl + 1 + nl > SPATE_SHM_NAME_MAX)
+		return -EINVAL;
+	snprintf(buf, SPATE_SHM_NAME_MAX + 1, "%s.%s", bus, name);
+	return 0;
+}
+
+static uint64_t round_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+/* Bytes one checkpoint entry needs for @p shards shards. */
+static uint64_t ckpt_bytes(uint32_t shards)
+{
+	return sizeof(struct spate_stream_ckpt) + (uint64_t)shards * sizeof(uint64_t);
+}
+
+/* Validate the layout fields of a header copy against the user area size. */
+static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
+{
+	uint64_t t, rings_end, ckpt_end;
+
+	if (h->hdr_size != sizeof(*h))
+		return -EBADMSG;
+	if (!memchr(h->bus, '\0', sizeof(h->bus)) || !memchr(h->name, '\0', sizeof(h->name)) ||
+	    name_len(h->bus, 0) < 0 || name_len(h->name, 0) < 0)
+		return -EBADMSG;
+	if (h->shards == 0 || h->shards > SPATE_STREAM_MAX_SHARDS || h->max_consumers == 0 ||
+	    h->max_consumers > SPATE_STREAM_MAX_CONSUMERS)
+		return -EBADMSG;
+	if (h->rings_off < sizeof(*h) || h->rings_off % STREAM_RING_ALIGN ||
+	    h->ring_stride < sizeof(struct spate_ring_shared) || h->ring_stride % STREAM_RING_ALIGN)
+		return -EBADMSG;
+	if (__builtin_mul_overflow(h->ring_stride, (uint64_t)h->shards, &t) ||
+	    __builtin_add_overflow(t, h->rings_off, &rings_end))
+		return -EBADMSG;
+	if (h->ckpt_off < rings_end || h->ckpt_off % STREAM_CKPT_ALIGN ||
+	    h->ckpt_stride < ckpt_bytes(h->shards) || h->ckpt_stride % STREAM_CKPT_ALIGN)
+		return -EBADMSG;
+	if (__builtin_mul_overflow(h->ckpt_stride, (uint64_t)h->max_consumers, &t) ||
+	    __builtin_add_overflow(t, h->ckpt_off, &ckpt_end))
+		return -EBADMSG;
+	if (ckpt_end > h->total_size || h->total_size > user_size)
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * Build a handle from a validated header copy @p h: open every ring on the
+ * region's memory and check they agree with each other.
+ */
+static int stream_build(struct spate_shm *shm, const struct spate_stream_hdr *h,
+			struct spate_stream **out)
+{
+	struct spate_stream *s;
+	uint32_t i;
+	int rc;
+
+	s = calloc(1, sizeof(*s) + h->shards * sizeof(s->rings[0]));
+	if (!s)
+		return -ENOMEM;
+	s->shm = shm;
+	s->base = spate_shm_user(shm);
+	s->shards = h->shards;
+	s->max_consumers = h->max_consumers;
+	s->ckpt_off = h->ckpt_off;
+	s->ckpt_stride = h->ckpt_stride;
+	memcpy(s->bus, h->bus, sizeof(s->bus));
+	memcpy(s->name, h->name, sizeof(s->name));
+	for (i = 0; i < h->shards; i++) {
+		rc = spate_ring_open_mem(s->base + h->rings_off + i * h->ring_stride,
+					 (size_t)h->ring_stride, &s->rings[i]);
+		if (rc < 0)
+			goto err_rings;
+		/* Every shard's ring was formatted with the same parameters. */
+		if (i && (s->rings[i]->cap != s->rings[0]->cap ||
+			  s->rings[i]->flags != s->rings[0]->flags ||
+			  s->rings[i]->max_record != s->rings[0]->max_record)) {
+			i++;
+			rc = -EBADMSG;
+			goto err_rings;
+		}
+	}
+	*out = s;
+	return 0;
+err_rings:
+	while (i--)
+		spate_ring_close(s->rings[i]);
+	free(s);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streams                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int spate_stream_create(const char *bus, const char *name, const struct spate_stream_params *p,
+			struct spate_stream **out)
+{
+	char rname[SPATE_SHM_NAME_MAX + 1];
+	struct spate_stream_hdr h, *sh;
+	struct spate_shm *shm;
+	struct spate_stream *s;
+	size_t msz;
+	uint32_t i;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	rc = region_name(bus, name, rname);
+	if (rc < 0)
+		return rc;
+	if (!p || p->shards == 0 || p->shards > SPATE_STREAM_MAX_SHARDS)
+		return -EINVAL;
+	struct spate_ring_params rp = {
+		.capacity = p->ring_size, .max_record = p->max_record, .flags = p->ring_flags,
+	};
+	msz = spate_ring_memsize(&rp);
+	if (!msz)
+		return -EINVAL;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = SPATE_STREAM_MAGIC;
+	h.layout_version = SPATE_STREAM_LAYOUT_VERSION;
+	h.hdr_size = sizeof(h);
+	strcpy(h.bus, bus);
+	strcpy(h.name, name);
+	h.shards = p->shards;
+	h.max_consumers = SPATE_STREAM_MAX_CONSUMERS;
+	h.rings_off = round_up(sizeof(h), STREAM_RING_ALIGN);
+	h.ring_stride = round_up(msz, STREAM_RING_ALIGN);
+	h.ckpt_off = round_up(h.rings_off + h.shards * h.ring_stride, STREAM_CKPT_ALIGN);
+	h.ckpt_stride = round_up(ckpt_bytes(h.shards), STREAM_CKPT_ALIGN);
+	h.total_size = h.ckpt_off + h.max_consumers * h.ckpt_stride;
+
+	struct spate_shm_opts o = { .flags = p->shm_flags, .mode = p->mode, .gid = (gid_t)-1 };
+	rc = spate_shm_create(rname, (size_t)h.total_size, &o, &shm);
+	if (rc < 0)
+		return rc;
+	rc = check_layout(&h, spate_shm_user_size(shm)); /* our own arithmetic, checked */
+	if (rc < 0)
+		goto err_shm;
+	sh = spate_shm_user(shm);
+	memcpy(sh, &h, sizeof(h));
+	for (i = 0; i < h.shards; i++) {
+		rc = spate_ring_format((uint8_t *)sh + h.rings_off + i * h.ring_stride,
+				       (size_t)h.ring_stride, &rp);
+		if (rc < 0)
+			goto err_shm;
+	}
+	/* The checkpoint table is all FREE: the region is created zeroed. */
+	rc = stream_build(shm, &h, &s);
+	if (rc < 0)
+		goto err_shm;
+	/* Release: pairs with the acquire load of ready in spate_stream_attach():
+	 * the header, the formatted rings and the table are complete. */
+	__atomic_store_n(&sh->ready, SPATE_STREAM_READY, __ATOMIC_RELEASE);
+	*out = s;
+	return 0;
+err_shm:
+	spate_shm_detach(shm);
+	spate_shm_unlink(rname);
+	return rc;
+}
+
+int spate_stream_attach(const char *bus, const char *name, struct spate_stream **out)
+{
+	char rname[SPATE_SHM_NAME_MAX + 1];
+	struct spate_stream_hdr h;
+	const struct spate_stream_hdr *sh;
+	struct spate_shm *shm;
+	uint32_t ready;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	rc = region_name(bus, name, rname);
+	if (rc < 0)
+		return rc;
+	rc = spate_shm_attach(rname, 0, &shm);
+	if (rc < 0)
+		return rc;
+	if (spate_shm_user_size(shm) < sizeof(h)) {
+		rc = -EBADMSG;
+		goto err_shm;
+	}
+	sh = spate_shm_user(shm);
+	/* Acquire: pairs with the release store of ready in spate_stream_create(). */
+	ready = __atomic_load_n(&sh->ready, __ATOMIC_ACQUIRE);
+	/* Copy once: every check and every later use reads the copy, so a
+	 * peer scribbling on the header cannot change a value once checked. */
+	memcpy(&h, sh, sizeof(h));
+	if (ready != SPATE_STREAM_READY) {
+		/* A zeroed header is a creator still at work. */
+		rc = (h.magic == SPATE_STREAM_MAGIC || h.magic == 0) ? -EAGAIN : -EBADMSG;
+		goto err_shm;
+	}
+	if (h.magic != SPATE_STREAM_MAGIC) {
+		rc = -EBADMSG;
+		goto err_shm;
+	}
+	if (h.layout_version != SPATE_STREAM_LAYOUT_VERSION) {
+		rc = -EPROTO;
+		goto err_shm;
+	}
+	rc = check_layout(&h, spate_shm_user_size(shm));
+	if (rc < 0)
+		goto err_shm;
+	if (strcmp(h.bus, bus) != 0 || strcmp(h.name, name) != 0) {
+		rc = -EBADMSG;
+		goto err_shm;
+	}
+	rc = stream_build(shm, &h, out);
+	if (rc < 0)
+		goto err_shm;
+	return 0;
+err_shm:
+	spate_shm_detach(shm);
+	return rc;
+}
+
+void spate_stream_close(struct spate_stream *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->shards; i++)
+		spate_ring_close(s->rings[i]); /* the rings do not own the region */
+	spate_shm_detach(s->shm);
+	free(s);
+}
+
+int spate_stream_unlink(const char *bus, const char *name)
+{
+	char rname[SPATE_SHM_NAME_MAX + 1];
+	int rc = region_name(bus, name, rname);
+
+	return rc < 0 ? rc : spate_shm_unlink(rname);
+}
+
+uint32_t spate_stream_shards(const struct spate_stream *s)
+{
+	return s->shards;
+}
+
+const char *spate_stream_name(const struct spate_stream *s)
+{
+	return s->name;
+}
+
+const char *spate_stream_bus(const struct spate_stream *s)
+{
+	return s->bus;
+}
+
+struct spate_ring *spate_stream_ring(const struct spate_stream *s, uint32_t shard)
+{
+	return shard < s->shards ? s->rings[shard] : NULL;
+}
+
+struct spate_shm *spate_stream_shm(const struct spate_stream *s)
+{
+	return s->shm;
+}
+
+uint32_t spate_key_hash(const void *key, size_t len)
+{
+	return (uint32_t)(XXH3_64bits(key, len) >> 32);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                              */
+/* ------------------------------------------------------------------------ */
+
+static struct spate_stream_ckpt *ckpt_entry(struct spate_stream *s, uint32_t i)
+{
+	return (struct spate_stream_ckpt *)(void *)(s->base + s->ckpt_off + i * s->ckpt_stride);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
+			   struct spate_stream_ckpt **out)
+{
+	int len = name_len(consumer, 1);
+
+	if (!s || !out || len < 0)
+		return -EINVAL;
+	uint32_t start = spate_shard_of_hash(spate_key_hash(consumer, (size_t)len),
+					     s->max_consumers);
+
+	for (uint32_t k = 0; k < s->max_consumers; k++) {
+		struct spate_stream_ckpt *c = ckpt_entry(s, (start + k) % s->max_consumers);
+		uint64_t deadline = 0;
+		unsigned spins = 0;
+
+		for (;;) {
+			/* Acquire: pairs with the release store of USED below (by
+			 * whoever claimed the entry): its name and initial
+			 * next_seq[] are visible. */
+			uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
+
+			if (st == SPATE_STREAM_CKPT_USED) {
+				if (!memchr(c->consumer, '\0', sizeof(c->consumer)))
+					return -EBADMSG;
+				if (strcmp(c->consumer, consumer) != 0)
+					break; /* someone else's: probe on */
+				*out = c;
+				return 0;
+			}
+			if (st == SPATE_STREAM_CKPT_FREE) {
+				uint32_t expect = SPATE_STREAM_CKPT_FREE;
+				/* Relaxed: the CAS only elects the one filler; the
+				 * entry's contents are published by the release
+				 * store of USED. On failure, re-read the state. */
+				if (!atomic_compare_exchange_strong_explicit(
+					    &c->state, &expect, SPATE_STREAM_CKPT_FILLING,
+					    memory_order_relaxed, memory_order_relaxed))
+					continue;
+				memset(c->consumer, 0, sizeof(c->consumer));
+				memcpy(c->consumer, consumer, (size_t)len);
+				c->reserved = 0;
+				for (uint32_t i = 0; i < s->shards; i++)
+					/* Relaxed: published by the release below. */
+					atomic_store_explicit(&c->next_seq[i], UINT64_MAX,
+							      memory_order_relaxed);
+				/* Release: pairs with the acquire load of state by
+				 * every other opener above. */
+				atomic_store_explicit(&c->state, SPATE_STREAM_CKPT_USED,
+						      memory_order_release);
+				*out = c;
+				return 0;
+			}
+			if (st != SPATE_STREAM_CKPT_FILLING)
+				return -EBADMSG;
+			/* Another opener is filling it, perhaps for our name:
+			 * wait for USED (a few stores away, unless it died). */
+			if (++spins < 1024) {
+				spate_cpu_relax();
+				continue;
+			}
+			if (!deadline)
+				deadline = mono_ns() + STREAM_CKPT_FILL_WAIT_NS;
+			else if (mono_ns() > deadline)
+				return -EAGAIN;
+			sched_yield();
+		}
+	}
+	return -ENOSPC;
+}
+
+void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq)
+{
+	/* Release: pairs with the acquire load in spate_stream_ckpt_get(). */
+	atomic_store_explicit(&c->next_seq[shard], next_seq, memory_order_release);
+}
+
+uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard)
+{
+	/* Acquire: pairs with the release store in spate_stream_ckpt_set(). */
+	return atomic_load_explicit(&c->next_seq[shard], memory_order_acquire);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Producers                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Initial put_batch index capacity: requests up to this size never allocate. */
+#define PRODUCER_ORDER_INIT 512u
+
+int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint32_t flags,
+			struct spate_producer **out)
+{
+	struct spate_producer *p;
+	uint32_t i;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!s || (flags & ~(SPATE_PRODUCER_F_FAIL_FULL | SPATE_PRODUCER_F_WAIT_FULL)) ||
+	    ((flags & SPATE_PRODUCER_F_FAIL_FULL) && (flags & SPATE_PRODUCER_F_WAIT_FULL)))
+		return -EINVAL;
+	p = calloc(1, sizeof(*p) + s->shards * sizeof(p->w[0]));
+	if (!p)
+		return -ENOMEM;
+	p->s = s;
+	p->shards = s->shards;
+	p->cnt = calloc(s->shards + 1u, sizeof(*p->cnt));
+	p->order = malloc(PRODUCER_ORDER_INIT * sizeof(*p->order));
+	rc = -ENOMEM;
+	if (!p->cnt || !p->order)
+		goto err_free;
+	p->order_cap = PRODUCER_ORDER_INIT;
+	for (i = 0; i < s->shards; i++) {
+		rc = spate_ring_writer_open(s->rings[i], wait, &p->w[i]);
+		if (rc < 0)
+			goto err_writers;
+		/* The full policy is a per-handle copy of the ring's flag. */
+		if (flags & SPATE_PRODUCER_F_FAIL_FULL)
+			p->w[i]->flags &= ~SPATE_RING_F_FULL_WAIT;
+		else if (flags & SPATE_PRODUCER_F_WAIT_FULL)
+			p->w[i]->flags |= SPATE_RING_F_FULL_WAIT;
+	}
+	*out = p;
+	return 0;
+err_writers:
+	while (i--)
+		spate_ring_writer_close(p->w[i]);
+err_free:
+	free(p->order);
+	free(p->cnt);
+	free(p);
+	return rc;
+}
+
+void spate_producer_close(struct spate_producer *p)
+{
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->shards; i++)
+		spate_ring_writer_close(p->w[i]);
+	free(p->order);
+	free(p->cnt);
+	free(p);
+}
+
+struct spate_ring_writer *spate_producer_writer(struct spate_producer *p, uint32_t shard)
+{
+	return shard < p->shards ? p->w[shard] : NULL;
+}
+
+int spate_put_hash(struct spate_producer *p, uint32_t hash, const void *data, size_t len,
+		   struct spate_put_result *res)
+{
+	uint32_t shard = spate_shard_of_hash(hash, p->shards);
+	uint64_t seq = 0;
+	int rc = (!data && len) ? -EINVAL : spate_ring_put(p->w[shard], data, len, hash, 0, &seq);
+
+	if (res) {
+		res->error = rc;
+		res->shard = shard;
+		res->seq = rc ? 0 : seq;
+	}
+	return rc;
+}
+
+int spate_put(struct spate_producer *p, const void *key, size_t key_len, const void *data,
+	      size_t len, struct spate_put_result *res)
+{
+	if (!key && key_len) {
+		if (res) {
+			res->error = -EINVAL;
+			res->shard = 0;
+			res->seq = 0;
+		}
+		return -EINVAL;
+	}
+	return spate_put_hash(p, spate_key_hash(key, key_len), data, len, res);
+}
+
+/*
+ * Write the @p m records e[idx[0..m)] (all valid, all for writer @p w) in
+ * order, as few batches as the ring allows. Their key hashes are in
+ * res[].seq (see spate_put_batch). Returns the number that failed.
+ */
+static int put_shard(struct spate_ring_writer *w, const struct spate_put_entry *e,
+		     const uint32_t *idx, unsigned m, struct spate_put_result *res)
+{
+	const uint64_t max_bytes = (w->cap >> 1) - SPATE_RING_BHDR_SIZE;
+	unsigned k = 0;
+
+	while (k < m) {
+		uint64_t bytes = 0;
+		unsigned j = k;
+		while (j < m && j - k < SPATE_RING_MAX_BATCH_RECORDS) {
+			uint64_t sz = spate_ring_rec_size(e[idx[j]].len);
+			if (bytes + sz > max_bytes)
+				break;
+			bytes += sz;
+			j++;
+		}
+		/* j > k: every record is at most max_record, which fits a batch
+		 * of half the ring (ring.c, max_payload). */
+		struct spate_ring_batch b;
+		int rc = spate_ring_reserve(w, bytes, &b);
+		if (rc < 0) {
+			/* Fail the rest of this shard too: writing later records
+			 * after a failed one would break per-key order on retry. */
+			for (unsigned t = k; t < m; t++) {
+				res[idx[t]].error = rc;
+				res[idx[t]].seq = 0;
+			}
+			return (int)(m - k);
+		}
+		for (unsigned t = k; t < j; t++) {
+			const struct spate_put_entry *x = &e[idx[t]];
+			/* Cannot fail: the reservation is exactly their size. */
+			void *dst = spate_ring_batch_add(&b, x->len, (uint32_t)res[idx[t]].seq, x->type);
+			if (x->len)
+				memcpy(dst, x->data, x->len);
+		}
+		uint64_t first = 0;
+		spate_ring_commit(w, &b, 0, &first);
+		for (unsigned t = k; t < j; t++)
+			res[idx[t]].seq = first + (t - k);
+		k = j;
+	}
+	return 0;
+}
+
+int spate_put_batch(struct spate_producer *p, const struct spate_put_entry *e, unsigned n,
+		    struct spate_put_result *res)
+{
+	const uint32_t shards = p ? p->shards : 0;
+	uint32_t *cnt, *order;
+	int failed = 0;
+
+	if (n == 0)
+		return 0;
+	if (!p || !e || !res)
+		return -EINVAL;
+	if (n > p->order_cap) {
+		uint32_t *o = realloc(p->order, (size_t)n * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		p->order = o;
+		p->order_cap = n;
+	}
+	cnt = p->cnt;
+	order = p->order;
+	memset(cnt, 0, (shards + 1u) * sizeof(*cnt));
+
+	/* Pass 1: shard and validity of each record; count per shard. The key
+	 * hash waits in res[i].seq until the record is written. */
+	for (unsigned i = 0; i < n; i++) {
+		const struct spate_put_entry *x = &e[i];
+		uint32_t hash = 0, shard = 0;
+		int err = 0;
+
+		if ((x->flags & ~SPATE_PUT_F_HASH) || (!x->data && x->len) ||
+		    (!(x->flags & SPATE_PUT_F_HASH) && !x->key && x->key_len)) {
+			err = -EINVAL;
+		} else {
+			hash = (x->flags & SPATE_PUT_F_HASH) ? x->hash
+							     : spate_key_hash(x->key, x->key_len);
+			shard = spate_shard_of_hash(hash, shards);
+			if (x->len > p->w[shard]->ring->max_record)
+				err = -EMSGSIZE;
+		}
+		res[i].error = err;
+		res[i].shard = shard;
+		res[i].seq = err ? 0 : hash;
+		if (err)
+			failed++;
+		else
+			cnt[shard + 1]++;
+	}
+	/* Pass 2: stable counting sort of the valid records by shard. After
+	 * the prefix sums cnt[s] is where shard s starts; after the scatter it
+	 * is where shard s ends (= where s + 1 starts). */
+	for (uint32_t s = 0; s < shards; s++)
+		cnt[s + 1] += cnt[s];
+	for (unsigned i = 0; i < n; i++)
+		if (!res[i].error)
+			order[cnt[res[i].shard]++] = i;
+	/* Pass 3: one batch (or as few as fit) per shard touched. */
+	uint32_t lo = 0;
+	for (uint32_t s = 0; s < shards; s++) {
+		uint32_t hi = cnt[s];
+		if (hi > lo)
+			failed += put_shard(p->w[s], e, order + lo, hi - lo, res);
+		lo = hi;
+	}
+	return failed;
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file spate/config.h
+ * @brief The bus configuration: streams, consumers (event source mappings)
+ *        and placement, from one YAML file or built as structs in C.
+ *
+ * Load a file:
+ *
+ *     struct spate_config *c;
+ *     char err[512];
+ *     if (spate_config_load("bus.yaml", &c, err, sizeof(err)) < 0)
+ *             die(err);   // "bus.yaml:12: consumers[0].batch_size: expected ..."
+ *     ...
+ *     spate_config_free(c);
+ *
+ * or build one in C:
+ *
+ *     struct spate_config *c;
+ *     struct spate_config_stream *s;
+ *     struct spate_config_consumer *k;
+ *     spate_config_new_default("demo", &c);
+ *     spate_config_add_stream(c, "orders", &s);
+ *     s->shards = 4;
+ *     spate_config_add_consumer(c, "count", "orders", "count", &k);
+ *     k->batch_size = 500;
+ *     if (spate_config_validate(c, err, sizeof(err)) < 0)
+ *             die(err);
+ *
+ * Every key, its default, range and Kinesis/Lambda counterpart is described
+ * in docs/config.md. Units: sizes are bytes, durations are nanoseconds.
+ *
+ * Ownership: a config from spate_config_load(), spate_config_parse() or
+ * spate_config_new_default() owns its arrays (streams, consumers, options,
+ * cores; all from malloc) and is freed with spate_config_free(). A config a
+ * caller lays out itself (zero-initialised, spate_config_stream_defaults()
+ * and spate_config_consumer_defaults() on each element, arrays anywhere) may
+ * be checked with spate_config_validate() but must not be passed to
+ * spate_config_free() unless its arrays come from malloc.
+ *
+ * "Automatic" values: a few fields take 0 to mean "derive it" (stream
+ * max_record_size, consumer concurrency, placement busy_threads_max).
+ * spate_config_load() and spate_config_parse() store the derived value;
+ * spate_config_stream_max_record() and spate_config_consumer_concurrency()
+ * derive it for configs built in C.
+ *
+ * Thread safety: none inside; a config is plain data. Concurrent readers of
+ * a config nobody modifies are fine.
+ */
+#ifndef SPATE_CONFIG_H
+#define SPATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spate/ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Limits and special values                                                */
+/* ------------------------------------------------------------------------ */
+
+/** Longest bus, stream or consumer name (characters [A-Za-z0-9_-]). */
+#define SPATE_CONFIG_NAME_MAX 40u
+/** Longest "<bus>.<stream>" (the stream's shared-memory region name). */
+#define SPATE_CONFIG_REGION_NAME_MAX 63u
+/** Size of the path buffers (state_dir, plugin, source), NUL included. */
+#define SPATE_CONFIG_PATH_MAX 4096u
+/** Shards per stream. */
+#define SPATE_CONFIG_MAX_SHARDS 1024u
+/** Consumers per stream (each keeps a checkpoint slot in the stream). */
+#define SPATE_CONFIG_MAX_CONSUMERS_PER_STREAM 64u
+/** Records per batch (Lambda: 10,000). */
+#define SPATE_CONFIG_MAX_BATCH_SIZE 100000u
+/** Longest batching window (Lambda: 300 s). */
+#define SPATE_CONFIG_MAX_BATCH_WINDOW_NS (300ull * 1000000000ull)
+/** Retry attempts, when not -1 (Lambda: 10,000). */
+#define SPATE_CONFIG_MAX_RETRY_ATTEMPTS 10000
+/** Parallelization factor (Lambda: 10). */
+#define SPATE_CONFIG_MAX_PARALLELIZATION 64u
+/** Workers of one consumer. */
+#define SPATE_CONFIG_MAX_CONCURRENCY 1024u
+/** CPU numbers in placement.cores are below this. */
+#define SPATE_CONFIG_MAX_CPUS 4096u
+/** Record framing in a ring: batch header 32 + record header 8 + long
+ *  length 8. max_record_size must be <= ring_size / 2 - this. */
+#define SPATE_CONFIG_RECORD_OVERHEAD 48u
+/** Default stream ring size (per shard) and maximum record size. */
+#define SPATE_CONFIG_DEFAULT_RING_SIZE (4ull << 20)
+#define SPATE_CONFIG_DEFAULT_MAX_RECORD (1ull << 20)
+
+/** A duration that means "never" / "unlimited" (max_record_age: -1). */
+#define SPATE_CONFIG_NEVER UINT64_MAX
+/** max_retry_attempts value meaning "until the record expires" (-1). */
+#define SPATE_CONFIG_RETRY_FOREVER (-1)
+
+/** Who appends to a stream's shards. */
+enum spate_config_producers {
+	SPATE_CONFIG_PRODUCERS_MULTI = 0,  /**< any number of threads/processes (default) */
+	SPATE_CONFIG_PRODUCERS_SINGLE = 1, /**< exactly one producer per shard (fastest) */
+};
+
+/** Huge-page policy of a stream's memory (see spate/shm.h). */
+enum spate_config_huge {
+	SPATE_CONFIG_HUGE_AUTO = 0,    /**< hugetlbfs if possible, else /dev/shm + THP (default) */
+	SPATE_CONFIG_HUGE_REQUIRE = 1, /**< hugetlbfs 2 MiB pages or fail (SPATE_SHM_F_REQUIRE_HUGE) */
+	SPATE_CONFIG_HUGE_OFF = 2,     /**< never hugetlbfs (SPATE_SHM_F_NO_HUGE) */
+};
+
+/** What a producer sees on a full shard by default. */
+enum spate_config_full {
+	SPATE_CONFIG_FULL_WAIT = 0, /**< wait for space (SPATE_RING_F_FULL_WAIT) (default) */
+	SPATE_CONFIG_FULL_FAIL = 1, /**< fail at once with -EAGAIN */
+};
+
+/** Where a consumer starts when it has no checkpoint (Kinesis iterator types).
+ *  The first two have the values of enum spate_ring_start. */
+enum spate_config_start {
+	SPATE_CONFIG_START_TRIM_HORIZON = 0,   /**< oldest record still held */
+	SPATE_CONFIG_START_LATEST = 1,         /**< only records appended from now on (default) */
+	SPATE_CONFIG_START_AT_SEQUENCE = 2,    /**< at starting_sequence */
+	SPATE_CONFIG_START_AFTER_SEQUENCE = 3, /**< just after starting_sequence */
+	SPATE_CONFIG_START_AT_TIMESTAMP = 4,   /**< first record at or after starting_timestamp */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Structs                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** One `key: value` of a consumer's `options:`, passed to its plugin. */
+struct spate_config_opt {
+	char *key;   /**< non-empty, NUL-terminated */
+	char *value; /**< NUL-terminated; "" for an empty/null YAML value */
+};
+
+/** A stream (Kinesis data stream). */
+struct spate_config_stream {
+	char name[SPATE_CONFIG_NAME_MAX + 1];
+	uint32_t shards;          /**< 1..SPATE_CONFIG_MAX_SHARDS; default 1 */
+	uint64_t ring_size;       /**< bytes per shard, power of two 64 KiB..1 GiB; default 4 MiB */
+	/** Largest record payload, 1..ring_size/2-48; default 1 MiB, or the
+	 *  most ring_size allows if that is less. 0 = that default. */
+	uint64_t max_record_size;
+	enum spate_config_producers producers; /**< default multi */
+	enum spate_config_huge huge_pages;     /**< default auto */
+	/** Records older than this are not served to new readers at
+	 *  trim_horizon. Nanoseconds, >= 1 ms; default 24 h. */
+	uint64_t retention_ns;
+	enum spate_config_full full;           /**< default wait */
+	uint32_t line;            /**< line of its entry in the file; 0 if built in C */
+};
+
+/** A consumer (Lambda event source mapping: a plugin fed batches of one stream). */
+struct spate_config_consumer {
+	char name[SPATE_CONFIG_NAME_MAX + 1];
+	char stream[SPATE_CONFIG_NAME_MAX + 1];    /**< the stream it reads */
+	/** A bundled plugin name ([a-z0-9_]+, at most SPATE_CONFIG_NAME_MAX) or a
+	 *  path containing '/' and ending in ".so". spate_config_load() makes a
+	 *  relative path relative to the configuration file's directory. */
+	char plugin[SPATE_CONFIG_PATH_MAX];
+	struct spate_config_opt *options; /**< plugin options, in file order */
+	uint32_t n_options;
+	uint32_t batch_size;      /**< records per batch, 1..100000; default 100 (BatchSize) */
+	uint64_t batch_bytes;     /**< payload bytes per batch, >= 1; default 6 MiB */
+	uint64_t batch_window_ns; /**< wait to fill a batch, 0..300 s; default 0
+				       (MaximumBatchingWindowInSeconds) */
+	enum spate_config_start starting_position; /**< default latest (StartingPosition) */
+	uint64_t starting_sequence;     /**< with AT_SEQUENCE / AFTER_SEQUENCE */
+	uint64_t starting_timestamp_ns; /**< with AT_TIMESTAMP; ns since the epoch (UTC) */
+	/** -1 (SPATE_CONFIG_RETRY_FOREVER) = until the record expires, or
+	 *  0..10000; default -1 (MaximumRetryAttempts). */
+	int32_t max_retry_attempts;
+	uint64_t retry_backoff_ns;     /**< first back-off; default 1 ms; <= retry_backoff_max_ns */
+	uint64_t retry_backoff_max_ns; /**< back-off cap (doubling); default 1 s */
+	bool bisect_on_error;          /**< default false (BisectBatchOnFunctionError) */
+	bool enabled;                  /**< default true */
+	/** Records older than this go to on_failure instead of the plugin;
+	 *  SPATE_CONFIG_NEVER (-1 in YAML) or >= 1 ms; default never
+	 *  (MaximumRecordAgeInSeconds). */
+	uint64_t max_record_age_ns;
+	/** Stream that receives failed records (with their payloads); "" = none
+	 *  (DestinationConfig.OnFailure). Never the consumer's own stream. */
+	char on_failure[SPATE_CONFIG_NAME_MAX + 1];
+	uint32_t parallelization;      /**< lanes per shard, 1..64; default 1 (ParallelizationFactor) */
+	/** Most workers for this consumer, 1..1024; 0 = shards x parallelization
+	 *  (capped at 1024). */
+	uint32_t concurrency;
+	enum spate_ring_wait wait;     /**< how idle workers wait; default BLOCK */
+	/** How often to checkpoint; 0 (default) = after every successful batch. */
+	uint64_t checkpoint_interval_ns;
+	uint32_t line;                 /**< line of its entry in the file; 0 if built in C */
+};
+
+/** Where the workers run. */
+struct spate_config_placement {
+	uint32_t *cores;           /**< CPU numbers to use, distinct, < SPATE_CONFIG_MAX_CPUS */
+	uint32_t n_cores;          /**< 0 = every CPU the process may use */
+	/** Most threads that busy-poll (wait: busy), 1..n_cores (or 1..4096
+	 *  without cores); 0 = one per core used. */
+	uint32_t busy_threads_max;
+};
+
+/** A bus: everything one configuration file describes. */
+struct spate_config {
+	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
+	/** Absolute directory for checkpoints and state; default
+	 *  "/var/lib/spate/<bus>". */
+	char state_dir[SPATE_CONFIG_PATH_MAX];
+	struct spate_config_stream *streams;  /**< at least one */
+	uint32_t n_streams;
+	struct spate_config_consumer *consumers;
+	uint32_t n_consumers;
+	struct spate_config_placement placement;
+	/** File name given to load/parse, used in messages; "" if built in C. */
+	char source[SPATE_CONFIG_PATH_MAX];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Loading, checking, freeing                                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Read and parse the YAML file @p path, check it (spate_config_validate())
+ * and return a new config in @p out (NULL on error). On error a message of
+ * the form "<path>:<line>: <field>: <what was expected>, got <what>" is
+ * written to @p err (may be NULL; truncated to @p errlen).
+ *
+ * @return 0, -EINVAL (bad arguments, or the content is wrong: @p err says
+ *         where), -ENOENT, -EACCES, -EISDIR, -EFBIG (file above 64 MiB),
+ *         -ENOMEM, or another -errno from open/read.
+ */
+int spate_config_load(const char *path, struct spate_config **out, char *err, size_t errlen);
+
+/**
+ * Parse @p len bytes of YAML at @p text (not necessarily NUL-terminated) as
+ * a configuration and check it, like spate_config_load(). @p name_for_errors
+ * (may be NULL: "<config>") is the file name used in messages and stored in
+ * spate_config.source. Relative plugin paths are stored as written.
+ *
+ * @return 0, -EINVAL (bad arguments or content; @p err says why), -ENOMEM.
+ */
+int spate_config_parse(const char *text, size_t len, const char *name_for_errors,
+		       struct spate_config **out, char *err, size_t errlen);
+
+/** Free a config from load/parse/new_default (and everything it owns). NULL-safe. */
+void spate_config_free(struct spate_config *c);
+
+/**
+ * Check a config's contents: every field in range, names well formed and
+ * unique, every stream a consumer names (stream, on_failure) defined,
+ * on_failure not the consumer's own stream, max_record_size within its
+ * ring, retry_backoff <= retry_backoff_max, at most 64 consumers per stream,
+ * "<bus>.<stream>" at most 63 characters, placement cores distinct. Messages
+ * carry "<source>:<line>: " when the config came from a file.
+ *
+ * @return 0, -EINVAL (@p err says which field and why; also for c NULL).
+ */
+int spate_config_validate(const struct spate_config *c, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Building a config in C                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Fill @p s with the stream defaults (name empty, line 0). */
+void spate_config_stream_defaults(struct spate_config_stream *s);
+/** Fill @p k with the consumer defaults (names and plugin empty, no options). */
+void spate_config_consumer_defaults(struct spate_config_consumer *k);
+
+/**
+ * A new config for bus @p bus with no streams or consumers, state_dir
+ * "/var/lib/spate/<bus>" and default placement. Free with spate_config_free().
+ * @return 0, -EINVAL (bad bus name), -ENOMEM.
+ */
+int spate_config_new_default(const char *bus, struct spate_config **out);
+
+/**
+ * Append a stream named @p name with the defaults; @p out (may be NULL)
+ * points at it until the next append.
+ * @return 0, -EINVAL (bad name), -EEXIST (name taken), -ENOMEM.
+ */
+int spate_config_add_stream(struct spate_config *c, const char *name,
+			    struct spate_config_stream **out);
+
+/**
+ * Append a consumer with the defaults, reading @p stream with @p plugin (a
+ * bundled name or a .so path); @p out (may be NULL) points at it until the
+ * next append. The stream need not exist yet (validate checks it).
+ * @return 0, -EINVAL (bad name, stream name or plugin), -EEXIST (name
+ *         taken), -ENOMEM.
+ */
+int spate_config_add_consumer(struct spate_config *c, const char *name, const char *stream,
+			      const char *plugin, struct spate_config_consumer **out);
+
+/**
+ * Set option @p key of consumer @p k to @p value (copied; replaces an
+ * existing value). @p k must belong to a config that spate_config_free()
+ * will free (its options array is reallocated).
+ * @return 0, -EINVAL (key NULL or empty, value NULL), -ENOMEM.
+ */
+int spate_config_consumer_set_option(struct spate_config_consumer *k, const char *key,
+				     const char *value);
+
+/* ------------------------------------------------------------------------ */
+/* Lookups and derived values                                               */
+/* ------------------------------------------------------------------------ */
+
+/** The stream called @p name, or NULL. */
+const struct spate_config_stream *spate_config_find_stream(const struct spate_config *c,
+							   const char *name);
+/** The consumer called @p name, or NULL. */
+const struct spate_config_consumer *spate_config_find_consumer(const struct spate_config *c,
+							       const char *name);
+/** Value of option @p key of @p k, or @p dflt. */
+const char *spate_config_consumer_option(const struct spate_config_consumer *k, const char *key,
+					 const char *dflt);
+
+/** Effective max_record_size of @p s (resolves 0 = default). */
+uint64_t spate_config_stream_max_record(const struct spate_config_stream *s);
+/** Effective concurrency of @p k in @p c (resolves 0 = shards x
+ *  parallelization, capped at SPATE_CONFIG_MAX_CONCURRENCY); 0 if its
+ *  stream does not exist. */
+uint32_t spate_config_consumer_concurrency(const struct spate_config *c,
+					   const struct spate_config_consumer *k);
+
+/** Name of a starting position as written in YAML ("trim_horizon", ...), or "?". */
+const char *spate_config_start_str(enum spate_config_start s);
+
+/* ------------------------------------------------------------------------ */
+/* Value syntax (the same parsers the YAML loader uses)                     */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Parse a size: decimal bytes, optionally followed by a unit (one space
+ * allowed before it, case ignored): B, KiB, MiB, GiB, TiB (powers of 1024)
+ * or KB, MB, GB, TB (powers of 1000). "64KiB" = 65536, "64KB" = 64000.
+ * @return 0, -EINVAL (syntax), -ERANGE (above UINT64_MAX).
+ */
+int spate_config_parse_size(const char *s, uint64_t *out);
+
+/**
+ * Parse a duration into nanoseconds: "0", or one or more <integer><unit>
+ * with units ns, us, ms, s, m, h, d ("1h30m", "500us", "7d").
+ * @return 0, -EINVAL (syntax, or a non-zero number without a unit),
+ *         -ERANGE (above UINT64_MAX - 1 ns).
+ */
+int spate_config_parse_duration(const char *s, uint64_t *out);
+
+/**
+ * Parse a timestamp into nanoseconds since the epoch: RFC 3339
+ * ("2026-11-27T10:00:00Z", "2026-11-27T10:00:00.123456789+01:00"; 'T' or a
+ * space; 'Z' or an offset; up to 9 fractional digits; 1970 and later) or a
+ * plain integer of nanoseconds.
+ * @return 0, -EINVAL (syntax or an impossible date), -ERANGE.
+ */
+int spate_config_parse_timestamp(const char *s, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_CONFIG_H */

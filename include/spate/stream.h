@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file spate/stream.h
+ * @brief Streams of shards, partition keys, producers and checkpoints.
+ *
+ * A stream is one shared-memory region named `<bus>.<stream>` (file
+ * `spate.<bus>.<stream>`, see shm.h), holding N shard rings and a checkpoint
+ * table. Bus and stream names are 1..SPATE_STREAM_NAME_MAX characters of
+ * [A-Za-z0-9_-], and `<bus>.<stream>` must fit SPATE_SHM_NAME_MAX (63). Any process attaches it by bus and
+ * stream name. A partition key maps to a shard through its 32-bit hash: the
+ * high half of XXH3-64 of the key bytes (libxxhash). Shard i owns the
+ * contiguous hash range [i * 2^32 / N, (i + 1) * 2^32 / N), as a Kinesis shard
+ * owns a range of the MD5 space; an explicit hash or shard overrides the key.
+ * The same key always maps to the same shard, and records of one shard keep
+ * their order, so per-key order holds from one producer.
+ *
+ * Threads: a struct spate_stream handle is shared by any number of threads
+ * after open. A struct spate_producer belongs to one thread at a time; open
+ * one per producing thread (multi-producer streams) or exactly one
+ * (single-producer streams, the fastest).
+ */
+#ifndef SPATE_STREAM_H
+#define SPATE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spate/ring.h"
+#include "spate/shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPATE_STREAM_MAGIC 0x4d52545345544150ULL /* "PATESTRM" */
+#define SPATE_STREAM_LAYOUT_VERSION 1u
+#define SPATE_STREAM_MAX_SHARDS 1024u
+#define SPATE_STREAM_NAME_MAX 40u
+/** Consumers whose checkpoints a stream region keeps. */
+#define SPATE_STREAM_MAX_CONSUMERS 64u
+/** Value of spate_stream_hdr.ready once the creator has finished ("STRM"). */
+#define SPATE_STREAM_READY 0x4d525453u
+
+/** Parameters of a new stream. */
+struct spate_stream_params {
+	uint32_t shards;        /**< 1 .. SPATE_STREAM_MAX_SHARDS */
+	uint64_t ring_size;     /**< data bytes of each shard ring, a power of two in
+				     [SPATE_RING_MIN_CAPACITY, SPATE_RING_MAX_CAPACITY] */
+	uint64_t max_record;    /**< largest payload; 0 = what the ring allows */
+	uint32_t ring_flags;    /**< SPATE_RING_F_* (MULTI_WRITER for multi-producer) */
+	uint32_t shm_flags;     /**< SPATE_SHM_F_* (huge pages, mlock, replace) */
+	uint32_t mode;          /**< file mode; 0 = 0600 */
+};
+
+/**
+ * Shared header of a stream region, at the start of the user area. Ring i
+ * lives at rings_off + i * ring_stride from the start of the user area
+ * (4 KiB aligned); the checkpoint table at ckpt_off, max_consumers entries of
+ * ckpt_stride bytes (128-byte aligned). Written once by the creator; `ready`
+ * (SPATE_STREAM_READY) is stored last with release.
+ */
+struct spate_stream_hdr {
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t hdr_size;
+	char bus[SPATE_STREAM_NAME_MAX + 1];
+	char name[SPATE_STREAM_NAME_MAX + 1];
+	uint8_t pad0_[6];
+	uint32_t shards;
+	uint32_t max_consumers;
+	uint64_t rings_off;
+	uint64_t ring_stride;
+	uint64_t ckpt_off;
+	uint64_t ckpt_stride;
+	uint64_t total_size;
+	uint32_t ready;
+	uint32_t reserved[9];
+};
+
+/**
+ * One consumer's checkpoints in the stream region: for each shard, the
+ * sequence number of the next record to process (all below are done).
+ * UINT64_MAX = none yet. Written by the consumer (release), readable by any
+ * monitor (acquire). Entries are claimed, never freed.
+ */
+struct spate_stream_ckpt {
+	_Atomic uint32_t state;  /**< SPATE_STREAM_CKPT_* */
+	char consumer[SPATE_STREAM_NAME_MAX + 4];
+	uint32_t reserved;
+	_Atomic uint64_t next_seq[]; /**< [shards] */
+};
+
+/* spate_stream_ckpt.state */
+#define SPATE_STREAM_CKPT_FREE 0u
+#define SPATE_STREAM_CKPT_USED 1u    /**< consumer name and next_seq[] valid */
+#define SPATE_STREAM_CKPT_FILLING 2u /**< claimed, being initialised */
+
+struct spate_stream;
+
+/**
+ * Create stream @p name of bus @p bus.
+ * @return 0, -EINVAL (bad names or parameters), -EEXIST, -ENOMEM, or the
+ *         errors of spate_shm_create() and spate_ring_format().
+ */
+int spate_stream_create(const char *bus, const char *name, const struct spate_stream_params *p,
+			struct spate_stream **out);
+/**
+ * Attach an existing stream, validating its header and every ring.
+ * @return 0, -EINVAL (bad names), -ENOENT, -EBADMSG (corrupt), -EPROTO
+ *         (layout version), -EAGAIN (the creator has not finished), -ENOMEM,
+ *         or the errors of spate_shm_attach() and spate_ring_open_mem().
+ */
+int spate_stream_attach(const char *bus, const char *name, struct spate_stream **out);
+/** Close the handle (producers and readers on it must be closed). NULL-safe. */
+void spate_stream_close(struct spate_stream *s);
+/** Remove the stream's name; attached handles stay valid.
+ *  @return 0, -EINVAL (bad names), -ENOENT, or another -errno. */
+int spate_stream_unlink(const char *bus, const char *name);
+
+/** Number of shards (fixed at creation). */
+uint32_t spate_stream_shards(const struct spate_stream *s);
+/** The stream's name (valid while the handle is open). */
+const char *spate_stream_name(const struct spate_stream *s);
+/** The stream's bus name (valid while the handle is open). */
+const char *spate_stream_bus(const struct spate_stream *s);
+/** The ring of shard @p shard, or NULL if @p shard >= the shard count. */
+struct spate_ring *spate_stream_ring(const struct spate_stream *s, uint32_t shard);
+/** The region, for its backing description. */
+struct spate_shm *spate_stream_shm(const struct spate_stream *s);
+
+/** 32-bit partition-key hash: the high half of XXH3-64 of the key. */
+uint32_t spate_key_hash(const void *key, size_t len);
+
+/** Shard owning @p hash in a stream of @p shards shards. */
+static inline uint32_t spate_shard_of_hash(uint32_t hash, uint32_t shards)
+{
+	return (uint32_t)(((uint64_t)hash * shards) >> 32);
+}
+
+/* Checkpoints -------------------------------------------------------------- */
+
+/**
+ * Find or create the checkpoint entry of consumer @p consumer
+ * (1..SPATE_STREAM_NAME_MAX characters of [A-Za-z0-9._-]). Any thread, any
+ * process: concurrent opens of one name yield one entry. A new entry has
+ * every next_seq at UINT64_MAX.
+ * @return 0, -ENOSPC (table full), -EINVAL (bad name), -EBADMSG (corrupt
+ *         entry), -EAGAIN (an entry stayed half-claimed for a second: its
+ *         claimer died in the middle of a claim).
+ */
+int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
+			   struct spate_stream_ckpt **out);
+/** Store shard @p shard's next sequence number (release). @p shard must be
+ *  below spate_stream_shards(); not checked. Thread: the consumer's. */
+void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq);
+/** Load it (acquire); UINT64_MAX if never set. Any thread. */
+uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard);
+
+/* Producers ---------------------------------------------------------------- */
+
+/** spate_producer_open() flags. */
+#define SPATE_PRODUCER_F_FAIL_FULL (1u << 0) /**< -EAGAIN on a full shard, never wait */
+#define SPATE_PRODUCER_F_WAIT_FULL (1u << 1) /**< wait on a full shard (default: the stream's
+						  SPATE_RING_F_FULL_WAIT) */
+
+struct spate_producer;
+
+/**
+ * Open a producer: a writer on every shard, waiting per @p wait. A waiting
+ * writer waits forever; set spate_producer_writer(p, i)->timeout_ns for a
+ * bound. Any thread.
+ * @return 0, -EINVAL (unknown flags, or both FAIL_FULL and WAIT_FULL),
+ *         -EBUSY (single-producer stream already has one, or all writer
+ *         slots taken), -ENOTSUP (BLOCK wait on a NO_BLOCKING stream),
+ *         -ENOMEM.
+ */
+int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint32_t flags,
+			struct spate_producer **out);
+/** Close it. NULL-safe. */
+void spate_producer_close(struct spate_producer *p);
+
+/** Where a record went, or why not (PutRecords' per-entry result). */
+struct spate_put_result {
+	int error;      /**< 0, -EAGAIN (shard full), -EMSGSIZE (larger than the
+			     ring's max record), -ETIMEDOUT, -EINVAL (bad entry) */
+	uint32_t shard;
+	uint64_t seq;   /**< sequence number within the shard (if error is 0) */
+};
+
+/** One record for spate_put_batch(). */
+struct spate_put_entry {
+	const void *key;     /**< partition key bytes (ignored with SPATE_PUT_F_HASH) */
+	size_t key_len;
+	const void *data;
+	size_t len;
+	uint32_t hash;       /**< explicit hash with SPATE_PUT_F_HASH */
+	uint32_t flags;      /**< SPATE_PUT_F_* */
+	uint8_t type;
+};
+#define SPATE_PUT_F_HASH (1u << 0) /**< use .hash instead of hashing .key */
+
+/**
+ * Append one record (type 0) by partition key. Thread: the producer's owner.
+ * @p res may be NULL.
+ * @return 0 (and @p res filled), or the error also stored in res->error:
+ *         -EINVAL (NULL key or data with a non-zero length), -EMSGSIZE,
+ *         -EAGAIN (shard full, producer does not wait), -ETIMEDOUT.
+ */
+int spate_put(struct spate_producer *p, const void *key, size_t key_len, const void *data,
+	      size_t len, struct spate_put_result *res);
+/** Append one record with an explicit hash (shard = the hash's range).
+ *  Same contract and errors as spate_put(). */
+int spate_put_hash(struct spate_producer *p, uint32_t hash, const void *data, size_t len,
+		   struct spate_put_result *res);
+/**
+ * Append @p n records, grouped per shard into ring batches (one publication
+ * per shard touched), keeping request order within each shard. Every record
+ * gets its own result, in request order (PutRecords). A shard's records are
+ * split into several batches only beyond half its ring or
+ * SPATE_RING_MAX_BATCH_RECORDS records. A record larger than the ring's max
+ * record (-EMSGSIZE) or malformed (-EINVAL: NULL key/data with a length,
+ * unknown flags) fails alone. Once a shard is full (-EAGAIN, -ETIMEDOUT), its
+ * later records in the call fail with the same error, so a retry of the
+ * failed records keeps per-key order. Thread: the producer's owner.
+ * @return the number of records that failed (FailedRecordCount; 0 = all
+ *         written), or -EINVAL (NULL @p e or @p res with n > 0), -ENOMEM
+ *         (nothing written).
+ */
+int spate_put_batch(struct spate_producer *p, const struct spate_put_entry *e, unsigned n,
+		    struct spate_put_result *res);
+/** The writer of shard @p shard, for zero-copy reserve/commit (ring.h), or
+ *  NULL if @p shard >= the shard count. */
+struct spate_ring_writer *spate_producer_writer(struct spate_producer *p, uint32_t shard);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_STREAM_H */
