@@ -89,14 +89,18 @@ __attribute__((always_inline)) static inline void count_walk(struct count_state 
 							      enum pu_touch touch)
 {
 	const struct spate_ring_rec *r = b->recs, *end = b->recs + b->count;
+	/* A local copy: payload reads (char-typed) could alias the state, which
+	 * would force every counter through memory on every record. */
+	struct pu_seq seq = s->sum.seq;
 	uint64_t bytes = 0, sum = 0;
 
 	for (; r < end; r++) {
-		if (pu_seq_see(&s->sum.seq, r->seq)) {
+		if (pu_seq_see(&seq, r->seq)) {
 			bytes += r->len;
 			sum += pu_payload_sum(r->data, r->len, touch);
 		}
 	}
+	s->sum.seq = seq;
 	s->sum.bytes += bytes;
 	s->sum.checksum += sum;
 }

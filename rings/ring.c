@@ -409,9 +409,15 @@ static uint64_t compute_limit(struct spate_ring *r, uint32_t slot, uint64_t need
 
 	if (goal > min)
 		return min + r->cap; /* full: a reader holds us back */
-	/* Go a quarter ring further than needed, so trim walks in bulk. */
-	uint64_t aim = goal + (r->cap >> 2);
-	uint64_t trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+	/* Trim only as far as the space is needed, plus 1/16 of the ring so the
+	 * walk and this refresh happen in bulk: everything else stays readable
+	 * from OLDEST (the ring's retention is the ring). */
+	/* Relaxed: advance_trim re-reads it under its rules; this is a hint. */
+	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_relaxed);
+	if (trim < goal) {
+		uint64_t aim = goal + (r->cap >> 4);
+		trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+	}
 	/* Re-read the readers after publishing trim (Dekker, see min_reader_pos). */
 	min = min_reader_pos(sh, trim);
 	return min + r->cap;
