@@ -2553,3 +2553,37 @@ Test(ring, fork_two_writer_processes, .timeout = 300)
 	spate_ring_close(r);
 	cr_assert_eq(spate_shm_unlink(name), 0);
 }
+
+/* Records that every reader has released stay readable from OLDEST until a
+ * writer needs their space: a new writer handle must not trim eagerly. */
+static void retention_case(uint32_t flags)
+{
+	struct tl_mem m;
+	struct spate_ring_rec recs[16];
+
+	mem_ring(&m, 64 * KIB, 0, flags);
+	struct spate_ring_reader *c = open_reader(m.r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD);
+	struct spate_ring_writer *w1 = open_writer(m.r, SPATE_RING_WAIT_YIELD);
+	for (uint64_t i = 0; i < 3; i++)
+		cr_assert_eq(put_num(w1, 100, i, NULL), 0);
+	spate_ring_writer_close(w1);
+	cr_assert_eq(spate_ring_peek(c, recs, 16, UINT64_MAX), 3);
+	cr_assert_eq(spate_ring_release(c, 3), 0);
+	struct spate_ring_writer *w2 = open_writer(m.r, SPATE_RING_WAIT_YIELD);
+	cr_assert_eq(put_num(w2, 100, 3, NULL), 0);
+	struct spate_ring_reader *late = open_reader(m.r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD);
+	cr_assert_eq(spate_ring_peek(late, recs, 16, UINT64_MAX), 4,
+		     "a late OLDEST reader must see the 4 records still in the ring");
+	for (uint64_t i = 0; i < 4; i++)
+		cr_assert_eq(recs[i].seq, i);
+	spate_ring_reader_close(late);
+	spate_ring_reader_close(c);
+	spate_ring_writer_close(w2);
+	tl_mem_free(&m);
+}
+
+Test(ring, released_records_stay_readable_from_oldest)
+{
+	retention_case(0);
+	retention_case(SPATE_RING_F_MULTI_WRITER);
+}
