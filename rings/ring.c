@@ -412,8 +412,10 @@ static uint64_t compute_limit(struct spate_ring *r, uint32_t slot, uint64_t need
 	/* Trim only as far as the space is needed, plus 1/16 of the ring so the
 	 * walk and this refresh happen in bulk: everything else stays readable
 	 * from OLDEST (the ring's retention is the ring). */
-	/* Relaxed: advance_trim re-reads it under its rules; this is a hint. */
-	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_relaxed);
+	/* Acquire: pairs with the walker's (seq_cst) store of trim in
+	 * advance_trim(): its reads of the headers below happen before we
+	 * write over them. */
+	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
 	if (trim < goal) {
 		uint64_t aim = goal + (r->cap >> 4);
 		trim = advance_trim(r, slot, aim < min ? aim : min, tail);
