@@ -163,6 +163,10 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
 		const struct spate_task *t = &c->tasks[shard * lanes + l];
 		/* Acquire: pairs with the release store after a batch is done. */
 		uint64_t v = atomic_load_explicit(&t->next_seq, memory_order_acquire);
+		/* A lane whose position is still unknown has handled nothing:
+		 * the shard's position is unknown too, not the other lanes'. */
+		if (v == UINT64_MAX)
+			return UINT64_MAX;
 		if (v < min)
 			min = v;
 	}
@@ -186,6 +190,7 @@ static void batch_done(struct spate_task *t)
 	t->n_raw = t->n = 0;
 	t->lo = t->hi = t->depth = 0;
 	t->attempt = 0;
+	t->prior = 0;
 }
 
 static void task_die(struct spate_task *t, const char *why)
@@ -216,6 +221,12 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 		t->window_start = 0;
 		return got;
 	}
+	/* The position becomes known at the first record seen: nothing below
+	 * it is this task's to handle. Lanes of a shard checkpoint at their
+	 * minimum, so a lane stuck on its first batch holds the shard back
+	 * (and shows as lag) instead of being skipped over. */
+	if (atomic_load_explicit(&t->next_seq, memory_order_relaxed) == UINT64_MAX)
+		atomic_store_explicit(&t->next_seq, t->raw[0].seq, memory_order_release);
 	if (t->skip_below_seq || t->skip_below_ts) {
 		int k = 0;
 		while (k < got && (t->raw[k].seq < t->skip_below_seq || t->raw[k].ts < t->skip_below_ts))
@@ -263,6 +274,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	t->hi = t->n;
 	t->depth = 0;
 	t->attempt = 0;
+	t->prior = 0;
 	*ready = true;
 	return 0;
 }
@@ -299,13 +311,15 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->depth--;
 			t->lo = t->stack[t->depth][0];
 			t->hi = t->stack[t->depth][1];
+			t->prior = t->stack[t->depth][2];
 			t->attempt = 0;
 			continue;
 		}
 		if (p->max_age_ns != UINT64_MAX && t->attempt) {
 			uint64_t rt = spate_now_ns();
 			while (t->lo < t->hi && expired(t, &t->views[t->lo], rt)) {
-				send_failed(t, &t->views[t->lo], t->attempt, SPATE_FAIL_RECORD_EXPIRED,
+				send_failed(t, &t->views[t->lo], t->prior + t->attempt,
+					    SPATE_FAIL_RECORD_EXPIRED,
 					    "older than max_record_age while retrying");
 				t->lo++;
 			}
@@ -380,8 +394,12 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
 		    t->depth < BISECT_DEPTH) {
 			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
+			/* Both halves were in every delivery of [lo, hi): the
+			 * failure envelope counts them (attempts). */
+			t->prior += t->attempt;
 			t->stack[t->depth][0] = mid;
 			t->stack[t->depth][1] = t->hi;
+			t->stack[t->depth][2] = t->prior;
 			t->depth++;
 			t->hi = mid;
 			t->attempt = 0;
@@ -391,8 +409,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			/* Bisecting leaves a single poison record here; otherwise the
 			 * whole range is given up, as Lambda does. */
 			for (uint32_t i = t->lo; i < t->hi; i++)
-				send_failed(t, &t->views[i], t->attempt, SPATE_FAIL_RETRIES_EXHAUSTED,
-					    res.error);
+				send_failed(t, &t->views[i], t->prior + t->attempt,
+					    SPATE_FAIL_RETRIES_EXHAUSTED, res.error);
 			handled += (int)(t->hi - t->lo);
 			t->lo = t->hi;
 			t->attempt = 0;

@@ -68,8 +68,11 @@ struct spate_task {
 	struct spate_ring_rec *views; /* this lane's (== raw when one lane) */
 	uint32_t n_raw, n;
 	uint32_t lo, hi, depth;       /* range being delivered; bisect stack depth */
-	uint32_t (*stack)[2];
+	uint32_t (*stack)[3];         /* ranges left by bisection: lo, hi, prior */
 	uint32_t attempt;             /* deliveries of the record at lo */
+	uint32_t prior;               /* failed deliveries of the larger ranges that
+					 bisection split [lo, hi) from: each one
+					 included every record of it */
 	uint64_t retry_at, window_start, next_flush;
 	uint64_t skip_below_seq, skip_below_ts; /* starting position filters */
 	bool dead;

@@ -74,6 +74,7 @@ struct spate_engine {
 	uint32_t nworkers;
 	struct spate_topo *topo;
 	pthread_mutex_t lock;
+	pthread_mutex_t ckpt_lock; /* ckpt_flush_all: the control thread, deploy, stop */
 	pthread_t ctl;
 	bool ctl_started;
 	_Atomic int stop;
@@ -111,27 +112,38 @@ struct spate_stream *spate_engine_stream(struct spate_engine *e, const char *nam
 	return i < 0 ? NULL : e->streams[i];
 }
 
+/* Open stream i's shared producer unless it is open. 0 or -errno. */
+static int shared_producer_open(struct spate_engine *e, int i)
+{
+	struct spate_shared_producer *sp = &e->shared[i];
+	int rc = 0;
+
+	pthread_mutex_lock(&e->lock);
+	if (!sp->prod) {
+		rc = spate_producer_open(sp->stream, SPATE_RING_WAIT_YIELD, SPATE_PRODUCER_F_WAIT_FULL,
+					 &sp->prod);
+		if (rc < 0)
+			sp->prod = NULL;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
 struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine *e,
 							     const char *stream)
 {
 	int i = stream_index(e, stream);
-	struct spate_shared_producer *sp;
+	int rc;
 
 	if (i < 0)
 		return NULL;
-	sp = &e->shared[i];
-	pthread_mutex_lock(&e->lock);
-	if (!sp->prod) {
-		int rc = spate_producer_open(sp->stream, SPATE_RING_WAIT_YIELD, SPATE_PRODUCER_F_WAIT_FULL,
-					     &sp->prod);
-		if (rc < 0) {
-			spate_engine_log_(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
-					  strerror(-rc));
-			sp->prod = NULL;
-		}
+	rc = shared_producer_open(e, i);
+	if (rc < 0) {
+		spate_engine_log_(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
+				  strerror(-rc));
+		return NULL;
 	}
-	pthread_mutex_unlock(&e->lock);
-	return sp->prod ? sp : NULL;
+	return &e->shared[i];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -223,9 +235,12 @@ static int ckpt_write(const struct spate_engine *e, const struct spate_consumer 
 	return rc;
 }
 
-/* Write every consumer whose shard positions moved since the last write. */
+/* Write every consumer whose shard positions moved since the last write.
+ * Serialized: the checkpoint thread and a deploy call it at the same time,
+ * and both would write the same temporary file and ckpt_written. */
 static void ckpt_flush_all(struct spate_engine *e)
 {
+	pthread_mutex_lock(&e->ckpt_lock);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		uint32_t shards = spate_stream_shards(c->stream);
@@ -249,6 +264,7 @@ static void ckpt_flush_all(struct spate_engine *e)
 		}
 		memcpy(e->ckpt_written[i], next, shards * sizeof(uint64_t));
 	}
+	pthread_mutex_unlock(&e->ckpt_lock);
 }
 
 static void *ctl_main(void *arg)
@@ -314,8 +330,12 @@ static void *worker_main(void *arg)
 		case SPATE_RING_WAIT_BLOCK: {
 			uint64_t cap = soonest < 10000000ull ? soonest : 10000000ull;
 			struct spate_task *t = w->tasks[0];
-			if (w->ntasks == 1 && !t->n_raw && !t->window_start && t->pl &&
-			    !atomic_load_explicit(&t->c->paused, memory_order_relaxed)) {
+			/* paused first, with acquire: while deploy runs it
+			 * rewrites t->pl, which may be read only once paused
+			 * reads 0 again (deploy's store after its writes). */
+			if (w->ntasks == 1 &&
+			    !atomic_load_explicit(&t->c->paused, memory_order_acquire) &&
+			    !t->n_raw && !t->window_start && t->pl) {
 				spate_ring_reader_wait(t->rd, cap);
 			} else {
 				nap(idle_ns < cap ? idle_ns : cap);
@@ -497,6 +517,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	if (!e)
 		return -ENOMEM;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->ckpt_lock, NULL);
 	e->cfg = (struct spate_config *)cfg;
 	if (spate_topo_open(&e->topo) < 0)
 		e->topo = NULL; /* pinning falls back to none; said in the plan */
@@ -538,13 +559,26 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		consumer_params(k, cs, &c->p, opts);
 		c->e = e;
 		c->stream = spate_engine_stream(e, k->stream);
+		if (k->on_failure[0]) {
+			/* Open the failure destination's producer now: the
+			 * workers use c->dlq->prod as it is, and a failure
+			 * destination that cannot take records is a
+			 * configuration error, not a surprise at the first
+			 * failed record. */
+			int di = stream_index(e, k->on_failure);
+			rc = shared_producer_open(e, di);
+			if (rc < 0) {
+				snprintf(err, errlen, "consumer %s: on_failure stream %s: %s",
+					 k->name, k->on_failure, strerror(-rc));
+				free(opts);
+				goto err;
+			}
+			c->dlq = &e->shared[di];
+		}
 		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
 		if (rc < 0) {
 			free(opts);
 			goto err;
-		}
-		if (k->on_failure[0]) {
-			c->dlq = &e->shared[stream_index(e, k->on_failure)];
 		}
 		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);
 		if (rc < 0) {
@@ -679,6 +713,7 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->ckpt_written);
 	spate_topo_close(e->topo);
 	pthread_mutex_destroy(&e->lock);
+	pthread_mutex_destroy(&e->ckpt_lock);
 	spate_config_free(e->owned_cfg);
 	free(e);
 }
