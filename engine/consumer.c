@@ -200,7 +200,7 @@ static void task_die(struct spate_task *t, const char *why)
 	t->dead = true;
 	pthread_mutex_lock(&c->lock);
 	if (!c->error[0])
-		snprintf(c->error, sizeof(c->error), "shard %u: %s", t->shard, why);
+		snprintf(c->error, sizeof(c->error), "shard %u: %.150s", t->shard, why);
 	pthread_mutex_unlock(&c->lock);
 	/* Relaxed: a status for readers of the stats. */
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_FAILED, memory_order_relaxed);

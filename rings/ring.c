@@ -398,8 +398,32 @@ static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal,
 
 /* The writable limit now: min(trim, readers) + capacity, after advancing trim
  * toward what @p need_end requires. */
-static uint64_t compute_limit(struct spate_ring *r, uint32_t slot, uint64_t need_end)
+/*
+ * Single writer: a batch boundary in [lo, hi] from the marks the writer kept
+ * at commit (the first batch at or after each 1/16 of the ring), so trim moves
+ * without reading old headers, which by now are cache misses in a dependent
+ * chain. Prefer the furthest one up to @p want. 0 if none.
+ */
+static uint64_t mark_in(const struct spate_ring_writer *w, uint64_t lo, uint64_t want, uint64_t hi)
 {
+	uint64_t best = 0, first = 0;
+
+	for (unsigned i = 0; i < SPATE_RING_MARKS; i++) {
+		uint64_t m = w->marks[i];
+		if (m < lo || m > hi || m == 0)
+			continue;
+		if (m <= want && m > best)
+			best = m;
+		if (!first || m < first)
+			first = m;
+	}
+	return best ? best : first;
+}
+
+static uint64_t compute_limit(struct spate_ring_writer *w, uint64_t need_end)
+{
+	struct spate_ring *r = w->ring;
+	uint32_t slot = w->slot;
 	struct spate_ring_shared *sh = r->sh;
 	/* Acquire: pairs with the release store of tail by the publisher; the
 	 * headers below it are complete, for advance_trim(). */
@@ -418,7 +442,16 @@ static uint64_t compute_limit(struct spate_ring *r, uint32_t slot, uint64_t need
 	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
 	if (trim < goal) {
 		uint64_t aim = goal + (r->cap >> 4);
-		trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+		uint64_t m = (r->flags & SPATE_RING_F_MULTI_WRITER) ? 0
+			     : mark_in(w, goal, aim < min ? aim : min, min < tail ? min : tail);
+		if (m) {
+			trim = m;
+			/* Seq_cst: first half of the Dekker pair with reader
+			 * registration, as in advance_trim(). */
+			atomic_store_explicit(&sh->prod.trim, trim, memory_order_seq_cst);
+		} else {
+			trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+		}
 	}
 	/* Re-read the readers after publishing trim (Dekker, see min_reader_pos). */
 	min = min_reader_pos(sh, trim);
@@ -442,7 +475,7 @@ static void writer_sleep(struct spate_ring_writer *w, uint64_t need_end, uint64_
 	 * in spate_ring_release(). */
 	atomic_fetch_add_explicit(&sh->wake.wr_waiters, 1, memory_order_seq_cst);
 	uint32_t v = atomic_load_explicit(&sh->wake.space_futex, memory_order_seq_cst);
-	if (compute_limit(w->ring, w->slot, need_end) < need_end)
+	if (compute_limit(w, need_end) < need_end)
 		futex_sleep(&sh->wake.space_futex, v, deadline);
 	atomic_fetch_sub_explicit(&sh->wake.wr_waiters, 1, memory_order_relaxed);
 }
@@ -455,7 +488,7 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 	int rc;
 
 	for (;;) {
-		uint64_t lim = compute_limit(w->ring, w->slot, need_end);
+		uint64_t lim = compute_limit(w, need_end);
 		if (lim >= need_end) {
 			w->limit = lim;
 			rc = 0;

@@ -117,6 +117,8 @@ struct spate_ring_rhdr {
 };
 #define SPATE_RING_LONG 0xffffffu
 #define SPATE_RING_BHDR_SIZE ((uint32_t)sizeof(struct spate_ring_bhdr))
+/** Batch boundaries a single writer remembers, one per 1/16 of the ring. */
+#define SPATE_RING_MARKS 16u
 /** How far ahead a reader prefetches published data, in bytes. */
 #define SPATE_RING_PREFETCH 1024u
 
@@ -240,6 +242,8 @@ struct spate_ring_writer {
 	enum spate_ring_wait wait;
 	uint64_t timeout_ns; /**< for FULL_WAIT rings; UINT64_MAX = forever */
 	uint64_t full_events; /**< times a reserve found the ring full */
+	uint64_t mark_next;  /**< single writer: next 1/16-ring boundary to mark */
+	uint64_t marks[SPATE_RING_MARKS]; /**< first batch at or after each boundary */
 };
 
 /** A reader handle. One thread uses it at a time. */
@@ -543,6 +547,13 @@ static inline uint32_t spate_ring_commit(struct spate_ring_writer *w, struct spa
 		*first_seq = w->seq;
 	w->seq += n;
 	w->head = b->pos + len;
+	if (b->pos >= w->mark_next) {
+		/* Remember a batch boundary per 1/16 of the ring, so trim can move
+		 * without walking old headers (see compute_limit in ring.c). */
+		uint64_t seg = w->cap >> 4;
+		w->marks[(b->pos / seg) % SPATE_RING_MARKS] = b->pos;
+		w->mark_next = (b->pos / seg + 1) * seg;
+	}
 
 	struct spate_ring_shared *sh = w->ring->sh;
 	/* Relaxed: tail_seq is read only after an acquire of tail (lag, open). */
