@@ -328,16 +328,16 @@ static void print_result(const char *what, const struct pipe_opts *o, const stru
 int spate_demo_main(int argc, char **argv)
 {
 	struct pipe_opts o = { .seconds = 10, .size = 64, .batch = 32, .cbatch = 1024,
-			       .ring = 16u << 20, .wait = SPATE_RING_WAIT_BUSY, .progress = 1 };
+			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY, .progress = 1 };
 	struct pipe_result r;
 	int rc = parse_common(argc, argv, &o, NULL, "demo");
 
 	if (rc)
 		return rc > 0 ? 0 : rc;
-	printf("spate demo: producer -> stream `events` (1 shard, %" PRIu64 " MiB ring) -> consumer "
+	printf("spate demo: producer -> stream `events` (1 shard, %" PRIu64 " KiB ring) -> consumer "
 	       "`count` (plugin count.so: reads every payload, checks sequence continuity)\n"
 	       "  %u-byte records, producer batches of %u, consumer batches up to %u, %.0f s\n",
-	       o.ring >> 20, o.size, o.batch, o.cbatch, o.seconds);
+	       o.ring >> 10, o.size, o.batch, o.cbatch, o.seconds);
 	rc = run_pipeline(&o, &r);
 	printf("  placement: %s\n  memory: %s\n", r.placement, r.backing);
 	print_result("result:", &o, &r);
@@ -353,7 +353,7 @@ int spate_demo_main(int argc, char **argv)
 int spate_bench_pipeline_main(int argc, char **argv)
 {
 	struct pipe_opts o = { .seconds = 3, .size = 64, .batch = 32, .cbatch = 1024,
-			       .ring = 16u << 20, .wait = SPATE_RING_WAIT_BUSY };
+			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY };
 	int json = 0, rc = parse_common(argc, argv, &o, &json, "bench pipeline");
 	struct pipe_result sat, low;
 

@@ -260,8 +260,12 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	}
 	if (p->max_age_ns != UINT64_MAX) {
 		uint64_t rt = spate_now_ns();
-		uint32_t n = 0;
-		for (uint32_t i = 0; i < t->n; i++) {
+		uint32_t i = 0, n;
+		/* Find the first expired record; compact only from there (the
+		 * common case, nothing expired, costs one load per view). */
+		while (i < t->n && !expired(t, &t->views[i], rt))
+			i++;
+		for (n = i; i < t->n; i++) {
 			if (expired(t, &t->views[i], rt))
 				send_failed(t, &t->views[i], 0, SPATE_FAIL_RECORD_EXPIRED,
 					    "older than max_record_age");
