@@ -63,14 +63,14 @@ static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	spate_engine_log_(t->c->e, lvl, "%s/%u: %s", t->c->p.name, t->shard, msg);
+	spate_eng_log(t->c->e, lvl, "%s/%u: %s", t->c->p.name, t->shard, msg);
 }
 
 static int task_put(const struct spate_plugin_host *h, const char *stream, const void *key,
 		    size_t key_len, const void *data, size_t len)
 {
 	struct spate_task *t = h->host_private;
-	struct spate_shared_producer *sp = spate_engine_shared_producer_(t->c->e, stream);
+	struct spate_shared_producer *sp = spate_eng_shared_producer(t->c->e, stream);
 	struct spate_put_result res;
 	int rc;
 
@@ -97,7 +97,7 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	if (why == SPATE_FAIL_RECORD_EXPIRED)
 		add_shared(&c->expired, 1);
 	if (!c->dlq) {
-		spate_engine_log_(c->e, SPATE_LOG_WARN,
+		spate_eng_log(c->e, SPATE_LOG_WARN,
 				  "%s/%u: record %" PRIu64 " given up (%s) and dropped: no on_failure "
 				  "destination",
 				  c->p.name, t->shard, r->seq, error && *error ? error : "no reason");
@@ -120,7 +120,7 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	if (total > sizeof(stackbuf)) {
 		buf = malloc(total);
 		if (!buf) {
-			spate_engine_log_(c->e, SPATE_LOG_ERROR, "%s/%u: record %" PRIu64
+			spate_eng_log(c->e, SPATE_LOG_ERROR, "%s/%u: record %" PRIu64
 					  " lost: no memory for the failure envelope",
 					  c->p.name, t->shard, r->seq);
 			return;
@@ -132,7 +132,7 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	rc = spate_put_hash(c->dlq->prod, r->key_hash, buf, total, &res);
 	pthread_mutex_unlock(&c->dlq->lock);
 	if (rc < 0)
-		spate_engine_log_(c->e, SPATE_LOG_ERROR,
+		spate_eng_log(c->e, SPATE_LOG_ERROR,
 				  "%s/%u: record %" PRIu64 " could not reach on_failure stream %s: %s",
 				  c->p.name, t->shard, r->seq, spate_stream_name(c->dlq->stream),
 				  strerror(-rc));
@@ -173,7 +173,7 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
 	return min;
 }
 
-static void batch_done(struct spate_task *t)
+static void batch_done(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
 	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
@@ -181,7 +181,8 @@ static void batch_done(struct spate_task *t)
 	spate_ring_release(t->rd, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
-	if (c->ckpt) {
+	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
+		t->ckpt_ns = now;
 		uint64_t shard_next = c->p.parallelization == 1 ? next
 								: spate_consumer_shard_next(c, t->shard);
 		if (shard_next != UINT64_MAX)
@@ -204,7 +205,7 @@ static void task_die(struct spate_task *t, const char *why)
 	pthread_mutex_unlock(&c->lock);
 	/* Relaxed: a status for readers of the stats. */
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_FAILED, memory_order_relaxed);
-	spate_engine_log_(c->e, SPATE_LOG_ERROR, "%s/%u: consumer stopped: %s", c->p.name,
+	spate_eng_log(c->e, SPATE_LOG_ERROR, "%s/%u: consumer stopped: %s", c->p.name,
 			  t->shard, why);
 }
 
@@ -424,7 +425,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		return handled;
 	}
 	handled += (int)(t->n_raw - t->n); /* other lanes' and expired records */
-	batch_done(t);
+	batch_done(t, now);
 	return handled ? handled : 1;
 }
 
@@ -591,6 +592,16 @@ void spate_consumer_stop_plugins(struct spate_consumer *c)
 			t->pl->fini(t->state);
 		t->pl = NULL;
 		t->state = NULL;
+	}
+	/* With a checkpoint_interval the shared table may lag: bring it up to
+	 * what was handled. */
+	if (c->ckpt) {
+		uint32_t shards = spate_stream_shards(c->stream);
+		for (uint32_t s = 0; s < shards; s++) {
+			uint64_t next = spate_consumer_shard_next(c, s);
+			if (next != UINT64_MAX)
+				spate_stream_ckpt_set(c->ckpt, s, next);
+		}
 	}
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) == SPATE_CONSUMER_RUNNING)
 		atomic_store_explicit(&c->state, SPATE_CONSUMER_STOPPED, memory_order_relaxed);

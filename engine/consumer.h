@@ -39,6 +39,8 @@ struct spate_consumer_params {
 	bool bisect;
 	uint64_t max_age_ns;         /**< UINT64_MAX: never (then retention applies) */
 	uint32_t parallelization;
+	uint32_t concurrency;          /**< most workers serving it; 0 = any */
+	uint64_t checkpoint_interval_ns; /**< 0: after every batch */
 	enum spate_ring_wait wait;
 	const struct spate_plugin_opt *opts;
 	uint32_t n_opts;
@@ -78,6 +80,7 @@ struct spate_task {
 	bool dead;
 	bool first_done;
 	_Atomic uint64_t next_seq;    /* everything below is handled (UINT64_MAX: unknown) */
+	uint64_t ckpt_ns;             /* last shared-table checkpoint (checkpoint_interval) */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
 	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
 };
@@ -92,6 +95,7 @@ struct spate_consumer {
 	struct spate_task *tasks;
 	uint32_t ntasks;
 	uint64_t started_ns;
+	uint64_t ckpt_file_ns;        /* last checkpoint file write (engine's ckpt_lock) */
 	_Atomic uint32_t paused;
 	_Atomic uint32_t state;
 	pthread_mutex_t lock; /* error text, cold start */
@@ -101,9 +105,9 @@ struct spate_consumer {
 };
 
 /* Implemented in engine.c: a stream's shared producer, opened on first use. */
-struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine *e,
+struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 							     const char *stream);
-void spate_engine_log_(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
+void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /**

@@ -83,7 +83,7 @@ struct spate_engine {
 	char plan[4096];
 };
 
-void spate_engine_log_(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
+void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
 	char msg[1024];
@@ -129,7 +129,7 @@ static int shared_producer_open(struct spate_engine *e, int i)
 	return rc;
 }
 
-struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine *e,
+struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 							     const char *stream)
 {
 	int i = stream_index(e, stream);
@@ -139,7 +139,7 @@ struct spate_shared_producer *spate_engine_shared_producer_(struct spate_engine 
 		return NULL;
 	rc = shared_producer_open(e, i);
 	if (rc < 0) {
-		spate_engine_log_(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
+		spate_eng_log(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
 				  strerror(-rc));
 		return NULL;
 	}
@@ -238,8 +238,10 @@ static int ckpt_write(const struct spate_engine *e, const struct spate_consumer 
 /* Write every consumer whose shard positions moved since the last write.
  * Serialized: the checkpoint thread and a deploy call it at the same time,
  * and both would write the same temporary file and ckpt_written. */
-static void ckpt_flush_all(struct spate_engine *e)
+static void ckpt_flush_all(struct spate_engine *e, bool force)
 {
+	uint64_t now = spate_mono_ns_();
+
 	pthread_mutex_lock(&e->ckpt_lock);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
@@ -248,6 +250,10 @@ static void ckpt_flush_all(struct spate_engine *e)
 		bool changed = false;
 
 		if (!c->tasks)
+			continue;
+		/* checkpoint_interval: the file at most that often (at stop always). */
+		if (!force && c->p.checkpoint_interval_ns &&
+		    now - c->ckpt_file_ns < c->p.checkpoint_interval_ns)
 			continue;
 		for (uint32_t s = 0; s < shards; s++) {
 			next[s] = spate_consumer_shard_next(c, s);
@@ -258,11 +264,12 @@ static void ckpt_flush_all(struct spate_engine *e)
 			continue;
 		int rc = ckpt_write(e, c, next, shards);
 		if (rc < 0) {
-			spate_engine_log_(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->p.name,
+			spate_eng_log(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->p.name,
 					  strerror(-rc));
 			continue;
 		}
 		memcpy(e->ckpt_written[i], next, shards * sizeof(uint64_t));
+		c->ckpt_file_ns = now;
 	}
 	pthread_mutex_unlock(&e->ckpt_lock);
 }
@@ -275,7 +282,7 @@ static void *ctl_main(void *arg)
 	/* Relaxed: a flag; the join in stop orders everything after it. */
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		nanosleep(&ts, NULL);
-		ckpt_flush_all(e);
+		ckpt_flush_all(e, false);
 	}
 	return NULL;
 }
@@ -394,19 +401,22 @@ static int plan_workers(struct spate_engine *e)
 		e->workers[k].e = e;
 		e->workers[k].cpu = cpus[k % ncpu];
 		e->workers[k].wait = SPATE_RING_WAIT_BLOCK;
-		e->workers[k].tasks = calloc(ntasks / nw + 1, sizeof(struct spate_task *));
+		e->workers[k].tasks = calloc(ntasks, sizeof(struct spate_task *));
 		if (!e->workers[k].tasks)
 			return -ENOMEM;
 	}
-	uint32_t next = 0;
+	uint32_t base = 0;
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
+		/* concurrency bounds how many workers serve this consumer. */
+		uint32_t k = c->p.concurrency && c->p.concurrency < nw ? c->p.concurrency : nw;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
-			struct worker *w = &e->workers[next++ % nw];
+			struct worker *w = &e->workers[(base + t % k) % nw];
 			w->tasks[w->ntasks++] = &c->tasks[t];
 			if (c->p.wait < w->wait)
 				w->wait = c->p.wait; /* BUSY < YIELD < BLOCK: the most eager wins */
 		}
+		base += k;
 	}
 	static const char *waits[] = { "busy", "yield", "block" };
 	off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off,
@@ -493,6 +503,8 @@ static void consumer_params(const struct spate_config_consumer *k,
 	if (p->max_retry_attempts < 0 && p->max_age_ns == SPATE_CONFIG_NEVER)
 		p->max_age_ns = cs->retention_ns;
 	p->parallelization = k->parallelization ? k->parallelization : 1;
+	p->concurrency = k->concurrency;
+	p->checkpoint_interval_ns = k->checkpoint_interval_ns;
 	p->wait = k->wait;
 	for (uint32_t i = 0; i < k->n_options; i++) {
 		opts[i].key = k->options[i].key;
@@ -642,7 +654,7 @@ int spate_engine_start(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		rc = spate_consumer_start_plugins(&e->consumers[i], err, sizeof(err));
 		if (rc < 0) {
-			spate_engine_log_(e, SPATE_LOG_ERROR, "%s", err);
+			spate_eng_log(e, SPATE_LOG_ERROR, "%s", err);
 			while (i--)
 				spate_consumer_stop_plugins(&e->consumers[i]);
 			return rc;
@@ -682,7 +694,7 @@ int spate_engine_stop(struct spate_engine *e)
 	e->ctl_started = false;
 	for (uint32_t i = 0; i < e->nconsumers; i++)
 		spate_consumer_stop_plugins(&e->consumers[i]);
-	ckpt_flush_all(e);
+	ckpt_flush_all(e, true);
 	e->running = false;
 	return 0;
 }
@@ -818,7 +830,7 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 	if (e->running)
 		quiesce(e, c);
 	spate_consumer_stop_plugins(c); /* flush, fini: the old build drains */
-	ckpt_flush_all(e);
+	ckpt_flush_all(e, true);
 	old = c->lib;
 	c->lib = lib;
 	if (e->running) {
@@ -829,13 +841,13 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 			old = lib;
 			char err2[256];
 			if (spate_consumer_start_plugins(c, err2, sizeof(err2)) < 0)
-				spate_engine_log_(e, SPATE_LOG_ERROR, "%s", err2);
+				spate_eng_log(e, SPATE_LOG_ERROR, "%s", err2);
 		}
 	}
 	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
 	spate_plugin_unload(old);
 	if (rc == 0)
-		spate_engine_log_(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
+		spate_eng_log(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);
 	return rc;
 }

@@ -1530,3 +1530,76 @@ Test(engine, embedding_api, .timeout = 30)
 	spate_config_free(demo);
 	bus_done(&b);
 }
+
+/* concurrency bounds the workers serving a consumer: with concurrency 1 all
+ * four shards of `one` are polled by a single worker, while `any` spreads
+ * over every worker of the plan. */
+Test(engine, concurrency_bounds_workers, .timeout = 30)
+{
+	struct bus b;
+	char desc[4096];
+	uint32_t cores[2] = { 0, 1 };
+
+	bus_init(&b, "conc");
+	bus_stream(&b, "in", 4, 64 * 1024);
+	struct spate_config_consumer *k = bus_consumer(&b, "one", "in", "count");
+	k->concurrency = 1;
+	bus_consumer(&b, "any", "in", "count");
+	b.cfg->placement.cores = malloc(sizeof(cores));
+	cr_assert_not_null(b.cfg->placement.cores);
+	memcpy(b.cfg->placement.cores, cores, sizeof(cores));
+	b.cfg->placement.n_cores = 2;
+	bus_open(&b);
+	spate_engine_describe(b.e, desc, sizeof(desc));
+	/* Every task of `one` is on the same worker line. */
+	unsigned lines_with_one = 0, lines_with_any = 0;
+	for (char *line = strtok(desc, "\n"); line; line = strtok(NULL, "\n")) {
+		if (!strstr(line, "worker "))
+			continue;
+		if (strstr(line, "one["))
+			lines_with_one++;
+		if (strstr(line, "any["))
+			lines_with_any++;
+	}
+	cr_assert_eq(lines_with_one, 1, "consumer with concurrency 1 on %u workers", lines_with_one);
+	cr_assert_eq(lines_with_any, 2, "unbounded consumer on %u workers", lines_with_any);
+
+	/* And it still processes every shard. */
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce(p, 0, 400, 16, NULL);
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "one", st, st.records == 400 && st.lag_records == 0, 5000);
+	bus_done(&b);
+}
+
+/* checkpoint_interval: the shared checkpoint moves at most that often while
+ * running, and is brought up to date at stop. */
+Test(engine, checkpoint_interval, .timeout = 30)
+{
+	struct bus b;
+
+	bus_init(&b, "ckint");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	struct spate_config_consumer *k = bus_consumer(&b, "c", "in", "count");
+	k->batch_size = 10;
+	k->checkpoint_interval_ns = 30ull * 1000 * 1000 * 1000;
+	bus_open(&b);
+	struct spate_stream *s = spate_engine_stream(b.e, "in");
+	struct spate_producer *p = producer_of(s);
+	produce(p, 0, 10, 1, NULL);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "c", st, st.records == 10, 5000);
+	/* The first batch checkpoints (nothing was checkpointed yet). */
+	cr_assert_eq(ckpt_shared(s, "c", 0), 10);
+	produce(p, 10, 30, 1, NULL);
+	WAIT_FOR(b.e, "c", st, st.records == 30 && st.lag_records == 0, 5000);
+	cr_assert_eq(ckpt_shared(s, "c", 0), 10, "checkpointed before the interval passed");
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	cr_assert_eq(ckpt_shared(s, "c", 0), 30);
+	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 30);
+	bus_done(&b);
+}
