@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,13 @@ int spate_cli_run(int argc, char **argv)
 		goto out;
 	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
+	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
+		struct spate_consumer_stats st;
+		if (spate_engine_consumer_stats(e, cfg->consumers[i].name, &st) == 0)
+			printf("  consumer %s: plugin cold start (init) %.1f us\n",
+			       cfg->consumers[i].name, (double)st.cold_start_ns / 1e3);
+	}
+	bool first_reported = false;
 	struct timespec t0, tn, tl;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	tl = t0;
@@ -206,6 +214,17 @@ int spate_cli_run(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &tn);
 		double el = (double)(tn.tv_sec - t0.tv_sec) + (double)(tn.tv_nsec - t0.tv_nsec) / 1e9;
 		double dl = (double)(tn.tv_sec - tl.tv_sec) + (double)(tn.tv_nsec - tl.tv_nsec) / 1e9;
+		if (!first_reported && last) {
+			for (uint32_t i = 0; i < cfg->n_consumers; i++) {
+				struct spate_consumer_stats st;
+				if (spate_engine_consumer_stats(e, cfg->consumers[i].name, &st) == 0 &&
+				    st.first_batch_ns) {
+					printf("  consumer %s: first batch processed %.1f ms after start\n",
+					       cfg->consumers[i].name, (double)st.first_batch_ns / 1e6);
+					first_reported = true;
+				}
+			}
+		}
 		if (interval > 0 && dl >= interval && last) {
 			printf("%.1f s\n", el);
 			print_stats(e, cfg, last, dl);
