@@ -176,6 +176,7 @@ int spate_cli_run(int argc, char **argv)
 		printf("  stream %s: %u shard(s), memory %s\n", cfg->streams[i].name,
 		       spate_stream_shards(s), spate_shm_backing_str(spate_stream_shm(s)));
 	}
+	fflush(stdout);
 	struct sigaction sa = { .sa_handler = on_stop };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
