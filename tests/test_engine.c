@@ -1603,3 +1603,91 @@ Test(engine, checkpoint_interval, .timeout = 30)
 	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 30);
 	bus_done(&b);
 }
+
+/* starting_position: 100 records are in the shard before the engine opens;
+ * each consumer starts where its position says (Kinesis iterator types), and
+ * `latest` sees only the 50 appended after start. */
+Test(engine, starting_positions, .timeout = 30)
+{
+	struct bus b;
+	char t[7][PATH_MAX];
+	static const char *names[] = { "trim", "latest", "atseq", "afterseq", "atts", "late_ts", "early_ts" };
+
+	bus_init(&b, "start");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	for (unsigned i = 0; i < 7; i++)
+		sum_tmpl(&b, names[i], t[i], sizeof(t[i]));
+	/* The records exist before the consumers are configured... */
+	struct spate_stream *s0 = NULL;
+	{
+		struct spate_stream_params sp = { .shards = 1, .ring_size = 64 * 1024,
+						  .ring_flags = SPATE_RING_F_MULTI_WRITER |
+								SPATE_RING_F_FULL_WAIT,
+						  .shm_flags = SPATE_SHM_F_NO_HUGE };
+		cr_assert_eq(spate_stream_create(b.name, "in", &sp, &s0), 0);
+	}
+	struct spate_producer *p = producer_of(s0);
+	produce(p, 0, 60, 1, NULL);
+	nap_ms(20);
+	uint64_t mid_ts = spate_now_ns();
+	nap_ms(20);
+	produce(p, 60, 100, 1, NULL);
+
+	struct spate_config_consumer *k;
+	k = bus_consumer(&b, names[0], "in", "count");
+	opt(k, "summary", t[0]);
+	k = bus_consumer(&b, names[1], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_LATEST;
+	opt(k, "summary", t[1]);
+	k = bus_consumer(&b, names[2], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_AT_SEQUENCE;
+	k->starting_sequence = 30;
+	opt(k, "summary", t[2]);
+	k = bus_consumer(&b, names[3], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_AFTER_SEQUENCE;
+	k->starting_sequence = 30;
+	opt(k, "summary", t[3]);
+	k = bus_consumer(&b, names[4], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_AT_TIMESTAMP;
+	k->starting_timestamp_ns = mid_ts;
+	opt(k, "summary", t[4]);
+	k = bus_consumer(&b, names[5], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_AT_TIMESTAMP;
+	k->starting_timestamp_ns = spate_now_ns() + 3600ull * 1000000000ull; /* in an hour */
+	opt(k, "summary", t[5]);
+	k = bus_consumer(&b, names[6], "in", "count");
+	k->starting_position = SPATE_CONFIG_START_AT_TIMESTAMP;
+	k->starting_timestamp_ns = 1; /* before everything */
+	opt(k, "summary", t[6]);
+	bus_open(&b); /* attaches the existing stream: same shape */
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "trim", st, st.records == 100, 5000);
+	WAIT_FOR(b.e, "atseq", st, st.records == 70, 5000);
+	WAIT_FOR(b.e, "afterseq", st, st.records == 69, 5000);
+	WAIT_FOR(b.e, "atts", st, st.records == 40, 5000);
+	WAIT_FOR(b.e, "early_ts", st, st.records == 100, 5000);
+	produce(p, 100, 150, 1, NULL);
+	WAIT_FOR(b.e, "latest", st, st.records == 50, 5000);
+	WAIT_FOR(b.e, "trim", st, st.records == 150, 5000);
+	WAIT_FOR(b.e, "atseq", st, st.records == 120, 5000);
+	WAIT_FOR(b.e, "late_ts", st, st.lag_records == 0 || st.records == 0, 5000);
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+
+	struct { const char *n; int64_t first; uint64_t records; } want[] = {
+		{ "trim", 0, 150 },   { "latest", 100, 50 }, { "atseq", 30, 120 },
+		{ "afterseq", 31, 119 }, { "atts", 60, 90 }, { "early_ts", 0, 150 },
+	};
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct summary sm = summary_of(&b, want[i].n, 0);
+		cr_assert_eq(sm.first_seq, want[i].first, "%s: %s", want[i].n, sm.text);
+		cr_assert_eq(sm.records, want[i].records, "%s: %s", want[i].n, sm.text);
+		cr_assert_eq(sm.gaps, 0, "%s: %s", want[i].n, sm.text);
+	}
+	/* A timestamp in the future: nothing yet, and waiting at the end. */
+	st = stats_of(b.e, "late_ts");
+	cr_assert_eq(st.records, 0);
+	spate_stream_close(s0);
+	bus_done(&b);
+}
