@@ -81,6 +81,8 @@ struct spate_task {
 	bool first_done;
 	_Atomic uint64_t next_seq;    /* everything below is handled (UINT64_MAX: unknown) */
 	uint64_t ckpt_ns;             /* last shared-table checkpoint (checkpoint_interval) */
+	_Atomic uint32_t busy;        /* polled by a worker right now (engine.c task_lock) */
+	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
 	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
 };
@@ -102,6 +104,7 @@ struct spate_consumer {
 	char error[200];
 	_Atomic uint64_t records, bytes, batches, retries, failed, expired;
 	_Atomic uint64_t cold_start_ns, first_batch_ns;
+	_Atomic uint64_t helped;      /* polls by a worker other than the owner that did work */
 };
 
 /* Implemented in engine.c: a stream's shared producer, opened on first use. */

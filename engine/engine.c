@@ -59,6 +59,8 @@ struct worker {
 	uint32_t ntasks;
 	enum spate_ring_wait wait;
 	_Atomic uint64_t epoch; /* loop iterations, for deploy's quiescence */
+	uint32_t index;
+	uint32_t help_from;     /* where help() starts looking */
 	bool started;
 };
 
@@ -72,6 +74,8 @@ struct spate_engine {
 	uint32_t nconsumers;
 	struct worker *workers;
 	uint32_t nworkers;
+	struct spate_task **all; /* every task, for help() */
+	uint32_t nall;
 	struct spate_topo *topo;
 	pthread_mutex_t lock;
 	pthread_mutex_t ckpt_lock; /* ckpt_flush_all: the control thread, deploy, stop */
@@ -297,6 +301,61 @@ static void nap(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
+/* A task is polled by one worker at a time: its owner, or a helper. */
+static bool task_lock(struct spate_task *t)
+{
+	uint32_t z = 0;
+	/* Acquire: pairs with the release in task_unlock(): everything the
+	 * previous poller did to the task is visible to us. */
+	return atomic_compare_exchange_strong_explicit(&t->busy, &z, 1, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+static void task_unlock(struct spate_task *t)
+{
+	/* Release: pairs with the acquire CAS in task_lock(). */
+	atomic_store_explicit(&t->busy, 0, memory_order_release);
+}
+
+/* Records published on the task's shard that it has not handled yet. */
+static uint64_t task_lag(const struct spate_task *t)
+{
+	/* Acquire: pairs with the release store after a batch (consumer.c). */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_acquire);
+	const struct spate_ring *r = t->rd->ring;
+	/* Relaxed: a hint for scheduling; the task re-reads under its lock. */
+	uint64_t tail = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	return next == UINT64_MAX || tail <= next ? 0 : tail - next;
+}
+
+/*
+ * An idle worker helps: it polls a task of another worker whose lag has
+ * grown past two batches, if its consumer's concurrency allows more workers.
+ * So a worker that owns several hot shards is not the bottleneck while
+ * another idles: the work spreads as lag grows and workers park again when
+ * it is gone. Returns 1 if it handled records.
+ */
+static int help(struct spate_engine *e, struct worker *w, uint64_t now)
+{
+	for (uint32_t i = 0; i < e->nall; i++) {
+		struct spate_task *t = e->all[(w->help_from + i) % e->nall];
+		struct spate_consumer *c = t->c;
+
+		if (t->owner == w->index || (c->p.concurrency && c->p.concurrency < e->nworkers) ||
+		    atomic_load_explicit(&c->paused, memory_order_seq_cst) ||
+		    task_lag(t) < 2ull * c->p.batch_size || !task_lock(t))
+			continue;
+		int r = t->pl ? spate_task_poll(t, now) : 0;
+		task_unlock(t);
+		if (r > 0) {
+			atomic_fetch_add_explicit(&c->helped, 1, memory_order_relaxed);
+			w->help_from = (w->help_from + i) % e->nall; /* stay on it */
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -314,14 +373,19 @@ static void *worker_main(void *arg)
 			struct spate_task *t = w->tasks[i];
 			/* Seq_cst: pairs with deploy's seq_cst store of paused and
 			 * its reads of epoch (see spate_engine_deploy). */
-			if (atomic_load_explicit(&t->c->paused, memory_order_seq_cst) || !t->pl)
+			if (atomic_load_explicit(&t->c->paused, memory_order_seq_cst) || !task_lock(t))
 				continue;
-			if (spate_task_poll(t, now) > 0)
-				work = 1;
-			uint64_t d = spate_task_deadline(t, now);
-			if (d < soonest)
-				soonest = d;
+			if (t->pl) {
+				if (spate_task_poll(t, now) > 0)
+					work = 1;
+				uint64_t d = spate_task_deadline(t, now);
+				if (d < soonest)
+					soonest = d;
+			}
+			task_unlock(t);
 		}
+		if (!work && e->nworkers > 1)
+			work = help(e, w, now);
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (work || soonest == 0) {
 			idle_ns = 1000;
@@ -337,14 +401,20 @@ static void *worker_main(void *arg)
 		case SPATE_RING_WAIT_BLOCK: {
 			uint64_t cap = soonest < 10000000ull ? soonest : 10000000ull;
 			struct spate_task *t = w->tasks[0];
-			/* paused first, with acquire: while deploy runs it
-			 * rewrites t->pl, which may be read only once paused
-			 * reads 0 again (deploy's store after its writes). */
+			bool slept = false;
+			/* One task: sleep on its shard's futex, holding the task
+			 * (nobody needs to help a task with nothing to do). paused
+			 * first: deploy rewrites t->pl while it is set. */
 			if (w->ntasks == 1 &&
-			    !atomic_load_explicit(&t->c->paused, memory_order_acquire) &&
-			    !t->n_raw && !t->window_start && t->pl) {
-				spate_ring_reader_wait(t->rd, cap);
-			} else {
+			    !atomic_load_explicit(&t->c->paused, memory_order_seq_cst) &&
+			    task_lock(t)) {
+				if (t->pl && !t->n_raw && !t->window_start) {
+					spate_ring_reader_wait(t->rd, cap);
+					slept = true;
+				}
+				task_unlock(t);
+			}
+			if (!slept) {
 				nap(idle_ns < cap ? idle_ns : cap);
 				if (idle_ns < 1000000)
 					idle_ns *= 2;
@@ -394,11 +464,14 @@ static int plan_workers(struct spate_engine *e)
 	if (!nw)
 		nw = 1;
 	e->workers = calloc(nw, sizeof(*e->workers));
-	if (!e->workers)
+	e->all = calloc(ntasks, sizeof(*e->all));
+	if (!e->workers || !e->all)
 		return -ENOMEM;
 	e->nworkers = nw;
 	for (uint32_t k = 0; k < nw; k++) {
 		e->workers[k].e = e;
+		e->workers[k].index = k;
+		e->workers[k].help_from = k * (ntasks / nw);
 		e->workers[k].cpu = cpus[k % ncpu];
 		e->workers[k].wait = SPATE_RING_WAIT_BLOCK;
 		e->workers[k].tasks = calloc(ntasks, sizeof(struct spate_task *));
@@ -412,6 +485,8 @@ static int plan_workers(struct spate_engine *e)
 		uint32_t k = c->p.concurrency && c->p.concurrency < nw ? c->p.concurrency : nw;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
 			struct worker *w = &e->workers[(base + t % k) % nw];
+			c->tasks[t].owner = w->index;
+			e->all[e->nall++] = &c->tasks[t];
 			w->tasks[w->ntasks++] = &c->tasks[t];
 			if (c->p.wait < w->wait)
 				w->wait = c->p.wait; /* BUSY < YIELD < BLOCK: the most eager wins */
@@ -714,6 +789,7 @@ void spate_engine_close(struct spate_engine *e)
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		free(e->workers[k].tasks);
 	free(e->workers);
+	free(e->all);
 	for (uint32_t i = 0; i < e->nstreams; i++) {
 		spate_producer_close(e->shared[i].prod);
 		pthread_mutex_destroy(&e->shared[i].lock);
@@ -755,6 +831,7 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 	st->expired = atomic_load_explicit(&c->expired, memory_order_relaxed);
 	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
 	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
+	st->helped = atomic_load_explicit(&c->helped, memory_order_relaxed);
 	st->state = atomic_load_explicit(&c->state, memory_order_relaxed);
 	for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
 		struct spate_ring *r = spate_stream_ring(c->stream, s);
@@ -798,11 +875,9 @@ static void quiesce(struct spate_engine *e, struct spate_consumer *c)
 {
 	for (uint32_t k = 0; k < e->nworkers; k++) {
 		struct worker *w = &e->workers[k];
-		bool mine = false;
-		for (uint32_t i = 0; i < w->ntasks; i++)
-			if (w->tasks[i]->c == c)
-				mine = true;
-		if (!mine || !w->started)
+		/* Every worker: a helper may be inside a task of c. */
+		(void)c;
+		if (!w->started)
 			continue;
 		/* Seq_cst: after our seq_cst store of paused (Dekker-style with
 		 * the worker's seq_cst load of paused and increment of epoch). */

@@ -1691,3 +1691,58 @@ Test(engine, starting_positions, .timeout = 30)
 	spate_stream_close(s0);
 	bus_done(&b);
 }
+
+/* Helping: shards 0 and 2 are hot and both dealt to worker 0; worker 1 owns
+ * the idle shards 1 and 3, and helps with the lagging ones. Every record is
+ * processed once, in order per shard. */
+Test(engine, idle_worker_helps_lagging_shards, .timeout = 30)
+{
+	struct bus b;
+	char sum[PATH_MAX];
+	uint32_t cores[2] = { 0, 1 };
+	const uint64_t per_shard = 20000;
+
+	bus_init(&b, "help");
+	bus_stream(&b, "in", 4, 4 * 1024 * 1024);
+	struct spate_config_consumer *k = bus_consumer(&b, "c", "in", "count");
+	k->batch_size = 100;
+	sum_tmpl(&b, "c", sum, sizeof(sum));
+	opt(k, "summary", sum);
+	b.cfg->placement.cores = malloc(sizeof(cores));
+	cr_assert_not_null(b.cfg->placement.cores);
+	memcpy(b.cfg->placement.cores, cores, sizeof(cores));
+	b.cfg->placement.n_cores = 2;
+	bus_open(&b);
+	char desc[4096];
+	spate_engine_describe(b.e, desc, sizeof(desc));
+	cr_assert_not_null(strstr(desc, "c[in/0] c[in/2]"), "plan: %s", desc);
+
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	for (uint64_t i = 0; i < per_shard; i++) {
+		char buf[64];
+		size_t n = payload_of(i, buf, sizeof(buf));
+		for (uint32_t shard = 0; shard < 4; shard += 2) {
+			struct spate_put_result r;
+			uint32_t hash = shard * (1u << 30) + 7;
+			cr_assert_eq(spate_put_hash(p, hash, buf, n, &r), 0);
+			cr_assert_eq(r.shard, shard);
+		}
+	}
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "c", st, st.records == 2 * per_shard && st.lag_records == 0, 15000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	st = stats_of(b.e, "c");
+	cr_assert_gt(st.helped, 0, "the idle worker never helped");
+	for (uint32_t shard = 0; shard < 4; shard += 2) {
+		struct summary s = summary_of(&b, "c", shard);
+		cr_assert_eq(s.records, per_shard, "shard %u: %s", shard, s.text);
+		cr_assert_eq(s.gaps, 0, "shard %u: %s", shard, s.text);
+		cr_assert_eq(s.duplicates, 0, "shard %u: %s", shard, s.text);
+		cr_assert_eq(s.first_seq, 0);
+		cr_assert_eq(s.last_seq, (int64_t)per_shard - 1);
+	}
+	cr_log_info("helped %" PRIu64 " times", st.helped);
+	bus_done(&b);
+}

@@ -79,6 +79,7 @@ struct spate_consumer_stats {
 	uint64_t lag_records;    /**< behind the shards' tails now */
 	uint64_t cold_start_ns;  /**< longest plugin init */
 	uint64_t first_batch_ns; /**< start to end of the first processed batch */
+	uint64_t helped;         /**< steps done by a worker helping with a lagging shard */
 	uint32_t state;          /**< enum spate_consumer_state */
 	char error[200];         /**< why it stopped, if it did */
 };
