@@ -361,6 +361,8 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct spate_engine *e = w->e;
 	uint64_t idle_ns = 1000;
+	/* With one worker nobody helps: no task lock needed. */
+	const bool shared = e->nworkers > 1;
 
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
@@ -373,7 +375,8 @@ static void *worker_main(void *arg)
 			struct spate_task *t = w->tasks[i];
 			/* Seq_cst: pairs with deploy's seq_cst store of paused and
 			 * its reads of epoch (see spate_engine_deploy). */
-			if (atomic_load_explicit(&t->c->paused, memory_order_seq_cst) || !task_lock(t))
+			if (atomic_load_explicit(&t->c->paused, memory_order_seq_cst) ||
+			    (shared && !task_lock(t)))
 				continue;
 			if (t->pl) {
 				if (spate_task_poll(t, now) > 0)
@@ -382,9 +385,10 @@ static void *worker_main(void *arg)
 				if (d < soonest)
 					soonest = d;
 			}
-			task_unlock(t);
+			if (shared)
+				task_unlock(t);
 		}
-		if (!work && e->nworkers > 1)
+		if (!work && shared)
 			work = help(e, w, now);
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (work || soonest == 0) {
@@ -407,12 +411,13 @@ static void *worker_main(void *arg)
 			 * first: deploy rewrites t->pl while it is set. */
 			if (w->ntasks == 1 &&
 			    !atomic_load_explicit(&t->c->paused, memory_order_seq_cst) &&
-			    task_lock(t)) {
+			    (!shared || task_lock(t))) {
 				if (t->pl && !t->n_raw && !t->window_start) {
 					spate_ring_reader_wait(t->rd, cap);
 					slept = true;
 				}
-				task_unlock(t);
+				if (shared)
+					task_unlock(t);
 			}
 			if (!slept) {
 				nap(idle_ns < cap ? idle_ns : cap);
