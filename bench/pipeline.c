@@ -65,19 +65,12 @@ struct producer {
 	int err;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void *producer_main(void *arg)
 {
 	struct producer *p = arg;
 	const struct pipe_opts *o = p->o;
 	uint64_t bytes = (uint64_t)o->batch * spate_ring_rec_size(o->size);
-	uint64_t n = 0, t0 = mono_ns();
+	uint64_t n = 0, t0 = spate_mono_ns();
 	/* Paced: the time at which batch k may go is t0 + k * batch / rate. */
 	double ns_per_batch = o->rate ? 1e9 * o->batch / (double)o->rate : 0;
 	uint64_t k = 0;
@@ -89,7 +82,7 @@ static void *producer_main(void *arg)
 		struct spate_ring_batch b;
 		if (ns_per_batch) {
 			uint64_t due = t0 + (uint64_t)(ns_per_batch * (double)k);
-			while (mono_ns() < due)
+			while (spate_mono_ns() < due)
 				if (atomic_load_explicit(&p->stop, memory_order_relaxed))
 					goto out;
 			k++;
@@ -208,15 +201,15 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 	if (rc < 0)
 		goto out;
 
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = spate_mono_ns();
 	rc = -pthread_create(&th, NULL, producer_main, &p);
 	if (rc < 0)
 		goto out_stop;
 	uint64_t last = 0, last_t = t0;
-	while (mono_ns() - t0 < (uint64_t)(o->seconds * 1e9)) {
+	while (spate_mono_ns() - t0 < (uint64_t)(o->seconds * 1e9)) {
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		uint64_t now = mono_ns();
+		uint64_t now = spate_mono_ns();
 		if (o->progress && now - last_t >= 1000000000ull) {
 			struct spate_consumer_stats st;
 			uint64_t n = atomic_load_explicit(&p.produced, memory_order_relaxed);
@@ -232,7 +225,7 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 	}
 	atomic_store_explicit(&p.stop, 1, memory_order_relaxed);
 	pthread_join(th, NULL);
-	r->secs = (double)(mono_ns() - t0) / 1e9;
+	r->secs = (double)(spate_mono_ns() - t0) / 1e9;
 	r->produced = atomic_load_explicit(&p.produced, memory_order_relaxed);
 	/* Let the consumer drain what is in the ring (at most 5 s). */
 	for (int i = 0; i < 500; i++) {

@@ -39,13 +39,6 @@
 
 #define BISECT_DEPTH 64u
 
-uint64_t spate_mono_ns_(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Several tasks of one consumer share a counter: they may run on
  * different workers, so these need an atomic add. */
 static void add_shared(_Atomic uint64_t *c, uint64_t v)
@@ -358,7 +351,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			add_shared(&c->retries, 1);
 		if (!t->first_done) {
 			t->first_done = true;
-			uint64_t d = spate_mono_ns_() - c->started_ns;
+			uint64_t d = spate_mono_ns() - c->started_ns;
 			uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
 			while ((cur == 0 || d < cur) &&
 			       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
@@ -551,9 +544,9 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 
 	for (uint32_t i = 0; i < c->ntasks; i++) {
 		struct spate_task *t = &c->tasks[i];
-		uint64_t t0 = spate_mono_ns_();
+		uint64_t t0 = spate_mono_ns();
 		int rc = pl->init(&t->ctx, &t->state);
-		uint64_t d = spate_mono_ns_() - t0;
+		uint64_t d = spate_mono_ns() - t0;
 
 		if (d > worst)
 			worst = d;
@@ -570,12 +563,12 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 			return rc;
 		}
 		t->pl = pl;
-		t->next_flush = spate_mono_ns_() + pl->flush_interval_ns;
+		t->next_flush = spate_mono_ns() + pl->flush_interval_ns;
 		t->first_done = false;
 		t->dead = false;
 	}
 	atomic_store_explicit(&c->cold_start_ns, worst, memory_order_relaxed);
-	c->started_ns = spate_mono_ns_();
+	c->started_ns = spate_mono_ns();
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_RUNNING, memory_order_relaxed);
 	return 0;
 }

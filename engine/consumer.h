@@ -139,6 +139,5 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
  *  back-off), UINT64_MAX if only new data wakes it. */
 uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now_mono_ns);
 
-uint64_t spate_mono_ns_(void);
 
 #endif

@@ -244,7 +244,7 @@ static int ckpt_write(const struct spate_engine *e, const struct spate_consumer 
  * and both would write the same temporary file and ckpt_written. */
 static void ckpt_flush_all(struct spate_engine *e, bool force)
 {
-	uint64_t now = spate_mono_ns_();
+	uint64_t now = spate_mono_ns();
 
 	pthread_mutex_lock(&e->ckpt_lock);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
@@ -367,7 +367,7 @@ static void *worker_main(void *arg)
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
-		uint64_t now = spate_mono_ns_();
+		uint64_t now = spate_mono_ns();
 		uint64_t soonest = UINT64_MAX;
 		int work = 0;
 

@@ -411,14 +411,6 @@ static struct spate_stream_ckpt *ckpt_entry(struct spate_stream *s, uint32_t i)
 	return (struct spate_stream_ckpt *)(void *)(s->base + s->ckpt_off + i * s->ckpt_stride);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
 			   struct spate_stream_ckpt **out)
 {
@@ -480,8 +472,8 @@ int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
 				continue;
 			}
 			if (!deadline)
-				deadline = mono_ns() + STREAM_CKPT_FILL_WAIT_NS;
-			else if (mono_ns() > deadline)
+				deadline = spate_mono_ns() + STREAM_CKPT_FILL_WAIT_NS;
+			else if (spate_mono_ns() > deadline)
 				return -EAGAIN;
 			sched_yield();
 		}

@@ -63,16 +63,9 @@ static _Atomic uint32_t *low_half(_Atomic uint64_t *p)
 #endif
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t deadline_of(uint64_t timeout_ns)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = spate_mono_ns();
 	return timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
 }
 
@@ -82,7 +75,7 @@ static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
 	struct timespec ts, *tsp = NULL;
 
 	if (deadline != UINT64_MAX) {
-		uint64_t now = mono_ns();
+		uint64_t now = spate_mono_ns();
 		uint64_t d = deadline > now ? deadline - now : 0;
 		ts.tv_sec = (time_t)(d / 1000000000ull);
 		ts.tv_nsec = (long)(d % 1000000000ull);
@@ -503,7 +496,7 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 			 * instead of in steps (see spate_ring_release). */
 			atomic_fetch_add_explicit(&sh->wake.wr_waiting, 1, memory_order_seq_cst);
 		}
-		if (mono_ns() >= deadline) {
+		if (spate_mono_ns() >= deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -929,7 +922,7 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 			return -EPIPE;
 		if (!deadline)
 			deadline = deadline_of(timeout_ns);
-		else if (mono_ns() >= deadline)
+		else if (spate_mono_ns() >= deadline)
 			return -ETIMEDOUT;
 		if (rd->wait == SPATE_RING_WAIT_BUSY || spins++ < SPIN_BEFORE_SLEEP) {
 			spate_cpu_relax();

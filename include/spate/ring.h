@@ -428,6 +428,14 @@ static inline uint64_t spate_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/** CLOCK_MONOTONIC in nanoseconds (vDSO; no system call), for timeouts. */
+static inline uint64_t spate_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /** Bytes a record with @p len payload bytes takes in the ring. */
 static inline uint64_t spate_ring_rec_size(uint64_t len)
 {
