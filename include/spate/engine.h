@@ -65,8 +65,9 @@ struct spate_failed_record {
 enum spate_failure_reason {
 	SPATE_FAIL_RETRIES_EXHAUSTED = 1,
 	SPATE_FAIL_RECORD_EXPIRED = 2, /**< older than max_record_age */
-	SPATE_FAIL_CONSUMER_FATAL = 3,
 };
+/* A FATAL result sends nothing: the consumer stops with its checkpoint at
+ * the last success, and the records stay in the stream for a restart. */
 
 /** Counters of one consumer (summed over its shards and lanes). */
 struct spate_consumer_stats {
