@@ -28,6 +28,9 @@ int spate_demo_main(int argc, char **argv);
 /** `spate bench pipeline`: end-to-end throughput and latency, --json. */
 int spate_bench_pipeline_main(int argc, char **argv);
 
+/** `spate bench persist`: raw disk bandwidth vs the shard log, --json. */
+int spate_bench_persist_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file spate/log.h
+ * @brief The durable log of one shard: segment files written with io_uring,
+ *        a sparse index, crash recovery, history reads.
+ *
+ * A shard's log is a directory of segments `<base_seq, 20 digits>.seg`, each
+ * with an index `<base_seq>.idx`. A segment is a 4 KiB header followed by
+ * frames; a frame is a 16-byte frame header (magic, length, CRC-32C of the
+ * rest, flags) followed by one ring batch exactly as the ring holds it
+ * (struct spate_ring_bhdr, then records), so a batch goes from shared memory
+ * to disk without being re-encoded. docs/format.md is the versioned
+ * specification.
+ *
+ * Threads: one thread appends and syncs a struct spate_log at a time; any
+ * number of readers (struct spate_log_reader) may read concurrently, from
+ * this process or others, up to the durable (or written) position.
+ */
+#ifndef SPATE_LOG_H
+#define SPATE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spate/ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPATE_LOG_SEG_MAGIC 0x47455345544150ULL /* "PATESEG" */
+#define SPATE_LOG_FORMAT_VERSION 1u
+#define SPATE_LOG_FRAME_MAGIC 0x46525053u /* "SPRF" */
+
+/** When appended data is made durable. */
+enum spate_log_durability {
+	SPATE_LOG_DURABLE_NONE = 0,     /**< page cache; fdatasync only at close */
+	SPATE_LOG_DURABLE_INTERVAL = 1, /**< group commit every interval_ns */
+	SPATE_LOG_DURABLE_ALWAYS = 2,   /**< every spate_log_sync() is a group commit */
+};
+
+/** Parameters of a log. Zero-initialise; 0 means the default. */
+struct spate_log_params {
+	uint64_t segment_bytes;   /**< roll a segment past this size (default 64 MiB) */
+	enum spate_log_durability durability;
+	uint64_t interval_ns;     /**< with INTERVAL (default 10 ms) */
+	uint64_t retention_ns;    /**< delete segments whose newest record is older (0 = keep) */
+	uint64_t retention_bytes; /**< keep at most this many bytes of segments (0 = no limit) */
+	uint32_t index_every;     /**< index one frame per this many bytes (default 64 KiB) */
+	uint32_t flags;           /**< SPATE_LOG_F_* */
+};
+
+#define SPATE_LOG_F_NO_URING (1u << 0) /**< use pwrite + fdatasync, not io_uring */
+#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it */
+#define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
+
+/** What opening a log found and did. */
+struct spate_log_recovery {
+	uint32_t segments;        /**< segments found */
+	int clean;                /**< 1: a clean-shutdown marker let the scan be skipped */
+	uint64_t first_seq;       /**< oldest retained sequence number (UINT64_MAX: empty) */
+	uint64_t next_seq;        /**< the sequence number the next append must carry */
+	uint64_t truncated_bytes; /**< bytes cut from a torn or corrupt tail */
+	uint64_t truncated_at;    /**< file offset of the cut in the last segment */
+	char message[256];        /**< what was cut and why, or "" */
+	int io_uring;             /**< 1 if writes go through io_uring, 0 pwrite (and why in message) */
+};
+
+struct spate_log;
+struct spate_log_reader;
+
+/**
+ * Open (creating if absent) the log in @p dir, recovering it: verify the
+ * tail of the last segment, truncate a torn or corrupt tail and report it,
+ * rebuild missing or stale indexes, restore the next sequence number. A
+ * corrupt frame before the last segment's tail is refused (-EBADMSG, the
+ * message says where) unless SPATE_LOG_F_REPAIR.
+ * @return 0, -EBADMSG, -EPROTO (format version), -ENOENT/-EACCES/-errno.
+ */
+int spate_log_open(const char *dir, const struct spate_log_params *p, struct spate_log **out,
+		   struct spate_log_recovery *rep);
+
+/** Sync, write the clean-shutdown marker, close. NULL-safe. @return 0 or -errno. */
+int spate_log_close(struct spate_log *l);
+
+/** Sequence number the next appended batch must start with. */
+uint64_t spate_log_next_seq(const struct spate_log *l);
+/** Everything below this sequence number is durable (fdatasync'ed). */
+uint64_t spate_log_durable_seq(const struct spate_log *l);
+/** Oldest retained sequence number (UINT64_MAX if the log is empty). */
+uint64_t spate_log_first_seq(const struct spate_log *l);
+
+/**
+ * Append one ring batch (struct spate_ring_bhdr + records, @p len bytes, as
+ * found in the ring between two batch boundaries; PAD batches are refused).
+ * Its base_seq must equal spate_log_next_seq(). The bytes are queued for
+ * writing; with io_uring they may be written straight from @p batch, so it
+ * must stay unchanged until the next spate_log_sync() returns (ring memory
+ * that a gating reader has not released qualifies).
+ * @return 0, -EINVAL (not a data batch, bad length), -ERANGE (base_seq is not
+ *         next_seq), -ENOSPC (disk full: nothing of this batch is
+ *         acknowledged; the log stays valid), -errno.
+ */
+int spate_log_append(struct spate_log *l, const void *batch, size_t len);
+
+/**
+ * Write what was appended and, per the durability policy, make it durable
+ * (ALWAYS: always; INTERVAL: when interval_ns has passed since the last
+ * commit; NONE: never here). Rolls segments, applies retention.
+ * @return the durable sequence number (>= 0 as uint64 via @p durable), or
+ *         -errno (-ENOSPC: the unwritten batches stay queued; call again).
+ */
+int spate_log_sync(struct spate_log *l, uint64_t *durable);
+
+/** Where a reader starts. */
+enum spate_log_from {
+	SPATE_LOG_FROM_OLDEST = 0,
+	SPATE_LOG_FROM_SEQ = 1,  /**< first record with seq >= arg */
+	SPATE_LOG_FROM_TIME = 2, /**< first record with ts >= arg (ns) */
+};
+
+/**
+ * Open a reader on the log in @p dir (read-only; works beside a writer in
+ * another process). Seeks through the sparse index in O(log n).
+ * @return 0, -ENOENT, -EBADMSG, -errno.
+ */
+int spate_log_reader_open(const char *dir, enum spate_log_from from, uint64_t arg,
+			  struct spate_log_reader **out);
+/**
+ * Up to @p max records from the current position; views stay valid until the
+ * next call. A reader whose position was deleted by retention moves to the
+ * oldest retained record and reports the gap in @p skipped (may be NULL).
+ * @return the number of records (0: at the end of what is written),
+ *         -EBADMSG (a frame fails its CRC), -errno.
+ */
+int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
+		   uint64_t *skipped);
+void spate_log_reader_close(struct spate_log_reader *rd);
+
+/** Counts for `spate log stats`. */
+struct spate_log_stats {
+	uint32_t segments;
+	uint64_t bytes;
+	uint64_t first_seq, next_seq;
+	uint64_t first_ts, last_ts;
+};
+/** Scan @p dir (read-only) and fill @p st. @return 0 or -errno. */
+int spate_log_stat(const char *dir, struct spate_log_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_LOG_H */
