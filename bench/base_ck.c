@@ -63,10 +63,7 @@ static void ck_teardown(struct spate_bench_ctx *x)
 {
 	struct ck_state *st = x->ring;
 
-	for (unsigned i = 0; i < 2 * SPATE_BENCH_MAX_THREADS; i++) {
-		free(x->buf[i]);
-		x->buf[i] = NULL;
-	}
+	spate_bench_free_bufs(x);
 	if (st) {
 		spate_bench_free(st->buf, st->bufsize);
 		free(st);

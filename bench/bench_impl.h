@@ -121,6 +121,8 @@ void spate_bench_free(void *p, size_t size);
 /** Per-thread scratch of @p size bytes on its own 128-byte line pairs (no
  *  false sharing with anything another thread writes); free() it. */
 void *spate_bench_scratch(size_t size);
+/** Free the per-thread scratch buffers x->buf[] (teardown of every impl). */
+void spate_bench_free_bufs(struct spate_bench_ctx *x);
 /** Record the first failure of a run (thread-safe); later ones are dropped. */
 void spate_bench_fail(struct spate_bench_ctx *x, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -51,6 +51,14 @@ void spate_bench_free(void *p, size_t size)
 	free(p);
 }
 
+void spate_bench_free_bufs(struct spate_bench_ctx *x)
+{
+	for (unsigned i = 0; i < 2 * SPATE_BENCH_MAX_THREADS; i++) {
+		free(x->buf[i]);
+		x->buf[i] = NULL;
+	}
+}
+
 void *spate_bench_scratch(size_t size)
 {
 	void *p = aligned_alloc(128, (size + 127u) & ~(size_t)127u);

@@ -49,10 +49,7 @@ static void spate_teardown(struct spate_bench_ctx *x)
 		spate_ring_reader_close(x->rh[i]);
 		x->rh[i] = NULL;
 	}
-	for (unsigned i = 0; i < 2 * SPATE_BENCH_MAX_THREADS; i++) {
-		free(x->buf[i]);
-		x->buf[i] = NULL;
-	}
+	spate_bench_free_bufs(x);
 	if (st) {
 		spate_ring_close(st->ring);
 		spate_bench_free(st->mem, st->memsize);
