@@ -12,9 +12,11 @@
  * to disk without being re-encoded. docs/format.md is the versioned
  * specification.
  *
- * Threads: one thread appends and syncs a struct spate_log at a time; any
- * number of readers (struct spate_log_reader) may read concurrently, from
- * this process or others, up to the durable (or written) position.
+ * Threads: one thread appends and syncs a struct spate_log at a time (best
+ * always the same one: with IORING_SETUP_SINGLE_ISSUER the io_uring ring is
+ * recreated when another thread syncs); any number of readers (struct
+ * spate_log_reader) may read concurrently, from this process or others, up
+ * to the written position.
  */
 #ifndef SPATE_LOG_H
 #define SPATE_LOG_H
@@ -51,7 +53,8 @@ struct spate_log_params {
 };
 
 #define SPATE_LOG_F_NO_URING (1u << 0) /**< use pwrite + fdatasync, not io_uring */
-#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it */
+#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it
+					    (reserved: accepted, not implemented yet) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
 
 /** What opening a log found and did. */
@@ -75,12 +78,19 @@ struct spate_log_reader;
  * rebuild missing or stale indexes, restore the next sequence number. A
  * corrupt frame before the last segment's tail is refused (-EBADMSG, the
  * message says where) unless SPATE_LOG_F_REPAIR.
- * @return 0, -EBADMSG, -EPROTO (format version), -ENOENT/-EACCES/-errno.
+ * @p rep (may be NULL) says what was found and cut, and whether writes go
+ * through io_uring. The directory is created if missing.
+ * @return 0, -EBADMSG, -EPROTO (format version), -EINVAL, -ENOMEM,
+ *         -EACCES/-errno.
  */
 int spate_log_open(const char *dir, const struct spate_log_params *p, struct spate_log **out,
 		   struct spate_log_recovery *rep);
 
-/** Sync, write the clean-shutdown marker, close. NULL-safe. @return 0 or -errno. */
+/**
+ * Write and fdatasync everything queued, write the clean-shutdown marker
+ * (only if that all succeeded), free @p l. NULL-safe.
+ * @return 0 or -errno (-ENOSPC: queued batches were lost; no marker).
+ */
 int spate_log_close(struct spate_log *l);
 
 /** Sequence number the next appended batch must start with. */
@@ -93,22 +103,28 @@ uint64_t spate_log_first_seq(const struct spate_log *l);
 /**
  * Append one ring batch (struct spate_ring_bhdr + records, @p len bytes, as
  * found in the ring between two batch boundaries; PAD batches are refused).
- * Its base_seq must equal spate_log_next_seq(). The bytes are queued for
+ * Its base_seq must equal spate_log_next_seq(), except for the first batch
+ * of a log that has no segment yet, which sets the log's first sequence
+ * number. The bytes are queued for
  * writing; with io_uring they may be written straight from @p batch, so it
  * must stay unchanged until the next spate_log_sync() returns (ring memory
  * that a gating reader has not released qualifies).
- * @return 0, -EINVAL (not a data batch, bad length), -ERANGE (base_seq is not
- *         next_seq), -ENOSPC (disk full: nothing of this batch is
- *         acknowledged; the log stays valid), -errno.
+ * Nothing is written here (spate_log_sync() writes), so a full disk is
+ * reported by spate_log_sync().
+ * @return 0, -EINVAL (not a data batch, bad length, NULL), -ERANGE (base_seq
+ *         is not next_seq), -ENOMEM.
  */
 int spate_log_append(struct spate_log *l, const void *batch, size_t len);
 
 /**
  * Write what was appended and, per the durability policy, make it durable
  * (ALWAYS: always; INTERVAL: when interval_ns has passed since the last
- * commit; NONE: never here). Rolls segments, applies retention.
- * @return the durable sequence number (>= 0 as uint64 via @p durable), or
- *         -errno (-ENOSPC: the unwritten batches stay queued; call again).
+ * commit; NONE: never here). Rolls segments (a segment is always made
+ * durable before the next is started), applies retention.
+ * @param durable if not NULL, receives spate_log_durable_seq() on success.
+ * @return 0, -ENOSPC (disk full: the segment is cut back to its last whole
+ *         frame, the unwritten batches stay queued; call again once there is
+ *         space), -EIO, -EINVAL (NULL), -errno.
  */
 int spate_log_sync(struct spate_log *l, uint64_t *durable);
 
@@ -127,8 +143,8 @@ enum spate_log_from {
 int spate_log_reader_open(const char *dir, enum spate_log_from from, uint64_t arg,
 			  struct spate_log_reader **out);
 /**
- * Up to @p max records from the current position; views stay valid until the
- * next call. A reader whose position was deleted by retention moves to the
+ * Up to @p max records from the current position, from one batch at most;
+ * views point into the reader's buffer and stay valid until the next call. A reader whose position was deleted by retention moves to the
  * oldest retained record and reports the gap in @p skipped (may be NULL).
  * @return the number of records (0: at the end of what is written),
  *         -EBADMSG (a frame fails its CRC), -errno.
