@@ -35,6 +35,8 @@ static const struct spate_cmd bench_cmds[] = {
 	  "ring throughput and latency vs DPDK rte_ring and ck_ring" },
 	{ "pipeline", spate_bench_pipeline_main, NULL,
 	  "producer -> stream -> count plugin, end to end (--json)" },
+	{ "persist", spate_bench_persist_main, NULL,
+	  "raw disk bandwidth vs the shard log per durability policy (--json)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -48,6 +50,7 @@ static const struct spate_cmd top_cmds[] = {
 	{ "tail", spate_cli_tail, NULL, "print records: tail CONFIG STREAM [--from P] [-n N] [-f]" },
 	{ "deploy", spate_cli_deploy, NULL, "hot deploy: deploy CONFIG CONSUMER PLUGIN.so" },
 	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]" },
+	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats DIR" },
 	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)" },
 	{ NULL, NULL, NULL, NULL },
 };
