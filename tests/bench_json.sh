@@ -1,0 +1,22 @@
+#!/bin/sh
+# The benchmarks' --json output keeps its documented schema, and
+# `spate bench ring` reports spate and rte_ring side by side (when built with
+# DPDK). Short runs: this checks the shape, not the speed.
+# Usage: bench_json.sh SPATE JSON_CASES
+set -eu
+spate=$1 check=$2
+fail() { echo "bench_json.sh: FAIL: $*" >&2; exit 1; }
+
+impls=$("$spate" bench ring --record-size 64 --batch 32 --mode 1to1 --impl spate,rte_ring --seconds 0.1 --repeat 1 --json |
+	"$check" impl mode record_size batch records_per_sec p99_ns) || fail "bench ring --json"
+echo "$impls" | grep -qx spate || fail "bench ring: no spate case"
+if "$spate" bench ring --help | grep -q rte_ring && ! echo "$impls" | grep -qx rte_ring; then
+	fail "bench ring: no rte_ring case beside spate"
+fi
+"$spate" bench pipeline --seconds 0.2 --json |
+	"$check" impl record_size batch records_per_sec p50_ns p99_ns p999_ns >/dev/null ||
+	fail "bench pipeline --json"
+"$spate" bench persist --seconds 0.1 --json |
+	"$check" impl durability record_size records_per_sec bytes_per_sec >/dev/null ||
+	fail "bench persist --json"
+echo "bench_json.sh: ring, pipeline and persist --json schemas OK"
