@@ -784,6 +784,69 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	return 0;
 }
 
+int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span *out,
+			    unsigned max, uint64_t max_bytes)
+{
+	/* Relaxed: our own slot's state, written only by us and an evicter. */
+	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+		return -EPIPE;
+	if (rd->left)
+		return -EINVAL;
+	/* Acquire: pairs with the release store of tail by the publisher. */
+	uint64_t tail = atomic_load_explicit(&rd->ring->sh->pub.tail, memory_order_acquire);
+	uint64_t pos = rd->pos, seq = rd->seq, bytes = 0, records = 0, bts = rd->bts;
+	unsigned n = 0;
+
+	if (tail - pos > rd->cap)
+		return spate_ring_peek_slow_(rd, -EBADMSG);
+	while (n < max && pos < tail) {
+		const struct spate_ring_bhdr *h =
+			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
+		/* Relaxed: ordered by the acquire of tail (pos < tail). */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
+		    len > rd->cap - (pos & rd->mask) || len > tail - pos)
+			return spate_ring_peek_slow_(rd, -EBADMSG);
+		if (c & SPATE_RING_C_PAD) {
+			pos += len;
+			continue;
+		}
+		if (len < SPATE_RING_BHDR_SIZE)
+			return spate_ring_peek_slow_(rd, -EBADMSG);
+		uint64_t base = h->base_seq;
+		uint32_t count = h->count;
+		if (seq != UINT64_MAX && base != seq)
+			return spate_ring_peek_slow_(rd, -EBADMSG);
+		if (n && bytes + len > max_bytes)
+			break;
+		out[n].hdr = h;
+		out[n].len = (uint32_t)len;
+		out[n].count = count;
+		out[n].base_seq = base;
+		n++;
+		bytes += len;
+		records += count;
+		seq = base + count;
+		bts = h->ts;
+		pos += len;
+	}
+	rd->tail = tail;
+	if (records == 0) {
+		/* Only padding or empty batches: move past them, nothing to release. */
+		rd->pos = pos;
+		rd->bend = pos;
+		rd->seq = seq;
+	}
+	rd->p_pos = pos;
+	rd->p_seq = seq;
+	rd->p_bend = pos;
+	rd->p_bts = bts;
+	rd->p_left = 0;
+	rd->p_count = (uint32_t)records;
+	return (int)n;
+}
+
 int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd)
 {
 	if (rd->seq != UINT64_MAX)

@@ -2,15 +2,18 @@
 # The benchmarks' --json output keeps its documented schema, and
 # `spate bench ring` reports spate and rte_ring side by side (when built with
 # DPDK). Short runs: this checks the shape, not the speed.
-# Usage: bench_json.sh SPATE JSON_CASES
+# Usage: bench_json.sh SPATE JSON_CASES [IMPLS]
+# IMPLS is spate,rte_ring by default; TSan builds pass "spate": DPDK's ring
+# uses barriers TSan cannot see, so it reports races in DPDK's own code.
 set -eu
-spate=$1 check=$2
+spate=$1 check=$2 impls_wanted=${3:-spate,rte_ring}
 fail() { echo "bench_json.sh: FAIL: $*" >&2; exit 1; }
 
-impls=$("$spate" bench ring --record-size 64 --batch 32 --mode 1to1 --impl spate,rte_ring --seconds 0.1 --repeat 1 --json |
+impls=$("$spate" bench ring --record-size 64 --batch 32 --mode 1to1 --impl "$impls_wanted" --seconds 0.1 --repeat 1 --json |
 	"$check" impl mode record_size batch records_per_sec p99_ns) || fail "bench ring --json"
 echo "$impls" | grep -qx spate || fail "bench ring: no spate case"
-if "$spate" bench ring --help | grep -q rte_ring && ! echo "$impls" | grep -qx rte_ring; then
+if [ "$impls_wanted" != spate ] && "$spate" bench ring --help | grep -q rte_ring &&
+	! echo "$impls" | grep -qx rte_ring; then
 	fail "bench ring: no rte_ring case beside spate"
 fi
 "$spate" bench pipeline --seconds 0.2 --json |

@@ -816,6 +816,28 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 	return 0;
 }
 
+/** A whole published batch, as spate_ring_peek_batches() returns it. */
+struct spate_ring_span {
+	const void *hdr;   /**< its struct spate_ring_bhdr, records after it */
+	uint32_t len;      /**< bytes of the batch (header, records, any slack) */
+	uint32_t count;    /**< records */
+	uint64_t base_seq; /**< sequence number of its first record */
+};
+
+/**
+ * Zero-copy batch-level peek, for consumers that move batches whole (the
+ * durable log writes them to disk byte for byte): up to @p max published
+ * data batches (padding skipped), stopping before one that would take the
+ * total past @p max_bytes (at least one is returned if any is there). Release
+ * them with spate_ring_release(rd, sum of their counts). The reader must be
+ * at a batch boundary (it is, unless a record-level peek released part of a
+ * batch). Thread: the reader handle's owner.
+ * @return the number of batches (0: none), -EINVAL (mid-batch), -EPIPE
+ *         (evicted), -EBADMSG (corrupt).
+ */
+int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span *out,
+			    unsigned max, uint64_t max_bytes);
+
 /**
  * Learn the sequence number at the reader's position from the batch header
  * there, if it is not known yet (a new reader before its first peek).
