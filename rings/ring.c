@@ -372,9 +372,8 @@ static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal,
 			(const struct spate_ring_bhdr *)(const void *)(r->data + (t & r->mask));
 		/* Relaxed: t < tail, which the caller loaded with acquire. */
 		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
-		uint64_t len = c & SPATE_RING_C_LEN_MASK;
-		if ((c >> 32) != (uint32_t)(t >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
-		    len > r->cap - (t & r->mask) || len > tail - t)
+		uint64_t len = spate_ring_batch_len_(c, t, r->cap, tail);
+		if (!len)
 			break;
 		t += len;
 	}
@@ -574,9 +573,9 @@ static void publish_run(struct spate_ring *r)
 		struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (t & r->mask));
 		/* Acquire: pairs with the committer's seq_cst store of commit. */
 		uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
-		uint64_t len = c & SPATE_RING_C_LEN_MASK;
-		if ((c >> 32) != (uint32_t)(t >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
-		    len > r->cap - (t & r->mask))
+		/* No tail bound here: we are the one who moves it. */
+		uint64_t len = spate_ring_batch_len_(c, t, r->cap, t + r->cap);
+		if (!len)
 			break;
 		if (!(c & SPATE_RING_C_PAD)) {
 			if (len < SPATE_RING_BHDR_SIZE)
@@ -804,9 +803,8 @@ int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span
 			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
 		/* Relaxed: ordered by the acquire of tail (pos < tail). */
 		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
-		uint64_t len = c & SPATE_RING_C_LEN_MASK;
-		if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
-		    len > rd->cap - (pos & rd->mask) || len > tail - pos)
+		uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
+		if (!len)
 			return spate_ring_peek_slow_(rd, -EBADMSG);
 		if (c & SPATE_RING_C_PAD) {
 			pos += len;
@@ -861,9 +859,8 @@ int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd)
 			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
 		/* Relaxed: ordered by the acquire of tail. */
 		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
-		uint64_t len = c & SPATE_RING_C_LEN_MASK;
-		if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
-		    len > rd->cap - (pos & rd->mask) || len > tail - pos)
+		uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
+		if (!len)
 			return -EBADMSG;
 		if (!(c & SPATE_RING_C_PAD)) {
 			if (len < SPATE_RING_BHDR_SIZE)

@@ -444,6 +444,23 @@ static inline uint64_t spate_ring_rec_size(uint64_t len)
 }
 
 /**
+ * Internal: the length of the batch whose commit word @p c was read at
+ * position @p pos, or 0 if @p c is not a committed header of this lap that
+ * fits before the end of the ring and below @p limit (the tail). Every walk
+ * over batch headers validates with it.
+ */
+static inline uint64_t spate_ring_batch_len_(uint64_t c, uint64_t pos, uint64_t cap,
+					     uint64_t limit)
+{
+	uint64_t len = c & SPATE_RING_C_LEN_MASK;
+
+	if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) || !len ||
+	    len > cap - (pos & (cap - 1)) || len > limit - pos)
+		return 0;
+	return len;
+}
+
+/**
  * Reserve space for one batch of records whose spate_ring_rec_size() add up
  * to at most @p bytes. Fill it with spate_ring_batch_add(), then
  * spate_ring_commit() (or spate_ring_abort()). One reservation per writer
@@ -678,9 +695,8 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 				(const struct spate_ring_bhdr *)(const void *)(data + (pos & mask));
 			/* Relaxed: ordered by the acquire of tail (pos < tail). */
 			uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
-			uint64_t len = c & SPATE_RING_C_LEN_MASK;
-			if ((c >> 32) != (uint32_t)(pos >> 3) || !(c & SPATE_RING_C_COMMITTED) ||
-			    len == 0 || len > rd->cap - (pos & mask) || len > tail - pos)
+			uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
+			if (!len)
 				return spate_ring_peek_slow_(rd, -EBADMSG);
 			if (c & SPATE_RING_C_PAD) {
 				pos += len;
