@@ -107,7 +107,7 @@ static int check_params(const struct spate_ring_params *p)
 {
 	if (!p || p->capacity < SPATE_RING_MIN_CAPACITY || p->capacity > SPATE_RING_MAX_CAPACITY ||
 	    (p->capacity & (p->capacity - 1)) || (p->flags & ~SPATE_RING_F_ALL_) ||
-	    p->max_record > max_payload(p->capacity))
+	    p->max_record > max_payload(p->capacity) || p->first_seq >= (1ull << 62))
 		return -EINVAL;
 	return 0;
 }
@@ -137,6 +137,8 @@ int spate_ring_format(void *mem, size_t size, const struct spate_ring_params *p)
 	sh->meta.max_record = p->max_record ? p->max_record : max_payload(p->capacity);
 	sh->meta.flags = p->flags;
 	sh->meta.cap_shift = (uint32_t)__builtin_ctzll(p->capacity);
+	/* Relaxed: nobody can see the ring before the release of ready below. */
+	atomic_store_explicit(&sh->pub.tail_seq, p->first_seq, memory_order_relaxed);
 	/* Release: pairs with the acquire load of ready in spate_ring_open_mem(). */
 	__atomic_store_n(&sh->meta.ready, SPATE_RING_READY, __ATOMIC_RELEASE);
 	return 0;

@@ -1074,6 +1074,68 @@ Test(ring, sequence_numbers_multi_writer)
 	tl_mem_free(&m);
 }
 
+/* A ring formatted with first_seq (recreated over a durable log) continues
+ * that numbering, for single and multi writers and every reader start. */
+static void first_seq_case(uint32_t flags)
+{
+	const uint64_t first = 123456789012ull;
+	struct spate_ring_params p = { .capacity = 64 * KIB, .flags = flags, .first_seq = first };
+	size_t sz = spate_ring_memsize(&p);
+	cr_assert_gt(sz, 0);
+	void *mem = aligned_alloc(4096, (sz + 4095) & ~(size_t)4095);
+	cr_assert_not_null(mem);
+	cr_assert_eq(spate_ring_format(mem, sz, &p), 0);
+	struct spate_ring *r = NULL;
+	cr_assert_eq(spate_ring_open_mem(mem, sz, &r), 0);
+	struct spate_ring_reader *old = open_reader(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD);
+	struct spate_ring_reader *late = open_reader(r, SPATE_RING_START_LATEST, SPATE_RING_WAIT_YIELD);
+	struct spate_ring_writer *w = open_writer(r, SPATE_RING_WAIT_YIELD);
+	uint64_t seq = 0, l3[] = { 8, 16, 24 }, fs = 0;
+
+	cr_assert_eq(put_num(w, 5, 0, &seq), 0);
+	cr_assert_eq(seq, first);
+	cr_assert_eq(put_nums(w, l3, 3, 1, &fs), 3);
+	cr_assert_eq(fs, first + 1);
+	struct spate_ring_reader *rds[2] = { old, late };
+	for (int k = 0; k < 2; k++) {
+		struct spate_ring_rec recs[8];
+		uint64_t got = 0;
+		int n;
+		while ((n = spate_ring_peek(rds[k], recs, 8, UINT64_MAX)) > 0) {
+			for (int i = 0; i < n; i++) {
+				cr_assert_eq(recs[i].seq, first + got, "reader %d record %llu: seq %llu",
+					     k, (unsigned long long)got,
+					     (unsigned long long)recs[i].seq);
+				got++;
+			}
+			cr_assert_eq(spate_ring_release(rds[k], (unsigned)n), 0);
+		}
+		cr_assert_eq(n, 0);
+		cr_assert_eq(got, 4);
+	}
+	spate_ring_reader_close(old);
+	spate_ring_reader_close(late);
+	spate_ring_writer_close(w);
+	spate_ring_close(r);
+	free(mem);
+}
+
+Test(ring, first_seq_single_writer, .timeout = 30)
+{
+	first_seq_case(0);
+}
+
+Test(ring, first_seq_multi_writer, .timeout = 30)
+{
+	first_seq_case(SPATE_RING_F_MULTI_WRITER);
+}
+
+Test(ring, first_seq_out_of_range)
+{
+	struct spate_ring_params p = { .capacity = 64 * KIB, .first_seq = 1ull << 62 };
+	cr_assert_eq(spate_ring_memsize(&p), 0);
+}
+
 Test(ring, type_and_key_round_trip)
 {
 	for (int mw = 0; mw < 2; mw++) {

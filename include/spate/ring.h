@@ -304,6 +304,10 @@ struct spate_ring_params {
 	uint64_t capacity;   /**< data bytes, a power of two in [MIN, MAX] */
 	uint64_t max_record; /**< largest payload; 0 = the most the ring allows */
 	uint32_t flags;      /**< SPATE_RING_F_* */
+	uint32_t pad_;
+	uint64_t first_seq;  /**< sequence number of the first record (a ring
+				  recreated over a durable log continues its
+				  numbering); 0 by default */
 };
 
 /* ------------------------------------------------------------------------ */
