@@ -910,6 +910,72 @@ int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
 	return 0;
 }
 
+int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t nr = 0, nw = 0, live_writers = 0;
+
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS; i++) {
+		struct spate_ring_rslot *s = &sh->readers[i];
+		/* Relaxed: the slot's state word is all we decide on; the CAS
+		 * below settles races with its owner. */
+		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if (st == SPATE_RING_SLOT_FREE || spate_proc_alive((pid_t)s->pid, s->start_time))
+			continue;
+		/* Seq_cst: writers stop counting the slot before it is freed,
+		 * as in reader_close (which its dead owner cannot run). */
+		atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << i), memory_order_seq_cst);
+		/* Release: pairs with the acquire CAS in reader_open. */
+		if (atomic_compare_exchange_strong_explicit(&s->state, &st, SPATE_RING_SLOT_FREE,
+							    memory_order_release,
+							    memory_order_relaxed))
+			nr++;
+	}
+	for (uint32_t i = 0; i < SPATE_RING_MAX_WRITERS; i++) {
+		struct spate_ring_wslot *s = &sh->writers[i];
+		/* Relaxed: as above. */
+		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if (st == SPATE_RING_SLOT_FREE)
+			continue;
+		if (spate_proc_alive((pid_t)s->pid, s->start_time)) {
+			live_writers++;
+			continue;
+		}
+		/* Release: pairs with the acquire CAS in writer_open. */
+		if (atomic_compare_exchange_strong_explicit(&s->state, &st, SPATE_RING_SLOT_FREE,
+							    memory_order_release,
+							    memory_order_relaxed))
+			nw++;
+	}
+	if (nr || nw)
+		spate_ring_wake_writers_(r);
+	if (readers)
+		*readers = nr;
+	if (writers)
+		*writers = nw;
+	if (!(r->flags & SPATE_RING_F_MULTI_WRITER))
+		return 0;
+	/* Seq_cst: ordered with the claimants' CAS on head and the publisher's
+	 * tail store. */
+	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_seq_cst);
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
+	if (head == tail)
+		return 0;
+	if (live_writers)
+		return -EBUSY;
+	/* Every claimant is dead: what lies between tail and head was claimed
+	 * and never published, so no reader ever saw it and no put returned
+	 * it. Give the space back. Seq_cst: a writer opening now CASes head. */
+	if (!atomic_compare_exchange_strong_explicit(&sh->prod.head, &head, tail,
+						     memory_order_seq_cst, memory_order_seq_cst))
+		return -EBUSY;
+	/* Seq_cst: the publisher token of a dead publisher, and the trim
+	 * walker's, are free again. */
+	atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
+	atomic_store_explicit(&sh->prod.trim_lock, 0, memory_order_seq_cst);
+	return 1;
+}
+
 int spate_ring_peek_slow_(struct spate_ring_reader *rd, int err)
 {
 	/* An evicted reader may have read over-written garbage: say evicted. */

@@ -2705,3 +2705,78 @@ Test(ring, peek_batches_whole_batches)
 	spate_ring_writer_close(w);
 	tl_mem_free(&m);
 }
+
+/* A process killed while holding a reader, a writer and an unpublished claim
+ * leaves slots that gate the ring; spate_ring_reap() frees them and gives the
+ * claim back, so the ring works again. */
+static void reap_case(uint32_t flags)
+{
+	char name[64];
+	uname_for(name, sizeof(name), flags ? "reap-mp" : "reap-sp");
+	struct spate_ring *r = shm_ring(name, 64 * KIB, flags, SPATE_SHM_F_NO_HUGE);
+	struct spate_ring_writer *w = open_writer(r, SPATE_RING_WAIT_YIELD);
+	uint64_t seq;
+	for (uint64_t i = 0; i < 10; i++)
+		cr_assert_eq(put_num(w, 100, i, &seq), 0);
+	spate_ring_writer_close(w);
+
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct spate_ring *x = NULL;
+		struct spate_ring_reader *rd = NULL;
+		struct spate_ring_writer *cw = NULL;
+		struct spate_ring_batch b;
+		if (spate_ring_attach(name, &x) || spate_ring_reader_open(x, SPATE_RING_START_OLDEST,
+									  SPATE_RING_WAIT_YIELD, &rd) ||
+		    spate_ring_writer_open(x, SPATE_RING_WAIT_YIELD, &cw) ||
+		    spate_ring_reserve(cw, 4096, &b))
+			_exit(1);
+		kill(getpid(), SIGKILL); /* dies holding all three */
+		_exit(2);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child status %#x", st);
+	cr_assert_neq(atomic_load(&r->sh->pub.reader_mask), 0, "the dead reader still gates");
+
+	uint32_t nr = 9, nw = 9;
+	int rc = spate_ring_reap(r, &nr, &nw);
+	cr_assert_eq(rc, flags ? 1 : 0, "reap: %d", rc);
+	cr_assert_eq(nr, 1);
+	cr_assert_eq(nw, 1);
+	cr_assert_eq(atomic_load(&r->sh->pub.reader_mask), 0);
+	if (flags)
+		cr_assert_eq(atomic_load(&r->sh->prod.head), atomic_load(&r->sh->pub.tail));
+	cr_assert_eq(spate_ring_reap(r, &nr, &nw), 0, "nothing left to reap");
+	cr_assert_eq(nr + nw, 0);
+
+	/* The ring goes on: numbering continues, a full lap fits again. */
+	struct spate_ring_reader *rd = open_reader(r, SPATE_RING_START_LATEST, SPATE_RING_WAIT_YIELD);
+	w = open_writer(r, SPATE_RING_WAIT_YIELD);
+	cr_assert_eq(put_num(w, 100, 10, &seq), 0);
+	cr_assert_eq(seq, 10);
+	uint64_t next = 10;
+	cr_assert_eq(drain(rd, &next, NULL), 1);
+	for (uint64_t i = 11; i < 2000; i++) {
+		cr_assert_eq(put_num(w, 100, i, &seq), 0, "record %llu", (unsigned long long)i);
+		if (i % 64 == 0)
+			drain(rd, &next, NULL);
+	}
+	drain(rd, &next, NULL);
+	cr_assert_eq(next, 2000);
+	spate_ring_reader_close(rd);
+	spate_ring_writer_close(w);
+	spate_ring_close(r);
+	cr_assert_eq(spate_shm_unlink(name), 0);
+}
+
+Test(ring, reap_dead_process_single_writer, .timeout = 30)
+{
+	reap_case(0);
+}
+
+Test(ring, reap_dead_process_multi_writer, .timeout = 30)
+{
+	reap_case(SPATE_RING_F_MULTI_WRITER);
+}

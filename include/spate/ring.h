@@ -397,6 +397,18 @@ void spate_ring_reader_close(struct spate_ring_reader *rd);
  * @return 0, -ENOENT (slot not active), -EINVAL.
  */
 int spate_ring_reader_evict(struct spate_ring *r, uint32_t index);
+/**
+ * Free the slots of readers and writers whose processes have died (pid and
+ * start time no longer match a live process), so a ring a crashed process
+ * used gates no writer and leaks no slot. In a multi-writer ring whose every
+ * writer is gone, space claimed and never published (a writer killed
+ * between reserve and commit) is given back. Thread: any; meant for start-up
+ * (an engine reopening its streams after a crash).
+ * @param readers, writers if not NULL, the reader and writer slots freed.
+ * @return 0, 1 (abandoned claims were given back), -EBUSY (claims are in
+ *         flight and some writer is alive: nothing given back).
+ */
+int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers);
 
 /* Slow paths, called by the inline functions below. */
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
