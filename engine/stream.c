@@ -10,6 +10,8 @@
  *     rings_off    ring 0 | ring 1 | ... | ring N-1, ring_stride bytes each
  *     ckpt_off     SPATE_STREAM_MAX_CONSUMERS checkpoint entries,
  *                  ckpt_stride bytes each (128-byte aligned)
+ *     dur_off      one struct spate_stream_dur line per shard: what the
+ *                  persister has written and made durable
  *
  * The creator formats every ring (spate_ring_format), opens them, and stores
  * the header's `ready` last with release; an attacher loads it with acquire,
@@ -42,6 +44,11 @@
  *   - ckpt next_seq[i]: release store in ckpt_set / acquire load in ckpt_get
  *     (what the consumer did before checkpointing happens before a monitor
  *     that reads the checkpoint).
+ *   - dur written_seq/durable_seq/error: relaxed stores by the one persister,
+ *     then a seq_cst futex bump / seq_cst waiters load (Dekker pair with the
+ *     waiter's seq_cst waiters increment and futex load); waiters load them
+ *     with acquire, pairing with the persister's release store of durable_seq
+ *     (the log write happened before).
  *   - Ring publication and space are the ring's (ring.h, architecture.md).
  *
  * Trade-offs. Rings are 4 KiB aligned and strided by spate_ring_memsize()
@@ -64,8 +71,12 @@
 #include "spate_config.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +84,7 @@
 
 #include <xxhash.h>
 
+#include "rings/proc.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
 #include "spate/stream.h"
@@ -90,6 +102,8 @@ struct spate_stream {
 	uint32_t max_consumers;
 	uint64_t ckpt_off;           /* validated copies of the header */
 	uint64_t ckpt_stride;
+	uint64_t dur_off;
+	uint32_t durability;
 	char bus[SPATE_STREAM_NAME_MAX + 1];
 	char name[SPATE_STREAM_NAME_MAX + 1];
 	struct spate_ring *rings[];  /* [shards], opened on the region's memory */
@@ -99,6 +113,7 @@ struct spate_producer {
 	struct spate_stream *s;
 	uint32_t shards;
 	uint32_t *cnt;               /* [shards + 1] put_batch counting sort */
+	bool durable_wait;           /* an `always` stream, and no NO_DURABLE_WAIT */
 	uint32_t *order;             /* [order_cap] put_batch request indices */
 	unsigned order_cap;
 	struct spate_ring_writer *w[]; /* [shards] */
@@ -173,6 +188,10 @@ static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
 	if (__builtin_mul_overflow(h->ckpt_stride, (uint64_t)h->max_consumers, &t) ||
 	    __builtin_add_overflow(t, h->ckpt_off, &ckpt_end))
 		return -EBADMSG;
+	if (h->durability > SPATE_STREAM_DUR_ALWAYS || h->dur_off < ckpt_end ||
+	    h->dur_off % STREAM_CKPT_ALIGN ||
+	    h->dur_off + (uint64_t)h->shards * sizeof(struct spate_stream_dur) > h->total_size)
+		return -EBADMSG;
 	if (ckpt_end > h->total_size || h->total_size > user_size)
 		return -EBADMSG;
 	return 0;
@@ -198,6 +217,8 @@ static int stream_build(struct spate_shm *shm, const struct spate_stream_hdr *h,
 	s->max_consumers = h->max_consumers;
 	s->ckpt_off = h->ckpt_off;
 	s->ckpt_stride = h->ckpt_stride;
+	s->dur_off = h->dur_off;
+	s->durability = h->durability;
 	memcpy(s->bus, h->bus, sizeof(s->bus));
 	memcpy(s->name, h->name, sizeof(s->name));
 	for (i = 0; i < h->shards; i++) {
@@ -244,7 +265,8 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	rc = region_name(bus, name, rname);
 	if (rc < 0)
 		return rc;
-	if (!p || p->shards == 0 || p->shards > SPATE_STREAM_MAX_SHARDS)
+	if (!p || p->shards == 0 || p->shards > SPATE_STREAM_MAX_SHARDS ||
+	    p->durability > SPATE_STREAM_DUR_ALWAYS)
 		return -EINVAL;
 	struct spate_ring_params rp = {
 		.capacity = p->ring_size, .max_record = p->max_record, .flags = p->ring_flags,
@@ -265,7 +287,9 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	h.ring_stride = round_up(msz, STREAM_RING_ALIGN);
 	h.ckpt_off = round_up(h.rings_off + h.shards * h.ring_stride, STREAM_CKPT_ALIGN);
 	h.ckpt_stride = round_up(ckpt_bytes(h.shards), STREAM_CKPT_ALIGN);
-	h.total_size = h.ckpt_off + h.max_consumers * h.ckpt_stride;
+	h.durability = p->durability;
+	h.dur_off = round_up(h.ckpt_off + h.max_consumers * h.ckpt_stride, STREAM_CKPT_ALIGN);
+	h.total_size = h.dur_off + h.shards * sizeof(struct spate_stream_dur);
 
 	struct spate_shm_opts o = { .flags = p->shm_flags, .mode = p->mode, .gid = (gid_t)-1 };
 	rc = spate_shm_create(rname, (size_t)h.total_size, &o, &shm);
@@ -277,10 +301,16 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	sh = spate_shm_user(shm);
 	memcpy(sh, &h, sizeof(h));
 	for (i = 0; i < h.shards; i++) {
+		rp.first_seq = p->first_seq ? p->first_seq[i] : 0;
 		rc = spate_ring_format((uint8_t *)sh + h.rings_off + i * h.ring_stride,
 				       (size_t)h.ring_stride, &rp);
 		if (rc < 0)
 			goto err_shm;
+		struct spate_stream_dur *d =
+			(struct spate_stream_dur *)((uint8_t *)sh + h.dur_off) + i;
+		/* Relaxed: nobody sees the region before the release of ready. */
+		atomic_store_explicit(&d->written_seq, rp.first_seq, memory_order_relaxed);
+		atomic_store_explicit(&d->durable_seq, rp.first_seq, memory_order_relaxed);
 	}
 	/* The checkpoint table is all FREE: the region is created zeroed. */
 	rc = stream_build(shm, &h, &s);
@@ -397,6 +427,117 @@ struct spate_shm *spate_stream_shm(const struct spate_stream *s)
 	return s->shm;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Durability                                                               */
+/* ------------------------------------------------------------------------ */
+
+uint32_t spate_stream_durability(const struct spate_stream *s)
+{
+	return s->durability;
+}
+
+struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard)
+{
+	if (shard >= s->shards)
+		return NULL;
+	return (struct spate_stream_dur *)(s->base + s->dur_off) + shard;
+}
+
+static long dur_futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+	/* Shared futex (no PRIVATE flag): producers may be in other processes. */
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+void spate_stream_dur_claim(struct spate_stream *s, uint32_t shard, int claim)
+{
+	struct spate_stream_dur *d = spate_stream_dur(s, shard);
+
+	if (!d)
+		return;
+	/* Relaxed: liveness hints for waiters, read with the futex protocol
+	 * below (a waiter re-checks them every STREAM_DUR_POLL_NS). */
+	atomic_store_explicit(&d->persister_start,
+			      claim ? spate_proc_start_time(getpid()) : 0, memory_order_relaxed);
+	atomic_store_explicit(&d->persister_pid, claim ? (uint32_t)getpid() : 0,
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->futex, 1, memory_order_seq_cst);
+	dur_futex(&d->futex, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint64_t durable,
+			      int error)
+{
+	/* Relaxed: only this persister writes them; readers that act on
+	 * durable_seq load it with acquire, pairing with the release here. */
+	atomic_store_explicit(&d->written_seq, written, memory_order_relaxed);
+	atomic_store_explicit(&d->error, error, memory_order_relaxed);
+	/* Release: pairs with the acquire load in spate_stream_wait_durable():
+	 * the log writes and syncs happened before. */
+	atomic_store_explicit(&d->durable_seq, durable, memory_order_release);
+	/* Seq_cst: Dekker pair with the waiter's seq_cst waiters increment and
+	 * futex load, so a waiter either sees the new value or is woken. */
+	atomic_fetch_add_explicit(&d->futex, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&d->waiters, memory_order_seq_cst))
+		dur_futex(&d->futex, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+/* How often a sleeping waiter re-checks that the persister lives. */
+#define STREAM_DUR_POLL_NS 100000000ull
+
+int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t seq,
+			      uint64_t timeout_ns)
+{
+	struct spate_stream_dur *d;
+	uint64_t start = 0, deadline = UINT64_MAX;
+
+	if (!s || shard >= s->shards)
+		return -EINVAL;
+	if (s->durability == SPATE_STREAM_DUR_OFF)
+		return -ENOTSUP;
+	d = spate_stream_dur(s, shard);
+	for (unsigned spins = 0;; spins++) {
+		/* Acquire: pairs with the release store in dur_publish(). */
+		if (atomic_load_explicit(&d->durable_seq, memory_order_acquire) > seq)
+			return 0;
+		/* Relaxed: an error is a hint published with the futex bump;
+		 * durable_seq (acquire, above) is what success rests on. */
+		int err = atomic_load_explicit(&d->error, memory_order_relaxed);
+		if (err)
+			return err;
+		if (spins < 64) {
+			spate_cpu_relax();
+			continue;
+		}
+		uint64_t now = spate_mono_ns();
+		if (!start) {
+			start = now;
+			if (timeout_ns != UINT64_MAX)
+				deadline = now + timeout_ns;
+		}
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		/* Relaxed: liveness hint (see dur_claim). */
+		uint32_t pid = atomic_load_explicit(&d->persister_pid, memory_order_relaxed);
+		if (!pid ||
+		    !spate_proc_alive((pid_t)pid, atomic_load_explicit(&d->persister_start,
+								       memory_order_relaxed)))
+			return -ENOTCONN;
+		/* Seq_cst: Dekker pair with dur_publish (see there). */
+		atomic_fetch_add_explicit(&d->waiters, 1, memory_order_seq_cst);
+		uint32_t v = atomic_load_explicit(&d->futex, memory_order_seq_cst);
+		if (atomic_load_explicit(&d->durable_seq, memory_order_seq_cst) <= seq &&
+		    !atomic_load_explicit(&d->error, memory_order_seq_cst)) {
+			uint64_t nap = deadline - now < STREAM_DUR_POLL_NS ? deadline - now
+									    : STREAM_DUR_POLL_NS;
+			struct timespec ts = { .tv_sec = (time_t)(nap / 1000000000ull),
+					       .tv_nsec = (long)(nap % 1000000000ull) };
+			dur_futex(&d->futex, FUTEX_WAIT, v, &ts);
+		}
+		atomic_fetch_sub_explicit(&d->waiters, 1, memory_order_seq_cst);
+	}
+}
+
 uint32_t spate_key_hash(const void *key, size_t len)
 {
 	return (uint32_t)(XXH3_64bits(key, len) >> 32);
@@ -510,7 +651,8 @@ int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint3
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!s || (flags & ~(SPATE_PRODUCER_F_FAIL_FULL | SPATE_PRODUCER_F_WAIT_FULL)) ||
+	if (!s || (flags & ~(SPATE_PRODUCER_F_FAIL_FULL | SPATE_PRODUCER_F_WAIT_FULL |
+			     SPATE_PRODUCER_F_NO_DURABLE_WAIT)) ||
 	    ((flags & SPATE_PRODUCER_F_FAIL_FULL) && (flags & SPATE_PRODUCER_F_WAIT_FULL)))
 		return -EINVAL;
 	p = calloc(1, sizeof(*p) + s->shards * sizeof(p->w[0]));
@@ -518,6 +660,8 @@ int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint3
 		return -ENOMEM;
 	p->s = s;
 	p->shards = s->shards;
+	p->durable_wait = s->durability == SPATE_STREAM_DUR_ALWAYS &&
+			  !(flags & SPATE_PRODUCER_F_NO_DURABLE_WAIT);
 	p->cnt = calloc(s->shards + 1u, sizeof(*p->cnt));
 	p->order = malloc(PRODUCER_ORDER_INIT * sizeof(*p->order));
 	rc = -ENOMEM;
@@ -569,10 +713,14 @@ int spate_put_hash(struct spate_producer *p, uint32_t hash, const void *data, si
 	uint64_t seq = 0;
 	int rc = (!data && len) ? -EINVAL : spate_ring_put(p->w[shard], data, len, hash, 0, &seq);
 
+	bool appended = rc == 0;
+
+	if (appended && p->durable_wait)
+		rc = spate_stream_wait_durable(p->s, shard, seq, p->w[shard]->timeout_ns);
 	if (res) {
 		res->error = rc;
 		res->shard = shard;
-		res->seq = rc ? 0 : seq;
+		res->seq = appended ? seq : 0;
 	}
 	return rc;
 }
@@ -700,8 +848,23 @@ int spate_put_batch(struct spate_producer *p, const struct spate_put_entry *e, u
 	uint32_t lo = 0;
 	for (uint32_t s = 0; s < shards; s++) {
 		uint32_t hi = cnt[s];
-		if (hi > lo)
-			failed += put_shard(p->w[s], e, order + lo, hi - lo, res);
+		if (hi > lo) {
+			int f = put_shard(p->w[s], e, order + lo, hi - lo, res);
+			failed += f;
+			/* Durability: the shard's last written record covers the
+			 * ones before it (the log is written in order). */
+			uint32_t written = hi - lo - (uint32_t)f;
+			if (p->durable_wait && written) {
+				uint64_t last = res[order[lo + written - 1]].seq;
+				int rc = spate_stream_wait_durable(p->s, s, last,
+								   p->w[s]->timeout_ns);
+				if (rc < 0) {
+					for (uint32_t k = lo; k < lo + written; k++)
+						res[order[k]].error = rc;
+					failed += (int)written;
+				}
+			}
+		}
 		lo = hi;
 	}
 	return failed;

@@ -179,7 +179,11 @@ Test(stream, create_attach_close_unlink, .timeout = 30)
 	cr_assert_eq(h->ckpt_stride % 128, 0);
 	cr_assert_geq(h->ckpt_stride, sizeof(struct spate_stream_ckpt) + 3 * 8);
 	cr_assert_geq(h->ckpt_off, h->rings_off + 3 * h->ring_stride);
-	cr_assert_eq(h->total_size, h->ckpt_off + SPATE_STREAM_MAX_CONSUMERS * h->ckpt_stride);
+	cr_assert_eq(h->dur_off % 128, 0);
+	cr_assert_geq(h->dur_off, h->ckpt_off + SPATE_STREAM_MAX_CONSUMERS * h->ckpt_stride);
+	cr_assert_eq(h->total_size, h->dur_off + 3 * sizeof(struct spate_stream_dur));
+	cr_assert_eq(sizeof(struct spate_stream_dur), 128);
+	cr_assert_eq(h->durability, SPATE_STREAM_DUR_OFF);
 	cr_assert_leq(h->total_size, spate_shm_user_size(spate_stream_shm(s)));
 
 	/* Attach: another mapping of the same rings. */
@@ -1264,6 +1268,10 @@ Test(stream, corrupt_header_is_a_clean_error, .timeout = 60)
 	CORRUPT(h, -EBADMSG, "bad magic", h->magic ^= 1);
 	CORRUPT(h, -EPROTO, "layout version", h->layout_version = SPATE_STREAM_LAYOUT_VERSION + 1);
 	CORRUPT(h, -EBADMSG, "hdr_size", h->hdr_size += 8);
+	CORRUPT(h, -EBADMSG, "durability", h->durability = 7);
+	CORRUPT(h, -EBADMSG, "dur_off inside the checkpoint table", h->dur_off = h->ckpt_off);
+	CORRUPT(h, -EBADMSG, "dur_off past the end", h->dur_off = h->total_size);
+	CORRUPT(h, -EBADMSG, "dur_off unaligned", h->dur_off += 8);
 	CORRUPT(h, -EAGAIN, "not ready", h->ready = 0);
 	CORRUPT(h, -EBADMSG, "garbage, not ready", (h->ready = 0, h->magic = 12345));
 	CORRUPT(h, -EBADMSG, "shards = 0", h->shards = 0);
@@ -1373,4 +1381,130 @@ Test(stream, truncated_region_is_a_clean_error, .timeout = 60)
 	spate_shm_detach(raw);
 	expect_attach(bus, "s", -EBADMSG, "stream larger than its region");
 	cr_assert_eq(spate_stream_unlink(bus, "s"), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Durability and first sequence numbers                                   */
+/* ------------------------------------------------------------------------ */
+
+Test(stream, first_seq_per_shard)
+{
+	char bus[48];
+	uint64_t first[2] = { 1000, 777777 };
+	struct spate_stream_params p = { .shards = 2, .ring_size = 64 * KIB,
+					 .shm_flags = SPATE_SHM_F_NO_HUGE, .first_seq = first };
+	struct spate_stream *s = NULL;
+	struct spate_put_result res;
+
+	bus_for(bus, sizeof(bus), "fseq");
+	cr_assert_eq(spate_stream_create(bus, "fs", &p, &s), 0);
+	struct spate_producer *pr = mk_producer(s, SPATE_RING_WAIT_BUSY, 0);
+	for (uint32_t sh = 0; sh < 2; sh++) {
+		uint32_t hash = sh ? 0xffffffffu : 0;
+		cr_assert_eq(spate_put_hash(pr, hash, "x", 1, &res), 0);
+		cr_assert_eq(res.shard, sh);
+		cr_assert_eq(res.seq, first[sh]);
+		cr_assert_eq(spate_put_hash(pr, hash, "y", 1, &res), 0);
+		cr_assert_eq(res.seq, first[sh] + 1);
+		cr_assert_eq(atomic_load(&spate_stream_dur(s, sh)->durable_seq), first[sh]);
+	}
+	cr_assert_null(spate_stream_dur(s, 2));
+	spate_producer_close(pr);
+	rm_stream(s, bus, "fs");
+}
+
+struct fake_persister {
+	struct spate_stream *s;
+	uint64_t delay_ns;
+	_Atomic int go;
+};
+
+/* Plays the engine's persister for one shard: publishes durability late. */
+static void *persist_later(void *arg)
+{
+	struct fake_persister *f = arg;
+	struct spate_stream_dur *d = spate_stream_dur(f->s, 0);
+	struct timespec ts = { 0, (long)f->delay_ns };
+
+	while (!atomic_load(&f->go))
+		sched_yield();
+	nanosleep(&ts, NULL);
+	struct spate_ring *r = spate_stream_ring(f->s, 0);
+	uint64_t tail = atomic_load(&r->sh->pub.tail_seq);
+	spate_stream_dur_publish(d, tail, tail, 0);
+	return NULL;
+}
+
+Test(stream, put_waits_for_durability, .timeout = 30)
+{
+	char bus[48];
+	struct spate_stream_params p = { .shards = 1, .ring_size = 64 * KIB,
+					 .shm_flags = SPATE_SHM_F_NO_HUGE,
+					 .durability = SPATE_STREAM_DUR_ALWAYS };
+	struct spate_stream *s = NULL, *off = NULL;
+	struct spate_put_result res;
+
+	bus_for(bus, sizeof(bus), "dur");
+	cr_assert_eq(spate_stream_create(bus, "dur", &p, &s), 0);
+	cr_assert_eq(spate_stream_durability(s), SPATE_STREAM_DUR_ALWAYS);
+	off = mk_stream(bus, "off", 1, 64 * KIB, 0, 0);
+	cr_assert_eq(spate_stream_wait_durable(off, 0, 0, 0), -ENOTSUP);
+	cr_assert_eq(spate_stream_wait_durable(s, 1, 0, 0), -EINVAL);
+
+	struct spate_producer *pr = mk_producer(s, SPATE_RING_WAIT_BUSY, 0);
+	/* Nobody persists: the put appends, then says nothing will make it durable. */
+	cr_assert_eq(spate_put(pr, "k", 1, "v", 1, &res), -ENOTCONN);
+	cr_assert_eq(res.error, -ENOTCONN);
+	cr_assert_eq(res.seq, 0, "appended as record 0");
+
+	/* A live persister that publishes 50 ms later: the put returns then. */
+	spate_stream_dur_claim(s, 0, 1);
+	struct fake_persister f = { .s = s, .delay_ns = 50000000 };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, persist_later, &f), 0);
+	uint64_t t0 = spate_mono_ns();
+	atomic_store(&f.go, 1);
+	cr_assert_eq(spate_put(pr, "k", 1, "w", 1, &res), 0);
+	uint64_t waited = spate_mono_ns() - t0;
+	pthread_join(th, NULL);
+	cr_assert_eq(res.seq, 1);
+	cr_assert_geq(waited, 40000000ull, "returned after %llu ns, before durability",
+		      (unsigned long long)waited);
+	cr_assert_gt(atomic_load(&spate_stream_dur(s, 0)->durable_seq), 1);
+
+	/* A persister error (disk full) reaches the producer as it is. */
+	spate_stream_dur_publish(spate_stream_dur(s, 0), 2, 2, -ENOSPC);
+	cr_assert_eq(spate_put(pr, "k", 1, "x", 1, &res), -ENOSPC);
+	cr_assert_eq(res.seq, 2);
+	struct spate_put_entry e[3] = {
+		{ .key = "a", .key_len = 1, .data = "1", .len = 1 },
+		{ .key = "b", .key_len = 1, .data = "2", .len = 1 },
+		{ .key = "c", .key_len = 1, .data = "3", .len = 1 },
+	};
+	struct spate_put_result rs[3];
+	cr_assert_eq(spate_put_batch(pr, e, 3, rs), 3);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(rs[i].error, -ENOSPC);
+		cr_assert_eq(rs[i].seq, 3u + (unsigned)i);
+	}
+	/* Space is back and everything is durable: puts succeed again. */
+	spate_stream_dur_publish(spate_stream_dur(s, 0), 6, 6, 0);
+	cr_assert_eq(spate_stream_wait_durable(s, 0, 5, 0), 0);
+	/* A bounded wait times out while the persister lags. */
+	spate_producer_writer(pr, 0)->timeout_ns = 20000000;
+	cr_assert_eq(spate_put(pr, "k", 1, "y", 1, &res), -ETIMEDOUT);
+	cr_assert_eq(res.seq, 6);
+	/* Opting out: the put returns at publication. */
+	struct spate_producer *fast = NULL;
+	spate_producer_close(pr);
+	cr_assert_eq(spate_producer_open(s, SPATE_RING_WAIT_BUSY, SPATE_PRODUCER_F_NO_DURABLE_WAIT,
+					 &fast), 0);
+	cr_assert_eq(spate_put(fast, "k", 1, "z", 1, &res), 0);
+	cr_assert_eq(res.seq, 7);
+	/* The persister leaves: waiters are told at once. */
+	spate_stream_dur_claim(s, 0, 0);
+	cr_assert_eq(spate_stream_wait_durable(s, 0, 7, UINT64_MAX), -ENOTCONN);
+	spate_producer_close(fast);
+	rm_stream(off, bus, "off");
+	rm_stream(s, bus, "dur");
 }

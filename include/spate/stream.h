@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SPATE_STREAM_MAGIC 0x4d52545345544150ULL /* "PATESTRM" */
-#define SPATE_STREAM_LAYOUT_VERSION 1u
+#define SPATE_STREAM_LAYOUT_VERSION 2u
 #define SPATE_STREAM_MAX_SHARDS 1024u
 #define SPATE_STREAM_NAME_MAX 40u
 /** Consumers whose checkpoints a stream region keeps. */
@@ -50,7 +50,19 @@ struct spate_stream_params {
 	uint32_t ring_flags;    /**< SPATE_RING_F_* (MULTI_WRITER for multi-producer) */
 	uint32_t shm_flags;     /**< SPATE_SHM_F_* (huge pages, mlock, replace) */
 	uint32_t mode;          /**< file mode; 0 = 0600 */
+	/** SPATE_STREAM_DUR_*: whether a persister writes the shards to a
+	 *  log, and when a put counts as durable. */
+	uint32_t durability;
+	/** Sequence number of each shard's first record ([shards]), so a
+	 *  stream recreated over its logs continues their numbering; NULL = 0. */
+	const uint64_t *first_seq;
 };
+
+/* spate_stream_params.durability: how a stream's records reach disk. */
+#define SPATE_STREAM_DUR_OFF 0u      /**< memory only: no log */
+#define SPATE_STREAM_DUR_NONE 1u     /**< a log, written through the page cache */
+#define SPATE_STREAM_DUR_INTERVAL 2u /**< a log, fdatasync'ed every interval */
+#define SPATE_STREAM_DUR_ALWAYS 3u   /**< a log; a put returns once its record is durable */
 
 /**
  * Shared header of a stream region, at the start of the user area. Ring i
@@ -74,7 +86,27 @@ struct spate_stream_hdr {
 	uint64_t ckpt_stride;
 	uint64_t total_size;
 	uint32_t ready;
-	uint32_t reserved[9];
+	uint32_t durability;     /**< SPATE_STREAM_DUR_* */
+	uint64_t dur_off;        /**< per-shard struct spate_stream_dur, 128 bytes each */
+	uint32_t reserved[6];
+};
+
+/**
+ * Persistence state of one shard, in the stream region (one 128-byte line
+ * each, at dur_off). Written only by the shard's persister (the engine
+ * thread that writes the ring to the log); read by producers waiting for
+ * durability and by monitors.
+ */
+struct spate_stream_dur {
+	_Atomic uint64_t written_seq;  /**< every record below is in the log (readable) */
+	_Atomic uint64_t durable_seq;  /**< every record below is on stable storage */
+	_Atomic uint32_t futex;        /**< bumped at every change; producers sleep on it */
+	_Atomic uint32_t waiters;      /**< producers asleep on futex */
+	_Atomic int32_t error;         /**< 0, or the persister's last error (-ENOSPC, -EIO)
+					    while it lasts */
+	_Atomic uint32_t persister_pid; /**< 0: no persister */
+	_Atomic uint64_t persister_start; /**< its start time, for liveness */
+	uint8_t pad_[128 - 40];
 };
 
 /**
@@ -137,6 +169,40 @@ static inline uint32_t spate_shard_of_hash(uint32_t hash, uint32_t shards)
 	return (uint32_t)(((uint64_t)hash * shards) >> 32);
 }
 
+/** The stream's SPATE_STREAM_DUR_* (fixed at creation). */
+uint32_t spate_stream_durability(const struct spate_stream *s);
+/** Persistence state of shard @p shard, or NULL if @p shard is out of range. */
+struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard);
+
+/**
+ * Persister side: claim shard @p shard's persistence state for this process
+ * (pid and start time, so producers can tell a dead persister), or give it
+ * up (@p claim 0). Thread: the engine's.
+ */
+void spate_stream_dur_claim(struct spate_stream *s, uint32_t shard, int claim);
+
+/**
+ * Persister side: publish what shard @p d has written and made durable, or an
+ * error (0 clears it), and wake producers waiting for durability. Thread:
+ * the shard's persister only.
+ */
+void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint64_t durable,
+			      int error);
+
+/**
+ * Wait until record @p seq of shard @p shard is durable (in the log and, per
+ * the stream's policy, on stable storage: for DUR_NONE written to the log,
+ * for INTERVAL and ALWAYS fdatasync'ed). Spins briefly, then sleeps on a
+ * futex. Any thread, any process.
+ * @param timeout_ns UINT64_MAX: no limit.
+ * @return 0, -ENOTSUP (the stream has no log), -ENOTCONN (no live persister:
+ *         nothing would ever make it durable), -ETIMEDOUT, or the
+ *         persister's error while it lasts (-ENOSPC: disk full; the record
+ *         stays queued and is written once there is space), -EINVAL.
+ */
+int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t seq,
+			      uint64_t timeout_ns);
+
 /* Checkpoints -------------------------------------------------------------- */
 
 /**
@@ -162,6 +228,8 @@ uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard
 #define SPATE_PRODUCER_F_FAIL_FULL (1u << 0) /**< -EAGAIN on a full shard, never wait */
 #define SPATE_PRODUCER_F_WAIT_FULL (1u << 1) /**< wait on a full shard (default: the stream's
 						  SPATE_RING_F_FULL_WAIT) */
+#define SPATE_PRODUCER_F_NO_DURABLE_WAIT (1u << 2) /**< on `always` streams, return at
+							publication, not durability */
 
 struct spate_producer;
 
@@ -184,7 +252,9 @@ struct spate_put_result {
 	int error;      /**< 0, -EAGAIN (shard full), -EMSGSIZE (larger than the
 			     ring's max record), -ETIMEDOUT, -EINVAL (bad entry) */
 	uint32_t shard;
-	uint64_t seq;   /**< sequence number within the shard (if error is 0) */
+	uint64_t seq;   /**< sequence number within the shard (if error is 0, or
+			     if the record was appended but its durability wait
+			     failed: see spate_put()) */
 };
 
 /** One record for spate_put_batch(). */
@@ -201,10 +271,16 @@ struct spate_put_entry {
 
 /**
  * Append one record (type 0) by partition key. Thread: the producer's owner.
- * @p res may be NULL.
+ * @p res may be NULL. On a stream with durability `always`
+ * (SPATE_STREAM_DUR_ALWAYS) it returns once the record is durable (see
+ * spate_stream_wait_durable(); the shard writer's timeout_ns bounds the
+ * wait), unless the producer was opened with SPATE_PRODUCER_F_NO_DURABLE_WAIT.
  * @return 0 (and @p res filled), or the error also stored in res->error:
  *         -EINVAL (NULL key or data with a non-zero length), -EMSGSIZE,
- *         -EAGAIN (shard full, producer does not wait), -ETIMEDOUT.
+ *         -EAGAIN (shard full, producer does not wait), -ETIMEDOUT; after
+ *         the record was appended, the errors of spate_stream_wait_durable()
+ *         (-ENOSPC, -EIO, -ENOTCONN, -ETIMEDOUT: appended, res->seq set,
+ *         not known to be durable).
  */
 int spate_put(struct spate_producer *p, const void *key, size_t key_len, const void *data,
 	      size_t len, struct spate_put_result *res);
@@ -221,7 +297,10 @@ int spate_put_hash(struct spate_producer *p, uint32_t hash, const void *data, si
  * record (-EMSGSIZE) or malformed (-EINVAL: NULL key/data with a length,
  * unknown flags) fails alone. Once a shard is full (-EAGAIN, -ETIMEDOUT), its
  * later records in the call fail with the same error, so a retry of the
- * failed records keeps per-key order. Thread: the producer's owner.
+ * failed records keeps per-key order. On an `always` stream the call
+ * returns once every written record is durable (one wait per shard
+ * touched); a failed wait becomes that shard's records' error (appended,
+ * seq set, not known to be durable). Thread: the producer's owner.
  * @return the number of records that failed (FailedRecordCount; 0 = all
  *         written), or -EINVAL (NULL @p e or @p res with n > 0), -ENOMEM
  *         (nothing written).
