@@ -103,6 +103,7 @@ struct field {
 static const char *const producers_names[] = { "multi", "single", NULL };
 static const char *const huge_names[] = { "auto", "require", "off", NULL };
 static const char *const full_names[] = { "wait", "fail", NULL };
+static const char *const durability_names[] = { "off", "none", "interval", "always", NULL };
 static const char *const start_names[] = { "trim_horizon", "latest", "at_sequence",
 					   "after_sequence", "at_timestamp", NULL };
 static const char *const wait_names[] = { "busy", "yield", "block", NULL };
@@ -119,7 +120,7 @@ static const struct field top_fields[TF_N] = {
 
 #define SOFF(m) offsetof(struct spate_config_stream, m)
 enum { SF_NAME, SF_SHARDS, SF_RING_SIZE, SF_MAX_RECORD, SF_PRODUCERS, SF_HUGE, SF_RETENTION,
-       SF_FULL, SF_N };
+       SF_FULL, SF_DURABILITY, SF_DUR_INTERVAL, SF_SEGMENT, SF_RETENTION_BYTES, SF_LOG_DIR, SF_N };
 static const struct field stream_fields[SF_N] = {
 	[SF_NAME] = { "name", FT_NAME, F_REQ, SOFF(name), 0, 0, NULL, NULL },
 	[SF_SHARDS] = { "shards", FT_U32, 0, SOFF(shards), 1, SPATE_CONFIG_MAX_SHARDS, NULL, NULL },
@@ -132,6 +133,15 @@ static const struct field stream_fields[SF_N] = {
 	[SF_HUGE] = { "huge_pages", FT_ENUM, 0, SOFF(huge_pages), 0, 0, huge_names, NULL },
 	[SF_RETENTION] = { "retention", FT_DUR, 0, SOFF(retention_ns), NS_MS, DUR_MAX, NULL, NULL },
 	[SF_FULL] = { "full", FT_ENUM, 0, SOFF(full), 0, 0, full_names, NULL },
+	[SF_DURABILITY] = { "durability", FT_ENUM, 0, SOFF(durability), 0, 0, durability_names,
+			    NULL },
+	[SF_DUR_INTERVAL] = { "durability_interval", FT_DUR, 0, SOFF(durability_interval_ns),
+			      100 * 1000, 60 * NS_S, NULL, NULL },
+	[SF_SEGMENT] = { "segment_size", FT_SIZE, 0, SOFF(segment_size), MIB, 64 * GIB, NULL,
+			 NULL },
+	[SF_RETENTION_BYTES] = { "retention_bytes", FT_SIZE, 0, SOFF(retention_bytes), 0,
+				 UINT64_MAX, NULL, NULL },
+	[SF_LOG_DIR] = { "log_dir", FT_DIR, F_NULL_OK, SOFF(log_dir), 0, 0, NULL, NULL },
 };
 
 #define COFF(m) offsetof(struct spate_config_consumer, m)
@@ -731,6 +741,9 @@ void spate_config_stream_defaults(struct spate_config_stream *s)
 	s->huge_pages = SPATE_CONFIG_HUGE_AUTO;
 	s->retention_ns = 24 * 3600 * NS_S;
 	s->full = SPATE_CONFIG_FULL_WAIT;
+	s->durability = SPATE_CONFIG_DURABILITY_OFF;
+	s->durability_interval_ns = SPATE_CONFIG_DEFAULT_DURABILITY_INTERVAL_NS;
+	s->segment_size = SPATE_CONFIG_DEFAULT_SEGMENT_SIZE;
 }
 
 void spate_config_consumer_defaults(struct spate_config_consumer *k)

@@ -166,12 +166,208 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
 	return min;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sources: the shard's ring, or its log (history, or a consumer that fell   */
+/* too far behind)                                                          */
+/* ------------------------------------------------------------------------ */
+
+static int open_ring_reader(struct spate_task *t, enum spate_ring_start start)
+{
+	struct spate_ring *r = spate_stream_ring(t->c->stream, t->shard);
+	int rc = spate_ring_reader_open(r, start, t->c->p.wait, &t->rd);
+
+	if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
+		rc = spate_ring_reader_open(r, start, SPATE_RING_WAIT_YIELD, &t->rd);
+	return rc;
+}
+
+/* Read the shard's log from @p from / @p arg; the ring reader (if any) is
+ * closed, so this task no longer holds the writers back. */
+static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
+{
+	struct spate_log_reader *lrd = NULL;
+	int rc = spate_log_reader_open(t->log_dir, from, arg, &lrd);
+
+	if (rc < 0)
+		return rc;
+	if (t->rd) {
+		spate_ring_reader_close(t->rd);
+		t->rd = NULL;
+	}
+	t->lrd = lrd;
+	t->dhave = 0;
+	t->dbuf_len = 0;
+	return 0;
+}
+
+/* At the end of the log: go on from the ring if it still holds the next
+ * record (the persister gates the ring, so it does unless writers moved on
+ * between the log's end and now, and then the log has those records).
+ * Returns 1 (on the ring), 0 (stay on the log), <0. */
+static int to_ring(struct spate_task *t)
+{
+	/* Relaxed: only this task's poller writes it. */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
+	int rc = open_ring_reader(t, SPATE_RING_START_OLDEST);
+
+	if (rc < 0)
+		return rc;
+	if (next != UINT64_MAX) {
+		rc = spate_ring_reader_resolve_seq(t->rd);
+		if (rc == 0 && t->rd->seq != UINT64_MAX && t->rd->seq > next) {
+			spate_ring_reader_close(t->rd);
+			t->rd = NULL;
+			return 0;
+		}
+		if (next > t->skip_below_seq)
+			t->skip_below_seq = next; /* the ring's older records are done */
+	}
+	spate_log_reader_close(t->lrd);
+	t->lrd = NULL;
+	return 1;
+}
+
+static int dbuf_reserve(struct spate_task *t, size_t more)
+{
+	if (t->dbuf_len + more <= t->dbuf_cap)
+		return 0;
+	size_t cap = t->dbuf_cap ? t->dbuf_cap : 64 * 1024;
+	while (cap < t->dbuf_len + more)
+		cap *= 2;
+	uint8_t *b = realloc(t->dbuf, cap);
+	if (!b)
+		return -ENOMEM;
+	t->dbuf = b;
+	t->dbuf_cap = cap;
+	return 0;
+}
+
+/* spate_ring_peek() for a task on the log: buffered records first, then
+ * more from the log, copied (a log reader's views last only until its next
+ * read; a batch must stay put until it is released). */
+static int disk_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
+{
+	struct spate_consumer *c = t->c;
+	uint64_t bytes = 0;
+
+	for (uint32_t i = 0; i < t->dhave; i++)
+		bytes += t->drec[i].len;
+	while (t->dhave < max && bytes < max_bytes) {
+		struct spate_ring_rec r[64];
+		uint64_t skipped = 0;
+		unsigned want = max - t->dhave < 64 ? max - t->dhave : 64;
+		int n = spate_log_read(t->lrd, r, want, &skipped);
+		if (skipped) {
+			/* Relaxed: a statistic. */
+			atomic_fetch_add_explicit(&t->disk_gaps, skipped, memory_order_relaxed);
+			spate_eng_log(c->e, SPATE_LOG_WARN,
+				      "%s/%u: retention deleted %" PRIu64
+				      " record(s) before they were read; going on at the oldest "
+				      "retained record",
+				      c->p.name, t->shard, skipped);
+		}
+		if (n <= 0) {
+			if (n < 0)
+				return n;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			size_t sz = ((size_t)r[i].len + 7) & ~(size_t)7;
+			if (dbuf_reserve(t, sz) < 0)
+				return -ENOMEM;
+			if (r[i].len)
+				memcpy(t->dbuf + t->dbuf_len, r[i].data, r[i].len);
+			t->drec[t->dhave] = r[i];
+			t->drec[t->dhave].data = NULL;
+			t->doff[t->dhave] = t->dbuf_len;
+			t->dbuf_len += sz;
+			t->dhave++;
+			bytes += r[i].len;
+		}
+		atomic_fetch_add_explicit(&t->disk_records, (uint64_t)n, memory_order_relaxed);
+	}
+	if (!t->dhave) {
+		int rc = to_ring(t);
+		return rc < 0 ? rc : 0;
+	}
+	/* As the ring does: stop before the record that passes max_bytes
+	 * (but always at least one). */
+	unsigned k = 0;
+	bytes = 0;
+	while (k < t->dhave && k < max && (k == 0 || bytes + t->drec[k].len <= max_bytes)) {
+		bytes += t->drec[k].len;
+		t->raw[k] = t->drec[k];
+		t->raw[k].data = t->dbuf + t->doff[k];
+		k++;
+	}
+	return (int)k;
+}
+
+static void disk_release(struct spate_task *t, unsigned k)
+{
+	if (k > t->dhave)
+		k = t->dhave;
+	t->dhave -= k;
+	memmove(t->drec, t->drec + k, t->dhave * sizeof(*t->drec));
+	memmove(t->doff, t->doff + k, t->dhave * sizeof(*t->doff));
+	if (!t->dhave) {
+		t->dbuf_len = 0;
+	} else if (t->doff[0] > t->dbuf_cap / 2) {
+		/* Payloads are in order: slide the live ones to the front. */
+		size_t base = t->doff[0];
+		memmove(t->dbuf, t->dbuf + base, t->dbuf_len - base);
+		t->dbuf_len -= base;
+		for (uint32_t i = 0; i < t->dhave; i++)
+			t->doff[i] -= base;
+	}
+}
+
+static int src_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
+{
+	return t->lrd ? disk_peek(t, max, max_bytes) : spate_ring_peek(t->rd, t->raw, max, max_bytes);
+}
+
+static void src_release(struct spate_task *t, unsigned k)
+{
+	if (t->lrd)
+		disk_release(t, k);
+	else
+		spate_ring_release(t->rd, k);
+}
+
+/* A task on a persisted stream more than half a ring behind goes on from the
+ * log, so it never holds the producers back (only the persister does), if
+ * the log already has its next record. */
+static void maybe_spill(struct spate_task *t)
+{
+	uint64_t lag_bytes = 0;
+
+	spate_ring_lag(t->rd, NULL, &lag_bytes);
+	if (lag_bytes <= t->ring_cap / 2 || t->rd->seq == UINT64_MAX)
+		return;
+	uint64_t next = t->rd->seq;
+	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
+	/* Acquire: pairs with the persister's release in dur_publish (the log
+	 * holds everything below written_seq once this is seen). */
+	(void)atomic_load_explicit(&d->durable_seq, memory_order_acquire);
+	uint64_t written = atomic_load_explicit(&d->written_seq, memory_order_relaxed);
+	if (written <= next)
+		return;
+	if (to_disk(t, SPATE_LOG_FROM_SEQ, next) == 0) {
+		atomic_fetch_add_explicit(&t->spills, 1, memory_order_relaxed);
+		spate_eng_log(t->c->e, SPATE_LOG_INFO,
+			      "%s/%u: %" PRIu64 " bytes behind (more than half the ring): reading "
+			      "from the log at %" PRIu64 " until caught up",
+			      t->c->p.name, t->shard, lag_bytes, next);
+	}
+}
+
 static void batch_done(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
 	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
 
-	spate_ring_release(t->rd, t->n_raw);
+	src_release(t, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
 	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
@@ -208,7 +404,10 @@ static void task_die(struct spate_task *t, const char *why)
 static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 {
 	const struct spate_consumer_params *p = &t->c->p;
-	int got = spate_ring_peek(t->rd, t->raw, p->batch_size, p->batch_bytes);
+
+	if (t->log_dir && t->rd && !t->window_start)
+		maybe_spill(t);
+	int got = src_peek(t, p->batch_size, p->batch_bytes);
 
 	*ready = false;
 	if (got <= 0) {
@@ -230,7 +429,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 			t->skip_below_ts = 0;
 		}
 		if (k > 0) {
-			spate_ring_release(t->rd, (unsigned)k);
+			src_release(t, (unsigned)k);
 			atomic_store_explicit(&t->next_seq, t->raw[k - 1].seq + 1, memory_order_release);
 			return k;
 		}
@@ -293,7 +492,10 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		bool ready;
 		int rc = assemble(t, now, &ready);
 		if (rc < 0) {
-			task_die(t, rc == -EPIPE ? "reader evicted" : "shard ring corrupt");
+			char why[120];
+			snprintf(why, sizeof(why), "%s: %s", t->lrd ? "reading the log" : "reading the ring",
+				 rc == -EPIPE ? "reader evicted" : strerror(-rc));
+			task_die(t, why);
 			return -1;
 		}
 		if (!ready)
@@ -338,7 +540,9 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		};
 		struct spate_batch_result res;
 		memset(&res, 0, sizeof(res));
-		if ((t->lat_tick++ & 7) == 0) {
+		/* Records read back from the log would measure their age, not
+		 * the pipeline: sample only ring deliveries. */
+		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
 			/* The oldest record's commit to its delivery: what the
 			 * producer -> plugin latency is, sampled to stay cheap. */
 			uint64_t rt = spate_now_ns();
@@ -485,32 +689,57 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		}
 		atomic_store_explicit(&t->next_seq, UINT64_MAX, memory_order_relaxed);
 		spate_hist_init(&t->lat);
+		t->ring_cap = spate_stream_ring(c->stream, shard)->cap;
+		char dir[SPATE_CONFIG_PATH_MAX];
+		if (spate_eng_shard_log_dir(c->e, c->stream, shard, dir, sizeof(dir)) == 0) {
+			t->log_dir = strdup(dir);
+			t->drec = calloc(p->batch_size, sizeof(*t->drec));
+			t->doff = calloc(p->batch_size, sizeof(*t->doff));
+			if (!t->log_dir || !t->drec || !t->doff) {
+				rc = -ENOMEM;
+				goto err;
+			}
+		}
+		/* Where to begin; on a persisted stream, history comes from the
+		 * log (everything retained), then the ring once caught up. */
+		enum spate_log_from from = SPATE_LOG_FROM_OLDEST;
+		uint64_t arg = 0;
+		bool history = true;
 		if (resume != UINT64_MAX) {
 			t->skip_below_seq = resume; /* the checkpoint wins over starting_position */
 			atomic_store_explicit(&t->next_seq, resume, memory_order_relaxed);
+			from = SPATE_LOG_FROM_SEQ;
+			arg = resume;
 		} else {
 			switch (p->start) {
 			case SPATE_START_TRIM_HORIZON:
 				break;
 			case SPATE_START_LATEST:
 				start = SPATE_RING_START_LATEST;
+				history = false;
 				break;
 			case SPATE_START_AT_SEQUENCE:
 				t->skip_below_seq = p->start_seq;
+				from = SPATE_LOG_FROM_SEQ;
+				arg = p->start_seq;
 				break;
 			case SPATE_START_AFTER_SEQUENCE:
 				t->skip_below_seq = p->start_seq + 1;
+				from = SPATE_LOG_FROM_SEQ;
+				arg = p->start_seq + 1;
 				break;
 			case SPATE_START_AT_TIMESTAMP:
 				t->skip_below_ts = p->start_ts;
+				from = SPATE_LOG_FROM_TIME;
+				arg = p->start_ts;
 				break;
 			}
 		}
-		rc = spate_ring_reader_open(spate_stream_ring(c->stream, shard), start, p->wait,
-					    &t->rd);
-		if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
-			rc = spate_ring_reader_open(spate_stream_ring(c->stream, shard), start,
-						    SPATE_RING_WAIT_YIELD, &t->rd);
+		rc = -ENOENT;
+		if (t->log_dir && history)
+			rc = to_disk(t, from, arg);
+		if (rc == -ENOENT) /* no log yet: the ring holds everything there is */
+			rc = open_ring_reader(t, start);
 		if (rc < 0) {
 			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", p->name,
 				 spate_stream_name(c->stream), shard, strerror(-rc));
@@ -607,6 +836,11 @@ void spate_consumer_fini(struct spate_consumer *c)
 	for (uint32_t i = 0; i < c->ntasks; i++) {
 		struct spate_task *t = &c->tasks[i];
 		spate_ring_reader_close(t->rd);
+		spate_log_reader_close(t->lrd);
+		free(t->log_dir);
+		free(t->dbuf);
+		free(t->drec);
+		free(t->doff);
 		if (t->views != t->raw)
 			free(t->views);
 		free(t->raw);

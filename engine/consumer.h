@@ -11,6 +11,7 @@
 #include "spate/config.h"
 #include "spate/engine.h"
 #include "spate/hist.h"
+#include "spate/log.h"
 #include "spate/plugin.h"
 #include "spate/stream.h"
 
@@ -85,6 +86,19 @@ struct spate_task {
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
 	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
+
+	/* History from the shard's log (persisted streams only). */
+	char *log_dir;                /* NULL: the stream has no log */
+	struct spate_log_reader *lrd; /* non-NULL: reading the log (rd is NULL) */
+	uint8_t *dbuf;                /* payload copies of buffered log records */
+	size_t dbuf_len, dbuf_cap;
+	struct spate_ring_rec *drec;  /* [batch_size] buffered, not released (data: NULL) */
+	uint64_t *doff;               /* [batch_size] their payload offsets in dbuf */
+	uint32_t dhave;
+	uint64_t ring_cap;            /* the shard ring's size, for the spill threshold */
+	_Atomic uint64_t disk_records; /* records read from the log (stats) */
+	_Atomic uint64_t disk_gaps;   /* records retention deleted under the reader */
+	_Atomic uint32_t spills;      /* switches from the ring to the log */
 };
 
 struct spate_consumer {
@@ -110,6 +124,10 @@ struct spate_consumer {
 /* Implemented in engine.c: a stream's shared producer, opened on first use. */
 struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 							     const char *stream);
+/* Implemented in engine.c: the log directory of a persisted stream's shard;
+ * -ENOENT if the stream has no log. */
+int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
+			    char *buf, size_t len);
 void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "engine/consumer.h"
+#include "engine/persist.h"
 #include "engine/plugin_host.h"
 #include "spate/engine.h"
 #include "spate/topo.h"
@@ -84,6 +85,8 @@ struct spate_engine {
 	_Atomic int stop;
 	bool running;
 	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
+	struct spate_persister persist; /* persisted streams' logs and their thread */
+	int persist_cpu;
 	char plan[4096];
 };
 
@@ -322,7 +325,7 @@ static uint64_t task_lag(const struct spate_task *t)
 {
 	/* Acquire: pairs with the release store after a batch (consumer.c). */
 	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_acquire);
-	const struct spate_ring *r = t->rd->ring;
+	const struct spate_ring *r = spate_stream_ring(t->c->stream, t->shard);
 	/* Relaxed: a hint for scheduling; the task re-reads under its lock. */
 	uint64_t tail = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
 	return next == UINT64_MAX || tail <= next ? 0 : tail - next;
@@ -412,7 +415,9 @@ static void *worker_main(void *arg)
 			if (w->ntasks == 1 &&
 			    !atomic_load_explicit(&t->c->paused, memory_order_seq_cst) &&
 			    (!shared || task_lock(t))) {
-				if (t->pl && !t->n_raw && !t->window_start) {
+				/* A task reading the log (no ring reader) has
+				 * work until it catches up: no sleep. */
+				if (t->pl && !t->n_raw && !t->window_start && t->rd) {
 					spate_ring_reader_wait(t->rd, cap);
 					slept = true;
 				}
@@ -452,6 +457,38 @@ static int cpu_list(struct spate_engine *e, int *cpus, uint32_t max)
 	return (int)n;
 }
 
+/* The persister goes to the last CPU of the plan (workers are dealt from
+ * the first), sharing it with a worker when there are fewer CPUs than
+ * threads: it sleeps in its ring waits and naps when the disk keeps up. */
+static size_t plan_persister(struct spate_engine *e, const int *cpus, uint32_t ncpu, char *buf,
+			     size_t len)
+{
+	size_t off = 0;
+
+	e->persist_cpu = -1;
+	if (!e->persist.n || !len)
+		return 0;
+	e->persist_cpu = cpus[ncpu - 1];
+	off += (size_t)snprintf(buf, len, "  persister -> cpu %d:", e->persist_cpu);
+	for (uint32_t i = 0; i < e->persist.n && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, " %s/%u",
+					spate_stream_name(e->persist.sh[i].s), e->persist.sh[i].shard);
+	if (off < len)
+		off += (size_t)snprintf(buf + off, len - off, "\n");
+	return off < len ? off : len - 1;
+}
+
+int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
+			    char *buf, size_t len)
+{
+	const struct spate_config_stream *cs = spate_config_find_stream(e->cfg, spate_stream_name(s));
+
+	if (!cs || cs->durability == SPATE_CONFIG_DURABILITY_OFF || shard >= cs->shards)
+		return -ENOENT;
+	spate_persist_shard_dir(e->cfg, cs, shard, buf, len);
+	return 0;
+}
+
 static int plan_workers(struct spate_engine *e)
 {
 	int cpus[MAX_WORKERS];
@@ -461,8 +498,11 @@ static int plan_workers(struct spate_engine *e)
 
 	for (uint32_t i = 0; i < e->nconsumers; i++)
 		ntasks += e->consumers[i].ntasks;
-	if (!ntasks)
+	if (!ntasks) {
+		off = (size_t)snprintf(e->plan, sizeof(e->plan), "placement: no consumers\n");
+		plan_persister(e, cpus, ncpu, e->plan + off, sizeof(e->plan) - off);
 		return 0;
+	}
 	uint32_t nw = ntasks < ncpu ? ntasks : ncpu;
 	if (max && nw > max)
 		nw = max;
@@ -501,6 +541,7 @@ static int plan_workers(struct spate_engine *e)
 	static const char *waits[] = { "busy", "yield", "block" };
 	off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off,
 				"placement: %u worker(s) for %u task(s) on %u cpu(s)\n", nw, ntasks, ncpu);
+	off += plan_persister(e, cpus, ncpu, e->plan + off, sizeof(e->plan) - off);
 	for (uint32_t k = 0; k < nw && off < sizeof(e->plan); k++) {
 		struct worker *w = &e->workers[k];
 		off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, "  worker %u -> cpu %d (%s):",
@@ -533,6 +574,8 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
 			     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE : 0,
 	};
+	if (cs->durability != SPATE_CONFIG_DURABILITY_OFF)
+		return spate_persist_open_stream(&e->persist, e->cfg, cs, out, err, errlen);
 	int rc = spate_stream_attach(e->cfg->bus, cs->name, out);
 
 	if (rc == 0) {
@@ -747,6 +790,9 @@ int spate_engine_start(struct spate_engine *e)
 			goto err;
 		e->workers[k].started = true;
 	}
+	rc = spate_persister_start(&e->persist, e->topo, e->persist_cpu);
+	if (rc < 0)
+		goto err;
 	rc = -pthread_create(&e->ctl, NULL, ctl_main, e);
 	if (rc < 0)
 		goto err;
@@ -772,6 +818,8 @@ int spate_engine_stop(struct spate_engine *e)
 	if (e->ctl_started)
 		pthread_join(e->ctl, NULL);
 	e->ctl_started = false;
+	/* After the workers: what they forwarded is written too. */
+	spate_persister_stop(&e->persist);
 	for (uint32_t i = 0; i < e->nconsumers; i++)
 		spate_consumer_stop_plugins(&e->consumers[i]);
 	ckpt_flush_all(e, true);
@@ -795,6 +843,7 @@ void spate_engine_close(struct spate_engine *e)
 		free(e->workers[k].tasks);
 	free(e->workers);
 	free(e->all);
+	spate_persister_fini(&e->persist);
 	for (uint32_t i = 0; i < e->nstreams; i++) {
 		spate_producer_close(e->shared[i].prod);
 		pthread_mutex_destroy(&e->shared[i].lock);

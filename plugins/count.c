@@ -22,6 +22,8 @@
  *   touch: all|first|none   how much of each payload the checksum reads
  *                   (default all: every 8-byte word; first: the first word;
  *                   none: only the length, which measures the engine alone).
+ *   delay_us: N     sleep N microseconds per batch (default 0): a slow
+ *                   consumer, for tests of lag and of reading from the log.
  *
  * Trade-offs and limits. The checksum is a cheap sum of mixed per-record
  * hashes, order-independent, not a cryptographic digest. Continuity is
@@ -32,6 +34,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "spate/plugin.h"
 #include "plugins/plugin_util.h"
@@ -39,6 +42,7 @@
 struct count_state {
 	struct pu_summary sum;
 	enum pu_touch touch;
+	uint64_t delay_us;
 	char *summary_path; /* NULL: no summary */
 	const struct spate_plugin_host *host;
 };
@@ -50,13 +54,18 @@ static int count_init(const struct spate_plugin_ctx *ctx, void **state)
 	struct count_state *s;
 	int touch, rc;
 
+	uint64_t delay_us = 0;
 	rc = pu_opt_enum(ctx, "count", "touch", touches, PU_TOUCH_ALL, &touch);
+	if (rc < 0)
+		return rc;
+	rc = pu_opt_u64(ctx, "count", "delay_us", 0, &delay_us);
 	if (rc < 0)
 		return rc;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->touch = (enum pu_touch)touch;
+	s->delay_us = delay_us;
 	s->host = ctx->host;
 	s->sum.plugin = "count";
 	s->sum.shard = ctx->shard;
@@ -121,6 +130,11 @@ static int count_process(void *state, const struct spate_batch *b, struct spate_
 		break;
 	}
 	s->sum.batches++;
+	if (s->delay_us) {
+		struct timespec ts = { (time_t)(s->delay_us / 1000000),
+				       (long)(s->delay_us % 1000000) * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	res->status = SPATE_BATCH_OK;
 	return 0;
 }

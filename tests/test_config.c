@@ -436,7 +436,8 @@ Test(config, unknown_keys)
 	parse_bad(HEAD "    shard: 2\n", 4, "streams[0].shard", "did you mean \"shards\"?");
 	parse_bad(HEAD "    colour: 2\n", 4, "streams[0].colour",
 		  "valid keys: name, shards, ring_size, max_record_size, producers, huge_pages, "
-		  "retention, full");
+		  "retention, full, durability, durability_interval, segment_size, "
+		  "retention_bytes, log_dir");
 	/* consumer */
 	parse_bad(CONS "    batchSize: 10\n", 8, "consumers[0].batchSize",
 		  "did you mean \"batch_size\"?");
@@ -1057,4 +1058,39 @@ Test(config, not_nul_terminated_text_and_small_err)
 	cr_assert_eq(r, -EINVAL);
 	r = spate_config_parse(yaml, strlen(yaml) - strlen("0\nGARBAGE"), NULL, &c, NULL, 0);
 	cr_assert_eq(r, -EINVAL, "batch_size empty");
+}
+
+Test(config, persistence_keys)
+{
+	struct spate_config *c = parse_ok(HEAD "    durability: interval\n"
+					  "    durability_interval: 5ms\n"
+					  "    segment_size: 8MiB\n"
+					  "    retention_bytes: 1GiB\n"
+					  "    log_dir: /var/tmp/spate-log\n");
+	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_INTERVAL);
+	cr_assert_eq(c->streams[0].durability_interval_ns, 5000000ull);
+	cr_assert_eq(c->streams[0].segment_size, 8ull << 20);
+	cr_assert_eq(c->streams[0].retention_bytes, 1ull << 30);
+	cr_assert_str_eq(c->streams[0].log_dir, "/var/tmp/spate-log");
+	spate_config_free(c);
+
+	c = parse_ok(HEAD "    durability: always\n");
+	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_ALWAYS);
+	cr_assert_eq(c->streams[0].durability_interval_ns, 10000000ull, "default 10ms");
+	cr_assert_eq(c->streams[0].segment_size, 64ull << 20, "default 64MiB");
+	cr_assert_eq(c->streams[0].log_dir[0], 0, "default: under state_dir");
+	spate_config_free(c);
+	c = parse_ok(HEAD);
+	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_OFF, "memory only by default");
+	spate_config_free(c);
+
+	parse_bad(HEAD "    durability: sometimes\n", 4, "streams[0].durability",
+		  "expected one of off, none, interval, always, got \"sometimes\"");
+	parse_bad(HEAD "    durability_interval: 10us\n", 4, "streams[0].durability_interval",
+		  "got \"10us\"");
+	parse_bad(HEAD "    segment_size: 4KiB\n", 4, "streams[0].segment_size", "got \"4KiB\"");
+	parse_bad(HEAD "    log_dir: relative/dir\n", 4, "streams[0].log_dir",
+		  "expected an absolute path");
+	parse_bad(HEAD "    durabilty: none\n", 4, "streams[0].durabilty",
+		  "did you mean \"durability\"?");
 }

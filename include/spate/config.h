@@ -116,6 +116,19 @@ enum spate_config_full {
 	SPATE_CONFIG_FULL_FAIL = 1, /**< fail at once with -EAGAIN */
 };
 
+/** Whether a stream is written to disk, and when a put counts as durable
+ *  (the values of SPATE_STREAM_DUR_*). */
+enum spate_config_durability {
+	SPATE_CONFIG_DURABILITY_OFF = 0,      /**< memory only (default) */
+	SPATE_CONFIG_DURABILITY_NONE = 1,     /**< a log through the page cache */
+	SPATE_CONFIG_DURABILITY_INTERVAL = 2, /**< a log, group commit every durability_interval */
+	SPATE_CONFIG_DURABILITY_ALWAYS = 3,   /**< a log; put returns once durable */
+};
+
+/** Default durability_interval and segment_size. */
+#define SPATE_CONFIG_DEFAULT_DURABILITY_INTERVAL_NS (10ull * 1000 * 1000)
+#define SPATE_CONFIG_DEFAULT_SEGMENT_SIZE (64ull << 20)
+
 /** Where a consumer starts when it has no checkpoint (Kinesis iterator types).
  *  The first two have the values of enum spate_ring_start. */
 enum spate_config_start {
@@ -150,6 +163,15 @@ struct spate_config_stream {
 	 *  trim_horizon. Nanoseconds, >= 1 ms; default 24 h. */
 	uint64_t retention_ns;
 	enum spate_config_full full;           /**< default wait */
+	/** Persistence: off (default), none, interval, always. With a log,
+	 *  retention_ns and retention_bytes delete whole old segments. */
+	enum spate_config_durability durability;
+	uint64_t durability_interval_ns; /**< group commit period with interval; 100 us..60 s, default 10 ms */
+	uint64_t segment_size;    /**< roll segments past this, 1 MiB..64 GiB; default 64 MiB */
+	uint64_t retention_bytes; /**< per shard log, 0 = no limit (then age only) */
+	/** Directory of the stream's logs (one sub-directory per shard),
+	 *  absolute; "" = <state_dir>/log/<stream>. */
+	char log_dir[SPATE_CONFIG_PATH_MAX];
 	uint32_t line;            /**< line of its entry in the file; 0 if built in C */
 };
 

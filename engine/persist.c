@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * persist.c - persisted streams: each shard's ring is written to its log
+ * (engine/log.c) by a persister thread, and a stream recreated after a
+ * restart continues its logs' numbering.
+ *
+ * Design. The persister holds one ring reader per persisted shard. A ring
+ * reader gates the writers, so the ring never overwrites what is not yet in
+ * the log. Each round it takes whole published batches zero-copy
+ * (spate_ring_peek_batches), appends them to the shard's log (the log
+ * writes them straight from ring memory), calls spate_log_sync() (write,
+ * and fdatasync per the durability policy: none = never, interval = every
+ * durability_interval, always = every round, i.e. group commit of whatever
+ * arrived meanwhile), and only then releases the batches and publishes the
+ * shard's written and durable sequence numbers in the stream region, waking
+ * producers waiting for durability. A full disk keeps the batches queued in
+ * the log and unreleased in the ring (producers see -ENOSPC from their
+ * durability wait, then back pressure); the sync is retried every 10 ms and
+ * writing resumes when space returns.
+ *
+ * Start-up. Logs are opened first (recovery: torn tails cut and reported).
+ * If the stream's shared memory survived (the engine was killed, producers
+ * in other processes kept it), the slots of dead processes are freed
+ * (spate_ring_reap) and each shard must still hold the log's next sequence
+ * number (oldest <= next <= newest): the persister then skips what the log
+ * has and writes the rest, so records acknowledged before the crash (still
+ * in memory) are not lost. Otherwise the region is recreated with each
+ * ring's first sequence number set to its log's next one.
+ *
+ * Limits: one persister thread per engine (enough for one disk on this
+ * class of machine; the loop is per shard, so more threads are a matter of
+ * dealing shards out); a shard whose log refuses an append (a sequence gap,
+ * which means memory and log disagree) stops being persisted, loudly.
+ */
+#include "spate_config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/consumer.h"
+#include "engine/persist.h"
+#include "spate/topo.h"
+
+#define PERSIST_MAX_SPANS 64u
+#define PERSIST_MAX_BYTES (8ull << 20)
+#define PERSIST_RETRY_NS (10ull * 1000 * 1000)
+#define PERSIST_STOP_DRAIN_NS (5ull * 1000 * 1000 * 1000)
+
+void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			     uint32_t shard, char *buf, size_t len)
+{
+	if (cs->log_dir[0])
+		snprintf(buf, len, "%s/%04u", cs->log_dir, shard);
+	else
+		snprintf(buf, len, "%s/log/%s/%04u", cfg->state_dir, cs->name, shard);
+}
+
+static void log_params(const struct spate_config_stream *cs, struct spate_log_params *lp)
+{
+	memset(lp, 0, sizeof(*lp));
+	lp->segment_bytes = cs->segment_size;
+	lp->durability = cs->durability == SPATE_CONFIG_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
+			 : cs->durability == SPATE_CONFIG_DURABILITY_INTERVAL
+				 ? SPATE_LOG_DURABLE_INTERVAL
+				 : SPATE_LOG_DURABLE_NONE;
+	lp->interval_ns = cs->durability_interval_ns;
+	lp->retention_ns = cs->retention_ns;
+	lp->retention_bytes = cs->retention_bytes;
+}
+
+static int grow(struct spate_persister *p, uint32_t more)
+{
+	if (p->n + more <= p->cap)
+		return 0;
+	uint32_t cap = p->cap ? p->cap * 2 : 8;
+	while (cap < p->n + more)
+		cap *= 2;
+	struct spate_persist_shard *sh = realloc(p->sh, cap * sizeof(*sh));
+	if (!sh)
+		return -ENOMEM;
+	memset(sh + p->cap, 0, (cap - p->cap) * sizeof(*sh));
+	p->sh = sh;
+	p->cap = cap;
+	return 0;
+}
+
+/* Oldest and next sequence numbers a ring holds (oldest == next: empty). */
+static int ring_range(struct spate_ring *r, uint64_t *oldest, uint64_t *next)
+{
+	struct spate_ring_reader *rd = NULL;
+	int rc = spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &rd);
+
+	if (rc < 0)
+		return rc;
+	/* Acquire: pairs with the publisher's release of tail (tail_seq is
+	 * stored before it). */
+	(void)atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+	*next = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	rc = spate_ring_reader_resolve_seq(rd);
+	*oldest = rc == 0 && rd->seq != UINT64_MAX ? rd->seq : *next;
+	spate_ring_reader_close(rd);
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+/* Attach the existing region of @p cs if it matches the configuration and
+ * the logs; 1 = attached, 0 = must be (re)created, <0 = error. */
+static int try_attach(const struct spate_config *cfg, const struct spate_config_stream *cs,
+		      uint32_t want_flags, const uint64_t *next, const bool *empty,
+		      struct spate_stream **out, uint64_t *skip, char *err, size_t errlen)
+{
+	struct spate_stream *s = NULL;
+	int rc = spate_stream_attach(cfg->bus, cs->name, &s);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == -EBADMSG || rc == -EPROTO) {
+		spate_eng_log(NULL, SPATE_LOG_WARN,
+			      "stream %s: its shared memory is unreadable (%s): recreated from its log",
+			      cs->name, strerror(-rc));
+		return 0;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "stream %s: attach: %s", cs->name, strerror(-rc));
+		return rc;
+	}
+	struct spate_ring *r0 = spate_stream_ring(s, 0);
+	if (spate_stream_shards(s) != cs->shards || r0->cap != cs->ring_size ||
+	    r0->flags != want_flags || spate_stream_durability(s) != (uint32_t)cs->durability) {
+		snprintf(err, errlen,
+			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64
+			 " bytes (flags %#x, durability %u), the configuration asks for %u of %" PRIu64
+			 " (flags %#x, durability %u): remove it first (spate rm %s %s)",
+			 cfg->source, cs->line, cs->name, spate_stream_shards(s), r0->cap, r0->flags,
+			 spate_stream_durability(s), cs->shards, cs->ring_size, want_flags,
+			 (unsigned)cs->durability, cfg->bus, cs->name);
+		spate_stream_close(s);
+		return -EEXIST;
+	}
+	for (uint32_t i = 0; i < cs->shards; i++) {
+		struct spate_ring *r = spate_stream_ring(s, i);
+		uint32_t nr = 0, nw = 0;
+		int k = 0;
+		/* Live writers may be finishing claims: give them a moment. */
+		while ((rc = spate_ring_reap(r, &nr, &nw)) == -EBUSY && k++ < 100) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (nr || nw || rc == 1)
+			spate_eng_log(NULL, SPATE_LOG_WARN,
+				      "stream %s/%u: freed %u reader and %u writer slot(s) of dead "
+				      "processes%s",
+				      cs->name, i, nr, nw,
+				      rc == 1 ? "; gave back space claimed and never published" : "");
+		uint64_t oldest, nx;
+		rc = ring_range(r, &oldest, &nx);
+		if (rc < 0) {
+			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: unreadable ring (%s): recreating",
+				      cs->name, i, strerror(-rc));
+			spate_stream_close(s);
+			return 0;
+		}
+		uint64_t want = empty[i] ? oldest : next[i];
+		if (want < oldest || want > nx) {
+			spate_eng_log(NULL, SPATE_LOG_WARN,
+				      "stream %s/%u: memory holds records %" PRIu64 "..%" PRIu64
+				      " but the log continues at %" PRIu64
+				      ": recreating the stream from its log",
+				      cs->name, i, oldest, nx, next[i]);
+			spate_stream_close(s);
+			return 0;
+		}
+		skip[i] = want;
+		if (nx > want)
+			spate_eng_log(NULL, SPATE_LOG_INFO,
+				      "stream %s/%u: %" PRIu64
+				      " record(s) in memory are not in the log yet: persisting them",
+				      cs->name, i, nx - want);
+	}
+	*out = s;
+	return 1;
+}
+
+int spate_persist_open_stream(struct spate_persister *p, const struct spate_config *cfg,
+			      const struct spate_config_stream *cs, struct spate_stream **out,
+			      char *err, size_t errlen)
+{
+	uint32_t n = cs->shards, i;
+	struct spate_log_params lp;
+	uint64_t *next = NULL, *skip = NULL;
+	bool *empty = NULL;
+	struct spate_stream *s = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = grow(p, n);
+	if (rc < 0)
+		return rc;
+	next = calloc(n, sizeof(*next));
+	skip = calloc(n, sizeof(*skip));
+	empty = calloc(n, sizeof(*empty));
+	if (!next || !skip || !empty) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	log_params(cs, &lp);
+	for (i = 0; i < n; i++) {
+		struct spate_persist_shard *x = &p->sh[p->n + i];
+		struct spate_log_recovery rep;
+		memset(x, 0, sizeof(*x));
+		spate_persist_shard_dir(cfg, cs, i, x->dir, sizeof(x->dir));
+		rc = spate_log_open(x->dir, &lp, &x->log, &rep);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: stream %s shard %u: log %s: %s%s%s",
+				 cfg->source, cs->line, cs->name, i, x->dir, strerror(-rc),
+				 rep.message[0] ? ": " : "", rep.message);
+			goto out_logs;
+		}
+		if (rep.truncated_bytes || rep.message[0])
+			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i, x->dir,
+				      rep.message[0] ? rep.message : "recovered");
+		next[i] = spate_log_next_seq(x->log);
+		empty[i] = spate_log_first_seq(x->log) == UINT64_MAX;
+	}
+	uint32_t flags = (cs->producers == SPATE_CONFIG_PRODUCERS_MULTI ? SPATE_RING_F_MULTI_WRITER : 0) |
+			 (cs->full == SPATE_CONFIG_FULL_WAIT ? SPATE_RING_F_FULL_WAIT : 0);
+	rc = try_attach(cfg, cs, flags, next, empty, &s, skip, err, errlen);
+	if (rc < 0)
+		goto out_logs;
+	if (rc == 0) {
+		struct spate_stream_params sp = {
+			.shards = n,
+			.ring_size = cs->ring_size,
+			.max_record = cs->max_record_size,
+			.ring_flags = flags,
+			.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
+				     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE
+									       : 0,
+			.durability = (uint32_t)cs->durability,
+			.first_seq = next,
+		};
+		spate_stream_unlink(cfg->bus, cs->name); /* absent, or being replaced */
+		rc = spate_stream_create(cfg->bus, cs->name, &sp, &s);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: stream %s: create: %s", cfg->source, cs->line,
+				 cs->name, strerror(-rc));
+			goto out_logs;
+		}
+		for (i = 0; i < n; i++)
+			skip[i] = next[i];
+	}
+	for (i = 0; i < n; i++) {
+		struct spate_persist_shard *x = &p->sh[p->n + i];
+		x->s = s;
+		x->shard = i;
+		x->durability = (uint32_t)cs->durability;
+		x->skip_below = skip[i];
+		x->dur = spate_stream_dur(s, i);
+		rc = spate_ring_reader_open(spate_stream_ring(s, i), SPATE_RING_START_OLDEST,
+					    SPATE_RING_WAIT_BLOCK, &x->rd);
+		if (rc < 0) {
+			snprintf(err, errlen, "stream %s shard %u: persister reader: %s", cs->name, i,
+				 strerror(-rc));
+			while (i--)
+				spate_ring_reader_close(p->sh[p->n + i].rd);
+			spate_stream_close(s);
+			i = n;
+			goto out_logs;
+		}
+		uint64_t w = spate_log_next_seq(x->log);
+		if (w < skip[i])
+			w = skip[i];
+		spate_stream_dur_publish(x->dur, w, w, 0);
+		spate_stream_dur_claim(s, i, 1);
+	}
+	p->n += n;
+	*out = s;
+	rc = 0;
+	goto out;
+out_logs:
+	while (i--) {
+		struct spate_persist_shard *x = &p->sh[p->n + i];
+		spate_log_close(x->log);
+		x->log = NULL;
+	}
+out:
+	free(next);
+	free(skip);
+	free(empty);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The persister thread                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void shard_error(struct spate_persist_shard *x, int rc, uint64_t now)
+{
+	x->err = rc;
+	x->retry_at = now + PERSIST_RETRY_NS;
+	spate_stream_dur_publish(x->dur, spate_log_next_seq(x->log), spate_log_durable_seq(x->log),
+				 rc);
+	if (!x->err_logged_ns || now - x->err_logged_ns >= 1000000000ull) {
+		x->err_logged_ns = now;
+		spate_eng_log(NULL, SPATE_LOG_ERROR,
+			      "persist %s/%u: %s%s", spate_stream_name(x->s), x->shard,
+			      strerror(-rc),
+			      rc == -ENOSPC ? " (disk full: records stay queued in memory; writing "
+					      "resumes when space returns)"
+					    : "");
+	}
+}
+
+/* One round for shard @p x: take what the ring has, write it, release it.
+ * Returns records handled (> 0), 0 (nothing to do), or -1 (backing off). */
+static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sync)
+{
+	struct spate_ring_span sp[PERSIST_MAX_SPANS];
+	int got = 0, rc;
+
+	if (x->dead)
+		return 0;
+	if (x->err && now < x->retry_at)
+		return -1;
+	if (!x->err) {
+		got = spate_ring_peek_batches(x->rd, sp, PERSIST_MAX_SPANS, PERSIST_MAX_BYTES);
+		if (got < 0) {
+			x->dead = true;
+			spate_eng_log(NULL, SPATE_LOG_ERROR,
+				      "persist %s/%u: ring: %s: the shard is no longer persisted",
+				      spate_stream_name(x->s), x->shard, strerror(-got));
+			return 0;
+		}
+		for (int k = 0; k < got; k++) {
+			uint64_t end = sp[k].base_seq + sp[k].count;
+			if (end <= x->skip_below) {
+				x->skipped += sp[k].count; /* in the log already */
+				continue;
+			}
+			rc = spate_log_append(x->log, sp[k].hdr, sp[k].len);
+			if (rc < 0) {
+				x->dead = true;
+				spate_eng_log(NULL, SPATE_LOG_ERROR,
+					      "persist %s/%u: append of records %" PRIu64 "..%" PRIu64
+					      " refused (%s; the log expects %" PRIu64
+					      "): the shard is no longer persisted",
+					      spate_stream_name(x->s), x->shard, sp[k].base_seq,
+					      end - 1, strerror(-rc), spate_log_next_seq(x->log));
+				return 0;
+			}
+			x->pending += sp[k].count;
+			/* Relaxed: counters read by monitors. */
+			atomic_fetch_add_explicit(&x->bytes, sp[k].len, memory_order_relaxed);
+			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
+		}
+	}
+	if (!x->pending && !x->skipped && !x->err && !want_sync)
+		return 0;
+	uint64_t durable = 0;
+	rc = spate_log_sync(x->log, &durable);
+	if (rc < 0) {
+		shard_error(x, rc, now);
+		return -1;
+	}
+	atomic_fetch_add_explicit(&x->syncs, 1, memory_order_relaxed);
+	uint32_t done = x->pending + x->skipped;
+	if (done)
+		spate_ring_release(x->rd, done);
+	x->pending = x->skipped = 0;
+	if (x->err)
+		spate_eng_log(NULL, SPATE_LOG_INFO, "persist %s/%u: writing again", spate_stream_name(x->s),
+			      x->shard);
+	x->err = 0;
+	uint64_t written = spate_log_next_seq(x->log);
+	if (written < x->skip_below)
+		written = x->skip_below;
+	/* With durability none, "durable" means written to the log. */
+	spate_stream_dur_publish(x->dur, written,
+				 x->durability == SPATE_STREAM_DUR_NONE ? written : durable, 0);
+	return done ? (int)done : 0;
+}
+
+static void *persister_main(void *arg)
+{
+	struct spate_persister *p = arg;
+	uint64_t idle_ns = 20000, last_sync = 0, drain_until = 0;
+
+	if (p->cpu >= 0 && p->topo)
+		spate_topo_pin_self(p->topo, p->cpu);
+	for (;;) {
+		uint64_t now = spate_mono_ns();
+		/* Relaxed: a flag; stop joins the thread afterwards. */
+		bool stopping = atomic_load_explicit(&p->stop, memory_order_relaxed);
+		/* Interval policies need a sync even when nothing new arrived. */
+		bool want_sync = now - last_sync >= 1000000;
+		int work = 0, backing_off = 0;
+
+		if (stopping && !drain_until)
+			drain_until = now + PERSIST_STOP_DRAIN_NS;
+		for (uint32_t i = 0; i < p->n; i++) {
+			int r = shard_round(&p->sh[i], now, want_sync);
+			if (r > 0)
+				work += r;
+			else if (r < 0)
+				backing_off++;
+		}
+		if (want_sync)
+			last_sync = now;
+		if (stopping && ((!work && !backing_off) || now >= drain_until))
+			break;
+		if (work) {
+			idle_ns = 20000;
+			continue;
+		}
+		if (p->n == 1 && !backing_off) {
+			spate_ring_reader_wait(p->sh[0].rd, 1000000);
+			continue;
+		}
+		struct timespec ts = { 0, (long)idle_ns };
+		nanosleep(&ts, NULL);
+		if (idle_ns < 500000)
+			idle_ns *= 2;
+	}
+	return NULL;
+}
+
+int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu)
+{
+	if (!p->n || p->started)
+		return 0;
+	p->topo = topo;
+	p->cpu = cpu;
+	atomic_store_explicit(&p->stop, 0, memory_order_relaxed);
+	int rc = -pthread_create(&p->th, NULL, persister_main, p);
+	if (rc == 0)
+		p->started = true;
+	return rc;
+}
+
+void spate_persister_stop(struct spate_persister *p)
+{
+	if (!p || !p->started)
+		return;
+	atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+	pthread_join(p->th, NULL);
+	p->started = false;
+}
+
+void spate_persister_fini(struct spate_persister *p)
+{
+	if (!p)
+		return;
+	spate_persister_stop(p);
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct spate_persist_shard *x = &p->sh[i];
+		int rc = spate_log_close(x->log);
+		if (rc < 0)
+			spate_eng_log(NULL, SPATE_LOG_ERROR, "persist %s/%u: closing the log: %s",
+				      spate_stream_name(x->s), x->shard, strerror(-rc));
+		spate_ring_reader_close(x->rd);
+		spate_stream_dur_claim(x->s, x->shard, 0);
+	}
+	free(p->sh);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: persisted streams (logs under shared memory) and the persister
+ * thread that writes them. Not installed. */
+#ifndef SPATE_ENGINE_PERSIST_H
+#define SPATE_ENGINE_PERSIST_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "spate/config.h"
+#include "spate/log.h"
+#include "spate/stream.h"
+
+struct spate_topo;
+
+/** One persisted shard: its log, the gating reader that feeds it. */
+struct spate_persist_shard {
+	struct spate_stream *s;
+	uint32_t shard;
+	char dir[SPATE_CONFIG_PATH_MAX];
+	struct spate_log *log;
+	struct spate_ring_reader *rd;
+	struct spate_stream_dur *dur;
+	uint32_t durability;      /* SPATE_STREAM_DUR_* */
+	uint64_t skip_below;      /* records below are in the log already (reattach) */
+	uint32_t pending;         /* records appended, not yet released */
+	uint32_t skipped;         /* records passed over, not yet released */
+	int err;                  /* last sync error, 0 once it clears */
+	uint64_t retry_at;        /* mono ns: next sync attempt after an error */
+	uint64_t err_logged_ns;   /* rate limit of the error message */
+	bool dead;                /* a fatal error: the shard is no longer persisted */
+	_Atomic uint64_t bytes, batches, syncs; /* written by the persister thread */
+};
+
+/** The persistence threads of an engine (one today) and their shards. */
+struct spate_persister {
+	struct spate_persist_shard *sh;
+	uint32_t n, cap;
+	pthread_t th;
+	bool started;
+	int cpu;
+	_Atomic int stop;
+	const struct spate_topo *topo;
+};
+
+/**
+ * Open (recovering) the logs of persisted stream @p cs, then attach its
+ * shared memory if it exists and agrees with the logs (freeing the slots of
+ * dead processes), else (re)create it so each shard continues its log's
+ * numbering. Registers the shards with @p p.
+ * @return 0 or -errno (@p err says why, naming the file and line for
+ *         configuration mismatches).
+ */
+int spate_persist_open_stream(struct spate_persister *p, const struct spate_config *cfg,
+			      const struct spate_config_stream *cs, struct spate_stream **out,
+			      char *err, size_t errlen);
+
+/** The log directory of shard @p shard of @p cs (<log_dir>/<shard>). */
+void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			     uint32_t shard, char *buf, size_t len);
+
+/** Start the persister thread (pinned to @p cpu if >= 0). @return 0 or -errno. */
+int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu);
+/** Stop it after writing everything the rings hold; close the logs
+ *  (clean-shutdown markers). NULL-safe; idempotent. */
+void spate_persister_stop(struct spate_persister *p);
+/** Free everything (after stop); the streams stay open. */
+void spate_persister_fini(struct spate_persister *p);
+
+#endif
