@@ -219,6 +219,20 @@ static int to_ring(struct spate_task *t)
 			t->rd = NULL;
 			return 0;
 		}
+		/* Pass over the batches the log gave us already, headers only;
+		 * the skip filter drops the rest of the batch holding next. */
+		struct spate_ring_span sp[64];
+		int n;
+		while ((n = spate_ring_peek_batches(t->rd, sp, 64, UINT64_MAX)) > 0) {
+			unsigned done = 0;
+			int k = 0;
+			while (k < n && sp[k].base_seq + sp[k].count <= next)
+				done += sp[k++].count;
+			if (done)
+				spate_ring_release(t->rd, done);
+			if (k < n)
+				break;
+		}
 		if (next > t->skip_below_seq)
 			t->skip_below_seq = next; /* the ring's older records are done */
 	}
@@ -345,7 +359,10 @@ static void maybe_spill(struct spate_task *t)
 	spate_ring_lag(t->rd, NULL, &lag_bytes);
 	if (lag_bytes <= t->ring_cap / 2 || t->rd->seq == UINT64_MAX)
 		return;
-	uint64_t next = t->rd->seq;
+	/* Relaxed: only this task's poller writes it. */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
+	if (next == UINT64_MAX || next < t->rd->seq)
+		next = t->rd->seq;
 	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
 	/* Acquire: pairs with the persister's release in dur_publish (the log
 	 * holds everything below written_seq once this is seen). */

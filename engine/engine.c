@@ -157,7 +157,7 @@ struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 /* Checkpoint files                                                         */
 /* ------------------------------------------------------------------------ */
 
-static int mkdir_p(const char *dir)
+int spate_eng_mkdir_p(const char *dir)
 {
 	char buf[4096];
 	size_t n = strlen(dir);
@@ -656,7 +656,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	e->cfg = (struct spate_config *)cfg;
 	if (spate_topo_open(&e->topo) < 0)
 		e->topo = NULL; /* pinning falls back to none; said in the plan */
-	rc = mkdir_p(cfg->state_dir);
+	rc = spate_eng_mkdir_p(cfg->state_dir);
 	if (rc < 0) {
 		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
 		goto err;

@@ -212,16 +212,19 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		struct spate_log_recovery rep;
 		memset(x, 0, sizeof(*x));
 		spate_persist_shard_dir(cfg, cs, i, x->dir, sizeof(x->dir));
-		rc = spate_log_open(x->dir, &lp, &x->log, &rep);
+		memset(&rep, 0, sizeof(rep));
+		rc = spate_eng_mkdir_p(x->dir);
+		if (rc == 0)
+			rc = spate_log_open(x->dir, &lp, &x->log, &rep);
 		if (rc < 0) {
 			snprintf(err, errlen, "%s:%u: stream %s shard %u: log %s: %s%s%s",
 				 cfg->source, cs->line, cs->name, i, x->dir, strerror(-rc),
 				 rep.message[0] ? ": " : "", rep.message);
 			goto out_logs;
 		}
-		if (rep.truncated_bytes || rep.message[0])
-			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i, x->dir,
-				      rep.message[0] ? rep.message : "recovered");
+		if (rep.truncated_bytes || !rep.io_uring)
+			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i,
+				      x->dir, rep.message[0] ? rep.message : "recovered");
 		next[i] = spate_log_next_seq(x->log);
 		empty[i] = spate_log_first_seq(x->log) == UINT64_MAX;
 	}
