@@ -197,6 +197,8 @@ static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
 	t->lrd = lrd;
 	t->dhave = 0;
 	t->dbuf_len = 0;
+	/* Relaxed: a status for monitors. */
+	atomic_store_explicit(&t->on_log, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -238,6 +240,7 @@ static int to_ring(struct spate_task *t)
 	}
 	spate_log_reader_close(t->lrd);
 	t->lrd = NULL;
+	atomic_store_explicit(&t->on_log, 0, memory_order_relaxed);
 	return 1;
 }
 

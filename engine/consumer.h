@@ -99,6 +99,7 @@ struct spate_task {
 	_Atomic uint64_t disk_records; /* records read from the log (stats) */
 	_Atomic uint64_t disk_gaps;   /* records retention deleted under the reader */
 	_Atomic uint32_t spills;      /* switches from the ring to the log */
+	_Atomic uint32_t on_log;      /* 1 while lrd is open (for monitors) */
 };
 
 struct spate_consumer {

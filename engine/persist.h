@@ -61,6 +61,15 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
 			     uint32_t shard, char *buf, size_t len);
 
+/**
+ * Replace file @p path durably: write @p buf to "<path>.tmp" and fdatasync it
+ * through io_uring (the log's path; pwrite + fdatasync where io_uring is
+ * refused), rename it over @p path, fsync the directory. A crash leaves the
+ * old file or the new one, never a mix. Used for checkpoints.
+ * @return 0, -ENAMETOOLONG, -ENOSPC, -EIO, -errno.
+ */
+int spate_persist_write_file(const char *path, const void *buf, size_t len);
+
 /** Start the persister thread (pinned to @p cpu if >= 0). @return 0 or -errno. */
 int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu);
 /** Stop it after writing everything the rings hold; close the logs

@@ -83,6 +83,10 @@ struct spate_consumer_stats {
 	uint64_t helped;         /**< steps done by a worker helping with a lagging shard */
 	uint32_t state;          /**< enum spate_consumer_state */
 	char error[200];         /**< why it stopped, if it did */
+	uint64_t log_records;    /**< read from the stream's log (history, or after falling behind) */
+	uint64_t log_gaps;       /**< records retention deleted before they were read */
+	uint32_t log_spills;     /**< switches from the ring to the log (fell half a ring behind) */
+	uint32_t on_log;         /**< tasks reading the log right now */
 };
 
 enum spate_consumer_state {
