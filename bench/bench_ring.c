@@ -810,7 +810,8 @@ static double case_rps(const struct result *res, unsigned nres, const struct spa
 
 /* One row per mode run: throughput vs batch (a line per ring and record
  * size), vs record size (a line per ring and batch), and the latency
- * percentiles of the first record size (a line per ring and batch). */
+ * percentiles of the first record size (a line per ring and batch). A
+ * sweep over a single batch or size leaves its panel out. */
 static int plot_results(const struct opts *o, const struct machine *m, const struct result *res,
 			unsigned nres)
 {
@@ -830,7 +831,10 @@ static int plot_results(const struct opts *o, const struct machine *m, const str
 	snprintf(title, sizeof(title), "spate bench ring, %s, %s; %.3g s x %u run%s per case%s",
 		 m->model, date, o->seconds, o->repeat, o->repeat > 1 ? "s (median)" : "",
 		 o->rate ? ", writers paced (--rate)" : "");
-	rc = spate_plot_open(&p, o->plot, rows, 3, title, err, sizeof(err));
+	/* A sweep of one value makes no line: leave its panel out. */
+	int by_size = o->nsizes > 1, by_batch = o->nbatches > 1 || !by_size;
+	rc = spate_plot_open(&p, o->plot, rows, 1u + (unsigned)by_batch + (unsigned)by_size, title,
+			     err, sizeof(err));
 	if (rc < 0)
 		goto fail;
 	for (unsigned mo = 0; mo < SPATE_BENCH_NMODES; mo++) {
@@ -838,8 +842,10 @@ static int plot_results(const struct opts *o, const struct machine *m, const str
 			continue;
 		char t[128];
 		snprintf(t, sizeof(t), "%s: throughput vs batch", modes[mo].name);
-		spate_plot_panel(p, t, "records per batch", "Mrec/s", SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
-		for (unsigned ii = 0; ii < NIMPLS; ii++) {
+		if (by_batch)
+			spate_plot_panel(p, t, "records per batch", "Mrec/s",
+					 SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
+		for (unsigned ii = 0; ii < NIMPLS && by_batch; ii++) {
 			if (!(o->impls & (1u << ii)))
 				continue;
 			for (unsigned si = 0; si < o->nsizes; si++) {
@@ -854,8 +860,10 @@ static int plot_results(const struct opts *o, const struct machine *m, const str
 			}
 		}
 		snprintf(t, sizeof(t), "%s: throughput vs record size", modes[mo].name);
-		spate_plot_panel(p, t, "record size (bytes)", "GB/s", SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
-		for (unsigned ii = 0; ii < NIMPLS; ii++) {
+		if (by_size)
+			spate_plot_panel(p, t, "record size (bytes)", "GB/s",
+					 SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
+		for (unsigned ii = 0; ii < NIMPLS && by_size; ii++) {
 			if (!(o->impls & (1u << ii)))
 				continue;
 			for (unsigned bi = 0; bi < o->nbatches; bi++) {

@@ -18,7 +18,13 @@
 #include "spate/hist.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
+
+/* The layout other processes rely on (hist.h). */
+_Static_assert(offsetof(struct spate_hist, count) == 128, "summary at byte 128");
+_Static_assert(offsetof(struct spate_hist, bucket) == 256, "buckets at byte 256");
+_Static_assert(sizeof(struct spate_hist) == 256 + 8 * SPATE_HIST_BUCKETS, "no hidden padding");
 
 /* Every load below is relaxed: readers need whole values, and any order
  * among them is acceptable (hist.h); snapshot() repairs the disagreement. */

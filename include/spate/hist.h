@@ -58,23 +58,30 @@ extern "C" {
 /**
  * A histogram. Plain data (offsets-free, pointer-free), same layout in every
  * process built from this header; check with spate_hist_check() after
- * attaching. Fields are read through the functions below.
+ * attaching. Fields are read through the functions below. The offsets are
+ * fixed (header at 0, summary at 128, buckets at 256); the struct asks for
+ * no more than 8-byte alignment, so it may sit anywhere (calloc, a member),
+ * and on 128-byte aligned memory its parts get cache lines of their own.
  */
 struct spate_hist {
-	/* Header: written by spate_hist_init() only, before publication. */
-	_Alignas(128) uint32_t magic; /**< SPATE_HIST_MAGIC */
-	uint32_t version;             /**< SPATE_HIST_VERSION */
-	uint32_t size;                /**< sizeof(struct spate_hist) */
-	uint32_t sub_bits;            /**< SPATE_HIST_SUB_BITS */
-	uint32_t top_bits;            /**< SPATE_HIST_TOP_BITS */
-	uint32_t nbuckets;            /**< SPATE_HIST_BUCKETS */
-	/* Writer's summary, on a line of its own. */
-	_Alignas(128) _Atomic uint64_t count; /**< values recorded */
-	_Atomic uint64_t min;                 /**< exact; UINT64_MAX while empty */
-	_Atomic uint64_t max;                 /**< exact; 0 while empty */
-	_Atomic uint64_t sum;                 /**< saturating at UINT64_MAX */
-	_Atomic uint64_t clamped;             /**< values above SPATE_HIST_MAX_NS */
-	_Alignas(128) _Atomic uint64_t bucket[SPATE_HIST_BUCKETS];
+	/* Header (bytes 0..127): written by spate_hist_init() only, before
+	 * publication. */
+	uint32_t magic;    /**< SPATE_HIST_MAGIC */
+	uint32_t version;  /**< SPATE_HIST_VERSION */
+	uint32_t size;     /**< sizeof(struct spate_hist) */
+	uint32_t sub_bits; /**< SPATE_HIST_SUB_BITS */
+	uint32_t top_bits; /**< SPATE_HIST_TOP_BITS */
+	uint32_t nbuckets; /**< SPATE_HIST_BUCKETS */
+	uint8_t pad0_[128 - 6 * 4];
+	/* The writer's summary (bytes 128..255). */
+	_Atomic uint64_t count;   /**< values recorded */
+	_Atomic uint64_t min;     /**< exact; UINT64_MAX while empty */
+	_Atomic uint64_t max;     /**< exact; 0 while empty */
+	_Atomic uint64_t sum;     /**< saturating at UINT64_MAX */
+	_Atomic uint64_t clamped; /**< values above SPATE_HIST_MAX_NS */
+	uint8_t pad1_[128 - 5 * 8];
+	/* Counts (from byte 256). */
+	_Atomic uint64_t bucket[SPATE_HIST_BUCKETS];
 };
 
 /** One bucket, as spate_hist_next() reports it: values in [lo, hi]. */
