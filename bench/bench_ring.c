@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <sched.h>
@@ -48,6 +49,7 @@
 #include "spate/topo.h"
 #include "bench.h"
 #include "bench_impl.h"
+#include "plot.h"
 
 /* ------------------------------------------------------------------------ */
 /* Registry                                                                 */
@@ -93,6 +95,7 @@ struct opts {
 	int pin;
 	int huge;
 	int dpdk_sync;
+	const char *plot; /* --plot FILE.png, or NULL */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -546,6 +549,8 @@ void spate_bench_ring_usage(FILE *f)
 		"  --no-pin             do not pin threads\n"
 		"  --no-huge            do not ask for transparent huge pages\n"
 		"  --json               print one JSON object instead of the table\n"
+		"  --plot FILE.png      also draw throughput vs batch and record size, and the\n"
+		"                       latency percentiles, with gnuplot (package gnuplot-nox)\n"
 		"  -h, --help           this text\n");
 }
 
@@ -633,7 +638,7 @@ static int parse_names(const char *arg, unsigned *mask, int is_mode)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_MODE = 256, O_SIZE, O_BATCH, O_IMPL, O_SECONDS, O_REPEAT, O_RING, O_WAIT,
-	       O_RATE, O_NOPIN, O_NOHUGE, O_JSON, O_DPDK_SYNC };
+	       O_RATE, O_NOPIN, O_NOHUGE, O_JSON, O_DPDK_SYNC, O_PLOT };
 	static const struct option lo[] = {
 		{ "mode", required_argument, NULL, O_MODE },
 		{ "record-size", required_argument, NULL, O_SIZE },
@@ -648,6 +653,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "no-huge", no_argument, NULL, O_NOHUGE },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "dpdk-sync", required_argument, NULL, O_DPDK_SYNC },
+		{ "plot", required_argument, NULL, O_PLOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -742,6 +748,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			else
 				goto bad;
 			break;
+		case O_PLOT:
+			if (!*optarg)
+				goto bad;
+			o->plot = optarg;
+			break;
 		case 'h':
 			spate_bench_ring_usage(stdout);
 			return 1;
@@ -752,6 +763,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (optind < argc) {
 		fprintf(stderr, "spate bench ring: unexpected argument '%s'\n", argv[optind]);
 		goto usage;
+	}
+	if (o->plot) {
+		/* Before the runs, not after: a long sweep must not end in this. */
+		char err[256];
+		rc = spate_plot_available(err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate bench ring: %s\n", err);
+			return rc;
+		}
 	}
 	int single = o->nsizes == 1 && o->nbatches == 1;
 	if (!o->repeat)
@@ -766,6 +786,125 @@ bad:
 usage:
 	spate_bench_ring_usage(stderr);
 	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plot                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Records/s of impl @p ii, mode @p mo, size and batch, NAN if not run. */
+static double case_rps(const struct result *res, unsigned nres, const struct spate_bench_impl *impl,
+		       unsigned mo, unsigned size, unsigned batch, const struct result **r)
+{
+	for (unsigned k = 0; k < nres; k++)
+		if (res[k].impl == impl && res[k].c.mode == mo && res[k].c.size == size &&
+		    res[k].c.batch == batch) {
+			if (r)
+				*r = &res[k];
+			return res[k].failed || !res[k].nruns ? NAN : res[k].rps;
+		}
+	if (r)
+		*r = NULL;
+	return NAN;
+}
+
+/* One row per mode run: throughput vs batch (a line per ring and record
+ * size), vs record size (a line per ring and batch), and the latency
+ * percentiles of the first record size (a line per ring and batch). A
+ * sweep over a single batch or size leaves its panel out. */
+static int plot_results(const struct opts *o, const struct machine *m, const struct result *res,
+			unsigned nres)
+{
+	struct spate_plot *p;
+	char err[512], title[512], name[96], date[32];
+	double x[MAX_LIST], y[MAX_LIST];
+	unsigned rows = 0;
+	time_t now = time(NULL);
+	struct tm tm;
+	int rc;
+
+	for (unsigned mo = 0; mo < SPATE_BENCH_NMODES; mo++)
+		if (o->modes & (1u << mo))
+			rows++;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+	snprintf(title, sizeof(title), "spate bench ring, %s, %s; %.3g s x %u run%s per case%s",
+		 m->model, date, o->seconds, o->repeat, o->repeat > 1 ? "s (median)" : "",
+		 o->rate ? ", writers paced (--rate)" : "");
+	/* A sweep of one value makes no line: leave its panel out. */
+	int by_size = o->nsizes > 1, by_batch = o->nbatches > 1 || !by_size;
+	rc = spate_plot_open(&p, o->plot, rows, 1u + (unsigned)by_batch + (unsigned)by_size, title,
+			     err, sizeof(err));
+	if (rc < 0)
+		goto fail;
+	for (unsigned mo = 0; mo < SPATE_BENCH_NMODES; mo++) {
+		if (!(o->modes & (1u << mo)))
+			continue;
+		char t[128];
+		snprintf(t, sizeof(t), "%s: throughput vs batch", modes[mo].name);
+		if (by_batch)
+			spate_plot_panel(p, t, "records per batch", "Mrec/s",
+					 SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
+		for (unsigned ii = 0; ii < NIMPLS && by_batch; ii++) {
+			if (!(o->impls & (1u << ii)))
+				continue;
+			for (unsigned si = 0; si < o->nsizes; si++) {
+				for (unsigned bi = 0; bi < o->nbatches; bi++) {
+					x[bi] = o->batches[bi];
+					y[bi] = case_rps(res, nres, all_impls[ii], mo, o->sizes[si],
+							 o->batches[bi], NULL) / 1e6;
+				}
+				snprintf(name, sizeof(name), "%s %u B", all_impls[ii]->name, o->sizes[si]);
+				spate_plot_style(p, si, ii);
+				spate_plot_series(p, name, x, y, o->nbatches);
+			}
+		}
+		snprintf(t, sizeof(t), "%s: throughput vs record size", modes[mo].name);
+		if (by_size)
+			spate_plot_panel(p, t, "record size (bytes)", "GB/s",
+					 SPATE_PLOT_LOGX | SPATE_PLOT_LOGY);
+		for (unsigned ii = 0; ii < NIMPLS && by_size; ii++) {
+			if (!(o->impls & (1u << ii)))
+				continue;
+			for (unsigned bi = 0; bi < o->nbatches; bi++) {
+				for (unsigned si = 0; si < o->nsizes; si++) {
+					x[si] = o->sizes[si];
+					y[si] = case_rps(res, nres, all_impls[ii], mo, o->sizes[si],
+							 o->batches[bi], NULL) * o->sizes[si] / 1e9;
+				}
+				snprintf(name, sizeof(name), "%s batch %u", all_impls[ii]->name,
+					 o->batches[bi]);
+				spate_plot_style(p, bi, ii);
+				spate_plot_series(p, name, x, y, o->nsizes);
+			}
+		}
+		snprintf(t, sizeof(t), "%s: publish->take latency, %u B records", modes[mo].name,
+			 o->sizes[0]);
+		spate_plot_panel(p, t, "percentile", "microseconds", SPATE_PLOT_PCT_X | SPATE_PLOT_LOGY);
+		for (unsigned ii = 0; ii < NIMPLS; ii++) {
+			if (!(o->impls & (1u << ii)))
+				continue;
+			for (unsigned bi = 0; bi < o->nbatches; bi++) {
+				const struct result *r;
+				if (isnan(case_rps(res, nres, all_impls[ii], mo, o->sizes[0],
+						   o->batches[bi], &r)))
+					continue;
+				snprintf(name, sizeof(name), "%s batch %u", all_impls[ii]->name,
+					 o->batches[bi]);
+				spate_plot_style(p, bi, ii);
+				spate_plot_hist(p, name, &r->hist);
+			}
+		}
+	}
+	rc = spate_plot_close(p, err, sizeof(err));
+	if (rc < 0)
+		goto fail;
+	if (!o->json)
+		printf("# plot: %s\n", o->plot);
+	return 0;
+fail:
+	fprintf(stderr, "spate bench ring: %s\n", err);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1054,6 +1193,11 @@ int spate_bench_ring_main(int argc, char **argv)
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 	}
 	rc = failures ? -EIO : 0;
+	if (o.plot && nres) {
+		int prc = plot_results(&o, &m, res, nres);
+		if (prc < 0 && !rc)
+			rc = prc;
+	}
 out:
 	if (root)
 		json_object_put(root);

@@ -29,6 +29,7 @@
 
 #include "engine/cli.h"
 #include "spate/engine.h"
+#include "spate/slog.h"
 
 static volatile sig_atomic_t got_stop, got_hup;
 
@@ -133,10 +134,12 @@ int spate_cli_run(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "seconds", required_argument, 0, 's' },
 		{ "interval", required_argument, 0, 'i' },
+		{ "log-format", required_argument, 0, 'L' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	double seconds = 0, interval = 1;
+	enum spate_slog_format lf;
 	struct spate_engine *e;
 	char err[1024], desc[4096], pidfile[4200];
 	int c, rc;
@@ -147,9 +150,11 @@ int spate_cli_run(int argc, char **argv)
 			seconds = atof(optarg);
 		else if (c == 'i')
 			interval = atof(optarg);
+		else if (c == 'L' && spate_slog_parse_format(optarg, &lf) == 0)
+			spate_slog_set_format(lf);
 		else {
-			fprintf(c == 'h' ? stdout : stderr,
-				"usage: spate run CONFIG [--seconds S] [--interval S]\n");
+			fprintf(c == 'h' ? stdout : stderr, "usage: spate run CONFIG [--seconds S] "
+				"[--interval S] [--log-format text|json]\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}

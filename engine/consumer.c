@@ -36,6 +36,7 @@
 
 #include "engine/consumer.h"
 #include "engine/plugin_host.h"
+#include "spate/slog.h"
 
 #define BISECT_DEPTH 64u
 
@@ -50,13 +51,12 @@ static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl
 		     ...)
 {
 	struct spate_task *t = h->host_private;
-	char msg[512];
+	struct spate_slog_ctx ctx = { t->c->p.name, t->ctx.stream, t->shard, t->lane };
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	spate_slog_v(lvl, &ctx, fmt, ap); /* text or JSON, rate-limited per call site */
 	va_end(ap);
-	spate_eng_log(t->c->e, lvl, "%s/%u: %s", t->c->p.name, t->shard, msg);
 }
 
 static int task_put(const struct spate_plugin_host *h, const char *stream, const void *key,

@@ -48,6 +48,7 @@
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
 #include "spate/engine.h"
+#include "spate/slog.h"
 #include "spate/topo.h"
 
 #define CKPT_PERIOD_NS (100ull * 1000 * 1000)
@@ -93,17 +94,13 @@ struct spate_engine {
 
 void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
 {
-	static const char *names[] = { "error", "warn", "info", "debug" };
-	char msg[1024];
 	va_list ap;
 
 	(void)e;
-	if (lvl > SPATE_LOG_INFO && !getenv("SPATE_DEBUG"))
-		return;
+	/* The host logger: text or JSON lines, rate-limited per call site. */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	spate_slog_v(lvl, NULL, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "spate: %s: %s\n", names[lvl <= SPATE_LOG_DEBUG ? lvl : 0], msg);
 }
 
 static int stream_index(const struct spate_engine *e, const char *name)

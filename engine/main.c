@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "spate/slog.h"
 #include "spate/spate.h"
 #include "bench/bench.h"
 #include "engine/cli.h"
@@ -74,8 +75,38 @@ static void list_cmds(FILE *f, const char *prefix, const struct spate_cmd *t)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: spate COMMAND [options]\n\ncommands:\n");
+	fprintf(f, "usage: spate [--log-format text|json] COMMAND [options]\n\n"
+		"  --log-format F  diagnostics as text lines (default) or JSON lines\n"
+		"                  (also SPATE_LOG_FORMAT=json)\n\ncommands:\n");
 	list_cmds(f, "", top_cmds);
+}
+
+/* Options before the command: --log-format F, --log-format=F. Consumes
+ * them from *argc / *argv (argv[0] stays). 0 or -EINVAL. */
+static int global_opts(int *argc, char ***argv)
+{
+	while (*argc > 1 && !strncmp((*argv)[1], "--log-format", 12)) {
+		const char *v = (*argv)[1] + 12;
+		int used = 1;
+		if (*v == '=')
+			v++;
+		else if (!*v && *argc > 2) {
+			v = (*argv)[2];
+			used = 2;
+		} else if (*v || *argc <= 2) {
+			v = NULL;
+		}
+		enum spate_slog_format f;
+		if (!v || spate_slog_parse_format(v, &f) < 0) {
+			fprintf(stderr, "spate: --log-format takes text or json\n");
+			return -EINVAL;
+		}
+		spate_slog_set_format(f);
+		(*argv)[used] = (*argv)[0];
+		*argv += used;
+		*argc -= used;
+	}
+	return 0;
 }
 
 static const struct spate_cmd *find_cmd(const struct spate_cmd *t, const char *name)
@@ -138,6 +169,8 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	if (global_opts(&argc, &argv) < 0)
+		return 2;
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
