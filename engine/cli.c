@@ -318,7 +318,17 @@ int spate_cli_put(int argc, char **argv)
 		struct spate_put_result res;
 		rc = spate_put(p, key ? key : data, key ? strlen(key) : len, data, len, &res);
 		if (rc < 0) {
-			fprintf(stderr, "spate put: %s\n", strerror(-rc));
+			if (rc == -ENOTCONN || rc == -ENOSPC || rc == -EIO)
+				fprintf(stderr,
+					"spate put: record appended as shard %u seq %" PRIu64
+					" but not known to be durable: %s\n",
+					res.shard, res.seq,
+					rc == -ENOTCONN ? "no engine is persisting the stream (start it "
+							  "with `spate run`)"
+					: rc == -ENOSPC ? "the log's disk is full"
+							: strerror(-rc));
+			else
+				fprintf(stderr, "spate put: %s\n", strerror(-rc));
 			break;
 		}
 		if (!quiet)
