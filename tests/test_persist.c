@@ -545,3 +545,40 @@ Test(persist, second_engine_is_refused, .timeout = 60)
 	close(go[0]);
 	close(go[1]);
 }
+
+/* Retention deletes the segment a slow consumer is reading: no crash, the
+ * consumer moves to the oldest retained record, the gap is counted and
+ * logged, and every record it does get is delivered once, in order. */
+Test(persist, retention_deletes_segment_under_reader, .timeout = 90)
+{
+	struct bus b;
+	char sp[PATH_MAX];
+	const uint64_t n = 200000;
+
+	bus_init(&b, "ret");
+	struct spate_config_stream *cs = persisted(&b, "in", 1, 64 * 1024,
+						   SPATE_CONFIG_DURABILITY_NONE);
+	cs->retention_bytes = 2ull << 20; /* two 1 MiB segments */
+	struct spate_config_consumer *k = bus_consumer(&b, "slow", "in", "count");
+	sum_tmpl(&b, "slow", sp, sizeof(sp));
+	opt(k, "summary", sp);
+	opt(k, "delay_us", "2000");
+	k->batch_size = 50;
+	k->starting_position = SPATE_CONFIG_START_LATEST;
+	bus_open(&b);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce0(p, 0, n, NULL);
+	spate_producer_close(p);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "slow", st, st.lag_records == 0 && st.on_log == 0, 60000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	struct summary s = summary_of(&b, "slow", 0);
+	cr_assert_gt(st.log_gaps, 0, "retention never overtook the reader: %s", s.text);
+	cr_assert_eq(s.duplicates, 0, "%s", s.text);
+	cr_assert_eq(s.first_seq, 0, "%s", s.text);
+	cr_assert_eq(s.last_seq, (int64_t)n - 1, "%s", s.text);
+	cr_assert_eq(s.records + st.log_gaps, n, "delivered %" PRIu64 " + skipped %" PRIu64
+		     " != %" PRIu64 ": %s", s.records, st.log_gaps, n, s.text);
+	bus_done(&b);
+}
