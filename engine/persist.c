@@ -380,7 +380,10 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
 		}
 	}
-	if (!x->pending && !x->skipped && !x->err && !want_sync)
+	/* Idle: an interval shard still owes a sync once its period ends. */
+	if (!x->pending && !x->skipped && !x->err &&
+	    !(want_sync && x->durability == SPATE_STREAM_DUR_INTERVAL &&
+	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
 	uint64_t durable = 0;
 	rc = spate_log_sync(x->log, &durable);

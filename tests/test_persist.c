@@ -114,6 +114,15 @@ Test(persist, replay_after_reboot, .timeout = 60)
 	nap_ms(3);
 	produce0(p, 10000, 20000, &sum_all);
 	spate_producer_close(p);
+	/* interval: with no new records, the group commit still comes. */
+	const struct spate_stream_dur *d = spate_stream_dur(spate_engine_stream(b.e, "in"), 0);
+	uint64_t until = mono_ns() + 5000 * MS;
+	while (atomic_load(&d->durable_seq) < 20000) {
+		cr_assert_lt(mono_ns(), until, "durable_seq stuck at %" PRIu64,
+			     atomic_load(&d->durable_seq));
+		nap_ms(1);
+	}
+	cr_assert_eq(atomic_load(&d->written_seq), 20000);
 	cr_assert_eq(spate_engine_stop(b.e), 0);
 	spate_engine_close(b.e);
 	b.e = NULL;
