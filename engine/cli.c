@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
+#include "engine/stats_view.h"
 #include "spate/engine.h"
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -194,6 +195,16 @@ int spate_cli_run(int argc, char **argv)
 		fprintf(stderr, "spate: start: %s\n", strerror(-rc));
 		goto out;
 	}
+	struct spate_metrics_http *metrics = NULL;
+	if (cfg->metrics.listen[0]) {
+		rc = spate_metrics_http_start(cfg->bus, cfg->metrics.listen, &metrics, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate: %s\n", err);
+			spate_engine_stop(e);
+			goto out;
+		}
+		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
+	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		struct spate_consumer_stats st;
@@ -235,6 +246,7 @@ int spate_cli_run(int argc, char **argv)
 			break;
 	}
 	printf("stopping: draining, flushing plugins, writing checkpoints\n");
+	spate_metrics_http_stop(metrics);
 	spate_engine_stop(e);
 	if (last)
 		print_stats(e, cfg, last, 0);
@@ -558,6 +570,11 @@ int spate_cli_rm(int argc, char **argv)
 		printf("stream %s: %s\n", name, r == 0 ? "removed" : strerror(-r));
 		if (r < 0 && r != -ENOENT)
 			rc = r;
+	}
+	if (argc == 2) { /* the whole bus: its counters region too */
+		int r = spate_stats_unlink(cfg->bus);
+		if (r == 0)
+			printf("counters of bus %s: removed\n", cfg->bus);
 	}
 	spate_config_free(cfg);
 	return rc;

@@ -89,6 +89,11 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	add_shared(&c->failed, 1);
 	if (why == SPATE_FAIL_RECORD_EXPIRED)
 		add_shared(&c->expired, 1);
+	if (t->st.slot) { /* counters region: this task's poller is the one writer */
+		spate_stats_add(&t->st.slot->failed, 1);
+		if (why == SPATE_FAIL_RECORD_EXPIRED)
+			spate_stats_add(&t->st.slot->expired, 1);
+	}
 	if (!c->dlq) {
 		spate_eng_log(c->e, SPATE_LOG_WARN,
 				  "%s/%u: record %" PRIu64 " given up (%s) and dropped: no on_failure "
@@ -174,6 +179,8 @@ static void batch_done(struct spate_task *t, uint64_t now)
 	spate_ring_release(t->rd, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
+	if (t->st.slot)
+		spate_stats_set(&t->st.slot->checkpoint, next);
 	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
 		t->ckpt_ns = now;
 		uint64_t shard_next = c->p.parallelization == 1 ? next
@@ -343,9 +350,14 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			 * producer -> plugin latency is, sampled to stay cheap. */
 			uint64_t rt = spate_now_ns();
 			spate_hist_record(&t->lat, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+			if (t->st.slot)
+				spate_hist_record(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
 		}
+		uint64_t pt0 = t->st.slot ? spate_mono_ns() : 0; /* counters region */
 		int rc = t->pl->process(t->state, &b, &res);
 		t->attempt++;
+		if (t->st.slot)
+			spate_stats_task_delivery(&t->st, cnt, spate_mono_ns() - pt0, t->attempt > 1);
 		add_shared(&c->batches, 1);
 		if (t->attempt > 1)
 			add_shared(&c->retries, 1);
@@ -373,6 +385,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 				bytes += t->views[t->lo + i].len;
 			add_shared(&c->records, done);
 			add_shared(&c->bytes, bytes);
+			if (t->st.slot && done)
+				spate_stats_task_done(t->st.slot, done, bytes, t->views[t->lo + done - 1].ts);
 			handled += (int)done;
 			t->lo += done;
 			if (st == SPATE_BATCH_OK) {
@@ -389,6 +403,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			return -1;
 		}
 		/* Failure of [lo, hi): split, give up, or back off. */
+		if (t->st.slot)
+			spate_stats_add(&t->st.slot->errors, 1);
 		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
 		    t->depth < BISECT_DEPTH) {
 			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
@@ -399,6 +415,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->stack[t->depth][1] = t->hi;
 			t->stack[t->depth][2] = t->prior;
 			t->depth++;
+			if (t->st.slot)
+				spate_stats_add(&t->st.slot->bisections, 1);
 			t->hi = mid;
 			t->attempt = 0;
 			continue;

@@ -12,6 +12,7 @@
 #include "spate/engine.h"
 #include "spate/hist.h"
 #include "spate/plugin.h"
+#include "spate/stats.h"
 #include "spate/stream.h"
 
 struct spate_plugin_lib;
@@ -85,6 +86,7 @@ struct spate_task {
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
 	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
+	struct spate_stats_tref st;   /* counters region slot (engine.c stats_open); slot NULL: off */
 };
 
 struct spate_consumer {
