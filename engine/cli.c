@@ -204,6 +204,7 @@ int spate_cli_run(int argc, char **argv)
 			goto out;
 		}
 		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
+		fflush(stdout);
 	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
