@@ -32,6 +32,7 @@
 
 #include "bench/bench.h"
 #include "spate/engine.h"
+#include "spate/stats.h"
 #include "spate/topo.h"
 
 struct pipe_opts {
@@ -43,6 +44,8 @@ struct pipe_opts {
 	uint64_t rate;        /* offered records/s, 0 = saturate */
 	enum spate_ring_wait wait;
 	int progress;         /* print a line per second */
+	int counters_off;     /* run the engine without its counters region */
+	unsigned overhead_runs; /* bench: pairs of runs with and without counters */
 };
 
 struct pipe_result {
@@ -111,6 +114,27 @@ out:
 	return NULL;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median of @p n values (sorts a copy); 0 if none. */
+static double median(const double *v, unsigned n)
+{
+	double *c = n ? malloc(n * sizeof(*c)) : NULL;
+	double m = 0;
+
+	if (!c)
+		return 0;
+	memcpy(c, v, n * sizeof(*c));
+	qsort(c, n, sizeof(*c), cmp_double);
+	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+	free(c);
+	return m;
+}
+
 static int read_summary(const char *path, struct pipe_result *r)
 {
 	json_object *j = json_object_from_file(path), *v;
@@ -166,6 +190,8 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 	cc->batch_size = o->cbatch;
 	cc->wait = o->wait;
 	cc->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
+	if (o->counters_off)
+		cfg->metrics.counters = SPATE_CONFIG_COUNTERS_OFF;
 	if ((rc = spate_config_consumer_set_option(cc, "summary", summary)) < 0)
 		goto out;
 
@@ -256,6 +282,7 @@ out:
 	spate_producer_close(prod);
 	spate_engine_close(e);
 	spate_stream_unlink(bus, "events");
+	spate_stats_unlink(bus);
 	spate_config_free(cfg);
 	spate_topo_close(topo);
 	unlink(sumfile);
@@ -273,6 +300,7 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 		{ "batch", required_argument, 0, 'b' },   { "consumer-batch", required_argument, 0, 'c' },
 		{ "ring-bytes", required_argument, 0, 'R' }, { "rate", required_argument, 0, 'o' },
 		{ "wait", required_argument, 0, 'w' },    { "json", no_argument, 0, 'j' },
+		{ "overhead-runs", required_argument, 0, 'O' },
 		{ "help", no_argument, 0, 'h' },          { 0, 0, 0, 0 },
 	};
 	int c;
@@ -291,11 +319,12 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 				  : !strcmp(optarg, "yield") ? SPATE_RING_WAIT_YIELD : SPATE_RING_WAIT_BLOCK;
 			break;
 		case 'j': if (json) *json = 1; break;
+		case 'O': o->overhead_runs = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'h':
 		default:
 			printf("usage: spate %s [--seconds S] [--record-size N] [--batch N] "
 			       "[--consumer-batch N] [--ring-bytes B] [--rate R] [--wait busy|yield|block]%s\n",
-			       cmd, json ? " [--json]" : "");
+			       cmd, json ? " [--json] [--overhead-runs N]" : "");
 			return c == 'h' ? 1 : -EINVAL;
 		}
 	}
@@ -363,7 +392,7 @@ int spate_demo_main(int argc, char **argv)
 int spate_bench_pipeline_main(int argc, char **argv)
 {
 	struct pipe_opts o = { .seconds = 3, .size = 64, .batch = 32, .cbatch = 1024,
-			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY };
+			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY, .overhead_runs = 3 };
 	int json = 0, rc = parse_common(argc, argv, &o, &json, "bench pipeline");
 	struct pipe_result sat, low;
 
@@ -374,6 +403,39 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", sat.why);
 		return rc < 0 ? rc : -EIO;
 	}
+	/* The cost of the counters region: pairs of saturated runs without and
+	 * with it, in alternating order so drift on a shared machine hits both
+	 * sides alike; medians and the per-pair ratio's median. */
+	unsigned nov = o.overhead_runs;
+	double *rw = calloc(nov + 1, sizeof(double)), *rwo = calloc(nov + 1, sizeof(double));
+	double *ratio = calloc(nov + 1, sizeof(double));
+	if (!rw || !rwo || !ratio) {
+		free(rw);
+		free(rwo);
+		free(ratio);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < nov; i++) {
+		struct pipe_result a;
+		for (int k = 0; k < 2; k++) {
+			struct pipe_opts x = o;
+			x.counters_off = (int)((i + (unsigned)k) % 2 == 0); /* off first on even pairs */
+			rc = run_pipeline(&x, &a);
+			if (rc < 0 || !a.ok) {
+				fprintf(stderr, "spate bench pipeline: FAILED (counters %s): %s\n",
+					x.counters_off ? "off" : "on", a.why);
+				free(rw);
+				free(rwo);
+				free(ratio);
+				return rc < 0 ? rc : -EIO;
+			}
+			(x.counters_off ? rwo : rw)[i] = (double)a.produced / a.secs;
+		}
+		ratio[i] = rw[i] / rwo[i];
+	}
+	double med_w = median(rw, nov), med_wo = median(rwo, nov);
+	double med_ratio = median(ratio, nov);
+
 	/* Latency below saturation: offer 10% of what saturated, unless given. */
 	struct pipe_opts lo = o;
 	if (!lo.rate)
@@ -391,6 +453,15 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		char what[64];
 		snprintf(what, sizeof(what), "offered %.1f M rec/s", (double)lo.rate / 1e6);
 		print_result(what, &lo, &low);
+		if (nov)
+			printf("counters region: %u pair(s) of saturated runs: median %.2f M rec/s with, "
+			       "%.2f M rec/s without; per-pair ratio median %.3f (%.1f%% %s)\n",
+			       nov, med_w / 1e6, med_wo / 1e6, med_ratio,
+			       (med_ratio <= 1 ? 1 - med_ratio : med_ratio - 1) * 100,
+			       med_ratio <= 1 ? "cost" : "faster with");
+		free(rw);
+		free(rwo);
+		free(ratio);
 		return 0;
 	}
 	json_object *root = json_object_new_object(), *cases = json_object_new_array();
@@ -418,6 +489,24 @@ int spate_bench_pipeline_main(int argc, char **argv)
 	json_object_object_add(root, "placement", json_object_new_string(sat.placement));
 	json_object_object_add(root, "memory", json_object_new_string(sat.backing));
 	json_object_object_add(root, "cases", cases);
+	json_object *ov = json_object_new_object(), *aw = json_object_new_array(),
+		    *awo = json_object_new_array();
+	for (unsigned i = 0; i < nov; i++) {
+		json_object_array_add(aw, json_object_new_double(rw[i]));
+		json_object_array_add(awo, json_object_new_double(rwo[i]));
+	}
+	json_object_object_add(ov, "pairs", json_object_new_int((int)nov));
+	json_object_object_add(ov, "seconds_each", json_object_new_double(o.seconds));
+	json_object_object_add(ov, "with_records_per_sec", aw);
+	json_object_object_add(ov, "without_records_per_sec", awo);
+	json_object_object_add(ov, "with_median", json_object_new_double(med_w));
+	json_object_object_add(ov, "without_median", json_object_new_double(med_wo));
+	json_object_object_add(ov, "ratio_median", json_object_new_double(med_ratio));
+	json_object_object_add(ov, "overhead_pct", json_object_new_double((1 - med_ratio) * 100));
+	json_object_object_add(root, "counters_overhead", ov);
+	free(rw);
+	free(rwo);
+	free(ratio);
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
 	json_object_put(root);
 	return 0;
