@@ -64,6 +64,7 @@ struct worker {
 	uint32_t help_from;     /* where help() starts looking */
 	bool started;
 	struct spate_stats_worker *st; /* counters region slot (stats_open), or NULL */
+	struct spate_stats_wprev st_prev; /* its previous round (worker-local) */
 };
 
 struct spate_engine {
@@ -393,8 +394,10 @@ static void *worker_main(void *arg)
 
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
-	if (w->st)
-		spate_stats_set(&w->st->since_ns, spate_mono_ns());
+	if (w->st) {
+		w->st_prev.at = spate_mono_ns();
+		spate_stats_set(&w->st->since_ns, w->st_prev.at);
+	}
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		uint64_t now = spate_mono_ns();
 		uint64_t soonest = UINT64_MAX;
@@ -421,12 +424,11 @@ static void *worker_main(void *arg)
 			work = help(e, w, now);
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (w->st) /* counters region: this worker is the slot's one writer */
-			spate_stats_worker_round(w->st, work ? spate_mono_ns() - now : 0);
+			spate_stats_worker_round(w->st, &w->st_prev, now, work);
 		if (work || soonest == 0) {
 			idle_ns = 1000;
 			continue;
 		}
-		uint64_t park0 = w->st ? spate_stats_worker_park(w->st, spate_mono_ns()) : 0;
 		switch (w->wait) {
 		case SPATE_RING_WAIT_BUSY:
 			spate_cpu_relax();
@@ -459,8 +461,6 @@ static void *worker_main(void *arg)
 			break;
 		}
 		}
-		if (w->st)
-			spate_stats_worker_unpark(w->st, park0, spate_mono_ns());
 	}
 	if (w->st)
 		spate_stats_worker_stopped(w->st);

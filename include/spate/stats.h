@@ -166,7 +166,7 @@ struct spate_stats_task {
 	_Atomic uint64_t expired;     /**< of which for max_record_age */
 	_Atomic uint64_t checkpoint;  /**< next sequence to handle (UINT64_MAX: unknown yet) */
 	_Atomic uint64_t last_ts;     /**< commit time of the last record handled (realtime ns) */
-	_Atomic uint64_t process_ns;  /**< total time inside the plugin */
+	_Atomic uint64_t process_ns;  /**< time inside the plugin, timed deliveries (1 in 8) */
 	uint8_t pad0_[SPATE_STATS_LINE - 88];
 	/* Line 1: immutable, and catch-up progress (written by the same poller). */
 	_Alignas(SPATE_STATS_LINE) uint32_t consumer; /**< consumer index */
@@ -333,8 +333,10 @@ int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_
 int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
 			  struct spate_stats_sref *out);
 
-/** A delivery of @p n records to the plugin took @p ns; @p retry if it was
- *  a redelivery. Thread: the task's poller. */
+/** A delivery of @p n records to the plugin; @p retry if it was a
+ *  redelivery; @p ns its time in process() if it was timed (the engine times
+ *  1 delivery in 8, the ones whose latency it samples), else 0. Thread: the
+ *  task's poller. */
 static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, uint32_t n,
 					     uint64_t ns, bool retry)
 {
@@ -343,8 +345,10 @@ static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, u
 	spate_stats_add(&t->batches, 1);
 	if (retry)
 		spate_stats_add(&t->retries, 1);
-	spate_stats_add(&t->process_ns, ns);
-	spate_hist_record(r->process, ns);
+	if (ns) {
+		spate_stats_add(&t->process_ns, ns);
+		spate_hist_record(r->process, ns);
+	}
 	spate_hist_record(r->batch, n);
 }
 
@@ -371,27 +375,33 @@ static inline void spate_stats_shard_put(struct spate_stats_shard *s, uint64_t f
 }
 
 /* Workers (the worker thread). */
-/** One polling round; @p busy_ns is its length if it handled records, else 0. */
-static inline void spate_stats_worker_round(struct spate_stats_worker *w, uint64_t busy_ns)
+/** A worker's process-local memory of its previous round. */
+struct spate_stats_wprev {
+	uint64_t at;    /**< monotonic start of the previous round (0: none) */
+	uint32_t work;  /**< it handled records */
+	uint32_t state; /**< state last stored */
+};
+/**
+ * A polling round starts at monotonic time @p now (the time the worker reads
+ * anyway); @p work: it handled records. The previous round's length, up to
+ * now, is busy time if that round worked, else parked time (polling empty
+ * tasks and waiting). No clock read of its own.
+ */
+static inline void spate_stats_worker_round(struct spate_stats_worker *w,
+					    struct spate_stats_wprev *p, uint64_t now, bool work)
 {
+	uint32_t s = work ? SPATE_STATS_WORKER_ACTIVE : SPATE_STATS_WORKER_PARKED;
+
 	spate_stats_add(&w->loops, 1);
-	if (busy_ns)
-		spate_stats_add(&w->busy_ns, busy_ns);
-}
-/** The worker goes idle at monotonic time @p now; returns @p now. */
-static inline uint64_t spate_stats_worker_park(struct spate_stats_worker *w, uint64_t now)
-{
-	/* Relaxed: a state for display. */
-	atomic_store_explicit(&w->state, SPATE_STATS_WORKER_PARKED, memory_order_relaxed);
-	return now;
-}
-/** The worker is back from idling that started at @p since. */
-static inline void spate_stats_worker_unpark(struct spate_stats_worker *w, uint64_t since,
-					     uint64_t now)
-{
-	spate_stats_add(&w->parked_ns, now - since);
-	/* Relaxed: a state for display. */
-	atomic_store_explicit(&w->state, SPATE_STATS_WORKER_ACTIVE, memory_order_relaxed);
+	if (p->at && now > p->at)
+		spate_stats_add(p->work ? &w->busy_ns : &w->parked_ns, now - p->at);
+	p->at = now;
+	p->work = work;
+	if (s != p->state) {
+		/* Relaxed: a state for display; stored only when it changes. */
+		atomic_store_explicit(&w->state, s, memory_order_relaxed);
+		p->state = s;
+	}
 }
 /** The worker thread ends. */
 static inline void spate_stats_worker_stopped(struct spate_stats_worker *w)
