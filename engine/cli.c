@@ -303,6 +303,14 @@ int spate_cli_put(int argc, char **argv)
 		fprintf(stderr, "spate put: producer: %s\n", strerror(-rc));
 		goto out;
 	}
+	/* Count this producer's batches and full-shard events in the bus's
+	 * counters region, when an engine keeps one. */
+	struct spate_stats *stats = NULL;
+	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
+		int si = spate_stats_stream_find(stats, argv[optind + 1]);
+		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
+			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	int i = optind + 2;
@@ -334,6 +342,7 @@ int spate_cli_put(int argc, char **argv)
 	}
 	free(line);
 	spate_producer_close(p);
+	spate_stats_close(stats);
 out:
 	spate_stream_close(s);
 	spate_config_free(cfg);

@@ -269,7 +269,7 @@ int spate_stats_unlink(const char *bus)
 	return rc < 0 ? rc : spate_shm_unlink(name);
 }
 
-int spate_stats_attach(const char *bus, struct spate_stats **out)
+static int attach_impl(const char *bus, uint32_t shm_flags, struct spate_stats **out)
 {
 	char name[SPATE_SHM_NAME_MAX + 1];
 	struct spate_stats *st;
@@ -286,7 +286,7 @@ int spate_stats_attach(const char *bus, struct spate_stats **out)
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	rc = spate_shm_attach(name, SPATE_SHM_F_RDONLY, &st->shm);
+	rc = spate_shm_attach(name, shm_flags, &st->shm);
 	if (rc < 0) {
 		free(st);
 		return rc;
@@ -326,6 +326,16 @@ err:
 	spate_shm_detach(st->shm);
 	free(st);
 	return rc;
+}
+
+int spate_stats_attach(const char *bus, struct spate_stats **out)
+{
+	return attach_impl(bus, SPATE_SHM_F_RDONLY, out);
+}
+
+int spate_stats_attach_rw(const char *bus, struct spate_stats **out)
+{
+	return attach_impl(bus, 0, out);
 }
 
 void spate_stats_close(struct spate_stats *st)

@@ -254,6 +254,12 @@ int spate_stats_unlink(const char *bus);
  *         -EAGAIN (being created), -EINVAL, -ENOMEM.
  */
 int spate_stats_attach(const char *bus, struct spate_stats **out);
+/**
+ * Attach read-write, for a producer in another process that counts its
+ * batches in the region (spate_producer_set_stats()). Same checks and
+ * errors as spate_stats_attach().
+ */
+int spate_stats_attach_rw(const char *bus, struct spate_stats **out);
 /** Detach or free. NULL-safe. */
 void spate_stats_close(struct spate_stats *st);
 
