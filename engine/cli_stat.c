@@ -773,7 +773,7 @@ int spate_cli_stat(int argc, char **argv)
 	}
 	if (json) {
 		json_object *j = sv_json(b, a);
-		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(j);
 	} else {
 		sv_text(stdout, b, a, false);
