@@ -6,8 +6,9 @@
  *
  * Design. One spate_shm region per bus, `<bus>..stats`, sized exactly for
  * the engine's configuration (streams, shards, consumers, tasks, workers)
- * and replaced when an engine opens the bus again; it stays after the engine
- * stops, so its last figures can still be read, until `spate rm`. Every
+ * and replaced when an engine opens the bus again; it lives as long as the
+ * engine (spate_engine_close removes it; `spate rm` removes one that a
+ * crashed engine left: 2 MiB of /dev/shm each). Every
  * block is a whole number of 128-byte lines at an offset from the header;
  * histograms are struct spate_hist at hist_stride intervals, initialised
  * here, and recorded into by their one writer.
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,8 @@ struct spate_stats {
 	struct spate_stats_hdr h;   /* validated copy */
 	uint32_t streams_added, consumers_added, tasks_added;
 	bool writer;
+	dev_t dev;                  /* the creator's file, to unlink only its own */
+	ino_t ino;
 };
 
 static uint64_t round_up(uint64_t x, uint64_t a)
@@ -174,6 +178,11 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	st->base = spate_shm_user(st->shm);
 	st->h = h;
 	st->writer = true;
+	struct stat sb;
+	if (stat(spate_shm_path(st->shm), &sb) == 0) {
+		st->dev = sb.st_dev;
+		st->ino = sb.st_ino;
+	}
 	memcpy(st->base, &h, sizeof(h));
 	for (uint64_t i = 0; i < h.n_hists; i++)
 		spate_hist_init(spate_stats_hist_at(st, i));
@@ -340,8 +349,15 @@ int spate_stats_attach_rw(const char *bus, struct spate_stats **out)
 
 void spate_stats_close(struct spate_stats *st)
 {
+	struct stat sb;
+
 	if (!st)
 		return;
+	/* The creator removes its region, unless a newer engine of the bus
+	 * has replaced it under the same name meanwhile. */
+	if (st->writer && st->ino && stat(spate_shm_path(st->shm), &sb) == 0 &&
+	    sb.st_dev == st->dev && sb.st_ino == st->ino)
+		spate_stats_unlink(st->h.bus);
 	spate_shm_detach(st->shm);
 	free(st);
 }

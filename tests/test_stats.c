@@ -233,10 +233,12 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	cr_assert_eq(tasks, 2);
 
 	spate_stats_close(m);
+	cr_assert_eq(spate_stats_attach(bus, &m), 0, "readable after stop, until close");
+	spate_stats_close(m);
 	spate_engine_close(e);
+	cr_assert_eq(spate_stats_attach(bus, &m), -ENOENT, "the engine's close removes its region");
 	spate_stream_unlink(bus, "in");
 	spate_stream_unlink(bus, "dlq");
-	cr_assert_eq(spate_stats_unlink(bus), 0, "the region outlives the engine until removed");
 	spate_config_free(cfg);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -300,7 +302,7 @@ Test(stats, histograms_merge_in_region, .timeout = 30)
 	cr_assert_null(spate_stats_shard_of(m, 1, 0));
 	spate_stats_close(m);
 	spate_stats_close(st);
-	cr_assert_eq(spate_stats_unlink(bus), 0);
+	cr_assert_eq(spate_stats_unlink(bus), -ENOENT, "the creator's close removed it");
 	free(all);
 	free(merged);
 	free(tmp);
@@ -353,8 +355,15 @@ Test(stats, corrupt_region_refused, .timeout = 30)
 	cr_assert_null(r.slot);
 	spate_stats_close(m);
 	spate_shm_detach(raw);
+	/* A newer region under the name is not the old creator's to remove. */
+	struct spate_stats *st2 = NULL;
+	cr_assert_eq(spate_stats_create(bus, &shape, &st2), 0);
+	spate_stats_publish(st2);
 	spate_stats_close(st);
-	cr_assert_eq(spate_stats_unlink(bus), 0);
+	cr_assert_eq(spate_stats_attach(bus, &m), 0, "the newer region survives the old close");
+	spate_stats_close(m);
+	spate_stats_close(st2);
+	cr_assert_eq(spate_stats_attach(bus, &m), -ENOENT);
 	cr_assert_eq(spate_stats_create("bad.name", &shape, &st), -EINVAL);
 }
 

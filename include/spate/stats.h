@@ -260,7 +260,8 @@ int spate_stats_attach(const char *bus, struct spate_stats **out);
  * errors as spate_stats_attach().
  */
 int spate_stats_attach_rw(const char *bus, struct spate_stats **out);
-/** Detach or free. NULL-safe. */
+/** Detach; the creator's handle also removes the region (if it still is
+ *  the one under its name). NULL-safe. */
 void spate_stats_close(struct spate_stats *st);
 
 /** A validated copy of the header. */
