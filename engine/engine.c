@@ -858,6 +858,7 @@ int spate_engine_start(struct spate_engine *e)
 			return rc;
 		}
 	}
+	stats_consumers(e); /* counters region: running, before the control thread's first tick */
 	atomic_store_explicit(&e->stop, 0, memory_order_relaxed);
 	for (uint32_t k = 0; k < e->nworkers; k++) {
 		rc = -pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]);
