@@ -400,22 +400,39 @@ static const char *worker_state(uint32_t s)
 	       : s == SPATE_STATS_WORKER_PARKED ? "parked" : "stopped";
 }
 
-/* Catch-up progress of a consumer shard, 0..1, or -1 if it reads the ring. */
+double spate_sv_task_catchup(const struct spate_sv_task *x)
+{
+	double p = 0;
+
+	if (x->source != SPATE_STATS_SOURCE_LOG)
+		return -1;
+	if (x->catchup_target > x->catchup_from && x->checkpoint != UINT64_MAX &&
+	    x->checkpoint >= x->catchup_from)
+		p = (double)(x->checkpoint - x->catchup_from) /
+		    (double)(x->catchup_target - x->catchup_from);
+	return p > 1 ? 1 : p;
+}
+
+uint64_t spate_sv_checkpoint(const struct spate_sv *v, uint32_t c, uint32_t shard)
+{
+	const struct spate_sv_consumer *k = &v->consumers[c];
+	uint64_t ck = UINT64_MAX;
+
+	for (uint32_t l = 0; l < k->lanes && shard < k->shards; l++) {
+		uint64_t q = v->tasks[k->first_task + shard * k->lanes + l].checkpoint;
+		ck = q < ck ? q : ck;
+	}
+	return ck;
+}
+
+/* Catch-up progress of a consumer shard, 0..1 (its slowest lane), or -1 if
+ * it reads the ring. */
 static double catchup(const struct spate_sv *v, uint32_t c, uint32_t shard)
 {
 	double worst = -1;
 	for (uint32_t t = 0; t < v->n_tasks; t++) {
-		const struct spate_sv_task *x = &v->tasks[t];
-		if (!task_in(v, c, t, shard) || x->source != SPATE_STATS_SOURCE_LOG)
-			continue;
-		double p = 0;
-		if (x->catchup_target > x->catchup_from && x->checkpoint != UINT64_MAX &&
-		    x->checkpoint >= x->catchup_from)
-			p = (double)(x->checkpoint - x->catchup_from) /
-			    (double)(x->catchup_target - x->catchup_from);
-		if (p > 1)
-			p = 1;
-		if (worst < 0 || p < worst)
+		double p = task_in(v, c, t, shard) ? spate_sv_task_catchup(&v->tasks[t]) : -1;
+		if (p >= 0 && (worst < 0 || p < worst))
 			worst = p;
 	}
 	return worst;
@@ -551,12 +568,7 @@ static json_object *sv_json(const struct spate_sv *v, const struct spate_sv *pre
 		for (uint32_t s = 0; s < k->shards; s++) {
 			json_object *x = json_object_new_object();
 			json_object_object_add(x, "shard", j_u64(s));
-			uint64_t ck = UINT64_MAX;
-			for (uint32_t l = 0; l < k->lanes; l++) {
-				uint64_t q = v->tasks[k->first_task + s * k->lanes + l].checkpoint;
-				if (q < ck)
-					ck = q;
-			}
+			uint64_t ck = spate_sv_checkpoint(v, c, s);
 			json_object_object_add(x, "checkpoint", ck == UINT64_MAX ? NULL : j_u64(ck));
 			j_consumer_counters(x, v, p, c, s, dt);
 			json_object_array_add(sh, x);

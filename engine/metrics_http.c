@@ -249,12 +249,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	       "Next sequence number the consumer handles on the shard.");
 	for (uint32_t c = 0; c < v->n_consumers; c++)
 		for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
-			const struct spate_sv_consumer *k = &v->consumers[c];
-			uint64_t ck = UINT64_MAX;
-			for (uint32_t ln = 0; ln < k->lanes; ln++) {
-				uint64_t q = v->tasks[k->first_task + s * k->lanes + ln].checkpoint;
-				ck = q < ck ? q : ck;
-			}
+			uint64_t ck = spate_sv_checkpoint(v, c, s);
 			if (ck == UINT64_MAX)
 				continue;
 			task_labels(v, c, s, l, sizeof(l));
@@ -303,18 +298,11 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 		for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
 			const struct spate_sv_consumer *k = &v->consumers[c];
 			for (uint32_t ln = 0; ln < k->lanes; ln++) {
-				const struct spate_sv_task *x = &v->tasks[k->first_task + s * k->lanes + ln];
-				if (x->source != SPATE_STATS_SOURCE_LOG)
+				double p = spate_sv_task_catchup(&v->tasks[k->first_task + s * k->lanes + ln]);
+				if (p < 0)
 					continue;
-				double p = x->catchup_target > x->catchup_from &&
-							   x->checkpoint != UINT64_MAX &&
-							   x->checkpoint >= x->catchup_from
-						   ? (double)(x->checkpoint - x->catchup_from) /
-							     (double)(x->catchup_target - x->catchup_from)
-						   : 0.0;
 				task_labels(v, c, s, l, sizeof(l));
-				put(&o, "spate_consumer_catchup_ratio{%s,lane=\"%u\"} %.4f\n", l, ln,
-				    p > 1 ? 1.0 : p);
+				put(&o, "spate_consumer_catchup_ratio{%s,lane=\"%u\"} %.4f\n", l, ln, p);
 			}
 		}
 

@@ -71,6 +71,11 @@ void spate_sv_merge(const struct spate_sv *v, uint32_t c, uint32_t shard, int wh
  *  largest of its lanes'. */
 void spate_sv_lag(const struct spate_sv *v, uint32_t c, uint32_t shard, uint64_t *records,
 		  uint64_t *bytes, uint64_t *age_ms);
+/** Catch-up progress of a task reading the log (0..1), -1 on the ring. */
+double spate_sv_task_catchup(const struct spate_sv_task *x);
+/** Checkpoint of consumer @p c on @p shard: the smallest of its lanes'
+ *  (UINT64_MAX: unknown yet). */
+uint64_t spate_sv_checkpoint(const struct spate_sv *v, uint32_t c, uint32_t shard);
 /** Name of consumer state @p s. */
 const char *spate_sv_state(uint32_t s);
 

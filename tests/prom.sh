@@ -7,17 +7,10 @@ set -eu
 spate=$1
 command -v python3 >/dev/null 2>&1 || { echo "prom.sh: SKIP: python3 absent"; exit 77; }
 command -v promtool >/dev/null 2>&1 || { echo "prom.sh: SKIP: promtool absent (apt-get install prometheus)"; exit 77; }
-dir=$(mktemp -d /tmp/spate-prom-XXXXXX)
 bus="prom$$"
 port=$((20000 + $$ % 20000))
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	"$spate" rm "$dir/bus.yaml" >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "prom.sh: FAIL: $*" >&2; [ -f "$dir/run.log" ] && cat "$dir/run.log" >&2; exit 1; }
+name=prom.sh
+. "$(dirname "$0")/obs_bus.sh"
 scrape() {
 	python3 - "$1" "$2" <<'PY'
 import sys, urllib.request
@@ -30,37 +23,12 @@ open(sys.argv[2], "wb").write(body)
 PY
 }
 
-cat > "$dir/bus.yaml" <<YAML
-bus: $bus
-state_dir: $dir/state
-metrics:
-  listen: 127.0.0.1:$port
-streams:
-  - name: in
-    shards: 2
-    ring_size: 64KiB
-    huge_pages: off
-consumers:
-  - name: ok
-    stream: in
-    plugin: count
-    starting_position: trim_horizon
-  - name: bad
-    stream: in
-    plugin: fail
-    options: { seqs: "0" }
-    bisect_on_error: true
-    max_retry_attempts: 0
-    starting_position: trim_horizon
-YAML
-
-"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
-pid=$!
+obs_bus "$bus" in ok bad "metrics: { listen: 127.0.0.1:$port }"
 i=0
 while ! grep -qs "metrics: Prometheus" "$dir/run.log"; do
 	i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start its endpoint"; sleep 0.1
 done
-seq 1 40 | sed 's/^/r/' | "$spate" put "$dir/bus.yaml" in -k onekey -q || fail "put"
+obs_put40 in
 i=0
 until scrape "http://127.0.0.1:$port/metrics" "$dir/m.txt" &&
 	grep -q '^spate_consumer_records_total{.*consumer="ok"} 40$' "$dir/m.txt" &&
@@ -120,7 +88,5 @@ check("spate_consumer_latency_seconds_bucket" in samples, "latency histogram")
 check(total("spate_worker_loops_total") > 0, "worker loops")
 PY
 scrape "http://127.0.0.1:$port/" "$dir/root.txt" 2>/dev/null || true
-kill -INT "$pid"
-wait "$pid" || fail "run exited with $?"
-pid=
+obs_stop
 echo "prom.sh: endpoint scraped, promtool accepts it, totals match"

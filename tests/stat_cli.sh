@@ -6,47 +6,11 @@
 set -eu
 spate=$1
 command -v python3 >/dev/null 2>&1 || { echo "stat_cli.sh: SKIP: python3 absent"; exit 77; }
-dir=$(mktemp -d /tmp/spate-stat-XXXXXX)
 bus="stat$$"
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	"$spate" rm "$dir/bus.yaml" >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "stat_cli.sh: FAIL: $*" >&2; [ -f "$dir/run.log" ] && cat "$dir/run.log" >&2; exit 1; }
-
-cat > "$dir/bus.yaml" <<YAML
-bus: $bus
-state_dir: $dir/state
-streams:
-  - name: in
-    shards: 2
-    ring_size: 64KiB
-    huge_pages: off
-consumers:
-  - name: ok
-    stream: in
-    plugin: count
-    starting_position: trim_horizon
-  - name: bad
-    stream: in
-    plugin: fail
-    options: { seqs: "0" }
-    bisect_on_error: true
-    max_retry_attempts: 0
-    starting_position: trim_horizon
-YAML
-
-"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
-pid=$!
-i=0
-while [ ! -f "$dir/state/engine.pid" ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start"; sleep 0.1
-done
-# 40 records on one shard (one key); payload bytes: "r1".."r9" 2 bytes, "r10".."r40" 3.
-seq 1 40 | sed 's/^/r/' | "$spate" put "$dir/bus.yaml" in -k onekey -q || fail "put"
+name=stat_cli.sh
+. "$(dirname "$0")/obs_bus.sh"
+obs_bus "$bus" in ok bad
+obs_put40 in
 bytes=$((9 * 2 + 31 * 3))
 i=0
 until "$spate" stat "$bus" --json --interval 0 > "$dir/s.json" &&
@@ -106,9 +70,7 @@ PY
 grep -q '^ok ' "$dir/s.txt" || fail "stat text has no row for consumer ok: $(cat "$dir/s.txt")"
 "$spate" stat nosuchbus$$ 2>/dev/null && fail "stat of an unknown bus succeeded"
 
-kill -INT "$pid"
-wait "$pid" || fail "run exited with $?"
-pid=
+obs_stop
 # The engine removed its counters with it.
 "$spate" stat "$bus" --json --interval 0 > "$dir/s.json" 2> "$dir/s.err" && fail "stat after the engine ended"
 grep -q "no counters for bus $bus" "$dir/s.err" || fail "stat after stop said: $(cat "$dir/s.err")"

@@ -52,6 +52,43 @@ static void plugin_so(const char *name, char *out, size_t len)
 	snprintf(out, len, "%s/%s.so", dir, name);
 }
 
+/* A bus of its own: name with the pid and @p tag, a state dir, a config. */
+struct bus {
+	char name[48], dir[64];
+	struct spate_config *cfg;
+};
+
+static void bus_init(struct bus *b, const char *tag)
+{
+	snprintf(b->name, sizeof(b->name), "%s%d", tag, (int)getpid());
+	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-test-stats-XXXXXX");
+	cr_assert_not_null(mkdtemp(b->dir));
+	cr_assert_eq(spate_config_new_default(b->name, &b->cfg), 0);
+	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s/state", b->dir);
+}
+
+static void bus_stream(struct bus *b, const char *name, uint32_t shards, uint64_t ring)
+{
+	struct spate_config_stream *s;
+
+	cr_assert_eq(spate_config_add_stream(b->cfg, name, &s), 0);
+	s->shards = shards;
+	s->ring_size = ring;
+	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
+}
+
+/* Remove the streams, the config and the directory. */
+static void bus_done(struct bus *b)
+{
+	char cmd[128];
+
+	for (uint32_t i = 0; i < b->cfg->n_streams; i++)
+		spate_stream_unlink(b->name, b->cfg->streams[i].name);
+	spate_config_free(b->cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", b->dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
 static uint64_t rec_size(uint64_t len)
 {
 	return 8 + ((len + 7) & ~7ull); /* spate_ring_rec_size() below 16 MiB */
@@ -66,30 +103,20 @@ static uint64_t rec_size(uint64_t len)
  */
 Test(stats, counters_match_known_totals, .timeout = 60)
 {
-	char bus[48], dir[64], err[512], so[PATH_MAX];
-	struct spate_config *cfg;
-	struct spate_config_stream *s;
+	char err[512], so[PATH_MAX];
+	struct bus b;
 	struct spate_config_consumer *k;
 	struct spate_engine *e;
 	const uint64_t total = 300;
 	uint64_t n[2] = { 0, 0 }, ringbytes[2] = { 0, 0 }, okbytes[2] = { 0, 0 };
 	uint64_t okcount[2] = { 0, 0 };
 
-	snprintf(bus, sizeof(bus), "stats%d", (int)getpid());
-	snprintf(dir, sizeof(dir), "/tmp/spate-test-stats-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(spate_config_new_default(bus, &cfg), 0);
-	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s/state", dir);
-	cr_assert_eq(spate_config_add_stream(cfg, "in", &s), 0);
-	s->shards = 2;
-	s->ring_size = 64 * 1024;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
-	cr_assert_eq(spate_config_add_stream(cfg, "dlq", &s), 0);
-	s->shards = 1;
-	s->ring_size = 1024 * 1024;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
+	bus_init(&b, "stats");
+	const char *bus = b.name;
+	bus_stream(&b, "in", 2, 64 * 1024);
+	bus_stream(&b, "dlq", 1, 1024 * 1024);
 	plugin_so("fail", so, sizeof(so));
-	cr_assert_eq(spate_config_add_consumer(cfg, "c", "in", so, &k), 0);
+	cr_assert_eq(spate_config_add_consumer(b.cfg, "c", "in", so, &k), 0);
 	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
 	k->wait = SPATE_RING_WAIT_BLOCK;
 	k->batch_size = 100;
@@ -100,7 +127,7 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	snprintf(k->on_failure, sizeof(k->on_failure), "dlq");
 	cr_assert_eq(spate_config_consumer_set_option(k, "mode", "retry"), 0);
 	cr_assert_eq(spate_config_consumer_set_option(k, "seqs", "3"), 0);
-	int rc = spate_engine_open(cfg, &e, err, sizeof(err));
+	int rc = spate_engine_open(b.cfg, &e, err, sizeof(err));
 	cr_assert_eq(rc, 0, "engine open: %d %s", rc, err);
 
 	struct spate_producer *p = NULL;
@@ -237,12 +264,7 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	spate_stats_close(m);
 	spate_engine_close(e);
 	cr_assert_eq(spate_stats_attach(bus, &m), -ENOENT, "the engine's close removes its region");
-	spate_stream_unlink(bus, "in");
-	spate_stream_unlink(bus, "dlq");
-	spate_config_free(cfg);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	cr_assert_eq(system(cmd), 0);
+	bus_done(&b);
 }
 
 /* Histograms recorded by two tasks into the region merge into exactly what
@@ -370,29 +392,20 @@ Test(stats, corrupt_region_refused, .timeout = 30)
 /* metrics.counters: off -> no region, and the engine runs as before. */
 Test(stats, counters_off, .timeout = 30)
 {
-	char bus[48], dir[64], err[512], so[PATH_MAX];
-	struct spate_config *cfg;
-	struct spate_config_stream *s;
+	char err[512], so[PATH_MAX];
+	struct bus b;
 	struct spate_config_consumer *k;
 	struct spate_engine *e;
 	struct spate_stats *m = NULL;
 
-	snprintf(bus, sizeof(bus), "statso%d", (int)getpid());
-	snprintf(dir, sizeof(dir), "/tmp/spate-test-stats-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	spate_stats_unlink(bus);
-	cr_assert_eq(spate_config_new_default(bus, &cfg), 0);
-	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s/state", dir);
-	cfg->metrics.counters = SPATE_CONFIG_COUNTERS_OFF;
-	cr_assert_eq(spate_config_add_stream(cfg, "in", &s), 0);
-	s->shards = 1;
-	s->ring_size = 64 * 1024;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
+	bus_init(&b, "statso");
+	b.cfg->metrics.counters = SPATE_CONFIG_COUNTERS_OFF;
+	bus_stream(&b, "in", 1, 64 * 1024);
 	plugin_so("count", so, sizeof(so));
-	cr_assert_eq(spate_config_add_consumer(cfg, "c", "in", so, &k), 0);
+	cr_assert_eq(spate_config_add_consumer(b.cfg, "c", "in", so, &k), 0);
 	k->wait = SPATE_RING_WAIT_BLOCK;
-	cr_assert_eq(spate_engine_open(cfg, &e, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(spate_stats_attach(bus, &m), -ENOENT);
+	cr_assert_eq(spate_engine_open(b.cfg, &e, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(spate_stats_attach(b.name, &m), -ENOENT);
 	cr_assert_eq(spate_engine_start(e), 0);
 	struct spate_producer *p = NULL;
 	cr_assert_eq(spate_producer_open(spate_engine_stream(e, "in"), SPATE_RING_WAIT_YIELD, 0, &p), 0);
@@ -406,11 +419,7 @@ Test(stats, counters_off, .timeout = 30)
 		cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
 	} while (st.records != 1);
 	spate_engine_close(e);
-	spate_stream_unlink(bus, "in");
-	spate_config_free(cfg);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	cr_assert_eq(system(cmd), 0);
+	bus_done(&b);
 }
 
 /* The metrics keys of the configuration: parsed, and errors naming
