@@ -32,6 +32,7 @@
 
 #include "bench/bench.h"
 #include "spate/engine.h"
+#include "spate/stats.h"
 #include "spate/topo.h"
 
 struct pipe_opts {
@@ -43,10 +44,13 @@ struct pipe_opts {
 	uint64_t rate;        /* offered records/s, 0 = saturate */
 	enum spate_ring_wait wait;
 	int progress;         /* print a line per second */
+	int counters_off;     /* run the engine without its counters region */
+	unsigned overhead_runs; /* bench: pairs of runs with and without counters */
 };
 
 struct pipe_result {
 	uint64_t produced, consumed, gaps, duplicates;
+	uint64_t deliveries;  /* batches handed to the plugin */
 	double secs;
 	struct spate_hist lat;
 	char placement[512];
@@ -111,6 +115,27 @@ out:
 	return NULL;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median of @p n values (sorts a copy); 0 if none. */
+static double median(const double *v, unsigned n)
+{
+	double *c = n ? malloc(n * sizeof(*c)) : NULL;
+	double m = 0;
+
+	if (!c)
+		return 0;
+	memcpy(c, v, n * sizeof(*c));
+	qsort(c, n, sizeof(*c), cmp_double);
+	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+	free(c);
+	return m;
+}
+
 static int read_summary(const char *path, struct pipe_result *r)
 {
 	json_object *j = json_object_from_file(path), *v;
@@ -166,6 +191,8 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 	cc->batch_size = o->cbatch;
 	cc->wait = o->wait;
 	cc->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
+	if (o->counters_off)
+		cfg->metrics.counters = SPATE_CONFIG_COUNTERS_OFF;
 	if ((rc = spate_config_consumer_set_option(cc, "summary", summary)) < 0)
 		goto out;
 
@@ -241,6 +268,9 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 out_stop:
 	spate_engine_stop(e);
 	spate_engine_consumer_latency(e, "count", &r->lat);
+	struct spate_consumer_stats cst;
+	if (spate_engine_consumer_stats(e, "count", &cst) == 0)
+		r->deliveries = cst.batches;
 	if (rc == 0 && read_summary(sumfile, r) < 0)
 		snprintf(r->why, sizeof(r->why), "no summary from the count plugin at %s", sumfile);
 	else if (rc == 0 && (r->consumed != r->produced || r->gaps || r->duplicates))
@@ -256,6 +286,7 @@ out:
 	spate_producer_close(prod);
 	spate_engine_close(e);
 	spate_stream_unlink(bus, "events");
+	spate_stats_unlink(bus);
 	spate_config_free(cfg);
 	spate_topo_close(topo);
 	unlink(sumfile);
@@ -266,6 +297,58 @@ out:
 	return rc;
 }
 
+/*
+ * What the counters cost per delivery, measured in a tight loop on a real
+ * region: everything the engine does per delivery (consumer.c, the worker
+ * round), with the 1-in-8 sampled deliveries' two clock reads and latency
+ * and process() records. The best of 5 repetitions of 2^20 deliveries, in
+ * ns. Independent of the noise of a shared machine, unlike the A/B
+ * throughput pairs.
+ */
+static double counters_ns_per_delivery(void)
+{
+	char bus[32];
+	struct spate_stats *st = NULL;
+	struct spate_stats_shape shape = { .n_streams = 1, .n_shards = 1, .n_consumers = 1,
+					   .n_tasks = 1, .n_workers = 1 };
+	struct spate_stats_tref r;
+	struct spate_stats_wprev wp = { 0 };
+	double best = 0;
+
+	snprintf(bus, sizeof(bus), "pipecost%d", (int)getpid());
+	if (spate_stats_create(bus, &shape, &st) < 0)
+		return 0;
+	if (spate_stats_add_stream(st, "events", 1, NULL, NULL) < 0 ||
+	    spate_stats_add_consumer(st, "count", "count", 0, 1, NULL) < 0 ||
+	    spate_stats_task_ref(st, 0, &r) < 0)
+		goto out;
+	struct spate_stats_worker *w = spate_stats_worker_at(st, 0);
+	const uint64_t n = 1u << 20;
+	for (int rep = 0; rep < 5; rep++) {
+		uint64_t t0 = spate_mono_ns();
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t ns = 0;
+			if ((i & 7) == 0) {
+				uint64_t a = spate_now_ns();
+				spate_hist_record(r.latency, a & 0xffff);
+				uint64_t b = spate_mono_ns();
+				ns = spate_mono_ns() - b + 1;
+			}
+			spate_stats_task_delivery(&r, 1024, ns, false);
+			spate_stats_task_done(r.slot, 1024, 65536, i);
+			spate_stats_set(&r.slot->checkpoint, i * 1024);
+			spate_stats_worker_round(w, &wp, t0 + i, true);
+		}
+		double d = (double)(spate_mono_ns() - t0) / (double)n;
+		if (rep == 0 || d < best)
+			best = d;
+	}
+out:
+	spate_stats_close(st);
+	spate_stats_unlink(bus);
+	return best;
+}
+
 static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, const char *cmd)
 {
 	static const struct option lo[] = {
@@ -273,6 +356,7 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 		{ "batch", required_argument, 0, 'b' },   { "consumer-batch", required_argument, 0, 'c' },
 		{ "ring-bytes", required_argument, 0, 'R' }, { "rate", required_argument, 0, 'o' },
 		{ "wait", required_argument, 0, 'w' },    { "json", no_argument, 0, 'j' },
+		{ "overhead-runs", required_argument, 0, 'O' },
 		{ "help", no_argument, 0, 'h' },          { 0, 0, 0, 0 },
 	};
 	int c;
@@ -291,11 +375,12 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 				  : !strcmp(optarg, "yield") ? SPATE_RING_WAIT_YIELD : SPATE_RING_WAIT_BLOCK;
 			break;
 		case 'j': if (json) *json = 1; break;
+		case 'O': o->overhead_runs = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'h':
 		default:
 			printf("usage: spate %s [--seconds S] [--record-size N] [--batch N] "
 			       "[--consumer-batch N] [--ring-bytes B] [--rate R] [--wait busy|yield|block]%s\n",
-			       cmd, json ? " [--json]" : "");
+			       cmd, json ? " [--json] [--overhead-runs N]" : "");
 			return c == 'h' ? 1 : -EINVAL;
 		}
 	}
@@ -363,7 +448,7 @@ int spate_demo_main(int argc, char **argv)
 int spate_bench_pipeline_main(int argc, char **argv)
 {
 	struct pipe_opts o = { .seconds = 3, .size = 64, .batch = 32, .cbatch = 1024,
-			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY };
+			       .ring = 1u << 20, .wait = SPATE_RING_WAIT_BUSY, .overhead_runs = 3 };
 	int json = 0, rc = parse_common(argc, argv, &o, &json, "bench pipeline");
 	struct pipe_result sat, low;
 
@@ -374,6 +459,44 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", sat.why);
 		return rc < 0 ? rc : -EIO;
 	}
+	/* The cost of the counters region: pairs of saturated runs without and
+	 * with it, in alternating order so drift on a shared machine hits both
+	 * sides alike; medians and the per-pair ratio's median. */
+	unsigned nov = o.overhead_runs;
+	double *rw = calloc(nov + 1, sizeof(double)), *rwo = calloc(nov + 1, sizeof(double));
+	double *ratio = calloc(nov + 1, sizeof(double));
+	if (!rw || !rwo || !ratio) {
+		free(rw);
+		free(rwo);
+		free(ratio);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < nov; i++) {
+		struct pipe_result a;
+		for (int k = 0; k < 2; k++) {
+			struct pipe_opts x = o;
+			x.counters_off = (int)((i + (unsigned)k) % 2 == 0); /* off first on even pairs */
+			rc = run_pipeline(&x, &a);
+			if (rc < 0 || !a.ok) {
+				fprintf(stderr, "spate bench pipeline: FAILED (counters %s): %s\n",
+					x.counters_off ? "off" : "on", a.why);
+				free(rw);
+				free(rwo);
+				free(ratio);
+				return rc < 0 ? rc : -EIO;
+			}
+			(x.counters_off ? rwo : rw)[i] = (double)a.produced / a.secs;
+		}
+		ratio[i] = rw[i] / rwo[i];
+	}
+	double med_w = median(rw, nov), med_wo = median(rwo, nov);
+	double med_ratio = median(ratio, nov);
+	/* The precise figure: cost per delivery times deliveries per second of
+	 * the saturated run, as a share of the worker's core. */
+	double ns_del = counters_ns_per_delivery();
+	double del_per_s = (double)sat.deliveries / sat.secs;
+	double est_pct = ns_del * del_per_s / 1e9 * 100;
+
 	/* Latency below saturation: offer 10% of what saturated, unless given. */
 	struct pipe_opts lo = o;
 	if (!lo.rate)
@@ -391,6 +514,19 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		char what[64];
 		snprintf(what, sizeof(what), "offered %.1f M rec/s", (double)lo.rate / 1e6);
 		print_result(what, &lo, &low);
+		if (nov)
+			printf("counters region: %u pair(s) of saturated runs: median %.2f M rec/s with, "
+			       "%.2f M rec/s without; per-pair ratio median %.3f (%.1f%% %s)\n",
+			       nov, med_w / 1e6, med_wo / 1e6, med_ratio,
+			       (med_ratio <= 1 ? 1 - med_ratio : med_ratio - 1) * 100,
+			       med_ratio <= 1 ? "cost" : "faster with");
+		printf("counters region: %.1f ns per delivery x %.0f deliveries/s (%.0f records each) "
+		       "= %.3f%% of the worker's core\n",
+		       ns_del, del_per_s, sat.deliveries ? (double)sat.produced / (double)sat.deliveries : 0,
+		       est_pct);
+		free(rw);
+		free(rwo);
+		free(ratio);
 		return 0;
 	}
 	json_object *root = json_object_new_object(), *cases = json_object_new_array();
@@ -418,6 +554,30 @@ int spate_bench_pipeline_main(int argc, char **argv)
 	json_object_object_add(root, "placement", json_object_new_string(sat.placement));
 	json_object_object_add(root, "memory", json_object_new_string(sat.backing));
 	json_object_object_add(root, "cases", cases);
+	json_object *ov = json_object_new_object(), *aw = json_object_new_array(),
+		    *awo = json_object_new_array();
+	for (unsigned i = 0; i < nov; i++) {
+		json_object_array_add(aw, json_object_new_double(rw[i]));
+		json_object_array_add(awo, json_object_new_double(rwo[i]));
+	}
+	json_object_object_add(ov, "pairs", json_object_new_int((int)nov));
+	json_object_object_add(ov, "seconds_each", json_object_new_double(o.seconds));
+	json_object_object_add(ov, "with_records_per_sec", aw);
+	json_object_object_add(ov, "without_records_per_sec", awo);
+	json_object_object_add(ov, "with_median", json_object_new_double(med_w));
+	json_object_object_add(ov, "without_median", json_object_new_double(med_wo));
+	json_object_object_add(ov, "ratio_median", json_object_new_double(med_ratio));
+	json_object_object_add(ov, "overhead_pct", json_object_new_double((1 - med_ratio) * 100));
+	json_object_object_add(ov, "ns_per_delivery", json_object_new_double(ns_del));
+	json_object_object_add(ov, "deliveries_per_sec", json_object_new_double(del_per_s));
+	json_object_object_add(ov, "records_per_delivery",
+			       json_object_new_double(sat.deliveries ? (double)sat.produced /
+								       (double)sat.deliveries : 0));
+	json_object_object_add(ov, "estimated_overhead_pct", json_object_new_double(est_pct));
+	json_object_object_add(root, "counters_overhead", ov);
+	free(rw);
+	free(rwo);
+	free(ratio);
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
 	json_object_put(root);
 	return 0;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
+#include "engine/stats_view.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
 
@@ -199,6 +200,17 @@ int spate_cli_run(int argc, char **argv)
 		fprintf(stderr, "spate: start: %s\n", strerror(-rc));
 		goto out;
 	}
+	struct spate_metrics_http *metrics = NULL;
+	if (cfg->metrics.listen[0]) {
+		rc = spate_metrics_http_start(cfg->bus, cfg->metrics.listen, &metrics, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate: %s\n", err);
+			spate_engine_stop(e);
+			goto out;
+		}
+		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
+		fflush(stdout);
+	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		struct spate_consumer_stats st;
@@ -240,6 +252,7 @@ int spate_cli_run(int argc, char **argv)
 			break;
 	}
 	printf("stopping: draining, flushing plugins, writing checkpoints\n");
+	spate_metrics_http_stop(metrics);
 	spate_engine_stop(e);
 	if (last)
 		print_stats(e, cfg, last, 0);
@@ -295,6 +308,14 @@ int spate_cli_put(int argc, char **argv)
 		fprintf(stderr, "spate put: producer: %s\n", strerror(-rc));
 		goto out;
 	}
+	/* Count this producer's batches and full-shard events in the bus's
+	 * counters region, when an engine keeps one. */
+	struct spate_stats *stats = NULL;
+	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
+		int si = spate_stats_stream_find(stats, argv[optind + 1]);
+		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
+			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	int i = optind + 2;
@@ -336,6 +357,7 @@ int spate_cli_put(int argc, char **argv)
 	}
 	free(line);
 	spate_producer_close(p);
+	spate_stats_close(stats);
 out:
 	spate_stream_close(s);
 	spate_config_free(cfg);
@@ -573,6 +595,11 @@ int spate_cli_rm(int argc, char **argv)
 		printf("stream %s: %s\n", name, r == 0 ? "removed" : strerror(-r));
 		if (r < 0 && r != -ENOENT)
 			rc = r;
+	}
+	if (argc == 2) { /* the whole bus: its counters region too */
+		int r = spate_stats_unlink(cfg->bus);
+		if (r == 0)
+			printf("counters of bus %s: removed\n", cfg->bus);
 	}
 	spate_config_free(cfg);
 	return rc;

@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <yaml.h>
 
 #include "spate/config.h"
@@ -82,6 +83,8 @@ enum ftype {
 	FT_STREAMS,    /* top-level lists and maps */
 	FT_CONSUMERS,
 	FT_PLACEMENT,
+	FT_ADDR,       /* char[SPATE_CONFIG_ADDR_MAX]: "host:port" (metrics.listen) */
+	FT_METRICS,
 };
 
 #define F_REQ 0x01u     /* must be present */
@@ -108,7 +111,7 @@ static const char *const start_names[] = { "trim_horizon", "latest", "at_sequenc
 					   "after_sequence", "at_timestamp", NULL };
 static const char *const wait_names[] = { "busy", "yield", "block", NULL };
 
-enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_N };
+enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_METRICS, TF_N };
 static const struct field top_fields[TF_N] = {
 	[TF_BUS] = { "bus", FT_NAME, F_REQ, offsetof(struct spate_config, bus), 0, 0, NULL, NULL },
 	[TF_STATE_DIR] = { "state_dir", FT_DIR, 0, offsetof(struct spate_config, state_dir), 0, 0,
@@ -116,6 +119,7 @@ static const struct field top_fields[TF_N] = {
 	[TF_STREAMS] = { "streams", FT_STREAMS, F_REQ, 0, 0, 0, NULL, NULL },
 	[TF_CONSUMERS] = { "consumers", FT_CONSUMERS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_PLACEMENT] = { "placement", FT_PLACEMENT, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_METRICS] = { "metrics", FT_METRICS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 };
 
 #define SOFF(m) offsetof(struct spate_config_stream, m)
@@ -192,6 +196,15 @@ static const struct field placement_fields[PF_N] = {
 	[PF_BUSY] = { "busy_threads_max", FT_U32, F_AUTO,
 		      offsetof(struct spate_config_placement, busy_threads_max), 1,
 		      SPATE_CONFIG_MAX_CPUS, NULL, NULL },
+};
+
+static const char *const counters_names[] = { "on", "off", NULL };
+enum { MF_LISTEN, MF_COUNTERS, MF_N };
+static const struct field metrics_fields[MF_N] = {
+	[MF_LISTEN] = { "listen", FT_ADDR, F_NULL_OK, offsetof(struct spate_config_metrics, listen),
+			0, 0, NULL, NULL },
+	[MF_COUNTERS] = { "counters", FT_ENUM, 0, offsetof(struct spate_config_metrics, counters), 0,
+			  0, counters_names, NULL },
 };
 
 #define AT(obj, f, T) ((T *)(void *)((char *)(obj) + (f)->off))
@@ -493,6 +506,13 @@ static const char *expected(const struct field *f, char *buf, size_t len)
 	case FT_PLACEMENT:
 		app(buf, len, &pos, "a mapping with keys cores, busy_threads_max");
 		break;
+	case FT_ADDR:
+		app(buf, len, &pos, "an address to listen on: PORT, HOST:PORT or [IPV6]:PORT "
+		    "(like 127.0.0.1:9464)");
+		break;
+	case FT_METRICS:
+		app(buf, len, &pos, "a mapping with keys listen, counters");
+		break;
 	}
 	return buf;
 }
@@ -790,6 +810,55 @@ int spate_config_new_default(const char *bus, struct spate_config **out)
 	return 0;
 }
 
+int spate_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon, *h = "127.0.0.1";
+	size_t hl = 9;
+	char hb[64], *end;
+	unsigned long p;
+
+	if (!s || !*s)
+		return -EINVAL;
+	colon = strrchr(s, ':');
+	if (s[0] == '[') { /* [IPv6]:port */
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hl = (size_t)(rb - s - 1);
+		colon = rb + 1;
+	} else if (colon) {
+		if (colon != s) {
+			h = s;
+			hl = (size_t)(colon - s);
+		}
+	} else {
+		colon = s - 1; /* a bare port */
+	}
+	if (hl == 0 || hl >= sizeof(hb))
+		return -EINVAL;
+	memcpy(hb, h, hl);
+	hb[hl] = '\0';
+	if (!colon[1] || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (*end || errno || p == 0 || p > 65535)
+		return -EINVAL;
+	unsigned char buf[16];
+	if (strcmp(hb, "localhost") != 0 && inet_pton(AF_INET, hb, buf) != 1 &&
+	    inet_pton(AF_INET6, hb, buf) != 1)
+		return -EINVAL;
+	if (host) {
+		if (hostlen <= strlen(hb))
+			return -EINVAL;
+		snprintf(host, hostlen, "%s", strcmp(hb, "localhost") ? hb : "127.0.0.1");
+	}
+	if (port)
+		*port = (uint16_t)p;
+	return 0;
+}
+
 const struct spate_config_stream *spate_config_find_stream(const struct spate_config *c,
 							   const char *name)
 {
@@ -981,6 +1050,7 @@ void spate_config_free(struct spate_config *c)
 struct lines {
 	uint32_t top[TF_N];
 	uint32_t place[PF_N];
+	uint32_t metrics[MF_N];
 	uint32_t (*stream)[SF_N];
 	uint32_t (*consumer)[CF_N];
 };
@@ -1099,11 +1169,20 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 		return verr(v, line, "expected %s, got the value %d", expected(f, want, sizeof(want)),
 			    e);
 	}
+	case FT_ADDR:
+		s = CAT(obj, f, char);
+		len = arr_len(s, SPATE_CONFIG_ADDR_MAX);
+		if (len == 0 || (len < SPATE_CONFIG_ADDR_MAX &&
+				 spate_config_parse_listen(s, NULL, 0, NULL) == 0))
+			return 0;
+		quote(s, len, a, sizeof(a));
+		return verr(v, line, "expected %s, got %s", expected(f, want, sizeof(want)), a);
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
+	case FT_METRICS:
 		break;
 	}
 	return 0;
@@ -1374,6 +1453,9 @@ static int validate_impl(const struct spate_config *c, const struct lines *ln, c
 	r = check_placement(&v);
 	if (r < 0)
 		return r;
+	r = check_fields(&v, "metrics", metrics_fields, MF_N, &c->metrics, ln ? ln->metrics : NULL, 0);
+	if (r < 0)
+		return r;
 	return 0;
 }
 
@@ -1594,11 +1676,17 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 				return 0;
 			}
 		return bad(x, f, n);
+	case FT_ADDR:
+		if (len >= SPATE_CONFIG_ADDR_MAX || spate_config_parse_listen(s, NULL, 0, NULL) < 0)
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
+	case FT_METRICS:
 		break;
 	}
 	return bad(x, f, n);
@@ -1803,6 +1891,9 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 	case FT_PLACEMENT:
 		return parse_map(x, n, placement_fields, PF_N, &x->c->placement, x->ln.place,
 				 "a mapping with keys cores, busy_threads_max");
+	case FT_METRICS:
+		return parse_map(x, n, metrics_fields, MF_N, &x->c->metrics, x->ln.metrics,
+				 "a mapping with keys listen, counters");
 	default:
 		return conv_scalar(x, f, n, obj);
 	}

@@ -89,6 +89,11 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	add_shared(&c->failed, 1);
 	if (why == SPATE_FAIL_RECORD_EXPIRED)
 		add_shared(&c->expired, 1);
+	if (t->st.slot) { /* counters region: this task's poller is the one writer */
+		spate_stats_add(&t->st.slot->failed, 1);
+		if (why == SPATE_FAIL_RECORD_EXPIRED)
+			spate_stats_add(&t->st.slot->expired, 1);
+	}
 	if (!c->dlq) {
 		spate_eng_log(c->e, SPATE_LOG_WARN,
 				  "%s/%u: record %" PRIu64 " given up (%s) and dropped: no on_failure "
@@ -181,6 +186,18 @@ static int open_ring_reader(struct spate_task *t, enum spate_ring_start start)
 	return rc;
 }
 
+void spate_consumer_task_catchup(struct spate_task *t)
+{
+	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
+	/* Relaxed: display only. */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
+
+	if (!t->st.slot)
+		return;
+	spate_stats_task_catchup(t->st.slot, next == UINT64_MAX ? 0 : next,
+				 atomic_load_explicit(&d->written_seq, memory_order_relaxed));
+}
+
 /* Read the shard's log from @p from / @p arg; the ring reader (if any) is
  * closed, so this task no longer holds the writers back. */
 static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
@@ -199,6 +216,7 @@ static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
 	t->dbuf_len = 0;
 	/* Relaxed: a status for monitors. */
 	atomic_store_explicit(&t->on_log, 1, memory_order_relaxed);
+	spate_consumer_task_catchup(t);
 	return 0;
 }
 
@@ -241,6 +259,8 @@ static int to_ring(struct spate_task *t)
 	spate_log_reader_close(t->lrd);
 	t->lrd = NULL;
 	atomic_store_explicit(&t->on_log, 0, memory_order_relaxed);
+	if (t->st.slot)
+		spate_stats_task_on_ring(t->st.slot, t->rd->index);
 	return 1;
 }
 
@@ -390,6 +410,8 @@ static void batch_done(struct spate_task *t, uint64_t now)
 	src_release(t, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
+	if (t->st.slot)
+		spate_stats_set(&t->st.slot->checkpoint, next);
 	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
 		t->ckpt_ns = now;
 		uint64_t shard_next = c->p.parallelization == 1 ? next
@@ -567,9 +589,17 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			 * producer -> plugin latency is, sampled to stay cheap. */
 			uint64_t rt = spate_now_ns();
 			spate_hist_record(&t->lat, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+			if (t->st.slot)
+				spate_hist_record(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
 		}
+		/* Counters region: time process() on the deliveries whose latency
+		 * was just sampled (1 in 8), to keep clock reads off the others. */
+		uint64_t pt0 = t->st.slot && (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
 		int rc = t->pl->process(t->state, &b, &res);
 		t->attempt++;
+		if (t->st.slot)
+			spate_stats_task_delivery(&t->st, cnt, pt0 ? spate_mono_ns() - pt0 : 0,
+						  t->attempt > 1);
 		add_shared(&c->batches, 1);
 		if (t->attempt > 1)
 			add_shared(&c->retries, 1);
@@ -597,6 +627,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 				bytes += t->views[t->lo + i].len;
 			add_shared(&c->records, done);
 			add_shared(&c->bytes, bytes);
+			if (t->st.slot && done)
+				spate_stats_task_done(t->st.slot, done, bytes, t->views[t->lo + done - 1].ts);
 			handled += (int)done;
 			t->lo += done;
 			if (st == SPATE_BATCH_OK) {
@@ -613,6 +645,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			return -1;
 		}
 		/* Failure of [lo, hi): split, give up, or back off. */
+		if (t->st.slot)
+			spate_stats_add(&t->st.slot->errors, 1);
 		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
 		    t->depth < BISECT_DEPTH) {
 			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
@@ -623,6 +657,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->stack[t->depth][1] = t->hi;
 			t->stack[t->depth][2] = t->prior;
 			t->depth++;
+			if (t->st.slot)
+				spate_stats_add(&t->st.slot->bisections, 1);
 			t->hi = mid;
 			t->attempt = 0;
 			continue;

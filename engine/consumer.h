@@ -13,6 +13,7 @@
 #include "spate/hist.h"
 #include "spate/log.h"
 #include "spate/plugin.h"
+#include "spate/stats.h"
 #include "spate/stream.h"
 
 struct spate_plugin_lib;
@@ -100,6 +101,7 @@ struct spate_task {
 	_Atomic uint64_t disk_gaps;   /* records retention deleted under the reader */
 	_Atomic uint32_t spills;      /* switches from the ring to the log */
 	_Atomic uint32_t on_log;      /* 1 while lrd is open (for monitors) */
+	struct spate_stats_tref st;   /* counters region slot (engine.c stats_open); slot NULL: off */
 };
 
 struct spate_consumer {
@@ -144,6 +146,8 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 			size_t errlen);
 /** Create the plugin states of every task (cold start is timed). */
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen);
+/** Tell the counters region the task reads the log (its catch-up range). */
+void spate_consumer_task_catchup(struct spate_task *t);
 /** Flush and fini every task's plugin state. */
 void spate_consumer_stop_plugins(struct spate_consumer *c);
 /** Close readers, free tasks. */

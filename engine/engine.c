@@ -49,6 +49,7 @@
 #include "engine/plugin_host.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
+#include "spate/stats.h"
 #include "spate/topo.h"
 
 #define CKPT_PERIOD_NS (100ull * 1000 * 1000)
@@ -65,6 +66,8 @@ struct worker {
 	uint32_t index;
 	uint32_t help_from;     /* where help() starts looking */
 	bool started;
+	struct spate_stats_worker *st; /* counters region slot (stats_open), or NULL */
+	struct spate_stats_wprev st_prev; /* its previous round (worker-local) */
 };
 
 struct spate_engine {
@@ -90,6 +93,7 @@ struct spate_engine {
 	struct spate_persister persist; /* persisted streams' logs and their thread */
 	int persist_cpu;
 	char plan[4096];
+	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
 };
 
 void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
@@ -129,6 +133,8 @@ static int shared_producer_open(struct spate_engine *e, int i)
 					 &sp->prod);
 		if (rc < 0)
 			sp->prod = NULL;
+		else if (e->stats) /* counters region: this stream's producer line */
+			spate_producer_set_stats(sp->prod, spate_stats_shard_of(e->stats, (uint32_t)i, 0));
 	}
 	pthread_mutex_unlock(&e->lock);
 	return rc;
@@ -268,6 +274,27 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 	pthread_mutex_unlock(&e->ckpt_lock);
 }
 
+/* Counters region: the consumer-level figures, written by the control
+ * thread (every 100 ms) and by stop after it joined: one writer at a time. */
+static void stats_consumers(struct spate_engine *e)
+{
+	for (uint32_t i = 0; e->stats && i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		struct spate_stats_consumer *sc = spate_stats_consumer_at(e->stats, i);
+		/* Relaxed: figures for display, like every counter of the region. */
+		atomic_store_explicit(&sc->state, atomic_load_explicit(&c->state, memory_order_relaxed),
+				      memory_order_relaxed);
+		spate_stats_set(&sc->cold_start_ns,
+				atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed));
+		spate_stats_set(&sc->first_batch_ns,
+				atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed));
+		spate_stats_set(&sc->helped, atomic_load_explicit(&c->helped, memory_order_relaxed));
+		pthread_mutex_lock(&c->lock);
+		snprintf(sc->error, sizeof(sc->error), "%.95s", c->error);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 static void *ctl_main(void *arg)
 {
 	struct spate_engine *e = arg;
@@ -277,6 +304,7 @@ static void *ctl_main(void *arg)
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		nanosleep(&ts, NULL);
 		ckpt_flush_all(e, false);
+		stats_consumers(e);
 	}
 	return NULL;
 }
@@ -356,6 +384,10 @@ static void *worker_main(void *arg)
 
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
+	if (w->st) {
+		w->st_prev.at = spate_mono_ns();
+		spate_stats_set(&w->st->since_ns, w->st_prev.at);
+	}
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		uint64_t now = spate_mono_ns();
 		uint64_t soonest = UINT64_MAX;
@@ -381,6 +413,8 @@ static void *worker_main(void *arg)
 		if (!work && shared)
 			work = help(e, w, now);
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
+		if (w->st) /* counters region: this worker is the slot's one writer */
+			spate_stats_worker_round(w->st, &w->st_prev, now, work);
 		if (work || soonest == 0) {
 			idle_ns = 1000;
 			continue;
@@ -420,6 +454,8 @@ static void *worker_main(void *arg)
 		}
 		}
 	}
+	if (w->st)
+		spate_stats_worker_stopped(w->st);
 	return NULL;
 }
 
@@ -624,6 +660,96 @@ static void consumer_params(const struct spate_config_consumer *k,
 	p->n_opts = k->n_options;
 }
 
+/*
+ * The counters region <bus>..stats (spate/stats.h): one slot per stream
+ * shard, consumer, task and worker. Off with metrics.counters: off or
+ * SPATE_STATS=off in the environment; a failure to create it only turns it
+ * off (said in the log): counters never stop a bus.
+ */
+static void stats_open(struct spate_engine *e)
+{
+	struct spate_stats_shape sh = { .n_streams = e->nstreams, .n_consumers = e->nconsumers,
+					.n_workers = e->nworkers };
+	const char *env = getenv("SPATE_STATS");
+	uint64_t seq[SPATE_STREAM_MAX_SHARDS], pos[SPATE_STREAM_MAX_SHARDS];
+	uint32_t *slots = NULL;
+	int rc;
+
+	if (e->cfg->metrics.counters == SPATE_CONFIG_COUNTERS_OFF || (env && !strcmp(env, "off")))
+		return;
+	for (uint32_t i = 0; i < e->nstreams; i++)
+		sh.n_shards += spate_stream_shards(e->streams[i]);
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		sh.n_tasks += e->consumers[i].ntasks;
+	rc = spate_stats_create(e->cfg->bus, &sh, &e->stats);
+	if (rc < 0)
+		goto fail;
+	for (uint32_t i = 0; i < e->nstreams; i++) {
+		uint32_t n = spate_stream_shards(e->streams[i]);
+		for (uint32_t k = 0; k < n; k++) {
+			struct spate_ring *r = spate_stream_ring(e->streams[i], k);
+			/* Acquire: pairs with the publisher's release of tail. */
+			pos[k] = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+			seq[k] = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+		}
+		rc = spate_stats_add_stream(e->stats, spate_stream_name(e->streams[i]), n, seq, pos);
+		if (rc < 0)
+			goto fail;
+	}
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		free(slots);
+		slots = calloc(c->ntasks ? c->ntasks : 1, sizeof(*slots));
+		if (!slots) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		for (uint32_t t = 0; t < c->ntasks; t++)
+			slots[t] = c->tasks[t].rd ? c->tasks[t].rd->index : UINT32_MAX;
+		rc = spate_stats_add_consumer(e->stats, c->p.name, spate_plugin_lib_name(c->lib),
+					      (uint32_t)stream_index(e, spate_stream_name(c->stream)),
+					      c->p.parallelization, slots);
+		if (rc < 0)
+			goto fail;
+		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
+		for (uint32_t t = 0; t < c->ntasks; t++) {
+			struct spate_task *tk = &c->tasks[t];
+			spate_stats_task_ref(e->stats, first + t, &tk->st);
+			if (tk->lrd && tk->st.slot) /* starting from the log */
+				spate_consumer_task_catchup(tk);
+		}
+	}
+	for (uint32_t i = 0; i < e->persist.n; i++) {
+		struct spate_persist_shard *x = &e->persist.sh[i];
+		spate_stats_shard_ref(e->stats, (uint32_t)stream_index(e, spate_stream_name(x->s)),
+				      x->shard, &x->st);
+	}
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		w->st = spate_stats_worker_at(e->stats, k);
+		w->st->cpu = w->cpu;
+		w->st->tasks = w->ntasks;
+	}
+	for (uint32_t i = 0; i < e->nstreams; i++) /* on_failure producers, opened already */
+		if (e->shared[i].prod)
+			spate_producer_set_stats(e->shared[i].prod, spate_stats_shard_of(e->stats, i, 0));
+	free(slots);
+	stats_consumers(e);
+	spate_stats_publish(e->stats);
+	return;
+fail:
+	free(slots);
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		for (uint32_t t = 0; t < e->consumers[i].ntasks; t++)
+			memset(&e->consumers[i].tasks[t].st, 0, sizeof(struct spate_stats_tref));
+	for (uint32_t k = 0; k < e->nworkers; k++)
+		e->workers[k].st = NULL;
+	spate_stats_close(e->stats);
+	e->stats = NULL;
+	spate_eng_log(e, SPATE_LOG_WARN, "counters region of bus %s: %s; running without it",
+		      e->cfg->bus, strerror(-rc));
+}
+
 int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out, char *err,
 		      size_t errlen)
 {
@@ -729,6 +855,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	rc = plan_workers(e);
 	if (rc < 0)
 		goto err;
+	stats_open(e);
 	*out = e;
 	return 0;
 err:
@@ -770,6 +897,7 @@ int spate_engine_start(struct spate_engine *e)
 			return rc;
 		}
 	}
+	stats_consumers(e); /* counters region: running, before the control thread's first tick */
 	atomic_store_explicit(&e->stop, 0, memory_order_relaxed);
 	for (uint32_t k = 0; k < e->nworkers; k++) {
 		rc = -pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]);
@@ -810,6 +938,7 @@ int spate_engine_stop(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++)
 		spate_consumer_stop_plugins(&e->consumers[i]);
 	ckpt_flush_all(e, true);
+	stats_consumers(e);
 	e->running = false;
 	return 0;
 }
@@ -841,6 +970,7 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->consumers);
 	free(e->ckpt_written);
 	spate_topo_close(e->topo);
+	spate_stats_close(e->stats);
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->ckpt_lock);
 	spate_config_free(e->owned_cfg);

@@ -52,6 +52,8 @@ static const struct spate_cmd top_cmds[] = {
 	{ "deploy", spate_cli_deploy, NULL, "hot deploy: deploy CONFIG CONSUMER PLUGIN.so" },
 	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]" },
 	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats DIR" },
+	{ "stat", spate_cli_stat, NULL, "a running bus's counters once: stat BUS [--json] [--interval MS]" },
+	{ "top", spate_cli_top, NULL, "a running bus live, refreshed every second: top BUS" },
 	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)" },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -375,6 +375,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 				return 0;
 			}
 			x->pending += sp[k].count;
+			x->round_bytes += sp[k].len;
 			/* Relaxed: counters read by monitors. */
 			atomic_fetch_add_explicit(&x->bytes, sp[k].len, memory_order_relaxed);
 			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
@@ -385,12 +386,19 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 	    !(want_sync && x->durability == SPATE_STREAM_DUR_INTERVAL &&
 	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
-	uint64_t durable = 0;
+	uint64_t durable = 0, before = spate_log_durable_seq(x->log), t0 = spate_mono_ns();
 	rc = spate_log_sync(x->log, &durable);
 	if (rc < 0) {
 		shard_error(x, rc, now);
 		return -1;
 	}
+	if (x->st.slot) {
+		if (x->round_bytes)
+			spate_stats_persist_write(x->st.slot, x->round_bytes);
+		if (durable != before) /* an fdatasync happened */
+			spate_stats_persist_fsync(&x->st, spate_mono_ns() - t0, durable);
+	}
+	x->round_bytes = 0;
 	atomic_fetch_add_explicit(&x->syncs, 1, memory_order_relaxed);
 	uint32_t done = x->pending + x->skipped;
 	if (done)

@@ -11,6 +11,7 @@
 
 #include "spate/config.h"
 #include "spate/log.h"
+#include "spate/stats.h"
 #include "spate/stream.h"
 
 struct spate_topo;
@@ -32,6 +33,8 @@ struct spate_persist_shard {
 	uint64_t err_logged_ns;   /* rate limit of the error message */
 	bool dead;                /* a fatal error: the shard is no longer persisted */
 	_Atomic uint64_t bytes, batches, syncs; /* written by the persister thread */
+	uint64_t round_bytes;     /* appended since the last sync */
+	struct spate_stats_sref st; /* counters region (engine.c stats_open); slot NULL: off */
 };
 
 /** The persistence threads of an engine (one today) and their shards. */

@@ -87,6 +87,7 @@
 #include "rings/proc.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
+#include "spate/stats.h"
 #include "spate/stream.h"
 
 /* Alignment of the rings (and of their stride) and of checkpoint entries. */
@@ -116,6 +117,7 @@ struct spate_producer {
 	bool durable_wait;           /* an `always` stream, and no NO_DURABLE_WAIT */
 	uint32_t *order;             /* [order_cap] put_batch request indices */
 	unsigned order_cap;
+	struct spate_stats_shard *stats; /* [shards] producer lines in <bus>..stats, or NULL */
 	struct spate_ring_writer *w[]; /* [shards] */
 };
 
@@ -706,13 +708,21 @@ struct spate_ring_writer *spate_producer_writer(struct spate_producer *p, uint32
 	return shard < p->shards ? p->w[shard] : NULL;
 }
 
+void spate_producer_set_stats(struct spate_producer *p, struct spate_stats_shard *shards)
+{
+	p->stats = shards;
+}
+
 int spate_put_hash(struct spate_producer *p, uint32_t hash, const void *data, size_t len,
 		   struct spate_put_result *res)
 {
 	uint32_t shard = spate_shard_of_hash(hash, p->shards);
-	uint64_t seq = 0;
+	uint64_t seq = 0, full0 = p->w[shard]->full_events;
 	int rc = (!data && len) ? -EINVAL : spate_ring_put(p->w[shard], data, len, hash, 0, &seq);
 
+	if (p->stats) /* counters region, once per batch */
+		spate_stats_shard_put(&p->stats[shard], rc == -EAGAIN || rc == -ETIMEDOUT,
+				      p->w[shard]->full_events - full0);
 	bool appended = rc == 0;
 
 	if (appended && p->durable_wait)
@@ -849,8 +859,12 @@ int spate_put_batch(struct spate_producer *p, const struct spate_put_entry *e, u
 	for (uint32_t s = 0; s < shards; s++) {
 		uint32_t hi = cnt[s];
 		if (hi > lo) {
+			uint64_t full0 = p->w[s]->full_events;
 			int f = put_shard(p->w[s], e, order + lo, hi - lo, res);
 			failed += f;
+			if (p->stats) /* counters region, once per shard batch */
+				spate_stats_shard_put(&p->stats[s], (uint64_t)f,
+						      p->w[s]->full_events - full0);
 			/* Durability: the shard's last written record covers the
 			 * ones before it (the log is written in order). */
 			uint32_t written = hi - lo - (uint32_t)f;

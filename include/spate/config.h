@@ -225,6 +225,23 @@ struct spate_config_placement {
 	uint32_t busy_threads_max;
 };
 
+/** Size of metrics.listen, NUL included. */
+#define SPATE_CONFIG_ADDR_MAX 64u
+
+/** Whether the engine keeps the counters region (spate/stats.h). */
+enum spate_config_counters {
+	SPATE_CONFIG_COUNTERS_ON = 0,  /**< default */
+	SPATE_CONFIG_COUNTERS_OFF = 1, /**< no region, no updates on the hot path */
+};
+
+/** Observability: the counters region and the Prometheus endpoint. */
+struct spate_config_metrics {
+	/** Where `spate run` serves Prometheus text (GET /metrics): "PORT"
+	 *  (on 127.0.0.1), "HOST:PORT" or "[IPV6]:PORT"; "" = no endpoint. */
+	char listen[SPATE_CONFIG_ADDR_MAX];
+	enum spate_config_counters counters;
+};
+
 /** A bus: everything one configuration file describes. */
 struct spate_config {
 	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
@@ -236,6 +253,7 @@ struct spate_config {
 	struct spate_config_consumer *consumers;
 	uint32_t n_consumers;
 	struct spate_config_placement placement;
+	struct spate_config_metrics metrics; /**< metrics: listen, counters */
 	/** File name given to load/parse, used in messages; "" if built in C. */
 	char source[SPATE_CONFIG_PATH_MAX];
 };
@@ -243,6 +261,14 @@ struct spate_config {
 /* ------------------------------------------------------------------------ */
 /* Loading, checking, freeing                                               */
 /* ------------------------------------------------------------------------ */
+
+/**
+ * Parse a listen address ("PORT", "HOST:PORT", "[IPV6]:PORT"; HOST an IP
+ * literal or localhost; a bare port listens on 127.0.0.1) into @p host
+ * (may be NULL) and @p port (may be NULL).
+ * @return 0 or -EINVAL.
+ */
+int spate_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 /**
  * Read and parse the YAML file @p path, check it (spate_config_validate())

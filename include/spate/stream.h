@@ -310,6 +310,12 @@ int spate_put_batch(struct spate_producer *p, const struct spate_put_entry *e, u
 /** The writer of shard @p shard, for zero-copy reserve/commit (ring.h), or
  *  NULL if @p shard >= the shard count. */
 struct spate_ring_writer *spate_producer_writer(struct spate_producer *p, uint32_t shard);
+struct spate_stats_shard;
+/** Count this producer's batches, refused records and full-shard events in
+ *  the counters region: @p shards is the stream's first shard slot
+ *  (spate_stats_shard_of(st, stream, 0)); NULL stops counting. Thread: the
+ *  producer's owner. */
+void spate_producer_set_stats(struct spate_producer *p, struct spate_stats_shard *shards);
 
 #ifdef __cplusplus
 }

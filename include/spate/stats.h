@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file spate/stats.h
+ * @brief The counters region of a bus: what a running engine is doing,
+ *        readable by any process that attaches it.
+ *
+ * A running engine keeps one shared-memory region, `<bus>..stats` (file
+ * `spate.<bus>..stats`; the double dot cannot be a stream's name), laid out
+ * at offsets recorded in a versioned header (never pointers):
+ *
+ *     0            struct spate_stats_hdr
+ *     streams_off  struct spate_stats_stream   [n_streams]    immutable
+ *     shards_off   struct spate_stats_shard    [n_shards]     every shard of every stream
+ *     cons_off     struct spate_stats_consumer [n_consumers]
+ *     tasks_off    struct spate_stats_task     [n_tasks]      (consumer, shard, lane)
+ *     workers_off  struct spate_stats_worker   [n_workers]
+ *     hists_off    struct spate_hist           [n_hists], hist_stride bytes apart
+ *
+ * Writers and lines. Every block a thread writes starts on its own 128-byte
+ * line and is written by exactly one thread at a time:
+ *   - a task's slot by the worker polling that task (the owner, or a helper
+ *     holding the task lock; the lock's acquire/release orders successive
+ *     pollers), so its counters are a relaxed load plus a relaxed store,
+ *     no read-modify-write, no lock prefix, no system call;
+ *   - a worker's slot by that worker thread;
+ *   - a consumer's state line by the engine's control thread;
+ *   - a shard's persistence line by the shard's persister thread;
+ *   - a shard's producer line by the producers of that shard: there may be
+ *     several (multi-producer streams, several processes), so those counters
+ *     are relaxed fetch_adds, once per batch, never per record.
+ * Relaxed is enough everywhere: each counter is a monotone (or last-value)
+ * figure read for display; nothing else is published through it, and an
+ * aligned 8-byte load never sees a torn value. Readers load each field once.
+ *
+ * What is not stored here because it is free to read from the rings (any
+ * monitor attaches the stream regions): records and bytes appended (tail_seq
+ * and tail), the head sequence, the oldest retained sequence and its time
+ * (the batch at trim), and a reader's released position (lag in bytes).
+ *
+ * A reader attaches with spate_stats_attach(): the header is copied once and
+ * every offset, count and stride is checked against the region's size before
+ * anything is used; a corrupt region is -EBADMSG, never a crash.
+ *
+ * Threads: create/attach/close on any thread; the inline updaters on the
+ * slot's one writer; the accessors on any thread of any process.
+ */
+#ifndef SPATE_STATS_H
+#define SPATE_STATS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spate/hist.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPATE_STATS_MAGIC 0x5354415453544150ULL /* "PATSTATS" */
+#define SPATE_STATS_LAYOUT_VERSION 1u
+#define SPATE_STATS_READY 0x59444552u
+/** Separation of state written by different threads (two 64-byte lines). */
+#define SPATE_STATS_LINE 128u
+/** Longest name stored (streams, consumers, plugins), without the NUL. */
+#define SPATE_STATS_NAME_MAX 47u
+
+/** Consumer states (mirror enum spate_consumer_state). */
+enum spate_stats_state {
+	SPATE_STATS_RUNNING = 1,
+	SPATE_STATS_STOPPED = 2,
+	SPATE_STATS_FAILED = 3,
+};
+
+/** Worker states. */
+enum spate_stats_worker_state {
+	SPATE_STATS_WORKER_ACTIVE = 0, /**< polling its tasks */
+	SPATE_STATS_WORKER_PARKED = 1, /**< nothing to do: napping, sleeping or yielding */
+	SPATE_STATS_WORKER_STOPPED = 2,
+};
+
+/** Where a task reads from (filled by persistence: catching up from disk). */
+enum spate_stats_source {
+	SPATE_STATS_SOURCE_RING = 0,
+	SPATE_STATS_SOURCE_LOG = 1, /**< behind the ring, reading the shard log */
+};
+
+/** Header at the start of the region's user area. */
+struct spate_stats_hdr {
+	uint64_t magic;           /**< SPATE_STATS_MAGIC */
+	uint32_t layout_version;  /**< SPATE_STATS_LAYOUT_VERSION */
+	uint32_t hdr_size;        /**< sizeof(struct spate_stats_hdr) */
+	char bus[SPATE_STATS_NAME_MAX + 1];
+	uint32_t hist_size;       /**< sizeof(struct spate_hist) of the writer */
+	uint32_t hist_stride;     /**< bytes between histograms (128-byte multiple) */
+	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers, n_hists;
+	uint64_t streams_off, shards_off, cons_off, tasks_off, workers_off, hists_off;
+	uint64_t total_size;      /**< bytes of the layout (<= the user area) */
+	uint32_t engine_pid;
+	uint32_t reserved0;
+	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
+	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
+	uint32_t reserved[11];
+};
+
+/** A stream: immutable after creation. */
+struct spate_stats_stream {
+	char name[SPATE_STATS_NAME_MAX + 1];
+	uint32_t shards;
+	uint32_t first_shard;     /**< its shards are shard slots [first_shard, +shards) */
+	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 8];
+};
+
+/** One shard of one stream. */
+struct spate_stats_shard {
+	/* Line 0, immutable. */
+	uint32_t stream;          /**< stream index */
+	uint32_t shard;
+	uint64_t base_seq;        /**< the ring's tail_seq when the region was created */
+	uint64_t base_pos;        /**< the ring's tail (bytes) then */
+	uint64_t fsync_hist;      /**< histogram index of the fsync latency (ns) */
+	uint8_t pad0_[SPATE_STATS_LINE - 32];
+	/* Line 1: producers (several writers: relaxed fetch_add per batch). */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint64_t backpressure; /**< reserves that found the shard full */
+	_Atomic uint64_t put_failed;   /**< records refused (-EAGAIN, -ETIMEDOUT) */
+	_Atomic uint64_t put_batches;  /**< batches written by counted producers */
+	uint8_t pad1_[SPATE_STATS_LINE - 24];
+	/* Line 2: persistence (one writer: the shard's persister). */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint64_t persist_bytes;  /**< bytes written to the log */
+	_Atomic uint64_t persist_writes;   /**< write submissions */
+	_Atomic uint64_t persist_fsyncs;
+	_Atomic uint64_t durable_seq;      /**< every record below is on disk (UINT64_MAX: none / not persisted) */
+	uint8_t pad2_[SPATE_STATS_LINE - 32];
+};
+
+/** A consumer. */
+struct spate_stats_consumer {
+	/* Line 0, immutable. */
+	char name[SPATE_STATS_NAME_MAX + 1];
+	char plugin[SPATE_STATS_NAME_MAX + 1];
+	uint32_t stream;          /**< stream index */
+	uint32_t shards;
+	uint32_t lanes;           /**< parallelization */
+	uint32_t first_task;      /**< task (shard s, lane l) is first_task + s * lanes + l */
+	uint8_t pad0_[SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 16 + SPATE_STATS_LINE];
+	/* Line 2: written by the engine's control thread (every 100 ms, at stop). */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_stats_state */
+	uint32_t pad1_;
+	_Atomic uint64_t cold_start_ns;
+	_Atomic uint64_t first_batch_ns;
+	_Atomic uint64_t helped;
+	char error[SPATE_STATS_LINE - 32]; /**< why it stopped (relaxed byte copies; may tear) */
+};
+
+/** One (consumer, shard, lane): written only by the worker polling it. */
+struct spate_stats_task {
+	/* Line 0: per-batch counters. */
+	_Atomic uint64_t records;     /**< handled successfully */
+	_Atomic uint64_t bytes;       /**< payload bytes of those */
+	_Atomic uint64_t batches;     /**< deliveries to the plugin */
+	_Atomic uint64_t errors;      /**< deliveries that failed (RETRY, PARTIAL, error returns) */
+	_Atomic uint64_t retries;     /**< deliveries that were retries */
+	_Atomic uint64_t bisections;  /**< ranges split in halves */
+	_Atomic uint64_t failed;      /**< records sent to the failure destination (or dropped) */
+	_Atomic uint64_t expired;     /**< of which for max_record_age */
+	_Atomic uint64_t checkpoint;  /**< next sequence to handle (UINT64_MAX: unknown yet) */
+	_Atomic uint64_t last_ts;     /**< commit time of the last record handled (realtime ns) */
+	_Atomic uint64_t process_ns;  /**< time inside the plugin, timed deliveries (1 in 8) */
+	uint8_t pad0_[SPATE_STATS_LINE - 88];
+	/* Line 1: immutable, and catch-up progress (written by the same poller). */
+	_Alignas(SPATE_STATS_LINE) uint32_t consumer; /**< consumer index */
+	uint32_t shard, lane;
+	_Atomic uint32_t reader_slot; /**< the task's reader slot in the shard ring (lag in
+					   bytes); UINT32_MAX while it reads the log. Written
+					   by its poller when it switches (relaxed: a hint) */
+	uint64_t hist_latency;        /**< histogram index: commit -> delivery (ns, sampled 1/8) */
+	uint64_t hist_process;        /**< histogram index: plugin process() time (ns) */
+	uint64_t hist_batch;          /**< histogram index: records per delivery */
+	_Atomic uint32_t source;      /**< enum spate_stats_source (persistence fills it) */
+	uint32_t pad1_;
+	_Atomic uint64_t catchup_from;   /**< first sequence of the catch-up from disk */
+	_Atomic uint64_t catchup_target; /**< sequence where the ring takes over */
+	uint8_t pad2_[SPATE_STATS_LINE - 64];
+};
+
+/** A worker thread. */
+struct spate_stats_worker {
+	_Atomic uint64_t loops;       /**< polling rounds */
+	_Atomic uint64_t busy_ns;     /**< time in rounds that handled records */
+	_Atomic uint64_t parked_ns;   /**< time napping, sleeping or yielding */
+	_Atomic uint64_t since_ns;    /**< monotonic time the counters start from */
+	_Atomic uint32_t state;       /**< enum spate_stats_worker_state */
+	int32_t cpu;                  /**< pinned CPU, -1 if none */
+	uint32_t tasks;               /**< tasks dealt to it */
+	uint8_t pad_[SPATE_STATS_LINE - 44];
+};
+
+_Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
+_Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
+_Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
+_Static_assert(sizeof(struct spate_stats_task) == 2 * SPATE_STATS_LINE, "task slot");
+_Static_assert(sizeof(struct spate_stats_worker) == SPATE_STATS_LINE, "worker slot");
+
+struct spate_stats;
+
+/* ------------------------------------------------------------------------ */
+/* Creating (the engine)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Shape of a new region: the engine fills it from its configuration. */
+struct spate_stats_shape {
+	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
+};
+
+/**
+ * Create (or replace) the counters region of bus @p bus with room for
+ * @p shape; nobody can attach it until spate_stats_publish().
+ * Then describe it with spate_stats_add_stream() / _add_consumer() /
+ * spate_stats_worker().
+ * @return 0, -EINVAL (bad name or shape), -ENOMEM, or the errors of
+ *         spate_shm_create().
+ */
+int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
+		       struct spate_stats **out);
+/**
+ * Describe stream @p name (@p shards shards); @p tail_seq / @p tail are the
+ * rings' current positions (per shard, may be NULL: 0), the base of the
+ * records-in and bytes-in figures. Streams are added in index order.
+ * @return the stream's index, or -ENOSPC (more than the shape), -EINVAL.
+ */
+int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t shards,
+			   const uint64_t *tail_seq, const uint64_t *tail);
+/**
+ * Describe a consumer of stream index @p stream with @p lanes lanes per
+ * shard; its tasks are (shard s, lane l) at first_task + s * lanes + l, and
+ * @p reader_slots[task] (may be NULL) is each task's ring reader slot.
+ * @return the consumer's index, or -ENOSPC, -EINVAL.
+ */
+int spate_stats_add_consumer(struct spate_stats *st, const char *name, const char *plugin,
+			     uint32_t stream, uint32_t lanes, const uint32_t *reader_slots);
+/** Make the region visible to attachers (release). */
+void spate_stats_publish(struct spate_stats *st);
+/** Remove bus @p bus's region. @return 0, -ENOENT, -EINVAL. */
+int spate_stats_unlink(const char *bus);
+
+/* ------------------------------------------------------------------------ */
+/* Attaching (monitors)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Attach bus @p bus's region read-only, validating every field of its
+ * header against the region's size.
+ * @return 0, -ENOENT (no engine has run this bus here), -EBADMSG (corrupt),
+ *         -EPROTO (another layout version, or histograms of another size),
+ *         -EAGAIN (being created), -EINVAL, -ENOMEM.
+ */
+int spate_stats_attach(const char *bus, struct spate_stats **out);
+/**
+ * Attach read-write, for a producer in another process that counts its
+ * batches in the region (spate_producer_set_stats()). Same checks and
+ * errors as spate_stats_attach().
+ */
+int spate_stats_attach_rw(const char *bus, struct spate_stats **out);
+/** Detach; the creator's handle also removes the region (if it still is
+ *  the one under its name). NULL-safe. */
+void spate_stats_close(struct spate_stats *st);
+
+/** A validated copy of the header. */
+const struct spate_stats_hdr *spate_stats_header(const struct spate_stats *st);
+/** Whether the engine that created the region still runs: 1 or 0. */
+int spate_stats_engine_alive(const struct spate_stats *st);
+
+/* Slots by index; NULL if out of range. Any thread, any process. */
+struct spate_stats_stream *spate_stats_stream_at(const struct spate_stats *st, uint32_t i);
+struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uint32_t i);
+struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
+struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
+struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Histogram @p i (an index from a slot), or NULL. */
+struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i);
+/** Shard slot of (stream @p stream, shard @p shard), or NULL. */
+struct spate_stats_shard *spate_stats_shard_of(const struct spate_stats *st, uint32_t stream,
+					       uint32_t shard);
+/** Index of consumer @p name, or -ENOENT. */
+int spate_stats_consumer_find(const struct spate_stats *st, const char *name);
+/** Index of stream @p name, or -ENOENT. */
+int spate_stats_stream_find(const struct spate_stats *st, const char *name);
+
+/**
+ * Copy histogram @p i into @p out (a reader's consistent-enough snapshot:
+ * counts are copied one by one while the writer may add to them).
+ * @return 0 or -EINVAL.
+ */
+int spate_stats_hist_copy(const struct spate_stats *st, uint64_t i, struct spate_hist *out);
+
+/* ------------------------------------------------------------------------ */
+/* Hot-path updaters (inline)                                               */
+/* ------------------------------------------------------------------------ */
+
+/** Add @p v to a counter that only the calling thread writes. Relaxed
+ *  load + relaxed store: no other writer can interleave, and readers only
+ *  need an untorn value. */
+static inline void spate_stats_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+/** Set a last-value figure that only the calling thread writes (relaxed:
+ *  informational, nothing is published through it). */
+static inline void spate_stats_set(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+/** Add to a counter with several writers (producer line): relaxed RMW. */
+static inline void spate_stats_add_shared(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/** Process-local references to a task's slot and histograms, resolved
+ *  once (spate_stats_task_ref()) so the hot path does no lookups. */
+struct spate_stats_tref {
+	struct spate_stats_task *slot; /**< NULL: counters off */
+	struct spate_hist *latency;    /**< commit -> delivery (ns), sampled */
+	struct spate_hist *process;    /**< process() time (ns) */
+	struct spate_hist *batch;      /**< records per delivery */
+};
+
+/** The same for a shard (producers, persistence). */
+struct spate_stats_sref {
+	struct spate_stats_shard *slot; /**< NULL: counters off */
+	struct spate_hist *fsync;       /**< fsync latency (ns) */
+};
+
+/** Resolve task @p i. @return 0 or -EINVAL (out of range: @p out zeroed). */
+int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_stats_tref *out);
+/** Resolve the shard slot of (stream @p stream, shard @p shard).
+ *  @return 0 or -EINVAL (@p out zeroed). */
+int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
+			  struct spate_stats_sref *out);
+
+/** A delivery of @p n records to the plugin; @p retry if it was a
+ *  redelivery; @p ns its time in process() if it was timed (the engine times
+ *  1 delivery in 8, the ones whose latency it samples), else 0. Thread: the
+ *  task's poller. */
+static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, uint32_t n,
+					     uint64_t ns, bool retry)
+{
+	struct spate_stats_task *t = r->slot;
+
+	spate_stats_add(&t->batches, 1);
+	if (retry)
+		spate_stats_add(&t->retries, 1);
+	if (ns) {
+		spate_stats_add(&t->process_ns, ns);
+		spate_hist_record(r->process, ns);
+	}
+	spate_hist_record(r->batch, n);
+}
+
+/** @p n records of @p bytes payload bytes were handled, the last committed
+ *  at @p last_ts. Thread: the task's poller. */
+static inline void spate_stats_task_done(struct spate_stats_task *t, uint64_t n, uint64_t bytes,
+					 uint64_t last_ts)
+{
+	spate_stats_add(&t->records, n);
+	spate_stats_add(&t->bytes, bytes);
+	spate_stats_set(&t->last_ts, last_ts);
+}
+
+/** Producer side: a batch went to shard @p s (@p failed records refused,
+ *  @p full_events reserves found the shard full). Any producer thread. */
+static inline void spate_stats_shard_put(struct spate_stats_shard *s, uint64_t failed,
+					 uint64_t full_events)
+{
+	spate_stats_add_shared(&s->put_batches, 1);
+	if (failed)
+		spate_stats_add_shared(&s->put_failed, failed);
+	if (full_events)
+		spate_stats_add_shared(&s->backpressure, full_events);
+}
+
+/* Workers (the worker thread). */
+/** A worker's process-local memory of its previous round. */
+struct spate_stats_wprev {
+	uint64_t at;    /**< monotonic start of the previous round (0: none) */
+	uint32_t work;  /**< it handled records */
+	uint32_t state; /**< state last stored */
+};
+/**
+ * A polling round starts at monotonic time @p now (the time the worker reads
+ * anyway); @p work: it handled records. The previous round's length, up to
+ * now, is busy time if that round worked, else parked time (polling empty
+ * tasks and waiting). No clock read of its own.
+ */
+static inline void spate_stats_worker_round(struct spate_stats_worker *w,
+					    struct spate_stats_wprev *p, uint64_t now, bool work)
+{
+	uint32_t s = work ? SPATE_STATS_WORKER_ACTIVE : SPATE_STATS_WORKER_PARKED;
+
+	spate_stats_add(&w->loops, 1);
+	if (p->at && now > p->at)
+		spate_stats_add(p->work ? &w->busy_ns : &w->parked_ns, now - p->at);
+	p->at = now;
+	p->work = work;
+	if (s != p->state) {
+		/* Relaxed: a state for display; stored only when it changes. */
+		atomic_store_explicit(&w->state, s, memory_order_relaxed);
+		p->state = s;
+	}
+}
+/** The worker thread ends. */
+static inline void spate_stats_worker_stopped(struct spate_stats_worker *w)
+{
+	/* Relaxed: a state for display. */
+	atomic_store_explicit(&w->state, SPATE_STATS_WORKER_STOPPED, memory_order_relaxed);
+}
+
+/* Persistence (the shard's persister thread). */
+/** @p bytes were submitted to the log in one write. */
+static inline void spate_stats_persist_write(struct spate_stats_shard *s, uint64_t bytes)
+{
+	spate_stats_add(&s->persist_bytes, bytes);
+	spate_stats_add(&s->persist_writes, 1);
+}
+/** An fsync (fdatasync) took @p ns and made every record below @p durable_seq durable. */
+static inline void spate_stats_persist_fsync(const struct spate_stats_sref *r, uint64_t ns,
+					     uint64_t durable_seq)
+{
+	spate_stats_add(&r->slot->persist_fsyncs, 1);
+	spate_hist_record(r->fsync, ns);
+	spate_stats_set(&r->slot->durable_seq, durable_seq);
+}
+
+/* Catch-up from disk (the task's poller). */
+/** The task reads the log from @p from until @p target, where the ring takes over. */
+static inline void spate_stats_task_catchup(struct spate_stats_task *t, uint64_t from,
+					    uint64_t target)
+{
+	spate_stats_set(&t->catchup_from, from);
+	spate_stats_set(&t->catchup_target, target);
+	/* Relaxed: informational (no ring reader while on the log). */
+	atomic_store_explicit(&t->reader_slot, UINT32_MAX, memory_order_relaxed);
+	/* Relaxed: informational, like the counters. */
+	atomic_store_explicit(&t->source, SPATE_STATS_SOURCE_LOG, memory_order_relaxed);
+}
+/** The task is back on the ring, reader slot @p reader_slot. */
+static inline void spate_stats_task_on_ring(struct spate_stats_task *t, uint32_t reader_slot)
+{
+	/* Relaxed: informational. */
+	atomic_store_explicit(&t->reader_slot, reader_slot, memory_order_relaxed);
+	/* Relaxed: informational. */
+	atomic_store_explicit(&t->source, SPATE_STATS_SOURCE_RING, memory_order_relaxed);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPATE_STATS_H */
