@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 
 #include "spate/log.h"
+#include "spate/stats.h"
 
 /* Make stream @p name of bus @p b persisted with @p durability. */
 static struct spate_config_stream *persisted(struct bus *b, const char *name, uint32_t shards,
@@ -221,6 +222,18 @@ Test(persist, slow_consumer_reads_from_log, .timeout = 60)
 	cr_assert_geq(st.log_spills, 1, "the consumer never switched to the log");
 	cr_assert_gt(st.log_records, 0);
 	cr_assert_eq(st.log_gaps, 0);
+	/* The counters region recorded the catch-up and the return to the ring. */
+	struct spate_stats *sts = NULL;
+	cr_assert_eq(spate_stats_attach(b.name, &sts), 0);
+	int ci = spate_stats_consumer_find(sts, "slow");
+	cr_assert_geq(ci, 0);
+	const struct spate_stats_task *ts =
+		spate_stats_task_at(sts, spate_stats_consumer_at(sts, (uint32_t)ci)->first_task);
+	cr_assert_eq(atomic_load(&ts->source), SPATE_STATS_SOURCE_RING);
+	cr_assert_lt(atomic_load(&ts->reader_slot), SPATE_RING_MAX_READERS);
+	cr_assert_gt(atomic_load(&ts->catchup_target), atomic_load(&ts->catchup_from),
+		     "a catch-up range was published when it spilled");
+	spate_stats_close(sts);
 	cr_assert_eq(spate_engine_stop(b.e), 0);
 	struct summary s = summary_of(&b, "slow", 0);
 	cr_assert_eq(s.first_seq, 0, "%s", s.text);
@@ -256,6 +269,21 @@ Test(persist, always_put_returns_when_durable, .timeout = 60)
 			     res.shard, res.seq);
 	}
 	spate_producer_close(p);
+	/* The counters region shows what the persister did, per shard. */
+	struct spate_stats *sts = NULL;
+	cr_assert_eq(spate_stats_attach(b.name, &sts), 0);
+	int si = spate_stats_stream_find(sts, "in");
+	cr_assert_geq(si, 0);
+	for (uint32_t sh = 0; sh < 2; sh++) {
+		const struct spate_stats_shard *ss = spate_stats_shard_of(sts, (uint32_t)si, sh);
+		cr_assert_not_null(ss);
+		cr_assert_eq(atomic_load(&ss->durable_seq), 150, "shard %u: durable %" PRIu64, sh,
+			     atomic_load(&ss->durable_seq));
+		cr_assert_gt(atomic_load(&ss->persist_bytes), 150 * 16, "shard %u", sh);
+		cr_assert_geq(atomic_load(&ss->persist_fsyncs), 1);
+		cr_assert_geq(atomic_load(&ss->persist_writes), atomic_load(&ss->persist_fsyncs));
+	}
+	spate_stats_close(sts);
 	/* A producer in another process. */
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
