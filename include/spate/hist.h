@@ -32,8 +32,8 @@
  *     reader, a private copy).
  *   - multi-writer (spate_hist_record_mw, spate_hist_record_n_mw): any
  *     number of threads (of any process mapping it) at once; count, sum,
- *     bucket and clamped are relaxed atomic fetch_adds (the sum a relaxed
- *     compare-and-swap loop, to saturate), min and max relaxed CAS loops that
+ *     bucket and clamped are relaxed atomic fetch_adds (the sum put back
+ *     to UINT64_MAX when an add wraps), min and max relaxed CAS loops that
  *     only write when the value widens them. Each is a locked instruction
  *     (~20 cycles uncontended, more when threads contend for the line): fine
  *     where it is sampled or once per batch, not per record.
@@ -193,15 +193,19 @@ static inline void spate_hist_record_n_mw(struct spate_hist *h, uint64_t v, uint
 	spate_hist_add_mw_(&h->count, n);
 	if (v > SPATE_HIST_MAX_NS)
 		spate_hist_add_mw_(&h->clamped, n);
+	/* The sum saturates: a fetch_add that wrapped past 2^64 stores
+	 * UINT64_MAX back (relaxed: as the adds). A later add wraps again and
+	 * is put back the same way, so the sum ends at UINT64_MAX; a reader
+	 * may glimpse a wrapped value in between (after 2^64 ns, 584 years of
+	 * summed latency). One locked xadd, cheaper than a CAS loop. */
+	uint64_t s = atomic_fetch_add_explicit(&h->sum, add, memory_order_relaxed);
+	if (s + add < s)
+		atomic_store_explicit(&h->sum, UINT64_MAX, memory_order_relaxed);
 	/* Relaxed CAS loops: each only retries while another writer changed
 	 * the word meanwhile; min and max are written only when v widens
-	 * them (rare once a histogram has seen a few values). Nothing else is
-	 * published through them, so no ordering is needed. */
-	uint64_t s = atomic_load_explicit(&h->sum, memory_order_relaxed);
-	while (add && s != UINT64_MAX &&
-	       !atomic_compare_exchange_weak_explicit(&h->sum, &s, s + add < s ? UINT64_MAX : s + add,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
+	 * them (rare once a histogram has seen a few values: a plain load
+	 * otherwise). Nothing else is published through them, so no ordering
+	 * is needed. */
 	uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
 	while (v > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, v, memory_order_relaxed,
 								memory_order_relaxed))
