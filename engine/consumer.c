@@ -586,11 +586,12 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		 * the pipeline: sample only ring deliveries. */
 		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
 			/* The oldest record's commit to its delivery: what the
-			 * producer -> plugin latency is, sampled to stay cheap. */
-			/* Into the consumer's histogram (the region's, or the
-			 * process-local one when counters are off): shared by
-			 * the workers polling its tasks, so a multi-writer
-			 * record, a few relaxed RMWs on 1 delivery in 8. */
+			 * producer -> plugin latency is, sampled to stay cheap.
+			 * Into the consumer's histogram (the region's, or the
+			 * process-local one when counters are off), shared by
+			 * every worker polling one of its tasks: a multi-writer
+			 * record. Its few relaxed RMWs come once per sampled
+			 * batch (1 delivery in 8), never per record: negligible. */
 			uint64_t rt = spate_now_ns();
 			struct spate_hist *lh = t->st.slot ? t->st.latency : c->lat;
 			if (lh)

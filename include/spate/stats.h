@@ -307,9 +307,10 @@ int spate_stats_consumer_find(const struct spate_stats *st, const char *name);
 int spate_stats_stream_find(const struct spate_stats *st, const char *name);
 
 /**
- * Copy histogram @p i into @p out (a reader's consistent-enough snapshot:
- * counts are copied one by one while the writer may add to them).
- * @return 0 or -EINVAL.
+ * Copy histogram @p i into @p out (spate_hist_snapshot(): counts are copied
+ * one by one while writers may add to them; the count is the sum of the
+ * buckets copied, min and max cover them).
+ * @return 0 or -EINVAL (no such histogram, or not a valid one).
  */
 int spate_stats_hist_copy(const struct spate_stats *st, uint64_t i, struct spate_hist *out);
 
