@@ -108,13 +108,14 @@ void spate_sv_free(struct spate_sv *v)
 {
 	if (!v)
 		return;
-	for (uint32_t i = 0; v->tasks && i < v->n_tasks; i++) {
-		free(v->tasks[i].latency);
-		free(v->tasks[i].process);
-		free(v->tasks[i].batch);
+	for (uint32_t i = 0; v->consumers && i < v->n_consumers; i++) {
+		free(v->consumers[i].latency);
+		free(v->consumers[i].process);
+		free(v->consumers[i].batch);
 	}
-	for (uint32_t i = 0; v->shards && i < v->n_shards; i++)
-		free(v->shards[i].fsync);
+	for (uint32_t i = 0; v->stream_fsync && i < v->n_streams; i++)
+		free(v->stream_fsync[i]);
+	free(v->stream_fsync);
 	free(v->stream_names);
 	free(v->stream_shards);
 	free(v->stream_first);
@@ -165,11 +166,12 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 	v->stream_names = calloc(v->n_streams + 1, sizeof(*v->stream_names));
 	v->stream_shards = calloc(v->n_streams + 1, sizeof(uint32_t));
 	v->stream_first = calloc(v->n_streams + 1, sizeof(uint32_t));
+	v->stream_fsync = calloc(v->n_streams + 1, sizeof(*v->stream_fsync));
 	v->shards = calloc(v->n_shards + 1, sizeof(*v->shards));
 	v->consumers = calloc(v->n_consumers + 1, sizeof(*v->consumers));
 	v->tasks = calloc(v->n_tasks + 1, sizeof(*v->tasks));
 	v->workers = calloc(v->n_workers + 1, sizeof(*v->workers));
-	if (!v->stream_names || !v->stream_shards || !v->stream_first || !v->shards ||
+	if (!v->stream_names || !v->stream_shards || !v->stream_first || !v->stream_fsync || !v->shards ||
 	    !v->consumers || !v->tasks || !v->workers)
 		goto nomem;
 
@@ -183,6 +185,9 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 			n = 0; /* a scribbled slot: show nothing rather than wrong shards */
 		v->stream_shards[i] = n;
 		v->stream_first[i] = first;
+		v->stream_fsync[i] = hist_dup(st, s->fsync_hist);
+		if (!v->stream_fsync[i])
+			goto nomem;
 		if (spate_stream_attach(bus, v->stream_names[i], &sm) < 0)
 			sm = NULL;
 		for (uint32_t k = 0; k < n; k++) {
@@ -197,9 +202,6 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 			o->persist_writes = LD(ss->persist_writes);
 			o->persist_fsyncs = LD(ss->persist_fsyncs);
 			o->durable_seq = LD(ss->durable_seq);
-			o->fsync = hist_dup(st, ss->fsync_hist);
-			if (!o->fsync)
-				goto nomem;
 			struct spate_ring *r = sm && k < spate_stream_shards(sm) ? spate_stream_ring(sm, k)
 										 : NULL;
 			if (r) {
@@ -269,6 +271,11 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 		o->cold_start_ns = LD(c->cold_start_ns);
 		o->first_batch_ns = LD(c->first_batch_ns);
 		o->helped = LD(c->helped);
+		o->latency = hist_dup(st, c->hist_latency);
+		o->process = hist_dup(st, c->hist_process);
+		o->batch = hist_dup(st, c->hist_batch);
+		if (!o->latency || !o->process || !o->batch)
+			goto nomem;
 	}
 	for (uint32_t t = 0; t < v->n_tasks; t++) {
 		const struct spate_stats_task *ts = spate_stats_task_at(st, t);
@@ -290,11 +297,6 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 		o->source = atomic_load_explicit(&ts->source, memory_order_relaxed);
 		o->catchup_from = LD(ts->catchup_from);
 		o->catchup_target = LD(ts->catchup_target);
-		o->latency = hist_dup(st, ts->hist_latency);
-		o->process = hist_dup(st, ts->hist_process);
-		o->batch = hist_dup(st, ts->hist_batch);
-		if (!o->latency || !o->process || !o->batch)
-			goto nomem;
 	}
 	for (uint32_t k = 0; k < v->n_workers; k++) {
 		const struct spate_stats_worker *w = spate_stats_worker_at(st, k);
@@ -324,16 +326,10 @@ static bool task_in(const struct spate_sv *v, uint32_t c, uint32_t t, uint32_t s
 	return shard == UINT32_MAX || v->tasks[t].shard == shard;
 }
 
-void spate_sv_merge(const struct spate_sv *v, uint32_t c, uint32_t shard, int which,
-		    struct spate_hist *out)
+const struct spate_hist *spate_sv_hist(const struct spate_sv *v, uint32_t c, int which)
 {
-	spate_hist_init(out);
-	for (uint32_t t = 0; t < v->n_tasks; t++) {
-		if (!task_in(v, c, t, shard))
-			continue;
-		const struct spate_sv_task *x = &v->tasks[t];
-		spate_hist_merge(out, which == 0 ? x->latency : which == 1 ? x->process : x->batch);
-	}
+	const struct spate_sv_consumer *k = &v->consumers[c];
+	return which == 0 ? k->latency : which == 1 ? k->process : k->batch;
 }
 
 void spate_sv_lag(const struct spate_sv *v, uint32_t c, uint32_t shard, uint64_t *records,
@@ -459,12 +455,12 @@ static json_object *j_hist(const struct spate_hist *h, bool ns)
 	return o;
 }
 
-/* Counters of consumer c on shard (UINT32_MAX: all) into object o. */
+/* Counters of consumer c on shard (UINT32_MAX: all, with the consumer's
+ * histograms) into object o. */
 static void j_consumer_counters(json_object *o, const struct spate_sv *v, const struct spate_sv *p,
 				uint32_t c, uint32_t shard, double dt)
 {
 	uint64_t lr, lb, age;
-	struct spate_hist *h = malloc(sizeof(*h));
 
 	json_object_object_add(o, "records", j_u64(TASK_SUM(v, c, shard, records)));
 	json_object_object_add(o, "bytes", j_u64(TASK_SUM(v, c, shard, bytes)));
@@ -488,14 +484,10 @@ static void j_consumer_counters(json_object *o, const struct spate_sv *v, const 
 	json_object_object_add(o, "age_ms", j_u64(age));
 	double cu = catchup(v, c, shard);
 	json_object_object_add(o, "catchup_progress", cu < 0 ? NULL : json_object_new_double(cu));
-	if (h) {
-		spate_sv_merge(v, c, shard, 0, h);
-		json_object_object_add(o, "latency", j_hist(h, true));
-		spate_sv_merge(v, c, shard, 1, h);
-		json_object_object_add(o, "process", j_hist(h, true));
-		spate_sv_merge(v, c, shard, 2, h);
-		json_object_object_add(o, "batch_size", j_hist(h, false));
-		free(h);
+	if (shard == UINT32_MAX) { /* histograms are per consumer, not per shard */
+		json_object_object_add(o, "latency", j_hist(spate_sv_hist(v, c, 0), true));
+		json_object_object_add(o, "process", j_hist(spate_sv_hist(v, c, 1), true));
+		json_object_object_add(o, "batch_size", j_hist(spate_sv_hist(v, c, 2), false));
 	}
 }
 
@@ -505,7 +497,7 @@ static json_object *sv_json(const struct spate_sv *v, const struct spate_sv *pre
 	double dt = p ? (double)(v->mono_ns - p->mono_ns) / 1e9 : 0;
 	json_object *root = json_object_new_object(), *arr;
 
-	json_object_object_add(root, "schema", json_object_new_string("spate.stat/1"));
+	json_object_object_add(root, "schema", json_object_new_string("spate.stat/2"));
 	json_object_object_add(root, "bus", json_object_new_string(v->bus));
 	json_object_object_add(root, "time_ns", j_u64(v->real_ns));
 	json_object_object_add(root, "interval_ms", json_object_new_double(dt * 1e3));
@@ -519,6 +511,7 @@ static json_object *sv_json(const struct spate_sv *v, const struct spate_sv *pre
 	for (uint32_t i = 0; i < v->n_streams; i++) {
 		json_object *s = json_object_new_object(), *sh = json_object_new_array();
 		json_object_object_add(s, "name", json_object_new_string(v->stream_names[i]));
+		json_object_object_add(s, "fsync", j_hist(v->stream_fsync[i], true));
 		for (uint32_t k = 0; k < v->stream_shards[i]; k++) {
 			const struct spate_sv_shard *x = &v->shards[v->stream_first[i] + k];
 			const struct spate_sv_shard *px = p ? &p->shards[v->stream_first[i] + k] : NULL;
@@ -542,7 +535,6 @@ static json_object *sv_json(const struct spate_sv *v, const struct spate_sv *pre
 			json_object_object_add(ps, "writes", j_u64(x->persist_writes));
 			json_object_object_add(ps, "fsyncs", j_u64(x->persist_fsyncs));
 			json_object_object_add(ps, "durable_seq", x->durable_seq == UINT64_MAX ? NULL : j_u64(x->durable_seq));
-			json_object_object_add(ps, "fsync", j_hist(x->fsync, true));
 			json_object_object_add(o, "persist", ps);
 			json_object_array_add(sh, o);
 		}
@@ -629,14 +621,15 @@ static const char *dur(uint64_t ns, char *buf, size_t len)
 }
 
 static void consumer_row(FILE *f, const struct spate_sv *v, const struct spate_sv *p, uint32_t c,
-			 uint32_t shard, double dt, struct spate_hist *h)
+			 uint32_t shard, double dt)
 {
 	const struct spate_sv_consumer *k = &v->consumers[c];
 	char a[24], b[24], d[24], e[24], g[24], z[24], lbl[64];
 	uint64_t lr, lb, age;
 
 	spate_sv_lag(v, c, shard, &lr, &lb, &age);
-	spate_sv_merge(v, c, shard, 0, h);
+	/* Latency is per consumer: shard rows show "-". */
+	const struct spate_hist *h = shard == UINT32_MAX ? spate_sv_hist(v, c, 0) : NULL;
 	if (shard == UINT32_MAX)
 		snprintf(lbl, sizeof(lbl), "%.20s", k->name);
 	else
@@ -651,9 +644,9 @@ static void consumer_row(FILE *f, const struct spate_sv *v, const struct spate_s
 		si(p ? rate(TASK_SUM(v, c, shard, records), TASK_SUM(p, c, shard, records), dt) : 0, a,
 		   sizeof(a)),
 		si((double)lr, b, sizeof(b)), si((double)lb, g, sizeof(g)), age,
-		dur(spate_hist_percentile(h, 50), d, sizeof(d)),
-		dur(spate_hist_percentile(h, 99), e, sizeof(e)),
-		dur(spate_hist_percentile(h, 99.9), z, sizeof(z)), TASK_SUM(v, c, shard, errors),
+		h ? dur(spate_hist_percentile(h, 50), d, sizeof(d)) : "-",
+		h ? dur(spate_hist_percentile(h, 99), e, sizeof(e)) : "-",
+		h ? dur(spate_hist_percentile(h, 99.9), z, sizeof(z)) : "-", TASK_SUM(v, c, shard, errors),
 		TASK_SUM(v, c, shard, retries), TASK_SUM(v, c, shard, failed),
 		shard == UINT32_MAX ? spate_sv_state(k->state) : "", cus);
 }
@@ -662,13 +655,10 @@ static void sv_text(FILE *f, const struct spate_sv *v, const struct spate_sv *pr
 {
 	const struct spate_sv *p = same_layout(v, prev);
 	double dt = p ? (double)(v->mono_ns - p->mono_ns) / 1e9 : 0;
-	struct spate_hist *h = malloc(sizeof(*h));
 	char a[24], b[24], c2[24];
 	time_t now = (time_t)(v->real_ns / 1000000000ull);
 	struct tm tm;
 
-	if (!h)
-		return;
 	gmtime_r(&now, &tm);
 	if (clear)
 		fputs("\033[H\033[2J", f);
@@ -698,10 +688,10 @@ static void sv_text(FILE *f, const struct spate_sv *v, const struct spate_sv *pr
 		"LAG rec", "LAG B", "AGE ms", "p50", "p99", "p99.9", "ERRORS", "RETRY", "FAILED",
 		"STATE", "CATCHUP");
 	for (uint32_t c = 0; c < v->n_consumers; c++) {
-		consumer_row(f, v, p, c, UINT32_MAX, dt, h);
+		consumer_row(f, v, p, c, UINT32_MAX, dt);
 		if (v->consumers[c].shards > 1 && v->consumers[c].shards <= 16)
 			for (uint32_t s = 0; s < v->consumers[c].shards; s++)
-				consumer_row(f, v, p, c, s, dt, h);
+				consumer_row(f, v, p, c, s, dt);
 		if (v->consumers[c].error[0])
 			fprintf(f, "  error: %s\n", v->consumers[c].error);
 	}
@@ -715,7 +705,6 @@ static void sv_text(FILE *f, const struct spate_sv *v, const struct spate_sv *pr
 			si(pw ? rate(w->loops, pw->loops, dt) : 0, c2, sizeof(c2)));
 	}
 	fflush(f);
-	free(h);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -86,7 +86,6 @@ struct spate_task {
 	_Atomic uint32_t busy;        /* polled by a worker right now (engine.c task_lock) */
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
-	struct spate_hist lat;        /* record commit -> delivery, ns (worker-owned) */
 
 	/* History from the shard's log (persisted streams only). */
 	char *log_dir;                /* NULL: the stream has no log */
@@ -122,6 +121,11 @@ struct spate_consumer {
 	_Atomic uint64_t records, bytes, batches, retries, failed, expired;
 	_Atomic uint64_t cold_start_ns, first_batch_ns;
 	_Atomic uint64_t helped;      /* polls by a worker other than the owner that did work */
+	/* Sampled commit -> delivery latency (ns) when the counters region is
+	 * off (engine.c allocates it then; NULL otherwise: the region's
+	 * consumer histogram has it). Every worker polling a task of the
+	 * consumer records into it: multi-writer (spate_hist_record_mw). */
+	struct spate_hist *lat;
 };
 
 /* Implemented in engine.c: a stream's shared producer, opened on first use. */

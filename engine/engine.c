@@ -856,6 +856,17 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	if (rc < 0)
 		goto err;
 	stats_open(e);
+	/* Counters off: each consumer's sampled latency goes to a histogram of
+	 * its own in this process (spate_engine_consumer_latency), shared by
+	 * the workers polling its tasks (multi-writer). */
+	for (uint32_t i = 0; !e->stats && i < e->nconsumers; i++) {
+		e->consumers[i].lat = malloc(sizeof(struct spate_hist));
+		if (!e->consumers[i].lat) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		spate_hist_init(e->consumers[i].lat);
+	}
 	*out = e;
 	return 0;
 err:
@@ -1034,9 +1045,12 @@ int spate_engine_consumer_latency(struct spate_engine *e, const char *name, stru
 		return -ENOENT;
 	if (e->running)
 		return -EBUSY;
-	for (uint32_t i = 0; i < c->ntasks; i++)
-		spate_hist_merge(out, &c->tasks[i].lat);
-	return 0;
+	/* The consumer's histogram: the counters region's (its index there is
+	 * its index here, stats_open), else the process-local one. */
+	const struct spate_stats_consumer *sc =
+		e->stats ? spate_stats_consumer_at(e->stats, (uint32_t)(c - e->consumers)) : NULL;
+	const struct spate_hist *h = sc ? spate_stats_hist_at(e->stats, sc->hist_latency) : c->lat;
+	return h ? spate_hist_merge(out, h) : 0;
 }
 
 void spate_engine_describe(struct spate_engine *e, char *buf, size_t len)

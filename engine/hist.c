@@ -5,12 +5,13 @@
  *
  * Design: a fixed array of 25600 atomic counts, no allocation; recording
  * is one count-leading-zeros and a few relaxed loads and stores (inline, in
- * hist.h), so it can sit on a hot path and in shared memory read by other
- * processes. Everything here walks the array: percentiles report the upper
+ * hist.h; or, for histograms with several writers, relaxed fetch_adds and
+ * CAS loops: spate_hist_record_mw), so it can sit on a hot path and in
+ * shared memory read by other processes. Everything here walks the array: percentiles report the upper
  * edge of the bucket holding the rank (at most 2^-10 above the true value,
  * never below it), clamped to the exact minimum and maximum.
  * Trade-offs: three digits over 1 ns..17 s cost 200 KiB per histogram and a
- * 25600-entry walk per percentile; fine for per-(consumer, shard) counters
+ * 25600-entry walk per percentile; fine for per-consumer and per-stream counters
  * and benchmarks, too big for one per record. Limits: values above 17.18 s
  * share the last bucket (the maximum stays exact and `clamped` counts
  * them); the sum saturates at UINT64_MAX.

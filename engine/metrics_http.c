@@ -13,7 +13,10 @@
  *
  * Names follow the Prometheus conventions: a spate_ prefix, base units
  * (seconds, bytes), counters ending in _total, labels bus, stream, shard,
- * consumer (and worker, cpu). Latency histograms are Prometheus histograms:
+ * consumer (and worker, cpu). Histograms are per consumer (labels bus,
+ * stream, consumer) and per stream (fsync: bus, stream), as the counters
+ * region keeps them; per-shard figures are counters and gauges. Latency
+ * histograms are Prometheus histograms:
  * cumulative le buckets from 1 us to 10 s, _sum and _count. The bucket
  * counts come from the HDR histogram by rank: the count at or below a bound
  * is the largest rank whose value (spate_hist_percentile) is at or below it,
@@ -174,11 +177,8 @@ static uint64_t task_sum(const struct spate_sv *v, uint32_t c, uint32_t s, size_
 char *spate_sv_prometheus(const struct spate_sv *v)
 {
 	struct out o = { 0 };
-	struct spate_hist *h = malloc(sizeof(*h));
 	char l[320];
 
-	if (!h)
-		return NULL;
 	family(&o, "spate_engine_up", "gauge", "1 if the engine that owns the bus's counters runs.");
 	put(&o, "spate_engine_up{bus=\"%s\"} %d\n", v->bus, v->alive ? 1 : 0);
 	family(&o, "spate_engine_start_time_seconds", "gauge",
@@ -225,10 +225,10 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 			    v->shards[s].durable_seq);
 		}
 	family(&o, "spate_stream_fsync_duration_seconds", "histogram",
-	       "Time of the shard log's fdatasync calls.");
-	for (uint32_t s = 0; s < v->n_shards; s++) {
-		shard_labels(v, s, l, sizeof(l));
-		hist_samples(&o, "spate_stream_fsync_duration_seconds", l, v->shards[s].fsync,
+	       "Time of the fdatasync calls of the stream's shard logs.");
+	for (uint32_t i = 0; i < v->n_streams; i++) {
+		snprintf(l, sizeof(l), "bus=\"%s\",stream=\"%s\"", v->bus, v->stream_names[i]);
+		hist_samples(&o, "spate_stream_fsync_duration_seconds", l, v->stream_fsync[i],
 			     sec_bounds, sizeof(sec_bounds) / sizeof(sec_bounds[0]), 1e-9);
 	}
 
@@ -280,17 +280,17 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 			      "Records per delivery to the plugin." };
 	for (int m = 0; m < 3; m++) {
 		family(&o, hn[m], "histogram", hh[m]);
-		for (uint32_t c = 0; c < v->n_consumers; c++)
-			for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
-				spate_sv_merge(v, c, s, m, h);
-				task_labels(v, c, s, l, sizeof(l));
-				if (m < 2)
-					hist_samples(&o, hn[m], l, h, sec_bounds,
-						     sizeof(sec_bounds) / sizeof(sec_bounds[0]), 1e-9);
-				else
-					hist_samples(&o, hn[m], l, h, rec_bounds,
-						     sizeof(rec_bounds) / sizeof(rec_bounds[0]), 1.0);
-			}
+		for (uint32_t c = 0; c < v->n_consumers; c++) {
+			const struct spate_hist *h = spate_sv_hist(v, c, m);
+			snprintf(l, sizeof(l), "bus=\"%s\",stream=\"%s\",consumer=\"%s\"", v->bus,
+				 v->stream_names[v->consumers[c].stream], v->consumers[c].name);
+			if (m < 2)
+				hist_samples(&o, hn[m], l, h, sec_bounds,
+					     sizeof(sec_bounds) / sizeof(sec_bounds[0]), 1e-9);
+			else
+				hist_samples(&o, hn[m], l, h, rec_bounds,
+					     sizeof(rec_bounds) / sizeof(rec_bounds[0]), 1.0);
+		}
 	}
 	family(&o, "spate_consumer_catchup_ratio", "gauge",
 	       "Progress of a consumer shard catching up from the log (0..1), while it does.");
@@ -325,7 +325,6 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	for (uint32_t k = 0; k < v->n_workers; k++)
 		put(&o, "spate_worker_parked{bus=\"%s\",worker=\"%u\",cpu=\"%d\"} %d\n", v->bus, k,
 		    v->workers[k].cpu, v->workers[k].state != SPATE_STATS_WORKER_ACTIVE);
-	free(h);
 	if (o.oom) {
 		free(o.b);
 		return NULL;

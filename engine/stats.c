@@ -8,10 +8,17 @@
  * the engine's configuration (streams, shards, consumers, tasks, workers)
  * and replaced when an engine opens the bus again; it lives as long as the
  * engine (spate_engine_close removes it; `spate rm` removes one that a
- * crashed engine left: 2 MiB of /dev/shm each). Every
- * block is a whole number of 128-byte lines at an offset from the header;
- * histograms are struct spate_hist at hist_stride intervals, initialised
- * here, and recorded into by their one writer.
+ * crashed engine left). Every block is a whole number of 128-byte lines at
+ * an offset from the header; histograms are struct spate_hist at
+ * hist_stride intervals, initialised here: one per stream (fsync) and three
+ * per consumer (latency, process, batch size), recorded multi-writer.
+ *
+ * Size. The region is populated when created (spate_shm), so it must stay
+ * small whatever the shape: a histogram is ~200 KiB, a shard slot 384 B, a
+ * task slot 256 B. Histograms per shard or per task would make a stream of
+ * 1024 shards with 2 consumers ~1.4 GB; per stream and consumer it is
+ * ~1.4 MiB of histograms plus ~0.9 MiB of slots
+ * (test_stats.c, size_independent_of_shards).
  *
  * Attach copies the header once, then checks magic, version, the histogram
  * size (a monitor built with another struct spate_hist would misread the
@@ -84,7 +91,7 @@ static uint64_t layout(struct spate_stats_hdr *h)
 
 	h->hist_size = (uint32_t)sizeof(struct spate_hist);
 	h->hist_stride = (uint32_t)round_up(sizeof(struct spate_hist), SPATE_STATS_LINE);
-	h->n_hists = h->n_shards + 3u * h->n_tasks;
+	h->n_hists = h->n_streams + 3u * h->n_consumers;
 	h->streams_off = off;
 	off += (uint64_t)h->n_streams * sizeof(struct spate_stats_stream);
 	h->shards_off = off;
@@ -186,9 +193,12 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	memcpy(st->base, &h, sizeof(h));
 	for (uint64_t i = 0; i < h.n_hists; i++)
 		spate_hist_init(spate_stats_hist_at(st, i));
+	/* Histogram indexes: stream i's fsync is i; consumer c's three follow
+	 * the streams' (spate_stats_add_consumer). */
+	for (uint32_t i = 0; i < h.n_streams; i++)
+		spate_stats_stream_at(st, i)->fsync_hist = i;
 	for (uint32_t i = 0; i < h.n_shards; i++) {
 		struct spate_stats_shard *s = spate_stats_shard_at(st, i);
-		s->fsync_hist = i;
 		atomic_store_explicit(&s->durable_seq, UINT64_MAX, memory_order_relaxed);
 	}
 	for (uint32_t i = 0; i < h.n_workers; i++)
@@ -244,6 +254,9 @@ int spate_stats_add_consumer(struct spate_stats *st, const char *name, const cha
 	c->shards = shards;
 	c->lanes = lanes;
 	c->first_task = st->tasks_added;
+	c->hist_latency = st->h.n_streams + 3ull * ci;
+	c->hist_process = c->hist_latency + 1;
+	c->hist_batch = c->hist_latency + 2;
 	atomic_store_explicit(&c->state, SPATE_STATS_STOPPED, memory_order_relaxed);
 	for (uint32_t i = 0; i < ntasks; i++) {
 		uint32_t ti = st->tasks_added + i;
@@ -254,9 +267,6 @@ int spate_stats_add_consumer(struct spate_stats *st, const char *name, const cha
 		/* Relaxed: the region is published later (ready, release). */
 		atomic_store_explicit(&t->reader_slot, reader_slots ? reader_slots[i] : UINT32_MAX,
 				      memory_order_relaxed);
-		t->hist_latency = st->h.n_shards + 3ull * ti;
-		t->hist_process = t->hist_latency + 1;
-		t->hist_batch = t->hist_latency + 2;
 		atomic_store_explicit(&t->checkpoint, UINT64_MAX, memory_order_relaxed);
 	}
 	st->tasks_added += (uint32_t)ntasks;
@@ -459,9 +469,8 @@ int spate_stats_hist_copy(const struct spate_stats *st, uint64_t i, struct spate
 
 	if (!h || !out)
 		return -EINVAL;
-	spate_hist_init(out);
-	spate_hist_merge(out, h);
-	return 0;
+	/* A consistent copy while writers record (count from the buckets). */
+	return spate_hist_snapshot(out, h) < 0 ? -EINVAL : 0;
 }
 
 int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_stats_tref *out)
@@ -471,9 +480,13 @@ int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_
 	memset(out, 0, sizeof(*out));
 	if (!t)
 		return -EINVAL;
-	struct spate_hist *a = spate_stats_hist_at(st, t->hist_latency);
-	struct spate_hist *b = spate_stats_hist_at(st, t->hist_process);
-	struct spate_hist *c = spate_stats_hist_at(st, t->hist_batch);
+	/* Indexes re-checked: the slots may have been scribbled on. */
+	const struct spate_stats_consumer *k = spate_stats_consumer_at(st, t->consumer);
+	if (!k)
+		return -EINVAL;
+	struct spate_hist *a = spate_stats_hist_at(st, k->hist_latency);
+	struct spate_hist *b = spate_stats_hist_at(st, k->hist_process);
+	struct spate_hist *c = spate_stats_hist_at(st, k->hist_batch);
 	if (!a || !b || !c)
 		return -EINVAL;
 	out->slot = t;
@@ -487,11 +500,12 @@ int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_
 			  struct spate_stats_sref *out)
 {
 	struct spate_stats_shard *s = spate_stats_shard_of(st, stream, shard);
+	const struct spate_stats_stream *m = spate_stats_stream_at(st, stream);
 
 	memset(out, 0, sizeof(*out));
-	if (!s)
+	if (!s || !m)
 		return -EINVAL;
-	struct spate_hist *h = spate_stats_hist_at(st, s->fsync_hist);
+	struct spate_hist *h = spate_stats_hist_at(st, m->fsync_hist);
 	if (!h)
 		return -EINVAL;
 	out->slot = s;

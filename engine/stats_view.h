@@ -19,7 +19,6 @@ struct spate_sv_shard {
 	uint64_t oldest_seq, oldest_ts;/* oldest record still in the ring (ts 0: empty) */
 	uint64_t backpressure, put_failed, put_batches;
 	uint64_t persist_bytes, persist_writes, persist_fsyncs, durable_seq;
-	struct spate_hist *fsync;
 };
 
 struct spate_sv_task {
@@ -29,7 +28,6 @@ struct spate_sv_task {
 	uint64_t lag_records, lag_bytes, age_ms;
 	uint32_t source;
 	uint64_t catchup_from, catchup_target;
-	struct spate_hist *latency, *process, *batch;
 };
 
 struct spate_sv_consumer {
@@ -37,6 +35,8 @@ struct spate_sv_consumer {
 	char error[SPATE_STATS_LINE];
 	uint32_t stream, shards, lanes, first_task, state;
 	uint64_t cold_start_ns, first_batch_ns, helped;
+	/* The consumer's histograms (every shard and lane of it). */
+	struct spate_hist *latency, *process, *batch;
 };
 
 struct spate_sv_worker {
@@ -53,6 +53,7 @@ struct spate_sv {
 	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
 	char (*stream_names)[SPATE_STATS_NAME_MAX + 1];
 	uint32_t *stream_shards, *stream_first;
+	struct spate_hist **stream_fsync; /* [n_streams]: fdatasync latency of its shards */
 	struct spate_sv_shard *shards;
 	struct spate_sv_consumer *consumers;
 	struct spate_sv_task *tasks;
@@ -62,11 +63,9 @@ struct spate_sv {
 /** Take a snapshot of bus @p bus. @return 0 or the errors of spate_stats_attach(), -ENOMEM. */
 int spate_sv_take(const char *bus, struct spate_sv **out);
 void spate_sv_free(struct spate_sv *v);
-/** Merge the histograms of consumer @p c's tasks (shard @p shard, or every
- *  shard if UINT32_MAX) into @p out (initialised here). which: 0 latency,
- *  1 process, 2 batch. */
-void spate_sv_merge(const struct spate_sv *v, uint32_t c, uint32_t shard, int which,
-		    struct spate_hist *out);
+/** Histogram of consumer @p c (every shard and lane: histograms are per
+ *  consumer, not per shard). which: 0 latency, 1 process, 2 batch. */
+const struct spate_hist *spate_sv_hist(const struct spate_sv *v, uint32_t c, int which);
 /** Lag of consumer @p c on @p shard (UINT32_MAX: summed over shards): the
  *  largest of its lanes'. */
 void spate_sv_lag(const struct spate_sv *v, uint32_t c, uint32_t shard, uint64_t *records,

@@ -73,14 +73,21 @@ check(batches >= 1, "batches")
 check(total("spate_consumer_batch_records_count", consumer="ok") == batches, "batch count")
 check(total("spate_consumer_process_duration_seconds_count", consumer="ok") == (batches + 7) // 8,
       "process() timed 1 in 8")
+for name in ("spate_consumer_batch_records", "spate_consumer_process_duration_seconds",
+             "spate_consumer_latency_seconds", "spate_stream_fsync_duration_seconds"):
+    # One histogram per consumer (per stream for fsync): no shard label.
+    check(all("shard" not in l for l, _ in samples[name + "_bucket"] + samples[name + "_count"]),
+          name + " has no shard label")
 for name in ("spate_consumer_batch_records", "spate_consumer_process_duration_seconds"):
-    for shard in ("0", "1"):
-        b = [(l["le"], v) for l, v in samples[name + "_bucket"]
-             if l.get("consumer") == "ok" and l.get("shard") == shard]
-        vals = [v for _, v in b]
-        check(vals == sorted(vals), name + " buckets cumulative")
-        check(b[-1][0] == "+Inf" and b[-1][1] == total(name + "_count", consumer="ok", shard=shard),
-              name + " +Inf")
+    b = [(l["le"], v) for l, v in samples[name + "_bucket"]
+         if l.get("consumer") == "ok" and l.get("stream") == "in"]
+    vals = [v for _, v in b]
+    check(len(b) > 2 and vals == sorted(vals), name + " buckets cumulative")
+    check(b[-1][0] == "+Inf" and b[-1][1] == total(name + "_count", consumer="ok"), name + " +Inf")
+    check(len([1 for l, _ in samples[name + "_count"] if l.get("consumer") == "ok"]) == 1,
+          name + ": one series per consumer")
+check([l for l, _ in samples["spate_stream_fsync_duration_seconds_count"]] ==
+      [{"bus": bus, "stream": "in"}], "fsync: one series per stream")
 recs = [(float(l["le"]), v) for l, v in samples["spate_consumer_batch_records_bucket"]
         if l.get("consumer") == "ok" and l["le"] != "+Inf"]
 check(sum(v for le, v in recs if le == 64) == batches, "every batch of ok has at most 40 records")

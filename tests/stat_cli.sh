@@ -33,12 +33,14 @@ def check(cond, what):
     if not cond:
         print("mismatch:", what, file=sys.stderr)
         sys.exit(1)
-check(d["schema"] == "spate.stat/1", "schema")
+check(d["schema"] == "spate.stat/2", "schema")
 check(d["bus"] == bus, "bus")
 check(d["engine"]["alive"] is True, "engine alive")
 check(250 <= d["interval_ms"] <= 5000, "interval %s" % d["interval_ms"])
 s = d["streams"][0]
 check(s["name"] == "in" and len(s["shards"]) == 2, "stream shape")
+check(s["fsync"]["count"] == 0, "fsync histogram per stream (not persisted: empty)")
+check(all("fsync" not in x["persist"] for x in s["shards"]), "no per-shard fsync histogram")
 check(sum(x["records_in"] for x in s["shards"]) == 40, "records_in")
 check(sorted(x["head_seq"] for x in s["shards"]) == [0, 40], "head_seq")
 full = [x for x in s["shards"] if x["head_seq"] == 40][0]
@@ -60,6 +62,9 @@ check(bad["records"] == 39 and bad["failed"] == 1 and bad["expired"] == 0, "bad 
 check(bad["errors"] >= 1 and bad["bisections"] >= 1 and bad["bisections"] == bad["errors"] - 1,
       "bad: every failed delivery but the last was bisected (%d errors, %d bisections)" % (bad["errors"], bad["bisections"]))
 check(bad["bytes"] == nbytes - 2, "bad bytes (r1 failed)")
+check(all("latency" not in x and "batch_size" not in x for x in ok["shards"]),
+      "histograms are per consumer, not per shard")
+check(bad["batch_size"]["count"] == bad["batches"], "bad: batch sizes of both shards")
 shard = [x for x in ok["shards"] if x["records"] == 40][0]
 check(shard["checkpoint"] == 40 and shard["lag_records"] == 0, "ok shard checkpoint")
 check(len(d["workers"]) >= 1 and all("busy_fraction" in w for w in d["workers"]), "workers")

@@ -5,7 +5,7 @@
  * one histogram fed everything, clamping above 17 s, reset, header checks,
  * bucket iteration and cumulative `le` counts, and a writer racing a
  * reader's snapshots (threads), plus a writer in another process over a
- * MAP_SHARED mapping.
+ * MAP_SHARED mapping; several writers at once (record_mw) losing nothing.
  */
 #include <criterion/criterion.h>
 
@@ -366,4 +366,117 @@ Test(hist, writer_in_another_process, .timeout = 60)
 	munmap(h, sz);
 	free(one);
 	free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Several writers at once (spate_hist_record_mw)                           */
+/* ------------------------------------------------------------------------ */
+
+#define MW_THREADS 4u
+#define MW_N 500000u
+
+struct mw_arg {
+	struct spate_hist *h;
+	unsigned id;
+};
+
+/* Writer @p id's known values: spread over every decade, with its own
+ * minimum (id) and maximum (clamped, above 17 s), and runs of a value
+ * counted at once (record_n_mw). */
+static uint64_t mw_value(unsigned id, uint64_t i)
+{
+	return (i * 2654435761u + id * 977u) % 50000000u + 1000u;
+}
+
+static void mw_write(struct spate_hist *h, unsigned id, int mw)
+{
+	for (uint64_t i = 0; i < MW_N; i++) {
+		uint64_t v = mw_value(id, i);
+		if (mw)
+			spate_hist_record_mw(h, v);
+		else
+			spate_hist_record(h, v);
+	}
+	uint64_t lo = id, hi = SPATE_HIST_MAX_NS + 1000u * (id + 1);
+	if (mw) {
+		spate_hist_record_mw(h, lo);
+		spate_hist_record_n_mw(h, hi, 3);
+		spate_hist_record_n_mw(h, 5000u + id, 1000);
+	} else {
+		spate_hist_record(h, lo);
+		spate_hist_record_n(h, hi, 3);
+		spate_hist_record_n(h, 5000u + id, 1000);
+	}
+}
+
+static void *mw_writer(void *arg)
+{
+	struct mw_arg *a = arg;
+	mw_write(a->h, a->id, 1);
+	return NULL;
+}
+
+Test(hist, multi_writer_threads_exact, .timeout = 120)
+{
+	struct spate_hist *h = new_hist(), *one = new_hist();
+	pthread_t th[MW_THREADS];
+	struct mw_arg args[MW_THREADS];
+	const uint64_t n = MW_THREADS * (MW_N + 1u + 3u + 1000u);
+	unsigned snaps;
+
+	for (unsigned i = 0; i < MW_THREADS; i++) {
+		args[i] = (struct mw_arg){ h, i };
+		cr_assert_eq(pthread_create(&th[i], NULL, mw_writer, &args[i]), 0);
+	}
+	/* Snapshots during the race are self-consistent and never go back. */
+	reader_checks(h, n, &snaps);
+	for (unsigned i = 0; i < MW_THREADS; i++)
+		pthread_join(th[i], NULL);
+	cr_log_info("%u snapshots during %u writers", snaps, MW_THREADS);
+	/* The same values, one thread, single-writer records. */
+	for (unsigned i = 0; i < MW_THREADS; i++)
+		mw_write(one, i, 0);
+	cr_assert_eq(spate_hist_count(h), n, "no value lost");
+	cr_assert_eq(spate_hist_count(one), n);
+	cr_assert_eq(spate_hist_sum(h), spate_hist_sum(one));
+	cr_assert_eq(spate_hist_min(h), 0, "writer 0's minimum");
+	cr_assert_eq(spate_hist_max(h), SPATE_HIST_MAX_NS + 1000u * MW_THREADS, "last writer's maximum");
+	cr_assert_eq(spate_hist_clamped(h), 3u * MW_THREADS);
+	uint32_t pa = 0, pb = 0;
+	struct spate_hist_bucket a, b;
+	unsigned buckets = 0;
+	for (;;) {
+		int ra = spate_hist_next(h, &pa, &a), rb = spate_hist_next(one, &pb, &b);
+		cr_assert_eq(ra, rb, "as many buckets");
+		if (!ra)
+			break;
+		cr_assert_eq(a.lo, b.lo);
+		cr_assert_eq(a.count, b.count, "bucket %u", buckets);
+		buckets++;
+	}
+	cr_assert_gt(buckets, 1000u);
+	/* Merging a multi-writer histogram is the same as any other. */
+	struct spate_hist *m = new_hist();
+	cr_assert_eq(spate_hist_merge(m, h), 0);
+	for (double p = 0.5; p < 100; p += 3.5)
+		cr_assert_eq(spate_hist_percentile(m, p), spate_hist_percentile(one, p), "p%g", p);
+	free(m);
+	free(one);
+	free(h);
+}
+
+/* The sum of a multi-writer histogram saturates like a single-writer one. */
+Test(hist, multi_writer_sum_saturates)
+{
+	struct spate_hist *h = new_hist();
+	spate_hist_record_n_mw(h, UINT64_MAX / 2, 2);
+	cr_assert_eq(spate_hist_sum(h), UINT64_MAX - 1);
+	spate_hist_record_mw(h, 5);
+	cr_assert_eq(spate_hist_sum(h), UINT64_MAX);
+	spate_hist_record_mw(h, 5);
+	cr_assert_eq(spate_hist_sum(h), UINT64_MAX);
+	spate_hist_record_n_mw(h, 7, 0);
+	cr_assert_eq(spate_hist_count(h), 4);
+	cr_assert_eq(spate_hist_min(h), 5);
+	free(h);
 }

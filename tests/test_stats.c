@@ -4,8 +4,10 @@
  * bundled `fail` plugin on records whose outcome is known in advance, then
  * every counter of the region, read through a read-only attach as a monitor
  * in another process would, checked against the totals computed here and
- * against the engine's own stats; histograms merged in the region; the
- * switch that turns the counters off; a corrupt region refused.
+ * against the engine's own stats; per-consumer histograms recorded by
+ * several threads at once; a region whose size does not grow with the
+ * shard count by histograms; the switch that turns the counters off; a
+ * corrupt region refused.
  *
  * Every test has its own bus (name with the pid) and removes its regions.
  */
@@ -13,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +190,7 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	cr_assert_eq(atomic_load(&sc->cold_start_ns), st.cold_start_ns);
 
 	uint64_t sum_records = 0, sum_bytes = 0, sum_batches = 0, sum_retries = 0, sum_failed = 0;
+	uint64_t sampled = 0;
 	for (uint32_t sh = 0; sh < 2; sh++) {
 		struct spate_stats_task *t = spate_stats_task_at(m, sc->first_task + sh);
 		cr_assert_not_null(t);
@@ -202,17 +206,8 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 		cr_assert_eq(atomic_load(&t->expired), 0);
 		cr_assert_eq(atomic_load(&t->checkpoint), n[sh], "shard %u checkpoint", sh);
 		cr_assert_gt(atomic_load(&t->last_ts), 0);
-
-		/* Histograms: every delivery's size; latency and process() time
-		 * sampled on the same 1 delivery in 8. */
-		struct spate_hist hb, hp, hl;
-		cr_assert_eq(spate_stats_hist_copy(m, t->hist_batch, &hb), 0);
-		cr_assert_eq(spate_stats_hist_copy(m, t->hist_process, &hp), 0);
-		cr_assert_eq(spate_stats_hist_copy(m, t->hist_latency, &hl), 0);
-		cr_assert_eq(spate_hist_count(&hb), 3 + later);
-		cr_assert_eq(spate_hist_max(&hb), 100);
-		cr_assert_eq(spate_hist_count(&hp), (3 + later + 7) / 8, "process() timed 1 in 8");
-		cr_assert_eq(spate_hist_count(&hl), (3 + later + 7) / 8);
+		/* Each task samples 1 delivery in 8 (its own tick). */
+		sampled += (3 + later + 7) / 8;
 
 		sum_records += atomic_load(&t->records);
 		sum_bytes += atomic_load(&t->bytes);
@@ -229,6 +224,29 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 		cr_assert_eq(atomic_load(&r->sh->pub.tail) - ss->base_pos, ringbytes[sh],
 			     "ring bytes of shard %u", sh);
 	}
+	/* Histograms are the consumer's (both shards): every delivery's
+	 * size; latency and process() time sampled on the same 1 delivery in
+	 * 8 of each task. */
+	static struct spate_hist hb, hp, hl, he;
+	cr_assert_eq(spate_stats_hist_copy(m, sc->hist_batch, &hb), 0);
+	cr_assert_eq(spate_stats_hist_copy(m, sc->hist_process, &hp), 0);
+	cr_assert_eq(spate_stats_hist_copy(m, sc->hist_latency, &hl), 0);
+	cr_assert_eq(spate_hist_count(&hb), sum_batches, "batch sizes of both shards");
+	cr_assert_eq(spate_hist_max(&hb), 100);
+	cr_assert_eq(spate_hist_count(&hp), sampled, "process() timed 1 in 8");
+	cr_assert_eq(spate_hist_count(&hl), sampled);
+	/* The engine's API reads the same histogram. */
+	spate_hist_init(&he);
+	cr_assert_eq(spate_engine_consumer_latency(e, "c", &he), 0);
+	cr_assert_eq(spate_hist_count(&he), sampled);
+	cr_assert_eq(spate_hist_max(&he), spate_hist_max(&hl));
+	/* Both streams' fsync histograms exist and are empty (not persisted). */
+	for (uint32_t i = 0; i < 2; i++) {
+		cr_assert_eq(spate_stats_hist_copy(m, spate_stats_stream_at(m, i)->fsync_hist, &he), 0);
+		cr_assert_eq(spate_hist_count(&he), 0);
+	}
+	cr_assert_eq(h->n_hists, 2 + 3 * 1, "one per stream, three per consumer");
+
 	/* The region agrees with the engine's own counters. */
 	cr_assert_eq(sum_records, st.records);
 	cr_assert_eq(sum_bytes, st.bytes);
@@ -267,67 +285,183 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	bus_done(&b);
 }
 
-/* Histograms recorded by two tasks into the region merge into exactly what
- * one histogram of all the values holds. */
-Test(stats, histograms_merge_in_region, .timeout = 30)
+/* xorshift values over many decades, the same sequence for a given seed. */
+static uint64_t hval(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return (*x % 1000000) * ((*x >> 40) % 1000 + 1) / 100;
+}
+
+#define HW_THREADS 4
+#define HW_VALUES 50000
+
+struct hw_arg {
+	struct spate_stats_tref r; /* a task's reference: the consumer's histograms */
+	uint64_t seed;
+};
+
+/* A worker polling one task: records into its consumer's histograms, as
+ * spate_stats_task_delivery() and the latency sample do, while the other
+ * tasks' pollers do the same. */
+static void *hw_main(void *p)
+{
+	struct hw_arg *a = p;
+	uint64_t x = a->seed;
+
+	for (int i = 0; i < HW_VALUES; i++) {
+		uint64_t v = hval(&x);
+		spate_hist_record_mw(a->r.latency, v);
+		spate_stats_task_delivery(&a->r, (uint32_t)(v % 100 + 1), v, false);
+	}
+	return NULL;
+}
+
+/* The tasks of a consumer share its histograms; several threads recording
+ * into them at once lose nothing: the region's histogram equals one
+ * recorded single-threaded with every value. */
+Test(stats, consumer_histograms_multi_writer, .timeout = 60)
 {
 	char bus[48];
 	struct spate_stats *st = NULL, *m = NULL;
-	struct spate_stats_shape shape = { .n_streams = 1, .n_shards = 2, .n_consumers = 1,
-					   .n_tasks = 2, .n_workers = 1 };
-	struct spate_stats_tref a, b;
-	struct spate_hist *all = malloc(sizeof(*all)), *merged = malloc(sizeof(*merged)),
-			  *tmp = malloc(sizeof(*tmp));
+	struct spate_stats_shape shape = { .n_streams = 1, .n_shards = 2, .n_consumers = 2,
+					   .n_tasks = 2 * HW_THREADS, .n_workers = 1 };
+	struct hw_arg args[HW_THREADS];
+	pthread_t th[HW_THREADS];
+	struct spate_stats_tref other;
+	struct spate_hist *all = malloc(sizeof(*all)), *got = malloc(sizeof(*got)),
+			  *bat = malloc(sizeof(*bat));
 
-	cr_assert(all && merged && tmp);
+	cr_assert(all && got && bat);
 	snprintf(bus, sizeof(bus), "statsh%d", (int)getpid());
 	cr_assert_eq(spate_stats_create(bus, &shape, &st), 0);
 	cr_assert_eq(spate_stats_add_stream(st, "s", 2, NULL, NULL), 0);
-	cr_assert_eq(spate_stats_add_consumer(st, "c", "count", 0, 1, NULL), 0);
-	cr_assert_eq(spate_stats_add_consumer(st, "d", "count", 0, 1, NULL), -ENOSPC);
-	cr_assert_eq(spate_stats_task_ref(st, 0, &a), 0);
-	cr_assert_eq(spate_stats_task_ref(st, 1, &b), 0);
-	cr_assert_eq(spate_stats_task_ref(st, 2, &b), -EINVAL);
-	cr_assert_eq(spate_stats_task_ref(st, 1, &b), 0);
+	/* c: 2 shards x 2 lanes = tasks 0..3; d: tasks 4..7. */
+	cr_assert_eq(spate_stats_add_consumer(st, "c", "count", 0, 2, NULL), 0);
+	cr_assert_eq(spate_stats_add_consumer(st, "d", "count", 0, 2, NULL), 1);
+	cr_assert_eq(spate_stats_add_consumer(st, "e", "count", 0, 1, NULL), -ENOSPC);
+	for (uint32_t i = 0; i < HW_THREADS; i++) {
+		cr_assert_eq(spate_stats_task_ref(st, i, &args[i].r), 0);
+		cr_assert_eq(args[i].r.latency, args[0].r.latency, "one latency histogram per consumer");
+		cr_assert_eq(args[i].r.batch, args[0].r.batch);
+		args[i].seed = 88172645463325252ull + 7919u * i;
+	}
+	cr_assert_eq(spate_stats_task_ref(st, 4, &other), 0);
+	cr_assert_neq(other.latency, args[0].r.latency, "consumers do not share histograms");
+	cr_assert_eq(spate_stats_task_ref(st, 8, &other), -EINVAL);
+	/* Both shards of the stream resolve to the stream's fsync histogram. */
+	struct spate_stats_sref s0, s1;
+	cr_assert_eq(spate_stats_shard_ref(st, 0, 0, &s0), 0);
+	cr_assert_eq(spate_stats_shard_ref(st, 0, 1, &s1), 0);
+	cr_assert_neq(s0.slot, s1.slot);
+	cr_assert_eq(s0.fsync, s1.fsync);
 	spate_stats_publish(st);
 
+	for (uint32_t i = 0; i < HW_THREADS; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, hw_main, &args[i]), 0);
+	/* What they record, single-threaded. */
 	spate_hist_init(all);
-	uint64_t x = 88172645463325252ull;
-	for (int i = 0; i < 200000; i++) {
-		x ^= x << 13; /* xorshift: values over many decades */
-		x ^= x >> 7;
-		x ^= x << 17;
-		uint64_t v = (x % 1000000) * ((x >> 40) % 1000 + 1) / 100;
-		spate_hist_record(i % 3 ? a.latency : b.latency, v);
-		spate_hist_record(all, v);
+	spate_hist_init(bat);
+	uint64_t bsum = 0;
+	for (uint32_t i = 0; i < HW_THREADS; i++) {
+		uint64_t x = args[i].seed;
+		for (int k = 0; k < HW_VALUES; k++) {
+			uint64_t v = hval(&x);
+			spate_hist_record(all, v);
+			spate_hist_record(bat, v % 100 + 1);
+			bsum += v % 100 + 1;
+		}
 	}
+	for (uint32_t i = 0; i < HW_THREADS; i++)
+		pthread_join(th[i], NULL);
+
 	cr_assert_eq(spate_stats_attach(bus, &m), 0);
-	struct spate_stats_task *t0 = spate_stats_task_at(m, 0), *t1 = spate_stats_task_at(m, 1);
-	spate_hist_init(merged);
-	cr_assert_eq(spate_stats_hist_copy(m, t0->hist_latency, tmp), 0);
-	spate_hist_merge(merged, tmp);
-	cr_assert_eq(spate_stats_hist_copy(m, t1->hist_latency, tmp), 0);
-	cr_assert_neq(spate_hist_count(tmp), 0);
-	spate_hist_merge(merged, tmp);
-	cr_assert_eq(spate_hist_count(merged), 200000);
-	cr_assert_eq(spate_hist_max(merged), spate_hist_max(all));
-	double dm = spate_hist_mean(merged) - spate_hist_mean(all);
-	cr_assert(dm < 1e-6 && dm > -1e-6, "means differ by %g", dm);
-	const double pcts[] = { 1, 10, 50, 90, 99, 99.9, 99.99 };
-	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
-		cr_assert_eq(spate_hist_percentile(merged, pcts[i]), spate_hist_percentile(all, pcts[i]),
-			     "p%g", pcts[i]);
+	const struct spate_stats_consumer *c = spate_stats_consumer_at(m, 0);
+	const uint64_t total = (uint64_t)HW_THREADS * HW_VALUES;
+	for (int which = 0; which < 2; which++) {
+		cr_assert_eq(spate_stats_hist_copy(m, which ? c->hist_process : c->hist_latency, got), 0);
+		cr_assert_eq(spate_hist_count(got), total, "no record lost (%d)", which);
+		cr_assert_eq(spate_hist_sum(got), spate_hist_sum(all));
+		cr_assert_eq(spate_hist_max(got), spate_hist_max(all));
+		cr_assert_eq(spate_hist_min(got), spate_hist_min(all));
+		/* Bucket by bucket. */
+		uint32_t pa = 0, pg = 0;
+		struct spate_hist_bucket ba, bg;
+		int ra, rg;
+		while ((ra = spate_hist_next(all, &pa, &ba)) | (rg = spate_hist_next(got, &pg, &bg))) {
+			cr_assert(ra && rg, "bucket lists differ in length");
+			cr_assert_eq(ba.lo, bg.lo);
+			cr_assert_eq(ba.count, bg.count, "bucket [%" PRIu64 "]", ba.lo);
+		}
+	}
+	cr_assert_eq(spate_stats_hist_copy(m, c->hist_batch, got), 0);
+	cr_assert_eq(spate_hist_count(got), total);
+	cr_assert_eq(spate_hist_sum(got), bsum);
+	for (int p = 1; p <= 100; p++)
+		cr_assert_eq(spate_hist_percentile(got, p), spate_hist_percentile(bat, p), "p%d", p);
+	/* The scalar counters stayed per task: each thread's own slot. */
+	for (uint32_t i = 0; i < HW_THREADS; i++)
+		cr_assert_eq(atomic_load(&spate_stats_task_at(m, i)->batches), HW_VALUES);
+	/* Consumer d's histograms saw nothing. */
+	cr_assert_eq(spate_stats_hist_copy(m, spate_stats_consumer_at(m, 1)->hist_latency, got), 0);
+	cr_assert_eq(spate_hist_count(got), 0);
 	/* Out-of-range lookups are refused, not followed. */
 	cr_assert_null(spate_stats_hist_at(m, 1u << 30));
-	cr_assert_null(spate_stats_task_at(m, 2));
+	cr_assert_null(spate_stats_hist_at(m, 1 + 3 * 2));
+	cr_assert_null(spate_stats_task_at(m, 8));
 	cr_assert_null(spate_stats_shard_of(m, 0, 2));
 	cr_assert_null(spate_stats_shard_of(m, 1, 0));
 	spate_stats_close(m);
 	spate_stats_close(st);
 	cr_assert_eq(spate_stats_unlink(bus), -ENOENT, "the creator's close removed it");
 	free(all);
-	free(merged);
-	free(tmp);
+	free(got);
+	free(bat);
+}
+
+/* Region size of a shape (created, measured from the header, removed). */
+static uint64_t region_size(const char *bus, uint32_t shards, uint32_t consumers,
+			    uint32_t *n_hists)
+{
+	struct spate_stats *st = NULL;
+	struct spate_stats_shape shape = { .n_streams = 1, .n_shards = shards,
+					   .n_consumers = consumers, .n_tasks = shards * consumers,
+					   .n_workers = 2 };
+
+	cr_assert_eq(spate_stats_create(bus, &shape, &st), 0);
+	cr_assert_eq(spate_stats_add_stream(st, "s", shards, NULL, NULL), 0);
+	for (uint32_t i = 0; i < consumers; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%u", i);
+		cr_assert_eq(spate_stats_add_consumer(st, name, "count", 0, 1, NULL), (int)i);
+	}
+	uint64_t size = spate_stats_header(st)->total_size;
+	*n_hists = spate_stats_header(st)->n_hists;
+	spate_stats_close(st);
+	return size;
+}
+
+/* Histograms are per stream and per consumer: 256 shards (and 512 tasks)
+ * cost their small slots, far less than a histogram per shard. */
+Test(stats, size_independent_of_shards, .timeout = 30)
+{
+	char bus[48];
+	uint32_t h1, h256;
+
+	snprintf(bus, sizeof(bus), "statsz%d", (int)getpid());
+	uint64_t one = region_size(bus, 1, 2, &h1);
+	uint64_t many = region_size(bus, 256, 2, &h256);
+	cr_assert_eq(h1, 1 + 3 * 2);
+	cr_assert_eq(h256, h1, "the histogram count does not depend on shards");
+	cr_assert_gt(many, one);
+	/* 255 shard slots (384 B) and 510 task slots (256 B): ~225 KiB, about
+	 * one histogram in all, where one per shard would be 255. */
+	cr_assert_lt(many - one, 2 * sizeof(struct spate_hist),
+		     "1 shard: %" PRIu64 " B, 256 shards: %" PRIu64 " B", one, many);
+	cr_assert_lt(many - one, 256 * sizeof(struct spate_hist) / 64);
+	cr_assert_eq(many - one, 255ull * sizeof(struct spate_stats_shard) +
+					 510ull * sizeof(struct spate_stats_task));
 }
 
 /* A scribbled header is an error on attach, never a crash. */
@@ -371,10 +505,25 @@ Test(stats, corrupt_region_refused, .timeout = 30)
 	cr_assert_eq(spate_stats_attach(bus, &m), 0);
 	/* A scribbled slot index yields NULL, not a wild pointer. */
 	struct spate_stats_task *t = (struct spate_stats_task *)(void *)((uint8_t *)h + h->tasks_off);
-	t->hist_latency = UINT64_MAX / 2;
+	struct spate_stats_consumer *k =
+		(struct spate_stats_consumer *)(void *)((uint8_t *)h + h->cons_off);
+	struct spate_stats_stream *ss = (struct spate_stats_stream *)(void *)((uint8_t *)h + h->streams_off);
 	struct spate_stats_tref r;
+	struct spate_stats_sref sr;
+	cr_assert_eq(spate_stats_add_stream(st, "s", 1, NULL, NULL), 0);
+	cr_assert_eq(spate_stats_add_consumer(st, "c", "count", 0, 1, NULL), 0);
+	cr_assert_eq(spate_stats_task_ref(m, 0, &r), 0);
+	cr_assert_eq(spate_stats_shard_ref(m, 0, 0, &sr), 0);
+	uint64_t saved = k->hist_latency;
+	k->hist_latency = UINT64_MAX / 2;
 	cr_assert_eq(spate_stats_task_ref(m, 0, &r), -EINVAL);
 	cr_assert_null(r.slot);
+	k->hist_latency = saved;
+	t->consumer = 7;
+	cr_assert_eq(spate_stats_task_ref(m, 0, &r), -EINVAL);
+	ss->fsync_hist = 1u << 30;
+	cr_assert_eq(spate_stats_shard_ref(m, 0, 0, &sr), -EINVAL);
+	cr_assert_null(sr.slot);
 	spate_stats_close(m);
 	spate_shm_detach(raw);
 	/* A newer region under the name is not the old creator's to remove. */
@@ -418,6 +567,12 @@ Test(stats, counters_off, .timeout = 30)
 		nap_ms(1);
 		cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
 	} while (st.records != 1);
+	/* The latency API still works: a histogram kept in the process. */
+	cr_assert_eq(spate_engine_stop(e), 0);
+	static struct spate_hist lat;
+	spate_hist_init(&lat);
+	cr_assert_eq(spate_engine_consumer_latency(e, "c", &lat), 0);
+	cr_assert_eq(spate_hist_count(&lat), 1, "one delivery, sampled (the first of 8)");
 	spate_engine_close(e);
 	bus_done(&b);
 }

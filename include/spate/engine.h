@@ -121,9 +121,12 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 				struct spate_consumer_stats *st);
 /**
  * Merge consumer @p name's sampled latency (a record's commit to its delivery
- * to the plugin, ns) into @p out. Call after spate_engine_stop(): the
- * workers own the histograms while they run.
- * @return 0, -ENOENT, -EBUSY (still running).
+ * to the plugin, ns; 1 delivery in 8) into @p out (initialised by the
+ * caller). The histogram is the consumer's in the counters region, or one
+ * kept in this process when counters are off. Call after
+ * spate_engine_stop(), when every delivery has been counted.
+ * @return 0, -ENOENT, -EBUSY (still running), -EPROTO (@p out is not an
+ *         initialised histogram).
  */
 int spate_engine_consumer_latency(struct spate_engine *e, const char *name, struct spate_hist *out);
 

@@ -16,19 +16,33 @@
  * processes. The header (magic, version, size, geometry) is written once by
  * spate_hist_init() before the histogram is published; a reader in another
  * process checks it with spate_hist_check() before trusting anything else.
- * Counts are _Atomic uint64_t written by ONE thread at a time (the owner)
- * with relaxed loads and stores, no read-modify-write instruction: on
- * x86-64 and arm64 a record is a clz, a few loads and adds and plain
- * stores. Readers (other threads or processes) use relaxed loads: each
- * counter read is a value the writer stored (64-bit atomics are lock-free),
- * never torn; counters read at different instants may disagree by the
- * values recorded in between, which spate_hist_snapshot() makes consistent
- * by deriving the count from the buckets. No reader writes to the
- * histogram, so writer and readers share no written line.
+ * Counts are _Atomic uint64_t. Readers (other threads or processes) use
+ * relaxed loads: each counter read is a value some writer stored (64-bit
+ * atomics are lock-free), never torn; counters read at different instants
+ * may disagree by the values recorded in between, which
+ * spate_hist_snapshot() makes consistent by deriving the count from the
+ * buckets. No reader writes to the histogram.
  *
- * Thread safety: one writer (record, record_n, reset, merge into it) at a
- * time per histogram; any number of concurrent readers (snapshot, merge
- * from it, percentile, iteration), in any process.
+ * Two ways of writing, chosen per histogram, never mixed on one histogram
+ * while it is written:
+ *   - single writer (spate_hist_record, spate_hist_record_n): ONE thread at
+ *     a time (the owner) with relaxed loads and plain relaxed stores, no
+ *     read-modify-write instruction: a clz, a few loads and adds, plain
+ *     stores. For histograms that have one writing thread (a benchmark's
+ *     reader, a private copy).
+ *   - multi-writer (spate_hist_record_mw, spate_hist_record_n_mw): any
+ *     number of threads (of any process mapping it) at once; count, sum,
+ *     bucket and clamped are relaxed atomic fetch_adds (the sum put back
+ *     to UINT64_MAX when an add wraps), min and max relaxed CAS loops that
+ *     only write when the value widens them. Each is a locked instruction
+ *     (~20 cycles uncontended, more when threads contend for the line): fine
+ *     where it is sampled or once per batch, not per record.
+ *
+ * Thread safety: record/record_n: one writer at a time. record_mw/
+ * record_n_mw: any number of writers at once. reset and merge INTO a
+ * histogram: only while no one else writes it. Any number of concurrent
+ * readers (snapshot, merge from it, percentile, iteration), in any process,
+ * during either kind of writing.
  */
 #ifndef SPATE_HIST_H
 #define SPATE_HIST_H
@@ -144,7 +158,8 @@ void spate_hist_reset(struct spate_hist *h);
  */
 int spate_hist_check(const struct spate_hist *h, size_t avail);
 
-/** Count value @p v once. Inline: it is on measurement hot paths. Writer only. */
+/** Count value @p v once. Inline: it is on measurement hot paths. Single
+ *  writer only: with other writers, use spate_hist_record_mw(). */
 static inline void spate_hist_record(struct spate_hist *h, uint64_t v)
 {
 	spate_hist_add_(&h->bucket[spate_hist_index_(v)], 1);
@@ -154,9 +169,62 @@ static inline void spate_hist_record(struct spate_hist *h, uint64_t v)
 /** Count value @p v @p n times. Writer only. */
 void spate_hist_record_n(struct spate_hist *h, uint64_t v, uint64_t n);
 
+/* Multi-writer add: relaxed fetch_add. Relaxed is enough: every writer's
+ * increment is kept by the atomic RMW; readers need each value whole, not
+ * ordered with the others (a snapshot derives the count from the buckets). */
+static inline void spate_hist_add_mw_(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
 /**
- * Add the counts of @p src (which may be being written concurrently) to
- * @p dst (the caller must be @p dst's only writer). The result is the
+ * Count value @p v @p n times, with other threads possibly recording into
+ * @p h at the same time (multi-writer: see the file comment). Every value is
+ * counted exactly once whatever the interleaving; min and max are exact;
+ * the sum saturates at UINT64_MAX. Inline: it is on measurement paths (the
+ * engine calls it once per sampled delivery, not per record).
+ */
+static inline void spate_hist_record_n_mw(struct spate_hist *h, uint64_t v, uint64_t n)
+{
+	if (!n)
+		return;
+	uint64_t add = v && n > UINT64_MAX / v ? UINT64_MAX : v * n;
+	spate_hist_add_mw_(&h->bucket[spate_hist_index_(v)], n);
+	spate_hist_add_mw_(&h->count, n);
+	if (v > SPATE_HIST_MAX_NS)
+		spate_hist_add_mw_(&h->clamped, n);
+	/* The sum saturates: a fetch_add that wrapped past 2^64 stores
+	 * UINT64_MAX back (relaxed: as the adds). A later add wraps again and
+	 * is put back the same way, so the sum ends at UINT64_MAX; a reader
+	 * may glimpse a wrapped value in between (after 2^64 ns, 584 years of
+	 * summed latency). One locked xadd, cheaper than a CAS loop. */
+	uint64_t s = atomic_fetch_add_explicit(&h->sum, add, memory_order_relaxed);
+	if (s + add < s)
+		atomic_store_explicit(&h->sum, UINT64_MAX, memory_order_relaxed);
+	/* Relaxed CAS loops: each only retries while another writer changed
+	 * the word meanwhile; min and max are written only when v widens
+	 * them (rare once a histogram has seen a few values: a plain load
+	 * otherwise). Nothing else is published through them, so no ordering
+	 * is needed. */
+	uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, v, memory_order_relaxed,
+								memory_order_relaxed))
+		;
+	m = atomic_load_explicit(&h->min, memory_order_relaxed);
+	while (v < m && !atomic_compare_exchange_weak_explicit(&h->min, &m, v, memory_order_relaxed,
+								memory_order_relaxed))
+		;
+}
+
+/** Count value @p v once; any number of concurrent writers (multi-writer). */
+static inline void spate_hist_record_mw(struct spate_hist *h, uint64_t v)
+{
+	spate_hist_record_n_mw(h, v, 1);
+}
+
+/**
+ * Add the counts of @p src (which may be being written concurrently, by one
+ * or several writers) to @p dst (the caller must be @p dst's only writer). The result is the
  * histogram of every value recorded in either.
  * @return 0, -EPROTO (@p src or @p dst fails spate_hist_check()).
  */

@@ -16,6 +16,14 @@
  *     workers_off  struct spate_stats_worker   [n_workers]
  *     hists_off    struct spate_hist           [n_hists], hist_stride bytes apart
  *
+ * Histograms (about 200 KiB each) are per stream (fsync latency: histogram
+ * `fsync_hist` of the stream slot) and per consumer (latency, process time,
+ * batch size: `hist_latency`, `hist_process`, `hist_batch` of the consumer
+ * slot), never per shard or per task: n_hists = n_streams + 3 * n_consumers,
+ * so the region's size grows with the number of shards and tasks only by
+ * their small slots (384 and 256 bytes). Per-shard and per-task figures are
+ * the scalar counters below.
+ *
  * Writers and lines. Every block a thread writes starts on its own 128-byte
  * line and is written by exactly one thread at a time:
  *   - a task's slot by the worker polling that task (the owner, or a helper
@@ -25,6 +33,17 @@
  *   - a worker's slot by that worker thread;
  *   - a consumer's state line by the engine's control thread;
  *   - a shard's persistence line by the shard's persister thread;
+ *   - a consumer's three histograms by every worker polling one of its
+ *     tasks: several at once (tasks are dealt to workers, idle workers help
+ *     lagging tasks), so they are recorded with spate_hist_record_mw()
+ *     (relaxed fetch_adds and CAS loops). Latency and process time are
+ *     recorded on 1 delivery in 8 and the batch size once per delivery (a
+ *     batch of up to batch_size records), never per record: the locked
+ *     instructions cost a few ns per delivery;
+ *   - a stream's fsync histogram by the persister thread(s) writing its
+ *     shards: one thread today; recorded multi-writer too (once per
+ *     fdatasync, nothing next to the fdatasync itself), so dealing a
+ *     stream's shards to several persisters needs no change here;
  *   - a shard's producer line by the producers of that shard: there may be
  *     several (multi-producer streams, several processes), so those counters
  *     are relaxed fetch_adds, once per batch, never per record.
@@ -59,7 +78,7 @@ extern "C" {
 #endif
 
 #define SPATE_STATS_MAGIC 0x5354415453544150ULL /* "PATSTATS" */
-#define SPATE_STATS_LAYOUT_VERSION 1u
+#define SPATE_STATS_LAYOUT_VERSION 2u
 #define SPATE_STATS_READY 0x59444552u
 /** Separation of state written by different threads (two 64-byte lines). */
 #define SPATE_STATS_LINE 128u
@@ -109,7 +128,8 @@ struct spate_stats_stream {
 	char name[SPATE_STATS_NAME_MAX + 1];
 	uint32_t shards;
 	uint32_t first_shard;     /**< its shards are shard slots [first_shard, +shards) */
-	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 8];
+	uint64_t fsync_hist;      /**< histogram index: fdatasync latency of its shard logs (ns) */
+	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 16];
 };
 
 /** One shard of one stream. */
@@ -119,8 +139,7 @@ struct spate_stats_shard {
 	uint32_t shard;
 	uint64_t base_seq;        /**< the ring's tail_seq when the region was created */
 	uint64_t base_pos;        /**< the ring's tail (bytes) then */
-	uint64_t fsync_hist;      /**< histogram index of the fsync latency (ns) */
-	uint8_t pad0_[SPATE_STATS_LINE - 32];
+	uint8_t pad0_[SPATE_STATS_LINE - 24];
 	/* Line 1: producers (several writers: relaxed fetch_add per batch). */
 	_Alignas(SPATE_STATS_LINE) _Atomic uint64_t backpressure; /**< reserves that found the shard full */
 	_Atomic uint64_t put_failed;   /**< records refused (-EAGAIN, -ETIMEDOUT) */
@@ -136,14 +155,17 @@ struct spate_stats_shard {
 
 /** A consumer. */
 struct spate_stats_consumer {
-	/* Line 0, immutable. */
+	/* Lines 0-1, immutable. */
 	char name[SPATE_STATS_NAME_MAX + 1];
 	char plugin[SPATE_STATS_NAME_MAX + 1];
 	uint32_t stream;          /**< stream index */
 	uint32_t shards;
 	uint32_t lanes;           /**< parallelization */
 	uint32_t first_task;      /**< task (shard s, lane l) is first_task + s * lanes + l */
-	uint8_t pad0_[SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 16 + SPATE_STATS_LINE];
+	uint64_t hist_latency;    /**< histogram index: commit -> delivery (ns, sampled 1/8) */
+	uint64_t hist_process;    /**< histogram index: plugin process() time (ns, same 1/8) */
+	uint64_t hist_batch;      /**< histogram index: records per delivery (every delivery) */
+	uint8_t pad0_[SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 40 + SPATE_STATS_LINE];
 	/* Line 2: written by the engine's control thread (every 100 ms, at stop). */
 	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_stats_state */
 	uint32_t pad1_;
@@ -174,14 +196,11 @@ struct spate_stats_task {
 	_Atomic uint32_t reader_slot; /**< the task's reader slot in the shard ring (lag in
 					   bytes); UINT32_MAX while it reads the log. Written
 					   by its poller when it switches (relaxed: a hint) */
-	uint64_t hist_latency;        /**< histogram index: commit -> delivery (ns, sampled 1/8) */
-	uint64_t hist_process;        /**< histogram index: plugin process() time (ns) */
-	uint64_t hist_batch;          /**< histogram index: records per delivery */
 	_Atomic uint32_t source;      /**< enum spate_stats_source (persistence fills it) */
 	uint32_t pad1_;
 	_Atomic uint64_t catchup_from;   /**< first sequence of the catch-up from disk */
 	_Atomic uint64_t catchup_target; /**< sequence where the ring takes over */
-	uint8_t pad2_[SPATE_STATS_LINE - 64];
+	uint8_t pad2_[SPATE_STATS_LINE - 40];
 };
 
 /** A worker thread. */
@@ -288,9 +307,10 @@ int spate_stats_consumer_find(const struct spate_stats *st, const char *name);
 int spate_stats_stream_find(const struct spate_stats *st, const char *name);
 
 /**
- * Copy histogram @p i into @p out (a reader's consistent-enough snapshot:
- * counts are copied one by one while the writer may add to them).
- * @return 0 or -EINVAL.
+ * Copy histogram @p i into @p out (spate_hist_snapshot(): counts are copied
+ * one by one while writers may add to them; the count is the sum of the
+ * buckets copied, min and max cover them).
+ * @return 0 or -EINVAL (no such histogram, or not a valid one).
  */
 int spate_stats_hist_copy(const struct spate_stats *st, uint64_t i, struct spate_hist *out);
 
@@ -320,32 +340,37 @@ static inline void spate_stats_add_shared(_Atomic uint64_t *c, uint64_t v)
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
-/** Process-local references to a task's slot and histograms, resolved
- *  once (spate_stats_task_ref()) so the hot path does no lookups. */
+/** Process-local references to a task's slot and its consumer's
+ *  histograms, resolved once (spate_stats_task_ref()) so the hot path does
+ *  no lookups. The histograms are shared by every task of the consumer:
+ *  record into them with spate_hist_record_mw() only. */
 struct spate_stats_tref {
 	struct spate_stats_task *slot; /**< NULL: counters off */
-	struct spate_hist *latency;    /**< commit -> delivery (ns), sampled */
-	struct spate_hist *process;    /**< process() time (ns) */
-	struct spate_hist *batch;      /**< records per delivery */
+	struct spate_hist *latency;    /**< consumer's: commit -> delivery (ns), sampled */
+	struct spate_hist *process;    /**< consumer's: process() time (ns) */
+	struct spate_hist *batch;      /**< consumer's: records per delivery */
 };
 
 /** The same for a shard (producers, persistence). */
 struct spate_stats_sref {
 	struct spate_stats_shard *slot; /**< NULL: counters off */
-	struct spate_hist *fsync;       /**< fsync latency (ns) */
+	struct spate_hist *fsync;       /**< the stream's fsync latency (ns; multi-writer) */
 };
 
-/** Resolve task @p i. @return 0 or -EINVAL (out of range: @p out zeroed). */
+/** Resolve task @p i (its slot, its consumer's histograms).
+ *  @return 0 or -EINVAL (out of range: @p out zeroed). */
 int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_stats_tref *out);
-/** Resolve the shard slot of (stream @p stream, shard @p shard).
- *  @return 0 or -EINVAL (@p out zeroed). */
+/** Resolve the shard slot of (stream @p stream, shard @p shard) and its
+ *  stream's fsync histogram. @return 0 or -EINVAL (@p out zeroed). */
 int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
 			  struct spate_stats_sref *out);
 
 /** A delivery of @p n records to the plugin; @p retry if it was a
  *  redelivery; @p ns its time in process() if it was timed (the engine times
  *  1 delivery in 8, the ones whose latency it samples), else 0. Thread: the
- *  task's poller. */
+ *  task's poller; the slot's counters are its own (load + store), the
+ *  histograms are the consumer's, shared with the pollers of its other
+ *  tasks (multi-writer records: a few locked instructions per delivery). */
 static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, uint32_t n,
 					     uint64_t ns, bool retry)
 {
@@ -356,9 +381,9 @@ static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, u
 		spate_stats_add(&t->retries, 1);
 	if (ns) {
 		spate_stats_add(&t->process_ns, ns);
-		spate_hist_record(r->process, ns);
+		spate_hist_record_mw(r->process, ns);
 	}
-	spate_hist_record(r->batch, n);
+	spate_hist_record_mw(r->batch, n);
 }
 
 /** @p n records of @p bytes payload bytes were handled, the last committed
@@ -426,12 +451,13 @@ static inline void spate_stats_persist_write(struct spate_stats_shard *s, uint64
 	spate_stats_add(&s->persist_bytes, bytes);
 	spate_stats_add(&s->persist_writes, 1);
 }
-/** An fsync (fdatasync) took @p ns and made every record below @p durable_seq durable. */
+/** An fsync (fdatasync) took @p ns and made every record below @p durable_seq
+ *  durable. The histogram is the stream's (multi-writer record). */
 static inline void spate_stats_persist_fsync(const struct spate_stats_sref *r, uint64_t ns,
 					     uint64_t durable_seq)
 {
 	spate_stats_add(&r->slot->persist_fsyncs, 1);
-	spate_hist_record(r->fsync, ns);
+	spate_hist_record_mw(r->fsync, ns);
 	spate_stats_set(&r->slot->durable_seq, durable_seq);
 }
 
