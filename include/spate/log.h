@@ -31,7 +31,10 @@ extern "C" {
 #endif
 
 #define SPATE_LOG_SEG_MAGIC 0x47455345544150ULL /* "PATESEG" */
-#define SPATE_LOG_FORMAT_VERSION 1u
+/** Version written; readers accept 1 and 2 (2 = 1 plus zero padding after
+ *  the last frame, docs/format.md). */
+#define SPATE_LOG_FORMAT_VERSION 2u
+#define SPATE_LOG_FORMAT_MIN_VERSION 1u
 #define SPATE_LOG_FRAME_MAGIC 0x46525053u /* "SPRF" */
 
 /** When appended data is made durable. */
@@ -53,9 +56,12 @@ struct spate_log_params {
 };
 
 #define SPATE_LOG_F_NO_URING (1u << 0) /**< use pwrite + fdatasync, not io_uring */
-#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it
-					    (reserved: accepted, not implemented yet) */
+#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it (the
+					    default: see SPATE_LOG_F_BUFFERED); aligned staging
+					    buffers, registered with io_uring */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
+#define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
+					    (straight from the caller's batches, no copy) */
 
 /** What opening a log found and did. */
 struct spate_log_recovery {
@@ -67,6 +73,9 @@ struct spate_log_recovery {
 	uint64_t truncated_at;    /**< file offset of the cut in the last segment */
 	char message[256];        /**< what was cut and why, or "" */
 	int io_uring;             /**< 1 if writes go through io_uring, 0 pwrite (and why in message) */
+	int direct;               /**< 1 if segments are written with O_DIRECT, 0 page cache (why in message) */
+	uint32_t dio_align;       /**< with direct: file offset and length alignment (statx STATX_DIOALIGN) */
+	int fixed_buffers;        /**< with direct and io_uring: staging buffers registered (WRITE_FIXED) */
 };
 
 struct spate_log;
