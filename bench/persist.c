@@ -37,6 +37,14 @@
 #include "spate/hist.h"
 #include "spate/log.h"
 
+#ifndef PERSIST_RING_BYTES
+#define PERSIST_RING_BYTES (64u << 20)
+#endif
+#ifndef PERSIST_GROUP_BYTES
+#define PERSIST_GROUP_BYTES (16u << 20)
+#endif
+#define PERSIST_SPANS 512
+
 struct persist_case {
 	const char *impl;
 	const char *durability;
@@ -162,11 +170,11 @@ static void *produce_main(void *arg)
  * releases them, as the engine's persistence threads will.
  */
 static int log_case(const char *dir, enum spate_log_durability d, uint32_t size, double secs,
-		    struct persist_case *c)
+		    uint32_t lflags, struct persist_case *c)
 {
 	static const char *names[] = { "none", "interval", "always" };
-	struct spate_ring_params rp = { .capacity = 16u << 20, .flags = SPATE_RING_F_NO_BLOCKING };
-	struct spate_log_params lp = { .durability = d, .segment_bytes = 256u << 20 };
+	struct spate_ring_params rp = { .capacity = PERSIST_RING_BYTES, .flags = SPATE_RING_F_NO_BLOCKING };
+	struct spate_log_params lp = { .durability = d, .segment_bytes = 256u << 20, .flags = lflags };
 	struct spate_log_recovery rep;
 	struct spate_ring *r = NULL;
 	struct spate_ring_reader *rd = NULL;
@@ -202,8 +210,8 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 	started = true;
 	uint64_t t0 = spate_mono_ns(), end = t0 + (uint64_t)(secs * 1e9);
 	while (spate_mono_ns() < end) {
-		struct spate_ring_span sp[64];
-		int n = spate_ring_peek_batches(rd, sp, 64, 4u << 20);
+		struct spate_ring_span sp[PERSIST_SPANS];
+		int n = spate_ring_peek_batches(rd, sp, PERSIST_SPANS, PERSIST_GROUP_BYTES);
 		if (n < 0) {
 			rc = n;
 			break;
@@ -238,7 +246,7 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 		spate_log_close(l);
 	l = NULL;
 	c->ok = rc >= 0;
-	snprintf(c->why, sizeof(c->why), "%s", rep.io_uring ? "io_uring" : "pwrite");
+	snprintf(c->why, sizeof(c->why), "%s", rep.message);
 out:
 	if (started) {
 		atomic_store_explicit(&prod.stop, 1, memory_order_relaxed);
@@ -255,16 +263,88 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * fio, when installed: the same sequential O_DIRECT 1 MiB writes at depth 16
+ * through its io_uring engine, on a new file (no preallocation, like the
+ * raw and spate cases). @return 0, -ENOENT (no fio), -EIO.
+ */
+static int fio_case(const char *dir, double secs, struct persist_case *c)
+{
+	char cmd[1400], path[600];
+	static char out[1 << 20];
+
+	memset(c, 0, sizeof(*c));
+	c->impl = "fio";
+	c->durability = "none";
+	spate_hist_init(&c->ack);
+	if (system("command -v fio >/dev/null 2>&1") != 0) {
+		snprintf(c->why, sizeof(c->why), "fio not installed");
+		return -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s/fio.bin", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=spate-raw --filename='%s' --ioengine=io_uring --direct=1 --rw=write "
+		 "--bs=1M --iodepth=16 --size=64G --fallocate=none --runtime=%.3f --time_based "
+		 "--end_fsync=1 --output-format=json 2>/dev/null",
+		 path, secs < 0.1 ? 0.1 : secs);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -errno;
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	int st = pclose(f);
+	unlink(path);
+	out[n] = '\0';
+	/* fio may print notes before the JSON object. */
+	char *js = strchr(out, '{');
+	json_object *root = js ? json_tokener_parse(js) : NULL, *jobs, *job, *w, *v;
+	int rc = -EIO;
+	if (st == 0 && root && json_object_object_get_ex(root, "jobs", &jobs) &&
+	    json_object_array_length(jobs) > 0 && (job = json_object_array_get_idx(jobs, 0)) &&
+	    json_object_object_get_ex(job, "write", &w) && json_object_object_get_ex(w, "io_bytes", &v)) {
+		c->bytes = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(w, "runtime", &v))
+			c->secs = (double)json_object_get_int64(v) / 1e3;
+		rc = c->secs > 0 && c->bytes ? 0 : -EIO;
+	}
+	json_object_put(root);
+	c->ok = rc == 0;
+	snprintf(c->why, sizeof(c->why), "%s",
+		 rc == 0 ? "fio io_uring O_DIRECT 1 MiB depth 16" : "fio failed or printed no result");
+	return rc;
+}
+
+static double case_bps(const struct persist_case *k)
+{
+	return k->secs > 0 ? (double)k->bytes / k->secs : 0;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), dbl_cmp);
+	return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int spate_bench_persist_main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "dir", required_argument, 0, 'd' },  { "seconds", required_argument, 0, 's' },
-		{ "json", no_argument, 0, 'j' },       { "help", no_argument, 0, 'h' },
+		{ "json", no_argument, 0, 'j' },       { "buffered", no_argument, 0, 'b' },
+		{ "no-fio", no_argument, 0, 'F' },     { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *base = "/var/tmp";
-	double secs = 2;
-	int json = 0, c;
+	double secs = 1;
+	int json = 0, c, use_fio = 1;
+	uint32_t lflags = 0;
 	char dir[512];
 
 	optind = 1;
@@ -275,58 +355,86 @@ int spate_bench_persist_main(int argc, char **argv)
 			secs = atof(optarg);
 		else if (c == 'j')
 			json = 1;
+		else if (c == 'b')
+			lflags |= SPATE_LOG_F_BUFFERED;
+		else if (c == 'F')
+			use_fio = 0;
 		else {
-			printf("usage: spate bench persist [--dir DIR] [--seconds S] [--json]\n");
+			printf("usage: spate bench persist [--dir DIR] [--seconds S per case (1)] [--buffered]\n"
+			       "                           [--no-fio] [--json]\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
+	if (!(secs > 0))
+		secs = 1;
 	snprintf(dir, sizeof(dir), "%s/spate-bench-persist-XXXXXX", base);
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "spate bench persist: %s: %s\n", base, strerror(errno));
 		return -errno;
 	}
-	struct persist_case cases[7];
+	/* raw first and last (the disk drifts on a shared VM: the spate cases
+	 * are compared with the mean of both), fio, then the log. */
+	struct persist_case cases[10];
 	unsigned n = 0;
 	int rc = raw_case(dir, secs, &cases[n++]);
+	if (rc >= 0 && use_fio && fio_case(dir, secs, &cases[n]) == 0)
+		n++;
 	static const uint32_t sizes[] = { 64, 1024 };
 	for (unsigned s = 0; s < 2 && rc >= 0; s++)
 		for (int d = SPATE_LOG_DURABLE_NONE; d <= SPATE_LOG_DURABLE_ALWAYS && rc >= 0; d++)
-			rc = log_case(dir, (enum spate_log_durability)d, sizes[s], secs, &cases[n++]);
+			rc = log_case(dir, (enum spate_log_durability)d, sizes[s], secs, lflags, &cases[n++]);
+	if (rc >= 0)
+		rc = raw_case(dir, secs, &cases[n++]);
 	rm_tree(dir);
 	if (rc < 0) {
 		fprintf(stderr, "spate bench persist: %s\n", strerror(-rc));
 		return rc;
 	}
-	double raw_bps = (double)cases[0].bytes / cases[0].secs;
+	double raw_bps = (case_bps(&cases[0]) + case_bps(&cases[n - 1])) / 2;
+	double ratios[8], ratios_all[8];
+	unsigned nr = 0, na = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(cases[i].impl, "spate"))
+			continue;
+		ratios_all[na++] = case_bps(&cases[i]) / raw_bps;
+		if (strcmp(cases[i].durability, "always"))
+			ratios[nr++] = case_bps(&cases[i]) / raw_bps;
+	}
+	double med = median(ratios, nr), med_all = median(ratios_all, na);
 	if (!json) {
-		printf("spate bench persist: %s (raw: %s)\n", base, cases[0].why);
-		printf("%-6s %-9s %6s %12s %10s %8s %10s %10s\n", "impl", "durable", "size", "Mrec/s",
-		       "MB/s", "vs raw", "ack p50", "ack p99");
+		printf("spate bench persist: %s, %.2f s per case; raw = mean of first and last (%.0f MB/s)\n", base,
+		       secs, raw_bps / 1e6);
+		printf("%-6s %-9s %6s %10s %10s %8s %10s %10s  %s\n", "impl", "durable", "size", "Mrec/s",
+		       "MB/s", "vs raw", "ack p50", "ack p99", "note");
 		for (unsigned i = 0; i < n; i++) {
 			const struct persist_case *k = &cases[i];
-			double bps = (double)k->bytes / k->secs;
-			printf("%-6s %-9s %6u %12.2f %10.1f %7.2fx", k->impl, k->durability,
-			       k->record_size, (double)k->records / k->secs / 1e6, bps / 1e6,
-			       bps / raw_bps);
+			double bps = case_bps(k);
+			printf("%-6s %-9s %6u %10.2f %10.1f %7.2fx", k->impl, k->durability, k->record_size,
+			       (double)k->records / k->secs / 1e6, bps / 1e6, bps / raw_bps);
 			if (spate_hist_count(&k->ack))
 				printf(" %8.1fus %8.1fus", spate_hist_percentile(&k->ack, 50) / 1e3,
 				       spate_hist_percentile(&k->ack, 99) / 1e3);
-			printf("\n");
+			else
+				printf(" %10s %10s", "", "");
+			printf("  %s\n", k->why);
 		}
+		printf("median ratio to raw: none/interval %.2fx (target 0.85x), all policies %.2fx\n", med,
+		       med_all);
 		return 0;
 	}
 	json_object *root = json_object_new_object(), *arr = json_object_new_array();
 	for (unsigned i = 0; i < n; i++) {
 		const struct persist_case *k = &cases[i];
 		json_object *o = json_object_new_object();
-		double bps = (double)k->bytes / k->secs;
+		double bps = case_bps(k);
 		json_object_object_add(o, "impl", json_object_new_string(k->impl));
 		json_object_object_add(o, "durability", json_object_new_string(k->durability));
 		json_object_object_add(o, "record_size", json_object_new_int((int)k->record_size));
 		json_object_object_add(o, "records_per_sec",
 				       json_object_new_double((double)k->records / k->secs));
 		json_object_object_add(o, "bytes_per_sec", json_object_new_double(bps));
-		json_object_object_add(o, "vs_raw", json_object_new_double(bps / raw_bps));
+		if (!strcmp(k->impl, "spate"))
+			json_object_object_add(o, "ratio_to_raw", json_object_new_double(bps / raw_bps));
 		if (spate_hist_count(&k->ack)) {
 			json_object_object_add(o, "ack_p50_ns", json_object_new_int64((int64_t)spate_hist_percentile(&k->ack, 50)));
 			json_object_object_add(o, "ack_p99_ns", json_object_new_int64((int64_t)spate_hist_percentile(&k->ack, 99)));
@@ -335,6 +443,11 @@ int spate_bench_persist_main(int argc, char **argv)
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "dir", json_object_new_string(base));
+	json_object_object_add(root, "seconds_per_case", json_object_new_double(secs));
+	json_object_object_add(root, "raw_bytes_per_sec", json_object_new_double(raw_bps));
+	json_object_object_add(root, "median_ratio_to_raw", json_object_new_double(med));
+	json_object_object_add(root, "median_ratio_to_raw_all", json_object_new_double(med_all));
+	json_object_object_add(root, "target_ratio", json_object_new_double(0.85));
 	json_object_object_add(root, "cases", arr);
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
 	json_object_put(root);

@@ -129,8 +129,9 @@ struct seg_info {
 /* One appended batch waiting to be written. */
 struct log_q {
 	const uint8_t *batch;
-	struct frame_hdr fh;
+	struct frame_hdr fh;  /* crc filled by q_crc() */
 	uint32_t count;
+	int crc_done;
 	uint64_t base_seq, ts;
 };
 
@@ -897,6 +898,16 @@ static int io_datasync(struct spate_log *l)
 /* Writer: O_DIRECT                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* Fill the frame header's CRC if not done yet. */
+static void q_crc(struct log_q *q)
+{
+	if (!q->crc_done) {
+		q->fh.crc = frame_crc(q->fh.len, q->batch);
+		q->crc_done = 1;
+	}
+}
+
+
 /* O_DIRECT alignment of the file @p fd (statx STATX_DIOALIGN): 0 when the
  * file system does not report one, or needs more than PAD_MAX. */
 static uint32_t dio_align_of(int fd)
@@ -1164,6 +1175,7 @@ static int dio_write(struct spate_log *l, size_t h, size_t k, uint64_t off, int 
 	}
 	memcpy(cur, l->tail, l->tail_len);
 	for (size_t i = h; i < k && cur; i++) {
+		q_crc(&l->q[i]);
 		const uint8_t *src[2] = {(const uint8_t *)&l->q[i].fh, l->q[i].batch};
 		size_t len[2] = {FRAME_HDR_SIZE, l->q[i].fh.len};
 		for (int p = 0; p < 2 && cur; p++) {
@@ -1464,6 +1476,7 @@ static int write_queue(struct spate_log *l, int want_sync)
 		}
 		unsigned niov = 0;
 		for (size_t i = h; i < k; i++) {
+			q_crc(&l->q[i]);
 			l->iov[niov++] = (struct iovec){&l->q[i].fh, FRAME_HDR_SIZE};
 			l->iov[niov++] = (struct iovec){(void *)(uintptr_t)l->q[i].batch, l->q[i].fh.len};
 		}
@@ -1951,7 +1964,11 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len)
 		l->qcap = nc;
 	}
 	q.batch = batch;
-	q.fh = (struct frame_hdr){SPATE_LOG_FRAME_MAGIC, (uint32_t)len, frame_crc((uint32_t)len, batch), 0};
+	q.fh = (struct frame_hdr){SPATE_LOG_FRAME_MAGIC, (uint32_t)len, 0, 0};
+	/* With O_DIRECT the CRC is computed as the frame is copied into a
+	 * staging buffer, so it overlaps the disk writing earlier buffers. */
+	if (!l->direct)
+		q_crc(&q);
 	if (!l->qn && !l->nsegs)
 		l->written_seq = l->durable_seq = q.base_seq;
 	l->q[l->qn++] = q;
@@ -2015,8 +2032,15 @@ int spate_log_close(struct spate_log *l)
 				rc = fsync_dir(l->dirfd);
 		}
 	}
-	if (l->use_uring)
+	if (l->use_uring) {
+		/* Synchronous: the segment is no longer referenced once close
+		 * returns (the ring itself is torn down asynchronously). */
+		if (l->files_fixed)
+			io_uring_unregister_files(&l->ring);
+		if (l->bufs_fixed)
+			io_uring_unregister_buffers(&l->ring);
 		io_uring_queue_exit(&l->ring);
+	}
 	close_active(l);
 	close(l->dirfd);
 	free(l->stage);
