@@ -31,19 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
 #include "spate/hist.h"
 #include "spate/log.h"
 
-#ifndef PERSIST_RING_BYTES
-#define PERSIST_RING_BYTES (64u << 20)
-#endif
-#ifndef PERSIST_GROUP_BYTES
-#define PERSIST_GROUP_BYTES (16u << 20)
-#endif
-#define PERSIST_SPANS 512
+#define PERSIST_SPANS 1024
 
 struct persist_case {
 	const char *impl;
@@ -53,8 +48,18 @@ struct persist_case {
 	uint64_t records, bytes;
 	struct spate_hist ack; /* always: append -> durable */
 	int ok;
+	double cpu;       /* persister CPU seconds per second */
+	uint64_t starved; /* polls that found the ring empty */
 	char why[256];
 };
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static int rm_tree(const char *dir)
 {
@@ -170,10 +175,12 @@ static void *produce_main(void *arg)
  * releases them, as the engine's persistence threads will.
  */
 static int log_case(const char *dir, enum spate_log_durability d, uint32_t size, double secs,
-		    uint32_t lflags, struct persist_case *c)
+		    uint32_t lflags, uint32_t group, struct persist_case *c)
 {
 	static const char *names[] = { "none", "interval", "always" };
-	struct spate_ring_params rp = { .capacity = PERSIST_RING_BYTES, .flags = SPATE_RING_F_NO_BLOCKING };
+	/* The ring holds four groups: the producer fills while the persister
+	 * writes. */
+	struct spate_ring_params rp = { .capacity = 4 * group, .flags = SPATE_RING_F_NO_BLOCKING };
 	struct spate_log_params lp = { .durability = d, .segment_bytes = 256u << 20, .flags = lflags };
 	struct spate_log_recovery rep;
 	struct spate_ring *r = NULL;
@@ -209,14 +216,17 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 		goto out;
 	started = true;
 	uint64_t t0 = spate_mono_ns(), end = t0 + (uint64_t)(secs * 1e9);
+	double cpu0 = thread_cpu_s();
+	uint64_t idle = 0;
 	while (spate_mono_ns() < end) {
 		struct spate_ring_span sp[PERSIST_SPANS];
-		int n = spate_ring_peek_batches(rd, sp, PERSIST_SPANS, PERSIST_GROUP_BYTES);
+		int n = spate_ring_peek_batches(rd, sp, PERSIST_SPANS, group);
 		if (n < 0) {
 			rc = n;
 			break;
 		}
 		if (n == 0) {
+			idle++;
 			spate_cpu_relax();
 			continue;
 		}
@@ -237,6 +247,8 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 		spate_ring_release(rd, (unsigned)recs);
 	}
 	c->secs = (double)(spate_mono_ns() - t0) / 1e9;
+	c->cpu = (thread_cpu_s() - cpu0) / c->secs;
+	c->starved = idle;
 	atomic_store_explicit(&prod.stop, 1, memory_order_relaxed);
 	pthread_join(th, NULL);
 	started = false;
@@ -338,13 +350,14 @@ int spate_bench_persist_main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "dir", required_argument, 0, 'd' },  { "seconds", required_argument, 0, 's' },
 		{ "json", no_argument, 0, 'j' },       { "buffered", no_argument, 0, 'b' },
-		{ "no-fio", no_argument, 0, 'F' },     { "help", no_argument, 0, 'h' },
+		{ "no-fio", no_argument, 0, 'F' },     { "group-mib", required_argument, 0, 'g' },
+		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *base = "/var/tmp";
 	double secs = 1;
 	int json = 0, c, use_fio = 1;
-	uint32_t lflags = 0;
+	uint32_t lflags = 0, group = 4;
 	char dir[512];
 
 	optind = 1;
@@ -359,14 +372,19 @@ int spate_bench_persist_main(int argc, char **argv)
 			lflags |= SPATE_LOG_F_BUFFERED;
 		else if (c == 'F')
 			use_fio = 0;
+		else if (c == 'g')
+			group = (uint32_t)atoi(optarg);
 		else {
 			printf("usage: spate bench persist [--dir DIR] [--seconds S per case (1)] [--buffered]\n"
-			       "                           [--no-fio] [--json]\n");
+			       "                           [--group-mib N (4)] [--no-fio] [--json]\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (!(secs > 0))
 		secs = 1;
+	if (group < 1 || group > 64)
+		group = 4;
+	group <<= 20;
 	snprintf(dir, sizeof(dir), "%s/spate-bench-persist-XXXXXX", base);
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "spate bench persist: %s: %s\n", base, strerror(errno));
@@ -382,7 +400,7 @@ int spate_bench_persist_main(int argc, char **argv)
 	static const uint32_t sizes[] = { 64, 1024 };
 	for (unsigned s = 0; s < 2 && rc >= 0; s++)
 		for (int d = SPATE_LOG_DURABLE_NONE; d <= SPATE_LOG_DURABLE_ALWAYS && rc >= 0; d++)
-			rc = log_case(dir, (enum spate_log_durability)d, sizes[s], secs, lflags, &cases[n++]);
+			rc = log_case(dir, (enum spate_log_durability)d, sizes[s], secs, lflags, group, &cases[n++]);
 	if (rc >= 0)
 		rc = raw_case(dir, secs, &cases[n++]);
 	rm_tree(dir);
@@ -438,6 +456,10 @@ int spate_bench_persist_main(int argc, char **argv)
 		if (spate_hist_count(&k->ack)) {
 			json_object_object_add(o, "ack_p50_ns", json_object_new_int64((int64_t)spate_hist_percentile(&k->ack, 50)));
 			json_object_object_add(o, "ack_p99_ns", json_object_new_int64((int64_t)spate_hist_percentile(&k->ack, 99)));
+		}
+		if (!strcmp(k->impl, "spate")) {
+			json_object_object_add(o, "persister_cpu", json_object_new_double(k->cpu));
+			json_object_object_add(o, "ring_empty_polls", json_object_new_int64((int64_t)k->starved));
 		}
 		json_object_object_add(o, "note", json_object_new_string(k->why));
 		json_object_array_add(arr, o);
