@@ -112,6 +112,8 @@
  *  may carry after its last frame (docs/format.md). */
 #define PAD_MAX 4096u
 #define FSYNC_TAG UINT64_MAX
+/** A neutralised SQE (its submit failed): its completion is ignored. */
+#define NOP_TAG (UINT64_MAX - 1)
 /** O_DIRECT unless SPATE_LOG_F_BUFFERED (measured: docs/bench.md). */
 #define LOG_DEFAULT_DIRECT 1
 #define CLEAN_NAME "CLEAN"
@@ -883,6 +885,10 @@ static int io_write(struct spate_log *l, const struct iovec *iov, unsigned niov,
 			continue;
 		if (rc < 0)
 			return rc;
+		if (cqe->user_data == NOP_TAG) {
+			io_uring_cqe_seen(&l->ring, cqe);
+			continue;
+		}
 		if (cqe->user_data <= URING_ENTRIES)
 			res[cqe->user_data] = cqe->res;
 		io_uring_cqe_seen(&l->ring, cqe);
@@ -1037,6 +1043,8 @@ struct dio_run {
 
 static void dio_complete(struct dio_run *r, uint64_t tag, int res)
 {
+	if (tag == NOP_TAG)
+		return;
 	r->inflight--;
 	if (tag == FSYNC_TAG) {
 		r->fsync_done = 1;
@@ -1121,7 +1129,7 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 	}
 	int fixed_file = l->files_fixed && l->fixed_gen == l->seg_gen;
 	int fd = fixed_file ? 0 : l->seg_fd;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring), *wsqe = sqe, *fsqe = NULL;
 	/* Cannot fail: at most STAGE_N writes and one fsync are in flight. */
 	if (l->bufs_fixed)
 		io_uring_prep_write_fixed(sqe, fd, buf, len, off, (int)(j % STAGE_N));
@@ -1131,7 +1139,7 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 		sqe->flags |= IOSQE_FIXED_FILE;
 	sqe->user_data = j;
 	if (sync_after) {
-		sqe = io_uring_get_sqe(&l->ring);
+		sqe = fsqe = io_uring_get_sqe(&l->ring);
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		if (fixed_file)
 			sqe->flags |= IOSQE_FIXED_FILE;
@@ -1142,11 +1150,24 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 		r->inflight++;
 	}
 	int rc;
-	do
+	for (;;) {
 		rc = io_uring_submit(&l->ring);
-	while (rc == -EINTR);
+		if (rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			break;
+		/* Short of kernel resources: let completions free some. */
+		if (r->inflight > 1 + !!sync_after && dio_reap(l, r, 1) < 0)
+			break;
+	}
 	if (rc < 0) {
-		/* Nothing submitted: complete them as failed. */
+		/* Nothing submitted: the SQEs are still ours; make them no-ops
+		 * (a later submit must not write stale data) and complete them
+		 * as failed. */
+		io_uring_prep_nop(wsqe);
+		wsqe->user_data = NOP_TAG;
+		if (fsqe) {
+			io_uring_prep_nop(fsqe);
+			fsqe->user_data = NOP_TAG;
+		}
 		dio_complete(r, j, rc);
 		if (sync_after)
 			dio_complete(r, FSYNC_TAG, rc);
