@@ -303,9 +303,9 @@ static int fio_case(const char *dir, double secs, struct persist_case *c)
 	snprintf(path, sizeof(path), "%s/fio.bin", dir);
 	snprintf(cmd, sizeof(cmd),
 		 "fio --name=spate-raw --filename='%s' --ioengine=io_uring --direct=1 --rw=write "
-		 "--bs=1M --iodepth=16 --size=64G --fallocate=none --runtime=%.3f --time_based "
+		 "--bs=1M --iodepth=16 --size=16G --fallocate=none --runtime=%ums --time_based "
 		 "--end_fsync=1 --output-format=json 2>/dev/null",
-		 path, secs < 0.1 ? 0.1 : secs);
+		 path, secs < 0.1 ? 100u : (unsigned)(secs * 1000));
 	FILE *f = popen(cmd, "r");
 	if (!f)
 		return -errno;
