@@ -938,17 +938,27 @@ static void q_crc(struct log_q *q)
 }
 
 
-/* O_DIRECT alignment of the file @p fd (statx STATX_DIOALIGN): 0 when the
- * file system does not report one, or needs more than PAD_MAX. */
+/*
+ * Alignment of the O_DIRECT writes to the file @p fd: the larger of the
+ * O_DIRECT alignment (statx STATX_DIOALIGN) and the file system block
+ * (stx_blksize) when that is at most PAD_MAX: ext4 serialises direct writes
+ * that are not block-aligned (each waits for every write in flight), which
+ * cost a third of the bandwidth here with 512-byte alignment.
+ * @return 0 when the file system reports no O_DIRECT alignment, or needs
+ * more than PAD_MAX.
+ */
 static uint32_t dio_align_of(int fd)
 {
 	struct statx sx;
 
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) < 0 || !(sx.stx_mask & STATX_DIOALIGN))
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN | STATX_BASIC_STATS, &sx) < 0 ||
+	    !(sx.stx_mask & STATX_DIOALIGN))
 		return 0;
-	uint32_t a = sx.stx_dio_offset_align, m = sx.stx_dio_mem_align;
+	uint32_t a = sx.stx_dio_offset_align, m = sx.stx_dio_mem_align, b = sx.stx_blksize;
 	if (!a || !m || a > PAD_MAX || m > PAD_MAX || (a & (a - 1)))
 		return 0;
+	if (b > a && b <= PAD_MAX && !(b & (b - 1)))
+		a = b;
 	return a;
 }
 
