@@ -105,7 +105,8 @@
 /** Frames per writev SQE (2 iovecs each). */
 #define FRAMES_PER_SQE 64u
 #define URING_ENTRIES 16u
-/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written round-robin. */
+/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written round-robin
+ *  (512 KiB x 16 measured no better). */
 #define STAGE_BYTES (1u << 20)
 #define STAGE_N 8u
 /** Largest O_DIRECT alignment used, and so the most zero padding a segment

@@ -56,9 +56,13 @@ struct spate_log_params {
 };
 
 #define SPATE_LOG_F_NO_URING (1u << 0) /**< use pwrite + fdatasync, not io_uring */
-#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it (the
-					    default: see SPATE_LOG_F_BUFFERED); aligned staging
-					    buffers, registered with io_uring */
+#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system reports an
+					    alignment (statx STATX_DIOALIGN); the default
+					    unless SPATE_LOG_F_BUFFERED. Frames are copied
+					    into 8 MiB of aligned staging buffers per open
+					    log, registered with io_uring (WRITE_FIXED);
+					    segments may end with < 4096 zero bytes while
+					    written (format version 2) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
 #define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
 					    (straight from the caller's batches, no copy) */
@@ -83,7 +87,9 @@ struct spate_log_reader;
 
 /**
  * Open (creating if absent) the log in @p dir, recovering it: verify the
- * tail of the last segment, truncate a torn or corrupt tail and report it,
+ * tail of the last segment, truncate a torn or corrupt tail and report it
+ * (zero padding after the last frame, left by an O_DIRECT writer, is the
+ * end of the log and is dropped silently),
  * rebuild missing or stale indexes, restore the next sequence number. A
  * corrupt frame before the last segment's tail is refused (-EBADMSG, the
  * message says where) unless SPATE_LOG_F_REPAIR.
@@ -115,9 +121,10 @@ uint64_t spate_log_first_seq(const struct spate_log *l);
  * Its base_seq must equal spate_log_next_seq(), except for the first batch
  * of a log that has no segment yet, which sets the log's first sequence
  * number. The bytes are queued for
- * writing; with io_uring they may be written straight from @p batch, so it
- * must stay unchanged until the next spate_log_sync() returns (ring memory
- * that a gating reader has not released qualifies).
+ * writing; through the page cache with io_uring they may be written
+ * straight from @p batch (with O_DIRECT they are copied during the sync),
+ * so it must stay unchanged until the next spate_log_sync() returns (ring
+ * memory that a gating reader has not released qualifies).
  * Nothing is written here (spate_log_sync() writes), so a full disk is
  * reported by spate_log_sync().
  * @return 0, -EINVAL (not a data batch, bad length, NULL), -ERANGE (base_seq
