@@ -105,10 +105,13 @@
 /** Frames per writev SQE (2 iovecs each). */
 #define FRAMES_PER_SQE 64u
 #define URING_ENTRIES 16u
-/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written round-robin
- *  (512 KiB x 16 measured no better). */
-#define STAGE_BYTES (1u << 20)
-#define STAGE_N 8u
+/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written round-robin,
+ *  one write in flight while the next buffer fills. */
+#ifndef STAGE_SHIFT
+#define STAGE_SHIFT 21
+#endif
+#define STAGE_BYTES (1u << STAGE_SHIFT)
+#define STAGE_N 2u
 /** Largest O_DIRECT alignment used, and so the most zero padding a segment
  *  may carry after its last frame (docs/format.md). */
 #define PAD_MAX 4096u
@@ -1150,13 +1153,15 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 		sqe->flags |= IOSQE_FIXED_FILE;
 	sqe->user_data = j;
 	if (sync_after) {
+		/* Linked: the fdatasync starts once this write completed in
+		 * full (a short or failed write cancels it), and this write is
+		 * the only one in flight (dio_wait_idle), so its success covers
+		 * every write of the stream. */
+		sqe->flags |= IOSQE_IO_LINK;
 		sqe = fsqe = io_uring_get_sqe(&l->ring);
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		if (fixed_file)
 			sqe->flags |= IOSQE_FIXED_FILE;
-		/* Drained: starts once every earlier SQE of this ring has
-		 * completed, so its success covers all the stream's writes. */
-		sqe->flags |= IOSQE_IO_DRAIN;
 		sqe->user_data = FSYNC_TAG;
 		r->inflight++;
 	}
@@ -1183,6 +1188,22 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 		if (sync_after)
 			dio_complete(r, FSYNC_TAG, rc);
 	}
+}
+
+/* Wait until no write is in flight: writes complete in order, so a killed
+ * process leaves a prefix of the stream on disk, never a hole followed by
+ * frames. @return 0, or -1 if the run stopped. */
+static int dio_wait_idle(struct spate_log *l, struct dio_run *r)
+{
+	while (!r->stop && r->inflight) {
+		int rc = dio_reap(l, r, 1);
+		if (rc < 0) {
+			r->stop = 1;
+			if (!r->err)
+				r->err = rc;
+		}
+	}
+	return r->stop ? -1 : 0;
 }
 
 /* Wait until staging buffer @p j is free. @return it, or NULL if the run
@@ -1242,6 +1263,10 @@ static int dio_write(struct spate_log *l, size_t h, size_t k, uint64_t off, int 
 				done += n;
 				if (fill == STAGE_BYTES) {
 					int sync_now = want_sync && i + 1 == k && p == 1 && done == len[p];
+					if (dio_wait_idle(l, &r) < 0) {
+						cur = NULL;
+						break;
+					}
 					dio_submit(l, &r, j, STAGE_BYTES, sync_now);
 					j++;
 					fill = 0;
@@ -1256,7 +1281,8 @@ static int dio_write(struct spate_log *l, size_t h, size_t k, uint64_t off, int 
 		memset(cur + fill, 0, padded - fill);
 		/* The new partial block, kept for the next write to rewrite. */
 		memcpy(l->tail, cur + (fill & ~(size_t)(a - 1)), fill & (a - 1));
-		dio_submit(l, &r, j, (uint32_t)padded, want_sync);
+		if (dio_wait_idle(l, &r) == 0)
+			dio_submit(l, &r, j, (uint32_t)padded, want_sync);
 	}
 	while (r.inflight) {
 		int rc = dio_reap(l, &r, 1);
