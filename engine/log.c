@@ -10,18 +10,21 @@
  * O_DIRECT (the default where statx reports STATX_DIOALIGN): the page cache
  * costs more than the disk here (a buffered writer reached 0.26-0.66x of
  * the raw O_DIRECT bandwidth), so frames are copied (CRC-32C computed on the
- * way, while the disk writes earlier buffers) into STAGE_N aligned 1 MiB
+ * way, while the disk writes the previous buffer) into two aligned 2 MiB
  * staging buffers registered with io_uring and written with WRITE_FIXED
- * through a registered file, each buffer submitted as soon as it is full,
- * up to STAGE_N in flight. The run's last block is zero-padded to the
+ * through a registered file. One write is in flight while the next buffer
+ * fills: ext4 runs direct writes that extend a file one after another
+ * anyway (appending 1 MiB writes: depth 1 = depth 16 here), and in-order
+ * completion means a killed writer leaves a prefix on disk; with 8 in
+ * flight, a SIGKILL left a hole followed by later frames, which recovery
+ * must refuse as corruption. The run's last block is zero-padded to the
  * alignment and kept (l->tail): the next run starts by rewriting it. So a
  * segment may end with < 4096 zero bytes after its last frame (format
  * version 2), which readers and recovery take as the end. When the policy
- * asks for it, an fdatasync goes in the same submit as the last write with
- * IOSQE_IO_DRAIN (it starts once every write has completed; a link would
- * order it after the last write only). A failed or short write: the
- * written prefix is kept, the segment cut back to its last whole frame,
- * the partial block re-read, the rest stays queued.
+ * asks for it, an fdatasync is linked (IOSQE_IO_LINK) behind the last write
+ * in the same submit. A failed or short write: the written prefix is kept,
+ * the segment cut back to its last whole frame, the partial block re-read,
+ * the rest stays queued.
  *
  * Page cache (BUFFERED, or no O_DIRECT): the queue goes out as iovecs (frame
  * header from the queue entry, batch straight from ring memory); with
@@ -55,8 +58,11 @@
  *    followed by a valid frame in the unsynced tail is refused like
  *    mid-segment corruption (needs REPAIR); a process crash cannot do that.
  *  - O_DIRECT copies every byte once (memcpy, ~10 GB/s, beside the disk's
- *    ~2 GB/s) and spate_log_sync() waits for its writes: the disk idles
- *    while the caller gathers the next group (keep groups of MiBs).
+ *    ~1-2 GB/s) and spate_log_sync() waits for its writes: the disk idles
+ *    while the caller gathers the next group (keep groups of MiBs). One
+ *    write in flight suits appending on ext4; a device or file system that
+ *    gains from parallel appends would want more (and then ordered
+ *    completion by other means).
  *    Alignments above 4096 (PAD_MAX) fall back to the page cache.
  *  - Readers see frames once they are written (buffered reads see completed
  *    O_DIRECT writes on ext4; a stale page left by a racing read is dropped
@@ -105,12 +111,10 @@
 /** Frames per writev SQE (2 iovecs each). */
 #define FRAMES_PER_SQE 64u
 #define URING_ENTRIES 16u
-/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written round-robin,
- *  one write in flight while the next buffer fills. */
-#ifndef STAGE_SHIFT
-#define STAGE_SHIFT 21
-#endif
-#define STAGE_BYTES (1u << STAGE_SHIFT)
+/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written in turn, one
+ *  write in flight while the next buffer fills (1 MiB buffers measured the
+ *  same; 8 in flight too, see the file comment). */
+#define STAGE_BYTES (2u << 20)
 #define STAGE_N 2u
 /** Largest O_DIRECT alignment used, and so the most zero padding a segment
  *  may carry after its last frame (docs/format.md). */
@@ -1115,9 +1119,9 @@ static int dio_reap(struct spate_log *l, struct dio_run *r, int wait)
 
 /*
  * Write staging buffer @p j (@p len bytes, a multiple of dio_align) at its
- * place in the stream; with @p sync_after, an fdatasync that starts only
- * after every write of the stream completed (IOSQE_IO_DRAIN) goes in the
- * same submit. Without io_uring: pwrite (+ fdatasync), completed at once.
+ * place in the stream (the caller made sure no other write is in flight);
+ * with @p sync_after, an fdatasync linked behind it goes in the same
+ * submit. Without io_uring: pwrite (+ fdatasync), completed at once.
  */
 static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint32_t len, int sync_after)
 {

@@ -59,7 +59,7 @@ struct spate_log_params {
 #define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system reports an
 					    alignment (statx STATX_DIOALIGN); the default
 					    unless SPATE_LOG_F_BUFFERED. Frames are copied
-					    into 8 MiB of aligned staging buffers per open
+					    into 4 MiB of aligned staging buffers per open
 					    log, registered with io_uring (WRITE_FIXED);
 					    segments may end with < 4096 zero bytes while
 					    written (format version 2) */
