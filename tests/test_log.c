@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tests for spate/log.h: round trips (io_uring and pwrite), seeks by
+ * Tests for spate/log.h: round trips (io_uring and pwrite; O_DIRECT with
+ * registered buffers, O_DIRECT through pwrite, the page cache), seeks by
  * sequence and time across segments, rolling and retention (with a reader
- * on a deleted segment), recovery of torn and corrupt tails, refusal and
- * repair of mid-log corruption, the clean-shutdown marker, a full disk (a
- * 2 MiB tmpfs) and a SIGKILL crash loop.
+ * on a deleted segment), recovery of torn and corrupt tails, the O_DIRECT
+ * zero padding after the last frame (end of log, not a tear; its 4096-byte
+ * bound; a torn frame before it), refusal and repair of mid-log corruption,
+ * the clean-shutdown marker, a full disk (a 2 MiB tmpfs, where O_DIRECT
+ * falls back to the page cache, and a loop-mounted ext4 image with
+ * O_DIRECT) and SIGKILL crash loops (one with O_DIRECT writes in flight).
  *
  * Batches are built by hand in the ring's layout (struct spate_ring_bhdr +
  * records): the log must need nothing from a ring but its layout. Every
