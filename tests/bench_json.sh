@@ -19,7 +19,11 @@ fi
 "$spate" bench pipeline --seconds 0.2 --json |
 	"$check" impl record_size batch records_per_sec p50_ns p99_ns p999_ns >/dev/null ||
 	fail "bench pipeline --json"
-"$spate" bench persist --seconds 0.1 --json |
-	"$check" impl durability record_size records_per_sec bytes_per_sec >/dev/null ||
+persist=$("$spate" bench persist --seconds 0.1 --no-fio --json) || fail "bench persist --json"
+impls=$(echo "$persist" | "$check" impl durability record_size records_per_sec bytes_per_sec) ||
 	fail "bench persist --json"
+echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
+echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
+echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
+echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
 echo "bench_json.sh: ring, pipeline and persist --json schemas OK"

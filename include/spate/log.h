@@ -31,7 +31,10 @@ extern "C" {
 #endif
 
 #define SPATE_LOG_SEG_MAGIC 0x47455345544150ULL /* "PATESEG" */
-#define SPATE_LOG_FORMAT_VERSION 1u
+/** Version written; readers accept 1 and 2 (2 = 1 plus zero padding after
+ *  the last frame, docs/format.md). */
+#define SPATE_LOG_FORMAT_VERSION 2u
+#define SPATE_LOG_FORMAT_MIN_VERSION 1u
 #define SPATE_LOG_FRAME_MAGIC 0x46525053u /* "SPRF" */
 
 /** When appended data is made durable. */
@@ -53,9 +56,16 @@ struct spate_log_params {
 };
 
 #define SPATE_LOG_F_NO_URING (1u << 0) /**< use pwrite + fdatasync, not io_uring */
-#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system allows it
-					    (reserved: accepted, not implemented yet) */
+#define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system reports an
+					    alignment (statx STATX_DIOALIGN); the default
+					    unless SPATE_LOG_F_BUFFERED. Frames are copied
+					    into 4 MiB of aligned staging buffers per open
+					    log, registered with io_uring (WRITE_FIXED);
+					    segments may end with < 4096 zero bytes while
+					    written (format version 2) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
+#define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
+					    (straight from the caller's batches, no copy) */
 
 /** What opening a log found and did. */
 struct spate_log_recovery {
@@ -67,6 +77,9 @@ struct spate_log_recovery {
 	uint64_t truncated_at;    /**< file offset of the cut in the last segment */
 	char message[256];        /**< what was cut and why, or "" */
 	int io_uring;             /**< 1 if writes go through io_uring, 0 pwrite (and why in message) */
+	int direct;               /**< 1 if segments are written with O_DIRECT, 0 page cache (why in message) */
+	uint32_t dio_align;       /**< with direct: file offset and length alignment (statx STATX_DIOALIGN) */
+	int fixed_buffers;        /**< with direct and io_uring: staging buffers registered (WRITE_FIXED) */
 };
 
 struct spate_log;
@@ -74,7 +87,9 @@ struct spate_log_reader;
 
 /**
  * Open (creating if absent) the log in @p dir, recovering it: verify the
- * tail of the last segment, truncate a torn or corrupt tail and report it,
+ * tail of the last segment, truncate a torn or corrupt tail and report it
+ * (zero padding after the last frame, left by an O_DIRECT writer, is the
+ * end of the log and is dropped silently),
  * rebuild missing or stale indexes, restore the next sequence number. A
  * corrupt frame before the last segment's tail is refused (-EBADMSG, the
  * message says where) unless SPATE_LOG_F_REPAIR.
@@ -106,9 +121,10 @@ uint64_t spate_log_first_seq(const struct spate_log *l);
  * Its base_seq must equal spate_log_next_seq(), except for the first batch
  * of a log that has no segment yet, which sets the log's first sequence
  * number. The bytes are queued for
- * writing; with io_uring they may be written straight from @p batch, so it
- * must stay unchanged until the next spate_log_sync() returns (ring memory
- * that a gating reader has not released qualifies).
+ * writing; through the page cache with io_uring they may be written
+ * straight from @p batch (with O_DIRECT they are copied during the sync),
+ * so it must stay unchanged until the next spate_log_sync() returns (ring
+ * memory that a gating reader has not released qualifies).
  * Nothing is written here (spate_log_sync() writes), so a full disk is
  * reported by spate_log_sync().
  * @return 0, -EINVAL (not a data batch, bad length, NULL), -ERANGE (base_seq
