@@ -124,7 +124,7 @@ static const struct field top_fields[TF_N] = {
 
 #define SOFF(m) offsetof(struct spate_config_stream, m)
 enum { SF_NAME, SF_SHARDS, SF_RING_SIZE, SF_MAX_RECORD, SF_PRODUCERS, SF_HUGE, SF_RETENTION,
-       SF_FULL, SF_DURABILITY, SF_DUR_INTERVAL, SF_SEGMENT, SF_RETENTION_BYTES, SF_LOG_DIR, SF_N };
+       SF_FULL, SF_DURABILITY, SF_DUR_INTERVAL, SF_SEGMENT, SF_RETENTION_BYTES, SF_LOG_DIR, SF_DIRECT_IO, SF_N };
 static const struct field stream_fields[SF_N] = {
 	[SF_NAME] = { "name", FT_NAME, F_REQ, SOFF(name), 0, 0, NULL, NULL },
 	[SF_SHARDS] = { "shards", FT_U32, 0, SOFF(shards), 1, SPATE_CONFIG_MAX_SHARDS, NULL, NULL },
@@ -146,6 +146,7 @@ static const struct field stream_fields[SF_N] = {
 	[SF_RETENTION_BYTES] = { "retention_bytes", FT_SIZE, 0, SOFF(retention_bytes), 0,
 				 UINT64_MAX, NULL, NULL },
 	[SF_LOG_DIR] = { "log_dir", FT_DIR, F_NULL_OK, SOFF(log_dir), 0, 0, NULL, NULL },
+	[SF_DIRECT_IO] = { "direct_io", FT_BOOL, 0, SOFF(direct_io), 0, 0, NULL, NULL },
 };
 
 #define COFF(m) offsetof(struct spate_config_consumer, m)
@@ -764,6 +765,7 @@ void spate_config_stream_defaults(struct spate_config_stream *s)
 	s->durability = SPATE_CONFIG_DURABILITY_OFF;
 	s->durability_interval_ns = SPATE_CONFIG_DEFAULT_DURABILITY_INTERVAL_NS;
 	s->segment_size = SPATE_CONFIG_DEFAULT_SEGMENT_SIZE;
+	s->direct_io = true;
 }
 
 void spate_config_consumer_defaults(struct spate_config_consumer *k)

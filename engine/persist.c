@@ -75,6 +75,7 @@ static void log_params(const struct spate_config_stream *cs, struct spate_log_pa
 	lp->interval_ns = cs->durability_interval_ns;
 	lp->retention_ns = cs->retention_ns;
 	lp->retention_bytes = cs->retention_bytes;
+	lp->flags = cs->direct_io ? 0 : SPATE_LOG_F_BUFFERED;
 }
 
 static int grow(struct spate_persister *p, uint32_t more)
@@ -245,6 +246,11 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		if (rep.truncated_bytes || !rep.io_uring)
 			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i,
 				      x->dir, rep.message[0] ? rep.message : "recovered");
+		if (i == 0)
+			spate_eng_log(NULL, SPATE_LOG_INFO, "stream %s: log %s (%s%s%s)", cs->name,
+				      x->dir, rep.io_uring ? "io_uring" : "pwrite",
+				      rep.direct ? ", O_DIRECT" : ", page cache",
+				      rep.fixed_buffers ? ", registered buffers" : "");
 		next[i] = spate_log_next_seq(x->log);
 		empty[i] = spate_log_first_seq(x->log) == UINT64_MAX;
 	}

@@ -437,7 +437,7 @@ Test(config, unknown_keys)
 	parse_bad(HEAD "    colour: 2\n", 4, "streams[0].colour",
 		  "valid keys: name, shards, ring_size, max_record_size, producers, huge_pages, "
 		  "retention, full, durability, durability_interval, segment_size, "
-		  "retention_bytes, log_dir");
+		  "retention_bytes, log_dir, direct_io");
 	/* consumer */
 	parse_bad(CONS "    batchSize: 10\n", 8, "consumers[0].batchSize",
 		  "did you mean \"batch_size\"?");
@@ -1066,12 +1066,14 @@ Test(config, persistence_keys)
 					  "    durability_interval: 5ms\n"
 					  "    segment_size: 8MiB\n"
 					  "    retention_bytes: 1GiB\n"
-					  "    log_dir: /var/tmp/spate-log\n");
+					  "    log_dir: /var/tmp/spate-log\n"
+					  "    direct_io: false\n");
 	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_INTERVAL);
 	cr_assert_eq(c->streams[0].durability_interval_ns, 5000000ull);
 	cr_assert_eq(c->streams[0].segment_size, 8ull << 20);
 	cr_assert_eq(c->streams[0].retention_bytes, 1ull << 30);
 	cr_assert_str_eq(c->streams[0].log_dir, "/var/tmp/spate-log");
+	cr_assert(!c->streams[0].direct_io);
 	spate_config_free(c);
 
 	c = parse_ok(HEAD "    durability: always\n");
@@ -1079,6 +1081,7 @@ Test(config, persistence_keys)
 	cr_assert_eq(c->streams[0].durability_interval_ns, 10000000ull, "default 10ms");
 	cr_assert_eq(c->streams[0].segment_size, 64ull << 20, "default 64MiB");
 	cr_assert_eq(c->streams[0].log_dir[0], 0, "default: under state_dir");
+	cr_assert(c->streams[0].direct_io, "O_DIRECT by default");
 	spate_config_free(c);
 	c = parse_ok(HEAD);
 	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_OFF, "memory only by default");

@@ -495,6 +495,8 @@ Test(persist, crash_loop_sigkill, .timeout = 180)
 	for (int round = 0; round < rounds; round++) {
 		atomic_store(&sh->acked, 0);
 		atomic_store(&sh->ready, 0);
+		/* Alternate O_DIRECT and the page cache: a log continues either way. */
+		b.cfg->streams[0].direct_io = round % 2 == 0;
 		pid_t pid = fork();
 		cr_assert_geq(pid, 0);
 		if (pid == 0)

@@ -169,6 +169,10 @@ struct spate_config_stream {
 	uint64_t durability_interval_ns; /**< group commit period with interval; 100 us..60 s, default 10 ms */
 	uint64_t segment_size;    /**< roll segments past this, 1 MiB..64 GiB; default 64 MiB */
 	uint64_t retention_bytes; /**< per shard log, 0 = no limit (then age only) */
+	/** O_DIRECT for the logs: true (default) where the file system
+	 *  supports it, through 4 MiB of registered staging buffers per shard;
+	 *  false = through the page cache, straight from ring memory. */
+	bool direct_io;
 	/** Directory of the stream's logs (one sub-directory per shard),
 	 *  absolute; "" = <state_dir>/log/<stream>. */
 	char log_dir[SPATE_CONFIG_PATH_MAX];
