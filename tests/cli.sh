@@ -5,16 +5,9 @@
 # SPATE_PLUGIN_PATH (set by tests/meson.build) points at the built plugins.
 set -eu
 spate=$1
-dir=$(mktemp -d /tmp/spate-cli-XXXXXX)
+name=cli.sh
+. "$(dirname "$0")/engine_lib.sh"
 bus="cli$$"
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-	"$spate" rm "$dir/bus.yaml" >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "cli.sh: FAIL: $*" >&2; [ -f "$dir/run.log" ] && cat "$dir/run.log" >&2; exit 1; }
 
 cat > "$dir/bus.yaml" <<YAML
 bus: $bus
@@ -32,12 +25,7 @@ consumers:
     starting_position: trim_horizon
 YAML
 
-"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
-pid=$!
-i=0
-while [ ! -f "$dir/state/engine.pid" ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start"; sleep 0.1
-done
+start_engine
 grep -q "placement:" "$dir/run.log" || fail "no placement plan printed"
 
 printf 'a\nb\nc\n' | "$spate" put "$dir/bus.yaml" in -k k1 -q || fail "put from stdin"

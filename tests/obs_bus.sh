@@ -6,21 +6,9 @@
 # payload bytes), C2 39 and fails 1.
 # Before sourcing: spate, name (for messages); then call
 # obs_bus BUS STREAM C1 C2 [EXTRA_TOP_LEVEL_YAML].
-dir=$(mktemp -d "/tmp/spate-$name-XXXXXX")
-pid=
+. "$(dirname "$0")/engine_lib.sh"
 obs_cleanup_extra() { :; }
-cleanup() {
-	obs_cleanup_extra
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	"$spate" rm "$dir/bus.yaml" >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-	echo "$name: FAIL: $*" >&2
-	for f in "$dir/screen.txt" "$dir/run.log"; do [ -f "$f" ] && cat "$f" >&2; done
-	exit 1
-}
+cleanup_extra() { obs_cleanup_extra; }
 
 obs_bus() {
 	cat > "$dir/bus.yaml" <<YAML
@@ -45,12 +33,7 @@ consumers:
     max_retry_attempts: 0
     starting_position: trim_horizon
 YAML
-	"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
-	pid=$!
-	i=0
-	while [ ! -f "$dir/state/engine.pid" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start"; sleep 0.1
-	done
+	start_engine
 }
 
 obs_put40() {

@@ -5,16 +5,9 @@
 # `spate log verify|stats|dump` read it. Usage: persist_cli.sh SPATE_BINARY
 set -eu
 spate=$1
-dir=$(mktemp -d /tmp/spate-pcli-XXXXXX)
+name=persist_cli.sh
+. "$(dirname "$0")/engine_lib.sh"
 bus="pcli$$"
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-	"$spate" rm "$dir/bus.yaml" >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "persist_cli.sh: FAIL: $*" >&2; [ -f "$dir/run.log" ] && cat "$dir/run.log" >&2; exit 1; }
 
 cat > "$dir/bus.yaml" <<YAML
 bus: $bus
@@ -28,17 +21,7 @@ streams:
     segment_size: 1MiB
 YAML
 
-start() {
-	rm -f "$dir/state/engine.pid"
-	"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
-	pid=$!
-	i=0
-	while [ ! -f "$dir/state/engine.pid" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start"; sleep 0.1
-	done
-}
-
-start
+start_engine
 grep -q "persister -> cpu" "$dir/run.log" || fail "the plan does not place the persister"
 seq 1 100 | "$spate" put "$dir/bus.yaml" in -k k -q || fail "put 100"
 "$spate" put "$dir/bus.yaml" in durable > "$dir/put.out" || fail "put"
@@ -53,7 +36,7 @@ grep -q "sequence 0\.\.100," "$dir/stats.out" || fail "stats: $(cat "$dir/stats.
 grep -q "durable" "$dir/dump.out" || fail "dump --from 100: $(cat "$dir/dump.out")"
 
 # Restart: the numbering goes on from the log.
-start
+start_engine
 "$spate" put "$dir/bus.yaml" in again > "$dir/put2.out" || fail "put after restart"
 grep -q '^shard 0 seq 101$' "$dir/put2.out" || fail "after restart: $(cat "$dir/put2.out")"
 kill -INT "$pid"; wait "$pid" || fail "run exited with $?"; pid=

@@ -82,6 +82,19 @@ static void produce0(struct spate_producer *p, uint64_t from, uint64_t to, uint6
 	}
 }
 
+/* A slow count consumer "slow" of stream "in" starting at latest (on the
+ * ring: only falling behind takes it to the log): batches of 50 records,
+ * @p delay_us per batch, summary under sum_tmpl(b, "slow"). */
+static void slow_consumer(struct bus *b, const char *delay_us, char *sp, size_t splen)
+{
+	struct spate_config_consumer *k = bus_consumer(b, "slow", "in", "count");
+	sum_tmpl(b, "slow", sp, splen);
+	opt(k, "summary", sp);
+	opt(k, "delay_us", delay_us);
+	k->batch_size = 50;
+	k->starting_position = SPATE_CONFIG_START_LATEST;
+}
+
 static uint64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -200,14 +213,7 @@ Test(persist, slow_consumer_reads_from_log, .timeout = 60)
 
 	bus_init(&b, "spill");
 	persisted(&b, "in", 1, 64 * 1024, SPATE_CONFIG_DURABILITY_NONE);
-	struct spate_config_consumer *k = bus_consumer(&b, "slow", "in", "count");
-	sum_tmpl(&b, "slow", sp, sizeof(sp));
-	opt(k, "summary", sp);
-	opt(k, "delay_us", "5000");
-	k->batch_size = 50;
-	/* Latest: it starts on the ring, so only falling behind takes it to
-	 * the log. */
-	k->starting_position = SPATE_CONFIG_START_LATEST;
+	slow_consumer(&b, "5000", sp, sizeof(sp));
 	bus_open(&b);
 	cr_assert_eq(spate_engine_start(b.e), 0);
 	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
@@ -598,12 +604,7 @@ Test(persist, retention_deletes_segment_under_reader, .timeout = 90)
 	struct spate_config_stream *cs = persisted(&b, "in", 1, 64 * 1024,
 						   SPATE_CONFIG_DURABILITY_NONE);
 	cs->retention_bytes = 2ull << 20; /* two 1 MiB segments */
-	struct spate_config_consumer *k = bus_consumer(&b, "slow", "in", "count");
-	sum_tmpl(&b, "slow", sp, sizeof(sp));
-	opt(k, "summary", sp);
-	opt(k, "delay_us", "2000");
-	k->batch_size = 50;
-	k->starting_position = SPATE_CONFIG_START_LATEST;
+	slow_consumer(&b, "2000", sp, sizeof(sp));
 	bus_open(&b);
 	cr_assert_eq(spate_engine_start(b.e), 0);
 	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
