@@ -327,6 +327,12 @@ static int disk_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
 		int rc = to_ring(t);
 		return rc < 0 ? rc : 0;
 	}
+	/* The catch-up's end moves on while producers write: show the
+	 * current one (where the ring will take over, at the latest). */
+	if (t->st.slot)
+		spate_stats_set(&t->st.slot->catchup_target,
+				atomic_load_explicit(&spate_stream_dur(c->stream, t->shard)->written_seq,
+						     memory_order_relaxed));
 	/* As the ring does: stop before the record that passes max_bytes
 	 * (but always at least one). */
 	unsigned k = 0;
