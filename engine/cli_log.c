@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine/cli.h"
+#include "spate/config.h"
 #include "spate/log.h"
 
 static int log_stats(const char *dir)
@@ -72,8 +73,15 @@ static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uin
 		if (n >= count)
 			break;
 		if (!print && bytes >= next_report) {
-			fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB%s\n", n, bytes >> 20,
-				st.bytes ? "" : "");
+			/* Progress of a long scan: payload bytes against the
+			 * segments' size (frames and headers make it a bit less
+			 * than 100% at the end). */
+			if (st.bytes)
+				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB, ~%.0f%%\n", n,
+					bytes >> 20, 100.0 * (double)bytes / (double)st.bytes);
+			else
+				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB\n", n,
+					bytes >> 20);
 			next_report += 64ull << 20;
 		}
 	}
@@ -97,7 +105,7 @@ int spate_cli_log(int argc, char **argv)
 	int c;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at NS] [-n N]\n");
+		fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n");
 		return -EINVAL;
 	}
 	optind = 3;
@@ -106,12 +114,19 @@ int spate_cli_log(int argc, char **argv)
 			from = SPATE_LOG_FROM_SEQ;
 			arg = strtoull(optarg, NULL, 0);
 		} else if (c == 'a') {
+			/* Nanoseconds since the epoch, or a timestamp as in the
+			 * configuration (2026-11-27T10:00:00Z, ...). */
 			from = SPATE_LOG_FROM_TIME;
-			arg = strtoull(optarg, NULL, 0);
+			if (spate_config_parse_timestamp(optarg, &arg) < 0) {
+				fprintf(stderr, "spate log: --at %s: expected nanoseconds since the "
+						"epoch or a timestamp like 2026-11-27T10:00:00Z\n",
+					optarg);
+				return -EINVAL;
+			}
 		} else if (c == 'n') {
 			count = strtoull(optarg, NULL, 0);
 		} else {
-			fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at NS] [-n N]\n");
+			fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}

@@ -24,6 +24,9 @@ YAML
 start_engine
 grep -q "persister -> cpu" "$dir/run.log" || fail "the plan does not place the persister"
 seq 1 100 | "$spate" put "$dir/bus.yaml" in -k k -q || fail "put 100"
+sleep 0.2
+at=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+sleep 0.2
 "$spate" put "$dir/bus.yaml" in durable > "$dir/put.out" || fail "put"
 grep -q '^shard 0 seq 100$' "$dir/put.out" || fail "put output: $(cat "$dir/put.out")"
 # Acknowledged as durable: a SIGKILL now loses nothing.
@@ -34,6 +37,10 @@ log="$dir/state/log/in/0000"
 grep -q "sequence 0\.\.100," "$dir/stats.out" || fail "stats: $(cat "$dir/stats.out")"
 "$spate" log dump "$log" --from 100 > "$dir/dump.out" || fail "dump"
 grep -q "durable" "$dir/dump.out" || fail "dump --from 100: $(cat "$dir/dump.out")"
+"$spate" log dump "$log" --at "$at" > "$dir/dump_at.out" || fail "dump --at $at"
+[ "$(wc -l < "$dir/dump_at.out")" = 1 ] && grep -q '^100 .*durable$' "$dir/dump_at.out" ||
+	fail "dump --at $at: $(cat "$dir/dump_at.out")"
+"$spate" log dump "$log" --at yesterday 2>/dev/null && fail "dump --at yesterday was accepted"
 
 # Restart: the numbering goes on from the log.
 start_engine
