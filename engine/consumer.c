@@ -59,6 +59,21 @@ static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl
 	va_end(ap);
 }
 
+/* The engine's own messages about a task: consumer, stream, shard and lane
+ * go in the context (text: "consumer/shard: ", JSON: fields). */
+__attribute__((format(printf, 3, 4))) static void task_msg(const struct spate_task *t,
+							  enum spate_log_level lvl,
+							  const char *fmt, ...)
+{
+	struct spate_slog_ctx ctx = { t->c->p.name, spate_stream_name(t->c->stream), t->shard,
+				      t->lane };
+	va_list ap;
+
+	va_start(ap, fmt);
+	spate_slog_v(lvl, &ctx, fmt, ap);
+	va_end(ap);
+}
+
 static int task_put(const struct spate_plugin_host *h, const char *stream, const void *key,
 		    size_t key_len, const void *data, size_t len)
 {
@@ -95,10 +110,9 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 			spate_stats_add(&t->st.slot->expired, 1);
 	}
 	if (!c->dlq) {
-		spate_eng_log(c->e, SPATE_LOG_WARN,
-				  "%s/%u: record %" PRIu64 " given up (%s) and dropped: no on_failure "
-				  "destination",
-				  c->p.name, t->shard, r->seq, error && *error ? error : "no reason");
+		task_msg(t, SPATE_LOG_WARN,
+			 "record %" PRIu64 " given up (%s) and dropped: no on_failure destination",
+			 r->seq, error && *error ? error : "no reason");
 		return;
 	}
 	memset(&h, 0, sizeof(h));
@@ -118,9 +132,8 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	if (total > sizeof(stackbuf)) {
 		buf = malloc(total);
 		if (!buf) {
-			spate_eng_log(c->e, SPATE_LOG_ERROR, "%s/%u: record %" PRIu64
-					  " lost: no memory for the failure envelope",
-					  c->p.name, t->shard, r->seq);
+			task_msg(t, SPATE_LOG_ERROR,
+				 "record %" PRIu64 " lost: no memory for the failure envelope", r->seq);
 			return;
 		}
 	}
@@ -130,10 +143,8 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	rc = spate_put_hash(c->dlq->prod, r->key_hash, buf, total, &res);
 	pthread_mutex_unlock(&c->dlq->lock);
 	if (rc < 0)
-		spate_eng_log(c->e, SPATE_LOG_ERROR,
-				  "%s/%u: record %" PRIu64 " could not reach on_failure stream %s: %s",
-				  c->p.name, t->shard, r->seq, spate_stream_name(c->dlq->stream),
-				  strerror(-rc));
+		task_msg(t, SPATE_LOG_ERROR, "record %" PRIu64 " could not reach on_failure stream %s: %s",
+			 r->seq, spate_stream_name(c->dlq->stream), strerror(-rc));
 	if (buf != stackbuf)
 		free(buf);
 }
@@ -297,11 +308,10 @@ static int disk_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
 		if (skipped) {
 			/* Relaxed: a statistic. */
 			atomic_fetch_add_explicit(&t->disk_gaps, skipped, memory_order_relaxed);
-			spate_eng_log(c->e, SPATE_LOG_WARN,
-				      "%s/%u: retention deleted %" PRIu64
-				      " record(s) before they were read; going on at the oldest "
-				      "retained record",
-				      c->p.name, t->shard, skipped);
+			task_msg(t, SPATE_LOG_WARN,
+				 "retention deleted %" PRIu64 " record(s) before they were read; going "
+				 "on at the oldest retained record",
+				 skipped);
 		}
 		if (n <= 0) {
 			if (n < 0)
@@ -401,10 +411,10 @@ static void maybe_spill(struct spate_task *t)
 		return;
 	if (to_disk(t, SPATE_LOG_FROM_SEQ, next) == 0) {
 		atomic_fetch_add_explicit(&t->spills, 1, memory_order_relaxed);
-		spate_eng_log(t->c->e, SPATE_LOG_INFO,
-			      "%s/%u: %" PRIu64 " bytes behind (more than half the ring): reading "
-			      "from the log at %" PRIu64 " until caught up",
-			      t->c->p.name, t->shard, lag_bytes, next);
+		task_msg(t, SPATE_LOG_INFO,
+			 "%" PRIu64 " bytes behind (more than half the ring): reading from the log "
+			 "at %" PRIu64 " until caught up",
+			 lag_bytes, next);
 	}
 }
 
@@ -442,8 +452,7 @@ static void task_die(struct spate_task *t, const char *why)
 	pthread_mutex_unlock(&c->lock);
 	/* Relaxed: a status for readers of the stats. */
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_FAILED, memory_order_relaxed);
-	spate_eng_log(c->e, SPATE_LOG_ERROR, "%s/%u: consumer stopped: %s", c->p.name,
-			  t->shard, why);
+	task_msg(t, SPATE_LOG_ERROR, "consumer stopped: %s", why);
 }
 
 /* Peek a new batch; apply starting-position filters, the window, lanes and
