@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/plot.h"
 #include "spate/engine.h"
 #include "spate/stats.h"
 #include "spate/topo.h"
@@ -46,6 +47,7 @@ struct pipe_opts {
 	int progress;         /* print a line per second */
 	int counters_off;     /* run the engine without its counters region */
 	unsigned overhead_runs; /* bench: pairs of runs with and without counters */
+	const char *plot;     /* bench: --plot FILE.png, or NULL */
 };
 
 struct pipe_result {
@@ -356,7 +358,7 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 		{ "batch", required_argument, 0, 'b' },   { "consumer-batch", required_argument, 0, 'c' },
 		{ "ring-bytes", required_argument, 0, 'R' }, { "rate", required_argument, 0, 'o' },
 		{ "wait", required_argument, 0, 'w' },    { "json", no_argument, 0, 'j' },
-		{ "overhead-runs", required_argument, 0, 'O' },
+		{ "overhead-runs", required_argument, 0, 'O' }, { "plot", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' },          { 0, 0, 0, 0 },
 	};
 	int c;
@@ -376,11 +378,12 @@ static int parse_common(int argc, char **argv, struct pipe_opts *o, int *json, c
 			break;
 		case 'j': if (json) *json = 1; break;
 		case 'O': o->overhead_runs = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'P': o->plot = optarg; break;
 		case 'h':
 		default:
 			printf("usage: spate %s [--seconds S] [--record-size N] [--batch N] "
 			       "[--consumer-batch N] [--ring-bytes B] [--rate R] [--wait busy|yield|block]%s\n",
-			       cmd, json ? " [--json] [--overhead-runs N]" : "");
+			       cmd, json ? " [--json] [--overhead-runs N] [--plot FILE.png]" : "");
 			return c == 'h' ? 1 : -EINVAL;
 		}
 	}
@@ -445,6 +448,56 @@ int spate_demo_main(int argc, char **argv)
 	return 0;
 }
 
+/* --plot: the latency distributions (saturated and at the offered rate) and
+ * the counters A/B pairs, through gnuplot. */
+static int plot_pipeline(const char *png, const struct pipe_result *sat,
+			 const struct pipe_result *low, uint64_t low_rate, const double *rw,
+			 const double *rwo, unsigned nov)
+{
+	struct spate_plot *p = NULL;
+	char err[256], name[64];
+	int rc = spate_plot_open(&p, png, 1, nov ? 2 : 1,
+				 "spate bench pipeline: producer -> stream -> count plugin", err,
+				 sizeof(err));
+
+	if (rc < 0)
+		goto fail;
+	spate_plot_panel(p, "commit -> plugin latency (sampled)", "percentile", "microseconds",
+			 SPATE_PLOT_PCT_X | SPATE_PLOT_LOGY);
+	spate_plot_hist(p, "saturated", &sat->lat);
+	snprintf(name, sizeof(name), "offered %.1f M rec/s", (double)low_rate / 1e6);
+	spate_plot_hist(p, name, &low->lat);
+	if (nov) {
+		double *x = calloc(nov, sizeof(double)), *yw = calloc(nov, sizeof(double)),
+		       *ywo = calloc(nov, sizeof(double));
+		if (!x || !yw || !ywo) {
+			free(x);
+			free(yw);
+			free(ywo);
+			spate_plot_discard(p);
+			return -ENOMEM;
+		}
+		for (unsigned i = 0; i < nov; i++) {
+			x[i] = i + 1;
+			yw[i] = rw[i] / 1e6;
+			ywo[i] = rwo[i] / 1e6;
+		}
+		spate_plot_panel(p, "saturated throughput, counters on/off pairs", "pair", "M rec/s",
+				 0);
+		spate_plot_series(p, "with counters", x, yw, nov);
+		spate_plot_series(p, "without", x, ywo, nov);
+		free(x);
+		free(yw);
+		free(ywo);
+	}
+	rc = spate_plot_close(p, err, sizeof(err));
+	if (rc == 0)
+		return 0;
+fail:
+	fprintf(stderr, "spate bench pipeline: --plot %s: %s\n", png, err);
+	return rc;
+}
+
 int spate_bench_pipeline_main(int argc, char **argv)
 {
 	struct pipe_opts o = { .seconds = 3, .size = 64, .batch = 32, .cbatch = 1024,
@@ -454,6 +507,13 @@ int spate_bench_pipeline_main(int argc, char **argv)
 
 	if (rc)
 		return rc > 0 ? 0 : rc;
+	if (o.plot) {
+		char err[256];
+		if (spate_plot_available(err, sizeof(err)) < 0) {
+			fprintf(stderr, "spate bench pipeline: --plot: %s\n", err);
+			return -ENOENT;
+		}
+	}
 	rc = run_pipeline(&o, &sat);
 	if (rc < 0 || !sat.ok) {
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", sat.why);
@@ -504,7 +564,16 @@ int spate_bench_pipeline_main(int argc, char **argv)
 	rc = run_pipeline(&lo, &low);
 	if (rc < 0 || !low.ok) {
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", low.why);
+		free(rw);
+		free(rwo);
+		free(ratio);
 		return rc < 0 ? rc : -EIO;
+	}
+	if (o.plot && (rc = plot_pipeline(o.plot, &sat, &low, lo.rate, rw, rwo, nov)) < 0) {
+		free(rw);
+		free(rwo);
+		free(ratio);
+		return rc;
 	}
 	if (!json) {
 		printf("spate bench pipeline: producer -> 1-shard stream -> count plugin (every payload "

@@ -22,10 +22,21 @@ size=$(wc -c <"$png")
 # A 1860x470 chart with three panels of data; an empty canvas is ~10 KiB.
 [ "$size" -gt 30000 ] || fail "$png: only $size bytes"
 
+# bench pipeline: latency curves and the counters A/B pairs.
+ppng=$dir/pipeline.png
+"$spate" bench pipeline --seconds 0.2 --overhead-runs 2 --plot "$ppng" >"$dir/pout" ||
+	fail "bench pipeline --plot"
+[ "$(head -c 8 "$ppng" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$ppng: not a PNG"
+[ "$(wc -c <"$ppng")" -gt 20000 ] || fail "$ppng: only $(wc -c <"$ppng") bytes"
+
 # No gnuplot: refused before any run, naming the package.
 if PATH=/nonexistent "$spate" bench ring --plot "$dir/no.png" 2>"$dir/err" >/dev/null; then
 	fail "--plot without gnuplot succeeded"
 fi
 grep -q gnuplot-nox "$dir/err" || fail "the error does not name gnuplot-nox: $(cat "$dir/err")"
+if PATH=/nonexistent "$spate" bench pipeline --plot "$dir/no.png" 2>"$dir/err" >/dev/null; then
+	fail "pipeline --plot without gnuplot succeeded"
+fi
+grep -q gnuplot-nox "$dir/err" || fail "pipeline: the error does not name gnuplot-nox"
 [ ! -e "$dir/no.png" ] || fail "a PNG without gnuplot"
 echo "plot.sh: $png is a $size-byte PNG; a missing gnuplot is reported"
