@@ -835,6 +835,22 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			free(opts);
 			goto err;
 		}
+		/* A checkpoint past the end of a persisted shard (the machine
+		 * crashed with durability none/interval: the log lost its tail
+		 * but the checkpoint file survived) would skip the records that
+		 * reuse those numbers: resume at the end instead, and say so. */
+		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
+			uint64_t end = spate_persist_next_seq(&e->persist, c->stream, s);
+			if (resume[s] != UINT64_MAX && end != UINT64_MAX && resume[s] > end) {
+				spate_eng_log(e, SPATE_LOG_WARN,
+					      "consumer %s: checkpoint of %s/%u is %" PRIu64
+					      " but the stream ends at %" PRIu64
+					      " (records lost in a crash before they were durable): "
+					      "resuming at %" PRIu64,
+					      k->name, k->stream, s, resume[s], end, end);
+				resume[s] = end;
+			}
+		}
 		rc = spate_consumer_init(c, resume, err, errlen);
 		if (rc < 0) {
 			spate_plugin_unload(c->lib);

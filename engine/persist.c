@@ -322,6 +322,17 @@ out:
 	return rc;
 }
 
+uint64_t spate_persist_next_seq(const struct spate_persister *p, const struct spate_stream *s,
+				uint32_t shard)
+{
+	for (uint32_t i = 0; i < p->n; i++)
+		if (p->sh[i].s == s && p->sh[i].shard == shard) {
+			uint64_t n = spate_log_next_seq(p->sh[i].log);
+			return n > p->sh[i].skip_below ? n : p->sh[i].skip_below;
+		}
+	return UINT64_MAX;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The persister thread                                                     */
 /* ------------------------------------------------------------------------ */

@@ -73,6 +73,11 @@ void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_
  */
 int spate_persist_write_file(const char *path, const void *buf, size_t len);
 
+/** The next sequence number shard @p shard of @p s will hold (what its log
+ *  and memory have, whichever is further), or UINT64_MAX if not persisted. */
+uint64_t spate_persist_next_seq(const struct spate_persister *p, const struct spate_stream *s,
+				uint32_t shard);
+
 /** Start the persister thread (pinned to @p cpu if >= 0). @return 0 or -errno. */
 int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu);
 /** Stop it after writing everything the rings hold; close the logs
