@@ -30,6 +30,7 @@
 #include "engine/cli.h"
 #include "engine/stats_view.h"
 #include "spate/engine.h"
+#include "spate/log.h"
 #include "spate/slog.h"
 
 static volatile sig_atomic_t got_stop, got_hup;
@@ -406,6 +407,46 @@ static void print_rec(uint32_t shard, const struct spate_ring_rec *r)
 	putchar('\n');
 }
 
+/* Print shard @p shard's history from its log, from @p from_seq, up to
+ * @p count lines in all; *next is where the log ended (the ring goes on). */
+static int tail_log(const struct spate_config *cfg, const struct spate_config_stream *cs,
+		    uint32_t shard, uint64_t from_seq, uint64_t count, uint64_t *shown,
+		    uint64_t *next)
+{
+	char dir[SPATE_CONFIG_PATH_MAX + 16];
+	struct spate_log_reader *lr = NULL;
+	int rc = spate_config_stream_log_dir(cfg, cs, shard, dir, sizeof(dir));
+
+	if (rc == 0)
+		rc = spate_log_reader_open(dir, from_seq ? SPATE_LOG_FROM_SEQ : SPATE_LOG_FROM_OLDEST,
+					   from_seq, &lr);
+	if (rc == -ENOENT)
+		return 0; /* nothing written yet */
+	if (rc < 0) {
+		fprintf(stderr, "spate tail: log of shard %u (%s): %s\n", shard, dir, strerror(-rc));
+		return rc;
+	}
+	while (*shown < count) {
+		struct spate_ring_rec v[64];
+		uint64_t skipped = 0;
+		int k = spate_log_read(lr, v, 64, &skipped);
+		if (k < 0) {
+			fprintf(stderr, "spate tail: log of shard %u: %s\n", shard, strerror(-k));
+			rc = k;
+			break;
+		}
+		if (k == 0)
+			break;
+		for (int j = 0; j < k && *shown < count; j++) {
+			print_rec(shard, &v[j]);
+			(*shown)++;
+			*next = v[j].seq + 1;
+		}
+	}
+	spate_log_reader_close(lr);
+	return rc < 0 ? rc : 0;
+}
+
 int spate_cli_tail(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -430,7 +471,8 @@ int spate_cli_tail(int argc, char **argv)
 		default:
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: spate tail CONFIG STREAM [--from trim_horizon|latest|SEQ] "
-				"[--shard N] [-n COUNT] [-f]\n");
+				"[--shard N] [-n COUNT] [-f]\n"
+				"  a persisted stream's history comes from its log, then the ring\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
@@ -440,22 +482,43 @@ int spate_cli_tail(int argc, char **argv)
 	}
 	if (load_config(argv[optind], &cfg) < 0)
 		return -EINVAL;
+	const struct spate_config_stream *cs = spate_config_find_stream(cfg, argv[optind + 1]);
+	const bool persisted = cs && cs->durability != SPATE_CONFIG_DURABILITY_OFF;
 	rc = spate_stream_attach(cfg->bus, argv[optind + 1], &s);
-	if (rc < 0) {
+	if (rc == -ENOENT && persisted) {
+		s = NULL; /* no shared memory (nothing runs): the logs alone */
+	} else if (rc < 0) {
 		fprintf(stderr, "spate tail: stream %s of bus %s: %s\n", argv[optind + 1], cfg->bus,
 			strerror(-rc));
 		spate_config_free(cfg);
 		return rc;
 	}
-	uint32_t n = spate_stream_shards(s);
+	uint32_t n = s ? spate_stream_shards(s) : cs->shards;
+	if (!s)
+		follow = 0; /* nothing appends while no engine holds the stream */
 	enum spate_ring_start start = strcmp(from, "latest") ? SPATE_RING_START_OLDEST
 							      : SPATE_RING_START_LATEST;
 	uint64_t min_seq = 0;
 	if (strcmp(from, "latest") && strcmp(from, "trim_horizon"))
 		min_seq = strtoull(from, NULL, 0);
+	uint64_t min_seq_of[SPATE_STREAM_MAX_SHARDS];
+	for (uint32_t i = 0; i < n; i++)
+		min_seq_of[i] = min_seq;
 	struct spate_ring_reader *rd[SPATE_STREAM_MAX_SHARDS] = { 0 };
 	for (uint32_t i = 0; i < n; i++) {
 		if (shard_only >= 0 && (uint32_t)shard_only != i)
+			continue;
+		/* A persisted stream: history from the log first, then the ring
+		 * from where the log ended. */
+		uint64_t next = 0;
+		if (persisted && start == SPATE_RING_START_OLDEST) {
+			rc = tail_log(cfg, cs, i, min_seq, count, &shown, &next);
+			if (rc < 0)
+				goto out;
+			if (next > min_seq)
+				min_seq_of[i] = next;
+		}
+		if (!s)
 			continue;
 		rc = spate_ring_reader_open(spate_stream_ring(s, i), start, SPATE_RING_WAIT_YIELD, &rd[i]);
 		if (rc < 0) {
@@ -477,7 +540,7 @@ int spate_cli_tail(int argc, char **argv)
 				goto out;
 			}
 			for (int j = 0; j < k && shown < count; j++) {
-				if (v[j].seq < min_seq)
+				if (v[j].seq < min_seq_of[i])
 					continue;
 				print_rec(i, &v[j]);
 				shown++;

@@ -2189,3 +2189,17 @@ fail_fd:
 		close(fd);
 	return r;
 }
+
+int spate_config_stream_log_dir(const struct spate_config *c, const struct spate_config_stream *s,
+				uint32_t shard, char *buf, size_t len)
+{
+	int n;
+
+	if (!c || !s || !buf || !len)
+		return -EINVAL;
+	if (s->log_dir[0])
+		n = snprintf(buf, len, "%s/%04u", s->log_dir, shard);
+	else
+		n = snprintf(buf, len, "%s/log/%s/%04u", c->state_dir, s->name, shard);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

@@ -58,10 +58,8 @@
 void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
 			     uint32_t shard, char *buf, size_t len)
 {
-	if (cs->log_dir[0])
-		snprintf(buf, len, "%s/%04u", cs->log_dir, shard);
-	else
-		snprintf(buf, len, "%s/log/%s/%04u", cfg->state_dir, cs->name, shard);
+	if (spate_config_stream_log_dir(cfg, cs, shard, buf, len) < 0 && len)
+		buf[0] = 0; /* too long: opening "" fails with a clear error */
 }
 
 static void log_params(const struct spate_config_stream *cs, struct spate_log_params *lp)

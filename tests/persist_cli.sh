@@ -47,9 +47,20 @@ start_engine
 "$spate" put "$dir/bus.yaml" in again > "$dir/put2.out" || fail "put after restart"
 grep -q '^shard 0 seq 101$' "$dir/put2.out" || fail "after restart: $(cat "$dir/put2.out")"
 kill -INT "$pid"; wait "$pid" || fail "run exited with $?"; pid=
+
+# History from the log: with the shared memory, and without it.
+"$spate" tail "$dir/bus.yaml" in -n 1000 > "$dir/tail.out" || fail "tail"
+[ "$(wc -l < "$dir/tail.out")" = 102 ] || fail "tail printed $(wc -l < "$dir/tail.out") lines, not 102"
+"$spate" tail "$dir/bus.yaml" in --from 100 > "$dir/tail100.out" || fail "tail --from 100"
+[ "$(wc -l < "$dir/tail100.out")" = 2 ] && grep -q 'durable$' "$dir/tail100.out" &&
+	grep -q 'again$' "$dir/tail100.out" || fail "tail --from 100: $(cat "$dir/tail100.out")"
 # With no engine, an `always` put says nothing would make it durable.
 if "$spate" put "$dir/bus.yaml" in orphan > "$dir/put3.out" 2>&1; then
 	fail "put with no persister succeeded"
 fi
 grep -q "no engine is persisting" "$dir/put3.out" || fail "put with no engine: $(cat "$dir/put3.out")"
-echo "persist_cli.sh: run, durable put, SIGKILL, log tools and restart OK"
+# No shared memory at all: the log alone has the same history.
+"$spate" rm "$dir/bus.yaml" > /dev/null || fail "rm"
+"$spate" tail "$dir/bus.yaml" in -n 1000 > "$dir/tail_rm.out" || fail "tail with no shared memory"
+cmp -s "$dir/tail.out" "$dir/tail_rm.out" || fail "tail from the log alone differs"
+echo "persist_cli.sh: run, durable put, SIGKILL, log tools, restart and tail from the log OK"

@@ -377,6 +377,15 @@ uint64_t spate_config_stream_max_record(const struct spate_config_stream *s);
 uint32_t spate_config_consumer_concurrency(const struct spate_config *c,
 					   const struct spate_config_consumer *k);
 
+/**
+ * The log directory of shard @p shard of persisted stream @p s:
+ * "<log_dir>/<shard, 4 digits>", log_dir defaulting to
+ * "<state_dir>/log/<stream>". Written even if the stream is not persisted.
+ * @return 0, -ENAMETOOLONG (@p buf too small), -EINVAL.
+ */
+int spate_config_stream_log_dir(const struct spate_config *c, const struct spate_config_stream *s,
+				uint32_t shard, char *buf, size_t len);
+
 /** Name of a starting position as written in YAML ("trim_horizon", ...), or "?". */
 const char *spate_config_start_str(enum spate_config_start s);
 
