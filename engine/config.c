@@ -191,12 +191,14 @@ static const struct field consumer_fields[CF_N] = {
 	[CF_ENABLED] = { "enabled", FT_BOOL, 0, COFF(enabled), 0, 0, NULL, NULL },
 };
 
-enum { PF_CORES, PF_BUSY, PF_N };
+enum { PF_CORES, PF_BUSY, PF_PERSIST, PF_N };
 static const struct field placement_fields[PF_N] = {
 	[PF_CORES] = { "cores", FT_CORES, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[PF_BUSY] = { "busy_threads_max", FT_U32, F_AUTO,
 		      offsetof(struct spate_config_placement, busy_threads_max), 1,
 		      SPATE_CONFIG_MAX_CPUS, NULL, NULL },
+	[PF_PERSIST] = { "persist_threads", FT_U32, F_AUTO,
+			 offsetof(struct spate_config_placement, persist_threads), 1, 64, NULL, NULL },
 };
 
 static const char *const counters_names[] = { "on", "off", NULL };
@@ -505,7 +507,7 @@ static const char *expected(const struct field *f, char *buf, size_t len)
 		app(buf, len, &pos, "a list of consumers");
 		break;
 	case FT_PLACEMENT:
-		app(buf, len, &pos, "a mapping with keys cores, busy_threads_max");
+		app(buf, len, &pos, "a mapping with keys cores, busy_threads_max, persist_threads");
 		break;
 	case FT_ADDR:
 		app(buf, len, &pos, "an address to listen on: PORT, HOST:PORT or [IPV6]:PORT "
@@ -1892,7 +1894,7 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 		return parse_list(x, f, n);
 	case FT_PLACEMENT:
 		return parse_map(x, n, placement_fields, PF_N, &x->c->placement, x->ln.place,
-				 "a mapping with keys cores, busy_threads_max");
+				 "a mapping with keys cores, busy_threads_max, persist_threads");
 	case FT_METRICS:
 		return parse_map(x, n, metrics_fields, MF_N, &x->c->metrics, x->ln.metrics,
 				 "a mapping with keys listen, counters");
@@ -2000,6 +2002,8 @@ static void resolve(struct spate_config *c)
 		c->consumers[i].concurrency = spate_config_consumer_concurrency(c, &c->consumers[i]);
 	if (!c->placement.busy_threads_max)
 		c->placement.busy_threads_max = c->placement.n_cores;
+	if (!c->placement.persist_threads)
+		c->placement.persist_threads = 1;
 }
 
 static int parse_impl(const char *text, size_t len, const char *file, const char *base_dir,

@@ -90,8 +90,7 @@ struct spate_engine {
 	_Atomic int stop;
 	bool running;
 	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
-	struct spate_persister persist; /* persisted streams' logs and their thread */
-	int persist_cpu;
+	struct spate_persister persist; /* persisted streams' logs and their threads */
 	char plan[4096];
 	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
 };
@@ -480,24 +479,32 @@ static int cpu_list(struct spate_engine *e, int *cpus, uint32_t max)
 	return (int)n;
 }
 
-/* The persister goes to the last CPU of the plan (workers are dealt from
- * the first), sharing it with a worker when there are fewer CPUs than
- * threads: it sleeps in its ring waits and naps when the disk keeps up. */
+/* Persister threads go to the last CPUs of the plan (workers are dealt from
+ * the first), sharing them with workers when there are fewer CPUs than
+ * threads: they sleep in ring waits and naps when the disk keeps up. */
 static size_t plan_persister(struct spate_engine *e, const int *cpus, uint32_t ncpu, char *buf,
 			     size_t len)
 {
 	size_t off = 0;
+	struct spate_persister *p = &e->persist;
 
-	e->persist_cpu = -1;
-	if (!e->persist.n || !len)
+	if (!p->n || !len)
 		return 0;
-	e->persist_cpu = cpus[ncpu - 1];
-	off += (size_t)snprintf(buf, len, "  persister -> cpu %d:", e->persist_cpu);
-	for (uint32_t i = 0; i < e->persist.n && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, " %s/%u",
-					spate_stream_name(e->persist.sh[i].s), e->persist.sh[i].shard);
-	if (off < len)
-		off += (size_t)snprintf(buf + off, len - off, "\n");
+	p->nthreads = e->cfg->placement.persist_threads ? e->cfg->placement.persist_threads : 1;
+	if (p->nthreads > p->n)
+		p->nthreads = p->n;
+	if (p->nthreads > SPATE_PERSIST_MAX_THREADS)
+		p->nthreads = SPATE_PERSIST_MAX_THREADS;
+	for (uint32_t k = 0; k < p->nthreads && off < len; k++) {
+		p->t[k].cpu = spate_persist_cpu(cpus, ncpu, k);
+		off += (size_t)snprintf(buf + off, len - off, "  persister %u -> cpu %d:", k,
+					p->t[k].cpu);
+		for (uint32_t i = k; i < p->n && off < len; i += p->nthreads)
+			off += (size_t)snprintf(buf + off, len - off, " %s/%u",
+						spate_stream_name(p->sh[i].s), p->sh[i].shard);
+		if (off < len)
+			off += (size_t)snprintf(buf + off, len - off, "\n");
+	}
 	return off < len ? off : len - 1;
 }
 
@@ -932,7 +939,7 @@ int spate_engine_start(struct spate_engine *e)
 			goto err;
 		e->workers[k].started = true;
 	}
-	rc = spate_persister_start(&e->persist, e->topo, e->persist_cpu);
+	rc = spate_persister_start(&e->persist, e->topo);
 	if (rc < 0)
 		goto err;
 	rc = -pthread_create(&e->ctl, NULL, ctl_main, e);

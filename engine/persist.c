@@ -27,10 +27,12 @@
  * in memory) are not lost. Otherwise the region is recreated with each
  * ring's first sequence number set to its log's next one.
  *
- * Limits: one persister thread per engine (enough for one disk on this
- * class of machine; the loop is per shard, so more threads are a matter of
- * dealing shards out); a shard whose log refuses an append (a sequence gap,
- * which means memory and log disagree) stops being persisted, loudly.
+ * Threads: placement.persist_threads (default 1: one disk is kept busy by
+ * one thread on this class of machine); shard i belongs to thread
+ * i % threads, so every shard's log has exactly one writer.
+ *
+ * Limits: a shard whose log refuses an append (a sequence gap, which means
+ * memory and log disagree) stops being persisted, loudly.
  */
 #include "spate_config.h"
 
@@ -434,11 +436,15 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 
 static void *persister_main(void *arg)
 {
-	struct spate_persister *p = arg;
+	struct spate_persist_thread *th = arg;
+	struct spate_persister *p = th->p;
 	uint64_t idle_ns = 20000, last_sync = 0, drain_until = 0;
+	uint32_t mine = 0, only = 0;
 
-	if (p->cpu >= 0 && p->topo)
-		spate_topo_pin_self(p->topo, p->cpu);
+	for (uint32_t i = th->index; i < p->n; i += p->nthreads, mine++)
+		only = i;
+	if (th->cpu >= 0 && p->topo)
+		spate_topo_pin_self(p->topo, th->cpu);
 	for (;;) {
 		uint64_t now = spate_mono_ns();
 		/* Relaxed: a flag; stop joins the thread afterwards. */
@@ -449,7 +455,7 @@ static void *persister_main(void *arg)
 
 		if (stopping && !drain_until)
 			drain_until = now + PERSIST_STOP_DRAIN_NS;
-		for (uint32_t i = 0; i < p->n; i++) {
+		for (uint32_t i = th->index; i < p->n; i += p->nthreads) {
 			int r = shard_round(&p->sh[i], now, want_sync);
 			if (r > 0)
 				work += r;
@@ -464,8 +470,9 @@ static void *persister_main(void *arg)
 			idle_ns = 20000;
 			continue;
 		}
-		if (p->n == 1 && !backing_off) {
-			spate_ring_reader_wait(p->sh[0].rd, 1000000);
+		if (mine == 1 && !backing_off) {
+			/* One shard: sleep on its ring until data comes. */
+			spate_ring_reader_wait(p->sh[only].rd, 1000000);
 			continue;
 		}
 		struct timespec ts = { 0, (long)idle_ns };
@@ -476,26 +483,39 @@ static void *persister_main(void *arg)
 	return NULL;
 }
 
-int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu)
+int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo)
 {
-	if (!p->n || p->started)
+	if (!p->n || p->t[0].started)
 		return 0;
+	if (!p->nthreads)
+		p->nthreads = 1;
+	if (p->nthreads > p->n)
+		p->nthreads = p->n;
 	p->topo = topo;
-	p->cpu = cpu;
 	atomic_store_explicit(&p->stop, 0, memory_order_relaxed);
-	int rc = -pthread_create(&p->th, NULL, persister_main, p);
-	if (rc == 0)
-		p->started = true;
-	return rc;
+	for (uint32_t k = 0; k < p->nthreads; k++) {
+		p->t[k].p = p;
+		p->t[k].index = k;
+		int rc = -pthread_create(&p->t[k].th, NULL, persister_main, &p->t[k]);
+		if (rc < 0) {
+			spate_persister_stop(p);
+			return rc;
+		}
+		p->t[k].started = true;
+	}
+	return 0;
 }
 
 void spate_persister_stop(struct spate_persister *p)
 {
-	if (!p || !p->started)
+	if (!p)
 		return;
 	atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
-	pthread_join(p->th, NULL);
-	p->started = false;
+	for (uint32_t k = 0; k < SPATE_PERSIST_MAX_THREADS; k++) {
+		if (p->t[k].started)
+			pthread_join(p->t[k].th, NULL);
+		p->t[k].started = false;
+	}
 }
 
 void spate_persister_fini(struct spate_persister *p)

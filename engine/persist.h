@@ -37,13 +37,23 @@ struct spate_persist_shard {
 	struct spate_stats_sref st; /* counters region (engine.c stats_open); slot NULL: off */
 };
 
-/** The persistence threads of an engine (one today) and their shards. */
+#define SPATE_PERSIST_MAX_THREADS 64u
+
+/** One persister thread: shards i with i % nthreads == index. */
+struct spate_persist_thread {
+	struct spate_persister *p;
+	pthread_t th;
+	int cpu;
+	uint32_t index;
+	bool started;
+};
+
+/** The persistence threads of an engine and their shards. */
 struct spate_persister {
 	struct spate_persist_shard *sh;
 	uint32_t n, cap;
-	pthread_t th;
-	bool started;
-	int cpu;
+	struct spate_persist_thread t[SPATE_PERSIST_MAX_THREADS];
+	uint32_t nthreads;
 	_Atomic int stop;
 	const struct spate_topo *topo;
 };
@@ -78,8 +88,16 @@ int spate_persist_write_file(const char *path, const void *buf, size_t len);
 uint64_t spate_persist_next_seq(const struct spate_persister *p, const struct spate_stream *s,
 				uint32_t shard);
 
-/** Start the persister thread (pinned to @p cpu if >= 0). @return 0 or -errno. */
-int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo, int cpu);
+/** The CPU of persister thread @p k among @p nthreads, dealt from the end of
+ *  the plan's @p cpus (workers are dealt from its start). */
+static inline int spate_persist_cpu(const int *cpus, uint32_t ncpu, uint32_t k)
+{
+	return ncpu ? cpus[(ncpu - 1 - k % ncpu)] : -1;
+}
+
+/** Start min(persist threads set in p->nthreads, shards) threads, thread k
+ *  pinned to p->t[k].cpu if >= 0. @return 0 or -errno. */
+int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo);
 /** Stop it after writing everything the rings hold; close the logs
  *  (clean-shutdown markers). NULL-safe; idempotent. */
 void spate_persister_stop(struct spate_persister *p);

@@ -22,7 +22,7 @@ streams:
 YAML
 
 start_engine
-grep -q "persister -> cpu" "$dir/run.log" || fail "the plan does not place the persister"
+grep -q "persister 0 -> cpu" "$dir/run.log" || fail "the plan does not place the persister"
 seq 1 100 | "$spate" put "$dir/bus.yaml" in -k k -q || fail "put 100"
 sleep 0.2
 at=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)

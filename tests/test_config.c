@@ -446,6 +446,8 @@ Test(config, unknown_keys)
 	parse_bad(CONS "    xyzzy: 1\n", 8, "consumers[0].xyzzy", "valid keys: name, stream, plugin");
 	/* placement */
 	parse_bad(HEAD "placement:\n  core: [1]\n", 5, "placement.core", "did you mean \"cores\"?");
+	parse_bad(HEAD "placement:\n  persist_threads: 0\n", 5, "placement.persist_threads",
+		  "expected an integer from 1 to 64");
 	/* a duplicated key */
 	parse_bad(HEAD "    shards: 2\n    shards: 3\n", 5, "streams[0].shards",
 		  "duplicate key (first at line 4)");
@@ -472,7 +474,7 @@ Test(config, wrong_types)
 	parse_bad(CONS "    options:\n      a: 1\n      a: 2\n", 10, "consumers[0].options.a",
 		  "duplicate key");
 	parse_bad(HEAD "placement: [1]\n", 4, "placement",
-		  "expected a mapping with keys cores, busy_threads_max, got a list");
+		  "expected a mapping with keys cores, busy_threads_max, persist_threads, got a list");
 	parse_bad(HEAD "    producers: many\n", 4, "streams[0].producers",
 		  "expected one of multi, single, got \"many\"");
 	parse_bad(HEAD "    huge_pages: yes\n", 4, "streams[0].huge_pages",

@@ -259,7 +259,12 @@ Test(persist, always_put_returns_when_durable, .timeout = 60)
 
 	bus_init(&b, "always");
 	persisted(&b, "in", 2, 256 * 1024, SPATE_CONFIG_DURABILITY_ALWAYS);
+	b.cfg->placement.persist_threads = 2; /* a thread per shard */
 	bus_open(&b);
+	char desc[4096];
+	spate_engine_describe(b.e, desc, sizeof(desc));
+	cr_assert_not_null(strstr(desc, "persister 0 -> cpu"), "%s", desc);
+	cr_assert_not_null(strstr(desc, "persister 1 -> cpu"), "%s", desc);
 	cr_assert_eq(spate_engine_start(b.e), 0);
 	struct spate_stream *s = spate_engine_stream(b.e, "in");
 	cr_assert_eq(spate_stream_durability(s), SPATE_STREAM_DUR_ALWAYS);

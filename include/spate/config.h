@@ -227,6 +227,9 @@ struct spate_config_placement {
 	/** Most threads that busy-poll (wait: busy), 1..n_cores (or 1..4096
 	 *  without cores); 0 = one per core used. */
 	uint32_t busy_threads_max;
+	/** Persister threads (persisted streams' shards are dealt among them),
+	 *  1..64; 0 (C) = 1. One per disk is the usual choice. */
+	uint32_t persist_threads;
 };
 
 /** Size of metrics.listen, NUL included. */
