@@ -2717,9 +2717,10 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 		if (rd->fd >= 0) {
 			/* The writer completes (and syncs) a segment before it
 			 * creates the next: look once more for frames written
-			 * since our end-of-file, then move on. */
-			rc = rd_next_frame(rd);
-			rd->nlink_due = 0;
+			 * since our end-of-file, then move on. Per frame here
+			 * (fstat and pread), whatever the mode: a read ahead
+			 * that came back short must not make us skip frames. */
+			rc = rd_load(rd);
 			if (rc < 0)
 				return rc;
 			if (rc == 1) {
