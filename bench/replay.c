@@ -18,7 +18,10 @@
  * (XXH3, as a consumer touches its records); the record count and the hash
  * must match what was written, or the run fails. Figures are medians over
  * the runs; bytes are the segments' frame bytes. Reader CPU is the
- * thread's user+system time per second of wall time.
+ * thread's user+system time per second of wall time. For scale, each run
+ * first reads the segments with O_DIRECT through io_uring, 4 x 1 MiB in
+ * flight: the disk's sequential read bandwidth (raw_read_bytes_per_sec,
+ * ratio_to_raw).
  *
  * Limits: one file system; a shared VM's disk and page cache drift between
  * runs (hence interleaved cases and medians); cold needs the file system to
@@ -32,6 +35,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <liburing.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +183,82 @@ static int replay_cache(const char *dir, int warm)
 	return 0;
 }
 
+/* The disk's sequential read bandwidth, for scale: every segment read with
+ * O_DIRECT through io_uring, 4 reads of 1 MiB in flight (the page cache
+ * plays no part). @return 0 or -errno; *secs, *bytes. */
+static int replay_raw(const char *dir, double *secs, uint64_t *bytes)
+{
+	enum { RAW_QD = 4, RAW_BS = 1 << 20 };
+	struct io_uring ring;
+	DIR *d = opendir(dir);
+	uint8_t *mem = aligned_alloc(4096, (size_t)RAW_QD * RAW_BS);
+	int rc = d && mem ? io_uring_queue_init(2 * RAW_QD, &ring, 0) : -ENOMEM;
+	struct dirent *de;
+
+	*bytes = 0;
+	if (rc < 0) {
+		if (d)
+			closedir(d);
+		free(mem);
+		return rc;
+	}
+	uint64_t t0 = now_ns();
+	while (rc == 0 && (de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		if (nl < 4 || strcmp(de->d_name + nl - 4, ".seg"))
+			continue;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		uint64_t next = 0;
+		unsigned busy = 0;
+		int eof = 0;
+		for (unsigned i = 0; i < RAW_QD; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			io_uring_prep_read(sqe, fd, mem + (size_t)i * RAW_BS, RAW_BS, next);
+			io_uring_sqe_set_data64(sqe, i);
+			next += RAW_BS;
+			busy++;
+		}
+		io_uring_submit(&ring);
+		while (busy) {
+			struct io_uring_cqe *cqe;
+			if (io_uring_wait_cqe(&ring, &cqe) < 0)
+				continue;
+			uint64_t i = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+			io_uring_cqe_seen(&ring, cqe);
+			busy--;
+			if (res < 0) {
+				rc = res;
+				eof = 1;
+				continue;
+			}
+			*bytes += (uint64_t)res;
+			if (res < RAW_BS)
+				eof = 1;
+			if (!eof) {
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+				io_uring_prep_read(sqe, fd, mem + i * RAW_BS, RAW_BS, next);
+				io_uring_sqe_set_data64(sqe, i);
+				next += RAW_BS;
+				busy++;
+				io_uring_submit(&ring);
+			}
+		}
+		close(fd);
+	}
+	*secs = (double)(now_ns() - t0) / 1e9;
+	io_uring_queue_exit(&ring);
+	closedir(d);
+	free(mem);
+	return rc;
+}
+
 struct replay_run {
 	double secs, cpu;
 	uint64_t records, hash;
@@ -280,7 +360,14 @@ int spate_bench_replay_main(int argc, char **argv)
 
 	/* [cache][impl][run] */
 	struct replay_run res[2][REPLAY_NIMPL][REPLAY_MAX_RUNS];
+	double raw_secs[REPLAY_MAX_RUNS];
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
+		uint64_t rb = 0;
+		rc = replay_raw(dir, &raw_secs[r], &rb);
+		if (rc < 0)
+			fprintf(stderr, "spate bench replay: raw O_DIRECT reads: %s\n", strerror(-rc));
+		else if (!json)
+			fprintf(stderr, "  run %u raw  O_DIRECT  %.3f s\n", r + 1, raw_secs[r]);
 		for (int warm = 0; warm < 2 && rc == 0; warm++) {
 			for (unsigned i = 0; i < REPLAY_NIMPL && rc == 0; i++) {
 				replay_cache(dir, warm);
@@ -325,6 +412,10 @@ int spate_bench_replay_main(int argc, char **argv)
 			med_cpu[w][i] = median(cc, runs);
 		}
 	const unsigned base_i = REPLAY_NIMPL - 1; /* per_frame: the reader before */
+	double raw_b[REPLAY_MAX_RUNS];
+	for (unsigned r = 0; r < runs; r++)
+		raw_b[r] = (double)bytes / raw_secs[r];
+	double raw_bps = median(raw_b, runs);
 	if (json) {
 		json_object *root = json_object_new_object(), *arr = json_object_new_array();
 		json_object_object_add(root, "bench", json_object_new_string("replay"));
@@ -333,6 +424,7 @@ int spate_bench_replay_main(int argc, char **argv)
 		json_object_object_add(root, "records", json_object_new_int64((int64_t)records));
 		json_object_object_add(root, "record_size", json_object_new_int((int)rsize));
 		json_object_object_add(root, "runs", json_object_new_int((int)runs));
+		json_object_object_add(root, "raw_read_bytes_per_sec", json_object_new_double(raw_bps));
 		for (int w = 0; w < 2; w++)
 			for (unsigned i = 0; i < REPLAY_NIMPL; i++) {
 				json_object *o = json_object_new_object(), *rs = json_object_new_array();
@@ -342,6 +434,7 @@ int spate_bench_replay_main(int argc, char **argv)
 				json_object_object_add(o, "records_per_sec", json_object_new_double(med_rps[w][i]));
 				json_object_object_add(o, "bytes_per_sec", json_object_new_double(med_bps[w][i]));
 				json_object_object_add(o, "reader_cpu", json_object_new_double(med_cpu[w][i]));
+				json_object_object_add(o, "ratio_to_raw", json_object_new_double(med_bps[w][i] / raw_bps));
 				json_object_object_add(o, "ratio_to_per_frame",
 						       json_object_new_double(med_bps[w][i] / med_bps[w][base_i]));
 				for (unsigned r = 0; r < runs; r++)
@@ -359,6 +452,7 @@ int spate_bench_replay_main(int argc, char **argv)
 				printf("%-6s %-10s %14.0f %10.2f %8.2f %10.2f\n", w ? "warm" : "cold",
 				       replay_impls[i].name, med_rps[w][i], med_bps[w][i] / 1e9, med_cpu[w][i],
 				       med_bps[w][i] / med_bps[w][base_i]);
+		printf("raw sequential reads (O_DIRECT, io_uring, 4 x 1 MiB): %.2f GB/s\n", raw_bps / 1e9);
 		printf("medians of %u runs; %" PRIu64 " records of %u B, %.2f GB of frames\n", runs, records, rsize,
 		       bytes / 1e9);
 	}
