@@ -314,7 +314,7 @@ Test(log_read, flags_and_query, .timeout = 30)
 	cr_assert_eq(spate_log_reader_open_flags(dir, SPATE_LOG_FROM_OLDEST, 0, 1u << 7, &rd), -EINVAL,
 		     "unknown flag");
 	cr_assert_eq(spate_log_reader_uring(NULL, NULL), -EINVAL, "NULL");
-	cr_assert_eq(spate_log_reader_open(dir, SPATE_LOG_FROM_OLDEST, 0, &rd), 0, "open");
+	cr_assert_eq(spate_log_reader_open_flags(dir, SPATE_LOG_FROM_OLDEST, 0, 0, &rd), 0, "open");
 	int err = 1;
 	int u = spate_log_reader_uring(rd, &err);
 	cr_assert(u == 1 || u == 0, "0 or 1: %d", u);
@@ -324,6 +324,11 @@ Test(log_read, flags_and_query, .timeout = 30)
 		cr_assert_lt(err, 0, "refused: its errno (%d)", err);
 	struct spate_ring_rec r;
 	cr_assert_eq(spate_log_read(rd, &r, 1, NULL), 0, "empty log");
+	spate_log_reader_close(rd);
+	cr_assert_eq(spate_log_reader_open_flags(dir, SPATE_LOG_FROM_OLDEST, 0, SPATE_LOG_RD_F_PREAD, &rd), 0,
+		     "open pread");
+	cr_assert_eq(spate_log_reader_uring(rd, &err), 0, "pread asked for");
+	cr_assert_eq(err, 0, "not refused");
 	spate_log_reader_close(rd);
 	rm_dir(dir);
 }
