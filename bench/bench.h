@@ -31,6 +31,9 @@ int spate_bench_pipeline_main(int argc, char **argv);
 /** `spate bench persist`: raw disk bandwidth vs the shard log, --json. */
 int spate_bench_persist_main(int argc, char **argv);
 
+/** `spate bench replay`: history reads from a shard log, per reader, --json. */
+int spate_bench_replay_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

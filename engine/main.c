@@ -38,6 +38,8 @@ static const struct spate_cmd bench_cmds[] = {
 	  "producer -> stream -> count plugin, end to end (--json)" },
 	{ "persist", spate_bench_persist_main, NULL,
 	  "raw disk bandwidth vs the shard log per durability policy (--json)" },
+	{ "replay", spate_bench_replay_main, NULL,
+	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)" },
 	{ NULL, NULL, NULL, NULL },
 };
 

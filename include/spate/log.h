@@ -167,6 +167,32 @@ int spate_log_reader_open(const char *dir, enum spate_log_from from, uint64_t ar
  */
 int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
 		   uint64_t *skipped);
+
+#define SPATE_LOG_RD_F_PREAD (1u << 0)     /**< read ahead with pread, on demand, not io_uring */
+#define SPATE_LOG_RD_F_PER_FRAME (1u << 1) /**< no read-ahead: two preads per frame and an fstat
+					        per batch (the reader before io_uring; kept as the
+					        baseline of `spate bench replay`) */
+
+/**
+ * spate_log_reader_open() with SPATE_LOG_RD_F_* @p flags. By default the
+ * reader keeps its own io_uring (plain setup, created at the first read)
+ * with 4 reads of 512 KiB in flight ahead of the parse position, and
+ * parses frames out of those chunks (a frame across chunks is copied);
+ * where io_uring is refused it reads the same chunks with pread
+ * (spate_log_reader_uring() says so). It checks whether its segment was
+ * deleted at the end of the data and every 16 MiB, not per batch.
+ * @return 0, -ENOENT, -EBADMSG, -EINVAL (unknown flag), -errno.
+ */
+int spate_log_reader_open_flags(const char *dir, enum spate_log_from from, uint64_t arg, uint32_t flags,
+				struct spate_log_reader **out);
+/**
+ * How @p rd reads (sets its io_uring up if not done yet).
+ * @param err if not NULL, receives the -errno of io_uring_queue_init (or of
+ *        a refused submit) when io_uring was refused, else 0.
+ * @return 1 io_uring with read-ahead, 0 pread (asked for, or refused),
+ *         -EINVAL (NULL).
+ */
+int spate_log_reader_uring(struct spate_log_reader *rd, int *err);
 void spate_log_reader_close(struct spate_log_reader *rd);
 
 /** Counts for `spate log stats`. */
