@@ -108,8 +108,21 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
  */
 int spate_log_close(struct spate_log *l);
 
-/** Sequence number the next appended batch must start with. */
+/** Sequence number the next appended batch must start with (everything
+ *  below it was appended; not necessarily written yet, see
+ *  spate_log_written_seq()). */
 uint64_t spate_log_next_seq(const struct spate_log *l);
+/**
+ * Everything below this sequence number is written to the segment files
+ * (readers can read it; it survives the death of this process, not a power
+ * loss unless durable). With O_DIRECT, spate_log_sync() without an
+ * fdatasync due returns once the batches are copied into the staging
+ * buffers, with the last write possibly still in flight: then this lags
+ * spate_log_next_seq() until the next spate_log_sync() (one with nothing
+ * appended since waits for that write) or spate_log_close(). Otherwise it
+ * equals spate_log_next_seq() after a successful spate_log_sync().
+ */
+uint64_t spate_log_written_seq(const struct spate_log *l);
 /** Everything below this sequence number is durable (fdatasync'ed). */
 uint64_t spate_log_durable_seq(const struct spate_log *l);
 /** Oldest retained sequence number (UINT64_MAX if the log is empty). */
