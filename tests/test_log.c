@@ -337,6 +337,77 @@ Test(log, roundtrip_buffered, .timeout = 60)
 	roundtrip(SPATE_LOG_F_BUFFERED);
 }
 
+/*
+ * O_DIRECT, durability none: spate_log_sync() returns once the batches are
+ * staged, the last write still in flight (io_uring: its completion is only
+ * seen by the next call), so the caller's memory may be reused at once; a
+ * sync with nothing new completes the write; durable_seq never moves
+ * without an fdatasync; close writes everything.
+ */
+static void sync_in_flight(uint32_t flags)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = flags};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	if (!rep.direct) {
+		spate_log_close(l);
+		rm_dir(dir);
+		cr_skip_test("no O_DIRECT here: %s", rep.message);
+	}
+	size_t bsz = SPATE_RING_BHDR_SIZE + 4u * 128u;
+	const unsigned per = 3000; /* ~1.6 MiB a sync */
+	uint8_t *mem = malloc(per * bsz);
+	cr_assert_not_null(mem, "malloc");
+	uint64_t prev_next = 0;
+	for (int round = 0; round < 12; round++) {
+		for (unsigned i = 0; i < per; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(mem + i * bsz, base, batch_count(base), 1000 + base);
+			cr_assert_eq(spate_log_append(l, mem + i * bsz, len), 0, "append");
+		}
+		uint64_t durable = 1;
+		cr_assert_eq(spate_log_sync(l, &durable), 0, "sync");
+		cr_assert_eq(durable, 0, "durable without an fdatasync: %" PRIu64, durable);
+		uint64_t w = spate_log_written_seq(l), next = spate_log_next_seq(l);
+		cr_assert_leq(w, next, "written <= appended");
+		cr_assert_geq(w, prev_next, "round %d: the previous round's write completed", round);
+		if (!(flags & SPATE_LOG_F_NO_URING))
+			cr_assert_lt(w, next, "round %d: the last write is still in flight", round);
+		else
+			cr_assert_eq(w, next, "pwrite: written at once");
+		/* Staged: the batches may be overwritten now. */
+		memset(mem, 0x5a, per * bsz);
+		prev_next = next;
+		if (round % 4 == 3) {
+			/* Nothing new: the sync completes the write in flight. */
+			cr_assert_eq(spate_log_sync(l, NULL), 0, "empty sync");
+			cr_assert_eq(spate_log_written_seq(l), next, "all written");
+			cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, next), next, "readable");
+		}
+	}
+	cr_assert_eq(spate_log_durable_seq(l), 0, "never fdatasync'ed");
+	uint64_t end = spate_log_next_seq(l);
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	free(mem);
+	l = open_log(dir, &p, &rep);
+	cr_assert_eq(rep.clean, 1, "clean");
+	cr_assert_eq(rep.next_seq, end, "all there");
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end), end, "every record");
+	rm_dir(dir);
+}
+
+Test(log, direct_sync_returns_with_write_in_flight, .timeout = 60)
+{
+	sync_in_flight(SPATE_LOG_F_DIRECT);
+}
+
+Test(log, direct_sync_in_flight_pwrite, .timeout = 60)
+{
+	sync_in_flight(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING);
+}
+
 Test(log, append_refuses_bad_batches, .timeout = 30)
 {
 	char *dir = make_dir();
@@ -1035,7 +1106,12 @@ static void direct_group_child(const char *dir, int wfd, enum spate_log_durabili
 		uint64_t durable = 0;
 		if (spate_log_sync(l, &durable) != 0)
 			_exit(4);
-		if (write(wfd, &durable, sizeof(durable)) != (ssize_t)sizeof(durable))
+		/* Written (not only staged) survives the death of the process:
+		 * report that, and the parent checks it is all there. */
+		uint64_t w = spate_log_written_seq(l);
+		if (w < durable || w > spate_log_next_seq(l))
+			_exit(6);
+		if (write(wfd, &w, sizeof(w)) != (ssize_t)sizeof(w))
 			_exit(5);
 	}
 }
@@ -1085,7 +1161,7 @@ Test(log, direct_crash_with_writes_in_flight, .timeout = 300)
 		struct spate_log *l = NULL;
 		int rc = spate_log_open(dir, NULL, &l, &rep);
 		cr_assert_eq(rc, 0, "round %d: open after SIGKILL: %d (%s)", round, rc, rep.message);
-		cr_assert_geq(rep.next_seq, max_durable, "round %d: durable %" PRIu64 " lost (next %" PRIu64 ")",
+		cr_assert_geq(rep.next_seq, max_durable, "round %d: written %" PRIu64 " lost (next %" PRIu64 ")",
 			      round, max_durable, rep.next_seq);
 		uint64_t next = rep.next_seq;
 		cr_assert_eq(spate_log_close(l), 0, "close");
@@ -1130,7 +1206,7 @@ static void mount_small(char *mnt, int ext4)
 	}
 }
 
-static void disk_full(uint32_t flags, int ext4)
+static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 {
 	char *mnt = make_dir();
 	mount_small(mnt, ext4);
@@ -1149,11 +1225,14 @@ static void disk_full(uint32_t flags, int ext4)
 		cr_assert_eq(write(ffd, junk, sizeof(junk)), (ssize_t)sizeof(junk), "filler write");
 	close(ffd);
 
-	struct spate_log_params p = {.segment_bytes = 256 * 1024, .durability = SPATE_LOG_DURABLE_ALWAYS,
-				     .flags = flags};
+	/* Durability none: one segment, so the full disk hits a data write
+	 * (in flight), not a segment creation. */
+	struct spate_log_params p = {.segment_bytes = dur == SPATE_LOG_DURABLE_NONE ? 8u << 20 : 256 * 1024,
+				     .durability = dur, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	cr_log_info("%s: %s", ext4 ? "ext4" : "tmpfs", rep.message);
+	uint64_t max_written = 0;
 	if (!ext4 && !(flags & SPATE_LOG_F_BUFFERED)) {
 		/* tmpfs reports no O_DIRECT alignment: buffered, and said. */
 		cr_assert_eq(rep.direct, 0, "no O_DIRECT on tmpfs");
@@ -1176,6 +1255,11 @@ static void disk_full(uint32_t flags, int ext4)
 			rc = spate_log_sync(l, &durable);
 			if (rc < 0)
 				break;
+			cr_assert_geq(spate_log_written_seq(l), max_written, "written never goes back");
+			max_written = spate_log_written_seq(l);
+			/* The batches are staged (O_DIRECT) or written: the
+			 * caller's memory may be reused at once. */
+			memset(mem + (i - 7) * bsz, 0xa5, 8 * bsz);
 		}
 	}
 	cr_assert_eq(rc, -ENOSPC, "sync reports a full disk: %d", rc);
@@ -1186,6 +1270,7 @@ static void disk_full(uint32_t flags, int ext4)
 	cr_assert_eq(spate_log_stat(dir, &st), 0, "stat");
 	cr_assert_geq(st.next_seq, durable, "durable on disk");
 	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, st.next_seq);
+	cr_assert_geq(st.next_seq, max_written, "written on disk");
 	cr_assert_eq(spate_log_sync(l, NULL), -ENOSPC, "still full");
 
 	/* Space returns: the queued batches go out. */
@@ -1193,7 +1278,14 @@ static void disk_full(uint32_t flags, int ext4)
 	rc = spate_log_sync(l, &durable);
 	cr_assert_eq(rc, 0, "sync after space returned: %d", rc);
 	uint64_t end = spate_log_next_seq(l);
-	cr_assert_eq(durable, end, "all durable");
+	if (dur == SPATE_LOG_DURABLE_ALWAYS) {
+		cr_assert_eq(durable, end, "all durable");
+	} else {
+		/* Nothing appended since: the sync waited for the last write. */
+		cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
+		cr_assert_eq(spate_log_written_seq(l), end, "all written");
+		cr_assert_eq(spate_log_durable_seq(l), durable, "no fdatasync with durability none");
+	}
 	cr_assert_eq(spate_log_close(l), 0, "close");
 	free(mem);
 
@@ -1222,22 +1314,35 @@ static void disk_full(uint32_t flags, int ext4)
 
 Test(log, disk_full_then_resume_io_uring, .timeout = 120)
 {
-	disk_full(0, 0);
+	disk_full(0, 0, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_then_resume_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_NO_URING, 0);
+	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_io_uring, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_ALWAYS);
+}
+
+/* Durability none: the write that hits the full disk is usually still in
+ * flight when its sync returns; the next sync reports it, and nothing
+ * staged is lost once space returns. */
+Test(log, disk_full_direct_ext4_in_flight, .timeout = 120)
+{
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_NONE);
+}
+
+Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
+{
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_NONE);
 }
 
 /* ------------------------------------------------------------------------ */
