@@ -2284,6 +2284,7 @@ int spate_log_close(struct spate_log *l)
 	free(l->stage);
 	free(l->tail);
 	free(l->idxq);
+	free(l->stg);
 	free(l->segs);
 	free(l->q);
 	free(l->dir);
