@@ -12,8 +12,14 @@
  * the raw O_DIRECT bandwidth), so frames are copied (CRC-32C computed on the
  * way, while the disk writes the previous buffer) into two aligned 2 MiB
  * staging buffers registered with io_uring and written with WRITE_FIXED
- * through a registered file. One write is in flight while the next buffer
- * fills: ext4 runs direct writes that extend a file one after another
+ * through a registered file. One write is in flight while the other buffer
+ * fills, also across spate_log_sync() calls: without an fdatasync due,
+ * sync returns once the frames are copied and the last buffer submitted,
+ * and the next call stages its frames while that write runs (reaping it
+ * before submitting the next), so the disk does not wait for the caller.
+ * Frames staged but not yet written are listed (l->stg) and booked
+ * (written_seq, sizes, index) as their writes complete. ext4 runs direct
+ * writes that extend a file one after another
  * anyway (appending 1 MiB writes: depth 1 = depth 16 here), and in-order
  * completion means a killed writer leaves a prefix on disk; with 8 in
  * flight, a SIGKILL left a hole followed by later frames, which recovery
@@ -24,7 +30,9 @@
  * asks for it, an fdatasync is linked (IOSQE_IO_LINK) behind the last write
  * in the same submit. A failed or short write: the written prefix is kept,
  * the segment cut back to its last whole frame, the partial block re-read,
- * the rest stays queued.
+ * the rest stays queued; a failed write whose frames were already staged
+ * (and released by the caller) is written again from its staging buffer by
+ * the next call (dio_settle), before anything after it.
  *
  * Page cache (BUFFERED, or no O_DIRECT): the queue goes out as iovecs (frame
  * header from the queue entry, batch straight from ring memory); with
@@ -51,18 +59,19 @@
  *    NONE), so only the last segment can ever have a torn tail.
  *  - New segments are created as <base>.seg.tmp, header written, renamed:
  *    a crash never leaves a segment without a header.
- *  - With SINGLE_ISSUER|DEFER_TASKRUN the ring belongs to one thread; if
- *    spate_log_sync() is called from another thread than the last one, the
- *    ring is recreated (cheap, and rare: one persistence thread per log).
+ *  - With SINGLE_ISSUER the ring belongs to one thread; if spate_log_sync()
+ *    is called from another thread than the last one, the write in flight
+ *    is waited for and the ring recreated (cheap, and rare: one persistence
+ *    thread per log). No DEFER_TASKRUN: it would forbid that wait.
  *  - After a power loss, unsynced pages may land out of order, so a hole
  *    followed by a valid frame in the unsynced tail is refused like
  *    mid-segment corruption (needs REPAIR); a process crash cannot do that.
  *  - O_DIRECT copies every byte once (memcpy, ~10 GB/s, beside the disk's
- *    ~1-2 GB/s) and spate_log_sync() waits for its writes: the disk idles
- *    while the caller gathers the next group (keep groups of MiBs). One
- *    write in flight suits appending on ext4; a device or file system that
- *    gains from parallel appends would want more (and then ordered
- *    completion by other means).
+ *    ~1-2 GB/s). spate_log_sync() does not wait for its last write unless
+ *    an fdatasync is due, so spate_log_written_seq() may lag next_seq by up
+ *    to a staging buffer until the next call. One write in flight suits
+ *    appending on ext4; a device or file system that gains from parallel
+ *    appends would want more (and then ordered completion by other means).
  *    Alignments above 4096 (PAD_MAX) fall back to the page cache.
  *  - Readers see frames once they are written (buffered reads see completed
  *    O_DIRECT writes on ext4; a stale page left by a racing read is dropped
