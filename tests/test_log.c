@@ -6,9 +6,14 @@
  * on a deleted segment), recovery of torn and corrupt tails, the O_DIRECT
  * zero padding after the last frame (end of log, not a tear; its 4096-byte
  * bound; a torn frame before it), refusal and repair of mid-log corruption,
- * the clean-shutdown marker, a full disk (a 2 MiB tmpfs, where O_DIRECT
- * falls back to the page cache, and a loop-mounted ext4 image with
- * O_DIRECT) and SIGKILL crash loops (one with O_DIRECT writes in flight).
+ * the clean-shutdown marker, O_DIRECT syncs that return with the last
+ * write in flight (written_seq behind next_seq, the caller's memory reused
+ * at once, an empty sync or close completing it), a full disk (a 2 MiB
+ * tmpfs, where O_DIRECT falls back to the page cache, and a loop-mounted
+ * ext4 image with O_DIRECT, hit by a synchronous write or by one left in
+ * flight and reported by the next sync) and SIGKILL crash loops (one with
+ * O_DIRECT writes in flight across syncs, checking that what was reported
+ * written survives).
  *
  * Batches are built by hand in the ring's layout (struct spate_ring_bhdr +
  * records): the log must need nothing from a ring but its layout. Every
