@@ -562,6 +562,48 @@ Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 	rm_dir(dir);
 }
 
+/* O_DIRECT: a write left in flight by one thread's sync is waited for by
+ * the next sync from another thread (the SINGLE_ISSUER ring is recreated
+ * only after it completed), while the first thread blocks in a join. */
+Test(log, direct_write_in_flight_then_sync_from_another_thread, .timeout = 60)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = SPATE_LOG_F_DIRECT};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	if (!rep.direct || !rep.io_uring) {
+		spate_log_close(l);
+		rm_dir(dir);
+		cr_skip_test("needs O_DIRECT and io_uring here: %s", rep.message);
+	}
+	size_t bsz = SPATE_RING_BHDR_SIZE + 4u * 128u;
+	const unsigned per = 3000;
+	uint8_t *mem = malloc(per * bsz);
+	cr_assert_not_null(mem, "malloc");
+	for (int round = 0; round < 6; round++) {
+		for (unsigned i = 0; i < per; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(mem + i * bsz, base, batch_count(base), 1000 + base);
+			cr_assert_eq(spate_log_append(l, mem + i * bsz, len), 0, "append");
+		}
+		cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
+		uint64_t next = spate_log_next_seq(l);
+		cr_assert_lt(spate_log_written_seq(l), next, "round %d: a write in flight", round);
+		struct sync_arg a = {l, -1, 0};
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, sync_thread, &a), 0, "thread");
+		pthread_join(t, NULL);
+		cr_assert_eq(a.rc, 0, "sync from a thread: %d", a.rc);
+		cr_assert_eq(spate_log_written_seq(l), next, "round %d: written after the other thread's sync",
+			     round);
+	}
+	uint64_t end = spate_log_next_seq(l);
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	free(mem);
+	cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end), end, "every record");
+	rm_dir(dir);
+}
+
 Test(log, short_and_stale_indexes_repaired, .timeout = 60)
 {
 	char *dir = make_dir();
