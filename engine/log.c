@@ -12,8 +12,14 @@
  * the raw O_DIRECT bandwidth), so frames are copied (CRC-32C computed on the
  * way, while the disk writes the previous buffer) into two aligned 2 MiB
  * staging buffers registered with io_uring and written with WRITE_FIXED
- * through a registered file. One write is in flight while the next buffer
- * fills: ext4 runs direct writes that extend a file one after another
+ * through a registered file. One write is in flight while the other buffer
+ * fills, also across spate_log_sync() calls: without an fdatasync due,
+ * sync returns once the frames are copied and the last buffer submitted,
+ * and the next call stages its frames while that write runs (reaping it
+ * before submitting the next), so the disk does not wait for the caller.
+ * Frames staged but not yet written are listed (l->stg) and booked
+ * (written_seq, sizes, index) as their writes complete. ext4 runs direct
+ * writes that extend a file one after another
  * anyway (appending 1 MiB writes: depth 1 = depth 16 here), and in-order
  * completion means a killed writer leaves a prefix on disk; with 8 in
  * flight, a SIGKILL left a hole followed by later frames, which recovery
@@ -24,7 +30,9 @@
  * asks for it, an fdatasync is linked (IOSQE_IO_LINK) behind the last write
  * in the same submit. A failed or short write: the written prefix is kept,
  * the segment cut back to its last whole frame, the partial block re-read,
- * the rest stays queued.
+ * the rest stays queued; a failed write whose frames were already staged
+ * (and released by the caller) is written again from its staging buffer by
+ * the next call (dio_settle), before anything after it.
  *
  * Page cache (BUFFERED, or no O_DIRECT): the queue goes out as iovecs (frame
  * header from the queue entry, batch straight from ring memory); with
@@ -51,18 +59,19 @@
  *    NONE), so only the last segment can ever have a torn tail.
  *  - New segments are created as <base>.seg.tmp, header written, renamed:
  *    a crash never leaves a segment without a header.
- *  - With SINGLE_ISSUER|DEFER_TASKRUN the ring belongs to one thread; if
- *    spate_log_sync() is called from another thread than the last one, the
- *    ring is recreated (cheap, and rare: one persistence thread per log).
+ *  - With SINGLE_ISSUER the ring belongs to one thread; if spate_log_sync()
+ *    is called from another thread than the last one, the write in flight
+ *    is waited for and the ring recreated (cheap, and rare: one persistence
+ *    thread per log). No DEFER_TASKRUN: it would forbid that wait.
  *  - After a power loss, unsynced pages may land out of order, so a hole
  *    followed by a valid frame in the unsynced tail is refused like
  *    mid-segment corruption (needs REPAIR); a process crash cannot do that.
  *  - O_DIRECT copies every byte once (memcpy, ~10 GB/s, beside the disk's
- *    ~1-2 GB/s) and spate_log_sync() waits for its writes: the disk idles
- *    while the caller gathers the next group (keep groups of MiBs). One
- *    write in flight suits appending on ext4; a device or file system that
- *    gains from parallel appends would want more (and then ordered
- *    completion by other means).
+ *    ~1-2 GB/s). spate_log_sync() does not wait for its last write unless
+ *    an fdatasync is due, so spate_log_written_seq() may lag next_seq by up
+ *    to a staging buffer until the next call. One write in flight suits
+ *    appending on ext4; a device or file system that gains from parallel
+ *    appends would want more (and then ordered completion by other means).
  *    Alignments above 4096 (PAD_MAX) fall back to the page cache.
  *  - Readers see frames once they are written (buffered reads see completed
  *    O_DIRECT writes on ext4; a stale page left by a racing read is dropped
@@ -169,6 +178,21 @@ struct log_q {
 	uint64_t base_seq, ts;
 };
 
+/* O_DIRECT: one staging buffer. */
+struct dio_slot {
+	uint64_t off;  /* file offset of its byte 0 (aligned) */
+	uint32_t fill; /* bytes staged */
+	uint32_t from; /* the write (or its retry) covers [from, len) */
+	uint32_t len;  /* fill zero-padded to dio_align, once submitted */
+	int state;     /* SLOT_* */
+};
+
+/* O_DIRECT: a frame copied into staging, not yet known written. */
+struct dio_frame {
+	uint64_t off, base_seq, ts;
+	uint32_t count, len;
+};
+
 struct spate_log {
 	char *dir;
 	int dirfd;
@@ -203,6 +227,17 @@ struct spate_log {
 	uint64_t fixed_gen;   /* the registered slot holds the segment of this generation */
 	struct idx_ent *idxq; /* index entries not yet written to the .idx */
 	size_t idxq_n, idxq_cap;
+	/* O_DIRECT pipeline: frames are copied into one slot while the other
+	 * is written; spate_log_sync() may return with one write in flight. */
+	struct dio_slot slot[STAGE_N];
+	int fill_i, busy_i, fail_i; /* slot being filled / written / to write again, or -1 */
+	int fsync_busy, fsync_done, fsync_res; /* the fdatasync linked behind a write */
+	int io_err;                 /* why fail_i failed */
+	uint64_t stage_end;         /* active segment offset after the last staged frame */
+	uint64_t fill_next;         /* next slot's offset after a full one, or UINT64_MAX */
+	uint64_t q_part;            /* bytes of q[0] already staged (an interrupted frame) */
+	struct dio_frame *stg;      /* staged frames [stg_h, stg_n) not yet written */
+	size_t stg_h, stg_n, stg_cap;
 };
 
 /* Reader read-ahead: RD_NCHUNK reads of RD_CHUNK bytes in flight ahead of
@@ -796,7 +831,9 @@ static void uring_register(struct spate_log *l)
 static int uring_setup(struct spate_log *l)
 {
 	static const unsigned tries[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		/* Not DEFER_TASKRUN: a write may be in flight when
+		 * spate_log_sync() returns, and another thread may have to
+		 * wait for it (uring_own()). */
 		IORING_SETUP_SINGLE_ISSUER,
 		0,
 	};
@@ -814,11 +851,17 @@ static int uring_setup(struct spate_log *l)
 	return rc;
 }
 
+static void dio_wait_busy(struct spate_log *l);
+
 /* Make sure the ring may be used by the calling thread. */
 static int uring_own(struct spate_log *l)
 {
 	if (!(l->uring_flags & IORING_SETUP_SINGLE_ISSUER) || l->uring_tid == my_tid())
 		return 0;
+	/* Reap a write still in flight first (allowed from any thread
+	 * without DEFER_TASKRUN): its buffer must not be rewritten, nor the
+	 * next write start, before it completed. */
+	dio_wait_busy(l);
 	io_uring_queue_exit(&l->ring);
 	int rc = io_uring_queue_init(URING_ENTRIES, &l->ring, l->uring_flags);
 	if (rc < 0) {
@@ -967,6 +1010,10 @@ static int io_datasync(struct spate_log *l)
 /* Writer: O_DIRECT                                                         */
 /* ------------------------------------------------------------------------ */
 
+static void frame_written(struct spate_log *l, const struct log_q *q, uint64_t off);
+static void idx_flush(struct spate_log *l);
+static uint64_t file_size(int fd);
+
 /* Fill the frame header's CRC if not done yet. */
 static void q_crc(struct log_q *q)
 {
@@ -1055,6 +1102,8 @@ static int dio_load_tail(struct spate_log *l)
 	const struct seg_info *s = &l->segs[l->nsegs - 1];
 
 	l->tail_len = (uint32_t)(s->size % l->dio_align);
+	l->stage_end = s->size;
+	l->fill_next = UINT64_MAX;
 	if (!l->tail_len)
 		return 0;
 	uint64_t at = s->size - l->tail_len;
@@ -1070,67 +1119,72 @@ static int dio_load_tail(struct spate_log *l)
 	return 0;
 }
 
-/* One staging buffer's write. */
-struct dio_slot {
-	uint32_t len;
-	int32_t res;
-	int state; /* 0 free, 1 in flight, 2 completed */
-};
+/* Slot states: a staging buffer is free, being filled, being written (at
+ * most one at a time), or holds a write that failed or came up short and
+ * must be written again before anything after it. */
+enum { SLOT_FREE = 0, SLOT_FILL, SLOT_BUSY, SLOT_FAILED };
 
-/* A stream of staging buffers written at base, base + STAGE_BYTES, ... */
-struct dio_run {
-	uint64_t base;     /* file offset of the stream's first byte (aligned) */
-	uint64_t nsub;     /* buffers submitted */
-	uint64_t nok;      /* leading buffers written in full */
-	uint64_t ok_bytes; /* bytes of those, plus a short write's prefix */
-	unsigned inflight; /* writes and fsync not completed */
-	int stop;          /* a write failed or was short: the prefix ends there */
-	int err;           /* first error */
-	int fsync_done, fsync_res;
-	struct dio_slot slot[STAGE_N];
-};
+static uint8_t *slot_buf(struct spate_log *l, int i)
+{
+	return l->stage + (size_t)i * STAGE_BYTES;
+}
 
-static void dio_complete(struct dio_run *r, uint64_t tag, int res)
+/* Frames staged and now known written up to file offset @p end: book them
+ * (sizes, sequence numbers, index entries). */
+static void dio_frames_done(struct spate_log *l, uint64_t end)
+{
+	while (l->stg_h < l->stg_n) {
+		const struct dio_frame *f = &l->stg[l->stg_h];
+		if (f->off + FRAME_HDR_SIZE + f->len > end)
+			break;
+		struct log_q q = {.fh = {SPATE_LOG_FRAME_MAGIC, f->len, 0, 0},
+				  .count = f->count, .base_seq = f->base_seq, .ts = f->ts};
+		frame_written(l, &q, f->off);
+		l->stg_h++;
+	}
+	if (l->stg_h == l->stg_n)
+		l->stg_h = l->stg_n = 0;
+}
+
+/* The write in flight (or the linked fdatasync) completed with @p res. */
+static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 {
 	if (tag == NOP_TAG)
 		return;
-	r->inflight--;
 	if (tag == FSYNC_TAG) {
-		r->fsync_done = 1;
-		r->fsync_res = res;
+		l->fsync_busy = 0;
+		l->fsync_done = 1;
+		l->fsync_res = res;
 		return;
 	}
-	struct dio_slot *sl = &r->slot[tag % STAGE_N];
-	sl->res = res;
-	sl->state = 2;
-	/* Completions come in any order; the written prefix grows in order. */
-	while (!r->stop && r->nok < r->nsub) {
-		struct dio_slot *p = &r->slot[r->nok % STAGE_N];
-		if (p->state != 2)
-			break;
-		if (p->res < 0) {
-			r->stop = 1;
-			if (!r->err)
-				r->err = p->res;
-			break;
-		}
-		r->ok_bytes += (uint64_t)p->res;
-		if ((uint32_t)p->res < p->len) {
-			r->stop = 1; /* short (disk full): the prefix ends here */
-			break;
-		}
-		p->state = 0;
-		r->nok++;
+	if (l->busy_i < 0)
+		return;
+	struct dio_slot *s = &l->slot[l->busy_i];
+	uint32_t want = s->len - s->from;
+	uint64_t end = s->off + s->from + (res > 0 ? (uint64_t)res : 0);
+	uint64_t data_end = s->off + s->fill;
+	dio_frames_done(l, end < data_end ? end : data_end);
+	if (res >= 0 && (uint32_t)res == want) {
+		s->state = SLOT_FREE;
+	} else {
+		/* Failed or short (disk full): the bytes from the last whole
+		 * block written on are still here; written again by the next
+		 * dio_settle(). */
+		s->state = SLOT_FAILED;
+		s->from = (uint32_t)((end & ~(uint64_t)(l->dio_align - 1)) - s->off);
+		l->fail_i = l->busy_i;
+		l->io_err = res < 0 ? res : -ENOSPC;
 	}
+	l->busy_i = -1;
 }
 
 /* Reap completions; with @p wait, at least one. @return 0, -errno. */
-static int dio_reap(struct spate_log *l, struct dio_run *r, int wait)
+static int dio_reap(struct spate_log *l, int wait)
 {
 	struct io_uring_cqe *cqe;
 	int rc;
 
-	if (!r->inflight)
+	if (l->busy_i < 0 && !l->fsync_busy)
 		return 0;
 	if (wait) {
 		do
@@ -1141,7 +1195,7 @@ static int dio_reap(struct spate_log *l, struct dio_run *r, int wait)
 	}
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&l->ring, head, cqe) {
-		dio_complete(r, cqe->user_data, cqe->res);
+		dio_complete(l, cqe->user_data, cqe->res);
 		n++;
 	}
 	io_uring_cq_advance(&l->ring, n);
@@ -1149,66 +1203,59 @@ static int dio_reap(struct spate_log *l, struct dio_run *r, int wait)
 }
 
 /*
- * Write staging buffer @p j (@p len bytes, a multiple of dio_align) at its
- * place in the stream (the caller made sure no other write is in flight);
- * with @p sync_after, an fdatasync linked behind it goes in the same
- * submit. Without io_uring: pwrite (+ fdatasync), completed at once.
+ * Write bytes [from, len) of slot @p i at their place in the segment (the
+ * caller made sure nothing is in flight); with @p sync_after, an fdatasync
+ * linked behind it goes in the same submit. Without io_uring: pwrite (+
+ * fdatasync), completed at once.
  */
-static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint32_t len, int sync_after)
+static void dio_issue(struct spate_log *l, int i, int sync_after)
 {
-	uint8_t *buf = l->stage + (size_t)(j % STAGE_N) * STAGE_BYTES;
-	uint64_t off = r->base + j * STAGE_BYTES;
-	struct dio_slot *sl = &r->slot[j % STAGE_N];
+	struct dio_slot *s = &l->slot[i];
+	uint8_t *buf = slot_buf(l, i) + s->from;
+	uint32_t len = s->len - s->from;
+	uint64_t off = s->off + s->from;
 
-	sl->len = len;
-	sl->state = 1;
-	r->nsub++;
-	r->inflight++;
+	s->state = SLOT_BUSY;
+	l->busy_i = i;
+	l->fsync_done = 0;
 	if (!l->use_uring) {
 		ssize_t w;
 		do
 			w = pwrite(l->seg_fd, buf, len, (off_t)off);
 		while (w < 0 && errno == EINTR);
-		dio_complete(r, j, w < 0 ? -errno : (int)w);
-		if (sync_after && !r->stop) {
-			r->inflight++;
-			dio_complete(r, FSYNC_TAG, fdatasync(l->seg_fd) < 0 ? -errno : 0);
-		}
+		dio_complete(l, (uint64_t)i, w < 0 ? -errno : (int)w);
+		if (sync_after && l->fail_i < 0)
+			dio_complete(l, FSYNC_TAG, fdatasync(l->seg_fd) < 0 ? -errno : 0);
 		return;
 	}
 	int fixed_file = l->files_fixed && l->fixed_gen == l->seg_gen;
 	int fd = fixed_file ? 0 : l->seg_fd;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring), *wsqe = sqe, *fsqe = NULL;
-	/* Cannot fail: at most STAGE_N writes and one fsync are in flight. */
+	/* Cannot fail: one write and one fsync at most are in flight. */
 	if (l->bufs_fixed)
-		io_uring_prep_write_fixed(sqe, fd, buf, len, off, (int)(j % STAGE_N));
+		io_uring_prep_write_fixed(sqe, fd, buf, len, off, i);
 	else
 		io_uring_prep_write(sqe, fd, buf, len, off);
 	if (fixed_file)
 		sqe->flags |= IOSQE_FIXED_FILE;
-	sqe->user_data = j;
+	sqe->user_data = (uint64_t)i;
 	if (sync_after) {
 		/* Linked: the fdatasync starts once this write completed in
 		 * full (a short or failed write cancels it), and this write is
-		 * the only one in flight (dio_wait_idle), so its success covers
-		 * every write of the stream. */
+		 * the only one in flight, so its success covers every write
+		 * before it. */
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = fsqe = io_uring_get_sqe(&l->ring);
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		if (fixed_file)
 			sqe->flags |= IOSQE_FIXED_FILE;
 		sqe->user_data = FSYNC_TAG;
-		r->inflight++;
+		l->fsync_busy = 1;
 	}
 	int rc;
-	for (;;) {
+	do
 		rc = io_uring_submit(&l->ring);
-		if (rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-			break;
-		/* Short of kernel resources: let completions free some. */
-		if (r->inflight > 1 + !!sync_after && dio_reap(l, r, 1) < 0)
-			break;
-	}
+	while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
 	if (rc < 0) {
 		/* Nothing submitted: the SQEs are still ours; make them no-ops
 		 * (a later submit must not write stale data) and complete them
@@ -1219,134 +1266,216 @@ static void dio_submit(struct spate_log *l, struct dio_run *r, uint64_t j, uint3
 			io_uring_prep_nop(fsqe);
 			fsqe->user_data = NOP_TAG;
 		}
-		dio_complete(r, j, rc);
-		if (sync_after)
-			dio_complete(r, FSYNC_TAG, rc);
+		dio_complete(l, (uint64_t)i, rc);
+		if (fsqe)
+			dio_complete(l, FSYNC_TAG, rc);
 	}
 }
 
-/* Wait until no write is in flight: writes complete in order, so a killed
- * process leaves a prefix of the stream on disk, never a hole followed by
- * frames. @return 0, or -1 if the run stopped. */
-static int dio_wait_idle(struct spate_log *l, struct dio_run *r)
+/* Wait until neither a write nor an fdatasync is in flight. */
+static void dio_wait_busy(struct spate_log *l)
 {
-	while (!r->stop && r->inflight) {
-		int rc = dio_reap(l, r, 1);
+	while (l->busy_i >= 0 || l->fsync_busy) {
+		int rc = dio_reap(l, 1);
 		if (rc < 0) {
-			r->stop = 1;
-			if (!r->err)
-				r->err = rc;
+			/* Cannot wait (should not happen): count the write as
+			 * failed; dio_settle() writes it again. */
+			if (l->busy_i >= 0)
+				dio_complete(l, (uint64_t)l->busy_i, rc);
+			l->fsync_busy = 0;
 		}
 	}
-	return r->stop ? -1 : 0;
-}
-
-/* Wait until staging buffer @p j is free. @return it, or NULL if the run
- * stopped (error or short write). */
-static uint8_t *dio_buffer(struct spate_log *l, struct dio_run *r, uint64_t j)
-{
-	while (!r->stop && r->slot[j % STAGE_N].state != 0) {
-		int rc = dio_reap(l, r, 1);
-		if (rc < 0) {
-			r->stop = 1;
-			if (!r->err)
-				r->err = rc;
-		}
-	}
-	return r->stop ? NULL : l->stage + (size_t)(j % STAGE_N) * STAGE_BYTES;
 }
 
 /*
- * O_DIRECT: write frames q[h, k) at @p off of the active segment through
- * the staging buffers (the stream starts with the segment's last partial
- * block, l->tail, and its end is zero-padded to dio_align), then with
- * @p want_sync fdatasync. Buffers go out as they fill, so copying overlaps
- * the disk. *written gets the bytes from @p off known written in order.
- * @return 0 (maybe short: see *written), -errno.
+ * Wait for the write in flight; if it (or an earlier one) failed, cut the
+ * segment back to its last whole frame (or to where the failed write
+ * starts, if that frame began before it) and write the rest again from the
+ * staging buffer, as long as that makes progress. Writes are in order and
+ * one at a time: a killed process leaves a prefix, never a hole followed
+ * by frames.
+ * @return 0 (nothing in flight, nothing failed), or the error (-ENOSPC...).
  */
-static int dio_write(struct spate_log *l, size_t h, size_t k, uint64_t off, int want_sync,
-		     uint64_t *written, int *synced)
+static int dio_settle(struct spate_log *l)
 {
-	struct dio_run r;
-	const uint32_t a = l->dio_align;
-	uint64_t j = 0;
-	size_t fill = l->tail_len;
-	uint8_t *cur = l->stage;
+	int tries = 0;
+	uint64_t last_from = UINT64_MAX;
 
-	*written = 0;
-	*synced = 0;
-	memset(&r, 0, sizeof(r));
-	r.base = off - l->tail_len;
-	if (l->use_uring) {
-		int rc = uring_own(l);
+	for (;;) {
+		dio_wait_busy(l);
+		if (l->fail_i < 0)
+			return 0;
+		struct dio_slot *s = &l->slot[l->fail_i];
+		uint64_t o = l->segs[l->nsegs - 1].size; /* end of the last whole frame */
+		uint64_t a = l->dio_align;
+		uint64_t from = s->off + s->from;
+		if ((o & ~(a - 1)) > s->off && (o & ~(a - 1)) < from)
+			from = o & ~(a - 1);
+		if (from == last_from || tries++ > 64)
+			return l->io_err ? l->io_err : -EIO; /* no progress */
+		last_from = from;
+		uint64_t cut = o > from ? o : from;
+		if (file_size(l->seg_fd) > cut && ftruncate(l->seg_fd, (off_t)cut) < 0)
+			return -errno;
+		s->from = (uint32_t)(from - s->off);
+		l->fail_i = -1;
+		dio_issue(l, (int)(s - l->slot), 0);
+	}
+}
+
+/*
+ * Write the slot being filled (zero-padded to dio_align; its last partial
+ * block is kept in l->tail for the next slot to start with), after the
+ * write in flight completed. With @p sync_after, an fdatasync follows it.
+ * @return 0, or an error from dio_settle() (the slot stays filled).
+ */
+static int dio_submit_fill(struct spate_log *l, int sync_after)
+{
+	int rc = dio_settle(l);
+	if (rc < 0)
+		return rc;
+	int i = l->fill_i;
+	struct dio_slot *s = &l->slot[i];
+	uint32_t a = l->dio_align, fill = s->fill;
+	uint32_t padded = (fill + a - 1) & ~(a - 1);
+	uint8_t *buf = slot_buf(l, i);
+	memset(buf + fill, 0, padded - fill);
+	l->tail_len = fill & (a - 1);
+	memcpy(l->tail, buf + (fill & ~(a - 1)), l->tail_len);
+	s->from = 0;
+	s->len = padded;
+	l->fill_i = -1;
+	l->fill_next = fill == STAGE_BYTES ? s->off + STAGE_BYTES : UINT64_MAX;
+	dio_issue(l, i, sync_after);
+	return 0;
+}
+
+/* Make sure a slot with room is being filled. @return 0, -errno. */
+static int dio_need_space(struct spate_log *l)
+{
+	if (l->fill_i >= 0 && l->slot[l->fill_i].fill < STAGE_BYTES)
+		return 0;
+	if (l->fill_i >= 0) {
+		int rc = dio_submit_fill(l, 0);
 		if (rc < 0)
 			return rc;
 	}
-	if (l->use_uring && l->files_fixed && l->fixed_gen != l->seg_gen) {
-		l->fixed_gen = io_uring_register_files_update(&l->ring, 0, &l->seg_fd, 1) == 1 ? l->seg_gen : 0;
+	int i = 0;
+	while (i < (int)STAGE_N && l->slot[i].state != SLOT_FREE)
+		i++;
+	if (i == (int)STAGE_N) {
+		/* One slot is in flight or failed, and no slot fills: the
+		 * other one is free. Not reached; settle to be safe. */
+		int rc = dio_settle(l);
+		if (rc < 0)
+			return rc;
+		i = 0;
+		while (i < (int)STAGE_N && l->slot[i].state != SLOT_FREE)
+			i++;
 	}
-	memcpy(cur, l->tail, l->tail_len);
-	for (size_t i = h; i < k && cur; i++) {
-		q_crc(&l->q[i]);
-		const uint8_t *src[2] = {(const uint8_t *)&l->q[i].fh, l->q[i].batch};
-		size_t len[2] = {FRAME_HDR_SIZE, l->q[i].fh.len};
-		for (int p = 0; p < 2 && cur; p++) {
-			for (size_t done = 0; done < len[p] && cur;) {
-				size_t n = len[p] - done < STAGE_BYTES - fill ? len[p] - done : STAGE_BYTES - fill;
-				memcpy(cur + fill, src[p] + done, n);
-				fill += n;
-				done += n;
-				if (fill == STAGE_BYTES) {
-					int sync_now = want_sync && i + 1 == k && p == 1 && done == len[p];
-					if (dio_wait_idle(l, &r) < 0) {
-						cur = NULL;
-						break;
-					}
-					dio_submit(l, &r, j, STAGE_BYTES, sync_now);
-					j++;
-					fill = 0;
-					cur = dio_buffer(l, &r, j);
-				}
+	struct dio_slot *s = &l->slot[i];
+	s->state = SLOT_FILL;
+	if (l->fill_next != UINT64_MAX) {
+		/* The previous slot ended full, mid-stream: go on after it. */
+		s->off = l->fill_next;
+		s->fill = 0;
+	} else {
+		/* Start with the last partial block, rewritten. */
+		s->off = l->stage_end - l->tail_len;
+		memcpy(slot_buf(l, i), l->tail, l->tail_len);
+		s->fill = l->tail_len;
+	}
+	l->fill_i = i;
+	return 0;
+}
+
+/*
+ * O_DIRECT: copy frames q[*h, ...) of the active segment into the staging
+ * buffers (CRC-32C on the way), writing each buffer as it fills while the
+ * next one fills. Stops at the end of the queue or when the next frame
+ * does not fit in the segment (@return 1: roll). A frame interrupted by an
+ * error is resumed at l->q_part by the next call.
+ * @return 0, 1, -errno.
+ */
+static int dio_stage(struct spate_log *l, size_t *h)
+{
+	while (*h < l->qn) {
+		struct log_q *q = &l->q[*h];
+		uint64_t fsz = FRAME_HDR_SIZE + q->fh.len;
+		if (!l->q_part) {
+			if (l->stage_end > SEG_HDR_SIZE && l->stage_end + fsz > l->p.segment_bytes)
+				return 1;
+			if (l->stg_n == l->stg_cap) {
+				size_t nc = l->stg_cap ? l->stg_cap * 2 : 256;
+				struct dio_frame *ns = realloc(l->stg, nc * sizeof(*ns));
+				if (!ns)
+					return -ENOMEM;
+				l->stg = ns;
+				l->stg_cap = nc;
 			}
 		}
-	}
-	uint64_t total = j * STAGE_BYTES + fill; /* stream bytes, tail included */
-	if (cur && fill) {
-		size_t padded = (fill + a - 1) & ~(size_t)(a - 1);
-		memset(cur + fill, 0, padded - fill);
-		/* The new partial block, kept for the next write to rewrite. */
-		memcpy(l->tail, cur + (fill & ~(size_t)(a - 1)), fill & (a - 1));
-		if (dio_wait_idle(l, &r) == 0)
-			dio_submit(l, &r, j, (uint32_t)padded, want_sync);
-	}
-	while (r.inflight) {
-		int rc = dio_reap(l, &r, 1);
-		if (rc < 0) {
-			if (!r.err)
-				r.err = rc;
-			break;
+		q_crc(q);
+		while (l->q_part < fsz) {
+			int rc = dio_need_space(l);
+			if (rc < 0)
+				return rc;
+			struct dio_slot *s = &l->slot[l->fill_i];
+			uint8_t *dst = slot_buf(l, l->fill_i) + s->fill;
+			uint64_t p = l->q_part, n;
+			if (p < FRAME_HDR_SIZE) {
+				n = FRAME_HDR_SIZE - p;
+				if (n > STAGE_BYTES - s->fill)
+					n = STAGE_BYTES - s->fill;
+				memcpy(dst, (const uint8_t *)&q->fh + p, n);
+			} else {
+				n = fsz - p;
+				if (n > STAGE_BYTES - s->fill)
+					n = STAGE_BYTES - s->fill;
+				memcpy(dst, q->batch + (p - FRAME_HDR_SIZE), n);
+			}
+			s->fill += (uint32_t)n;
+			l->q_part += n;
 		}
-	}
-	uint64_t ok = r.ok_bytes < total ? r.ok_bytes : total;
-	*written = ok > l->tail_len ? ok - l->tail_len : 0;
-	if (!r.stop && ok == total)
-		l->tail_len = (uint32_t)((r.base + total) & (a - 1));
-	if (r.err)
-		return r.err;
-	if (want_sync && !r.stop && ok == total) {
-		if (!r.fsync_done) {
-			/* No write carried it (empty run, or the run ended on a
-			 * buffer boundary): fdatasync on its own. */
-			if (fdatasync(l->seg_fd) < 0)
-				return -errno;
-			*synced = 1;
-		} else if (r.fsync_res < 0) {
-			return r.fsync_res;
-		} else {
-			*synced = 1;
-		}
+		l->stg[l->stg_n++] = (struct dio_frame){l->stage_end, q->base_seq, q->ts, q->count, q->fh.len};
+		l->stage_end += fsz;
+		l->q_part = 0;
+		(*h)++;
 	}
 	return 0;
+}
+
+/*
+ * Write what is staged: the slot being filled goes out (after the write in
+ * flight). With @p wait (or @p want_sync), wait until everything staged is
+ * written; with @p want_sync, make it durable too (*synced = 1).
+ * @return 0, -errno.
+ */
+static int dio_flush(struct spate_log *l, int wait, int want_sync, int *synced)
+{
+	int rc;
+
+	*synced = 0;
+	if (l->fill_i >= 0) {
+		rc = dio_submit_fill(l, want_sync);
+		if (rc < 0)
+			return rc;
+	}
+	if (!wait && !want_sync)
+		return 0;
+	rc = dio_settle(l);
+	if (rc < 0)
+		return rc;
+	if (!want_sync)
+		return 0;
+	/* Every write resets fsync_done: set, the last write was followed by
+	 * a successful fdatasync (linked, or on its own without io_uring). */
+	if (l->fsync_done && l->fsync_res == 0) {
+		*synced = 1;
+		return 0;
+	}
+	if (l->fsync_done && l->fsync_res < 0 && l->fsync_res != -ECANCELED)
+		return l->fsync_res;
+	return 0; /* not covered: the caller fdatasyncs */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1367,8 +1496,6 @@ static int segs_push(struct spate_log *l, struct seg_info si)
 	return 0;
 }
 
-static void idx_flush(struct spate_log *l);
-
 static void close_active(struct spate_log *l)
 {
 	idx_flush(l);
@@ -1376,6 +1503,14 @@ static void close_active(struct spate_log *l)
 	l->seg_gen++;
 	l->seg_direct = 0;
 	l->tail_len = 0;
+	/* The pipeline is idle here (flushed before a roll or at close). */
+	for (unsigned i = 0; i < STAGE_N; i++)
+		l->slot[i].state = SLOT_FREE;
+	l->fill_i = l->busy_i = l->fail_i = -1;
+	l->fsync_busy = l->fsync_done = 0;
+	l->stg_h = l->stg_n = 0;
+	l->stage_end = 0;
+	l->fill_next = UINT64_MAX;
 	if (l->seg_fd >= 0)
 		close(l->seg_fd);
 	if (l->idx_fd >= 0)
@@ -1443,6 +1578,8 @@ static int create_segment(struct spate_log *l, uint64_t base)
 		l->direct = 0;
 	l->seg_direct = l->direct;
 	l->tail_len = 0; /* SEG_HDR_SIZE is a multiple of any dio_align */
+	l->stage_end = SEG_HDR_SIZE;
+	l->fill_next = UINT64_MAX;
 	l->seg_gen++;
 	l->seg_ver = SPATE_LOG_FORMAT_VERSION;
 	l->seg_fd = fd;
@@ -1511,29 +1648,83 @@ static void frame_written(struct spate_log *l, const struct log_q *q, uint64_t o
 	l->have_records = 1;
 }
 
+/* Roll: the old segment is always made durable first, so only the last
+ * segment can have a torn tail; without the O_DIRECT padding after its last
+ * frame. Nothing may be in flight. */
+static int roll_segment(struct spate_log *l)
+{
+	struct seg_info *s = &l->segs[l->nsegs - 1];
+
+	if (l->seg_direct && file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
+		return -errno;
+	if (fdatasync(l->seg_fd) < 0)
+		return -errno;
+	l->durable_seq = s->end_seq;
+	close_active(l);
+	return 0;
+}
+
+/* O_DIRECT: make the ring usable by this thread, the active segment the
+ * registered file. */
+static int dio_prepare(struct spate_log *l)
+{
+	if (!l->use_uring)
+		return 0;
+	int rc = uring_own(l);
+	if (rc < 0)
+		return rc;
+	if (l->use_uring && l->files_fixed && l->fixed_gen != l->seg_gen)
+		l->fixed_gen = io_uring_register_files_update(&l->ring, 0, &l->seg_fd, 1) == 1 ? l->seg_gen : 0;
+	return 0;
+}
+
 /*
  * Write the queue; with @p want_sync, make it durable (fdatasync linked
- * behind the last run's writes). @return 0 or -errno (the unwritten
- * batches stay queued; the segment is cut back to its last whole frame).
+ * behind the last write). O_DIRECT: the queue is copied into staging and
+ * the last write may still be in flight on return, unless @p wait or
+ * @p want_sync. @return 0 or -errno (the unwritten batches stay queued or
+ * staged; the segment is cut back to its last whole frame).
  */
-static int write_queue(struct spate_log *l, int want_sync)
+static int write_queue(struct spate_log *l, int want_sync, int wait)
 {
 	size_t h = 0;
 	uint64_t part = 0; /* bytes of frame h already written (short write) */
 	int rc = 0, synced = 0;
 
+	if (l->seg_direct) {
+		rc = dio_prepare(l);
+		if (rc < 0)
+			return rc;
+		if (l->use_uring)
+			dio_reap(l, 0); /* book what completed meanwhile */
+	}
 	while (h < l->qn) {
 		if (l->seg_fd < 0) {
 			rc = create_segment(l, l->q[h].base_seq);
 			if (rc < 0)
 				goto out;
 		}
+		if (l->seg_direct) {
+			rc = dio_prepare(l);
+			if (rc < 0)
+				goto out;
+			rc = dio_stage(l, &h);
+			if (rc < 0)
+				goto out;
+			if (rc == 1) {
+				int dummy;
+				rc = dio_flush(l, 1, 0, &dummy);
+				if (rc == 0)
+					rc = roll_segment(l);
+				if (rc < 0)
+					goto out;
+			}
+			continue;
+		}
 		struct seg_info *s = &l->segs[l->nsegs - 1];
 		uint64_t off = s->size, end = off;
 		size_t k = h;
-		/* O_DIRECT streams any number of frames through its buffers. */
-		size_t run = l->seg_direct ? SIZE_MAX : SPATE_LOG_RUN;
-		while (k < l->qn && k - h < run) {
+		while (k < l->qn && k - h < SPATE_LOG_RUN) {
 			uint64_t fsz = FRAME_HDR_SIZE + l->q[k].fh.len;
 			if (end > SEG_HDR_SIZE && end + fsz > l->p.segment_bytes)
 				break;
@@ -1541,56 +1732,14 @@ static int write_queue(struct spate_log *l, int want_sync)
 			k++;
 		}
 		if (k == h) {
-			/* Roll: the old segment is always made durable first, so
-			 * only the last segment can have a torn tail; without the
-			 * O_DIRECT padding after its last frame. */
-			if (l->seg_direct && file_size(l->seg_fd) > s->size &&
-			    ftruncate(l->seg_fd, (off_t)s->size) < 0) {
-				rc = -errno;
+			rc = roll_segment(l);
+			if (rc < 0)
 				goto out;
-			}
-			if (fdatasync(l->seg_fd) < 0) {
-				rc = -errno;
-				goto out;
-			}
-			l->durable_seq = s->end_seq;
-			close_active(l);
 			continue;
 		}
 		int last_run = k == l->qn;
 		uint64_t written = 0;
 		int did_sync = 0;
-		if (l->seg_direct) {
-			rc = dio_write(l, h, k, off, want_sync && last_run, &written, &did_sync);
-			uint64_t o = off;
-			while (h < k && o + FRAME_HDR_SIZE + l->q[h].fh.len <= off + written) {
-				frame_written(l, &l->q[h], o);
-				o += FRAME_HDR_SIZE + l->q[h].fh.len;
-				h++;
-			}
-			if (rc < 0 || written < end - off) {
-				/* Cut back to the last whole frame (a partial frame,
-				 * padding, buffers written past a failed one) and
-				 * reload the partial block the next write rewrites. */
-				int rc2 = 0;
-				if (file_size(l->seg_fd) > o && ftruncate(l->seg_fd, (off_t)o) < 0)
-					rc2 = -errno;
-				if (rc2 == 0)
-					rc2 = dio_load_tail(l);
-				if (rc < 0 || rc2 < 0) {
-					rc = rc < 0 ? rc : rc2;
-					goto out;
-				}
-				if (o == off) {
-					rc = -EIO; /* no progress and no error */
-					goto out;
-				}
-				continue; /* short write: retry the rest */
-			}
-			if (last_run && did_sync)
-				synced = 1;
-			continue;
-		}
 		unsigned niov = 0;
 		for (size_t i = h; i < k; i++) {
 			q_crc(&l->q[i]);
@@ -1640,6 +1789,11 @@ static int write_queue(struct spate_log *l, int want_sync)
 		}
 		if (last_run && did_sync)
 			synced = 1;
+	}
+	if (l->seg_direct) {
+		rc = dio_flush(l, wait, want_sync, &synced);
+		if (rc < 0)
+			goto out;
 	}
 	if (want_sync && !synced && l->seg_fd >= 0 && l->durable_seq < l->written_seq) {
 		rc = l->use_uring ? io_datasync(l) : (fdatasync(l->seg_fd) < 0 ? -errno : 0);
@@ -1957,6 +2111,8 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	if (!l)
 		return -ENOMEM;
 	l->dirfd = l->seg_fd = l->idx_fd = -1;
+	l->fill_i = l->busy_i = l->fail_i = -1;
+	l->fill_next = UINT64_MAX;
 	if (p)
 		l->p = *p;
 	if (!l->p.segment_bytes)
@@ -2104,7 +2260,9 @@ int spate_log_sync(struct spate_log *l, uint64_t *durable)
 	else if (l->p.durability == SPATE_LOG_DURABLE_INTERVAL)
 		want = now - l->last_commit_ns >= l->p.interval_ns;
 	size_t had = l->qn;
-	int rc = write_queue(l, want && (had || l->durable_seq < l->written_seq));
+	/* Nothing new: finish the write in flight (O_DIRECT), so that
+	 * spate_log_written_seq() catches up with spate_log_next_seq(). */
+	int rc = write_queue(l, want && (had || l->durable_seq < l->next_seq), had == 0);
 	if (l->nsegs && l->segs[l->nsegs - 1].end_seq > l->segs[0].base)
 		l->have_records = 1;
 	if (rc < 0)
@@ -2121,7 +2279,7 @@ int spate_log_close(struct spate_log *l)
 {
 	if (!l)
 		return 0;
-	int rc = write_queue(l, 1);
+	int rc = write_queue(l, 1, 1);
 	if (rc == 0 && l->seg_direct && file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
 		/* Drop the O_DIRECT padding: a closed segment ends at its last
 		 * frame. */
@@ -2150,6 +2308,9 @@ int spate_log_close(struct spate_log *l)
 		}
 	}
 	if (l->use_uring) {
+		/* A write still in flight (after an error) must not outlive
+		 * its buffers. */
+		dio_wait_busy(l);
 		/* Synchronous: the segment is no longer referenced once close
 		 * returns (the ring itself is torn down asynchronously). */
 		if (l->files_fixed)
@@ -2163,6 +2324,7 @@ int spate_log_close(struct spate_log *l)
 	free(l->stage);
 	free(l->tail);
 	free(l->idxq);
+	free(l->stg);
 	free(l->segs);
 	free(l->q);
 	free(l->dir);
@@ -2173,6 +2335,11 @@ int spate_log_close(struct spate_log *l)
 uint64_t spate_log_next_seq(const struct spate_log *l)
 {
 	return l->next_seq;
+}
+
+uint64_t spate_log_written_seq(const struct spate_log *l)
+{
+	return l->written_seq;
 }
 
 uint64_t spate_log_durable_seq(const struct spate_log *l)

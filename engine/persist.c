@@ -7,8 +7,9 @@
  * Design. The persister holds one ring reader per persisted shard. A ring
  * reader gates the writers, so the ring never overwrites what is not yet in
  * the log. Each round it takes whole published batches zero-copy
- * (spate_ring_peek_batches), appends them to the shard's log (the log
- * writes them straight from ring memory), calls spate_log_sync() (write,
+ * (spate_ring_peek_batches), appends them to the shard's log (which copies
+ * them into its O_DIRECT staging buffers, or writes them straight from ring
+ * memory through the page cache), calls spate_log_sync() (write,
  * and fdatasync per the durability policy: none = never, interval = every
  * durability_interval, always = every round, i.e. group commit of whatever
  * arrived meanwhile), and only then releases the batches and publishes the
@@ -341,8 +342,8 @@ static void shard_error(struct spate_persist_shard *x, int rc, uint64_t now)
 {
 	x->err = rc;
 	x->retry_at = now + PERSIST_RETRY_NS;
-	spate_stream_dur_publish(x->dur, spate_log_next_seq(x->log), spate_log_durable_seq(x->log),
-				 rc);
+	spate_stream_dur_publish(x->dur, spate_log_written_seq(x->log),
+				 spate_log_durable_seq(x->log), rc);
 	if (!x->err_logged_ns || now - x->err_logged_ns >= 1000000000ull) {
 		x->err_logged_ns = now;
 		spate_eng_log(NULL, SPATE_LOG_ERROR,
@@ -398,8 +399,11 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
 		}
 	}
-	/* Idle: an interval shard still owes a sync once its period ends. */
+	/* Idle: an interval shard still owes a sync once its period ends, and
+	 * an O_DIRECT log may still have its last write in flight (a sync with
+	 * nothing new appended completes it). */
 	if (!x->pending && !x->skipped && !x->err &&
+	    spate_log_written_seq(x->log) == spate_log_next_seq(x->log) &&
 	    !(want_sync && x->durability == SPATE_STREAM_DUR_INTERVAL &&
 	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
@@ -425,7 +429,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		spate_eng_log(NULL, SPATE_LOG_INFO, "persist %s/%u: writing again", spate_stream_name(x->s),
 			      x->shard);
 	x->err = 0;
-	uint64_t written = spate_log_next_seq(x->log);
+	uint64_t written = spate_log_written_seq(x->log);
 	if (written < x->skip_below)
 		written = x->skip_below;
 	/* With durability none, "durable" means written to the log. */

@@ -6,9 +6,14 @@
  * on a deleted segment), recovery of torn and corrupt tails, the O_DIRECT
  * zero padding after the last frame (end of log, not a tear; its 4096-byte
  * bound; a torn frame before it), refusal and repair of mid-log corruption,
- * the clean-shutdown marker, a full disk (a 2 MiB tmpfs, where O_DIRECT
- * falls back to the page cache, and a loop-mounted ext4 image with
- * O_DIRECT) and SIGKILL crash loops (one with O_DIRECT writes in flight).
+ * the clean-shutdown marker, O_DIRECT syncs that return with the last
+ * write in flight (written_seq behind next_seq, the caller's memory reused
+ * at once, an empty sync or close completing it), a full disk (a 2 MiB
+ * tmpfs, where O_DIRECT falls back to the page cache, and a loop-mounted
+ * ext4 image with O_DIRECT, hit by a synchronous write or by one left in
+ * flight and reported by the next sync) and SIGKILL crash loops (one with
+ * O_DIRECT writes in flight across syncs, checking that what was reported
+ * written survives).
  *
  * Batches are built by hand in the ring's layout (struct spate_ring_bhdr +
  * records): the log must need nothing from a ring but its layout. Every
@@ -337,6 +342,77 @@ Test(log, roundtrip_buffered, .timeout = 60)
 	roundtrip(SPATE_LOG_F_BUFFERED);
 }
 
+/*
+ * O_DIRECT, durability none: spate_log_sync() returns once the batches are
+ * staged, the last write still in flight (io_uring: its completion is only
+ * seen by the next call), so the caller's memory may be reused at once; a
+ * sync with nothing new completes the write; durable_seq never moves
+ * without an fdatasync; close writes everything.
+ */
+static void sync_in_flight(uint32_t flags)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = flags};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	if (!rep.direct) {
+		spate_log_close(l);
+		rm_dir(dir);
+		cr_skip_test("no O_DIRECT here: %s", rep.message);
+	}
+	size_t bsz = SPATE_RING_BHDR_SIZE + 4u * 128u;
+	const unsigned per = 3000; /* ~1.6 MiB a sync */
+	uint8_t *mem = malloc(per * bsz);
+	cr_assert_not_null(mem, "malloc");
+	uint64_t prev_next = 0;
+	for (int round = 0; round < 12; round++) {
+		for (unsigned i = 0; i < per; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(mem + i * bsz, base, batch_count(base), 1000 + base);
+			cr_assert_eq(spate_log_append(l, mem + i * bsz, len), 0, "append");
+		}
+		uint64_t durable = 1;
+		cr_assert_eq(spate_log_sync(l, &durable), 0, "sync");
+		cr_assert_eq(durable, 0, "durable without an fdatasync: %" PRIu64, durable);
+		uint64_t w = spate_log_written_seq(l), next = spate_log_next_seq(l);
+		cr_assert_leq(w, next, "written <= appended");
+		cr_assert_geq(w, prev_next, "round %d: the previous round's write completed", round);
+		if (!(flags & SPATE_LOG_F_NO_URING))
+			cr_assert_lt(w, next, "round %d: the last write is still in flight", round);
+		else
+			cr_assert_eq(w, next, "pwrite: written at once");
+		/* Staged: the batches may be overwritten now. */
+		memset(mem, 0x5a, per * bsz);
+		prev_next = next;
+		if (round % 4 == 3) {
+			/* Nothing new: the sync completes the write in flight. */
+			cr_assert_eq(spate_log_sync(l, NULL), 0, "empty sync");
+			cr_assert_eq(spate_log_written_seq(l), next, "all written");
+			cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, next), next, "readable");
+		}
+	}
+	cr_assert_eq(spate_log_durable_seq(l), 0, "never fdatasync'ed");
+	uint64_t end = spate_log_next_seq(l);
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	free(mem);
+	l = open_log(dir, &p, &rep);
+	cr_assert_eq(rep.clean, 1, "clean");
+	cr_assert_eq(rep.next_seq, end, "all there");
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end), end, "every record");
+	rm_dir(dir);
+}
+
+Test(log, direct_sync_returns_with_write_in_flight, .timeout = 60)
+{
+	sync_in_flight(SPATE_LOG_F_DIRECT);
+}
+
+Test(log, direct_sync_in_flight_pwrite, .timeout = 60)
+{
+	sync_in_flight(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING);
+}
+
 Test(log, append_refuses_bad_batches, .timeout = 30)
 {
 	char *dir = make_dir();
@@ -414,6 +490,11 @@ Test(log, reader_follows_writer_across_rolls, .timeout = 60)
 	struct spate_ring_rec recs[8];
 	uint64_t next = 0;
 	for (int round = 0; round < 40; round++) {
+		/* O_DIRECT: the last write may still be in flight; a sync with
+		 * nothing new appended completes it. */
+		cr_assert_leq(spate_log_written_seq(l), end, "written <= appended");
+		cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
+		cr_assert_eq(spate_log_written_seq(l), end, "round %d: all written", round);
 		for (;;) {
 			uint64_t skipped = 0;
 			int got = spate_log_read(rd, recs, 8, &skipped);
@@ -478,6 +559,48 @@ Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 	uint64_t end = spate_log_next_seq(l);
 	cr_assert_eq(spate_log_close(l), 0, "close");
 	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end);
+	rm_dir(dir);
+}
+
+/* O_DIRECT: a write left in flight by one thread's sync is waited for by
+ * the next sync from another thread (the SINGLE_ISSUER ring is recreated
+ * only after it completed), while the first thread blocks in a join. */
+Test(log, direct_write_in_flight_then_sync_from_another_thread, .timeout = 60)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = SPATE_LOG_F_DIRECT};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	if (!rep.direct || !rep.io_uring) {
+		spate_log_close(l);
+		rm_dir(dir);
+		cr_skip_test("needs O_DIRECT and io_uring here: %s", rep.message);
+	}
+	size_t bsz = SPATE_RING_BHDR_SIZE + 4u * 128u;
+	const unsigned per = 3000;
+	uint8_t *mem = malloc(per * bsz);
+	cr_assert_not_null(mem, "malloc");
+	for (int round = 0; round < 6; round++) {
+		for (unsigned i = 0; i < per; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(mem + i * bsz, base, batch_count(base), 1000 + base);
+			cr_assert_eq(spate_log_append(l, mem + i * bsz, len), 0, "append");
+		}
+		cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
+		uint64_t next = spate_log_next_seq(l);
+		cr_assert_lt(spate_log_written_seq(l), next, "round %d: a write in flight", round);
+		struct sync_arg a = {l, -1, 0};
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, sync_thread, &a), 0, "thread");
+		pthread_join(t, NULL);
+		cr_assert_eq(a.rc, 0, "sync from a thread: %d", a.rc);
+		cr_assert_eq(spate_log_written_seq(l), next, "round %d: written after the other thread's sync",
+			     round);
+	}
+	uint64_t end = spate_log_next_seq(l);
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	free(mem);
+	cr_assert_eq(read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end), end, "every record");
 	rm_dir(dir);
 }
 
@@ -1030,7 +1153,12 @@ static void direct_group_child(const char *dir, int wfd, enum spate_log_durabili
 		uint64_t durable = 0;
 		if (spate_log_sync(l, &durable) != 0)
 			_exit(4);
-		if (write(wfd, &durable, sizeof(durable)) != (ssize_t)sizeof(durable))
+		/* Written (not only staged) survives the death of the process:
+		 * report that, and the parent checks it is all there. */
+		uint64_t w = spate_log_written_seq(l);
+		if (w < durable || w > spate_log_next_seq(l))
+			_exit(6);
+		if (write(wfd, &w, sizeof(w)) != (ssize_t)sizeof(w))
 			_exit(5);
 	}
 }
@@ -1080,7 +1208,7 @@ Test(log, direct_crash_with_writes_in_flight, .timeout = 300)
 		struct spate_log *l = NULL;
 		int rc = spate_log_open(dir, NULL, &l, &rep);
 		cr_assert_eq(rc, 0, "round %d: open after SIGKILL: %d (%s)", round, rc, rep.message);
-		cr_assert_geq(rep.next_seq, max_durable, "round %d: durable %" PRIu64 " lost (next %" PRIu64 ")",
+		cr_assert_geq(rep.next_seq, max_durable, "round %d: written %" PRIu64 " lost (next %" PRIu64 ")",
 			      round, max_durable, rep.next_seq);
 		uint64_t next = rep.next_seq;
 		cr_assert_eq(spate_log_close(l), 0, "close");
@@ -1125,7 +1253,7 @@ static void mount_small(char *mnt, int ext4)
 	}
 }
 
-static void disk_full(uint32_t flags, int ext4)
+static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 {
 	char *mnt = make_dir();
 	mount_small(mnt, ext4);
@@ -1144,11 +1272,14 @@ static void disk_full(uint32_t flags, int ext4)
 		cr_assert_eq(write(ffd, junk, sizeof(junk)), (ssize_t)sizeof(junk), "filler write");
 	close(ffd);
 
-	struct spate_log_params p = {.segment_bytes = 256 * 1024, .durability = SPATE_LOG_DURABLE_ALWAYS,
-				     .flags = flags};
+	/* Durability none: one segment, so the full disk hits a data write
+	 * (in flight), not a segment creation. */
+	struct spate_log_params p = {.segment_bytes = dur == SPATE_LOG_DURABLE_NONE ? 8u << 20 : 256 * 1024,
+				     .durability = dur, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	cr_log_info("%s: %s", ext4 ? "ext4" : "tmpfs", rep.message);
+	uint64_t max_written = 0;
 	if (!ext4 && !(flags & SPATE_LOG_F_BUFFERED)) {
 		/* tmpfs reports no O_DIRECT alignment: buffered, and said. */
 		cr_assert_eq(rep.direct, 0, "no O_DIRECT on tmpfs");
@@ -1171,6 +1302,11 @@ static void disk_full(uint32_t flags, int ext4)
 			rc = spate_log_sync(l, &durable);
 			if (rc < 0)
 				break;
+			cr_assert_geq(spate_log_written_seq(l), max_written, "written never goes back");
+			max_written = spate_log_written_seq(l);
+			/* The batches are staged (O_DIRECT) or written: the
+			 * caller's memory may be reused at once. */
+			memset(mem + (i - 7) * bsz, 0xa5, 8 * bsz);
 		}
 	}
 	cr_assert_eq(rc, -ENOSPC, "sync reports a full disk: %d", rc);
@@ -1181,6 +1317,7 @@ static void disk_full(uint32_t flags, int ext4)
 	cr_assert_eq(spate_log_stat(dir, &st), 0, "stat");
 	cr_assert_geq(st.next_seq, durable, "durable on disk");
 	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, st.next_seq);
+	cr_assert_geq(st.next_seq, max_written, "written on disk");
 	cr_assert_eq(spate_log_sync(l, NULL), -ENOSPC, "still full");
 
 	/* Space returns: the queued batches go out. */
@@ -1188,7 +1325,14 @@ static void disk_full(uint32_t flags, int ext4)
 	rc = spate_log_sync(l, &durable);
 	cr_assert_eq(rc, 0, "sync after space returned: %d", rc);
 	uint64_t end = spate_log_next_seq(l);
-	cr_assert_eq(durable, end, "all durable");
+	if (dur == SPATE_LOG_DURABLE_ALWAYS) {
+		cr_assert_eq(durable, end, "all durable");
+	} else {
+		/* Nothing appended since: the sync waited for the last write. */
+		cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
+		cr_assert_eq(spate_log_written_seq(l), end, "all written");
+		cr_assert_eq(spate_log_durable_seq(l), durable, "no fdatasync with durability none");
+	}
 	cr_assert_eq(spate_log_close(l), 0, "close");
 	free(mem);
 
@@ -1217,22 +1361,35 @@ static void disk_full(uint32_t flags, int ext4)
 
 Test(log, disk_full_then_resume_io_uring, .timeout = 120)
 {
-	disk_full(0, 0);
+	disk_full(0, 0, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_then_resume_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_NO_URING, 0);
+	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_io_uring, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_ALWAYS);
+}
+
+/* Durability none: the write that hits the full disk is usually still in
+ * flight when its sync returns; the next sync reports it, and nothing
+ * staged is lost once space returns. */
+Test(log, disk_full_direct_ext4_in_flight, .timeout = 120)
+{
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_NONE);
+}
+
+Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
+{
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_NONE);
 }
 
 /* ------------------------------------------------------------------------ */

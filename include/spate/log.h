@@ -59,10 +59,12 @@ struct spate_log_params {
 #define SPATE_LOG_F_DIRECT (1u << 1)   /**< O_DIRECT where the file system reports an
 					    alignment (statx STATX_DIOALIGN); the default
 					    unless SPATE_LOG_F_BUFFERED. Frames are copied
-					    into 4 MiB of aligned staging buffers per open
-					    log, registered with io_uring (WRITE_FIXED);
-					    segments may end with < 4096 zero bytes while
-					    written (format version 2) */
+					    into two 2 MiB aligned staging buffers per open
+					    log, registered with io_uring (WRITE_FIXED):
+					    one is written while the other fills, also
+					    across spate_log_sync() calls; segments may end
+					    with < 4096 zero bytes while written (format
+					    version 2) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
 #define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
 					    (straight from the caller's batches, no copy) */
@@ -102,15 +104,31 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 		   struct spate_log_recovery *rep);
 
 /**
- * Write and fdatasync everything queued, write the clean-shutdown marker
- * (only if that all succeeded), free @p l. NULL-safe.
- * @return 0 or -errno (-ENOSPC: queued batches were lost; no marker).
+ * Write and fdatasync everything queued or staged (and the write in
+ * flight), write the clean-shutdown marker (only if that all succeeded),
+ * free @p l. NULL-safe.
+ * @return 0 or -errno (-ENOSPC: queued or staged batches were lost; no
+ *         marker).
  */
 int spate_log_close(struct spate_log *l);
 
-/** Sequence number the next appended batch must start with. */
+/** Sequence number the next appended batch must start with (everything
+ *  below it was appended; not necessarily written yet, see
+ *  spate_log_written_seq()). */
 uint64_t spate_log_next_seq(const struct spate_log *l);
-/** Everything below this sequence number is durable (fdatasync'ed). */
+/**
+ * Everything below this sequence number is written to the segment files
+ * (readers can read it; it survives the death of this process, not a power
+ * loss unless durable). With O_DIRECT, spate_log_sync() without an
+ * fdatasync due returns once the batches are copied into the staging
+ * buffers, with the last write possibly still in flight: then this lags
+ * spate_log_next_seq() until the next spate_log_sync() (one with nothing
+ * appended since waits for that write) or spate_log_close(). Otherwise it
+ * equals spate_log_next_seq() after a successful spate_log_sync().
+ */
+uint64_t spate_log_written_seq(const struct spate_log *l);
+/** Everything below this sequence number is durable (an fdatasync
+ *  completed after it was written); never more than spate_log_written_seq(). */
 uint64_t spate_log_durable_seq(const struct spate_log *l);
 /** Oldest retained sequence number (UINT64_MAX if the log is empty). */
 uint64_t spate_log_first_seq(const struct spate_log *l);
@@ -121,10 +139,11 @@ uint64_t spate_log_first_seq(const struct spate_log *l);
  * Its base_seq must equal spate_log_next_seq(), except for the first batch
  * of a log that has no segment yet, which sets the log's first sequence
  * number. The bytes are queued for
- * writing; through the page cache with io_uring they may be written
- * straight from @p batch (with O_DIRECT they are copied during the sync),
- * so it must stay unchanged until the next spate_log_sync() returns (ring
- * memory that a gating reader has not released qualifies).
+ * writing; through the page cache they are written straight from @p batch
+ * (with O_DIRECT they are copied into staging during the sync), so it must
+ * stay unchanged until the next spate_log_sync() returns 0 (ring memory
+ * that a gating reader has not released qualifies); after that it may be
+ * reused even if the log has not written it yet (spate_log_written_seq()).
  * Nothing is written here (spate_log_sync() writes), so a full disk is
  * reported by spate_log_sync().
  * @return 0, -EINVAL (not a data batch, bad length, NULL), -ERANGE (base_seq
@@ -137,10 +156,20 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len);
  * (ALWAYS: always; INTERVAL: when interval_ns has passed since the last
  * commit; NONE: never here). Rolls segments (a segment is always made
  * durable before the next is started), applies retention.
+ *
+ * With O_DIRECT and no fdatasync due, returns once every appended batch is
+ * copied into the staging buffers and submitted, the last write possibly
+ * still in flight (the disk writes it while the caller gathers the next
+ * group; at most one write is ever in flight): the appended memory may be
+ * reused, spate_log_written_seq() tells what reached the file. The next
+ * call reaps that write first (and reports its failure); a call with
+ * nothing appended since waits for it. When an fdatasync is due, returns
+ * only once it completed, after every appended batch was written.
  * @param durable if not NULL, receives spate_log_durable_seq() on success.
- * @return 0, -ENOSPC (disk full: the segment is cut back to its last whole
- *         frame, the unwritten batches stay queued; call again once there is
- *         space), -EIO, -EINVAL (NULL), -errno.
+ * @return 0, -ENOSPC (disk full, now or for the write left in flight by the
+ *         previous call: the segment is cut back to its last whole frame,
+ *         staged batches stay staged and unstaged ones queued, none lost;
+ *         call again once there is space), -EIO, -EINVAL (NULL), -errno.
  */
 int spate_log_sync(struct spate_log *l, uint64_t *durable);
 
