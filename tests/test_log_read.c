@@ -367,8 +367,10 @@ static void *live_writer(void *arg)
 		if (spate_log_append(l, buf, len) < 0 || spate_log_sync(l, NULL) < 0)
 			return (void *)1;
 		/* Release: pairs with the reader's acquire load; the records
-		 * below this are written (the reader only uses it as a bound). */
-		atomic_store_explicit(&lv->synced, spate_log_next_seq(l), memory_order_release);
+		 * below this reached the file (with O_DIRECT a sync may return
+		 * with its last write in flight: written, not appended, is the
+		 * bound). */
+		atomic_store_explicit(&lv->synced, spate_log_written_seq(l), memory_order_release);
 		done += len + 16;
 		if (++n % 8 == 0) {
 			struct timespec ts = {0, 200000};
