@@ -40,6 +40,8 @@
 
 #include "spate/log.h"
 
+#include "log_testlib.h"
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -62,28 +64,7 @@ static unsigned batch_count(uint64_t base)
 /* Build the batch starting at @p base into @p buf (8-aligned); @return its bytes. */
 static size_t make_batch(void *buf, uint64_t base, unsigned count, uint64_t ts)
 {
-	uint8_t *p = (uint8_t *)buf + SPATE_RING_BHDR_SIZE;
-
-	for (unsigned i = 0; i < count; i++) {
-		uint64_t s = base + i;
-		uint32_t len = rec_len(s);
-		struct spate_ring_rhdr rh = {len | ((uint32_t)(s & 0x7f) << 24), (uint32_t)(s * 2654435761u)};
-		memcpy(p, &rh, sizeof(rh));
-		for (uint32_t k = 0; k < len; k++)
-			p[sizeof(rh) + k] = rec_byte(s, k);
-		memset(p + sizeof(rh) + len, 0, spate_ring_rec_size(len) - sizeof(rh) - len);
-		p += spate_ring_rec_size(len);
-	}
-	size_t len = (size_t)(p - (uint8_t *)buf);
-	struct spate_ring_bhdr *h = buf;
-	h->count = count;
-	h->owner = 0;
-	h->base_seq = base;
-	h->ts = ts;
-	/* Relaxed: the batch is handed over by a plain call, on this thread. */
-	atomic_store_explicit(&h->commit, SPATE_RING_TAG(base * 64u) | len | SPATE_RING_C_COMMITTED,
-			      memory_order_relaxed);
-	return len;
+	return tl_log_make_batch(buf, base, count, ts, rec_len, rec_byte);
 }
 
 static void check_rec(const struct spate_ring_rec *r, uint64_t want_seq)

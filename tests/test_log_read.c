@@ -31,6 +31,8 @@
 
 #include "spate/log.h"
 
+#include "log_testlib.h"
+
 /* ------------------------------------------------------------------------ */
 /* Records and batches                                                      */
 /* ------------------------------------------------------------------------ */
@@ -76,28 +78,7 @@ static size_t batch_bytes(uint64_t base, unsigned count)
 /* Build the batch of @p count records from @p base into @p buf. */
 static size_t make_batch(void *buf, uint64_t base, unsigned count, uint64_t ts)
 {
-	uint8_t *p = (uint8_t *)buf + SPATE_RING_BHDR_SIZE;
-
-	for (unsigned i = 0; i < count; i++) {
-		uint64_t s = base + i;
-		uint32_t len = rlen(s);
-		struct spate_ring_rhdr rh = {len | ((uint32_t)(s & 0x7f) << 24), (uint32_t)(s * 2654435761u)};
-		memcpy(p, &rh, sizeof(rh));
-		for (uint32_t k = 0; k < len; k++)
-			p[sizeof(rh) + k] = pbyte(s, k);
-		memset(p + sizeof(rh) + len, 0, spate_ring_rec_size(len) - sizeof(rh) - len);
-		p += spate_ring_rec_size(len);
-	}
-	size_t len = (size_t)(p - (uint8_t *)buf);
-	struct spate_ring_bhdr *h = buf;
-	h->count = count;
-	h->owner = 0;
-	h->base_seq = base;
-	h->ts = ts;
-	/* Relaxed: the batch is handed over by a plain call, on this thread. */
-	atomic_store_explicit(&h->commit, SPATE_RING_TAG(base * 64u) | len | SPATE_RING_C_COMMITTED,
-			      memory_order_relaxed);
-	return len;
+	return tl_log_make_batch(buf, base, count, ts, rlen, pbyte);
 }
 
 /* 0 if @p r is record @p want, else a description in @p why. */
