@@ -20,6 +20,10 @@ extern "C" {
  * @return 0, -EINVAL (bad options; usage printed), -ENOMEM, -EIO (a run
  *         failed or a reader saw records out of sequence).
  */
+/** Median of @p n values (of a sorted copy; @p v is not changed); 0 if
+ *  none or out of memory. bench_util.c */
+double spate_bench_median(const double *v, unsigned n);
+
 int spate_bench_ring_main(int argc, char **argv);
 
 /** `spate demo`: a producer -> stream -> count plugin pipeline with numbers. */

@@ -402,23 +402,6 @@ struct result {
 	struct spate_hist hist;
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, unsigned n)
-{
-	double s[MAX_REPEAT];
-
-	if (!n)
-		return 0;
-	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 static void fmt_ns(char *buf, size_t len, uint64_t ns)
 {
 	if (ns < 10000)
@@ -1135,8 +1118,8 @@ int spate_bench_ring_main(int argc, char **argv)
 					}
 				}
 				for (unsigned k = first; k < nres; k++) {
-					res[k].rps = median(res[k].runs, res[k].nruns);
-					res[k].seconds = median(res[k].secs, res[k].nruns);
+					res[k].rps = spate_bench_median(res[k].runs, res[k].nruns);
+					res[k].seconds = spate_bench_median(res[k].secs, res[k].nruns);
 				}
 				if (!o.json) {
 					if (!header++)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "bench.h"
 #include "bench_impl.h"
 
 #define HUGE_2M (2u * 1024u * 1024u)
@@ -135,4 +136,25 @@ void spate_bench_pace_init(struct spate_bench_pace *p, const struct spate_bench_
 	/* Each writer offers rate / nwriters records per second. */
 	p->step = (uint64_t)((double)c->batch * 1e9 * c->nwriters / (double)c->rate);
 	p->next = spate_bench_mono_ns();
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double spate_bench_median(const double *v, unsigned n)
+{
+	double *c = n ? malloc(n * sizeof(*c)) : NULL;
+	double m;
+
+	if (!c)
+		return 0;
+	memcpy(c, v, n * sizeof(*c));
+	qsort(c, n, sizeof(*c), cmp_double);
+	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+	free(c);
+	return m;
 }

@@ -357,21 +357,6 @@ static double case_bps(const struct persist_case *k)
 	return k->secs > 0 ? (double)k->bytes / k->secs : 0;
 }
 
-static int dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, unsigned n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), dbl_cmp);
-	return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int spate_bench_persist_main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -445,7 +430,7 @@ int spate_bench_persist_main(int argc, char **argv)
 		if (strcmp(cases[i].durability, "always"))
 			ratios[nr++] = case_bps(&cases[i]) / raw_bps;
 	}
-	double med = median(ratios, nr), med_all = median(ratios_all, na);
+	double med = spate_bench_median(ratios, nr), med_all = spate_bench_median(ratios_all, na);
 	if (!json) {
 		printf("spate bench persist: %s, %.2f s per case; raw = mean of first and last (%.0f MB/s)\n", base,
 		       secs, raw_bps / 1e6);

@@ -117,27 +117,6 @@ out:
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-/* Median of @p n values (sorts a copy); 0 if none. */
-static double median(const double *v, unsigned n)
-{
-	double *c = n ? malloc(n * sizeof(*c)) : NULL;
-	double m = 0;
-
-	if (!c)
-		return 0;
-	memcpy(c, v, n * sizeof(*c));
-	qsort(c, n, sizeof(*c), cmp_double);
-	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
-	free(c);
-	return m;
-}
-
 static int read_summary(const char *path, struct pipe_result *r)
 {
 	json_object *j = json_object_from_file(path), *v;
@@ -549,8 +528,8 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		}
 		ratio[i] = rw[i] / rwo[i];
 	}
-	double med_w = median(rw, nov), med_wo = median(rwo, nov);
-	double med_ratio = median(ratio, nov);
+	double med_w = spate_bench_median(rw, nov), med_wo = spate_bench_median(rwo, nov);
+	double med_ratio = spate_bench_median(ratio, nov);
 	/* The precise figure: cost per delivery times deliveries per second of
 	 * the saturated run, as a share of the worker's core. */
 	double ns_del = counters_ns_per_delivery();

@@ -289,21 +289,6 @@ static int replay_read(const char *dir, uint32_t flags, struct replay_run *r)
 	return n < 0 ? n : 0;
 }
 
-static int dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, unsigned n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), dbl_cmp);
-	return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int spate_bench_replay_main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -407,15 +392,15 @@ int spate_bench_replay_main(int argc, char **argv)
 				b[r] = (double)bytes / res[w][i][r].secs;
 				cc[r] = res[w][i][r].cpu / res[w][i][r].secs;
 			}
-			med_rps[w][i] = median(a, runs);
-			med_bps[w][i] = median(b, runs);
-			med_cpu[w][i] = median(cc, runs);
+			med_rps[w][i] = spate_bench_median(a, runs);
+			med_bps[w][i] = spate_bench_median(b, runs);
+			med_cpu[w][i] = spate_bench_median(cc, runs);
 		}
 	const unsigned base_i = REPLAY_NIMPL - 1; /* per_frame: the reader before */
 	double raw_b[REPLAY_MAX_RUNS];
 	for (unsigned r = 0; r < runs; r++)
 		raw_b[r] = (double)bytes / raw_secs[r];
-	double raw_bps = median(raw_b, runs);
+	double raw_bps = spate_bench_median(raw_b, runs);
 	if (json) {
 		json_object *root = json_object_new_object(), *arr = json_object_new_array();
 		json_object_object_add(root, "bench", json_object_new_string("replay"));
