@@ -297,6 +297,8 @@ int spate_sv_take(const char *bus, struct spate_sv **out)
 		o->source = atomic_load_explicit(&ts->source, memory_order_relaxed);
 		o->catchup_from = LD(ts->catchup_from);
 		o->catchup_target = LD(ts->catchup_target);
+		for (unsigned b = 0; b < SPATE_STATS_BATCH_BUCKETS; b++)
+			o->batch_log2[b] = LD(ts->batch_log2[b]);
 	}
 	for (uint32_t k = 0; k < v->n_workers; k++) {
 		const struct spate_stats_worker *w = spate_stats_worker_at(st, k);
@@ -484,7 +486,17 @@ static void j_consumer_counters(json_object *o, const struct spate_sv *v, const 
 	json_object_object_add(o, "age_ms", j_u64(age));
 	double cu = catchup(v, c, shard);
 	json_object_object_add(o, "catchup_progress", cu < 0 ? NULL : json_object_new_double(cu));
-	if (shard == UINT32_MAX) { /* histograms are per consumer, not per shard */
+	/* Deliveries by batch size, log2 buckets: [1], [2,3], [4,7], ... */
+	json_object *bl = json_object_new_array();
+	for (unsigned b = 0; b < SPATE_STATS_BATCH_BUCKETS; b++) {
+		uint64_t sum = 0;
+		for (uint32_t t = 0; t < v->n_tasks; t++)
+			if (task_in(v, c, t, shard))
+				sum += v->tasks[t].batch_log2[b];
+		json_object_array_add(bl, j_u64(sum));
+	}
+	json_object_object_add(o, "batch_size_log2", bl);
+	if (shard == UINT32_MAX) { /* HDR histograms are per consumer, not per shard */
 		json_object_object_add(o, "latency", j_hist(spate_sv_hist(v, c, 0), true));
 		json_object_object_add(o, "process", j_hist(spate_sv_hist(v, c, 1), true));
 		json_object_object_add(o, "batch_size", j_hist(spate_sv_hist(v, c, 2), false));

@@ -28,6 +28,7 @@ struct spate_sv_task {
 	uint64_t lag_records, lag_bytes, age_ms;
 	uint32_t source;
 	uint64_t catchup_from, catchup_target;
+	uint64_t batch_log2[SPATE_STATS_BATCH_BUCKETS]; /* deliveries by log2 size */
 };
 
 struct spate_sv_consumer {

@@ -208,6 +208,14 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 		cr_assert_gt(atomic_load(&t->last_ts), 0);
 		/* Each task samples 1 delivery in 8 (its own tick). */
 		sampled += (3 + later + 7) / 8;
+		/* Every delivery in this shard's log2 batch-size buckets; the
+		 * full batches of 100 in [64, 128). */
+		uint64_t inb = 0;
+		for (unsigned bk = 0; bk < SPATE_STATS_BATCH_BUCKETS; bk++)
+			inb += atomic_load(&t->batch_log2[bk]);
+		cr_assert_eq(inb, 3 + later, "shard %u: batch-size buckets", sh);
+		cr_assert_eq(spate_stats_batch_bucket(100), 6);
+		cr_assert_geq(atomic_load(&t->batch_log2[6]), 1, "shard %u: batches of 100", sh);
 
 		sum_records += atomic_load(&t->records);
 		sum_bytes += atomic_load(&t->bytes);
@@ -625,4 +633,15 @@ Test(stats, config_metrics_keys, .timeout = 30)
 	cr_assert_eq(spate_config_parse_listen(":x", NULL, 0, NULL), -EINVAL);
 	cr_assert_eq(spate_config_parse_listen("[::1]80", NULL, 0, NULL), -EINVAL);
 	cr_assert_eq(spate_config_parse_listen("", NULL, 0, NULL), -EINVAL);
+}
+
+Test(stats, batch_bucket_bounds)
+{
+	cr_assert_eq(spate_stats_batch_bucket(1), 0);
+	cr_assert_eq(spate_stats_batch_bucket(2), 1);
+	cr_assert_eq(spate_stats_batch_bucket(3), 1);
+	cr_assert_eq(spate_stats_batch_bucket(4), 2);
+	cr_assert_eq(spate_stats_batch_bucket(32767), 14);
+	cr_assert_eq(spate_stats_batch_bucket(32768), 15);
+	cr_assert_eq(spate_stats_batch_bucket(100000), 15, "the last bucket holds the rest");
 }

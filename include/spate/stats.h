@@ -78,7 +78,9 @@ extern "C" {
 #endif
 
 #define SPATE_STATS_MAGIC 0x5354415453544150ULL /* "PATSTATS" */
-#define SPATE_STATS_LAYOUT_VERSION 2u
+#define SPATE_STATS_LAYOUT_VERSION 3u
+/** Log2 batch-size buckets per task (struct spate_stats_task.batch_log2). */
+#define SPATE_STATS_BATCH_BUCKETS 16u
 #define SPATE_STATS_READY 0x59444552u
 /** Separation of state written by different threads (two 64-byte lines). */
 #define SPATE_STATS_LINE 128u
@@ -201,6 +203,11 @@ struct spate_stats_task {
 	_Atomic uint64_t catchup_from;   /**< first sequence of the catch-up from disk */
 	_Atomic uint64_t catchup_target; /**< sequence where the ring takes over */
 	uint8_t pad2_[SPATE_STATS_LINE - 40];
+	/* Line 2: this shard's (and lane's) batch sizes, log2 buckets: bucket k
+	 * counts deliveries of [2^k, 2^(k+1)) records, the last one 2^15 and
+	 * more. One writer (the task's poller), every delivery; the
+	 * consumer's HDR batch-size histogram holds the exact distribution. */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint64_t batch_log2[SPATE_STATS_BATCH_BUCKETS];
 };
 
 /** A worker thread. */
@@ -218,7 +225,7 @@ struct spate_stats_worker {
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
-_Static_assert(sizeof(struct spate_stats_task) == 2 * SPATE_STATS_LINE, "task slot");
+_Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
 _Static_assert(sizeof(struct spate_stats_worker) == SPATE_STATS_LINE, "worker slot");
 
 struct spate_stats;
@@ -365,6 +372,13 @@ int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_
 int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
 			  struct spate_stats_sref *out);
 
+/** The log2 bucket of a batch of @p n records (n >= 1). */
+static inline unsigned spate_stats_batch_bucket(uint32_t n)
+{
+	unsigned k = n ? 31u - (unsigned)__builtin_clz(n) : 0;
+	return k < SPATE_STATS_BATCH_BUCKETS ? k : SPATE_STATS_BATCH_BUCKETS - 1;
+}
+
 /** A delivery of @p n records to the plugin; @p retry if it was a
  *  redelivery; @p ns its time in process() if it was timed (the engine times
  *  1 delivery in 8, the ones whose latency it samples), else 0. Thread: the
@@ -384,6 +398,7 @@ static inline void spate_stats_task_delivery(const struct spate_stats_tref *r, u
 		spate_hist_record_mw(r->process, ns);
 	}
 	spate_hist_record_mw(r->batch, n);
+	spate_stats_add(&t->batch_log2[spate_stats_batch_bucket(n)], 1);
 }
 
 /** @p n records of @p bytes payload bytes were handled, the last committed
