@@ -403,9 +403,9 @@ static void maybe_spill(struct spate_task *t)
 	if (next == UINT64_MAX || next < t->rd->seq)
 		next = t->rd->seq;
 	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
-	/* Acquire: pairs with the persister's release in dur_publish (the log
-	 * holds everything below written_seq once this is seen). */
-	(void)atomic_load_explicit(&d->durable_seq, memory_order_acquire);
+	/* Relaxed: a hint. The log's contents are read through the file, not
+	 * this memory; were the hint early, the log reader would find its end
+	 * and the task would go back to the ring (to_ring). */
 	uint64_t written = atomic_load_explicit(&d->written_seq, memory_order_relaxed);
 	if (written <= next)
 		return;

@@ -515,8 +515,7 @@ int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s
 
 	if (!cs || cs->durability == SPATE_CONFIG_DURABILITY_OFF || shard >= cs->shards)
 		return -ENOENT;
-	spate_persist_shard_dir(e->cfg, cs, shard, buf, len);
-	return 0;
+	return spate_config_stream_log_dir(e->cfg, cs, shard, buf, len);
 }
 
 static int plan_workers(struct spate_engine *e)

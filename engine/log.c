@@ -2800,6 +2800,20 @@ static int rd_to_oldest(struct spate_log_reader *rd, uint64_t *skipped)
 	return 0;
 }
 
+/* If retention deleted the reader's segment, move to the oldest retained
+ * record (the gap goes to *skipped). @return 1 (moved: read on), 0 (not
+ * deleted), -ENOENT (nothing retained), -errno. */
+static int rd_check_deleted(struct spate_log_reader *rd, uint64_t *skipped)
+{
+	struct stat st;
+
+	rd->nlink_due = 0;
+	if (fstat(rd->fd, &st) != 0 || st.st_nlink != 0)
+		return 0;
+	int rc = rd_to_oldest(rd, skipped);
+	return rc < 0 ? rc : 1;
+}
+
 int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
 		   uint64_t *skipped)
 {
@@ -2832,18 +2846,15 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 		/* Was our segment deleted by retention? Per batch when reading
 		 * per frame; with read-ahead, at the end of its data and every
 		 * RD_NLINK_EVERY chunks (what was read ahead stays readable). */
-		struct stat st;
 		int rc;
 		if (rd->fd >= 0 && ((rd->flags & SPATE_LOG_RD_F_PER_FRAME) || rd->nlink_due)) {
-			rd->nlink_due = 0;
-			if (fstat(rd->fd, &st) == 0 && st.st_nlink == 0) {
-				rc = rd_to_oldest(rd, skipped);
-				if (rc == -ENOENT)
-					return 0;
-				if (rc < 0)
-					return rc;
+			rc = rd_check_deleted(rd, skipped);
+			if (rc == -ENOENT)
+				return 0;
+			if (rc < 0)
+				return rc;
+			if (rc)
 				continue;
-			}
 		}
 		rc = rd->fd >= 0 ? rd_next_frame(rd) : 0;
 		if (rc < 0)
@@ -2855,15 +2866,13 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 		}
 		if (rd->nlink_due && rd->fd >= 0) {
 			/* At the end of the data (read ahead): deleted? */
-			rd->nlink_due = 0;
-			if (fstat(rd->fd, &st) == 0 && st.st_nlink == 0) {
-				rc = rd_to_oldest(rd, skipped);
-				if (rc == -ENOENT)
-					return 0;
-				if (rc < 0)
-					return rc;
+			rc = rd_check_deleted(rd, skipped);
+			if (rc == -ENOENT)
+				return 0;
+			if (rc < 0)
+				return rc;
+			if (rc)
 				continue;
-			}
 		}
 		/* End of this segment: is there a next one? */
 		uint64_t *bases = NULL;

@@ -58,13 +58,6 @@
 #define PERSIST_RETRY_NS (10ull * 1000 * 1000)
 #define PERSIST_STOP_DRAIN_NS (5ull * 1000 * 1000 * 1000)
 
-void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
-			     uint32_t shard, char *buf, size_t len)
-{
-	if (spate_config_stream_log_dir(cfg, cs, shard, buf, len) < 0 && len)
-		buf[0] = 0; /* too long: opening "" fails with a clear error */
-}
-
 static void log_params(const struct spate_config_stream *cs, struct spate_log_params *lp)
 {
 	memset(lp, 0, sizeof(*lp));
@@ -233,9 +226,10 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		struct spate_persist_shard *x = &p->sh[p->n + i];
 		struct spate_log_recovery rep;
 		memset(x, 0, sizeof(*x));
-		spate_persist_shard_dir(cfg, cs, i, x->dir, sizeof(x->dir));
 		memset(&rep, 0, sizeof(rep));
-		rc = spate_eng_mkdir_p(x->dir);
+		rc = spate_config_stream_log_dir(cfg, cs, i, x->dir, sizeof(x->dir));
+		if (rc == 0)
+			rc = spate_eng_mkdir_p(x->dir);
 		if (rc == 0)
 			rc = spate_log_open(x->dir, &lp, &x->log, &rep);
 		if (rc < 0) {
@@ -394,9 +388,6 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			}
 			x->pending += sp[k].count;
 			x->round_bytes += sp[k].len;
-			/* Relaxed: counters read by monitors. */
-			atomic_fetch_add_explicit(&x->bytes, sp[k].len, memory_order_relaxed);
-			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
 		}
 	}
 	/* Idle: an interval shard still owes a sync once its period ends, and
@@ -420,7 +411,6 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			spate_stats_persist_fsync(&x->st, spate_mono_ns() - t0, durable);
 	}
 	x->round_bytes = 0;
-	atomic_fetch_add_explicit(&x->syncs, 1, memory_order_relaxed);
 	uint32_t done = x->pending + x->skipped;
 	if (done)
 		spate_ring_release(x->rd, done);

@@ -32,8 +32,7 @@ struct spate_persist_shard {
 	uint64_t retry_at;        /* mono ns: next sync attempt after an error */
 	uint64_t err_logged_ns;   /* rate limit of the error message */
 	bool dead;                /* a fatal error: the shard is no longer persisted */
-	_Atomic uint64_t bytes, batches, syncs; /* written by the persister thread */
-	uint64_t round_bytes;     /* appended since the last sync */
+	uint64_t round_bytes;     /* appended since the last sync (for the counters region) */
 	struct spate_stats_sref st; /* counters region (engine.c stats_open); slot NULL: off */
 };
 
@@ -69,10 +68,6 @@ struct spate_persister {
 int spate_persist_open_stream(struct spate_persister *p, const struct spate_config *cfg,
 			      const struct spate_config_stream *cs, struct spate_stream **out,
 			      char *err, size_t errlen);
-
-/** The log directory of shard @p shard of @p cs (<log_dir>/<shard>). */
-void spate_persist_shard_dir(const struct spate_config *cfg, const struct spate_config_stream *cs,
-			     uint32_t shard, char *buf, size_t len);
 
 /**
  * Replace file @p path durably: write @p buf to "<path>.tmp" and fdatasync it

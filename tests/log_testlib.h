@@ -6,10 +6,13 @@
 #ifndef SPATE_TESTS_LOG_TESTLIB_H
 #define SPATE_TESTS_LOG_TESTLIB_H
 
+#include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "spate/log.h"
 #include "spate/ring.h"
 
 /* The batch of @p count records from sequence @p base into @p buf
@@ -41,6 +44,34 @@ static inline size_t tl_log_make_batch(void *buf, uint64_t base, unsigned count,
 	atomic_store_explicit(&h->commit, SPATE_RING_TAG(base * 64u) | len | SPATE_RING_C_COMMITTED,
 			      memory_order_relaxed);
 	return len;
+}
+
+/* Read @p rd to the end, @p max records at a time, from record *@p next:
+ * every record is checked with @p check, and a gap (retention deleted what
+ * the reader was on) must be reported exactly, the next record being the
+ * first after it. *@p next ends past the last record read. @return the
+ * records skipped. */
+static inline uint64_t tl_log_read_gaps(struct spate_log_reader *rd, uint64_t *next, unsigned max,
+					void (*check)(const struct spate_ring_rec *, uint64_t))
+{
+	struct spate_ring_rec recs[64];
+	uint64_t total = 0, skipped = 0;
+	int got;
+
+	cr_assert_leq(max, 64u);
+	for (;;) {
+		got = spate_log_read(rd, recs, max, &skipped);
+		cr_assert_geq(got, 0, "read: %d", got);
+		total += skipped;
+		if (!got)
+			return total;
+		if (skipped) {
+			cr_assert_eq(recs[0].seq, *next + skipped, "gap reported exactly");
+			*next += skipped;
+		}
+		for (int i = 0; i < got; i++)
+			check(&recs[i], (*next)++);
+	}
 }
 
 #endif

@@ -722,20 +722,7 @@ Test(log, retention_by_bytes_moves_reader, .timeout = 60)
 	cr_assert_gt(st.first_seq, next, "old segments deleted");
 	cr_assert_eq(spate_log_first_seq(l), st.first_seq, "first_seq");
 
-	uint64_t total_skipped = 0;
-	for (;;) {
-		got = spate_log_read(rd, recs, 4, &skipped);
-		cr_assert_geq(got, 0, "read: %d", got);
-		total_skipped += skipped;
-		if (!got)
-			break;
-		if (skipped) {
-			cr_assert_eq(recs[0].seq, next + skipped, "gap reported exactly");
-			next += skipped;
-		}
-		for (int i = 0; i < got; i++)
-			check_rec(&recs[i], next++);
-	}
+	uint64_t total_skipped = tl_log_read_gaps(rd, &next, 4, check_rec);
 	cr_assert_gt(total_skipped, 0, "gap reported");
 	cr_assert_eq(next, end, "read to the end");
 	spate_log_reader_close(rd);

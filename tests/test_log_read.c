@@ -435,20 +435,7 @@ static void retention(uint32_t flags)
 	/* Much more: the reader's segment and several after it go. */
 	uint64_t end = write_log(l, 30u << 20);
 	cr_assert_gt(spate_log_first_seq(l), next, "old segments deleted");
-	uint64_t total = 0;
-	for (;;) {
-		got = spate_log_read(rd, recs, 8, &skipped);
-		cr_assert_geq(got, 0, "read: %d", got);
-		total += skipped;
-		if (!got)
-			break;
-		if (skipped) {
-			cr_assert_eq(recs[0].seq, next + skipped, "gap reported exactly");
-			next += skipped;
-		}
-		for (int i = 0; i < got; i++)
-			check_rec(&recs[i], next++);
-	}
+	uint64_t total = tl_log_read_gaps(rd, &next, 8, check_rec);
 	cr_assert_gt(total, 0, "gap reported");
 	cr_assert_eq(next, end, "read to the end");
 	spate_log_reader_close(rd);
