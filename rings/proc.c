@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rings/proc.h"
@@ -73,4 +74,15 @@ int spate_proc_alive(pid_t pid, uint64_t start_time)
 	if (state == 'Z' || state == 'X')
 		return 0;
 	return (start_time == 0 || start == start_time) ? 1 : 0;
+}
+
+uint64_t spate_proc_pidns(void)
+{
+	struct stat st;
+
+	/* The namespace of this process, not of its children: /proc/self/ns/pid
+	 * (pid_for_children may differ after unshare(CLONE_NEWPID)). */
+	if (stat("/proc/self/ns/pid", &st) != 0)
+		return 0;
+	return (uint64_t)st.st_ino;
 }

@@ -18,4 +18,9 @@ uint64_t spate_proc_start_time(pid_t pid);
  *  else 0. */
 int spate_proc_alive(pid_t pid, uint64_t start_time);
 
+/** Identity of the calling process's PID namespace (the inode of
+ *  /proc/self/ns/pid), or 0 if it cannot be read. Two processes whose values
+ *  differ cannot look each other up by pid. */
+uint64_t spate_proc_pidns(void);
+
 #endif

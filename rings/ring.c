@@ -20,20 +20,31 @@
  * then re-reads trim.
  *
  * Multi-writer rings claim with a CAS on head after recording the intended
- * claim in the writer's slot; the batch header gets its claimed length at
- * once and its COMMITTED bit when the records are written. Whoever holds the
- * publisher token then walks committed batches from tail, stamps their
- * sequence numbers (so numbers are contiguous in ring order, assigned at
- * publication) and stores tail once. A writer that commits while another
- * holds the token leaves the work to it; the holder re-checks after giving
- * the token back (Dekker again), so no commit is left unpublished.
+ * claim (position, length) in the writer's slot; the batch header gets its
+ * claimed length at once (then the intent's "header written" bit) and its
+ * COMMITTED bit when the records are written. Publication is in claim order,
+ * as in DPDK's MP ring: a committer waits until tail reaches its claim, then
+ * stamps its sequence numbers and moves tail past it. Nobody ever reads a
+ * header at or past tail to decide what to publish, so payload bytes left
+ * from an earlier lap cannot pass for a batch (issue 9, item 11).
  *
- * Trade-offs and limits. A preempted publisher delays publication of the
- * batches behind it (never their claims); a dead claimant stops publication
- * at its batch until the recovery pass (later work) turns its claim, known
- * from the header or from its slot's intent, into an empty batch. Readers
- * never block on it: peek returns 0 and waits time out. At most
- * SPATE_RING_MAX_READERS readers and SPATE_RING_MAX_WRITERS writers.
+ * Liveness. Every slot holds a lease (struct spate_ring_lease): pid, start
+ * time, PID namespace and a heartbeat, written after the claim; a claimed
+ * slot without identity yet is alive for SPATE_RING_CLAIM_NS. Slot words
+ * carry a generation, so freeing or evicting is a CAS that cannot hit the
+ * next holder. A writer that cannot go on (full ring, or waiting for its
+ * turn) looks for dead peers every SPATE_RING_CHECK_NS: it evicts dead
+ * gating readers (not KEEP ones), takes tokens from dead holders, and under
+ * the recovery token publishes a dead writer's committed batch or turns its
+ * claim into a SKIP batch (unblock(), after Aeron's unblock). Futex sleeps
+ * are capped at that period, so no wait depends on a dead process.
+ *
+ * Trade-offs and limits. A preempted (or stopped) claimant delays the
+ * publication of the batches claimed after it for as long as it lives. A
+ * holder in another PID namespace is judged by its heartbeat, renewed while
+ * it waits (and by spate_ring_*_beat()); CLOCK_MONOTONIC must not differ
+ * between the namespaces (time namespaces). At most SPATE_RING_MAX_READERS
+ * readers and SPATE_RING_MAX_WRITERS writers.
  */
 #include "spate_config.h"
 
@@ -252,6 +263,160 @@ struct spate_shm *spate_ring_shm(const struct spate_ring *r)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Leases and slots                                                          */
+/* ------------------------------------------------------------------------ */
+
+static void count(_Atomic uint64_t *c)
+{
+	/* Relaxed: a statistic, read by spate_ring_health(). */
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void beat(struct spate_ring_lease *l, uint64_t now)
+{
+	/* Relaxed: a heartbeat is judged against a bound of seconds. */
+	atomic_store_explicit(&l->beat_ns, now, memory_order_relaxed);
+}
+
+/* Write our identity into a slot we have just claimed. The slot counts as
+ * "claimed, identity not yet written" (alive for SPATE_RING_CLAIM_NS) until
+ * pid is stored. */
+static void lease_write(struct spate_ring_lease *l)
+{
+	pid_t me = getpid();
+
+	beat(l, spate_mono_ns());
+	/* Relaxed: published by the release store of pid below. */
+	atomic_store_explicit(&l->start_time, spate_proc_start_time(me), memory_order_relaxed);
+	atomic_store_explicit(&l->pidns, spate_proc_pidns(), memory_order_relaxed);
+	/* Release: pairs with the acquire load of pid in lease_alive(). */
+	atomic_store_explicit(&l->pid, (uint32_t)me, memory_order_release);
+}
+
+/*
+ * Is the holder of @p l alive, as far as anyone can tell? Definite for a
+ * holder in our PID namespace (pid + start time); for one in another, its
+ * heartbeat decides; a slot still being claimed is alive for a bound that
+ * starts when it is first seen so (the first observer stamps beat_ns).
+ */
+static int lease_alive(struct spate_ring_lease *l, uint64_t myns, uint64_t now)
+{
+	/* Acquire: pairs with the release store of pid in lease_write(). */
+	uint32_t pid = atomic_load_explicit(&l->pid, memory_order_acquire);
+	/* Relaxed: a heartbeat, judged against a bound of seconds. */
+	uint64_t b = atomic_load_explicit(&l->beat_ns, memory_order_relaxed);
+
+	if (!pid) {
+		if (!b) {
+			/* Relaxed: a first-seen stamp; the claimant overwrites it. */
+			atomic_compare_exchange_strong_explicit(&l->beat_ns, &b, now,
+								memory_order_relaxed,
+								memory_order_relaxed);
+			return 1;
+		}
+		return now < b || now - b < SPATE_RING_CLAIM_NS;
+	}
+	/* Relaxed: ordered by the acquire of pid. */
+	uint64_t ns = atomic_load_explicit(&l->pidns, memory_order_relaxed);
+	if (ns && myns && ns != myns)
+		return now < b || now - b < SPATE_RING_LEASE_NS;
+	return spate_proc_alive((pid_t)pid,
+				atomic_load_explicit(&l->start_time, memory_order_relaxed));
+}
+
+/* Busy state of a slot being freed: nobody claims it, nobody else frees it. */
+#define SLOT_FREEING 3u
+
+/* Claim a FREE slot among @p n own words (stride @p stride bytes): the
+ * generation goes up, the state to ACTIVE. Returns the index or -EBUSY. */
+static int slot_claim(_Atomic uint64_t *own0, size_t stride, uint32_t n, uint64_t *own_out)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		_Atomic uint64_t *o = (_Atomic uint64_t *)(void *)((char *)own0 + i * stride);
+		/* Relaxed: the CAS below validates it. */
+		uint64_t v = atomic_load_explicit(o, memory_order_relaxed);
+		if (SPATE_RING_OWN_STATE(v) != SPATE_RING_SLOT_FREE)
+			continue;
+		uint64_t nv = (v & ~(uint64_t)0xff) + SPATE_RING_OWN_GEN1 + SPATE_RING_SLOT_ACTIVE;
+		/* Acquire: pairs with the release store of FREE in slot_free(),
+		 * so the previous holder's use of the slot (and the cleared lease)
+		 * happen before ours. */
+		if (atomic_compare_exchange_strong_explicit(o, &v, nv, memory_order_acquire,
+							    memory_order_relaxed)) {
+			*own_out = nv;
+			return (int)i;
+		}
+	}
+	return -EBUSY;
+}
+
+/* Free a slot whose own word is @p expect: park it in FREEING (so no other
+ * freer races us), clear the lease, then FREE. 0, or -ESTALE if the word
+ * changed (someone else freed or evicted it first). */
+static int slot_free(_Atomic uint64_t *own, uint64_t expect, struct spate_ring_lease *l)
+{
+	uint64_t parked = (expect & ~(uint64_t)0xff) | SLOT_FREEING;
+
+	/* Seq_cst: ordered with the writers' scans and other freers. */
+	if (!atomic_compare_exchange_strong_explicit(own, &expect, parked, memory_order_seq_cst,
+						     memory_order_relaxed))
+		return -ESTALE;
+	/* Relaxed: published by the release store of FREE below. */
+	atomic_store_explicit(&l->pid, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->beat_ns, 0, memory_order_relaxed);
+	/* Release: pairs with the acquire CAS in slot_claim(). */
+	atomic_store_explicit(own, parked & ~(uint64_t)0xff, memory_order_release);
+	return 0;
+}
+
+/* Is writer slot @p i held by a live process? A free slot is not. */
+static int writer_alive(struct spate_ring_shared *sh, uint32_t i, uint64_t myns, uint64_t now)
+{
+	/* Acquire: pairs with the release store of FREE in slot_free() (a
+	 * claim after it then shows as a new generation); the lease's own
+	 * pid acquire orders its fields. */
+	uint64_t v = atomic_load_explicit(&sh->writers[i].own, memory_order_acquire);
+	if (SPATE_RING_OWN_STATE(v) == SPATE_RING_SLOT_FREE)
+		return 0;
+	if (SPATE_RING_OWN_STATE(v) == SLOT_FREEING)
+		return 1;
+	return lease_alive(&sh->writers[i].lease, myns, now);
+}
+
+/*
+ * Take token @p tok (0 free, else writer slot + 1) for @p me. If it is held
+ * and @p check, a holder whose process is dead (or a value no writer can
+ * hold: corrupt) loses it to us, counted. Returns 1 if we hold it.
+ */
+static int token_take(struct spate_ring_shared *sh, _Atomic uint32_t *tok, uint32_t me, int check)
+{
+	uint32_t cur = 0;
+
+	/* Acquire: pairs with the release store of 0 by the previous holder. */
+	if (atomic_compare_exchange_strong_explicit(tok, &cur, me, memory_order_acquire,
+						    memory_order_relaxed))
+		return 1;
+	if (!check)
+		return 0;
+	if (cur >= 1 && cur <= SPATE_RING_MAX_WRITERS &&
+	    writer_alive(sh, cur - 1, spate_proc_pidns(), spate_mono_ns()))
+		return 0;
+	/* Acquire: as above; the dead holder's stores are what they are (the
+	 * walkers keep the shared state consistent at every store). */
+	if (!atomic_compare_exchange_strong_explicit(tok, &cur, me, memory_order_acquire,
+						     memory_order_relaxed))
+		return 0;
+	count(&sh->health.takeovers);
+	return 1;
+}
+
+static void token_give(_Atomic uint32_t *tok)
+{
+	/* Release: pairs with the acquire CAS in token_take(). */
+	atomic_store_explicit(tok, 0, memory_order_release);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Writers                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -261,7 +426,7 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	struct spate_ring_shared *sh = r->sh;
 	uint32_t nslots = (r->flags & SPATE_RING_F_MULTI_WRITER) ? SPATE_RING_MAX_WRITERS : 1;
 	struct spate_ring_writer *w;
-	uint32_t i;
+	uint64_t own;
 
 	if (wait > SPATE_RING_WAIT_BLOCK)
 		return -EINVAL;
@@ -270,35 +435,26 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	for (i = 0; i < nslots; i++) {
-		uint32_t expect = SPATE_RING_SLOT_FREE;
-		/* Acquire: pairs with the release store of FREE in writer_close,
-		 * so the previous owner's use of the slot is over. */
-		if (atomic_compare_exchange_strong_explicit(&sh->writers[i].state, &expect,
-							    SPATE_RING_SLOT_ACTIVE,
-							    memory_order_acquire,
-							    memory_order_relaxed))
-			break;
-	}
-	if (i == nslots) {
+	int i = slot_claim(&sh->writers[0].own, sizeof(sh->writers[0]), nslots, &own);
+	if (i < 0) {
 		free(w);
-		return -EBUSY;
+		return i;
 	}
-	sh->writers[i].pid = (uint32_t)getpid();
-	sh->writers[i].start_time = spate_proc_start_time((pid_t)getpid());
-	/* Relaxed: recovery data only, read long after. */
-	atomic_store_explicit(&sh->writers[i].intent_len, 0, memory_order_relaxed);
-	/* Relaxed: no batch of ours is pending; UINT64_MAX matches no position. */
-	atomic_store_explicit(&sh->writers[i].pub_pos, UINT64_MAX, memory_order_relaxed);
+	struct spate_ring_wslot *ws = &sh->writers[i];
+	/* Relaxed: recovery data, published by the lease's release below. */
+	atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
+	lease_write(&ws->lease);
 
 	w->ring = r;
 	w->data = r->data;
 	w->mask = r->mask;
 	w->cap = r->cap;
 	w->flags = r->flags;
-	w->slot = i;
+	w->slot = (uint32_t)i;
+	w->own = own;
 	w->wait = wait;
 	w->timeout_ns = UINT64_MAX;
+	w->beat_ns = spate_mono_ns();
 	/* Acquire: pairs with the release store of tail by the previous writer
 	 * (single-writer rings continue where it stopped). */
 	w->head = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
@@ -313,14 +469,23 @@ void spate_ring_writer_close(struct spate_ring_writer *w)
 {
 	if (!w)
 		return;
-	/* Release: pairs with the acquire CAS in writer_open. */
-	atomic_store_explicit(&w->ring->sh->writers[w->slot].state, SPATE_RING_SLOT_FREE,
-			      memory_order_release);
+	struct spate_ring_wslot *ws = &w->ring->sh->writers[w->slot];
+	/* -ESTALE: reaped as dead (a lease misjudged); the slot is not ours. */
+	(void)slot_free(&ws->own, w->own, &ws->lease);
 	free(w);
 }
 
-/* Minimum released position of the active readers, at most @p bound. */
-static uint64_t min_reader_pos(struct spate_ring_shared *sh, uint64_t bound)
+void spate_ring_writer_beat(struct spate_ring_writer *w)
+{
+	w->beat_ns = spate_mono_ns();
+	beat(&w->ring->sh->writers[w->slot].lease, w->beat_ns);
+}
+
+/* Minimum released position of the active readers, at most @p bound (the
+ * tail). A position no registered reader can hold (past the tail, or more
+ * than a ring behind it: a corrupt slot, or a reader still registering)
+ * gates nothing. */
+static uint64_t min_reader_pos(struct spate_ring_shared *sh, uint64_t bound, uint64_t cap)
 {
 	/* Seq_cst: the second half of the Dekker pair with reader registration
 	 * (it stores its slot and mask bit, then reads trim; we store trim,
@@ -334,7 +499,7 @@ static uint64_t min_reader_pos(struct spate_ring_shared *sh, uint64_t bound)
 		/* Seq_cst (acquire at least): pairs with the release store of pos in
 		 * spate_ring_release(): the reader is done with bytes below it. */
 		uint64_t p = atomic_load_explicit(&sh->readers[i].pos, memory_order_seq_cst);
-		if (p < min)
+		if (p < min && bound - p <= cap)
 			min = p;
 	}
 	return min;
@@ -343,29 +508,25 @@ static uint64_t min_reader_pos(struct spate_ring_shared *sh, uint64_t bound)
 /*
  * Advance trim over whole published batches until it is at least @p goal
  * (goal <= tail). Returns the new trim; stops early at a header that fails
- * validation (a corrupt ring: the writer then simply finds no space).
+ * validation, and then sets *@p bad (a corrupt ring: an error, not a wait).
  *
  * Only one writer walks at a time (multi-writer rings take trim_lock; one
- * that finds it taken uses trim as it is). That is what makes the walk safe:
+ * that finds it taken uses trim as it is; a dead holder loses it to a
+ * waiting writer's check_peers()). That is what makes the walk safe:
  * every writer's cached limit is at most trim + capacity as it was when the
  * limit was computed, and trim only grows, so no writer can be overwriting a
  * header at or above the trim the walker starts from.
  */
-static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal, uint64_t tail)
+static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal, uint64_t tail,
+			     int *bad)
 {
 	struct spate_ring_shared *sh = r->sh;
 	int mp = !!(r->flags & SPATE_RING_F_MULTI_WRITER);
 
-	if (mp) {
-		uint32_t expect = 0;
-		/* Acquire: pairs with the release of trim_lock by the previous
-		 * walker, so we start from the trim it stored. */
-		if (!atomic_compare_exchange_strong_explicit(&sh->prod.trim_lock, &expect, slot + 1,
-							     memory_order_acquire,
-							     memory_order_relaxed))
-			return atomic_load_explicit(&sh->prod.trim, memory_order_seq_cst);
-	}
-	/* Relaxed: only the walker stores trim (single writer, or lock holder). */
+	if (mp && !token_take(sh, &sh->prod.trim_lock, slot + 1, 0))
+		/* Seq_cst: as the walker's store. */
+		return atomic_load_explicit(&sh->prod.trim, memory_order_seq_cst);
+	/* Relaxed: only the walker stores trim (single writer, or token holder). */
 	uint64_t t0 = atomic_load_explicit(&sh->prod.trim, memory_order_relaxed);
 	uint64_t t = t0;
 
@@ -375,8 +536,10 @@ static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal,
 		/* Relaxed: t < tail, which the caller loaded with acquire. */
 		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
 		uint64_t len = spate_ring_batch_len_(c, t, r->cap, tail);
-		if (!len)
+		if (!len) {
+			*bad = 1;
 			break;
+		}
 		t += len;
 	}
 	if (t != t0)
@@ -385,13 +548,10 @@ static uint64_t advance_trim(struct spate_ring *r, uint32_t slot, uint64_t goal,
 		 * reads trim). */
 		atomic_store_explicit(&sh->prod.trim, t, memory_order_seq_cst);
 	if (mp)
-		/* Release: pairs with the acquire CAS of the next walker. */
-		atomic_store_explicit(&sh->prod.trim_lock, 0, memory_order_release);
+		token_give(&sh->prod.trim_lock);
 	return t;
 }
 
-/* The writable limit now: min(trim, readers) + capacity, after advancing trim
- * toward what @p need_end requires. */
 /*
  * Single writer: a batch boundary in [lo, hi] from the marks the writer kept
  * at commit (the first batch at or after each 1/16 of the ring), so trim moves
@@ -414,26 +574,52 @@ static uint64_t mark_in(const struct spate_ring_writer *w, uint64_t lo, uint64_t
 	return best ? best : first;
 }
 
-static uint64_t compute_limit(struct spate_ring_writer *w, uint64_t need_end)
+
+/* The writable limit now, in *@p lim: min(trim, readers) + capacity, after
+ * advancing trim toward what @p need_end requires. -EBADMSG if the shared
+ * positions are inconsistent (a corrupt control block or header). */
+static int compute_limit(struct spate_ring_writer *w, uint64_t need_end, uint64_t *lim)
 {
 	struct spate_ring *r = w->ring;
-	uint32_t slot = w->slot;
 	struct spate_ring_shared *sh = r->sh;
-	/* Acquire: pairs with the release store of tail by the publisher; the
-	 * headers below it are complete, for advance_trim(). */
-	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
-	uint64_t min = min_reader_pos(sh, tail);
+	int bad = 0, mp = !!(r->flags & SPATE_RING_F_MULTI_WRITER);
+	uint64_t tail, trim;
+
+	/*
+	 * A consistent snapshot of the positions, checked against the
+	 * invariant trim <= tail <= head <= trim + capacity: a corrupt control
+	 * block is an error, never a wait. Loads race with other writers, so a
+	 * failed check counts only if tail did not move during it.
+	 */
+	for (unsigned bad_reads = 0;;) {
+		/* Acquire (trims): pair with the walker's (seq_cst) store of
+		 * trim in advance_trim(): its reads of the headers below happen
+		 * before we write over them. */
+		uint64_t t1 = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
+		/* Acquire: pairs with the release store of tail by the
+		 * publisher; the headers below it are complete, for
+		 * advance_trim(). */
+		tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+		/* Relaxed: a consistency check; claims re-validate by CAS. */
+		uint64_t head = mp ? atomic_load_explicit(&sh->prod.head, memory_order_relaxed) : tail;
+		trim = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
+		if (!(t1 > tail || tail > trim + r->cap || (tail & 7) || head < tail ||
+		      head > trim + r->cap || (head & 7) || (!mp && tail != w->head)))
+			break;
+		if (atomic_load_explicit(&sh->pub.tail, memory_order_acquire) == tail &&
+		    ++bad_reads >= 3)
+			return -EBADMSG;
+	}
+	uint64_t min = min_reader_pos(sh, tail, r->cap);
 	uint64_t goal = need_end > r->cap ? need_end - r->cap : 0;
 
-	if (goal > min)
-		return min + r->cap; /* full: a reader holds us back */
+	if (goal > min) {
+		*lim = min + r->cap; /* full: a reader holds us back */
+		return 0;
+	}
 	/* Trim only as far as the space is needed, plus 1/16 of the ring so the
 	 * walk and this refresh happen in bulk: everything else stays readable
 	 * from OLDEST (the ring's retention is the ring). */
-	/* Acquire: pairs with the walker's (seq_cst) store of trim in
-	 * advance_trim(): its reads of the headers below happen before we
-	 * write over them. */
-	uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
 	if (trim < goal) {
 		uint64_t aim = goal + (r->cap >> 4);
 		uint64_t m = (r->flags & SPATE_RING_F_MULTI_WRITER) ? 0
@@ -444,18 +630,76 @@ static uint64_t compute_limit(struct spate_ring_writer *w, uint64_t need_end)
 			 * registration, as in advance_trim(). */
 			atomic_store_explicit(&sh->prod.trim, trim, memory_order_seq_cst);
 		} else {
-			trim = advance_trim(r, slot, aim < min ? aim : min, tail);
+			trim = advance_trim(r, w->slot, aim < min ? aim : min, tail, &bad);
+			if (bad && trim < goal)
+				return -EBADMSG;
 		}
 	}
 	/* Re-read the readers after publishing trim (Dekker, see min_reader_pos). */
-	min = min_reader_pos(sh, trim);
-	return min + r->cap;
+	*lim = min_reader_pos(sh, trim, r->cap) + r->cap;
+	return 0;
+}
+
+/*
+ * Evict the readers that hold the ring below @p goal and whose process is
+ * dead (not SPATE_RING_RSLOT_F_KEEP ones). Any writer, any time.
+ */
+static unsigned evict_dead_gaters(struct spate_ring *r, uint64_t goal)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint64_t myns = spate_proc_pidns(), now = spate_mono_ns();
+	/* Seq_cst: as in min_reader_pos(). */
+	uint64_t mask = atomic_load_explicit(&sh->pub.reader_mask, memory_order_seq_cst);
+	unsigned n = 0;
+
+	while (mask) {
+		unsigned i = (unsigned)__builtin_ctzll(mask);
+		struct spate_ring_rslot *s = &sh->readers[i];
+		mask &= mask - 1;
+		/* Relaxed: which readers to look at; the CAS below decides. */
+		if (atomic_load_explicit(&s->pos, memory_order_relaxed) >= goal ||
+		    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+			continue;
+		/* Acquire: the lease we read next is this holder's (see writer_alive). */
+		uint64_t v = atomic_load_explicit(&s->own, memory_order_acquire);
+		if (SPATE_RING_OWN_STATE(v) != SPATE_RING_SLOT_ACTIVE ||
+		    lease_alive(&s->lease, myns, now))
+			continue;
+		if (spate_ring_reader_evict_own_(r, i, v) == 0) {
+			count(&sh->health.evicted);
+			n++;
+		}
+	}
+	return n;
+}
+
+static int unblock(struct spate_ring *r, uint32_t me);
+
+/* A writer that cannot go on looks for dead peers: gating readers, a dead
+ * claim at the publication point, a trim token held by the dead. */
+static void check_peers(struct spate_ring_writer *w, uint64_t goal)
+{
+	struct spate_ring *r = w->ring;
+	struct spate_ring_shared *sh = r->sh;
+	uint64_t now = spate_mono_ns();
+
+	if (now < w->check_ns)
+		return;
+	w->check_ns = now + SPATE_RING_CHECK_NS;
+	spate_ring_writer_beat(w);
+	evict_dead_gaters(r, goal);
+	if (r->flags & SPATE_RING_F_MULTI_WRITER) {
+		(void)unblock(r, w->slot + 1);
+		if (token_take(sh, &sh->prod.trim_lock, w->slot + 1, 1))
+			token_give(&sh->prod.trim_lock);
+	}
 }
 
 static void writer_sleep(struct spate_ring_writer *w, uint64_t need_end, uint64_t deadline,
 			 unsigned *spins)
 {
 	struct spate_ring_shared *sh = w->ring->sh;
+	uint64_t lim;
 
 	if (w->wait == SPATE_RING_WAIT_BUSY || (*spins)++ < SPIN_BEFORE_SLEEP) {
 		spate_cpu_relax();
@@ -465,33 +709,44 @@ static void writer_sleep(struct spate_ring_writer *w, uint64_t need_end, uint64_
 		sched_yield();
 		return;
 	}
+	/* Never sleep past the next look for dead peers: a dead reader wakes
+	 * nobody. */
+	uint64_t nap = spate_mono_ns() + SPATE_RING_CHECK_NS;
 	/* Seq_cst: Dekker pair with the seq_cst pos store and wr_waiters load
 	 * in spate_ring_release(). */
 	atomic_fetch_add_explicit(&sh->wake.wr_waiters, 1, memory_order_seq_cst);
 	uint32_t v = atomic_load_explicit(&sh->wake.space_futex, memory_order_seq_cst);
-	if (compute_limit(w, need_end) < need_end)
-		futex_sleep(&sh->wake.space_futex, v, deadline);
+	if (compute_limit(w, need_end, &lim) == 0 && lim < need_end)
+		futex_sleep(&sh->wake.space_futex, v, nap < deadline ? nap : deadline);
 	atomic_fetch_sub_explicit(&sh->wake.wr_waiters, 1, memory_order_relaxed);
 }
 
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 {
 	struct spate_ring_shared *sh = w->ring->sh;
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, lim = 0;
+	uint64_t goal = need_end > w->cap ? need_end - w->cap : 0;
 	unsigned spins = 0;
 	int rc;
 
 	for (;;) {
-		uint64_t lim = compute_limit(w, need_end);
+		rc = compute_limit(w, need_end, &lim);
+		if (rc < 0) {
+			count(&sh->health.corrupt);
+			break;
+		}
 		if (lim >= need_end) {
 			w->limit = lim;
-			rc = 0;
 			break;
 		}
 		if (!deadline) {
 			w->full_events++;
-			if (!(w->flags & SPATE_RING_F_FULL_WAIT))
+			if (!(w->flags & SPATE_RING_F_FULL_WAIT)) {
+				/* Failing at once; still evict the dead (rate-limited),
+				 * so a later put finds space. */
+				check_peers(w, goal);
 				return -EAGAIN;
+			}
 			deadline = deadline_of(w->timeout_ns);
 			/* Seq_cst: readers that see it give space back at once
 			 * instead of in steps (see spate_ring_release). */
@@ -501,6 +756,7 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 			rc = -ETIMEDOUT;
 			break;
 		}
+		check_peers(w, goal);
 		writer_sleep(w, need_end, deadline, &spins);
 	}
 	if (deadline)
@@ -508,23 +764,34 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 	return rc;
 }
 
+/* Intent length bit: the claimant has written its claim header (so the
+ * header at the claim is its, not stale bytes). Lengths are multiples of 8. */
+#define INTENT_HDR 0x1ull
+
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct spate_ring_batch *b)
 {
 	struct spate_ring_shared *sh = w->ring->sh;
 	struct spate_ring_wslot *ws = &sh->writers[w->slot];
-	/* Relaxed: the CAS below validates the value. */
-	uint64_t h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
 	uint64_t pad, end;
 
+	/* Relaxed: our own slot word; only a reaper that judged us dead changes it. */
+	if (atomic_load_explicit(&ws->own, memory_order_relaxed) != w->own)
+		return -EPIPE;
+	/* Relaxed: the CAS below validates the value. */
+	uint64_t h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
 	for (;;) {
 		uint64_t room = w->cap - (h & w->mask);
 		pad = need > room ? room : 0;
 		end = h + pad + need;
-		if (end > w->limit) {
+		/* Below limit - cap is impossible for a sane head: refresh, which
+		 * validates the positions. */
+		if (end > w->limit || h + w->cap < w->limit) {
 			int rc = spate_ring_refresh_limit_(w, end);
 			if (rc < 0)
 				return rc;
 			h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
+			if (h + w->cap < w->limit)
+				return -EBADMSG;
 			continue;
 		}
 		/* Relaxed: ordered before the claim by the CAS's release. Recovery
@@ -541,126 +808,222 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 	}
 	if (pad) {
 		struct spate_ring_bhdr *ph = (struct spate_ring_bhdr *)(void *)(w->data + (h & w->mask));
-		/* Release: pairs with the publisher's acquire load of commit. */
+		/* Relaxed: published by the release store of tail in commit. */
 		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(h) | pad | SPATE_RING_C_PAD |
-				      SPATE_RING_C_COMMITTED, memory_order_release);
-		h += pad;
+				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
 	}
-	struct spate_ring_bhdr *bh = (struct spate_ring_bhdr *)(void *)(w->data + (h & w->mask));
-	/* Relaxed: claimed, not committed; recovery reads the length. */
-	atomic_store_explicit(&bh->commit, SPATE_RING_TAG(h) | need, memory_order_relaxed);
+	struct spate_ring_bhdr *bh = (struct spate_ring_bhdr *)(void *)(w->data + ((h + pad) & w->mask));
+	/* Relaxed: claimed, not committed; ordered before the intent's header
+	 * bit by its release. */
+	atomic_store_explicit(&bh->commit, SPATE_RING_TAG(h + pad) | need, memory_order_relaxed);
+	/* Release: pairs with the acquire load of the intent in unblock(): a
+	 * recoverer that sees the bit sees our claim header. */
+	atomic_store_explicit(&ws->intent_len, (pad + need) | INTENT_HDR, memory_order_release);
 	b->hdr = (uint8_t *)bh;
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
-	b->pos = h;
+	b->pos = h + pad;
 	b->count = 0;
 	b->pad_ = (uint32_t)pad;
 	return 0;
 }
 
-/* Walk committed batches from tail, stamp sequence numbers, publish. Only the
- * holder of the publisher token calls it. The walk reads only at or above the
- * current tail, where the next claim starts exactly: a header there is either
- * a claimant's (written with an atomic store) or untouched old data. */
-static void publish_run(struct spate_ring *r)
+/*
+ * Recovery of a multi-writer ring whose publication point (tail) is a claim
+ * nobody will publish: its writer died between reserve and commit, or after
+ * committing and before publishing. Under the recovery token (taken over
+ * from a dead holder), find the claimant from the writers' intents; if it is
+ * dead, publish its batch if it was committed (proven by the intent's header
+ * bit, the owner field and the exact length) or else turn the claim into a
+ * SKIP batch, counted. Never trusts bytes at or past tail that no intent
+ * vouches for, so payload bytes cannot make it publish anything.
+ * @return 1 (tail moved), 0 (nothing to do: tail moves, or the claimant
+ * lives), -EBADMSG.
+ */
+static int unblock(struct spate_ring *r, uint32_t me)
 {
 	struct spate_ring_shared *sh = r->sh;
-	/* Relaxed: only the token holder stores tail and tail_seq, and the
-	 * token's acquire orders us after the previous holder's stores. */
-	uint64_t t0 = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
-	uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
-	uint64_t t = t0;
+	int rc = 0;
 
-	while (t - t0 < r->cap) {
-		struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (t & r->mask));
-		/* Acquire: pairs with the committer's seq_cst store of commit. */
-		uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
-		/* No tail bound here: we are the one who moves it. */
-		uint64_t len = spate_ring_batch_len_(c, t, r->cap, t + r->cap);
-		if (!len)
-			break;
-		if (!(c & SPATE_RING_C_PAD)) {
-			if (len < SPATE_RING_BHDR_SIZE)
-				break;
-			h->base_seq = s;
-			uint32_t owner = h->owner;
-			if (owner && owner <= SPATE_RING_MAX_WRITERS) {
-				struct spate_ring_wslot *ws = &sh->writers[owner - 1];
-				/* Relaxed, then release: pairs with the acquire load of
-				 * pub_pos by the owner waiting for its sequence number. */
-				atomic_store_explicit(&ws->pub_seq, s, memory_order_relaxed);
-				atomic_store_explicit(&ws->pub_pos, t, memory_order_release);
-			}
-			s += h->count;
-		}
-		t += len;
+	if (!token_take(sh, &sh->prod.pub_lock, me, 1))
+		return 0;
+	/* Acquire: pairs with the release (seq_cst) CAS of tail by the last
+	 * publisher: tail_seq and the published headers are visible. */
+	uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	/* Acquire: pairs with the claimants' acq_rel CAS of head: the intents
+	 * stored before their claims are visible. */
+	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_acquire);
+	uint64_t myns = spate_proc_pidns(), now = spate_mono_ns();
+	uint64_t ipos = 0, ilen = 0;
+	int who = -1;
+
+	if (head == t)
+		goto out;
+	if (head < t || head - t > r->cap) {
+		rc = -EBADMSG;
+		goto out;
 	}
-	if (t == t0)
-		return;
-	/* Relaxed: see spate_ring_commit(). */
-	atomic_store_explicit(&sh->pub.tail_seq, s, memory_order_relaxed);
-	/* Release: pairs with the readers' acquire load of tail; also carries
-	 * the base_seq stamps above. Seq_cst where readers may sleep: the
-	 * Dekker pair with their rd_waiters increment (see spate_ring_commit). */
-	atomic_store_explicit(&sh->pub.tail, t,
-			      (r->flags & SPATE_RING_F_NO_BLOCKING) ? memory_order_release
-								    : memory_order_seq_cst);
+	for (uint32_t i = 0; i < SPATE_RING_MAX_WRITERS; i++) {
+		struct spate_ring_wslot *ws = &sh->writers[i];
+		/* Acquire: pairs with the release store of the header bit. */
+		uint64_t l = atomic_load_explicit(&ws->intent_len, memory_order_acquire);
+		/* Relaxed: stored before intent_len by the same writer. */
+		uint64_t p = atomic_load_explicit(&ws->intent_pos, memory_order_relaxed);
+		if (!(l & ~INTENT_HDR) || p > t || t - p >= (l & ~INTENT_HDR))
+			continue;
+		if (writer_alive(sh, i, myns, now))
+			goto out; /* it will publish (or its claim attempt fails) */
+		/* Of several dead intents at t, one is the claim; the others are
+		 * intents whose CAS never happened. Prefer the one that wrote its
+		 * header; then the longest covers the claim. */
+		if (who < 0 || ((l & INTENT_HDR) && !(ilen & INTENT_HDR)) ||
+		    ((l & INTENT_HDR) == (ilen & INTENT_HDR) && l > ilen)) {
+			who = (int)i;
+			ipos = p;
+			ilen = l;
+		}
+	}
+	if (who < 0)
+		goto out; /* a claim in flight, its intent not visible yet */
+	int hdr = !!(ilen & INTENT_HDR);
+	ilen &= ~INTENT_HDR;
+	uint64_t end = ipos + ilen;
+	if (ilen > r->cap || end > head) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	uint64_t room = r->cap - (ipos & r->mask);
+	uint64_t pad = ilen > room ? room : 0;
+	uint64_t bpos = ipos + pad, need = end - bpos;
+	if (pad && t < bpos) {
+		struct spate_ring_bhdr *ph =
+			(struct spate_ring_bhdr *)(void *)(r->data + (ipos & r->mask));
+		/* Relaxed: published by the tail store below. */
+		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(ipos) | pad | SPATE_RING_C_PAD |
+				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
+	}
+	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (bpos & r->mask));
+	/* Acquire: pairs with the committer's release store of commit: its
+	 * count, owner and records are complete. */
+	uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
+	if (hdr && c == (SPATE_RING_TAG(bpos) | need | SPATE_RING_C_COMMITTED) &&
+	    h->owner == (uint32_t)who + 1 && h->count > 0 &&
+	    need >= SPATE_RING_BHDR_SIZE) {
+		/* Committed by a writer that died before publishing: publish it.
+		 * Relaxed: under the token, after the acquire of tail. */
+		uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+		if (h->base_seq == UINT64_MAX || h->base_seq + h->count != s) {
+			h->base_seq = s; /* not stamped, or stamped but tail_seq not moved */
+			atomic_store_explicit(&sh->pub.tail_seq, s + h->count, memory_order_relaxed);
+		}
+	} else {
+		/* Relaxed: published by the tail store below. */
+		atomic_store_explicit(&h->commit, SPATE_RING_TAG(bpos) | need | SPATE_RING_C_SKIP |
+				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
+		count(&sh->health.skipped);
+	}
+	/* Seq_cst (release at least): pairs with the readers' acquire of tail,
+	 * and with their rd_waiters Dekker (see spate_ring_commit()). A CAS: if
+	 * the claimant was alive after all and published, leave it. */
+	if (atomic_compare_exchange_strong_explicit(&sh->pub.tail, &t, end, memory_order_seq_cst,
+						    memory_order_relaxed)) {
+		/* Relaxed: the claim is settled. */
+		atomic_store_explicit(&sh->writers[who].intent_len, 0, memory_order_relaxed);
+		rc = 1;
+	}
+out:
+	token_give(&sh->prod.pub_lock);
+	if (rc == 1) {
+		spate_ring_wake_readers_(r);
+		spate_ring_wake_writers_(r);
+	} else if (rc < 0) {
+		count(&sh->health.corrupt);
+	}
+	return rc;
 }
 
-uint32_t spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b,
-			       uint64_t ts, uint64_t *first_seq)
+/* Wait until every batch claimed before [start, end) is published. 0 (our
+ * turn), 1 (a recoverer published our batch, judging us dead), -EBADMSG. */
+static int wait_turn(struct spate_ring_writer *w, uint64_t start, uint64_t end)
+{
+	struct spate_ring_shared *sh = w->ring->sh;
+	unsigned spins = 0;
+
+	for (;;) {
+		/* Acquire: pairs with the release (seq_cst) CAS of tail by the
+		 * previous publisher: its tail_seq store is visible. */
+		uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+		if (t == start)
+			return 0;
+		if (t >= end && t - end <= w->cap)
+			return 1;
+		if (t > start || start - t > w->cap) {
+			count(&sh->health.corrupt);
+			return -EBADMSG;
+		}
+		if (spins++ < SPIN_BEFORE_SLEEP) {
+			spate_cpu_relax();
+			continue;
+		}
+		sched_yield();
+		if (spins == SPIN_BEFORE_SLEEP + 1)
+			w->check_ns = spate_mono_ns() + SPATE_RING_CHECK_NS;
+		check_peers(w, 0);
+	}
+}
+
+int spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b, uint64_t ts,
+			  uint64_t *first_seq)
 {
 	struct spate_ring *r = w->ring;
 	struct spate_ring_shared *sh = r->sh;
 	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)b->hdr;
 	uint64_t len = (uint64_t)(b->end - b->hdr);
+	uint64_t start = b->pos - b->pad_, end = b->pos + len;
+	uint32_t n = b->count;
+	uint64_t s;
 
-	h->count = b->count;
-	h->owner = first_seq ? w->slot + 1 : 0;
+	h->count = n;
+	h->owner = w->slot + 1;
 	h->ts = ts ? ts : spate_now_ns();
-	/* Seq_cst (release at least): pairs with the publisher's acquire load. */
-	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED,
-			      memory_order_seq_cst);
-	/* Relaxed: recovery data; the claim is complete. */
-	atomic_store_explicit(&sh->writers[w->slot].intent_len, 0, memory_order_relaxed);
-	/* Seq_cst: Dekker pair with the token holder, which gives the token
-	 * back and then re-reads commits: either our CAS below finds the token
-	 * free, or the holder sees this count move and walks again. */
-	atomic_fetch_add_explicit(&sh->prod.commits, 1, memory_order_seq_cst);
-
-	for (;;) {
-		uint32_t expect = 0;
-		/* Seq_cst: acquire orders us after the previous holder's tail
-		 * store; seq_cst for the Dekker pair above. */
-		if (!atomic_compare_exchange_strong_explicit(&sh->prod.pub_lock, &expect,
-							     w->slot + 1, memory_order_seq_cst,
-							     memory_order_seq_cst))
-			break; /* the holder will publish our batch */
-		uint64_t seen = atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst);
-		publish_run(r);
-		/* Seq_cst: give the token back, then re-check (Dekker above). */
-		atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
-		if (atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst) == seen)
-			break;
+	h->base_seq = UINT64_MAX; /* not stamped yet (see unblock) */
+	/* Release: pairs with the acquire load of commit in unblock(), which
+	 * publishes a committed batch whose writer died before its turn. An
+	 * empty batch is a SKIP: no reader or log ever sees it. */
+	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED |
+			      (n ? 0 : SPATE_RING_C_SKIP), memory_order_release);
+	int rc = wait_turn(w, start, end);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		s = h->base_seq;
+	} else {
+		/* Relaxed: the acquire of tail in wait_turn ordered us after the
+		 * previous publisher's store; only the publisher at tail writes. */
+		s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+		if (n) {
+			h->base_seq = s;
+			atomic_store_explicit(&sh->pub.tail_seq, s + n, memory_order_relaxed);
+		}
+		/* Release: pairs with the readers' acquire load of tail (records,
+		 * header, tail_seq). Seq_cst where readers may sleep: the Dekker
+		 * pair with their rd_waiters increment (see spate_ring_commit).
+		 * A CAS: a recoverer that judged us dead may have moved it. */
+		uint64_t t = start;
+		atomic_compare_exchange_strong_explicit(&sh->pub.tail, &t, end,
+							(r->flags & SPATE_RING_F_NO_BLOCKING)
+								? memory_order_release
+								: memory_order_seq_cst,
+							memory_order_relaxed);
 	}
-	/* Seq_cst: after the seq_cst tail store of whoever published (us, or
-	 * the holder, which checks too): see spate_ring_commit(). */
+	/* Relaxed: recovery data; the claim is published. */
+	atomic_store_explicit(&sh->writers[w->slot].intent_len, 0, memory_order_relaxed);
 	if (!(r->flags & SPATE_RING_F_NO_BLOCKING) &&
 	    atomic_load_explicit(&sh->pub.rd_waiters, memory_order_seq_cst))
 		spate_ring_wake_readers_(r);
-	if (first_seq) {
-		struct spate_ring_wslot *ws = &sh->writers[w->slot];
-		unsigned spins = 0;
-		/* Acquire: pairs with the publisher's release store of pub_pos. */
-		while (atomic_load_explicit(&ws->pub_pos, memory_order_acquire) != b->pos) {
-			if (++spins > SPIN_BEFORE_SLEEP)
-				sched_yield();
-			else
-				spate_cpu_relax();
-		}
-		*first_seq = atomic_load_explicit(&ws->pub_seq, memory_order_relaxed);
-	}
-	return b->count;
+	if (first_seq)
+		*first_seq = s;
+	return (int)n;
 }
 
 int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_iov *v, unsigned n,
@@ -692,7 +1055,9 @@ int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_io
 			if (v[k].len)
 				memcpy(p, v[k].data, v[k].len);
 		}
-		spate_ring_commit(w, &b, 0, done ? NULL : first_seq);
+		rc = spate_ring_commit(w, &b, 0, done ? NULL : first_seq);
+		if (rc < 0)
+			return done ? (int)done : rc;
 		done += j - i;
 		i = j;
 	}
@@ -720,7 +1085,7 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 {
 	struct spate_ring_shared *sh = r->sh;
 	struct spate_ring_reader *rd;
-	uint32_t i;
+	uint64_t own;
 
 	if (wait > SPATE_RING_WAIT_BLOCK || start > SPATE_RING_START_LATEST)
 		return -EINVAL;
@@ -729,24 +1094,16 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;
-	for (i = 0; i < SPATE_RING_MAX_READERS; i++) {
-		uint32_t expect = SPATE_RING_SLOT_FREE;
-		/* Acquire: pairs with the release store of FREE in reader_close. */
-		if (atomic_compare_exchange_strong_explicit(&sh->readers[i].state, &expect,
-							    SPATE_RING_SLOT_ACTIVE,
-							    memory_order_acquire,
-							    memory_order_relaxed))
-			break;
-	}
-	if (i == SPATE_RING_MAX_READERS) {
+	int i = slot_claim(&sh->readers[0].own, sizeof(sh->readers[0]), SPATE_RING_MAX_READERS,
+			   &own);
+	if (i < 0) {
 		free(rd);
-		return -EBUSY;
+		return i;
 	}
 	struct spate_ring_rslot *slot = &sh->readers[i];
-	slot->pid = (uint32_t)getpid();
-	slot->start_time = spate_proc_start_time((pid_t)getpid());
-	/* Relaxed: a counter; the slot is ours. */
-	rd->gen = atomic_fetch_add_explicit(&slot->gen, 1, memory_order_relaxed) + 1;
+	/* Relaxed: the slot is ours; flags are set by the holder only. */
+	atomic_store_explicit(&slot->flags, 0, memory_order_relaxed);
+	lease_write(&slot->lease);
 
 	/* Register at a candidate position, then check that trim has not passed
 	 * it (Dekker with the writer: it stores trim, then reads slots). */
@@ -773,7 +1130,9 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	rd->cap = r->cap;
 	rd->slot = slot;
 	rd->flags = r->flags;
-	rd->index = i;
+	rd->index = (uint32_t)i;
+	rd->own = own;
+	rd->beat_ns = spate_mono_ns();
 	rd->wait = wait;
 	rd->pos = pos;
 	rd->published = pos;
@@ -785,11 +1144,17 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	return 0;
 }
 
+void spate_ring_reader_beat(struct spate_ring_reader *rd)
+{
+	rd->beat_ns = spate_mono_ns();
+	beat(&rd->slot->lease, rd->beat_ns);
+}
+
 int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span *out,
 			    unsigned max, uint64_t max_bytes)
 {
-	/* Relaxed: our own slot's state, written only by us and an evicter. */
-	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+	/* Relaxed: our own slot's word, written only by us and an evicter. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 		return -EPIPE;
 	if (rd->left)
 		return -EINVAL;
@@ -808,7 +1173,7 @@ int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span
 		uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
 		if (!len)
 			return spate_ring_peek_slow_(rd, -EBADMSG);
-		if (c & SPATE_RING_C_PAD) {
+		if (c & SPATE_RING_C_NODATA) { /* padding, or a skipped claim */
 			pos += len;
 			continue;
 		}
@@ -818,6 +1183,10 @@ int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span
 		uint32_t count = h->count;
 		if (seq != UINT64_MAX && base != seq)
 			return spate_ring_peek_slow_(rd, -EBADMSG);
+		if (count == 0) { /* carries nothing: never handed out */
+			pos += len;
+			continue;
+		}
 		if (n && bytes + len > max_bytes)
 			break;
 		out[n].hdr = h;
@@ -833,7 +1202,7 @@ int spate_ring_peek_batches(struct spate_ring_reader *rd, struct spate_ring_span
 	}
 	rd->tail = tail;
 	if (records == 0) {
-		/* Only padding or empty batches: move past them, nothing to release. */
+		/* Only padding or skipped batches: move past them, nothing to release. */
 		rd->pos = pos;
 		rd->bend = pos;
 		rd->seq = seq;
@@ -864,7 +1233,7 @@ int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd)
 		uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
 		if (!len)
 			return -EBADMSG;
-		if (!(c & SPATE_RING_C_PAD)) {
+		if (!(c & SPATE_RING_C_NODATA)) {
 			if (len < SPATE_RING_BHDR_SIZE)
 				return -EBADMSG;
 			rd->seq = h->base_seq;
@@ -875,77 +1244,132 @@ int spate_ring_reader_resolve_seq(struct spate_ring_reader *rd)
 	return -EAGAIN;
 }
 
+
 void spate_ring_reader_close(struct spate_ring_reader *rd)
 {
 	if (!rd)
 		return;
 	struct spate_ring_shared *sh = rd->ring->sh;
+	uint64_t evicted = (rd->own & ~(uint64_t)0xff) | SPATE_RING_SLOT_EVICTED;
+	/* Relaxed: which of our two states the slot is in; slot_free's CAS decides. */
+	uint64_t v = atomic_load_explicit(&rd->slot->own, memory_order_relaxed);
 
-	/* Seq_cst: writers stop counting us before the slot can be reused. The
-	 * bit is ours until the slot is FREE (an evicter clears it too). */
-	atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << rd->index),
-				  memory_order_seq_cst);
-	/* Release: pairs with the acquire CAS in reader_open. */
-	atomic_store_explicit(&rd->slot->state, SPATE_RING_SLOT_FREE, memory_order_release);
+	if (v == rd->own) {
+		/* Seq_cst: writers stop counting us before the slot can be
+		 * reused. The bit is ours until the slot is FREE. */
+		atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << rd->index),
+					  memory_order_seq_cst);
+		if (slot_free(&rd->slot->own, rd->own, &rd->slot->lease) < 0)
+			v = evicted; /* evicted meanwhile: free it as such */
+	}
+	if (v == evicted)
+		(void)slot_free(&rd->slot->own, evicted, &rd->slot->lease);
+	/* Otherwise the slot was reaped (our lease misjudged): not ours. */
 	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
 		spate_ring_wake_writers_(rd->ring);
 	free(rd);
 }
 
-int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
+/* Evict reader slot @p index if its own word is still @p own. */
+int spate_ring_reader_evict_own_(struct spate_ring *r, uint32_t index, uint64_t own)
 {
 	struct spate_ring_shared *sh = r->sh;
-	uint32_t expect = SPATE_RING_SLOT_ACTIVE;
+	uint64_t nv = (own & ~(uint64_t)0xff) | SPATE_RING_SLOT_EVICTED;
 
-	if (index >= SPATE_RING_MAX_READERS)
-		return -EINVAL;
 	/* Seq_cst: ordered with the owner's close and the writers' scans. */
-	if (!atomic_compare_exchange_strong_explicit(&sh->readers[index].state, &expect,
-						     SPATE_RING_SLOT_EVICTED, memory_order_seq_cst,
-						     memory_order_seq_cst))
+	if (!atomic_compare_exchange_strong_explicit(&sh->readers[index].own, &own, nv,
+						     memory_order_seq_cst, memory_order_relaxed))
 		return -ENOENT;
+	/* Seq_cst: writers stop counting the slot (as in reader_close). */
 	atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << index), memory_order_seq_cst);
 	if (!(r->flags & SPATE_RING_F_NO_BLOCKING))
 		spate_ring_wake_writers_(r);
 	return 0;
 }
 
+int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
+{
+	if (index >= SPATE_RING_MAX_READERS)
+		return -EINVAL;
+	/* Relaxed: the CAS in evict_own_ validates it. */
+	uint64_t v = atomic_load_explicit(&r->sh->readers[index].own, memory_order_relaxed);
+	if (SPATE_RING_OWN_STATE(v) != SPATE_RING_SLOT_ACTIVE)
+		return -ENOENT;
+	return spate_ring_reader_evict_own_(r, index, v);
+}
+
 int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 {
 	struct spate_ring_shared *sh = r->sh;
-	uint32_t nr = 0, nw = 0, live_writers = 0;
+	uint64_t myns = spate_proc_pidns(), now = spate_mono_ns();
+	uint32_t nr = 0, nw = 0;
+	int rc = 0;
 
 	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS; i++) {
 		struct spate_ring_rslot *s = &sh->readers[i];
-		/* Relaxed: the slot's state word is all we decide on; the CAS
-		 * below settles races with its owner. */
-		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if (st == SPATE_RING_SLOT_FREE || spate_proc_alive((pid_t)s->pid, s->start_time))
+		/* Acquire: the lease we read next is this holder's; the CAS in
+		 * slot_free() settles races with it. */
+		uint64_t v = atomic_load_explicit(&s->own, memory_order_acquire);
+		uint32_t st = SPATE_RING_OWN_STATE(v);
+		if ((st != SPATE_RING_SLOT_ACTIVE && st != SPATE_RING_SLOT_EVICTED) ||
+		    /* Relaxed: the holder sets the flag once, long before any reap. */
+		    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP) ||
+		    lease_alive(&s->lease, myns, now))
 			continue;
-		/* Seq_cst: writers stop counting the slot before it is freed,
-		 * as in reader_close (which its dead owner cannot run). */
-		atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << i), memory_order_seq_cst);
-		/* Release: pairs with the acquire CAS in reader_open. */
-		if (atomic_compare_exchange_strong_explicit(&s->state, &st, SPATE_RING_SLOT_FREE,
-							    memory_order_release,
-							    memory_order_relaxed))
+		if (st == SPATE_RING_SLOT_ACTIVE && spate_ring_reader_evict_own_(r, i, v) < 0)
+			continue;
+		v = (v & ~(uint64_t)0xff) | SPATE_RING_SLOT_EVICTED;
+		if (slot_free(&s->own, v, &s->lease) == 0) {
+			count(&sh->health.reaped_readers);
 			nr++;
+		}
 	}
+	if (r->flags & SPATE_RING_F_MULTI_WRITER) {
+		/* A dead claim at the publication point: recover it with a writer
+		 * slot of our own (the recovery token names a writer). */
+		struct spate_ring_writer *w;
+		if (spate_ring_writer_open(r, SPATE_RING_WAIT_YIELD, &w) == 0) {
+			int u;
+			while ((u = unblock(r, w->slot + 1)) == 1)
+				rc = 1;
+			if (u < 0)
+				rc = u;
+			if (token_take(sh, &sh->prod.trim_lock, w->slot + 1, 1))
+				token_give(&sh->prod.trim_lock);
+			spate_ring_writer_close(w);
+		}
+	}
+	/* Acquire (both): pair with the publisher's store of tail and the
+	 * claimants' CAS of head; the intents read below are at least as new. */
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_acquire);
 	for (uint32_t i = 0; i < SPATE_RING_MAX_WRITERS; i++) {
 		struct spate_ring_wslot *s = &sh->writers[i];
-		/* Relaxed: as above. */
-		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if (st == SPATE_RING_SLOT_FREE)
+		/* Acquire: as for readers. */
+		uint64_t v = atomic_load_explicit(&s->own, memory_order_acquire);
+		if (SPATE_RING_OWN_STATE(v) != SPATE_RING_SLOT_ACTIVE || lease_alive(&s->lease, myns, now))
 			continue;
-		if (spate_proc_alive((pid_t)s->pid, s->start_time)) {
-			live_writers++;
+		/* A dead writer whose claim is still unpublished keeps its slot:
+		 * its intent is what recovery needs (unblock above takes it once
+		 * it reaches the publication point). */
+		uint64_t l = atomic_load_explicit(&s->intent_len, memory_order_acquire) & ~INTENT_HDR;
+		uint64_t p = atomic_load_explicit(&s->intent_pos, memory_order_relaxed);
+		if ((r->flags & SPATE_RING_F_MULTI_WRITER) && l && p + l > tail && p < head)
 			continue;
-		}
-		/* Release: pairs with the acquire CAS in writer_open. */
-		if (atomic_compare_exchange_strong_explicit(&s->state, &st, SPATE_RING_SLOT_FREE,
-							    memory_order_release,
-							    memory_order_relaxed))
+		/* Relaxed: tokens held by a dead slot are taken back (compare-exchange
+		 * only: a live holder's value differs). */
+		uint32_t tok = i + 1;
+		if (atomic_compare_exchange_strong_explicit(&sh->prod.pub_lock, &tok, 0,
+							    memory_order_release, memory_order_relaxed))
+			count(&sh->health.takeovers);
+		tok = i + 1;
+		if (atomic_compare_exchange_strong_explicit(&sh->prod.trim_lock, &tok, 0,
+							    memory_order_release, memory_order_relaxed))
+			count(&sh->health.takeovers);
+		if (slot_free(&s->own, v, &s->lease) == 0) {
+			count(&sh->health.reaped_writers);
 			nw++;
+		}
 	}
 	if (nr || nw)
 		spate_ring_wake_writers_(r);
@@ -953,33 +1377,93 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		*readers = nr;
 	if (writers)
 		*writers = nw;
-	if (!(r->flags & SPATE_RING_F_MULTI_WRITER))
-		return 0;
-	/* Seq_cst: ordered with the claimants' CAS on head and the publisher's
-	 * tail store. */
-	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_seq_cst);
-	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
-	if (head == tail)
-		return 0;
-	if (live_writers)
-		return -EBUSY;
-	/* Every claimant is dead: what lies between tail and head was claimed
-	 * and never published, so no reader ever saw it and no put returned
-	 * it. Give the space back. Seq_cst: a writer opening now CASes head. */
-	if (!atomic_compare_exchange_strong_explicit(&sh->prod.head, &head, tail,
-						     memory_order_seq_cst, memory_order_seq_cst))
-		return -EBUSY;
-	/* Seq_cst: the publisher token of a dead publisher, and the trim
-	 * walker's, are free again. */
-	atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
-	atomic_store_explicit(&sh->prod.trim_lock, 0, memory_order_seq_cst);
-	return 1;
+	return rc;
+}
+
+void spate_ring_health(const struct spate_ring *r, struct spate_ring_health *out)
+{
+	const struct spate_ring_shared *sh = r->sh;
+	struct spate_ring_shared *m = (struct spate_ring_shared *)(uintptr_t)sh;
+
+	/* Relaxed: statistics. */
+	out->evicted = atomic_load_explicit(&m->health.evicted, memory_order_relaxed);
+	out->reaped_readers = atomic_load_explicit(&m->health.reaped_readers, memory_order_relaxed);
+	out->reaped_writers = atomic_load_explicit(&m->health.reaped_writers, memory_order_relaxed);
+	out->skipped = atomic_load_explicit(&m->health.skipped, memory_order_relaxed);
+	out->takeovers = atomic_load_explicit(&m->health.takeovers, memory_order_relaxed);
+	out->corrupt = atomic_load_explicit(&m->health.corrupt, memory_order_relaxed);
+}
+
+int spate_ring_reader_info(const struct spate_ring *r, uint32_t index,
+			   struct spate_ring_reader_info *out)
+{
+	if (index >= SPATE_RING_MAX_READERS)
+		return -EINVAL;
+	struct spate_ring_rslot *s = &r->sh->readers[index];
+	/* Relaxed: a monitor's reading; the fields may belong to successive
+	 * holders. */
+	out->pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+	out->seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	out->state = SPATE_RING_OWN_STATE(atomic_load_explicit(&s->own, memory_order_relaxed));
+	if (out->state > SPATE_RING_SLOT_EVICTED)
+		out->state = SPATE_RING_SLOT_FREE; /* being freed */
+	out->flags = atomic_load_explicit(&s->flags, memory_order_relaxed);
+	out->pid = atomic_load_explicit(&s->lease.pid, memory_order_relaxed);
+	return 0;
+}
+
+int spate_ring_oldest(const struct spate_ring *r, uint64_t *seq, uint64_t *ts)
+{
+	struct spate_ring_shared *sh = r->sh;
+
+	for (int tries = 0; tries < 4; tries++) {
+		/* Acquire (both): pair with the writers' store of trim and the
+		 * publisher's of tail; the header loads below are then of
+		 * published batches. */
+		uint64_t trim = atomic_load_explicit(&sh->prod.trim, memory_order_acquire);
+		uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+		/* Relaxed: informational, read after tail. */
+		uint64_t tseq = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+		uint64_t pos = trim;
+
+		*seq = tseq;
+		*ts = 0;
+		for (int hop = 0; hop < 4 && pos < tail; hop++) {
+			const struct spate_ring_bhdr *h =
+				(const struct spate_ring_bhdr *)(const void *)(r->data + (pos & r->mask));
+			/* Acquire: pairs with the commit word's release store. */
+			uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
+			uint64_t len = spate_ring_batch_len_(c, pos, r->cap, tail);
+			if (!len)
+				break;
+			if (c & SPATE_RING_C_NODATA) {
+				pos += len;
+				continue;
+			}
+			uint64_t bs = __atomic_load_n(&h->base_seq, __ATOMIC_RELAXED);
+			uint64_t bt = __atomic_load_n(&h->ts, __ATOMIC_RELAXED);
+			/* Acquire: trim unchanged means no writer has been allowed
+			 * over this header while we read it. */
+			if (atomic_load_explicit(&sh->prod.trim, memory_order_acquire) == trim) {
+				*seq = bs;
+				*ts = bt;
+				return 0;
+			}
+			break;
+		}
+		if (pos >= tail)
+			return 0; /* empty */
+	}
+	*seq = UINT64_MAX;
+	*ts = 0;
+	return -EAGAIN;
 }
 
 int spate_ring_peek_slow_(struct spate_ring_reader *rd, int err)
 {
-	/* An evicted reader may have read over-written garbage: say evicted. */
-	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+	/* An evicted reader may have read over-written garbage: say evicted.
+	 * Relaxed: our own slot's word. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 		return -EPIPE;
 	rd->p_count = 0;
 	return err;
@@ -998,7 +1482,7 @@ int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n)
 				(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
 			uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
 			uint64_t len = c & SPATE_RING_C_LEN_MASK;
-			if (c & SPATE_RING_C_PAD) {
+			if (c & SPATE_RING_C_NODATA) {
 				pos += len;
 				continue;
 			}
@@ -1045,13 +1529,18 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 		uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
 		if (t != rd->pos)
 			return 0;
-		if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) !=
-		    SPATE_RING_SLOT_ACTIVE)
+		/* Relaxed: our own slot's word, written only by us and an evicter. */
+		if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 			return -EPIPE;
+		uint64_t now = spate_mono_ns();
 		if (!deadline)
 			deadline = deadline_of(timeout_ns);
-		else if (spate_mono_ns() >= deadline)
+		else if (now >= deadline)
 			return -ETIMEDOUT;
+		/* Renew our lease while idle (it matters to observers in another
+		 * PID namespace), well within its bound. */
+		if (now - rd->beat_ns > SPATE_RING_LEASE_NS / 4)
+			spate_ring_reader_beat(rd);
 		if (rd->wait == SPATE_RING_WAIT_BUSY || spins++ < SPIN_BEFORE_SLEEP) {
 			spate_cpu_relax();
 			continue;
@@ -1060,12 +1549,14 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 			sched_yield();
 			continue;
 		}
+		/* Wake up to beat, at the latest. */
+		uint64_t nap = now + SPATE_RING_LEASE_NS / 4;
 		/* Seq_cst: Dekker pair with the seq_cst tail store and rd_waiters
 		 * load in commit: either the writer sees us, or we see its tail. */
 		atomic_fetch_add_explicit(&sh->pub.rd_waiters, 1, memory_order_seq_cst);
 		t = atomic_load_explicit(&sh->pub.tail, memory_order_seq_cst);
 		if (t == rd->pos)
-			futex_sleep(low_half(&sh->pub.tail), (uint32_t)t, deadline);
+			futex_sleep(low_half(&sh->pub.tail), (uint32_t)t, nap < deadline ? nap : deadline);
 		atomic_fetch_sub_explicit(&sh->pub.rd_waiters, 1, memory_order_relaxed);
 	}
 }

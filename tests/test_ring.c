@@ -286,7 +286,7 @@ static int open_mutated(void *mem, size_t sz, uint32_t flags, void (*mut)(struct
 
 static void m_magic(struct spate_ring_shared *s) { s->meta.magic ^= 1; }
 static void m_magic_zero(struct spate_ring_shared *s) { s->meta.magic = 0; }
-static void m_version(struct spate_ring_shared *s) { s->meta.layout_version = 2; }
+static void m_version(struct spate_ring_shared *s) { s->meta.layout_version = SPATE_RING_LAYOUT_VERSION + 1; }
 static void m_version0(struct spate_ring_shared *s) { s->meta.layout_version = 0; }
 static void m_shared_size(struct spate_ring_shared *s) { s->meta.shared_size -= 128; }
 static void m_cap_npot(struct spate_ring_shared *s) { s->meta.capacity += 4096; }
@@ -384,7 +384,7 @@ Test(ring, open_mem_validates_control_block)
 		{ "pristine", NULL, 0 },
 		{ "magic bit flip", m_magic, -EBADMSG },
 		{ "magic zero", m_magic_zero, -EBADMSG },
-		{ "layout version 2", m_version, -EPROTO },
+		{ "next layout version", m_version, -EPROTO },
 		{ "layout version 0", m_version0, -EPROTO },
 		{ "shared_size", m_shared_size, -EBADMSG },
 		{ "capacity not a power of two", m_cap_npot, -EBADMSG },
@@ -1015,7 +1015,21 @@ Test(ring, sequence_numbers_single_writer)
 	tl_mem_free(&m);
 }
 
-Test(ring, sequence_numbers_multi_writer)
+struct commit_arg {
+	struct spate_ring_writer *w;
+	struct spate_ring_batch *b;
+	uint64_t seq;
+	int rc;
+};
+
+static void *commit_main(void *p)
+{
+	struct commit_arg *a = p;
+	a->rc = spate_ring_commit(a->w, a->b, 0, &a->seq);
+	return NULL;
+}
+
+Test(ring, sequence_numbers_multi_writer, .timeout = 60)
 {
 	struct tl_mem m;
 	struct spate_ring_batch ba, bb, bc;
@@ -1032,8 +1046,10 @@ Test(ring, sequence_numbers_multi_writer)
 	cr_assert_eq(put_num(w1, 5, 0, &seq), 0);
 	cr_assert_eq(seq, 0);
 
-	/* w1 claims first, w2 second; w2 commits first. Numbers follow ring order,
-	 * and nothing is visible until w1's batch (earlier in the ring) commits. */
+	/* w1 claims first, w2 second; w2 commits first (in another thread: a
+	 * multi-writer commit waits for the batches claimed before it). Numbers
+	 * follow ring order, and nothing is visible until w1's batch (earlier in
+	 * the ring) commits. */
 	uint64_t bytes_a = spate_ring_rec_size(l2[0]) + spate_ring_rec_size(l2[1]);
 	uint64_t bytes_b = 0;
 	for (int i = 0; i < 3; i++)
@@ -1045,7 +1061,10 @@ Test(ring, sequence_numbers_multi_writer)
 		void *p = spate_ring_batch_add(&bb, l3[i], tl_key(0, 3 + i), tl_type(0, 3 + i));
 		tl_pl_fill(p, l3[i], 0, 3 + i);
 	}
-	cr_assert_eq(spate_ring_commit(w2, &bb, 0, NULL), 3);
+	struct commit_arg ca = {.w = w2, .b = &bb, .rc = -1};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, commit_main, &ca), 0);
+	usleep(20000);
 	cr_assert_eq(drain(rd, &next, NULL), 1, "only record 0 may be visible");
 	cr_assert_eq(spate_ring_peek(rd, recs, 16, UINT64_MAX), 0);
 	for (unsigned i = 0; i < 2; i++) {
@@ -1054,6 +1073,9 @@ Test(ring, sequence_numbers_multi_writer)
 	}
 	cr_assert_eq(spate_ring_commit(w1, &ba, 0, &fs), 2);
 	cr_assert_eq(fs, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(ca.rc, 3);
+	cr_assert_eq(ca.seq, 3);
 	cr_assert_eq(drain(rd, &next, NULL), 5);
 
 	/* An aborted multi-writer reservation becomes an empty batch: skipped. */
@@ -1966,7 +1988,7 @@ Test(ring, writer_slots)
 	tl_mem_free(&m);
 }
 
-/* An aborted multi-writer reservation is published as an empty batch. A
+/* An aborted multi-writer reservation is published as a SKIP batch. A
  * reader with nothing to read must still wait (and time out), not return
  * at once forever: peek() -> 0, wait() -> 0, peek() -> 0 ... is a busy loop. */
 Test(ring, wait_after_aborted_multi_writer_batch, .timeout = 30)

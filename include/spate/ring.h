@@ -17,7 +17,16 @@
  * Writers: one writer (SP, the default) or many threads/processes
  * (SPATE_RING_F_MULTI_WRITER). Writers *reserve* space, write records in place
  * and *commit*; or copy with spate_ring_put() / spate_ring_put_batch(). A batch
- * becomes visible to readers with one release store of the ring's tail.
+ * becomes visible to readers with one release store of the ring's tail; on a
+ * multi-writer ring each committer publishes its own batch once the batches
+ * claimed before it are published (in claim order, as DPDK's MP ring).
+ *
+ * Liveness: every reader and writer slot holds a lease (pid, start time, PID
+ * namespace, heartbeat; see spate/ring_layout.h). A writer waiting for space
+ * evicts a gating reader whose process is dead; a committer waiting behind a
+ * claim whose writer died turns it into a SKIP batch readers never see;
+ * a token held by a dead writer is taken over. Every such event is counted
+ * (spate_ring_health()). No wait in the ring depends on a dead process.
  *
  * Readers: up to SPATE_RING_MAX_READERS independent readers per ring, each
  * seeing every record in order. spate_ring_peek() fills an array of zero-copy
@@ -26,6 +35,7 @@
  *
  * Everything in the ring is position independent (offsets, never pointers), so
  * a ring placed in a spate_shm region is used by several processes at once.
+ * The shared layout is in spate/ring_layout.h (internals; use the accessors).
  *
  * Concurrency contract (who may call what at the same time) is stated on each
  * function. "Handle" functions take a struct spate_ring_writer or
@@ -41,6 +51,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "spate/ring_layout.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -52,18 +64,8 @@ extern "C" {
 /** Smallest and largest ring data capacity, in bytes (powers of two). */
 #define SPATE_RING_MIN_CAPACITY (64u * 1024u)
 #define SPATE_RING_MAX_CAPACITY (1024u * 1024u * 1024u)
-/** Readers a ring can register at once. */
-#define SPATE_RING_MAX_READERS 64u
-/** Writer slots of a multi-writer ring (a single-writer ring has one). */
-#define SPATE_RING_MAX_WRITERS 64u
 /** Records in one ring batch (larger put_batch calls are split). */
 #define SPATE_RING_MAX_BATCH_RECORDS 65535u
-/** Separation of independently written state: two 64-byte lines, because
- *  the adjacent-line prefetcher pairs them. */
-#define SPATE_RING_LINE 128u
-
-#define SPATE_RING_MAGIC 0x474e524554415053ULL /* "SPATERNG" */
-#define SPATE_RING_LAYOUT_VERSION 1u
 
 /* Ring flags (struct spate_ring_params.flags, fixed at format time). */
 /** Many writers (threads or processes); otherwise exactly one. */
@@ -89,128 +91,23 @@ enum spate_ring_start {
 	SPATE_RING_START_LATEST = 1, /**< only records published from now on */
 };
 
-/* ------------------------------------------------------------------------ */
-/* Shared layout (in the ring's memory; offsets only)                       */
-/* ------------------------------------------------------------------------ */
-
-/** Batch header commit word: bits 0..31 length | state, bits 32..63 tag. */
-#define SPATE_RING_C_COMMITTED 0x1ull /**< the batch is complete */
-#define SPATE_RING_C_PAD 0x2ull       /**< padding to the end of the ring */
-#define SPATE_RING_C_LEN_MASK 0xfffffff8ull
-/** The tag is the batch position / 8, truncated: it tells this lap's header
- *  from a stale one of a previous lap (rings are < 2^35 bytes). */
-#define SPATE_RING_TAG(pos) ((uint64_t)(uint32_t)((pos) >> 3) << 32)
-
-/** In-ring batch header. 32 bytes, 8-aligned. */
-struct spate_ring_bhdr {
-	_Atomic uint64_t commit; /**< len | state | tag; see SPATE_RING_C_* */
-	uint32_t count;          /**< records in the batch */
-	uint32_t owner;          /**< multi-writer: writer slot + 1; else 0 */
-	uint64_t base_seq;       /**< sequence number of the first record */
-	uint64_t ts;             /**< commit time, CLOCK_REALTIME ns */
-};
-
-/** In-ring record header. 8 bytes; 8 more for lengths >= SPATE_RING_LONG. */
-struct spate_ring_rhdr {
-	uint32_t len_type; /**< length (bits 0..23, or SPATE_RING_LONG) | type << 24 */
-	uint32_t key_hash;
-};
-#define SPATE_RING_LONG 0xffffffu
-#define SPATE_RING_BHDR_SIZE ((uint32_t)sizeof(struct spate_ring_bhdr))
 /** Batch boundaries a single writer remembers, one per 1/16 of the ring. */
 #define SPATE_RING_MARKS 16u
 /** How far ahead a reader prefetches published data, in bytes. */
 #define SPATE_RING_PREFETCH 1024u
 
-/** Immutable description, written once by spate_ring_format(). */
-struct spate_ring_meta {
-	uint64_t magic;          /**< SPATE_RING_MAGIC */
-	uint32_t layout_version; /**< SPATE_RING_LAYOUT_VERSION */
-	uint32_t shared_size;    /**< sizeof(struct spate_ring_shared) */
-	uint64_t total_size;     /**< bytes of the whole ring area */
-	uint64_t capacity;       /**< data bytes, power of two */
-	uint64_t data_off;       /**< offset of the data area from the ring start */
-	uint64_t max_record;     /**< largest payload accepted */
-	uint32_t flags;          /**< SPATE_RING_F_* */
-	uint32_t cap_shift;      /**< log2(capacity) */
-	uint32_t ready;          /**< SPATE_RING_READY once formatted (release) */
-	uint32_t reserved[13];
-};
-#define SPATE_RING_READY 0x59444552u
-
-/** State of a reader slot. */
-enum spate_ring_slot_state {
-	SPATE_RING_SLOT_FREE = 0,
-	SPATE_RING_SLOT_ACTIVE = 1,
-	SPATE_RING_SLOT_EVICTED = 2, /**< detached by someone else; owner sees -EPIPE */
-};
-
-/** One reader's published state, on its own line. */
-struct spate_ring_rslot {
-	_Atomic uint64_t pos;   /**< released up to here (bytes) */
-	_Atomic uint64_t seq;   /**< sequence number of the next record at pos */
-	_Atomic uint32_t state; /**< enum spate_ring_slot_state */
-	uint32_t pid;           /**< owner, for liveness checks */
-	uint64_t start_time;    /**< owner's start time (clock ticks since boot) */
-	_Atomic uint64_t gen;   /**< bumped at every open, so a stale handle is told */
-	uint8_t pad_[SPATE_RING_LINE - 40];
-};
-
-/** One writer's slot: liveness and the claim it is making (for recovery). */
-struct spate_ring_wslot {
-	_Atomic uint32_t state; /**< FREE or ACTIVE */
-	uint32_t pid;
-	uint64_t start_time;
-	_Atomic uint64_t intent_pos; /**< claim being made at this position ... */
-	_Atomic uint64_t intent_len; /**< ... of this many bytes (0: none) */
-	_Atomic uint64_t pub_pos;    /**< last batch of ours the publisher stamped ... */
-	_Atomic uint64_t pub_seq;    /**< ... and its base sequence number */
-	uint8_t pad_[SPATE_RING_LINE - 48];
-};
-
-/** The control block at the start of every ring. */
-struct spate_ring_shared {
-	struct spate_ring_meta meta;
-	_Alignas(SPATE_RING_LINE) struct {
-		/** Claim position (multi-writer CAS target; single writer: its head). */
-		_Atomic uint64_t head;
-		/** Oldest batch boundary that is still intact; new OLDEST readers start here. */
-		_Atomic uint64_t trim;
-		/** Multi-writer publisher token (0 free, else writer slot + 1). */
-		_Atomic uint32_t pub_lock;
-		/** Multi-writer trim walker token (0 free, else writer slot + 1). */
-		_Atomic uint32_t trim_lock;
-		uint32_t pad0_;
-		/** Multi-writer commits so far: the publisher re-checks it after
-		 *  giving the token back, so no commit is left unpublished. */
-		_Atomic uint64_t commits;
-		uint8_t pad_[SPATE_RING_LINE - 40];
-	} prod;
-	_Alignas(SPATE_RING_LINE) struct {
-		/** Writers sleeping for space, and the futex word they sleep on.
-		 *  A line of its own: readers look at it on every release, and it
-		 *  changes only when a writer starts or stops waiting. */
-		_Atomic uint32_t wr_waiters;
-		_Atomic uint32_t space_futex;
-		/** Writers waiting for space in any way (FULL_WAIT rings). */
-		_Atomic uint32_t wr_waiting;
-		uint8_t pad_[SPATE_RING_LINE - 12];
-	} wake;
-	_Alignas(SPATE_RING_LINE) struct {
-		/** Published position: every byte below it is a readable batch. */
-		_Atomic uint64_t tail;
-		/** Sequence number of the next record to be published. */
-		_Atomic uint64_t tail_seq;
-		/** Readers sleeping for data (they sleep on the low half of tail). */
-		_Atomic uint32_t rd_waiters;
-		uint32_t pad0_;
-		/** Active reader slots, one bit each. */
-		_Atomic uint64_t reader_mask;
-		uint8_t pad_[SPATE_RING_LINE - 32];
-	} pub;
-	struct spate_ring_rslot readers[SPATE_RING_MAX_READERS];
-	struct spate_ring_wslot writers[SPATE_RING_MAX_WRITERS];
-};
+/* Liveness bounds (see struct spate_ring_lease in spate/ring_layout.h). */
+/** A holder that cannot be looked up (another PID namespace) is alive while
+ *  its heartbeat is younger than this. Waiting handles beat on their own;
+ *  a handle in another namespace that holds records longer calls
+ *  spate_ring_reader_beat() / spate_ring_writer_beat(). */
+#define SPATE_RING_LEASE_NS (10ull * 1000000000ull)
+/** A slot claimed whose holder has not written its identity yet counts as
+ *  alive this long after it was first seen so. */
+#define SPATE_RING_CLAIM_NS (2ull * 1000000000ull)
+/** How often a waiting writer looks for dead peers (a gating reader, a
+ *  claimant before it, a token holder); also the longest futex sleep. */
+#define SPATE_RING_CHECK_NS (20ull * 1000000ull)
 
 /* ------------------------------------------------------------------------ */
 /* Process-local handles                                                    */
@@ -242,6 +139,9 @@ struct spate_ring_writer {
 	enum spate_ring_wait wait;
 	uint64_t timeout_ns; /**< for FULL_WAIT rings; UINT64_MAX = forever */
 	uint64_t full_events; /**< times a reserve found the ring full */
+	uint64_t own;        /**< our slot's own word (state | generation) */
+	uint64_t check_ns;   /**< next look for dead peers while waiting (mono ns) */
+	uint64_t beat_ns;    /**< our last heartbeat (mono ns) */
 	uint64_t mark_next;  /**< single writer: next 1/16-ring boundary to mark */
 	uint64_t marks[SPATE_RING_MARKS]; /**< first batch at or after each boundary */
 };
@@ -255,7 +155,8 @@ struct spate_ring_reader {
 	struct spate_ring_rslot *slot;
 	uint32_t flags;
 	uint32_t index;     /**< slot index */
-	uint64_t gen;       /**< slot generation at open */
+	uint64_t own;       /**< our slot's own word (state | generation) */
+	uint64_t beat_ns;   /**< our last heartbeat (mono ns) */
 	uint64_t tail;      /**< cached published position */
 	/* Position released so far, and the batch it is in. */
 	uint64_t pos;       /**< next record (or batch header if left == 0) */
@@ -368,6 +269,38 @@ static inline uint64_t spate_ring_max_record(const struct spate_ring *r)
 	return r->max_record;
 }
 
+/** Data capacity of the ring, in bytes. */
+static inline uint64_t spate_ring_capacity(const struct spate_ring *r)
+{
+	return r->cap;
+}
+
+/**
+ * The published position (bytes written and visible to readers since the
+ * ring was formatted) and the sequence number of the next record to be
+ * published. Either pointer may be NULL. Any thread, any time.
+ */
+static inline void spate_ring_tail(const struct spate_ring *r, uint64_t *pos, uint64_t *seq)
+{
+	/* Acquire: pairs with the release store of tail by the publisher;
+	 * tail_seq is stored before it. */
+	uint64_t t = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+	if (pos)
+		*pos = t;
+	if (seq)
+		/* Relaxed: stored before tail by the publisher; a newer value only
+		 * counts a batch being published now. */
+		*seq = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+}
+
+/** Sequence number of the next record to be published. Any thread. */
+static inline uint64_t spate_ring_tail_seq(const struct spate_ring *r)
+{
+	uint64_t s;
+	spate_ring_tail(r, NULL, &s);
+	return s;
+}
+
 /**
  * Open a writer. Single-writer rings allow one at a time (-EBUSY otherwise).
  * Any thread; concurrent opens on one ring are safe.
@@ -393,29 +326,78 @@ void spate_ring_reader_close(struct spate_ring_reader *rd);
 /**
  * Detach reader slot @p index from outside (a monitor, or the writer's side),
  * so that a stuck or dead reader cannot block writers forever. The reader's
- * next peek/release/wait returns -EPIPE. Any thread, any process.
+ * next peek/release/wait returns -EPIPE. Evicts a SPATE_RING_RSLOT_F_KEEP
+ * slot too (an explicit decision). Any thread, any process.
  * @return 0, -ENOENT (slot not active), -EINVAL.
  */
 int spate_ring_reader_evict(struct spate_ring *r, uint32_t index);
 /**
- * Free the slots of readers and writers whose processes have died (pid and
- * start time no longer match a live process), so a ring a crashed process
- * used gates no writer and leaks no slot. In a multi-writer ring whose every
- * writer is gone, space claimed and never published (a writer killed
- * between reserve and commit) is given back. Thread: any; meant for start-up
- * (an engine reopening its streams after a crash).
+ * Free the slots of readers and writers whose processes have died (their
+ * lease says so: pid and start time match no live process, or, for a holder
+ * in another PID namespace, its heartbeat is older than SPATE_RING_LEASE_NS),
+ * so a ring a crashed process used gates no writer and leaks no slot; and on
+ * a multi-writer ring, turn the claim of a dead writer at the publication
+ * point into a SKIP batch and free tokens dead writers hold. Reader slots
+ * with SPATE_RING_RSLOT_F_KEEP are left alone; a slot whose holder is still
+ * writing its identity counts as alive (SPATE_RING_CLAIM_NS). Safe at any
+ * time, concurrently with live readers and writers (an engine calls it
+ * periodically); every action is counted in spate_ring_health().
  * @param readers, writers if not NULL, the reader and writer slots freed.
- * @return 0, 1 (abandoned claims were given back), -EBUSY (claims are in
- *         flight and some writer is alive: nothing given back).
+ * @return 0, 1 (a dead claim was skipped), -EBADMSG (corrupt positions).
  */
 int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers);
+
+/** Recovery counters of a ring (monotonic since format; any process). */
+struct spate_ring_health {
+	uint64_t evicted;        /**< dead gating readers evicted by waiting writers */
+	uint64_t reaped_readers; /**< reader slots freed by spate_ring_reap() */
+	uint64_t reaped_writers; /**< writer slots freed by spate_ring_reap() */
+	uint64_t skipped;        /**< claims of dead writers turned into SKIP batches */
+	uint64_t takeovers;      /**< tokens taken over from dead writers */
+	uint64_t corrupt;        /**< operations refused with -EBADMSG */
+};
+/** Read the recovery counters (relaxed snapshots). Any thread, any time. */
+void spate_ring_health(const struct spate_ring *r, struct spate_ring_health *out);
+
+/** What spate_ring_reader_info() tells about one reader slot. */
+struct spate_ring_reader_info {
+	uint64_t pos;   /**< released position (bytes) */
+	uint64_t seq;   /**< sequence number at pos (UINT64_MAX: not known yet) */
+	uint32_t state; /**< enum spate_ring_slot_state */
+	uint32_t flags; /**< SPATE_RING_RSLOT_F_* */
+	uint32_t pid;   /**< holder (in its PID namespace; 0 while claiming) */
+};
+/**
+ * A monitor's view of reader slot @p index. Any thread, any time.
+ * @return 0, -EINVAL (index out of range).
+ */
+int spate_ring_reader_info(const struct spate_ring *r, uint32_t index,
+			   struct spate_ring_reader_info *out);
+
+/**
+ * Sequence number and timestamp of the oldest record still intact (the first
+ * data batch at the trim point); if the ring holds no record, @p seq is the
+ * next sequence number and @p ts 0. Any thread, any time.
+ * @return 0, -EAGAIN (writers kept moving the trim point: *seq = UINT64_MAX).
+ */
+int spate_ring_oldest(const struct spate_ring *r, uint64_t *seq, uint64_t *ts);
+
+/**
+ * Renew the heartbeat of a reader or writer (only needed by a handle in
+ * another PID namespace than the engine that holds records or a claim for
+ * longer than SPATE_RING_LEASE_NS without waiting; waits beat on their own).
+ * Thread: the handle's owner.
+ */
+void spate_ring_reader_beat(struct spate_ring_reader *rd);
+void spate_ring_writer_beat(struct spate_ring_writer *w);
 
 /* Slow paths, called by the inline functions below. */
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need,
 			   struct spate_ring_batch *b);
-uint32_t spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b,
-			       uint64_t ts, uint64_t *first_seq);
+int spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b, uint64_t ts,
+			  uint64_t *first_seq);
+int spate_ring_reader_evict_own_(struct spate_ring *r, uint32_t index, uint64_t own);
 void spate_ring_wake_readers_(struct spate_ring *r);
 void spate_ring_wake_writers_(struct spate_ring *r);
 int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns);
@@ -483,9 +465,15 @@ static inline uint64_t spate_ring_batch_len_(uint64_t c, uint64_t pos, uint64_t 
  * handle at a time. Thread: the writer handle's owner; multi-writer rings
  * allow any number of writer handles at once.
  *
+ * A writer that finds the ring full looks for gating readers whose process
+ * is dead and evicts them (at most every SPATE_RING_CHECK_NS; readers with
+ * SPATE_RING_RSLOT_F_KEEP are left alone).
+ *
  * @return 0, -EAGAIN (full and the ring fails at once), -ETIMEDOUT (full
  *         for longer than the writer's timeout), -EMSGSIZE (larger than the
- *         ring can ever hold: half its capacity).
+ *         ring can ever hold: half its capacity), -EBADMSG (the ring's
+ *         positions or headers are corrupt: an error, never a hang), -EPIPE
+ *         (multi-writer: our writer slot was reaped as dead).
  */
 static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes,
 				     struct spate_ring_batch *b)
@@ -558,16 +546,19 @@ static inline void *spate_ring_batch_add(struct spate_ring_batch *b, uint64_t le
 /**
  * Publish a reserved batch: stamps the sequence numbers and @p ts (0 = now)
  * and makes it visible with one release store. If @p first_seq is not NULL,
- * stores the first record's sequence number there; on a multi-writer ring,
- * where sequence numbers are assigned at publication, in commit order of
- * position, that means waiting until the batch is published (normally at
- * once; longer if an earlier claimant is still writing). An empty batch is
- * abandoned (a multi-writer ring publishes it as an empty batch).
+ * stores the first record's sequence number there. On a multi-writer ring
+ * batches are published in claim order: the committer waits until every
+ * batch claimed before its own is published (normally at once; longer while
+ * an earlier claimant is still writing; a claimant that died is skipped, see
+ * spate_ring_health()). An empty batch is abandoned (a multi-writer ring
+ * publishes it as a SKIP batch that no reader sees).
  * Thread: the batch's owner.
- * @return the number of records published.
+ * @return the number of records published, -EBADMSG (multi-writer: the
+ *         ring's positions are corrupt; nothing published), -EPIPE
+ *         (multi-writer: our writer slot was reaped as dead).
  */
-static inline uint32_t spate_ring_commit(struct spate_ring_writer *w, struct spate_ring_batch *b,
-					 uint64_t ts, uint64_t *first_seq)
+static inline int spate_ring_commit(struct spate_ring_writer *w, struct spate_ring_batch *b,
+				    uint64_t ts, uint64_t *first_seq)
 {
 	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)b->hdr;
 	uint64_t len = (uint64_t)(b->cur - b->hdr);
@@ -613,7 +604,7 @@ static inline uint32_t spate_ring_commit(struct spate_ring_writer *w, struct spa
 		if (atomic_load_explicit(&sh->pub.rd_waiters, memory_order_seq_cst))
 			spate_ring_wake_readers_(w->ring);
 	}
-	return n;
+	return (int)n;
 }
 
 /** Abandon a reservation without publishing records. Thread: the batch's owner. */
@@ -627,8 +618,9 @@ static inline void spate_ring_abort(struct spate_ring_writer *w, struct spate_ri
 /**
  * Copy one record into the ring as a batch of one.
  * Thread: the writer handle's owner.
- * @return 0 (and the sequence number in @p seq, single writer), -EMSGSIZE,
- *         -EAGAIN, -ETIMEDOUT.
+ * @return 0 (and the sequence number in @p seq), -EMSGSIZE, -EAGAIN,
+ *         -ETIMEDOUT, -EBADMSG (corrupt ring state), -EPIPE (our writer
+ *         slot was reaped as dead).
  */
 static inline int spate_ring_put(struct spate_ring_writer *w, const void *data, uint64_t len,
 				 uint32_t key_hash, uint8_t type, uint64_t *seq)
@@ -644,8 +636,8 @@ static inline int spate_ring_put(struct spate_ring_writer *w, const void *data, 
 	void *p = spate_ring_batch_add(&b, len, key_hash, type);
 	if (len)
 		memcpy(p, data, len);
-	spate_ring_commit(w, &b, 0, seq);
-	return 0;
+	rc = spate_ring_commit(w, &b, 0, seq);
+	return rc < 0 ? rc : 0;
 }
 
 /**
@@ -656,7 +648,8 @@ static inline int spate_ring_put(struct spate_ring_writer *w, const void *data, 
  * @return the number of records written (less than @p n only if the ring
  *         filled after the first batch), or -EMSGSIZE (a record is larger
  *         than spate_ring_max_record(); nothing from it on is written),
- *         -EAGAIN or -ETIMEDOUT if nothing could be written.
+ *         -EAGAIN, -ETIMEDOUT, -EBADMSG or -EPIPE if nothing could be
+ *         written.
  */
 int spate_ring_put_batch(struct spate_ring_writer *w, const struct spate_ring_iov *v,
 			 unsigned n, uint64_t *first_seq);
@@ -689,9 +682,9 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 	unsigned n = 0;
 	int refreshed = 0;
 
-	/* Relaxed: a flag in our own slot, written only by us and an evicter;
+	/* Relaxed: our own slot's word, written only by us and an evicter;
 	 * an evicted reader must not hand out records being overwritten. */
-	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 		return spate_ring_peek_slow_(rd, -EPIPE);
 	while (n < max) {
 		if (left == 0) {
@@ -714,7 +707,7 @@ static inline int spate_ring_peek(struct spate_ring_reader *rd, struct spate_rin
 			uint64_t len = spate_ring_batch_len_(c, pos, rd->cap, tail);
 			if (!len)
 				return spate_ring_peek_slow_(rd, -EBADMSG);
-			if (c & SPATE_RING_C_PAD) {
+			if (c & SPATE_RING_C_NODATA) { /* padding, or a skipped claim */
 				pos += len;
 				continue;
 			}
@@ -817,8 +810,8 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 	rd->p_count = 0;
 	if (n == 0)
 		return 0;
-	/* Relaxed: a flag; only this reader and an evicter write it. */
-	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+	/* Relaxed: our slot's word; only this reader and an evicter write it. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 		return -EPIPE;
 	/* Give space back in steps of 1/16 of the ring, at once when we have
 	 * read all we know of, or when a writer waits for space: a writer
