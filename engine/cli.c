@@ -407,45 +407,154 @@ static void print_rec(uint32_t shard, const struct spate_ring_rec *r)
 	putchar('\n');
 }
 
-/* Print shard @p shard's history from its log, from @p from_seq, up to
- * @p count lines in all; *next is where the log ended (the ring goes on). */
-static int tail_log(const struct spate_config *cfg, const struct spate_config_stream *cs,
-		    uint32_t shard, uint64_t from_seq, uint64_t count, uint64_t *shown,
-		    uint64_t *next)
+/* Open shard @p shard's log at @p from_seq (0: its oldest record); *lr stays
+ * NULL while the shard has no log yet. */
+static int tail_log_open(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			 uint32_t shard, uint64_t from_seq, struct spate_log_reader **lr)
 {
 	char dir[SPATE_CONFIG_PATH_MAX + 16];
-	struct spate_log_reader *lr = NULL;
 	int rc = spate_config_stream_log_dir(cfg, cs, shard, dir, sizeof(dir));
 
+	*lr = NULL;
 	if (rc == 0)
 		rc = spate_log_reader_open(dir, from_seq ? SPATE_LOG_FROM_SEQ : SPATE_LOG_FROM_OLDEST,
-					   from_seq, &lr);
+					   from_seq, lr);
 	if (rc == -ENOENT)
 		return 0; /* nothing written yet */
-	if (rc < 0) {
+	if (rc < 0)
 		fprintf(stderr, "spate tail: log of shard %u (%s): %s\n", shard, dir, strerror(-rc));
-		return rc;
-	}
-	while (*shown < count) {
+	return rc;
+}
+
+/* Print from @p lr until the end of what is written or @p count lines in
+ * all; *next is the sequence number after the last one printed. */
+static int tail_log_drain(struct spate_log_reader *lr, uint32_t shard, uint64_t count,
+			  uint64_t *shown, uint64_t *next)
+{
+	while (lr && *shown < count) {
 		struct spate_ring_rec v[64];
 		uint64_t skipped = 0;
 		int k = spate_log_read(lr, v, 64, &skipped);
 		if (k < 0) {
 			fprintf(stderr, "spate tail: log of shard %u: %s\n", shard, strerror(-k));
-			rc = k;
-			break;
+			return k;
 		}
 		if (k == 0)
 			break;
 		for (int j = 0; j < k && *shown < count; j++) {
+			if (v[j].seq < *next)
+				continue;
 			print_rec(shard, &v[j]);
 			(*shown)++;
 			*next = v[j].seq + 1;
 		}
 	}
-	spate_log_reader_close(lr);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
+
+/*
+ * One shard of a persisted stream from @p *next on: its history from the log,
+ * then the ring. The handover is where records can fall between the two: a
+ * record written to the log after the log's end was read, then overwritten
+ * in the ring before the ring reader exists, is in neither view. So the ring
+ * reader (@p rd) is opened before the log is read to its end once more, and
+ * holds the ring from there on: what the ring no longer holds then was
+ * released by the persister, which gates the ring. The persister releases a
+ * batch once it has copied it for writing, a little before the log file
+ * shows it: tail_catch_up() waits for those. The first read holds no
+ * reader, so a long history never holds the producers back.
+ */
+static int tail_history(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			struct spate_stream *s, uint32_t shard, uint64_t count, uint64_t *shown,
+			uint64_t *next, struct spate_ring_reader **rd)
+{
+	struct spate_log_reader *lr;
+	int rc = tail_log_open(cfg, cs, shard, *next, &lr);
+
+	if (rc == 0)
+		rc = tail_log_drain(lr, shard, count, shown, next);
+	if (rc == 0 && s && *shown < count) {
+		rc = spate_ring_reader_open(spate_stream_ring(s, shard), SPATE_RING_START_OLDEST,
+					    SPATE_RING_WAIT_YIELD, rd);
+		if (rc < 0)
+			fprintf(stderr, "spate tail: reader on shard %u: %s\n", shard, strerror(-rc));
+		else if (!lr)
+			rc = tail_log_open(cfg, cs, shard, *next, &lr);
+		if (rc == 0)
+			rc = tail_log_drain(lr, shard, count, shown, next);
+	}
+	spate_log_reader_close(lr);
+	return rc;
+}
+
+/*
+ * The ring's first record for this tail is @p ring_seq, past *next: records
+ * *next..ring_seq-1 left the ring before the reader held it, so the
+ * persister has them and the log shows them once their write completes.
+ * Print them from the log, waiting for it (up to 10 s: were the engine
+ * gone, they would be lost, and the caller says so).
+ */
+static int tail_catch_up(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			 uint32_t shard, uint64_t ring_seq, uint64_t count, uint64_t *shown,
+			 uint64_t *next)
+{
+	struct spate_log_reader *lr = NULL;
+	int rc = 0;
+
+	for (int waited_ms = 0; *next < ring_seq && *shown < count && waited_ms < 10000; waited_ms++) {
+		if (!lr)
+			rc = tail_log_open(cfg, cs, shard, *next, &lr);
+		if (rc == 0)
+			rc = tail_log_drain(lr, shard, count, shown, next);
+		if (rc < 0 || *next >= ring_seq)
+			break;
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	spate_log_reader_close(lr);
+	return rc;
+}
+
+/* A sequence number, or trim_horizon / latest. 0 or -EINVAL. */
+static int parse_from(const char *from, enum spate_ring_start *start, uint64_t *seq)
+{
+	char *end;
+
+	*seq = 0;
+	*start = SPATE_RING_START_OLDEST;
+	if (!strcmp(from, "trim_horizon"))
+		return 0;
+	if (!strcmp(from, "latest")) {
+		*start = SPATE_RING_START_LATEST;
+		return 0;
+	}
+	errno = 0;
+	if (from[0] < '0' || from[0] > '9')
+		return -EINVAL;
+	*seq = strtoull(from, &end, 0);
+	return errno || *end ? -EINVAL : 0;
+}
+
+/* A count or shard number: digits only, no sign. 0 or -EINVAL. */
+static int parse_u64(const char *arg, uint64_t max, uint64_t *v)
+{
+	char *end;
+
+	if (arg[0] < '0' || arg[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	*v = strtoull(arg, &end, 10);
+	return errno || *end || *v > max ? -EINVAL : 0;
+}
+
+static const char tail_usage[] =
+	"usage: spate tail CONFIG STREAM [--from trim_horizon|latest|SEQ] [--shard N] [-n COUNT] [-f]\n"
+	"  --from P    where to start: trim_horizon (the oldest record kept, the default),\n"
+	"              latest (only new records) or a sequence number\n"
+	"  --shard N   one shard only\n"
+	"  -n COUNT    stop after COUNT records\n"
+	"  -f          keep following new records (until SIGINT)\n"
+	"  a persisted stream's history comes from its log, then the ring\n";
 
 int spate_cli_tail(int argc, char **argv)
 {
@@ -456,7 +565,7 @@ int spate_cli_tail(int argc, char **argv)
 	};
 	const char *from = "trim_horizon";
 	long shard_only = -1;
-	uint64_t count = UINT64_MAX, shown = 0;
+	uint64_t count = UINT64_MAX, shown = 0, num;
 	int follow = 0, c, rc;
 	struct spate_config *cfg;
 	struct spate_stream *s;
@@ -465,19 +574,35 @@ int spate_cli_tail(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "fn:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'F': from = optarg; break;
-		case 'S': shard_only = strtol(optarg, NULL, 0); break;
+		case 'S':
+			if (parse_u64(optarg, SPATE_STREAM_MAX_SHARDS - 1, &num) < 0) {
+				fprintf(stderr, "spate tail: --shard takes a shard number, not '%s'\n", optarg);
+				return -EINVAL;
+			}
+			shard_only = (long)num;
+			break;
 		case 'f': follow = 1; break;
-		case 'n': count = strtoull(optarg, NULL, 0); break;
+		case 'n':
+			if (parse_u64(optarg, UINT64_MAX, &count) < 0) {
+				fprintf(stderr, "spate tail: -n takes a count of records (0 or more), "
+					"not '%s'\n", optarg);
+				return -EINVAL;
+			}
+			break;
 		default:
-			fprintf(c == 'h' ? stdout : stderr,
-				"usage: spate tail CONFIG STREAM [--from trim_horizon|latest|SEQ] "
-				"[--shard N] [-n COUNT] [-f]\n"
-				"  a persisted stream's history comes from its log, then the ring\n");
+			fputs(tail_usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: spate tail CONFIG STREAM [options]\n");
+		fputs(tail_usage, stderr);
+		return -EINVAL;
+	}
+	enum spate_ring_start start;
+	uint64_t min_seq;
+	if (parse_from(from, &start, &min_seq) < 0) {
+		fprintf(stderr, "spate tail: --from takes trim_horizon, latest or a sequence "
+			"number, not '%s'\n", from);
 		return -EINVAL;
 	}
 	if (load_config(argv[optind], &cfg) < 0)
@@ -488,35 +613,31 @@ int spate_cli_tail(int argc, char **argv)
 	if (rc == -ENOENT && persisted) {
 		s = NULL; /* no shared memory (nothing runs): the logs alone */
 	} else if (rc < 0) {
-		fprintf(stderr, "spate tail: stream %s of bus %s: %s\n", argv[optind + 1], cfg->bus,
-			strerror(-rc));
+		fprintf(stderr, "spate tail: stream %s of bus %s: %s%s\n", argv[optind + 1], cfg->bus,
+			strerror(-rc), rc == -ENOENT && !cs ? " (the config has no such stream)" : "");
 		spate_config_free(cfg);
 		return rc;
 	}
 	uint32_t n = s ? spate_stream_shards(s) : cs->shards;
 	if (!s)
 		follow = 0; /* nothing appends while no engine holds the stream */
-	enum spate_ring_start start = strcmp(from, "latest") ? SPATE_RING_START_OLDEST
-							      : SPATE_RING_START_LATEST;
-	uint64_t min_seq = 0;
-	if (strcmp(from, "latest") && strcmp(from, "trim_horizon"))
-		min_seq = strtoull(from, NULL, 0);
 	uint64_t min_seq_of[SPATE_STREAM_MAX_SHARDS];
-	for (uint32_t i = 0; i < n; i++)
-		min_seq_of[i] = min_seq;
+	/* Where a shard's history ended: its ring must go on from there. */
+	uint64_t expect_of[SPATE_STREAM_MAX_SHARDS];
 	struct spate_ring_reader *rd[SPATE_STREAM_MAX_SHARDS] = { 0 };
 	for (uint32_t i = 0; i < n; i++) {
+		min_seq_of[i] = min_seq;
+		expect_of[i] = UINT64_MAX;
 		if (shard_only >= 0 && (uint32_t)shard_only != i)
 			continue;
-		/* A persisted stream: history from the log first, then the ring
-		 * from where the log ended. */
-		uint64_t next = 0;
 		if (persisted && start == SPATE_RING_START_OLDEST) {
-			rc = tail_log(cfg, cs, i, min_seq, count, &shown, &next);
+			/* History from the log first, then the ring from where the
+			 * log ended. */
+			rc = tail_history(cfg, cs, s, i, count, &shown, &min_seq_of[i], &rd[i]);
 			if (rc < 0)
 				goto out;
-			if (next > min_seq)
-				min_seq_of[i] = next;
+			expect_of[i] = min_seq_of[i];
+			continue;
 		}
 		if (!s)
 			continue;
@@ -541,6 +662,18 @@ int spate_cli_tail(int argc, char **argv)
 			}
 			for (int j = 0; j < k && shown < count; j++) {
 				if (v[j].seq < min_seq_of[i])
+					continue;
+				if (expect_of[i] != UINT64_MAX && v[j].seq > expect_of[i]) {
+					rc = tail_catch_up(cfg, cs, i, v[j].seq, count, &shown, &min_seq_of[i]);
+					if (rc < 0)
+						goto out;
+					if (min_seq_of[i] < v[j].seq && shown < count)
+						fprintf(stderr, "spate tail: shard %u: records %" PRIu64 "..%"
+							PRIu64 " are neither in the log nor in memory\n", i,
+							min_seq_of[i], v[j].seq - 1);
+				}
+				expect_of[i] = UINT64_MAX;
+				if (v[j].seq < min_seq_of[i] || shown >= count)
 					continue;
 				print_rec(i, &v[j]);
 				shown++;
