@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -269,38 +270,244 @@ out:
 /* put                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Lines of standard input go out in batches of up to PUT_BATCH_RECORDS
+ * records or PUT_BATCH_BYTES bytes, and a batch waits at most
+ * PUT_LATENCY_MS for more input after its first line. */
+#define PUT_BATCH_RECORDS 1024u
+#define PUT_BATCH_BYTES ((size_t)256 << 10)
+#define PUT_LATENCY_MS 10
+
+/* A line reader over a file descriptor that can wait with a timeout. */
+struct put_in {
+	int fd;
+	char *buf;
+	size_t cap, start, end;
+	bool eof;
+};
+
+/* The next line (without its newline) in *line / *len, valid until the next
+ * call. @p timeout_ms < 0 waits for ever. @return 1, 0 (end of input),
+ * -EAGAIN (no whole line within the timeout), -ENOMEM or -errno. */
+static int put_next_line(struct put_in *in, int timeout_ms, const char **line, size_t *len)
+{
+	for (;;) {
+		char *nl = memchr(in->buf + in->start, '\n', in->end - in->start);
+		if (nl || (in->eof && in->start < in->end)) {
+			size_t n = nl ? (size_t)(nl - (in->buf + in->start)) : in->end - in->start;
+			*line = in->buf + in->start;
+			*len = n;
+			in->start += n + (nl ? 1 : 0);
+			return 1;
+		}
+		if (in->eof)
+			return 0;
+		if (timeout_ms >= 0) {
+			struct pollfd pfd = { .fd = in->fd, .events = POLLIN };
+			int r = poll(&pfd, 1, timeout_ms);
+			if (r == 0)
+				return -EAGAIN;
+			if (r < 0 && errno != EINTR)
+				return -errno;
+		}
+		if (in->start) {
+			memmove(in->buf, in->buf + in->start, in->end - in->start);
+			in->end -= in->start;
+			in->start = 0;
+		}
+		if (in->end == in->cap) {
+			size_t cap = in->cap ? in->cap * 2 : 64 * 1024;
+			char *b = realloc(in->buf, cap);
+			if (!b)
+				return -ENOMEM;
+			in->buf = b;
+			in->cap = cap;
+		}
+		ssize_t n = read(in->fd, in->buf + in->end, in->cap - in->end);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		else if (n > 0)
+			in->end += (size_t)n;
+	}
+}
+
+/* Records waiting to be put: payloads copied into one growing arena. */
+struct put_batch {
+	struct spate_put_entry e[PUT_BATCH_RECORDS];
+	struct spate_put_result res[PUT_BATCH_RECORDS];
+	size_t off[PUT_BATCH_RECORDS];
+	unsigned n;
+	char *arena;
+	size_t used, cap;
+	uint64_t records, batches, failed;
+};
+
+static int put_add(struct put_batch *b, const char *data, size_t len)
+{
+	if (b->used + len > b->cap) {
+		size_t cap = b->cap ? b->cap : PUT_BATCH_BYTES;
+		while (cap < b->used + len)
+			cap *= 2;
+		char *a = realloc(b->arena, cap);
+		if (!a)
+			return -ENOMEM;
+		b->arena = a;
+		b->cap = cap;
+	}
+	if (len)
+		memcpy(b->arena + b->used, data, len);
+	b->off[b->n] = b->used;
+	b->e[b->n] = (struct spate_put_entry){ .len = len };
+	b->used += len;
+	b->n++;
+	return 0;
+}
+
+static const char *put_errstr(int err)
+{
+	return err == -ENOTCONN ? "no engine is persisting the stream (start it with `spate run`)"
+	       : err == -ENOSPC ? "the log's disk is full"
+				: strerror(-err);
+}
+
+/* Put the batch; per record "shard S seq N" with @p print_seq. 0 or the
+ * first record's error. */
+static int put_flush(struct spate_producer *p, struct put_batch *b, const char *key,
+		     bool print_seq)
+{
+	int rc = 0;
+
+	if (!b->n)
+		return 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		b->e[i].data = b->arena + b->off[i];
+		b->e[i].key = key ? key : b->e[i].data;
+		b->e[i].key_len = key ? strlen(key) : b->e[i].len;
+	}
+	int failed = spate_put_batch(p, b->e, b->n, b->res);
+	if (failed < 0) {
+		fprintf(stderr, "spate put: %s\n", strerror(-failed));
+		b->n = 0;
+		b->used = 0;
+		return failed;
+	}
+	for (unsigned i = 0; i < b->n; i++) {
+		const struct spate_put_result *r = &b->res[i];
+		if (r->error == 0) {
+			if (print_seq)
+				printf("shard %u seq %" PRIu64 "\n", r->shard, r->seq);
+			continue;
+		}
+		b->failed++;
+		if (!rc)
+			rc = r->error;
+		if (r->error == -ENOTCONN || r->error == -ENOSPC || r->error == -EIO)
+			fprintf(stderr, "spate put: record appended as shard %u seq %" PRIu64
+				" but not known to be durable: %s\n", r->shard, r->seq,
+				put_errstr(r->error));
+		else
+			fprintf(stderr, "spate put: record %" PRIu64 " refused: %s\n",
+				b->records + i + 1, strerror(-r->error));
+	}
+	b->records += b->n;
+	b->batches++;
+	b->n = 0;
+	b->used = 0;
+	return rc;
+}
+
+static uint64_t put_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Why stream @p name of @p cfg cannot be attached (-ENOENT): not in the
+ * config, no engine running, or removed from under a running one. */
+static void put_explain_missing(const struct spate_config *cfg, const char *config,
+				const char *name)
+{
+	char pidfile[SPATE_CONFIG_PATH_MAX + 16];
+	int pid = 0;
+	FILE *f;
+
+	if (!spate_config_find_stream(cfg, name)) {
+		fprintf(stderr, "spate put: stream %s does not exist: %s defines", name, config);
+		for (uint32_t i = 0; i < cfg->n_streams; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", cfg->streams[i].name);
+		fprintf(stderr, "%s\n", cfg->n_streams ? "" : " no stream");
+		return;
+	}
+	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
+	f = fopen(pidfile, "re");
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+		fprintf(stderr, "spate put: stream %s does not exist in bus %s, although an engine "
+			"(pid %d in %s) runs: was it removed (spate rm)? restart the engine\n",
+			name, cfg->bus, pid, pidfile);
+	else
+		fprintf(stderr, "spate put: stream %s of bus %s does not exist: no engine runs it "
+			"(start one with `spate run %s`)\n", name, cfg->bus, config);
+}
+
+static const char put_usage[] =
+	"usage: spate put CONFIG STREAM [-k KEY] [-q] [-v] [DATA...]\n"
+	"  without DATA, every line of standard input is a record; lines are put in\n"
+	"  batches (up to 1024 records, 256 KiB or 10 ms) and a summary is printed\n"
+	"  -k KEY           the partition key of every record (default: the record itself)\n"
+	"  -v, --print-seq  print \"shard S seq N\" per record (the default with DATA)\n"
+	"  -q, --quiet      print nothing but errors\n";
+
 int spate_cli_put(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "key", required_argument, 0, 'k' }, { "quiet", no_argument, 0, 'q' },
+		{ "print-seq", no_argument, 0, 'v' }, { "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 },
+	};
 	const char *key = NULL;
 	struct spate_config *cfg;
 	struct spate_stream *s;
 	struct spate_producer *p;
-	int c, rc, quiet = 0;
+	int c, rc, quiet = 0, verbose = 0;
 
 	optind = 1;
-	while ((c = getopt(argc, argv, "k:qh")) != -1) {
+	while ((c = getopt_long(argc, argv, "k:qvh", lo, NULL)) != -1) {
 		if (c == 'k')
 			key = optarg;
 		else if (c == 'q')
 			quiet = 1;
+		else if (c == 'v')
+			verbose = 1;
 		else {
-			fprintf(c == 'h' ? stdout : stderr,
-				"usage: spate put CONFIG STREAM [-k KEY] [-q] [DATA...]\n"
-				"  without DATA, every line of standard input is a record\n"
-				"  without -k, each record's own bytes are its partition key\n");
+			fputs(put_usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: spate put CONFIG STREAM [-k KEY] [-q] [DATA...]\n");
+		fputs(put_usage, stderr);
 		return -EINVAL;
 	}
+	const char *name = argv[optind + 1];
+	const bool from_args = argc > optind + 2;
+	const bool print_seq = !quiet && (verbose || from_args);
 	if (load_config(argv[optind], &cfg) < 0)
 		return -EINVAL;
-	rc = spate_stream_attach(cfg->bus, argv[optind + 1], &s);
+	rc = spate_stream_attach(cfg->bus, name, &s);
+	if (rc == -ENOENT) {
+		put_explain_missing(cfg, argv[optind], name);
+		spate_config_free(cfg);
+		return rc;
+	}
 	if (rc < 0) {
-		fprintf(stderr, "spate put: stream %s of bus %s: %s (is `spate run` up?)\n",
-			argv[optind + 1], cfg->bus, strerror(-rc));
+		fprintf(stderr, "spate put: stream %s of bus %s: %s\n", name, cfg->bus, strerror(-rc));
 		spate_config_free(cfg);
 		return rc;
 	}
@@ -313,50 +520,58 @@ int spate_cli_put(int argc, char **argv)
 	 * counters region, when an engine keeps one. */
 	struct spate_stats *stats = NULL;
 	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
-		int si = spate_stats_stream_find(stats, argv[optind + 1]);
+		int si = spate_stats_stream_find(stats, name);
 		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
 			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	int i = optind + 2;
-	for (;;) {
-		const char *data;
-		size_t len;
-		if (argc > optind + 2) {
-			if (i >= argc)
-				break;
-			data = argv[i++];
-			len = strlen(data);
-		} else {
-			ssize_t n = getline(&line, &cap, stdin);
-			if (n < 0)
-				break;
-			if (n > 0 && line[n - 1] == '\n')
-				n--;
-			data = line;
-			len = (size_t)n;
+	struct put_batch *b = calloc(1, sizeof(*b));
+	struct put_in in = { .fd = STDIN_FILENO };
+	if (!b) {
+		rc = -ENOMEM;
+		goto out_p;
+	}
+	if (from_args) {
+		for (int i = optind + 2; i < argc && rc == 0; i++) {
+			rc = put_add(b, argv[i], strlen(argv[i]));
+			if (rc == 0 && (b->n == PUT_BATCH_RECORDS || i == argc - 1))
+				rc = put_flush(p, b, key, print_seq);
 		}
-		struct spate_put_result res;
-		rc = spate_put(p, key ? key : data, key ? strlen(key) : len, data, len, &res);
-		if (rc < 0) {
-			if (rc == -ENOTCONN || rc == -ENOSPC || rc == -EIO)
-				fprintf(stderr,
-					"spate put: record appended as shard %u seq %" PRIu64
-					" but not known to be durable: %s\n",
-					res.shard, res.seq,
-					rc == -ENOTCONN ? "no engine is persisting the stream (start it "
-							  "with `spate run`)"
-					: rc == -ENOSPC ? "the log's disk is full"
-							: strerror(-rc));
-			else
-				fprintf(stderr, "spate put: %s\n", strerror(-rc));
-			break;
+	} else {
+		uint64_t deadline = 0;
+		while (rc == 0) {
+			int timeout = -1;
+			if (b->n) {
+				uint64_t now = put_now_ms();
+				timeout = now >= deadline ? 0 : (int)(deadline - now);
+			}
+			const char *line = NULL;
+			size_t len = 0;
+			int r = put_next_line(&in, timeout, &line, &len);
+			if (r == 1) {
+				if (!b->n)
+					deadline = put_now_ms() + PUT_LATENCY_MS;
+				rc = put_add(b, line, len);
+				if (rc == 0 && (b->n == PUT_BATCH_RECORDS || b->used >= PUT_BATCH_BYTES))
+					rc = put_flush(p, b, key, print_seq);
+			} else if (r == -EAGAIN) {
+				rc = put_flush(p, b, key, print_seq);
+			} else {
+				if (r < 0)
+					fprintf(stderr, "spate put: standard input: %s\n", strerror(-r));
+				int f = put_flush(p, b, key, print_seq);
+				rc = r < 0 ? r : f;
+				break;
+			}
 		}
 		if (!quiet)
-			printf("shard %u seq %" PRIu64 "\n", res.shard, res.seq);
+			printf("spate put: %" PRIu64 " record(s) in %" PRIu64 " batch(es) to stream %s"
+			       "%s%" PRIu64 " failed\n", b->records - b->failed, b->batches, name,
+			       b->failed ? ", " : ", none ", b->failed);
 	}
-	free(line);
+	free(in.buf);
+	free(b->arena);
+	free(b);
+out_p:
 	spate_producer_close(p);
 	spate_stats_close(stats);
 out:
