@@ -42,6 +42,14 @@ refused "-n takes a count" tail "$dir/bus.yaml" in -n -3
 refused "-n takes a count" tail "$dir/bus.yaml" in -n 3x
 refused "--from takes trim_horizon, latest or a sequence number" tail "$dir/bus.yaml" in --from bogus
 refused "--shard takes" tail "$dir/bus.yaml" in --shard -1
+# A plugin that does not load: the error names the file, line and consumer.
+echo "not an ELF file" > "$dir/bad.so"
+sed "s|plugin: count|plugin: $dir/bad.so|; s|bus: $bus|bus: ${bus}b|" "$dir/bus.yaml" > "$dir/bad.yaml"
+line=$(grep -n -e "- name: c$" "$dir/bad.yaml" | cut -d: -f1) # the consumer's entry
+"$spate" run "$dir/bad.yaml" --seconds 1 > "$dir/err.out" 2>&1 && fail "run with a bad plugin succeeded"
+grep -q "bad.yaml:$line: consumer c: .*$dir/bad.so" "$dir/err.out" ||
+	fail "plugin load error without file, line ($line) and consumer: $(cat "$dir/err.out")"
+"$spate" rm "$dir/bad.yaml" > /dev/null 2>&1 || true
 # No engine yet: put says so, and names a stream the config lacks.
 "$spate" put "$dir/bus.yaml" in x > "$dir/err.out" 2>&1 && fail "put with no engine succeeded"
 grep -q "no engine runs it" "$dir/err.out" || fail "put with no engine: $(cat "$dir/err.out")"
