@@ -132,6 +132,32 @@ static void print_stats(struct spate_engine *e, const struct spate_config *cfg, 
 	fflush(stdout);
 }
 
+/*
+ * The state directory holds the checkpoints, the logs and the deploy
+ * requests (a request names a plugin the engine then loads): whoever can
+ * write it controls the engine. Refuse one that is not ours or that group or
+ * others can write (docs/security.md). A missing one is created 0700.
+ */
+static int check_state_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return 0;
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "spate run: state_dir %s is not a directory\n", dir);
+		return -ENOTDIR;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		fprintf(stderr, "spate run: refusing state_dir %s: owner uid %u, mode %04o (we are "
+			"uid %u): it must be ours and writable by no one else, since a deploy "
+			"request there makes the engine load code\n", dir, (unsigned)st.st_uid,
+			(unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
 int spate_cli_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -165,16 +191,20 @@ int spate_cli_run(int argc, char **argv)
 		fprintf(stderr, "usage: spate run CONFIG [--seconds S] [--interval S]\n");
 		return -EINVAL;
 	}
+	struct spate_config *cfg = NULL;
+	/* The engine owns its copy; read names and state_dir from a second load. */
+	if (load_config(argv[optind], &cfg) < 0)
+		return -EINVAL;
+	rc = check_state_dir(cfg->state_dir);
+	if (rc < 0) {
+		spate_config_free(cfg);
+		return rc;
+	}
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
+		spate_config_free(cfg);
 		return rc;
-	}
-	struct spate_config *cfg = NULL;
-	/* The engine owns its copy; read names and state_dir from a second load. */
-	if (load_config(argv[optind], &cfg) < 0) {
-		spate_engine_close(e);
-		return -EINVAL;
 	}
 	spate_engine_describe(e, desc, sizeof(desc));
 	printf("spate run %s: bus %s, %u stream(s), %u consumer(s)\n%s", argv[optind], cfg->bus,

@@ -100,4 +100,30 @@ for s in 0 1; do
 	total=$((total + ${n:-0}))
 done
 [ "$total" = 3010 ] || fail "checkpoints add up to $total, not 3010: $(cat "$dir/state/c.ckpt")"
-echo "cli.sh: run, put, tail, deploy, stop and checkpoints OK"
+
+# Access (docs/security.md): a state_dir others can write is refused, and so
+# is a region another user owns.
+chmod 0777 "$dir/state"
+"$spate" run "$dir/bus.yaml" --seconds 1 > "$dir/err.out" 2>&1 && fail "run with a 0777 state_dir"
+grep -q "refusing state_dir $dir/state: owner uid [0-9]*, mode 0777" "$dir/err.out" ||
+	fail "0777 state_dir: $(cat "$dir/err.out")"
+chmod 0700 "$dir/state"
+region=$(ls /dev/hugepages/spate.$bus.in /dev/shm/spate.$bus.in 2>/dev/null | head -1)
+[ -n "$region" ] || fail "no region file for stream in"
+if [ "$(id -u)" = 0 ]; then
+	chown 65534 "$region"
+	"$spate" put "$dir/bus.yaml" in x > "$dir/err.out" 2>&1 && fail "put into a region of uid 65534"
+	grep -q "refusing shared memory $region: owner uid 65534 .*mode 0600" "$dir/err.out" ||
+		fail "put into a region of uid 65534: $(cat "$dir/err.out")"
+	"$spate" run "$dir/bus.yaml" --seconds 1 > "$dir/err.out" 2>&1 && fail "run over a region of uid 65534"
+	grep -q "refusing shared memory $region" "$dir/err.out" || fail "run: $(cat "$dir/err.out")"
+	chown 0 "$region"
+else
+	echo "cli.sh: not root: the foreign-owner region check is skipped (tests/test_shm.c has it)"
+fi
+chmod 0666 "$region"
+"$spate" put "$dir/bus.yaml" in x > "$dir/err.out" 2>&1 && fail "put into a 0666 region"
+grep -q "refusing shared memory $region: .*mode 0666.*writable by other users" "$dir/err.out" ||
+	fail "put into a 0666 region: $(cat "$dir/err.out")"
+chmod 0600 "$region"
+echo "cli.sh: run, put, tail, deploy, stop, checkpoints and access checks OK"

@@ -37,7 +37,7 @@ for t in $targets; do
 	seeds=tests/fuzz/corpus/$t
 	mkdir -p "$work" "$seeds"
 	echo "fuzz: $t for $each s (seeds: $(ls "$seeds" | wc -l))"
-	if ! $b/tests/fuzz/fuzz_$t -max_total_time=$each -timeout=10 -rss_limit_mb=2048 \
+	if ! $b/tests/fuzz/fuzz_$t -max_total_time=$each -timeout=${FUZZ_TIMEOUT:-30} -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix=$b/fuzz-artifacts/$t- "$work" "$seeds" \
 		> $b/fuzz-$t.log 2>&1; then
 		tail -60 $b/fuzz-$t.log >&2
