@@ -7,7 +7,8 @@
 # `#include "spate/..."` of every installed header must be installed too,
 # each installed header must compile on its own (cc -fsyntax-only against
 # the installed tree only), and spate/stats.h (the supported reading API)
-# must be among them. Exit 77 (skipped) without a C compiler.
+# must be among them; spate/slog.h does not pull in spate/plugin.h, nor
+# spate/plugin.h spate/ring.h. Exit 77 (skipped) without a C compiler.
 set -eu
 meson=$1 build=$2
 CC=${CC:-cc}
@@ -31,4 +32,12 @@ for h in "$inc"/*.h; do
 		|| fail "installed $(basename "$h") does not compile on its own"
 	n=$((n + 1))
 done
+# The logger is independent of the plugin ABI, and the plugin ABI of the
+# ring (issue 10): neither pulls in the other.
+printf '#include "spate/slog.h"\n#ifdef SPATE_PLUGIN_H\n#error slog.h includes plugin.h\n#endif\n' \
+	>"$dest/one.c"
+"$CC" -std=gnu11 -fsyntax-only -Werror -I"$inc/.." "$dest/one.c" || fail "spate/slog.h pulls in spate/plugin.h"
+printf '#include "spate/plugin.h"\n#ifdef SPATE_RING_H\n#error plugin.h includes ring.h\n#endif\n' \
+	>"$dest/one.c"
+"$CC" -std=gnu11 -fsyntax-only -Werror -I"$inc/.." "$dest/one.c" || fail "spate/plugin.h pulls in spate/ring.h"
 echo "install_headers: OK ($n headers)"
