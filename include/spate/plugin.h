@@ -27,9 +27,8 @@
  *
  * How the ABI grows (docs/plugins.md, "ABI growth"). SPATE_PLUGIN_ABI_VERSION
  * changes only when an existing field changes meaning or place; within one
- * ABI, every struct here that starts or ends with a `struct_size` only ever
- * gains fields at its end, each addition numbered by
- * SPATE_PLUGIN_ABI_REVISION. Who fills a struct sets its struct_size to the
+ * ABI, every struct here that has a `struct_size` only ever gains fields at
+ * its end, each addition numbered by SPATE_PLUGIN_ABI_REVISION. Who fills a struct sets its struct_size to the
  * size it knows, and the other side reads no field past it:
  *   - struct spate_plugin (the plugin's): the host accepts any size from
  *     SPATE_PLUGIN_DESC_MIN_SIZE (ABI 1 as first released) up; fields past
@@ -46,8 +45,8 @@
  *
  * This header includes only spate/record.h and spate/loglevel.h (no atomics,
  * no ring layout) and compiles as C++ (tests/plugin_cxx.sh); define a
- * descriptor in C++ with SPATE_PLUGIN_DEFINE (C++20 designated initializers)
- * or by filling a `struct spate_plugin` in declaration order.
+ * descriptor in C++ with SPATE_PLUGIN_DEFINE (C++20 designated initializers,
+ * in declaration order; C linkage is given).
  */
 #ifndef SPATE_PLUGIN_H
 #define SPATE_PLUGIN_H
