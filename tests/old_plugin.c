@@ -19,7 +19,9 @@
  * plugin's struct_size would call them, and they make the load fail and the
  * process abort, so the test could not pass.
  *
- * The current build's hooks append "load REV" and "unload" to the file named
+ * The current build stops with FATAL when the host hands it a batch or a
+ * result whose struct_size is smaller than its own (test_stats runs it in
+ * an engine: the consumer must fill both). Its hooks append "load REV" and "unload" to the file named
  * by $SPATE_TEST_ABI_TRACE (if set), and its load fails with -EPERM when
  * $SPATE_TEST_ABI_LOAD_FAIL is set.
  */
@@ -45,9 +47,16 @@ static int abi_process(void *state, const struct spate_batch *b, struct spate_ba
 	unsigned batch_size = 0, result_size = 0;
 
 #ifdef ABI_CURRENT
-	/* Revision 1: readable without a test (docs/plugins.md). */
+	/* Revision 1: readable without a test (docs/plugins.md). A host that
+	 * does not fill them (hands over a zero) fails the consumer. */
 	batch_size = b->struct_size;
 	result_size = res->struct_size;
+	if (batch_size < sizeof(*b) || result_size < sizeof(*res)) {
+		res->status = SPATE_BATCH_FATAL;
+		snprintf(res->error, sizeof(res->error), "abi: the host sizes are %u/%u", batch_size,
+			 result_size);
+		return 0;
+	}
 #endif
 	if (b->host && b->host->log && b->count)
 		b->host->log(b->host, SPATE_LOG_INFO, "abi: %u records, seq %llu..%llu, sizes %u/%u",

@@ -359,6 +359,54 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	bus_done(&b);
 }
 
+/*
+ * The engine's consumer hands plugins the sizes of the batch and the result
+ * (plugin ABI 1 revision 1): cur_plugin.so (tests/old_plugin.c) fails with
+ * FATAL on a batch or result without them, so every record handled shows
+ * that each delivery carried both.
+ */
+Test(stats, engine_fills_plugin_abi_sizes, .timeout = 60)
+{
+	char err[512];
+	struct bus b;
+	struct spate_config_consumer *k;
+	struct spate_engine *e;
+	struct spate_consumer_stats st;
+	const uint64_t total = 250;
+
+	bus_init(&b, "abisz");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	cr_assert_eq(spate_config_add_consumer(b.cfg, "c", "in", TEST_BUILD_DIR "/cur_plugin.so",
+					       &k), 0);
+	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
+	k->batch_size = 16;
+	int rc = spate_engine_open(b.cfg, &e, err, sizeof(err));
+	cr_assert_eq(rc, 0, "engine open: %d %s", rc, err);
+	struct spate_producer *p = NULL;
+	cr_assert_eq(spate_producer_open(spate_engine_stream(e, "in"), SPATE_RING_WAIT_YIELD, 0, &p), 0);
+	for (uint64_t i = 0; i < total; i++) {
+		struct spate_put_result res;
+		cr_assert_eq(spate_put(p, "k", 1, "payload", 7, &res), 0);
+	}
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_start(e), 0);
+	uint64_t deadline = mono_ns() + 20000 * MS;
+	for (;;) {
+		cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
+		cr_assert_neq(st.state, SPATE_CONSUMER_FAILED, "consumer failed: %s", st.error);
+		if (st.records == total)
+			break;
+		cr_assert_lt(mono_ns(), deadline, "records %" PRIu64, st.records);
+		nap_ms(2);
+	}
+	cr_assert_eq(spate_engine_stop(e), 0);
+	cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
+	cr_assert_eq(st.records, total);
+	cr_assert_eq(st.failed, 0);
+	spate_engine_close(e);
+	bus_done(&b);
+}
+
 /* xorshift values over many decades, the same sequence for a given seed. */
 static uint64_t hval(uint64_t *x)
 {
