@@ -135,11 +135,6 @@ struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
  * -ENOENT if the stream has no log. */
 int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
 			    char *buf, size_t len);
-/* Implemented in engine.c: mkdir -p @p dir (0700). @return 0 or -errno. */
-int spate_eng_mkdir_p(const char *dir);
-void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /**
  * Set up the tasks of @p c (readers at the checkpoint or starting position,
  * plugin states). @p resume_next[shard] is the checkpointed next sequence

@@ -47,6 +47,7 @@
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
+#include "engine/util.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
 #include "spate/stats.h"
@@ -95,17 +96,6 @@ struct spate_engine {
 	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
 };
 
-void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
-{
-	va_list ap;
-
-	(void)e;
-	/* The host logger: text or JSON lines, rate-limited per call site. */
-	va_start(ap, fmt);
-	spate_slog_v(lvl, NULL, fmt, ap);
-	va_end(ap);
-}
-
 static int stream_index(const struct spate_engine *e, const char *name)
 {
 	for (uint32_t i = 0; i < e->nstreams; i++)
@@ -149,7 +139,7 @@ struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 		return NULL;
 	rc = shared_producer_open(e, i);
 	if (rc < 0) {
-		spate_eng_log(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
+		spate_slog(SPATE_LOG_ERROR, NULL, "cannot produce to stream %s: %s", stream,
 				  strerror(-rc));
 		return NULL;
 	}
@@ -159,27 +149,6 @@ struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 /* ------------------------------------------------------------------------ */
 /* Checkpoint files                                                         */
 /* ------------------------------------------------------------------------ */
-
-int spate_eng_mkdir_p(const char *dir)
-{
-	char buf[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 static void ckpt_path(const struct spate_engine *e, const char *consumer, char *buf, size_t len)
 {
@@ -263,7 +232,7 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 			continue;
 		int rc = ckpt_write(e, c, next, shards);
 		if (rc < 0) {
-			spate_eng_log(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->p.name,
+			spate_slog(SPATE_LOG_ERROR, NULL, "checkpoint of %s: %s", c->p.name,
 					  strerror(-rc));
 			continue;
 		}
@@ -752,7 +721,7 @@ fail:
 		e->workers[k].st = NULL;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
-	spate_eng_log(e, SPATE_LOG_WARN, "counters region of bus %s: %s; running without it",
+	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",
 		      e->cfg->bus, strerror(-rc));
 }
 
@@ -775,7 +744,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	e->cfg = (struct spate_config *)cfg;
 	if (spate_topo_open(&e->topo) < 0)
 		e->topo = NULL; /* pinning falls back to none; said in the plan */
-	rc = spate_eng_mkdir_p(cfg->state_dir);
+	rc = spate_util_mkdir_p(cfg->state_dir, 0700);
 	if (rc < 0) {
 		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
 		goto err;
@@ -848,7 +817,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
 			uint64_t end = spate_persist_next_seq(&e->persist, c->stream, s);
 			if (resume[s] != UINT64_MAX && end != UINT64_MAX && resume[s] > end) {
-				spate_eng_log(e, SPATE_LOG_WARN,
+				spate_slog(SPATE_LOG_WARN, NULL,
 					      "consumer %s: checkpoint of %s/%u is %" PRIu64
 					      " but the stream ends at %" PRIu64
 					      " (records lost in a crash before they were durable): "
@@ -924,7 +893,7 @@ int spate_engine_start(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		rc = spate_consumer_start_plugins(&e->consumers[i], err, sizeof(err));
 		if (rc < 0) {
-			spate_eng_log(e, SPATE_LOG_ERROR, "%s", err);
+			spate_slog(SPATE_LOG_ERROR, NULL, "%s", err);
 			while (i--)
 				spate_consumer_stop_plugins(&e->consumers[i]);
 			return rc;
@@ -1131,13 +1100,13 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 			old = lib;
 			char err2[256];
 			if (spate_consumer_start_plugins(c, err2, sizeof(err2)) < 0)
-				spate_eng_log(e, SPATE_LOG_ERROR, "%s", err2);
+				spate_slog(SPATE_LOG_ERROR, NULL, "%s", err2);
 		}
 	}
 	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
 	spate_plugin_unload(old);
 	if (rc == 0)
-		spate_eng_log(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
+		spate_slog(SPATE_LOG_INFO, NULL, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);
 	return rc;
 }

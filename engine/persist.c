@@ -48,9 +48,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/consumer.h"
 #include "engine/persist.h"
+#include "engine/util.h"
 #include "rings/proc.h"
+#include "spate/slog.h"
 #include "spate/topo.h"
 
 #define PERSIST_MAX_SPANS 64u
@@ -118,7 +119,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -EBADMSG || rc == -EPROTO) {
-		spate_eng_log(NULL, SPATE_LOG_WARN,
+		spate_slog(SPATE_LOG_WARN, NULL,
 			      "stream %s: its shared memory is unreadable (%s): recreated from its log",
 			      cs->name, strerror(-rc));
 		return 0;
@@ -165,7 +166,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 			nanosleep(&ts, NULL);
 		}
 		if (nr || nw || rc == 1)
-			spate_eng_log(NULL, SPATE_LOG_WARN,
+			spate_slog(SPATE_LOG_WARN, NULL,
 				      "stream %s/%u: freed %u reader and %u writer slot(s) of dead "
 				      "processes%s",
 				      cs->name, i, nr, nw,
@@ -173,14 +174,14 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 		uint64_t oldest, nx;
 		rc = ring_range(r, &oldest, &nx);
 		if (rc < 0) {
-			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: unreadable ring (%s): recreating",
+			spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: unreadable ring (%s): recreating",
 				      cs->name, i, strerror(-rc));
 			spate_stream_close(s);
 			return 0;
 		}
 		uint64_t want = empty[i] ? oldest : next[i];
 		if (want < oldest || want > nx) {
-			spate_eng_log(NULL, SPATE_LOG_WARN,
+			spate_slog(SPATE_LOG_WARN, NULL,
 				      "stream %s/%u: memory holds records %" PRIu64 "..%" PRIu64
 				      " but the log continues at %" PRIu64
 				      ": recreating the stream from its log",
@@ -190,7 +191,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 		}
 		skip[i] = want;
 		if (nx > want)
-			spate_eng_log(NULL, SPATE_LOG_INFO,
+			spate_slog(SPATE_LOG_INFO, NULL,
 				      "stream %s/%u: %" PRIu64
 				      " record(s) in memory are not in the log yet: persisting them",
 				      cs->name, i, nx - want);
@@ -229,7 +230,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		memset(&rep, 0, sizeof(rep));
 		rc = spate_config_stream_log_dir(cfg, cs, i, x->dir, sizeof(x->dir));
 		if (rc == 0)
-			rc = spate_eng_mkdir_p(x->dir);
+			rc = spate_util_mkdir_p(x->dir, 0700);
 		if (rc == 0)
 			rc = spate_log_open(x->dir, &lp, &x->log, &rep);
 		if (rc < 0) {
@@ -239,10 +240,10 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 			goto out_logs;
 		}
 		if (rep.truncated_bytes || !rep.io_uring)
-			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i,
+			spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: log %s: %s", cs->name, i,
 				      x->dir, rep.message[0] ? rep.message : "recovered");
 		if (i == 0)
-			spate_eng_log(NULL, SPATE_LOG_INFO, "stream %s: log %s (%s%s%s)", cs->name,
+			spate_slog(SPATE_LOG_INFO, NULL, "stream %s: log %s (%s%s%s)", cs->name,
 				      x->dir, rep.io_uring ? "io_uring" : "pwrite",
 				      rep.direct ? ", O_DIRECT" : ", page cache",
 				      rep.fixed_buffers ? ", registered buffers" : "");
@@ -340,7 +341,7 @@ static void shard_error(struct spate_persist_shard *x, int rc, uint64_t now)
 				 spate_log_durable_seq(x->log), rc);
 	if (!x->err_logged_ns || now - x->err_logged_ns >= 1000000000ull) {
 		x->err_logged_ns = now;
-		spate_eng_log(NULL, SPATE_LOG_ERROR,
+		spate_slog(SPATE_LOG_ERROR, NULL,
 			      "persist %s/%u: %s%s", spate_stream_name(x->s), x->shard,
 			      strerror(-rc),
 			      rc == -ENOSPC ? " (disk full: records stay queued in memory; writing "
@@ -364,7 +365,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		got = spate_ring_peek_batches(x->rd, sp, PERSIST_MAX_SPANS, PERSIST_MAX_BYTES);
 		if (got < 0) {
 			x->dead = true;
-			spate_eng_log(NULL, SPATE_LOG_ERROR,
+			spate_slog(SPATE_LOG_ERROR, NULL,
 				      "persist %s/%u: ring: %s: the shard is no longer persisted",
 				      spate_stream_name(x->s), x->shard, strerror(-got));
 			return 0;
@@ -378,7 +379,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			rc = spate_log_append(x->log, sp[k].hdr, sp[k].len);
 			if (rc < 0) {
 				x->dead = true;
-				spate_eng_log(NULL, SPATE_LOG_ERROR,
+				spate_slog(SPATE_LOG_ERROR, NULL,
 					      "persist %s/%u: append of records %" PRIu64 "..%" PRIu64
 					      " refused (%s; the log expects %" PRIu64
 					      "): the shard is no longer persisted",
@@ -416,7 +417,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		spate_ring_release(x->rd, done);
 	x->pending = x->skipped = 0;
 	if (x->err)
-		spate_eng_log(NULL, SPATE_LOG_INFO, "persist %s/%u: writing again", spate_stream_name(x->s),
+		spate_slog(SPATE_LOG_INFO, NULL, "persist %s/%u: writing again", spate_stream_name(x->s),
 			      x->shard);
 	x->err = 0;
 	uint64_t written = spate_log_written_seq(x->log);
@@ -521,7 +522,7 @@ void spate_persister_fini(struct spate_persister *p)
 		struct spate_persist_shard *x = &p->sh[i];
 		int rc = spate_log_close(x->log);
 		if (rc < 0)
-			spate_eng_log(NULL, SPATE_LOG_ERROR, "persist %s/%u: closing the log: %s",
+			spate_slog(SPATE_LOG_ERROR, NULL, "persist %s/%u: closing the log: %s",
 				      spate_stream_name(x->s), x->shard, strerror(-rc));
 		spate_ring_reader_close(x->rd);
 		spate_stream_dur_claim(x->s, x->shard, 0);
