@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/checkpoint.h"
 #include "spate/config.h"
 #include "spate/engine.h"
 #include "spate/hist.h"

@@ -15,10 +15,10 @@
  *
  * Checkpoints: tasks publish the next sequence number per shard in the
  * stream's shared checkpoint table after every batch; the control thread
- * writes changed ones to <state_dir>/<consumer>.ckpt every 100 ms and at
- * stop, durably and through the log's path: an io_uring write linked to its
- * fdatasync, a rename, a directory fsync (spate_persist_write_file). A restart resumes from the file: at-least-once,
- * replaying at most what was handled in the last 100 ms before a crash.
+ * writes changed ones to their files every 100 ms and at stop
+ * (checkpoint.c: the table, the files and where a restart resumes). A
+ * restart resumes from the file: at-least-once, replaying at most what was
+ * handled in the last 100 ms before a crash.
  *
  * Hot deploy pauses the consumer's tasks (workers skip them, and every
  * worker's loop counter moving twice proves none is inside one), flushes and
@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/checkpoint.h"
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
@@ -150,59 +151,6 @@ struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
 /* Checkpoint files                                                         */
 /* ------------------------------------------------------------------------ */
 
-static void ckpt_path(const struct spate_engine *e, const char *consumer, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s.ckpt", e->cfg->state_dir, consumer);
-}
-
-/* Read "<shard> <next_seq>" lines; absent file = no checkpoints. */
-static int ckpt_read(const struct spate_engine *e, const char *consumer, uint32_t shards,
-		     uint64_t *next)
-{
-	char path[4200], line[128];
-	FILE *f;
-
-	for (uint32_t i = 0; i < shards; i++)
-		next[i] = UINT64_MAX;
-	ckpt_path(e, consumer, path, sizeof(path));
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? 0 : -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned shard;
-		unsigned long long seq;
-		if (line[0] == '#')
-			continue;
-		if (sscanf(line, "%u %llu", &shard, &seq) == 2 && shard < shards)
-			next[shard] = seq;
-	}
-	fclose(f);
-	return 0;
-}
-
-static int ckpt_write(const struct spate_engine *e, const struct spate_consumer *c,
-		      const uint64_t *next, uint32_t shards)
-{
-	char path[4200];
-	size_t cap = 256 + (size_t)shards * 32, len;
-	char *buf = malloc(cap);
-	int rc;
-
-	if (!buf)
-		return -ENOMEM;
-	ckpt_path(e, c->p.name, path, sizeof(path));
-	len = (size_t)snprintf(buf, cap,
-			       "# spate checkpoints: consumer %.40s, stream %.40s; <shard> <next sequence "
-			       "number>\n",
-			       c->p.name, spate_stream_name(c->stream));
-	for (uint32_t s = 0; s < shards; s++)
-		if (next[s] != UINT64_MAX)
-			len += (size_t)snprintf(buf + len, cap - len, "%u %" PRIu64 "\n", s, next[s]);
-	rc = spate_persist_write_file(path, buf, len);
-	free(buf);
-	return rc;
-}
-
 /* Write every consumer whose shard positions moved since the last write.
  * Serialized: the checkpoint thread and a deploy call it at the same time,
  * and both would write the same temporary file and ckpt_written. */
@@ -230,7 +178,7 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 		}
 		if (!changed)
 			continue;
-		int rc = ckpt_write(e, c, next, shards);
+		int rc = spate_ckpt_save(e->cfg->state_dir, c->stream, c->p.name, next);
 		if (rc < 0) {
 			spate_slog(SPATE_LOG_ERROR, NULL, "checkpoint of %s: %s", c->p.name,
 					  strerror(-rc));
@@ -803,28 +751,15 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			free(opts);
 			goto err;
 		}
-		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);
+		uint64_t end[SPATE_STREAM_MAX_SHARDS];
+		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++)
+			end[s] = spate_persist_next_seq(&e->persist, c->stream, s);
+		rc = spate_ckpt_resume(e->cfg->state_dir, c->stream, k->name, end, resume);
 		if (rc < 0) {
 			snprintf(err, errlen, "checkpoints of %s: %s", k->name, strerror(-rc));
 			spate_plugin_unload(c->lib);
 			free(opts);
 			goto err;
-		}
-		/* A checkpoint past the end of a persisted shard (the machine
-		 * crashed with durability none/interval: the log lost its tail
-		 * but the checkpoint file survived) would skip the records that
-		 * reuse those numbers: resume at the end instead, and say so. */
-		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
-			uint64_t end = spate_persist_next_seq(&e->persist, c->stream, s);
-			if (resume[s] != UINT64_MAX && end != UINT64_MAX && resume[s] > end) {
-				spate_slog(SPATE_LOG_WARN, NULL,
-					      "consumer %s: checkpoint of %s/%u is %" PRIu64
-					      " but the stream ends at %" PRIu64
-					      " (records lost in a crash before they were durable): "
-					      "resuming at %" PRIu64,
-					      k->name, k->stream, s, resume[s], end, end);
-				resume[s] = end;
-			}
 		}
 		rc = spate_consumer_init(c, resume, err, errlen);
 		if (rc < 0) {

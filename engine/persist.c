@@ -38,10 +38,7 @@
 #include "spate_config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <liburing.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,80 +526,4 @@ void spate_persister_fini(struct spate_persister *p)
 	}
 	free(p->sh);
 	memset(p, 0, sizeof(*p));
-}
-
-/* ------------------------------------------------------------------------ */
-/* Small durable files (checkpoints)                                        */
-/* ------------------------------------------------------------------------ */
-
-/* Write and fdatasync @p fd's whole content through a one-shot io_uring
- * (write linked to fdatasync, one submission); pwrite + fdatasync where
- * io_uring is refused. */
-static int write_sync(int fd, const void *buf, size_t len)
-{
-	struct io_uring ring;
-	int rc = io_uring_queue_init(2, &ring, 0);
-
-	if (rc == 0) {
-		struct io_uring_sqe *w = io_uring_get_sqe(&ring);
-		io_uring_prep_write(w, fd, buf, (unsigned)len, 0);
-		io_uring_sqe_set_flags(w, IOSQE_IO_LINK);
-		w->user_data = 1;
-		struct io_uring_sqe *f = io_uring_get_sqe(&ring);
-		io_uring_prep_fsync(f, fd, IORING_FSYNC_DATASYNC);
-		f->user_data = 2;
-		rc = io_uring_submit_and_wait(&ring, 2);
-		for (int k = 0; rc >= 0 && k < 2; k++) {
-			struct io_uring_cqe *cqe;
-			rc = io_uring_wait_cqe(&ring, &cqe);
-			if (rc < 0)
-				break;
-			if (cqe->res < 0)
-				rc = cqe->res;
-			else if (cqe->user_data == 1 && (size_t)cqe->res != len)
-				rc = -EIO; /* a short write of a few hundred bytes: the disk is full */
-			io_uring_cqe_seen(&ring, cqe);
-		}
-		io_uring_queue_exit(&ring);
-		return rc < 0 ? rc : 0;
-	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + off, len - off, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		off += (size_t)n;
-	}
-	return fdatasync(fd) < 0 ? -errno : 0;
-}
-
-int spate_persist_write_file(const char *path, const void *buf, size_t len)
-{
-	char tmp[SPATE_CONFIG_PATH_MAX + 8], dir[SPATE_CONFIG_PATH_MAX];
-	int fd, rc;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-	    snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = write_sync(fd, buf, len);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		return rc;
-	}
-	/* The rename itself is durable once the directory is. */
-	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	rc = fsync(dfd) < 0 ? -errno : 0;
-	close(dfd);
-	return rc;
 }

@@ -28,23 +28,11 @@
  * writes each shard's records as one reservation and one commit, split only
  * past half the ring or SPATE_RING_MAX_BATCH_RECORDS records.
  *
- * Checkpoint entries are claimed, never freed. A consumer name probes the
- * table from a start index given by its hash (linear probing, the same
- * sequence in every process). Entry states go FREE -> FILLING (CAS, one
- * winner) -> USED (release, once the name and next_seq[] are written).
- * Openers of one name walk the same probe sequence; at the first entry that
- * is FREE for them exactly one wins the CAS and the others wait for USED and
- * find their name there, so concurrent opens yield one entry, across
- * processes too, with no lock.
+ * The checkpoint table is laid out here and used by checkpoint.c.
  *
  * Memory orders (each pair is also named at its code):
  *   - hdr.ready: release store in create / acquire load in attach.
- *   - ckpt state USED: release store after filling / acquire loads in
- *     ckpt_open (the name and next_seq[] initial values are visible).
- *   - ckpt next_seq[i]: release store in ckpt_set / acquire load in ckpt_get
- *     (what the consumer did before checkpointing happens before a monitor
- *     that reads the checkpoint).
- *   - dur written_seq/durable_seq/error: relaxed stores by the one persister,
+ * *   - dur written_seq/durable_seq/error: relaxed stores by the one persister,
  *     then a seq_cst futex bump / seq_cst waiters load (Dekker pair with the
  *     waiter's seq_cst waiters increment and futex load); waiters load them
  *     with acquire, pairing with the persister's release store of durable_seq
@@ -64,9 +52,7 @@
  * Limits. 1..SPATE_STREAM_MAX_SHARDS shards, SPATE_STREAM_MAX_CONSUMERS
  * checkpoint entries (never freed), `<bus>.<stream>` within
  * SPATE_SHM_NAME_MAX characters. The shard count is fixed at creation (no
- * resharding). An opener that dies in the middle of a checkpoint claim (a
- * window of a few stores) leaves an entry FILLING; openers of names that
- * probe through it get -EAGAIN after a second.
+ * resharding).
  */
 #include "spate_config.h"
 
@@ -89,12 +75,11 @@
 #include "spate/shm.h"
 #include "spate/stats.h"
 #include "spate/stream.h"
+#include "engine/stream_pvt.h"
 
 /* Alignment of the rings (and of their stride) and of checkpoint entries. */
 #define STREAM_RING_ALIGN 4096u
 #define STREAM_CKPT_ALIGN 128u
-/* How long ckpt_open waits for an entry another opener is filling. */
-#define STREAM_CKPT_FILL_WAIT_NS 1000000000ull
 
 struct spate_stream {
 	struct spate_shm *shm;
@@ -546,94 +531,15 @@ uint32_t spate_key_hash(const void *key, size_t len)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Checkpoints                                                              */
+/* The checkpoint table's place (its entries belong to checkpoint.c)        */
 /* ------------------------------------------------------------------------ */
 
-static struct spate_stream_ckpt *ckpt_entry(struct spate_stream *s, uint32_t i)
+void spate_stream_table_of(const struct spate_stream *s, struct spate_stream_table *t)
 {
-	return (struct spate_stream_ckpt *)(void *)(s->base + s->ckpt_off + i * s->ckpt_stride);
-}
-
-int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
-			   struct spate_stream_ckpt **out)
-{
-	int len = name_len(consumer, 1);
-
-	if (!s || !out || len < 0)
-		return -EINVAL;
-	uint32_t start = spate_shard_of_hash(spate_key_hash(consumer, (size_t)len),
-					     s->max_consumers);
-
-	for (uint32_t k = 0; k < s->max_consumers; k++) {
-		struct spate_stream_ckpt *c = ckpt_entry(s, (start + k) % s->max_consumers);
-		uint64_t deadline = 0;
-		unsigned spins = 0;
-
-		for (;;) {
-			/* Acquire: pairs with the release store of USED below (by
-			 * whoever claimed the entry): its name and initial
-			 * next_seq[] are visible. */
-			uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
-
-			if (st == SPATE_STREAM_CKPT_USED) {
-				if (!memchr(c->consumer, '\0', sizeof(c->consumer)))
-					return -EBADMSG;
-				if (strcmp(c->consumer, consumer) != 0)
-					break; /* someone else's: probe on */
-				*out = c;
-				return 0;
-			}
-			if (st == SPATE_STREAM_CKPT_FREE) {
-				uint32_t expect = SPATE_STREAM_CKPT_FREE;
-				/* Relaxed: the CAS only elects the one filler; the
-				 * entry's contents are published by the release
-				 * store of USED. On failure, re-read the state. */
-				if (!atomic_compare_exchange_strong_explicit(
-					    &c->state, &expect, SPATE_STREAM_CKPT_FILLING,
-					    memory_order_relaxed, memory_order_relaxed))
-					continue;
-				memset(c->consumer, 0, sizeof(c->consumer));
-				memcpy(c->consumer, consumer, (size_t)len);
-				c->reserved = 0;
-				for (uint32_t i = 0; i < s->shards; i++)
-					/* Relaxed: published by the release below. */
-					atomic_store_explicit(&c->next_seq[i], UINT64_MAX,
-							      memory_order_relaxed);
-				/* Release: pairs with the acquire load of state by
-				 * every other opener above. */
-				atomic_store_explicit(&c->state, SPATE_STREAM_CKPT_USED,
-						      memory_order_release);
-				*out = c;
-				return 0;
-			}
-			if (st != SPATE_STREAM_CKPT_FILLING)
-				return -EBADMSG;
-			/* Another opener is filling it, perhaps for our name:
-			 * wait for USED (a few stores away, unless it died). */
-			if (++spins < 1024) {
-				spate_cpu_relax();
-				continue;
-			}
-			if (!deadline)
-				deadline = spate_mono_ns() + STREAM_CKPT_FILL_WAIT_NS;
-			else if (spate_mono_ns() > deadline)
-				return -EAGAIN;
-			sched_yield();
-		}
-	}
-	return -ENOSPC;
-}
-
-void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq)
-{
-	/* Release: pairs with the acquire load in spate_stream_ckpt_get(). */
-	atomic_store_explicit(&c->next_seq[shard], next_seq, memory_order_release);
-}
-
-uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard)
-{
-	/* Acquire: pairs with the release store in spate_stream_ckpt_set(). */
-	return atomic_load_explicit(&c->next_seq[shard], memory_order_acquire);
+	t->base = s->base + s->ckpt_off;
+	t->stride = s->ckpt_stride;
+	t->entries = s->max_consumers;
+	t->shards = s->shards;
 }
 
 /* ------------------------------------------------------------------------ */

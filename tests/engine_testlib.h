@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "plugins/plugin_util.h" /* pu_payload_sum: the count plugin's checksum */
+#include "spate/checkpoint.h"
 #include "spate/config.h"
 #include "spate/engine.h"
 #include "spate/ring.h"

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spate/checkpoint.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
 #include "spate/stream.h"

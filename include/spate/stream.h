@@ -203,24 +203,8 @@ void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint
 int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t seq,
 			      uint64_t timeout_ns);
 
-/* Checkpoints -------------------------------------------------------------- */
-
-/**
- * Find or create the checkpoint entry of consumer @p consumer
- * (1..SPATE_STREAM_NAME_MAX characters of [A-Za-z0-9._-]). Any thread, any
- * process: concurrent opens of one name yield one entry. A new entry has
- * every next_seq at UINT64_MAX.
- * @return 0, -ENOSPC (table full), -EINVAL (bad name), -EBADMSG (corrupt
- *         entry), -EAGAIN (an entry stayed half-claimed for a second: its
- *         claimer died in the middle of a claim).
- */
-int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
-			   struct spate_stream_ckpt **out);
-/** Store shard @p shard's next sequence number (release). @p shard must be
- *  below spate_stream_shards(); not checked. Thread: the consumer's. */
-void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq);
-/** Load it (acquire); UINT64_MAX if never set. Any thread. */
-uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard);
+/* Checkpoints: the table's entries are read and written through
+ * spate/checkpoint.h (spate_stream_ckpt_open, _set, _get). */
 
 /* Producers ---------------------------------------------------------------- */
 
