@@ -10,7 +10,8 @@
 
 #include "engine/checkpoint.h"
 #include "spate/config.h"
-#include "spate/engine.h"
+#include "engine/producers.h"
+#include "spate/consumer_types.h"
 #include "spate/hist.h"
 #include "spate/log.h"
 #include "spate/plugin.h"
@@ -47,14 +48,6 @@ struct spate_consumer_params {
 	enum spate_ring_wait wait;
 	const struct spate_plugin_opt *opts;
 	uint32_t n_opts;
-};
-
-/** A producer shared by the tasks that write to one stream (failure
- *  destination, forward targets); failures are rare, so a mutex is fine. */
-struct spate_shared_producer {
-	struct spate_stream *stream;
-	struct spate_producer *prod;
-	pthread_mutex_t lock;
 };
 
 struct spate_consumer;
@@ -106,7 +99,9 @@ struct spate_task {
 
 struct spate_consumer {
 	struct spate_consumer_params p;
-	struct spate_engine *e;
+	const struct spate_config *cfg;
+	const struct spate_config_stream *log_cs; /* the stream's, if it has a log; else NULL */
+	struct spate_producers *producers; /* the engine's, for the plugins' puts */
 	struct spate_stream *stream;
 	struct spate_stream_ckpt *ckpt;
 	struct spate_plugin_lib *lib;
@@ -129,13 +124,6 @@ struct spate_consumer {
 	struct spate_hist *lat;
 };
 
-/* Implemented in engine.c: a stream's shared producer, opened on first use. */
-struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
-							     const char *stream);
-/* Implemented in engine.c: the log directory of a persisted stream's shard;
- * -ENOENT if the stream has no log. */
-int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
-			    char *buf, size_t len);
 /**
  * Set up the tasks of @p c (readers at the checkpoint or starting position,
  * plugin states). @p resume_next[shard] is the checkpointed next sequence

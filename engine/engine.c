@@ -76,7 +76,7 @@ struct spate_engine {
 	struct spate_config *cfg;
 	struct spate_config *owned_cfg;
 	struct spate_stream **streams;
-	struct spate_shared_producer *shared; /* one per stream, opened on demand */
+	struct spate_producers producers; /* one per stream, opened on demand */
 	uint32_t nstreams;
 	struct spate_consumer *consumers;
 	uint32_t nconsumers;
@@ -109,42 +109,6 @@ struct spate_stream *spate_engine_stream(struct spate_engine *e, const char *nam
 {
 	int i = stream_index(e, name);
 	return i < 0 ? NULL : e->streams[i];
-}
-
-/* Open stream i's shared producer unless it is open. 0 or -errno. */
-static int shared_producer_open(struct spate_engine *e, int i)
-{
-	struct spate_shared_producer *sp = &e->shared[i];
-	int rc = 0;
-
-	pthread_mutex_lock(&e->lock);
-	if (!sp->prod) {
-		rc = spate_producer_open(sp->stream, SPATE_RING_WAIT_YIELD, SPATE_PRODUCER_F_WAIT_FULL,
-					 &sp->prod);
-		if (rc < 0)
-			sp->prod = NULL;
-		else if (e->stats) /* counters region: this stream's producer line */
-			spate_producer_set_stats(sp->prod, spate_stats_shard_of(e->stats, (uint32_t)i, 0));
-	}
-	pthread_mutex_unlock(&e->lock);
-	return rc;
-}
-
-struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
-							     const char *stream)
-{
-	int i = stream_index(e, stream);
-	int rc;
-
-	if (i < 0)
-		return NULL;
-	rc = shared_producer_open(e, i);
-	if (rc < 0) {
-		spate_slog(SPATE_LOG_ERROR, NULL, "cannot produce to stream %s: %s", stream,
-				  strerror(-rc));
-		return NULL;
-	}
-	return &e->shared[i];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -425,16 +389,6 @@ static size_t plan_persister(struct spate_engine *e, const int *cpus, uint32_t n
 	return off < len ? off : len - 1;
 }
 
-int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
-			    char *buf, size_t len)
-{
-	const struct spate_config_stream *cs = spate_config_find_stream(e->cfg, spate_stream_name(s));
-
-	if (!cs || cs->durability == SPATE_CONFIG_DURABILITY_OFF || shard >= cs->shards)
-		return -ENOENT;
-	return spate_config_stream_log_dir(e->cfg, cs, shard, buf, len);
-}
-
 static int plan_workers(struct spate_engine *e)
 {
 	int cpus[MAX_WORKERS];
@@ -653,9 +607,7 @@ static void stats_open(struct spate_engine *e)
 		w->st->cpu = w->cpu;
 		w->st->tasks = w->ntasks;
 	}
-	for (uint32_t i = 0; i < e->nstreams; i++) /* on_failure producers, opened already */
-		if (e->shared[i].prod)
-			spate_producer_set_stats(e->shared[i].prod, spate_stats_shard_of(e->stats, i, 0));
+	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	free(slots);
 	stats_consumers(e);
 	spate_stats_publish(e->stats);
@@ -698,10 +650,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		goto err;
 	}
 	e->streams = calloc(cfg->n_streams, sizeof(*e->streams));
-	e->shared = calloc(cfg->n_streams, sizeof(*e->shared));
 	e->consumers = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(*e->consumers));
 	e->ckpt_written = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(uint64_t *));
-	if (!e->streams || !e->shared || !e->consumers || !e->ckpt_written) {
+	if (!e->streams || !e->consumers || !e->ckpt_written) {
 		rc = -ENOMEM;
 		goto err;
 	}
@@ -709,10 +660,11 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		rc = open_stream(e, &cfg->streams[i], &e->streams[i], err, errlen);
 		if (rc < 0)
 			goto err;
-		e->shared[i].stream = e->streams[i];
-		pthread_mutex_init(&e->shared[i].lock, NULL);
 		e->nstreams++;
 	}
+	rc = spate_producers_init(&e->producers, e->streams, e->nstreams);
+	if (rc < 0)
+		goto err;
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		const struct spate_config_consumer *k = &cfg->consumers[i];
 		const struct spate_config_stream *cs = spate_config_find_stream(cfg, k->stream);
@@ -728,7 +680,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			goto err;
 		}
 		consumer_params(k, cs, &c->p, opts);
-		c->e = e;
+		c->cfg = e->cfg;
+		c->log_cs = cs->durability != SPATE_CONFIG_DURABILITY_OFF ? cs : NULL;
+		c->producers = &e->producers;
 		c->stream = spate_engine_stream(e, k->stream);
 		if (k->on_failure[0]) {
 			/* Open the failure destination's producer now: the
@@ -737,14 +691,14 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			 * configuration error, not a surprise at the first
 			 * failed record. */
 			int di = stream_index(e, k->on_failure);
-			rc = shared_producer_open(e, di);
+			rc = spate_producers_open(&e->producers, (uint32_t)di);
 			if (rc < 0) {
 				snprintf(err, errlen, "consumer %s: on_failure stream %s: %s",
 					 k->name, k->on_failure, strerror(-rc));
 				free(opts);
 				goto err;
 			}
-			c->dlq = &e->shared[di];
+			c->dlq = &e->producers.sp[di];
 		}
 		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
 		if (rc < 0) {
@@ -897,13 +851,10 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->workers);
 	free(e->all);
 	spate_persister_fini(&e->persist);
-	for (uint32_t i = 0; i < e->nstreams; i++) {
-		spate_producer_close(e->shared[i].prod);
-		pthread_mutex_destroy(&e->shared[i].lock);
+	spate_producers_fini(&e->producers);
+	for (uint32_t i = 0; i < e->nstreams; i++)
 		spate_stream_close(e->streams[i]);
-	}
 	free(e->streams);
-	free(e->shared);
 	free(e->consumers);
 	free(e->ckpt_written);
 	spate_topo_close(e->topo);
