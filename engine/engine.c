@@ -95,6 +95,7 @@ struct spate_engine {
 	struct spate_persister persist; /* persisted streams' logs and their threads */
 	char plan[4096];
 	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
+	struct spate_engine_lock *bus_lock; /* <state_dir>/engine.lock, held from open to close */
 };
 
 static int stream_index(const struct spate_engine *e, const char *name)
@@ -504,6 +505,39 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 	return rc;
 }
 
+/* One engine per bus: the lock on <state_dir>/engine.lock. A second engine
+ * is refused at once (within the lock's 50 ms retry), naming the holder. */
+static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
+{
+	pid_t holder = 0;
+	int rc = spate_engine_lock(e->cfg->state_dir, &e->bus_lock, &holder);
+
+	if (rc == -EBUSY)
+		snprintf(err, errlen, "bus %s: another live engine runs (pid %ld holds %s/%s)", e->cfg->bus,
+			 (long)holder, e->cfg->state_dir, SPATE_ENGINE_LOCK_FILE);
+	else if (rc < 0)
+		snprintf(err, errlen, "state_dir %s: %s: %s", e->cfg->state_dir,
+			 SPATE_ENGINE_LOCK_FILE, strerror(-rc));
+	return rc;
+}
+
+/* The stream's region names its engine: refuse one that another live
+ * engine serves (one bus, two state_dirs), else mark it ours. */
+static int claim_stream(struct spate_engine *e, struct spate_stream *s, char *err, size_t errlen)
+{
+	pid_t other = 0;
+
+	if (spate_stream_engine(s, &other) == 1 && other != getpid()) {
+		snprintf(err, errlen,
+			 "stream %s of bus %s is served by another live engine (pid %ld, another state_dir "
+			 "than %s?)",
+			 spate_stream_name(s), e->cfg->bus, (long)other, e->cfg->state_dir);
+		return -EBUSY;
+	}
+	spate_stream_engine_claim(s);
+	return 0;
+}
+
 static void consumer_params(const struct spate_config_consumer *k,
 			    const struct spate_config_stream *cs, struct spate_consumer_params *p,
 			    struct spate_plugin_opt *opts)
@@ -649,6 +683,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
 		goto err;
 	}
+	rc = bus_lock(e, err, errlen); /* before anything is mapped */
+	if (rc < 0)
+		goto err;
 	e->streams = calloc(cfg->n_streams, sizeof(*e->streams));
 	e->consumers = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(*e->consumers));
 	e->ckpt_written = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(uint64_t *));
@@ -661,6 +698,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		if (rc < 0)
 			goto err;
 		e->nstreams++;
+		rc = claim_stream(e, e->streams[i], err, errlen);
+		if (rc < 0)
+			goto err;
 	}
 	rc = spate_producers_init(&e->producers, e->streams, e->nstreams);
 	if (rc < 0)
@@ -862,6 +902,7 @@ void spate_engine_close(struct spate_engine *e)
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->ckpt_lock);
 	spate_config_free(e->owned_cfg);
+	spate_engine_unlock(e->bus_lock); /* last: everything is unmapped */
 	free(e);
 }
 

@@ -59,6 +59,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -90,6 +91,8 @@ struct spate_stream {
 	uint64_t ckpt_stride;
 	uint64_t dur_off;
 	uint32_t durability;
+	uint64_t incarnation;
+	struct spate_stream_hdr *hdr; /* in the region: only its atomic engine fields are used */
 	char bus[SPATE_STREAM_NAME_MAX + 1];
 	char name[SPATE_STREAM_NAME_MAX + 1];
 	struct spate_ring *rings[];  /* [shards], opened on the region's memory */
@@ -139,6 +142,20 @@ static int region_name(const char *bus, const char *name, char *buf)
 	return 0;
 }
 
+/* A random, non-zero incarnation id: the kernel's CSPRNG, else clock and pid
+ * mixed (two creations of one stream never share one in practice). */
+static uint64_t new_incarnation(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = XXH3_64bits_withSeed(&ts, sizeof(ts), (uint64_t)getpid() << 32 ^ spate_mono_ns());
+	}
+	return v ? v : 1;
+}
+
 static uint64_t round_up(uint64_t x, uint64_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -181,6 +198,8 @@ static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
 		return -EBADMSG;
 	if (ckpt_end > h->total_size || h->total_size > user_size)
 		return -EBADMSG;
+	if (h->incarnation == 0)
+		return -EBADMSG;
 	return 0;
 }
 
@@ -206,6 +225,8 @@ static int stream_build(struct spate_shm *shm, const struct spate_stream_hdr *h,
 	s->ckpt_stride = h->ckpt_stride;
 	s->dur_off = h->dur_off;
 	s->durability = h->durability;
+	s->incarnation = h->incarnation;
+	s->hdr = (struct spate_stream_hdr *)(void *)s->base;
 	memcpy(s->bus, h->bus, sizeof(s->bus));
 	memcpy(s->name, h->name, sizeof(s->name));
 	for (i = 0; i < h->shards; i++) {
@@ -277,6 +298,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	h.durability = p->durability;
 	h.dur_off = round_up(h.ckpt_off + h.max_consumers * h.ckpt_stride, STREAM_CKPT_ALIGN);
 	h.total_size = h.dur_off + h.shards * sizeof(struct spate_stream_dur);
+	h.incarnation = new_incarnation();
 
 	struct spate_shm_opts o = { .flags = p->shm_flags, .mode = p->mode, .gid = (gid_t)-1 };
 	rc = spate_shm_create(rname, (size_t)h.total_size, &o, &shm);
@@ -298,6 +320,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 		/* Relaxed: nobody sees the region before the release of ready. */
 		atomic_store_explicit(&d->written_seq, rp.first_seq, memory_order_relaxed);
 		atomic_store_explicit(&d->durable_seq, rp.first_seq, memory_order_relaxed);
+		d->first_seq = rp.first_seq;
 	}
 	/* The checkpoint table is all FREE: the region is created zeroed. */
 	rc = stream_build(shm, &h, &s);
@@ -421,6 +444,37 @@ struct spate_shm *spate_stream_shm(const struct spate_stream *s)
 uint32_t spate_stream_durability(const struct spate_stream *s)
 {
 	return s->durability;
+}
+
+uint64_t spate_stream_incarnation(const struct spate_stream *s)
+{
+	return s->incarnation;
+}
+
+void spate_stream_engine_claim(struct spate_stream *s)
+{
+	pid_t me = getpid();
+
+	/* Relaxed: liveness hints, like the persister's (dur_claim): readers
+	 * check the pid against its start time, and a torn pair reads as a
+	 * dead engine for one look at most. Start time first, pid last. An
+	 * engine that stops leaves them: its region then reads as "the engine
+	 * is gone", which is what a later producer must hear. */
+	atomic_store_explicit(&s->hdr->engine_start, spate_proc_start_time(me), memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->engine_pid, (uint32_t)me, memory_order_relaxed);
+}
+
+int spate_stream_engine(const struct spate_stream *s, pid_t *pid)
+{
+	/* Relaxed: see spate_stream_engine_claim. */
+	uint32_t p = atomic_load_explicit(&s->hdr->engine_pid, memory_order_relaxed);
+	uint64_t start = atomic_load_explicit(&s->hdr->engine_start, memory_order_relaxed);
+
+	if (pid)
+		*pid = (pid_t)p;
+	if (!p)
+		return 0;
+	return spate_proc_alive((pid_t)p, start) ? 1 : -ESRCH;
 }
 
 struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard)

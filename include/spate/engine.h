@@ -110,6 +110,35 @@ void spate_engine_describe(struct spate_engine *e, char *buf, size_t len);
 int spate_engine_deploy(struct spate_engine *e, const char *name, const char *path, char *err,
 			size_t errlen);
 
+/* One engine per bus ----------------------------------------------------- */
+
+/** The file in state_dir whose flock(2) marks the running engine; it holds
+ *  "<pid> <start time>" of the holder. */
+#define SPATE_ENGINE_LOCK_FILE "engine.lock"
+
+struct spate_engine_lock;
+
+/**
+ * Take the engine lock of @p state_dir (exclusive, created 0600), as
+ * spate_engine_open() does before it maps anything, and `spate rm` while it
+ * removes a bus. Retries for up to 50 ms (a probe holds it for a moment).
+ * Any thread; the lock belongs to the returned handle.
+ * @return 0, -EBUSY (held: @p holder, if not NULL, gets the holder's pid, 0
+ *         if it has not written it yet), -ENAMETOOLONG, -ENOMEM, or the
+ *         -errno of open(2)/flock(2).
+ */
+int spate_engine_lock(const char *state_dir, struct spate_engine_lock **out, pid_t *holder);
+/** Release it. NULL-safe. */
+void spate_engine_unlock(struct spate_engine_lock *l);
+/**
+ * Whether an engine holds @p state_dir's lock, without taking it. The pid of
+ * a held lock is the live holder's (never a stale one: the kernel drops the
+ * lock when its holder dies).
+ * @return 1 (held: *pid, *start its pid and start time, each if not NULL;
+ *         pid 0 if not written yet), 0 (free: no engine runs), or -errno.
+ */
+int spate_engine_lock_holder(const char *state_dir, pid_t *pid, uint64_t *start);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SPATE_STREAM_MAGIC 0x4d52545345544150ULL /* "PATESTRM" */
-#define SPATE_STREAM_LAYOUT_VERSION 2u
+#define SPATE_STREAM_LAYOUT_VERSION 3u
 #define SPATE_STREAM_MAX_SHARDS 1024u
 #define SPATE_STREAM_NAME_MAX 40u
 /** Consumers whose checkpoints a stream region keeps. */
@@ -88,7 +88,16 @@ struct spate_stream_hdr {
 	uint32_t ready;
 	uint32_t durability;     /**< SPATE_STREAM_DUR_* */
 	uint64_t dur_off;        /**< per-shard struct spate_stream_dur, 128 bytes each */
-	uint32_t reserved[6];
+	/** Random and non-zero, new at every creation: a stream recreated (from
+	 *  its log, or from 0 for a memory-only one) is another incarnation,
+	 *  and checkpoints taken in an earlier one are not trusted blindly. */
+	uint64_t incarnation;
+	/** The engine serving the stream: pid and start time (for liveness);
+	 *  0 = none has. Stored by the engine when it opens the stream
+	 *  (spate_stream_engine_claim), read by producers and `spate rm`. */
+	_Atomic uint32_t engine_pid;
+	uint32_t reserved;
+	_Atomic uint64_t engine_start;
 };
 
 /**
@@ -106,7 +115,9 @@ struct spate_stream_dur {
 					    while it lasts */
 	_Atomic uint32_t persister_pid; /**< 0: no persister */
 	_Atomic uint64_t persister_start; /**< its start time, for liveness */
-	uint8_t pad_[128 - 40];
+	uint64_t first_seq;            /**< the shard's first sequence number in this
+					    incarnation (set at creation, then fixed) */
+	uint8_t pad_[128 - 48];
 };
 
 /**
@@ -171,6 +182,24 @@ static inline uint32_t spate_shard_of_hash(uint32_t hash, uint32_t shards)
 
 /** The stream's SPATE_STREAM_DUR_* (fixed at creation). */
 uint32_t spate_stream_durability(const struct spate_stream *s);
+/** The stream's incarnation (spate_stream_hdr.incarnation; 0 only for
+ *  regions of an earlier layout, which attach refuses anyway). */
+uint64_t spate_stream_incarnation(const struct spate_stream *s);
+
+/**
+ * Mark this process as the engine serving @p s (pid and start time in the
+ * region header). They stay after the engine stops: the region then reads
+ * as left by a dead engine. Thread: the engine's.
+ */
+void spate_stream_engine_claim(struct spate_stream *s);
+/**
+ * Which engine serves @p s.
+ * @return 1 (a live engine: *pid set, this process included), 0 (none ever
+ *         claimed it: *pid 0), -ESRCH (the engine that claimed it is dead:
+ *         *pid is its pid; the region is left from it).
+ */
+int spate_stream_engine(const struct spate_stream *s, pid_t *pid);
+
 /** Persistence state of shard @p shard, or NULL if @p shard is out of range. */
 struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard);
 
