@@ -22,14 +22,27 @@
  * leaves an entry FILLING; openers of names that probe through it get
  * -EAGAIN after a second.
  *
- * The files. The engine's control thread copies changed positions to a
- * file per consumer every 100 ms (or checkpoint_interval) and at stop:
- * written to "<file>.tmp", an io_uring write linked to its fdatasync, a
- * rename, a directory fsync, so a crash leaves the old file or the new one.
+ * The files. <state_dir>/<stream>.<consumer>.ckpt (keyed by both: a
+ * consumer renamed to another stream never inherits a position). The
+ * engine's control thread copies changed positions there every 100 ms (or
+ * checkpoint_interval) and at stop: written to "<file>.tmp", an io_uring
+ * write linked to its fdatasync, a rename, a directory fsync, so a crash
+ * leaves the old file or the new one. Each holds the stream's incarnation
+ * and, per shard, "<shard> <next> <stream's first> <stream's next>".
  *
- * Restart. The file wins over the consumer's starting position; a
- * checkpoint past the end of a persisted shard (a machine crash took the
- * log's tail) resumes at the end, loudly.
+ * Restart. A checkpoint is bound to the stream incarnation it was taken in
+ * (a random id in the region header, new at every creation):
+ *   - same incarnation: it wins over the consumer's starting position;
+ *   - another incarnation of a persisted stream: the log kept the
+ *     numbering, so it still holds; past the log's end (a machine crash
+ *     took the log's tail) it resumes at the end, loudly;
+ *   - another incarnation of a memory-only stream: numbering restarted, so
+ *     the checkpoint would skip every new record below it; reported
+ *     (consumer, stream, both incarnations) and resolved by the starting
+ *     position, never by skipping.
+ * A file of earlier versions (<consumer>.ckpt, no incarnation) is read
+ * when there is no other, if it names the stream, and trusted only where
+ * the stream still reaches it.
  *
  * Memory orders (each pair is also named at its code):
  *   - entry state USED: release store after filling / acquire loads in
@@ -48,6 +61,7 @@
 #include <liburing.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,59 +262,130 @@ int spate_ckpt_write_file(const char *path, const void *buf, size_t len)
 	return rc;
 }
 
-static int ckpt_path(const char *state_dir, const char *consumer, char *buf, size_t len)
+/* <state_dir>/<stream>.<consumer>.ckpt (stream names have no dot, so the
+ * name is unambiguous); with @p stream NULL the file of earlier versions,
+ * <state_dir>/<consumer>.ckpt. */
+static int ckpt_path(const char *state_dir, const char *stream, const char *consumer, char *buf,
+		     size_t len)
 {
-	return snprintf(buf, len, "%s/%s.ckpt", state_dir, consumer) >= (int)len ? -ENAMETOOLONG : 0;
+	int n = stream ? snprintf(buf, len, "%s/%s.%s.ckpt", state_dir, stream, consumer)
+		       : snprintf(buf, len, "%s/%s.ckpt", state_dir, consumer);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Read "<shard> <next_seq>" lines; absent file = no checkpoints. */
-static int ckpt_read(const char *path, uint32_t shards, uint64_t *next)
+/* What a checkpoint file holds. */
+struct ckpt_file {
+	uint64_t incarnation;  /* of the stream it was taken in; 0: unknown (earlier version) */
+	char stream[SPATE_STREAM_NAME_MAX + 1]; /* from the comment line ("" if absent) */
+	uint64_t *next;        /* [shards], UINT64_MAX: none */
+};
+
+/* Parse @p path: "incarnation <hex>" and "<shard> <next> [<first> <end>]"
+ * lines, '#' comments (the first names consumer and stream). 1 = read,
+ * 0 = absent, <0 = error. */
+static int ckpt_read(const char *path, uint32_t shards, struct ckpt_file *cf)
 {
-	char line[128];
+	char line[256];
 	FILE *f;
 
+	cf->incarnation = 0;
+	cf->stream[0] = '\0';
 	for (uint32_t i = 0; i < shards; i++)
-		next[i] = UINT64_MAX;
+		cf->next[i] = UINT64_MAX;
 	f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned shard;
-		unsigned long long seq;
-		if (line[0] == '#')
+		unsigned long long seq, inc;
+		const char *st;
+		if (line[0] == '#') {
+			if ((st = strstr(line, ", stream ")) != NULL)
+				sscanf(st + 9, "%40[A-Za-z0-9_-]", cf->stream);
 			continue;
-		if (sscanf(line, "%u %llu", &shard, &seq) == 2 && shard < shards)
-			next[shard] = seq;
+		}
+		if (sscanf(line, "incarnation %llx", &inc) == 1)
+			cf->incarnation = inc;
+		else if (sscanf(line, "%u %llu", &shard, &seq) == 2 && shard < shards)
+			cf->next[shard] = seq;
 	}
 	fclose(f);
-	return 0;
+	return 1;
+}
+
+/* The stream's next sequence number on @p shard (what a new record gets). */
+static uint64_t stream_end(const struct spate_stream *s, uint32_t shard)
+{
+	const struct spate_ring *r = spate_stream_ring(s, shard);
+	/* Relaxed: a position recorded for the operator and for mismatch
+	 * reports; nothing is read through it. */
+	return atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
 }
 
 int spate_ckpt_resume(const char *state_dir, const struct spate_stream *s, const char *consumer,
 		      const uint64_t *log_end, uint64_t *resume)
 {
-	uint32_t shards = spate_stream_shards(s);
-	char path[SPATE_CONFIG_PATH_MAX + 64];
-	int rc = ckpt_path(state_dir, consumer, path, sizeof(path));
+	const uint32_t shards = spate_stream_shards(s);
+	const uint64_t inc = spate_stream_incarnation(s);
+	const char *name = spate_stream_name(s);
+	char path[SPATE_CONFIG_PATH_MAX + 128];
+	struct ckpt_file cf = { .next = resume };
+	bool legacy = false;
+	int rc = ckpt_path(state_dir, name, consumer, path, sizeof(path));
 
 	if (rc == 0)
-		rc = ckpt_read(path, shards, resume);
-	if (rc < 0)
+		rc = ckpt_read(path, shards, &cf);
+	if (rc == 0) { /* none: the file of earlier versions, if it is this stream's */
+		rc = ckpt_path(state_dir, NULL, consumer, path, sizeof(path));
+		if (rc == 0)
+			rc = ckpt_read(path, shards, &cf);
+		if (rc > 0 && strcmp(cf.stream, name) != 0)
+			for (uint32_t i = 0; i < shards; i++)
+				resume[i] = UINT64_MAX;
+		legacy = rc > 0;
+	}
+	if (rc <= 0)
 		return rc;
-	/* A checkpoint past the end of a persisted shard (the machine crashed
-	 * with durability none/interval: the log lost its tail but the
-	 * checkpoint file survived) would skip the records that reuse those
-	 * numbers: resume at the end instead, and say so. */
-	for (uint32_t i = 0; log_end && i < shards; i++) {
-		uint64_t end = log_end[i];
-		if (resume[i] != UINT64_MAX && end != UINT64_MAX && resume[i] > end) {
+	for (uint32_t i = 0; i < shards; i++) {
+		const bool logged = log_end && log_end[i] != UINT64_MAX;
+		if (resume[i] == UINT64_MAX)
+			continue;
+		if (!legacy && cf.incarnation != inc && !logged) {
+			/* A memory-only stream recreated: it numbers from its
+			 * first sequence again, and the old checkpoint would
+			 * skip every new record below it. */
+			spate_slog(SPATE_LOG_WARN, NULL,
+				   "consumer %s: its checkpoint of %s/%u (%" PRIu64 ") was taken in "
+				   "incarnation %016" PRIx64 " of the stream, which is now incarnation "
+				   "%016" PRIx64 " (recreated, numbering from %" PRIu64
+				   "): resuming at the consumer's starting position",
+				   consumer, name, i, resume[i], cf.incarnation, inc,
+				   spate_stream_dur(s, i)->first_seq);
+			resume[i] = UINT64_MAX;
+			continue;
+		}
+		if (legacy && !logged && resume[i] > stream_end(s, i)) {
+			spate_slog(SPATE_LOG_WARN, NULL,
+				   "consumer %s: its checkpoint of %s/%u (%" PRIu64 ", from %s, which "
+				   "names no incarnation) is past the stream's end (%" PRIu64
+				   "): resuming at the consumer's starting position",
+				   consumer, name, i, resume[i], path, stream_end(s, i));
+			resume[i] = UINT64_MAX;
+			continue;
+		}
+		/* A persisted stream keeps its numbering across incarnations (its
+		 * log's). A checkpoint past the end of the log (the machine
+		 * crashed with durability none/interval: the log lost its tail
+		 * but the checkpoint file survived) would skip the records that
+		 * reuse those numbers: resume at the end instead, and say so. */
+		if (logged && resume[i] > log_end[i]) {
 			spate_slog(SPATE_LOG_WARN, NULL,
 				   "consumer %s: checkpoint of %s/%u is %" PRIu64
 				   " but the stream ends at %" PRIu64
 				   " (records lost in a crash before they were durable): "
 				   "resuming at %" PRIu64,
-				   consumer, spate_stream_name(s), i, resume[i], end, end);
-			resume[i] = end;
+				   consumer, name, i, resume[i], log_end[i], log_end[i]);
+			resume[i] = log_end[i];
 		}
 	}
 	return 0;
@@ -309,11 +394,11 @@ int spate_ckpt_resume(const char *state_dir, const struct spate_stream *s, const
 int spate_ckpt_save(const char *state_dir, const struct spate_stream *s, const char *consumer,
 		    const uint64_t *next)
 {
-	uint32_t shards = spate_stream_shards(s);
-	char path[SPATE_CONFIG_PATH_MAX + 64];
-	size_t cap = 256 + (size_t)shards * 32, len;
+	const uint32_t shards = spate_stream_shards(s);
+	char path[SPATE_CONFIG_PATH_MAX + 128];
+	size_t cap = 512 + (size_t)shards * 80, len;
 	char *buf;
-	int rc = ckpt_path(state_dir, consumer, path, sizeof(path));
+	int rc = ckpt_path(state_dir, spate_stream_name(s), consumer, path, sizeof(path));
 
 	if (rc < 0)
 		return rc;
@@ -322,11 +407,13 @@ int spate_ckpt_save(const char *state_dir, const struct spate_stream *s, const c
 		return -ENOMEM;
 	len = (size_t)snprintf(buf, cap,
 			       "# spate checkpoints: consumer %.40s, stream %.40s; <shard> <next sequence "
-			       "number>\n",
-			       consumer, spate_stream_name(s));
+			       "number> <stream's first> <stream's next>\nincarnation %016" PRIx64 "\n",
+			       consumer, spate_stream_name(s), spate_stream_incarnation(s));
 	for (uint32_t i = 0; i < shards; i++)
 		if (next[i] != UINT64_MAX)
-			len += (size_t)snprintf(buf + len, cap - len, "%u %" PRIu64 "\n", i, next[i]);
+			len += (size_t)snprintf(buf + len, cap - len,
+						"%u %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", i, next[i],
+						spate_stream_dur(s, i)->first_seq, stream_end(s, i));
 	rc = spate_ckpt_write_file(path, buf, len);
 	free(buf);
 	return rc;

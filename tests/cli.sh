@@ -49,8 +49,8 @@ pid=
 grep -q "stopping" "$dir/run.log" || fail "no orderly stop"
 total=0
 for s in 0 1; do
-	n=$(awk -v s=$s '$1 == s { print $2 }' "$dir/state/c.ckpt")
+	n=$(awk -v s=$s '$1 == s { print $2 }' "$dir/state/in.c.ckpt")
 	total=$((total + ${n:-0}))
 done
-[ "$total" = 5 ] || fail "checkpoints add up to $total, not 5: $(cat "$dir/state/c.ckpt")"
+[ "$total" = 5 ] || fail "checkpoints add up to $total, not 5: $(cat "$dir/state/in.c.ckpt")"
 echo "cli.sh: run, put, tail, deploy, stop and checkpoints OK"
