@@ -475,7 +475,7 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
 			     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE : 0,
 	};
-	if (cs->durability != SPATE_CONFIG_DURABILITY_OFF)
+	if (cs->durability != SPATE_DURABILITY_OFF)
 		return spate_persist_open_stream(&e->persist, e->cfg, cs, out, err, errlen);
 	int rc = spate_stream_attach(e->cfg->bus, cs->name, out);
 
@@ -721,7 +721,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		}
 		consumer_params(k, cs, &c->p, opts);
 		c->cfg = e->cfg;
-		c->log_cs = cs->durability != SPATE_CONFIG_DURABILITY_OFF ? cs : NULL;
+		c->log_cs = cs->durability != SPATE_DURABILITY_OFF ? cs : NULL;
 		c->producers = &e->producers;
 		c->stream = spate_engine_stream(e, k->stream);
 		if (k->on_failure[0]) {

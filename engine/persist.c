@@ -60,8 +60,8 @@ static void log_params(const struct spate_config_stream *cs, struct spate_log_pa
 {
 	memset(lp, 0, sizeof(*lp));
 	lp->segment_bytes = cs->segment_size;
-	lp->durability = cs->durability == SPATE_CONFIG_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
-			 : cs->durability == SPATE_CONFIG_DURABILITY_INTERVAL
+	lp->durability = cs->durability == SPATE_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
+			 : cs->durability == SPATE_DURABILITY_INTERVAL
 				 ? SPATE_LOG_DURABLE_INTERVAL
 				 : SPATE_LOG_DURABLE_NONE;
 	lp->interval_ns = cs->durability_interval_ns;
@@ -127,7 +127,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 	}
 	struct spate_ring *r0 = spate_stream_ring(s, 0);
 	if (spate_stream_shards(s) != cs->shards || r0->cap != cs->ring_size ||
-	    r0->flags != want_flags || spate_stream_durability(s) != (uint32_t)cs->durability) {
+	    r0->flags != want_flags || spate_stream_durability(s) != cs->durability) {
 		snprintf(err, errlen,
 			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64
 			 " bytes (flags %#x, durability %u), the configuration asks for %u of %" PRIu64
@@ -261,7 +261,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 			.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
 				     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE
 									       : 0,
-			.durability = (uint32_t)cs->durability,
+			.durability = cs->durability,
 			.first_seq = next,
 		};
 		spate_stream_unlink(cfg->bus, cs->name); /* absent, or being replaced */
@@ -278,7 +278,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		struct spate_persist_shard *x = &p->sh[p->n + i];
 		x->s = s;
 		x->shard = i;
-		x->durability = (uint32_t)cs->durability;
+		x->durability = cs->durability;
 		x->skip_below = skip[i];
 		x->dur = spate_stream_dur(s, i);
 		rc = spate_ring_reader_open(spate_stream_ring(s, i), SPATE_RING_START_OLDEST,
@@ -393,7 +393,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 	 * nothing new appended completes it). */
 	if (!x->pending && !x->skipped && !x->err &&
 	    spate_log_written_seq(x->log) == spate_log_next_seq(x->log) &&
-	    !(want_sync && x->durability == SPATE_STREAM_DUR_INTERVAL &&
+	    !(want_sync && x->durability == SPATE_DURABILITY_INTERVAL &&
 	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
 	uint64_t durable = 0, before = spate_log_durable_seq(x->log), t0 = spate_mono_ns();
@@ -422,7 +422,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		written = x->skip_below;
 	/* With durability none, "durable" means written to the log. */
 	spate_stream_dur_publish(x->dur, written,
-				 x->durability == SPATE_STREAM_DUR_NONE ? written : durable, 0);
+				 x->durability == SPATE_DURABILITY_NONE ? written : durable, 0);
 	return done ? (int)done : 0;
 }
 

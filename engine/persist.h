@@ -24,7 +24,7 @@ struct spate_persist_shard {
 	struct spate_log *log;
 	struct spate_ring_reader *rd;
 	struct spate_stream_dur *dur;
-	uint32_t durability;      /* SPATE_STREAM_DUR_* */
+	enum spate_durability durability;
 	uint64_t skip_below;      /* records below are in the log already (reattach) */
 	uint32_t pending;         /* records appended, not yet released */
 	uint32_t skipped;         /* records passed over, not yet released */

@@ -64,6 +64,7 @@
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,21 @@
 #include "spate/stream.h"
 #include "engine/stream_pvt.h"
 
+/* The header crosses processes and builds: its layout and the durability
+ * values it stores are fixed (bump SPATE_STREAM_LAYOUT_VERSION to change
+ * them). */
+_Static_assert(sizeof(struct spate_stream_hdr) == 192, "stream header layout");
+_Static_assert(offsetof(struct spate_stream_hdr, durability) == 156 &&
+		       offsetof(struct spate_stream_hdr, incarnation) == 168 &&
+		       offsetof(struct spate_stream_hdr, engine_pid) == 176 &&
+		       offsetof(struct spate_stream_hdr, engine_start) == 184,
+	       "stream header layout");
+_Static_assert(sizeof(struct spate_stream_dur) == 128, "one line per shard");
+_Static_assert(sizeof(struct spate_stream_ckpt) == 56, "checkpoint entry header");
+_Static_assert(SPATE_DURABILITY_OFF == 0 && SPATE_DURABILITY_NONE == 1 &&
+		       SPATE_DURABILITY_INTERVAL == 2 && SPATE_DURABILITY_ALWAYS == 3,
+	       "durability values are stored in stream regions");
+
 /* Alignment of the rings (and of their stride) and of checkpoint entries. */
 #define STREAM_RING_ALIGN 4096u
 #define STREAM_CKPT_ALIGN 128u
@@ -90,7 +106,7 @@ struct spate_stream {
 	uint64_t ckpt_off;           /* validated copies of the header */
 	uint64_t ckpt_stride;
 	uint64_t dur_off;
-	uint32_t durability;
+	enum spate_durability durability;
 	uint64_t incarnation;
 	struct spate_stream_hdr *hdr; /* in the region: only its atomic engine fields are used */
 	char bus[SPATE_STREAM_NAME_MAX + 1];
@@ -192,7 +208,7 @@ static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
 	if (__builtin_mul_overflow(h->ckpt_stride, (uint64_t)h->max_consumers, &t) ||
 	    __builtin_add_overflow(t, h->ckpt_off, &ckpt_end))
 		return -EBADMSG;
-	if (h->durability > SPATE_STREAM_DUR_ALWAYS || h->dur_off < ckpt_end ||
+	if (h->durability > SPATE_DURABILITY_ALWAYS || h->dur_off < ckpt_end ||
 	    h->dur_off % STREAM_CKPT_ALIGN ||
 	    h->dur_off + (uint64_t)h->shards * sizeof(struct spate_stream_dur) > h->total_size)
 		return -EBADMSG;
@@ -224,7 +240,7 @@ static int stream_build(struct spate_shm *shm, const struct spate_stream_hdr *h,
 	s->ckpt_off = h->ckpt_off;
 	s->ckpt_stride = h->ckpt_stride;
 	s->dur_off = h->dur_off;
-	s->durability = h->durability;
+	s->durability = (enum spate_durability)h->durability; /* checked: check_layout */
 	s->incarnation = h->incarnation;
 	s->hdr = (struct spate_stream_hdr *)(void *)s->base;
 	memcpy(s->bus, h->bus, sizeof(s->bus));
@@ -274,7 +290,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	if (rc < 0)
 		return rc;
 	if (!p || p->shards == 0 || p->shards > SPATE_STREAM_MAX_SHARDS ||
-	    p->durability > SPATE_STREAM_DUR_ALWAYS)
+	    p->durability > SPATE_DURABILITY_ALWAYS)
 		return -EINVAL;
 	struct spate_ring_params rp = {
 		.capacity = p->ring_size, .max_record = p->max_record, .flags = p->ring_flags,
@@ -441,7 +457,7 @@ struct spate_shm *spate_stream_shm(const struct spate_stream *s)
 /* Durability                                                               */
 /* ------------------------------------------------------------------------ */
 
-uint32_t spate_stream_durability(const struct spate_stream *s)
+enum spate_durability spate_stream_durability(const struct spate_stream *s)
 {
 	return s->durability;
 }
@@ -534,7 +550,7 @@ int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t s
 
 	if (!s || shard >= s->shards)
 		return -EINVAL;
-	if (s->durability == SPATE_STREAM_DUR_OFF)
+	if (s->durability == SPATE_DURABILITY_OFF)
 		return -ENOTSUP;
 	d = spate_stream_dur(s, shard);
 	for (unsigned spins = 0;; spins++) {
@@ -622,7 +638,7 @@ int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint3
 		return -ENOMEM;
 	p->s = s;
 	p->shards = s->shards;
-	p->durable_wait = s->durability == SPATE_STREAM_DUR_ALWAYS &&
+	p->durable_wait = s->durability == SPATE_DURABILITY_ALWAYS &&
 			  !(flags & SPATE_PRODUCER_F_NO_DURABLE_WAIT);
 	p->cnt = calloc(s->shards + 1u, sizeof(*p->cnt));
 	p->order = malloc(PRODUCER_ORDER_INIT * sizeof(*p->order));

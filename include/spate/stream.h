@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/durability.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
 
@@ -50,19 +51,19 @@ struct spate_stream_params {
 	uint32_t ring_flags;    /**< SPATE_RING_F_* (MULTI_WRITER for multi-producer) */
 	uint32_t shm_flags;     /**< SPATE_SHM_F_* (huge pages, mlock, replace) */
 	uint32_t mode;          /**< file mode; 0 = 0600 */
-	/** SPATE_STREAM_DUR_*: whether a persister writes the shards to a
-	 *  log, and when a put counts as durable. */
-	uint32_t durability;
+	/** Whether a persister writes the shards to a log, and when a put
+	 *  counts as durable. */
+	enum spate_durability durability;
 	/** Sequence number of each shard's first record ([shards]), so a
 	 *  stream recreated over its logs continues their numbering; NULL = 0. */
 	const uint64_t *first_seq;
 };
 
-/* spate_stream_params.durability: how a stream's records reach disk. */
-#define SPATE_STREAM_DUR_OFF 0u      /**< memory only: no log */
-#define SPATE_STREAM_DUR_NONE 1u     /**< a log, written through the page cache */
-#define SPATE_STREAM_DUR_INTERVAL 2u /**< a log, fdatasync'ed every interval */
-#define SPATE_STREAM_DUR_ALWAYS 3u   /**< a log; a put returns once its record is durable */
+/* Earlier names of enum spate_durability's values, kept for existing users. */
+#define SPATE_STREAM_DUR_OFF SPATE_DURABILITY_OFF
+#define SPATE_STREAM_DUR_NONE SPATE_DURABILITY_NONE
+#define SPATE_STREAM_DUR_INTERVAL SPATE_DURABILITY_INTERVAL
+#define SPATE_STREAM_DUR_ALWAYS SPATE_DURABILITY_ALWAYS
 
 /**
  * Shared header of a stream region, at the start of the user area. Ring i
@@ -86,7 +87,7 @@ struct spate_stream_hdr {
 	uint64_t ckpt_stride;
 	uint64_t total_size;
 	uint32_t ready;
-	uint32_t durability;     /**< SPATE_STREAM_DUR_* */
+	uint32_t durability;     /**< enum spate_durability (fixed size: shared memory) */
 	uint64_t dur_off;        /**< per-shard struct spate_stream_dur, 128 bytes each */
 	/** Random and non-zero, new at every creation: a stream recreated (from
 	 *  its log, or from 0 for a memory-only one) is another incarnation,
@@ -180,8 +181,8 @@ static inline uint32_t spate_shard_of_hash(uint32_t hash, uint32_t shards)
 	return (uint32_t)(((uint64_t)hash * shards) >> 32);
 }
 
-/** The stream's SPATE_STREAM_DUR_* (fixed at creation). */
-uint32_t spate_stream_durability(const struct spate_stream *s);
+/** The stream's durability (fixed at creation). */
+enum spate_durability spate_stream_durability(const struct spate_stream *s);
 /** The stream's incarnation (spate_stream_hdr.incarnation; 0 only for
  *  regions of an earlier layout, which attach refuses anyway). */
 uint64_t spate_stream_incarnation(const struct spate_stream *s);
@@ -220,7 +221,7 @@ void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint
 
 /**
  * Wait until record @p seq of shard @p shard is durable (in the log and, per
- * the stream's policy, on stable storage: for DUR_NONE written to the log,
+ * the stream's policy, on stable storage: for NONE written to the log,
  * for INTERVAL and ALWAYS fdatasync'ed). Spins briefly, then sleeps on a
  * futex. Any thread, any process.
  * @param timeout_ns UINT64_MAX: no limit.
@@ -285,7 +286,7 @@ struct spate_put_entry {
 /**
  * Append one record (type 0) by partition key. Thread: the producer's owner.
  * @p res may be NULL. On a stream with durability `always`
- * (SPATE_STREAM_DUR_ALWAYS) it returns once the record is durable (see
+ * (SPATE_DURABILITY_ALWAYS) it returns once the record is durable (see
  * spate_stream_wait_durable(); the shard writer's timeout_ns bounds the
  * wait), unless the producer was opened with SPATE_PRODUCER_F_NO_DURABLE_WAIT.
  * @return 0 (and @p res filled), or the error also stored in res->error:
