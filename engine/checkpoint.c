@@ -316,10 +316,7 @@ static int ckpt_read(const char *path, uint32_t shards, struct ckpt_file *cf)
 /* The stream's next sequence number on @p shard (what a new record gets). */
 static uint64_t stream_end(const struct spate_stream *s, uint32_t shard)
 {
-	const struct spate_ring *r = spate_stream_ring(s, shard);
-	/* Relaxed: a position recorded for the operator and for mismatch
-	 * reports; nothing is read through it. */
-	return atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	return spate_ring_tail_seq(spate_stream_ring(s, shard));
 }
 
 int spate_ckpt_resume(const char *state_dir, const struct spate_stream *s, const char *consumer,

@@ -221,9 +221,7 @@ static uint64_t task_lag(const struct spate_task *t)
 {
 	/* Acquire: pairs with the release store after a batch (consumer.c). */
 	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_acquire);
-	const struct spate_ring *r = spate_stream_ring(t->c->stream, t->shard);
-	/* Relaxed: a hint for scheduling; the task re-reads under its lock. */
-	uint64_t tail = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	uint64_t tail = spate_ring_tail_seq(spate_stream_ring(t->c->stream, t->shard));
 	return next == UINT64_MAX || tail <= next ? 0 : tail - next;
 }
 
@@ -598,10 +596,7 @@ static void stats_open(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nstreams; i++) {
 		uint32_t n = spate_stream_shards(e->streams[i]);
 		for (uint32_t k = 0; k < n; k++) {
-			struct spate_ring *r = spate_stream_ring(e->streams[i], k);
-			/* Acquire: pairs with the publisher's release of tail. */
-			pos[k] = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
-			seq[k] = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+			spate_ring_tail(spate_stream_ring(e->streams[i], k), &pos[k], &seq[k]);
 		}
 		rc = spate_stats_add_stream(e->stats, spate_stream_name(e->streams[i]), n, seq, pos);
 		if (rc < 0)
@@ -938,9 +933,7 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 	st->helped = atomic_load_explicit(&c->helped, memory_order_relaxed);
 	st->state = atomic_load_explicit(&c->state, memory_order_relaxed);
 	for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
-		struct spate_ring *r = spate_stream_ring(c->stream, s);
-		/* Acquire: pairs with the publisher's release of tail_seq/tail. */
-		uint64_t tail = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_acquire);
+		uint64_t tail = spate_ring_tail_seq(spate_stream_ring(c->stream, s));
 		uint64_t next = spate_consumer_shard_next(c, s);
 		if (next != UINT64_MAX && tail > next)
 			st->lag_records += tail - next;

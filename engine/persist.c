@@ -94,10 +94,7 @@ static int ring_range(struct spate_ring *r, uint64_t *oldest, uint64_t *next)
 
 	if (rc < 0)
 		return rc;
-	/* Acquire: pairs with the publisher's release of tail (tail_seq is
-	 * stored before it). */
-	(void)atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
-	*next = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	*next = spate_ring_tail_seq(r);
 	rc = spate_ring_reader_resolve_seq(rd);
 	*oldest = rc == 0 && rd->seq != UINT64_MAX ? rd->seq : *next;
 	spate_ring_reader_close(rd);

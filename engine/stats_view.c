@@ -48,51 +48,6 @@ const char *spate_stats_state_name(uint32_t s)
 	}
 }
 
-/* Oldest record still intact in ring @p r: the batch at trim. */
-static void ring_oldest(const struct spate_ring *r, uint64_t *seq, uint64_t *ts)
-{
-	for (int tries = 0; tries < 4; tries++) {
-		/* Acquire (both): pair with the writers' release of trim and the
-		 * publisher's of tail; the header loads below are then of
-		 * published batches. */
-		uint64_t trim = atomic_load_explicit(&r->sh->prod.trim, memory_order_acquire);
-		uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
-		/* Relaxed: informational, read after tail. */
-		uint64_t tseq = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
-		uint64_t pos = trim;
-
-		*seq = tseq;
-		*ts = 0;
-		for (int hop = 0; hop < 2 && pos < tail; hop++) {
-			const struct spate_ring_bhdr *h =
-				(const struct spate_ring_bhdr *)(const void *)(r->data + (pos & r->mask));
-			/* Acquire: pairs with the commit word's release store. */
-			uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
-			uint64_t len = spate_ring_batch_len_(c, pos, r->cap, tail);
-			if (!len)
-				break;
-			if (c & SPATE_RING_C_PAD) {
-				pos += len;
-				continue;
-			}
-			uint64_t bs = __atomic_load_n(&h->base_seq, __ATOMIC_RELAXED);
-			uint64_t bt = __atomic_load_n(&h->ts, __ATOMIC_RELAXED);
-			/* Acquire: trim unchanged means no writer has been allowed
-			 * over this header while we read it. */
-			if (atomic_load_explicit(&r->sh->prod.trim, memory_order_acquire) == trim) {
-				*seq = bs;
-				*ts = bt;
-				return;
-			}
-			break;
-		}
-		if (pos >= tail)
-			return; /* empty */
-	}
-	*seq = UINT64_MAX;
-	*ts = 0;
-}
-
 void spate_stats_view_free(struct spate_stats_view *v)
 {
 	if (!v)
@@ -194,15 +149,13 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 			struct spate_ring *r = sm && k < spate_stream_shards(sm) ? spate_stream_ring(sm, k)
 										 : NULL;
 			if (r) {
-				/* Acquire: pairs with the publisher's release of tail. */
-				uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
-				uint64_t tseq = atomic_load_explicit(&r->sh->pub.tail_seq,
-								     memory_order_relaxed);
+				uint64_t tail, tseq;
+				spate_ring_tail(r, &tail, &tseq);
 				o->ring_ok = true;
 				o->head_seq = tseq;
 				o->records_in = tseq >= ss->base_seq ? tseq - ss->base_seq : 0;
 				o->bytes_in = tail >= ss->base_pos ? tail - ss->base_pos : 0;
-				ring_oldest(r, &o->oldest_seq, &o->oldest_ts);
+				(void)spate_ring_oldest(r, &o->oldest_seq, &o->oldest_ts);
 			}
 		}
 		/* Task lag needs the same rings: done here while attached. */
@@ -217,17 +170,13 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 						       ? spate_stream_ring(sm, shard) : NULL;
 			if (!r)
 				continue;
-			uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
-			uint64_t tseq = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
-			uint64_t ck = LD(ts->checkpoint);
-			if (slot < SPATE_RING_MAX_READERS) {
-				const struct spate_ring_rslot *rs = &r->sh->readers[slot];
-				/* Relaxed: a monitor's reading of a released position. */
-				uint64_t pos = atomic_load_explicit(&rs->pos, memory_order_relaxed);
-				uint64_t rseq = atomic_load_explicit(&rs->seq, memory_order_relaxed);
-				o->lag_bytes = tail > pos ? tail - pos : 0;
+			uint64_t tail, tseq, ck = LD(ts->checkpoint);
+			struct spate_ring_reader_info ri;
+			spate_ring_tail(r, &tail, &tseq);
+			if (spate_ring_reader_info(r, slot, &ri) == 0) {
+				o->lag_bytes = tail > ri.pos ? tail - ri.pos : 0;
 				if (ck == UINT64_MAX)
-					ck = rseq;
+					ck = ri.seq;
 			}
 			o->lag_records = ck != UINT64_MAX && tseq > ck ? tseq - ck : 0;
 			if (o->lag_records) {

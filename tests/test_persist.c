@@ -457,7 +457,7 @@ static void crash_child(struct bus *b, struct crash_share *sh)
 	if (spate_producer_open(s, SPATE_RING_WAIT_YIELD, 0, &p) != 0)
 		_exit(12);
 	struct spate_ring *r = spate_stream_ring(s, 0);
-	uint64_t i = atomic_load(&r->sh->pub.tail_seq); /* numbering goes on from the log */
+	uint64_t i = spate_ring_tail_seq(r); /* numbering goes on from the log */
 	atomic_store(&sh->ready, 1);
 	char buf[64];
 	struct spate_put_entry ent[16];
@@ -550,7 +550,7 @@ Test(persist, crash_loop_sigkill, .timeout = 180)
 	cr_assert_eq(spate_engine_stop(b.e), 0);
 	uint64_t final = check_log(dir, 0, NULL);
 	cr_assert_geq(final, total);
-	cr_assert_eq(atomic_load(&spate_stream_ring(s, 0)->sh->pub.tail_seq), final,
+	cr_assert_eq(spate_ring_tail_seq(spate_stream_ring(s, 0)), final,
 		     "the ring and the log end at the same record");
 	total = final;
 	fprintf(stderr, "crash loop: %d rounds, %" PRIu64 " records in the log, %" PRIu64

@@ -1431,7 +1431,7 @@ static void *persist_later(void *arg)
 		sched_yield();
 	nanosleep(&ts, NULL);
 	struct spate_ring *r = spate_stream_ring(f->s, 0);
-	uint64_t tail = atomic_load(&r->sh->pub.tail_seq);
+	uint64_t tail = spate_ring_tail_seq(r);
 	spate_stream_dur_publish(d, tail, tail, 0);
 	return NULL;
 }
