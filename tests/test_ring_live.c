@@ -165,7 +165,7 @@ static void reserve_step(struct spate_ring *r)
 	/* ... and dies here, before spate_ring_commit(). */
 }
 
-Test(ring_live, dead_claimant_is_skipped, .timeout = 60)
+static void dead_claimant_case(uint32_t flags)
 {
 	struct shared_ring s;
 	struct spate_ring_writer *w;
@@ -173,7 +173,7 @@ Test(ring_live, dead_claimant_is_skipped, .timeout = 60)
 	struct spate_ring_rec rec[64];
 	uint64_t seq = 0, want = 0;
 
-	shared_ring(&s, 64 * KIB, SPATE_RING_F_MULTI_WRITER | SPATE_RING_F_FULL_WAIT);
+	shared_ring(&s, 64 * KIB, SPATE_RING_F_MULTI_WRITER | flags);
 	cr_assert_eq(spate_ring_reader_open(s.r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD,
 					    &rd), 0);
 	child_then_kill(&s, reserve_step);
@@ -205,6 +205,40 @@ Test(ring_live, dead_claimant_is_skipped, .timeout = 60)
 	spate_ring_health(s.r, &hl);
 	cr_assert_eq(hl.skipped, 1, "skipped claims counted: %llu", (unsigned long long)hl.skipped);
 	spate_ring_reader_close(rd);
+	spate_ring_writer_close(w);
+	shared_ring_free(&s);
+}
+
+Test(ring_live, dead_claimant_is_skipped, .timeout = 60)
+{
+	dead_claimant_case(SPATE_RING_F_FULL_WAIT);
+}
+
+/* Fail-at-once writers too: their commit must not wait forever either. */
+Test(ring_live, dead_claimant_is_skipped_fail_on_full, .timeout = 60)
+{
+	dead_claimant_case(SPATE_RING_F_NO_BLOCKING);
+}
+
+/* Reap (the engine's periodic pass) skips the dead claim on its own, with
+ * no writer waiting, and frees the dead writer's slot afterwards. */
+Test(ring_live, reap_skips_dead_claim, .timeout = 30)
+{
+	struct shared_ring s;
+	struct spate_ring_writer *w;
+	uint32_t nr = 9, nw = 9;
+	uint64_t seq = 99;
+
+	shared_ring(&s, 64 * KIB, SPATE_RING_F_MULTI_WRITER);
+	child_then_kill(&s, reserve_step);
+	cr_assert_eq(spate_ring_reap(s.r, &nr, &nw), 1);
+	cr_assert_eq(nw, 1);
+	uint64_t tail, head = atomic_load(&s.r->sh->prod.head);
+	spate_ring_tail(s.r, &tail, NULL);
+	cr_assert_eq(tail, head, "the dead claim is published as a skip");
+	cr_assert_eq(spate_ring_writer_open(s.r, SPATE_RING_WAIT_YIELD, &w), 0);
+	cr_assert_eq(spate_ring_put(w, "x", 1, 0, 0, &seq), 0);
+	cr_assert_eq(seq, 0, "a skip uses no sequence number");
 	spate_ring_writer_close(w);
 	shared_ring_free(&s);
 }
@@ -319,6 +353,15 @@ Test(ring_live, corrupt_head_fails, .timeout = 60)
 	for (unsigned byte = 3; byte < 8; byte++)
 		corrupt_case(SPATE_RING_F_MULTI_WRITER, offsetof(struct spate_ring_shared, prod.head),
 			     byte);
+}
+
+Test(ring_live, corrupt_trim_fails, .timeout = 60)
+{
+	for (unsigned byte = 3; byte < 8; byte++) {
+		corrupt_case(0, offsetof(struct spate_ring_shared, prod.trim), byte);
+		corrupt_case(SPATE_RING_F_MULTI_WRITER, offsetof(struct spate_ring_shared, prod.trim),
+			     byte);
+	}
 }
 
 Test(ring_live, corrupt_tail_fails, .timeout = 60)
