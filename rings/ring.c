@@ -98,6 +98,8 @@ static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
 
 /* Spin iterations before a YIELD or BLOCK waiter yields or sleeps. */
 #define SPIN_BEFORE_SLEEP 2048u
+/* ... and before a multi-writer committer waiting for its turn yields. */
+#define SPIN_BEFORE_TURN 64u
 
 /* ------------------------------------------------------------------------ */
 /* Setup                                                                    */
@@ -961,12 +963,14 @@ static int wait_turn(struct spate_ring_writer *w, uint64_t start, uint64_t end)
 			count(&sh->health.corrupt);
 			return -EBADMSG;
 		}
-		if (spins++ < SPIN_BEFORE_SLEEP) {
+		/* Short spin: the claimant before us is usually writing; if it
+		 * was preempted, spinning only keeps it off the CPU. */
+		if (spins++ < SPIN_BEFORE_TURN) {
 			spate_cpu_relax();
 			continue;
 		}
 		sched_yield();
-		if (spins == SPIN_BEFORE_SLEEP + 1)
+		if (spins == SPIN_BEFORE_TURN + 1)
 			w->check_ns = spate_mono_ns() + SPATE_RING_CHECK_NS;
 		check_peers(w, 0);
 	}
