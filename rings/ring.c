@@ -22,22 +22,28 @@
  * Multi-writer rings claim with a CAS on head after recording the intended
  * claim (position, length) in the writer's slot; the batch header gets its
  * claimed length at once (then the intent's "header written" bit) and its
- * COMMITTED bit when the records are written. Publication is in claim order,
- * as in DPDK's MP ring: a committer waits until tail reaches its claim, then
- * stamps its sequence numbers and moves tail past it. Nobody ever reads a
- * header at or past tail to decide what to publish, so payload bytes left
- * from an earlier lap cannot pass for a batch (issue 9, item 11).
+ * COMMITTED bit when the records are written, with a CAS from the claim
+ * word. Whoever holds the publisher token then walks committed batches from
+ * tail (below head), stamps their sequence numbers (contiguous in ring
+ * order, assigned at publication) and stores tail once. A writer that
+ * commits while another holds the token leaves the work to it; the holder
+ * re-checks after giving the token back (Dekker again), so no commit is left
+ * unpublished and no committer waits for another. Until it is published a
+ * committed header carries, in base_seq, a check keyed by the ring's random
+ * key and the claim's position; the walk trusts nothing else, so payload
+ * bytes left from an earlier lap cannot pass for a batch (issue 9, item 11).
  *
  * Liveness. Every slot holds a lease (struct spate_ring_lease): pid, start
  * time, PID namespace and a heartbeat, written after the claim; a claimed
  * slot without identity yet is alive for SPATE_RING_CLAIM_NS. Slot words
  * carry a generation, so freeing or evicting is a CAS that cannot hit the
  * next holder. A writer that cannot go on (full ring, or waiting for its
- * turn) looks for dead peers every SPATE_RING_CHECK_NS: it evicts dead
- * gating readers (not KEEP ones), takes tokens from dead holders, and under
- * the recovery token publishes a dead writer's committed batch or turns its
- * claim into a SKIP batch (unblock(), after Aeron's unblock). Futex sleeps
- * are capped at that period, so no wait depends on a dead process.
+ * sequence number) looks for dead peers every SPATE_RING_CHECK_NS: it
+ * evicts dead gating readers (not KEEP ones), takes tokens from dead
+ * holders (finishing a dead publisher's walk), and turns the claim of a dead
+ * writer at tail into a SKIP batch (unblock(), after Aeron's unblock).
+ * Futex sleeps are capped at that period, so no wait depends on a dead
+ * process.
  *
  * Trade-offs and limits. A preempted (or stopped) claimant delays the
  * publication of the batches claimed after it for as long as it lives. A
@@ -52,6 +58,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -98,8 +105,6 @@ static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
 
 /* Spin iterations before a YIELD or BLOCK waiter yields or sleeps. */
 #define SPIN_BEFORE_SLEEP 2048u
-/* ... and before a multi-writer committer waiting for its turn yields. */
-#define SPIN_BEFORE_TURN 64u
 
 /* ------------------------------------------------------------------------ */
 /* Setup                                                                    */
@@ -150,6 +155,8 @@ int spate_ring_format(void *mem, size_t size, const struct spate_ring_params *p)
 	sh->meta.max_record = p->max_record ? p->max_record : max_payload(p->capacity);
 	sh->meta.flags = p->flags;
 	sh->meta.cap_shift = (uint32_t)__builtin_ctzll(p->capacity);
+	if (getrandom(&sh->meta.key, sizeof(sh->meta.key), GRND_NONBLOCK) != sizeof(sh->meta.key))
+		sh->meta.key = spate_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)mem;
 	/* Relaxed: nobody can see the ring before the release of ready below. */
 	atomic_store_explicit(&sh->pub.tail_seq, p->first_seq, memory_order_relaxed);
 	/* Release: pairs with the acquire load of ready in spate_ring_open_mem(). */
@@ -202,6 +209,7 @@ int spate_ring_open_mem(void *mem, size_t size, struct spate_ring **out)
 	r->mask = cap - 1;
 	r->max_record = m.max_record;
 	r->flags = m.flags;
+	r->key = m.key;
 	*out = r;
 	return 0;
 }
@@ -388,7 +396,8 @@ static int writer_alive(struct spate_ring_shared *sh, uint32_t i, uint64_t myns,
 /*
  * Take token @p tok (0 free, else writer slot + 1) for @p me. If it is held
  * and @p check, a holder whose process is dead (or a value no writer can
- * hold: corrupt) loses it to us, counted. Returns 1 if we hold it.
+ * hold: corrupt) loses it to us, counted. Returns 1 if we hold it, 2 if we
+ * took it over (the holder may have left its work half done).
  */
 static int token_take(struct spate_ring_shared *sh, _Atomic uint32_t *tok, uint32_t me, int check)
 {
@@ -409,7 +418,7 @@ static int token_take(struct spate_ring_shared *sh, _Atomic uint32_t *tok, uint3
 						     memory_order_relaxed))
 		return 0;
 	count(&sh->health.takeovers);
-	return 1;
+	return 2;
 }
 
 static void token_give(_Atomic uint32_t *tok)
@@ -472,6 +481,9 @@ void spate_ring_writer_close(struct spate_ring_writer *w)
 	if (!w)
 		return;
 	struct spate_ring_wslot *ws = &w->ring->sh->writers[w->slot];
+	/* Relaxed: no claim of ours is in flight (committed or aborted). */
+	if (atomic_load_explicit(&ws->own, memory_order_relaxed) == w->own)
+		atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
 	/* -ESTALE: reaped as dead (a lease misjudged); the slot is not ours. */
 	(void)slot_free(&ws->own, w->own, &ws->lease);
 	free(w);
@@ -789,8 +801,12 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 		 * validates the positions. */
 		if (end > w->limit || h + w->cap < w->limit) {
 			int rc = spate_ring_refresh_limit_(w, end);
-			if (rc < 0)
+			if (rc < 0) {
+				/* Relaxed: a failed attempt leaves no intent behind
+				 * (recovery must never attribute a claim to it). */
+				atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
 				return rc;
+			}
 			h = atomic_load_explicit(&sh->prod.head, memory_order_relaxed);
 			if (h + w->cap < w->limit)
 				return -EBADMSG;
@@ -810,7 +826,9 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 	}
 	if (pad) {
 		struct spate_ring_bhdr *ph = (struct spate_ring_bhdr *)(void *)(w->data + (h & w->mask));
-		/* Relaxed: published by the release store of tail in commit. */
+		/* Relaxed: ordered before the publisher's reads by the seq_cst
+		 * commit store of our batch, which it acquires before trusting
+		 * this pad (and the pad's value is fixed by the claim). */
 		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(h) | pad | SPATE_RING_C_PAD |
 				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
 	}
@@ -830,15 +848,123 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 	return 0;
 }
 
+/* The check a multi-writer claim's header carries (in base_seq) from commit
+ * until it is published: a keyed mix of the claim's position (the start of
+ * its padding, if any). Without the ring's key, payload bytes cannot make
+ * one. */
+static uint64_t claim_check(uint64_t key, uint64_t pos)
+{
+	uint64_t x = key ^ (pos * 0x9e3779b97f4a7c15ull);
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return x;
+}
+
+/*
+ * Walk committed batches from tail, stamp their sequence numbers, publish.
+ * Only the holder of the publisher token calls it. The walk stays below
+ * head (only claimed space) and trusts a header only if it carries the claim
+ * check of its position: a claim whose header is not written yet holds old
+ * bytes, and no payload can produce the check. A PAD is published only
+ * together with the batch of the same claim after it. After a takeover
+ * (@p recover), batches the dead holder stamped but did not publish are
+ * accepted by their contiguous sequence numbers.
+ */
+static void publish_run(struct spate_ring *r, int recover)
+{
+	struct spate_ring_shared *sh = r->sh;
+	/* Relaxed: only the token holder stores tail and tail_seq, and the
+	 * token's acquire orders us after the previous holder's stores. */
+	uint64_t t0 = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+	uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
+	/* Acquire: pairs with the claimants' acq_rel CAS of head. */
+	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_acquire);
+	uint64_t t = t0;
+
+	if (head < t0 || head - t0 > r->cap)
+		return; /* corrupt: writers see it at their next refresh */
+	while (t < head) {
+		uint64_t start = t, bpos = t;
+		struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (t & r->mask));
+		/* Acquire: pairs with the committer's seq_cst store of commit. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
+		uint64_t len = spate_ring_batch_len_(c, t, r->cap, head);
+		if (!len)
+			break;
+		if (c & SPATE_RING_C_PAD) {
+			/* Padding is the first part of a claim that runs to the
+			 * end of the ring; its batch follows at the ring's start. */
+			if (((t + len) & r->mask) != 0)
+				break;
+			bpos = t + len;
+			h = (struct spate_ring_bhdr *)(void *)(r->data + (bpos & r->mask));
+			c = atomic_load_explicit(&h->commit, memory_order_acquire);
+			len = spate_ring_batch_len_(c, bpos, r->cap, head);
+			if (!len || (c & SPATE_RING_C_PAD))
+				break;
+		}
+		if (len < SPATE_RING_BHDR_SIZE)
+			break;
+		uint64_t bs = h->base_seq;
+		if (bs != claim_check(r->key, start) &&
+		    !(recover && !(c & SPATE_RING_C_SKIP) && (t == t0 ? bs <= s : bs == s)))
+			break;
+		if (!(c & SPATE_RING_C_SKIP)) {
+			if (bs != claim_check(r->key, start))
+				s = bs; /* stamped by a dead holder: keep its numbers */
+			h->base_seq = s;
+			uint32_t owner = h->owner;
+			if (owner && owner <= SPATE_RING_MAX_WRITERS) {
+				struct spate_ring_wslot *ws = &sh->writers[owner - 1];
+				/* Relaxed, then release: pairs with the acquire load of
+				 * pub_pos by the owner waiting for its sequence number. */
+				atomic_store_explicit(&ws->pub_seq, s, memory_order_relaxed);
+				atomic_store_explicit(&ws->pub_pos, bpos, memory_order_release);
+			}
+			s += h->count;
+		}
+		t = bpos + len;
+	}
+	if (t == t0)
+		return;
+	/* Relaxed: see spate_ring_commit(). */
+	atomic_store_explicit(&sh->pub.tail_seq, s, memory_order_relaxed);
+	/* Release: pairs with the readers' acquire load of tail; also carries
+	 * the base_seq stamps above. Seq_cst where readers may sleep: the
+	 * Dekker pair with their rd_waiters increment (see spate_ring_commit). */
+	atomic_store_explicit(&sh->pub.tail, t,
+			      (r->flags & SPATE_RING_F_NO_BLOCKING) ? memory_order_release
+								    : memory_order_seq_cst);
+}
+
+/* Take the publisher token (from a dead holder too, if @p check) and publish
+ * until no commit is left behind. */
+static void publish(struct spate_ring *r, uint32_t me, int check)
+{
+	struct spate_ring_shared *sh = r->sh;
+
+	for (;;) {
+		int got = token_take(sh, &sh->prod.pub_lock, me, check);
+		if (!got)
+			return; /* the holder will publish our batch */
+		/* Seq_cst: the Dekker pair with the committers' increment. */
+		uint64_t seen = atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst);
+		publish_run(r, got == 2);
+		/* Seq_cst: give the token back, then re-check (Dekker above). */
+		atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
+		if (atomic_load_explicit(&sh->prod.commits, memory_order_seq_cst) == seen)
+			return;
+		check = 0;
+	}
+}
+
 /*
  * Recovery of a multi-writer ring whose publication point (tail) is a claim
- * nobody will publish: its writer died between reserve and commit, or after
- * committing and before publishing. Under the recovery token (taken over
- * from a dead holder), find the claimant from the writers' intents; if it is
- * dead, publish its batch if it was committed (proven by the intent's header
- * bit, the owner field and the exact length) or else turn the claim into a
- * SKIP batch, counted. Never trusts bytes at or past tail that no intent
- * vouches for, so payload bytes cannot make it publish anything.
+ * nobody will commit: its writer died between reserve and commit. Under the
+ * publisher token (taken over from a dead holder, publishing what it left),
+ * find the claimant from the writers' intents; if it is dead, turn its claim
+ * into a SKIP batch carrying the claim check, counted, and publish on.
  * @return 1 (tail moved), 0 (nothing to do: tail moves, or the claimant
  * lives), -EBADMSG.
  */
@@ -847,11 +973,16 @@ static int unblock(struct spate_ring *r, uint32_t me)
 	struct spate_ring_shared *sh = r->sh;
 	int rc = 0;
 
-	if (!token_take(sh, &sh->prod.pub_lock, me, 1))
+	int got = token_take(sh, &sh->prod.pub_lock, me, 1);
+	if (!got)
 		return 0;
-	/* Acquire: pairs with the release (seq_cst) CAS of tail by the last
-	 * publisher: tail_seq and the published headers are visible. */
-	uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	/* Relaxed: we hold the token; only its holder moves tail. */
+	uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+	publish_run(r, got == 2);
+	if (atomic_load_explicit(&sh->pub.tail, memory_order_relaxed) != t) {
+		rc = 1;
+		goto out;
+	}
 	/* Acquire: pairs with the claimants' acq_rel CAS of head: the intents
 	 * stored before their claims are visible. */
 	uint64_t head = atomic_load_explicit(&sh->prod.head, memory_order_acquire);
@@ -867,6 +998,11 @@ static int unblock(struct spate_ring *r, uint32_t me)
 	}
 	for (uint32_t i = 0; i < SPATE_RING_MAX_WRITERS; i++) {
 		struct spate_ring_wslot *ws = &sh->writers[i];
+		/* Relaxed: a free slot's intent means nothing (writer_alive
+		 * re-reads the word with acquire). */
+		if (SPATE_RING_OWN_STATE(atomic_load_explicit(&ws->own, memory_order_relaxed)) !=
+		    SPATE_RING_SLOT_ACTIVE)
+			continue;
 		/* Acquire: pairs with the release store of the header bit. */
 		uint64_t l = atomic_load_explicit(&ws->intent_len, memory_order_acquire);
 		/* Relaxed: stored before intent_len by the same writer. */
@@ -874,7 +1010,7 @@ static int unblock(struct spate_ring *r, uint32_t me)
 		if (!(l & ~INTENT_HDR) || p > t || t - p >= (l & ~INTENT_HDR))
 			continue;
 		if (writer_alive(sh, i, myns, now))
-			goto out; /* it will publish (or its claim attempt fails) */
+			goto out; /* it will commit (or its claim attempt fails) */
 		/* Of several dead intents at t, one is the claim; the others are
 		 * intents whose CAS never happened. Prefer the one that wrote its
 		 * header; then the longest covers the claim. */
@@ -887,54 +1023,49 @@ static int unblock(struct spate_ring *r, uint32_t me)
 	}
 	if (who < 0)
 		goto out; /* a claim in flight, its intent not visible yet */
-	int hdr = !!(ilen & INTENT_HDR);
 	ilen &= ~INTENT_HDR;
 	uint64_t end = ipos + ilen;
-	if (ilen > r->cap || end > head) {
+	if (ipos != t || ilen > r->cap || end > head) {
 		rc = -EBADMSG;
 		goto out;
 	}
 	uint64_t room = r->cap - (ipos & r->mask);
 	uint64_t pad = ilen > room ? room : 0;
 	uint64_t bpos = ipos + pad, need = end - bpos;
-	if (pad && t < bpos) {
+	if (pad) {
 		struct spate_ring_bhdr *ph =
 			(struct spate_ring_bhdr *)(void *)(r->data + (ipos & r->mask));
-		/* Relaxed: published by the tail store below. */
+		/* Relaxed: published by the tail store of publish_run. */
 		atomic_store_explicit(&ph->commit, SPATE_RING_TAG(ipos) | pad | SPATE_RING_C_PAD |
 				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
 	}
 	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)(r->data + (bpos & r->mask));
-	/* Acquire: pairs with the committer's release store of commit: its
-	 * count, owner and records are complete. */
-	uint64_t c = atomic_load_explicit(&h->commit, memory_order_acquire);
-	if (hdr && c == (SPATE_RING_TAG(bpos) | need | SPATE_RING_C_COMMITTED) &&
-	    h->owner == (uint32_t)who + 1 && h->count > 0 &&
-	    need >= SPATE_RING_BHDR_SIZE) {
-		/* Committed by a writer that died before publishing: publish it.
-		 * Relaxed: under the token, after the acquire of tail. */
-		uint64_t s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
-		if (h->base_seq == UINT64_MAX || h->base_seq + h->count != s) {
-			h->base_seq = s; /* not stamped, or stamped but tail_seq not moved */
-			atomic_store_explicit(&sh->pub.tail_seq, s + h->count, memory_order_relaxed);
-		}
-	} else {
-		/* Relaxed: published by the tail store below. */
-		atomic_store_explicit(&h->commit, SPATE_RING_TAG(bpos) | need | SPATE_RING_C_SKIP |
-				      SPATE_RING_C_COMMITTED, memory_order_relaxed);
-		count(&sh->health.skipped);
-	}
-	/* Seq_cst (release at least): pairs with the readers' acquire of tail,
-	 * and with their rd_waiters Dekker (see spate_ring_commit()). A CAS: if
-	 * the claimant was alive after all and published, leave it. */
-	if (atomic_compare_exchange_strong_explicit(&sh->pub.tail, &t, end, memory_order_seq_cst,
-						    memory_order_relaxed)) {
-		/* Relaxed: the claim is settled. */
-		atomic_store_explicit(&sh->writers[who].intent_len, 0, memory_order_relaxed);
-		rc = 1;
-	}
+	/* Acquire: pairs with the committer's store (a batch committed since
+	 * our walk is published by the next walk, never skipped). */
+	uint64_t c0 = atomic_load_explicit(&h->commit, memory_order_acquire);
+	if (c0 & SPATE_RING_C_COMMITTED)
+		goto out;
+	/* Seq_cst CAS: the claimant commits with a CAS from its claim word, so
+	 * exactly one of us wins; if it was alive after all, its commit fails
+	 * (-EPIPE) instead of writing into a published skip. */
+	if (!atomic_compare_exchange_strong_explicit(&h->commit, &c0,
+						     SPATE_RING_TAG(bpos) | need | SPATE_RING_C_SKIP |
+							     SPATE_RING_C_COMMITTED,
+						     memory_order_seq_cst, memory_order_relaxed))
+		goto out;
+	h->count = 0;
+	h->owner = 0;
+	h->ts = 0;
+	h->base_seq = claim_check(r->key, ipos);
+	/* Relaxed: the claim is settled. */
+	atomic_store_explicit(&sh->writers[who].intent_len, 0, memory_order_relaxed);
+	count(&sh->health.skipped);
+	publish_run(r, 0);
+	rc = 1;
 out:
-	token_give(&sh->prod.pub_lock);
+	/* Seq_cst: as in publish(); then publish what committers left us. */
+	atomic_store_explicit(&sh->prod.pub_lock, 0, memory_order_seq_cst);
+	publish(r, me, 0);
 	if (rc == 1) {
 		spate_ring_wake_readers_(r);
 		spate_ring_wake_writers_(r);
@@ -944,38 +1075,6 @@ out:
 	return rc;
 }
 
-/* Wait until every batch claimed before [start, end) is published. 0 (our
- * turn), 1 (a recoverer published our batch, judging us dead), -EBADMSG. */
-static int wait_turn(struct spate_ring_writer *w, uint64_t start, uint64_t end)
-{
-	struct spate_ring_shared *sh = w->ring->sh;
-	unsigned spins = 0;
-
-	for (;;) {
-		/* Acquire: pairs with the release (seq_cst) CAS of tail by the
-		 * previous publisher: its tail_seq store is visible. */
-		uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
-		if (t == start)
-			return 0;
-		if (t >= end && t - end <= w->cap)
-			return 1;
-		if (t > start || start - t > w->cap) {
-			count(&sh->health.corrupt);
-			return -EBADMSG;
-		}
-		/* Short spin: the claimant before us is usually writing; if it
-		 * was preempted, spinning only keeps it off the CPU. */
-		if (spins++ < SPIN_BEFORE_TURN) {
-			spate_cpu_relax();
-			continue;
-		}
-		sched_yield();
-		if (spins == SPIN_BEFORE_TURN + 1)
-			w->check_ns = spate_mono_ns() + SPATE_RING_CHECK_NS;
-		check_peers(w, 0);
-	}
-}
-
 int spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b, uint64_t ts,
 			  uint64_t *first_seq)
 {
@@ -983,50 +1082,60 @@ int spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *
 	struct spate_ring_shared *sh = r->sh;
 	struct spate_ring_bhdr *h = (struct spate_ring_bhdr *)(void *)b->hdr;
 	uint64_t len = (uint64_t)(b->end - b->hdr);
-	uint64_t start = b->pos - b->pad_, end = b->pos + len;
 	uint32_t n = b->count;
-	uint64_t s;
 
 	h->count = n;
 	h->owner = w->slot + 1;
 	h->ts = ts ? ts : spate_now_ns();
-	h->base_seq = UINT64_MAX; /* not stamped yet (see unblock) */
-	/* Release: pairs with the acquire load of commit in unblock(), which
-	 * publishes a committed batch whose writer died before its turn. An
-	 * empty batch is a SKIP: no reader or log ever sees it. */
-	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED |
-			      (n ? 0 : SPATE_RING_C_SKIP), memory_order_release);
-	int rc = wait_turn(w, start, end);
-	if (rc < 0)
-		return rc;
-	if (rc == 1) {
-		s = h->base_seq;
-	} else {
-		/* Relaxed: the acquire of tail in wait_turn ordered us after the
-		 * previous publisher's store; only the publisher at tail writes. */
-		s = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
-		if (n) {
-			h->base_seq = s;
-			atomic_store_explicit(&sh->pub.tail_seq, s + n, memory_order_relaxed);
-		}
-		/* Release: pairs with the readers' acquire load of tail (records,
-		 * header, tail_seq). Seq_cst where readers may sleep: the Dekker
-		 * pair with their rd_waiters increment (see spate_ring_commit).
-		 * A CAS: a recoverer that judged us dead may have moved it. */
-		uint64_t t = start;
-		atomic_compare_exchange_strong_explicit(&sh->pub.tail, &t, end,
-							(r->flags & SPATE_RING_F_NO_BLOCKING)
-								? memory_order_release
-								: memory_order_seq_cst,
-							memory_order_relaxed);
-	}
-	/* Relaxed: recovery data; the claim is published. */
+	h->base_seq = claim_check(r->key, b->pos - b->pad_);
+	/* Seq_cst (release at least): pairs with the publisher's acquire load.
+	 * An empty batch is a SKIP: no reader or log ever sees it. A CAS from
+	 * our claim word: it fails only if a recoverer judged us dead and
+	 * skipped the claim (see unblock). */
+	uint64_t claim = SPATE_RING_TAG(b->pos) | len;
+	if (!atomic_compare_exchange_strong_explicit(&h->commit, &claim,
+						     claim | SPATE_RING_C_COMMITTED |
+							     (n ? 0 : SPATE_RING_C_SKIP),
+						     memory_order_seq_cst, memory_order_relaxed))
+		return -EPIPE;
+	/* Relaxed: recovery data; the claim is complete (its check proves it). */
 	atomic_store_explicit(&sh->writers[w->slot].intent_len, 0, memory_order_relaxed);
+	/* Seq_cst: Dekker pair with the token holder, which gives the token
+	 * back and then re-reads commits: either our CAS finds the token free,
+	 * or the holder sees this count move and walks again. */
+	atomic_fetch_add_explicit(&sh->prod.commits, 1, memory_order_seq_cst);
+	publish(r, w->slot + 1, 0);
+	/* Seq_cst: after the seq_cst tail store of whoever published (us, or
+	 * the holder, which checks too): see spate_ring_commit(). */
 	if (!(r->flags & SPATE_RING_F_NO_BLOCKING) &&
 	    atomic_load_explicit(&sh->pub.rd_waiters, memory_order_seq_cst))
 		spate_ring_wake_readers_(r);
-	if (first_seq)
-		*first_seq = s;
+	if (first_seq && n == 0) {
+		*first_seq = spate_ring_tail_seq(r);
+	} else if (first_seq) {
+		struct spate_ring_wslot *ws = &sh->writers[w->slot];
+		unsigned spins = 0;
+		/* Acquire: pairs with the publisher's release store of pub_pos. */
+		while (atomic_load_explicit(&ws->pub_pos, memory_order_acquire) != b->pos) {
+			if (spins++ < SPIN_BEFORE_SLEEP) {
+				spate_cpu_relax();
+				continue;
+			}
+			sched_yield();
+			if (spins == SPIN_BEFORE_SLEEP + 1)
+				w->check_ns = spate_mono_ns() + SPATE_RING_CHECK_NS;
+			/* An earlier claimant, or the token holder, may be dead. */
+			check_peers(w, 0);
+			/* Acquire: as above, for a consistency check (tail may be
+			 * far past us: we may have slept while others wrote). */
+			uint64_t t = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+			if (t < b->pos && b->pos - t > w->cap) {
+				count(&sh->health.corrupt);
+				return -EBADMSG;
+			}
+		}
+		*first_seq = atomic_load_explicit(&ws->pub_seq, memory_order_relaxed);
+	}
 	return (int)n;
 }
 
@@ -1360,13 +1469,13 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		uint64_t p = atomic_load_explicit(&s->intent_pos, memory_order_relaxed);
 		if ((r->flags & SPATE_RING_F_MULTI_WRITER) && l && p + l > tail && p < head)
 			continue;
-		/* Relaxed: tokens held by a dead slot are taken back (compare-exchange
-		 * only: a live holder's value differs). */
+		/* A publisher token held by the dead stays for unblock() (above,
+		 * or a waiting writer's), which finishes its walk. The trim
+		 * walker's is taken back (compare-exchange only: a live holder's
+		 * value differs; trim is consistent at every store). */
+		if (atomic_load_explicit(&sh->prod.pub_lock, memory_order_relaxed) == i + 1)
+			continue;
 		uint32_t tok = i + 1;
-		if (atomic_compare_exchange_strong_explicit(&sh->prod.pub_lock, &tok, 0,
-							    memory_order_release, memory_order_relaxed))
-			count(&sh->health.takeovers);
-		tok = i + 1;
 		if (atomic_compare_exchange_strong_explicit(&sh->prod.trim_lock, &tok, 0,
 							    memory_order_release, memory_order_relaxed))
 			count(&sh->health.takeovers);

@@ -18,13 +18,14 @@
  * (SPATE_RING_F_MULTI_WRITER). Writers *reserve* space, write records in place
  * and *commit*; or copy with spate_ring_put() / spate_ring_put_batch(). A batch
  * becomes visible to readers with one release store of the ring's tail; on a
- * multi-writer ring each committer publishes its own batch once the batches
- * claimed before it are published (in claim order, as DPDK's MP ring).
+ * multi-writer ring whoever holds the publisher token publishes every
+ * committed batch in claim order (a committer never waits for another).
  *
  * Liveness: every reader and writer slot holds a lease (pid, start time, PID
  * namespace, heartbeat; see spate/ring_layout.h). A writer waiting for space
- * evicts a gating reader whose process is dead; a committer waiting behind a
- * claim whose writer died turns it into a SKIP batch readers never see;
+ * evicts a gating reader whose process is dead; a writer waiting for space
+ * or for its sequence number turns the claim of a writer that died before
+ * committing into a SKIP batch readers never see;
  * a token held by a dead writer is taken over. Every such event is counted
  * (spate_ring_health()). No wait in the ring depends on a dead process.
  *
@@ -122,6 +123,7 @@ struct spate_ring {
 	uint64_t mask;
 	uint64_t max_record;
 	uint32_t flags;
+	uint64_t key;          /**< meta.key, copied at open */
 	struct spate_shm *shm; /**< owned region, or NULL */
 };
 
@@ -539,16 +541,17 @@ static inline void *spate_ring_batch_add(struct spate_ring_batch *b, uint64_t le
 /**
  * Publish a reserved batch: stamps the sequence numbers and @p ts (0 = now)
  * and makes it visible with one release store. If @p first_seq is not NULL,
- * stores the first record's sequence number there. On a multi-writer ring
- * batches are published in claim order: the committer waits until every
- * batch claimed before its own is published (normally at once; longer while
- * an earlier claimant is still writing; a claimant that died is skipped, see
- * spate_ring_health()). An empty batch is abandoned (a multi-writer ring
- * publishes it as a SKIP batch that no reader sees).
+ * stores the first record's sequence number there. On a multi-writer ring,
+ * where sequence numbers are assigned at publication, in claim order, that
+ * means waiting until the batch is published (normally at once; longer
+ * while an earlier claimant is still writing; a claimant that died is
+ * skipped, see spate_ring_health()). An empty batch is abandoned (a
+ * multi-writer ring publishes it as a SKIP batch that no reader sees).
  * Thread: the batch's owner.
  * @return the number of records published, -EBADMSG (multi-writer: the
- *         ring's positions are corrupt; nothing published), -EPIPE
- *         (multi-writer: our writer slot was reaped as dead).
+ *         ring's positions are corrupt while we wait for @p first_seq),
+ *         -EPIPE (multi-writer: our claim was skipped, our writer having
+ *         been judged dead; nothing of the batch is published).
  */
 static inline int spate_ring_commit(struct spate_ring_writer *w, struct spate_ring_batch *b,
 				    uint64_t ts, uint64_t *first_seq)

@@ -36,8 +36,8 @@ extern "C" {
 
 #define SPATE_RING_MAGIC 0x474e524554415053ULL /* "SPATERNG" */
 /** 2: leases (pid, start time, PID namespace, heartbeat) in every slot,
- *  generation-tagged slot words, in-order multi-writer publication, SKIP
- *  batches, health counters. */
+ *  generation-tagged slot words, claim checks (meta.key), SKIP batches,
+ *  health counters. */
 #define SPATE_RING_LAYOUT_VERSION 2u
 
 /* ------------------------------------------------------------------------ */
@@ -63,7 +63,9 @@ struct spate_ring_bhdr {
 	_Atomic uint64_t commit; /**< len | state | tag; see SPATE_RING_C_* */
 	uint32_t count;          /**< records in the batch */
 	uint32_t owner;          /**< multi-writer: writer slot + 1; else 0 */
-	uint64_t base_seq;       /**< sequence number of the first record */
+	uint64_t base_seq;       /**< sequence number of the first record;
+				      multi-writer, until published: the
+				      claim check (see struct spate_ring_meta) */
 	uint64_t ts;             /**< commit time, CLOCK_REALTIME ns */
 };
 
@@ -91,7 +93,12 @@ struct spate_ring_meta {
 	uint32_t flags;          /**< SPATE_RING_F_* */
 	uint32_t cap_shift;      /**< log2(capacity) */
 	uint32_t ready;          /**< SPATE_RING_READY once formatted (release) */
-	uint32_t reserved[13];
+	uint32_t pad0_;
+	/** Random per ring, never in a payload's reach: a multi-writer claim's
+	 *  header carries spate_ring_claim_check_(key, claim position) until it
+	 *  is published, so bytes left by an earlier lap cannot pass for one. */
+	uint64_t key;
+	uint32_t reserved[10];
 };
 #define SPATE_RING_READY 0x59444552u
 
@@ -145,10 +152,12 @@ struct spate_ring_rslot {
 struct spate_ring_wslot {
 	_Atomic uint64_t own;        /**< state | generation; see SPATE_RING_OWN_* */
 	_Atomic uint64_t intent_pos; /**< claim being made at this position ... */
-	_Atomic uint64_t intent_len; /**< ... of this many bytes (0: none) */
-	uint64_t pad0_;
+	_Atomic uint64_t intent_len; /**< ... of this many bytes (0: none; bit 0:
+					  its claim header is written) */
+	_Atomic uint64_t pub_pos;    /**< last batch of ours the publisher stamped ... */
 	struct spate_ring_lease lease;
-	uint8_t pad_[SPATE_RING_LINE - 64];
+	_Atomic uint64_t pub_seq;    /**< ... and its base sequence number */
+	uint8_t pad_[SPATE_RING_LINE - 72];
 };
 
 /** The control block at the start of every ring. */
@@ -159,12 +168,15 @@ struct spate_ring_shared {
 		_Atomic uint64_t head;
 		/** Oldest batch boundary that is still intact; new OLDEST readers start here. */
 		_Atomic uint64_t trim;
-		/** Multi-writer recovery token: whoever skips a dead claim holds
-		 *  it (0 free, else writer slot + 1). */
+		/** Multi-writer publisher token (0 free, else writer slot + 1);
+		 *  taken over from a dead holder. */
 		_Atomic uint32_t pub_lock;
 		/** Multi-writer trim walker token (0 free, else writer slot + 1). */
 		_Atomic uint32_t trim_lock;
-		uint8_t pad_[SPATE_RING_LINE - 24];
+		/** Multi-writer commits so far: the publisher re-checks it after
+		 *  giving the token back, so no commit is left unpublished. */
+		_Atomic uint64_t commits;
+		uint8_t pad_[SPATE_RING_LINE - 32];
 	} prod;
 	_Alignas(SPATE_RING_LINE) struct {
 		/** Writers sleeping for space, and the futex word they sleep on.
@@ -216,7 +228,8 @@ _Static_assert(sizeof(struct spate_ring_meta) == 112, "meta block");
 _Static_assert(offsetof(struct spate_ring_meta, layout_version) == 8 &&
 	       offsetof(struct spate_ring_meta, capacity) == 24 &&
 	       offsetof(struct spate_ring_meta, flags) == 48 &&
-	       offsetof(struct spate_ring_meta, ready) == 56, "meta fields");
+	       offsetof(struct spate_ring_meta, ready) == 56 &&
+	       offsetof(struct spate_ring_meta, key) == 64, "meta fields");
 _Static_assert(sizeof(struct spate_ring_lease) == 32, "lease");
 _Static_assert(sizeof(struct spate_ring_rslot) == SPATE_RING_LINE &&
 	       offsetof(struct spate_ring_rslot, own) == 16 &&
@@ -224,7 +237,9 @@ _Static_assert(sizeof(struct spate_ring_rslot) == SPATE_RING_LINE &&
 	       offsetof(struct spate_ring_rslot, lease) == 32, "reader slot: one line");
 _Static_assert(sizeof(struct spate_ring_wslot) == SPATE_RING_LINE &&
 	       offsetof(struct spate_ring_wslot, intent_len) == 16 &&
-	       offsetof(struct spate_ring_wslot, lease) == 32, "writer slot: one line");
+	       offsetof(struct spate_ring_wslot, pub_pos) == 24 &&
+	       offsetof(struct spate_ring_wslot, lease) == 32 &&
+	       offsetof(struct spate_ring_wslot, pub_seq) == 64, "writer slot: one line");
 _Static_assert(offsetof(struct spate_ring_shared, prod) == 1 * SPATE_RING_LINE &&
 	       offsetof(struct spate_ring_shared, wake) == 2 * SPATE_RING_LINE &&
 	       offsetof(struct spate_ring_shared, pub) == 3 * SPATE_RING_LINE &&
