@@ -4,7 +4,8 @@
 #
 # A module is a .c file with the headers named after it: engine/x.c,
 # engine/x.h (internal), include/spate/x.h (public), and x_pvt.h,
-# x_layout.h (private layout), x_host.h and x_view.h (internal views). Module A imports B when a file of A
+# x_layout.h (private layout) and x_host.h (an internal side), unless they
+# have a .c file of their own. Module A imports B when a file of A
 # #includes a header of B. The module graph must be acyclic (tsort finds a
 # loop, and the loop is printed).
 #
@@ -24,10 +25,13 @@ status=0
 module() { # path -> module name
 	b=$(basename "$1")
 	b=${b%.*}
-	b=${b%_pvt}
-	b=${b%_layout}
-	b=${b%_host} # plugin_host.h: the loader's side of plugin.c
-	b=${b%_view} # stats_view.h: the snapshot model over stats.h
+	# A header with a .c of its own is that module's; else the suffixes
+	# below name the module whose private part it is.
+	if [ ! -f "$root/engine/$b.c" ] && [ ! -f "$root/rings/$b.c" ]; then
+		b=${b%_pvt}
+		b=${b%_layout}
+		b=${b%_host} # plugin_host.h: the loader's side of plugin.c
+	fi
 	echo "$b"
 }
 
