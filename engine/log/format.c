@@ -10,7 +10,7 @@
 #include "log_pvt.h"
 
 /* Standard CRC-32C (Castagnoli, reflected, ~init/~final) continued from @p crc. */
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t spate_log_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
@@ -23,17 +23,17 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 	return crc;
 }
 
-uint32_t frame_crc(uint32_t len, const void *batch)
+uint32_t spate_log_frame_crc(uint32_t len, const void *batch)
 {
-	return crc32c(crc32c(0, &len, sizeof(len)), batch, len);
+	return spate_log_crc32c(spate_log_crc32c(0, &len, sizeof(len)), batch, len);
 }
 
-void seg_name(char *buf, size_t sz, uint64_t base, const char *ext)
+void spate_log_seg_name(char *buf, size_t sz, uint64_t base, const char *ext)
 {
 	snprintf(buf, sz, "%020" PRIu64 "%s", base, ext);
 }
 
-void msg_add(char *msg, size_t sz, const char *fmt, ...)
+void spate_log_msg_add(char *msg, size_t sz, const char *fmt, ...)
 {
 	if (!msg)
 		return;
@@ -50,7 +50,7 @@ void msg_add(char *msg, size_t sz, const char *fmt, ...)
 	va_end(ap);
 }
 
-int pread_full(int fd, void *buf, size_t len, uint64_t off)
+int spate_log_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t got = 0;
 
@@ -68,7 +68,7 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return (int)(got == len);
 }
 
-int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+int spate_log_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -87,7 +87,7 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /* Parse "<20 digits><ext>" exactly. */
-int parse_name(const char *name, const char *ext, uint64_t *base)
+int spate_log_parse_name(const char *name, const char *ext, uint64_t *base)
 {
 	size_t el = strlen(ext);
 
@@ -111,7 +111,7 @@ int parse_name(const char *name, const char *ext, uint64_t *base)
  * matches, records that exactly fill it. Fills count/base_seq/ts.
  * @return 0 or -EINVAL with @p why set.
  */
-int check_batch(const uint8_t *b, uint64_t len, uint32_t *count, uint64_t *base_seq,
+int spate_log_check_batch(const uint8_t *b, uint64_t len, uint32_t *count, uint64_t *base_seq,
 		       uint64_t *ts, const char **why)
 {
 	if (len < SPATE_RING_BHDR_SIZE || (len & 7u) || len >= MAX_FRAME_LEN) {
@@ -175,7 +175,7 @@ int check_batch(const uint8_t *b, uint64_t len, uint32_t *count, uint64_t *base_
  * Read and verify the frame at @p off of a file of @p fsize bytes into *buf.
  * @return 1 (frame), 0 (exactly at the end), -EBADMSG (with @p why), -errno.
  */
-int read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
+int spate_log_read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
 		      struct frame_info *fi, const char **why)
 {
 	struct frame_hdr fh;
@@ -186,7 +186,7 @@ int read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
 		*why = "incomplete frame header";
 		return -EBADMSG;
 	}
-	int rc = pread_full(fd, &fh, sizeof(fh), off);
+	int rc = spate_log_pread_full(fd, &fh, sizeof(fh), off);
 	if (rc < 0)
 		return rc;
 	if (!rc) {
@@ -215,24 +215,24 @@ int read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
 		*buf = nb;
 		*cap = nc;
 	}
-	rc = pread_full(fd, *buf, fh.len, off + FRAME_HDR_SIZE);
+	rc = spate_log_pread_full(fd, *buf, fh.len, off + FRAME_HDR_SIZE);
 	if (rc < 0)
 		return rc;
 	if (!rc) {
 		*why = "frame runs past the end of the file";
 		return -EBADMSG;
 	}
-	if (frame_crc(fh.len, *buf) != fh.crc) {
+	if (spate_log_frame_crc(fh.len, *buf) != fh.crc) {
 		*why = "CRC-32C mismatch";
 		return -EBADMSG;
 	}
-	if (check_batch(*buf, fh.len, &fi->count, &fi->base_seq, &fi->ts, why) < 0)
+	if (spate_log_check_batch(*buf, fh.len, &fi->count, &fi->base_seq, &fi->ts, why) < 0)
 		return -EBADMSG;
 	fi->len = fh.len;
 	return 1;
 }
 
-uint64_t file_size(int fd)
+uint64_t spate_log_file_size(int fd)
 {
 	struct stat st;
 
@@ -241,14 +241,14 @@ uint64_t file_size(int fd)
 
 /* Read and check a segment header; *ver (may be NULL) gets its version.
  * @return 0, -EBADMSG (why), -EPROTO, -errno. */
-int read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ver)
+int spate_log_read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ver)
 {
 	struct seg_hdr h;
-	int rc = pread_full(fd, &h, sizeof(h), 0);
+	int rc = spate_log_pread_full(fd, &h, sizeof(h), 0);
 
 	if (rc < 0)
 		return rc;
-	if (!rc || file_size(fd) < SEG_HDR_SIZE) {
+	if (!rc || spate_log_file_size(fd) < SEG_HDR_SIZE) {
 		*why = "segment shorter than its header";
 		return -EBADMSG;
 	}
@@ -256,7 +256,7 @@ int read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ver)
 		*why = "bad segment magic";
 		return -EBADMSG;
 	}
-	if (crc32c(0, &h, offsetof(struct seg_hdr, crc)) != h.crc) {
+	if (spate_log_crc32c(0, &h, offsetof(struct seg_hdr, crc)) != h.crc) {
 		*why = "segment header CRC-32C mismatch";
 		return -EBADMSG;
 	}
@@ -285,7 +285,7 @@ static int zero_tail(int fd, uint64_t off, uint64_t fsize)
 
 	if (off >= fsize || fsize - off >= PAD_MAX)
 		return 0;
-	int rc = pread_full(fd, b, (size_t)(fsize - off), off);
+	int rc = spate_log_pread_full(fd, b, (size_t)(fsize - off), off);
 	if (rc <= 0)
 		return rc;
 	for (uint64_t i = 0; i < fsize - off; i++)
@@ -299,7 +299,7 @@ static int zero_tail(int fd, uint64_t off, uint64_t fsize)
  * to the end or the first bad frame. With @p every, build index entries.
  * @return 0 (see sc->why for a stop), -errno.
  */
-int scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t every,
+int spate_log_scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t every,
 		       struct scan *sc, uint8_t **buf, size_t *cap)
 {
 	uint64_t last_idx = 0;
@@ -311,7 +311,7 @@ int scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t eve
 	for (;;) {
 		struct frame_info fi;
 		const char *why = NULL;
-		int rc = read_frame(fd, sc->off, fsize, buf, cap, &fi, &why);
+		int rc = spate_log_read_frame(fd, sc->off, fsize, buf, cap, &fi, &why);
 		if (rc == 0)
 			return 0;
 		if (rc == -EBADMSG) {
@@ -350,11 +350,11 @@ int scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t eve
 
 /* Is there a valid frame anywhere after @p off? (tells a torn tail from
  * mid-segment corruption). @return 1, 0, -errno. */
-int valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap)
+int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap)
 {
 	for (uint64_t o = (off + 8) & ~(uint64_t)7; o + FRAME_HDR_SIZE <= fsize; o += 8) {
 		uint32_t magic;
-		int rc = pread_full(fd, &magic, sizeof(magic), o);
+		int rc = spate_log_pread_full(fd, &magic, sizeof(magic), o);
 		if (rc < 0)
 			return rc;
 		if (!rc)
@@ -363,7 +363,7 @@ int valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_
 			continue;
 		struct frame_info fi;
 		const char *why;
-		rc = read_frame(fd, o, fsize, buf, cap, &fi, &why);
+		rc = spate_log_read_frame(fd, o, fsize, buf, cap, &fi, &why);
 		if (rc == 1)
 			return 1;
 		if (rc < 0 && rc != -EBADMSG)

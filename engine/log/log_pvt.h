@@ -109,7 +109,7 @@ struct seg_info {
 /* One appended batch waiting to be written. */
 struct log_q {
 	const uint8_t *batch;
-	struct frame_hdr fh;  /* crc filled by q_crc() */
+	struct frame_hdr fh;  /* crc filled by spate_log_q_crc() */
 	uint32_t count;
 	int crc_done;
 	uint64_t base_seq, ts;
@@ -130,42 +130,32 @@ struct dio_frame {
 	uint32_t count, len;
 };
 
-struct spate_log {
-	char *dir;
-	int dirfd;
-	struct spate_log_params p;
-	struct seg_info *segs; /* sorted; the last one is the active one */
-	size_t nsegs, segs_cap;
-	int seg_fd, idx_fd;    /* active segment, or -1 */
-	uint64_t idx_n;        /* entries in the active index */
-	uint64_t idx_last_off; /* offset of the last indexed frame */
-	struct log_q *q;
-	size_t qn, qcap;
-	uint64_t next_seq, written_seq, durable_seq;
-	uint64_t last_commit_ns;
-	int have_records; /* 0: empty log, the first append sets the sequence */
-	int use_uring;
-	unsigned uring_flags;
-	pid_t uring_tid;
+/* The io_uring ring both pipelines submit through (one per log). */
+struct log_uring {
+	int on;               /* 0: pwrite(v) + fdatasync */
+	unsigned flags;       /* IORING_SETUP_* it was created with */
+	pid_t tid;            /* SINGLE_ISSUER: the thread that owns it */
 	struct io_uring ring;
+	int bufs_fixed;       /* O_DIRECT staging registered: WRITE_FIXED */
+	int files_fixed;      /* one-slot registered file table */
+	uint64_t fixed_gen;   /* the registered slot holds the segment of this generation */
+};
+
+/* The page-cache pipeline (write_buffered.c): frames go out as iovecs
+ * straight from the caller's batches. */
+struct log_pc {
 	struct iovec iov[2 * SPATE_LOG_RUN];
-	/* O_DIRECT: frames are copied into aligned staging buffers; the last
-	 * partial block of the segment (tail) is rewritten by the next write. */
-	int direct;           /* 1: new segments are written with O_DIRECT */
-	int seg_direct;       /* 1: the active segment is (a version-1 one is not) */
-	uint32_t dio_align;   /* offset/length alignment (STATX_DIOALIGN), <= PAD_MAX */
+};
+
+/* The O_DIRECT pipeline (write_direct.c): frames are copied into one
+ * aligned staging slot while the other is written; spate_log_sync() may
+ * return with one write in flight. The last partial block of the segment
+ * (tail) is rewritten by the next write. */
+struct log_dio {
+	uint32_t align;       /* offset/length alignment (STATX_DIOALIGN), <= PAD_MAX */
 	uint8_t *stage;       /* STAGE_N * STAGE_BYTES, PAD_MAX-aligned */
 	uint8_t *tail;        /* bytes [size - tail_len, size) of the active segment */
-	uint32_t tail_len;    /* active segment size % dio_align */
-	int bufs_fixed;       /* stage registered with io_uring: WRITE_FIXED */
-	int files_fixed;      /* one-slot registered file table */
-	uint32_t seg_ver;     /* format version of the active segment's header */
-	uint64_t seg_gen;     /* bumped whenever seg_fd changes */
-	uint64_t fixed_gen;   /* the registered slot holds the segment of this generation */
-	struct idx_ent *idxq; /* index entries not yet written to the .idx */
-	size_t idxq_n, idxq_cap;
-	/* O_DIRECT pipeline: frames are copied into one slot while the other
-	 * is written; spate_log_sync() may return with one write in flight. */
+	uint32_t tail_len;    /* active segment size % align */
 	struct dio_slot slot[STAGE_N];
 	int fill_i, busy_i, fail_i; /* slot being filled / written / to write again, or -1 */
 	int fsync_busy, fsync_done, fsync_res; /* the fdatasync linked behind a write */
@@ -175,6 +165,33 @@ struct spate_log {
 	uint64_t q_part;            /* bytes of q[0] already staged (an interrupted frame) */
 	struct dio_frame *stg;      /* staged frames [stg_h, stg_n) not yet written */
 	size_t stg_h, stg_n, stg_cap;
+};
+
+/* One open log: segments, the queue, the positions, and the state of the
+ * pipeline that writes the active segment (dio when seg_direct, else pc). */
+struct spate_log {
+	char *dir;
+	int dirfd;
+	struct spate_log_params p;
+	struct seg_info *segs; /* sorted; the last one is the active one */
+	size_t nsegs, segs_cap;
+	int seg_fd, idx_fd;    /* active segment, or -1 */
+	uint32_t seg_ver;      /* format version of the active segment's header */
+	uint64_t seg_gen;      /* bumped whenever seg_fd changes */
+	uint64_t idx_n;        /* entries in the active index */
+	uint64_t idx_last_off; /* offset of the last indexed frame */
+	struct idx_ent *idxq;  /* index entries not yet written to the .idx */
+	size_t idxq_n, idxq_cap;
+	struct log_q *q;       /* appended, not yet written (or staged) */
+	size_t qn, qcap;
+	uint64_t next_seq, written_seq, durable_seq;
+	uint64_t last_commit_ns;
+	int have_records; /* 0: empty log, the first append sets the sequence */
+	int direct;       /* 1: new segments are written with O_DIRECT */
+	int seg_direct;   /* 1: the active segment is (a version-1 one is not) */
+	struct log_uring uring;
+	struct log_pc pc;
+	struct log_dio dio;
 };
 
 struct frame_info {
@@ -202,62 +219,63 @@ enum { SLOT_FREE = 0, SLOT_FILL, SLOT_BUSY, SLOT_FAILED };
 #pragma GCC visibility push(hidden)
 
 /* format.c */
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
-uint32_t frame_crc(uint32_t len, const void *batch);
-void seg_name(char *buf, size_t sz, uint64_t base, const char *ext);
-void msg_add(char *msg, size_t sz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int pread_full(int fd, void *buf, size_t len, uint64_t off);
-int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
-int parse_name(const char *name, const char *ext, uint64_t *base);
-int check_batch(const uint8_t *b, uint64_t len, uint32_t *count, uint64_t *base_seq,
+uint32_t spate_log_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t spate_log_frame_crc(uint32_t len, const void *batch);
+void spate_log_seg_name(char *buf, size_t sz, uint64_t base, const char *ext);
+void spate_log_msg_add(char *msg, size_t sz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int spate_log_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int spate_log_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int spate_log_parse_name(const char *name, const char *ext, uint64_t *base);
+int spate_log_check_batch(const uint8_t *b, uint64_t len, uint32_t *count, uint64_t *base_seq,
 		       uint64_t *ts, const char **why);
-int read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
+int spate_log_read_frame(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap,
 		      struct frame_info *fi, const char **why);
-uint64_t file_size(int fd);
-int read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ver);
-int scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t every,
+uint64_t spate_log_file_size(int fd);
+int spate_log_read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ver);
+int spate_log_scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t every,
 		       struct scan *sc, uint8_t **buf, size_t *cap);
-int valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap);
+int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap);
 
 /* segments.c */
-int list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp);
-int load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n);
-int index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t fsize);
-int write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n);
-int fsync_dir(int dirfd);
-void unlink_seg(int dirfd, uint64_t base);
-int segs_push(struct spate_log *l, struct seg_info si);
-void close_active(struct spate_log *l);
-int create_segment(struct spate_log *l, uint64_t base);
-void idx_flush(struct spate_log *l);
-void frame_written(struct spate_log *l, const struct log_q *q, uint64_t off);
-int roll_segment(struct spate_log *l);
-void apply_retention(struct spate_log *l);
+int spate_log_list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp);
+int spate_log_load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n);
+int spate_log_index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t fsize);
+int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n);
+int spate_log_fsync_dir(int dirfd);
+void spate_log_unlink_seg(int dirfd, uint64_t base);
+int spate_log_segs_push(struct spate_log *l, struct seg_info si);
+void spate_log_close_active(struct spate_log *l);
+int spate_log_create_segment(struct spate_log *l, uint64_t base);
+void spate_log_idx_flush(struct spate_log *l);
+void spate_log_frame_written(struct spate_log *l, const struct log_q *q, uint64_t off);
+int spate_log_roll_segment(struct spate_log *l);
+void spate_log_apply_retention(struct spate_log *l);
 
 /* write_buffered.c */
-int io_write(struct spate_log *l, const struct iovec *iov, unsigned niov, uint64_t off,
+int spate_log_io_write(struct spate_log *l, const struct iovec *iov, unsigned niov, uint64_t off,
 		    int want_sync, uint64_t *written, int *synced);
-int io_datasync(struct spate_log *l);
+int spate_log_io_datasync(struct spate_log *l);
+int spate_log_pc_run(struct spate_log *l, size_t *h, uint64_t *part, int want_sync, int *synced);
 
 /* write_direct.c */
-int dio_enable(int fd);
-int dio_setup(struct spate_log *l, char *why, size_t wsz);
-int dio_load_tail(struct spate_log *l);
-int dio_reap(struct spate_log *l, int wait);
-void dio_wait_busy(struct spate_log *l);
-int dio_stage(struct spate_log *l, size_t *h);
-int dio_flush(struct spate_log *l, int wait, int want_sync, int *synced);
-int dio_prepare(struct spate_log *l);
+int spate_log_dio_enable(int fd);
+int spate_log_dio_setup(struct spate_log *l, char *why, size_t wsz);
+int spate_log_dio_load_tail(struct spate_log *l);
+int spate_log_dio_reap(struct spate_log *l, int wait);
+void spate_log_dio_wait_busy(struct spate_log *l);
+int spate_log_dio_stage(struct spate_log *l, size_t *h);
+int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synced);
+int spate_log_dio_prepare(struct spate_log *l);
 
 /* writer.c */
-int uring_own(struct spate_log *l);
-void q_crc(struct log_q *q);
+int spate_log_uring_own(struct spate_log *l);
+void spate_log_q_crc(struct log_q *q);
 
 /* recover.c */
-int recover(struct spate_log *l, struct spate_log_recovery *rep);
+int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep);
 
 /* reader.c */
-uint64_t seg_first_ts(int dirfd, uint64_t base);
+uint64_t spate_log_seg_first_ts(int dirfd, uint64_t base);
 
 /* stat.c */
 

@@ -66,11 +66,11 @@ static int rd_open_seg(struct spate_log_reader *rd, uint64_t base)
 	char name[64];
 	const char *why;
 
-	seg_name(name, sizeof(name), base, ".seg");
+	spate_log_seg_name(name, sizeof(name), base, ".seg");
 	int fd = openat(rd->dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int rc = read_seg_hdr(fd, base, &why, NULL);
+	int rc = spate_log_read_seg_hdr(fd, base, &why, NULL);
 	if (rc < 0) {
 		close(fd);
 		return rc;
@@ -87,16 +87,16 @@ static int rd_open_seg(struct spate_log_reader *rd, uint64_t base)
 }
 
 /* ts of the first frame of a segment (UINT64_MAX: none). */
-uint64_t seg_first_ts(int dirfd, uint64_t base)
+uint64_t spate_log_seg_first_ts(int dirfd, uint64_t base)
 {
 	char name[64];
 	struct spate_ring_bhdr bh;
 
-	seg_name(name, sizeof(name), base, ".seg");
+	spate_log_seg_name(name, sizeof(name), base, ".seg");
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return UINT64_MAX;
-	int rc = pread_full(fd, &bh, sizeof(bh), SEG_HDR_SIZE + FRAME_HDR_SIZE);
+	int rc = spate_log_pread_full(fd, &bh, sizeof(bh), SEG_HDR_SIZE + FRAME_HDR_SIZE);
 	close(fd);
 	return rc == 1 ? bh.ts : UINT64_MAX;
 }
@@ -110,10 +110,10 @@ static int rd_load(struct spate_log_reader *rd)
 	int rc = 0;
 
 	for (int attempt = 0; attempt < 50; attempt++) {
-		uint64_t fsize = file_size(rd->fd);
+		uint64_t fsize = spate_log_file_size(rd->fd);
 		if (rd->off >= fsize)
 			return 0; /* nothing new (or cut by a recovery) */
-		rc = read_frame(rd->fd, rd->off, fsize, &rd->buf, &rd->buf_cap, &fi, &why);
+		rc = spate_log_read_frame(rd->fd, rd->off, fsize, &rd->buf, &rd->buf_cap, &fi, &why);
 		if (rc == 1)
 			break;
 		if (rc == 0)
@@ -130,7 +130,7 @@ static int rd_load(struct spate_log_reader *rd)
 		 * look again shortly. */
 		uint32_t magic = 0;
 		if (fsize - rd->off < FRAME_HDR_SIZE || !strcmp(why, "frame runs past the end of the file") ||
-		    (pread_full(rd->fd, &magic, sizeof(magic), rd->off) == 1 && magic == 0))
+		    (spate_log_pread_full(rd->fd, &magic, sizeof(magic), rd->off) == 1 && magic == 0))
 			return 0;
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
@@ -417,8 +417,8 @@ static int rd_load_ra(struct spate_log_reader *rd)
 			return rc;
 		if (!rc)
 			goto not_yet; /* runs past the end of what is written */
-		if (frame_crc(fh.len, body) != fh.crc ||
-		    check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0)
+		if (spate_log_frame_crc(fh.len, body) != fh.crc ||
+		    spate_log_check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0)
 			goto again;
 		rd->blen = fh.len;
 		rd->bcount = fi.count;
@@ -482,7 +482,7 @@ static int rd_to_oldest(struct spate_log_reader *rd, uint64_t *skipped)
 {
 	uint64_t *bases = NULL;
 	size_t n = 0;
-	int rc = list_segs(rd->dirfd, &bases, &n, 0);
+	int rc = spate_log_list_segs(rd->dirfd, &bases, &n, 0);
 
 	if (rc < 0)
 		return rc;
@@ -578,7 +578,7 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 		/* End of this segment: is there a next one? */
 		uint64_t *bases = NULL;
 		size_t n = 0;
-		rc = list_segs(rd->dirfd, &bases, &n, 0);
+		rc = spate_log_list_segs(rd->dirfd, &bases, &n, 0);
 		if (rc < 0)
 			return rc;
 		uint64_t nb = UINT64_MAX;
@@ -626,8 +626,8 @@ static void rd_seek_index(struct spate_log_reader *rd, int by_time, uint64_t arg
 	struct idx_ent *e = NULL;
 	size_t n = 0;
 
-	if (load_index(rd->dirfd, rd->seg_base, &e, &n) < 0 || !n ||
-	    !index_plausible(e, n, rd->seg_base, file_size(rd->fd))) {
+	if (spate_log_load_index(rd->dirfd, rd->seg_base, &e, &n) < 0 || !n ||
+	    !spate_log_index_plausible(e, n, rd->seg_base, spate_log_file_size(rd->fd))) {
 		free(e);
 		return;
 	}
@@ -649,7 +649,7 @@ static void rd_seek_index(struct spate_log_reader *rd, int by_time, uint64_t arg
 			struct spate_ring_bhdr bh;
 		} fb;
 		const struct idx_ent *t = &e[lo - 1];
-		if (pread_full(rd->fd, &fb, sizeof(fb), t->off) == 1 &&
+		if (spate_log_pread_full(rd->fd, &fb, sizeof(fb), t->off) == 1 &&
 		    fb.fh.magic == SPATE_LOG_FRAME_MAGIC && fb.bh.base_seq == t->seq) {
 			rd->off = t->off;
 			if (by_time)
@@ -701,7 +701,7 @@ int spate_log_reader_open_flags(const char *dir, enum spate_log_from from, uint6
 		rc = -errno;
 		goto fail;
 	}
-	rc = list_segs(rd->dirfd, &bases, &n, 0);
+	rc = spate_log_list_segs(rd->dirfd, &bases, &n, 0);
 	if (rc < 0)
 		goto fail;
 	if (!n) {
@@ -725,7 +725,7 @@ int spate_log_reader_open_flags(const char *dir, enum spate_log_from from, uint6
 		size_t lo = 0, hi = n;
 		while (lo < hi) {
 			size_t mid = lo + (hi - lo) / 2;
-			uint64_t ts = seg_first_ts(rd->dirfd, bases[mid]);
+			uint64_t ts = spate_log_seg_first_ts(rd->dirfd, bases[mid]);
 			if (ts != UINT64_MAX && ts < arg)
 				lo = mid + 1;
 			else

@@ -21,7 +21,7 @@
 static void drop_later(int dirfd, const uint64_t *bases, size_t from, size_t n)
 {
 	for (size_t j = from; j < n; j++)
-		unlink_seg(dirfd, bases[j]);
+		spate_log_unlink_seg(dirfd, bases[j]);
 }
 
 /* Read the clean marker: 1 and its next_seq, 0 if absent/unreadable. */
@@ -45,7 +45,7 @@ static int read_clean(int dirfd, uint64_t *next)
  * Recover the segments of l->dir into l->segs; the last becomes active.
  * @return 0, -EBADMSG, -EPROTO, -errno.
  */
-int recover(struct spate_log *l, struct spate_log_recovery *rep)
+int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep)
 {
 	uint64_t *bases = NULL, clean_next = 0;
 	size_t n = 0;
@@ -57,11 +57,11 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 
 	int clean = read_clean(l->dirfd, &clean_next);
 	if (unlinkat(l->dirfd, CLEAN_NAME, 0) == 0) {
-		rc = fsync_dir(l->dirfd);
+		rc = spate_log_fsync_dir(l->dirfd);
 		if (rc < 0)
 			return rc;
 	}
-	rc = list_segs(l->dirfd, &bases, &n, 1);
+	rc = spate_log_list_segs(l->dirfd, &bases, &n, 1);
 	if (rc < 0)
 		return rc;
 	rep->segments = (uint32_t)n;
@@ -73,25 +73,25 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 		size_t nents = 0;
 		const char *why = NULL;
 
-		seg_name(name, sizeof(name), bases[i], ".seg");
+		spate_log_seg_name(name, sizeof(name), bases[i], ".seg");
 		fd = openat(l->dirfd, name, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			rc = -errno;
 			goto out;
 		}
-		uint64_t fsize = file_size(fd);
+		uint64_t fsize = spate_log_file_size(fd);
 		uint32_t ver = 0;
-		rc = read_seg_hdr(fd, bases[i], &why, &ver);
+		rc = spate_log_read_seg_hdr(fd, bases[i], &why, &ver);
 		if (rc == -EPROTO) {
-			msg_add(rep->message, sizeof(rep->message), "%s: %s", name, why);
+			spate_log_msg_add(rep->message, sizeof(rep->message), "%s: %s", name, why);
 			goto out;
 		}
 		if (rc == -EBADMSG) {
 			if (!repair) {
-				msg_add(rep->message, sizeof(rep->message), "%s: offset 0: %s", name, why);
+				spate_log_msg_add(rep->message, sizeof(rep->message), "%s: offset 0: %s", name, why);
 				goto out;
 			}
-			msg_add(rep->message, sizeof(rep->message),
+			spate_log_msg_add(rep->message, sizeof(rep->message),
 				"repair: %s: %s; dropped it and %zu later segment(s)", name, why, n - i - 1);
 			close(fd);
 			fd = -1;
@@ -103,14 +103,14 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 			goto out;
 		if (l->nsegs && l->segs[l->nsegs - 1].end_seq != bases[i]) {
 			if (!repair) {
-				msg_add(rep->message, sizeof(rep->message),
+				spate_log_msg_add(rep->message, sizeof(rep->message),
 					"%s: sequence gap: previous segment ends at %" PRIu64
 					", this one starts at %" PRIu64, name, l->segs[l->nsegs - 1].end_seq,
 					bases[i]);
 				rc = -EBADMSG;
 				goto out;
 			}
-			msg_add(rep->message, sizeof(rep->message),
+			spate_log_msg_add(rep->message, sizeof(rep->message),
 				"repair: sequence gap before %s; dropped it and %zu later segment(s)", name,
 				n - i - 1);
 			close(fd);
@@ -123,16 +123,16 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 		int full = last && !clean;
 		int rebuild = 0;
 		if (!full) {
-			rc = load_index(l->dirfd, bases[i], &ents, &nents);
+			rc = spate_log_load_index(l->dirfd, bases[i], &ents, &nents);
 			if (rc < 0)
 				goto out;
-			if (!index_plausible(ents, nents, bases[i], fsize)) {
+			if (!spate_log_index_plausible(ents, nents, bases[i], fsize)) {
 				full = 1;
 				rebuild = 1;
 			} else {
 				/* Indexing the tail as the writer would: a second
 				 * entry means the index stopped short. */
-				rc = scan_frames(fd, ents[nents - 1].off, ents[nents - 1].seq, fsize,
+				rc = spate_log_scan_frames(fd, ents[nents - 1].off, ents[nents - 1].seq, fsize,
 						 l->p.index_every, &sc, &buf, &cap);
 				if (rc < 0)
 					goto out_ents;
@@ -151,7 +151,7 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 					ents = ne;
 					memcpy(ents + nents, sc.ents + 1, (sc.nents - 1) * sizeof(*ne));
 					nents += sc.nents - 1;
-					rc = write_index(l->dirfd, bases[i], ents, nents);
+					rc = spate_log_write_index(l->dirfd, bases[i], ents, nents);
 					if (rc < 0)
 						goto out_ents;
 				}
@@ -162,17 +162,17 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 				clean = 0; /* the marker did not hold */
 			free(sc.ents);
 			memset(&sc, 0, sizeof(sc));
-			rc = scan_frames(fd, SEG_HDR_SIZE, bases[i], fsize, l->p.index_every, &sc, &buf,
+			rc = spate_log_scan_frames(fd, SEG_HDR_SIZE, bases[i], fsize, l->p.index_every, &sc, &buf,
 					 &cap);
 			if (rc < 0)
 				goto out_ents;
 			if (sc.why) {
-				rc = valid_frame_after(fd, sc.off, fsize, &buf, &cap);
+				rc = spate_log_valid_frame_after(fd, sc.off, fsize, &buf, &cap);
 				if (rc < 0)
 					goto out_ents;
 				int mid = rc == 1 || !last;
 				if (mid && !repair) {
-					msg_add(rep->message, sizeof(rep->message),
+					spate_log_msg_add(rep->message, sizeof(rep->message),
 						"%s: corrupt frame at offset %" PRIu64 " (%s)%s", name, sc.off,
 						sc.why, last ? " followed by valid frames" : " before the last segment");
 					rc = -EBADMSG;
@@ -184,11 +184,11 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 				}
 				rep->truncated_bytes += fsize - sc.off;
 				rep->truncated_at = sc.off;
-				msg_add(rep->message, sizeof(rep->message),
+				spate_log_msg_add(rep->message, sizeof(rep->message),
 					"%s%s: cut %" PRIu64 " bytes at offset %" PRIu64 " (%s)",
 					mid ? "repair: " : "", name, fsize - sc.off, sc.off, sc.why);
 				if (!last) {
-					msg_add(rep->message, sizeof(rep->message),
+					spate_log_msg_add(rep->message, sizeof(rep->message),
 						"dropped %zu later segment(s)", n - i - 1);
 					drop_later(l->dirfd, bases, i + 1, n);
 					n = i + 1;
@@ -208,7 +208,7 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 			fsize = sc.off;
 		}
 		if (rebuild) {
-			rc = write_index(l->dirfd, bases[i], sc.ents, sc.nents);
+			rc = spate_log_write_index(l->dirfd, bases[i], sc.ents, sc.nents);
 			if (rc < 0)
 				goto out_ents;
 		}
@@ -218,7 +218,7 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 			rc = -errno;
 			goto out_ents;
 		}
-		rc = segs_push(l, (struct seg_info){bases[i], sc.next_seq, fsize, sc.last_ts});
+		rc = spate_log_segs_push(l, (struct seg_info){bases[i], sc.next_seq, fsize, sc.last_ts});
 		if (rc < 0)
 			goto out_ents;
 		if (!last) {
@@ -229,7 +229,7 @@ int recover(struct spate_log *l, struct spate_log_recovery *rep)
 			uint64_t idx_n = rebuild ? sc.nents : nents;
 			uint64_t idx_last = rebuild ? (sc.nents ? sc.ents[sc.nents - 1].off : 0)
 						    : ents[nents - 1].off;
-			seg_name(name, sizeof(name), bases[i], ".idx");
+			spate_log_seg_name(name, sizeof(name), bases[i], ".idx");
 			int ifd = openat(l->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 			if (ifd < 0) {
 				rc = -errno;

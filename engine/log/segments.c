@@ -24,7 +24,7 @@ static int u64_cmp(const void *a, const void *b)
 
 /* Sorted base_seqs of the segments in @p dirfd; with @p clean_tmp, unlinks
  * leftover *.seg.tmp files (torn segment creation). */
-int list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp)
+int spate_log_list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp)
 {
 	int fd = dup(dirfd);
 	if (fd < 0)
@@ -42,11 +42,11 @@ int list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		uint64_t base;
-		if (clean_tmp && parse_name(de->d_name, ".seg.tmp", &base)) {
+		if (clean_tmp && spate_log_parse_name(de->d_name, ".seg.tmp", &base)) {
 			unlinkat(dirfd, de->d_name, 0);
 			continue;
 		}
-		if (!parse_name(de->d_name, ".seg", &base))
+		if (!spate_log_parse_name(de->d_name, ".seg", &base))
 			continue;
 		if (cnt == cap) {
 			size_t nc = cap ? cap * 2 : 16;
@@ -74,17 +74,17 @@ out:
 }
 
 /* Load an index file; @return entries (0 if missing/unusable), -errno. */
-int load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n)
+int spate_log_load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n)
 {
 	char name[64];
 
 	*out = NULL;
 	*n = 0;
-	seg_name(name, sizeof(name), base, ".idx");
+	spate_log_seg_name(name, sizeof(name), base, ".idx");
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	uint64_t sz = file_size(fd);
+	uint64_t sz = spate_log_file_size(fd);
 	size_t cnt = (size_t)(sz / IDX_ENT_SIZE);
 	int rc = 0;
 	if (!cnt)
@@ -94,7 +94,7 @@ int load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = pread_full(fd, e, cnt * sizeof(*e), 0);
+	rc = spate_log_pread_full(fd, e, cnt * sizeof(*e), 0);
 	if (rc <= 0) {
 		free(e);
 		rc = rc < 0 ? rc : 0;
@@ -109,7 +109,7 @@ out:
 }
 
 /* Entries sorted, the first at the first frame, all inside the segment. */
-int index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t fsize)
+int spate_log_index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t fsize)
 {
 	if (!n || e[0].off != SEG_HDR_SIZE || e[0].seq != base)
 		return 0;
@@ -122,35 +122,35 @@ int index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t f
 	return 1;
 }
 
-int write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n)
+int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n)
 {
 	char name[64];
 
-	seg_name(name, sizeof(name), base, ".idx");
+	spate_log_seg_name(name, sizeof(name), base, ".idx");
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	int rc = n ? pwrite_full(fd, e, n * sizeof(*e), 0) : 0;
+	int rc = n ? spate_log_pwrite_full(fd, e, n * sizeof(*e), 0) : 0;
 	close(fd);
 	return rc;
 }
 
-int fsync_dir(int dirfd)
+int spate_log_fsync_dir(int dirfd)
 {
 	return fsync(dirfd) < 0 ? -errno : 0;
 }
 
-void unlink_seg(int dirfd, uint64_t base)
+void spate_log_unlink_seg(int dirfd, uint64_t base)
 {
 	char name[64];
 
-	seg_name(name, sizeof(name), base, ".seg");
+	spate_log_seg_name(name, sizeof(name), base, ".seg");
 	unlinkat(dirfd, name, 0);
-	seg_name(name, sizeof(name), base, ".idx");
+	spate_log_seg_name(name, sizeof(name), base, ".idx");
 	unlinkat(dirfd, name, 0);
 }
 
-int segs_push(struct spate_log *l, struct seg_info si)
+int spate_log_segs_push(struct spate_log *l, struct seg_info si)
 {
 	if (l->nsegs == l->segs_cap) {
 		size_t nc = l->segs_cap ? l->segs_cap * 2 : 16;
@@ -164,21 +164,21 @@ int segs_push(struct spate_log *l, struct seg_info si)
 	return 0;
 }
 
-void close_active(struct spate_log *l)
+void spate_log_close_active(struct spate_log *l)
 {
-	idx_flush(l);
+	spate_log_idx_flush(l);
 	l->idxq_n = 0;
 	l->seg_gen++;
 	l->seg_direct = 0;
-	l->tail_len = 0;
+	l->dio.tail_len = 0;
 	/* The pipeline is idle here (flushed before a roll or at close). */
 	for (unsigned i = 0; i < STAGE_N; i++)
-		l->slot[i].state = SLOT_FREE;
-	l->fill_i = l->busy_i = l->fail_i = -1;
-	l->fsync_busy = l->fsync_done = 0;
-	l->stg_h = l->stg_n = 0;
-	l->stage_end = 0;
-	l->fill_next = UINT64_MAX;
+		l->dio.slot[i].state = SLOT_FREE;
+	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fsync_busy = l->dio.fsync_done = 0;
+	l->dio.stg_h = l->dio.stg_n = 0;
+	l->dio.stage_end = 0;
+	l->dio.fill_next = UINT64_MAX;
 	if (l->seg_fd >= 0)
 		close(l->seg_fd);
 	if (l->idx_fd >= 0)
@@ -187,14 +187,14 @@ void close_active(struct spate_log *l)
 }
 
 /* Create segment @p base (tmp file + rename) and make it active. */
-int create_segment(struct spate_log *l, uint64_t base)
+int spate_log_create_segment(struct spate_log *l, uint64_t base)
 {
 	char tmp[64], name[64];
 	uint8_t *blk = NULL;
 	int fd = -1, ifd = -1, rc;
 
-	seg_name(tmp, sizeof(tmp), base, ".seg.tmp");
-	seg_name(name, sizeof(name), base, ".seg");
+	spate_log_seg_name(tmp, sizeof(tmp), base, ".seg.tmp");
+	spate_log_seg_name(name, sizeof(name), base, ".seg");
 	fd = openat(l->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
@@ -211,43 +211,43 @@ int create_segment(struct spate_log *l, uint64_t base)
 		.created_ns = spate_now_ns(),
 		.segment_bytes = l->p.segment_bytes,
 	};
-	h.crc = crc32c(0, &h, offsetof(struct seg_hdr, crc));
+	h.crc = spate_log_crc32c(0, &h, offsetof(struct seg_hdr, crc));
 	memcpy(blk, &h, sizeof(h));
-	rc = pwrite_full(fd, blk, SEG_HDR_SIZE, 0);
+	rc = spate_log_pwrite_full(fd, blk, SEG_HDR_SIZE, 0);
 	if (rc < 0)
 		goto fail;
 	if (l->p.durability != SPATE_LOG_DURABLE_NONE && fdatasync(fd) < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	seg_name(name, sizeof(name), base, ".idx");
+	spate_log_seg_name(name, sizeof(name), base, ".idx");
 	ifd = openat(l->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (ifd < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	seg_name(name, sizeof(name), base, ".seg");
+	spate_log_seg_name(name, sizeof(name), base, ".seg");
 	if (renameat(l->dirfd, tmp, l->dirfd, name) < 0) {
 		rc = -errno;
 		goto fail;
 	}
 	if (l->p.durability != SPATE_LOG_DURABLE_NONE) {
-		rc = fsync_dir(l->dirfd);
+		rc = spate_log_fsync_dir(l->dirfd);
 		if (rc < 0)
 			goto fail_renamed;
 	}
-	rc = segs_push(l, (struct seg_info){base, base, SEG_HDR_SIZE, 0});
+	rc = spate_log_segs_push(l, (struct seg_info){base, base, SEG_HDR_SIZE, 0});
 	if (rc < 0)
 		goto fail_renamed;
 	free(blk);
 	/* The header went through the page cache; frames go direct. A
 	 * refusal here (the probe at open said yes) means buffered for good. */
-	if (l->direct && dio_enable(fd) < 0)
+	if (l->direct && spate_log_dio_enable(fd) < 0)
 		l->direct = 0;
 	l->seg_direct = l->direct;
-	l->tail_len = 0; /* SEG_HDR_SIZE is a multiple of any dio_align */
-	l->stage_end = SEG_HDR_SIZE;
-	l->fill_next = UINT64_MAX;
+	l->dio.tail_len = 0; /* SEG_HDR_SIZE is a multiple of any dio_align */
+	l->dio.stage_end = SEG_HDR_SIZE;
+	l->dio.fill_next = UINT64_MAX;
 	l->seg_gen++;
 	l->seg_ver = SPATE_LOG_FORMAT_VERSION;
 	l->seg_fd = fd;
@@ -258,13 +258,13 @@ int create_segment(struct spate_log *l, uint64_t base)
 
 fail_renamed:
 	unlinkat(l->dirfd, name, 0);
-	seg_name(name, sizeof(name), base, ".idx");
+	spate_log_seg_name(name, sizeof(name), base, ".idx");
 	unlinkat(l->dirfd, name, 0);
 	goto out;
 fail:
 	unlinkat(l->dirfd, tmp, 0);
 	if (ifd >= 0) {
-		seg_name(name, sizeof(name), base, ".idx");
+		spate_log_seg_name(name, sizeof(name), base, ".idx");
 		unlinkat(l->dirfd, name, 0);
 	}
 out:
@@ -278,18 +278,18 @@ out:
 /* Write the queued index entries of the active segment (one pwrite per
  * sync, to the page cache only: the index is rebuilt at open when stale;
  * on failure they stay queued and go with the next flush). */
-void idx_flush(struct spate_log *l)
+void spate_log_idx_flush(struct spate_log *l)
 {
 	if (!l->idxq_n || l->idx_fd < 0)
 		return;
-	if (pwrite_full(l->idx_fd, l->idxq, l->idxq_n * IDX_ENT_SIZE, l->idx_n * IDX_ENT_SIZE) == 0) {
+	if (spate_log_pwrite_full(l->idx_fd, l->idxq, l->idxq_n * IDX_ENT_SIZE, l->idx_n * IDX_ENT_SIZE) == 0) {
 		l->idx_n += l->idxq_n;
 		l->idxq_n = 0;
 	}
 }
 
 /* Book-keeping after frame @p q was written at @p off of the active segment. */
-void frame_written(struct spate_log *l, const struct log_q *q, uint64_t off)
+void spate_log_frame_written(struct spate_log *l, const struct log_q *q, uint64_t off)
 {
 	struct seg_info *s = &l->segs[l->nsegs - 1];
 
@@ -319,20 +319,20 @@ void frame_written(struct spate_log *l, const struct log_q *q, uint64_t off)
 /* Roll: the old segment is always made durable first, so only the last
  * segment can have a torn tail; without the O_DIRECT padding after its last
  * frame. Nothing may be in flight. */
-int roll_segment(struct spate_log *l)
+int spate_log_roll_segment(struct spate_log *l)
 {
 	struct seg_info *s = &l->segs[l->nsegs - 1];
 
-	if (l->seg_direct && file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
+	if (l->seg_direct && spate_log_file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
 		return -errno;
 	if (fdatasync(l->seg_fd) < 0)
 		return -errno;
 	l->durable_seq = s->end_seq;
-	close_active(l);
+	spate_log_close_active(l);
 	return 0;
 }
 
-void apply_retention(struct spate_log *l)
+void spate_log_apply_retention(struct spate_log *l)
 {
 	if (!l->p.retention_bytes && !l->p.retention_ns)
 		return;
@@ -348,7 +348,7 @@ void apply_retention(struct spate_log *l)
 			      now - s->last_ts > l->p.retention_ns;
 		if (!too_big && !too_old)
 			break;
-		unlink_seg(l->dirfd, s->base);
+		spate_log_unlink_seg(l->dirfd, s->base);
 		total -= s->size;
 		del++;
 	}

@@ -27,15 +27,15 @@ static pid_t my_tid(void)
  * either may be refused (RLIMIT_MEMLOCK, old kernel): then plain writes. */
 static void uring_register(struct spate_log *l)
 {
-	l->bufs_fixed = l->files_fixed = 0;
-	l->fixed_gen = 0;
-	if (l->stage) {
+	l->uring.bufs_fixed = l->uring.files_fixed = 0;
+	l->uring.fixed_gen = 0;
+	if (l->dio.stage) {
 		struct iovec iov[STAGE_N];
 		for (unsigned i = 0; i < STAGE_N; i++)
-			iov[i] = (struct iovec){l->stage + (size_t)i * STAGE_BYTES, STAGE_BYTES};
-		l->bufs_fixed = io_uring_register_buffers(&l->ring, iov, STAGE_N) == 0;
+			iov[i] = (struct iovec){l->dio.stage + (size_t)i * STAGE_BYTES, STAGE_BYTES};
+		l->uring.bufs_fixed = io_uring_register_buffers(&l->uring.ring, iov, STAGE_N) == 0;
 	}
-	l->files_fixed = io_uring_register_files_sparse(&l->ring, 1) == 0;
+	l->uring.files_fixed = io_uring_register_files_sparse(&l->uring.ring, 1) == 0;
 }
 
 static int uring_setup(struct spate_log *l)
@@ -43,17 +43,17 @@ static int uring_setup(struct spate_log *l)
 	static const unsigned tries[] = {
 		/* Not DEFER_TASKRUN: a write may be in flight when
 		 * spate_log_sync() returns, and another thread may have to
-		 * wait for it (uring_own()). */
+		 * wait for it (spate_log_uring_own()). */
 		IORING_SETUP_SINGLE_ISSUER,
 		0,
 	};
 	int rc = -ENOSYS;
 
 	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		rc = io_uring_queue_init(URING_ENTRIES, &l->ring, tries[i]);
+		rc = io_uring_queue_init(URING_ENTRIES, &l->uring.ring, tries[i]);
 		if (rc == 0) {
-			l->uring_flags = tries[i];
-			l->uring_tid = my_tid();
+			l->uring.flags = tries[i];
+			l->uring.tid = my_tid();
 			uring_register(l);
 			return 0;
 		}
@@ -62,30 +62,30 @@ static int uring_setup(struct spate_log *l)
 }
 
 /* Make sure the ring may be used by the calling thread. */
-int uring_own(struct spate_log *l)
+int spate_log_uring_own(struct spate_log *l)
 {
-	if (!(l->uring_flags & IORING_SETUP_SINGLE_ISSUER) || l->uring_tid == my_tid())
+	if (!(l->uring.flags & IORING_SETUP_SINGLE_ISSUER) || l->uring.tid == my_tid())
 		return 0;
 	/* Reap a write still in flight first (allowed from any thread
 	 * without DEFER_TASKRUN): its buffer must not be rewritten, nor the
 	 * next write start, before it completed. */
-	dio_wait_busy(l);
-	io_uring_queue_exit(&l->ring);
-	int rc = io_uring_queue_init(URING_ENTRIES, &l->ring, l->uring_flags);
+	spate_log_dio_wait_busy(l);
+	io_uring_queue_exit(&l->uring.ring);
+	int rc = io_uring_queue_init(URING_ENTRIES, &l->uring.ring, l->uring.flags);
 	if (rc < 0) {
-		l->use_uring = 0; /* fall back for good */
+		l->uring.on = 0; /* fall back for good */
 		return 0;
 	}
-	l->uring_tid = my_tid();
+	l->uring.tid = my_tid();
 	uring_register(l);
 	return 0;
 }
 
 /* Fill the frame header's CRC if not done yet. */
-void q_crc(struct log_q *q)
+void spate_log_q_crc(struct log_q *q)
 {
 	if (!q->crc_done) {
-		q->fh.crc = frame_crc(q->fh.len, q->batch);
+		q->fh.crc = spate_log_frame_crc(q->fh.len, q->batch);
 		q->crc_done = 1;
 	}
 }
@@ -104,111 +104,51 @@ static int write_queue(struct spate_log *l, int want_sync, int wait)
 	int rc = 0, synced = 0;
 
 	if (l->seg_direct) {
-		rc = dio_prepare(l);
+		rc = spate_log_dio_prepare(l);
 		if (rc < 0)
 			return rc;
-		if (l->use_uring)
-			dio_reap(l, 0); /* book what completed meanwhile */
+		if (l->uring.on)
+			spate_log_dio_reap(l, 0); /* book what completed meanwhile */
 	}
 	while (h < l->qn) {
 		if (l->seg_fd < 0) {
-			rc = create_segment(l, l->q[h].base_seq);
+			rc = spate_log_create_segment(l, l->q[h].base_seq);
 			if (rc < 0)
 				goto out;
 		}
 		if (l->seg_direct) {
-			rc = dio_prepare(l);
+			rc = spate_log_dio_prepare(l);
 			if (rc < 0)
 				goto out;
-			rc = dio_stage(l, &h);
+			rc = spate_log_dio_stage(l, &h);
 			if (rc < 0)
 				goto out;
 			if (rc == 1) {
 				int dummy;
-				rc = dio_flush(l, 1, 0, &dummy);
+				rc = spate_log_dio_flush(l, 1, 0, &dummy);
 				if (rc == 0)
-					rc = roll_segment(l);
+					rc = spate_log_roll_segment(l);
 				if (rc < 0)
 					goto out;
 			}
 			continue;
 		}
-		struct seg_info *s = &l->segs[l->nsegs - 1];
-		uint64_t off = s->size, end = off;
-		size_t k = h;
-		while (k < l->qn && k - h < SPATE_LOG_RUN) {
-			uint64_t fsz = FRAME_HDR_SIZE + l->q[k].fh.len;
-			if (end > SEG_HDR_SIZE && end + fsz > l->p.segment_bytes)
-				break;
-			end += fsz;
-			k++;
-		}
-		if (k == h) {
-			rc = roll_segment(l);
+		rc = spate_log_pc_run(l, &h, &part, want_sync, &synced);
+		if (rc < 0)
+			goto out;
+		if (rc == 1) {
+			rc = spate_log_roll_segment(l);
 			if (rc < 0)
 				goto out;
-			continue;
 		}
-		int last_run = k == l->qn;
-		uint64_t written = 0;
-		int did_sync = 0;
-		unsigned niov = 0;
-		for (size_t i = h; i < k; i++) {
-			q_crc(&l->q[i]);
-			l->iov[niov++] = (struct iovec){&l->q[i].fh, FRAME_HDR_SIZE};
-			l->iov[niov++] = (struct iovec){(void *)(uintptr_t)l->q[i].batch, l->q[i].fh.len};
-		}
-		/* After a short write, go on from where it stopped. */
-		struct iovec *iov = l->iov;
-		if (part >= FRAME_HDR_SIZE) {
-			iov++;
-			niov--;
-			iov[0].iov_base = (uint8_t *)iov[0].iov_base + (part - FRAME_HDR_SIZE);
-			iov[0].iov_len -= part - FRAME_HDR_SIZE;
-		} else if (part) {
-			iov[0].iov_base = (uint8_t *)iov[0].iov_base + part;
-			iov[0].iov_len -= part;
-		}
-		rc = io_write(l, iov, niov, off + part, want_sync && last_run, &written, &did_sync);
-		written += part;
-		/* Account for the whole frames in the written prefix. */
-		uint64_t o = off;
-		while (h < k && o + FRAME_HDR_SIZE + l->q[h].fh.len <= off + written) {
-			frame_written(l, &l->q[h], o);
-			o += FRAME_HDR_SIZE + l->q[h].fh.len;
-			h++;
-		}
-		uint64_t was = part;
-		part = off + written - o;
-		if (rc < 0) {
-			/* Cut any partial frame so the segment stays valid. */
-			if (part && ftruncate(l->seg_fd, (off_t)o) < 0)
-				rc = -errno;
-			part = 0;
-			goto out;
-		}
-		if (written < end - off) {
-			if (written == was) {
-				/* No progress and no error: give up for now. */
-				if (part && ftruncate(l->seg_fd, (off_t)o) < 0) {
-					rc = -errno;
-					goto out;
-				}
-				rc = -EIO;
-				goto out;
-			}
-			continue; /* short write: retry the rest */
-		}
-		if (last_run && did_sync)
-			synced = 1;
 	}
 	if (l->seg_direct) {
-		rc = dio_flush(l, wait, want_sync, &synced);
+		rc = spate_log_dio_flush(l, wait, want_sync, &synced);
 		if (rc < 0)
 			goto out;
 	}
 	if (want_sync && !synced && l->seg_fd >= 0 && l->durable_seq < l->written_seq) {
-		rc = l->use_uring ? io_datasync(l) : (fdatasync(l->seg_fd) < 0 ? -errno : 0);
+		rc = l->uring.on ? spate_log_io_datasync(l) : (fdatasync(l->seg_fd) < 0 ? -errno : 0);
 		if (rc < 0)
 			goto out;
 		synced = 1;
@@ -216,7 +156,7 @@ static int write_queue(struct spate_log *l, int want_sync, int wait)
 	if (synced || (want_sync && l->seg_fd < 0))
 		l->durable_seq = l->written_seq;
 out:
-	idx_flush(l);
+	spate_log_idx_flush(l);
 	if (h) {
 		memmove(l->q, l->q + h, (l->qn - h) * sizeof(*l->q));
 		l->qn -= h;
@@ -242,8 +182,8 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	if (!l)
 		return -ENOMEM;
 	l->dirfd = l->seg_fd = l->idx_fd = -1;
-	l->fill_i = l->busy_i = l->fail_i = -1;
-	l->fill_next = UINT64_MAX;
+	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fill_next = UINT64_MAX;
 	if (p)
 		l->p = *p;
 	if (!l->p.segment_bytes)
@@ -268,7 +208,7 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 		rc = -errno;
 		goto fail;
 	}
-	rc = recover(l, rep);
+	rc = spate_log_recover(l, rep);
 	if (rc < 0)
 		goto fail;
 	if (l->nsegs) {
@@ -285,61 +225,61 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	 * registered. */
 	if ((l->p.flags & SPATE_LOG_F_DIRECT) || (LOG_DEFAULT_DIRECT && !(l->p.flags & SPATE_LOG_F_BUFFERED))) {
 		char why[160] = "";
-		rc = dio_setup(l, why, sizeof(why));
+		rc = spate_log_dio_setup(l, why, sizeof(why));
 		if (rc < 0)
 			goto fail;
 		if (!rc)
-			msg_add(rep->message, sizeof(rep->message), "page cache: %s", why);
+			spate_log_msg_add(rep->message, sizeof(rep->message), "page cache: %s", why);
 	} else {
-		msg_add(rep->message, sizeof(rep->message), "page cache (BUFFERED)");
+		spate_log_msg_add(rep->message, sizeof(rep->message), "page cache (BUFFERED)");
 	}
 
 	if (!(l->p.flags & SPATE_LOG_F_NO_URING)) {
 		rc = uring_setup(l);
 		if (rc == 0) {
-			l->use_uring = 1;
-			msg_add(rep->message, sizeof(rep->message), "io_uring%s%s",
-				l->uring_flags & IORING_SETUP_SINGLE_ISSUER ? " SINGLE_ISSUER" : "",
-				l->uring_flags & IORING_SETUP_DEFER_TASKRUN ? "|DEFER_TASKRUN" : "");
+			l->uring.on = 1;
+			spate_log_msg_add(rep->message, sizeof(rep->message), "io_uring%s%s",
+				l->uring.flags & IORING_SETUP_SINGLE_ISSUER ? " SINGLE_ISSUER" : "",
+				l->uring.flags & IORING_SETUP_DEFER_TASKRUN ? "|DEFER_TASKRUN" : "");
 		} else {
-			msg_add(rep->message, sizeof(rep->message),
+			spate_log_msg_add(rep->message, sizeof(rep->message),
 				"io_uring refused (%s): pwrite + fdatasync", strerror(-rc));
 		}
 	} else {
-		msg_add(rep->message, sizeof(rep->message), "pwrite + fdatasync (NO_URING)");
+		spate_log_msg_add(rep->message, sizeof(rep->message), "pwrite + fdatasync (NO_URING)");
 	}
-	rep->io_uring = l->use_uring;
+	rep->io_uring = l->uring.on;
 	if (l->direct && l->seg_fd >= 0) {
 		if (l->seg_ver < 2) {
 			/* Version 1 has no padding: continue it through the page
 			 * cache; the next segment goes direct. */
-			msg_add(rep->message, sizeof(rep->message),
+			spate_log_msg_add(rep->message, sizeof(rep->message),
 				"version-1 segment continued through the page cache");
-		} else if (dio_enable(l->seg_fd) < 0) {
+		} else if (spate_log_dio_enable(l->seg_fd) < 0) {
 			l->direct = 0;
 		} else {
 			l->seg_direct = 1;
-			rc = dio_load_tail(l);
+			rc = spate_log_dio_load_tail(l);
 			if (rc < 0)
 				goto fail;
 		}
 	}
 	if (l->direct) {
 		rep->direct = 1;
-		rep->dio_align = l->dio_align;
-		rep->fixed_buffers = l->use_uring && l->bufs_fixed;
-		msg_add(rep->message, sizeof(rep->message), "O_DIRECT (align %u)%s%s", l->dio_align,
-			l->use_uring && l->bufs_fixed ? ", registered buffers" : "",
-			l->use_uring && l->files_fixed ? ", registered file" : "");
+		rep->dio_align = l->dio.align;
+		rep->fixed_buffers = l->uring.on && l->uring.bufs_fixed;
+		spate_log_msg_add(rep->message, sizeof(rep->message), "O_DIRECT (align %u)%s%s", l->dio.align,
+			l->uring.on && l->uring.bufs_fixed ? ", registered buffers" : "",
+			l->uring.on && l->uring.files_fixed ? ", registered file" : "");
 	}
 	*out = l;
 	return 0;
 fail:
-	if (l->use_uring)
-		io_uring_queue_exit(&l->ring);
-	free(l->stage);
-	free(l->tail);
-	close_active(l);
+	if (l->uring.on)
+		io_uring_queue_exit(&l->uring.ring);
+	free(l->dio.stage);
+	free(l->dio.tail);
+	spate_log_close_active(l);
 	if (l->dirfd >= 0)
 		close(l->dirfd);
 	free(l->segs);
@@ -355,7 +295,7 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len)
 
 	if (!l || !batch)
 		return -EINVAL;
-	if (check_batch(batch, len, &q.count, &q.base_seq, &q.ts, &why) < 0)
+	if (spate_log_check_batch(batch, len, &q.count, &q.base_seq, &q.ts, &why) < 0)
 		return -EINVAL;
 	if (q.base_seq != l->next_seq && (l->nsegs || l->qn))
 		return -ERANGE;
@@ -372,7 +312,7 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len)
 	/* With O_DIRECT the CRC is computed as the frame is copied into a
 	 * staging buffer, so it overlaps the disk writing earlier buffers. */
 	if (!l->direct)
-		q_crc(&q);
+		spate_log_q_crc(&q);
 	if (!l->qn && !l->nsegs)
 		l->written_seq = l->durable_seq = q.base_seq;
 	l->q[l->qn++] = q;
@@ -400,7 +340,7 @@ int spate_log_sync(struct spate_log *l, uint64_t *durable)
 		return rc;
 	if (want)
 		l->last_commit_ns = now;
-	apply_retention(l);
+	spate_log_apply_retention(l);
 	if (durable)
 		*durable = l->durable_seq;
 	return 0;
@@ -411,7 +351,7 @@ int spate_log_close(struct spate_log *l)
 	if (!l)
 		return 0;
 	int rc = write_queue(l, 1, 1);
-	if (rc == 0 && l->seg_direct && file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
+	if (rc == 0 && l->seg_direct && spate_log_file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
 		/* Drop the O_DIRECT padding: a closed segment ends at its last
 		 * frame. */
 		if (ftruncate(l->seg_fd, (off_t)l->segs[l->nsegs - 1].size) < 0 || fdatasync(l->seg_fd) < 0)
@@ -430,32 +370,32 @@ int spate_log_close(struct spate_log *l)
 		if (fd < 0) {
 			rc = -errno;
 		} else {
-			rc = pwrite_full(fd, buf, (size_t)n, 0);
+			rc = spate_log_pwrite_full(fd, buf, (size_t)n, 0);
 			if (rc == 0 && fdatasync(fd) < 0)
 				rc = -errno;
 			close(fd);
 			if (rc == 0)
-				rc = fsync_dir(l->dirfd);
+				rc = spate_log_fsync_dir(l->dirfd);
 		}
 	}
-	if (l->use_uring) {
+	if (l->uring.on) {
 		/* A write still in flight (after an error) must not outlive
 		 * its buffers. */
-		dio_wait_busy(l);
+		spate_log_dio_wait_busy(l);
 		/* Synchronous: the segment is no longer referenced once close
 		 * returns (the ring itself is torn down asynchronously). */
-		if (l->files_fixed)
-			io_uring_unregister_files(&l->ring);
-		if (l->bufs_fixed)
-			io_uring_unregister_buffers(&l->ring);
-		io_uring_queue_exit(&l->ring);
+		if (l->uring.files_fixed)
+			io_uring_unregister_files(&l->uring.ring);
+		if (l->uring.bufs_fixed)
+			io_uring_unregister_buffers(&l->uring.ring);
+		io_uring_queue_exit(&l->uring.ring);
 	}
-	close_active(l);
+	spate_log_close_active(l);
 	close(l->dirfd);
-	free(l->stage);
-	free(l->tail);
+	free(l->dio.stage);
+	free(l->dio.tail);
 	free(l->idxq);
-	free(l->stg);
+	free(l->dio.stg);
 	free(l->segs);
 	free(l->q);
 	free(l->dir);
