@@ -242,7 +242,7 @@ static void remove_clean(const char *dir)
 static void roundtrip(uint32_t flags)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_ALWAYS, .flags = flags};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_ALWAYS, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 
@@ -333,7 +333,7 @@ Test(log, roundtrip_buffered, .timeout = 60)
 static void sync_in_flight(uint32_t flags)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = flags};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_NONE, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	if (!rep.direct) {
@@ -515,7 +515,7 @@ static void *sync_thread(void *arg)
 Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_INTERVAL, .interval_ns = 50000000};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_INTERVAL, .interval_ns = 50000000};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	uint64_t b1[64], b2[64];
@@ -549,7 +549,7 @@ Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 Test(log, direct_write_in_flight_then_sync_from_another_thread, .timeout = 60)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = SPATE_LOG_F_DIRECT};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_NONE, .flags = SPATE_LOG_F_DIRECT};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	if (!rep.direct || !rep.io_uring) {
@@ -1097,7 +1097,7 @@ Test(log, zero_tail_padding_bound, .timeout = 60)
  * prefix (no hole followed by valid frames, which open would refuse), and
  * INTERVAL's acknowledged durable records must be there.
  */
-static void direct_group_child(const char *dir, int wfd, enum spate_log_durability d)
+static void direct_group_child(const char *dir, int wfd, enum spate_durability d)
 {
 	struct spate_log_params p = {.durability = d, .interval_ns = 2000000, .segment_bytes = 16u << 20,
 				     .flags = SPATE_LOG_F_DIRECT};
@@ -1153,7 +1153,7 @@ Test(log, direct_crash_with_writes_in_flight, .timeout = 300)
 		cr_assert_geq(pid, 0, "fork");
 		if (pid == 0) {
 			close(pfd[0]);
-			direct_group_child(dir, pfd[1], round % 2 ? SPATE_LOG_DURABLE_INTERVAL : SPATE_LOG_DURABLE_NONE);
+			direct_group_child(dir, pfd[1], round % 2 ? SPATE_DURABILITY_INTERVAL : SPATE_DURABILITY_NONE);
 		}
 		close(pfd[1]);
 		struct timespec ts = {0, (long)(10 + rand() % 40) * 1000000L};
@@ -1221,7 +1221,7 @@ static void mount_small(char *mnt, int ext4)
 	}
 }
 
-static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
+static void disk_full(uint32_t flags, int ext4, enum spate_durability dur)
 {
 	char *mnt = make_dir();
 	mount_small(mnt, ext4);
@@ -1242,7 +1242,7 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 
 	/* Durability none: one segment, so the full disk hits a data write
 	 * (in flight), not a segment creation. */
-	struct spate_log_params p = {.segment_bytes = dur == SPATE_LOG_DURABLE_NONE ? 8u << 20 : 256 * 1024,
+	struct spate_log_params p = {.segment_bytes = dur == SPATE_DURABILITY_NONE ? 8u << 20 : 256 * 1024,
 				     .durability = dur, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
@@ -1293,7 +1293,7 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 	rc = spate_log_sync(l, &durable);
 	cr_assert_eq(rc, 0, "sync after space returned: %d", rc);
 	uint64_t end = spate_log_next_seq(l);
-	if (dur == SPATE_LOG_DURABLE_ALWAYS) {
+	if (dur == SPATE_DURABILITY_ALWAYS) {
 		cr_assert_eq(durable, end, "all durable");
 	} else {
 		/* Nothing appended since: the sync waited for the last write. */
@@ -1329,22 +1329,22 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 
 Test(log, disk_full_then_resume_io_uring, .timeout = 120)
 {
-	disk_full(0, 0, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(0, 0, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_then_resume_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_io_uring, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_DURABILITY_ALWAYS);
 }
 
 /* Durability none: the write that hits the full disk is usually still in
@@ -1352,12 +1352,12 @@ Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
  * staged is lost once space returns. */
 Test(log, disk_full_direct_ext4_in_flight, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_NONE);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_DURABILITY_NONE);
 }
 
 Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_NONE);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_DURABILITY_NONE);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1366,7 +1366,7 @@ Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
 
 static void crash_child(const char *dir, int wfd, uint32_t flags)
 {
-	struct spate_log_params p = {.segment_bytes = 65536, .durability = SPATE_LOG_DURABLE_ALWAYS,
+	struct spate_log_params p = {.segment_bytes = 65536, .durability = SPATE_DURABILITY_ALWAYS,
 				     .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = NULL;

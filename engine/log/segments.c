@@ -216,7 +216,7 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 	rc = spate_log_pwrite_full(fd, blk, SEG_HDR_SIZE, 0);
 	if (rc < 0)
 		goto fail;
-	if (l->p.durability != SPATE_LOG_DURABLE_NONE && fdatasync(fd) < 0) {
+	if (l->p.durability > SPATE_DURABILITY_NONE && fdatasync(fd) < 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -231,7 +231,7 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 		rc = -errno;
 		goto fail;
 	}
-	if (l->p.durability != SPATE_LOG_DURABLE_NONE) {
+	if (l->p.durability > SPATE_DURABILITY_NONE) {
 		rc = spate_log_fsync_dir(l->dirfd);
 		if (rc < 0)
 			goto fail_renamed;

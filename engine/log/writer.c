@@ -326,9 +326,9 @@ int spate_log_sync(struct spate_log *l, uint64_t *durable)
 		return -EINVAL;
 	int want = 0;
 	uint64_t now = spate_mono_ns();
-	if (l->p.durability == SPATE_LOG_DURABLE_ALWAYS)
+	if (l->p.durability == SPATE_DURABILITY_ALWAYS)
 		want = 1;
-	else if (l->p.durability == SPATE_LOG_DURABLE_INTERVAL)
+	else if (l->p.durability == SPATE_DURABILITY_INTERVAL)
 		want = now - l->last_commit_ns >= l->p.interval_ns;
 	size_t had = l->qn;
 	/* Nothing new: finish the write in flight (O_DIRECT), so that

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/durability.h"
 #include "spate/ring.h"
 
 #ifdef __cplusplus
@@ -37,17 +38,14 @@ extern "C" {
 #define SPATE_LOG_FORMAT_MIN_VERSION 1u
 #define SPATE_LOG_FRAME_MAGIC 0x46525053u /* "SPRF" */
 
-/** When appended data is made durable. */
-enum spate_log_durability {
-	SPATE_LOG_DURABLE_NONE = 0,     /**< page cache; fdatasync only at close */
-	SPATE_LOG_DURABLE_INTERVAL = 1, /**< group commit every interval_ns */
-	SPATE_LOG_DURABLE_ALWAYS = 2,   /**< every spate_log_sync() is a group commit */
-};
-
 /** Parameters of a log. Zero-initialise; 0 means the default. */
 struct spate_log_params {
 	uint64_t segment_bytes;   /**< roll a segment past this size (default 64 MiB) */
-	enum spate_log_durability durability;
+	/** When appended data is made durable: NONE (fdatasync only at close
+	 *  and when a segment rolls), INTERVAL (a group commit every
+	 *  interval_ns), ALWAYS (every spate_log_sync() is a group commit).
+	 *  OFF (0, the zero value) is taken as NONE: a log is open. */
+	enum spate_durability durability;
 	uint64_t interval_ns;     /**< with INTERVAL (default 10 ms) */
 	uint64_t retention_ns;    /**< delete segments whose newest record is older (0 = keep) */
 	uint64_t retention_bytes; /**< keep at most this many bytes of segments (0 = no limit) */
