@@ -240,7 +240,10 @@ int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **
 int spate_log_list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp);
 int spate_log_load_index(int dirfd, uint64_t base, struct idx_ent **out, size_t *n);
 int spate_log_index_plausible(const struct idx_ent *e, size_t n, uint64_t base, uint64_t fsize);
-int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n);
+int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n, mode_t mode);
+mode_t spate_log_file_mode(const struct spate_log_params *p);
+mode_t spate_log_dir_mode(const struct spate_log_params *p);
+int spate_log_create_file(int dirfd, const char *name, int flags, mode_t mode);
 int spate_log_fsync_dir(int dirfd);
 void spate_log_unlink_seg(int dirfd, uint64_t base);
 int spate_log_segs_push(struct spate_log *l, struct seg_info si);

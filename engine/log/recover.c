@@ -151,7 +151,7 @@ int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep)
 					ents = ne;
 					memcpy(ents + nents, sc.ents + 1, (sc.nents - 1) * sizeof(*ne));
 					nents += sc.nents - 1;
-					rc = spate_log_write_index(l->dirfd, bases[i], ents, nents);
+					rc = spate_log_write_index(l->dirfd, bases[i], ents, nents, spate_log_file_mode(&l->p));
 					if (rc < 0)
 						goto out_ents;
 				}
@@ -208,7 +208,7 @@ int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep)
 			fsize = sc.off;
 		}
 		if (rebuild) {
-			rc = spate_log_write_index(l->dirfd, bases[i], sc.ents, sc.nents);
+			rc = spate_log_write_index(l->dirfd, bases[i], sc.ents, sc.nents, spate_log_file_mode(&l->p));
 			if (rc < 0)
 				goto out_ents;
 		}
@@ -230,9 +230,9 @@ int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep)
 			uint64_t idx_last = rebuild ? (sc.nents ? sc.ents[sc.nents - 1].off : 0)
 						    : ents[nents - 1].off;
 			spate_log_seg_name(name, sizeof(name), bases[i], ".idx");
-			int ifd = openat(l->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+			int ifd = spate_log_create_file(l->dirfd, name, O_WRONLY, spate_log_file_mode(&l->p));
 			if (ifd < 0) {
-				rc = -errno;
+				rc = ifd;
 				goto out_ents;
 			}
 			if (ftruncate(ifd, (off_t)(idx_n * IDX_ENT_SIZE)) < 0) {

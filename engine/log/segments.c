@@ -122,14 +122,42 @@ int spate_log_index_plausible(const struct idx_ent *e, size_t n, uint64_t base, 
 	return 1;
 }
 
-int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n)
+/* Modes of what the log creates: 0640 files in a 0750 directory (group
+ * may read), 0660/0770 with SPATE_LOG_F_GROUP_WRITE; docs/security.md. */
+mode_t spate_log_file_mode(const struct spate_log_params *p)
+{
+	return p->flags & SPATE_LOG_F_GROUP_WRITE ? 0660 : 0640;
+}
+
+mode_t spate_log_dir_mode(const struct spate_log_params *p)
+{
+	return p->flags & SPATE_LOG_F_GROUP_WRITE ? 0770 : 0750;
+}
+
+/* openat(@p flags | O_CREAT) with exactly @p mode, whatever the umask.
+ * @return the fd or -errno. */
+int spate_log_create_file(int dirfd, const char *name, int flags, mode_t mode)
+{
+	int fd = openat(dirfd, name, flags | O_CREAT | O_CLOEXEC, mode);
+
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, mode) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int spate_log_write_index(int dirfd, uint64_t base, const struct idx_ent *e, size_t n, mode_t mode)
 {
 	char name[64];
 
 	spate_log_seg_name(name, sizeof(name), base, ".idx");
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = spate_log_create_file(dirfd, name, O_WRONLY | O_TRUNC, mode);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int rc = n ? spate_log_pwrite_full(fd, e, n * sizeof(*e), 0) : 0;
 	close(fd);
 	return rc;
@@ -195,9 +223,9 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 
 	spate_log_seg_name(tmp, sizeof(tmp), base, ".seg.tmp");
 	spate_log_seg_name(name, sizeof(name), base, ".seg");
-	fd = openat(l->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = spate_log_create_file(l->dirfd, tmp, O_RDWR | O_TRUNC, spate_log_file_mode(&l->p));
 	if (fd < 0)
-		return -errno;
+		return fd;
 	blk = calloc(1, SEG_HDR_SIZE);
 	if (!blk) {
 		rc = -ENOMEM;
@@ -221,9 +249,9 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 		goto fail;
 	}
 	spate_log_seg_name(name, sizeof(name), base, ".idx");
-	ifd = openat(l->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ifd = spate_log_create_file(l->dirfd, name, O_WRONLY | O_TRUNC, spate_log_file_mode(&l->p));
 	if (ifd < 0) {
-		rc = -errno;
+		rc = ifd;
 		goto fail;
 	}
 	spate_log_seg_name(name, sizeof(name), base, ".seg");

@@ -199,7 +199,14 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+	/* Created 0750 (0770), whatever the umask; an existing directory
+	 * keeps its mode. */
+	if (mkdir(dir, spate_log_dir_mode(&l->p)) == 0) {
+		if (chmod(dir, spate_log_dir_mode(&l->p)) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+	} else if (errno != EEXIST) {
 		rc = -errno;
 		goto fail;
 	}
@@ -366,9 +373,10 @@ int spate_log_close(struct spate_log *l)
 	if (rc == 0 && l->qn == 0) {
 		char buf[96];
 		int n = snprintf(buf, sizeof(buf), "spate-log clean v1 next_seq=%" PRIu64 "\n", l->next_seq);
-		int fd = openat(l->dirfd, CLEAN_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		int fd = spate_log_create_file(l->dirfd, CLEAN_NAME, O_WRONLY | O_TRUNC,
+						       spate_log_file_mode(&l->p));
 		if (fd < 0) {
-			rc = -errno;
+			rc = fd;
 		} else {
 			rc = spate_log_pwrite_full(fd, buf, (size_t)n, 0);
 			if (rc == 0 && fdatasync(fd) < 0)

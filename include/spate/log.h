@@ -64,6 +64,8 @@ struct spate_log_params {
 					    with < 4096 zero bytes while written (format
 					    version 2) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
+#define SPATE_LOG_F_GROUP_WRITE (1u << 4) /**< files 0660 in 0770 directories instead of
+					       0640 in 0750 (whatever the umask) */
 #define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
 					    (straight from the caller's batches, no copy) */
 
