@@ -1436,3 +1436,44 @@ Test(log, crash_loop, .timeout = 300)
 		    max_durable, cut_rounds);
 	rm_dir(dir);
 }
+
+/* ------------------------------------------------------------------------ */
+/* File modes                                                               */
+/* ------------------------------------------------------------------------ */
+
+static unsigned mode_of(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	cr_assert_eq(stat(p, &st), 0, "stat %s: %s", p, strerror(errno));
+	return (unsigned)(st.st_mode & 07777);
+}
+
+/* Every file the log creates is 0640 in a 0750 directory (0660/0770 with
+ * GROUP_WRITE), under a permissive and a strict umask alike. */
+static void modes(mode_t um, uint32_t flags, unsigned fmode, unsigned dmode)
+{
+	char *top = make_dir(), dir[600], name[64];
+	struct spate_log_params p = {.flags = flags};
+
+	snprintf(dir, sizeof(dir), "%s/shard", top);
+	mode_t old = umask(um);
+	fill(dir, &p, 20);
+	umask(old);
+	cr_assert_eq(mode_of(top, "shard"), dmode, "directory mode %o", mode_of(top, "shard"));
+	snprintf(name, sizeof(name), "%020d.seg", 0);
+	cr_assert_eq(mode_of(dir, name), fmode, "segment mode %o", mode_of(dir, name));
+	snprintf(name, sizeof(name), "%020d.idx", 0);
+	cr_assert_eq(mode_of(dir, name), fmode, "index mode %o", mode_of(dir, name));
+	cr_assert_eq(mode_of(dir, "CLEAN"), fmode, "marker mode %o", mode_of(dir, "CLEAN"));
+	rm_dir(top);
+}
+
+Test(log, files_0640_in_0750_whatever_the_umask, .timeout = 30)
+{
+	modes(0, 0, 0640, 0750);
+	modes(077, 0, 0640, 0750);
+	modes(022, SPATE_LOG_F_GROUP_WRITE, 0660, 0770);
+}
