@@ -279,7 +279,7 @@ int spate_log_read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ve
  * (its last block is padded); it marks the end of the frames, not a torn
  * tail. @return 1, 0, -errno.
  */
-static int zero_tail(int fd, uint64_t off, uint64_t fsize)
+int spate_log_zero_tail(int fd, uint64_t off, uint64_t fsize)
 {
 	uint8_t b[PAD_MAX];
 
@@ -315,7 +315,7 @@ int spate_log_scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, ui
 		if (rc == 0)
 			return 0;
 		if (rc == -EBADMSG) {
-			rc = zero_tail(fd, sc->off, fsize);
+			rc = spate_log_zero_tail(fd, sc->off, fsize);
 			if (rc < 0)
 				return rc;
 			if (!rc)

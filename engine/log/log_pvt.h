@@ -71,6 +71,8 @@
 /** O_DIRECT unless SPATE_LOG_F_BUFFERED (measured: docs/bench.md). */
 #define LOG_DEFAULT_DIRECT 1
 #define CLEAN_NAME "CLEAN"
+/** The repair journal (damage.c, docs/format.md). */
+#define REPAIR_NAME "REPAIR"
 
 /* On-disk segment header: the first 48 bytes of a 4 KiB block. */
 struct seg_hdr {
@@ -214,6 +216,18 @@ struct scan {
  * must be written again before anything after it. */
 enum { SLOT_FREE = 0, SLOT_FILL, SLOT_BUSY, SLOT_FAILED };
 
+/* One line of the repair journal: damage at (seg, off) where seq was
+ * expected is skipped; the log goes on at (rseg, roff) with rseq. */
+struct spate_log_skip {
+	uint64_t seg, off, seq;
+	uint64_t rseg, roff, rseq;
+};
+
+struct spate_log_journal {
+	struct spate_log_skip *v;
+	size_t n;
+};
+
 /* Shared by the module's files; hidden from the library's users (the
  * version script exports only spate/log.h). */
 #pragma GCC visibility push(hidden)
@@ -281,6 +295,20 @@ int spate_log_recover(struct spate_log *l, struct spate_log_recovery *rep);
 uint64_t spate_log_seg_first_ts(int dirfd, uint64_t base);
 
 /* stat.c */
+
+/* damage.c */
+int spate_log_zero_tail(int fd, uint64_t off, uint64_t fsize);
+int spate_log_journal_load(int dirfd, struct spate_log_journal *j);
+void spate_log_journal_free(struct spate_log_journal *j);
+const struct spate_log_skip *spate_log_journal_find(const struct spate_log_journal *j, uint64_t seg,
+						     uint64_t off, uint64_t seq);
+/* 1 if @p s resumes after its damage (in @p bases): honouring it makes progress. */
+int spate_log_skip_forward(const struct spate_log_skip *s, const uint64_t *bases, size_t n);
+/* Fill d->resume_*: the first valid frame with base_seq >= d->seq at or
+ * after @p off of segment @p i (open as @p fd, or -1), else in a later
+ * segment (UINT64_MAX: none). @return 1, 0 (none), -errno. */
+int spate_log_find_resume(int dirfd, const uint64_t *bases, size_t n, size_t i, int fd, uint64_t off,
+			  struct spate_log_damage *d, uint8_t **buf, size_t *cap);
 
 #pragma GCC visibility pop
 

@@ -31,6 +31,13 @@ struct spate_log_reader {
 	uint64_t seg_base; /* its base_seq */
 	uint64_t off;      /* next frame */
 	uint64_t next_seq; /* sequence of the next record to return */
+	uint64_t frame_seq; /* base_seq the next frame must carry */
+	const char *why;    /* why the last frame load failed (-EBADMSG) */
+	int dmg_set;        /* the last read stopped at dmg */
+	struct spate_log_damage dmg;
+	uint64_t repaired;  /* records skipped per the repair journal */
+	uint8_t *buf_scan;  /* frames read while looking for a resume point */
+	size_t buf_scan_cap;
 	uint8_t *buf;      /* current batch */
 	size_t buf_cap;
 	uint32_t blen, bcount, bidx;
@@ -81,6 +88,7 @@ static int rd_open_seg(struct spate_log_reader *rd, uint64_t base)
 	rd->fd = fd;
 	rd->seg_base = base;
 	rd->off = SEG_HDR_SIZE;
+	rd->frame_seq = base;
 	rd->bidx = rd->bcount = 0;
 	rd->nlink_due = 0;
 	return 0;
@@ -135,8 +143,10 @@ static int rd_load(struct spate_log_reader *rd)
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
-	if (rc != 1)
+	if (rc != 1) {
+		rd->why = why;
 		return rc;
+	}
 	rd->blen = fi.len;
 	rd->bcount = fi.count;
 	rd->bidx = 0;
@@ -403,6 +413,11 @@ static int rd_load_ra(struct spate_log_reader *rd)
 		    (fh.len & 7u) || fh.len >= MAX_FRAME_LEN)
 			goto again;
 		if (rd->buf_cap < fh.len) {
+			/* Allocate only for a frame that fits in the file: a
+			 * length field is not trusted before that. */
+			if (fh.len > spate_log_file_size(rd->fd) - rd->off - FRAME_HDR_SIZE ||
+			    spate_log_file_size(rd->fd) < rd->off + FRAME_HDR_SIZE)
+				goto not_yet;
 			size_t nc = rd->buf_cap ? rd->buf_cap : 4096;
 			while (nc < fh.len)
 				nc *= 2;
@@ -436,6 +451,7 @@ again:
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
+	rd->why = "a frame fails its CRC-32C or layout check";
 	return -EBADMSG;
 not_yet:
 	rd_ra_reset(rd, rd->off); /* read this region again next time */
@@ -515,6 +531,141 @@ static int rd_check_deleted(struct spate_log_reader *rd, uint64_t *skipped)
 	return rc < 0 ? rc : 1;
 }
 
+/* Go on at a repair journal entry's resume point, counting the records
+ * it skips. @return 1, -errno. */
+static int rd_skip_to(struct spate_log_reader *rd, const struct spate_log_skip *s, uint64_t *skipped)
+{
+	if (s->rseg != rd->seg_base) {
+		int rc = rd_open_seg(rd, s->rseg);
+		if (rc < 0)
+			return rc;
+	}
+	rd->off = s->roff;
+	rd->frame_seq = s->rseq;
+	rd->bidx = rd->bcount = 0;
+	if (s->rseq > rd->next_seq) {
+		if (skipped)
+			*skipped += s->rseq - rd->next_seq;
+		rd->repaired += s->rseq - rd->next_seq;
+		rd->next_seq = s->rseq;
+	}
+	return 1;
+}
+
+/*
+ * The reader met damage at rd->off of its segment (@p why): unless
+ * retention deleted the segment meanwhile (then: to the oldest retained),
+ * go on where the repair journal says, or stop there with the damage and
+ * its resume point recorded (spate_log_reader_damage()). The log resumes
+ * at a frame at or after @p from in this segment (UINT64_MAX: at the end of
+ * the segment, so in a later one).
+ * @return 1 (moved: read on), -EBADMSG, -errno.
+ */
+static int rd_damage(struct spate_log_reader *rd, const char *why, uint64_t from, uint64_t *skipped)
+{
+	struct spate_log_journal j;
+	uint64_t *bases = NULL;
+	size_t n = 0;
+
+	int rc = rd_check_deleted(rd, skipped);
+	if (rc != 0)
+		return rc == -ENOENT ? 0 : rc;
+	rd->bidx = rd->bcount = 0;
+	rd_ra_reset(rd, rd->off);
+	rc = spate_log_list_segs(rd->dirfd, &bases, &n, 0);
+	if (rc < 0)
+		return rc;
+	rc = spate_log_journal_load(rd->dirfd, &j);
+	if (rc < 0)
+		goto out;
+	const struct spate_log_skip *s = spate_log_journal_find(&j, rd->seg_base, rd->off, rd->frame_seq);
+	if (s && spate_log_skip_forward(s, bases, n)) {
+		struct spate_log_skip copy = *s;
+		rc = rd_skip_to(rd, &copy, skipped);
+		goto out_j;
+	}
+	struct spate_log_damage *d = &rd->dmg;
+	memset(d, 0, sizeof(*d));
+	d->segment = rd->seg_base;
+	d->offset = rd->off;
+	d->seq = rd->frame_seq;
+	snprintf(d->why, sizeof(d->why), "%s", why);
+	size_t i = 0;
+	while (i < n && bases[i] != rd->seg_base)
+		i++;
+	if (from == UINT64_MAX) {
+		i++; /* a gap before the next segment */
+		from = SEG_HDR_SIZE;
+	}
+	rc = spate_log_find_resume(rd->dirfd, bases, n, i, i < n && bases[i] == rd->seg_base ? rd->fd : -1,
+				   from, d, &rd->buf_scan, &rd->buf_scan_cap);
+	if (rc >= 0) {
+		rd->dmg_set = 1;
+		rc = -EBADMSG;
+	}
+out_j:
+	spate_log_journal_free(&j);
+out:
+	free(bases);
+	return rc;
+}
+
+/* A frame was loaded (the batch at rd->bseq, ending at rd->off): it must
+ * continue the log. @return 1 (read on), -EBADMSG, -errno. */
+static int rd_in_order(struct spate_log_reader *rd, uint64_t *skipped)
+{
+	if (rd->bseq != rd->frame_seq) {
+		char why[96];
+		uint64_t at = rd->off - FRAME_HDR_SIZE - rd->blen, bseq = rd->bseq;
+		snprintf(why, sizeof(why), "frame holds %" PRIu64 "..%" PRIu64 ", expected %" PRIu64 " (%s)",
+			 bseq, bseq + rd->bcount - 1, rd->frame_seq,
+			 bseq > rd->frame_seq ? "frames missing or out of order"
+					      : "frames repeated or out of order");
+		uint64_t from = bseq > rd->frame_seq ? at : rd->off;
+		rd->off = at;
+		return rd_damage(rd, why, from, skipped);
+	}
+	rd->frame_seq = rd->bseq + rd->bcount;
+	if (rd->bseq + rd->bcount <= rd->next_seq)
+		rd->bidx = rd->bcount; /* all before our position */
+	return 1;
+}
+
+/* The reader is at the end of what its segment holds and a later segment
+ * (@p nb) exists, so this one is complete: what is left must be the zero
+ * padding, and the next segment must start where this one ended.
+ * @return 0 (go to the next), 1 (moved: read on), -EBADMSG, -errno. */
+static int rd_segment_end(struct spate_log_reader *rd, uint64_t nb, uint64_t *skipped)
+{
+	uint64_t fsz = spate_log_file_size(rd->fd);
+
+	if (rd->off < fsz && spate_log_zero_tail(rd->fd, rd->off, fsz) != 1)
+		return rd_damage(rd, "bytes that are not a valid frame in a completed segment", rd->off + 8,
+				 skipped);
+	if (nb != rd->frame_seq) {
+		char why[96];
+		snprintf(why, sizeof(why), "segment ends at %" PRIu64 ", the next one starts at %" PRIu64,
+			 rd->frame_seq, nb);
+		return rd_damage(rd, why, UINT64_MAX, skipped);
+	}
+	return 0;
+}
+
+int spate_log_reader_damage(const struct spate_log_reader *rd, struct spate_log_damage *d)
+{
+	if (!rd || !d)
+		return -EINVAL;
+	if (!rd->dmg_set)
+		return 0;
+	*d = rd->dmg;
+	return 1;
+}
+
+uint64_t spate_log_reader_repaired(const struct spate_log_reader *rd)
+{
+	return rd ? rd->repaired : 0;
+}
+
 int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
 		   uint64_t *skipped)
 {
@@ -522,6 +673,7 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 		*skipped = 0;
 	if (!rd || (!out && max))
 		return -EINVAL;
+	rd->dmg_set = 0;
 	if (!max)
 		return 0;
 	for (int guard = 0; guard < 1000000; guard++) {
@@ -558,13 +710,14 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 				continue;
 		}
 		rc = rd->fd >= 0 ? rd_next_frame(rd) : 0;
+		if (rc == -EBADMSG)
+			rc = rd_damage(rd, rd->why, rd->off + 8, skipped);
+		else if (rc == 1)
+			rc = rd_in_order(rd, skipped);
 		if (rc < 0)
 			return rc;
-		if (rc == 1) {
-			if (rd->bseq + rd->bcount <= rd->next_seq)
-				rd->bidx = rd->bcount; /* all before our position */
+		if (rc == 1)
 			continue;
-		}
 		if (rd->nlink_due && rd->fd >= 0) {
 			/* At the end of the data (read ahead): deleted? */
 			rc = rd_check_deleted(rd, skipped);
@@ -598,13 +751,16 @@ int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsi
 			 * (fstat and pread), whatever the mode: a read ahead
 			 * that came back short must not make us skip frames. */
 			rc = rd_load(rd);
+			if (rc == -EBADMSG)
+				rc = rd_damage(rd, rd->why, rd->off + 8, skipped);
+			else if (rc == 1)
+				rc = rd_in_order(rd, skipped);
+			else
+				rc = rd_segment_end(rd, nb, skipped);
 			if (rc < 0)
 				return rc;
-			if (rc == 1) {
-				if (rd->bseq + rd->bcount <= rd->next_seq)
-					rd->bidx = rd->bcount;
+			if (rc == 1)
 				continue;
-			}
 		}
 		rc = rd_open_seg(rd, nb);
 		if (rc == -ENOENT)
@@ -652,6 +808,7 @@ static void rd_seek_index(struct spate_log_reader *rd, int by_time, uint64_t arg
 		if (spate_log_pread_full(rd->fd, &fb, sizeof(fb), t->off) == 1 &&
 		    fb.fh.magic == SPATE_LOG_FRAME_MAGIC && fb.bh.base_seq == t->seq) {
 			rd->off = t->off;
+			rd->frame_seq = t->seq;
 			if (by_time)
 				rd->next_seq = t->seq;
 		}
@@ -791,6 +948,7 @@ void spate_log_reader_close(struct spate_log_reader *rd)
 	if (rd->dirfd >= 0)
 		close(rd->dirfd);
 	free(rd->buf);
+	free(rd->buf_scan);
 	free(rd->dir);
 	free(rd);
 }

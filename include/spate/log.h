@@ -72,7 +72,7 @@ struct spate_log_params {
 /** What opening a log found and did. */
 struct spate_log_recovery {
 	uint32_t segments;        /**< segments found */
-	int clean;                /**< 1: a clean-shutdown marker let the scan be skipped */
+	int clean;                /**< 1: a clean-shutdown marker, and the scan ended where it says */
 	uint64_t first_seq;       /**< oldest retained sequence number (UINT64_MAX: empty) */
 	uint64_t next_seq;        /**< the sequence number the next append must carry */
 	uint64_t truncated_bytes; /**< bytes cut from a torn or corrupt tail */
@@ -82,6 +82,8 @@ struct spate_log_recovery {
 	int direct;               /**< 1 if segments are written with O_DIRECT, 0 page cache (why in message) */
 	uint32_t dio_align;       /**< with direct: file offset and length alignment (statx STATX_DIOALIGN) */
 	int fixed_buffers;        /**< with direct and io_uring: staging buffers registered (WRITE_FIXED) */
+	uint64_t repaired;        /**< records skipped per the repair journal (operator decisions;
+				       the message says where) */
 };
 
 struct spate_log;
@@ -223,6 +225,70 @@ int spate_log_reader_open_flags(const char *dir, enum spate_log_from from, uint6
  */
 int spate_log_reader_uring(struct spate_log_reader *rd, int *err);
 void spate_log_reader_close(struct spate_log_reader *rd);
+
+/**
+ * A damaged range of a log: where reading must stop, and the next frame
+ * that continues the log. Damage is a frame that fails its checks (CRC,
+ * layout), bytes that are not frames before the end of a completed
+ * segment, a frame whose sequence number does not continue the previous
+ * one (dropped, duplicated or swapped frames), a bad segment header, or a
+ * segment that does not start where the previous one ended. Never
+ * retention: retention deletes whole segments, oldest first.
+ */
+struct spate_log_damage {
+	uint64_t segment;        /**< base_seq of the segment (its file name) */
+	uint64_t offset;         /**< file offset where the damage starts */
+	uint64_t seq;            /**< the sequence number expected there */
+	uint64_t resume_segment; /**< segment of the next frame that continues the log
+				      (its base_seq >= seq), UINT64_MAX: none */
+	uint64_t resume_offset;  /**< its offset */
+	uint64_t resume_seq;     /**< its base_seq: [seq, resume_seq) is lost */
+	int repaired;            /**< 1: the repair journal skips it (an operator decision) */
+	char why[96];            /**< what is wrong there */
+};
+
+/**
+ * Why the last spate_log_read() on @p rd returned -EBADMSG.
+ * @return 1 (@p d filled: the reader stays at the damage, and reports it
+ *         again until `spate log repair` records a skip over it), 0 (no
+ *         damage), -EINVAL.
+ */
+int spate_log_reader_damage(const struct spate_log_reader *rd, struct spate_log_damage *d);
+/** Records @p rd skipped over ranges the repair journal skips (they are
+ *  also counted in spate_log_read()'s @p skipped). */
+uint64_t spate_log_reader_repaired(const struct spate_log_reader *rd);
+
+/** What spate_log_verify() read. */
+struct spate_log_verify {
+	uint32_t segments;
+	uint64_t frames, records, bytes; /**< valid, in sequence (payload bytes) */
+	uint64_t first_seq, next_seq;    /**< first record, sequence after the last (UINT64_MAX: none) */
+	uint32_t damaged;                /**< damaged ranges no repair skips */
+	uint32_t repaired;               /**< damaged ranges the repair journal skips */
+	uint64_t lost;                   /**< records in the damaged ranges (both kinds) */
+};
+
+/**
+ * Read every frame of every segment of the log in @p dir (read-only) and
+ * check it: CRC-32C, layout, sequence continuity within and across
+ * segments. Calls @p cb (may be NULL) for every damaged range, in log
+ * order, then goes on at the range's resume point.
+ * @return 0 (no damage outside repaired ranges), the number of damaged
+ *         ranges that are not repaired (> 0), -errno.
+ */
+int spate_log_verify(const char *dir, struct spate_log_verify *v,
+		     void (*cb)(const struct spate_log_damage *d, void *arg), void *arg);
+
+/**
+ * Record in the log's repair journal (`REPAIR` in @p dir, docs/format.md)
+ * that the damaged range @p d (as reported by spate_log_verify() or
+ * spate_log_reader_damage()) is skipped: readers and recovery go on at its
+ * resume point, reporting the records skipped; verify reports it as
+ * repaired. @p note (may be NULL) is kept with it.
+ * @return 0, -EINVAL (@p d has no resume point), -EEXIST (already
+ *         recorded), -errno.
+ */
+int spate_log_repair(const char *dir, const struct spate_log_damage *d, const char *note);
 
 /** Counts for `spate log stats`. */
 struct spate_log_stats {
