@@ -1772,3 +1772,135 @@ Test(log, huge_frame_length_rejected_before_allocation, .timeout = 60)
 	cr_assert_geq(spate_log_verify(dir, &v, NULL, NULL), 1, "verify: damaged");
 	rm_dir(dir);
 }
+
+/* ------------------------------------------------------------------------ */
+/* fdatasync failures (fsyncgate)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* The fault hook (tests/meson.build builds the log into this suite with
+ * -DSPATE_LOG_FAULTS): the next fault_n fdatasync results of the writer
+ * become fault_err. */
+int spate_log_fault_sync(int res);
+static atomic_int fault_n, fault_err;
+
+int spate_log_fault_sync(int res)
+{
+	/* Relaxed: armed and hit on the test's own thread. */
+	if (atomic_load_explicit(&fault_n, memory_order_relaxed) > 0) {
+		atomic_fetch_sub_explicit(&fault_n, 1, memory_order_relaxed);
+		return atomic_load_explicit(&fault_err, memory_order_relaxed);
+	}
+	return res;
+}
+
+static void fault_arm(int n, int err)
+{
+	atomic_store_explicit(&fault_err, err, memory_order_relaxed);
+	atomic_store_explicit(&fault_n, n, memory_order_relaxed);
+}
+
+/*
+ * Durability ALWAYS: a failed fdatasync acknowledges nothing; the segment
+ * is cut back to its last durable frame (the pages the failed sync covered
+ * are never trusted), and the next sync writes the frames again from the
+ * caller's memory, which it still holds, before syncing; the log then reads
+ * back whole, across a roll. Failing again keeps failing without losing.
+ */
+static void fsync_fails_always(uint32_t flags)
+{
+	char *dir = make_dir(), seg[512];
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_ALWAYS, .segment_bytes = 65536,
+				     .flags = flags};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	static uint64_t held[40][80];
+	uint64_t end = write_batches(l, 30, 1000, 1, 3);
+	for (int round = 0; round < 40; round++) {
+		seg_path(dir, -1, seg, sizeof(seg));
+		uint64_t size0 = fsize(seg), d0 = spate_log_durable_seq(l);
+		cr_assert_eq(d0, end, "durable before");
+		unsigned nb = 1 + round % 5;
+		for (unsigned i = 0; i < nb; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(held[i], base, batch_count(base), 2000 + round);
+			cr_assert_eq(spate_log_append(l, held[i], len), 0, "append");
+		}
+		uint64_t dur = 0;
+		fault_arm(1 + round % 2, -EIO);
+		int rc = spate_log_sync(l, &dur);
+		cr_assert_eq(rc, -EIO, "round %d: the failure is reported: %d", round, rc);
+		cr_assert_eq(spate_log_durable_seq(l), d0, "round %d: nothing acknowledged", round);
+		char now[512];
+		seg_path(dir, -1, now, sizeof(now));
+		if (!strcmp(now, seg)) /* (O_DIRECT may keep a zero-padded block) */
+			cr_assert_leq(fsize(seg), ((size0 + 4095) & ~(uint64_t)4095), "round %d: cut back to the durable end", round);
+		cr_assert_eq(spate_log_written_seq(l), d0, "round %d: written rewound", round);
+		fault_arm(0, 0);
+		rc = spate_log_sync(l, &dur);
+		if (rc == -EIO) /* two faults armed: the rewrite failed too */
+			rc = spate_log_sync(l, &dur);
+		cr_assert_eq(rc, 0, "round %d: written again and synced: %d", round, rc);
+		end = spate_log_next_seq(l);
+		cr_assert_eq(dur, end, "round %d: durable after the rewrite", round);
+		memset(held, 0xa5, sizeof(held)); /* released: the log must not need it */
+	}
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end);
+	struct spate_log_verify v;
+	cr_assert_eq(spate_log_verify(dir, &v, NULL, NULL), 0, "verify");
+	rm_dir(dir);
+}
+
+Test(log, fsync_failure_rewrites_buffered_io_uring, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_BUFFERED);
+}
+
+Test(log, fsync_failure_rewrites_buffered_pwrite, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_BUFFERED | SPATE_LOG_F_NO_URING);
+}
+
+Test(log, fsync_failure_rewrites_direct_io_uring, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_DIRECT);
+}
+
+Test(log, fsync_failure_rewrites_direct_pwrite, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING);
+}
+
+/* Durability INTERVAL: frames written by syncs without an fdatasync were
+ * released by the caller; when the next fdatasync fails they cannot be
+ * written again, so the log fails loudly for good: every later sync
+ * reports -EIO, durable_seq never moves, close writes no clean marker. */
+Test(log, fsync_failure_after_released_frames_fails_the_log, .timeout = 60)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_INTERVAL, .interval_ns = 200000000,
+				     .flags = SPATE_LOG_F_BUFFERED};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	uint64_t end = write_batches(l, 20, 1000, 1, 2); /* within the interval: no fdatasync */
+	uint64_t d0 = spate_log_durable_seq(l);
+	cr_assert_lt(d0, end, "written, not durable yet");
+	struct timespec ts = {0, 250000000};
+	nanosleep(&ts, NULL);
+	static uint64_t b[80];
+	size_t len = make_batch(b, end, batch_count(end), 3000);
+	cr_assert_eq(spate_log_append(l, b, len), 0, "append");
+	fault_arm(1, -EIO);
+	uint64_t dur = 0;
+	cr_assert_eq(spate_log_sync(l, &dur), -EIO, "fdatasync failure reported");
+	for (int i = 0; i < 3; i++) {
+		nanosleep(&ts, NULL);
+		cr_assert_eq(spate_log_sync(l, &dur), -EIO, "still failed (no retried fdatasync)");
+	}
+	cr_assert_eq(spate_log_durable_seq(l), d0, "nothing acknowledged");
+	cr_assert_eq(spate_log_close(l), -EIO, "close reports it");
+	char m[600];
+	snprintf(m, sizeof(m), "%s/CLEAN", dir);
+	cr_assert_neq(access(m, F_OK), 0, "no clean marker");
+	rm_dir(dir);
+}

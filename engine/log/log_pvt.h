@@ -194,6 +194,12 @@ struct spate_log {
 	struct log_uring uring;
 	struct log_pc pc;
 	struct log_dio dio;
+	/* fsync failures (fsyncgate): an fdatasync that fails loses the
+	 * pages it covered, so it is never retried as such. */
+	int sync_err;          /* an fdatasync of the active segment failed in this call */
+	int failed;            /* sticky: covered data no longer in memory (-EIO) */
+	uint64_t durable_off;  /* active segment size at durable_seq ... */
+	uint64_t durable_gen;  /* ... valid while seg_gen is this */
 };
 
 struct frame_info {
@@ -227,6 +233,21 @@ struct spate_log_journal {
 	struct spate_log_skip *v;
 	size_t n;
 };
+
+/* Every fdatasync result of the writer goes through LOG_SYNC(): a test
+ * build (-DSPATE_LOG_FAULTS, tests/meson.build) can make them fail. */
+#ifdef SPATE_LOG_FAULTS
+int spate_log_fault_sync(int res);
+#define LOG_SYNC(res) spate_log_fault_sync(res)
+#else
+#define LOG_SYNC(res) (res)
+#endif
+
+/* fdatasync(@p fd): 0 or -errno. */
+static inline int spate_log_datasync(int fd)
+{
+	return LOG_SYNC(fdatasync(fd) < 0 ? -errno : 0);
+}
 
 /* Shared by the module's files; hidden from the library's users (the
  * version script exports only spate/log.h). */
@@ -283,6 +304,7 @@ void spate_log_dio_wait_busy(struct spate_log *l);
 int spate_log_dio_stage(struct spate_log *l, size_t *h);
 int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synced);
 int spate_log_dio_prepare(struct spate_log *l);
+void spate_log_dio_rewind(struct spate_log *l);
 
 /* writer.c */
 int spate_log_uring_own(struct spate_log *l);

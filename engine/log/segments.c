@@ -282,6 +282,10 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 	l->idx_fd = ifd;
 	l->idx_n = 0;
 	l->idx_last_off = 0;
+	if (l->durable_seq == base) {
+		l->durable_off = SEG_HDR_SIZE;
+		l->durable_gen = l->seg_gen;
+	}
 	return 0;
 
 fail_renamed:
@@ -353,8 +357,9 @@ int spate_log_roll_segment(struct spate_log *l)
 
 	if (l->seg_direct && spate_log_file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
 		return -errno;
-	if (fdatasync(l->seg_fd) < 0)
-		return -errno;
+	int rc = spate_log_datasync(l->seg_fd);
+	if (rc < 0)
+		return l->sync_err = rc;
 	l->durable_seq = s->end_seq;
 	spate_log_close_active(l);
 	return 0;

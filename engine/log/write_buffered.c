@@ -45,8 +45,9 @@ int spate_log_io_write(struct spate_log *l, const struct iovec *iov, unsigned ni
 			i += n;
 		}
 		if (want_sync) {
-			if (fdatasync(l->seg_fd) < 0)
-				return -errno;
+			int rc = spate_log_datasync(l->seg_fd);
+			if (rc < 0)
+				return l->sync_err = rc;
 			*synced = 1;
 		}
 		return 0;
@@ -128,8 +129,10 @@ int spate_log_io_write(struct spate_log *l, const struct iovec *iov, unsigned ni
 			return 0;
 	}
 	if (want_sync) {
+		if (res[nsqe] != -ECANCELED)
+			res[nsqe] = LOG_SYNC(res[nsqe]);
 		if (res[nsqe] < 0 && res[nsqe] != -ECANCELED)
-			return res[nsqe];
+			return l->sync_err = res[nsqe];
 		*synced = res[nsqe] == 0;
 	}
 	return 0;

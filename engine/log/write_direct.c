@@ -165,7 +165,7 @@ static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 	if (tag == FSYNC_TAG) {
 		l->dio.fsync_busy = 0;
 		l->dio.fsync_done = 1;
-		l->dio.fsync_res = res;
+		l->dio.fsync_res = res == -ECANCELED ? res : LOG_SYNC(res);
 		return;
 	}
 	if (l->dio.busy_i < 0)
@@ -485,7 +485,7 @@ int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synce
 		return 0;
 	}
 	if (l->dio.fsync_done && l->dio.fsync_res < 0 && l->dio.fsync_res != -ECANCELED)
-		return l->dio.fsync_res;
+		return l->sync_err = l->dio.fsync_res;
 	return 0; /* not covered: the caller fdatasyncs */
 }
 
@@ -501,4 +501,23 @@ int spate_log_dio_prepare(struct spate_log *l)
 	if (l->uring.on && l->uring.files_fixed && l->uring.fixed_gen != l->seg_gen)
 		l->uring.fixed_gen = io_uring_register_files_update(&l->uring.ring, 0, &l->seg_fd, 1) == 1 ? l->seg_gen : 0;
 	return 0;
+}
+
+/*
+ * An fdatasync failed (writer.c, rewind): forget everything staged or
+ * written after the durable point (the caller re-stages it from the queue)
+ * and load the partial block at the new end. Nothing is in flight after
+ * spate_log_dio_wait_busy().
+ */
+void spate_log_dio_rewind(struct spate_log *l)
+{
+	spate_log_dio_wait_busy(l);
+	for (unsigned i = 0; i < STAGE_N; i++)
+		l->dio.slot[i].state = SLOT_FREE;
+	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fsync_busy = l->dio.fsync_done = 0;
+	l->dio.stg_h = l->dio.stg_n = 0;
+	l->dio.q_part = 0;
+	if (spate_log_dio_load_tail(l) < 0)
+		l->failed = -EIO; /* cannot rebuild the block to rewrite */
 }

@@ -90,6 +90,74 @@ void spate_log_q_crc(struct log_q *q)
 	}
 }
 
+/* Index entries of the active segment from file offset @p off on are
+ * dropped (queued ones, and those in the .idx). */
+static void idx_cut(struct spate_log *l, uint64_t off)
+{
+	size_t k = 0;
+
+	while (k < l->idxq_n && l->idxq[k].off < off)
+		k++;
+	l->idxq_n = k;
+	while (l->idx_n) {
+		struct idx_ent e;
+		if (spate_log_pread_full(l->idx_fd, &e, sizeof(e), (l->idx_n - 1) * IDX_ENT_SIZE) != 1 ||
+		    e.off < off)
+			break;
+		l->idx_n--;
+	}
+	if (ftruncate(l->idx_fd, (off_t)(l->idx_n * IDX_ENT_SIZE)) < 0)
+		l->idx_n = 0; /* an index is an accelerator: rebuilt at open */
+	l->idx_last_off = k ? l->idxq[k - 1].off : 0;
+	if (!k && l->idx_n) {
+		struct idx_ent e;
+		if (spate_log_pread_full(l->idx_fd, &e, sizeof(e), (l->idx_n - 1) * IDX_ENT_SIZE) == 1)
+			l->idx_last_off = e.off;
+	}
+}
+
+/*
+ * An fdatasync of the active segment failed: the pages it covered may
+ * never reach the disk, and a second fdatasync would report success for
+ * them (the PostgreSQL "fsyncgate" lesson). If every frame after the last
+ * durable point is still queued (the caller holds them until a sync
+ * returns 0: always so with durability ALWAYS), cut the segment back to
+ * that point and keep them queued: the next sync writes them again, then
+ * syncs. Otherwise the log fails for good (l->failed): nothing more is
+ * acknowledged. *@p h (frames written by this call) becomes 0 or stays.
+ */
+static void sync_rewind(struct spate_log *l, size_t *h)
+{
+	size_t k = 0;
+
+	l->sync_err = 0;
+	/* Frames made durable by a roll in this call are done. */
+	while (k < *h && l->q[k].base_seq + l->q[k].count <= l->durable_seq)
+		k++;
+	struct seg_info *s = l->nsegs ? &l->segs[l->nsegs - 1] : NULL;
+	if (!s || l->seg_fd < 0 || l->durable_gen != l->seg_gen || k == l->qn ||
+	    l->q[k].base_seq != l->durable_seq) {
+		l->failed = -EIO;
+		return;
+	}
+	if (k) {
+		memmove(l->q, l->q + k, (l->qn - k) * sizeof(*l->q));
+		l->qn -= k;
+	}
+	*h = 0;
+	if (l->seg_direct)
+		spate_log_dio_wait_busy(l);
+	if (ftruncate(l->seg_fd, (off_t)l->durable_off) < 0) {
+		l->failed = -EIO;
+		return;
+	}
+	s->size = l->durable_off;
+	s->end_seq = l->written_seq = l->durable_seq;
+	idx_cut(l, l->durable_off);
+	if (l->seg_direct)
+		spate_log_dio_rewind(l);
+}
+
 /*
  * Write the queue; with @p want_sync, make it durable (fdatasync linked
  * behind the last write). O_DIRECT: the queue is copied into staging and
@@ -148,14 +216,23 @@ static int write_queue(struct spate_log *l, int want_sync, int wait)
 			goto out;
 	}
 	if (want_sync && !synced && l->seg_fd >= 0 && l->durable_seq < l->written_seq) {
-		rc = l->uring.on ? spate_log_io_datasync(l) : (fdatasync(l->seg_fd) < 0 ? -errno : 0);
-		if (rc < 0)
+		rc = l->uring.on ? spate_log_io_datasync(l) : spate_log_datasync(l->seg_fd);
+		if (rc < 0) {
+			l->sync_err = rc;
 			goto out;
+		}
 		synced = 1;
 	}
-	if (synced || (want_sync && l->seg_fd < 0))
+	if (synced || (want_sync && l->seg_fd < 0)) {
 		l->durable_seq = l->written_seq;
+		if (l->seg_fd >= 0) {
+			l->durable_off = l->segs[l->nsegs - 1].size;
+			l->durable_gen = l->seg_gen;
+		}
+	}
 out:
+	if (rc < 0 && l->sync_err)
+		sync_rewind(l, &h);
 	spate_log_idx_flush(l);
 	if (h) {
 		memmove(l->q, l->q + h, (l->qn - h) * sizeof(*l->q));
@@ -221,6 +298,8 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	if (l->nsegs) {
 		l->have_records = l->segs[l->nsegs - 1].end_seq > l->segs[0].base || l->nsegs > 1;
 		l->next_seq = l->written_seq = l->durable_seq = l->segs[l->nsegs - 1].end_seq;
+		l->durable_off = l->segs[l->nsegs - 1].size;
+		l->durable_gen = l->seg_gen;
 		if (l->have_records)
 			rep->first_seq = l->segs[0].base;
 	}
@@ -337,6 +416,8 @@ int spate_log_sync(struct spate_log *l, uint64_t *durable)
 		want = 1;
 	else if (l->p.durability == SPATE_DURABILITY_INTERVAL)
 		want = now - l->last_commit_ns >= l->p.interval_ns;
+	if (l->failed)
+		return l->failed;
 	size_t had = l->qn;
 	/* Nothing new: finish the write in flight (O_DIRECT), so that
 	 * spate_log_written_seq() catches up with spate_log_next_seq(). */
@@ -357,17 +438,15 @@ int spate_log_close(struct spate_log *l)
 {
 	if (!l)
 		return 0;
-	int rc = write_queue(l, 1, 1);
+	int rc = l->failed ? l->failed : write_queue(l, 1, 1);
 	if (rc == 0 && l->seg_direct && spate_log_file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
 		/* Drop the O_DIRECT padding: a closed segment ends at its last
 		 * frame. */
 		if (ftruncate(l->seg_fd, (off_t)l->segs[l->nsegs - 1].size) < 0 || fdatasync(l->seg_fd) < 0)
 			rc = -errno;
 	}
-	if (rc == 0 && l->seg_fd >= 0 && l->durable_seq < l->written_seq) {
-		if (fdatasync(l->seg_fd) < 0)
-			rc = -errno;
-	}
+	if (rc == 0 && l->seg_fd >= 0 && l->durable_seq < l->written_seq)
+		rc = spate_log_datasync(l->seg_fd);
 	if (rc == 0 && l->idx_fd >= 0 && fdatasync(l->idx_fd) < 0)
 		rc = -errno;
 	if (rc == 0 && l->qn == 0) {
