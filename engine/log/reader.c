@@ -23,6 +23,11 @@
 #define RD_C_FREE 0
 #define RD_C_BUSY 1
 #define RD_C_DONE 2
+/* A frame that fails its checks is read again after this pause, 50 times
+ * (a writer may be writing it); the fuzz harness builds with 0. */
+#ifndef RD_REREAD_NS
+#define RD_REREAD_NS 1000000
+#endif
 
 struct spate_log_reader {
 	char *dir;
@@ -140,7 +145,7 @@ static int rd_load(struct spate_log_reader *rd)
 		if (fsize - rd->off < FRAME_HDR_SIZE || !strcmp(why, "frame runs past the end of the file") ||
 		    (spate_log_pread_full(rd->fd, &magic, sizeof(magic), rd->off) == 1 && magic == 0))
 			return 0;
-		struct timespec ts = {0, 1000000};
+		struct timespec ts = {0, RD_REREAD_NS};
 		nanosleep(&ts, NULL);
 	}
 	if (rc != 1) {
@@ -448,7 +453,7 @@ again:
 		 * (see rd_load()): drop it, read again shortly. */
 		rd_ra_reset(rd, rd->off);
 		posix_fadvise(rd->fd, (off_t)(rd->off & ~(uint64_t)(PAD_MAX - 1)), 0, POSIX_FADV_DONTNEED);
-		struct timespec ts = {0, 1000000};
+		struct timespec ts = {0, RD_REREAD_NS};
 		nanosleep(&ts, NULL);
 	}
 	rd->why = "a frame fails its CRC-32C or layout check";
