@@ -90,13 +90,16 @@ struct spate_log;
 struct spate_log_reader;
 
 /**
- * Open (creating if absent) the log in @p dir, recovering it: verify the
- * tail of the last segment, truncate a torn or corrupt tail and report it
+ * Open (creating if absent) the log in @p dir, recovering it: read and
+ * CRC-check every frame of every segment, truncate a torn or corrupt tail
+ * of the last segment and report it
  * (zero padding after the last frame, left by an O_DIRECT writer, is the
  * end of the log and is dropped silently),
  * rebuild missing or stale indexes, restore the next sequence number. A
- * corrupt frame before the last segment's tail is refused (-EBADMSG, the
- * message says where) unless SPATE_LOG_F_REPAIR.
+ * corrupt frame before the last segment's tail, or any other damage
+ * (struct spate_log_damage), is refused (-EBADMSG, the message says where)
+ * unless the repair journal skips it (then reported in rep->repaired and
+ * the message) or SPATE_LOG_F_REPAIR (cut there, drop what follows).
  * @p rep (may be NULL) says what was found and cut, and whether writes go
  * through io_uring. The directory is created if missing.
  * @return 0, -EBADMSG, -EPROTO (format version), -EINVAL, -ENOMEM,
@@ -171,7 +174,11 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len);
  * @return 0, -ENOSPC (disk full, now or for the write left in flight by the
  *         previous call: the segment is cut back to its last whole frame,
  *         staged batches stay staged and unstaged ones queued, none lost;
- *         call again once there is space), -EIO, -EINVAL (NULL), -errno.
+ *         call again once there is space), -EIO (an fdatasync failed: what it
+ *         covered is written again by the next call if every frame since
+ *         the durable point is still appended and held, else the log stays
+ *         failed and every later call returns -EIO; docs/format.md),
+ *         -EINVAL (NULL), -errno.
  */
 int spate_log_sync(struct spate_log *l, uint64_t *durable);
 
@@ -193,8 +200,13 @@ int spate_log_reader_open(const char *dir, enum spate_log_from from, uint64_t ar
  * Up to @p max records from the current position, from one batch at most;
  * views point into the reader's buffer and stay valid until the next call. A reader whose position was deleted by retention moves to the
  * oldest retained record and reports the gap in @p skipped (may be NULL).
+ * Damage (a bad frame, a sequence jump or repeat, bytes that are not a
+ * frame in a completed segment, a gap between segments) is never skipped
+ * nor reported as retention: the read returns -EBADMSG, stays there, and
+ * spate_log_reader_damage() says where; ranges the repair journal skips are
+ * passed and counted in @p skipped and spate_log_reader_repaired().
  * @return the number of records (0: at the end of what is written),
- *         -EBADMSG (a frame fails its CRC), -errno.
+ *         -EBADMSG (damage), -errno.
  */
 int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
 		   uint64_t *skipped);
