@@ -220,7 +220,7 @@ static int log_case(const char *dir, enum spate_durability d, uint32_t size, dou
 	c->durability = names[d - SPATE_DURABILITY_NONE];
 	c->record_size = size;
 	spate_hist_init(&c->ack);
-	snprintf(ldir, sizeof(ldir), "%s/log-%s-%u", dir, names[d], size);
+	snprintf(ldir, sizeof(ldir), "%s/log-%s-%u", dir, c->durability, size);
 	if (posix_memalign(&mem, 1u << 21, msz))
 		return -ENOMEM;
 	prod.per = (unsigned)((64u << 10) / spate_ring_rec_size(size));

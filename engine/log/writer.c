@@ -241,6 +241,67 @@ out:
 	return rc;
 }
 
+/* Choose and set up the write pipeline (O_DIRECT staging or the page
+ * cache) and the io_uring ring; @p rep says which and why.
+ * @return 0, -errno. */
+static int setup_pipelines(struct spate_log *l, struct spate_log_recovery *rep)
+{
+	int rc;
+
+	/* O_DIRECT before io_uring: the staging buffers must exist to be
+	 * registered. */
+	if ((l->p.flags & SPATE_LOG_F_DIRECT) || (LOG_DEFAULT_DIRECT && !(l->p.flags & SPATE_LOG_F_BUFFERED))) {
+		char why[160] = "";
+		rc = spate_log_dio_setup(l, why, sizeof(why));
+		if (rc < 0)
+			return rc;
+		if (!rc)
+			spate_log_msg_add(rep->message, sizeof(rep->message), "page cache: %s", why);
+	} else {
+		spate_log_msg_add(rep->message, sizeof(rep->message), "page cache (BUFFERED)");
+	}
+
+	if (!(l->p.flags & SPATE_LOG_F_NO_URING)) {
+		rc = uring_setup(l);
+		if (rc == 0) {
+			l->uring.on = 1;
+			spate_log_msg_add(rep->message, sizeof(rep->message), "io_uring%s%s",
+				l->uring.flags & IORING_SETUP_SINGLE_ISSUER ? " SINGLE_ISSUER" : "",
+				l->uring.flags & IORING_SETUP_DEFER_TASKRUN ? "|DEFER_TASKRUN" : "");
+		} else {
+			spate_log_msg_add(rep->message, sizeof(rep->message),
+				"io_uring refused (%s): pwrite + fdatasync", strerror(-rc));
+		}
+	} else {
+		spate_log_msg_add(rep->message, sizeof(rep->message), "pwrite + fdatasync (NO_URING)");
+	}
+	rep->io_uring = l->uring.on;
+	if (l->direct && l->seg_fd >= 0) {
+		if (l->seg_ver < 2) {
+			/* Version 1 has no padding: continue it through the page
+			 * cache; the next segment goes direct. */
+			spate_log_msg_add(rep->message, sizeof(rep->message),
+				"version-1 segment continued through the page cache");
+		} else if (spate_log_dio_enable(l->seg_fd) < 0) {
+			l->direct = 0;
+		} else {
+			l->seg_direct = 1;
+			rc = spate_log_dio_load_tail(l);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	if (l->direct) {
+		rep->direct = 1;
+		rep->dio_align = l->dio.align;
+		rep->fixed_buffers = l->uring.on && l->uring.bufs_fixed;
+		spate_log_msg_add(rep->message, sizeof(rep->message), "O_DIRECT (align %u)%s%s", l->dio.align,
+			l->uring.on && l->uring.bufs_fixed ? ", registered buffers" : "",
+			l->uring.on && l->uring.files_fixed ? ", registered file" : "");
+	}
+	return 0;
+}
+
 int spate_log_open(const char *dir, const struct spate_log_params *p, struct spate_log **out,
 		   struct spate_log_recovery *rep)
 {
@@ -307,57 +368,9 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	rep->segments = (uint32_t)l->nsegs;
 	l->last_commit_ns = spate_mono_ns();
 
-	/* O_DIRECT before io_uring: the staging buffers must exist to be
-	 * registered. */
-	if ((l->p.flags & SPATE_LOG_F_DIRECT) || (LOG_DEFAULT_DIRECT && !(l->p.flags & SPATE_LOG_F_BUFFERED))) {
-		char why[160] = "";
-		rc = spate_log_dio_setup(l, why, sizeof(why));
-		if (rc < 0)
-			goto fail;
-		if (!rc)
-			spate_log_msg_add(rep->message, sizeof(rep->message), "page cache: %s", why);
-	} else {
-		spate_log_msg_add(rep->message, sizeof(rep->message), "page cache (BUFFERED)");
-	}
-
-	if (!(l->p.flags & SPATE_LOG_F_NO_URING)) {
-		rc = uring_setup(l);
-		if (rc == 0) {
-			l->uring.on = 1;
-			spate_log_msg_add(rep->message, sizeof(rep->message), "io_uring%s%s",
-				l->uring.flags & IORING_SETUP_SINGLE_ISSUER ? " SINGLE_ISSUER" : "",
-				l->uring.flags & IORING_SETUP_DEFER_TASKRUN ? "|DEFER_TASKRUN" : "");
-		} else {
-			spate_log_msg_add(rep->message, sizeof(rep->message),
-				"io_uring refused (%s): pwrite + fdatasync", strerror(-rc));
-		}
-	} else {
-		spate_log_msg_add(rep->message, sizeof(rep->message), "pwrite + fdatasync (NO_URING)");
-	}
-	rep->io_uring = l->uring.on;
-	if (l->direct && l->seg_fd >= 0) {
-		if (l->seg_ver < 2) {
-			/* Version 1 has no padding: continue it through the page
-			 * cache; the next segment goes direct. */
-			spate_log_msg_add(rep->message, sizeof(rep->message),
-				"version-1 segment continued through the page cache");
-		} else if (spate_log_dio_enable(l->seg_fd) < 0) {
-			l->direct = 0;
-		} else {
-			l->seg_direct = 1;
-			rc = spate_log_dio_load_tail(l);
-			if (rc < 0)
-				goto fail;
-		}
-	}
-	if (l->direct) {
-		rep->direct = 1;
-		rep->dio_align = l->dio.align;
-		rep->fixed_buffers = l->uring.on && l->uring.bufs_fixed;
-		spate_log_msg_add(rep->message, sizeof(rep->message), "O_DIRECT (align %u)%s%s", l->dio.align,
-			l->uring.on && l->uring.bufs_fixed ? ", registered buffers" : "",
-			l->uring.on && l->uring.files_fixed ? ", registered file" : "");
-	}
+	rc = setup_pipelines(l, rep);
+	if (rc < 0)
+		goto fail;
 	*out = l;
 	return 0;
 fail:
