@@ -126,23 +126,22 @@ static int log_repair(const char *dir, const char *note)
 	return rc ? -EBADMSG : 0;
 }
 
-static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uint64_t count,
-		    int print)
+/* Print records from a position; stops at damage naming it (a duplicate
+ * or any other damage is never passed over silently) and says when it
+ * skips a range the repair journal skips or one retention deleted. */
+static int log_dump(const char *dir, enum spate_log_from from, uint64_t arg, uint64_t count)
 {
 	struct spate_log_reader *rd;
-	struct spate_log_stats st = { 0 };
-	uint64_t n = 0, bytes = 0, skipped_total = 0, next_report = 64ull << 20;
+	uint64_t n = 0;
 	int rc = spate_log_reader_open(dir, from, arg, &rd);
 
 	if (rc < 0) {
 		fprintf(stderr, "spate log: %s: %s\n", dir, strerror(-rc));
 		return rc;
 	}
-	spate_log_stat(dir, &st);
-	for (;;) {
+	while (n < count) {
 		struct spate_ring_rec v[256];
-		uint64_t skipped = 0;
-		uint64_t rep0 = spate_log_reader_repaired(rd);
+		uint64_t skipped = 0, rep0 = spate_log_reader_repaired(rd);
 		int k = spate_log_read(rd, v, 256, &skipped);
 		if (k < 0) {
 			struct spate_log_damage d;
@@ -154,17 +153,16 @@ static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uin
 			rc = k;
 			break;
 		}
-		if (spate_log_reader_repaired(rd) > rep0)
+		uint64_t repaired = spate_log_reader_repaired(rd) - rep0;
+		if (repaired)
 			fprintf(stderr, "spate log: %s: skipped %" PRIu64 " record(s) of a range the repair "
-					"journal skips (an operator decision)\n",
-				dir, spate_log_reader_repaired(rd) - rep0);
-		skipped_total += skipped;
+					"journal skips (an operator decision)\n", dir, repaired);
+		if (skipped > repaired)
+			fprintf(stderr, "spate log: %s: skipped %" PRIu64 " record(s) deleted by retention "
+					"while reading\n", dir, skipped - repaired);
 		if (k == 0)
 			break;
 		for (int i = 0; i < k && n < count; i++, n++) {
-			bytes += v[i].len;
-			if (!print)
-				continue;
 			printf("%" PRIu64 " ts=%" PRIu64 " key=%08x len=%u ", v[i].seq, v[i].ts,
 			       v[i].key_hash, v[i].len);
 			const unsigned char *p = v[i].data;
@@ -172,26 +170,8 @@ static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uin
 				putchar(p[j] >= 0x20 && p[j] < 0x7f ? p[j] : '.');
 			putchar('\n');
 		}
-		if (n >= count)
-			break;
-		if (!print && bytes >= next_report) {
-			/* Progress of a long scan: payload bytes against the
-			 * segments' size (frames and headers make it a bit less
-			 * than 100% at the end). */
-			if (st.bytes)
-				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB, ~%.0f%%\n", n,
-					bytes >> 20, 100.0 * (double)bytes / (double)st.bytes);
-			else
-				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB\n", n,
-					bytes >> 20);
-			next_report += 64ull << 20;
-		}
 	}
 	spate_log_reader_close(rd);
-	if (!print && rc == 0)
-		printf("%s: OK: %" PRIu64 " records, %" PRIu64 " payload bytes, every frame's "
-		       "CRC-32C checked%s\n",
-		       dir, n, bytes, skipped_total ? " (retention skipped some)" : "");
 	return rc;
 }
 
@@ -243,7 +223,7 @@ int spate_cli_log(int argc, char **argv)
 	if (!strcmp(argv[1], "repair"))
 		return log_repair(argv[2], note);
 	if (!strcmp(argv[1], "dump"))
-		return log_walk(argv[2], from, arg, count, 1);
+		return log_dump(argv[2], from, arg, count);
 	fprintf(stderr, "spate log: unknown command '%s' (verify, dump, stats, repair)\n", argv[1]);
 	return -EINVAL;
 }
