@@ -644,6 +644,16 @@ static int rd_segment_end(struct spate_log_reader *rd, uint64_t nb, uint64_t *sk
 {
 	uint64_t fsz = spate_log_file_size(rd->fd);
 
+	if (rd->off < fsz) {
+		/* Before calling it damage: drop cached pages that a read
+		 * racing an O_DIRECT write may have kept, and look again. */
+		posix_fadvise(rd->fd, (off_t)(rd->off & ~(uint64_t)(PAD_MAX - 1)), 0, POSIX_FADV_DONTNEED);
+		int rc = rd_load(rd);
+		if (rc == 1)
+			return rd_in_order(rd, skipped);
+		if (rc < 0 && rc != -EBADMSG)
+			return rc;
+	}
 	if (rd->off < fsz && spate_log_zero_tail(rd->fd, rd->off, fsz) != 1)
 		return rd_damage(rd, "bytes that are not a valid frame in a completed segment", rd->off + 8,
 				 skipped);
