@@ -830,7 +830,7 @@ static void check_foreign_owner(const char *name, uint32_t flags)
 	const char *path;
 
 	if (!a) {
-		cr_log_warn("%s backing unavailable here: not checked", flags & SPATE_SHM_F_REQUIRE_HUGE ?
+		cr_log_info("%s backing unavailable here: not checked", flags & SPATE_SHM_F_REQUIRE_HUGE ?
 			    "hugetlbfs" : "/dev/shm");
 		return;
 	}
