@@ -922,3 +922,147 @@ Test(persist, restart_sigkill_loop_none, .timeout = 180)
 {
 	restart_loop(SPATE_CONFIG_DURABILITY_NONE, SIGKILL, 10, false, "rkn");
 }
+
+/* A region the engine must recreate (here: memory behind the log, as a
+ * region made by hand over an existing log) is retired first: a producer
+ * still holding it gets -ESTALE at its next put, even one waiting on a full
+ * ring, and after reattaching puts into the new region, numbered after
+ * the log. */
+struct stale_waiter {
+	struct spate_producer *p;
+	int rc;
+};
+
+static void *stale_wait_main(void *arg)
+{
+	struct stale_waiter *w = arg;
+	char buf[1024] = { 0 }; /* the 64 KiB ring fills below record 100 */
+	int rc;
+
+	do /* fill the ring, then wait for space that never comes */
+		rc = spate_put_hash(w->p, 0, buf, sizeof(buf), NULL);
+	while (rc == 0);
+	w->rc = rc;
+	return NULL;
+}
+
+Test(persist, recreated_region_is_retired, .timeout = 60)
+{
+	struct bus b;
+
+	bus_init(&b, "stale");
+	struct spate_config_stream *cs = persisted(&b, "in", 1, 64 * 1024,
+						   SPATE_CONFIG_DURABILITY_NONE);
+	bus_open(&b);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce0(p, 0, 100, NULL);
+	spate_producer_close(p);
+	spate_engine_close(b.e);
+	b.e = NULL;
+	/* Memory that is behind the log: the engine cannot continue it. */
+	cr_assert_eq(spate_stream_unlink(b.name, "in"), 0);
+	struct spate_stream_params sp = { .shards = 1, .ring_size = cs->ring_size,
+					  .ring_flags = SPATE_RING_F_MULTI_WRITER | SPATE_RING_F_FULL_WAIT,
+					  .shm_flags = SPATE_SHM_F_NO_HUGE,
+					  .durability = SPATE_STREAM_DUR_NONE };
+	struct spate_stream *old = NULL;
+	cr_assert_eq(spate_stream_create(b.name, "in", &sp, &old), 0);
+	struct spate_producer *op = producer_of(old), *wp = NULL;
+	cr_assert_eq(spate_put_hash(op, 0, "x", 1, NULL), 0);
+	/* Keep the old ring full with a gate of our own, and a producer
+	 * waiting for space in it. */
+	struct spate_ring_reader *gate = NULL;
+	cr_assert_eq(spate_ring_reader_open(spate_stream_ring(old, 0), SPATE_RING_START_OLDEST,
+					    SPATE_RING_WAIT_YIELD, &gate), 0);
+	cr_assert_eq(spate_producer_open(old, SPATE_RING_WAIT_BLOCK, SPATE_PRODUCER_F_WAIT_FULL, &wp), 0);
+	struct stale_waiter sw = { .p = wp };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stale_wait_main, &sw), 0);
+	nap_ms(50);
+	bus_open(&b); /* recreates the stream: retires the old one first */
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(sw.rc, -ESTALE, "a producer waiting on the retired ring got %d", sw.rc);
+	int rc = spate_put_hash(op, 0, "y", 1, NULL);
+	cr_assert_eq(rc, -ESTALE, "a put to the retired region returned %d", rc);
+	spate_ring_reader_close(gate);
+	spate_producer_close(wp);
+	spate_producer_close(op);
+	spate_stream_close(old);
+	/* Reattached: the new region continues the log's numbering. */
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_stream *s = NULL;
+	cr_assert_eq(spate_stream_attach(b.name, "in", &s), 0);
+	p = producer_of(s);
+	struct spate_put_result res;
+	cr_assert_eq(spate_put_hash(p, 0, "z", 1, &res), 0);
+	cr_assert_eq(res.seq, 100);
+	spate_producer_close(p);
+	spate_stream_close(s);
+	bus_done(&b);
+}
+
+/* The persister's gate, ring level: kept, it survives its owner's death
+ * and reaping, refuses eviction, holds writers back (a writer that fails at
+ * once gets -EAGAIN, never overwrites), and is adopted where it stopped. */
+Test(persist, kept_gate_outlives_its_process, .timeout = 30)
+{
+	struct spate_ring_params rp = { .capacity = 64 * 1024, .flags = SPATE_RING_F_MULTI_WRITER };
+	size_t sz = spate_ring_memsize(&rp);
+	void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct spate_ring *r = NULL;
+	struct spate_ring_writer *w = NULL;
+	char buf[256] = { 0 };
+
+	cr_assert_neq(mem, MAP_FAILED);
+	cr_assert_eq(spate_ring_format(mem, sz, &rp), 0);
+	cr_assert_eq(spate_ring_open_mem(mem, sz, &r), 0);
+	cr_assert_eq(spate_ring_writer_open(r, SPATE_RING_WAIT_YIELD, &w), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(spate_ring_put(w, buf, sizeof(buf), 0, 0, NULL), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) { /* the "engine": reads 4 records, keeps its gate, dies */
+		struct spate_ring *cr = NULL;
+		struct spate_ring_reader *rd = NULL;
+		struct spate_ring_rec rec[4];
+		if (spate_ring_open_mem(mem, sz, &cr) || spate_ring_reader_open(cr, SPATE_RING_START_OLDEST,
+										SPATE_RING_WAIT_YIELD, &rd) ||
+		    spate_ring_reader_keep(rd) || spate_ring_peek(rd, rec, 4, UINT64_MAX) != 4 ||
+		    spate_ring_release(rd, 4))
+			_exit(1);
+		spate_ring_reader_detach(rd);
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	uint32_t nr = 9, nw = 9, idx;
+	cr_assert_geq(spate_ring_reap(r, &nr, &nw), 0);
+	cr_assert_eq(nr, 0, "reap freed the kept gate");
+	uint64_t pos, seq;
+	cr_assert_eq(spate_ring_reader_find_kept(r, &idx, &pos, &seq), 0);
+	cr_assert_eq(seq, 4);
+	cr_assert_eq(spate_ring_reader_evict(r, idx), -EPERM);
+	/* Writers fill the ring up to the gate and no further. */
+	int rc, n = 0;
+	while ((rc = spate_ring_put(w, buf, sizeof(buf), 0, 0, NULL)) == 0)
+		n++;
+	cr_assert_eq(rc, -EAGAIN);
+	cr_assert_lt((uint64_t)(n + 6) * (sizeof(buf) + 40), rp.capacity + 1,
+		     "%d records written past a gate that held 6", n);
+	struct spate_ring_reader *rd = NULL;
+	cr_assert_eq(spate_ring_reader_adopt(r, idx, SPATE_RING_WAIT_YIELD, &rd), 0);
+	struct spate_ring_rec rec[8];
+	cr_assert_eq(spate_ring_peek(rd, rec, 8, UINT64_MAX), 8);
+	cr_assert_eq(rec[0].seq, 4);
+	/* Retired: every writer is told. */
+	spate_ring_retire(r);
+	cr_assert_eq(spate_ring_put(w, buf, 8, 0, 0, NULL), -ESTALE);
+	cr_assert_eq(spate_ring_reader_wait(rd, 0), 0); /* data remains readable */
+	spate_ring_reader_close(rd);
+	cr_assert_eq(spate_ring_reader_find_kept(r, &idx, &pos, &seq), -ENOENT);
+	spate_ring_writer_close(w);
+	spate_ring_close(r);
+	munmap(mem, sz);
+}
