@@ -1246,3 +1246,40 @@ int spate_ring_release_batches(struct spate_ring_reader *rd, unsigned nbatches)
 	rd->p_count = (uint32_t)records;
 	return spate_ring_release(rd, (unsigned)records);
 }
+
+int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, unsigned max)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t self = (uint32_t)getpid();
+	uint64_t self_start = 0;
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS + SPATE_RING_MAX_WRITERS; i++) {
+		int wr = i >= SPATE_RING_MAX_READERS;
+		uint32_t k = wr ? i - SPATE_RING_MAX_READERS : i, pid;
+		uint64_t start;
+		/* Relaxed: a snapshot for a decision reap makes again. */
+		if (wr) {
+			struct spate_ring_wslot *s = &sh->writers[k];
+			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE)
+				continue;
+			pid = s->pid;
+			start = s->start_time;
+		} else {
+			struct spate_ring_rslot *s = &sh->readers[k];
+			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE ||
+			    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+				continue;
+			pid = s->pid;
+			start = s->start_time;
+		}
+		if (pid == self && !self_start)
+			self_start = spate_proc_start_time((pid_t)self);
+		if ((pid == self && start == self_start) || spate_proc_alive((pid_t)pid, start))
+			continue;
+		if (n < max)
+			out[n] = (struct spate_ring_dead){ .index = k, .pid = pid, .writer = (uint32_t)wr };
+		n++;
+	}
+	return (int)n;
+}

@@ -484,6 +484,21 @@ static inline int spate_ring_retired(const struct spate_ring *r)
  */
 int spate_ring_release_batches(struct spate_ring_reader *rd, unsigned nbatches);
 
+/** A reader or writer slot whose owner process is gone. */
+struct spate_ring_dead {
+	uint32_t index;  /**< slot index */
+	uint32_t pid;    /**< its owner's pid */
+	uint32_t writer; /**< 1: a writer slot, 0: a reader slot */
+};
+/**
+ * List the reader and writer slots in use whose owner process has died
+ * (kept gates excepted): what spate_ring_reap() would free now. Fills at
+ * most @p max entries of @p out. Slots of the calling process are taken as
+ * alive without a look at /proc. Any thread.
+ * @return the number of such slots (may exceed @p max).
+ */
+int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, unsigned max);
+
 /* Slow paths, called by the inline functions below. */
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need,
