@@ -144,8 +144,9 @@ static void retire_stream(struct spate_stream *s, struct spate_ring_reader **rds
 
 /* Shard @p i of @p s: adopt its kept gate into @p rd and check the log's
  * next sequence number @p want against what memory holds from the gate
- * (gate <= want <= tail). 1 = adopted, 0 = no gate (older region), -1 =
- * the region must be recreated (said why). */
+ * (gate <= want <= tail). 1 = adopted, 0 = no gate (older region),
+ * -ESTALE = the region must be recreated (said why), -EBUSY = a live
+ * process holds the gate. */
 static int adopt_gate(const struct spate_config_stream *cs, struct spate_stream *s, uint32_t i,
 		      uint64_t want, bool empty, struct spate_ring_reader **rd, uint64_t *skip)
 {
@@ -157,10 +158,12 @@ static int adopt_gate(const struct spate_config_stream *cs, struct spate_stream 
 	if (rc == -ENOENT)
 		return 0;
 	rc = spate_ring_reader_adopt(r, gi, SPATE_RING_WAIT_BLOCK, rd);
+	if (rc == -EBUSY)
+		return rc;
 	if (rc < 0) {
 		spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: its persister's gate is unusable (%s)",
 			      cs->name, i, strerror(-rc));
-		return -1;
+		return -ESTALE;
 	}
 	/* Acquire: pairs with the publisher's release of tail (tail_seq is
 	 * stored before it). */
@@ -175,14 +178,14 @@ static int adopt_gate(const struct spate_config_stream *cs, struct spate_stream 
 			      PRIu64 " on only: records %" PRIu64 "..%" PRIu64
 			      " were lost from the log (damaged or cut); recreating the stream from its log",
 			      cs->name, i, want, gate, want, gate - 1);
-		return -1;
+		return -ESTALE;
 	}
 	if (want > nx) {
 		spate_eng_log(NULL, SPATE_LOG_WARN,
 			      "stream %s/%u: memory holds records %" PRIu64 "..%" PRIu64
 			      " but the log continues at %" PRIu64 ": recreating the stream from its log",
 			      cs->name, i, gate, nx, want);
-		return -1;
+		return -ESTALE;
 	}
 	*skip = want;
 	if (nx > want)
@@ -257,6 +260,18 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 				      cs->name, i, nr, nw,
 				      rc == 1 ? "; gave back space claimed and never published" : "");
 		rc = adopt_gate(cs, s, i, next[i], empty[i], &rds[i], &skip[i]);
+		if (rc == -EBUSY) {
+			snprintf(err, errlen,
+				 "%s:%u: stream %s: the gate of shard %u is held by another live "
+				 "process: another engine persists it",
+				 cfg->source, cs->line, cs->name, i);
+			for (uint32_t j = 0; j < i; j++) {
+				spate_ring_reader_detach(rds[j]);
+				rds[j] = NULL;
+			}
+			spate_stream_close(s);
+			return rc;
+		}
 		if (rc < 0) {
 			retire_stream(s, rds);
 			return 0;
