@@ -305,6 +305,12 @@ static void stats_consumers(struct spate_engine *e)
 	}
 }
 
+static void nap(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+	nanosleep(&ts, NULL);
+}
+
 /* Free the slots of dead readers and writers on every shard of @p s,
  * logging each with its pid. Thread: the control thread, or open (before
  * it runs). */
@@ -312,9 +318,19 @@ static void watch_stream(struct spate_engine *e, struct spate_stream *s)
 {
 	for (uint32_t k = 0; k < spate_stream_shards(s); k++) {
 		struct spate_ring *r = spate_stream_ring(s, k);
-		struct spate_ring_dead d[8];
+		struct spate_ring_dead d[8], d2[8];
 		int n = spate_ring_dead_slots(r, d, 8);
 		if (n <= 0)
+			continue;
+		/* Dead twice, 10 ms apart, with the same owner: not a slot
+		 * being claimed right now whose new owner is not written yet. */
+		nap(10 * 1000 * 1000);
+		int n2 = spate_ring_dead_slots(r, d2, 8), same = 0;
+		for (int j = 0; j < n && j < 8; j++)
+			for (int m = 0; m < n2 && m < 8; m++)
+				same |= d[j].index == d2[m].index && d[j].pid == d2[m].pid &&
+					d[j].writer == d2[m].writer;
+		if (!same)
 			continue;
 		uint32_t nr = 0, nw = 0;
 		int rc = spate_ring_reap(r, &nr, &nw);
@@ -359,11 +375,6 @@ static void *ctl_main(void *arg)
 /* Workers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void nap(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
-	nanosleep(&ts, NULL);
-}
 
 /* A task is polled by one worker at a time: its owner, or a helper. */
 static bool task_lock(struct spate_task *t)

@@ -88,6 +88,23 @@ static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
 /* Spin iterations before a YIELD or BLOCK waiter yields or sleeps. */
 #define SPIN_BEFORE_SLEEP 2048u
 
+/* A slot's owner (pid, start time): written by the owner after it claims
+ * the slot, read by reapers in other threads and processes. Relaxed: a
+ * liveness hint; the slot's state word decides, and a reaper that reads a
+ * half-written owner only takes a live owner for a dead one in the window
+ * between the claim and these stores (see spate_ring_reap). */
+static void owner_set(uint32_t *pid, uint64_t *start)
+{
+	__atomic_store_n(pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_store_n(start, spate_proc_start_time(getpid()), __ATOMIC_RELAXED);
+}
+
+static int owner_alive(const uint32_t *pid, const uint64_t *start)
+{
+	return spate_proc_alive((pid_t)__atomic_load_n(pid, __ATOMIC_RELAXED),
+				__atomic_load_n(start, __ATOMIC_RELAXED));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Setup                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -284,8 +301,7 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 		free(w);
 		return -EBUSY;
 	}
-	sh->writers[i].pid = (uint32_t)getpid();
-	sh->writers[i].start_time = spate_proc_start_time((pid_t)getpid());
+	owner_set(&sh->writers[i].pid, &sh->writers[i].start_time);
 	/* Relaxed: recovery data only, read long after. */
 	atomic_store_explicit(&sh->writers[i].intent_len, 0, memory_order_relaxed);
 	/* Relaxed: no batch of ours is pending; UINT64_MAX matches no position. */
@@ -749,8 +765,7 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 		return -EBUSY;
 	}
 	struct spate_ring_rslot *slot = &sh->readers[i];
-	slot->pid = (uint32_t)getpid();
-	slot->start_time = spate_proc_start_time((pid_t)getpid());
+	owner_set(&slot->pid, &slot->start_time);
 	/* Relaxed: the slot is ours; a kept slot is never FREE (close clears
 	 * the flag before it frees the slot). */
 	atomic_store_explicit(&slot->flags, 0, memory_order_relaxed);
@@ -936,7 +951,7 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		/* Relaxed: the slot's state word is all we decide on; the CAS
 		 * below settles races with its owner. */
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if (st == SPATE_RING_SLOT_FREE || spate_proc_alive((pid_t)s->pid, s->start_time))
+		if (st == SPATE_RING_SLOT_FREE || owner_alive(&s->pid, &s->start_time))
 			continue;
 		/* Relaxed: as above. A kept gate outlives its owner by design. */
 		if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP)
@@ -956,7 +971,7 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
 		if (st == SPATE_RING_SLOT_FREE)
 			continue;
-		if (spate_proc_alive((pid_t)s->pid, s->start_time)) {
+		if (owner_alive(&s->pid, &s->start_time)) {
 			live_writers++;
 			continue;
 		}
@@ -1162,7 +1177,8 @@ int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_rin
 	uint64_t gen = atomic_load_explicit(&slot->gen, memory_order_relaxed);
 	if (!kept_slot(sh, index, &pos, &seq))
 		return -ENOENT;
-	if (slot->pid != (uint32_t)getpid() && spate_proc_alive((pid_t)slot->pid, slot->start_time))
+	if (__atomic_load_n(&slot->pid, __ATOMIC_RELAXED) != (uint32_t)getpid() &&
+	    owner_alive(&slot->pid, &slot->start_time))
 		return -EBUSY;
 	/* Acquire: pairs with the release store of tail; the slot held writers
 	 * back, so everything from pos to tail is intact. */
@@ -1178,8 +1194,7 @@ int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_rin
 		free(rd);
 		return -EBUSY;
 	}
-	slot->pid = (uint32_t)getpid();
-	slot->start_time = spate_proc_start_time((pid_t)getpid());
+	owner_set(&slot->pid, &slot->start_time);
 	/* Seq_cst: the slot gates writers again if a reaper of an older
 	 * version cleared the bit (ours keeps it). */
 	atomic_fetch_or_explicit(&sh->pub.reader_mask, 1ull << index, memory_order_seq_cst);
@@ -1263,15 +1278,15 @@ int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, uns
 			struct spate_ring_wslot *s = &sh->writers[k];
 			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE)
 				continue;
-			pid = s->pid;
-			start = s->start_time;
+			pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+			start = __atomic_load_n(&s->start_time, __ATOMIC_RELAXED);
 		} else {
 			struct spate_ring_rslot *s = &sh->readers[k];
 			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE ||
 			    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
 				continue;
-			pid = s->pid;
-			start = s->start_time;
+			pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+			start = __atomic_load_n(&s->start_time, __ATOMIC_RELAXED);
 		}
 		if (pid == self && !self_start)
 			self_start = spate_proc_start_time((pid_t)self);
