@@ -594,9 +594,11 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			.consumer = p->name,
 			.stream = spate_stream_name(c->stream),
 			.host = &t->host,
+			.struct_size = sizeof(b),
 		};
 		struct spate_batch_result res;
 		memset(&res, 0, sizeof(res));
+		res.struct_size = sizeof(res); /* plugin ABI 1 revision 1 */
 		/* Records read back from the log would measure their age, not
 		 * the pipeline: sample only ring deliveries. */
 		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
