@@ -65,8 +65,10 @@ struct spate_persister {
 /**
  * Open (recovering) the logs of persisted stream @p cs, then attach its
  * shared memory if it exists and agrees with the logs (freeing the slots of
- * dead processes), else (re)create it so each shard continues its log's
- * numbering. Registers the shards with @p p.
+ * dead processes, adopting each shard's kept gate), else retire it and
+ * (re)create it so each shard continues its log's numbering. Writes what
+ * memory holds past the logs' ends before returning. Registers the shards
+ * with @p p.
  * @return 0 or -errno (@p err says why, naming the file and line for
  *         configuration mismatches).
  */
