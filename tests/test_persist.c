@@ -874,7 +874,7 @@ static void restart_loop(enum spate_config_durability d, int sig, int rounds, bo
 				  round, st);
 		/* No engine: the producer keeps putting (and wraps the ring, if
 		 * nothing holds it back). */
-		nap_ms(sig == SIGKILL ? 20 : 300);
+		nap_ms(sig == SIGKILL ? 20 : 1000);
 	}
 	atomic_store(&sh->stop, 1);
 	int st;
