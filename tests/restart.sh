@@ -36,8 +36,9 @@ for s in mem dur; do
 	wait "$tpid" 2>/dev/null || true
 	# 3,000 records of ~40 bytes are about twice the ring: the dead
 	# reader must be evicted for the put to complete.
-	seq 1 3000 | sed 's/$/-a-record-of-some-forty-bytes-or-so/' > "$dir/in.txt"
-	timeout 20 "$spate" put "$dir/bus.yaml" "$s" -k k -q < "$dir/in.txt" ||
+	# shellcheck disable=SC2046 # one argument per record
+	timeout 20 "$spate" put "$dir/bus.yaml" "$s" -k k -q \
+		$(seq 1 3000 | sed 's/$/-a-record-of-some-forty-bytes-or-so/') ||
 		fail "$s: the put of 3,000 records did not complete (status $?)"
 	grep -q "stream $s/0: reader slot [0-9]* of dead process $tpid freed" "$dir/run.log" ||
 		fail "$s: no eviction of reader pid $tpid logged"
