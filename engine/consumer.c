@@ -78,7 +78,7 @@ static int task_put(const struct spate_plugin_host *h, const char *stream, const
 		    size_t key_len, const void *data, size_t len)
 {
 	struct spate_task *t = h->host_private;
-	struct spate_shared_producer *sp = spate_eng_shared_producer(t->c->e, stream);
+	struct spate_shared_producer *sp = spate_producers_get(t->c->producers, stream);
 	struct spate_put_result res;
 	int rc;
 
@@ -594,9 +594,11 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			.consumer = p->name,
 			.stream = spate_stream_name(c->stream),
 			.host = &t->host,
+			.struct_size = sizeof(b),
 		};
 		struct spate_batch_result res;
 		memset(&res, 0, sizeof(res));
+		res.struct_size = sizeof(res); /* plugin ABI 1 revision 1 */
 		/* Records read back from the log would measure their age, not
 		 * the pipeline: sample only ring deliveries. */
 		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
@@ -766,7 +768,7 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		atomic_store_explicit(&t->next_seq, UINT64_MAX, memory_order_relaxed);
 		t->ring_cap = spate_stream_ring(c->stream, shard)->cap;
 		char dir[SPATE_CONFIG_PATH_MAX];
-		if (spate_eng_shard_log_dir(c->e, c->stream, shard, dir, sizeof(dir)) == 0) {
+		if (c->log_cs && spate_config_stream_log_dir(c->cfg, c->log_cs, shard, dir, sizeof(dir)) == 0) {
 			t->log_dir = strdup(dir);
 			t->drec = calloc(p->batch_size, sizeof(*t->drec));
 			t->doff = calloc(p->batch_size, sizeof(*t->doff));

@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/checkpoint.h"
 #include "spate/config.h"
-#include "spate/engine.h"
+#include "engine/producers.h"
+#include "spate/consumer_types.h"
 #include "spate/hist.h"
 #include "spate/log.h"
 #include "spate/plugin.h"
@@ -46,14 +48,6 @@ struct spate_consumer_params {
 	enum spate_ring_wait wait;
 	const struct spate_plugin_opt *opts;
 	uint32_t n_opts;
-};
-
-/** A producer shared by the tasks that write to one stream (failure
- *  destination, forward targets); failures are rare, so a mutex is fine. */
-struct spate_shared_producer {
-	struct spate_stream *stream;
-	struct spate_producer *prod;
-	pthread_mutex_t lock;
 };
 
 struct spate_consumer;
@@ -105,7 +99,9 @@ struct spate_task {
 
 struct spate_consumer {
 	struct spate_consumer_params p;
-	struct spate_engine *e;
+	const struct spate_config *cfg;
+	const struct spate_config_stream *log_cs; /* the stream's, if it has a log; else NULL */
+	struct spate_producers *producers; /* the engine's, for the plugins' puts */
 	struct spate_stream *stream;
 	struct spate_stream_ckpt *ckpt;
 	struct spate_plugin_lib *lib;
@@ -127,18 +123,6 @@ struct spate_consumer {
 	 * consumer records into it: multi-writer (spate_hist_record_mw). */
 	struct spate_hist *lat;
 };
-
-/* Implemented in engine.c: a stream's shared producer, opened on first use. */
-struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
-							     const char *stream);
-/* Implemented in engine.c: the log directory of a persisted stream's shard;
- * -ENOENT if the stream has no log. */
-int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
-			    char *buf, size_t len);
-/* Implemented in engine.c: mkdir -p @p dir (0700). @return 0 or -errno. */
-int spate_eng_mkdir_p(const char *dir);
-void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /**
  * Set up the tasks of @p c (readers at the checkpoint or starting position,
