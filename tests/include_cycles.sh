@@ -4,8 +4,10 @@
 #
 # A module is a .c file with the headers named after it: engine/x.c,
 # engine/x.h (internal), include/spate/x.h (public), and x_pvt.h,
-# x_layout.h (private layout), x_host.h and x_view.h (internal views). Module A imports B when a file of A
-# #includes a header of B. The module graph must be acyclic (tsort finds a
+# x_layout.h (private layout), x_host.h (the loader's side of plugin.c).
+# engine/stats_view.c (the snapshots of spate/stats.h, over the counters
+# region and the streams' rings) is a module of its own, above stats and
+# stream. Module A imports B when a file of A #includes a header of B. The module graph must be acyclic (tsort finds a
 # loop, and the loop is printed).
 #
 # With a static libspate.a as the second argument, the same check runs on
@@ -27,7 +29,6 @@ module() { # path -> module name
 	b=${b%_pvt}
 	b=${b%_layout}
 	b=${b%_host} # plugin_host.h: the loader's side of plugin.c
-	b=${b%_view} # stats_view.h: the snapshot model over stats.h
 	echo "$b"
 }
 
