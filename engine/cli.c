@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/stats_view.h"
+#include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
 #include "spate/slog.h"
