@@ -465,6 +465,7 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	w->own = own;
 	w->wait = wait;
 	w->timeout_ns = UINT64_MAX;
+	w->retired = &sh->meta.retired;
 	w->beat_ns = spate_mono_ns();
 	/* Acquire: pairs with the release store of tail by the previous writer
 	 * (single-writer rings continue where it stopped). */
@@ -768,6 +769,11 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 		}
 		if (spate_mono_ns() >= deadline) {
 			rc = -ETIMEDOUT;
+			break;
+		}
+		/* Relaxed: a flag set once; spate_ring_retire() wakes us to see it. */
+		if (atomic_load_explicit(&sh->meta.retired, memory_order_relaxed)) {
+			rc = -ESTALE;
 			break;
 		}
 		check_peers(w, goal);
@@ -1367,6 +1373,10 @@ void spate_ring_reader_close(struct spate_ring_reader *rd)
 	/* Relaxed: which of our two states the slot is in; slot_free's CAS decides. */
 	uint64_t v = atomic_load_explicit(&rd->slot->own, memory_order_relaxed);
 
+	if (v == rd->own || v == evicted)
+		/* Relaxed: ordered before the slot is reused by slot_free's
+		 * release; close frees a kept slot too. */
+		atomic_store_explicit(&rd->slot->flags, 0, memory_order_relaxed);
 	if (v == rd->own) {
 		/* Seq_cst: writers stop counting us before the slot can be
 		 * reused. The bit is ours until the slot is FREE. */
@@ -1404,6 +1414,11 @@ int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
 {
 	if (index >= SPATE_RING_MAX_READERS)
 		return -EINVAL;
+	/* Relaxed: set by the holder while it is active; a kept gate protects
+	 * records not yet persisted and is never evicted. */
+	if (atomic_load_explicit(&r->sh->readers[index].flags, memory_order_relaxed) &
+	    SPATE_RING_RSLOT_F_KEEP)
+		return -EPERM;
 	/* Relaxed: the CAS in evict_own_ validates it. */
 	uint64_t v = atomic_load_explicit(&r->sh->readers[index].own, memory_order_relaxed);
 	if (SPATE_RING_OWN_STATE(v) != SPATE_RING_SLOT_ACTIVE)
@@ -1645,6 +1660,9 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 		/* Relaxed: our own slot's word, written only by us and an evicter. */
 		if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
 			return -EPIPE;
+		/* Relaxed: a flag set once; nothing more will be published. */
+		if (atomic_load_explicit(&sh->meta.retired, memory_order_relaxed))
+			return -ESTALE;
 		uint64_t now = spate_mono_ns();
 		if (!deadline)
 			deadline = deadline_of(timeout_ns);
@@ -1672,4 +1690,207 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 			futex_sleep(low_half(&sh->pub.tail), (uint32_t)t, nap < deadline ? nap : deadline);
 		atomic_fetch_sub_explicit(&sh->pub.rd_waiters, 1, memory_order_relaxed);
 	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kept gating readers and retired rings (restart branch; see ring.h)       */
+/* ------------------------------------------------------------------------ */
+
+int spate_ring_reader_keep(struct spate_ring_reader *rd)
+{
+	/* Relaxed: our own slot; reap and evict read it with the slot's word. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
+		return -EPIPE;
+	/* Seq_cst: before any later reap or eviction looks at the slot. */
+	atomic_fetch_or_explicit(&rd->slot->flags, SPATE_RING_RSLOT_F_KEEP, memory_order_seq_cst);
+	return 0;
+}
+
+void spate_ring_reader_detach(struct spate_ring_reader *rd)
+{
+	if (!rd)
+		return;
+	/* Relaxed: informational, read by an adopter after the pos below. */
+	atomic_store_explicit(&rd->slot->seq, rd->seq, memory_order_relaxed);
+	/* Release: pairs with the acquire load of pos in find_kept/adopt (the
+	 * seq above goes with it) and, as in spate_ring_release(), with the
+	 * writers' acquire of reader positions. */
+	atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_seq_cst);
+	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
+		spate_ring_wake_writers_(rd->ring);
+	free(rd);
+}
+
+/* A kept, active slot's own word, released position and sequence number. */
+static int kept_slot(struct spate_ring_shared *sh, uint32_t i, uint64_t *own, uint64_t *pos,
+		     uint64_t *seq)
+{
+	struct spate_ring_rslot *s = &sh->readers[i];
+	/* Acquire: the lease read by the caller is this holder's. */
+	*own = atomic_load_explicit(&s->own, memory_order_acquire);
+	/* Relaxed: the word and flag decide; the CAS in adopt settles races. */
+	if (SPATE_RING_OWN_STATE(*own) != SPATE_RING_SLOT_ACTIVE ||
+	    !(atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+		return 0;
+	/* Acquire: pairs with the release store of pos in detach/release. */
+	*pos = atomic_load_explicit(&s->pos, memory_order_acquire);
+	/* Relaxed: stored before pos. */
+	*seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	return 1;
+}
+
+int spate_ring_reader_find_kept(struct spate_ring *r, uint32_t *index, uint64_t *pos,
+				uint64_t *seq)
+{
+	uint64_t own;
+
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS; i++)
+		if (kept_slot(r->sh, i, &own, pos, seq)) {
+			*index = i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_ring_wait wait,
+			    struct spate_ring_reader **out)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint64_t pos, seq, own;
+
+	if (index >= SPATE_RING_MAX_READERS || wait > SPATE_RING_WAIT_BLOCK || !out)
+		return -EINVAL;
+	if (wait == SPATE_RING_WAIT_BLOCK && (r->flags & SPATE_RING_F_NO_BLOCKING))
+		return -ENOTSUP;
+	struct spate_ring_rslot *slot = &sh->readers[index];
+	if (!kept_slot(sh, index, &own, &pos, &seq))
+		return -ENOENT;
+	/* Acquire: pairs with the release store of pid in lease_write(). */
+	if (atomic_load_explicit(&slot->lease.pid, memory_order_acquire) != (uint32_t)getpid() &&
+	    lease_alive(&slot->lease, spate_proc_pidns(), spate_mono_ns()))
+		return -EBUSY;
+	/* Acquire: pairs with the release store of tail; the slot held writers
+	 * back, so everything from pos to tail is intact. */
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	if (pos > tail || tail - pos > r->cap || (pos & 7))
+		return -EBADMSG;
+	struct spate_ring_reader *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	/* Acq_rel: one adopter wins (a new generation, still ACTIVE); ours is
+	 * the slot from here on. */
+	uint64_t nv = own + SPATE_RING_OWN_GEN1;
+	if (!atomic_compare_exchange_strong_explicit(&slot->own, &own, nv, memory_order_acq_rel,
+						     memory_order_relaxed)) {
+		free(rd);
+		return -EBUSY;
+	}
+	lease_write(&slot->lease);
+	/* Seq_cst: the slot gates writers again if a reaper of an older
+	 * version cleared the bit (ours keeps it). */
+	atomic_fetch_or_explicit(&sh->pub.reader_mask, 1ull << index, memory_order_seq_cst);
+	rd->ring = r;
+	rd->data = r->data;
+	rd->mask = r->mask;
+	rd->cap = r->cap;
+	rd->slot = slot;
+	rd->flags = r->flags;
+	rd->index = index;
+	rd->own = nv;
+	rd->beat_ns = spate_mono_ns();
+	rd->wait = wait;
+	rd->pos = pos;
+	rd->published = pos;
+	rd->tail = pos;
+	rd->bend = pos;
+	rd->seq = seq;
+	rd->left = 0;
+	if (seq == UINT64_MAX)
+		spate_ring_reader_resolve_seq(rd);
+	*out = rd;
+	return 0;
+}
+
+void spate_ring_retire(struct spate_ring *r)
+{
+	/* Seq_cst: before the wake-ups below; writers and readers load it
+	 * relaxed and are woken (or time out) to see it. */
+	atomic_store_explicit(&r->sh->meta.retired, 1, memory_order_seq_cst);
+	spate_ring_wake_writers_(r);
+	spate_ring_wake_readers_(r);
+}
+
+int spate_ring_release_batches(struct spate_ring_reader *rd, unsigned nbatches)
+{
+	uint64_t pos = rd->pos, seq = rd->seq, bts = rd->bts, records = 0;
+
+	if (rd->left)
+		return -EINVAL;
+	for (unsigned k = 0; k < nbatches;) {
+		const struct spate_ring_bhdr *h =
+			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
+		/* Relaxed: validated by the peek that returned these batches, and
+		 * ours until released. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if (!len || pos + len > rd->p_pos)
+			return -EINVAL;
+		pos += len;
+		/* Padding and skipped claims: peek_batches never returned them. */
+		if ((c & SPATE_RING_C_NODATA) || h->count == 0)
+			continue;
+		records += h->count;
+		seq = h->base_seq + h->count;
+		bts = h->ts;
+		k++;
+	}
+	if (records > rd->p_count)
+		return -EINVAL;
+	rd->p_pos = pos;
+	rd->p_seq = seq;
+	rd->p_bend = pos;
+	rd->p_bts = bts;
+	rd->p_left = 0;
+	rd->p_count = (uint32_t)records;
+	return spate_ring_release(rd, (unsigned)records);
+}
+
+int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, unsigned max)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t self = (uint32_t)getpid();
+	uint64_t myns = spate_proc_pidns(), now = spate_mono_ns();
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS + SPATE_RING_MAX_WRITERS; i++) {
+		int wr = i >= SPATE_RING_MAX_READERS;
+		uint32_t k = wr ? i - SPATE_RING_MAX_READERS : i;
+		struct spate_ring_lease *l;
+		uint64_t v;
+		/* Acquire: the lease read next is this holder's. A snapshot for
+		 * a decision reap makes again. */
+		if (wr) {
+			v = atomic_load_explicit(&sh->writers[k].own, memory_order_acquire);
+			l = &sh->writers[k].lease;
+		} else {
+			v = atomic_load_explicit(&sh->readers[k].own, memory_order_acquire);
+			l = &sh->readers[k].lease;
+			/* Relaxed: as reap reads it. */
+			if (atomic_load_explicit(&sh->readers[k].flags, memory_order_relaxed) &
+			    SPATE_RING_RSLOT_F_KEEP)
+				continue;
+		}
+		uint32_t st = SPATE_RING_OWN_STATE(v);
+		if (st != SPATE_RING_SLOT_ACTIVE && st != SPATE_RING_SLOT_EVICTED)
+			continue;
+		/* Acquire: pairs with the release store of pid in lease_write();
+		 * a pid of ours is alive without a look at /proc. */
+		uint32_t pid = atomic_load_explicit(&l->pid, memory_order_acquire);
+		if ((pid && pid == self) || lease_alive(l, myns, now))
+			continue;
+		if (n < max)
+			out[n] = (struct spate_ring_dead){ .index = k, .pid = pid, .writer = (uint32_t)wr };
+		n++;
+	}
+	return (int)n;
 }

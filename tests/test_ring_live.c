@@ -398,7 +398,8 @@ static void open_keep_reader_step(struct spate_ring *r)
 	struct spate_ring_reader *rd;
 	if (spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &rd) != 0)
 		_exit(4);
-	atomic_fetch_or(&r->sh->readers[rd->index].flags, SPATE_RING_RSLOT_F_KEEP);
+	if (spate_ring_reader_keep(rd) != 0)
+		_exit(5);
 }
 
 Test(ring_live, keep_reader_is_not_evicted, .timeout = 60)
@@ -417,9 +418,8 @@ Test(ring_live, keep_reader_is_not_evicted, .timeout = 60)
 	cr_assert_eq(hl.evicted, 0);
 	cr_assert_eq(spate_ring_reap(s.r, &nr, &nw), 0);
 	cr_assert_eq(nr, 0, "reap freed a KEEP slot");
-	/* An explicit eviction still frees the ring. */
-	cr_assert_eq(spate_ring_reader_evict(s.r, 0), 0);
-	cr_assert_eq(put_n(w, 100, 256), 0);
+	/* Nor can it be evicted by hand: only its adopter releases it. */
+	cr_assert_eq(spate_ring_reader_evict(s.r, 0), -EPERM);
 	spate_ring_writer_close(w);
 	shared_ring_free(&s);
 }

@@ -37,7 +37,7 @@ extern "C" {
 #define SPATE_RING_MAGIC 0x474e524554415053ULL /* "SPATERNG" */
 /** 2: leases (pid, start time, PID namespace, heartbeat) in every slot,
  *  generation-tagged slot words, claim checks (meta.key), SKIP batches,
- *  health counters. */
+ *  health counters, reader slot flags (kept gates), the meta's retired word. */
 #define SPATE_RING_LAYOUT_VERSION 2u
 
 /* ------------------------------------------------------------------------ */
@@ -93,7 +93,10 @@ struct spate_ring_meta {
 	uint32_t flags;          /**< SPATE_RING_F_* */
 	uint32_t cap_shift;      /**< log2(capacity) */
 	uint32_t ready;          /**< SPATE_RING_READY once formatted (release) */
-	uint32_t pad0_;
+	/** The one mutable word of the meta: non-zero once the ring's region
+	 *  was retired (see spate_ring_retire()). Read by writers on every
+	 *  reserve; it shares a read-mostly line with the fields above. */
+	_Atomic uint32_t retired;
 	/** Random per ring, never in a payload's reach: a multi-writer claim's
 	 *  header carries spate_ring_claim_check_(key, claim position) until it
 	 *  is published, so bytes left by an earlier lap cannot pass for one. */
@@ -229,6 +232,7 @@ _Static_assert(offsetof(struct spate_ring_meta, layout_version) == 8 &&
 	       offsetof(struct spate_ring_meta, capacity) == 24 &&
 	       offsetof(struct spate_ring_meta, flags) == 48 &&
 	       offsetof(struct spate_ring_meta, ready) == 56 &&
+	       offsetof(struct spate_ring_meta, retired) == 60 &&
 	       offsetof(struct spate_ring_meta, key) == 64, "meta fields");
 _Static_assert(sizeof(struct spate_ring_lease) == 32, "lease");
 _Static_assert(sizeof(struct spate_ring_rslot) == SPATE_RING_LINE &&
