@@ -396,8 +396,10 @@ static void print_rec(uint32_t shard, const struct spate_ring_rec *r)
 			h.consumer[sizeof(h.consumer) - 1] = h.stream[sizeof(h.stream) - 1] = '\0';
 			h.error[sizeof(h.error) - 1] = '\0';
 			printf("FAILED record of %s/%u seq %" PRIu64 " (consumer %s, %u attempt(s), "
-			       "reason %u: %s): ",
-			       h.stream, h.shard, h.seq, h.consumer, h.attempts, h.reason, h.error);
+			       "%s: %s%s): ",
+			       h.stream, h.shard, h.seq, h.consumer, h.attempts,
+			       spate_failure_reason_name(h.reason), h.error,
+			       h.orig_len > h.payload_len ? "; payload truncated" : "");
 			print_payload((const uint8_t *)r->data + sizeof(h), h.payload_len);
 			putchar('\n');
 			return;

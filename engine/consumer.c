@@ -40,22 +40,14 @@
 
 #define BISECT_DEPTH 64u
 
-/* Several tasks of one consumer share a counter: they may run on
- * different workers, so these need an atomic add. */
-static void add_shared(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
-}
-
 static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl, const char *fmt,
 		     ...)
 {
 	struct spate_task *t = h->host_private;
-	struct spate_slog_ctx ctx = { t->c->p.name, t->ctx.stream, t->shard, t->lane };
 	va_list ap;
 
 	va_start(ap, fmt);
-	spate_slog_v(lvl, &ctx, fmt, ap); /* text or JSON, rate-limited per call site */
+	spate_slog_v(lvl, &t->logctx, fmt, ap); /* text or JSON, rate-limited per call site */
 	va_end(ap);
 }
 
@@ -65,12 +57,10 @@ __attribute__((format(printf, 3, 4))) static void task_msg(const struct spate_ta
 							  enum spate_log_level lvl,
 							  const char *fmt, ...)
 {
-	struct spate_slog_ctx ctx = { t->c->p.name, spate_stream_name(t->c->stream), t->shard,
-				      t->lane };
 	va_list ap;
 
 	va_start(ap, fmt);
-	spate_slog_v(lvl, &ctx, fmt, ap);
+	spate_slog_v(lvl, &t->logctx, fmt, ap);
 	va_end(ap);
 }
 
@@ -90,7 +80,26 @@ static int task_put(const struct spate_plugin_host *h, const char *stream, const
 	return rc;
 }
 
-/* Send one record to the failure destination, payload included. */
+const char *spate_failure_reason_name(uint32_t reason)
+{
+	switch (reason) {
+	case SPATE_FAIL_RETRIES_EXHAUSTED:
+		return "retries exhausted";
+	case SPATE_FAIL_RECORD_EXPIRED:
+		return "record expired";
+	default:
+		return "unknown";
+	}
+}
+
+/*
+ * Send one record to the failure destination, payload included. A payload
+ * that would make the envelope larger than the failure stream's
+ * max_record_size is cut to fit, its own length kept in orig_len: a failed
+ * record is never dropped for its size (the configuration check refuses a
+ * failure stream too small for the source's records, so this is the
+ * fallback for configurations built in C or streams attached as they are).
+ */
 static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, uint32_t attempts,
 			enum spate_failure_reason why, const char *error)
 {
@@ -98,23 +107,27 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	struct spate_failed_record h;
 	struct spate_put_result res;
 	uint8_t stackbuf[4096], *buf = stackbuf;
-	size_t total = sizeof(h) + r->len;
+	uint32_t len = r->len;
 	int rc;
 
-	add_shared(&c->failed, 1);
+	spate_stats_add(&t->st.slot->failed, 1);
 	if (why == SPATE_FAIL_RECORD_EXPIRED)
-		add_shared(&c->expired, 1);
-	if (t->st.slot) { /* counters region: this task's poller is the one writer */
-		spate_stats_add(&t->st.slot->failed, 1);
-		if (why == SPATE_FAIL_RECORD_EXPIRED)
-			spate_stats_add(&t->st.slot->expired, 1);
-	}
+		spate_stats_add(&t->st.slot->expired, 1);
 	if (!c->dlq) {
 		task_msg(t, SPATE_LOG_WARN,
-			 "record %" PRIu64 " given up (%s) and dropped: no on_failure destination",
-			 r->seq, error && *error ? error : "no reason");
+			 "record %" PRIu64 " given up (%s: %s) and dropped: no on_failure destination",
+			 r->seq, spate_failure_reason_name(why), error && *error ? error : "no reason");
 		return;
 	}
+	uint64_t room = spate_ring_max_record(spate_stream_ring(c->dlq->stream, 0));
+	if (sizeof(h) + (uint64_t)len > room) {
+		len = room > sizeof(h) ? (uint32_t)(room - sizeof(h)) : 0;
+		task_msg(t, SPATE_LOG_WARN,
+			 "record %" PRIu64 " (%u bytes) does not fit on_failure stream %s with its "
+			 "%zu-byte envelope (max_record_size %" PRIu64 "): payload cut to %u bytes",
+			 r->seq, r->len, spate_stream_name(c->dlq->stream), sizeof(h), room, len);
+	}
+	size_t total = sizeof(h) + len;
 	memset(&h, 0, sizeof(h));
 	h.magic = SPATE_FAILED_MAGIC;
 	h.hdr_size = sizeof(h);
@@ -124,9 +137,10 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	h.shard = t->shard;
 	h.attempts = attempts;
 	h.key_hash = r->key_hash;
-	h.payload_len = r->len;
+	h.payload_len = len;
+	h.orig_len = r->len;
 	h.reason = why;
-	snprintf(h.consumer, sizeof(h.consumer), "%s", c->p.name);
+	snprintf(h.consumer, sizeof(h.consumer), "%s", c->k->name);
 	snprintf(h.stream, sizeof(h.stream), "%s", spate_stream_name(c->stream));
 	snprintf(h.error, sizeof(h.error), "%s", error ? error : "");
 	if (total > sizeof(stackbuf)) {
@@ -138,34 +152,36 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 		}
 	}
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), r->data, r->len);
+	memcpy(buf + sizeof(h), r->data, len);
 	pthread_mutex_lock(&c->dlq->lock);
 	rc = spate_put_hash(c->dlq->prod, r->key_hash, buf, total, &res);
 	pthread_mutex_unlock(&c->dlq->lock);
 	if (rc < 0)
-		task_msg(t, SPATE_LOG_ERROR, "record %" PRIu64 " could not reach on_failure stream %s: %s",
-			 r->seq, spate_stream_name(c->dlq->stream), strerror(-rc));
+		task_msg(t, SPATE_LOG_ERROR,
+			 "record %" PRIu64 " (%s) could not reach on_failure stream %s: %s", r->seq,
+			 spate_failure_reason_name(why), spate_stream_name(c->dlq->stream),
+			 strerror(-rc));
 	if (buf != stackbuf)
 		free(buf);
 }
 
 static bool expired(const struct spate_task *t, const struct spate_ring_rec *r, uint64_t now_rt)
 {
-	uint64_t age = t->c->p.max_age_ns;
+	uint64_t age = t->c->max_age_ns;
 	return age != UINT64_MAX && now_rt > r->ts && now_rt - r->ts > age;
 }
 
-static uint64_t backoff(const struct spate_consumer_params *p, uint32_t attempt)
+static uint64_t backoff(const struct spate_config_consumer *p, uint32_t attempt)
 {
-	uint64_t b = p->backoff_ns;
-	for (uint32_t i = 1; i < attempt && b < p->backoff_max_ns; i++)
+	uint64_t b = p->retry_backoff_ns ? p->retry_backoff_ns : 1;
+	for (uint32_t i = 1; i < attempt && b < p->retry_backoff_max_ns; i++)
 		b *= 2;
-	return b < p->backoff_max_ns ? b : p->backoff_max_ns;
+	return b < p->retry_backoff_max_ns ? b : p->retry_backoff_max_ns;
 }
 
 uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard)
 {
-	uint32_t lanes = c->p.parallelization;
+	uint32_t lanes = c->lanes;
 	uint64_t min = UINT64_MAX;
 
 	for (uint32_t l = 0; l < lanes; l++) {
@@ -182,240 +198,20 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
 	return min;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Sources: the shard's ring, or its log (history, or a consumer that fell   */
-/* too far behind)                                                          */
-/* ------------------------------------------------------------------------ */
-
-static int open_ring_reader(struct spate_task *t, enum spate_ring_start start)
+/* A delivery of @p n records, counted once: in the task's slot (the
+ * counters region's, or the consumer's own when it is off: then there are
+ * no histograms for process time and batch size). */
+static inline void count_delivery(struct spate_task *t, uint32_t n, uint64_t ns, bool retry)
 {
-	struct spate_ring *r = spate_stream_ring(t->c->stream, t->shard);
-	int rc = spate_ring_reader_open(r, start, t->c->p.wait, &t->rd);
-
-	if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
-		rc = spate_ring_reader_open(r, start, SPATE_RING_WAIT_YIELD, &t->rd);
-	return rc;
-}
-
-void spate_consumer_task_catchup(struct spate_task *t)
-{
-	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
-	/* Relaxed: display only. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-
-	if (!t->st.slot)
+	if (t->st.batch) {
+		spate_stats_task_delivery(&t->st, n, ns, retry);
 		return;
-	spate_stats_task_catchup(t->st.slot, next == UINT64_MAX ? 0 : next,
-				 atomic_load_explicit(&d->written_seq, memory_order_relaxed));
-}
-
-/* Read the shard's log from @p from / @p arg; the ring reader (if any) is
- * closed, so this task no longer holds the writers back. */
-static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
-{
-	struct spate_log_reader *lrd = NULL;
-	int rc = spate_log_reader_open(t->log_dir, from, arg, &lrd);
-
-	if (rc < 0)
-		return rc;
-	if (t->rd) {
-		spate_ring_reader_close(t->rd);
-		t->rd = NULL;
 	}
-	t->lrd = lrd;
-	t->dhave = 0;
-	t->dbuf_len = 0;
-	/* Relaxed: a status for monitors. */
-	atomic_store_explicit(&t->on_log, 1, memory_order_relaxed);
-	spate_consumer_task_catchup(t);
-	return 0;
-}
-
-/* At the end of the log: go on from the ring if it still holds the next
- * record (the persister gates the ring, so it does unless writers moved on
- * between the log's end and now, and then the log has those records).
- * Returns 1 (on the ring), 0 (stay on the log), <0. */
-static int to_ring(struct spate_task *t)
-{
-	/* Relaxed: only this task's poller writes it. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-	int rc = open_ring_reader(t, SPATE_RING_START_OLDEST);
-
-	if (rc < 0)
-		return rc;
-	if (next != UINT64_MAX) {
-		rc = spate_ring_reader_resolve_seq(t->rd);
-		if (rc == 0 && t->rd->seq != UINT64_MAX && t->rd->seq > next) {
-			spate_ring_reader_close(t->rd);
-			t->rd = NULL;
-			return 0;
-		}
-		/* Pass over the batches the log gave us already, headers only;
-		 * the skip filter drops the rest of the batch holding next. */
-		struct spate_ring_span sp[64];
-		int n;
-		while ((n = spate_ring_peek_batches(t->rd, sp, 64, UINT64_MAX)) > 0) {
-			unsigned done = 0;
-			int k = 0;
-			while (k < n && sp[k].base_seq + sp[k].count <= next)
-				done += sp[k++].count;
-			if (done)
-				spate_ring_release(t->rd, done);
-			if (k < n)
-				break;
-		}
-		if (next > t->skip_below_seq)
-			t->skip_below_seq = next; /* the ring's older records are done */
-	}
-	spate_log_reader_close(t->lrd);
-	t->lrd = NULL;
-	atomic_store_explicit(&t->on_log, 0, memory_order_relaxed);
-	if (t->st.slot)
-		spate_stats_task_on_ring(t->st.slot, t->rd->index);
-	return 1;
-}
-
-static int dbuf_reserve(struct spate_task *t, size_t more)
-{
-	if (t->dbuf_len + more <= t->dbuf_cap)
-		return 0;
-	size_t cap = t->dbuf_cap ? t->dbuf_cap : 64 * 1024;
-	while (cap < t->dbuf_len + more)
-		cap *= 2;
-	uint8_t *b = realloc(t->dbuf, cap);
-	if (!b)
-		return -ENOMEM;
-	t->dbuf = b;
-	t->dbuf_cap = cap;
-	return 0;
-}
-
-/* spate_ring_peek() for a task on the log: buffered records first, then
- * more from the log, copied (a log reader's views last only until its next
- * read; a batch must stay put until it is released). */
-static int disk_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
-{
-	struct spate_consumer *c = t->c;
-	uint64_t bytes = 0;
-
-	for (uint32_t i = 0; i < t->dhave; i++)
-		bytes += t->drec[i].len;
-	while (t->dhave < max && bytes < max_bytes) {
-		struct spate_ring_rec r[64];
-		uint64_t skipped = 0;
-		unsigned want = max - t->dhave < 64 ? max - t->dhave : 64;
-		int n = spate_log_read(t->lrd, r, want, &skipped);
-		if (skipped) {
-			/* Relaxed: a statistic. */
-			atomic_fetch_add_explicit(&t->disk_gaps, skipped, memory_order_relaxed);
-			task_msg(t, SPATE_LOG_WARN,
-				 "retention deleted %" PRIu64 " record(s) before they were read; going "
-				 "on at the oldest retained record",
-				 skipped);
-		}
-		if (n <= 0) {
-			if (n < 0)
-				return n;
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			size_t sz = ((size_t)r[i].len + 7) & ~(size_t)7;
-			if (dbuf_reserve(t, sz) < 0)
-				return -ENOMEM;
-			if (r[i].len)
-				memcpy(t->dbuf + t->dbuf_len, r[i].data, r[i].len);
-			t->drec[t->dhave] = r[i];
-			t->drec[t->dhave].data = NULL;
-			t->doff[t->dhave] = t->dbuf_len;
-			t->dbuf_len += sz;
-			t->dhave++;
-			bytes += r[i].len;
-		}
-		atomic_fetch_add_explicit(&t->disk_records, (uint64_t)n, memory_order_relaxed);
-	}
-	if (!t->dhave) {
-		int rc = to_ring(t);
-		return rc < 0 ? rc : 0;
-	}
-	/* The catch-up's end moves on while producers write: show the
-	 * current one (where the ring will take over, at the latest). */
-	if (t->st.slot)
-		spate_stats_set(&t->st.slot->catchup_target,
-				atomic_load_explicit(&spate_stream_dur(c->stream, t->shard)->written_seq,
-						     memory_order_relaxed));
-	/* As the ring does: stop before the record that passes max_bytes
-	 * (but always at least one). */
-	unsigned k = 0;
-	bytes = 0;
-	while (k < t->dhave && k < max && (k == 0 || bytes + t->drec[k].len <= max_bytes)) {
-		bytes += t->drec[k].len;
-		t->raw[k] = t->drec[k];
-		t->raw[k].data = t->dbuf + t->doff[k];
-		k++;
-	}
-	return (int)k;
-}
-
-static void disk_release(struct spate_task *t, unsigned k)
-{
-	if (k > t->dhave)
-		k = t->dhave;
-	t->dhave -= k;
-	memmove(t->drec, t->drec + k, t->dhave * sizeof(*t->drec));
-	memmove(t->doff, t->doff + k, t->dhave * sizeof(*t->doff));
-	if (!t->dhave) {
-		t->dbuf_len = 0;
-	} else if (t->doff[0] > t->dbuf_cap / 2) {
-		/* Payloads are in order: slide the live ones to the front. */
-		size_t base = t->doff[0];
-		memmove(t->dbuf, t->dbuf + base, t->dbuf_len - base);
-		t->dbuf_len -= base;
-		for (uint32_t i = 0; i < t->dhave; i++)
-			t->doff[i] -= base;
-	}
-}
-
-static int src_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
-{
-	return t->lrd ? disk_peek(t, max, max_bytes) : spate_ring_peek(t->rd, t->raw, max, max_bytes);
-}
-
-static void src_release(struct spate_task *t, unsigned k)
-{
-	if (t->lrd)
-		disk_release(t, k);
-	else
-		spate_ring_release(t->rd, k);
-}
-
-/* A task on a persisted stream more than half a ring behind goes on from the
- * log, so it never holds the producers back (only the persister does), if
- * the log already has its next record. */
-static void maybe_spill(struct spate_task *t)
-{
-	uint64_t lag_bytes = 0;
-
-	spate_ring_lag(t->rd, NULL, &lag_bytes);
-	if (lag_bytes <= t->ring_cap / 2 || t->rd->seq == UINT64_MAX)
-		return;
-	/* Relaxed: only this task's poller writes it. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-	if (next == UINT64_MAX || next < t->rd->seq)
-		next = t->rd->seq;
-	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
-	/* Relaxed: a hint. The log's contents are read through the file, not
-	 * this memory; were the hint early, the log reader would find its end
-	 * and the task would go back to the ring (to_ring). */
-	uint64_t written = atomic_load_explicit(&d->written_seq, memory_order_relaxed);
-	if (written <= next)
-		return;
-	if (to_disk(t, SPATE_LOG_FROM_SEQ, next) == 0) {
-		atomic_fetch_add_explicit(&t->spills, 1, memory_order_relaxed);
-		task_msg(t, SPATE_LOG_INFO,
-			 "%" PRIu64 " bytes behind (more than half the ring): reading from the log "
-			 "at %" PRIu64 " until caught up",
-			 lag_bytes, next);
-	}
+	spate_stats_add(&t->st.slot->batches, 1);
+	if (retry)
+		spate_stats_add(&t->st.slot->retries, 1);
+	if (ns)
+		spate_stats_add(&t->st.slot->process_ns, ns);
 }
 
 static void batch_done(struct spate_task *t, uint64_t now)
@@ -423,14 +219,14 @@ static void batch_done(struct spate_task *t, uint64_t now)
 	struct spate_consumer *c = t->c;
 	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
 
-	src_release(t, t->n_raw);
+	spate_source_release(&t->src, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
-	if (t->st.slot)
-		spate_stats_set(&t->st.slot->checkpoint, next);
-	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
+	spate_stats_set(&t->st.slot->checkpoint, next);
+	if (c->ckpt && (!c->k->checkpoint_interval_ns ||
+			now - t->ckpt_ns >= c->k->checkpoint_interval_ns)) {
 		t->ckpt_ns = now;
-		uint64_t shard_next = c->p.parallelization == 1 ? next
+		uint64_t shard_next = c->lanes == 1 ? next
 								: spate_consumer_shard_next(c, t->shard);
 		if (shard_next != UINT64_MAX)
 			spate_stream_ckpt_set(c->ckpt, t->shard, shard_next);
@@ -460,11 +256,14 @@ static void task_die(struct spate_task *t, const char *why)
  * batch is ready or nothing is there, <0 on a ring error. */
 static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 {
-	const struct spate_consumer_params *p = &t->c->p;
-
-	if (t->log_dir && t->rd && !t->window_start)
-		maybe_spill(t);
-	int got = src_peek(t, p->batch_size, p->batch_bytes);
+	const struct spate_consumer *c = t->c;
+	const struct spate_config_consumer *p = c->k;
+	/* Relaxed: only this task's poller writes it. */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
+	/* The source may move between ring and log unless records are held
+	 * back for the batching window. */
+	int got = spate_source_peek(&t->src, t->raw, p->batch_size, p->batch_bytes, next,
+				    !t->window_start);
 
 	*ready = false;
 	if (got <= 0) {
@@ -475,7 +274,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	 * it is this task's to handle. Lanes of a shard checkpoint at their
 	 * minimum, so a lane stuck on its first batch holds the shard back
 	 * (and shows as lag) instead of being skipped over. */
-	if (atomic_load_explicit(&t->next_seq, memory_order_relaxed) == UINT64_MAX)
+	if (next == UINT64_MAX)
 		atomic_store_explicit(&t->next_seq, t->raw[0].seq, memory_order_release);
 	if (t->skip_below_seq || t->skip_below_ts) {
 		int k = 0;
@@ -486,7 +285,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 			t->skip_below_ts = 0;
 		}
 		if (k > 0) {
-			src_release(t, (unsigned)k);
+			spate_source_release(&t->src, (unsigned)k);
 			atomic_store_explicit(&t->next_seq, t->raw[k - 1].seq + 1, memory_order_release);
 			return k;
 		}
@@ -499,16 +298,16 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	}
 	t->window_start = 0;
 	t->n_raw = (uint32_t)got;
-	if (p->parallelization > 1) {
+	if (c->lanes > 1) {
 		uint32_t n = 0;
 		for (int i = 0; i < got; i++)
-			if (t->raw[i].key_hash % p->parallelization == t->lane)
+			if (t->raw[i].key_hash % c->lanes == t->lane)
 				t->views[n++] = t->raw[i];
 		t->n = n;
 	} else {
 		t->n = (uint32_t)got;
 	}
-	if (p->max_age_ns != UINT64_MAX) {
+	if (c->max_age_ns != UINT64_MAX) {
 		uint64_t rt = spate_now_ns();
 		uint32_t i = 0, n;
 		/* Find the first expired record; compact only from there (the
@@ -536,7 +335,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 int spate_task_poll(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
-	const struct spate_consumer_params *p = &c->p;
+	const struct spate_config_consumer *p = c->k;
 	int handled = 0;
 
 	if (t->dead)
@@ -550,7 +349,8 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		int rc = assemble(t, now, &ready);
 		if (rc < 0) {
 			char why[120];
-			snprintf(why, sizeof(why), "%s: %s", t->lrd ? "reading the log" : "reading the ring",
+			snprintf(why, sizeof(why), "%s: %s",
+				 spate_source_on_log(&t->src) ? "reading the log" : "reading the ring",
 				 rc == -EPIPE ? "reader evicted" : strerror(-rc));
 			task_die(t, why);
 			return -1;
@@ -572,7 +372,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->attempt = 0;
 			continue;
 		}
-		if (p->max_age_ns != UINT64_MAX && t->attempt) {
+		if (c->max_age_ns != UINT64_MAX && t->attempt) {
 			uint64_t rt = spate_now_ns();
 			while (t->lo < t->hi && expired(t, &t->views[t->lo], rt)) {
 				send_failed(t, &t->views[t->lo], t->prior + t->attempt,
@@ -599,7 +399,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		memset(&res, 0, sizeof(res));
 		/* Records read back from the log would measure their age, not
 		 * the pipeline: sample only ring deliveries. */
-		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
+		if ((t->lat_tick++ & 7) == 0 && !spate_source_on_log(&t->src)) {
 			/* The oldest record's commit to its delivery: what the
 			 * producer -> plugin latency is, sampled to stay cheap.
 			 * Into the consumer's histogram (the region's, or the
@@ -608,21 +408,14 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			 * record. Its few relaxed RMWs come once per sampled
 			 * batch (1 delivery in 8), never per record: negligible. */
 			uint64_t rt = spate_now_ns();
-			struct spate_hist *lh = t->st.slot ? t->st.latency : c->lat;
-			if (lh)
-				spate_hist_record_mw(lh, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+			spate_hist_record_mw(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
 		}
 		/* Counters region: time process() on the deliveries whose latency
 		 * was just sampled (1 in 8), to keep clock reads off the others. */
-		uint64_t pt0 = t->st.slot && (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
+		uint64_t pt0 = (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
 		int rc = t->pl->process(t->state, &b, &res);
 		t->attempt++;
-		if (t->st.slot)
-			spate_stats_task_delivery(&t->st, cnt, pt0 ? spate_mono_ns() - pt0 : 0,
-						  t->attempt > 1);
-		add_shared(&c->batches, 1);
-		if (t->attempt > 1)
-			add_shared(&c->retries, 1);
+		count_delivery(t, cnt, pt0 ? spate_mono_ns() - pt0 : 0, t->attempt > 1);
 		if (!t->first_done) {
 			t->first_done = true;
 			uint64_t d = spate_mono_ns() - c->started_ns;
@@ -645,9 +438,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			uint64_t bytes = 0;
 			for (uint32_t i = 0; i < done; i++)
 				bytes += t->views[t->lo + i].len;
-			add_shared(&c->records, done);
-			add_shared(&c->bytes, bytes);
-			if (t->st.slot && done)
+			if (done)
 				spate_stats_task_done(t->st.slot, done, bytes, t->views[t->lo + done - 1].ts);
 			handled += (int)done;
 			t->lo += done;
@@ -665,11 +456,16 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			return -1;
 		}
 		/* Failure of [lo, hi): split, give up, or back off. */
-		if (t->st.slot)
-			spate_stats_add(&t->st.slot->errors, 1);
-		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
-		    t->depth < BISECT_DEPTH) {
-			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
+		spate_stats_add(&t->st.slot->errors, 1);
+		if (p->bisect_on_error && t->hi - t->lo > 1 && t->depth < BISECT_DEPTH) {
+			/* RETRY: split in halves. PARTIAL: split at the record
+			 * that failed, as Lambda does with ReportBatchItemFailures
+			 * and BisectBatchOnFunctionError ("bisected at the returned
+			 * sequence number"): it is retried on its own, the records
+			 * after it afterwards, so only records that fail on their
+			 * own reach the failure destination. */
+			uint32_t mid = st == SPATE_BATCH_PARTIAL ? t->lo + 1
+								 : t->lo + (t->hi - t->lo) / 2;
 			/* Both halves were in every delivery of [lo, hi): the
 			 * failure envelope counts them (attempts). */
 			t->prior += t->attempt;
@@ -677,20 +473,23 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->stack[t->depth][1] = t->hi;
 			t->stack[t->depth][2] = t->prior;
 			t->depth++;
-			if (t->st.slot)
-				spate_stats_add(&t->st.slot->bisections, 1);
+			spate_stats_add(&t->st.slot->bisections, 1);
 			t->hi = mid;
 			t->attempt = 0;
 			continue;
 		}
 		if (p->max_retry_attempts >= 0 && t->attempt > (uint64_t)p->max_retry_attempts) {
-			/* Bisecting leaves a single poison record here; otherwise the
-			 * whole range is given up, as Lambda does. */
-			for (uint32_t i = t->lo; i < t->hi; i++)
+			/* PARTIAL: the plugin named the record that failed; only
+			 * it is given up, the records after it are delivered
+			 * afresh. RETRY: bisecting leaves a single poison record
+			 * here; otherwise the whole range is given up, as Lambda
+			 * does. */
+			uint32_t end = st == SPATE_BATCH_PARTIAL ? t->lo + 1 : t->hi;
+			for (uint32_t i = t->lo; i < end; i++)
 				send_failed(t, &t->views[i], t->prior + t->attempt,
 					    SPATE_FAIL_RETRIES_EXHAUSTED, res.error);
-			handled += (int)(t->hi - t->lo);
-			t->lo = t->hi;
+			handled += (int)(end - t->lo);
+			t->lo = end;
 			t->attempt = 0;
 			continue;
 		}
@@ -713,7 +512,7 @@ uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 	else if (t->n_raw)
 		d = 0;
 	if (t->window_start) {
-		uint64_t end = t->window_start + t->c->p.batch_window_ns;
+		uint64_t end = t->window_start + t->c->k->batch_window_ns;
 		uint64_t w = end > now ? end - now : 0;
 		if (w < d)
 			d = w;
@@ -726,24 +525,41 @@ uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 	return d;
 }
 
-int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
-			size_t errlen)
+int spate_consumer_init(struct spate_consumer *c, const struct spate_config_consumer *k,
+			const struct spate_config_stream *cs, const uint64_t *resume_next,
+			char *err, size_t errlen)
 {
-	const struct spate_consumer_params *p = &c->p;
 	uint32_t shards = spate_stream_shards(c->stream);
-	uint32_t lanes = p->parallelization ? p->parallelization : 1;
+	uint32_t lanes = k->parallelization ? k->parallelization : 1;
 	uint32_t i;
 	int rc;
 
+	c->k = k;
+	c->lanes = lanes;
+	c->max_age_ns = k->max_record_age_ns;
+	/* Retrying "until the record expires" with no max age: the stream's
+	 * retention is the expiry, as in Kinesis, so a poison record never
+	 * stalls its shard without bound. */
+	if (k->max_retry_attempts < 0 && c->max_age_ns == SPATE_CONFIG_NEVER)
+		c->max_age_ns = cs->retention_ns;
 	c->ntasks = shards * lanes;
 	c->tasks = calloc(c->ntasks, sizeof(*c->tasks));
-	if (!c->tasks)
-		return -ENOMEM;
+	c->opts = calloc(k->n_options ? k->n_options : 1, sizeof(*c->opts));
+	c->local_st = aligned_alloc(SPATE_STATS_LINE, c->ntasks * sizeof(*c->local_st));
 	pthread_mutex_init(&c->lock, NULL);
+	if (!c->tasks || !c->opts || !c->local_st) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	memset(c->local_st, 0, c->ntasks * sizeof(*c->local_st));
+	for (i = 0; i < k->n_options; i++) {
+		c->opts[i].key = k->options[i].key;
+		c->opts[i].value = k->options[i].value;
+	}
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_STOPPED, memory_order_relaxed);
-	rc = spate_stream_ckpt_open(c->stream, p->name, &c->ckpt);
+	rc = spate_stream_ckpt_open(c->stream, k->name, &c->ckpt);
 	if (rc < 0) {
-		snprintf(err, errlen, "consumer %s: checkpoint table of stream %s: %s", p->name,
+		snprintf(err, errlen, "consumer %s: checkpoint table of stream %s: %s", k->name,
 			 spate_stream_name(c->stream), strerror(-rc));
 		goto err;
 	}
@@ -751,72 +567,63 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		struct spate_task *t = &c->tasks[i];
 		uint32_t shard = i / lanes;
 		uint64_t resume = resume_next ? resume_next[shard] : UINT64_MAX;
-		enum spate_ring_start start = SPATE_RING_START_OLDEST;
+		struct spate_source_start at = { .ring = SPATE_RING_START_OLDEST,
+						 .history = true,
+						 .from = SPATE_LOG_FROM_OLDEST };
 
 		t->c = c;
 		t->shard = shard;
 		t->lane = i % lanes;
-		t->raw = calloc(p->batch_size, sizeof(*t->raw));
-		t->views = lanes > 1 ? calloc(p->batch_size, sizeof(*t->views)) : t->raw;
+		t->logctx = (struct spate_slog_ctx){ k->name, spate_stream_name(c->stream), shard,
+						     t->lane };
+		t->st.slot = &c->local_st[i];
+		spate_stats_set(&t->st.slot->checkpoint, UINT64_MAX);
+		t->raw = calloc(k->batch_size, sizeof(*t->raw));
+		t->views = lanes > 1 ? calloc(k->batch_size, sizeof(*t->views)) : t->raw;
 		t->stack = calloc(BISECT_DEPTH, sizeof(*t->stack));
 		if (!t->raw || !t->views || !t->stack) {
 			rc = -ENOMEM;
 			goto err;
 		}
 		atomic_store_explicit(&t->next_seq, UINT64_MAX, memory_order_relaxed);
-		t->ring_cap = spate_stream_ring(c->stream, shard)->cap;
-		char dir[SPATE_CONFIG_PATH_MAX];
-		if (spate_eng_shard_log_dir(c->e, c->stream, shard, dir, sizeof(dir)) == 0) {
-			t->log_dir = strdup(dir);
-			t->drec = calloc(p->batch_size, sizeof(*t->drec));
-			t->doff = calloc(p->batch_size, sizeof(*t->doff));
-			if (!t->log_dir || !t->drec || !t->doff) {
-				rc = -ENOMEM;
-				goto err;
-			}
-		}
 		/* Where to begin; on a persisted stream, history comes from the
 		 * log (everything retained), then the ring once caught up. */
-		enum spate_log_from from = SPATE_LOG_FROM_OLDEST;
-		uint64_t arg = 0;
-		bool history = true;
 		if (resume != UINT64_MAX) {
 			t->skip_below_seq = resume; /* the checkpoint wins over starting_position */
 			atomic_store_explicit(&t->next_seq, resume, memory_order_relaxed);
-			from = SPATE_LOG_FROM_SEQ;
-			arg = resume;
+			at.from = SPATE_LOG_FROM_SEQ;
+			at.arg = resume;
 		} else {
-			switch (p->start) {
-			case SPATE_START_TRIM_HORIZON:
+			switch (k->starting_position) {
+			case SPATE_CONFIG_START_TRIM_HORIZON:
 				break;
-			case SPATE_START_LATEST:
-				start = SPATE_RING_START_LATEST;
-				history = false;
+			case SPATE_CONFIG_START_LATEST:
+				at.ring = SPATE_RING_START_LATEST;
+				at.history = false;
 				break;
-			case SPATE_START_AT_SEQUENCE:
-				t->skip_below_seq = p->start_seq;
-				from = SPATE_LOG_FROM_SEQ;
-				arg = p->start_seq;
+			case SPATE_CONFIG_START_AT_SEQUENCE:
+				t->skip_below_seq = k->starting_sequence;
+				at.from = SPATE_LOG_FROM_SEQ;
+				at.arg = k->starting_sequence;
 				break;
-			case SPATE_START_AFTER_SEQUENCE:
-				t->skip_below_seq = p->start_seq + 1;
-				from = SPATE_LOG_FROM_SEQ;
-				arg = p->start_seq + 1;
+			case SPATE_CONFIG_START_AFTER_SEQUENCE:
+				t->skip_below_seq = k->starting_sequence + 1;
+				at.from = SPATE_LOG_FROM_SEQ;
+				at.arg = k->starting_sequence + 1;
 				break;
-			case SPATE_START_AT_TIMESTAMP:
-				t->skip_below_ts = p->start_ts;
-				from = SPATE_LOG_FROM_TIME;
-				arg = p->start_ts;
+			case SPATE_CONFIG_START_AT_TIMESTAMP:
+				t->skip_below_ts = k->starting_timestamp_ns;
+				at.from = SPATE_LOG_FROM_TIME;
+				at.arg = k->starting_timestamp_ns;
 				break;
 			}
 		}
-		rc = -ENOENT;
-		if (t->log_dir && history)
-			rc = to_disk(t, from, arg);
-		if (rc == -ENOENT) /* no log yet: the ring holds everything there is */
-			rc = open_ring_reader(t, start);
+		char dir[SPATE_CONFIG_PATH_MAX];
+		bool has_log = spate_eng_shard_log_dir(c->e, c->stream, shard, dir, sizeof(dir)) == 0;
+		rc = spate_source_open(&t->src, c->stream, shard, has_log ? dir : NULL, k->wait,
+				       k->batch_size, &at, &t->logctx, &t->st);
 		if (rc < 0) {
-			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", p->name,
+			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", k->name,
 				 spate_stream_name(c->stream), shard, strerror(-rc));
 			goto err;
 		}
@@ -825,20 +632,58 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		t->host.put = task_put;
 		t->host.host_private = t;
 		t->ctx.struct_size = sizeof(t->ctx);
-		t->ctx.consumer = p->name;
+		t->ctx.consumer = k->name;
 		t->ctx.stream = spate_stream_name(c->stream);
 		t->ctx.shard = shard;
 		t->ctx.lane = t->lane;
-		t->ctx.opts = p->opts;
-		t->ctx.n_opts = p->n_opts;
+		t->ctx.opts = c->opts;
+		t->ctx.n_opts = k->n_options;
 		t->ctx.host = &t->host;
 	}
 	return 0;
 err:
 	if (rc == -ENOMEM)
-		snprintf(err, errlen, "consumer %s: out of memory", p->name);
+		snprintf(err, errlen, "consumer %s: out of memory", k->name);
 	spate_consumer_fini(c);
 	return rc;
+}
+
+void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
+			       const struct spate_stats_tref *ref)
+{
+	struct spate_task *t = &c->tasks[i];
+
+	if (ref && ref->slot) {
+		t->st = *ref;
+		/* Relaxed: the poller is not running yet (before the start). */
+		spate_stats_set(&t->st.slot->checkpoint,
+				atomic_load_explicit(&t->next_seq, memory_order_relaxed));
+	} else {
+		memset(&t->st, 0, sizeof(t->st));
+		t->st.slot = &c->local_st[i];
+		t->st.latency = c->lat;
+	}
+	spate_source_describe(&t->src, atomic_load_explicit(&t->next_seq, memory_order_relaxed));
+}
+
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_stats *out)
+{
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		const struct spate_task *t = &c->tasks[i];
+		const struct spate_stats_task *x = t->st.slot;
+		/* Relaxed: counters with one writer each, read for display
+		 * (and by tests after the workers were joined). */
+		out->records += atomic_load_explicit(&x->records, memory_order_relaxed);
+		out->bytes += atomic_load_explicit(&x->bytes, memory_order_relaxed);
+		out->batches += atomic_load_explicit(&x->batches, memory_order_relaxed);
+		out->retries += atomic_load_explicit(&x->retries, memory_order_relaxed);
+		out->failed += atomic_load_explicit(&x->failed, memory_order_relaxed);
+		out->expired += atomic_load_explicit(&x->expired, memory_order_relaxed);
+		out->log_records += atomic_load_explicit(&t->src.log_records, memory_order_relaxed);
+		out->log_gaps += atomic_load_explicit(&t->src.log_gaps, memory_order_relaxed);
+		out->log_spills += atomic_load_explicit(&t->src.spills, memory_order_relaxed);
+		out->on_log += atomic_load_explicit(&t->src.on_log, memory_order_relaxed);
+	}
 }
 
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen)
@@ -856,7 +701,7 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 			worst = d;
 		if (rc < 0) {
 			snprintf(err, errlen, "consumer %s: plugin %s init for shard %u failed: %s",
-				 c->p.name, pl->name, t->shard, strerror(-rc));
+				 c->k->name, pl->name, t->shard, strerror(-rc));
 			while (i--) {
 				struct spate_task *u = &c->tasks[i];
 				if (u->pl->fini)
@@ -908,23 +753,22 @@ void spate_consumer_fini(struct spate_consumer *c)
 {
 	free(c->lat);
 	c->lat = NULL;
-	if (!c->tasks)
-		return;
-	for (uint32_t i = 0; i < c->ntasks; i++) {
-		struct spate_task *t = &c->tasks[i];
-		spate_ring_reader_close(t->rd);
-		spate_log_reader_close(t->lrd);
-		free(t->log_dir);
-		free(t->dbuf);
-		free(t->drec);
-		free(t->doff);
-		if (t->views != t->raw)
-			free(t->views);
-		free(t->raw);
-		free(t->stack);
+	free(c->opts);
+	c->opts = NULL;
+	if (c->tasks) {
+		for (uint32_t i = 0; i < c->ntasks; i++) {
+			struct spate_task *t = &c->tasks[i];
+			spate_source_close(&t->src);
+			if (t->views != t->raw)
+				free(t->views);
+			free(t->raw);
+			free(t->stack);
+		}
+		free(c->tasks);
+		c->tasks = NULL;
+		pthread_mutex_destroy(&c->lock);
 	}
-	free(c->tasks);
-	c->tasks = NULL;
+	free(c->local_st);
+	c->local_st = NULL;
 	c->ntasks = 0;
-	pthread_mutex_destroy(&c->lock);
 }

@@ -16,37 +16,9 @@
 #include "spate/stats.h"
 #include "spate/stream.h"
 
+#include "engine/source.h"
+
 struct spate_plugin_lib;
-
-enum spate_start_pos {
-	SPATE_START_TRIM_HORIZON = 0,
-	SPATE_START_LATEST,
-	SPATE_START_AT_SEQUENCE,
-	SPATE_START_AFTER_SEQUENCE,
-	SPATE_START_AT_TIMESTAMP,
-};
-
-/** What a consumer does, resolved from the configuration. */
-struct spate_consumer_params {
-	char name[SPATE_CONFIG_NAME_MAX + 1];
-	uint32_t batch_size;
-	uint64_t batch_bytes;
-	uint64_t batch_window_ns;
-	enum spate_start_pos start;
-	uint64_t start_seq;
-	uint64_t start_ts;
-	int64_t max_retry_attempts;  /**< -1: until the record is older than max_age */
-	uint64_t backoff_ns;
-	uint64_t backoff_max_ns;
-	bool bisect;
-	uint64_t max_age_ns;         /**< UINT64_MAX: never (then retention applies) */
-	uint32_t parallelization;
-	uint32_t concurrency;          /**< most workers serving it; 0 = any */
-	uint64_t checkpoint_interval_ns; /**< 0: after every batch */
-	enum spate_ring_wait wait;
-	const struct spate_plugin_opt *opts;
-	uint32_t n_opts;
-};
 
 /** A producer shared by the tasks that write to one stream (failure
  *  destination, forward targets); failures are rare, so a mutex is fine. */
@@ -58,15 +30,16 @@ struct spate_shared_producer {
 
 struct spate_consumer;
 
-/** One (consumer, shard, lane): a ring reader, a plugin state, a batch. */
+/** One (consumer, shard, lane): a shard source, a plugin state, a batch. */
 struct spate_task {
 	struct spate_consumer *c;
 	uint32_t shard, lane;
-	struct spate_ring_reader *rd;
+	struct spate_source src;      /* the shard's ring or log */
 	const struct spate_plugin *pl;
 	void *state;
 	struct spate_plugin_ctx ctx;
 	struct spate_plugin_host host;
+	struct spate_slog_ctx logctx; /* consumer, stream, shard, lane of its messages */
 
 	struct spate_ring_rec *raw;   /* peeked records */
 	struct spate_ring_rec *views; /* this lane's (== raw when one lane) */
@@ -86,25 +59,20 @@ struct spate_task {
 	_Atomic uint32_t busy;        /* polled by a worker right now (engine.c task_lock) */
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
-
-	/* History from the shard's log (persisted streams only). */
-	char *log_dir;                /* NULL: the stream has no log */
-	struct spate_log_reader *lrd; /* non-NULL: reading the log (rd is NULL) */
-	uint8_t *dbuf;                /* payload copies of buffered log records */
-	size_t dbuf_len, dbuf_cap;
-	struct spate_ring_rec *drec;  /* [batch_size] buffered, not released (data: NULL) */
-	uint64_t *doff;               /* [batch_size] their payload offsets in dbuf */
-	uint32_t dhave;
-	uint64_t ring_cap;            /* the shard ring's size, for the spill threshold */
-	_Atomic uint64_t disk_records; /* records read from the log (stats) */
-	_Atomic uint64_t disk_gaps;   /* records retention deleted under the reader */
-	_Atomic uint32_t spills;      /* switches from the ring to the log */
-	_Atomic uint32_t on_log;      /* 1 while lrd is open (for monitors) */
-	struct spate_stats_tref st;   /* counters region slot (engine.c stats_open); slot NULL: off */
+	/* Counters: the counters region's slot, or the consumer's own
+	 * (local_st) when the region is off; written only by the task's
+	 * poller, the one place a delivery is counted. */
+	struct spate_stats_tref st;
 };
 
+/** A consumer: its configuration entry as it is (the configuration
+ *  outlives the engine) and the few values derived from it. */
 struct spate_consumer {
-	struct spate_consumer_params p;
+	const struct spate_config_consumer *k;
+	uint32_t lanes;               /* parallelization, at least 1 */
+	uint64_t max_age_ns;          /* max_record_age, or the stream's retention when
+					 retrying forever; UINT64_MAX: never */
+	struct spate_plugin_opt *opts; /* k->options as the plugin ABI has them */
 	struct spate_engine *e;
 	struct spate_stream *stream;
 	struct spate_stream_ckpt *ckpt;
@@ -112,19 +80,20 @@ struct spate_consumer {
 	struct spate_shared_producer *dlq; /* NULL: failures are logged and dropped */
 	struct spate_task *tasks;
 	uint32_t ntasks;
+	struct spate_stats_task *local_st; /* [ntasks] counters when the region is off */
 	uint64_t started_ns;
 	uint64_t ckpt_file_ns;        /* last checkpoint file write (engine's ckpt_lock) */
 	_Atomic uint32_t paused;
 	_Atomic uint32_t state;
 	pthread_mutex_t lock; /* error text, cold start */
 	char error[200];
-	_Atomic uint64_t records, bytes, batches, retries, failed, expired;
 	_Atomic uint64_t cold_start_ns, first_batch_ns;
 	_Atomic uint64_t helped;      /* polls by a worker other than the owner that did work */
 	/* Sampled commit -> delivery latency (ns) when the counters region is
-	 * off (engine.c allocates it then; NULL otherwise: the region's
-	 * consumer histogram has it). Every worker polling a task of the
-	 * consumer records into it: multi-writer (spate_hist_record_mw). */
+	 * off (engine.c allocates it then and points the tasks' st.latency at
+	 * it; NULL otherwise: the region's consumer histogram has it). Every
+	 * worker polling a task of the consumer records into it:
+	 * multi-writer (spate_hist_record_mw). */
 	struct spate_hist *lat;
 };
 
@@ -141,17 +110,24 @@ void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char 
 	__attribute__((format(printf, 3, 4)));
 
 /**
- * Set up the tasks of @p c (readers at the checkpoint or starting position,
- * plugin states). @p resume_next[shard] is the checkpointed next sequence
- * number, UINT64_MAX where none.
+ * Set up consumer @p c for configuration entry @p k of stream @p cs (c->e,
+ * c->stream and c->dlq already set): its tasks with their sources at the
+ * checkpoint or starting position. @p resume_next[shard] is the
+ * checkpointed next sequence number, UINT64_MAX where none.
  * @return 0 or -errno (@p err says why).
  */
-int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
-			size_t errlen);
+int spate_consumer_init(struct spate_consumer *c, const struct spate_config_consumer *k,
+			const struct spate_config_stream *cs, const uint64_t *resume_next,
+			char *err, size_t errlen);
+/** Point task @p i's counters at @p ref (the counters region's slot), or
+ *  back at the consumer's own when @p ref is NULL. Before the start. */
+void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
+			       const struct spate_stats_tref *ref);
+/** Sum of the tasks' counters into @p out (records, bytes, batches,
+ *  retries, failed, expired, log figures). Any thread (relaxed reads). */
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_stats *out);
 /** Create the plugin states of every task (cold start is timed). */
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen);
-/** Tell the counters region the task reads the log (its catch-up range). */
-void spate_consumer_task_catchup(struct spate_task *t);
 /** Flush and fini every task's plugin state. */
 void spate_consumer_stop_plugins(struct spate_consumer *c);
 /** Close readers, free tasks. */

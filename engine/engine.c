@@ -221,11 +221,11 @@ static int ckpt_write(const struct spate_engine *e, const struct spate_consumer 
 
 	if (!buf)
 		return -ENOMEM;
-	ckpt_path(e, c->p.name, path, sizeof(path));
+	ckpt_path(e, c->k->name, path, sizeof(path));
 	len = (size_t)snprintf(buf, cap,
 			       "# spate checkpoints: consumer %.40s, stream %.40s; <shard> <next sequence "
 			       "number>\n",
-			       c->p.name, spate_stream_name(c->stream));
+			       c->k->name, spate_stream_name(c->stream));
 	for (uint32_t s = 0; s < shards; s++)
 		if (next[s] != UINT64_MAX)
 			len += (size_t)snprintf(buf + len, cap - len, "%u %" PRIu64 "\n", s, next[s]);
@@ -251,8 +251,8 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 		if (!c->tasks)
 			continue;
 		/* checkpoint_interval: the file at most that often (at stop always). */
-		if (!force && c->p.checkpoint_interval_ns &&
-		    now - c->ckpt_file_ns < c->p.checkpoint_interval_ns)
+		if (!force && c->k->checkpoint_interval_ns &&
+		    now - c->ckpt_file_ns < c->k->checkpoint_interval_ns)
 			continue;
 		for (uint32_t s = 0; s < shards; s++) {
 			next[s] = spate_consumer_shard_next(c, s);
@@ -263,7 +263,7 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 			continue;
 		int rc = ckpt_write(e, c, next, shards);
 		if (rc < 0) {
-			spate_eng_log(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->p.name,
+			spate_eng_log(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->k->name,
 					  strerror(-rc));
 			continue;
 		}
@@ -358,9 +358,9 @@ static int help(struct spate_engine *e, struct worker *w, uint64_t now)
 		struct spate_task *t = e->all[(w->help_from + i) % e->nall];
 		struct spate_consumer *c = t->c;
 
-		if (t->owner == w->index || (c->p.concurrency && c->p.concurrency < e->nworkers) ||
+		if (t->owner == w->index || (c->k->concurrency && c->k->concurrency < e->nworkers) ||
 		    atomic_load_explicit(&c->paused, memory_order_seq_cst) ||
-		    task_lag(t) < 2ull * c->p.batch_size || !task_lock(t))
+		    task_lag(t) < 2ull * c->k->batch_size || !task_lock(t))
 			continue;
 		int r = t->pl ? spate_task_poll(t, now) : 0;
 		task_unlock(t);
@@ -435,12 +435,10 @@ static void *worker_main(void *arg)
 			if (w->ntasks == 1 &&
 			    !atomic_load_explicit(&t->c->paused, memory_order_seq_cst) &&
 			    (!shared || task_lock(t))) {
-				/* A task reading the log (no ring reader) has
-				 * work until it catches up: no sleep. */
-				if (t->pl && !t->n_raw && !t->window_start && t->rd) {
-					spate_ring_reader_wait(t->rd, cap);
-					slept = true;
-				}
+				/* A task reading the log has work until it
+				 * catches up: no sleep (spate_source_wait). */
+				if (t->pl && !t->n_raw && !t->window_start)
+					slept = spate_source_wait(&t->src, cap);
 				if (shared)
 					task_unlock(t);
 			}
@@ -556,14 +554,14 @@ static int plan_workers(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		/* concurrency bounds how many workers serve this consumer. */
-		uint32_t k = c->p.concurrency && c->p.concurrency < nw ? c->p.concurrency : nw;
+		uint32_t k = c->k->concurrency && c->k->concurrency < nw ? c->k->concurrency : nw;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
 			struct worker *w = &e->workers[(base + t % k) % nw];
 			c->tasks[t].owner = w->index;
 			e->all[e->nall++] = &c->tasks[t];
 			w->tasks[w->ntasks++] = &c->tasks[t];
-			if (c->p.wait < w->wait)
-				w->wait = c->p.wait; /* BUSY < YIELD < BLOCK: the most eager wins */
+			if (c->k->wait < w->wait)
+				w->wait = c->k->wait; /* BUSY < YIELD < BLOCK: the most eager wins */
 		}
 		base += k;
 	}
@@ -578,8 +576,8 @@ static int plan_workers(struct spate_engine *e)
 		for (uint32_t i = 0; i < w->ntasks && off < sizeof(e->plan); i++) {
 			struct spate_task *t = w->tasks[i];
 			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, " %s[%s/%u%s]",
-						t->c->p.name, spate_stream_name(t->c->stream), t->shard,
-						t->c->p.parallelization > 1 ? "+lane" : "");
+						t->c->k->name, spate_stream_name(t->c->stream), t->shard,
+						t->c->lanes > 1 ? "+lane" : "");
 		}
 		if (off < sizeof(e->plan))
 			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, "\n");
@@ -633,39 +631,6 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 	return rc;
 }
 
-static void consumer_params(const struct spate_config_consumer *k,
-			    const struct spate_config_stream *cs, struct spate_consumer_params *p,
-			    struct spate_plugin_opt *opts)
-{
-	snprintf(p->name, sizeof(p->name), "%s", k->name);
-	p->batch_size = k->batch_size;
-	p->batch_bytes = k->batch_bytes;
-	p->batch_window_ns = k->batch_window_ns;
-	p->start = (enum spate_start_pos)k->starting_position;
-	p->start_seq = k->starting_sequence;
-	p->start_ts = k->starting_timestamp_ns;
-	p->max_retry_attempts = k->max_retry_attempts;
-	p->backoff_ns = k->retry_backoff_ns ? k->retry_backoff_ns : 1;
-	p->backoff_max_ns = k->retry_backoff_max_ns;
-	p->bisect = k->bisect_on_error;
-	p->max_age_ns = k->max_record_age_ns;
-	/* Retrying "until the record expires" with no max age: the stream's
-	 * retention is the expiry, as in Kinesis, so a poison record never
-	 * stalls its shard without bound. */
-	if (p->max_retry_attempts < 0 && p->max_age_ns == SPATE_CONFIG_NEVER)
-		p->max_age_ns = cs->retention_ns;
-	p->parallelization = k->parallelization ? k->parallelization : 1;
-	p->concurrency = k->concurrency;
-	p->checkpoint_interval_ns = k->checkpoint_interval_ns;
-	p->wait = k->wait;
-	for (uint32_t i = 0; i < k->n_options; i++) {
-		opts[i].key = k->options[i].key;
-		opts[i].value = k->options[i].value;
-	}
-	p->opts = opts;
-	p->n_opts = k->n_options;
-}
-
 /*
  * The counters region <bus>..stats (spate/stats.h): one slot per stream
  * shard, consumer, task and worker. Off with metrics.counters: off or
@@ -711,18 +676,17 @@ static void stats_open(struct spate_engine *e)
 			goto fail;
 		}
 		for (uint32_t t = 0; t < c->ntasks; t++)
-			slots[t] = c->tasks[t].rd ? c->tasks[t].rd->index : UINT32_MAX;
-		rc = spate_stats_add_consumer(e->stats, c->p.name, spate_plugin_lib_name(c->lib),
+			slots[t] = spate_source_reader_slot(&c->tasks[t].src);
+		rc = spate_stats_add_consumer(e->stats, c->k->name, spate_plugin_lib_name(c->lib),
 					      (uint32_t)stream_index(e, spate_stream_name(c->stream)),
-					      c->p.parallelization, slots);
+					      c->lanes, slots);
 		if (rc < 0)
 			goto fail;
 		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
-			struct spate_task *tk = &c->tasks[t];
-			spate_stats_task_ref(e->stats, first + t, &tk->st);
-			if (tk->lrd && tk->st.slot) /* starting from the log */
-				spate_consumer_task_catchup(tk);
+			struct spate_stats_tref ref;
+			spate_stats_task_ref(e->stats, first + t, &ref);
+			spate_consumer_task_stats(c, t, &ref);
 		}
 	}
 	for (uint32_t i = 0; i < e->persist.n; i++) {
@@ -745,9 +709,9 @@ static void stats_open(struct spate_engine *e)
 	return;
 fail:
 	free(slots);
-	for (uint32_t i = 0; i < e->nconsumers; i++)
+	for (uint32_t i = 0; i < e->nconsumers; i++) /* back to their own counters */
 		for (uint32_t t = 0; t < e->consumers[i].ntasks; t++)
-			memset(&e->consumers[i].tasks[t].st, 0, sizeof(struct spate_stats_tref));
+			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		e->workers[k].st = NULL;
 	spate_stats_close(e->stats);
@@ -801,16 +765,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		const struct spate_config_stream *cs = spate_config_find_stream(cfg, k->stream);
 		struct spate_consumer *c = &e->consumers[e->nconsumers];
 		uint64_t resume[SPATE_STREAM_MAX_SHARDS];
-		struct spate_plugin_opt *opts;
 
 		if (!k->enabled)
 			continue;
-		opts = calloc(k->n_options ? k->n_options : 1, sizeof(*opts));
-		if (!opts) {
-			rc = -ENOMEM;
-			goto err;
-		}
-		consumer_params(k, cs, &c->p, opts);
 		c->e = e;
 		c->stream = spate_engine_stream(e, k->stream);
 		if (k->on_failure[0]) {
@@ -824,21 +781,18 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			if (rc < 0) {
 				snprintf(err, errlen, "consumer %s: on_failure stream %s: %s",
 					 k->name, k->on_failure, strerror(-rc));
-				free(opts);
 				goto err;
 			}
 			c->dlq = &e->shared[di];
 		}
 		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
 		if (rc < 0) {
-			free(opts);
 			goto err;
 		}
 		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);
 		if (rc < 0) {
 			snprintf(err, errlen, "checkpoints of %s: %s", k->name, strerror(-rc));
 			spate_plugin_unload(c->lib);
-			free(opts);
 			goto err;
 		}
 		/* A checkpoint past the end of a persisted shard (the machine
@@ -857,17 +811,15 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 				resume[s] = end;
 			}
 		}
-		rc = spate_consumer_init(c, resume, err, errlen);
+		rc = spate_consumer_init(c, k, cs, resume, err, errlen);
 		if (rc < 0) {
 			spate_plugin_unload(c->lib);
-			free(opts);
 			goto err;
 		}
 		e->ckpt_written[e->nconsumers] = malloc(SPATE_STREAM_MAX_SHARDS * sizeof(uint64_t));
 		if (!e->ckpt_written[e->nconsumers]) {
 			spate_consumer_fini(c);
 			spate_plugin_unload(c->lib);
-			free(opts);
 			rc = -ENOMEM;
 			goto err;
 		}
@@ -888,6 +840,8 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			goto err;
 		}
 		spate_hist_init(e->consumers[i].lat);
+		for (uint32_t t = 0; t < e->consumers[i].ntasks; t++)
+			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	}
 	*out = e;
 	return 0;
@@ -983,7 +937,6 @@ void spate_engine_close(struct spate_engine *e)
 	spate_engine_stop(e);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
-		free((void *)c->p.opts);
 		spate_consumer_fini(c);
 		spate_plugin_unload(c->lib);
 		free(e->ckpt_written[i]);
@@ -1013,7 +966,7 @@ void spate_engine_close(struct spate_engine *e)
 static struct spate_consumer *find_consumer(struct spate_engine *e, const char *name)
 {
 	for (uint32_t i = 0; i < e->nconsumers; i++)
-		if (!strcmp(e->consumers[i].p.name, name))
+		if (!strcmp(e->consumers[i].k->name, name))
 			return &e->consumers[i];
 	return NULL;
 }
@@ -1026,13 +979,7 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 	if (!c)
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
-	/* Relaxed: counters, read for display and tests after joins. */
-	st->records = atomic_load_explicit(&c->records, memory_order_relaxed);
-	st->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
-	st->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
-	st->retries = atomic_load_explicit(&c->retries, memory_order_relaxed);
-	st->failed = atomic_load_explicit(&c->failed, memory_order_relaxed);
-	st->expired = atomic_load_explicit(&c->expired, memory_order_relaxed);
+	spate_consumer_sum(c, st); /* the tasks' counters: each delivery counted once */
 	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
 	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
 	st->helped = atomic_load_explicit(&c->helped, memory_order_relaxed);
@@ -1044,14 +991,6 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 		uint64_t next = spate_consumer_shard_next(c, s);
 		if (next != UINT64_MAX && tail > next)
 			st->lag_records += tail - next;
-	}
-	for (uint32_t i = 0; i < c->ntasks; i++) {
-		const struct spate_task *t = &c->tasks[i];
-		/* Relaxed: statistics. */
-		st->log_records += atomic_load_explicit(&t->disk_records, memory_order_relaxed);
-		st->log_gaps += atomic_load_explicit(&t->disk_gaps, memory_order_relaxed);
-		st->log_spills += atomic_load_explicit(&t->spills, memory_order_relaxed);
-		st->on_log += atomic_load_explicit(&t->on_log, memory_order_relaxed);
 	}
 	pthread_mutex_lock(&c->lock);
 	snprintf(st->error, sizeof(st->error), "%s", c->error);
