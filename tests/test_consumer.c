@@ -152,3 +152,51 @@ Test(consumer, failure_reason_as_text, .timeout = 5)
 	cr_assert_str_eq(spate_failure_reason_name(SPATE_FAIL_RECORD_EXPIRED), "record expired");
 	cr_assert_str_eq(spate_failure_reason_name(12345), "unknown");
 }
+
+/* ------------------------------------------------------------------------ */
+/* A failed record larger than the failure stream takes (issue 9 item 7)    */
+/* ------------------------------------------------------------------------ */
+
+/* The source takes 10,000-byte records, the failure stream at most 8,192
+ * bytes: the envelope (352 bytes) plus the payload does not fit. The record
+ * (max_record_size 8 KiB) still reaches the failure stream, its payload cut to fit and its own
+ * length in orig_len; the checkpoint moves past it only then. */
+Test(consumer, oversized_failure_envelope_is_truncated_not_dropped, .timeout = 30)
+{
+	struct bus b;
+	struct failed got[4];
+	static char big[10000];
+
+	bus_init(&b, "trunc");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	bus_stream(&b, "dlq", 1, 64 * 1024)->max_record_size = 8192;
+	struct spate_config_consumer *k = bus_consumer(&b, "c", "in", "fail");
+	opt(k, "mode", "retry");
+	opt(k, "seqs", "0");
+	k->max_retry_attempts = 0;
+	snprintf(k->on_failure, sizeof(k->on_failure), "dlq");
+	bus_open(&b);
+
+	uint64_t room = spate_ring_max_record(spate_stream_ring(spate_engine_stream(b.e, "dlq"), 0));
+	cr_assert_lt(room, sizeof(big) + sizeof(struct spate_failed_record));
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	cr_assert_eq(spate_put(p, "k", 1, big, sizeof(big), NULL), 0);
+	spate_producer_close(p);
+
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "c", st, st.failed == 1 && st.lag_records == 0, 5000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+
+	unsigned n = read_failures(spate_engine_stream(b.e, "dlq"), got, 4);
+	cr_assert_eq(n, 1, "%u records in the failure stream: the failed record was dropped", n);
+	cr_assert_eq(got[0].h.seq, 0);
+	cr_assert_eq(got[0].h.orig_len, sizeof(big));
+	cr_assert_eq(got[0].h.payload_len, room - sizeof(struct spate_failed_record));
+	cr_assert_eq(got[0].len, got[0].h.payload_len);
+	cr_assert_eq(memcmp(got[0].payload, big, sizeof(got[0].payload)), 0);
+	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 1);
+	bus_done(&b);
+}
