@@ -28,11 +28,16 @@
  * (enough for 2^64 records); a plugin that crashes takes the process down.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/consumer.h"
 #include "engine/plugin_host.h"
@@ -251,6 +256,40 @@ static void task_die(struct spate_task *t, const char *why)
 	task_msg(t, SPATE_LOG_ERROR, "consumer stopped: %s", why);
 }
 
+/* Cut the batch at sequence @p end (exclusive): raw and views. */
+static void cut_batch(struct spate_task *t, uint64_t end)
+{
+	while (t->n_raw > 1 && t->raw[t->n_raw - 1].seq >= end)
+		t->n_raw--;
+	while (t->n && t->views[t->n - 1].seq >= end)
+		t->n--;
+}
+
+/*
+ * The previous process crashed inside process() on [first, last] of this
+ * task (its attempt record, read at start). When the batch reaches that
+ * range, deliver the records before it on their own, then the range alone,
+ * as a failed delivery (crash_pending): the failure rules bisect it or give
+ * it up after max_retry_attempts deliveries across crashes, instead of
+ * crash-looping on it.
+ */
+static void match_crashed(struct spate_task *t)
+{
+	uint64_t first = t->crashed.first_seq, last = t->crashed.last_seq;
+
+	if (t->views[0].seq > first) { /* handled since (or not ours): forget it */
+		t->crashed.magic = 0;
+		return;
+	}
+	if (t->views[0].seq < first) {
+		if (t->views[t->n - 1].seq >= first)
+			cut_batch(t, first); /* up to the range, then the range */
+		return;
+	}
+	cut_batch(t, last + 1);
+	t->crash_pending = true;
+}
+
 /* Peek a new batch; apply starting-position filters, the window, lanes and
  * expiry. Returns >0 records consumed without delivery (skipped), 0 when a
  * batch is ready or nothing is there, <0 on a ring error. */
@@ -323,6 +362,8 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 		}
 		t->n = n;
 	}
+	if (t->crashed.magic && t->n)
+		match_crashed(t);
 	t->lo = 0;
 	t->hi = t->n;
 	t->depth = 0;
@@ -332,14 +373,133 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	return 0;
 }
 
+static __thread struct spate_inflight *tl_inflight;
+
+void spate_inflight_set(struct spate_inflight *in)
+{
+	tl_inflight = in;
+}
+
+/* The watchdog took the delivery over: this thread owns only @p in now. */
+static int lost(struct spate_inflight *in)
+{
+	for (unsigned i = 0; i < 3; i++)
+		free(in->grave[i]);
+	free(in);
+	tl_inflight = NULL;
+	return SPATE_TASK_LOST;
+}
+
+/* One call of process() on [lo, hi): the attempt record and the watchdog's
+ * record around it, the counters after it. Returns process()'s value, or
+ * SPATE_TASK_LOST. */
+static int deliver(struct spate_task *t, uint64_t now, bool first, uint32_t cnt,
+		   struct spate_batch_result *res)
+{
+	struct spate_consumer *c = t->c;
+	struct spate_inflight *in = tl_inflight;
+	struct spate_batch b = {
+		.recs = t->views + t->lo,
+		.count = cnt,
+		.shard = t->shard,
+		.attempt = t->attempt + 1,
+		.lane = t->lane,
+		.consumer = c->k->name,
+		.stream = spate_stream_name(c->stream),
+		.host = &t->host,
+	};
+	/* Records read back from the log would measure their age, not
+	 * the pipeline: sample only ring deliveries. */
+	if ((t->lat_tick++ & 7) == 0 && !spate_source_on_log(&t->src)) {
+		/* The oldest record's commit to its delivery: what the
+		 * producer -> plugin latency is, sampled to stay cheap.
+		 * Into the consumer's histogram (the region's, or the
+		 * process-local one when counters are off), shared by
+		 * every worker polling one of its tasks: a multi-writer
+		 * record. Its few relaxed RMWs come once per sampled
+		 * batch (1 delivery in 8), never per record: negligible. */
+		uint64_t rt = spate_now_ns();
+		spate_hist_record_mw(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+	}
+	if (t->att) {
+		/* Plain stores to a shared file mapping: they reach the page
+		 * cache as they are made, so they survive a crash of the
+		 * process inside process() (not of the machine: not needed). */
+		t->att->done = 0;
+		t->att->first_seq = b.recs[0].seq;
+		t->att->last_seq = b.recs[cnt - 1].seq;
+		t->att->attempt = t->attempt + 1;
+		t->att->prior = t->prior;
+		t->att->magic = SPATE_ATTEMPT_MAGIC;
+	}
+	if (in) {
+		/* Relaxed: published by the release store of state below. */
+		atomic_store_explicit(&in->task, t, memory_order_relaxed);
+		in->first_seq = b.recs[0].seq;
+		in->last_seq = b.recs[cnt - 1].seq;
+		/* The poll's clock for its first delivery (no clock read on the
+		 * common path); later ones (bisection) read it. Relaxed: the
+		 * release store of phase publishes it. */
+		atomic_store_explicit(&in->since, first ? now : spate_mono_ns(), memory_order_relaxed);
+		in->gen++;
+		/* Release: pairs with the watchdog's acquire load / CAS of state
+		 * (engine.c watch_workers): task, range and since are visible
+		 * to it once it sees this delivery IN. */
+		atomic_store_explicit(&in->state, in->gen << 2 | SPATE_INFLIGHT_IN,
+				      memory_order_release);
+	}
+	/* Counters region: time process() on the deliveries whose latency
+	 * was just sampled (1 in 8), to keep clock reads off the others. */
+	uint64_t pt0 = (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
+	int rc = t->pl->process(t->state, &b, res);
+	if (in) {
+		uint64_t exp = in->gen << 2 | SPATE_INFLIGHT_IN;
+		/* Acq_rel: pairs with the watchdog's CAS to LOST; whoever moves
+		 * this delivery off IN owns it. Losing means the task (and its
+		 * worker) are someone else's now. */
+		if (!atomic_compare_exchange_strong_explicit(&in->state, &exp,
+							     in->gen << 2 | SPATE_INFLIGHT_IDLE,
+							     memory_order_acq_rel,
+							     memory_order_acquire))
+			return lost(in);
+	}
+	if (t->att)
+		t->att->done = 1;
+	t->attempt++;
+	count_delivery(t, cnt, pt0 ? spate_mono_ns() - pt0 : 0, t->attempt > 1);
+	if (!t->first_done) {
+		t->first_done = true;
+		uint64_t d = spate_mono_ns() - c->started_ns;
+		uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
+		while ((cur == 0 || d < cur) &&
+		       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+			;
+	}
+	return rc;
+}
+
 int spate_task_poll(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
 	const struct spate_config_consumer *p = c->k;
 	int handled = 0;
+	bool fresh = true; /* no delivery yet in this poll: now is the time */
 
 	if (t->dead)
 		return -1;
+	/* Relaxed: a flag from the control thread; a poll late is fine. */
+	uint64_t over = atomic_load_explicit(&c->over_memory, memory_order_relaxed);
+	if (over) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "memory_limit %" PRIu64 " MiB exceeded: the engine grew by %" PRIu64
+			 " MiB while its plugin ran",
+			 p->memory_limit >> 20, over >> 20);
+		task_die(t, why);
+		return -1;
+	}
 	if (t->pl->flush && t->pl->flush_interval_ns && now >= t->next_flush) {
 		t->pl->flush(t->state, spate_now_ns());
 		t->next_flush = now + t->pl->flush_interval_ns;
@@ -357,7 +517,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		}
 		if (!ready)
 			return rc;
-	} else if (now < t->retry_at) {
+	} else if (now < t->retry_at && !t->timed_out) {
 		return 0;
 	}
 
@@ -385,52 +545,42 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		}
 
 		uint32_t cnt = t->hi - t->lo;
-		struct spate_batch b = {
-			.recs = t->views + t->lo,
-			.count = cnt,
-			.shard = t->shard,
-			.attempt = t->attempt + 1,
-			.lane = t->lane,
-			.consumer = p->name,
-			.stream = spate_stream_name(c->stream),
-			.host = &t->host,
-		};
 		struct spate_batch_result res;
+		enum spate_batch_status st;
 		memset(&res, 0, sizeof(res));
-		/* Records read back from the log would measure their age, not
-		 * the pipeline: sample only ring deliveries. */
-		if ((t->lat_tick++ & 7) == 0 && !spate_source_on_log(&t->src)) {
-			/* The oldest record's commit to its delivery: what the
-			 * producer -> plugin latency is, sampled to stay cheap.
-			 * Into the consumer's histogram (the region's, or the
-			 * process-local one when counters are off), shared by
-			 * every worker polling one of its tasks: a multi-writer
-			 * record. Its few relaxed RMWs come once per sampled
-			 * batch (1 delivery in 8), never per record: negligible. */
-			uint64_t rt = spate_now_ns();
-			spate_hist_record_mw(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+		if (t->timed_out || t->crash_pending) {
+			/* The last delivery never returned (timeout, or a crash of
+			 * the process): it counts as failed, and the rules below
+			 * (bisect, retries, on_failure) apply to it. */
+			st = SPATE_BATCH_RETRY;
+			if (t->timed_out) {
+				t->timed_out = false;
+				t->attempt++;
+				count_delivery(t, cnt, 0, t->attempt > 1);
+				snprintf(res.error, sizeof(res.error),
+					 "process() timed out after %.3f s (timeout)",
+					 (double)c->timeout_ns / 1e9);
+			} else {
+				t->attempt = t->crashed.attempt;
+				t->prior = t->crashed.prior;
+				snprintf(res.error, sizeof(res.error),
+					 "the engine crashed inside process() on records %" PRIu64
+					 "..%" PRIu64 " (delivery %u)",
+					 t->crashed.first_seq, t->crashed.last_seq,
+					 t->crashed.prior + t->crashed.attempt);
+				t->crashed.magic = 0;
+				t->crash_pending = false;
+			}
+		} else {
+			int rc = deliver(t, now, fresh, cnt, &res);
+			fresh = false;
+			if (rc == SPATE_TASK_LOST)
+				return rc;
+			st = rc < 0 ? SPATE_BATCH_RETRY : res.status;
+			if (rc < 0 && !res.error[0])
+				snprintf(res.error, sizeof(res.error), "process returned %d (%s)", rc,
+					 strerror(-rc));
 		}
-		/* Counters region: time process() on the deliveries whose latency
-		 * was just sampled (1 in 8), to keep clock reads off the others. */
-		uint64_t pt0 = (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
-		int rc = t->pl->process(t->state, &b, &res);
-		t->attempt++;
-		count_delivery(t, cnt, pt0 ? spate_mono_ns() - pt0 : 0, t->attempt > 1);
-		if (!t->first_done) {
-			t->first_done = true;
-			uint64_t d = spate_mono_ns() - c->started_ns;
-			uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
-			while ((cur == 0 || d < cur) &&
-			       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
-								      memory_order_relaxed,
-								      memory_order_relaxed))
-				;
-		}
-
-		enum spate_batch_status st = rc < 0 ? SPATE_BATCH_RETRY : res.status;
-		if (rc < 0 && !res.error[0])
-			snprintf(res.error, sizeof(res.error), "process returned %d (%s)", rc,
-				 strerror(-rc));
 		if (st == SPATE_BATCH_PARTIAL && res.failed_index >= cnt)
 			st = SPATE_BATCH_OK; /* nothing failed after all */
 		if (st == SPATE_BATCH_OK || st == SPATE_BATCH_PARTIAL) {
@@ -501,6 +651,222 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 	return handled ? handled : 1;
 }
 
+void spate_consumer_over_memory(struct spate_consumer *c, uint64_t charged)
+{
+	/* Relaxed: a flag the pollers check (spate_task_poll). */
+	atomic_store_explicit(&c->over_memory, charged ? charged : 1, memory_order_relaxed);
+}
+
+void spate_task_timed_out(struct spate_task *t, struct spate_inflight *in, uint64_t ran_ns,
+			  bool stopping)
+{
+	struct spate_consumer *c = t->c;
+	const struct spate_plugin *pl = t->pl;
+
+	task_msg(t, SPATE_LOG_ERROR,
+		 "plugin %s: process() on records %" PRIu64 "..%" PRIu64
+		 " has run %.3f s, past the consumer's timeout (%.3f s): the delivery counts as "
+		 "failed and its worker thread is abandoned%s",
+		 spate_plugin_lib_path(c->lib), in->first_seq, in->last_seq, (double)ran_ns / 1e9,
+		 (double)c->timeout_ns / 1e9,
+		 stopping ? " (the engine stops without it)" : "; a new one takes over");
+	/* The stuck call may still read the batch (views, and the log
+	 * source's copies): those buffers go with its thread, which frees
+	 * them if process() ever returns; the task gets copies. The ring's
+	 * records stay mapped while the stream is open. */
+	size_t sz = t->c->k->batch_size * sizeof(*t->raw);
+	struct spate_ring_rec *raw = malloc(sz);
+	struct spate_ring_rec *views = t->views != t->raw ? malloc(sz) : raw;
+	if (raw && views) {
+		memcpy(raw, t->raw, sz);
+		if (views != raw)
+			memcpy(views, t->views, sz);
+		in->grave[0] = t->raw;
+		in->grave[1] = t->views != t->raw ? t->views : NULL;
+		t->raw = raw;
+		t->views = views;
+		in->grave[2] = spate_source_abandon(&t->src, t->raw, t->n_raw, t->views, t->n);
+	} else { /* no memory: keep them (the stuck call may see them change) */
+		if (views != raw)
+			free(views);
+		free(raw);
+	}
+	t->timed_out = true;
+	/* Its plugin state is the stuck call's: a fresh one for the task. */
+	t->state = NULL;
+	if (stopping) {
+		t->pl = NULL; /* nothing to flush or fini at stop */
+		return;
+	}
+	int rc = pl->init(&t->ctx, &t->state);
+	if (rc < 0) {
+		t->pl = NULL;
+		char why[160];
+		snprintf(why, sizeof(why), "plugin init after a timeout failed: %s", strerror(-rc));
+		task_die(t, why);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Crashes                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Async-signal-safe appends into a fixed buffer. */
+static size_t put_str(char *buf, size_t len, size_t off, const char *s)
+{
+	while (s && *s && off + 1 < len)
+		buf[off++] = *s++;
+	return off;
+}
+
+static size_t put_u64(char *buf, size_t len, size_t off, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n && off + 1 < len)
+		buf[off++] = tmp[--n];
+	return off;
+}
+
+static void crash_handler(int sig, siginfo_t *si, void *uc)
+{
+	struct spate_inflight *in = tl_inflight;
+	char buf[1024];
+	size_t o = 0;
+	(void)si;
+	(void)uc;
+
+	o = put_str(buf, sizeof(buf), o, "spate: FATAL: signal ");
+	o = put_u64(buf, sizeof(buf), o, (uint64_t)sig);
+	o = put_str(buf, sizeof(buf), o, " (");
+	o = put_str(buf, sizeof(buf), o, sigabbrev_np(sig));
+	o = put_str(buf, sizeof(buf), o, ")");
+	/* Relaxed: this thread's own record. */
+	if (in && (atomic_load_explicit(&in->state, memory_order_relaxed) & 3) == SPATE_INFLIGHT_IN) {
+		/* Relaxed: this thread's own record. */
+		const struct spate_task *t = atomic_load_explicit(&in->task, memory_order_relaxed);
+		o = put_str(buf, sizeof(buf), o, " in process() of consumer ");
+		o = put_str(buf, sizeof(buf), o, t->c->k->name);
+		o = put_str(buf, sizeof(buf), o, ", plugin ");
+		o = put_str(buf, sizeof(buf), o, spate_plugin_lib_path(t->c->lib));
+		o = put_str(buf, sizeof(buf), o, ", stream ");
+		o = put_str(buf, sizeof(buf), o, t->logctx.stream);
+		o = put_str(buf, sizeof(buf), o, " shard ");
+		o = put_u64(buf, sizeof(buf), o, t->shard);
+		o = put_str(buf, sizeof(buf), o, " lane ");
+		o = put_u64(buf, sizeof(buf), o, t->lane);
+		o = put_str(buf, sizeof(buf), o, ", records ");
+		o = put_u64(buf, sizeof(buf), o, in->first_seq);
+		o = put_str(buf, sizeof(buf), o, "..");
+		o = put_u64(buf, sizeof(buf), o, in->last_seq);
+		o = put_str(buf, sizeof(buf), o, " (delivery ");
+		o = put_u64(buf, sizeof(buf), o, t->prior + t->attempt + 1);
+		o = put_str(buf, sizeof(buf), o, "; counted at restart)");
+	} else {
+		o = put_str(buf, sizeof(buf), o, " outside any plugin call");
+	}
+	o = put_str(buf, sizeof(buf), o, "\n");
+	ssize_t w = write(STDERR_FILENO, buf, o);
+	(void)w;
+	/* SA_RESETHAND made the action the default again: re-raise (blocked
+	 * until we return; a fault re-executes and kills us the same way). */
+	raise(sig);
+}
+
+void spate_crash_handlers_install(void)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
+	struct sigaction sa, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		/* An embedding program's own handler stays. */
+		if (sigaction(sigs[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+		    old.sa_handler == SIG_DFL)
+			sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+void *spate_crash_altstack(void)
+{
+	stack_t ss = { .ss_size = 64 * 1024 };
+
+	ss.ss_sp = malloc(ss.ss_size);
+	if (ss.ss_sp && sigaltstack(&ss, NULL) < 0) {
+		free(ss.ss_sp);
+		ss.ss_sp = NULL;
+	}
+	return ss.ss_sp;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attempt records                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct att_hdr {
+	uint32_t magic, ntasks;
+	uint64_t reserved[3];
+};
+
+/* Map <state_dir>/<consumer>.attempts (one slot per task), taking the
+ * records of deliveries that never returned. A failure only loses the
+ * crash-loop protection: said, not fatal. */
+static void attempts_open(struct spate_consumer *c)
+{
+	char path[SPATE_CONFIG_PATH_MAX + 64];
+	size_t len = sizeof(struct att_hdr) + c->ntasks * sizeof(struct spate_attempt);
+	struct stat st;
+	int fd;
+
+	if (!c->state_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.attempts", c->state_dir, c->k->name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0 ||
+	    ((size_t)st.st_size != len && ftruncate(fd, 0) < 0) || ftruncate(fd, (off_t)len) < 0)
+		goto fail;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	close(fd);
+	struct att_hdr *h = m;
+	struct spate_attempt *a = (struct spate_attempt *)(h + 1);
+	bool same = h->magic == SPATE_ATTEMPT_MAGIC && h->ntasks == c->ntasks;
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		if (same && a[i].magic == SPATE_ATTEMPT_MAGIC && !a[i].done && a[i].attempt &&
+		    a[i].first_seq <= a[i].last_seq) {
+			t->crashed = a[i];
+			task_msg(t, SPATE_LOG_WARN,
+				 "the previous run ended inside process() on records %" PRIu64
+				 "..%" PRIu64 " (delivery %u): it counts as a failed delivery",
+				 a[i].first_seq, a[i].last_seq, a[i].prior + a[i].attempt);
+		}
+		memset(&a[i], 0, sizeof(a[i]));
+		t->att = &a[i];
+	}
+	h->magic = SPATE_ATTEMPT_MAGIC;
+	h->ntasks = c->ntasks;
+	c->att_map = m;
+	c->att_len = len;
+	return;
+fail:
+	spate_slog(SPATE_LOG_WARN, &c->tasks[0].logctx,
+		   "attempt records %s: %s: a plugin that crashes the engine may do so again "
+		   "on the same batch after a restart",
+		   path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 {
 	uint64_t d = UINT64_MAX;
@@ -536,6 +902,7 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 
 	c->k = k;
 	c->lanes = lanes;
+	c->timeout_ns = k->timeout_ns ? k->timeout_ns : 60ull * 1000000000ull;
 	c->max_age_ns = k->max_record_age_ns;
 	/* Retrying "until the record expires" with no max age: the stream's
 	 * retention is the expiry, as in Kinesis, so a poison record never
@@ -640,6 +1007,7 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 		t->ctx.n_opts = k->n_options;
 		t->ctx.host = &t->host;
 	}
+	attempts_open(c);
 	return 0;
 err:
 	if (rc == -ENOMEM)
@@ -771,4 +1139,7 @@ void spate_consumer_fini(struct spate_consumer *c)
 	free(c->local_st);
 	c->local_st = NULL;
 	c->ntasks = 0;
+	if (c->att_map)
+		munmap(c->att_map, c->att_len);
+	c->att_map = NULL;
 }

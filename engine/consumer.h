@@ -29,6 +29,48 @@ struct spate_shared_producer {
 };
 
 struct spate_consumer;
+struct spate_task;
+
+/** Phases of a worker thread's delivery (struct spate_inflight.phase). */
+enum spate_inflight_phase {
+	SPATE_INFLIGHT_IDLE = 0, /**< not inside a plugin's process() */
+	SPATE_INFLIGHT_IN = 1,   /**< inside process() since @c since */
+	SPATE_INFLIGHT_LOST = 2, /**< the watchdog took the delivery over (timeout) */
+};
+
+/**
+ * What one worker thread is delivering: written by that thread around each
+ * process() call, watched by the engine's control thread (timeouts), read
+ * by the thread's own crash handler. Heap-allocated per thread: a thread
+ * the watchdog gave up frees it (and @c grave) when process() returns, if
+ * ever; nobody else touches it after the LOST transition.
+ */
+struct spate_inflight {
+	/** (delivery number << 2) | enum spate_inflight_phase: the number
+	 *  makes the watchdog's CAS fail on any later delivery than the one
+	 *  it timed (no ABA). */
+	_Atomic uint64_t state;
+	uint64_t gen;                 /**< the thread's delivery number */
+	_Atomic uint64_t since;       /**< monotonic ns process() was entered */
+	struct spate_task *_Atomic task; /**< the task delivered (valid while IN) */
+	uint64_t first_seq, last_seq; /**< the range delivered */
+	void *grave[3];               /**< buffers the stuck call may still read (LOST) */
+};
+
+/** spate_task_poll(): the watchdog took this thread's delivery over; the
+ *  thread must touch nothing (task, worker) and end. */
+#define SPATE_TASK_LOST (-2)
+
+/** Attempt record of one task, in <state_dir>/<consumer>.attempts (a shared
+ *  file mapping, so it survives a crash of the process): written before
+ *  every process() call, marked done after it returns. */
+struct spate_attempt {
+	uint64_t first_seq, last_seq; /**< the range delivered */
+	uint32_t attempt, prior;      /**< its deliveries (this one included) */
+	uint32_t done;                /**< process() returned */
+	uint32_t magic;               /**< SPATE_ATTEMPT_MAGIC: the slot was written */
+};
+#define SPATE_ATTEMPT_MAGIC 0x31545441u /* "ATT1" */
 
 /** One (consumer, shard, lane): a shard source, a plugin state, a batch. */
 struct spate_task {
@@ -59,6 +101,10 @@ struct spate_task {
 	_Atomic uint32_t busy;        /* polled by a worker right now (engine.c task_lock) */
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
+	bool timed_out;               /* the watchdog gave up its last delivery */
+	struct spate_attempt *att;    /* its attempt record slot (NULL: none) */
+	struct spate_attempt crashed; /* the record found at start (magic 0: none) */
+	bool crash_pending;           /* the batch is that range: deliver it as failed */
 	/* Counters: the counters region's slot, or the consumer's own
 	 * (local_st) when the region is off; written only by the task's
 	 * poller, the one place a delivery is counted. */
@@ -81,6 +127,14 @@ struct spate_consumer {
 	struct spate_task *tasks;
 	uint32_t ntasks;
 	struct spate_stats_task *local_st; /* [ntasks] counters when the region is off */
+	const char *state_dir;        /* set by the engine before init */
+	struct spate_attempt *att_map; /* [ntasks] mapping of <consumer>.attempts, or NULL */
+	size_t att_len;
+	uint64_t timeout_ns;          /* k->timeout_ns, or the default */
+	uint64_t mem_charged;         /* RSS growth charged to it (control thread) */
+	uint64_t batches_seen;        /* its batches at the last memory tick (control thread) */
+	bool mem_warned;
+	_Atomic uint64_t over_memory; /* bytes charged past memory_limit (0: within) */
 	uint64_t started_ns;
 	uint64_t ckpt_file_ns;        /* last checkpoint file write (engine's ckpt_lock) */
 	_Atomic uint32_t paused;
@@ -140,6 +194,29 @@ void spate_consumer_fini(struct spate_consumer *c);
 int spate_task_poll(struct spate_task *t, uint64_t now_mono_ns);
 /** The shard checkpoint implied by the task's lanes (min of next_seq). */
 uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard);
+/** The calling worker thread's delivery record (NULL: not watched). */
+void spate_inflight_set(struct spate_inflight *in);
+/**
+ * The watchdog took over task @p t's delivery, stuck in process() for
+ * @p ran_ns (its thread's record @p in is LOST; @p t is the caller's now, its
+ * poller gone): abandon the plugin state and the buffers the stuck call may
+ * still read (into @p in->grave, freed by the stuck thread if it returns),
+ * make a fresh state, and leave the delivery to be counted as failed by the
+ * next poll (retry rules). @p stopping: no fresh state (the engine stops).
+ */
+void spate_task_timed_out(struct spate_task *t, struct spate_inflight *in, uint64_t ran_ns,
+			  bool stopping);
+/** The control thread found @p c past its memory_limit (@p charged bytes):
+ *  its tasks stop at their next poll (FAILED, checkpoint at the last
+ *  success). */
+void spate_consumer_over_memory(struct spate_consumer *c, uint64_t charged);
+/** Install the crash handlers (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) that
+ *  name the consumer, plugin, shard and batch of the crashing thread, then
+ *  re-raise. Idempotent. Each worker thread calls
+ *  spate_crash_altstack() for stack overflows. */
+void spate_crash_handlers_install(void);
+/** An alternate signal stack for the calling thread (or NULL: none). */
+void *spate_crash_altstack(void);
 /** Nanoseconds until the task needs polling again on its own (window,
  *  back-off), UINT64_MAX if only new data wakes it. */
 uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now_mono_ns);

@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,10 @@ struct worker {
 	bool started;
 	struct spate_stats_worker *st; /* counters region slot (stats_open), or NULL */
 	struct spate_stats_wprev st_prev; /* its previous round (worker-local) */
+	/* The running thread's delivery record, set before it is created;
+	 * replaced (with the thread) by the watchdog when a delivery times out. */
+	struct spate_inflight *in;
+	_Atomic uint32_t abandoned; /* the watchdog gave its thread up while stopping */
 };
 
 struct spate_engine {
@@ -87,7 +92,11 @@ struct spate_engine {
 	pthread_mutex_t ckpt_lock; /* ckpt_flush_all: the control thread, deploy, stop */
 	pthread_t ctl;
 	bool ctl_started;
-	_Atomic int stop;
+	_Atomic int stop;      /* workers: end (set under lock) */
+	_Atomic int ctl_stop;  /* control thread: end (after the workers) */
+	_Atomic uint32_t lost; /* worker threads abandoned inside a plugin (timeouts) */
+	uint64_t rss_last;     /* process RSS at the last memory tick (control thread) */
+	bool rss_warned;
 	bool running;
 	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
 	struct spate_persister persist; /* persisted streams' logs and their threads */
@@ -294,16 +303,158 @@ static void stats_consumers(struct spate_engine *e)
 	}
 }
 
+static void *worker_main(void *arg);
+static void task_unlock(struct spate_task *t);
+
+/*
+ * The watchdog (control thread, every tick): a worker thread inside a
+ * plugin's process() for longer than its consumer's timeout is given up.
+ * Its delivery record moves IN -> LOST (a CAS against the worker's own
+ * IN -> IDLE when process() returns: exactly one of them wins). The task
+ * is then the watchdog's: spate_task_timed_out() hands the buffers the
+ * stuck call may read to that thread, makes a fresh plugin state and
+ * leaves the failed delivery to the retry rules; a new thread takes the
+ * worker's tasks over, and the task's lock is released for it. The stuck
+ * thread is detached, never cancelled (it may hold locks in plugin code);
+ * if process() ever returns it frees what it was given and ends. While
+ * the engine stops nothing is replaced: stop stops waiting for that thread,
+ * and close leaves the plugins loaded (code still runs in them).
+ */
+static void watch_workers(struct spate_engine *e)
+{
+	uint64_t now = spate_mono_ns();
+
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		struct spate_inflight *in = w->in;
+
+		if (!w->started || !in)
+			continue;
+		/* Acquire: pairs with the worker's release store of IN. */
+		uint64_t st = atomic_load_explicit(&in->state, memory_order_acquire);
+		if ((st & 3) != SPATE_INFLIGHT_IN)
+			continue;
+		/* Relaxed (both): published by the release store of state (acquired
+		 * above); if the worker has moved on since, the CAS below fails. */
+		struct spate_task *t = atomic_load_explicit(&in->task, memory_order_relaxed);
+		uint64_t since = atomic_load_explicit(&in->since, memory_order_relaxed);
+		if (now < since || now - since < t->c->timeout_ns)
+			continue;
+		/* Acq_rel: pairs with the worker's CAS IN -> IDLE of the same
+		 * delivery (same number): exactly one of them wins. */
+		if (!atomic_compare_exchange_strong_explicit(&in->state, &st,
+							     (st & ~3ull) | SPATE_INFLIGHT_LOST,
+							     memory_order_acq_rel,
+							     memory_order_relaxed))
+			continue;
+		/* From here the old thread touches only `in`. */
+		atomic_fetch_add_explicit(&e->lost, 1, memory_order_relaxed);
+		pthread_mutex_lock(&e->lock);
+		bool stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
+		pthread_mutex_unlock(&e->lock);
+		spate_task_timed_out(t, in, now - since, stopping);
+		pthread_mutex_lock(&e->lock);
+		stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
+		struct spate_inflight *fresh = stopping ? NULL : calloc(1, sizeof(*fresh));
+		if (!fresh) {
+			/* Stopping (or no memory): stop stops waiting for it. */
+			atomic_store_explicit(&w->abandoned, 1, memory_order_release);
+		} else {
+			pthread_t old = w->th;
+			w->in = fresh;
+			if (pthread_create(&w->th, NULL, worker_main, w) == 0) {
+				pthread_detach(old);
+			} else {
+				w->th = old;
+				atomic_store_explicit(&w->abandoned, 1, memory_order_release);
+				spate_eng_log(e, SPATE_LOG_ERROR,
+					      "worker %u: no thread to replace the stuck one: its "
+					      "tasks stop until a restart",
+					      k);
+			}
+		}
+		pthread_mutex_unlock(&e->lock);
+		task_unlock(t); /* held by the stuck thread's poll */
+	}
+}
+
+/* The process's resident set size, bytes (0: unknown). */
+static uint64_t rss_bytes(void)
+{
+	unsigned long long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &res) != 2)
+		res = 0;
+	fclose(f);
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * Memory (control thread, every tick): the process's RSS growth since the
+ * last tick is charged to the consumers that delivered batches in it, in
+ * proportion to their deliveries (plugins share the engine's heap: this is
+ * an estimate, exact when one consumer runs). A consumer warns once at 80%
+ * of its memory_limit and stops (FAILED, checkpoint at its last success)
+ * past it; without a limit it warns once past 1 GiB.
+ */
+static void watch_memory(struct spate_engine *e)
+{
+	uint64_t rss = rss_bytes(), total = 0;
+	uint64_t delta[64];
+
+	if (!rss)
+		return;
+	if (!e->rss_last || rss <= e->rss_last) {
+		e->rss_last = rss;
+		return;
+	}
+	uint64_t grow = rss - e->rss_last;
+	e->rss_last = rss;
+	for (uint32_t i = 0; i < e->nconsumers && i < 64; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		struct spate_consumer_stats st;
+		memset(&st, 0, sizeof(st));
+		spate_consumer_sum(c, &st);
+		delta[i] = st.batches - c->batches_seen;
+		c->batches_seen = st.batches;
+		total += delta[i];
+	}
+	for (uint32_t i = 0; total && i < e->nconsumers && i < 64; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		uint64_t limit = c->k->memory_limit;
+		c->mem_charged += (uint64_t)((double)grow * (double)delta[i] / (double)total);
+		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
+		if (!c->mem_warned && c->mem_charged > warn_at) {
+			c->mem_warned = true;
+			spate_eng_log(e, SPATE_LOG_WARN,
+				      "consumer %s (plugin %s): the engine grew by %" PRIu64
+				      " MiB while it ran (RSS %" PRIu64 " MiB)%s",
+				      c->k->name, spate_plugin_lib_path(c->lib), c->mem_charged >> 20,
+				      rss >> 20, limit ? ", near its memory_limit" : "");
+		}
+		if (limit && c->mem_charged > limit)
+			spate_consumer_over_memory(c, c->mem_charged);
+	}
+}
+
 static void *ctl_main(void *arg)
 {
 	struct spate_engine *e = arg;
 	struct timespec ts = { 0, (long)CKPT_PERIOD_NS };
 
-	/* Relaxed: a flag; the join in stop orders everything after it. */
-	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+	e->rss_last = rss_bytes();
+	/* Relaxed: a flag; the join in stop orders everything after it. The
+	 * control thread outlives the workers: it watches them while stop
+	 * waits for them. */
+	while (!atomic_load_explicit(&e->ctl_stop, memory_order_relaxed)) {
 		nanosleep(&ts, NULL);
+		watch_workers(e);
 		ckpt_flush_all(e, false);
 		stats_consumers(e);
+		watch_memory(e);
 	}
 	return NULL;
 }
@@ -363,6 +514,8 @@ static int help(struct spate_engine *e, struct worker *w, uint64_t now)
 		    task_lag(t) < 2ull * c->k->batch_size || !task_lock(t))
 			continue;
 		int r = t->pl ? spate_task_poll(t, now) : 0;
+		if (r == SPATE_TASK_LOST)
+			return r;
 		task_unlock(t);
 		if (r > 0) {
 			atomic_fetch_add_explicit(&c->helped, 1, memory_order_relaxed);
@@ -380,6 +533,11 @@ static void *worker_main(void *arg)
 	uint64_t idle_ns = 1000;
 	/* With one worker nobody helps: no task lock needed. */
 	const bool shared = e->nworkers > 1;
+	/* Its delivery record (set before the thread was created) and an
+	 * alternate stack for the crash handler (a stack overflow in a plugin
+	 * is still reported). */
+	spate_inflight_set(w->in);
+	void *altstack = spate_crash_altstack();
 
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
@@ -400,7 +558,10 @@ static void *worker_main(void *arg)
 			    (shared && !task_lock(t)))
 				continue;
 			if (t->pl) {
-				if (spate_task_poll(t, now) > 0)
+				int r = spate_task_poll(t, now);
+				if (r == SPATE_TASK_LOST)
+					return NULL; /* the watchdog owns the task and worker */
+				if (r > 0)
 					work = 1;
 				uint64_t d = spate_task_deadline(t, now);
 				if (d < soonest)
@@ -411,6 +572,8 @@ static void *worker_main(void *arg)
 		}
 		if (!work && shared)
 			work = help(e, w, now);
+		if (work == SPATE_TASK_LOST)
+			return NULL;
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (w->st) /* counters region: this worker is the slot's one writer */
 			spate_stats_worker_round(w->st, &w->st_prev, now, work);
@@ -453,6 +616,11 @@ static void *worker_main(void *arg)
 	}
 	if (w->st)
 		spate_stats_worker_stopped(w->st);
+	if (altstack) {
+		stack_t off = { .ss_flags = SS_DISABLE };
+		sigaltstack(&off, NULL);
+		free(altstack);
+	}
 	return NULL;
 }
 
@@ -769,6 +937,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		if (!k->enabled)
 			continue;
 		c->e = e;
+		c->state_dir = cfg->state_dir;
 		c->stream = spate_engine_stream(e, k->stream);
 		if (k->on_failure[0]) {
 			/* Open the failure destination's producer now: the
@@ -886,7 +1055,18 @@ int spate_engine_start(struct spate_engine *e)
 	}
 	stats_consumers(e); /* counters region: running, before the control thread's first tick */
 	atomic_store_explicit(&e->stop, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->ctl_stop, 0, memory_order_relaxed);
+	spate_crash_handlers_install();
 	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		if (!w->in)
+			w->in = calloc(1, sizeof(*w->in));
+		if (!w->in) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		atomic_store_explicit(&w->in->state, SPATE_INFLIGHT_IDLE, memory_order_relaxed);
+		atomic_store_explicit(&w->abandoned, 0, memory_order_relaxed);
 		rc = -pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]);
 		if (rc < 0)
 			goto err;
@@ -911,12 +1091,35 @@ int spate_engine_stop(struct spate_engine *e)
 {
 	if (!e->running)
 		return 0;
+	/* Under the lock: the watchdog replaces a stuck thread only while
+	 * stop is not set, so w->th is stable once it is. */
+	pthread_mutex_lock(&e->lock);
 	atomic_store_explicit(&e->stop, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&e->lock);
 	for (uint32_t k = 0; k < e->nworkers; k++) {
-		if (e->workers[k].started)
-			pthread_join(e->workers[k].th, NULL);
-		e->workers[k].started = false;
+		struct worker *w = &e->workers[k];
+		/* A thread stuck in a plugin is given up by the watchdog after
+		 * its consumer's timeout: wait that long, not forever. */
+		while (w->started) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(w->th, NULL, &ts) == 0)
+				break;
+			/* Acquire: pairs with the watchdog's release store. */
+			if (atomic_load_explicit(&w->abandoned, memory_order_acquire)) {
+				pthread_detach(w->th);
+				w->in = NULL; /* the stuck thread's now */
+				break;
+			}
+		}
+		w->started = false;
 	}
+	atomic_store_explicit(&e->ctl_stop, 1, memory_order_relaxed);
 	if (e->ctl_started)
 		pthread_join(e->ctl, NULL);
 	e->ctl_started = false;
@@ -935,14 +1138,24 @@ void spate_engine_close(struct spate_engine *e)
 	if (!e)
 		return;
 	spate_engine_stop(e);
+	/* Relaxed: the workers are joined or given up. */
+	uint32_t lost = atomic_load_explicit(&e->lost, memory_order_relaxed);
+	if (lost)
+		spate_eng_log(e, SPATE_LOG_WARN,
+			      "%u worker thread(s) never came back from a plugin's process(): the "
+			      "plugins stay loaded until the process exits",
+			      lost);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		spate_consumer_fini(c);
-		spate_plugin_unload(c->lib);
+		if (!lost)
+			spate_plugin_unload(c->lib);
 		free(e->ckpt_written[i]);
 	}
-	for (uint32_t k = 0; k < e->nworkers; k++)
+	for (uint32_t k = 0; k < e->nworkers; k++) {
 		free(e->workers[k].tasks);
+		free(e->workers[k].in);
+	}
 	free(e->workers);
 	free(e->all);
 	spate_persister_fini(&e->persist);
@@ -1074,7 +1287,9 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 		}
 	}
 	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
-	spate_plugin_unload(old);
+	/* Relaxed: a count; a thread stuck in the old build keeps it loaded. */
+	if (!atomic_load_explicit(&e->lost, memory_order_relaxed))
+		spate_plugin_unload(old);
 	if (rc == 0)
 		spate_eng_log(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);

@@ -327,6 +327,33 @@ err:
 	return rc;
 }
 
+static void rebase(struct spate_ring_rec *r, unsigned n, const uint8_t *old, size_t len,
+		   uint8_t *now)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *d = r[i].data;
+		if (d >= old && d < old + len)
+			r[i].data = now + (d - old);
+	}
+}
+
+void *spate_source_abandon(struct spate_source *s, struct spate_ring_rec *a, unsigned n1,
+			   struct spate_ring_rec *b, unsigned n2)
+{
+	if (!s->dbuf)
+		return NULL;
+	uint8_t *copy = malloc(s->dbuf_cap);
+	if (!copy)
+		return NULL;
+	uint8_t *old = s->dbuf;
+	memcpy(copy, old, s->dbuf_len);
+	rebase(a, n1, old, s->dbuf_cap, copy);
+	if (b != a)
+		rebase(b, n2, old, s->dbuf_cap, copy);
+	s->dbuf = copy;
+	return old;
+}
+
 void spate_source_close(struct spate_source *s)
 {
 	spate_ring_reader_close(s->rd);

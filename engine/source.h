@@ -107,6 +107,16 @@ static inline bool spate_source_wait(struct spate_source *s, uint64_t ns)
 }
 /** Tell the counters slot where the source reads (after the slot moved). */
 void spate_source_describe(struct spate_source *s, uint64_t next);
+/**
+ * A call still reading the records peeked will not return (timeout): give
+ * the source a copy of its log buffer, pointing the @p n1 records of @p a
+ * and @p n2 of @p b that were peeked from it at the copy, and return the
+ * old buffer for the caller to hand to that call's thread (NULL: nothing to
+ * hand over, e.g. on the ring, whose records stay mapped). On no memory the
+ * buffer stays (NULL).
+ */
+void *spate_source_abandon(struct spate_source *s, struct spate_ring_rec *a, unsigned n1,
+			   struct spate_ring_rec *b, unsigned n2);
 /** Close the readers, free the buffers. NULL-safe fields; idempotent. */
 void spate_source_close(struct spate_source *s);
 
