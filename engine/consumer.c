@@ -4,20 +4,40 @@
  * shard, lane) turns ring records into plugin batches and applies the Lambda
  * rules to the results.
  *
- * Design. A task owns a ring reader on its shard. spate_task_poll() peeks up
- * to batch_size records / batch_bytes (zero-copy views), waits up to
- * batch_window for a fuller batch, drops expired records to the failure
- * destination, and delivers the batch. Results:
+ * Design. A task owns a shard source (source.c: the ring, or the shard's
+ * log for history and for a task that fell behind, behind one peek/release
+ * pair). spate_task_poll() peeks up to batch_size records / batch_bytes
+ * (zero-copy views on the ring), waits up to batch_window for a fuller
+ * batch, drops expired records to the failure destination, and delivers the
+ * batch. Results:
  *   OK       the batch is done;
  *   PARTIAL  records before failed_index are done, delivery resumes at it;
+ *            with bisect_on_error the batch is split at it (Lambda);
  *   RETRY    (or a negative return) the range is redelivered after an
  *            exponential back-off; with bisect_on_error it is first split in
  *            halves, down to the single poison record;
  *   FATAL    the consumer stops, its checkpoint stays at the last success.
  * A range whose records have been delivered more than max_retry_attempts
- * times goes to the on_failure stream, payload and all, and the shard moves
- * on. The ring is released only when the whole batch is handled, so a crash
- * at any point redelivers it: at-least-once.
+ * times goes to the on_failure stream, payload and all (cut to fit the
+ * stream's max_record_size, its length kept), and the shard moves on; after
+ * a PARTIAL only the record that failed. The source is released only when
+ * the whole batch is handled, so a crash at any point redelivers it:
+ * at-least-once.
+ *
+ * Deliveries that never return. Around each process() call a worker
+ * publishes what it delivers in its thread's record (struct spate_inflight):
+ * the engine's watchdog gives up a call past the consumer's timeout (a CAS
+ * decides between it and the returning worker), and the crash handler names
+ * the batch in its line. An attempt record per task in
+ * <state_dir>/<consumer>.attempts (a shared file mapping) says which range
+ * was being delivered when the process died: at the next start that
+ * delivery counts as failed, so a crashing batch meets the failure rules
+ * instead of crash-looping.
+ *
+ * Counters: each delivery is counted once, in the task's counters slot (the
+ * counters region's, or the consumer's own array when the region is off),
+ * by the task's one poller: plain relaxed load + store, no RMW. The
+ * engine's stats API sums the slots (spate_consumer_sum).
  *
  * Parallelization: lane L of P reads the whole shard with its own reader and
  * takes the records whose key hash is L mod P, so per-key order holds and
@@ -25,7 +45,8 @@
  * its lanes' positions. The cost is that each lane walks every record header.
  *
  * Limits: one batch in flight per task; the bisect stack holds 64 ranges
- * (enough for 2^64 records); a plugin that crashes takes the process down.
+ * (enough for 2^64 records); a plugin that crashes takes the process down
+ * (with a line naming it); a given-up thread may still read ring memory.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -25,8 +25,14 @@
  * finis the old states, loads the new image from a private copy, inits, and
  * resumes. A batch in flight is redelivered to the new build.
  *
- * Limits: a plugin runs in the engine's process (a crash kills it); a
- * stream targeted by forward/on_failure gets one engine-side producer.
+ * The control thread also watches the workers (a process() call past its
+ * consumer's timeout is given up and its thread replaced: watch_workers)
+ * and the process's memory (memory_limit: watch_memory), and outlives the
+ * workers at stop, so a stop waits for a stuck plugin at most its timeout.
+ *
+ * Limits: a plugin runs in the engine's process (a crash kills it, after a
+ * line naming it); a stream targeted by forward/on_failure gets one
+ * engine-side producer.
  */
 #include "spate_config.h"
 
@@ -1133,6 +1139,24 @@ int spate_engine_stop(struct spate_engine *e)
 	return 0;
 }
 
+/* Plugins a thread given up by the watchdog may still run code of: loaded
+ * until the process exits (and reachable, so a leak checker does not count
+ * them). */
+static struct spate_plugin_lib *kept_libs[64];
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep_lib(struct spate_plugin_lib *lib)
+{
+	pthread_mutex_lock(&kept_lock);
+	for (unsigned i = 0; lib && i < 64; i++)
+		if (!kept_libs[i] || kept_libs[i] == lib) {
+			kept_libs[i] = lib;
+			lib = NULL;
+		}
+	pthread_mutex_unlock(&kept_lock);
+	/* More than 64: left as they are (loaded, unreachable). */
+}
+
 void spate_engine_close(struct spate_engine *e)
 {
 	if (!e)
@@ -1150,6 +1174,8 @@ void spate_engine_close(struct spate_engine *e)
 		spate_consumer_fini(c);
 		if (!lost)
 			spate_plugin_unload(c->lib);
+		else
+			keep_lib(c->lib);
 		free(e->ckpt_written[i]);
 	}
 	for (uint32_t k = 0; k < e->nworkers; k++) {
@@ -1290,6 +1316,8 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 	/* Relaxed: a count; a thread stuck in the old build keeps it loaded. */
 	if (!atomic_load_explicit(&e->lost, memory_order_relaxed))
 		spate_plugin_unload(old);
+	else
+		keep_lib(old);
 	if (rc == 0)
 		spate_eng_log(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);
