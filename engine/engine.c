@@ -334,7 +334,7 @@ static void watch_workers(struct spate_engine *e)
 		struct worker *w = &e->workers[k];
 		struct spate_inflight *in = w->in;
 
-		if (!w->started || !in)
+		if (!in) /* (w->started is the stop thread's: not read here) */
 			continue;
 		/* Acquire: pairs with the worker's release store of IN. */
 		uint64_t st = atomic_load_explicit(&in->state, memory_order_acquire);
@@ -1065,8 +1065,9 @@ int spate_engine_start(struct spate_engine *e)
 	spate_crash_handlers_install();
 	for (uint32_t k = 0; k < e->nworkers; k++) {
 		struct worker *w = &e->workers[k];
-		if (!w->in)
-			w->in = calloc(1, sizeof(*w->in));
+		/* Relaxed: no thread of this worker runs now. */
+		if (!w->in || atomic_load_explicit(&w->abandoned, memory_order_relaxed))
+			w->in = calloc(1, sizeof(*w->in)); /* an abandoned one is its thread's */
 		if (!w->in) {
 			rc = -ENOMEM;
 			goto err;
@@ -1118,8 +1119,7 @@ int spate_engine_stop(struct spate_engine *e)
 				break;
 			/* Acquire: pairs with the watchdog's release store. */
 			if (atomic_load_explicit(&w->abandoned, memory_order_acquire)) {
-				pthread_detach(w->th);
-				w->in = NULL; /* the stuck thread's now */
+				pthread_detach(w->th); /* w->in is the stuck thread's now */
 				break;
 			}
 		}
@@ -1180,7 +1180,10 @@ void spate_engine_close(struct spate_engine *e)
 	}
 	for (uint32_t k = 0; k < e->nworkers; k++) {
 		free(e->workers[k].tasks);
-		free(e->workers[k].in);
+		/* Relaxed: the control thread is joined. An abandoned thread's
+		 * record is its own (freed by it, if it returns). */
+		if (!atomic_load_explicit(&e->workers[k].abandoned, memory_order_relaxed))
+			free(e->workers[k].in);
 	}
 	free(e->workers);
 	free(e->all);
