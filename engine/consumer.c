@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -404,6 +405,11 @@ void spate_inflight_set(struct spate_inflight *in)
 /* The watchdog took the delivery over: this thread owns only @p in now. */
 static int lost(struct spate_inflight *in)
 {
+	/* Acquire: pairs with the release store of LOST in
+	 * spate_task_timed_out(): the watchdog has finished with the record
+	 * (grave is filled) before this thread frees it. */
+	while ((atomic_load_explicit(&in->state, memory_order_acquire) & 3) != SPATE_INFLIGHT_LOST)
+		sched_yield();
 	for (unsigned i = 0; i < 3; i++)
 		free(in->grave[i]);
 	free(in);
@@ -712,6 +718,13 @@ void spate_task_timed_out(struct spate_task *t, struct spate_inflight *in, uint6
 			free(views);
 		free(raw);
 	}
+	/* Release: pairs with the acquire load in lost(); `in` is the stuck
+	 * thread's from here (it may free it at once). */
+	atomic_store_explicit(&in->state,
+			      (atomic_load_explicit(&in->state, memory_order_relaxed) & ~3ull) |
+				      SPATE_INFLIGHT_LOST,
+			      memory_order_release);
+	in = NULL;
 	t->timed_out = true;
 	/* Its plugin state is the stuck call's: a fresh one for the task. */
 	t->state = NULL;

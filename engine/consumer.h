@@ -35,7 +35,9 @@ struct spate_task;
 enum spate_inflight_phase {
 	SPATE_INFLIGHT_IDLE = 0, /**< not inside a plugin's process() */
 	SPATE_INFLIGHT_IN = 1,   /**< inside process() since @c since */
-	SPATE_INFLIGHT_LOST = 2, /**< the watchdog took the delivery over (timeout) */
+	SPATE_INFLIGHT_LOST = 2, /**< the watchdog took the delivery over (timeout) and
+				      is done with the record: the thread's alone */
+	SPATE_INFLIGHT_CLAIMED = 3, /**< the watchdog is taking it over (fills grave) */
 };
 
 /**
@@ -199,7 +201,8 @@ void spate_inflight_set(struct spate_inflight *in);
 /**
  * The watchdog took over task @p t's delivery, stuck in process() for
  * @p ran_ns (its thread's record @p in is LOST; @p t is the caller's now, its
- * poller gone): abandon the plugin state and the buffers the stuck call may
+ * poller gone; @p in is CLAIMED, and moved to LOST here once the watchdog
+ * is done with it): abandon the plugin state and the buffers the stuck call may
  * still read (into @p in->grave, freed by the stuck thread if it returns),
  * make a fresh state, and leave the delivery to be counted as failed by the
  * next poll (retry rules). @p stopping: no fresh state (the engine stops).

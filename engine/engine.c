@@ -349,11 +349,12 @@ static void watch_workers(struct spate_engine *e)
 		/* Acq_rel: pairs with the worker's CAS IN -> IDLE of the same
 		 * delivery (same number): exactly one of them wins. */
 		if (!atomic_compare_exchange_strong_explicit(&in->state, &st,
-							     (st & ~3ull) | SPATE_INFLIGHT_LOST,
+							     (st & ~3ull) | SPATE_INFLIGHT_CLAIMED,
 							     memory_order_acq_rel,
 							     memory_order_relaxed))
 			continue;
-		/* From here the old thread touches only `in`. */
+		/* From here the old thread touches only `in` (and waits until
+		 * spate_task_timed_out() is done with it: LOST). */
 		atomic_fetch_add_explicit(&e->lost, 1, memory_order_relaxed);
 		pthread_mutex_lock(&e->lock);
 		bool stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
@@ -362,16 +363,18 @@ static void watch_workers(struct spate_engine *e)
 		pthread_mutex_lock(&e->lock);
 		stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
 		struct spate_inflight *fresh = stopping ? NULL : calloc(1, sizeof(*fresh));
+		w->in = fresh; /* the old record is the stuck thread's */
 		if (!fresh) {
 			/* Stopping (or no memory): stop stops waiting for it. */
 			atomic_store_explicit(&w->abandoned, 1, memory_order_release);
 		} else {
 			pthread_t old = w->th;
-			w->in = fresh;
 			if (pthread_create(&w->th, NULL, worker_main, w) == 0) {
 				pthread_detach(old);
 			} else {
 				w->th = old;
+				w->in = NULL;
+				free(fresh);
 				atomic_store_explicit(&w->abandoned, 1, memory_order_release);
 				spate_eng_log(e, SPATE_LOG_ERROR,
 					      "worker %u: no thread to replace the stuck one: its "
