@@ -181,7 +181,8 @@ static int log_peek(struct spate_source *s, struct spate_ring_rec *out, unsigned
 		return rc < 0 ? rc : 0; /* on the ring: the next peek reads it */
 	}
 	/* The catch-up's end moves on while producers write: show the
-	 * current one (where the ring will take over, at the latest). */
+	 * current one (where the ring will take over, at the latest).
+	 * Relaxed: a figure for display. */
 	spate_stats_set(&s->st->slot->catchup_target,
 			atomic_load_explicit(&spate_stream_dur(s->stream, s->shard)->written_seq,
 					     memory_order_relaxed));
