@@ -1225,6 +1225,7 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
 	spate_consumer_sum(c, st); /* the tasks' counters: each delivery counted once */
+	/* Relaxed: figures, read for display and tests after joins. */
 	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
 	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
 	st->helped = atomic_load_explicit(&c->helped, memory_order_relaxed);
