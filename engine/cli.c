@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -131,6 +132,32 @@ static void print_stats(struct spate_engine *e, const struct spate_config *cfg, 
 	fflush(stdout);
 }
 
+/*
+ * The state directory holds the checkpoints, the logs and the deploy
+ * requests (a request names a plugin the engine then loads): whoever can
+ * write it controls the engine. Refuse one that is not ours or that group or
+ * others can write (docs/security.md). A missing one is created 0700.
+ */
+static int check_state_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return 0;
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "spate run: state_dir %s is not a directory\n", dir);
+		return -ENOTDIR;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		fprintf(stderr, "spate run: refusing state_dir %s: owner uid %u, mode %04o (we are "
+			"uid %u): it must be ours and writable by no one else, since a deploy "
+			"request there makes the engine load code\n", dir, (unsigned)st.st_uid,
+			(unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
 int spate_cli_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -164,16 +191,20 @@ int spate_cli_run(int argc, char **argv)
 		fprintf(stderr, "usage: spate run CONFIG [--seconds S] [--interval S]\n");
 		return -EINVAL;
 	}
+	struct spate_config *cfg = NULL;
+	/* The engine owns its copy; read names and state_dir from a second load. */
+	if (load_config(argv[optind], &cfg) < 0)
+		return -EINVAL;
+	rc = check_state_dir(cfg->state_dir);
+	if (rc < 0) {
+		spate_config_free(cfg);
+		return rc;
+	}
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
+		spate_config_free(cfg);
 		return rc;
-	}
-	struct spate_config *cfg = NULL;
-	/* The engine owns its copy; read names and state_dir from a second load. */
-	if (load_config(argv[optind], &cfg) < 0) {
-		spate_engine_close(e);
-		return -EINVAL;
 	}
 	spate_engine_describe(e, desc, sizeof(desc));
 	printf("spate run %s: bus %s, %u stream(s), %u consumer(s)\n%s", argv[optind], cfg->bus,
@@ -269,38 +300,244 @@ out:
 /* put                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Lines of standard input go out in batches of up to PUT_BATCH_RECORDS
+ * records or PUT_BATCH_BYTES bytes, and a batch waits at most
+ * PUT_LATENCY_MS for more input after its first line. */
+#define PUT_BATCH_RECORDS 1024u
+#define PUT_BATCH_BYTES ((size_t)256 << 10)
+#define PUT_LATENCY_MS 10
+
+/* A line reader over a file descriptor that can wait with a timeout. */
+struct put_in {
+	int fd;
+	char *buf;
+	size_t cap, start, end;
+	bool eof;
+};
+
+/* The next line (without its newline) in *line / *len, valid until the next
+ * call. @p timeout_ms < 0 waits for ever. @return 1, 0 (end of input),
+ * -EAGAIN (no whole line within the timeout), -ENOMEM or -errno. */
+static int put_next_line(struct put_in *in, int timeout_ms, const char **line, size_t *len)
+{
+	for (;;) {
+		char *nl = memchr(in->buf + in->start, '\n', in->end - in->start);
+		if (nl || (in->eof && in->start < in->end)) {
+			size_t n = nl ? (size_t)(nl - (in->buf + in->start)) : in->end - in->start;
+			*line = in->buf + in->start;
+			*len = n;
+			in->start += n + (nl ? 1 : 0);
+			return 1;
+		}
+		if (in->eof)
+			return 0;
+		if (timeout_ms >= 0) {
+			struct pollfd pfd = { .fd = in->fd, .events = POLLIN };
+			int r = poll(&pfd, 1, timeout_ms);
+			if (r == 0)
+				return -EAGAIN;
+			if (r < 0 && errno != EINTR)
+				return -errno;
+		}
+		if (in->start) {
+			memmove(in->buf, in->buf + in->start, in->end - in->start);
+			in->end -= in->start;
+			in->start = 0;
+		}
+		if (in->end == in->cap) {
+			size_t cap = in->cap ? in->cap * 2 : 64 * 1024;
+			char *b = realloc(in->buf, cap);
+			if (!b)
+				return -ENOMEM;
+			in->buf = b;
+			in->cap = cap;
+		}
+		ssize_t n = read(in->fd, in->buf + in->end, in->cap - in->end);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		else if (n > 0)
+			in->end += (size_t)n;
+	}
+}
+
+/* Records waiting to be put: payloads copied into one growing arena. */
+struct put_batch {
+	struct spate_put_entry e[PUT_BATCH_RECORDS];
+	struct spate_put_result res[PUT_BATCH_RECORDS];
+	size_t off[PUT_BATCH_RECORDS];
+	unsigned n;
+	char *arena;
+	size_t used, cap;
+	uint64_t records, batches, failed;
+};
+
+static int put_add(struct put_batch *b, const char *data, size_t len)
+{
+	if (b->used + len > b->cap) {
+		size_t cap = b->cap ? b->cap : PUT_BATCH_BYTES;
+		while (cap < b->used + len)
+			cap *= 2;
+		char *a = realloc(b->arena, cap);
+		if (!a)
+			return -ENOMEM;
+		b->arena = a;
+		b->cap = cap;
+	}
+	if (len)
+		memcpy(b->arena + b->used, data, len);
+	b->off[b->n] = b->used;
+	b->e[b->n] = (struct spate_put_entry){ .len = len };
+	b->used += len;
+	b->n++;
+	return 0;
+}
+
+static const char *put_errstr(int err)
+{
+	return err == -ENOTCONN ? "no engine is persisting the stream (start it with `spate run`)"
+	       : err == -ENOSPC ? "the log's disk is full"
+				: strerror(-err);
+}
+
+/* Put the batch; per record "shard S seq N" with @p print_seq. 0 or the
+ * first record's error. */
+static int put_flush(struct spate_producer *p, struct put_batch *b, const char *key,
+		     bool print_seq)
+{
+	int rc = 0;
+
+	if (!b->n)
+		return 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		b->e[i].data = b->arena + b->off[i];
+		b->e[i].key = key ? key : b->e[i].data;
+		b->e[i].key_len = key ? strlen(key) : b->e[i].len;
+	}
+	int failed = spate_put_batch(p, b->e, b->n, b->res);
+	if (failed < 0) {
+		fprintf(stderr, "spate put: %s\n", strerror(-failed));
+		b->n = 0;
+		b->used = 0;
+		return failed;
+	}
+	for (unsigned i = 0; i < b->n; i++) {
+		const struct spate_put_result *r = &b->res[i];
+		if (r->error == 0) {
+			if (print_seq)
+				printf("shard %u seq %" PRIu64 "\n", r->shard, r->seq);
+			continue;
+		}
+		b->failed++;
+		if (!rc)
+			rc = r->error;
+		if (r->error == -ENOTCONN || r->error == -ENOSPC || r->error == -EIO)
+			fprintf(stderr, "spate put: record appended as shard %u seq %" PRIu64
+				" but not known to be durable: %s\n", r->shard, r->seq,
+				put_errstr(r->error));
+		else
+			fprintf(stderr, "spate put: record %" PRIu64 " refused: %s\n",
+				b->records + i + 1, strerror(-r->error));
+	}
+	b->records += b->n;
+	b->batches++;
+	b->n = 0;
+	b->used = 0;
+	return rc;
+}
+
+static uint64_t put_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Why stream @p name of @p cfg cannot be attached (-ENOENT): not in the
+ * config, no engine running, or removed from under a running one. */
+static void put_explain_missing(const struct spate_config *cfg, const char *config,
+				const char *name)
+{
+	char pidfile[SPATE_CONFIG_PATH_MAX + 16];
+	int pid = 0;
+	FILE *f;
+
+	if (!spate_config_find_stream(cfg, name)) {
+		fprintf(stderr, "spate put: stream %s does not exist: %s defines", name, config);
+		for (uint32_t i = 0; i < cfg->n_streams; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", cfg->streams[i].name);
+		fprintf(stderr, "%s\n", cfg->n_streams ? "" : " no stream");
+		return;
+	}
+	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
+	f = fopen(pidfile, "re");
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+		fprintf(stderr, "spate put: stream %s does not exist in bus %s, although an engine "
+			"(pid %d in %s) runs: was it removed (spate rm)? restart the engine\n",
+			name, cfg->bus, pid, pidfile);
+	else
+		fprintf(stderr, "spate put: stream %s of bus %s does not exist: no engine runs it "
+			"(start one with `spate run %s`)\n", name, cfg->bus, config);
+}
+
+static const char put_usage[] =
+	"usage: spate put CONFIG STREAM [-k KEY] [-q] [-v] [DATA...]\n"
+	"  without DATA, every line of standard input is a record; lines are put in\n"
+	"  batches (up to 1024 records, 256 KiB or 10 ms) and a summary is printed\n"
+	"  -k KEY           the partition key of every record (default: the record itself)\n"
+	"  -v, --print-seq  print \"shard S seq N\" per record (the default with DATA)\n"
+	"  -q, --quiet      print nothing but errors\n";
+
 int spate_cli_put(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "key", required_argument, 0, 'k' }, { "quiet", no_argument, 0, 'q' },
+		{ "print-seq", no_argument, 0, 'v' }, { "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 },
+	};
 	const char *key = NULL;
 	struct spate_config *cfg;
 	struct spate_stream *s;
 	struct spate_producer *p;
-	int c, rc, quiet = 0;
+	int c, rc, quiet = 0, verbose = 0;
 
 	optind = 1;
-	while ((c = getopt(argc, argv, "k:qh")) != -1) {
+	while ((c = getopt_long(argc, argv, "k:qvh", lo, NULL)) != -1) {
 		if (c == 'k')
 			key = optarg;
 		else if (c == 'q')
 			quiet = 1;
+		else if (c == 'v')
+			verbose = 1;
 		else {
-			fprintf(c == 'h' ? stdout : stderr,
-				"usage: spate put CONFIG STREAM [-k KEY] [-q] [DATA...]\n"
-				"  without DATA, every line of standard input is a record\n"
-				"  without -k, each record's own bytes are its partition key\n");
+			fputs(put_usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: spate put CONFIG STREAM [-k KEY] [-q] [DATA...]\n");
+		fputs(put_usage, stderr);
 		return -EINVAL;
 	}
+	const char *name = argv[optind + 1];
+	const bool from_args = argc > optind + 2;
+	const bool print_seq = !quiet && (verbose || from_args);
 	if (load_config(argv[optind], &cfg) < 0)
 		return -EINVAL;
-	rc = spate_stream_attach(cfg->bus, argv[optind + 1], &s);
+	rc = spate_stream_attach(cfg->bus, name, &s);
+	if (rc == -ENOENT) {
+		put_explain_missing(cfg, argv[optind], name);
+		spate_config_free(cfg);
+		return rc;
+	}
 	if (rc < 0) {
-		fprintf(stderr, "spate put: stream %s of bus %s: %s (is `spate run` up?)\n",
-			argv[optind + 1], cfg->bus, strerror(-rc));
+		fprintf(stderr, "spate put: stream %s of bus %s: %s\n", name, cfg->bus, strerror(-rc));
 		spate_config_free(cfg);
 		return rc;
 	}
@@ -313,50 +550,58 @@ int spate_cli_put(int argc, char **argv)
 	 * counters region, when an engine keeps one. */
 	struct spate_stats *stats = NULL;
 	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
-		int si = spate_stats_stream_find(stats, argv[optind + 1]);
+		int si = spate_stats_stream_find(stats, name);
 		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
 			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	int i = optind + 2;
-	for (;;) {
-		const char *data;
-		size_t len;
-		if (argc > optind + 2) {
-			if (i >= argc)
-				break;
-			data = argv[i++];
-			len = strlen(data);
-		} else {
-			ssize_t n = getline(&line, &cap, stdin);
-			if (n < 0)
-				break;
-			if (n > 0 && line[n - 1] == '\n')
-				n--;
-			data = line;
-			len = (size_t)n;
+	struct put_batch *b = calloc(1, sizeof(*b));
+	struct put_in in = { .fd = STDIN_FILENO };
+	if (!b) {
+		rc = -ENOMEM;
+		goto out_p;
+	}
+	if (from_args) {
+		for (int i = optind + 2; i < argc && rc == 0; i++) {
+			rc = put_add(b, argv[i], strlen(argv[i]));
+			if (rc == 0 && (b->n == PUT_BATCH_RECORDS || i == argc - 1))
+				rc = put_flush(p, b, key, print_seq);
 		}
-		struct spate_put_result res;
-		rc = spate_put(p, key ? key : data, key ? strlen(key) : len, data, len, &res);
-		if (rc < 0) {
-			if (rc == -ENOTCONN || rc == -ENOSPC || rc == -EIO)
-				fprintf(stderr,
-					"spate put: record appended as shard %u seq %" PRIu64
-					" but not known to be durable: %s\n",
-					res.shard, res.seq,
-					rc == -ENOTCONN ? "no engine is persisting the stream (start it "
-							  "with `spate run`)"
-					: rc == -ENOSPC ? "the log's disk is full"
-							: strerror(-rc));
-			else
-				fprintf(stderr, "spate put: %s\n", strerror(-rc));
-			break;
+	} else {
+		uint64_t deadline = 0;
+		while (rc == 0) {
+			int timeout = -1;
+			if (b->n) {
+				uint64_t now = put_now_ms();
+				timeout = now >= deadline ? 0 : (int)(deadline - now);
+			}
+			const char *line = NULL;
+			size_t len = 0;
+			int r = put_next_line(&in, timeout, &line, &len);
+			if (r == 1) {
+				if (!b->n)
+					deadline = put_now_ms() + PUT_LATENCY_MS;
+				rc = put_add(b, line, len);
+				if (rc == 0 && (b->n == PUT_BATCH_RECORDS || b->used >= PUT_BATCH_BYTES))
+					rc = put_flush(p, b, key, print_seq);
+			} else if (r == -EAGAIN) {
+				rc = put_flush(p, b, key, print_seq);
+			} else {
+				if (r < 0)
+					fprintf(stderr, "spate put: standard input: %s\n", strerror(-r));
+				int f = put_flush(p, b, key, print_seq);
+				rc = r < 0 ? r : f;
+				break;
+			}
 		}
 		if (!quiet)
-			printf("shard %u seq %" PRIu64 "\n", res.shard, res.seq);
+			printf("spate put: %" PRIu64 " record(s) in %" PRIu64 " batch(es) to stream %s"
+			       "%s%" PRIu64 " failed\n", b->records - b->failed, b->batches, name,
+			       b->failed ? ", " : ", none ", b->failed);
 	}
-	free(line);
+	free(in.buf);
+	free(b->arena);
+	free(b);
+out_p:
 	spate_producer_close(p);
 	spate_stats_close(stats);
 out:
@@ -409,45 +654,154 @@ static void print_rec(uint32_t shard, const struct spate_ring_rec *r)
 	putchar('\n');
 }
 
-/* Print shard @p shard's history from its log, from @p from_seq, up to
- * @p count lines in all; *next is where the log ended (the ring goes on). */
-static int tail_log(const struct spate_config *cfg, const struct spate_config_stream *cs,
-		    uint32_t shard, uint64_t from_seq, uint64_t count, uint64_t *shown,
-		    uint64_t *next)
+/* Open shard @p shard's log at @p from_seq (0: its oldest record); *lr stays
+ * NULL while the shard has no log yet. */
+static int tail_log_open(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			 uint32_t shard, uint64_t from_seq, struct spate_log_reader **lr)
 {
 	char dir[SPATE_CONFIG_PATH_MAX + 16];
-	struct spate_log_reader *lr = NULL;
 	int rc = spate_config_stream_log_dir(cfg, cs, shard, dir, sizeof(dir));
 
+	*lr = NULL;
 	if (rc == 0)
 		rc = spate_log_reader_open(dir, from_seq ? SPATE_LOG_FROM_SEQ : SPATE_LOG_FROM_OLDEST,
-					   from_seq, &lr);
+					   from_seq, lr);
 	if (rc == -ENOENT)
 		return 0; /* nothing written yet */
-	if (rc < 0) {
+	if (rc < 0)
 		fprintf(stderr, "spate tail: log of shard %u (%s): %s\n", shard, dir, strerror(-rc));
-		return rc;
-	}
-	while (*shown < count) {
+	return rc;
+}
+
+/* Print from @p lr until the end of what is written or @p count lines in
+ * all; *next is the sequence number after the last one printed. */
+static int tail_log_drain(struct spate_log_reader *lr, uint32_t shard, uint64_t count,
+			  uint64_t *shown, uint64_t *next)
+{
+	while (lr && *shown < count) {
 		struct spate_ring_rec v[64];
 		uint64_t skipped = 0;
 		int k = spate_log_read(lr, v, 64, &skipped);
 		if (k < 0) {
 			fprintf(stderr, "spate tail: log of shard %u: %s\n", shard, strerror(-k));
-			rc = k;
-			break;
+			return k;
 		}
 		if (k == 0)
 			break;
 		for (int j = 0; j < k && *shown < count; j++) {
+			if (v[j].seq < *next)
+				continue;
 			print_rec(shard, &v[j]);
 			(*shown)++;
 			*next = v[j].seq + 1;
 		}
 	}
-	spate_log_reader_close(lr);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
+
+/*
+ * One shard of a persisted stream from @p *next on: its history from the log,
+ * then the ring. The handover is where records can fall between the two: a
+ * record written to the log after the log's end was read, then overwritten
+ * in the ring before the ring reader exists, is in neither view. So the ring
+ * reader (@p rd) is opened before the log is read to its end once more, and
+ * holds the ring from there on: what the ring no longer holds then was
+ * released by the persister, which gates the ring. The persister releases a
+ * batch once it has copied it for writing, a little before the log file
+ * shows it: tail_catch_up() waits for those. The first read holds no
+ * reader, so a long history never holds the producers back.
+ */
+static int tail_history(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			struct spate_stream *s, uint32_t shard, uint64_t count, uint64_t *shown,
+			uint64_t *next, struct spate_ring_reader **rd)
+{
+	struct spate_log_reader *lr;
+	int rc = tail_log_open(cfg, cs, shard, *next, &lr);
+
+	if (rc == 0)
+		rc = tail_log_drain(lr, shard, count, shown, next);
+	if (rc == 0 && s && *shown < count) {
+		rc = spate_ring_reader_open(spate_stream_ring(s, shard), SPATE_RING_START_OLDEST,
+					    SPATE_RING_WAIT_YIELD, rd);
+		if (rc < 0)
+			fprintf(stderr, "spate tail: reader on shard %u: %s\n", shard, strerror(-rc));
+		else if (!lr)
+			rc = tail_log_open(cfg, cs, shard, *next, &lr);
+		if (rc == 0)
+			rc = tail_log_drain(lr, shard, count, shown, next);
+	}
+	spate_log_reader_close(lr);
+	return rc;
+}
+
+/*
+ * The ring's first record for this tail is @p ring_seq, past *next: records
+ * *next..ring_seq-1 left the ring before the reader held it, so the
+ * persister has them and the log shows them once their write completes.
+ * Print them from the log, waiting for it (up to 10 s: were the engine
+ * gone, they would be lost, and the caller says so).
+ */
+static int tail_catch_up(const struct spate_config *cfg, const struct spate_config_stream *cs,
+			 uint32_t shard, uint64_t ring_seq, uint64_t count, uint64_t *shown,
+			 uint64_t *next)
+{
+	struct spate_log_reader *lr = NULL;
+	int rc = 0;
+
+	for (int waited_ms = 0; *next < ring_seq && *shown < count && waited_ms < 10000; waited_ms++) {
+		if (!lr)
+			rc = tail_log_open(cfg, cs, shard, *next, &lr);
+		if (rc == 0)
+			rc = tail_log_drain(lr, shard, count, shown, next);
+		if (rc < 0 || *next >= ring_seq)
+			break;
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	spate_log_reader_close(lr);
+	return rc;
+}
+
+/* A sequence number, or trim_horizon / latest. 0 or -EINVAL. */
+static int parse_from(const char *from, enum spate_ring_start *start, uint64_t *seq)
+{
+	char *end;
+
+	*seq = 0;
+	*start = SPATE_RING_START_OLDEST;
+	if (!strcmp(from, "trim_horizon"))
+		return 0;
+	if (!strcmp(from, "latest")) {
+		*start = SPATE_RING_START_LATEST;
+		return 0;
+	}
+	errno = 0;
+	if (from[0] < '0' || from[0] > '9')
+		return -EINVAL;
+	*seq = strtoull(from, &end, 0);
+	return errno || *end ? -EINVAL : 0;
+}
+
+/* A count or shard number: digits only, no sign. 0 or -EINVAL. */
+static int parse_u64(const char *arg, uint64_t max, uint64_t *v)
+{
+	char *end;
+
+	if (arg[0] < '0' || arg[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	*v = strtoull(arg, &end, 10);
+	return errno || *end || *v > max ? -EINVAL : 0;
+}
+
+static const char tail_usage[] =
+	"usage: spate tail CONFIG STREAM [--from trim_horizon|latest|SEQ] [--shard N] [-n COUNT] [-f]\n"
+	"  --from P    where to start: trim_horizon (the oldest record kept, the default),\n"
+	"              latest (only new records) or a sequence number\n"
+	"  --shard N   one shard only\n"
+	"  -n COUNT    stop after COUNT records\n"
+	"  -f          keep following new records (until SIGINT)\n"
+	"  a persisted stream's history comes from its log, then the ring\n";
 
 int spate_cli_tail(int argc, char **argv)
 {
@@ -458,7 +812,7 @@ int spate_cli_tail(int argc, char **argv)
 	};
 	const char *from = "trim_horizon";
 	long shard_only = -1;
-	uint64_t count = UINT64_MAX, shown = 0;
+	uint64_t count = UINT64_MAX, shown = 0, num;
 	int follow = 0, c, rc;
 	struct spate_config *cfg;
 	struct spate_stream *s;
@@ -467,19 +821,35 @@ int spate_cli_tail(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "fn:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'F': from = optarg; break;
-		case 'S': shard_only = strtol(optarg, NULL, 0); break;
+		case 'S':
+			if (parse_u64(optarg, SPATE_STREAM_MAX_SHARDS - 1, &num) < 0) {
+				fprintf(stderr, "spate tail: --shard takes a shard number, not '%s'\n", optarg);
+				return -EINVAL;
+			}
+			shard_only = (long)num;
+			break;
 		case 'f': follow = 1; break;
-		case 'n': count = strtoull(optarg, NULL, 0); break;
+		case 'n':
+			if (parse_u64(optarg, UINT64_MAX, &count) < 0) {
+				fprintf(stderr, "spate tail: -n takes a count of records (0 or more), "
+					"not '%s'\n", optarg);
+				return -EINVAL;
+			}
+			break;
 		default:
-			fprintf(c == 'h' ? stdout : stderr,
-				"usage: spate tail CONFIG STREAM [--from trim_horizon|latest|SEQ] "
-				"[--shard N] [-n COUNT] [-f]\n"
-				"  a persisted stream's history comes from its log, then the ring\n");
+			fputs(tail_usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: spate tail CONFIG STREAM [options]\n");
+		fputs(tail_usage, stderr);
+		return -EINVAL;
+	}
+	enum spate_ring_start start;
+	uint64_t min_seq;
+	if (parse_from(from, &start, &min_seq) < 0) {
+		fprintf(stderr, "spate tail: --from takes trim_horizon, latest or a sequence "
+			"number, not '%s'\n", from);
 		return -EINVAL;
 	}
 	if (load_config(argv[optind], &cfg) < 0)
@@ -490,35 +860,31 @@ int spate_cli_tail(int argc, char **argv)
 	if (rc == -ENOENT && persisted) {
 		s = NULL; /* no shared memory (nothing runs): the logs alone */
 	} else if (rc < 0) {
-		fprintf(stderr, "spate tail: stream %s of bus %s: %s\n", argv[optind + 1], cfg->bus,
-			strerror(-rc));
+		fprintf(stderr, "spate tail: stream %s of bus %s: %s%s\n", argv[optind + 1], cfg->bus,
+			strerror(-rc), rc == -ENOENT && !cs ? " (the config has no such stream)" : "");
 		spate_config_free(cfg);
 		return rc;
 	}
 	uint32_t n = s ? spate_stream_shards(s) : cs->shards;
 	if (!s)
 		follow = 0; /* nothing appends while no engine holds the stream */
-	enum spate_ring_start start = strcmp(from, "latest") ? SPATE_RING_START_OLDEST
-							      : SPATE_RING_START_LATEST;
-	uint64_t min_seq = 0;
-	if (strcmp(from, "latest") && strcmp(from, "trim_horizon"))
-		min_seq = strtoull(from, NULL, 0);
 	uint64_t min_seq_of[SPATE_STREAM_MAX_SHARDS];
-	for (uint32_t i = 0; i < n; i++)
-		min_seq_of[i] = min_seq;
+	/* Where a shard's history ended: its ring must go on from there. */
+	uint64_t expect_of[SPATE_STREAM_MAX_SHARDS];
 	struct spate_ring_reader *rd[SPATE_STREAM_MAX_SHARDS] = { 0 };
 	for (uint32_t i = 0; i < n; i++) {
+		min_seq_of[i] = min_seq;
+		expect_of[i] = UINT64_MAX;
 		if (shard_only >= 0 && (uint32_t)shard_only != i)
 			continue;
-		/* A persisted stream: history from the log first, then the ring
-		 * from where the log ended. */
-		uint64_t next = 0;
 		if (persisted && start == SPATE_RING_START_OLDEST) {
-			rc = tail_log(cfg, cs, i, min_seq, count, &shown, &next);
+			/* History from the log first, then the ring from where the
+			 * log ended. */
+			rc = tail_history(cfg, cs, s, i, count, &shown, &min_seq_of[i], &rd[i]);
 			if (rc < 0)
 				goto out;
-			if (next > min_seq)
-				min_seq_of[i] = next;
+			expect_of[i] = min_seq_of[i];
+			continue;
 		}
 		if (!s)
 			continue;
@@ -543,6 +909,18 @@ int spate_cli_tail(int argc, char **argv)
 			}
 			for (int j = 0; j < k && shown < count; j++) {
 				if (v[j].seq < min_seq_of[i])
+					continue;
+				if (expect_of[i] != UINT64_MAX && v[j].seq > expect_of[i]) {
+					rc = tail_catch_up(cfg, cs, i, v[j].seq, count, &shown, &min_seq_of[i]);
+					if (rc < 0)
+						goto out;
+					if (min_seq_of[i] < v[j].seq && shown < count)
+						fprintf(stderr, "spate tail: shard %u: records %" PRIu64 "..%"
+							PRIu64 " are neither in the log nor in memory\n", i,
+							min_seq_of[i], v[j].seq - 1);
+				}
+				expect_of[i] = UINT64_MAX;
+				if (v[j].seq < min_seq_of[i] || shown >= count)
 					continue;
 				print_rec(i, &v[j]);
 				shown++;

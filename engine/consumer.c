@@ -434,7 +434,9 @@ static int deliver(struct spate_task *t, uint64_t now, bool first, uint32_t cnt,
 		.consumer = c->k->name,
 		.stream = spate_stream_name(c->stream),
 		.host = &t->host,
+		.struct_size = sizeof(b),
 	};
+	res->struct_size = sizeof(*res); /* plugin ABI 1 revision 1 */
 	/* Records read back from the log would measure their age, not
 	 * the pipeline: sample only ring deliveries. */
 	if ((t->lat_tick++ & 7) == 0 && !spate_source_on_log(&t->src)) {

@@ -965,6 +965,10 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		}
 		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
 		if (rc < 0) {
+			/* Name the config line and the consumer before the loader's words. */
+			char why[512];
+			snprintf(why, sizeof(why), "%s", err);
+			snprintf(err, errlen, "%s:%u: consumer %s: %s", e->cfg->source, k->line, k->name, why);
 			goto err;
 		}
 		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);

@@ -26,6 +26,9 @@ struct spate_cmd {
 	int (*fn)(int argc, char **argv);
 	const struct spate_cmd *sub; /* a group: its table, NULL-terminated */
 	const char *help;
+	/* Set for commands that do not answer -h/--help themselves: dispatch()
+	 * prints "usage: spate NAME <usage>" and the help line instead. */
+	const char *usage;
 };
 
 static int cmd_version(int argc, char **argv);
@@ -33,31 +36,40 @@ static int cmd_help(int argc, char **argv);
 
 static const struct spate_cmd bench_cmds[] = {
 	{ "ring", spate_bench_ring_main, NULL,
-	  "ring throughput and latency vs DPDK rte_ring and ck_ring" },
+	  "ring throughput and latency vs DPDK rte_ring and ck_ring", NULL },
 	{ "pipeline", spate_bench_pipeline_main, NULL,
-	  "producer -> stream -> count plugin, end to end (--json)" },
+	  "producer -> stream -> count plugin, end to end (--json)", NULL },
 	{ "persist", spate_bench_persist_main, NULL,
-	  "raw disk bandwidth vs the shard log per durability policy (--json)" },
+	  "raw disk bandwidth vs the shard log per durability policy (--json)", NULL },
 	{ "replay", spate_bench_replay_main, NULL,
-	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)" },
-	{ NULL, NULL, NULL, NULL },
+	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
 };
 
 static const struct spate_cmd top_cmds[] = {
-	{ "version", cmd_version, NULL, "print the version" },
-	{ "help", cmd_help, NULL, "list the commands (help CMD: the commands of a group)" },
+	{ "version", cmd_version, NULL, "print the version", "" },
+	{ "help", cmd_help, NULL, "list the commands (help CMD: the commands of a group)", "[CMD]" },
 	{ "demo", spate_demo_main, NULL,
-	  "a real pipeline for ~10 s: producer -> stream -> count plugin, with numbers" },
-	{ "run", spate_cli_run, NULL, "run the bus of a config file (SIGINT/SIGTERM: drain, checkpoint)" },
-	{ "put", spate_cli_put, NULL, "append records: put CONFIG STREAM [-k KEY] [DATA...|stdin lines]" },
-	{ "tail", spate_cli_tail, NULL, "print records: tail CONFIG STREAM [--from P] [-n N] [-f]" },
-	{ "deploy", spate_cli_deploy, NULL, "hot deploy: deploy CONFIG CONSUMER PLUGIN.so" },
-	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]" },
-	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats DIR" },
-	{ "stat", spate_cli_stat, NULL, "a running bus's counters once: stat BUS [--json] [--interval MS]" },
-	{ "top", spate_cli_top, NULL, "a running bus live, refreshed every second: top BUS" },
-	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)" },
-	{ NULL, NULL, NULL, NULL },
+	  "a real pipeline for ~10 s: producer -> stream -> count plugin, with numbers", NULL },
+	{ "run", spate_cli_run, NULL, "run the bus of a config file (SIGINT/SIGTERM: drain, checkpoint)",
+	  NULL },
+	{ "put", spate_cli_put, NULL, "append records: put CONFIG STREAM [-k KEY] [DATA...|stdin lines]",
+	  NULL },
+	{ "tail", spate_cli_tail, NULL, "print records: tail CONFIG STREAM [--from P] [-n N] [-f]", NULL },
+	{ "deploy", spate_cli_deploy, NULL, "hot deploy: deploy CONFIG CONSUMER PLUGIN.so",
+	  "CONFIG CONSUMER PLUGIN.so\n  the engine running CONFIG loads PLUGIN.so for CONSUMER "
+	  "(flush, swap, init) and answers" },
+	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]",
+	  "CONFIG [STREAM...]\n  remove the shared memory of the named streams (all, and the "
+	  "bus's counters, without STREAM)" },
+	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats DIR",
+	  "verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n  DIR is a shard's log "
+	  "directory, e.g. STATE_DIR/log/STREAM/0000" },
+	{ "stat", spate_cli_stat, NULL, "a running bus's counters once: stat BUS [--json] [--interval MS]",
+	  NULL },
+	{ "top", spate_cli_top, NULL, "a running bus live, refreshed every second: top BUS", NULL },
+	{ "bench", NULL, bench_cmds, "benchmarks (spate bench ring --help)", NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
 };
 
 static void list_cmds(FILE *f, const char *prefix, const struct spate_cmd *t)
@@ -121,6 +133,23 @@ static const struct spate_cmd *find_cmd(const struct spate_cmd *t, const char *n
 	return NULL;
 }
 
+static int is_help(const char *a)
+{
+	return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
+/* Whether argv[1..] asks for help (-h or --help before any "--"); for a
+ * group, only its first word counts (the subcommand handles the rest). */
+static int wants_help(const struct spate_cmd *c, int argc, char **argv)
+{
+	if (c->sub)
+		return argc > 1 && is_help(argv[1]);
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (is_help(argv[i]))
+			return 1;
+	return 0;
+}
+
 /* Run argv[0] from table @p t; @p path names the group for messages. */
 static int dispatch(const struct spate_cmd *t, const char *path, int argc, char **argv)
 {
@@ -137,6 +166,20 @@ static int dispatch(const struct spate_cmd *t, const char *path, int argc, char 
 			argv[0]);
 		list_cmds(stderr, "", t);
 		return -EINVAL;
+	}
+	if (wants_help(c, argc, argv)) {
+		if (c->sub) {
+			printf("spate%s%s %s commands:\n", *path ? " " : "", path, c->name);
+			char p[64];
+			snprintf(p, sizeof(p), "%s ", c->name);
+			list_cmds(stdout, p, c->sub);
+			return 0;
+		}
+		if (c->usage) {
+			printf("usage: spate%s%s %s %s\n  %s\n", *path ? " " : "", path, c->name, c->usage,
+			       c->help);
+			return 0;
+		}
 	}
 	if (c->sub) {
 		char p[64];

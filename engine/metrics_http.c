@@ -5,7 +5,8 @@
  *
  * Design. libmicrohttpd (Debian's libmicrohttpd) runs one internal polling
  * thread bound to the configured address (127.0.0.1 unless told otherwise);
- * GET /metrics takes a snapshot exactly as `spate stat` does (stats_view.h:
+ * GET /metrics takes a snapshot exactly as `spate stat` does (spate/stats.h,
+ * spate_stats_view_take():
  * the counters region attached read-only, plus the rings) and renders it in
  * the text format 0.0.4. The server never touches the engine's threads or
  * memory other than by reading the shared regions, so a slow scraper cannot
@@ -124,16 +125,16 @@ static void hist_samples(struct out *o, const char *name, const char *labels,
 	put(o, "%s_count{%s} %" PRIu64 "\n", name, labels, spate_hist_count(h));
 }
 
-static void shard_labels(const struct spate_sv *v, uint32_t s, char *buf, size_t len)
+static void shard_labels(const struct spate_stats_view *v, uint32_t s, char *buf, size_t len)
 {
-	const struct spate_sv_shard *x = &v->shards[s];
+	const struct spate_stats_view_shard *x = &v->shards[s];
 	snprintf(buf, len, "bus=\"%s\",stream=\"%s\",shard=\"%u\"", v->bus, v->stream_names[x->stream],
 		 x->shard);
 }
 
-static void task_labels(const struct spate_sv *v, uint32_t c, uint32_t s, char *buf, size_t len)
+static void task_labels(const struct spate_stats_view *v, uint32_t c, uint32_t s, char *buf, size_t len)
 {
-	const struct spate_sv_consumer *k = &v->consumers[c];
+	const struct spate_stats_view_consumer *k = &v->consumers[c];
 	snprintf(buf, len, "bus=\"%s\",stream=\"%s\",shard=\"%u\",consumer=\"%s\"", v->bus,
 		 v->stream_names[k->stream], s, k->name);
 }
@@ -143,7 +144,7 @@ static void task_labels(const struct spate_sv *v, uint32_t c, uint32_t s, char *
 	do {                                                                        \
 		family((o), (name), (type), (help));                               \
 		for (uint32_t s_ = 0; s_ < (v)->n_shards; s_++) {                  \
-			const struct spate_sv_shard *x = &(v)->shards[s_];         \
+			const struct spate_stats_view_shard *x = &(v)->shards[s_];         \
 			char l_[256];                                              \
 			shard_labels((v), s_, l_, sizeof(l_));                     \
 			put((o), "%s{%s} %.17g\n", (name), l_, (double)(expr));    \
@@ -151,9 +152,9 @@ static void task_labels(const struct spate_sv *v, uint32_t c, uint32_t s, char *
 	} while (0)
 
 /* A per-(consumer, shard) figure summed over lanes. */
-static uint64_t task_sum(const struct spate_sv *v, uint32_t c, uint32_t s, size_t off)
+static uint64_t task_sum(const struct spate_stats_view *v, uint32_t c, uint32_t s, size_t off)
 {
-	const struct spate_sv_consumer *k = &v->consumers[c];
+	const struct spate_stats_view_consumer *k = &v->consumers[c];
 	uint64_t sum = 0;
 	for (uint32_t l = 0; l < k->lanes; l++)
 		sum += *(const uint64_t *)(const void *)((const char *)&v->tasks[k->first_task +
@@ -170,11 +171,11 @@ static uint64_t task_sum(const struct spate_sv *v, uint32_t c, uint32_t s, size_
 				char l_[320];                                         \
 				task_labels((v), c_, s_, l_, sizeof(l_));             \
 				put((o), "%s{%s} %" PRIu64 "\n", (name), l_,          \
-				    task_sum((v), c_, s_, offsetof(struct spate_sv_task, field))); \
+				    task_sum((v), c_, s_, offsetof(struct spate_stats_view_task, field))); \
 			}                                                             \
 	} while (0)
 
-char *spate_sv_prometheus(const struct spate_sv *v)
+char *spate_metrics_prometheus(const struct spate_stats_view *v)
 {
 	struct out o = { 0 };
 	char l[320];
@@ -204,7 +205,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	family(&o, "spate_stream_oldest_record_age_seconds", "gauge",
 	       "Age of the oldest record still in the shard ring (0 if empty).");
 	for (uint32_t s = 0; s < v->n_shards; s++) {
-		const struct spate_sv_shard *x = &v->shards[s];
+		const struct spate_stats_view_shard *x = &v->shards[s];
 		shard_labels(v, s, l, sizeof(l));
 		put(&o, "spate_stream_oldest_record_age_seconds{%s} %.6f\n", l,
 		    x->oldest_ts && v->real_ns > x->oldest_ts ? (double)(v->real_ns - x->oldest_ts) / 1e9
@@ -249,7 +250,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	       "Next sequence number the consumer handles on the shard.");
 	for (uint32_t c = 0; c < v->n_consumers; c++)
 		for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
-			uint64_t ck = spate_sv_checkpoint(v, c, s);
+			uint64_t ck = spate_stats_view_checkpoint(v, c, s);
 			if (ck == UINT64_MAX)
 				continue;
 			task_labels(v, c, s, l, sizeof(l));
@@ -265,7 +266,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 		for (uint32_t c = 0; c < v->n_consumers; c++)
 			for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
 				uint64_t lr, lb, age;
-				spate_sv_lag(v, c, s, &lr, &lb, &age);
+				spate_stats_view_lag(v, c, s, &lr, &lb, &age);
 				task_labels(v, c, s, l, sizeof(l));
 				if (m == 2)
 					put(&o, "%s{%s} %.3f\n", lag_names[m], l, (double)age / 1e3);
@@ -281,7 +282,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	for (int m = 0; m < 3; m++) {
 		family(&o, hn[m], "histogram", hh[m]);
 		for (uint32_t c = 0; c < v->n_consumers; c++) {
-			const struct spate_hist *h = spate_sv_hist(v, c, m);
+			const struct spate_hist *h = spate_stats_view_hist(v, c, (enum spate_stats_hist_kind)m);
 			snprintf(l, sizeof(l), "bus=\"%s\",stream=\"%s\",consumer=\"%s\"", v->bus,
 				 v->stream_names[v->consumers[c].stream], v->consumers[c].name);
 			if (m < 2)
@@ -296,9 +297,9 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	       "Progress of a consumer shard catching up from the log (0..1), while it does.");
 	for (uint32_t c = 0; c < v->n_consumers; c++)
 		for (uint32_t s = 0; s < v->consumers[c].shards; s++) {
-			const struct spate_sv_consumer *k = &v->consumers[c];
+			const struct spate_stats_view_consumer *k = &v->consumers[c];
 			for (uint32_t ln = 0; ln < k->lanes; ln++) {
-				double p = spate_sv_task_catchup(&v->tasks[k->first_task + s * k->lanes + ln]);
+				double p = spate_stats_view_task_catchup(&v->tasks[k->first_task + s * k->lanes + ln]);
 				if (p < 0)
 					continue;
 				task_labels(v, c, s, l, sizeof(l));
@@ -314,7 +315,7 @@ char *spate_sv_prometheus(const struct spate_sv *v)
 	for (int m = 0; m < 3; m++) {
 		family(&o, wn[m], "counter", wh[m]);
 		for (uint32_t k = 0; k < v->n_workers; k++) {
-			const struct spate_sv_worker *w = &v->workers[k];
+			const struct spate_stats_view_worker *w = &v->workers[k];
 			double val = m == 0 ? (double)w->busy_ns / 1e9
 				     : m == 1 ? (double)w->parked_ns / 1e9 : (double)w->loops;
 			put(&o, "%s{bus=\"%s\",worker=\"%u\",cpu=\"%d\"} %.9g\n", wn[m], v->bus, k,
@@ -361,7 +362,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
 			      size_t *upload_size, void **con_cls)
 {
 	struct spate_metrics_http *m = cls;
-	struct spate_sv *v;
+	struct spate_stats_view *v;
 	(void)version;
 	(void)upload;
 	(void)upload_size;
@@ -377,15 +378,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
 		return reply(con, strcmp(url, "/") ? MHD_HTTP_NOT_FOUND : MHD_HTTP_OK, b,
 			     "text/plain");
 	}
-	int rc = spate_sv_take(m->bus, &v);
+	int rc = spate_stats_view_take(m->bus, &v);
 	if (rc < 0) {
 		char *b = NULL;
 		if (asprintf(&b, "spate: no counters for bus %s: %s\n", m->bus, strerror(-rc)) < 0)
 			return MHD_NO;
 		return reply(con, MHD_HTTP_SERVICE_UNAVAILABLE, b, "text/plain");
 	}
-	char *text = spate_sv_prometheus(v);
-	spate_sv_free(v);
+	char *text = spate_metrics_prometheus(v);
+	spate_stats_view_free(v);
 	if (!text)
 		return MHD_NO;
 	return reply(con, MHD_HTTP_OK, text, "text/plain; version=0.0.4; charset=utf-8");

@@ -13,10 +13,20 @@
  * per load is always a fresh image, and the old one stays mapped, and valid,
  * until its own dlclose(). The descriptor is then checked before anything in
  * it is called: it must come from the file itself (not from a dependency),
- * carry SPATE_PLUGIN_ABI_VERSION and exactly sizeof(struct spate_plugin), and
- * name init and process. Every refusal names the file and, for mismatches,
- * both versions or sizes, as Snort 3, nginx and PostgreSQL do: a plugin built
- * against another header must never be called.
+ * carry SPATE_PLUGIN_ABI_VERSION, a size the host can read, and name init and
+ * process. Every refusal names the file and, for mismatches, both versions
+ * or sizes, as Snort 3, nginx and PostgreSQL do: a plugin built against
+ * another ABI must never be called.
+ *
+ * ABI growth (PipeWire's SPA and Linux's extensible syscall structs, e.g.
+ * openat2, are the models). Within ABI 1 the descriptor only gains fields at
+ * its end. The host copies min(struct_size, sizeof) bytes of the plugin's
+ * descriptor into a zeroed descriptor of its own size and the engine uses
+ * that copy only, so a hook an older plugin does not have reads as NULL and
+ * nothing past the plugin's object is ever read. A larger descriptor (a
+ * plugin built against a newer header) is accepted when every byte past the
+ * host's size is zero: it sets nothing this host would have to call. The
+ * load hook runs once per image after the checks; unload before dlclose().
  *
  * Trade-offs. RTLD_NOW finds unresolved symbols at load, not at the first
  * batch. RTLD_LOCAL keeps two plugins (or two builds of one) from binding to
@@ -24,9 +34,9 @@
  * small, loads rare) and makes the mapped image appear as "(deleted)" in
  * /proc/PID/maps, so perf, gdb and sanitizers cannot open it to read symbols;
  * SPATE_PLUGIN_DEBUG=1 loads in place and never unloads, for debugging (and
- * gives up reloading a rebuilt file). The struct size must be equal, not merely >=: ABI 1 has
- * one descriptor layout, and the next additive change will list the sizes it
- * accepts explicitly rather than trust a comparison.
+ * gives up reloading a rebuilt file). Sizes must be multiples of 8 (every
+ * descriptor layout is pointer-aligned) and at least ABI 1's first (64
+ * bytes): anything else is not a descriptor of this ABI.
  *
  * Limits. A copy directory that is mounted noexec makes dlopen() fail (the
  * error says so and names SPATE_PLUGIN_TMPDIR). dlclose() may leave an image
@@ -53,9 +63,25 @@
 struct spate_plugin_lib {
 	void *handle;
 	int keep; /* debug mode: never dlclose() */
-	const struct spate_plugin *desc;
+	/* The plugin's descriptor, copied to the host's size: fields past the
+	 * plugin's struct_size are zero (hooks added since it was built). */
+	struct spate_plugin desc;
 	char path[]; /* the resolved file, not the private copy */
 };
+
+/* ABI 1 as first released (revision 0), which every later revision keeps:
+ * these offsets are what plugins built then were compiled with
+ * (tests/abi/plugin_v1.h). */
+_Static_assert(offsetof(struct spate_plugin, load) == SPATE_PLUGIN_DESC_MIN_SIZE,
+	       "revision 0 descriptor: 64 bytes");
+_Static_assert(offsetof(struct spate_plugin, flush_interval_ns) == 56, "descriptor layout");
+_Static_assert(offsetof(struct spate_batch, struct_size) == 48, "revision 0 batch: 48 bytes");
+_Static_assert(offsetof(struct spate_batch, host) == 40, "batch layout");
+_Static_assert(offsetof(struct spate_batch_result, struct_size) == 208,
+	       "revision 0 result: 208 bytes");
+_Static_assert(sizeof(struct spate_ring_rec) == 40 && offsetof(struct spate_ring_rec, type) == 32,
+	       "record view layout");
+_Static_assert(sizeof(struct spate_plugin) % 8 == 0, "descriptor sizes are multiples of 8");
 
 /* Numbers the private copies of this process. */
 static _Atomic unsigned long copy_counter;
@@ -329,6 +355,18 @@ static int other_abi(void *handle, uint32_t *abi)
 	return 0;
 }
 
+/* Refuse a plugin of ABI @p abi, naming the file and both ABIs. */
+static int abi_mismatch(const char *path, uint32_t abi, char *err, size_t errlen)
+{
+	set_err(err, errlen, "plugin %s was built for plugin ABI %u, this host speaks ABI %u%s", path,
+		abi, SPATE_PLUGIN_ABI_VERSION,
+		abi > SPATE_PLUGIN_ABI_VERSION
+			? " (made for a newer spate: upgrade spate, or rebuild the plugin against "
+			  "this spate/plugin.h)"
+			: " (rebuild the plugin against this spate/plugin.h)");
+	return -EPROTO;
+}
+
 static int check_desc(void *handle, const char *path, const char *opened,
 		      const struct spate_plugin **out, char *err, size_t errlen)
 {
@@ -344,12 +382,8 @@ static int check_desc(void *handle, const char *path, const char *opened,
 
 		/* Copy: the next dlsym() frees dlerror()'s string. */
 		dl_msg(dl_why, sizeof(dl_why), de ? de : "symbol is NULL", opened, path);
-		if (other_abi(handle, &abi)) {
-			set_err(err, errlen,
-				"plugin %s was built for plugin ABI %u, this host speaks ABI %u",
-				path, abi, SPATE_PLUGIN_ABI_VERSION);
-			return -EPROTO;
-		}
+		if (other_abi(handle, &abi))
+			return abi_mismatch(path, abi, err, errlen);
 		set_err(err, errlen,
 			"plugin %s does not define %s, so it is not a spate plugin "
 			"(of plugin ABI %u): %s",
@@ -362,17 +396,31 @@ static int check_desc(void *handle, const char *path, const char *opened,
 			path, SPATE_PLUGIN_SYMBOL);
 		return -ELIBBAD;
 	}
-	if (d->abi_version != SPATE_PLUGIN_ABI_VERSION) {
-		set_err(err, errlen, "plugin %s was built for plugin ABI %u, this host speaks ABI %u",
-			path, d->abi_version, SPATE_PLUGIN_ABI_VERSION);
+	if (d->abi_version != SPATE_PLUGIN_ABI_VERSION)
+		return abi_mismatch(path, d->abi_version, err, errlen);
+	if (d->struct_size < SPATE_PLUGIN_DESC_MIN_SIZE || d->struct_size % 8) {
+		set_err(err, errlen,
+			"plugin %s has a %u-byte descriptor, not one of plugin ABI %u (%u bytes or "
+			"more, a multiple of 8; this host's is %zu): built against another "
+			"spate/plugin.h?",
+			path, d->struct_size, SPATE_PLUGIN_ABI_VERSION, SPATE_PLUGIN_DESC_MIN_SIZE,
+			sizeof(struct spate_plugin));
 		return -EPROTO;
 	}
-	if (d->struct_size != sizeof(struct spate_plugin)) {
-		set_err(err, errlen,
-			"plugin %s has a %u-byte descriptor, this host expects %zu bytes for "
-			"plugin ABI %u (built against another spate/plugin.h?)",
-			path, d->struct_size, sizeof(struct spate_plugin), SPATE_PLUGIN_ABI_VERSION);
-		return -EPROTO;
+	/* A newer header's descriptor: run it only if it sets nothing past
+	 * what this host knows (the bytes are the plugin's: struct_size of them
+	 * are its object). */
+	for (uint32_t i = sizeof(struct spate_plugin); i < d->struct_size; i++) {
+		if (((const unsigned char *)d)[i]) {
+			set_err(err, errlen,
+				"plugin %s has a %u-byte descriptor of plugin ABI %u that sets a field "
+				"at byte %u, past the %zu bytes this host knows (ABI %u revision %u): "
+				"it needs a newer spate, or a build against this spate/plugin.h",
+				path, d->struct_size, SPATE_PLUGIN_ABI_VERSION, i,
+				sizeof(struct spate_plugin), SPATE_PLUGIN_ABI_VERSION,
+				SPATE_PLUGIN_ABI_REVISION);
+			return -EPROTO;
+		}
 	}
 	why = !d->name || !d->name[0] ? "no name" : !d->init ? "no init" : !d->process ? "no process" : NULL;
 	if (why) {
@@ -438,7 +486,7 @@ int spate_plugin_load(const char *spec, struct spate_plugin_lib **out, char *err
 	if (rc < 0)
 		goto err_close;
 
-	lib = malloc(sizeof(*lib) + strlen(shown) + 1);
+	lib = calloc(1, sizeof(*lib) + strlen(shown) + 1);
 	if (!lib) {
 		rc = -ENOMEM;
 		set_err(err, errlen, "plugin %s: out of memory", shown);
@@ -446,8 +494,23 @@ int spate_plugin_load(const char *spec, struct spate_plugin_lib **out, char *err
 	}
 	lib->handle = h;
 	lib->keep = debug;
-	lib->desc = desc;
+	/* The host's copy: the plugin's bytes up to the smaller size, zeros
+	 * after (lib is calloc()ed). check_desc() bounded struct_size. */
+	memcpy(&lib->desc, desc,
+	       desc->struct_size < sizeof(lib->desc) ? desc->struct_size : sizeof(lib->desc));
 	memcpy(lib->path, shown, strlen(shown) + 1);
+	if (lib->desc.load) {
+		char why[256] = "";
+
+		rc = lib->desc.load(SPATE_PLUGIN_ABI_REVISION, why, sizeof(why));
+		if (rc < 0) {
+			why[sizeof(why) - 1] = 0;
+			set_err(err, errlen, "plugin %s: its load hook failed: %s (%s)", shown,
+				why[0] ? why : "no reason given", strerror(-rc));
+			free(lib);
+			goto err_close;
+		}
+	}
 	*out = lib;
 	return 0;
 
@@ -460,6 +523,8 @@ void spate_plugin_unload(struct spate_plugin_lib *lib)
 {
 	if (!lib)
 		return;
+	if (lib->desc.unload)
+		lib->desc.unload();
 	if (!lib->keep)
 		dlclose(lib->handle);
 	free(lib);
@@ -467,7 +532,7 @@ void spate_plugin_unload(struct spate_plugin_lib *lib)
 
 const struct spate_plugin *spate_plugin_lib_desc(const struct spate_plugin_lib *lib)
 {
-	return lib->desc;
+	return &lib->desc;
 }
 
 const char *spate_plugin_lib_path(const struct spate_plugin_lib *lib)
@@ -477,10 +542,10 @@ const char *spate_plugin_lib_path(const struct spate_plugin_lib *lib)
 
 const char *spate_plugin_lib_name(const struct spate_plugin_lib *lib)
 {
-	return lib->desc->name;
+	return lib->desc.name;
 }
 
 const char *spate_plugin_lib_version(const struct spate_plugin_lib *lib)
 {
-	return lib->desc->version ? lib->desc->version : "";
+	return lib->desc.version ? lib->desc.version : "";
 }

@@ -40,9 +40,12 @@ struct spate_plugin_lib;
  * until its own spate_plugin_unload().
  *
  * The descriptor SPATE_PLUGIN_SYMBOL must be defined by the file itself, have
- * abi_version == SPATE_PLUGIN_ABI_VERSION and struct_size ==
- * sizeof(struct spate_plugin) (ABI 1 accepts no other size), and non-NULL
- * name, init and process (version and the rest may be NULL).
+ * abi_version == SPATE_PLUGIN_ABI_VERSION, a struct_size of at least
+ * SPATE_PLUGIN_DESC_MIN_SIZE and a multiple of 8 (an older plugin's smaller
+ * descriptor is fine: the host's copy reads its missing hooks as NULL; a
+ * larger one only with zeros past sizeof(struct spate_plugin)), and non-NULL
+ * name, init and process (version and the rest may be NULL). Then the
+ * plugin's load hook, if any, runs once for this image.
  *
  * Thread-safe. Not async-signal-safe.
  *
@@ -56,16 +59,18 @@ struct spate_plugin_lib;
  *   -ENOENT  no such file (the message lists every place looked in);
  *   -ELIBBAD dlopen() failed (the message includes dlerror()), or the file
  *            does not define SPATE_PLUGIN_SYMBOL;
- *   -EPROTO  built for another plugin ABI, or with another struct size (the
- *            message gives both versions or sizes);
+ *   -EPROTO  built for another plugin ABI, with a descriptor size that is
+ *            not one of this ABI, or setting fields this host does not know
+ *            (the message gives both versions or sizes);
  *   -ENAMETOOLONG a path too long;
- *   -ENOMEM; or the -errno of reading the file or writing its copy
- *            (-EACCES, -EIO, -ENOSPC, ...).
+ *   -ENOMEM; the -errno of reading the file or writing its copy
+ *            (-EACCES, -EIO, -ENOSPC, ...); or the negative value the
+ *            plugin's load hook returned (the message gives its reason).
  */
 int spate_plugin_load(const char *spec, struct spate_plugin_lib **out, char *err, size_t errlen);
 
 /**
- * Unload a plugin: dlclose() its image. Every state created by its init()
+ * Unload a plugin: run its unload hook (if any), then dlclose() its image. Every state created by its init()
  * must have been passed to its fini() before, and no thread may be inside one
  * of its functions. The image may stay mapped after this (thread-local
  * storage with destructors, DF_1_NODELETE, or another handle to it); that is
@@ -75,7 +80,9 @@ int spate_plugin_load(const char *spec, struct spate_plugin_lib **out, char *err
  */
 void spate_plugin_unload(struct spate_plugin_lib *lib);
 
-/** The checked descriptor exported by @p lib. */
+/** The checked descriptor exported by @p lib, as the host's copy: every
+ *  field the plugin's descriptor is too small for reads as NULL / 0 (its
+ *  struct_size is the plugin's). */
 const struct spate_plugin *spate_plugin_lib_desc(const struct spate_plugin_lib *lib);
 /** The file @p lib was loaded from (absolute when it could be resolved), not
  *  the private copy. */

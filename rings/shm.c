@@ -45,9 +45,20 @@
  *    gives -EBADMSG and never SIGBUS.  The validated values are kept in the
  *    handle; the mapped header is not trusted afterwards.
  *
+ *  - Attach checks who may share the file before mapping it (fstat of the
+ *    open descriptor, so no rename race): the owner must be our effective
+ *    uid, or a group we are in when the attacher configured group access
+ *    (spate_shm_attach_opts: group bits in opts.mode, opts.gid); nobody
+ *    else may write it, and it may grant nothing beyond the configured mode
+ *    (0600 by default).  A region another local user created first under
+ *    our name, or one made 0666, is refused (-EPERM / -EACCES) with a
+ *    message naming the file, owner and mode.  Create never makes a file
+ *    writable by others.  docs/security.md has the threat model.
+ *
  * Limits
  *  - A process that can write the file can still truncate it while others
- *    have it mapped and make them SIGBUS; protect regions with file modes.
+ *    have it mapped and make them SIGBUS; protect regions with file modes
+ *    (the checks above keep writers to our user and a configured group).
  *  - Creation checks every search directory for an existing name first, but
  *    two creators racing for one name in different directories can both win.
  *  - creator_alive() compares pid and start time in our pid namespace; a
@@ -728,7 +739,8 @@ int spate_shm_create(const char *name, size_t user_size,
 		return -EINVAL;
 	*out = NULL;
 	if (!shm_name_valid(name) || user_size == 0 || user_size > ((size_t)1 << 62) ||
-	    (o->flags & ~SHM_CREATE_FLAGS) || (mode & ~(mode_t)0777) || (o->dir && !*o->dir))
+	    (o->flags & ~SHM_CREATE_FLAGS) || (mode & ~(mode_t)0777) || (mode & S_IWOTH) ||
+	    (o->dir && !*o->dir))
 		return -EINVAL;
 	if ((o->flags & SPATE_SHM_F_REQUIRE_HUGE) && (o->flags & SPATE_SHM_F_NO_HUGE))
 		return -EINVAL;
@@ -787,9 +799,72 @@ done:
 
 /* ----------------------------------------------------------------- attach */
 
-static int shm_map_validate(int fd, const char *name, uint32_t flags, struct spate_shm *sh)
+/* Whether this process is in group @p gid (effective or supplementary). */
+static bool shm_in_group(gid_t gid)
 {
-	const bool ro = flags & SPATE_SHM_F_RDONLY;
+	gid_t groups[256];
+	int n;
+
+	if (gid == getegid())
+		return true;
+	n = getgroups((int)(sizeof(groups) / sizeof(groups[0])), groups);
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/*
+ * Who may share the file @p st (opened as @p path): its owner must be us, or,
+ * when @p o configures group access (group bits in o->mode), a group we are in
+ * (o->gid if set).  Nobody else may write it, and it may grant no access
+ * beyond o->mode (0 = 0600).  Checked on the open descriptor, before mapping:
+ * a region another user created first, or made writable by others, is refused
+ * with a message naming the file, its owner and its mode.
+ */
+static int shm_check_access(const struct stat *st, const char *path,
+			    const struct spate_shm_opts *o)
+{
+	const mode_t allowed = o->mode ? o->mode : 0600;
+	const mode_t m = st->st_mode & 07777;
+	const bool group_cfg = (allowed & S_IRWXG) != 0;
+	const bool gid_cfg = o->gid != 0 && o->gid != (gid_t)-1;
+	const char *why = NULL;
+	int r = 0;
+
+	if (st->st_uid != geteuid()) {
+		if (!group_cfg || (gid_cfg && st->st_gid != o->gid) || !shm_in_group(st->st_gid) ||
+		    !(m & S_IRWXG)) {
+			why = group_cfg ? "neither our user nor a configured group we are in"
+					: "not our user (configure a group to share regions)";
+			r = -EPERM;
+		}
+	} else if (gid_cfg && (m & S_IRWXG) && st->st_gid != o->gid) {
+		why = "group access for a group other than the configured one";
+		r = -EACCES;
+	}
+	if (!r && (m & S_IWOTH)) {
+		why = "writable by other users";
+		r = -EACCES;
+	} else if (!r && (m & 0777 & ~allowed)) {
+		mode_t extra = m & 0777 & ~allowed;
+
+		why = (extra & S_IRWXO) ? "access for other users beyond the configured mode"
+		      : group_cfg ? "more access than the configured mode"
+				  : "group access, which is not configured";
+		r = -EACCES;
+	}
+	if (r)
+		fprintf(stderr, "spate: refusing shared memory %s: owner uid %u gid %u, mode %04o "
+			"(we are uid %u; allowed mode %04o): %s\n", path, (unsigned)st->st_uid,
+			(unsigned)st->st_gid, (unsigned)m, (unsigned)geteuid(), (unsigned)allowed, why);
+	return r;
+}
+
+static int shm_map_validate(int fd, const char *name, const struct spate_shm_opts *o,
+			    struct spate_shm *sh)
+{
+	const bool ro = o->flags & SPATE_SHM_F_RDONLY;
 	struct spate_shm_hdr h;
 	struct stat st;
 	uint32_t ready;
@@ -800,7 +875,13 @@ static int shm_map_validate(int fd, const char *name, uint32_t flags, struct spa
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(h))
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;
+	r = shm_check_access(&st, sh->path, o);
+	if (r)
+		return r;
+	r = -EBADMSG;
+	if (st.st_size < (off_t)sizeof(h))
 		return -EBADMSG;
 	if ((uint64_t)st.st_size > SIZE_MAX)
 		return -EFBIG;
@@ -856,6 +937,17 @@ err:
 
 int spate_shm_attach(const char *name, uint32_t flags, struct spate_shm **out)
 {
+	const struct spate_shm_opts o = { .flags = flags, .gid = (gid_t)-1 };
+
+	return spate_shm_attach_opts(name, &o, out);
+}
+
+int spate_shm_attach_opts(const char *name, const struct spate_shm_opts *opts,
+			  struct spate_shm **out)
+{
+	static const struct spate_shm_opts defaults = { .gid = (gid_t)-1 };
+	const struct spate_shm_opts *o = opts ? opts : &defaults;
+	const uint32_t flags = o->flags;
 	const char *dirs[SHM_MAX_DIRS];
 	char huge_mnt[PATH_MAX];
 	struct spate_shm *sh;
@@ -864,7 +956,8 @@ int spate_shm_attach(const char *name, uint32_t flags, struct spate_shm **out)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!shm_name_valid(name) || (flags & ~SHM_ATTACH_FLAGS))
+	if (!shm_name_valid(name) || (flags & ~SHM_ATTACH_FLAGS) || (o->mode & ~(mode_t)0777) ||
+	    (o->mode & S_IWOTH) || o->dir)
 		return -EINVAL;
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
@@ -885,7 +978,7 @@ int spate_shm_attach(const char *name, uint32_t flags, struct spate_shm **out)
 	if (fd < 0)
 		goto err_free;
 
-	r = shm_map_validate(fd, name, flags, sh);
+	r = shm_map_validate(fd, name, o, sh);
 	close(fd);
 	if (r)
 		goto err_free;

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bad_plugin.c - plugins the loader must refuse (test_plugin), one per
- * -DBAD_* variant: ABI 999, a wrong struct_size, no descriptor symbol, a
- * descriptor of a future ABI under its own symbol (spate_plugin_v2), and a
- * descriptor without process().
+ * -DBAD_* variant: ABI 999, a struct_size smaller than any descriptor of
+ * ABI 1, no descriptor symbol, a descriptor of a future ABI under its own
+ * symbol (spate_plugin_v2), a descriptor without process(), and a descriptor
+ * from a newer revision of ABI 1 that sets a field this host does not know
+ * (BAD_TAIL). -DNEWER_ZERO is the same newer descriptor with that field
+ * left zero, which the host must accept (built as newer_plugin.so).
  */
 #include "spate/plugin.h"
 
@@ -26,7 +29,7 @@ __attribute__((visibility("default"))) const struct spate_plugin spate_plugin_v1
 };
 #elif defined(BAD_SIZE)
 __attribute__((visibility("default"))) const struct spate_plugin spate_plugin_v1 = {
-	.abi_version = SPATE_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct spate_plugin) - 8,
+	.abi_version = SPATE_PLUGIN_ABI_VERSION, .struct_size = SPATE_PLUGIN_DESC_MIN_SIZE - 8,
 	.name = "bad_size", .init = bad_init, .process = bad_process,
 };
 #elif defined(BAD_NOSYM)
@@ -40,6 +43,25 @@ __attribute__((visibility("default"))) const struct spate_plugin spate_plugin_v2
 };
 #elif defined(BAD_DESC)
 SPATE_PLUGIN_DEFINE(.name = "bad_desc", .init = bad_init);
+#elif defined(BAD_TAIL) || defined(NEWER_ZERO)
+/* A descriptor of a later revision: one more hook after today's. */
+struct newer_export {
+	struct spate_plugin d;
+	void (*next_hook)(void);
+};
+
+__attribute__((unused)) static void next_hook(void)
+{
+}
+
+__attribute__((visibility("default"))) extern const struct newer_export spate_plugin_v1;
+const struct newer_export spate_plugin_v1 = {
+	.d = { .abi_version = SPATE_PLUGIN_ABI_VERSION, .struct_size = sizeof(struct newer_export),
+	       .name = "newer", .init = bad_init, .process = bad_process },
+#ifdef BAD_TAIL
+	.next_hook = next_hook,
+#endif
+};
 #else
 #error "define one BAD_* variant"
 #endif

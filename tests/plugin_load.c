@@ -99,8 +99,9 @@ int main(int argc, char **argv)
 		goto out_lines;
 	}
 	struct spate_batch b = { .recs = recs, .count = n, .attempt = 1, .consumer = "plugin_load",
-				 .stream = "stdin", .host = &host };
+				 .stream = "stdin", .host = &host, .struct_size = sizeof(b) };
 	memset(&res, 0, sizeof(res));
+	res.struct_size = sizeof(res);
 	rc = p->process(state, &b, &res);
 	if (rc < 0)
 		fprintf(stderr, "plugin_load: process: %s\n", strerror(-rc));

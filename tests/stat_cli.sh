@@ -46,8 +46,8 @@ check(sorted(x["head_seq"] for x in s["shards"]) == [0, 40], "head_seq")
 full = [x for x in s["shards"] if x["head_seq"] == 40][0]
 check(full["oldest_seq"] == 0 and full["oldest_ts_ns"] > 0, "oldest of the full shard")
 check(full["records_in_per_sec"] == 0, "no records came in during the interval")
-check(full["put_batches"] == 40 and full["put_failed"] == 0 and full["backpressure"] == 0,
-      "spate put counted one batch per record in the region")
+check(1 <= full["put_batches"] <= 40 and full["put_failed"] == 0 and full["backpressure"] == 0,
+      "spate put counted its batches (lines are batched) in the region")
 c = {x["name"]: x for x in d["consumers"]}
 ok, bad = c["ok"], c["bad"]
 check(ok["state"] == "running" and ok["plugin"] == "count", "ok state/plugin")

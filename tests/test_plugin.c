@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -267,11 +268,12 @@ static struct spate_batch_result run(struct inst *in, const struct recs *rs, uin
 {
 	struct spate_batch b = { .recs = rs->r, .count = rs->n, .shard = in->shard,
 				 .attempt = attempt, .consumer = "c1", .stream = "s1",
-				 .host = &in->host.h };
+				 .host = &in->host.h, .struct_size = sizeof(b) };
 	struct spate_batch_result res;
 	int rc;
 
 	memset(&res, 0, sizeof(res));
+	res.struct_size = sizeof(res);
 	rc = in->p->process(in->state, &b, &res);
 	cr_assert_eq(rc, 0, "process: %d", rc);
 	return res;
@@ -382,19 +384,127 @@ Test(plugin, refuses_other_abi)
 {
 	plugin_dir();
 	load_fails(TEST_BUILD_DIR "/bad_abi.so", -EPROTO, "bad_abi.so", "built for plugin ABI 999",
-		   "this host speaks ABI 1", NULL);
+		   "this host speaks ABI 1", "a newer spate", NULL);
 	/* A future ABI exports another symbol; the message still says which. */
 	load_fails(TEST_BUILD_DIR "/bad_v2.so", -EPROTO, "bad_v2.so", "built for plugin ABI 2",
-		   "this host speaks ABI 1", NULL);
+		   "this host speaks ABI 1", "a newer spate", NULL);
 }
 
 Test(plugin, refuses_wrong_struct_size)
 {
-	char want[64];
+	char want[96];
 
-	snprintf(want, sizeof(want), "expects %zu bytes", sizeof(struct spate_plugin));
-	load_fails(TEST_BUILD_DIR "/bad_size.so", -EPROTO, "bad_size.so", "plugin ABI 1", want,
-		   NULL);
+	snprintf(want, sizeof(want), "has a %u-byte descriptor, not one of plugin ABI 1 (%u bytes",
+		 SPATE_PLUGIN_DESC_MIN_SIZE - 8, SPATE_PLUGIN_DESC_MIN_SIZE);
+	load_fails(TEST_BUILD_DIR "/bad_size.so", -EPROTO, "bad_size.so", want, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ABI growth (docs/plugins.md)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A newer revision's descriptor that sets a hook this host does not know:
+ * refused (the host could not call it), naming both sizes. */
+Test(plugin, abi_refuses_unknown_newer_hook)
+{
+	char want[96];
+
+	snprintf(want, sizeof(want), "sets a field at byte %zu, past the %zu bytes",
+		 sizeof(struct spate_plugin), sizeof(struct spate_plugin));
+	load_fails(TEST_BUILD_DIR "/bad_tail.so", -EPROTO, "bad_tail.so", want,
+		   "ABI 1 revision 1", NULL);
+}
+
+/* The same newer descriptor with nothing set past this host's size runs. */
+Test(plugin, abi_newer_descriptor_with_zeros_loads)
+{
+	struct spate_plugin_lib *lib = load_ok(TEST_BUILD_DIR "/newer_plugin.so");
+	const struct spate_plugin *d = spate_plugin_lib_desc(lib);
+
+	cr_assert_str_eq(spate_plugin_lib_name(lib), "newer");
+	cr_assert_eq(d->struct_size, sizeof(struct spate_plugin) + sizeof(void (*)(void)));
+	cr_assert_null(d->load);
+	cr_assert_null(d->unload);
+	spate_plugin_unload(lib);
+}
+
+/* A plugin built against the frozen header of ABI 1 revision 0
+ * (tests/abi/plugin_v1.h: 64-byte descriptor, no batch or result sizes)
+ * loads and processes batches; the hooks it cannot have read as NULL,
+ * although its object continues with function pointers where they would be
+ * (old_plugin.c): a host reading past its struct_size fails the load or
+ * aborts at unload. */
+Test(plugin, abi_old_descriptor_runs)
+{
+	static const char *const pl[] = { "a", "b", "c" };
+	static const char *const pl2[] = { "d", "bad", "e" };
+	struct recs rs;
+	struct inst in;
+
+	cr_assert_eq(inst_open(&in, TEST_BUILD_DIR "/old_plugin.so", 2, 0, NULL, 0), 0);
+	cr_assert_str_eq(spate_plugin_lib_name(in.lib), "abi_old");
+	cr_assert_eq(in.p->struct_size, SPATE_PLUGIN_DESC_MIN_SIZE);
+	cr_assert_null(in.p->load);
+	cr_assert_null(in.p->unload);
+	cr_assert_null(in.p->fini);
+	cr_assert_null(in.p->flush);
+
+	recs_seq(&rs, 10, 3, pl);
+	struct spate_batch_result res = run(&in, &rs, 1);
+	cr_assert_eq(res.status, SPATE_BATCH_OK);
+	cr_assert_str_eq(in.host.last_log, "abi: 3 records, seq 10..12, sizes 0/0");
+	/* The old plugin never writes the result's size: the host's stays. */
+	cr_assert_eq(res.struct_size, sizeof(res));
+
+	recs_seq(&rs, 13, 3, pl2);
+	res = run(&in, &rs, 1);
+	cr_assert_eq(res.status, SPATE_BATCH_PARTIAL);
+	cr_assert_eq(res.failed_index, 1);
+	cr_assert_str_eq(res.error, "abi: record 1 is bad");
+	cr_assert_str_eq(in.host.last_log, "abi: 3 records, seq 13..15, sizes 0/0");
+	inst_close(&in);
+}
+
+/* Today's revision: load runs once per image with the host's revision,
+ * unload once at spate_plugin_unload(); process sees the host's sizes of the
+ * batch and the result; a failing load refuses the plugin with its reason
+ * and without an unload. */
+Test(plugin, abi_current_hooks_and_sizes)
+{
+	char dir[PATH_MAX], trace[PATH_MAX + 16], buf[256], want[64];
+	static const char *const pl[] = { "x", "y" };
+	struct recs rs;
+	struct inst in;
+
+	tmpdir_for(dir, sizeof(dir), "abi");
+	snprintf(trace, sizeof(trace), "%s/trace", dir);
+	setenv("SPATE_TEST_ABI_TRACE", trace, 1);
+	cr_assert_eq(inst_open(&in, TEST_BUILD_DIR "/cur_plugin.so", 0, 0, NULL, 0), 0);
+	cr_assert_eq(in.p->struct_size, sizeof(struct spate_plugin));
+	cr_assert_not_null(in.p->load);
+	snprintf(want, sizeof(want), "load %u\n", SPATE_PLUGIN_ABI_REVISION);
+	cr_assert_gt(slurp(trace, buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, want);
+
+	recs_seq(&rs, 0, 2, pl);
+	struct spate_batch_result res = run(&in, &rs, 1);
+	cr_assert_eq(res.status, SPATE_BATCH_OK);
+	snprintf(want, sizeof(want), "abi: 2 records, seq 0..1, sizes %zu/%zu",
+		 sizeof(struct spate_batch), sizeof(struct spate_batch_result));
+	cr_assert_str_eq(in.host.last_log, want);
+	inst_close(&in);
+	snprintf(want, sizeof(want), "load %u\nunload\n", SPATE_PLUGIN_ABI_REVISION);
+	cr_assert_gt(slurp(trace, buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, want);
+
+	setenv("SPATE_TEST_ABI_LOAD_FAIL", "1", 1);
+	load_fails(TEST_BUILD_DIR "/cur_plugin.so", -EPERM, "cur_plugin.so",
+		   "its load hook failed: refused on request", NULL);
+	unsetenv("SPATE_TEST_ABI_LOAD_FAIL");
+	unsetenv("SPATE_TEST_ABI_TRACE");
+	cr_assert_gt(slurp(trace, buf, sizeof(buf)), 0);
+	cr_assert_str_eq(buf, want, "no unload after a failed load");
+	rm_tree(dir);
 }
 
 Test(plugin, refuses_missing_symbol)
@@ -470,7 +580,7 @@ Test(plugin, hot_reload_same_path)
 	struct spate_plugin_lib *a = load_ok(path);
 	cr_assert_str_eq(spate_plugin_lib_name(a), "count");
 	struct spate_plugin_lib *a2 = load_ok(path);
-	cr_assert_neq(spate_plugin_lib_desc(a), spate_plugin_lib_desc(a2),
+	cr_assert_neq(spate_plugin_lib_desc(a)->process, spate_plugin_lib_desc(a2)->process,
 		      "two loads share an image");
 	spate_plugin_unload(a2);
 
@@ -499,7 +609,8 @@ Test(plugin, debug_loads_in_place)
 	setenv(SPATE_PLUGIN_DEBUG_ENV, "1", 1);
 	struct spate_plugin_lib *a = load_ok(path);
 	struct spate_plugin_lib *b = load_ok(path);
-	cr_assert_eq(spate_plugin_lib_desc(a), spate_plugin_lib_desc(b));
+	/* One image: the same functions (the descriptors are the host's copies). */
+	cr_assert_eq(spate_plugin_lib_desc(a)->process, spate_plugin_lib_desc(b)->process);
 	spate_plugin_unload(b);
 	spate_plugin_unload(a);
 	unsetenv(SPATE_PLUGIN_DEBUG_ENV);

@@ -804,3 +804,153 @@ Test(shm, concurrent_create_one_winner, .timeout = 60)
 		cr_assert_eq(spate_shm_unlink(name), 0);
 	}
 }
+
+/* ------------------------------------------------ owner and mode on attach */
+
+#define OTHER_UID 65534 /* nobody */
+
+/* Create @p name with @p flags; NULL when the backing is unavailable. */
+static struct spate_shm *create_or_skip(const char *name, uint32_t flags)
+{
+	struct spate_shm_opts o = { .flags = flags };
+	struct spate_shm *s = NULL;
+	int r = spate_shm_create(name, 64 * KIB, &o, &s);
+
+	if (r == -ENOMEM || r == -EACCES || r == -EPERM)
+		return NULL;
+	cr_assert_eq(r, 0, "create %s: %s", name, strerror(-r));
+	return s;
+}
+
+/* Attach must refuse a region owned by another user, whatever its mode, and
+ * (with group access configured) accept it only for a group we are in. */
+static void check_foreign_owner(const char *name, uint32_t flags)
+{
+	struct spate_shm *a = create_or_skip(name, flags), *b = NULL;
+	const char *path;
+
+	if (!a) {
+		cr_log_info("%s backing unavailable here: not checked", flags & SPATE_SHM_F_REQUIRE_HUGE ?
+			    "hugetlbfs" : "/dev/shm");
+		return;
+	}
+	path = spate_shm_path(a);
+	cr_log_info("checking %s", path);
+	cr_assert_eq(chown(path, OTHER_UID, OTHER_UID), 0, "chown %s: %s", path, strerror(errno));
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EPERM, "a region of uid %d attached", OTHER_UID);
+	cr_assert_null(b);
+	cr_assert_eq(spate_shm_attach(name, SPATE_SHM_F_RDONLY, &b), -EPERM);
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EPERM, "a 0666 region of uid %d attached",
+		     OTHER_UID);
+	struct spate_shm_opts g = { .mode = 0660, .gid = (gid_t)-1 };
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), -EPERM,
+		     "group access configured, but the file's group is not ours");
+	/* Another user's file in our group, group access configured: shared. */
+	cr_assert_eq(chown(path, OTHER_UID, getegid()), 0);
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), -EACCES, "0666: others may write");
+	cr_assert_eq(chmod(path, 0660), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EPERM, "group access not configured");
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), 0, "our group, configured");
+	spate_shm_detach(b);
+	b = NULL;
+	g.gid = getegid() + 1;
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), -EPERM, "a group other than the configured one");
+	spate_shm_detach(a);
+	cr_assert_eq(spate_shm_unlink(name), 0);
+}
+
+Test(shm, attach_refuses_foreign_owner)
+{
+	char name[64];
+
+	if (geteuid() != 0)
+		cr_skip_test("chown to uid %d needs root", OTHER_UID);
+	uname_for(name, sizeof(name), "own-shm");
+	check_foreign_owner(name, SPATE_SHM_F_NO_HUGE);
+	uname_for(name, sizeof(name), "own-huge");
+	check_foreign_owner(name, SPATE_SHM_F_REQUIRE_HUGE);
+}
+
+/* The attack itself: another local user creates spate.<name> first, mode
+ * 0666, with a valid header; the victim's attach must refuse it. */
+Test(shm, attach_refuses_region_planted_by_other_user, .timeout = 30)
+{
+	char name[64];
+	struct spate_shm *b = NULL;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		cr_skip_test("acting as uid %d needs root", OTHER_UID);
+	uname_for(name, sizeof(name), "plant");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct spate_shm_opts o = { .flags = SPATE_SHM_F_NO_HUGE, .mode = 0644 };
+		struct spate_shm *s = NULL;
+
+		if (setgid(OTHER_UID) != 0 || setuid(OTHER_UID) != 0)
+			_exit(2);
+		if (spate_shm_create(name, 4096, &o, &s) != 0)
+			_exit(3);
+		if (chmod(spate_shm_path(s), 0666) != 0)
+			_exit(4);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "planter status %#x", status);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EPERM);
+	cr_assert_null(b);
+	cr_assert_eq(spate_shm_unlink(name), 0);
+}
+
+Test(shm, attach_refuses_writable_by_others)
+{
+	char name[64];
+	struct spate_shm *a, *b = NULL;
+	struct spate_shm_opts g = { .mode = 0660, .gid = (gid_t)-1 };
+	struct spate_shm_opts r644 = { .mode = 0644, .gid = (gid_t)-1 };
+
+	uname_for(name, sizeof(name), "o-w");
+	a = create_shm(name, 4096, SPATE_SHM_F_NO_HUGE);
+	cr_assert_eq(chmod(spate_shm_path(a), 0666), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EACCES, "0666 region attached");
+	cr_assert_eq(spate_shm_attach(name, SPATE_SHM_F_RDONLY, &b), -EACCES);
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), -EACCES);
+	cr_assert_null(b);
+	cr_assert_eq(chmod(spate_shm_path(a), 0602), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EACCES, "0602 region attached");
+	/* Readable by others only when that is the configured mode. */
+	cr_assert_eq(chmod(spate_shm_path(a), 0644), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EACCES, "0644 region attached by default");
+	cr_assert_eq(spate_shm_attach_opts(name, &r644, &b), 0);
+	spate_shm_detach(b);
+	b = NULL;
+	/* Group access only when configured. */
+	cr_assert_eq(chmod(spate_shm_path(a), 0660), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), -EACCES, "group access not configured");
+	cr_assert_eq(spate_shm_attach_opts(name, &g, &b), 0);
+	spate_shm_detach(b);
+	b = NULL;
+	cr_assert_eq(chmod(spate_shm_path(a), 0600), 0);
+	cr_assert_eq(spate_shm_attach(name, 0, &b), 0);
+	spate_shm_detach(b);
+	spate_shm_detach(a);
+	cr_assert_eq(spate_shm_unlink(name), 0);
+}
+
+Test(shm, never_writable_by_others)
+{
+	char name[64];
+	struct spate_shm_opts o = { .flags = SPATE_SHM_F_NO_HUGE, .mode = 0666 };
+	struct spate_shm *a = NULL;
+
+	uname_for(name, sizeof(name), "c666");
+	cr_assert_eq(spate_shm_create(name, 4096, &o, &a), -EINVAL);
+	cr_assert_null(a);
+	cr_assert_eq(spate_shm_attach_opts(name, &o, &a), -EINVAL, "attach policy 0666");
+	o.mode = 0600;
+	o.dir = "/tmp";
+	cr_assert_eq(spate_shm_attach_opts(name, &o, &a), -EINVAL, "dir is for create only");
+}

@@ -98,6 +98,71 @@ static uint64_t rec_size(uint64_t len)
 }
 
 /*
+ * The library's snapshot (spate_stats_view_take(), what `spate stat`, `spate
+ * top` and the Prometheus endpoint show) of the bus of
+ * counters_match_known_totals, after the engine stopped: the same totals,
+ * and the ring figures (records and bytes in, head, oldest record, lag).
+ */
+static void check_view(const char *bus, const uint64_t n[2], const uint64_t ringbytes[2],
+		       const uint64_t okcount[2], const uint64_t okbytes[2], uint64_t failed,
+		       const struct spate_consumer_stats *st)
+{
+	struct spate_stats_view *v = NULL;
+	int rc = spate_stats_view_take(bus, &v);
+
+	cr_assert_eq(rc, 0, "view: %d", rc);
+	cr_assert_str_eq(v->bus, bus);
+	cr_assert_eq(v->engine_pid, (uint32_t)getpid());
+	cr_assert(v->alive);
+	cr_assert_eq(v->n_streams, 2);
+	cr_assert_eq(v->n_shards, 3);
+	cr_assert_eq(v->n_consumers, 1);
+	cr_assert_eq(v->n_tasks, 2);
+	cr_assert_str_eq(v->stream_names[0], "in");
+	cr_assert_str_eq(v->stream_names[1], "dlq");
+	cr_assert_eq(v->stream_shards[0], 2);
+	const struct spate_stats_view_consumer *c = &v->consumers[0];
+	cr_assert_str_eq(c->name, "c");
+	cr_assert_str_eq(c->plugin, "fail");
+	cr_assert_str_eq(spate_stats_state_name(c->state), "stopped");
+	uint64_t records = 0, batches = 0;
+	for (uint32_t sh = 0; sh < 2; sh++) {
+		const struct spate_stats_view_shard *x = &v->shards[v->stream_first[0] + sh];
+		cr_assert(x->ring_ok);
+		cr_assert_eq(x->stream, 0);
+		cr_assert_eq(x->shard, sh);
+		cr_assert_eq(x->records_in, n[sh], "shard %u records in", sh);
+		cr_assert_eq(x->bytes_in, ringbytes[sh], "shard %u bytes in", sh);
+		cr_assert_eq(x->head_seq, n[sh]);
+		cr_assert_eq(x->oldest_seq, 0, "shard %u: nothing trimmed yet", sh);
+		cr_assert_gt(x->oldest_ts, 0);
+		const struct spate_stats_view_task *t = &v->tasks[c->first_task + sh];
+		cr_assert_eq(t->shard, sh);
+		cr_assert_eq(t->records, okcount[sh]);
+		cr_assert_eq(t->bytes, okbytes[sh]);
+		cr_assert_eq(t->failed, 100);
+		cr_assert_eq(t->checkpoint, n[sh]);
+		cr_assert_eq(spate_stats_view_checkpoint(v, 0, sh), n[sh]);
+		cr_assert_eq(spate_stats_view_task_catchup(t), -1, "read from the ring");
+		uint64_t lr, lb, age;
+		spate_stats_view_lag(v, 0, sh, &lr, &lb, &age);
+		cr_assert_eq(lr, 0);
+		cr_assert_eq(lb, 0);
+		cr_assert_eq(age, 0);
+		records += t->records;
+		batches += t->batches;
+	}
+	cr_assert_eq(records, st->records);
+	cr_assert_eq(batches, st->batches);
+	cr_assert_eq(v->shards[v->stream_first[1]].records_in, failed, "the failure stream");
+	cr_assert_eq(spate_hist_count(spate_stats_view_hist(v, 0, SPATE_STATS_HIST_BATCH)), batches);
+	cr_assert_eq(spate_hist_max(spate_stats_view_hist(v, 0, SPATE_STATS_HIST_BATCH)), 100);
+	spate_stats_view_free(v);
+	cr_assert_eq(spate_stats_view_take("nosuchbus", &v), -ENOENT);
+	cr_assert_null(v);
+}
+
+/*
  * 2 shards, 300 records put one by one before the start (so batches are
  * deterministic: the first holds min(100, n) records). The plugin fails
  * sequence 3 of each shard for ever; with max_retry_attempts 2 and no
@@ -284,12 +349,61 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 		tasks += sw->tasks;
 	}
 	cr_assert_eq(tasks, 2);
+	check_view(bus, n, ringbytes, okcount, okbytes, failed, &st);
 
 	spate_stats_close(m);
 	cr_assert_eq(spate_stats_attach(bus, &m), 0, "readable after stop, until close");
 	spate_stats_close(m);
 	spate_engine_close(e);
 	cr_assert_eq(spate_stats_attach(bus, &m), -ENOENT, "the engine's close removes its region");
+	bus_done(&b);
+}
+
+/*
+ * The engine's consumer hands plugins the sizes of the batch and the result
+ * (plugin ABI 1 revision 1): cur_plugin.so (tests/old_plugin.c) fails with
+ * FATAL on a batch or result without them, so every record handled shows
+ * that each delivery carried both.
+ */
+Test(stats, engine_fills_plugin_abi_sizes, .timeout = 60)
+{
+	char err[512];
+	struct bus b;
+	struct spate_config_consumer *k;
+	struct spate_engine *e;
+	struct spate_consumer_stats st;
+	const uint64_t total = 250;
+
+	bus_init(&b, "abisz");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	cr_assert_eq(spate_config_add_consumer(b.cfg, "c", "in", TEST_BUILD_DIR "/cur_plugin.so",
+					       &k), 0);
+	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
+	k->batch_size = 16;
+	int rc = spate_engine_open(b.cfg, &e, err, sizeof(err));
+	cr_assert_eq(rc, 0, "engine open: %d %s", rc, err);
+	struct spate_producer *p = NULL;
+	cr_assert_eq(spate_producer_open(spate_engine_stream(e, "in"), SPATE_RING_WAIT_YIELD, 0, &p), 0);
+	for (uint64_t i = 0; i < total; i++) {
+		struct spate_put_result res;
+		cr_assert_eq(spate_put(p, "k", 1, "payload", 7, &res), 0);
+	}
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_start(e), 0);
+	uint64_t deadline = mono_ns() + 20000 * MS;
+	for (;;) {
+		cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
+		cr_assert_neq(st.state, SPATE_CONSUMER_FAILED, "consumer failed: %s", st.error);
+		if (st.records == total)
+			break;
+		cr_assert_lt(mono_ns(), deadline, "records %" PRIu64, st.records);
+		nap_ms(2);
+	}
+	cr_assert_eq(spate_engine_stop(e), 0);
+	cr_assert_eq(spate_engine_consumer_stats(e, "c", &st), 0);
+	cr_assert_eq(st.records, total);
+	cr_assert_eq(st.failed, 0);
+	spate_engine_close(e);
 	bus_done(&b);
 }
 

@@ -8,8 +8,8 @@
  * A plugin exports exactly one symbol, SPATE_PLUGIN_SYMBOL, a
  * `const struct spate_plugin` whose first two fields are the ABI version and
  * the struct size. The host loads it with dlopen(RTLD_NOW | RTLD_LOCAL),
- * checks both, and refuses a mismatch loudly, naming the file and both
- * versions. Write one with SPATE_PLUGIN_DEFINE():
+ * checks both, and refuses what it cannot run loudly, naming the file and
+ * both versions or sizes. Write one with SPATE_PLUGIN_DEFINE():
  *
  *     static int my_init(const struct spate_plugin_ctx *ctx, void **state);
  *     static int my_process(void *state, const struct spate_batch *b,
@@ -18,10 +18,35 @@
  *     SPATE_PLUGIN_DEFINE(.name = "mine", .version = "1.0",
  *                         .init = my_init, .process = my_process, .fini = my_fini);
  *
- * Threads: init and fini run on the engine's control thread; process and
- * flush run on the worker that owns the (consumer, shard) pair, one call at a
- * time per state. With parallelization > 1 a plugin gets one state per lane,
- * so process calls for different states may run concurrently.
+ * Threads: load and unload run once per loaded image, on the thread that
+ * loads or unloads it; init and fini run on the engine's control thread;
+ * process and flush run on the worker that owns the (consumer, shard) pair,
+ * one call at a time per state. With parallelization > 1 a plugin gets one
+ * state per lane, so process calls for different states may run
+ * concurrently.
+ *
+ * How the ABI grows (docs/plugins.md, "ABI growth"). SPATE_PLUGIN_ABI_VERSION
+ * changes only when an existing field changes meaning or place; within one
+ * ABI, every struct here that has a `struct_size` only ever gains fields at
+ * its end, each addition numbered by SPATE_PLUGIN_ABI_REVISION. Who fills a struct sets its struct_size to the
+ * size it knows, and the other side reads no field past it:
+ *   - struct spate_plugin (the plugin's): the host accepts any size from
+ *     SPATE_PLUGIN_DESC_MIN_SIZE (ABI 1 as first released) up; fields past
+ *     the plugin's struct_size read as NULL / 0 (an older plugin has none of
+ *     the hooks added since). A descriptor larger than the host's is run
+ *     only if every byte the host does not know is zero (a newer plugin that
+ *     sets a hook this host cannot call is refused, never half-run).
+ *   - struct spate_plugin_host, struct spate_plugin_ctx, struct spate_batch
+ *     and struct spate_batch_result (the host's): test a field added after
+ *     ABI 1 revision 0 with SPATE_PLUGIN_HAS() before using it. The
+ *     struct_size fields of struct spate_batch and struct spate_batch_result
+ *     (revision 1) may be read without a test: a host that does not fill
+ *     them (revision 0) refuses every descriptor but the 64-byte one.
+ *
+ * This header includes only spate/record.h and spate/loglevel.h (no atomics,
+ * no ring layout) and compiles as C++ (tests/plugin_cxx.sh); define a
+ * descriptor in C++ with SPATE_PLUGIN_DEFINE (C++20 designated initializers,
+ * in declaration order; C linkage is given).
  */
 #ifndef SPATE_PLUGIN_H
 #define SPATE_PLUGIN_H
@@ -29,25 +54,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "spate/ring.h"
+#include "spate/loglevel.h"
+#include "spate/record.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/** Bumped on any incompatible change to the structs in this header. */
+/** Bumped on any incompatible change to the structs in this header (a field
+ *  changing meaning or place). A host runs plugins of its own ABI only. */
 #define SPATE_PLUGIN_ABI_VERSION 1u
+/** Additions to ABI 1 this header has, at the ends of its structs:
+ *  0  first release: a 64-byte descriptor (SPATE_PLUGIN_DESC_MIN_SIZE);
+ *  1  descriptor hooks load and unload; struct_size on struct spate_batch
+ *     and struct spate_batch_result. */
+#define SPATE_PLUGIN_ABI_REVISION 1u
 /** The one symbol a plugin exports. */
 #define SPATE_PLUGIN_SYMBOL "spate_plugin_v1"
 #define SPATE_PLUGIN_SYMBOL_ID spate_plugin_v1
-
-/** Severity for the host logger. */
-enum spate_log_level {
-	SPATE_LOG_ERROR = 0,
-	SPATE_LOG_WARN = 1,
-	SPATE_LOG_INFO = 2,
-	SPATE_LOG_DEBUG = 3,
-};
+/** Smallest struct_size of a struct spate_plugin the host accepts: the
+ *  descriptor of ABI 1 revision 0 (offsetof(struct spate_plugin, load)). */
+#define SPATE_PLUGIN_DESC_MIN_SIZE 64u
 
 /** One `key: value` from the consumer's `options:` in the configuration. */
 struct spate_plugin_opt {
@@ -56,10 +83,11 @@ struct spate_plugin_opt {
 };
 
 /**
- * Whether the host-provided struct @p p (one whose first field is
- * `uint32_t struct_size`: struct spate_plugin_host, struct spate_plugin_ctx)
- * is large enough to contain @p field. Check before using a field added after
- * the first release of ABI 1, e.g. `if (SPATE_PLUGIN_HAS(h, put)) ...`.
+ * Whether struct @p p (one with a `uint32_t struct_size` field: struct
+ * spate_plugin_host, struct spate_plugin_ctx, struct spate_batch, struct
+ * spate_batch_result) is large enough to contain @p field. Check before using
+ * a field added after the first release of ABI 1, e.g.
+ * `if (SPATE_PLUGIN_HAS(h, put)) ...`.
  */
 #define SPATE_PLUGIN_HAS(p, field)                                                  \
 	((p) != NULL && (size_t)(p)->struct_size >= offsetof(__typeof__(*(p)), field) + \
@@ -110,7 +138,10 @@ static inline const char *spate_plugin_opt(const struct spate_plugin_ctx *ctx, c
 	return dflt;
 }
 
-/** A batch: zero-copy views of consecutive records of one shard. */
+/**
+ * A batch: zero-copy views of consecutive records of one shard. Filled by the
+ * host; valid for the duration of process().
+ */
 struct spate_batch {
 	const struct spate_ring_rec *recs; /**< records, in sequence order */
 	uint32_t count;
@@ -120,6 +151,11 @@ struct spate_batch {
 	const char *consumer;
 	const char *stream;
 	const struct spate_plugin_host *host;
+	/* ---- ABI 1 revision 1 ---- */
+	/** sizeof(struct spate_batch) of the host: a field added after this one
+	 *  exists when SPATE_PLUGIN_HAS(b, field). Its place is fixed for ABI 1. */
+	uint32_t struct_size;
+	uint32_t reserved_;      /**< 0 */
 };
 
 /**
@@ -145,14 +181,26 @@ enum spate_batch_status {
 	SPATE_BATCH_FATAL = 3,
 };
 
-/** Filled by process(); the host zeroes it before each call. */
+/**
+ * Filled by process(). The host zeroes it and sets struct_size before each
+ * call; process() writes only fields that SPATE_PLUGIN_HAS(res, field) says
+ * exist, never struct_size (so: no memset of the whole struct).
+ */
 struct spate_batch_result {
 	enum spate_batch_status status;
 	uint32_t failed_index;   /**< with SPATE_BATCH_PARTIAL */
 	char error[200];         /**< why, for RETRY/PARTIAL/FATAL (goes to the failure destination) */
+	/* ---- ABI 1 revision 1 ---- */
+	/** sizeof(struct spate_batch_result) of the host. Its place is fixed
+	 *  for ABI 1. */
+	uint32_t struct_size;
+	uint32_t reserved_;      /**< 0 */
 };
 
-/** The exported descriptor. */
+/**
+ * The exported descriptor. The host reads it once, at load, into a copy of
+ * its own size: fields past the plugin's struct_size read as NULL / 0.
+ */
 struct spate_plugin {
 	uint32_t abi_version;    /**< SPATE_PLUGIN_ABI_VERSION the plugin was built with */
 	uint32_t struct_size;    /**< sizeof(struct spate_plugin) the plugin was built with */
@@ -169,11 +217,34 @@ struct spate_plugin {
 	 *  before fini (drain). 0 or -errno. May be NULL. */
 	int (*flush)(void *state, uint64_t now_ns);
 	uint64_t flush_interval_ns;
+	/* ---- ABI 1 revision 1 (hosts of revision 0 never call these) ---- */
+	/**
+	 * Once per loaded image, after the descriptor was checked and before any
+	 * init: set up what the image's states share (a library's global init).
+	 * @p host_revision is the host's SPATE_PLUGIN_ABI_REVISION. Return 0, or
+	 * -errno with a reason in @p err (@p errlen bytes): the load fails,
+	 * naming the file and the reason, and unload is not called. May be NULL.
+	 * Every load of a plugin is a fresh image (hot deploy), so a process may
+	 * run load several times, each paired with its own unload.
+	 */
+	int (*load)(uint32_t host_revision, char *err, size_t errlen);
+	/** Once per loaded image that load accepted, after every state's fini,
+	 *  just before the image is unloaded. May be NULL. */
+	void (*unload)(void);
 };
 
-/** Define the exported descriptor; arguments are designated initializers. */
+/* C linkage for the descriptor: in C++ a const object at namespace scope is
+ * otherwise internal, and its name mangled. */
+#ifdef __cplusplus
+#define SPATE_PLUGIN_LINKAGE_ extern "C"
+#else
+#define SPATE_PLUGIN_LINKAGE_
+#endif
+
+/** Define the exported descriptor; arguments are designated initializers
+ *  (in C++: C++20, in declaration order). */
 #define SPATE_PLUGIN_DEFINE(...)                                                     \
-	__attribute__((visibility("default"))) const struct spate_plugin                \
+	SPATE_PLUGIN_LINKAGE_ __attribute__((visibility("default"))) const struct spate_plugin \
 		SPATE_PLUGIN_SYMBOL_ID = { .abi_version = SPATE_PLUGIN_ABI_VERSION,      \
 					   .struct_size = sizeof(struct spate_plugin),    \
 					   __VA_ARGS__ }

@@ -41,6 +41,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "spate/record.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -271,15 +273,7 @@ struct spate_ring_reader {
 	enum spate_ring_wait wait;
 };
 
-/** A zero-copy view of one record, filled by spate_ring_peek(). */
-struct spate_ring_rec {
-	const void *data;  /**< payload in the ring (8-byte aligned) */
-	uint64_t seq;      /**< per-ring sequence number */
-	uint64_t ts;       /**< publication (commit) time, CLOCK_REALTIME ns */
-	uint32_t len;      /**< payload bytes */
-	uint32_t key_hash; /**< partition-key hash given by the writer */
-	uint8_t type;      /**< user type byte */
-};
+/* struct spate_ring_rec, the record view, is in spate/record.h. */
 
 /** A batch being written in place; see spate_ring_reserve(). */
 struct spate_ring_batch {

@@ -90,12 +90,17 @@ struct spate_shm_hdr {
 
 struct spate_shm;
 
-/** Options for spate_shm_create(); zero-initialise and set what you need. */
+/** Options for spate_shm_create() and spate_shm_attach_opts();
+ *  zero-initialise and set what you need. */
 struct spate_shm_opts {
 	uint32_t flags; /**< SPATE_SHM_F_* */
-	mode_t mode;    /**< file mode; 0 means 0600 */
-	gid_t gid;      /**< group to chown the file to; (gid_t)-1 or 0 keeps it */
-	const char *dir; /**< directory override (tests); NULL picks hugetlbfs or /dev/shm */
+	mode_t mode;    /**< create: file mode; attach: the most access the file may
+			 *   grant (group bits = group access configured); 0 means
+			 *   0600; never writable by others (S_IWOTH: -EINVAL) */
+	gid_t gid;      /**< create: group to chown the file to; attach: the group
+			 *   allowed to share it; (gid_t)-1 or 0 keeps / any of ours */
+	const char *dir; /**< create only: directory override (tests); NULL picks
+			  *   hugetlbfs or /dev/shm */
 };
 
 /**
@@ -103,6 +108,8 @@ struct spate_shm_opts {
  * ([A-Za-z0-9._-], 1..SPATE_SHM_NAME_MAX characters, not starting with '.').
  * The memory is zeroed and prefaulted; a lack of memory is reported here,
  * never as a later SIGBUS. @p opts may be NULL.
+ *
+ * The file is never writable by others (a mode with S_IWOTH is -EINVAL).
  *
  * @return 0, or -EINVAL (bad name, size, flags or mode), -EEXIST (name taken
  *         in any directory attach searches, and no SPATE_SHM_F_REPLACE),
@@ -118,11 +125,33 @@ int spate_shm_create(const char *name, size_t user_size,
  * version, header size, sizes and offsets against the real file size. A
  * corrupt or truncated file is an error, never a crash.
  *
- * @return 0, or -ENOENT (no such region), -EBADMSG (bad magic or
- *         inconsistent header), -EPROTO (layout version mismatch), -EAGAIN
- *         (creator has not finished), -EINVAL, or another -errno.
+ * Before mapping, the file's owner and mode are checked (see
+ * spate_shm_attach_opts(); here with no group access configured): it must
+ * belong to this process's effective uid and grant no access beyond 0600.
+ *
+ * @return 0, or -ENOENT (no such region), -EPERM (owned by another user),
+ *         -EACCES (writable by others or more access than allowed; both
+ *         with a message on stderr naming the file, owner and mode),
+ *         -EBADMSG (bad magic or inconsistent header), -EPROTO (layout
+ *         version mismatch), -EAGAIN (creator has not finished), -EINVAL,
+ *         or another -errno.
  */
 int spate_shm_attach(const char *name, uint32_t flags, struct spate_shm **out);
+
+/**
+ * spate_shm_attach() with the sharing policy of @p opts (NULL: the
+ * defaults): opts->flags takes the attach flags (SPATE_SHM_F_RDONLY);
+ * opts->mode is the most access the file may grant (0: 0600); group bits in
+ * it configure group access: then a file owned by another user is accepted
+ * if its group is one we are in (and is opts->gid, when that is set) and it
+ * grants that group access. A file writable by others is always refused.
+ * opts->dir must be NULL.
+ *
+ * @return as spate_shm_attach(); -EINVAL also for opts->mode beyond 0777 or
+ *         with S_IWOTH, or opts->dir set.
+ */
+int spate_shm_attach_opts(const char *name, const struct spate_shm_opts *opts,
+			  struct spate_shm **out);
 
 /** Unmap and free the handle; the region itself stays until unlinked. */
 void spate_shm_detach(struct spate_shm *shm);

@@ -35,7 +35,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
-#include "spate/plugin.h" /* enum spate_log_level */
+#include "spate/loglevel.h"
 
 #ifdef __cplusplus
 extern "C" {

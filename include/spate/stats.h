@@ -322,6 +322,127 @@ int spate_stats_stream_find(const struct spate_stats *st, const char *name);
 int spate_stats_hist_copy(const struct spate_stats *st, uint64_t i, struct spate_hist *out);
 
 /* ------------------------------------------------------------------------ */
+/* Snapshots (monitors)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A snapshot of a bus: every counter of its region copied once, plus what
+ * the bus's rings show for free (records and bytes appended since the region
+ * was made, the head sequence, the oldest record still in the ring, each
+ * task's lag). `spate stat`, `spate top` and the Prometheus endpoint of
+ * `spate run` are built on it; any monitor may be.
+ *
+ * spate_stats_view_take() attaches the region read-only and each stream's
+ * region without taking a reader or writer slot (so the bus never waits for
+ * a monitor), copies, and detaches. Counters are read one by one, not as
+ * one atomic snapshot: a rate (the difference of two snapshots) can be off
+ * by what happened during the copy (microseconds). Lag in bytes moves in the
+ * reader's release steps. A snapshot is the caller's: read it from any
+ * thread, free it with spate_stats_view_free().
+ *
+ * Compatibility: the structs below are allocated by the library only; a
+ * later version may add fields at their ends, never move one.
+ */
+
+/** One shard of one stream. */
+struct spate_stats_view_shard {
+	uint32_t stream, shard;        /**< stream index, shard number */
+	bool ring_ok;                  /**< the stream region could be read (else ring figures are 0) */
+	uint64_t records_in, bytes_in; /**< appended since the counters region was created */
+	uint64_t head_seq;             /**< next sequence number to be published */
+	uint64_t oldest_seq;           /**< oldest record still in the ring (UINT64_MAX: unknown) */
+	uint64_t oldest_ts;            /**< its commit time, realtime ns (0: ring empty) */
+	uint64_t backpressure, put_failed, put_batches;          /**< producer line */
+	uint64_t persist_bytes, persist_writes, persist_fsyncs;  /**< persister line */
+	uint64_t durable_seq;          /**< every record below is on disk (UINT64_MAX: none) */
+};
+
+/** One (consumer, shard, lane). */
+struct spate_stats_view_task {
+	uint32_t consumer, shard, lane;
+	uint64_t records, bytes, batches, errors, retries, bisections, failed, expired;
+	uint64_t checkpoint;           /**< next sequence to handle (UINT64_MAX: unknown yet) */
+	uint64_t last_ts;              /**< commit time of the last record handled */
+	uint64_t process_ns;           /**< time in process(), timed deliveries (1 in 8) */
+	uint64_t lag_records;          /**< published but not handled */
+	uint64_t lag_bytes;            /**< ring bytes not released (0 when nothing waits) */
+	uint64_t age_ms;               /**< iterator age: now minus last_ts, 0 when nothing waits */
+	uint32_t source;               /**< enum spate_stats_source */
+	uint64_t catchup_from, catchup_target; /**< catch-up from the log (source LOG) */
+	uint64_t batch_log2[SPATE_STATS_BATCH_BUCKETS]; /**< deliveries by log2 size */
+};
+
+/** A consumer. Its tasks are tasks[first_task + s * lanes + l]. */
+struct spate_stats_view_consumer {
+	char name[SPATE_STATS_NAME_MAX + 1], plugin[SPATE_STATS_NAME_MAX + 1];
+	char error[SPATE_STATS_LINE];  /**< why it stopped ("" if it did not) */
+	uint32_t stream, shards, lanes, first_task;
+	uint32_t state;                /**< enum spate_stats_state */
+	uint64_t cold_start_ns, first_batch_ns, helped;
+	/** Its histograms (every shard and lane of it); spate_stats_view_hist(). */
+	struct spate_hist *latency, *process, *batch;
+};
+
+/** A worker thread. */
+struct spate_stats_view_worker {
+	uint64_t loops, busy_ns, parked_ns, since_ns;
+	uint32_t state;                /**< enum spate_stats_worker_state */
+	uint32_t tasks;
+	int32_t cpu;                   /**< pinned CPU, -1 if none */
+};
+
+/** A bus. */
+struct spate_stats_view {
+	char bus[SPATE_STATS_NAME_MAX + 1];
+	uint32_t engine_pid;
+	bool alive;                    /**< the engine still runs */
+	uint64_t started_ns;           /**< engine start, realtime ns */
+	uint64_t mono_ns, real_ns;     /**< when the snapshot was taken */
+	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
+	char (*stream_names)[SPATE_STATS_NAME_MAX + 1]; /**< [n_streams] */
+	uint32_t *stream_shards;       /**< [n_streams] shards of each stream */
+	uint32_t *stream_first;        /**< [n_streams] its first index in shards[] */
+	struct spate_hist **stream_fsync; /**< [n_streams] fdatasync latency of its shards */
+	struct spate_stats_view_shard *shards;       /**< [n_shards] */
+	struct spate_stats_view_consumer *consumers; /**< [n_consumers] */
+	struct spate_stats_view_task *tasks;         /**< [n_tasks] */
+	struct spate_stats_view_worker *workers;     /**< [n_workers] */
+};
+
+/** Which histogram of a consumer (spate_stats_view_hist()). */
+enum spate_stats_hist_kind {
+	SPATE_STATS_HIST_LATENCY = 0, /**< commit -> delivery, ns (sampled 1 in 8) */
+	SPATE_STATS_HIST_PROCESS = 1, /**< time in process(), ns (the same 1 in 8) */
+	SPATE_STATS_HIST_BATCH = 2,   /**< records per delivery (every delivery) */
+};
+
+/**
+ * Take a snapshot of bus @p bus (any thread, any process; writes nothing to
+ * the bus).
+ * @return 0 and the snapshot in @p out; or the errors of
+ *   spate_stats_attach() (-ENOENT: no engine has run the bus here, -EBADMSG,
+ *   -EPROTO, -EAGAIN, -EINVAL), -ENOMEM.
+ */
+int spate_stats_view_take(const char *bus, struct spate_stats_view **out);
+/** Free a snapshot. NULL-safe. */
+void spate_stats_view_free(struct spate_stats_view *v);
+/** Histogram @p kind of consumer @p c (every shard and lane: histograms are
+ *  per consumer, not per shard). */
+const struct spate_hist *spate_stats_view_hist(const struct spate_stats_view *v, uint32_t c,
+					       enum spate_stats_hist_kind kind);
+/** Lag of consumer @p c on @p shard (UINT32_MAX: summed over shards): per
+ *  shard the largest of its lanes'; the age is the largest. */
+void spate_stats_view_lag(const struct spate_stats_view *v, uint32_t c, uint32_t shard,
+			  uint64_t *records, uint64_t *bytes, uint64_t *age_ms);
+/** Checkpoint of consumer @p c on @p shard: the smallest of its lanes'
+ *  (UINT64_MAX: unknown yet). */
+uint64_t spate_stats_view_checkpoint(const struct spate_stats_view *v, uint32_t c, uint32_t shard);
+/** Catch-up progress of a task reading the log (0..1), -1 on the ring. */
+double spate_stats_view_task_catchup(const struct spate_stats_view_task *x);
+/** Name of consumer state @p s (enum spate_stats_state): "running", ... */
+const char *spate_stats_state_name(uint32_t s);
+
+/* ------------------------------------------------------------------------ */
 /* Hot-path updaters (inline)                                               */
 /* ------------------------------------------------------------------------ */
 

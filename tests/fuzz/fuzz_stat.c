@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer harness: the counters region reader (engine/stats.c attach and
+ * accessors) and the snapshot built on it for `spate stat`, `spate top` and
+ * the Prometheus endpoint (spate_sv_take, spate_sv_prometheus). Each input
+ * becomes bus "fz"'s counters region (see fuzz_region.h); a real stream
+ * "fz.in" exists beside it, so the snapshot reads rings too. Contract: a
+ * corrupt region yields an error, never a crash or an out-of-bounds access.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "spate/stats.h"
+#include "spate/stream.h"
+#include "engine/stats_view.h"
+#include "fuzz_region.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct spate_stream *fz_stream;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct spate_stream_params p = { .shards = 2, .ring_size = SPATE_RING_MIN_CAPACITY };
+	struct spate_stats_shape shape = { .n_streams = 2, .n_shards = 3, .n_consumers = 2,
+					   .n_tasks = 3, .n_workers = 2 };
+	struct spate_stats *st;
+	uint32_t slots[2] = { 0, 1 };
+
+	(void)argc;
+	(void)argv;
+	fuzz_region_init();
+	if (spate_stream_create("fz", "in", &p, &fz_stream) != 0)
+		abort();
+	if (spate_stats_create("fz", &shape, &st) != 0)
+		abort();
+	if (spate_stats_add_stream(st, "in", 2, NULL, NULL) < 0 ||
+	    spate_stats_add_stream(st, "gone", 1, NULL, NULL) < 0 ||
+	    spate_stats_add_consumer(st, "c", "count", 0, 1, slots) < 0 ||
+	    spate_stats_add_consumer(st, "d", "fail", 1, 1, NULL) < 0)
+		abort();
+	spate_stats_publish(st);
+	/* Some figures, so the template is not all zeros. */
+	for (uint32_t i = 0; i < 3; i++) {
+		struct spate_stats_task *t = spate_stats_task_at(st, i);
+		if (t)
+			spate_stats_set(&t->checkpoint, 10 + i);
+	}
+	struct spate_shm *shm = NULL;
+	if (spate_shm_attach("fz..stats", SPATE_SHM_F_RDONLY, &shm) != 0)
+		abort();
+	fuzz_region_keep_template(shm);
+	spate_shm_detach(shm);
+	spate_stats_close(st);
+	fuzz_region_dump("fz..stats");
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct spate_stats *st = NULL;
+	struct spate_sv *v = NULL;
+
+	if (fuzz_region_write("fz..stats", data, size) != 0)
+		return -1;
+	if (spate_stats_attach("fz", &st) == 0) {
+		const struct spate_stats_hdr *h = spate_stats_header(st);
+		for (uint32_t i = 0; i < h->n_streams; i++)
+			(void)spate_stats_stream_at(st, i);
+		for (uint32_t i = 0; i < h->n_shards; i++)
+			(void)spate_stats_shard_at(st, i);
+		for (uint32_t i = 0; i < h->n_consumers; i++)
+			(void)spate_stats_consumer_at(st, i);
+		for (uint32_t i = 0; i < h->n_tasks; i++)
+			(void)spate_stats_task_at(st, i);
+		for (uint32_t i = 0; i < h->n_workers; i++)
+			(void)spate_stats_worker_at(st, i);
+		(void)spate_stats_stream_find(st, "in");
+		(void)spate_stats_consumer_find(st, "c");
+		(void)spate_stats_engine_alive(st);
+		spate_stats_close(st);
+	}
+	if (spate_sv_take("fz", &v) == 0) {
+		free(spate_sv_prometheus(v));
+		spate_sv_free(v);
+	}
+	return 0;
+}
