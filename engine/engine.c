@@ -569,7 +569,7 @@ static void *worker_main(void *arg)
 			if (t->pl) {
 				int r = spate_task_poll(t, now);
 				if (r == SPATE_TASK_LOST)
-					return NULL; /* the watchdog owns the task and worker */
+					goto lost; /* the watchdog owns the task and worker */
 				if (r > 0)
 					work = 1;
 				uint64_t d = spate_task_deadline(t, now);
@@ -582,7 +582,7 @@ static void *worker_main(void *arg)
 		if (!work && shared)
 			work = help(e, w, now);
 		if (work == SPATE_TASK_LOST)
-			return NULL;
+			goto lost;
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (w->st) /* counters region: this worker is the slot's one writer */
 			spate_stats_worker_round(w->st, &w->st_prev, now, work);
@@ -625,6 +625,7 @@ static void *worker_main(void *arg)
 	}
 	if (w->st)
 		spate_stats_worker_stopped(w->st);
+lost: /* given up by the watchdog: w is another thread's; only our own stack */
 	if (altstack) {
 		stack_t off = { .ss_flags = SS_DISABLE };
 		sigaltstack(&off, NULL);
