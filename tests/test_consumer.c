@@ -281,7 +281,7 @@ Test(consumer, stop_is_bounded_by_the_timeout, .timeout = 30)
 	uint64_t t0 = mono_ns();
 	cr_assert_eq(spate_engine_stop(b.e), 0);
 	uint64_t dt = mono_ns() - t0;
-	cr_assert_lt(dt, 3000 * MS, "stop took %" PRIu64 " ms", dt / MS);
+	cr_assert_lt(dt, 3000 * MS, "stop took %" PRIu64 " ms", (uint64_t)(dt / MS));
 	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 10);
 	bus_done(&b);
 }
