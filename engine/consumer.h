@@ -167,8 +167,9 @@ void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char 
 
 /**
  * Set up consumer @p c for configuration entry @p k of stream @p cs (c->e,
- * c->stream and c->dlq already set): its tasks with their sources at the
- * checkpoint or starting position. @p resume_next[shard] is the
+ * c->stream, c->dlq and c->state_dir already set): its tasks with their
+ * sources at the checkpoint or starting position, and its attempt records
+ * (<state_dir>/<consumer>.attempts: deliveries a crash interrupted). @p resume_next[shard] is the
  * checkpointed next sequence number, UINT64_MAX where none.
  * @return 0 or -errno (@p err says why).
  */
