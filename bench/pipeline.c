@@ -272,7 +272,9 @@ out:
 	spate_topo_close(topo);
 	unlink(sumfile);
 	char ck[160];
-	snprintf(ck, sizeof(ck), "%s/count.ckpt", dir);
+	snprintf(ck, sizeof(ck), "%s/events.count.ckpt", dir);
+	unlink(ck);
+	snprintf(ck, sizeof(ck), "%s/" SPATE_ENGINE_LOCK_FILE, dir);
 	unlink(ck);
 	rmdir(dir);
 	return rc;

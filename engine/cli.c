@@ -300,6 +300,31 @@ out:
 /* put                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* A stream whose engine is dead: a memory-only one is refused (nothing
+ * would consume the records until an engine takes the region over), a
+ * persisted one is written with a warning (the next engine persists what
+ * the region holds first). Never silently. */
+static int put_engine_check(const struct spate_config *cfg, struct spate_stream *s)
+{
+	pid_t pid = 0;
+
+	if (spate_stream_engine(s, &pid) != -ESRCH)
+		return 0;
+	if (spate_stream_durability(s) == SPATE_DURABILITY_OFF) {
+		fprintf(stderr,
+			"spate put: stream %s of bus %s: its engine (pid %ld) is not running; the "
+			"region is left from it: start `spate run` (it takes the stream over) or "
+			"remove it (`spate rm`)\n",
+			spate_stream_name(s), cfg->bus, (long)pid);
+		return -ENOTCONN;
+	}
+	fprintf(stderr,
+		"spate put: warning: stream %s of bus %s: its engine (pid %ld) is not running; the "
+		"records wait in memory until `spate run` persists them\n",
+		spate_stream_name(s), cfg->bus, (long)pid);
+	return 0;
+}
+
 /* Lines of standard input go out in batches of up to PUT_BATCH_RECORDS
  * records or PUT_BATCH_BYTES bytes, and a batch waits at most
  * PUT_LATENCY_MS for more input after its first line. */
@@ -460,9 +485,7 @@ static uint64_t put_now_ms(void)
 static void put_explain_missing(const struct spate_config *cfg, const char *config,
 				const char *name)
 {
-	char pidfile[SPATE_CONFIG_PATH_MAX + 16];
-	int pid = 0;
-	FILE *f;
+	pid_t pid = 0;
 
 	if (!spate_config_find_stream(cfg, name)) {
 		fprintf(stderr, "spate put: stream %s does not exist: %s defines", name, config);
@@ -471,17 +494,12 @@ static void put_explain_missing(const struct spate_config *cfg, const char *conf
 		fprintf(stderr, "%s\n", cfg->n_streams ? "" : " no stream");
 		return;
 	}
-	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
-	f = fopen(pidfile, "re");
-	if (f) {
-		if (fscanf(f, "%d", &pid) != 1)
-			pid = 0;
-		fclose(f);
-	}
-	if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+	/* The engine lock, not engine.pid: a stale pid file names whatever
+	 * process has that pid now. */
+	if (spate_engine_lock_holder(cfg->state_dir, &pid, NULL) == 1)
 		fprintf(stderr, "spate put: stream %s does not exist in bus %s, although an engine "
-			"(pid %d in %s) runs: was it removed (spate rm)? restart the engine\n",
-			name, cfg->bus, pid, pidfile);
+			"(pid %ld) runs: was it removed (spate rm)? restart the engine\n",
+			name, cfg->bus, (long)pid);
 	else
 		fprintf(stderr, "spate put: stream %s of bus %s does not exist: no engine runs it "
 			"(start one with `spate run %s`)\n", name, cfg->bus, config);
@@ -540,6 +558,10 @@ int spate_cli_put(int argc, char **argv)
 		fprintf(stderr, "spate put: stream %s of bus %s: %s\n", name, cfg->bus, strerror(-rc));
 		spate_config_free(cfg);
 		return rc;
+	}
+	if (put_engine_check(cfg, s) < 0) {
+		rc = -ENOTCONN;
+		goto out;
 	}
 	rc = spate_producer_open(s, SPATE_RING_WAIT_YIELD, 0, &p);
 	if (rc < 0) {
@@ -855,7 +877,7 @@ int spate_cli_tail(int argc, char **argv)
 	if (load_config(argv[optind], &cfg) < 0)
 		return -EINVAL;
 	const struct spate_config_stream *cs = spate_config_find_stream(cfg, argv[optind + 1]);
-	const bool persisted = cs && cs->durability != SPATE_CONFIG_DURABILITY_OFF;
+	const bool persisted = cs && cs->durability != SPATE_DURABILITY_OFF;
 	rc = spate_stream_attach(cfg->bus, argv[optind + 1], &s);
 	if (rc == -ENOENT && persisted) {
 		s = NULL; /* no shared memory (nothing runs): the logs alone */
@@ -953,7 +975,7 @@ out:
 int spate_cli_deploy(int argc, char **argv)
 {
 	struct spate_config *cfg;
-	char req[4200], tmp[4300], res[4300], pidfile[4200], path[PATH_MAX];
+	char req[4200], tmp[4300], res[4300], path[PATH_MAX];
 	int rc = 0;
 
 	if (argc != 4) {
@@ -975,7 +997,6 @@ int spate_cli_deploy(int argc, char **argv)
 	snprintf(req, sizeof(req), "%s/deploy.%s", cfg->state_dir, argv[2]);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", req);
 	snprintf(res, sizeof(res), "%s.result", req);
-	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
 	unlink(res);
 	FILE *f = fopen(tmp, "we");
 	if (!f || fprintf(f, "%s\n", path) < 0 || fclose(f) != 0 || rename(tmp, req) < 0) {
@@ -983,23 +1004,33 @@ int spate_cli_deploy(int argc, char **argv)
 		fprintf(stderr, "spate deploy: %s: %s\n", req, strerror(errno));
 		goto out;
 	}
-	int pid = 0;
-	f = fopen(pidfile, "re");
-	if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, SIGHUP) < 0) {
-		if (f)
-			fclose(f);
-		fprintf(stderr, "spate deploy: no running engine for %s (%s)\n", argv[1], pidfile);
+	/* The signal goes only to the lock's holder: with the lock held, its
+	 * pid is the live engine's, never a recycled one (engine.pid may be
+	 * stale after a crash). */
+	pid_t pid = 0;
+	if (spate_engine_lock_holder(cfg->state_dir, &pid, NULL) != 1 || pid <= 0 ||
+	    kill(pid, SIGHUP) < 0) {
+		fprintf(stderr, "spate deploy: no engine runs for %s (%s/%s is not held)\n", argv[1],
+			cfg->state_dir, SPATE_ENGINE_LOCK_FILE);
 		unlink(req);
 		rc = -ESRCH;
 		goto out;
 	}
-	fclose(f);
 	for (int i = 0; i < 300; i++) {
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 		f = fopen(res, "re");
-		if (!f)
+		if (!f) {
+			pid_t now = 0;
+			if (spate_engine_lock_holder(cfg->state_dir, &now, NULL) != 1 || now != pid) {
+				fprintf(stderr, "spate deploy: the engine (pid %ld) stopped before it "
+						"answered\n", (long)pid);
+				unlink(req);
+				rc = -ESRCH;
+				goto out;
+			}
 			continue;
+		}
 		char line[600] = "";
 		if (fgets(line, sizeof(line), f))
 			rc = atoi(line);
@@ -1008,7 +1039,7 @@ int spate_cli_deploy(int argc, char **argv)
 		printf("spate deploy %s: %s", argv[2], strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
 		goto out;
 	}
-	fprintf(stderr, "spate deploy: no answer from pid %d in 30 s\n", pid);
+	fprintf(stderr, "spate deploy: no answer from pid %ld in 30 s\n", (long)pid);
 	rc = -ETIMEDOUT;
 out:
 	spate_config_free(cfg);
@@ -1026,6 +1057,25 @@ int spate_cli_rm(int argc, char **argv)
 	}
 	if (load_config(argv[1], &cfg) < 0)
 		return -EINVAL;
+	/* A live bus is not removed: hold its engine lock while removing, so
+	 * no engine starts half-way, and refuse a stream another live engine
+	 * serves (a second state_dir). */
+	struct spate_engine_lock *lock = NULL;
+	pid_t holder = 0;
+	int lr = spate_engine_lock(cfg->state_dir, &lock, &holder);
+	if (lr == -EBUSY) {
+		fprintf(stderr, "spate rm: bus %s is live: engine pid %ld holds %s/%s; stop it first\n",
+			cfg->bus, (long)holder, cfg->state_dir, SPATE_ENGINE_LOCK_FILE);
+		spate_config_free(cfg);
+		return -EBUSY;
+	}
+	/* -ENOENT: no state_dir, so no engine ever ran from this configuration. */
+	if (lr < 0 && lr != -ENOENT) {
+		fprintf(stderr, "spate rm: %s/%s: %s\n", cfg->state_dir, SPATE_ENGINE_LOCK_FILE,
+			strerror(-lr));
+		spate_config_free(cfg);
+		return lr;
+	}
 	for (uint32_t i = 0; i < cfg->n_streams; i++) {
 		const char *name = cfg->streams[i].name;
 		int want = argc == 2;
@@ -1034,16 +1084,29 @@ int spate_cli_rm(int argc, char **argv)
 				want = 1;
 		if (!want)
 			continue;
+		struct spate_stream *s = NULL;
+		pid_t epid = 0;
+		if (spate_stream_attach(cfg->bus, name, &s) == 0) {
+			int live = spate_stream_engine(s, &epid) == 1;
+			spate_stream_close(s);
+			if (live) {
+				fprintf(stderr, "spate rm: stream %s is served by a live engine (pid %ld)\n",
+					name, (long)epid);
+				rc = -EBUSY;
+				continue;
+			}
+		}
 		int r = spate_stream_unlink(cfg->bus, name);
 		printf("stream %s: %s\n", name, r == 0 ? "removed" : strerror(-r));
 		if (r < 0 && r != -ENOENT)
 			rc = r;
 	}
-	if (argc == 2) { /* the whole bus: its counters region too */
+	if (argc == 2 && rc == 0) { /* the whole bus: its counters region too */
 		int r = spate_stats_unlink(cfg->bus);
 		if (r == 0)
 			printf("counters of bus %s: removed\n", cfg->bus);
 	}
+	spate_engine_unlock(lock);
 	spate_config_free(cfg);
 	return rc;
 }

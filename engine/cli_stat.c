@@ -54,7 +54,8 @@ static uint64_t tsum(const struct spate_stats_view *v, uint32_t c, uint32_t shar
 			s += *(const uint64_t *)(const void *)((const char *)&v->tasks[t] + off);
 	return s;
 }
-#define TASK_SUM(v, c, shard, field) tsum((v), (c), (shard), offsetof(struct spate_stats_view_task, field))
+#define TASK_SUM(v, c, shard, field) \
+	tsum((v), (c), (shard), offsetof(struct spate_stats_view_task, field))
 
 static double rate(uint64_t now, uint64_t then, double dt)
 {
@@ -62,7 +63,8 @@ static double rate(uint64_t now, uint64_t then, double dt)
 }
 
 /* The same consumer in the earlier snapshot (layouts match if the engine did not restart). */
-static const struct spate_stats_view *same_layout(const struct spate_stats_view *v, const struct spate_stats_view *p)
+static const struct spate_stats_view *same_layout(const struct spate_stats_view *v,
+						  const struct spate_stats_view *p)
 {
 	if (!p || p->started_ns != v->started_ns || p->n_tasks != v->n_tasks ||
 	    p->n_shards != v->n_shards || p->n_workers != v->n_workers)
@@ -70,8 +72,8 @@ static const struct spate_stats_view *same_layout(const struct spate_stats_view 
 	return p;
 }
 
-static double worker_busy(const struct spate_stats_view_worker *w, const struct spate_stats_view_worker *pw,
-			  uint64_t now, uint64_t then)
+static double worker_busy(const struct spate_stats_view_worker *w,
+			  const struct spate_stats_view_worker *pw, uint64_t now, uint64_t then)
 {
 	if (pw && now > then)
 		return (double)(w->busy_ns - pw->busy_ns) / (double)(now - then);
@@ -122,8 +124,8 @@ static json_object *j_hist(const struct spate_hist *h, bool ns)
 
 /* Counters of consumer c on shard (UINT32_MAX: all, with the consumer's
  * histograms) into object o. */
-static void j_consumer_counters(json_object *o, const struct spate_stats_view *v, const struct spate_stats_view *p,
-				uint32_t c, uint32_t shard, double dt)
+static void j_consumer_counters(json_object *o, const struct spate_stats_view *v,
+				const struct spate_stats_view *p, uint32_t c, uint32_t shard, double dt)
 {
 	uint64_t lr, lb, age;
 
@@ -160,9 +162,12 @@ static void j_consumer_counters(json_object *o, const struct spate_stats_view *v
 	}
 	json_object_object_add(o, "batch_size_log2", bl);
 	if (shard == UINT32_MAX) { /* HDR histograms are per consumer, not per shard */
-		json_object_object_add(o, "latency", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_LATENCY), true));
-		json_object_object_add(o, "process", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_PROCESS), true));
-		json_object_object_add(o, "batch_size", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_BATCH), false));
+		json_object_object_add(
+			o, "latency", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_LATENCY), true));
+		json_object_object_add(
+			o, "process", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_PROCESS), true));
+		json_object_object_add(
+			o, "batch_size", j_hist(spate_stats_view_hist(v, c, SPATE_STATS_HIST_BATCH), false));
 	}
 }
 
@@ -295,8 +300,8 @@ static const char *dur(uint64_t ns, char *buf, size_t len)
 	return buf;
 }
 
-static void consumer_row(FILE *f, const struct spate_stats_view *v, const struct spate_stats_view *p, uint32_t c,
-			 uint32_t shard, double dt)
+static void consumer_row(FILE *f, const struct spate_stats_view *v, const struct spate_stats_view *p,
+			 uint32_t c, uint32_t shard, double dt)
 {
 	const struct spate_stats_view_consumer *k = &v->consumers[c];
 	char a[24], b[24], d[24], e[24], g[24], z[24], lbl[64];
@@ -304,7 +309,8 @@ static void consumer_row(FILE *f, const struct spate_stats_view *v, const struct
 
 	spate_stats_view_lag(v, c, shard, &lr, &lb, &age);
 	/* Latency is per consumer: shard rows show "-". */
-	const struct spate_hist *h = shard == UINT32_MAX ? spate_stats_view_hist(v, c, SPATE_STATS_HIST_LATENCY) : NULL;
+	const struct spate_hist *h =
+		shard == UINT32_MAX ? spate_stats_view_hist(v, c, SPATE_STATS_HIST_LATENCY) : NULL;
 	if (shard == UINT32_MAX)
 		snprintf(lbl, sizeof(lbl), "%.20s", k->name);
 	else
@@ -326,7 +332,8 @@ static void consumer_row(FILE *f, const struct spate_stats_view *v, const struct
 		shard == UINT32_MAX ? spate_stats_state_name(k->state) : "", cus);
 }
 
-static void sv_text(FILE *f, const struct spate_stats_view *v, const struct spate_stats_view *prev, bool clear)
+static void sv_text(FILE *f, const struct spate_stats_view *v, const struct spate_stats_view *prev,
+		    bool clear)
 {
 	const struct spate_stats_view *p = same_layout(v, prev);
 	double dt = p ? (double)(v->mono_ns - p->mono_ns) / 1e9 : 0;

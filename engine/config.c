@@ -106,7 +106,12 @@ struct field {
 static const char *const producers_names[] = { "multi", "single", NULL };
 static const char *const huge_names[] = { "auto", "require", "off", NULL };
 static const char *const full_names[] = { "wait", "fail", NULL };
+/* Indexed by enum spate_durability: the name of value i is durability_names[i]. */
 static const char *const durability_names[] = { "off", "none", "interval", "always", NULL };
+_Static_assert(SPATE_DURABILITY_OFF == 0 && SPATE_DURABILITY_NONE == 1 &&
+		       SPATE_DURABILITY_INTERVAL == 2 && SPATE_DURABILITY_ALWAYS == 3 &&
+		       SPATE_DURABILITY_COUNT_ == sizeof(durability_names) / sizeof(durability_names[0]) - 1,
+	       "durability_names follows enum spate_durability");
 static const char *const start_names[] = { "trim_horizon", "latest", "at_sequence",
 					   "after_sequence", "at_timestamp", NULL };
 static const char *const wait_names[] = { "busy", "yield", "block", NULL };
@@ -767,7 +772,7 @@ void spate_config_stream_defaults(struct spate_config_stream *s)
 	s->huge_pages = SPATE_CONFIG_HUGE_AUTO;
 	s->retention_ns = 24 * 3600 * NS_S;
 	s->full = SPATE_CONFIG_FULL_WAIT;
-	s->durability = SPATE_CONFIG_DURABILITY_OFF;
+	s->durability = SPATE_DURABILITY_OFF;
 	s->durability_interval_ns = SPATE_CONFIG_DEFAULT_DURABILITY_INTERVAL_NS;
 	s->segment_size = SPATE_CONFIG_DEFAULT_SEGMENT_SIZE;
 	s->direct_io = true;

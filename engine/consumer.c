@@ -95,7 +95,7 @@ static int task_put(const struct spate_plugin_host *h, const char *stream, const
 		    size_t key_len, const void *data, size_t len)
 {
 	struct spate_task *t = h->host_private;
-	struct spate_shared_producer *sp = spate_eng_shared_producer(t->c->e, stream);
+	struct spate_shared_producer *sp = spate_producers_get(t->c->producers, stream);
 	struct spate_put_result res;
 	int rc;
 
@@ -862,9 +862,7 @@ static void attempts_open(struct spate_consumer *c)
 	struct stat st;
 	int fd;
 
-	if (!c->state_dir)
-		return;
-	snprintf(path, sizeof(path), "%s/%s.attempts", c->state_dir, c->k->name);
+	snprintf(path, sizeof(path), "%s/%s.attempts", c->cfg->state_dir, c->k->name);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0 ||
 	    ((size_t)st.st_size != len && ftruncate(fd, 0) < 0) || ftruncate(fd, (off_t)len) < 0)
@@ -1022,7 +1020,8 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 			}
 		}
 		char dir[SPATE_CONFIG_PATH_MAX];
-		bool has_log = spate_eng_shard_log_dir(c->e, c->stream, shard, dir, sizeof(dir)) == 0;
+		bool has_log = c->log_cs && spate_config_stream_log_dir(c->cfg, c->log_cs, shard, dir,
+									 sizeof(dir)) == 0;
 		rc = spate_source_open(&t->src, c->stream, shard, has_log ? dir : NULL, k->wait,
 				       k->batch_size, &at, &t->logctx, &t->st);
 		if (rc < 0) {
@@ -1070,8 +1069,9 @@ void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
 	spate_source_describe(&t->src, atomic_load_explicit(&t->next_seq, memory_order_relaxed));
 }
 
-void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_stats *out)
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_counts *out)
 {
+	memset(out, 0, sizeof(*out));
 	for (uint32_t i = 0; i < c->ntasks; i++) {
 		const struct spate_task *t = &c->tasks[i];
 		const struct spate_stats_task *x = t->st.slot;

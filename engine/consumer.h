@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/checkpoint.h"
 #include "spate/config.h"
-#include "spate/engine.h"
+#include "engine/producers.h"
+#include "spate/consumer_types.h"
 #include "spate/hist.h"
 #include "spate/log.h"
 #include "spate/plugin.h"
@@ -20,12 +22,12 @@
 
 struct spate_plugin_lib;
 
-/** A producer shared by the tasks that write to one stream (failure
- *  destination, forward targets); failures are rare, so a mutex is fine. */
-struct spate_shared_producer {
-	struct spate_stream *stream;
-	struct spate_producer *prod;
-	pthread_mutex_t lock;
+/** A consumer's delivery figures, summed over its tasks' counters slots
+ *  (spate_consumer_sum). */
+struct spate_consumer_counts {
+	uint64_t records, bytes, batches, retries, failed, expired;
+	uint64_t log_records, log_gaps;
+	uint32_t log_spills, on_log;
 };
 
 struct spate_consumer;
@@ -121,7 +123,9 @@ struct spate_consumer {
 	uint64_t max_age_ns;          /* max_record_age, or the stream's retention when
 					 retrying forever; UINT64_MAX: never */
 	struct spate_plugin_opt *opts; /* k->options as the plugin ABI has them */
-	struct spate_engine *e;
+	const struct spate_config *cfg;
+	const struct spate_config_stream *log_cs; /* the stream's, if it has a log; else NULL */
+	struct spate_producers *producers; /* the engine's, for the plugins' puts */
 	struct spate_stream *stream;
 	struct spate_stream_ckpt *ckpt;
 	struct spate_plugin_lib *lib;
@@ -129,7 +133,6 @@ struct spate_consumer {
 	struct spate_task *tasks;
 	uint32_t ntasks;
 	struct spate_stats_task *local_st; /* [ntasks] counters when the region is off */
-	const char *state_dir;        /* set by the engine before init */
 	struct spate_attempt *att_map; /* [ntasks] mapping of <consumer>.attempts, or NULL */
 	size_t att_len;
 	uint64_t timeout_ns;          /* k->timeout_ns, or the default */
@@ -153,21 +156,9 @@ struct spate_consumer {
 	struct spate_hist *lat;
 };
 
-/* Implemented in engine.c: a stream's shared producer, opened on first use. */
-struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
-							     const char *stream);
-/* Implemented in engine.c: the log directory of a persisted stream's shard;
- * -ENOENT if the stream has no log. */
-int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
-			    char *buf, size_t len);
-/* Implemented in engine.c: mkdir -p @p dir (0700). @return 0 or -errno. */
-int spate_eng_mkdir_p(const char *dir);
-void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /**
- * Set up consumer @p c for configuration entry @p k of stream @p cs (c->e,
- * c->stream, c->dlq and c->state_dir already set): its tasks with their
+ * Set up consumer @p c for configuration entry @p k of stream @p cs (c->cfg,
+ * c->log_cs, c->producers, c->stream and c->dlq already set): its tasks with their
  * sources at the checkpoint or starting position, and its attempt records
  * (<state_dir>/<consumer>.attempts: deliveries a crash interrupted). @p resume_next[shard] is the
  * checkpointed next sequence number, UINT64_MAX where none.
@@ -182,7 +173,7 @@ void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
 			       const struct spate_stats_tref *ref);
 /** Sum of the tasks' counters into @p out (records, bytes, batches,
  *  retries, failed, expired, log figures). Any thread (relaxed reads). */
-void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_stats *out);
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_counts *out);
 /** Create the plugin states of every task (cold start is timed). */
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen);
 /** Flush and fini every task's plugin state. */

@@ -15,10 +15,10 @@
  *
  * Checkpoints: tasks publish the next sequence number per shard in the
  * stream's shared checkpoint table after every batch; the control thread
- * writes changed ones to <state_dir>/<consumer>.ckpt every 100 ms and at
- * stop, durably and through the log's path: an io_uring write linked to its
- * fdatasync, a rename, a directory fsync (spate_persist_write_file). A restart resumes from the file: at-least-once,
- * replaying at most what was handled in the last 100 ms before a crash.
+ * writes changed ones to their files every 100 ms and at stop
+ * (checkpoint.c: the table, the files and where a restart resumes). A
+ * restart resumes from the file: at-least-once, replaying at most what was
+ * handled in the last 100 ms before a crash.
  *
  * Hot deploy pauses the consumer's tasks (workers skip them, and every
  * worker's loop counter moving twice proves none is inside one), flushes and
@@ -51,9 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/checkpoint.h"
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
+#include "engine/util.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
 #include "spate/stats.h"
@@ -85,7 +87,7 @@ struct spate_engine {
 	struct spate_config *cfg;
 	struct spate_config *owned_cfg;
 	struct spate_stream **streams;
-	struct spate_shared_producer *shared; /* one per stream, opened on demand */
+	struct spate_producers producers; /* one per stream, opened on demand */
 	uint32_t nstreams;
 	struct spate_consumer *consumers;
 	uint32_t nconsumers;
@@ -108,18 +110,8 @@ struct spate_engine {
 	struct spate_persister persist; /* persisted streams' logs and their threads */
 	char plan[4096];
 	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
+	struct spate_engine_lock *bus_lock; /* <state_dir>/engine.lock, held from open to close */
 };
-
-void spate_eng_log(struct spate_engine *e, enum spate_log_level lvl, const char *fmt, ...)
-{
-	va_list ap;
-
-	(void)e;
-	/* The host logger: text or JSON lines, rate-limited per call site. */
-	va_start(ap, fmt);
-	spate_slog_v(lvl, NULL, fmt, ap);
-	va_end(ap);
-}
 
 static int stream_index(const struct spate_engine *e, const char *name)
 {
@@ -135,119 +127,9 @@ struct spate_stream *spate_engine_stream(struct spate_engine *e, const char *nam
 	return i < 0 ? NULL : e->streams[i];
 }
 
-/* Open stream i's shared producer unless it is open. 0 or -errno. */
-static int shared_producer_open(struct spate_engine *e, int i)
-{
-	struct spate_shared_producer *sp = &e->shared[i];
-	int rc = 0;
-
-	pthread_mutex_lock(&e->lock);
-	if (!sp->prod) {
-		rc = spate_producer_open(sp->stream, SPATE_RING_WAIT_YIELD, SPATE_PRODUCER_F_WAIT_FULL,
-					 &sp->prod);
-		if (rc < 0)
-			sp->prod = NULL;
-		else if (e->stats) /* counters region: this stream's producer line */
-			spate_producer_set_stats(sp->prod, spate_stats_shard_of(e->stats, (uint32_t)i, 0));
-	}
-	pthread_mutex_unlock(&e->lock);
-	return rc;
-}
-
-struct spate_shared_producer *spate_eng_shared_producer(struct spate_engine *e,
-							     const char *stream)
-{
-	int i = stream_index(e, stream);
-	int rc;
-
-	if (i < 0)
-		return NULL;
-	rc = shared_producer_open(e, i);
-	if (rc < 0) {
-		spate_eng_log(e, SPATE_LOG_ERROR, "cannot produce to stream %s: %s", stream,
-				  strerror(-rc));
-		return NULL;
-	}
-	return &e->shared[i];
-}
-
 /* ------------------------------------------------------------------------ */
 /* Checkpoint files                                                         */
 /* ------------------------------------------------------------------------ */
-
-int spate_eng_mkdir_p(const char *dir)
-{
-	char buf[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-static void ckpt_path(const struct spate_engine *e, const char *consumer, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s.ckpt", e->cfg->state_dir, consumer);
-}
-
-/* Read "<shard> <next_seq>" lines; absent file = no checkpoints. */
-static int ckpt_read(const struct spate_engine *e, const char *consumer, uint32_t shards,
-		     uint64_t *next)
-{
-	char path[4200], line[128];
-	FILE *f;
-
-	for (uint32_t i = 0; i < shards; i++)
-		next[i] = UINT64_MAX;
-	ckpt_path(e, consumer, path, sizeof(path));
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? 0 : -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned shard;
-		unsigned long long seq;
-		if (line[0] == '#')
-			continue;
-		if (sscanf(line, "%u %llu", &shard, &seq) == 2 && shard < shards)
-			next[shard] = seq;
-	}
-	fclose(f);
-	return 0;
-}
-
-static int ckpt_write(const struct spate_engine *e, const struct spate_consumer *c,
-		      const uint64_t *next, uint32_t shards)
-{
-	char path[4200];
-	size_t cap = 256 + (size_t)shards * 32, len;
-	char *buf = malloc(cap);
-	int rc;
-
-	if (!buf)
-		return -ENOMEM;
-	ckpt_path(e, c->k->name, path, sizeof(path));
-	len = (size_t)snprintf(buf, cap,
-			       "# spate checkpoints: consumer %.40s, stream %.40s; <shard> <next sequence "
-			       "number>\n",
-			       c->k->name, spate_stream_name(c->stream));
-	for (uint32_t s = 0; s < shards; s++)
-		if (next[s] != UINT64_MAX)
-			len += (size_t)snprintf(buf + len, cap - len, "%u %" PRIu64 "\n", s, next[s]);
-	rc = spate_persist_write_file(path, buf, len);
-	free(buf);
-	return rc;
-}
 
 /* Write every consumer whose shard positions moved since the last write.
  * Serialized: the checkpoint thread and a deploy call it at the same time,
@@ -276,9 +158,9 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 		}
 		if (!changed)
 			continue;
-		int rc = ckpt_write(e, c, next, shards);
+		int rc = spate_ckpt_save(e->cfg->state_dir, c->stream, c->k->name, next);
 		if (rc < 0) {
-			spate_eng_log(e, SPATE_LOG_ERROR, "checkpoint of %s: %s", c->k->name,
+			spate_slog(SPATE_LOG_ERROR, NULL, "checkpoint of %s: %s", c->k->name,
 					  strerror(-rc));
 			continue;
 		}
@@ -376,7 +258,7 @@ static void watch_workers(struct spate_engine *e)
 				w->in = NULL;
 				free(fresh);
 				atomic_store_explicit(&w->abandoned, 1, memory_order_release);
-				spate_eng_log(e, SPATE_LOG_ERROR,
+				spate_slog(SPATE_LOG_ERROR, NULL,
 					      "worker %u: no thread to replace the stuck one: its "
 					      "tasks stop until a restart",
 					      k);
@@ -424,8 +306,7 @@ static void watch_memory(struct spate_engine *e)
 	e->rss_last = rss;
 	for (uint32_t i = 0; i < e->nconsumers && i < 64; i++) {
 		struct spate_consumer *c = &e->consumers[i];
-		struct spate_consumer_stats st;
-		memset(&st, 0, sizeof(st));
+		struct spate_consumer_counts st;
 		spate_consumer_sum(c, &st);
 		delta[i] = st.batches - c->batches_seen;
 		c->batches_seen = st.batches;
@@ -438,7 +319,7 @@ static void watch_memory(struct spate_engine *e)
 		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
 		if (!c->mem_warned && c->mem_charged > warn_at) {
 			c->mem_warned = true;
-			spate_eng_log(e, SPATE_LOG_WARN,
+			spate_slog(SPATE_LOG_WARN, NULL,
 				      "consumer %s (plugin %s): the engine grew by %" PRIu64
 				      " MiB while it ran (RSS %" PRIu64 " MiB)%s",
 				      c->k->name, spate_plugin_lib_path(c->lib), c->mem_charged >> 20,
@@ -684,16 +565,6 @@ static size_t plan_persister(struct spate_engine *e, const int *cpus, uint32_t n
 	return off < len ? off : len - 1;
 }
 
-int spate_eng_shard_log_dir(struct spate_engine *e, const struct spate_stream *s, uint32_t shard,
-			    char *buf, size_t len)
-{
-	const struct spate_config_stream *cs = spate_config_find_stream(e->cfg, spate_stream_name(s));
-
-	if (!cs || cs->durability == SPATE_CONFIG_DURABILITY_OFF || shard >= cs->shards)
-		return -ENOENT;
-	return spate_config_stream_log_dir(e->cfg, cs, shard, buf, len);
-}
-
 static int plan_workers(struct spate_engine *e)
 {
 	int cpus[MAX_WORKERS];
@@ -779,7 +650,7 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
 			     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE : 0,
 	};
-	if (cs->durability != SPATE_CONFIG_DURABILITY_OFF)
+	if (cs->durability != SPATE_DURABILITY_OFF)
 		return spate_persist_open_stream(&e->persist, e->cfg, cs, out, err, errlen);
 	int rc = spate_stream_attach(e->cfg->bus, cs->name, out);
 
@@ -807,6 +678,39 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		snprintf(err, errlen, "%s:%u: stream %s: create: %s", e->cfg->source, cs->line,
 			 cs->name, strerror(-rc));
 	return rc;
+}
+
+/* One engine per bus: the lock on <state_dir>/engine.lock. A second engine
+ * is refused at once (within the lock's 50 ms retry), naming the holder. */
+static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
+{
+	pid_t holder = 0;
+	int rc = spate_engine_lock(e->cfg->state_dir, &e->bus_lock, &holder);
+
+	if (rc == -EBUSY)
+		snprintf(err, errlen, "bus %s: another live engine runs (pid %ld holds %s/%s)", e->cfg->bus,
+			 (long)holder, e->cfg->state_dir, SPATE_ENGINE_LOCK_FILE);
+	else if (rc < 0)
+		snprintf(err, errlen, "state_dir %s: %s: %s", e->cfg->state_dir,
+			 SPATE_ENGINE_LOCK_FILE, strerror(-rc));
+	return rc;
+}
+
+/* The stream's region names its engine: refuse one that another live
+ * engine serves (one bus, two state_dirs), else mark it ours. */
+static int claim_stream(struct spate_engine *e, struct spate_stream *s, char *err, size_t errlen)
+{
+	pid_t other = 0;
+
+	if (spate_stream_engine(s, &other) == 1 && other != getpid()) {
+		snprintf(err, errlen,
+			 "stream %s of bus %s is served by another live engine (pid %ld, another state_dir "
+			 "than %s?)",
+			 spate_stream_name(s), e->cfg->bus, (long)other, e->cfg->state_dir);
+		return -EBUSY;
+	}
+	spate_stream_engine_claim(s);
+	return 0;
 }
 
 /*
@@ -878,9 +782,7 @@ static void stats_open(struct spate_engine *e)
 		w->st->cpu = w->cpu;
 		w->st->tasks = w->ntasks;
 	}
-	for (uint32_t i = 0; i < e->nstreams; i++) /* on_failure producers, opened already */
-		if (e->shared[i].prod)
-			spate_producer_set_stats(e->shared[i].prod, spate_stats_shard_of(e->stats, i, 0));
+	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	free(slots);
 	stats_consumers(e);
 	spate_stats_publish(e->stats);
@@ -894,7 +796,7 @@ fail:
 		e->workers[k].st = NULL;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
-	spate_eng_log(e, SPATE_LOG_WARN, "counters region of bus %s: %s; running without it",
+	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",
 		      e->cfg->bus, strerror(-rc));
 }
 
@@ -917,16 +819,18 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	e->cfg = (struct spate_config *)cfg;
 	if (spate_topo_open(&e->topo) < 0)
 		e->topo = NULL; /* pinning falls back to none; said in the plan */
-	rc = spate_eng_mkdir_p(cfg->state_dir);
+	rc = spate_util_mkdir_p(cfg->state_dir, 0700);
 	if (rc < 0) {
 		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
 		goto err;
 	}
+	rc = bus_lock(e, err, errlen); /* before anything is mapped */
+	if (rc < 0)
+		goto err;
 	e->streams = calloc(cfg->n_streams, sizeof(*e->streams));
-	e->shared = calloc(cfg->n_streams, sizeof(*e->shared));
 	e->consumers = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(*e->consumers));
 	e->ckpt_written = calloc(cfg->n_consumers ? cfg->n_consumers : 1, sizeof(uint64_t *));
-	if (!e->streams || !e->shared || !e->consumers || !e->ckpt_written) {
+	if (!e->streams || !e->consumers || !e->ckpt_written) {
 		rc = -ENOMEM;
 		goto err;
 	}
@@ -934,10 +838,14 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		rc = open_stream(e, &cfg->streams[i], &e->streams[i], err, errlen);
 		if (rc < 0)
 			goto err;
-		e->shared[i].stream = e->streams[i];
-		pthread_mutex_init(&e->shared[i].lock, NULL);
 		e->nstreams++;
+		rc = claim_stream(e, e->streams[i], err, errlen);
+		if (rc < 0)
+			goto err;
 	}
+	rc = spate_producers_init(&e->producers, e->streams, e->nstreams);
+	if (rc < 0)
+		goto err;
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		const struct spate_config_consumer *k = &cfg->consumers[i];
 		const struct spate_config_stream *cs = spate_config_find_stream(cfg, k->stream);
@@ -946,8 +854,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 
 		if (!k->enabled)
 			continue;
-		c->e = e;
-		c->state_dir = cfg->state_dir;
+		c->cfg = e->cfg;
+		c->log_cs = cs->durability != SPATE_DURABILITY_OFF ? cs : NULL;
+		c->producers = &e->producers;
 		c->stream = spate_engine_stream(e, k->stream);
 		if (k->on_failure[0]) {
 			/* Open the failure destination's producer now: the
@@ -956,13 +865,13 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			 * configuration error, not a surprise at the first
 			 * failed record. */
 			int di = stream_index(e, k->on_failure);
-			rc = shared_producer_open(e, di);
+			rc = spate_producers_open(&e->producers, (uint32_t)di);
 			if (rc < 0) {
 				snprintf(err, errlen, "consumer %s: on_failure stream %s: %s",
 					 k->name, k->on_failure, strerror(-rc));
 				goto err;
 			}
-			c->dlq = &e->shared[di];
+			c->dlq = &e->producers.sp[di];
 		}
 		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
 		if (rc < 0) {
@@ -972,27 +881,14 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			snprintf(err, errlen, "%s:%u: consumer %s: %s", e->cfg->source, k->line, k->name, why);
 			goto err;
 		}
-		rc = ckpt_read(e, k->name, spate_stream_shards(c->stream), resume);
+		uint64_t end[SPATE_STREAM_MAX_SHARDS];
+		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++)
+			end[s] = spate_persist_next_seq(&e->persist, c->stream, s);
+		rc = spate_ckpt_resume(e->cfg->state_dir, c->stream, k->name, end, resume);
 		if (rc < 0) {
 			snprintf(err, errlen, "checkpoints of %s: %s", k->name, strerror(-rc));
 			spate_plugin_unload(c->lib);
 			goto err;
-		}
-		/* A checkpoint past the end of a persisted shard (the machine
-		 * crashed with durability none/interval: the log lost its tail
-		 * but the checkpoint file survived) would skip the records that
-		 * reuse those numbers: resume at the end instead, and say so. */
-		for (uint32_t s = 0; s < spate_stream_shards(c->stream); s++) {
-			uint64_t end = spate_persist_next_seq(&e->persist, c->stream, s);
-			if (resume[s] != UINT64_MAX && end != UINT64_MAX && resume[s] > end) {
-				spate_eng_log(e, SPATE_LOG_WARN,
-					      "consumer %s: checkpoint of %s/%u is %" PRIu64
-					      " but the stream ends at %" PRIu64
-					      " (records lost in a crash before they were durable): "
-					      "resuming at %" PRIu64,
-					      k->name, k->stream, s, resume[s], end, end);
-				resume[s] = end;
-			}
 		}
 		rc = spate_consumer_init(c, k, cs, resume, err, errlen);
 		if (rc < 0) {
@@ -1061,7 +957,7 @@ int spate_engine_start(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		rc = spate_consumer_start_plugins(&e->consumers[i], err, sizeof(err));
 		if (rc < 0) {
-			spate_eng_log(e, SPATE_LOG_ERROR, "%s", err);
+			spate_slog(SPATE_LOG_ERROR, NULL, "%s", err);
 			while (i--)
 				spate_consumer_stop_plugins(&e->consumers[i]);
 			return rc;
@@ -1173,7 +1069,7 @@ void spate_engine_close(struct spate_engine *e)
 	/* Relaxed: the workers are joined or given up. */
 	uint32_t lost = atomic_load_explicit(&e->lost, memory_order_relaxed);
 	if (lost)
-		spate_eng_log(e, SPATE_LOG_WARN,
+		spate_slog(SPATE_LOG_WARN, NULL,
 			      "%u worker thread(s) never came back from a plugin's process(): the "
 			      "plugins stay loaded until the process exits",
 			      lost);
@@ -1196,13 +1092,10 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->workers);
 	free(e->all);
 	spate_persister_fini(&e->persist);
-	for (uint32_t i = 0; i < e->nstreams; i++) {
-		spate_producer_close(e->shared[i].prod);
-		pthread_mutex_destroy(&e->shared[i].lock);
+	spate_producers_fini(&e->producers);
+	for (uint32_t i = 0; i < e->nstreams; i++)
 		spate_stream_close(e->streams[i]);
-	}
 	free(e->streams);
-	free(e->shared);
 	free(e->consumers);
 	free(e->ckpt_written);
 	spate_topo_close(e->topo);
@@ -1210,6 +1103,7 @@ void spate_engine_close(struct spate_engine *e)
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->ckpt_lock);
 	spate_config_free(e->owned_cfg);
+	spate_engine_unlock(e->bus_lock); /* last: everything is unmapped */
 	free(e);
 }
 
@@ -1229,7 +1123,18 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 	if (!c)
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
-	spate_consumer_sum(c, st); /* the tasks' counters: each delivery counted once */
+	struct spate_consumer_counts n;
+	spate_consumer_sum(c, &n); /* the tasks' counters: each delivery counted once */
+	st->records = n.records;
+	st->bytes = n.bytes;
+	st->batches = n.batches;
+	st->retries = n.retries;
+	st->failed = n.failed;
+	st->expired = n.expired;
+	st->log_records = n.log_records;
+	st->log_gaps = n.log_gaps;
+	st->log_spills = n.log_spills;
+	st->on_log = n.on_log;
 	/* Relaxed: figures, read for display and tests after joins. */
 	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
 	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
@@ -1321,7 +1226,7 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 			old = lib;
 			char err2[256];
 			if (spate_consumer_start_plugins(c, err2, sizeof(err2)) < 0)
-				spate_eng_log(e, SPATE_LOG_ERROR, "%s", err2);
+				spate_slog(SPATE_LOG_ERROR, NULL, "%s", err2);
 		}
 	}
 	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
@@ -1331,7 +1236,7 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 	else
 		keep_lib(old);
 	if (rc == 0)
-		spate_eng_log(e, SPATE_LOG_INFO, "consumer %s now runs %s %s (%s)", name,
+		spate_slog(SPATE_LOG_INFO, NULL, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);
 	return rc;
 }

@@ -38,19 +38,17 @@
 #include "spate_config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <liburing.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/consumer.h"
 #include "engine/persist.h"
+#include "engine/util.h"
 #include "rings/proc.h"
+#include "spate/slog.h"
 #include "spate/topo.h"
 
 #define PERSIST_MAX_SPANS 64u
@@ -62,8 +60,8 @@ static void log_params(const struct spate_config_stream *cs, struct spate_log_pa
 {
 	memset(lp, 0, sizeof(*lp));
 	lp->segment_bytes = cs->segment_size;
-	lp->durability = cs->durability == SPATE_CONFIG_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
-			 : cs->durability == SPATE_CONFIG_DURABILITY_INTERVAL
+	lp->durability = cs->durability == SPATE_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
+			 : cs->durability == SPATE_DURABILITY_INTERVAL
 				 ? SPATE_LOG_DURABLE_INTERVAL
 				 : SPATE_LOG_DURABLE_NONE;
 	lp->interval_ns = cs->durability_interval_ns;
@@ -118,7 +116,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -EBADMSG || rc == -EPROTO) {
-		spate_eng_log(NULL, SPATE_LOG_WARN,
+		spate_slog(SPATE_LOG_WARN, NULL,
 			      "stream %s: its shared memory is unreadable (%s): recreated from its log",
 			      cs->name, strerror(-rc));
 		return 0;
@@ -129,7 +127,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 	}
 	struct spate_ring *r0 = spate_stream_ring(s, 0);
 	if (spate_stream_shards(s) != cs->shards || r0->cap != cs->ring_size ||
-	    r0->flags != want_flags || spate_stream_durability(s) != (uint32_t)cs->durability) {
+	    r0->flags != want_flags || spate_stream_durability(s) != cs->durability) {
 		snprintf(err, errlen,
 			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64
 			 " bytes (flags %#x, durability %u), the configuration asks for %u of %" PRIu64
@@ -165,7 +163,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 			nanosleep(&ts, NULL);
 		}
 		if (nr || nw || rc == 1)
-			spate_eng_log(NULL, SPATE_LOG_WARN,
+			spate_slog(SPATE_LOG_WARN, NULL,
 				      "stream %s/%u: freed %u reader and %u writer slot(s) of dead "
 				      "processes%s",
 				      cs->name, i, nr, nw,
@@ -173,14 +171,14 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 		uint64_t oldest, nx;
 		rc = ring_range(r, &oldest, &nx);
 		if (rc < 0) {
-			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: unreadable ring (%s): recreating",
+			spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: unreadable ring (%s): recreating",
 				      cs->name, i, strerror(-rc));
 			spate_stream_close(s);
 			return 0;
 		}
 		uint64_t want = empty[i] ? oldest : next[i];
 		if (want < oldest || want > nx) {
-			spate_eng_log(NULL, SPATE_LOG_WARN,
+			spate_slog(SPATE_LOG_WARN, NULL,
 				      "stream %s/%u: memory holds records %" PRIu64 "..%" PRIu64
 				      " but the log continues at %" PRIu64
 				      ": recreating the stream from its log",
@@ -190,7 +188,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 		}
 		skip[i] = want;
 		if (nx > want)
-			spate_eng_log(NULL, SPATE_LOG_INFO,
+			spate_slog(SPATE_LOG_INFO, NULL,
 				      "stream %s/%u: %" PRIu64
 				      " record(s) in memory are not in the log yet: persisting them",
 				      cs->name, i, nx - want);
@@ -229,7 +227,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		memset(&rep, 0, sizeof(rep));
 		rc = spate_config_stream_log_dir(cfg, cs, i, x->dir, sizeof(x->dir));
 		if (rc == 0)
-			rc = spate_eng_mkdir_p(x->dir);
+			rc = spate_util_mkdir_p(x->dir, 0700);
 		if (rc == 0)
 			rc = spate_log_open(x->dir, &lp, &x->log, &rep);
 		if (rc < 0) {
@@ -239,10 +237,10 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 			goto out_logs;
 		}
 		if (rep.truncated_bytes || !rep.io_uring)
-			spate_eng_log(NULL, SPATE_LOG_WARN, "stream %s/%u: log %s: %s", cs->name, i,
+			spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: log %s: %s", cs->name, i,
 				      x->dir, rep.message[0] ? rep.message : "recovered");
 		if (i == 0)
-			spate_eng_log(NULL, SPATE_LOG_INFO, "stream %s: log %s (%s%s%s)", cs->name,
+			spate_slog(SPATE_LOG_INFO, NULL, "stream %s: log %s (%s%s%s)", cs->name,
 				      x->dir, rep.io_uring ? "io_uring" : "pwrite",
 				      rep.direct ? ", O_DIRECT" : ", page cache",
 				      rep.fixed_buffers ? ", registered buffers" : "");
@@ -263,7 +261,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 			.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
 				     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE
 									       : 0,
-			.durability = (uint32_t)cs->durability,
+			.durability = cs->durability,
 			.first_seq = next,
 		};
 		spate_stream_unlink(cfg->bus, cs->name); /* absent, or being replaced */
@@ -280,7 +278,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		struct spate_persist_shard *x = &p->sh[p->n + i];
 		x->s = s;
 		x->shard = i;
-		x->durability = (uint32_t)cs->durability;
+		x->durability = cs->durability;
 		x->skip_below = skip[i];
 		x->dur = spate_stream_dur(s, i);
 		rc = spate_ring_reader_open(spate_stream_ring(s, i), SPATE_RING_START_OLDEST,
@@ -340,7 +338,7 @@ static void shard_error(struct spate_persist_shard *x, int rc, uint64_t now)
 				 spate_log_durable_seq(x->log), rc);
 	if (!x->err_logged_ns || now - x->err_logged_ns >= 1000000000ull) {
 		x->err_logged_ns = now;
-		spate_eng_log(NULL, SPATE_LOG_ERROR,
+		spate_slog(SPATE_LOG_ERROR, NULL,
 			      "persist %s/%u: %s%s", spate_stream_name(x->s), x->shard,
 			      strerror(-rc),
 			      rc == -ENOSPC ? " (disk full: records stay queued in memory; writing "
@@ -364,7 +362,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		got = spate_ring_peek_batches(x->rd, sp, PERSIST_MAX_SPANS, PERSIST_MAX_BYTES);
 		if (got < 0) {
 			x->dead = true;
-			spate_eng_log(NULL, SPATE_LOG_ERROR,
+			spate_slog(SPATE_LOG_ERROR, NULL,
 				      "persist %s/%u: ring: %s: the shard is no longer persisted",
 				      spate_stream_name(x->s), x->shard, strerror(-got));
 			return 0;
@@ -378,7 +376,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			rc = spate_log_append(x->log, sp[k].hdr, sp[k].len);
 			if (rc < 0) {
 				x->dead = true;
-				spate_eng_log(NULL, SPATE_LOG_ERROR,
+				spate_slog(SPATE_LOG_ERROR, NULL,
 					      "persist %s/%u: append of records %" PRIu64 "..%" PRIu64
 					      " refused (%s; the log expects %" PRIu64
 					      "): the shard is no longer persisted",
@@ -395,7 +393,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 	 * nothing new appended completes it). */
 	if (!x->pending && !x->skipped && !x->err &&
 	    spate_log_written_seq(x->log) == spate_log_next_seq(x->log) &&
-	    !(want_sync && x->durability == SPATE_STREAM_DUR_INTERVAL &&
+	    !(want_sync && x->durability == SPATE_DURABILITY_INTERVAL &&
 	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
 	uint64_t durable = 0, before = spate_log_durable_seq(x->log), t0 = spate_mono_ns();
@@ -416,7 +414,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		spate_ring_release(x->rd, done);
 	x->pending = x->skipped = 0;
 	if (x->err)
-		spate_eng_log(NULL, SPATE_LOG_INFO, "persist %s/%u: writing again", spate_stream_name(x->s),
+		spate_slog(SPATE_LOG_INFO, NULL, "persist %s/%u: writing again", spate_stream_name(x->s),
 			      x->shard);
 	x->err = 0;
 	uint64_t written = spate_log_written_seq(x->log);
@@ -424,7 +422,7 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 		written = x->skip_below;
 	/* With durability none, "durable" means written to the log. */
 	spate_stream_dur_publish(x->dur, written,
-				 x->durability == SPATE_STREAM_DUR_NONE ? written : durable, 0);
+				 x->durability == SPATE_DURABILITY_NONE ? written : durable, 0);
 	return done ? (int)done : 0;
 }
 
@@ -521,87 +519,11 @@ void spate_persister_fini(struct spate_persister *p)
 		struct spate_persist_shard *x = &p->sh[i];
 		int rc = spate_log_close(x->log);
 		if (rc < 0)
-			spate_eng_log(NULL, SPATE_LOG_ERROR, "persist %s/%u: closing the log: %s",
+			spate_slog(SPATE_LOG_ERROR, NULL, "persist %s/%u: closing the log: %s",
 				      spate_stream_name(x->s), x->shard, strerror(-rc));
 		spate_ring_reader_close(x->rd);
 		spate_stream_dur_claim(x->s, x->shard, 0);
 	}
 	free(p->sh);
 	memset(p, 0, sizeof(*p));
-}
-
-/* ------------------------------------------------------------------------ */
-/* Small durable files (checkpoints)                                        */
-/* ------------------------------------------------------------------------ */
-
-/* Write and fdatasync @p fd's whole content through a one-shot io_uring
- * (write linked to fdatasync, one submission); pwrite + fdatasync where
- * io_uring is refused. */
-static int write_sync(int fd, const void *buf, size_t len)
-{
-	struct io_uring ring;
-	int rc = io_uring_queue_init(2, &ring, 0);
-
-	if (rc == 0) {
-		struct io_uring_sqe *w = io_uring_get_sqe(&ring);
-		io_uring_prep_write(w, fd, buf, (unsigned)len, 0);
-		io_uring_sqe_set_flags(w, IOSQE_IO_LINK);
-		w->user_data = 1;
-		struct io_uring_sqe *f = io_uring_get_sqe(&ring);
-		io_uring_prep_fsync(f, fd, IORING_FSYNC_DATASYNC);
-		f->user_data = 2;
-		rc = io_uring_submit_and_wait(&ring, 2);
-		for (int k = 0; rc >= 0 && k < 2; k++) {
-			struct io_uring_cqe *cqe;
-			rc = io_uring_wait_cqe(&ring, &cqe);
-			if (rc < 0)
-				break;
-			if (cqe->res < 0)
-				rc = cqe->res;
-			else if (cqe->user_data == 1 && (size_t)cqe->res != len)
-				rc = -EIO; /* a short write of a few hundred bytes: the disk is full */
-			io_uring_cqe_seen(&ring, cqe);
-		}
-		io_uring_queue_exit(&ring);
-		return rc < 0 ? rc : 0;
-	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + off, len - off, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		off += (size_t)n;
-	}
-	return fdatasync(fd) < 0 ? -errno : 0;
-}
-
-int spate_persist_write_file(const char *path, const void *buf, size_t len)
-{
-	char tmp[SPATE_CONFIG_PATH_MAX + 8], dir[SPATE_CONFIG_PATH_MAX];
-	int fd, rc;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-	    snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = write_sync(fd, buf, len);
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		return rc;
-	}
-	/* The rename itself is durable once the directory is. */
-	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	rc = fsync(dfd) < 0 ? -errno : 0;
-	close(dfd);
-	return rc;
 }

@@ -24,7 +24,7 @@ struct spate_persist_shard {
 	struct spate_log *log;
 	struct spate_ring_reader *rd;
 	struct spate_stream_dur *dur;
-	uint32_t durability;      /* SPATE_STREAM_DUR_* */
+	enum spate_durability durability;
 	uint64_t skip_below;      /* records below are in the log already (reattach) */
 	uint32_t pending;         /* records appended, not yet released */
 	uint32_t skipped;         /* records passed over, not yet released */
@@ -68,15 +68,6 @@ struct spate_persister {
 int spate_persist_open_stream(struct spate_persister *p, const struct spate_config *cfg,
 			      const struct spate_config_stream *cs, struct spate_stream **out,
 			      char *err, size_t errlen);
-
-/**
- * Replace file @p path durably: write @p buf to "<path>.tmp" and fdatasync it
- * through io_uring (the log's path; pwrite + fdatasync where io_uring is
- * refused), rename it over @p path, fsync the directory. A crash leaves the
- * old file or the new one, never a mix. Used for checkpoints.
- * @return 0, -ENAMETOOLONG, -ENOSPC, -EIO, -errno.
- */
-int spate_persist_write_file(const char *path, const void *buf, size_t len);
 
 /** The next sequence number shard @p shard of @p s will hold (what its log
  *  and memory have, whichever is further), or UINT64_MAX if not persisted. */

@@ -318,8 +318,8 @@ const struct spate_hist *spate_stats_view_hist(const struct spate_stats_view *v,
 						  : k->batch;
 }
 
-void spate_stats_view_lag(const struct spate_stats_view *v, uint32_t c, uint32_t shard, uint64_t *records,
-		  uint64_t *bytes, uint64_t *age_ms)
+void spate_stats_view_lag(const struct spate_stats_view *v, uint32_t c, uint32_t shard,
+			  uint64_t *records, uint64_t *bytes, uint64_t *age_ms)
 {
 	const struct spate_stats_view_consumer *k = &v->consumers[c];
 

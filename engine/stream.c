@@ -28,23 +28,11 @@
  * writes each shard's records as one reservation and one commit, split only
  * past half the ring or SPATE_RING_MAX_BATCH_RECORDS records.
  *
- * Checkpoint entries are claimed, never freed. A consumer name probes the
- * table from a start index given by its hash (linear probing, the same
- * sequence in every process). Entry states go FREE -> FILLING (CAS, one
- * winner) -> USED (release, once the name and next_seq[] are written).
- * Openers of one name walk the same probe sequence; at the first entry that
- * is FREE for them exactly one wins the CAS and the others wait for USED and
- * find their name there, so concurrent opens yield one entry, across
- * processes too, with no lock.
+ * The checkpoint table is laid out here and used by checkpoint.c.
  *
  * Memory orders (each pair is also named at its code):
  *   - hdr.ready: release store in create / acquire load in attach.
- *   - ckpt state USED: release store after filling / acquire loads in
- *     ckpt_open (the name and next_seq[] initial values are visible).
- *   - ckpt next_seq[i]: release store in ckpt_set / acquire load in ckpt_get
- *     (what the consumer did before checkpointing happens before a monitor
- *     that reads the checkpoint).
- *   - dur written_seq/durable_seq/error: relaxed stores by the one persister,
+ * *   - dur written_seq/durable_seq/error: relaxed stores by the one persister,
  *     then a seq_cst futex bump / seq_cst waiters load (Dekker pair with the
  *     waiter's seq_cst waiters increment and futex load); waiters load them
  *     with acquire, pairing with the persister's release store of durable_seq
@@ -64,19 +52,19 @@
  * Limits. 1..SPATE_STREAM_MAX_SHARDS shards, SPATE_STREAM_MAX_CONSUMERS
  * checkpoint entries (never freed), `<bus>.<stream>` within
  * SPATE_SHM_NAME_MAX characters. The shard count is fixed at creation (no
- * resharding). An opener that dies in the middle of a checkpoint claim (a
- * window of a few stores) leaves an entry FILLING; openers of names that
- * probe through it get -EAGAIN after a second.
+ * resharding).
  */
 #include "spate_config.h"
 
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,12 +77,26 @@
 #include "spate/shm.h"
 #include "spate/stats.h"
 #include "spate/stream.h"
+#include "engine/stream_pvt.h"
+
+/* The header crosses processes and builds: its layout and the durability
+ * values it stores are fixed (bump SPATE_STREAM_LAYOUT_VERSION to change
+ * them). */
+_Static_assert(sizeof(struct spate_stream_hdr) == 192, "stream header layout");
+_Static_assert(offsetof(struct spate_stream_hdr, durability) == 156 &&
+		       offsetof(struct spate_stream_hdr, incarnation) == 168 &&
+		       offsetof(struct spate_stream_hdr, engine_pid) == 176 &&
+		       offsetof(struct spate_stream_hdr, engine_start) == 184,
+	       "stream header layout");
+_Static_assert(sizeof(struct spate_stream_dur) == 128, "one line per shard");
+_Static_assert(sizeof(struct spate_stream_ckpt) == 56, "checkpoint entry header");
+_Static_assert(SPATE_DURABILITY_OFF == 0 && SPATE_DURABILITY_NONE == 1 &&
+		       SPATE_DURABILITY_INTERVAL == 2 && SPATE_DURABILITY_ALWAYS == 3,
+	       "durability values are stored in stream regions");
 
 /* Alignment of the rings (and of their stride) and of checkpoint entries. */
 #define STREAM_RING_ALIGN 4096u
 #define STREAM_CKPT_ALIGN 128u
-/* How long ckpt_open waits for an entry another opener is filling. */
-#define STREAM_CKPT_FILL_WAIT_NS 1000000000ull
 
 struct spate_stream {
 	struct spate_shm *shm;
@@ -104,7 +106,9 @@ struct spate_stream {
 	uint64_t ckpt_off;           /* validated copies of the header */
 	uint64_t ckpt_stride;
 	uint64_t dur_off;
-	uint32_t durability;
+	enum spate_durability durability;
+	uint64_t incarnation;
+	struct spate_stream_hdr *hdr; /* in the region: only its atomic engine fields are used */
 	char bus[SPATE_STREAM_NAME_MAX + 1];
 	char name[SPATE_STREAM_NAME_MAX + 1];
 	struct spate_ring *rings[];  /* [shards], opened on the region's memory */
@@ -154,6 +158,20 @@ static int region_name(const char *bus, const char *name, char *buf)
 	return 0;
 }
 
+/* A random, non-zero incarnation id: the kernel's CSPRNG, else clock and pid
+ * mixed (two creations of one stream never share one in practice). */
+static uint64_t new_incarnation(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		v = XXH3_64bits_withSeed(&ts, sizeof(ts), (uint64_t)getpid() << 32 ^ spate_mono_ns());
+	}
+	return v ? v : 1;
+}
+
 static uint64_t round_up(uint64_t x, uint64_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -190,11 +208,13 @@ static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
 	if (__builtin_mul_overflow(h->ckpt_stride, (uint64_t)h->max_consumers, &t) ||
 	    __builtin_add_overflow(t, h->ckpt_off, &ckpt_end))
 		return -EBADMSG;
-	if (h->durability > SPATE_STREAM_DUR_ALWAYS || h->dur_off < ckpt_end ||
+	if (h->durability > SPATE_DURABILITY_ALWAYS || h->dur_off < ckpt_end ||
 	    h->dur_off % STREAM_CKPT_ALIGN ||
 	    h->dur_off + (uint64_t)h->shards * sizeof(struct spate_stream_dur) > h->total_size)
 		return -EBADMSG;
 	if (ckpt_end > h->total_size || h->total_size > user_size)
+		return -EBADMSG;
+	if (h->incarnation == 0)
 		return -EBADMSG;
 	return 0;
 }
@@ -220,7 +240,9 @@ static int stream_build(struct spate_shm *shm, const struct spate_stream_hdr *h,
 	s->ckpt_off = h->ckpt_off;
 	s->ckpt_stride = h->ckpt_stride;
 	s->dur_off = h->dur_off;
-	s->durability = h->durability;
+	s->durability = (enum spate_durability)h->durability; /* checked: check_layout */
+	s->incarnation = h->incarnation;
+	s->hdr = (struct spate_stream_hdr *)(void *)s->base;
 	memcpy(s->bus, h->bus, sizeof(s->bus));
 	memcpy(s->name, h->name, sizeof(s->name));
 	for (i = 0; i < h->shards; i++) {
@@ -268,7 +290,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	if (rc < 0)
 		return rc;
 	if (!p || p->shards == 0 || p->shards > SPATE_STREAM_MAX_SHARDS ||
-	    p->durability > SPATE_STREAM_DUR_ALWAYS)
+	    p->durability > SPATE_DURABILITY_ALWAYS)
 		return -EINVAL;
 	struct spate_ring_params rp = {
 		.capacity = p->ring_size, .max_record = p->max_record, .flags = p->ring_flags,
@@ -292,6 +314,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 	h.durability = p->durability;
 	h.dur_off = round_up(h.ckpt_off + h.max_consumers * h.ckpt_stride, STREAM_CKPT_ALIGN);
 	h.total_size = h.dur_off + h.shards * sizeof(struct spate_stream_dur);
+	h.incarnation = new_incarnation();
 
 	struct spate_shm_opts o = { .flags = p->shm_flags, .mode = p->mode, .gid = (gid_t)-1 };
 	rc = spate_shm_create(rname, (size_t)h.total_size, &o, &shm);
@@ -313,6 +336,7 @@ int spate_stream_create(const char *bus, const char *name, const struct spate_st
 		/* Relaxed: nobody sees the region before the release of ready. */
 		atomic_store_explicit(&d->written_seq, rp.first_seq, memory_order_relaxed);
 		atomic_store_explicit(&d->durable_seq, rp.first_seq, memory_order_relaxed);
+		d->first_seq = rp.first_seq;
 	}
 	/* The checkpoint table is all FREE: the region is created zeroed. */
 	rc = stream_build(shm, &h, &s);
@@ -433,9 +457,40 @@ struct spate_shm *spate_stream_shm(const struct spate_stream *s)
 /* Durability                                                               */
 /* ------------------------------------------------------------------------ */
 
-uint32_t spate_stream_durability(const struct spate_stream *s)
+enum spate_durability spate_stream_durability(const struct spate_stream *s)
 {
 	return s->durability;
+}
+
+uint64_t spate_stream_incarnation(const struct spate_stream *s)
+{
+	return s->incarnation;
+}
+
+void spate_stream_engine_claim(struct spate_stream *s)
+{
+	pid_t me = getpid();
+
+	/* Relaxed: liveness hints, like the persister's (dur_claim): readers
+	 * check the pid against its start time, and a torn pair reads as a
+	 * dead engine for one look at most. Start time first, pid last. An
+	 * engine that stops leaves them: its region then reads as "the engine
+	 * is gone", which is what a later producer must hear. */
+	atomic_store_explicit(&s->hdr->engine_start, spate_proc_start_time(me), memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->engine_pid, (uint32_t)me, memory_order_relaxed);
+}
+
+int spate_stream_engine(const struct spate_stream *s, pid_t *pid)
+{
+	/* Relaxed: see spate_stream_engine_claim. */
+	uint32_t p = atomic_load_explicit(&s->hdr->engine_pid, memory_order_relaxed);
+	uint64_t start = atomic_load_explicit(&s->hdr->engine_start, memory_order_relaxed);
+
+	if (pid)
+		*pid = (pid_t)p;
+	if (!p)
+		return 0;
+	return spate_proc_alive((pid_t)p, start) ? 1 : -ESRCH;
 }
 
 struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard)
@@ -495,7 +550,7 @@ int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t s
 
 	if (!s || shard >= s->shards)
 		return -EINVAL;
-	if (s->durability == SPATE_STREAM_DUR_OFF)
+	if (s->durability == SPATE_DURABILITY_OFF)
 		return -ENOTSUP;
 	d = spate_stream_dur(s, shard);
 	for (unsigned spins = 0;; spins++) {
@@ -546,94 +601,15 @@ uint32_t spate_key_hash(const void *key, size_t len)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Checkpoints                                                              */
+/* The checkpoint table's place (its entries belong to checkpoint.c)        */
 /* ------------------------------------------------------------------------ */
 
-static struct spate_stream_ckpt *ckpt_entry(struct spate_stream *s, uint32_t i)
+void spate_stream_table_of(const struct spate_stream *s, struct spate_stream_table *t)
 {
-	return (struct spate_stream_ckpt *)(void *)(s->base + s->ckpt_off + i * s->ckpt_stride);
-}
-
-int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
-			   struct spate_stream_ckpt **out)
-{
-	int len = name_len(consumer, 1);
-
-	if (!s || !out || len < 0)
-		return -EINVAL;
-	uint32_t start = spate_shard_of_hash(spate_key_hash(consumer, (size_t)len),
-					     s->max_consumers);
-
-	for (uint32_t k = 0; k < s->max_consumers; k++) {
-		struct spate_stream_ckpt *c = ckpt_entry(s, (start + k) % s->max_consumers);
-		uint64_t deadline = 0;
-		unsigned spins = 0;
-
-		for (;;) {
-			/* Acquire: pairs with the release store of USED below (by
-			 * whoever claimed the entry): its name and initial
-			 * next_seq[] are visible. */
-			uint32_t st = atomic_load_explicit(&c->state, memory_order_acquire);
-
-			if (st == SPATE_STREAM_CKPT_USED) {
-				if (!memchr(c->consumer, '\0', sizeof(c->consumer)))
-					return -EBADMSG;
-				if (strcmp(c->consumer, consumer) != 0)
-					break; /* someone else's: probe on */
-				*out = c;
-				return 0;
-			}
-			if (st == SPATE_STREAM_CKPT_FREE) {
-				uint32_t expect = SPATE_STREAM_CKPT_FREE;
-				/* Relaxed: the CAS only elects the one filler; the
-				 * entry's contents are published by the release
-				 * store of USED. On failure, re-read the state. */
-				if (!atomic_compare_exchange_strong_explicit(
-					    &c->state, &expect, SPATE_STREAM_CKPT_FILLING,
-					    memory_order_relaxed, memory_order_relaxed))
-					continue;
-				memset(c->consumer, 0, sizeof(c->consumer));
-				memcpy(c->consumer, consumer, (size_t)len);
-				c->reserved = 0;
-				for (uint32_t i = 0; i < s->shards; i++)
-					/* Relaxed: published by the release below. */
-					atomic_store_explicit(&c->next_seq[i], UINT64_MAX,
-							      memory_order_relaxed);
-				/* Release: pairs with the acquire load of state by
-				 * every other opener above. */
-				atomic_store_explicit(&c->state, SPATE_STREAM_CKPT_USED,
-						      memory_order_release);
-				*out = c;
-				return 0;
-			}
-			if (st != SPATE_STREAM_CKPT_FILLING)
-				return -EBADMSG;
-			/* Another opener is filling it, perhaps for our name:
-			 * wait for USED (a few stores away, unless it died). */
-			if (++spins < 1024) {
-				spate_cpu_relax();
-				continue;
-			}
-			if (!deadline)
-				deadline = spate_mono_ns() + STREAM_CKPT_FILL_WAIT_NS;
-			else if (spate_mono_ns() > deadline)
-				return -EAGAIN;
-			sched_yield();
-		}
-	}
-	return -ENOSPC;
-}
-
-void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq)
-{
-	/* Release: pairs with the acquire load in spate_stream_ckpt_get(). */
-	atomic_store_explicit(&c->next_seq[shard], next_seq, memory_order_release);
-}
-
-uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard)
-{
-	/* Acquire: pairs with the release store in spate_stream_ckpt_set(). */
-	return atomic_load_explicit(&c->next_seq[shard], memory_order_acquire);
+	t->base = s->base + s->ckpt_off;
+	t->stride = s->ckpt_stride;
+	t->entries = s->max_consumers;
+	t->shards = s->shards;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -662,7 +638,7 @@ int spate_producer_open(struct spate_stream *s, enum spate_ring_wait wait, uint3
 		return -ENOMEM;
 	p->s = s;
 	p->shards = s->shards;
-	p->durable_wait = s->durability == SPATE_STREAM_DUR_ALWAYS &&
+	p->durable_wait = s->durability == SPATE_DURABILITY_ALWAYS &&
 			  !(flags & SPATE_PRODUCER_F_NO_DURABLE_WAIT);
 	p->cnt = calloc(s->shards + 1u, sizeof(*p->cnt));
 	p->order = malloc(PRODUCER_ORDER_INIT * sizeof(*p->order));

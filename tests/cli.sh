@@ -96,10 +96,10 @@ pid=
 grep -q "stopping" "$dir/run.log" || fail "no orderly stop"
 total=0
 for s in 0 1; do
-	n=$(awk -v s=$s '$1 == s { print $2 }' "$dir/state/c.ckpt")
+	n=$(awk -v s=$s '$1 == s { print $2 }' "$dir/state/in.c.ckpt")
 	total=$((total + ${n:-0}))
 done
-[ "$total" = 3010 ] || fail "checkpoints add up to $total, not 3010: $(cat "$dir/state/c.ckpt")"
+[ "$total" = 3010 ] || fail "checkpoints add up to $total, not 3010: $(cat "$dir/state/in.c.ckpt")"
 
 # Access (docs/security.md): a state_dir others can write is refused, and so
 # is a region another user owns.

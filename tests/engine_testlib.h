@@ -9,6 +9,7 @@
 #define SPATE_TESTS_ENGINE_TESTLIB_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "plugins/plugin_util.h" /* pu_payload_sum: the count plugin's checksum */
+#include "spate/checkpoint.h"
 #include "spate/config.h"
 #include "spate/engine.h"
 #include "spate/ring.h"
@@ -315,15 +317,30 @@ static inline struct summary read_summary(const char *path)
 	return s;
 }
 
-/* The checkpoint file <state_dir>/<consumer>.ckpt: shard's next sequence
- * number, UINT64_MAX when the file or the shard's line is absent. */
+/* The checkpoint file <state_dir>/<stream>.<consumer>.ckpt of the one
+ * stream @p consumer reads: shard's next sequence number, UINT64_MAX when
+ * the file or the shard's line is absent. */
 static inline uint64_t ckpt_file(const char *state_dir, const char *consumer, uint32_t shard)
 {
-	char path[PATH_MAX + 64], text[4096];
+	char path[PATH_MAX + 64], text[4096], suffix[128];
 	uint64_t v = UINT64_MAX;
+	struct dirent *de;
+	DIR *d = opendir(state_dir);
+	bool found = false;
 
-	snprintf(path, sizeof(path), "%s/%s.ckpt", state_dir, consumer);
-	if (!read_file(path, text, sizeof(text)))
+	snprintf(suffix, sizeof(suffix), ".%s.ckpt", consumer);
+	while (d && !found && (de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name), k = strlen(suffix);
+		const char *dot = strchr(de->d_name, '.');
+		/* <stream> has no dot: the suffix starts at the first one. */
+		if (n > k && dot && !strcmp(dot, suffix)) {
+			snprintf(path, sizeof(path), "%s/%s", state_dir, de->d_name);
+			found = true;
+		}
+	}
+	if (d)
+		closedir(d);
+	if (!found || !read_file(path, text, sizeof(text)))
 		return UINT64_MAX;
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		unsigned s;

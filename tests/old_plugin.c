@@ -21,8 +21,8 @@
  *
  * The current build stops with FATAL when the host hands it a batch or a
  * result whose struct_size is smaller than its own (test_stats runs it in
- * an engine: the consumer must fill both). Its hooks append "load REV" and "unload" to the file named
- * by $SPATE_TEST_ABI_TRACE (if set), and its load fails with -EPERM when
+ * an engine: the consumer must fill both). Its hooks append "load REV" and
+ * "unload" to the file named by $SPATE_TEST_ABI_TRACE (if set), and its load fails with -EPERM when
  * $SPATE_TEST_ABI_LOAD_FAIL is set.
  */
 #include <errno.h>

@@ -1070,7 +1070,7 @@ Test(config, persistence_keys)
 					  "    retention_bytes: 1GiB\n"
 					  "    log_dir: /var/tmp/spate-log\n"
 					  "    direct_io: false\n");
-	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_INTERVAL);
+	cr_assert_eq(c->streams[0].durability, SPATE_DURABILITY_INTERVAL);
 	cr_assert_eq(c->streams[0].durability_interval_ns, 5000000ull);
 	cr_assert_eq(c->streams[0].segment_size, 8ull << 20);
 	cr_assert_eq(c->streams[0].retention_bytes, 1ull << 30);
@@ -1079,14 +1079,14 @@ Test(config, persistence_keys)
 	spate_config_free(c);
 
 	c = parse_ok(HEAD "    durability: always\n");
-	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_ALWAYS);
+	cr_assert_eq(c->streams[0].durability, SPATE_DURABILITY_ALWAYS);
 	cr_assert_eq(c->streams[0].durability_interval_ns, 10000000ull, "default 10ms");
 	cr_assert_eq(c->streams[0].segment_size, 64ull << 20, "default 64MiB");
 	cr_assert_eq(c->streams[0].log_dir[0], 0, "default: under state_dir");
 	cr_assert(c->streams[0].direct_io, "O_DIRECT by default");
 	spate_config_free(c);
 	c = parse_ok(HEAD);
-	cr_assert_eq(c->streams[0].durability, SPATE_CONFIG_DURABILITY_OFF, "memory only by default");
+	cr_assert_eq(c->streams[0].durability, SPATE_DURABILITY_OFF, "memory only by default");
 	spate_config_free(c);
 
 	parse_bad(HEAD "    durability: sometimes\n", 4, "streams[0].durability",

@@ -1438,3 +1438,186 @@ Test(engine, idle_worker_helps_lagging_shards, .timeout = 30)
 	cr_log_info("helped %" PRIu64 " times", st.helped);
 	bus_done(&b);
 }
+
+/*
+ * Issue 9, item 5: a checkpoint is bound to the stream incarnation it was
+ * taken in. A memory-only stream is recreated (its region removed, as by
+ * `spate rm` or a reboot): it numbers from 0 again, and the consumer's
+ * checkpoint at 1000 belongs to the old incarnation. Every new record,
+ * all below 1000, must be delivered; before incarnations they were all
+ * skipped without a word. The old checkpoint file must name the old
+ * incarnation and the stream's range.
+ */
+Test(engine, checkpoint_of_another_incarnation_skips_nothing, .timeout = 30)
+{
+	struct bus b;
+	char sum1[PATH_MAX], sum2[PATH_MAX], path[PATH_MAX + 64], text[4096];
+	struct spate_consumer_stats st;
+
+	bus_init(&b, "incarn");
+	bus_stream(&b, "in", 1, 1ull << 20);
+	struct spate_config_consumer *k = bus_consumer(&b, "c", "in", "count");
+	sum_tmpl(&b, "run1", sum1, sizeof(sum1));
+	opt(k, "summary", sum1);
+	bus_open(&b);
+	uint64_t inc1 = spate_stream_incarnation(spate_engine_stream(b.e, "in"));
+	cr_assert_neq(inc1, 0);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce(p, 0, 1000, 3, NULL);
+	spate_producer_close(p);
+	WAIT_FOR(b.e, "c", st, st.records == 1000 && st.lag_records == 0, 5000);
+	spate_engine_close(b.e);
+	b.e = NULL;
+	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 1000);
+	snprintf(path, sizeof(path), "%s/in.c.ckpt", b.cfg->state_dir);
+	cr_assert(read_file(path, text, sizeof(text)), "no %s", path);
+	char want[64];
+	snprintf(want, sizeof(want), "incarnation %016" PRIx64 "\n", inc1);
+	cr_assert_not_null(strstr(text, want), "%s", text);
+	cr_assert_not_null(strstr(text, "\n0 1000 0 1000\n"), "%s", text);
+
+	/* The region goes; the next engine creates the stream from 0. */
+	cr_assert_eq(spate_stream_unlink(b.name, "in"), 0);
+	sum_tmpl(&b, "run2", sum2, sizeof(sum2));
+	opt(&b.cfg->consumers[0], "summary", sum2);
+	bus_open(&b);
+	uint64_t inc2 = spate_stream_incarnation(spate_engine_stream(b.e, "in"));
+	cr_assert_neq(inc2, inc1, "a recreated stream is a new incarnation");
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	p = producer_of(spate_engine_stream(b.e, "in"));
+	produce(p, 0, 300, 3, NULL);
+	spate_producer_close(p);
+	WAIT_FOR(b.e, "c", st, st.records == 300 && st.lag_records == 0, 5000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	struct summary s2 = summary_of(&b, "run2", 0);
+	cr_assert_eq(s2.records, 300, "%s", s2.text);
+	cr_assert_eq(s2.first_seq, 0, "%s", s2.text);
+	cr_assert_eq(s2.last_seq, 299, "%s", s2.text);
+	cr_assert_eq(ckpt_file(b.cfg->state_dir, "c", 0), 300);
+
+	/* Same incarnation (the region stayed): the checkpoint holds. */
+	spate_engine_close(b.e);
+	bus_open(&b);
+	cr_assert_eq(spate_stream_incarnation(spate_engine_stream(b.e, "in")), inc2);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	p = producer_of(spate_engine_stream(b.e, "in"));
+	produce(p, 300, 310, 3, NULL);
+	spate_producer_close(p);
+	WAIT_FOR(b.e, "c", st, st.records == 10 && st.lag_records == 0, 5000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	bus_done(&b);
+}
+
+/* The engine that holds a bus's lock, in a child: it opens, says so on
+ * @p go, and waits to be killed. */
+static void lock_child(struct spate_config *cfg, int go)
+{
+	struct spate_engine *e = NULL;
+	char err[512];
+
+	if (spate_engine_open(cfg, &e, err, sizeof(err)) < 0 || spate_engine_start(e) < 0)
+		_exit(1);
+	if (write(go, "x", 1) != 1)
+		_exit(2);
+	for (;;)
+		pause();
+}
+
+/*
+ * Issue 9, item 10: one engine per bus. A second engine on the same
+ * memory-only configuration is refused within 100 ms, naming the first's
+ * pid; the lock names it to probes too; once the first is killed (no clean
+ * close: the kernel drops the lock), a new engine starts and the lock reads
+ * free after it closes.
+ */
+Test(engine, second_engine_refused_naming_pid, .timeout = 30)
+{
+	struct bus b;
+	int go[2];
+	char c, err[512] = "", want[64];
+
+	bus_init(&b, "lock");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	bus_consumer(&b, "c", "in", "count");
+	cr_assert_eq(pipe(go), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		lock_child(b.cfg, go[1]);
+	if (read(go[0], &c, 1) != 1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		cr_assert(0, "the first engine did not start");
+	}
+	struct spate_engine *e = NULL;
+	uint64_t t0 = mono_ns();
+	int rc = spate_engine_open(b.cfg, &e, err, sizeof(err));
+	uint64_t took = mono_ns() - t0;
+	pid_t holder = 0;
+	int held = spate_engine_lock_holder(b.cfg->state_dir, &holder, NULL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(rc, -EBUSY, "second engine: %d (%s)", rc, err);
+	cr_assert_null(e);
+	snprintf(want, sizeof(want), "pid %ld", (long)pid);
+	cr_assert_not_null(strstr(err, want), "%s", err);
+	cr_assert_lt(took, 100 * MS, "refused after %" PRIu64 " ms", took / MS);
+	cr_assert_eq(held, 1);
+	cr_assert_eq(holder, pid);
+
+	/* The holder died without closing: nothing stale is left to wait for. */
+	cr_assert_eq(spate_engine_lock_holder(b.cfg->state_dir, &holder, NULL), 0);
+	bus_open(&b);
+	cr_assert_eq(spate_engine_lock_holder(b.cfg->state_dir, &holder, NULL), 1);
+	cr_assert_eq(holder, getpid());
+	pid_t served = 0;
+	cr_assert_eq(spate_stream_engine(spate_engine_stream(b.e, "in"), &served), 1);
+	cr_assert_eq(served, getpid());
+	spate_engine_close(b.e);
+	b.e = NULL;
+	cr_assert_eq(spate_engine_lock_holder(b.cfg->state_dir, &holder, NULL), 0);
+	close(go[0]);
+	close(go[1]);
+	bus_done(&b);
+}
+
+/* One bus, two state_dirs: the stream region names its live engine, and the
+ * second engine is refused although its own lock is free. */
+Test(engine, engine_of_another_state_dir_refused, .timeout = 30)
+{
+	struct bus b;
+	int go[2];
+	char c, err[512] = "", want[64];
+
+	bus_init(&b, "lock2");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	cr_assert_eq(pipe(go), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		lock_child(b.cfg, go[1]);
+	int got = (int)read(go[0], &c, 1);
+	snprintf(b.cfg->state_dir, sizeof(b.cfg->state_dir), "%s/state2", b.dir);
+	struct spate_engine *e = NULL;
+	int rc = got == 1 ? spate_engine_open(b.cfg, &e, err, sizeof(err)) : -1;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(got, 1, "the first engine did not start");
+	cr_assert_eq(rc, -EBUSY, "%d (%s)", rc, err);
+	snprintf(want, sizeof(want), "another live engine (pid %ld", (long)pid);
+	cr_assert_not_null(strstr(err, want), "%s", err);
+	/* Its engine is dead now: the region says so, and a new engine takes it. */
+	struct spate_stream *s = NULL;
+	pid_t gone = 0;
+	cr_assert_eq(spate_stream_attach(b.name, "in", &s), 0);
+	cr_assert_eq(spate_stream_engine(s, &gone), -ESRCH);
+	cr_assert_eq(gone, pid);
+	spate_stream_close(s);
+	bus_open(&b);
+	close(go[0]);
+	close(go[1]);
+	bus_done(&b);
+}

@@ -652,7 +652,7 @@ Test(persist, checkpoint_past_the_end_is_clamped, .timeout = 60)
 	spate_engine_close(b.e);
 	b.e = NULL;
 	/* The checkpoint file claims 500 records were handled. */
-	snprintf(path, sizeof(path), "%s/c.ckpt", b.cfg->state_dir);
+	snprintf(path, sizeof(path), "%s/in.c.ckpt", b.cfg->state_dir);
 	FILE *f = fopen(path, "w");
 	cr_assert_not_null(f);
 	fprintf(f, "# forged\n0 500\n");

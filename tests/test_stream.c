@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spate/checkpoint.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
 #include "spate/stream.h"
@@ -183,7 +184,7 @@ Test(stream, create_attach_close_unlink, .timeout = 30)
 	cr_assert_geq(h->dur_off, h->ckpt_off + SPATE_STREAM_MAX_CONSUMERS * h->ckpt_stride);
 	cr_assert_eq(h->total_size, h->dur_off + 3 * sizeof(struct spate_stream_dur));
 	cr_assert_eq(sizeof(struct spate_stream_dur), 128);
-	cr_assert_eq(h->durability, SPATE_STREAM_DUR_OFF);
+	cr_assert_eq(h->durability, SPATE_DURABILITY_OFF);
 	cr_assert_leq(h->total_size, spate_shm_user_size(spate_stream_shm(s)));
 
 	/* Attach: another mapping of the same rings. */
@@ -1440,13 +1441,13 @@ Test(stream, put_waits_for_durability, .timeout = 30)
 	char bus[48];
 	struct spate_stream_params p = { .shards = 1, .ring_size = 64 * KIB,
 					 .shm_flags = SPATE_SHM_F_NO_HUGE,
-					 .durability = SPATE_STREAM_DUR_ALWAYS };
+					 .durability = SPATE_DURABILITY_ALWAYS };
 	struct spate_stream *s = NULL, *off = NULL;
 	struct spate_put_result res;
 
 	bus_for(bus, sizeof(bus), "dur");
 	cr_assert_eq(spate_stream_create(bus, "dur", &p, &s), 0);
-	cr_assert_eq(spate_stream_durability(s), SPATE_STREAM_DUR_ALWAYS);
+	cr_assert_eq(spate_stream_durability(s), SPATE_DURABILITY_ALWAYS);
 	off = mk_stream(bus, "off", 1, 64 * KIB, 0, 0);
 	cr_assert_eq(spate_stream_wait_durable(off, 0, 0, 0), -ENOTSUP);
 	cr_assert_eq(spate_stream_wait_durable(s, 1, 0, 0), -EINVAL);

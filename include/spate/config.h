@@ -53,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/durability.h"
 #include "spate/ring.h"
 
 #ifdef __cplusplus
@@ -116,14 +117,13 @@ enum spate_config_full {
 	SPATE_CONFIG_FULL_FAIL = 1, /**< fail at once with -EAGAIN */
 };
 
-/** Whether a stream is written to disk, and when a put counts as durable
- *  (the values of SPATE_STREAM_DUR_*). */
-enum spate_config_durability {
-	SPATE_CONFIG_DURABILITY_OFF = 0,      /**< memory only (default) */
-	SPATE_CONFIG_DURABILITY_NONE = 1,     /**< a log through the page cache */
-	SPATE_CONFIG_DURABILITY_INTERVAL = 2, /**< a log, group commit every durability_interval */
-	SPATE_CONFIG_DURABILITY_ALWAYS = 3,   /**< a log; put returns once durable */
-};
+/* A stream's durability is enum spate_durability (spate/durability.h); the
+ * names below are its values' earlier names, kept for existing users. */
+#define spate_config_durability spate_durability
+#define SPATE_CONFIG_DURABILITY_OFF SPATE_DURABILITY_OFF
+#define SPATE_CONFIG_DURABILITY_NONE SPATE_DURABILITY_NONE
+#define SPATE_CONFIG_DURABILITY_INTERVAL SPATE_DURABILITY_INTERVAL
+#define SPATE_CONFIG_DURABILITY_ALWAYS SPATE_DURABILITY_ALWAYS
 
 /** Default durability_interval and segment_size. */
 #define SPATE_CONFIG_DEFAULT_DURABILITY_INTERVAL_NS (10ull * 1000 * 1000)
@@ -165,7 +165,7 @@ struct spate_config_stream {
 	enum spate_config_full full;           /**< default wait */
 	/** Persistence: off (default), none, interval, always. With a log,
 	 *  retention_ns and retention_bytes delete whole old segments. */
-	enum spate_config_durability durability;
+	enum spate_durability durability; /**< `durability:` (off, none, interval, always) */
 	uint64_t durability_interval_ns; /**< group commit period with interval; 100 us..60 s, default 10 ms */
 	uint64_t segment_size;    /**< roll segments past this, 1 MiB..64 GiB; default 64 MiB */
 	uint64_t retention_bytes; /**< per shard log, 0 = no limit (then age only) */

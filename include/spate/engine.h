@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "spate/config.h"
+#include "spate/consumer_types.h"
 #include "spate/hist.h"
 #include "spate/plugin.h"
 #include "spate/stream.h"
@@ -37,41 +38,6 @@ extern "C" {
 #endif
 
 struct spate_engine;
-
-/**
- * Binary envelope of a record sent to a consumer's on_failure stream: this
- * header, then the failed record's payload (Lambda sends only metadata; spate
- * sends the record itself). Little-endian, packed by construction.
- */
-struct spate_failed_record {
-	uint32_t magic;          /**< SPATE_FAILED_MAGIC */
-	uint32_t hdr_size;       /**< sizeof(struct spate_failed_record) */
-	uint64_t seq;            /**< sequence number in the source shard */
-	uint64_t ts;             /**< the record's timestamp (ns) */
-	uint64_t failed_ns;      /**< when it was given up (CLOCK_REALTIME ns) */
-	uint32_t shard;
-	uint32_t attempts;       /**< deliveries that included it */
-	uint32_t key_hash;
-	uint32_t payload_len;    /**< payload bytes after this header */
-	uint32_t reason;         /**< enum spate_failure_reason (spate_failure_reason_name()) */
-	/** The record's own length; above payload_len when the payload was
-	 *  cut to fit the failure stream's max_record_size. */
-	uint32_t orig_len;
-	char consumer[48];
-	char stream[48];
-	char error[200];
-};
-#define SPATE_FAILED_MAGIC 0x31524653u /* "SFR1" */
-
-/** Why a record went to the failure destination. */
-enum spate_failure_reason {
-	SPATE_FAIL_RETRIES_EXHAUSTED = 1,
-	SPATE_FAIL_RECORD_EXPIRED = 2, /**< older than max_record_age */
-};
-/** The reason as text ("retries exhausted", "record expired", "unknown"). */
-const char *spate_failure_reason_name(uint32_t reason);
-/* A FATAL result sends nothing: the consumer stops with its checkpoint at
- * the last success, and the records stay in the stream for a restart. */
 
 /** Counters of one consumer (summed over its shards and lanes). */
 struct spate_consumer_stats {
@@ -93,11 +59,6 @@ struct spate_consumer_stats {
 	uint32_t on_log;         /**< tasks reading the log right now */
 };
 
-enum spate_consumer_state {
-	SPATE_CONSUMER_RUNNING = 1,
-	SPATE_CONSUMER_STOPPED = 2,
-	SPATE_CONSUMER_FAILED = 3, /**< the plugin returned FATAL or failed to init */
-};
 
 /**
  * Create an engine from a configuration, which must stay valid until
@@ -148,6 +109,35 @@ void spate_engine_describe(struct spate_engine *e, char *buf, size_t len);
  */
 int spate_engine_deploy(struct spate_engine *e, const char *name, const char *path, char *err,
 			size_t errlen);
+
+/* One engine per bus ----------------------------------------------------- */
+
+/** The file in state_dir whose flock(2) marks the running engine; it holds
+ *  "<pid> <start time>" of the holder. */
+#define SPATE_ENGINE_LOCK_FILE "engine.lock"
+
+struct spate_engine_lock;
+
+/**
+ * Take the engine lock of @p state_dir (exclusive, created 0600), as
+ * spate_engine_open() does before it maps anything, and `spate rm` while it
+ * removes a bus. Retries for up to 50 ms (a probe holds it for a moment).
+ * Any thread; the lock belongs to the returned handle.
+ * @return 0, -EBUSY (held: @p holder, if not NULL, gets the holder's pid, 0
+ *         if it has not written it yet), -ENAMETOOLONG, -ENOMEM, or the
+ *         -errno of open(2)/flock(2).
+ */
+int spate_engine_lock(const char *state_dir, struct spate_engine_lock **out, pid_t *holder);
+/** Release it. NULL-safe. */
+void spate_engine_unlock(struct spate_engine_lock *l);
+/**
+ * Whether an engine holds @p state_dir's lock, without taking it. The pid of
+ * a held lock is the live holder's (never a stale one: the kernel drops the
+ * lock when its holder dies).
+ * @return 1 (held: *pid, *start its pid and start time, each if not NULL;
+ *         pid 0 if not written yet), 0 (free: no engine runs), or -errno.
+ */
+int spate_engine_lock_holder(const char *state_dir, pid_t *pid, uint64_t *start);
 
 #ifdef __cplusplus
 }

@@ -28,8 +28,9 @@
  * How the ABI grows (docs/plugins.md, "ABI growth"). SPATE_PLUGIN_ABI_VERSION
  * changes only when an existing field changes meaning or place; within one
  * ABI, every struct here that has a `struct_size` only ever gains fields at
- * its end, each addition numbered by SPATE_PLUGIN_ABI_REVISION. Who fills a struct sets its struct_size to the
- * size it knows, and the other side reads no field past it:
+ * its end, each addition numbered by SPATE_PLUGIN_ABI_REVISION. Who fills a
+ * struct sets its struct_size to the size it knows, and the other side reads
+ * no field past it:
  *   - struct spate_plugin (the plugin's): the host accepts any size from
  *     SPATE_PLUGIN_DESC_MIN_SIZE (ABI 1 as first released) up; fields past
  *     the plugin's struct_size read as NULL / 0 (an older plugin has none of

@@ -71,6 +71,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/consumer_types.h"
 #include "spate/hist.h"
 
 #ifdef __cplusplus
@@ -87,12 +88,11 @@ extern "C" {
 /** Longest name stored (streams, consumers, plugins), without the NUL. */
 #define SPATE_STATS_NAME_MAX 47u
 
-/** Consumer states (mirror enum spate_consumer_state). */
-enum spate_stats_state {
-	SPATE_STATS_RUNNING = 1,
-	SPATE_STATS_STOPPED = 2,
-	SPATE_STATS_FAILED = 3,
-};
+/* Consumer states are enum spate_consumer_state (spate/consumer_types.h);
+ * these names of its values are kept for existing readers. */
+#define SPATE_STATS_RUNNING SPATE_CONSUMER_RUNNING
+#define SPATE_STATS_STOPPED SPATE_CONSUMER_STOPPED
+#define SPATE_STATS_FAILED SPATE_CONSUMER_FAILED
 
 /** Worker states. */
 enum spate_stats_worker_state {
@@ -169,7 +169,7 @@ struct spate_stats_consumer {
 	uint64_t hist_batch;      /**< histogram index: records per delivery (every delivery) */
 	uint8_t pad0_[SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 40 + SPATE_STATS_LINE];
 	/* Line 2: written by the engine's control thread (every 100 ms, at stop). */
-	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_stats_state */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_consumer_state */
 	uint32_t pad1_;
 	_Atomic uint64_t cold_start_ns;
 	_Atomic uint64_t first_batch_ns;

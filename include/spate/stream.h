@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/durability.h"
 #include "spate/ring.h"
 #include "spate/shm.h"
 
@@ -33,7 +34,7 @@ extern "C" {
 #endif
 
 #define SPATE_STREAM_MAGIC 0x4d52545345544150ULL /* "PATESTRM" */
-#define SPATE_STREAM_LAYOUT_VERSION 2u
+#define SPATE_STREAM_LAYOUT_VERSION 3u
 #define SPATE_STREAM_MAX_SHARDS 1024u
 #define SPATE_STREAM_NAME_MAX 40u
 /** Consumers whose checkpoints a stream region keeps. */
@@ -50,19 +51,19 @@ struct spate_stream_params {
 	uint32_t ring_flags;    /**< SPATE_RING_F_* (MULTI_WRITER for multi-producer) */
 	uint32_t shm_flags;     /**< SPATE_SHM_F_* (huge pages, mlock, replace) */
 	uint32_t mode;          /**< file mode; 0 = 0600 */
-	/** SPATE_STREAM_DUR_*: whether a persister writes the shards to a
-	 *  log, and when a put counts as durable. */
-	uint32_t durability;
+	/** Whether a persister writes the shards to a log, and when a put
+	 *  counts as durable. */
+	enum spate_durability durability;
 	/** Sequence number of each shard's first record ([shards]), so a
 	 *  stream recreated over its logs continues their numbering; NULL = 0. */
 	const uint64_t *first_seq;
 };
 
-/* spate_stream_params.durability: how a stream's records reach disk. */
-#define SPATE_STREAM_DUR_OFF 0u      /**< memory only: no log */
-#define SPATE_STREAM_DUR_NONE 1u     /**< a log, written through the page cache */
-#define SPATE_STREAM_DUR_INTERVAL 2u /**< a log, fdatasync'ed every interval */
-#define SPATE_STREAM_DUR_ALWAYS 3u   /**< a log; a put returns once its record is durable */
+/* Earlier names of enum spate_durability's values, kept for existing users. */
+#define SPATE_STREAM_DUR_OFF SPATE_DURABILITY_OFF
+#define SPATE_STREAM_DUR_NONE SPATE_DURABILITY_NONE
+#define SPATE_STREAM_DUR_INTERVAL SPATE_DURABILITY_INTERVAL
+#define SPATE_STREAM_DUR_ALWAYS SPATE_DURABILITY_ALWAYS
 
 /**
  * Shared header of a stream region, at the start of the user area. Ring i
@@ -86,9 +87,18 @@ struct spate_stream_hdr {
 	uint64_t ckpt_stride;
 	uint64_t total_size;
 	uint32_t ready;
-	uint32_t durability;     /**< SPATE_STREAM_DUR_* */
+	uint32_t durability;     /**< enum spate_durability (fixed size: shared memory) */
 	uint64_t dur_off;        /**< per-shard struct spate_stream_dur, 128 bytes each */
-	uint32_t reserved[6];
+	/** Random and non-zero, new at every creation: a stream recreated (from
+	 *  its log, or from 0 for a memory-only one) is another incarnation,
+	 *  and checkpoints taken in an earlier one are not trusted blindly. */
+	uint64_t incarnation;
+	/** The engine serving the stream: pid and start time (for liveness);
+	 *  0 = none has. Stored by the engine when it opens the stream
+	 *  (spate_stream_engine_claim), read by producers and `spate rm`. */
+	_Atomic uint32_t engine_pid;
+	uint32_t reserved;
+	_Atomic uint64_t engine_start;
 };
 
 /**
@@ -106,7 +116,9 @@ struct spate_stream_dur {
 					    while it lasts */
 	_Atomic uint32_t persister_pid; /**< 0: no persister */
 	_Atomic uint64_t persister_start; /**< its start time, for liveness */
-	uint8_t pad_[128 - 40];
+	uint64_t first_seq;            /**< the shard's first sequence number in this
+					    incarnation (set at creation, then fixed) */
+	uint8_t pad_[128 - 48];
 };
 
 /**
@@ -169,8 +181,26 @@ static inline uint32_t spate_shard_of_hash(uint32_t hash, uint32_t shards)
 	return (uint32_t)(((uint64_t)hash * shards) >> 32);
 }
 
-/** The stream's SPATE_STREAM_DUR_* (fixed at creation). */
-uint32_t spate_stream_durability(const struct spate_stream *s);
+/** The stream's durability (fixed at creation). */
+enum spate_durability spate_stream_durability(const struct spate_stream *s);
+/** The stream's incarnation (spate_stream_hdr.incarnation; 0 only for
+ *  regions of an earlier layout, which attach refuses anyway). */
+uint64_t spate_stream_incarnation(const struct spate_stream *s);
+
+/**
+ * Mark this process as the engine serving @p s (pid and start time in the
+ * region header). They stay after the engine stops: the region then reads
+ * as left by a dead engine. Thread: the engine's.
+ */
+void spate_stream_engine_claim(struct spate_stream *s);
+/**
+ * Which engine serves @p s.
+ * @return 1 (a live engine: *pid set, this process included), 0 (none ever
+ *         claimed it: *pid 0), -ESRCH (the engine that claimed it is dead:
+ *         *pid is its pid; the region is left from it).
+ */
+int spate_stream_engine(const struct spate_stream *s, pid_t *pid);
+
 /** Persistence state of shard @p shard, or NULL if @p shard is out of range. */
 struct spate_stream_dur *spate_stream_dur(const struct spate_stream *s, uint32_t shard);
 
@@ -191,7 +221,7 @@ void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint
 
 /**
  * Wait until record @p seq of shard @p shard is durable (in the log and, per
- * the stream's policy, on stable storage: for DUR_NONE written to the log,
+ * the stream's policy, on stable storage: for NONE written to the log,
  * for INTERVAL and ALWAYS fdatasync'ed). Spins briefly, then sleeps on a
  * futex. Any thread, any process.
  * @param timeout_ns UINT64_MAX: no limit.
@@ -203,24 +233,8 @@ void spate_stream_dur_publish(struct spate_stream_dur *d, uint64_t written, uint
 int spate_stream_wait_durable(struct spate_stream *s, uint32_t shard, uint64_t seq,
 			      uint64_t timeout_ns);
 
-/* Checkpoints -------------------------------------------------------------- */
-
-/**
- * Find or create the checkpoint entry of consumer @p consumer
- * (1..SPATE_STREAM_NAME_MAX characters of [A-Za-z0-9._-]). Any thread, any
- * process: concurrent opens of one name yield one entry. A new entry has
- * every next_seq at UINT64_MAX.
- * @return 0, -ENOSPC (table full), -EINVAL (bad name), -EBADMSG (corrupt
- *         entry), -EAGAIN (an entry stayed half-claimed for a second: its
- *         claimer died in the middle of a claim).
- */
-int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
-			   struct spate_stream_ckpt **out);
-/** Store shard @p shard's next sequence number (release). @p shard must be
- *  below spate_stream_shards(); not checked. Thread: the consumer's. */
-void spate_stream_ckpt_set(struct spate_stream_ckpt *c, uint32_t shard, uint64_t next_seq);
-/** Load it (acquire); UINT64_MAX if never set. Any thread. */
-uint64_t spate_stream_ckpt_get(const struct spate_stream_ckpt *c, uint32_t shard);
+/* Checkpoints: the table's entries are read and written through
+ * spate/checkpoint.h (spate_stream_ckpt_open, _set, _get). */
 
 /* Producers ---------------------------------------------------------------- */
 
@@ -272,7 +286,7 @@ struct spate_put_entry {
 /**
  * Append one record (type 0) by partition key. Thread: the producer's owner.
  * @p res may be NULL. On a stream with durability `always`
- * (SPATE_STREAM_DUR_ALWAYS) it returns once the record is durable (see
+ * (SPATE_DURABILITY_ALWAYS) it returns once the record is durable (see
  * spate_stream_wait_durable(); the shard writer's timeout_ns bounds the
  * wait), unless the producer was opened with SPATE_PRODUCER_F_NO_DURABLE_WAIT.
  * @return 0 (and @p res filled), or the error also stored in res->error:

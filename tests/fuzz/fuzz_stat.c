@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness: the counters region reader (engine/stats.c attach and
  * accessors) and the snapshot built on it for `spate stat`, `spate top` and
- * the Prometheus endpoint (spate_sv_take, spate_sv_prometheus). Each input
+ * the Prometheus endpoint (spate_stats_view_take, spate_metrics_prometheus). Each input
  * becomes bus "fz"'s counters region (see fuzz_region.h); a real stream
  * "fz.in" exists beside it, so the snapshot reads rings too. Contract: a
  * corrupt region yields an error, never a crash or an out-of-bounds access.
@@ -61,7 +61,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct spate_stats *st = NULL;
-	struct spate_sv *v = NULL;
+	struct spate_stats_view *v = NULL;
 
 	if (fuzz_region_write("fz..stats", data, size) != 0)
 		return -1;
@@ -82,9 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)spate_stats_engine_alive(st);
 		spate_stats_close(st);
 	}
-	if (spate_sv_take("fz", &v) == 0) {
-		free(spate_sv_prometheus(v));
-		spate_sv_free(v);
+	if (spate_stats_view_take("fz", &v) == 0) {
+		free(spate_metrics_prometheus(v));
+		spate_stats_view_free(v);
 	}
 	return 0;
 }

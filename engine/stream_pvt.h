@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal: what the checkpoint module (checkpoint.c) needs of a stream
+ * handle beyond the public API. Not installed. */
+#ifndef SPATE_ENGINE_STREAM_PVT_H
+#define SPATE_ENGINE_STREAM_PVT_H
+
+#include <stdint.h>
+
+struct spate_stream;
+
+/** Where a stream region keeps its checkpoint table (validated copies of
+ *  the header's fields, spate_stream_attach/create). */
+struct spate_stream_table {
+	uint8_t *base;     /**< first entry */
+	uint64_t stride;   /**< bytes between entries (128-byte aligned) */
+	uint32_t entries;  /**< SPATE_STREAM_MAX_CONSUMERS in regions of today */
+	uint32_t shards;   /**< next_seq[] entries in each */
+};
+
+/** Fill @p t for stream @p s. Any thread. */
+void spate_stream_table_of(const struct spate_stream *s, struct spate_stream_table *t);
+
+#endif
