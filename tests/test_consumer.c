@@ -294,7 +294,7 @@ Test(consumer, stop_is_bounded_by_the_timeout, .timeout = 30)
 
 /* One engine run in a child: start, wait until the consumer has no lag,
  * stop. The plugin's SIGSEGV kills it first if it reaches record 5. */
-static int segv_child(struct spate_config *cfg, const char *errpath)
+static int segv_child(struct spate_config *cfg, const char *errpath, bool produce)
 {
 	struct spate_engine *e = NULL;
 	struct spate_consumer_stats st;
@@ -310,6 +310,16 @@ static int segv_child(struct spate_config *cfg, const char *errpath)
 		fprintf(stderr, "child: open: %s\n", err);
 		return 10;
 	}
+	if (produce) { /* the records stay in the stream's shared memory */
+		struct spate_producer *p = NULL;
+		char buf[64];
+		if (spate_producer_open(spate_engine_stream(e, "in"), SPATE_RING_WAIT_YIELD, 0, &p) < 0)
+			return 11;
+		for (uint64_t i = 0; i < 20; i++)
+			if (spate_put(p, "k", 1, buf, payload_of(i, buf, sizeof(buf)), NULL) < 0)
+				return 12;
+		spate_producer_close(p);
+	}
 	if (spate_engine_start(e) < 0)
 		return 13;
 	uint64_t deadline = mono_ns() + 10000 * MS;
@@ -324,7 +334,7 @@ static int segv_child(struct spate_config *cfg, const char *errpath)
 	return 0;
 }
 
-static int run_child(struct bus *b, const char *errpath)
+static int run_child(struct bus *b, const char *errpath, bool produce)
 {
 	int wst = 0;
 
@@ -332,7 +342,7 @@ static int run_child(struct bus *b, const char *errpath)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0)
-		_exit(segv_child(b->cfg, errpath));
+		_exit(segv_child(b->cfg, errpath, produce));
 	cr_assert_eq(waitpid(pid, &wst, 0), pid);
 	return wst;
 }
@@ -359,16 +369,11 @@ Test(consumer, crash_is_named_and_does_not_loop, .timeout = 60)
 	k->retry_backoff_ns = 1 * MS;
 	snprintf(k->on_failure, sizeof(k->on_failure), "dlq");
 	in_dir(&b, "stderr", errpath, sizeof(errpath));
-	/* The records, in the streams' shared memory (they outlive engines). */
-	bus_open(&b);
-	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
-	produce(p, 0, 20, 3, NULL);
-	spate_producer_close(p);
-	spate_engine_close(b.e);
-	b.e = NULL;
 
+	/* Run 1 puts the records (they outlive it, in the streams' shared
+	 * memory): every engine of this bus runs in a child. */
 	for (int run = 1; run <= 2; run++) {
-		int wst = run_child(&b, errpath);
+		int wst = run_child(&b, errpath, run == 1);
 		cr_assert(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGSEGV,
 			  "run %d: expected death by SIGSEGV, got status %#x", run, wst);
 		cr_assert(read_file(errpath, text, sizeof(text)));
@@ -377,7 +382,7 @@ Test(consumer, crash_is_named_and_does_not_loop, .timeout = 60)
 		cr_assert(strstr(text, "/fail.so, stream in shard 0 lane 0, records 0..9"),
 			  "run %d: crash line lacks plugin, stream, shard or records: %s", run, text);
 	}
-	int wst = run_child(&b, errpath);
+	int wst = run_child(&b, errpath, false);
 	cr_assert(read_file(errpath, text, sizeof(text)));
 	cr_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0,
 		  "run 3: the crash loop goes on (status %#x): %s", wst, text);
