@@ -1563,7 +1563,7 @@ Test(engine, second_engine_refused_naming_pid, .timeout = 30)
 	cr_assert_null(e);
 	snprintf(want, sizeof(want), "pid %ld", (long)pid);
 	cr_assert_not_null(strstr(err, want), "%s", err);
-	cr_assert_lt(took, 100 * MS, "refused after %" PRIu64 " ms", took / MS);
+	cr_assert_lt(took, 100 * MS, "refused after %" PRIu64 " ms", (uint64_t)(took / MS));
 	cr_assert_eq(held, 1);
 	cr_assert_eq(holder, pid);
 
