@@ -20,6 +20,13 @@
  * restart resumes from the file: at-least-once, replaying at most what was
  * handled in the last 100 ms before a crash.
  *
+ * Liveness: the control thread also watches every shard of every stream
+ * (every WATCH_PERIOD_NS, and once as each stream opens): the reader and
+ * writer slots of processes that died (a `spate tail -f` killed, a producer
+ * killed mid-claim) are freed with spate_ring_reap(), each one logged with
+ * its pid and counted, so a dead peer never holds writers back for good.
+ * Persisted shards' kept gates are not peers: reaping skips them.
+ *
  * Hot deploy pauses the consumer's tasks (workers skip them, and every
  * worker's loop counter moving twice proves none is inside one), flushes and
  * finis the old states, loads the new image from a private copy, inits, and
@@ -55,6 +62,8 @@
 #include "spate/topo.h"
 
 #define CKPT_PERIOD_NS (100ull * 1000 * 1000)
+/* How often the control thread looks for dead readers and writers. */
+#define WATCH_PERIOD_NS (200ull * 1000 * 1000)
 #define MAX_WORKERS 256u
 
 struct worker {
@@ -95,6 +104,8 @@ struct spate_engine {
 	struct spate_persister persist; /* persisted streams' logs and their threads */
 	char plan[4096];
 	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
+	uint64_t reaped_readers; /* slots of dead processes freed (control thread, open) */
+	uint64_t reaped_writers;
 	struct spate_engine_lock *bus_lock; /* <state_dir>/engine.lock, held from open to close */
 };
 
@@ -176,16 +187,68 @@ static void stats_consumers(struct spate_engine *e)
 	}
 }
 
+static void nap(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+	nanosleep(&ts, NULL);
+}
+
+/* Free the slots of dead readers and writers on every shard of @p s,
+ * logging each with its pid. Thread: the control thread, or open (before
+ * it runs). */
+static void watch_stream(struct spate_engine *e, struct spate_stream *s)
+{
+	for (uint32_t k = 0; k < spate_stream_shards(s); k++) {
+		struct spate_ring *r = spate_stream_ring(s, k);
+		struct spate_ring_dead d[8], d2[8];
+		int n = spate_ring_dead_slots(r, d, 8);
+		if (n <= 0)
+			continue;
+		/* Dead twice, 10 ms apart, with the same owner: not a slot
+		 * being claimed right now whose new owner is not written yet. */
+		nap(10 * 1000 * 1000);
+		int n2 = spate_ring_dead_slots(r, d2, 8), same = 0;
+		for (int j = 0; j < n && j < 8; j++)
+			for (int m = 0; m < n2 && m < 8; m++)
+				same |= d[j].index == d2[m].index && d[j].pid == d2[m].pid &&
+					d[j].writer == d2[m].writer;
+		if (!same)
+			continue;
+		uint32_t nr = 0, nw = 0;
+		int rc = spate_ring_reap(r, &nr, &nw);
+		e->reaped_readers += nr;
+		e->reaped_writers += nw;
+		for (int j = 0; j < n && j < 8; j++)
+			spate_slog(SPATE_LOG_WARN, NULL,
+				      "stream %s/%u: %s slot %u of dead process %u freed (%" PRIu64
+				      " reader and %" PRIu64 " writer slot(s) freed so far)",
+				      spate_stream_name(s), k, d[j].writer ? "writer" : "reader",
+				      d[j].index, d[j].pid, e->reaped_readers, e->reaped_writers);
+		if (rc == 1)
+			spate_slog(SPATE_LOG_WARN, NULL,
+				      "stream %s/%u: gave back space claimed by dead writers and never "
+				      "published",
+				      spate_stream_name(s), k);
+	}
+}
+
 static void *ctl_main(void *arg)
 {
 	struct spate_engine *e = arg;
 	struct timespec ts = { 0, (long)CKPT_PERIOD_NS };
+	uint64_t last_watch = spate_mono_ns();
 
 	/* Relaxed: a flag; the join in stop orders everything after it. */
 	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
 		nanosleep(&ts, NULL);
 		ckpt_flush_all(e, false);
 		stats_consumers(e);
+		uint64_t now = spate_mono_ns();
+		if (now - last_watch >= WATCH_PERIOD_NS) {
+			last_watch = now;
+			for (uint32_t i = 0; i < e->nstreams; i++)
+				watch_stream(e, e->streams[i]);
+		}
 	}
 	return NULL;
 }
@@ -194,11 +257,6 @@ static void *ctl_main(void *arg)
 /* Workers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void nap(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
-	nanosleep(&ts, NULL);
-}
 
 /* A task is polled by one worker at a time: its owner, or a helper. */
 static bool task_lock(struct spate_task *t)
@@ -481,20 +539,32 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 
 	if (rc == 0) {
 		struct spate_ring *r0 = spate_stream_ring(*out, 0);
+		/* A region persisted before keeps its persister's gates: used
+		 * memory-only, nothing would ever move them. */
 		if (spate_stream_shards(*out) == cs->shards && r0->cap == cs->ring_size &&
-		    r0->flags == p.ring_flags)
+		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF) {
+			watch_stream(e, *out); /* dead peers of an earlier run */
 			return 0;
+		}
 		snprintf(err, errlen,
-			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x), "
-			 "the configuration asks for %u of %" PRIu64 " (flags %#x): remove it first "
-			 "(spate rm %s %s)",
+			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x, "
+			 "durability %u), the configuration asks for %u of %" PRIu64 " (flags %#x, "
+			 "durability off): remove it first (spate rm %s %s)",
 			 e->cfg->source, cs->line, cs->name, spate_stream_shards(*out), r0->cap,
-			 r0->flags, cs->shards, cs->ring_size, p.ring_flags, e->cfg->bus, cs->name);
+			 r0->flags, spate_stream_durability(*out), cs->shards, cs->ring_size,
+			 p.ring_flags, e->cfg->bus, cs->name);
 		spate_stream_close(*out);
 		*out = NULL;
 		return -EEXIST;
 	}
-	if (rc != -ENOENT) {
+	if (rc == -EBADMSG || rc == -EPROTO) {
+		/* Stale: corrupt, or left by an engine of an earlier layout. We
+		 * hold the bus's lock, so no engine serves it; a memory-only
+		 * stream has nothing else to recover it from. */
+		spate_slog(SPATE_LOG_WARN, NULL, "stream %s: its shared memory is unreadable (%s): "
+			   "removed and created anew", cs->name, strerror(-rc));
+		spate_stream_unlink(e->cfg->bus, cs->name);
+	} else if (rc != -ENOENT) {
 		snprintf(err, errlen, "stream %s: attach: %s", cs->name, strerror(-rc));
 		return rc;
 	}

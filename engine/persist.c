@@ -19,21 +19,40 @@
  * durability wait, then back pressure); the sync is retried every 10 ms and
  * writing resumes when space returns.
  *
+ * The gate outlives the engine. The persister's reader slot is *kept*
+ * (spate_ring_reader_keep): reaping never frees it, a stop leaves it in
+ * place at exactly what reached the log (spate_ring_reader_detach), and a
+ * SIGKILL leaves it where it last released. So while no engine runs,
+ * producers block or fail on a full ring, per their own policy, and never
+ * overwrite a record that is not in the log. Batches are released only
+ * once they reached the file (spate_log_written_seq: with O_DIRECT the
+ * last write may still be in flight after a sync), so the gate is never
+ * ahead of the log.
+ *
  * Start-up. Logs are opened first (recovery: torn tails cut and reported).
- * If the stream's shared memory survived (the engine was killed, producers
- * in other processes kept it), the slots of dead processes are freed
- * (spate_ring_reap) and each shard must still hold the log's next sequence
- * number (oldest <= next <= newest): the persister then skips what the log
- * has and writes the rest, so records acknowledged before the crash (still
- * in memory) are not lost. Otherwise the region is recreated with each
- * ring's first sequence number set to its log's next one.
+ * If the stream's shared memory survived (producers in other processes
+ * keep it, or it simply outlives a stopped engine), the slots of dead
+ * processes are freed (spate_ring_reap; not the kept gate) and each shard's
+ * gate is adopted (spate_ring_reader_adopt): memory holds every record from
+ * the gate to the tail, and the log must continue inside that range (gate
+ * <= log end <= tail). The persister then skips what the log has and writes
+ * the rest, before consumers start (persist_catch_up), so no record a
+ * producer was told it put is lost across a restart. A region without a
+ * gate (an older layout, a crash before the first reader) falls back to
+ * the range memory holds (oldest <= log end <= newest). Otherwise (corrupt,
+ * the log ahead of memory, or behind the gate: a damaged log) the old region
+ * is retired (spate_ring_retire: producers still mapping it get -ESTALE at
+ * their next put and reattach) and recreated with each ring's first
+ * sequence number set to its log's next one.
  *
  * Threads: placement.persist_threads (default 1: one disk is kept busy by
  * one thread on this class of machine); shard i belongs to thread
  * i % threads, so every shard's log has exactly one writer.
  *
  * Limits: a shard whose log refuses an append (a sequence gap, which means
- * memory and log disagree) stops being persisted, loudly.
+ * memory and log disagree) stops being persisted, loudly, and its gate
+ * stays (producers then block or fail on a full ring). A put racing with a
+ * retirement (reserved just before it) may land in the retired region.
  */
 #include "spate_config.h"
 
@@ -51,24 +70,24 @@
 #include "spate/slog.h"
 #include "spate/topo.h"
 
-#define PERSIST_MAX_SPANS 64u
 #define PERSIST_MAX_BYTES (8ull << 20)
 #define PERSIST_RETRY_NS (10ull * 1000 * 1000)
 #define PERSIST_STOP_DRAIN_NS (5ull * 1000 * 1000 * 1000)
+/* How long opening a stream spends persisting what memory holds, at most. */
+#define PERSIST_CATCH_UP_NS (60ull * 1000 * 1000 * 1000)
 
 static void log_params(const struct spate_config_stream *cs, struct spate_log_params *lp)
 {
 	memset(lp, 0, sizeof(*lp));
 	lp->segment_bytes = cs->segment_size;
-	lp->durability = cs->durability == SPATE_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
-			 : cs->durability == SPATE_DURABILITY_INTERVAL
-				 ? SPATE_LOG_DURABLE_INTERVAL
-				 : SPATE_LOG_DURABLE_NONE;
+	lp->durability = cs->durability; /* one type: spate/durability.h */
 	lp->interval_ns = cs->durability_interval_ns;
 	lp->retention_ns = cs->retention_ns;
 	lp->retention_bytes = cs->retention_bytes;
 	lp->flags = cs->direct_io ? 0 : SPATE_LOG_F_BUFFERED;
 }
+
+static void persist_catch_up(struct spate_persist_shard *x);
 
 static int grow(struct spate_persister *p, uint32_t more)
 {
@@ -106,9 +125,76 @@ static int ring_range(struct spate_ring *r, uint64_t *oldest, uint64_t *next)
 
 /* Attach the existing region of @p cs if it matches the configuration and
  * the logs; 1 = attached, 0 = must be (re)created, <0 = error. */
+/* Retire @p s (every ring: producers still mapping it learn it at their
+ * next put) and close it, before its region is replaced. */
+static void retire_stream(struct spate_stream *s, struct spate_ring_reader **rds)
+{
+	for (uint32_t i = 0; i < spate_stream_shards(s); i++) {
+		spate_ring_reader_close(rds[i]);
+		rds[i] = NULL;
+		spate_ring_retire(spate_stream_ring(s, i));
+	}
+	spate_stream_close(s);
+}
+
+/* Shard @p i of @p s: adopt its kept gate into @p rd and check the log's
+ * next sequence number @p want against what memory holds from the gate
+ * (gate <= want <= tail). 1 = adopted, 0 = no gate (older region),
+ * -ESTALE = the region must be recreated (said why), -EBUSY = a live
+ * process holds the gate. */
+static int adopt_gate(const struct spate_config_stream *cs, struct spate_stream *s, uint32_t i,
+		      uint64_t want, bool empty, struct spate_ring_reader **rd, uint64_t *skip)
+{
+	struct spate_ring *r = spate_stream_ring(s, i);
+	uint64_t gpos, gseq;
+	uint32_t gi;
+	int rc = spate_ring_reader_find_kept(r, &gi, &gpos, &gseq);
+
+	if (rc == -ENOENT)
+		return 0;
+	rc = spate_ring_reader_adopt(r, gi, SPATE_RING_WAIT_BLOCK, rd);
+	if (rc == -EBUSY)
+		return rc;
+	if (rc < 0) {
+		spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: its persister's gate is unusable (%s)",
+			      cs->name, i, strerror(-rc));
+		return -ESTALE;
+	}
+	/* Acquire: pairs with the publisher's release of tail (tail_seq is
+	 * stored before it). */
+	(void)atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+	uint64_t nx = atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+	uint64_t gate = (*rd)->seq == UINT64_MAX ? nx : (*rd)->seq; /* nothing past the gate */
+	if (empty)
+		want = gate;
+	if (want < gate) {
+		spate_slog(SPATE_LOG_ERROR, NULL,
+			      "stream %s/%u: the log ends at %" PRIu64 " but memory holds records from %"
+			      PRIu64 " on only: records %" PRIu64 "..%" PRIu64
+			      " were lost from the log (damaged or cut); recreating the stream from its log",
+			      cs->name, i, want, gate, want, gate - 1);
+		return -ESTALE;
+	}
+	if (want > nx) {
+		spate_slog(SPATE_LOG_WARN, NULL,
+			      "stream %s/%u: memory holds records %" PRIu64 "..%" PRIu64
+			      " but the log continues at %" PRIu64 ": recreating the stream from its log",
+			      cs->name, i, gate, nx, want);
+		return -ESTALE;
+	}
+	*skip = want;
+	if (nx > want)
+		spate_slog(SPATE_LOG_INFO, NULL,
+			      "stream %s/%u: %" PRIu64
+			      " record(s) in memory are not in the log yet: persisting them first",
+			      cs->name, i, nx - want);
+	return 1;
+}
+
 static int try_attach(const struct spate_config *cfg, const struct spate_config_stream *cs,
 		      uint32_t want_flags, const uint64_t *next, const bool *empty,
-		      struct spate_stream **out, uint64_t *skip, char *err, size_t errlen)
+		      struct spate_stream **out, uint64_t *skip, struct spate_ring_reader **rds,
+		      char *err, size_t errlen)
 {
 	struct spate_stream *s = NULL;
 	int rc = spate_stream_attach(cfg->bus, cs->name, &s);
@@ -168,12 +254,33 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 				      "processes%s",
 				      cs->name, i, nr, nw,
 				      rc == 1 ? "; gave back space claimed and never published" : "");
+		rc = adopt_gate(cs, s, i, next[i], empty[i], &rds[i], &skip[i]);
+		if (rc == -EBUSY) {
+			snprintf(err, errlen,
+				 "%s:%u: stream %s: the gate of shard %u is held by another live "
+				 "process: another engine persists it",
+				 cfg->source, cs->line, cs->name, i);
+			for (uint32_t j = 0; j < i; j++) {
+				spate_ring_reader_detach(rds[j]);
+				rds[j] = NULL;
+			}
+			spate_stream_close(s);
+			return rc;
+		}
+		if (rc < 0) {
+			retire_stream(s, rds);
+			return 0;
+		}
+		if (rc == 1)
+			continue;
+		/* No gate: an older region, or its creator died before it
+		 * opened one. Memory must hold the log's next record. */
 		uint64_t oldest, nx;
 		rc = ring_range(r, &oldest, &nx);
 		if (rc < 0) {
 			spate_slog(SPATE_LOG_WARN, NULL, "stream %s/%u: unreadable ring (%s): recreating",
 				      cs->name, i, strerror(-rc));
-			spate_stream_close(s);
+			retire_stream(s, rds);
 			return 0;
 		}
 		uint64_t want = empty[i] ? oldest : next[i];
@@ -183,7 +290,7 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 				      " but the log continues at %" PRIu64
 				      ": recreating the stream from its log",
 				      cs->name, i, oldest, nx, next[i]);
-			spate_stream_close(s);
+			retire_stream(s, rds);
 			return 0;
 		}
 		skip[i] = want;
@@ -205,6 +312,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 	struct spate_log_params lp;
 	uint64_t *next = NULL, *skip = NULL;
 	bool *empty = NULL;
+	struct spate_ring_reader **rds = NULL; /* adopted gates */
 	struct spate_stream *s = NULL;
 	int rc;
 
@@ -215,7 +323,8 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 	next = calloc(n, sizeof(*next));
 	skip = calloc(n, sizeof(*skip));
 	empty = calloc(n, sizeof(*empty));
-	if (!next || !skip || !empty) {
+	rds = calloc(n, sizeof(*rds));
+	if (!next || !skip || !empty || !rds) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -249,7 +358,7 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 	}
 	uint32_t flags = (cs->producers == SPATE_CONFIG_PRODUCERS_MULTI ? SPATE_RING_F_MULTI_WRITER : 0) |
 			 (cs->full == SPATE_CONFIG_FULL_WAIT ? SPATE_RING_F_FULL_WAIT : 0);
-	rc = try_attach(cfg, cs, flags, next, empty, &s, skip, err, errlen);
+	rc = try_attach(cfg, cs, flags, next, empty, &s, skip, rds, err, errlen);
 	if (rc < 0)
 		goto out_logs;
 	if (rc == 0) {
@@ -281,13 +390,25 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		x->durability = cs->durability;
 		x->skip_below = skip[i];
 		x->dur = spate_stream_dur(s, i);
-		rc = spate_ring_reader_open(spate_stream_ring(s, i), SPATE_RING_START_OLDEST,
-					    SPATE_RING_WAIT_BLOCK, &x->rd);
+		x->rd = rds[i];
+		rds[i] = NULL;
+		rc = 0;
+		if (!x->rd) {
+			/* A new gate: kept from the start, so it outlives us. */
+			rc = spate_ring_reader_open(spate_stream_ring(s, i), SPATE_RING_START_OLDEST,
+						    SPATE_RING_WAIT_BLOCK, &x->rd);
+			if (rc == 0)
+				rc = spate_ring_reader_keep(x->rd);
+		}
 		if (rc < 0) {
 			snprintf(err, errlen, "stream %s shard %u: persister reader: %s", cs->name, i,
 				 strerror(-rc));
+			spate_ring_reader_close(x->rd);
+			x->rd = NULL;
 			while (i--)
-				spate_ring_reader_close(p->sh[p->n + i].rd);
+				spate_ring_reader_detach(p->sh[p->n + i].rd);
+			for (uint32_t k = 0; k < n; k++)
+				spate_ring_reader_detach(rds[k]);
 			spate_stream_close(s);
 			i = n;
 			goto out_logs;
@@ -298,6 +419,9 @@ int spate_persist_open_stream(struct spate_persister *p, const struct spate_conf
 		spate_stream_dur_publish(x->dur, w, w, 0);
 		spate_stream_dur_claim(s, i, 1);
 	}
+	/* What memory holds goes to the log before anything else runs. */
+	for (i = 0; i < n; i++)
+		persist_catch_up(&p->sh[p->n + i]);
 	p->n += n;
 	*out = s;
 	rc = 0;
@@ -312,6 +436,7 @@ out:
 	free(next);
 	free(skip);
 	free(empty);
+	free(rds);
 	return rc;
 }
 
@@ -347,52 +472,70 @@ static void shard_error(struct spate_persist_shard *x, int rc, uint64_t now)
 	}
 }
 
-/* One round for shard @p x: take what the ring has, write it, release it.
- * Returns records handled (> 0), 0 (nothing to do), or -1 (backing off). */
+/* The sequence number the shard's ring will publish next. */
+static uint64_t ring_tail_seq(const struct spate_persist_shard *x)
+{
+	struct spate_ring *r = spate_stream_ring(x->s, x->shard);
+	/* Acquire: pairs with the publisher's release of tail (tail_seq is
+	 * stored before it). */
+	(void)atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+	return atomic_load_explicit(&r->sh->pub.tail_seq, memory_order_relaxed);
+}
+
+/* One round for shard @p x: take what the ring has, write it, release what
+ * reached the file. Returns records handled (> 0), 0 (nothing to do), or
+ * -1 (backing off). */
 static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sync)
 {
-	struct spate_ring_span sp[PERSIST_MAX_SPANS];
-	int got = 0, rc;
+	uint32_t appended = 0, done = 0, k = 0;
+	int rc;
 
 	if (x->dead)
 		return 0;
 	if (x->err && now < x->retry_at)
 		return -1;
 	if (!x->err) {
-		got = spate_ring_peek_batches(x->rd, sp, PERSIST_MAX_SPANS, PERSIST_MAX_BYTES);
+		/* Batches the log has (from an earlier engine, or appended and
+		 * still in flight) come again until released: skip them. */
+		uint64_t have = spate_log_next_seq(x->log);
+		if (have < x->skip_below)
+			have = x->skip_below;
+		int got = spate_ring_peek_batches(x->rd, x->sp, SPATE_PERSIST_MAX_SPANS,
+						  PERSIST_MAX_BYTES);
 		if (got < 0) {
 			x->dead = true;
+			x->nsp = 0;
 			spate_slog(SPATE_LOG_ERROR, NULL,
 				      "persist %s/%u: ring: %s: the shard is no longer persisted",
 				      spate_stream_name(x->s), x->shard, strerror(-got));
 			return 0;
 		}
-		for (int k = 0; k < got; k++) {
-			uint64_t end = sp[k].base_seq + sp[k].count;
-			if (end <= x->skip_below) {
-				x->skipped += sp[k].count; /* in the log already */
+		x->nsp = (uint32_t)got;
+		for (int j = 0; j < got; j++) {
+			uint64_t end = x->sp[j].base_seq + x->sp[j].count;
+			if (end <= have)
 				continue;
-			}
-			rc = spate_log_append(x->log, sp[k].hdr, sp[k].len);
+			rc = spate_log_append(x->log, x->sp[j].hdr, x->sp[j].len);
 			if (rc < 0) {
 				x->dead = true;
+				x->nsp = 0;
 				spate_slog(SPATE_LOG_ERROR, NULL,
 					      "persist %s/%u: append of records %" PRIu64 "..%" PRIu64
 					      " refused (%s; the log expects %" PRIu64
 					      "): the shard is no longer persisted",
-					      spate_stream_name(x->s), x->shard, sp[k].base_seq,
+					      spate_stream_name(x->s), x->shard, x->sp[j].base_seq,
 					      end - 1, strerror(-rc), spate_log_next_seq(x->log));
 				return 0;
 			}
-			x->pending += sp[k].count;
-			x->round_bytes += sp[k].len;
+			have = end;
+			appended += x->sp[j].count;
+			x->round_bytes += x->sp[j].len;
 		}
 	}
 	/* Idle: an interval shard still owes a sync once its period ends, and
 	 * an O_DIRECT log may still have its last write in flight (a sync with
 	 * nothing new appended completes it). */
-	if (!x->pending && !x->skipped && !x->err &&
-	    spate_log_written_seq(x->log) == spate_log_next_seq(x->log) &&
+	if (!x->nsp && !x->err && spate_log_written_seq(x->log) == spate_log_next_seq(x->log) &&
 	    !(want_sync && x->durability == SPATE_DURABILITY_INTERVAL &&
 	      spate_log_durable_seq(x->log) < spate_log_next_seq(x->log)))
 		return 0;
@@ -409,21 +552,68 @@ static int shard_round(struct spate_persist_shard *x, uint64_t now, bool want_sy
 			spate_stats_persist_fsync(&x->st, spate_mono_ns() - t0, durable);
 	}
 	x->round_bytes = 0;
-	uint32_t done = x->pending + x->skipped;
-	if (done)
+	/* Release only what reached the file: with O_DIRECT the last write
+	 * may still be in flight, and its batches stay gated until it lands
+	 * (a crash now must not leave the gate ahead of the log). */
+	uint64_t written = spate_log_written_seq(x->log);
+	if (written < x->skip_below)
+		written = x->skip_below;
+	while (k < x->nsp && x->sp[k].base_seq + x->sp[k].count <= written)
+		done += x->sp[k++].count;
+	if (k == x->nsp)
 		spate_ring_release(x->rd, done);
-	x->pending = x->skipped = 0;
+	else if (k)
+		spate_ring_release_batches(x->rd, k);
+	x->nsp = 0;
 	if (x->err)
 		spate_slog(SPATE_LOG_INFO, NULL, "persist %s/%u: writing again", spate_stream_name(x->s),
 			      x->shard);
 	x->err = 0;
-	uint64_t written = spate_log_written_seq(x->log);
-	if (written < x->skip_below)
-		written = x->skip_below;
 	/* With durability none, "durable" means written to the log. */
 	spate_stream_dur_publish(x->dur, written,
 				 x->durability == SPATE_DURABILITY_NONE ? written : durable, 0);
-	return done ? (int)done : 0;
+	return done + appended ? (int)(done + appended) : 0;
+}
+
+/* At open: write what the ring holds past the log's end (up to its tail as
+ * it is now) before consumers start, so the log ends where memory did. */
+static void persist_catch_up(struct spate_persist_shard *x)
+{
+	uint64_t target = ring_tail_seq(x);
+	uint64_t from = spate_log_written_seq(x->log), t0 = spate_mono_ns();
+
+	if (from < x->skip_below)
+		from = x->skip_below;
+	if (target <= from)
+		return;
+	while (spate_log_written_seq(x->log) < target && !x->dead) {
+		uint64_t now = spate_mono_ns();
+		int rc = shard_round(x, now, true);
+		if (rc <= 0 || now - t0 > PERSIST_CATCH_UP_NS) {
+			spate_slog(SPATE_LOG_WARN, NULL,
+				      "persist %s/%u: records %" PRIu64 "..%" PRIu64
+				      " held in memory are not written yet (%s): the persister goes on",
+				      spate_stream_name(x->s), x->shard, spate_log_written_seq(x->log),
+				      target - 1, rc < 0 ? strerror(-x->err) : rc == 0 ? "the ring stopped short" : "taking too long");
+			return;
+		}
+	}
+	spate_slog(SPATE_LOG_INFO, NULL,
+		      "persist %s/%u: wrote the %" PRIu64 " record(s) memory held in %.1f ms",
+		      spate_stream_name(x->s), x->shard, target - from,
+		      (double)(spate_mono_ns() - t0) / 1e6);
+}
+
+/* Every shard of thread @p index wrote what it had when the stop came (or
+ * cannot). */
+static bool drained(const struct spate_persister *p, uint32_t index)
+{
+	for (uint32_t i = index; i < p->n; i += p->nthreads) {
+		const struct spate_persist_shard *x = &p->sh[i];
+		if (!x->dead && !x->err && spate_log_written_seq(x->log) < x->stop_seq)
+			return false;
+	}
+	return true;
 }
 
 static void *persister_main(void *arg)
@@ -445,8 +635,14 @@ static void *persister_main(void *arg)
 		bool want_sync = now - last_sync >= 1000000;
 		int work = 0, backing_off = 0;
 
-		if (stopping && !drain_until)
+		if (stopping && !drain_until) {
 			drain_until = now + PERSIST_STOP_DRAIN_NS;
+			/* Write what was published when the stop came; what
+			 * producers add afterwards waits behind the kept gate
+			 * for the next engine. */
+			for (uint32_t i = th->index; i < p->n; i += p->nthreads)
+				p->sh[i].stop_seq = ring_tail_seq(&p->sh[i]);
+		}
 		for (uint32_t i = th->index; i < p->n; i += p->nthreads) {
 			int r = shard_round(&p->sh[i], now, want_sync);
 			if (r > 0)
@@ -456,7 +652,8 @@ static void *persister_main(void *arg)
 		}
 		if (want_sync)
 			last_sync = now;
-		if (stopping && ((!work && !backing_off) || now >= drain_until))
+		if (stopping && ((!work && !backing_off) || now >= drain_until ||
+				 drained(p, th->index)))
 			break;
 		if (work) {
 			idle_ns = 20000;
@@ -521,7 +718,7 @@ void spate_persister_fini(struct spate_persister *p)
 		if (rc < 0)
 			spate_slog(SPATE_LOG_ERROR, NULL, "persist %s/%u: closing the log: %s",
 				      spate_stream_name(x->s), x->shard, strerror(-rc));
-		spate_ring_reader_close(x->rd);
+		spate_ring_reader_detach(x->rd); /* the gate stays for the next engine */
 		spate_stream_dur_claim(x->s, x->shard, 0);
 	}
 	free(p->sh);

@@ -16,7 +16,11 @@
 
 struct spate_topo;
 
-/** One persisted shard: its log, the gating reader that feeds it. */
+/** Batches a persister round takes from a shard's ring at most. */
+#define SPATE_PERSIST_MAX_SPANS 64u
+
+/** One persisted shard: its log, the gating reader that feeds it (a kept
+ *  reader slot: it outlives the engine, see persist.c). */
 struct spate_persist_shard {
 	struct spate_stream *s;
 	uint32_t shard;
@@ -26,8 +30,9 @@ struct spate_persist_shard {
 	struct spate_stream_dur *dur;
 	enum spate_durability durability;
 	uint64_t skip_below;      /* records below are in the log already (reattach) */
-	uint32_t pending;         /* records appended, not yet released */
-	uint32_t skipped;         /* records passed over, not yet released */
+	struct spate_ring_span sp[SPATE_PERSIST_MAX_SPANS]; /* the round's batches, unreleased */
+	uint32_t nsp;
+	uint64_t stop_seq;        /* at stop: write up to here, leave the rest gated */
 	int err;                  /* last sync error, 0 once it clears */
 	uint64_t retry_at;        /* mono ns: next sync attempt after an error */
 	uint64_t err_logged_ns;   /* rate limit of the error message */
@@ -60,8 +65,10 @@ struct spate_persister {
 /**
  * Open (recovering) the logs of persisted stream @p cs, then attach its
  * shared memory if it exists and agrees with the logs (freeing the slots of
- * dead processes), else (re)create it so each shard continues its log's
- * numbering. Registers the shards with @p p.
+ * dead processes, adopting each shard's kept gate), else retire it and
+ * (re)create it so each shard continues its log's numbering. Writes what
+ * memory holds past the logs' ends before returning. Registers the shards
+ * with @p p.
  * @return 0 or -errno (@p err says why, naming the file and line for
  *         configuration mismatches).
  */
@@ -84,10 +91,12 @@ static inline int spate_persist_cpu(const int *cpus, uint32_t ncpu, uint32_t k)
 /** Start min(persist threads set in p->nthreads, shards) threads, thread k
  *  pinned to p->t[k].cpu if >= 0. @return 0 or -errno. */
 int spate_persister_start(struct spate_persister *p, const struct spate_topo *topo);
-/** Stop it after writing everything the rings hold; close the logs
- *  (clean-shutdown markers). NULL-safe; idempotent. */
+/** Stop it after writing everything the rings hold (the gates stay where
+ *  the logs end). NULL-safe; idempotent. */
 void spate_persister_stop(struct spate_persister *p);
-/** Free everything (after stop); the streams stay open. */
+/** Close the logs (clean-shutdown markers) and free everything (after
+ *  stop); the streams stay open, and each shard's gate stays in its ring
+ *  for the next engine (spate_ring_reader_detach). */
 void spate_persister_fini(struct spate_persister *p);
 
 #endif

@@ -88,6 +88,23 @@ static void futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t deadline)
 /* Spin iterations before a YIELD or BLOCK waiter yields or sleeps. */
 #define SPIN_BEFORE_SLEEP 2048u
 
+/* A slot's owner (pid, start time): written by the owner after it claims
+ * the slot, read by reapers in other threads and processes. Relaxed: a
+ * liveness hint; the slot's state word decides, and a reaper that reads a
+ * half-written owner only takes a live owner for a dead one in the window
+ * between the claim and these stores (see spate_ring_reap). */
+static void owner_set(uint32_t *pid, uint64_t *start)
+{
+	__atomic_store_n(pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_store_n(start, spate_proc_start_time(getpid()), __ATOMIC_RELAXED);
+}
+
+static int owner_alive(const uint32_t *pid, const uint64_t *start)
+{
+	return spate_proc_alive((pid_t)__atomic_load_n(pid, __ATOMIC_RELAXED),
+				__atomic_load_n(start, __ATOMIC_RELAXED));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Setup                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -284,8 +301,7 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 		free(w);
 		return -EBUSY;
 	}
-	sh->writers[i].pid = (uint32_t)getpid();
-	sh->writers[i].start_time = spate_proc_start_time((pid_t)getpid());
+	owner_set(&sh->writers[i].pid, &sh->writers[i].start_time);
 	/* Relaxed: recovery data only, read long after. */
 	atomic_store_explicit(&sh->writers[i].intent_len, 0, memory_order_relaxed);
 	/* Relaxed: no batch of ours is pending; UINT64_MAX matches no position. */
@@ -299,6 +315,7 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	w->slot = i;
 	w->wait = wait;
 	w->timeout_ns = UINT64_MAX;
+	w->retired = &sh->meta.retired;
 	/* Acquire: pairs with the release store of tail by the previous writer
 	 * (single-writer rings continue where it stopped). */
 	w->head = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
@@ -499,6 +516,11 @@ int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end)
 		}
 		if (spate_mono_ns() >= deadline) {
 			rc = -ETIMEDOUT;
+			break;
+		}
+		/* Relaxed: a flag set once; spate_ring_retire() wakes us to see it. */
+		if (atomic_load_explicit(&sh->meta.retired, memory_order_relaxed)) {
+			rc = -ESTALE;
 			break;
 		}
 		writer_sleep(w, need_end, deadline, &spins);
@@ -743,8 +765,10 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 		return -EBUSY;
 	}
 	struct spate_ring_rslot *slot = &sh->readers[i];
-	slot->pid = (uint32_t)getpid();
-	slot->start_time = spate_proc_start_time((pid_t)getpid());
+	owner_set(&slot->pid, &slot->start_time);
+	/* Relaxed: the slot is ours; a kept slot is never FREE (close clears
+	 * the flag before it frees the slot). */
+	atomic_store_explicit(&slot->flags, 0, memory_order_relaxed);
 	/* Relaxed: a counter; the slot is ours. */
 	rd->gen = atomic_fetch_add_explicit(&slot->gen, 1, memory_order_relaxed) + 1;
 
@@ -885,6 +909,8 @@ void spate_ring_reader_close(struct spate_ring_reader *rd)
 	 * bit is ours until the slot is FREE (an evicter clears it too). */
 	atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << rd->index),
 				  memory_order_seq_cst);
+	/* Relaxed: ordered before the slot is reused by the release below. */
+	atomic_store_explicit(&rd->slot->flags, 0, memory_order_relaxed);
 	/* Release: pairs with the acquire CAS in reader_open. */
 	atomic_store_explicit(&rd->slot->state, SPATE_RING_SLOT_FREE, memory_order_release);
 	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
@@ -899,6 +925,11 @@ int spate_ring_reader_evict(struct spate_ring *r, uint32_t index)
 
 	if (index >= SPATE_RING_MAX_READERS)
 		return -EINVAL;
+	/* Relaxed: set by the owner while it is active; a kept gate protects
+	 * records not yet persisted and is never evicted. */
+	if (atomic_load_explicit(&sh->readers[index].flags, memory_order_relaxed) &
+	    SPATE_RING_RSLOT_F_KEEP)
+		return -EPERM;
 	/* Seq_cst: ordered with the owner's close and the writers' scans. */
 	if (!atomic_compare_exchange_strong_explicit(&sh->readers[index].state, &expect,
 						     SPATE_RING_SLOT_EVICTED, memory_order_seq_cst,
@@ -920,7 +951,10 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		/* Relaxed: the slot's state word is all we decide on; the CAS
 		 * below settles races with its owner. */
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if (st == SPATE_RING_SLOT_FREE || spate_proc_alive((pid_t)s->pid, s->start_time))
+		if (st == SPATE_RING_SLOT_FREE || owner_alive(&s->pid, &s->start_time))
+			continue;
+		/* Relaxed: as above. A kept gate outlives its owner by design. */
+		if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP)
 			continue;
 		/* Seq_cst: writers stop counting the slot before it is freed,
 		 * as in reader_close (which its dead owner cannot run). */
@@ -937,7 +971,7 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
 		if (st == SPATE_RING_SLOT_FREE)
 			continue;
-		if (spate_proc_alive((pid_t)s->pid, s->start_time)) {
+		if (owner_alive(&s->pid, &s->start_time)) {
 			live_writers++;
 			continue;
 		}
@@ -1048,6 +1082,9 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 		if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) !=
 		    SPATE_RING_SLOT_ACTIVE)
 			return -EPIPE;
+		/* Relaxed: a flag set once; nothing more will be published. */
+		if (atomic_load_explicit(&sh->meta.retired, memory_order_relaxed))
+			return -ESTALE;
 		if (!deadline)
 			deadline = deadline_of(timeout_ns);
 		else if (spate_mono_ns() >= deadline)
@@ -1068,4 +1105,196 @@ int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 			futex_sleep(low_half(&sh->pub.tail), (uint32_t)t, deadline);
 		atomic_fetch_sub_explicit(&sh->pub.rd_waiters, 1, memory_order_relaxed);
 	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kept gating readers and retired rings (restart branch; see ring.h)       */
+/* ------------------------------------------------------------------------ */
+
+int spate_ring_reader_keep(struct spate_ring_reader *rd)
+{
+	/* Relaxed: our own slot; reap and evict read it with the slot's state. */
+	if (atomic_load_explicit(&rd->slot->state, memory_order_relaxed) != SPATE_RING_SLOT_ACTIVE)
+		return -EPIPE;
+	/* Seq_cst: before any later reap or eviction looks at the slot. */
+	atomic_fetch_or_explicit(&rd->slot->flags, SPATE_RING_RSLOT_F_KEEP, memory_order_seq_cst);
+	return 0;
+}
+
+void spate_ring_reader_detach(struct spate_ring_reader *rd)
+{
+	if (!rd)
+		return;
+	/* Relaxed: informational, read by an adopter after the pos below. */
+	atomic_store_explicit(&rd->slot->seq, rd->seq, memory_order_relaxed);
+	/* Release: pairs with the acquire load of pos in find_kept/adopt (the
+	 * seq above goes with it) and, as in spate_ring_release(), with the
+	 * writers' acquire of reader positions. */
+	atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_seq_cst);
+	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
+		spate_ring_wake_writers_(rd->ring);
+	free(rd);
+}
+
+/* A kept, non-free slot's released position and sequence number. */
+static int kept_slot(struct spate_ring_shared *sh, uint32_t i, uint64_t *pos, uint64_t *seq)
+{
+	struct spate_ring_rslot *s = &sh->readers[i];
+	/* Relaxed: the state and flag decide; the CAS in adopt settles races. */
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE ||
+	    !(atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+		return 0;
+	/* Acquire: pairs with the release store of pos in detach/release. */
+	*pos = atomic_load_explicit(&s->pos, memory_order_acquire);
+	/* Relaxed: stored before pos. */
+	*seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	return 1;
+}
+
+int spate_ring_reader_find_kept(struct spate_ring *r, uint32_t *index, uint64_t *pos,
+				uint64_t *seq)
+{
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS; i++)
+		if (kept_slot(r->sh, i, pos, seq)) {
+			*index = i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_ring_wait wait,
+			    struct spate_ring_reader **out)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint64_t pos, seq;
+
+	if (index >= SPATE_RING_MAX_READERS || wait > SPATE_RING_WAIT_BLOCK || !out)
+		return -EINVAL;
+	if (wait == SPATE_RING_WAIT_BLOCK && (r->flags & SPATE_RING_F_NO_BLOCKING))
+		return -ENOTSUP;
+	struct spate_ring_rslot *slot = &sh->readers[index];
+	/* Relaxed: a counter; the CAS below elects one adopter. */
+	uint64_t gen = atomic_load_explicit(&slot->gen, memory_order_relaxed);
+	if (!kept_slot(sh, index, &pos, &seq))
+		return -ENOENT;
+	if (__atomic_load_n(&slot->pid, __ATOMIC_RELAXED) != (uint32_t)getpid() &&
+	    owner_alive(&slot->pid, &slot->start_time))
+		return -EBUSY;
+	/* Acquire: pairs with the release store of tail; the slot held writers
+	 * back, so everything from pos to tail is intact. */
+	uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire);
+	if (pos > tail || tail - pos > r->cap || (pos & 7))
+		return -EBADMSG;
+	struct spate_ring_reader *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	/* Acq_rel: one adopter wins; ours is the slot from here on. */
+	if (!atomic_compare_exchange_strong_explicit(&slot->gen, &gen, gen + 1,
+						     memory_order_acq_rel, memory_order_relaxed)) {
+		free(rd);
+		return -EBUSY;
+	}
+	owner_set(&slot->pid, &slot->start_time);
+	/* Seq_cst: the slot gates writers again if a reaper of an older
+	 * version cleared the bit (ours keeps it). */
+	atomic_fetch_or_explicit(&sh->pub.reader_mask, 1ull << index, memory_order_seq_cst);
+	rd->ring = r;
+	rd->data = r->data;
+	rd->mask = r->mask;
+	rd->cap = r->cap;
+	rd->slot = slot;
+	rd->flags = r->flags;
+	rd->index = index;
+	rd->gen = gen + 1;
+	rd->wait = wait;
+	rd->pos = pos;
+	rd->published = pos;
+	rd->tail = pos;
+	rd->bend = pos;
+	rd->seq = seq;
+	rd->left = 0;
+	if (seq == UINT64_MAX)
+		spate_ring_reader_resolve_seq(rd);
+	*out = rd;
+	return 0;
+}
+
+void spate_ring_retire(struct spate_ring *r)
+{
+	/* Seq_cst: before the wake-ups below; writers and readers load it
+	 * relaxed and are woken (or time out) to see it. */
+	atomic_store_explicit(&r->sh->meta.retired, 1, memory_order_seq_cst);
+	spate_ring_wake_writers_(r);
+	spate_ring_wake_readers_(r);
+}
+
+int spate_ring_release_batches(struct spate_ring_reader *rd, unsigned nbatches)
+{
+	uint64_t pos = rd->pos, seq = rd->seq, bts = rd->bts, records = 0;
+
+	if (rd->left)
+		return -EINVAL;
+	for (unsigned k = 0; k < nbatches;) {
+		const struct spate_ring_bhdr *h =
+			(const struct spate_ring_bhdr *)(const void *)(rd->data + (pos & rd->mask));
+		/* Relaxed: validated by the peek that returned these batches, and
+		 * ours until released. */
+		uint64_t c = atomic_load_explicit(&h->commit, memory_order_relaxed);
+		uint64_t len = c & SPATE_RING_C_LEN_MASK;
+		if (!len || pos + len > rd->p_pos)
+			return -EINVAL;
+		pos += len;
+		if (c & SPATE_RING_C_PAD)
+			continue;
+		records += h->count;
+		seq = h->base_seq + h->count;
+		bts = h->ts;
+		k++;
+	}
+	if (records > rd->p_count)
+		return -EINVAL;
+	rd->p_pos = pos;
+	rd->p_seq = seq;
+	rd->p_bend = pos;
+	rd->p_bts = bts;
+	rd->p_left = 0;
+	rd->p_count = (uint32_t)records;
+	return spate_ring_release(rd, (unsigned)records);
+}
+
+int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, unsigned max)
+{
+	struct spate_ring_shared *sh = r->sh;
+	uint32_t self = (uint32_t)getpid();
+	uint64_t self_start = 0;
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < SPATE_RING_MAX_READERS + SPATE_RING_MAX_WRITERS; i++) {
+		int wr = i >= SPATE_RING_MAX_READERS;
+		uint32_t k = wr ? i - SPATE_RING_MAX_READERS : i, pid;
+		uint64_t start;
+		/* Relaxed: a snapshot for a decision reap makes again. */
+		if (wr) {
+			struct spate_ring_wslot *s = &sh->writers[k];
+			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE)
+				continue;
+			pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+			start = __atomic_load_n(&s->start_time, __ATOMIC_RELAXED);
+		} else {
+			struct spate_ring_rslot *s = &sh->readers[k];
+			if (atomic_load_explicit(&s->state, memory_order_relaxed) == SPATE_RING_SLOT_FREE ||
+			    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+				continue;
+			pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+			start = __atomic_load_n(&s->start_time, __ATOMIC_RELAXED);
+		}
+		if (pid == self && !self_start)
+			self_start = spate_proc_start_time((pid_t)self);
+		if ((pid == self && start == self_start) || spate_proc_alive((pid_t)pid, start))
+			continue;
+		if (n < max)
+			out[n] = (struct spate_ring_dead){ .index = k, .pid = pid, .writer = (uint32_t)wr };
+		n++;
+	}
+	return (int)n;
 }

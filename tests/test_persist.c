@@ -669,3 +669,400 @@ Test(persist, checkpoint_past_the_end_is_clamped, .timeout = 60)
 	cr_assert_eq(s.last_seq, 109, "%s", s.text);
 	bus_done(&b);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Restarts with live producers in another process (issue 9 item 0)        */
+/* ------------------------------------------------------------------------ */
+
+/* What the producer and engine children share with the test. */
+struct restart_share {
+	_Atomic uint64_t acked; /* producer: payloads 0..acked-1 acknowledged */
+	_Atomic uint64_t stale; /* producer: puts that found its region retired */
+	_Atomic uint64_t full;  /* producer: puts refused or timed out on a full shard */
+	_Atomic int stop;       /* test -> producer: stop putting */
+	_Atomic int ready;      /* engine child: started */
+	_Atomic int stop_engine; /* engine child: SIGINT received */
+};
+
+static struct restart_share *restart_sh;
+
+static void restart_on_int(int sig)
+{
+	(void)sig;
+	atomic_store(&restart_sh->stop_engine, 1);
+}
+
+/* The engine, as `spate run` runs it: until SIGINT (then a clean stop) or
+ * SIGKILL. */
+static void restart_engine_child(struct bus *b, struct restart_share *sh)
+{
+	char err[512];
+	struct spate_engine *e = NULL;
+	struct sigaction sa = { .sa_handler = restart_on_int };
+
+	restart_sh = sh;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	if (spate_engine_open(b->cfg, &e, err, sizeof(err)) != 0) {
+		fprintf(stderr, "engine child: open: %s\n", err);
+		_exit(10);
+	}
+	if (spate_engine_start(e) != 0)
+		_exit(11);
+	atomic_store(&sh->ready, 1);
+	while (!atomic_load(&sh->stop_engine))
+		nap_ms(1);
+	spate_engine_stop(e);
+	spate_engine_close(e);
+	_exit(0);
+}
+
+/* The producer: puts payload_of(i), i = 0, 1, ... to shard 0 across engine
+ * restarts, retrying a refused put (full shard per its policy: @p wait
+ * waits up to 20 ms, else fails at once) and reattaching when told its
+ * region was retired. Exits 0 when told to stop. */
+static void restart_producer_child(struct bus *b, struct restart_share *sh, bool wait)
+{
+	struct spate_stream *s = NULL;
+	struct spate_producer *p = NULL;
+	char buf[64];
+	uint64_t i = 0;
+
+	while (!atomic_load(&sh->stop)) {
+		if (!s) {
+			int rc = spate_stream_attach(b->name, "in", &s);
+			if (rc == -ENOENT || rc == -EAGAIN) {
+				s = NULL;
+				nap_ms(1);
+				continue;
+			}
+			if (rc != 0)
+				_exit(20);
+			if (spate_producer_open(s, SPATE_RING_WAIT_YIELD,
+						wait ? SPATE_PRODUCER_F_WAIT_FULL
+						     : SPATE_PRODUCER_F_FAIL_FULL,
+						&p) != 0)
+				_exit(21);
+			spate_producer_writer(p, 0)->timeout_ns = 20 * MS;
+		}
+		size_t n = payload_of(i, buf, sizeof(buf));
+		struct spate_put_result res;
+		int rc = spate_put_hash(p, 0, buf, n, &res);
+		if (rc == 0) {
+			atomic_store(&sh->acked, ++i);
+		} else if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+			atomic_fetch_add(&sh->full, 1);
+			if (!wait)
+				nap_ms(1);
+		} else if (rc == -ESTALE) {
+			atomic_fetch_add(&sh->stale, 1);
+			spate_producer_close(p);
+			spate_stream_close(s);
+			p = NULL;
+			s = NULL;
+		} else {
+			fprintf(stderr, "producer: put %" PRIu64 ": %s\n", i, strerror(-rc));
+			_exit(22);
+		}
+	}
+	spate_producer_close(p);
+	spate_stream_close(s);
+	_exit(0);
+}
+
+/* Read the log of shard 0: every acknowledged payload 0..acked-1 must be
+ * there exactly once and in order. Returns the number missing (and counts
+ * duplicates and order breaks) for the figures. */
+static uint64_t restart_check(const char *dir, uint64_t acked, uint64_t *dups, uint64_t *disorder,
+			      uint64_t *in_log)
+{
+	struct spate_log_reader *rd = NULL;
+	struct spate_ring_rec rec[64];
+	uint8_t *seen = calloc(acked + 1, 1);
+	uint64_t skipped = 0, last = UINT64_MAX, missing = 0;
+	int n;
+
+	cr_assert_not_null(seen);
+	*dups = *disorder = *in_log = 0;
+	cr_assert_eq(spate_log_reader_open(dir, SPATE_LOG_FROM_OLDEST, 0, &rd), 0, "%s", dir);
+	while ((n = spate_log_read(rd, rec, 64, &skipped)) > 0) {
+		for (int k = 0; k < n; k++) {
+			unsigned long long v;
+			char head[32];
+			size_t hl = rec[k].len < sizeof(head) - 1 ? rec[k].len : sizeof(head) - 1;
+			memcpy(head, rec[k].data, hl);
+			head[hl] = 0;
+			cr_assert_eq(sscanf(head, "rec-%llu-", &v), 1, "seq %" PRIu64, rec[k].seq);
+			char want[64];
+			size_t wl = payload_of(v, want, sizeof(want));
+			cr_assert(rec[k].len == wl && !memcmp(rec[k].data, want, wl),
+				  "seq %" PRIu64 ": payload of %llu damaged", rec[k].seq, v);
+			(*in_log)++;
+			if (last != UINT64_MAX && v != last + 1)
+				(*disorder)++;
+			last = v;
+			if (v < acked) {
+				if (seen[v])
+					(*dups)++;
+				seen[v] = 1;
+			}
+		}
+	}
+	cr_assert_eq(n, 0, "%s: read: %d", dir, n);
+	spate_log_reader_close(rd);
+	for (uint64_t v = 0; v < acked; v++)
+		missing += !seen[v];
+	free(seen);
+	return missing;
+}
+
+/*
+ * Restart the engine @p rounds times (SIGINT + a pause, or SIGKILL) under a
+ * producer in another process that never stops putting; at the end a clean
+ * engine writes what memory still holds, and every acknowledged record must
+ * be in the log exactly once, in order.
+ */
+static void restart_loop(enum spate_config_durability d, int sig, int rounds, bool wait,
+			 const char *tag)
+{
+	struct bus b;
+	char dir[PATH_MAX + 128];
+	struct restart_share *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+
+	cr_assert_neq(sh, MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	bus_init(&b, tag);
+	persisted(&b, "in", 1, 4ull << 20, d);
+	b.cfg->streams[0].segment_size = 8ull << 20;
+	log_dir_of(&b, "in", 0, dir, sizeof(dir));
+	pid_t prod = -1;
+	for (int round = 0; round < rounds; round++) {
+		/* Alternate O_DIRECT and the page cache. */
+		b.cfg->streams[0].direct_io = round % 2 == 0;
+		atomic_store(&sh->ready, 0);
+		atomic_store(&sh->stop_engine, 0);
+		pid_t eng = fork();
+		cr_assert_geq(eng, 0);
+		if (eng == 0)
+			restart_engine_child(&b, sh);
+		uint64_t until = mono_ns() + 20000 * MS;
+		int st;
+		while (!atomic_load(&sh->ready)) {
+			cr_assert_eq(waitpid(eng, &st, WNOHANG), 0,
+				     "round %d: engine exited early, status %#x", round, st);
+			cr_assert_lt(mono_ns(), until, "round %d: engine never got ready", round);
+			nap_ms(1);
+		}
+		if (prod < 0) {
+			prod = fork();
+			cr_assert_geq(prod, 0);
+			if (prod == 0)
+				restart_producer_child(&b, sh, wait);
+		}
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		nap_ms(50 + (unsigned)((seed >> 33) % 150));
+		cr_assert_eq(waitpid(prod, &st, WNOHANG), 0, "round %d: producer exited, status %#x",
+			     round, st);
+		kill(eng, sig);
+		cr_assert_eq(waitpid(eng, &st, 0), eng);
+		if (sig == SIGKILL)
+			cr_assert(WIFSIGNALED(st), "round %d: engine status %#x", round, st);
+		else
+			cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: engine status %#x",
+				  round, st);
+		/* No engine: the producer keeps putting (and wraps the ring, if
+		 * nothing holds it back). */
+		nap_ms(sig == SIGKILL ? 20 : 1000);
+	}
+	atomic_store(&sh->stop, 1);
+	int st;
+	cr_assert_eq(waitpid(prod, &st, 0), prod);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "producer status %#x", st);
+	uint64_t acked = atomic_load(&sh->acked);
+	/* A last, clean engine persists what memory holds. */
+	b.cfg->streams[0].direct_io = false;
+	bus_open(&b);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	uint64_t dups, disorder, in_log;
+	uint64_t missing = restart_check(dir, acked, &dups, &disorder, &in_log);
+	fprintf(stderr,
+		"restart %s: %d rounds (%s): %" PRIu64 " acknowledged, %" PRIu64 " in the log, %" PRIu64
+		" missing, %" PRIu64 " duplicated, %" PRIu64 " out of order; producer: %" PRIu64
+		" full, %" PRIu64 " stale\n",
+		tag, rounds, sig == SIGKILL ? "SIGKILL" : "SIGINT", acked, in_log, missing, dups,
+		disorder, atomic_load(&sh->full), atomic_load(&sh->stale));
+	cr_assert_gt(acked, 0);
+	cr_assert_eq(missing, 0, "%" PRIu64 " of %" PRIu64 " acknowledged records are not in the log",
+		     missing, acked);
+	cr_assert_eq(dups, 0, "%" PRIu64 " records are in the log twice", dups);
+	cr_assert_eq(disorder, 0, "%" PRIu64 " records out of order", disorder);
+	munmap(sh, sizeof(*sh));
+	bus_done(&b);
+}
+
+Test(persist, restart_sigint_interval_producer_waits, .timeout = 120)
+{
+	restart_loop(SPATE_CONFIG_DURABILITY_INTERVAL, SIGINT, 4, true, "rsi");
+}
+
+Test(persist, restart_sigint_none_producer_fails, .timeout = 120)
+{
+	restart_loop(SPATE_CONFIG_DURABILITY_NONE, SIGINT, 4, false, "rsn");
+}
+
+Test(persist, restart_sigkill_loop_interval, .timeout = 180)
+{
+	restart_loop(SPATE_CONFIG_DURABILITY_INTERVAL, SIGKILL, 10, true, "rki");
+}
+
+Test(persist, restart_sigkill_loop_none, .timeout = 180)
+{
+	restart_loop(SPATE_CONFIG_DURABILITY_NONE, SIGKILL, 10, false, "rkn");
+}
+
+/* A region the engine must recreate (here: memory behind the log, as a
+ * region made by hand over an existing log) is retired first: a producer
+ * still holding it gets -ESTALE at its next put, even one waiting on a full
+ * ring, and after reattaching puts into the new region, numbered after
+ * the log. */
+struct stale_waiter {
+	struct spate_producer *p;
+	int rc;
+};
+
+static void *stale_wait_main(void *arg)
+{
+	struct stale_waiter *w = arg;
+	char buf[1024] = { 0 }; /* the 64 KiB ring fills below record 100 */
+	int rc;
+
+	do /* fill the ring, then wait for space that never comes */
+		rc = spate_put_hash(w->p, 0, buf, sizeof(buf), NULL);
+	while (rc == 0);
+	w->rc = rc;
+	return NULL;
+}
+
+Test(persist, recreated_region_is_retired, .timeout = 60)
+{
+	struct bus b;
+
+	bus_init(&b, "stale");
+	struct spate_config_stream *cs = persisted(&b, "in", 1, 64 * 1024,
+						   SPATE_CONFIG_DURABILITY_NONE);
+	bus_open(&b);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce0(p, 0, 100, NULL);
+	spate_producer_close(p);
+	spate_engine_close(b.e);
+	b.e = NULL;
+	/* Memory that is behind the log: the engine cannot continue it. */
+	cr_assert_eq(spate_stream_unlink(b.name, "in"), 0);
+	struct spate_stream_params sp = { .shards = 1, .ring_size = cs->ring_size,
+					  .ring_flags = SPATE_RING_F_MULTI_WRITER | SPATE_RING_F_FULL_WAIT,
+					  .shm_flags = SPATE_SHM_F_NO_HUGE,
+					  .durability = SPATE_STREAM_DUR_NONE };
+	struct spate_stream *old = NULL;
+	cr_assert_eq(spate_stream_create(b.name, "in", &sp, &old), 0);
+	struct spate_producer *op = producer_of(old), *wp = NULL;
+	cr_assert_eq(spate_put_hash(op, 0, "x", 1, NULL), 0);
+	/* Keep the old ring full with a gate of our own, and a producer
+	 * waiting for space in it. */
+	struct spate_ring_reader *gate = NULL;
+	cr_assert_eq(spate_ring_reader_open(spate_stream_ring(old, 0), SPATE_RING_START_OLDEST,
+					    SPATE_RING_WAIT_YIELD, &gate), 0);
+	cr_assert_eq(spate_producer_open(old, SPATE_RING_WAIT_BLOCK, SPATE_PRODUCER_F_WAIT_FULL, &wp), 0);
+	struct stale_waiter sw = { .p = wp };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stale_wait_main, &sw), 0);
+	nap_ms(50);
+	bus_open(&b); /* recreates the stream: retires the old one first */
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(sw.rc, -ESTALE, "a producer waiting on the retired ring got %d", sw.rc);
+	int rc = spate_put_hash(op, 0, "y", 1, NULL);
+	cr_assert_eq(rc, -ESTALE, "a put to the retired region returned %d", rc);
+	spate_ring_reader_close(gate);
+	spate_producer_close(wp);
+	spate_producer_close(op);
+	spate_stream_close(old);
+	/* Reattached: the new region continues the log's numbering. */
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	struct spate_stream *s = NULL;
+	cr_assert_eq(spate_stream_attach(b.name, "in", &s), 0);
+	p = producer_of(s);
+	struct spate_put_result res;
+	cr_assert_eq(spate_put_hash(p, 0, "z", 1, &res), 0);
+	cr_assert_eq(res.seq, 100);
+	spate_producer_close(p);
+	spate_stream_close(s);
+	bus_done(&b);
+}
+
+/* The persister's gate, ring level: kept, it survives its owner's death
+ * and reaping, refuses eviction, holds writers back (a writer that fails at
+ * once gets -EAGAIN, never overwrites), and is adopted where it stopped. */
+Test(persist, kept_gate_outlives_its_process, .timeout = 30)
+{
+	struct spate_ring_params rp = { .capacity = 64 * 1024, .flags = SPATE_RING_F_MULTI_WRITER };
+	size_t sz = spate_ring_memsize(&rp);
+	void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct spate_ring *r = NULL;
+	struct spate_ring_writer *w = NULL;
+	char buf[256] = { 0 };
+
+	cr_assert_neq(mem, MAP_FAILED);
+	cr_assert_eq(spate_ring_format(mem, sz, &rp), 0);
+	cr_assert_eq(spate_ring_open_mem(mem, sz, &r), 0);
+	cr_assert_eq(spate_ring_writer_open(r, SPATE_RING_WAIT_YIELD, &w), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(spate_ring_put(w, buf, sizeof(buf), 0, 0, NULL), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) { /* the "engine": reads 4 records, keeps its gate, dies */
+		struct spate_ring *cr = NULL;
+		struct spate_ring_reader *rd = NULL;
+		struct spate_ring_rec rec[4];
+		if (spate_ring_open_mem(mem, sz, &cr) || spate_ring_reader_open(cr, SPATE_RING_START_OLDEST,
+										SPATE_RING_WAIT_YIELD, &rd) ||
+		    spate_ring_reader_keep(rd) || spate_ring_peek(rd, rec, 4, UINT64_MAX) != 4 ||
+		    spate_ring_release(rd, 4))
+			_exit(1);
+		spate_ring_reader_detach(rd);
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	uint32_t nr = 9, nw = 9, idx;
+	cr_assert_geq(spate_ring_reap(r, &nr, &nw), 0);
+	cr_assert_eq(nr, 0, "reap freed the kept gate");
+	uint64_t pos, seq;
+	cr_assert_eq(spate_ring_reader_find_kept(r, &idx, &pos, &seq), 0);
+	cr_assert_eq(seq, 4);
+	cr_assert_eq(spate_ring_reader_evict(r, idx), -EPERM);
+	/* Writers fill the ring up to the gate and no further. */
+	int rc, n = 0;
+	while ((rc = spate_ring_put(w, buf, sizeof(buf), 0, 0, NULL)) == 0)
+		n++;
+	cr_assert_eq(rc, -EAGAIN);
+	cr_assert_lt((uint64_t)(n + 6) * (sizeof(buf) + 40), rp.capacity + 1,
+		     "%d records written past a gate that held 6", n);
+	struct spate_ring_reader *rd = NULL;
+	cr_assert_eq(spate_ring_reader_adopt(r, idx, SPATE_RING_WAIT_YIELD, &rd), 0);
+	struct spate_ring_rec rec[8];
+	cr_assert_eq(spate_ring_peek(rd, rec, 8, UINT64_MAX), 8);
+	cr_assert_eq(rec[0].seq, 4);
+	/* Retired: every writer is told. */
+	spate_ring_retire(r);
+	cr_assert_eq(spate_ring_put(w, buf, 8, 0, 0, NULL), -ESTALE);
+	cr_assert_eq(spate_ring_reader_wait(rd, 0), 0); /* data remains readable */
+	spate_ring_reader_close(rd);
+	cr_assert_eq(spate_ring_reader_find_kept(r, &idx, &pos, &seq), -ENOENT);
+	spate_ring_writer_close(w);
+	spate_ring_close(r);
+	munmap(mem, sz);
+}

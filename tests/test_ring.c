@@ -286,7 +286,7 @@ static int open_mutated(void *mem, size_t sz, uint32_t flags, void (*mut)(struct
 
 static void m_magic(struct spate_ring_shared *s) { s->meta.magic ^= 1; }
 static void m_magic_zero(struct spate_ring_shared *s) { s->meta.magic = 0; }
-static void m_version(struct spate_ring_shared *s) { s->meta.layout_version = 2; }
+static void m_version(struct spate_ring_shared *s) { s->meta.layout_version = SPATE_RING_LAYOUT_VERSION + 1; }
 static void m_version0(struct spate_ring_shared *s) { s->meta.layout_version = 0; }
 static void m_shared_size(struct spate_ring_shared *s) { s->meta.shared_size -= 128; }
 static void m_cap_npot(struct spate_ring_shared *s) { s->meta.capacity += 4096; }
@@ -384,7 +384,7 @@ Test(ring, open_mem_validates_control_block)
 		{ "pristine", NULL, 0 },
 		{ "magic bit flip", m_magic, -EBADMSG },
 		{ "magic zero", m_magic_zero, -EBADMSG },
-		{ "layout version 2", m_version, -EPROTO },
+		{ "next layout version", m_version, -EPROTO },
 		{ "layout version 0", m_version0, -EPROTO },
 		{ "shared_size", m_shared_size, -EBADMSG },
 		{ "capacity not a power of two", m_cap_npot, -EBADMSG },

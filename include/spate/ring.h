@@ -65,7 +65,8 @@ extern "C" {
 #define SPATE_RING_LINE 128u
 
 #define SPATE_RING_MAGIC 0x474e524554415053ULL /* "SPATERNG" */
-#define SPATE_RING_LAYOUT_VERSION 1u
+/* 2: reader slot flags (kept gates), the meta's retired word. */
+#define SPATE_RING_LAYOUT_VERSION 2u
 
 /* Ring flags (struct spate_ring_params.flags, fixed at format time). */
 /** Many writers (threads or processes); otherwise exactly one. */
@@ -136,7 +137,11 @@ struct spate_ring_meta {
 	uint32_t flags;          /**< SPATE_RING_F_* */
 	uint32_t cap_shift;      /**< log2(capacity) */
 	uint32_t ready;          /**< SPATE_RING_READY once formatted (release) */
-	uint32_t reserved[13];
+	/** The one mutable word of the meta: non-zero once the ring's region
+	 *  was retired (see spate_ring_retire()). Read by writers on every
+	 *  reserve; it shares a read-mostly line with the fields above. */
+	_Atomic uint32_t retired;
+	uint32_t reserved[12];
 };
 #define SPATE_RING_READY 0x59444552u
 
@@ -155,7 +160,9 @@ struct spate_ring_rslot {
 	uint32_t pid;           /**< owner, for liveness checks */
 	uint64_t start_time;    /**< owner's start time (clock ticks since boot) */
 	_Atomic uint64_t gen;   /**< bumped at every open, so a stale handle is told */
-	uint8_t pad_[SPATE_RING_LINE - 40];
+	_Atomic uint32_t flags; /**< SPATE_RING_RSLOT_F_* */
+	uint32_t pad0_;
+	uint8_t pad_[SPATE_RING_LINE - 48];
 };
 
 /** One writer's slot: liveness and the claim it is making (for recovery). */
@@ -244,6 +251,7 @@ struct spate_ring_writer {
 	enum spate_ring_wait wait;
 	uint64_t timeout_ns; /**< for FULL_WAIT rings; UINT64_MAX = forever */
 	uint64_t full_events; /**< times a reserve found the ring full */
+	const _Atomic uint32_t *retired; /**< the ring's meta.retired (checked per reserve) */
 	uint64_t mark_next;  /**< single writer: next 1/16-ring boundary to mark */
 	uint64_t marks[SPATE_RING_MARKS]; /**< first batch at or after each boundary */
 };
@@ -404,6 +412,87 @@ int spate_ring_reader_evict(struct spate_ring *r, uint32_t index);
  */
 int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers);
 
+/* ------------------------------------------------------------------------ */
+/* Kept gating readers and retired rings (restart branch)                   */
+/*                                                                          */
+/* A persisted shard's gate (the persister's reader) must outlive the       */
+/* engine process: while no persister runs, writers block or fail on a      */
+/* full ring, by their policy, but never overwrite records not yet in the   */
+/* log. A *kept* reader slot does that: reap and eviction skip it, closing  */
+/* its handle with spate_ring_reader_detach() leaves it gating, and the     */
+/* next engine takes it over with spate_ring_reader_adopt(). A ring whose   */
+/* region is being replaced is *retired* first, so writers still mapping   */
+/* it learn it at their next reserve (-ESTALE) and reattach.                */
+/* ------------------------------------------------------------------------ */
+
+/** Reader slot flag: kept (gates writers whether or not its owner lives). */
+#define SPATE_RING_RSLOT_F_KEEP (1u << 0)
+
+/**
+ * Mark @p rd's slot kept. Thread: the reader handle's owner.
+ * @return 0, -EPIPE (the slot was evicted).
+ */
+int spate_ring_reader_keep(struct spate_ring_reader *rd);
+/**
+ * Free the handle of a kept reader but leave its slot gating writers at
+ * exactly the position released so far (stored now, not in 1/16-ring
+ * steps), for spate_ring_reader_adopt(). NULL-safe. Thread: the reader
+ * handle's owner. (spate_ring_reader_close() frees a kept slot.)
+ */
+void spate_ring_reader_detach(struct spate_ring_reader *rd);
+/**
+ * Find a kept reader slot: its index, released position and the sequence
+ * number there (UINT64_MAX if the slot never released anything; the batch
+ * header at the position tells). Any thread.
+ * @return 0, -ENOENT (none).
+ */
+int spate_ring_reader_find_kept(struct spate_ring *r, uint32_t *index, uint64_t *pos,
+				uint64_t *seq);
+/**
+ * Take over kept reader slot @p index, continuing at its released position.
+ * The slot stays kept. Any thread; one adopter wins.
+ * @return 0, -ENOENT (not a kept slot), -EBUSY (its owner lives, or another
+ *         adopter won), -EBADMSG (its position is not in the ring),
+ *         -EINVAL, -ENOTSUP, -ENOMEM.
+ */
+int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_ring_wait wait,
+			    struct spate_ring_reader **out);
+/**
+ * Retire the ring: every later reserve of any writer (and a writer waiting
+ * for space) returns -ESTALE, and readers waiting for data return -ESTALE.
+ * For a region about to be replaced. Any thread, any process. A put whose
+ * reserve came just before may still commit into the retired ring.
+ */
+void spate_ring_retire(struct spate_ring *r);
+/** Non-zero once the ring is retired. Any thread. */
+static inline int spate_ring_retired(const struct spate_ring *r)
+{
+	/* Relaxed: a flag set once; nothing else is read on the strength of it. */
+	return (int)atomic_load_explicit(&r->sh->meta.retired, memory_order_relaxed);
+}
+/**
+ * Release the first @p nbatches data batches of the last
+ * spate_ring_peek_batches() (a batch-level spate_ring_release()).
+ * Thread: the reader handle's owner.
+ * @return 0, -EINVAL (more than the last peek), -EPIPE (evicted).
+ */
+int spate_ring_release_batches(struct spate_ring_reader *rd, unsigned nbatches);
+
+/** A reader or writer slot whose owner process is gone. */
+struct spate_ring_dead {
+	uint32_t index;  /**< slot index */
+	uint32_t pid;    /**< its owner's pid */
+	uint32_t writer; /**< 1: a writer slot, 0: a reader slot */
+};
+/**
+ * List the reader and writer slots in use whose owner process has died
+ * (kept gates excepted): what spate_ring_reap() would free now. Fills at
+ * most @p max entries of @p out. Slots of the calling process are taken as
+ * alive without a look at /proc. Any thread.
+ * @return the number of such slots (may exceed @p max).
+ */
+int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, unsigned max);
+
 /* Slow paths, called by the inline functions below. */
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need,
@@ -479,11 +568,17 @@ static inline uint64_t spate_ring_batch_len_(uint64_t c, uint64_t pos, uint64_t 
  *
  * @return 0, -EAGAIN (full and the ring fails at once), -ETIMEDOUT (full
  *         for longer than the writer's timeout), -EMSGSIZE (larger than the
- *         ring can ever hold: half its capacity).
+ *         ring can ever hold: half its capacity), -ESTALE (the ring was
+ *         retired: its region is being replaced; reattach).
  */
 static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes,
 				     struct spate_ring_batch *b)
 {
+	/* Relaxed: a flag set once, on a line nobody writes otherwise (it
+	 * stays shared in every cache); a reserve racing with the retirement
+	 * may miss it (see spate_ring_retire). */
+	if (__builtin_expect(atomic_load_explicit(w->retired, memory_order_relaxed) != 0, 0))
+		return -ESTALE;
 	if (bytes > (w->cap >> 1))
 		return -EMSGSIZE;
 	uint64_t need = SPATE_RING_BHDR_SIZE + ((bytes + 7u) & ~(uint64_t)7u);
