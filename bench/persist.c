@@ -195,7 +195,7 @@ static void *produce_main(void *arg)
  * them to a shard log, group-commits per the durability policy, and
  * releases them, as the engine's persistence threads will.
  */
-static int log_case(const char *dir, enum spate_log_durability d, uint32_t size, double secs,
+static int log_case(const char *dir, enum spate_durability d, uint32_t size, double secs,
 		    uint32_t lflags, uint32_t group, struct persist_case *c)
 {
 	static const char *names[] = { "none", "interval", "always" };
@@ -217,10 +217,10 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 
 	memset(c, 0, sizeof(*c));
 	c->impl = "spate";
-	c->durability = names[d];
+	c->durability = names[d - SPATE_DURABILITY_NONE];
 	c->record_size = size;
 	spate_hist_init(&c->ack);
-	snprintf(ldir, sizeof(ldir), "%s/log-%s-%u", dir, names[d], size);
+	snprintf(ldir, sizeof(ldir), "%s/log-%s-%u", dir, c->durability, size);
 	if (posix_memalign(&mem, 1u << 21, msz))
 		return -ENOMEM;
 	prod.per = (unsigned)((64u << 10) / spate_ring_rec_size(size));
@@ -261,7 +261,7 @@ static int log_case(const char *dir, enum spate_log_durability d, uint32_t size,
 			rc = spate_log_sync(l, &durable);
 		if (rc < 0)
 			break;
-		if (d == SPATE_LOG_DURABLE_ALWAYS)
+		if (d == SPATE_DURABILITY_ALWAYS)
 			spate_hist_record(&c->ack, spate_mono_ns() - ta);
 		c->records += recs;
 		/* Written straight from the ring; now the space can be reused. */
@@ -411,8 +411,8 @@ int spate_bench_persist_main(int argc, char **argv)
 		n++;
 	static const uint32_t sizes[] = { 64, 1024 };
 	for (unsigned s = 0; s < 2 && rc >= 0; s++)
-		for (int d = SPATE_LOG_DURABLE_NONE; d <= SPATE_LOG_DURABLE_ALWAYS && rc >= 0; d++)
-			rc = log_case(dir, (enum spate_log_durability)d, sizes[s], secs, lflags, group, &cases[n++]);
+		for (int d = SPATE_DURABILITY_NONE; d <= SPATE_DURABILITY_ALWAYS && rc >= 0; d++)
+			rc = log_case(dir, (enum spate_durability)d, sizes[s], secs, lflags, group, &cases[n++]);
 	if (rc >= 0)
 		rc = raw_case(dir, secs, &cases[n++]);
 	rm_tree(dir);

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/stats_view.h"
+#include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
 #include "spate/slog.h"
@@ -346,7 +346,8 @@ struct put_in {
 static int put_next_line(struct put_in *in, int timeout_ms, const char **line, size_t *len)
 {
 	for (;;) {
-		char *nl = memchr(in->buf + in->start, '\n', in->end - in->start);
+		char *nl = in->end > in->start ? memchr(in->buf + in->start, '\n', in->end - in->start)
+					       : NULL;
 		if (nl || (in->eof && in->start < in->end)) {
 			size_t n = nl ? (size_t)(nl - (in->buf + in->start)) : in->end - in->start;
 			*line = in->buf + in->start;

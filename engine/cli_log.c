@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli_log.c - `spate log verify|dump|stats DIR`: look at a shard's log on
- * disk without changing it (read-only readers; recovery, which may cut a
- * torn tail, happens only when a writer opens the log).
+ * cli_log.c - `spate log verify|dump|stats|repair DIR`: look at a shard's
+ * log on disk without changing it (read-only readers; recovery, which may
+ * cut a torn tail, happens only when a writer opens the log), and record
+ * an operator's decision to skip damaged ranges (`repair`, which appends
+ * to the log's repair journal and changes no segment).
  */
 #include "spate_config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,36 +36,133 @@ static int log_stats(const char *dir)
 	return 0;
 }
 
-static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uint64_t count,
-		    int print)
+static void print_damage(FILE *f, const char *dir, const struct spate_log_damage *d)
+{
+	fprintf(f, "%s: %s: segment %020" PRIu64 ".seg offset %" PRIu64 ", expected seq %" PRIu64 ": %s",
+		dir, d->repaired ? "REPAIRED (skipped by the repair journal)" : "DAMAGED", d->segment,
+		d->offset, d->seq, d->why);
+	if (d->resume_segment == UINT64_MAX)
+		fprintf(f, "; nothing valid after it\n");
+	else
+		fprintf(f, "; resumes at segment %020" PRIu64 ".seg offset %" PRIu64 ", seq %" PRIu64
+			   " (%" PRIu64 " record(s) lost)\n",
+			d->resume_segment, d->resume_offset, d->resume_seq, d->resume_seq - d->seq);
+}
+
+static void verify_cb(const struct spate_log_damage *d, void *arg)
+{
+	print_damage(stdout, arg, d);
+}
+
+/* Every frame of every segment; every damaged range printed. Non-zero
+ * exit on damage that no repair skips. */
+static int log_verify(const char *dir)
+{
+	struct spate_log_verify v;
+	int rc = spate_log_verify(dir, &v, verify_cb, (void *)(uintptr_t)dir);
+
+	if (rc < 0) {
+		fprintf(stderr, "spate log verify: %s: %s\n", dir, strerror(-rc));
+		return rc;
+	}
+	printf("%s: %s: %" PRIu64 " records, %u segment(s), %" PRIu64 " frames", dir,
+	       rc ? "DAMAGED" : "OK", v.records, v.segments, v.frames);
+	if (v.records)
+		printf(" (sequence %" PRIu64 "..%" PRIu64 ")", v.first_seq, v.next_seq - 1);
+	printf(", every frame's CRC-32C and sequence checked");
+	if (v.damaged || v.repaired)
+		printf("; %u damaged range(s), %u skipped by repair, %" PRIu64 " record(s) lost",
+		       v.damaged, v.repaired, v.lost);
+	printf("\n");
+	if (rc)
+		fprintf(stderr, "spate log verify: %s: %d damaged range(s); `spate log repair %s` "
+				"skips them (recorded in the log)\n", dir, rc, dir);
+	return rc ? -EBADMSG : 0;
+}
+
+struct repair_ctx {
+	const char *dir, *note;
+	int done, failed;
+};
+
+static void repair_cb(const struct spate_log_damage *d, void *arg)
+{
+	struct repair_ctx *c = arg;
+
+	if (d->repaired)
+		return;
+	print_damage(stdout, c->dir, d);
+	int rc = spate_log_repair(c->dir, d, c->note);
+	if (rc == 0) {
+		printf("  recorded: readers and recovery skip it\n");
+		c->done++;
+	} else {
+		printf("  NOT recorded: %s\n", rc == -EINVAL ? "no valid frame after it to resume at "
+			"(a damaged tail of the last segment is cut when `spate run` opens the log)"
+			: strerror(-rc));
+		c->failed++;
+	}
+}
+
+/* Record a skip for every damaged range (walking again after each round:
+ * a skip recorded can uncover the next range). */
+static int log_repair(const char *dir, const char *note)
+{
+	struct repair_ctx c = { .dir = dir, .note = note };
+	struct spate_log_verify v;
+	int rc = 0;
+
+	for (int round = 0; round < 1000; round++) {
+		int before = c.done;
+		rc = spate_log_verify(dir, &v, repair_cb, &c);
+		if (rc <= 0 || c.done == before)
+			break;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "spate log repair: %s: %s\n", dir, strerror(-rc));
+		return rc;
+	}
+	printf("%s: %d range(s) recorded as skipped, %d left damaged\n", dir, c.done, rc);
+	return rc ? -EBADMSG : 0;
+}
+
+/* Print records from a position; stops at damage naming it (a duplicate
+ * or any other damage is never passed over silently) and says when it
+ * skips a range the repair journal skips or one retention deleted. */
+static int log_dump(const char *dir, enum spate_log_from from, uint64_t arg, uint64_t count)
 {
 	struct spate_log_reader *rd;
-	struct spate_log_stats st = { 0 };
-	uint64_t n = 0, bytes = 0, skipped_total = 0, next_report = 64ull << 20;
+	uint64_t n = 0;
 	int rc = spate_log_reader_open(dir, from, arg, &rd);
 
 	if (rc < 0) {
 		fprintf(stderr, "spate log: %s: %s\n", dir, strerror(-rc));
 		return rc;
 	}
-	spate_log_stat(dir, &st);
-	for (;;) {
+	while (n < count) {
 		struct spate_ring_rec v[256];
-		uint64_t skipped = 0;
+		uint64_t skipped = 0, rep0 = spate_log_reader_repaired(rd);
 		int k = spate_log_read(rd, v, 256, &skipped);
 		if (k < 0) {
-			fprintf(stderr, "spate log: %s: after %" PRIu64 " records: %s\n", dir, n,
-				k == -EBADMSG ? "a frame fails its CRC or layout check" : strerror(-k));
+			struct spate_log_damage d;
+			if (k == -EBADMSG && spate_log_reader_damage(rd, &d) == 1)
+				print_damage(stderr, dir, &d);
+			else
+				fprintf(stderr, "spate log: %s: after %" PRIu64 " records: %s\n", dir, n,
+					strerror(-k));
 			rc = k;
 			break;
 		}
-		skipped_total += skipped;
+		uint64_t repaired = spate_log_reader_repaired(rd) - rep0;
+		if (repaired)
+			fprintf(stderr, "spate log: %s: skipped %" PRIu64 " record(s) of a range the repair "
+					"journal skips (an operator decision)\n", dir, repaired);
+		if (skipped > repaired)
+			fprintf(stderr, "spate log: %s: skipped %" PRIu64 " record(s) deleted by retention "
+					"while reading\n", dir, skipped - repaired);
 		if (k == 0)
 			break;
 		for (int i = 0; i < k && n < count; i++, n++) {
-			bytes += v[i].len;
-			if (!print)
-				continue;
 			printf("%" PRIu64 " ts=%" PRIu64 " key=%08x len=%u ", v[i].seq, v[i].ts,
 			       v[i].key_hash, v[i].len);
 			const unsigned char *p = v[i].data;
@@ -70,26 +170,8 @@ static int log_walk(const char *dir, enum spate_log_from from, uint64_t arg, uin
 				putchar(p[j] >= 0x20 && p[j] < 0x7f ? p[j] : '.');
 			putchar('\n');
 		}
-		if (n >= count)
-			break;
-		if (!print && bytes >= next_report) {
-			/* Progress of a long scan: payload bytes against the
-			 * segments' size (frames and headers make it a bit less
-			 * than 100% at the end). */
-			if (st.bytes)
-				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB, ~%.0f%%\n", n,
-					bytes >> 20, 100.0 * (double)bytes / (double)st.bytes);
-			else
-				fprintf(stderr, "  %" PRIu64 " records, %" PRIu64 " MiB\n", n,
-					bytes >> 20);
-			next_report += 64ull << 20;
-		}
 	}
 	spate_log_reader_close(rd);
-	if (!print && rc == 0)
-		printf("%s: OK: %" PRIu64 " records, %" PRIu64 " payload bytes, every frame's "
-		       "CRC-32C checked%s\n",
-		       dir, n, bytes, skipped_total ? " (retention skipped some)" : "");
 	return rc;
 }
 
@@ -98,14 +180,16 @@ int spate_cli_log(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "from", required_argument, 0, 'f' }, { "at", required_argument, 0, 'a' },
 		{ "count", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' },
+		{ "note", required_argument, 0, 'N' },
 		{ 0, 0, 0, 0 },
 	};
 	enum spate_log_from from = SPATE_LOG_FROM_OLDEST;
 	uint64_t arg = 0, count = UINT64_MAX;
+	const char *note = NULL;
 	int c;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n");
+		fprintf(stderr, "usage: spate log verify|dump|stats|repair DIR [--from SEQ|--at TIME] [-n N] [--note TEXT]\n");
 		return -EINVAL;
 	}
 	optind = 3;
@@ -123,19 +207,23 @@ int spate_cli_log(int argc, char **argv)
 					optarg);
 				return -EINVAL;
 			}
+		} else if (c == 'N') {
+			note = optarg;
 		} else if (c == 'n') {
 			count = strtoull(optarg, NULL, 0);
 		} else {
-			fprintf(stderr, "usage: spate log verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n");
+			fprintf(stderr, "usage: spate log verify|dump|stats|repair DIR [--from SEQ|--at TIME] [-n N] [--note TEXT]\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
 	if (!strcmp(argv[1], "stats"))
 		return log_stats(argv[2]);
 	if (!strcmp(argv[1], "verify"))
-		return log_walk(argv[2], SPATE_LOG_FROM_OLDEST, 0, UINT64_MAX, 0);
+		return log_verify(argv[2]);
+	if (!strcmp(argv[1], "repair"))
+		return log_repair(argv[2], note);
 	if (!strcmp(argv[1], "dump"))
-		return log_walk(argv[2], from, arg, count, 1);
-	fprintf(stderr, "spate log: unknown command '%s' (verify, dump, stats)\n", argv[1]);
+		return log_dump(argv[2], from, arg, count);
+	fprintf(stderr, "spate log: unknown command '%s' (verify, dump, stats, repair)\n", argv[1]);
 	return -EINVAL;
 }

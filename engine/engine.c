@@ -557,7 +557,14 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		*out = NULL;
 		return -EEXIST;
 	}
-	if (rc != -ENOENT) {
+	if (rc == -EBADMSG || rc == -EPROTO) {
+		/* Stale: corrupt, or left by an engine of an earlier layout. We
+		 * hold the bus's lock, so no engine serves it; a memory-only
+		 * stream has nothing else to recover it from. */
+		spate_slog(SPATE_LOG_WARN, NULL, "stream %s: its shared memory is unreadable (%s): "
+			   "removed and created anew", cs->name, strerror(-rc));
+		spate_stream_unlink(e->cfg->bus, cs->name);
+	} else if (rc != -ENOENT) {
 		snprintf(err, errlen, "stream %s: attach: %s", cs->name, strerror(-rc));
 		return rc;
 	}

@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/stats_view.h"
+#include "engine/metrics_http.h"
 #include "spate/config.h"
 
 /* A growing output buffer. */

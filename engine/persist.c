@@ -80,10 +80,7 @@ static void log_params(const struct spate_config_stream *cs, struct spate_log_pa
 {
 	memset(lp, 0, sizeof(*lp));
 	lp->segment_bytes = cs->segment_size;
-	lp->durability = cs->durability == SPATE_DURABILITY_ALWAYS ? SPATE_LOG_DURABLE_ALWAYS
-			 : cs->durability == SPATE_DURABILITY_INTERVAL
-				 ? SPATE_LOG_DURABLE_INTERVAL
-				 : SPATE_LOG_DURABLE_NONE;
+	lp->durability = cs->durability; /* one type: spate/durability.h */
 	lp->interval_ns = cs->durability_interval_ns;
 	lp->retention_ns = cs->retention_ns;
 	lp->retention_bytes = cs->retention_bytes;

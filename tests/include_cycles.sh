@@ -4,7 +4,8 @@
 #
 # A module is a .c file with the headers named after it: engine/x.c,
 # engine/x.h (internal), include/spate/x.h (public), and x_pvt.h,
-# x_layout.h (private layout), and x_host.h (the loader side of a module). Module A imports B when a file of A
+# x_layout.h (private layout) and x_host.h (an internal side), unless they
+# have a .c file of their own. Module A imports B when a file of A
 # #includes a header of B. The module graph must be acyclic (tsort finds a
 # loop, and the loop is printed).
 #
@@ -24,10 +25,13 @@ status=0
 module() { # path -> module name
 	b=$(basename "$1")
 	b=${b%.*}
-	b=${b%_pvt}
-	b=${b%_layout}
-	b=${b%_host} # plugin_host.h: the loader's side of plugin.c
-	# stats_view.c (the snapshot model over the counters region) is a module of its own: it reads streams, which stats (the region) must not.
+	# A header with a .c of its own is that module's; else the suffixes
+	# below name the module whose private part it is.
+	if [ ! -f "$root/engine/$b.c" ] && [ ! -f "$root/rings/$b.c" ]; then
+		b=${b%_pvt}
+		b=${b%_layout}
+		b=${b%_host} # plugin_host.h: the loader's side of plugin.c
+	fi
 	echo "$b"
 }
 
@@ -65,7 +69,8 @@ check '#include' "$tmp/inc"
 if [ -n "$lib" ]; then
 	nm -A "$lib" 2>/dev/null | awk '
 		{ n = split($1, p, ":"); o = p[n - 1]; sub(/\.c\.o$/, "", o);
-		  sub(/^\.\._[a-z]+_/, "", o) }
+		  sub(/^\.\._[a-z]+_/, "", o)
+		  sub(/^log_[a-z_]+$/, "log", o) } # engine/log/*.c: one module (log_pvt.h)
 		$2 == "U" { print o, $3 > "'"$tmp/use"'" }
 		$2 ~ /^[TDBR]$/ { print $3, o > "'"$tmp/def"'" }' || true
 	[ -s "$tmp/use" ] && [ -s "$tmp/def" ] || { echo "include_cycles: no symbols in $lib" >&2; exit 1; }

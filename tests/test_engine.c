@@ -1621,3 +1621,33 @@ Test(engine, engine_of_another_state_dir_refused, .timeout = 30)
 	close(go[1]);
 	bus_done(&b);
 }
+
+/* A memory-only stream whose region is unreadable (here: an earlier layout
+ * version, as an engine of an older build leaves it) is stale: the engine,
+ * holding the bus's lock, removes it and creates the stream anew instead of
+ * refusing to start. */
+Test(engine, stale_unreadable_region_is_recreated, .timeout = 30)
+{
+	struct bus b;
+	struct spate_stream *s = NULL;
+
+	bus_init(&b, "stale");
+	bus_stream(&b, "in", 1, 64 * 1024);
+	struct spate_stream_params sp = { .shards = 1, .ring_size = 64 * 1024,
+					  .ring_flags = SPATE_RING_F_MULTI_WRITER |
+							SPATE_RING_F_FULL_WAIT,
+					  .shm_flags = SPATE_SHM_F_NO_HUGE };
+	cr_assert_eq(spate_stream_create(b.name, "in", &sp, &s), 0);
+	uint64_t old = spate_stream_incarnation(s);
+	struct spate_stream_hdr *h = spate_shm_user(spate_stream_shm(s));
+	h->layout_version = SPATE_STREAM_LAYOUT_VERSION - 1;
+	spate_stream_close(s);
+	cr_assert_eq(spate_stream_attach(b.name, "in", &s), -EPROTO);
+	bus_open(&b);
+	struct spate_stream *in = spate_engine_stream(b.e, "in");
+	cr_assert_neq(spate_stream_incarnation(in), old);
+	struct spate_producer *p = producer_of(in);
+	produce(p, 0, 10, 1, NULL);
+	spate_producer_close(p);
+	bus_done(&b);
+}

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -242,7 +243,7 @@ static void remove_clean(const char *dir)
 static void roundtrip(uint32_t flags)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_ALWAYS, .flags = flags};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_ALWAYS, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 
@@ -333,7 +334,7 @@ Test(log, roundtrip_buffered, .timeout = 60)
 static void sync_in_flight(uint32_t flags)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = flags};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_NONE, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	if (!rep.direct) {
@@ -515,7 +516,7 @@ static void *sync_thread(void *arg)
 Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_INTERVAL, .interval_ns = 50000000};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_INTERVAL, .interval_ns = 50000000};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	uint64_t b1[64], b2[64];
@@ -549,7 +550,7 @@ Test(log, interval_durability_and_sync_from_another_thread, .timeout = 60)
 Test(log, direct_write_in_flight_then_sync_from_another_thread, .timeout = 60)
 {
 	char *dir = make_dir();
-	struct spate_log_params p = {.durability = SPATE_LOG_DURABLE_NONE, .flags = SPATE_LOG_F_DIRECT};
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_NONE, .flags = SPATE_LOG_F_DIRECT};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
 	if (!rep.direct || !rep.io_uring) {
@@ -1097,7 +1098,7 @@ Test(log, zero_tail_padding_bound, .timeout = 60)
  * prefix (no hole followed by valid frames, which open would refuse), and
  * INTERVAL's acknowledged durable records must be there.
  */
-static void direct_group_child(const char *dir, int wfd, enum spate_log_durability d)
+static void direct_group_child(const char *dir, int wfd, enum spate_durability d)
 {
 	struct spate_log_params p = {.durability = d, .interval_ns = 2000000, .segment_bytes = 16u << 20,
 				     .flags = SPATE_LOG_F_DIRECT};
@@ -1153,7 +1154,7 @@ Test(log, direct_crash_with_writes_in_flight, .timeout = 300)
 		cr_assert_geq(pid, 0, "fork");
 		if (pid == 0) {
 			close(pfd[0]);
-			direct_group_child(dir, pfd[1], round % 2 ? SPATE_LOG_DURABLE_INTERVAL : SPATE_LOG_DURABLE_NONE);
+			direct_group_child(dir, pfd[1], round % 2 ? SPATE_DURABILITY_INTERVAL : SPATE_DURABILITY_NONE);
 		}
 		close(pfd[1]);
 		struct timespec ts = {0, (long)(10 + rand() % 40) * 1000000L};
@@ -1221,7 +1222,7 @@ static void mount_small(char *mnt, int ext4)
 	}
 }
 
-static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
+static void disk_full(uint32_t flags, int ext4, enum spate_durability dur)
 {
 	char *mnt = make_dir();
 	mount_small(mnt, ext4);
@@ -1242,7 +1243,7 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 
 	/* Durability none: one segment, so the full disk hits a data write
 	 * (in flight), not a segment creation. */
-	struct spate_log_params p = {.segment_bytes = dur == SPATE_LOG_DURABLE_NONE ? 8u << 20 : 256 * 1024,
+	struct spate_log_params p = {.segment_bytes = dur == SPATE_DURABILITY_NONE ? 8u << 20 : 256 * 1024,
 				     .durability = dur, .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = open_log(dir, &p, &rep);
@@ -1293,7 +1294,7 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 	rc = spate_log_sync(l, &durable);
 	cr_assert_eq(rc, 0, "sync after space returned: %d", rc);
 	uint64_t end = spate_log_next_seq(l);
-	if (dur == SPATE_LOG_DURABLE_ALWAYS) {
+	if (dur == SPATE_DURABILITY_ALWAYS) {
 		cr_assert_eq(durable, end, "all durable");
 	} else {
 		/* Nothing appended since: the sync waited for the last write. */
@@ -1329,22 +1330,22 @@ static void disk_full(uint32_t flags, int ext4, enum spate_log_durability dur)
 
 Test(log, disk_full_then_resume_io_uring, .timeout = 120)
 {
-	disk_full(0, 0, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(0, 0, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_then_resume_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_NO_URING, 0, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_io_uring, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_DURABILITY_ALWAYS);
 }
 
 Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_ALWAYS);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_DURABILITY_ALWAYS);
 }
 
 /* Durability none: the write that hits the full disk is usually still in
@@ -1352,12 +1353,12 @@ Test(log, disk_full_direct_ext4_pwrite, .timeout = 120)
  * staged is lost once space returns. */
 Test(log, disk_full_direct_ext4_in_flight, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_LOG_DURABLE_NONE);
+	disk_full(SPATE_LOG_F_DIRECT, 1, SPATE_DURABILITY_NONE);
 }
 
 Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
 {
-	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_LOG_DURABLE_NONE);
+	disk_full(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING, 1, SPATE_DURABILITY_NONE);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1366,7 +1367,7 @@ Test(log, disk_full_direct_ext4_in_flight_pwrite, .timeout = 120)
 
 static void crash_child(const char *dir, int wfd, uint32_t flags)
 {
-	struct spate_log_params p = {.segment_bytes = 65536, .durability = SPATE_LOG_DURABLE_ALWAYS,
+	struct spate_log_params p = {.segment_bytes = 65536, .durability = SPATE_DURABILITY_ALWAYS,
 				     .flags = flags};
 	struct spate_log_recovery rep;
 	struct spate_log *l = NULL;
@@ -1434,5 +1435,472 @@ Test(log, crash_loop, .timeout = 300)
 	}
 	cr_log_info("crash loop: 20 rounds, %" PRIu64 " records durable, torn tail cut in %u rounds",
 		    max_durable, cut_rounds);
+	rm_dir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* File modes                                                               */
+/* ------------------------------------------------------------------------ */
+
+static unsigned mode_of(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	cr_assert_eq(stat(p, &st), 0, "stat %s: %s", p, strerror(errno));
+	return (unsigned)(st.st_mode & 07777);
+}
+
+/* Every file the log creates is 0640 in a 0750 directory (0660/0770 with
+ * GROUP_WRITE), under a permissive and a strict umask alike. */
+static void modes(mode_t um, uint32_t flags, unsigned fmode, unsigned dmode)
+{
+	char *top = make_dir(), dir[600], name[64];
+	struct spate_log_params p = {.flags = flags};
+
+	snprintf(dir, sizeof(dir), "%s/shard", top);
+	mode_t old = umask(um);
+	fill(dir, &p, 20);
+	umask(old);
+	cr_assert_eq(mode_of(top, "shard"), dmode, "directory mode %o", mode_of(top, "shard"));
+	snprintf(name, sizeof(name), "%020d.seg", 0);
+	cr_assert_eq(mode_of(dir, name), fmode, "segment mode %o", mode_of(dir, name));
+	snprintf(name, sizeof(name), "%020d.idx", 0);
+	cr_assert_eq(mode_of(dir, name), fmode, "index mode %o", mode_of(dir, name));
+	cr_assert_eq(mode_of(dir, "CLEAN"), fmode, "marker mode %o", mode_of(dir, "CLEAN"));
+	rm_dir(top);
+}
+
+Test(log, files_0640_in_0750_whatever_the_umask, .timeout = 30)
+{
+	modes(0, 0, 0640, 0750);
+	modes(077, 0, 0640, 0750);
+	modes(022, SPATE_LOG_F_GROUP_WRITE, 0660, 0770);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Damage: never an end, never retention; verify, repair                    */
+/* ------------------------------------------------------------------------ */
+
+/* Offsets of the frames of segment file @p path (at most @p max). */
+static size_t frame_offsets(const char *path, uint64_t *off, size_t max)
+{
+	int fd = open(path, O_RDONLY);
+	uint64_t o = 4096, sz = fsize(path);
+	size_t n = 0;
+
+	cr_assert_geq(fd, 0, "open %s", path);
+	while (o + 16 <= sz && n < max) {
+		uint32_t h[2];
+		cr_assert_eq(pread(fd, h, sizeof(h), (off_t)o), (ssize_t)sizeof(h), "pread");
+		if (h[0] != SPATE_LOG_FRAME_MAGIC)
+			break;
+		off[n++] = o;
+		o += 16 + h[1];
+	}
+	close(fd);
+	return n;
+}
+
+/* Read @p dir from the oldest record: every record checked, nothing
+ * skipped; @return the read's final result (0 at the end, or an error),
+ * *next the sequence after the last record read. */
+static int read_until_error(const char *dir, uint32_t flags, uint64_t *next, uint64_t *skipped_total,
+			    struct spate_log_damage *d)
+{
+	struct spate_log_reader *rd = NULL;
+	struct spate_ring_rec recs[16];
+	int rc = spate_log_reader_open_flags(dir, SPATE_LOG_FROM_OLDEST, 0, flags, &rd);
+
+	cr_assert_eq(rc, 0, "reader_open: %d", rc);
+	*next = 0;
+	*skipped_total = 0;
+	for (;;) {
+		uint64_t skipped = 0;
+		int got = spate_log_read(rd, recs, 16, &skipped);
+		*skipped_total += skipped;
+		*next += skipped;
+		if (got <= 0) {
+			if (got == -EBADMSG && d)
+				cr_assert_eq(spate_log_reader_damage(rd, d), 1, "damage reported");
+			spate_log_reader_close(rd);
+			return got;
+		}
+		for (int i = 0; i < got; i++)
+			check_rec(&recs[i], (*next)++);
+	}
+}
+
+struct dmg_list {
+	struct spate_log_damage d[16];
+	unsigned n;
+};
+
+static void dmg_collect(const struct spate_log_damage *d, void *arg)
+{
+	struct dmg_list *l = arg;
+
+	cr_log_info("damage: seg %" PRIu64 " off %" PRIu64 " seq %" PRIu64 " -> %" PRIu64 "/%" PRIu64 "/%" PRIu64
+		    " repaired %d: %s",
+		    d->segment, d->offset, d->seq, d->resume_segment, d->resume_offset, d->resume_seq,
+		    d->repaired, d->why);
+	if (l->n < 16)
+		l->d[l->n++] = *d;
+}
+
+/* A log of several 16 KiB segments, closed; *seg0 = the first one's path. */
+static uint64_t multi_seg(const char *dir, char *seg0, size_t sz)
+{
+	struct spate_log_params p = {.segment_bytes = 16384, .flags = SPATE_LOG_F_BUFFERED};
+	uint64_t end = fill(dir, &p, 400);
+
+	seg_path(dir, 0, seg0, sz);
+	return end;
+}
+
+/* Damage in an older segment (here: a frame header zeroed, which a live
+ * reader takes for "not written yet") stops readers and recovery at the
+ * exact place, and is not retention; a repair lets both go on, saying so. */
+static void older_segment_damage(int zero_header)
+{
+	char *dir = make_dir(), seg[512];
+	uint64_t end = multi_seg(dir, seg, sizeof(seg)), offs[256];
+	size_t nf = frame_offsets(seg, offs, 256);
+	cr_assert_geq(nf, 6, "frames in segment 0: %zu", nf);
+	uint64_t at = offs[nf / 2];
+	if (zero_header) {
+		uint8_t z[16] = {0};
+		int fd = open(seg, O_RDWR);
+		cr_assert_eq(pwrite(fd, z, 16, (off_t)at), 16, "zero a frame header");
+		close(fd);
+	} else {
+		flip_byte(seg, at + 16 + 40);
+	}
+	/* The records before the damage, then -EBADMSG at it: nothing
+	 * reported as skipped, with both reader modes. */
+	uint32_t modes[] = {0, SPATE_LOG_RD_F_PREAD, SPATE_LOG_RD_F_PER_FRAME};
+	uint64_t next = 0, skipped = 0;
+	struct spate_log_damage d;
+	for (unsigned m = 0; m < 3; m++) {
+		int rc = read_until_error(dir, modes[m], &next, &skipped, &d);
+		cr_assert_eq(rc, -EBADMSG, "mode %u: reader stops at the damage: %d (read to %" PRIu64 ")", m,
+			     rc, next);
+		cr_assert_eq(skipped, 0, "mode %u: damage is not retention (%" PRIu64 " skipped)", m, skipped);
+		cr_assert_eq(d.segment, 0, "segment");
+		cr_assert_eq(d.offset, at, "offset %" PRIu64 ", want %" PRIu64, d.offset, at);
+		cr_assert_eq(d.seq, next, "expected seq %" PRIu64 ", want %" PRIu64, d.seq, next);
+		cr_assert_neq(d.resume_segment, UINT64_MAX, "a resume point");
+		cr_assert_gt(d.resume_seq, d.seq, "records lost");
+	}
+	/* Recovery refuses it (the damage is before the last index entry). */
+	struct spate_log *l = NULL;
+	struct spate_log_recovery rep;
+	int rc = spate_log_open(dir, NULL, &l, &rep);
+	cr_assert_eq(rc, -EBADMSG, "open refuses: %d (%s)", rc, rep.message);
+	/* verify: exactly this range. */
+	struct dmg_list dl = {0};
+	struct spate_log_verify v;
+	rc = spate_log_verify(dir, &v, dmg_collect, &dl);
+	cr_assert_eq(rc, 1, "one damaged range: %d", rc);
+	cr_assert_eq(dl.n, 1, "reported once");
+	cr_assert_eq(dl.d[0].offset, at, "verify offset");
+	cr_assert_eq(dl.d[0].seq, d.seq, "verify seq");
+	cr_assert_eq(dl.d[0].resume_seq, d.resume_seq, "verify resume");
+	/* Repair: recorded once, then readers and recovery go on past it. */
+	cr_assert_eq(spate_log_repair(dir, &d, "test"), 0, "repair");
+	cr_assert_eq(spate_log_repair(dir, &d, "test"), -EEXIST, "recorded once");
+	rc = spate_log_verify(dir, &v, NULL, NULL);
+	cr_assert_eq(rc, 0, "verify after repair: %d", rc);
+	cr_assert_eq(v.repaired, 1, "reported as repaired");
+	cr_assert_eq(v.lost, d.resume_seq - d.seq, "lost");
+	for (unsigned m = 0; m < 3; m++) {
+		rc = read_until_error(dir, modes[m], &next, &skipped, NULL);
+		cr_assert_eq(rc, 0, "mode %u: reads to the end: %d", m, rc);
+		cr_assert_eq(next, end, "mode %u: up to %" PRIu64 ", want %" PRIu64, m, next, end);
+		cr_assert_eq(skipped, d.resume_seq - d.seq, "mode %u: the skip reported", m);
+	}
+	l = open_log(dir, NULL, &rep);
+	cr_log_info("open after repair: %s", rep.message);
+	cr_assert_eq(rep.repaired, d.resume_seq - d.seq, "recovery says what it skipped");
+	cr_assert(strstr(rep.message, "repair journal") != NULL, "message: %s", rep.message);
+	cr_assert_eq(rep.next_seq, end, "next_seq");
+	uint64_t e2 = write_batches(l, 10, 9000, 1, 5);
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	rc = read_until_error(dir, 0, &next, &skipped, NULL);
+	cr_assert_eq(rc, 0, "read after append");
+	cr_assert_eq(next, e2, "all of it");
+	rm_dir(dir);
+}
+
+Test(log, older_segment_zeroed_frame_is_damage_not_retention, .timeout = 60)
+{
+	older_segment_damage(1);
+}
+
+Test(log, older_segment_bad_crc_stops_reader_precisely, .timeout = 60)
+{
+	older_segment_damage(0);
+}
+
+/* Rewrite segment @p path with its frames in the order @p order (indexes
+ * into its frames, @p n of them; the rest of the frames dropped). */
+static void reorder_frames(const char *path, const int *order, size_t n)
+{
+	uint64_t offs[512], sz = fsize(path);
+	size_t nf = frame_offsets(path, offs, 512);
+	int fd = open(path, O_RDWR);
+	uint8_t *in = malloc(sz), *out = malloc(sz * 2);
+
+	cr_assert(in && out && fd >= 0, "setup");
+	cr_assert_eq(pread(fd, in, sz, 0), (ssize_t)sz, "read");
+	memcpy(out, in, 4096);
+	uint64_t o = 4096;
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_lt((size_t)order[i], nf, "frame %d", order[i]);
+		uint64_t a = offs[order[i]], b = (size_t)order[i] + 1 < nf ? offs[order[i] + 1] : sz;
+		memcpy(out + o, in + a, b - a);
+		o += b - a;
+	}
+	cr_assert_eq(ftruncate(fd, 0), 0, "truncate");
+	cr_assert_eq(pwrite(fd, out, o, 0), (ssize_t)o, "write");
+	close(fd);
+	free(in);
+	free(out);
+}
+
+/* Dropped, duplicated and swapped frames (all CRC-valid) are damage for
+ * verify, the reader (a duplicate is never dropped silently) and recovery. */
+Test(log, dropped_duplicated_swapped_frames, .timeout = 60)
+{
+	const char *what[] = {"dropped", "duplicated", "swapped"};
+	for (int k = 0; k < 3; k++) {
+		char *dir = make_dir(), seg[512];
+		multi_seg(dir, seg, sizeof(seg));
+		uint64_t offs[256];
+		size_t nf = frame_offsets(seg, offs, 256);
+		int order[256], n = 0;
+		for (int i = 0; i < (int)nf; i++) {
+			if (k == 0 && i == 3)
+				continue; /* dropped */
+			order[n++] = k == 2 && i == 3 ? 4 : k == 2 && i == 4 ? 3 : i;
+			if (k == 1 && i == 3)
+				order[n++] = 3; /* duplicated */
+		}
+		reorder_frames(seg, order, (size_t)n);
+		struct dmg_list dl = {0};
+		struct spate_log_verify v;
+		int rc = spate_log_verify(dir, &v, dmg_collect, &dl);
+		cr_assert_gt(rc, 0, "%s: verify reports damage: %d", what[k], rc);
+		cr_assert_eq(dl.d[0].segment, 0, "%s: segment", what[k]);
+		uint64_t next, skipped;
+		struct spate_log_damage d;
+		rc = read_until_error(dir, 0, &next, &skipped, &d);
+		cr_assert_eq(rc, -EBADMSG, "%s: reader stops: %d at %" PRIu64, what[k], rc, next);
+		cr_assert_eq(d.offset, dl.d[0].offset, "%s: reader and verify agree", what[k]);
+		cr_assert_eq(skipped, 0, "%s: nothing skipped", what[k]);
+		struct spate_log *l = NULL;
+		struct spate_log_recovery rep;
+		rc = spate_log_open(dir, NULL, &l, &rep);
+		cr_assert_eq(rc, -EBADMSG, "%s: open refuses: %d", what[k], rc);
+		rm_dir(dir);
+	}
+}
+
+/* An earlier segment cut short (its last frames lost) is a gap before the
+ * next segment: damage, not "retention skipped some". */
+Test(log, truncated_earlier_segment_is_damage, .timeout = 60)
+{
+	char *dir = make_dir(), seg[512];
+	uint64_t end = multi_seg(dir, seg, sizeof(seg)), offs[256];
+	size_t nf = frame_offsets(seg, offs, 256);
+	cr_assert_eq(truncate(seg, (off_t)offs[nf - 2]), 0, "truncate");
+	struct dmg_list dl = {0};
+	struct spate_log_verify v;
+	int rc = spate_log_verify(dir, &v, dmg_collect, &dl);
+	cr_assert_eq(rc, 1, "verify: one range: %d", rc);
+	cr_assert_eq(dl.d[0].offset, offs[nf - 2], "at the cut");
+	cr_assert_gt(dl.d[0].resume_segment, 0, "resumes in the next segment");
+	uint64_t next, skipped;
+	struct spate_log_damage d;
+	rc = read_until_error(dir, 0, &next, &skipped, &d);
+	cr_assert_eq(rc, -EBADMSG, "reader stops: %d", rc);
+	cr_assert_eq(skipped, 0, "not retention");
+	cr_assert_eq(spate_log_repair(dir, &d, NULL), 0, "repair");
+	rc = read_until_error(dir, 0, &next, &skipped, NULL);
+	cr_assert_eq(rc, 0, "read after repair");
+	cr_assert_eq(next, end, "to the end");
+	cr_assert_eq(skipped, d.resume_seq - d.seq, "the gap reported");
+	rm_dir(dir);
+}
+
+/* A frame claiming 1 GiB in a 6 KB segment: the readers check that it fits
+ * before allocating anything of that size (the child runs with a 256 MiB
+ * address-space limit where the sanitizers allow one). */
+Test(log, huge_frame_length_rejected_before_allocation, .timeout = 60)
+{
+	char *dir = make_dir(), seg[512];
+	multi_seg(dir, seg, sizeof(seg));
+	uint64_t offs[256];
+	size_t nf = frame_offsets(seg, offs, 256);
+	cr_assert_gt(nf, 3, "frames");
+	cr_assert_eq(truncate(seg, 6000), 0, "a 6 KB segment");
+	nf = frame_offsets(seg, offs, 256);
+	uint32_t big = 1u << 30;
+	int fd = open(seg, O_RDWR);
+	cr_assert_eq(pwrite(fd, &big, 4, (off_t)offs[1] + 4), 4, "claim 1 GiB");
+	close(fd);
+	uint32_t modes[] = {0, SPATE_LOG_RD_F_PREAD, SPATE_LOG_RD_F_PER_FRAME};
+	for (unsigned m = 0; m < 3; m++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0, "fork");
+		if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+			struct rlimit lim = {256u << 20, 256u << 20};
+			setrlimit(RLIMIT_AS, &lim);
+#endif
+			uint64_t next, skipped;
+			struct spate_log_damage d;
+			int rc = read_until_error(dir, modes[m], &next, &skipped, &d);
+			_exit(rc == -EBADMSG && d.offset == offs[1] ? 0 : rc == -ENOMEM ? 3 : 4);
+		}
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid, "waitpid");
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mode %u: child: %d", m, st);
+	}
+	struct spate_log_verify v;
+	cr_assert_geq(spate_log_verify(dir, &v, NULL, NULL), 1, "verify: damaged");
+	rm_dir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* fdatasync failures (fsyncgate)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* The fault hook (tests/meson.build builds the log into this suite with
+ * -DSPATE_LOG_FAULTS): the next fault_n fdatasync results of the writer
+ * become fault_err. */
+int spate_log_fault_sync(int res);
+static atomic_int fault_n, fault_err;
+
+int spate_log_fault_sync(int res)
+{
+	/* Relaxed: armed and hit on the test's own thread. */
+	if (atomic_load_explicit(&fault_n, memory_order_relaxed) > 0) {
+		atomic_fetch_sub_explicit(&fault_n, 1, memory_order_relaxed);
+		return atomic_load_explicit(&fault_err, memory_order_relaxed);
+	}
+	return res;
+}
+
+static void fault_arm(int n, int err)
+{
+	atomic_store_explicit(&fault_err, err, memory_order_relaxed);
+	atomic_store_explicit(&fault_n, n, memory_order_relaxed);
+}
+
+/*
+ * Durability ALWAYS: a failed fdatasync acknowledges nothing; the segment
+ * is cut back to its last durable frame (the pages the failed sync covered
+ * are never trusted), and the next sync writes the frames again from the
+ * caller's memory, which it still holds, before syncing; the log then reads
+ * back whole, across a roll. Failing again keeps failing without losing.
+ */
+static void fsync_fails_always(uint32_t flags)
+{
+	char *dir = make_dir(), seg[512];
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_ALWAYS, .segment_bytes = 65536,
+				     .flags = flags};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	static uint64_t held[40][80];
+	uint64_t end = write_batches(l, 30, 1000, 1, 3);
+	for (int round = 0; round < 40; round++) {
+		seg_path(dir, -1, seg, sizeof(seg));
+		uint64_t size0 = fsize(seg), d0 = spate_log_durable_seq(l);
+		cr_assert_eq(d0, end, "durable before");
+		unsigned nb = 1 + round % 5;
+		for (unsigned i = 0; i < nb; i++) {
+			uint64_t base = spate_log_next_seq(l);
+			size_t len = make_batch(held[i], base, batch_count(base), 2000 + round);
+			cr_assert_eq(spate_log_append(l, held[i], len), 0, "append");
+		}
+		uint64_t dur = 0;
+		fault_arm(1 + round % 2, -EIO);
+		int rc = spate_log_sync(l, &dur);
+		cr_assert_eq(rc, -EIO, "round %d: the failure is reported: %d", round, rc);
+		cr_assert_eq(spate_log_durable_seq(l), d0, "round %d: nothing acknowledged", round);
+		char now[512];
+		seg_path(dir, -1, now, sizeof(now));
+		if (!strcmp(now, seg)) /* (O_DIRECT may keep a zero-padded block) */
+			cr_assert_leq(fsize(seg), ((size0 + 4095) & ~(uint64_t)4095), "round %d: cut back to the durable end", round);
+		cr_assert_eq(spate_log_written_seq(l), d0, "round %d: written rewound", round);
+		fault_arm(0, 0);
+		rc = spate_log_sync(l, &dur);
+		if (rc == -EIO) /* two faults armed: the rewrite failed too */
+			rc = spate_log_sync(l, &dur);
+		cr_assert_eq(rc, 0, "round %d: written again and synced: %d", round, rc);
+		end = spate_log_next_seq(l);
+		cr_assert_eq(dur, end, "round %d: durable after the rewrite", round);
+		memset(held, 0xa5, sizeof(held)); /* released: the log must not need it */
+	}
+	cr_assert_eq(spate_log_close(l), 0, "close");
+	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end);
+	struct spate_log_verify v;
+	cr_assert_eq(spate_log_verify(dir, &v, NULL, NULL), 0, "verify");
+	rm_dir(dir);
+}
+
+Test(log, fsync_failure_rewrites_buffered_io_uring, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_BUFFERED);
+}
+
+Test(log, fsync_failure_rewrites_buffered_pwrite, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_BUFFERED | SPATE_LOG_F_NO_URING);
+}
+
+Test(log, fsync_failure_rewrites_direct_io_uring, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_DIRECT);
+}
+
+Test(log, fsync_failure_rewrites_direct_pwrite, .timeout = 60)
+{
+	fsync_fails_always(SPATE_LOG_F_DIRECT | SPATE_LOG_F_NO_URING);
+}
+
+/* Durability INTERVAL: frames written by syncs without an fdatasync were
+ * released by the caller; when the next fdatasync fails they cannot be
+ * written again, so the log fails loudly for good: every later sync
+ * reports -EIO, durable_seq never moves, close writes no clean marker. */
+Test(log, fsync_failure_after_released_frames_fails_the_log, .timeout = 60)
+{
+	char *dir = make_dir();
+	struct spate_log_params p = {.durability = SPATE_DURABILITY_INTERVAL, .interval_ns = 200000000,
+				     .flags = SPATE_LOG_F_BUFFERED};
+	struct spate_log_recovery rep;
+	struct spate_log *l = open_log(dir, &p, &rep);
+	uint64_t end = write_batches(l, 20, 1000, 1, 2); /* within the interval: no fdatasync */
+	uint64_t d0 = spate_log_durable_seq(l);
+	cr_assert_lt(d0, end, "written, not durable yet");
+	struct timespec ts = {0, 250000000};
+	nanosleep(&ts, NULL);
+	static uint64_t b[80];
+	size_t len = make_batch(b, end, batch_count(end), 3000);
+	cr_assert_eq(spate_log_append(l, b, len), 0, "append");
+	fault_arm(1, -EIO);
+	uint64_t dur = 0;
+	cr_assert_eq(spate_log_sync(l, &dur), -EIO, "fdatasync failure reported");
+	for (int i = 0; i < 3; i++) {
+		nanosleep(&ts, NULL);
+		cr_assert_eq(spate_log_sync(l, &dur), -EIO, "still failed (no retried fdatasync)");
+	}
+	cr_assert_eq(spate_log_durable_seq(l), d0, "nothing acknowledged");
+	cr_assert_eq(spate_log_close(l), -EIO, "close reports it");
+	char m[600];
+	snprintf(m, sizeof(m), "%s/CLEAN", dir);
+	cr_assert_neq(access(m, F_OK), 0, "no clean marker");
 	rm_dir(dir);
 }

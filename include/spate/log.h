@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spate/durability.h"
 #include "spate/ring.h"
 
 #ifdef __cplusplus
@@ -37,17 +38,14 @@ extern "C" {
 #define SPATE_LOG_FORMAT_MIN_VERSION 1u
 #define SPATE_LOG_FRAME_MAGIC 0x46525053u /* "SPRF" */
 
-/** When appended data is made durable. */
-enum spate_log_durability {
-	SPATE_LOG_DURABLE_NONE = 0,     /**< page cache; fdatasync only at close */
-	SPATE_LOG_DURABLE_INTERVAL = 1, /**< group commit every interval_ns */
-	SPATE_LOG_DURABLE_ALWAYS = 2,   /**< every spate_log_sync() is a group commit */
-};
-
 /** Parameters of a log. Zero-initialise; 0 means the default. */
 struct spate_log_params {
 	uint64_t segment_bytes;   /**< roll a segment past this size (default 64 MiB) */
-	enum spate_log_durability durability;
+	/** When appended data is made durable: NONE (fdatasync only at close
+	 *  and when a segment rolls), INTERVAL (a group commit every
+	 *  interval_ns), ALWAYS (every spate_log_sync() is a group commit).
+	 *  OFF (0, the zero value) is taken as NONE: a log is open. */
+	enum spate_durability durability;
 	uint64_t interval_ns;     /**< with INTERVAL (default 10 ms) */
 	uint64_t retention_ns;    /**< delete segments whose newest record is older (0 = keep) */
 	uint64_t retention_bytes; /**< keep at most this many bytes of segments (0 = no limit) */
@@ -66,13 +64,15 @@ struct spate_log_params {
 					    with < 4096 zero bytes while written (format
 					    version 2) */
 #define SPATE_LOG_F_REPAIR (1u << 2)   /**< open: cut at mid-segment corruption instead of refusing */
+#define SPATE_LOG_F_GROUP_WRITE (1u << 4) /**< files 0660 in 0770 directories instead of
+					       0640 in 0750 (whatever the umask) */
 #define SPATE_LOG_F_BUFFERED (1u << 3) /**< write through the page cache even where O_DIRECT works
 					    (straight from the caller's batches, no copy) */
 
 /** What opening a log found and did. */
 struct spate_log_recovery {
 	uint32_t segments;        /**< segments found */
-	int clean;                /**< 1: a clean-shutdown marker let the scan be skipped */
+	int clean;                /**< 1: a clean-shutdown marker, and the scan ended where it says */
 	uint64_t first_seq;       /**< oldest retained sequence number (UINT64_MAX: empty) */
 	uint64_t next_seq;        /**< the sequence number the next append must carry */
 	uint64_t truncated_bytes; /**< bytes cut from a torn or corrupt tail */
@@ -82,19 +82,24 @@ struct spate_log_recovery {
 	int direct;               /**< 1 if segments are written with O_DIRECT, 0 page cache (why in message) */
 	uint32_t dio_align;       /**< with direct: file offset and length alignment (statx STATX_DIOALIGN) */
 	int fixed_buffers;        /**< with direct and io_uring: staging buffers registered (WRITE_FIXED) */
+	uint64_t repaired;        /**< records skipped per the repair journal (operator decisions;
+				       the message says where) */
 };
 
 struct spate_log;
 struct spate_log_reader;
 
 /**
- * Open (creating if absent) the log in @p dir, recovering it: verify the
- * tail of the last segment, truncate a torn or corrupt tail and report it
+ * Open (creating if absent) the log in @p dir, recovering it: read and
+ * CRC-check every frame of every segment, truncate a torn or corrupt tail
+ * of the last segment and report it
  * (zero padding after the last frame, left by an O_DIRECT writer, is the
  * end of the log and is dropped silently),
  * rebuild missing or stale indexes, restore the next sequence number. A
- * corrupt frame before the last segment's tail is refused (-EBADMSG, the
- * message says where) unless SPATE_LOG_F_REPAIR.
+ * corrupt frame before the last segment's tail, or any other damage
+ * (struct spate_log_damage), is refused (-EBADMSG, the message says where)
+ * unless the repair journal skips it (then reported in rep->repaired and
+ * the message) or SPATE_LOG_F_REPAIR (cut there, drop what follows).
  * @p rep (may be NULL) says what was found and cut, and whether writes go
  * through io_uring. The directory is created if missing.
  * @return 0, -EBADMSG, -EPROTO (format version), -EINVAL, -ENOMEM,
@@ -169,7 +174,11 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len);
  * @return 0, -ENOSPC (disk full, now or for the write left in flight by the
  *         previous call: the segment is cut back to its last whole frame,
  *         staged batches stay staged and unstaged ones queued, none lost;
- *         call again once there is space), -EIO, -EINVAL (NULL), -errno.
+ *         call again once there is space), -EIO (an fdatasync failed: what it
+ *         covered is written again by the next call if every frame since
+ *         the durable point is still appended and held, else the log stays
+ *         failed and every later call returns -EIO; docs/format.md),
+ *         -EINVAL (NULL), -errno.
  */
 int spate_log_sync(struct spate_log *l, uint64_t *durable);
 
@@ -191,8 +200,13 @@ int spate_log_reader_open(const char *dir, enum spate_log_from from, uint64_t ar
  * Up to @p max records from the current position, from one batch at most;
  * views point into the reader's buffer and stay valid until the next call. A reader whose position was deleted by retention moves to the
  * oldest retained record and reports the gap in @p skipped (may be NULL).
+ * Damage (a bad frame, a sequence jump or repeat, bytes that are not a
+ * frame in a completed segment, a gap between segments) is never skipped
+ * nor reported as retention: the read returns -EBADMSG, stays there, and
+ * spate_log_reader_damage() says where; ranges the repair journal skips are
+ * passed and counted in @p skipped and spate_log_reader_repaired().
  * @return the number of records (0: at the end of what is written),
- *         -EBADMSG (a frame fails its CRC), -errno.
+ *         -EBADMSG (damage), -errno.
  */
 int spate_log_read(struct spate_log_reader *rd, struct spate_ring_rec *out, unsigned max,
 		   uint64_t *skipped);
@@ -223,6 +237,70 @@ int spate_log_reader_open_flags(const char *dir, enum spate_log_from from, uint6
  */
 int spate_log_reader_uring(struct spate_log_reader *rd, int *err);
 void spate_log_reader_close(struct spate_log_reader *rd);
+
+/**
+ * A damaged range of a log: where reading must stop, and the next frame
+ * that continues the log. Damage is a frame that fails its checks (CRC,
+ * layout), bytes that are not frames before the end of a completed
+ * segment, a frame whose sequence number does not continue the previous
+ * one (dropped, duplicated or swapped frames), a bad segment header, or a
+ * segment that does not start where the previous one ended. Never
+ * retention: retention deletes whole segments, oldest first.
+ */
+struct spate_log_damage {
+	uint64_t segment;        /**< base_seq of the segment (its file name) */
+	uint64_t offset;         /**< file offset where the damage starts */
+	uint64_t seq;            /**< the sequence number expected there */
+	uint64_t resume_segment; /**< segment of the next frame that continues the log
+				      (its base_seq >= seq), UINT64_MAX: none */
+	uint64_t resume_offset;  /**< its offset */
+	uint64_t resume_seq;     /**< its base_seq: [seq, resume_seq) is lost */
+	int repaired;            /**< 1: the repair journal skips it (an operator decision) */
+	char why[96];            /**< what is wrong there */
+};
+
+/**
+ * Why the last spate_log_read() on @p rd returned -EBADMSG.
+ * @return 1 (@p d filled: the reader stays at the damage, and reports it
+ *         again until `spate log repair` records a skip over it), 0 (no
+ *         damage), -EINVAL.
+ */
+int spate_log_reader_damage(const struct spate_log_reader *rd, struct spate_log_damage *d);
+/** Records @p rd skipped over ranges the repair journal skips (they are
+ *  also counted in spate_log_read()'s @p skipped). */
+uint64_t spate_log_reader_repaired(const struct spate_log_reader *rd);
+
+/** What spate_log_verify() read. */
+struct spate_log_verify {
+	uint32_t segments;
+	uint64_t frames, records, bytes; /**< valid, in sequence (payload bytes) */
+	uint64_t first_seq, next_seq;    /**< first record, sequence after the last (UINT64_MAX: none) */
+	uint32_t damaged;                /**< damaged ranges no repair skips */
+	uint32_t repaired;               /**< damaged ranges the repair journal skips */
+	uint64_t lost;                   /**< records in the damaged ranges (both kinds) */
+};
+
+/**
+ * Read every frame of every segment of the log in @p dir (read-only) and
+ * check it: CRC-32C, layout, sequence continuity within and across
+ * segments. Calls @p cb (may be NULL) for every damaged range, in log
+ * order, then goes on at the range's resume point.
+ * @return 0 (no damage outside repaired ranges), the number of damaged
+ *         ranges that are not repaired (> 0), -errno.
+ */
+int spate_log_verify(const char *dir, struct spate_log_verify *v,
+		     void (*cb)(const struct spate_log_damage *d, void *arg), void *arg);
+
+/**
+ * Record in the log's repair journal (`REPAIR` in @p dir, docs/format.md)
+ * that the damaged range @p d (as reported by spate_log_verify() or
+ * spate_log_reader_damage()) is skipped: readers and recovery go on at its
+ * resume point, reporting the records skipped; verify reports it as
+ * repaired. @p note (may be NULL) is kept with it.
+ * @return 0, -EINVAL (@p d has no resume point), -EEXIST (already
+ *         recorded), -errno.
+ */
+int spate_log_repair(const char *dir, const struct spate_log_damage *d, const char *note);
 
 /** Counts for `spate log stats`. */
 struct spate_log_stats {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Internal to the spate command: the Prometheus exporter of `spate run`
- * (metrics_http.c), built on the library's snapshots (spate/stats.h,
- * spate_stats_view_take()), as `spate stat` and `spate top` are. Not
- * installed. */
-#ifndef SPATE_ENGINE_STATS_VIEW_H
-#define SPATE_ENGINE_STATS_VIEW_H
+/* metrics_http.h - internal to the spate command: the Prometheus exporter
+ * of `spate run` (metrics_http.c), built on the library's snapshots
+ * (spate/stats.h, spate_stats_view_take()), as `spate stat` and `spate top`
+ * are. Not installed. */
+#ifndef SPATE_ENGINE_METRICS_HTTP_H
+#define SPATE_ENGINE_METRICS_HTTP_H
 
 #include <stddef.h>
 
