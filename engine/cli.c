@@ -1089,6 +1089,10 @@ int spate_cli_rm(int argc, char **argv)
 		pid_t epid = 0;
 		if (spate_stream_attach(cfg->bus, name, &s) == 0) {
 			int live = spate_stream_engine(s, &epid) == 1;
+			/* Producers still mapping it learn it at their next put
+			 * (or wait for space) instead of writing into nothing. */
+			for (uint32_t k = 0; !live && k < spate_stream_shards(s); k++)
+				spate_ring_retire(spate_stream_ring(s, k));
 			spate_stream_close(s);
 			if (live) {
 				fprintf(stderr, "spate rm: stream %s is served by a live engine (pid %ld)\n",

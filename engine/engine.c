@@ -21,7 +21,8 @@
  * handled in the last 100 ms before a crash.
  *
  * Liveness: the control thread also watches every shard of every stream
- * (every WATCH_PERIOD_NS, and once as each stream opens): the reader and
+ * (as it starts, once the consumers' readers are in place, then every
+ * WATCH_PERIOD_NS): the reader and
  * writer slots of processes that died (a `spate tail -f` killed, a producer
  * killed mid-claim) are freed with spate_ring_reap(), each one logged with
  * its pid and counted, so a dead peer never holds writers back for good.
@@ -393,6 +394,12 @@ static void *ctl_main(void *arg)
 	uint64_t last_watch = spate_mono_ns();
 
 	e->rss_last = rss_bytes();
+	/* Dead peers of an earlier run first: only now, with our consumers'
+	 * readers in place at their checkpoints, so freeing the dead engine's
+	 * readers of a memory-only stream lets no writer past a record a
+	 * consumer still needs. */
+	for (uint32_t i = 0; i < e->nstreams; i++)
+		watch_stream(e, e->streams[i]);
 	/* Relaxed: a flag; the join in stop orders everything after it. The
 	 * control thread outlives the workers: it watches them while stop
 	 * waits for them. */
@@ -717,10 +724,8 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		/* A region persisted before keeps its persister's gates: used
 		 * memory-only, nothing would ever move them. */
 		if (spate_stream_shards(*out) == cs->shards && r0->cap == cs->ring_size &&
-		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF) {
-			watch_stream(e, *out); /* dead peers of an earlier run */
-			return 0;
-		}
+		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF)
+			return 0; /* dead peers: reaped at start (ctl_main) */
 		snprintf(err, errlen,
 			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x, "
 			 "durability %u), the configuration asks for %u of %" PRIu64 " (flags %#x, "
