@@ -10,9 +10,8 @@
 #   --seed    RANDOM seed (default: the pid), printed so a run can be replayed
 #   --keep    keep the work directory (also kept on failure)
 # Environment: SPATE_PLUGIN_PATH (the built plugins); SPATE_SOAK_PENDING=1
-# turns a failing verdict into exit 77 (meson: SKIP) while the fix it waits
-# for (issue 9 item 0, the restart) has not landed; the summary still says
-# FAIL and why.
+# turns a failing verdict into exit 77 (meson: SKIP) while a fix it waits
+# for has not landed; the summary still says FAIL and why.
 #
 # The bus (huge_pages off, 64 KiB rings so they wrap every few hundred ms):
 #   s_off  durability off,      2 shards   -> c_off  (file)
@@ -344,7 +343,7 @@ fi
 keep=1
 for p in "${problems[@]}"; do echo "soak: FAIL: $p"; done
 if [ "${SPATE_SOAK_PENDING:-0}" = 1 ]; then
-	echo "soak: the failures above are PENDING (SPATE_SOAK_PENDING=1: issue 9 item 0, the restart fix, has not landed); reported as SKIP"
+	echo "soak: the failures above are PENDING (SPATE_SOAK_PENDING=1, set in tests/meson.build until the lead flips it); reported as SKIP"
 	exit 77
 fi
 exit 1
