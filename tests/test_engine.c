@@ -1571,7 +1571,7 @@ Test(engine, second_engine_refused_naming_pid, .timeout = 30)
 	cr_assert_eq(lrc, -EBUSY);
 	cr_assert_null(lk);
 	cr_assert_eq(h2, pid);
-	cr_assert_lt(took, 100 * MS, "refused after %" PRIu64 " ms", took / MS);
+	cr_assert_lt(took, 100 * MS, "refused after %" PRIu64 " ms", (uint64_t)(took / MS));
 	cr_assert_eq(held, 1);
 	cr_assert_eq(holder, pid);
 
