@@ -756,7 +756,7 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 }
 
 /* One engine per bus: the lock on <state_dir>/engine.lock. A second engine
- * is refused at once (within the lock's 50 ms retry), naming the holder. */
+ * is refused at once (within the lock's 10 ms retry), naming the holder. */
 static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
 {
 	pid_t holder = 0;
