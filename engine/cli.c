@@ -664,8 +664,10 @@ static void print_rec(uint32_t shard, const struct spate_ring_rec *r)
 			h.consumer[sizeof(h.consumer) - 1] = h.stream[sizeof(h.stream) - 1] = '\0';
 			h.error[sizeof(h.error) - 1] = '\0';
 			printf("FAILED record of %s/%u seq %" PRIu64 " (consumer %s, %u attempt(s), "
-			       "reason %u: %s): ",
-			       h.stream, h.shard, h.seq, h.consumer, h.attempts, h.reason, h.error);
+			       "%s: %s%s): ",
+			       h.stream, h.shard, h.seq, h.consumer, h.attempts,
+			       spate_failure_reason_name(h.reason), h.error,
+			       h.orig_len > h.payload_len ? "; payload truncated" : "");
 			print_payload((const uint8_t *)r->data + sizeof(h), h.payload_len);
 			putchar('\n');
 			return;
@@ -1087,6 +1089,10 @@ int spate_cli_rm(int argc, char **argv)
 		pid_t epid = 0;
 		if (spate_stream_attach(cfg->bus, name, &s) == 0) {
 			int live = spate_stream_engine(s, &epid) == 1;
+			/* Producers still mapping it learn it at their next put
+			 * (or wait for space) instead of writing into nothing. */
+			for (uint32_t k = 0; !live && k < spate_stream_shards(s); k++)
+				spate_ring_retire(spate_stream_ring(s, k));
 			spate_stream_close(s);
 			if (live) {
 				fprintf(stderr, "spate rm: stream %s is served by a live engine (pid %ld)\n",

@@ -158,7 +158,7 @@ static const struct field stream_fields[SF_N] = {
 enum { CF_NAME, CF_STREAM, CF_PLUGIN, CF_OPTIONS, CF_BATCH_SIZE, CF_BATCH_BYTES, CF_BATCH_WINDOW,
        CF_START, CF_START_SEQ, CF_START_TS, CF_RETRIES, CF_BACKOFF, CF_BACKOFF_MAX, CF_BISECT,
        CF_MAX_AGE, CF_ON_FAILURE, CF_PARALLEL, CF_CONCURRENCY, CF_WAIT, CF_CKPT, CF_ENABLED,
-       CF_N };
+       CF_TIMEOUT, CF_MEMORY, CF_N };
 static const struct field consumer_fields[CF_N] = {
 	[CF_NAME] = { "name", FT_NAME, F_REQ, COFF(name), 0, 0, NULL, NULL },
 	[CF_STREAM] = { "stream", FT_REF, F_REQ, COFF(stream), 0, 0, NULL, NULL },
@@ -194,6 +194,9 @@ static const struct field consumer_fields[CF_N] = {
 	[CF_CKPT] = { "checkpoint_interval", FT_DUR, 0, COFF(checkpoint_interval_ns), 0, DUR_MAX,
 		      NULL, NULL },
 	[CF_ENABLED] = { "enabled", FT_BOOL, 0, COFF(enabled), 0, 0, NULL, NULL },
+	[CF_TIMEOUT] = { "timeout", FT_DUR, 0, COFF(timeout_ns), NS_MS, 900 * NS_S, NULL, NULL },
+	[CF_MEMORY] = { "memory_limit", FT_SIZE, 0, COFF(memory_limit), 0, UINT64_MAX, NULL,
+			NULL },
 };
 
 enum { PF_CORES, PF_BUSY, PF_PERSIST, PF_N };
@@ -793,6 +796,8 @@ void spate_config_consumer_defaults(struct spate_config_consumer *k)
 	k->concurrency = 0; /* automatic */
 	k->wait = SPATE_RING_WAIT_BLOCK;
 	k->checkpoint_interval_ns = 0;
+	k->timeout_ns = 60 * NS_S;
+	k->memory_limit = 0;
 	k->enabled = true;
 }
 

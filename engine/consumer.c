@@ -4,20 +4,40 @@
  * shard, lane) turns ring records into plugin batches and applies the Lambda
  * rules to the results.
  *
- * Design. A task owns a ring reader on its shard. spate_task_poll() peeks up
- * to batch_size records / batch_bytes (zero-copy views), waits up to
- * batch_window for a fuller batch, drops expired records to the failure
- * destination, and delivers the batch. Results:
+ * Design. A task owns a shard source (source.c: the ring, or the shard's
+ * log for history and for a task that fell behind, behind one peek/release
+ * pair). spate_task_poll() peeks up to batch_size records / batch_bytes
+ * (zero-copy views on the ring), waits up to batch_window for a fuller
+ * batch, drops expired records to the failure destination, and delivers the
+ * batch. Results:
  *   OK       the batch is done;
  *   PARTIAL  records before failed_index are done, delivery resumes at it;
+ *            with bisect_on_error the batch is split at it (Lambda);
  *   RETRY    (or a negative return) the range is redelivered after an
  *            exponential back-off; with bisect_on_error it is first split in
  *            halves, down to the single poison record;
  *   FATAL    the consumer stops, its checkpoint stays at the last success.
  * A range whose records have been delivered more than max_retry_attempts
- * times goes to the on_failure stream, payload and all, and the shard moves
- * on. The ring is released only when the whole batch is handled, so a crash
- * at any point redelivers it: at-least-once.
+ * times goes to the on_failure stream, payload and all (cut to fit the
+ * stream's max_record_size, its length kept), and the shard moves on; after
+ * a PARTIAL only the record that failed. The source is released only when
+ * the whole batch is handled, so a crash at any point redelivers it:
+ * at-least-once.
+ *
+ * Deliveries that never return. Around each process() call a worker
+ * publishes what it delivers in its thread's record (struct spate_inflight):
+ * the engine's watchdog gives up a call past the consumer's timeout (a CAS
+ * decides between it and the returning worker), and the crash handler names
+ * the batch in its line. An attempt record per task in
+ * <state_dir>/<consumer>.attempts (a shared file mapping) says which range
+ * was being delivered when the process died: at the next start that
+ * delivery counts as failed, so a crashing batch meets the failure rules
+ * instead of crash-looping.
+ *
+ * Counters: each delivery is counted once, in the task's counters slot (the
+ * counters region's, or the consumer's own array when the region is off),
+ * by the task's one poller: plain relaxed load + store, no RMW. The
+ * engine's stats API sums the slots (spate_consumer_sum).
  *
  * Parallelization: lane L of P reads the whole shard with its own reader and
  * takes the records whose key hash is L mod P, so per-key order holds and
@@ -25,14 +45,21 @@
  * its lanes' positions. The cost is that each lane walks every record header.
  *
  * Limits: one batch in flight per task; the bisect stack holds 64 ranges
- * (enough for 2^64 records); a plugin that crashes takes the process down.
+ * (enough for 2^64 records); a plugin that crashes takes the process down
+ * (with a line naming it); a given-up thread may still read ring memory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/consumer.h"
 #include "engine/plugin_host.h"
@@ -40,22 +67,14 @@
 
 #define BISECT_DEPTH 64u
 
-/* Several tasks of one consumer share a counter: they may run on
- * different workers, so these need an atomic add. */
-static void add_shared(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
-}
-
 static void task_log(const struct spate_plugin_host *h, enum spate_log_level lvl, const char *fmt,
 		     ...)
 {
 	struct spate_task *t = h->host_private;
-	struct spate_slog_ctx ctx = { t->c->p.name, t->ctx.stream, t->shard, t->lane };
 	va_list ap;
 
 	va_start(ap, fmt);
-	spate_slog_v(lvl, &ctx, fmt, ap); /* text or JSON, rate-limited per call site */
+	spate_slog_v(lvl, &t->logctx, fmt, ap); /* text or JSON, rate-limited per call site */
 	va_end(ap);
 }
 
@@ -65,12 +84,10 @@ __attribute__((format(printf, 3, 4))) static void task_msg(const struct spate_ta
 							  enum spate_log_level lvl,
 							  const char *fmt, ...)
 {
-	struct spate_slog_ctx ctx = { t->c->p.name, spate_stream_name(t->c->stream), t->shard,
-				      t->lane };
 	va_list ap;
 
 	va_start(ap, fmt);
-	spate_slog_v(lvl, &ctx, fmt, ap);
+	spate_slog_v(lvl, &t->logctx, fmt, ap);
 	va_end(ap);
 }
 
@@ -90,7 +107,26 @@ static int task_put(const struct spate_plugin_host *h, const char *stream, const
 	return rc;
 }
 
-/* Send one record to the failure destination, payload included. */
+const char *spate_failure_reason_name(uint32_t reason)
+{
+	switch (reason) {
+	case SPATE_FAIL_RETRIES_EXHAUSTED:
+		return "retries exhausted";
+	case SPATE_FAIL_RECORD_EXPIRED:
+		return "record expired";
+	default:
+		return "unknown";
+	}
+}
+
+/*
+ * Send one record to the failure destination, payload included. A payload
+ * that would make the envelope larger than the failure stream's
+ * max_record_size is cut to fit, its own length kept in orig_len: a failed
+ * record is never dropped for its size (the configuration check refuses a
+ * failure stream too small for the source's records, so this is the
+ * fallback for configurations built in C or streams attached as they are).
+ */
 static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, uint32_t attempts,
 			enum spate_failure_reason why, const char *error)
 {
@@ -98,23 +134,27 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	struct spate_failed_record h;
 	struct spate_put_result res;
 	uint8_t stackbuf[4096], *buf = stackbuf;
-	size_t total = sizeof(h) + r->len;
+	uint32_t len = r->len;
 	int rc;
 
-	add_shared(&c->failed, 1);
+	spate_stats_add(&t->st.slot->failed, 1);
 	if (why == SPATE_FAIL_RECORD_EXPIRED)
-		add_shared(&c->expired, 1);
-	if (t->st.slot) { /* counters region: this task's poller is the one writer */
-		spate_stats_add(&t->st.slot->failed, 1);
-		if (why == SPATE_FAIL_RECORD_EXPIRED)
-			spate_stats_add(&t->st.slot->expired, 1);
-	}
+		spate_stats_add(&t->st.slot->expired, 1);
 	if (!c->dlq) {
 		task_msg(t, SPATE_LOG_WARN,
-			 "record %" PRIu64 " given up (%s) and dropped: no on_failure destination",
-			 r->seq, error && *error ? error : "no reason");
+			 "record %" PRIu64 " given up (%s: %s) and dropped: no on_failure destination",
+			 r->seq, spate_failure_reason_name(why), error && *error ? error : "no reason");
 		return;
 	}
+	uint64_t room = spate_ring_max_record(spate_stream_ring(c->dlq->stream, 0));
+	if (sizeof(h) + (uint64_t)len > room) {
+		len = room > sizeof(h) ? (uint32_t)(room - sizeof(h)) : 0;
+		task_msg(t, SPATE_LOG_WARN,
+			 "record %" PRIu64 " (%u bytes) does not fit on_failure stream %s with its "
+			 "%zu-byte envelope (max_record_size %" PRIu64 "): payload cut to %u bytes",
+			 r->seq, r->len, spate_stream_name(c->dlq->stream), sizeof(h), room, len);
+	}
+	size_t total = sizeof(h) + len;
 	memset(&h, 0, sizeof(h));
 	h.magic = SPATE_FAILED_MAGIC;
 	h.hdr_size = sizeof(h);
@@ -124,9 +164,10 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 	h.shard = t->shard;
 	h.attempts = attempts;
 	h.key_hash = r->key_hash;
-	h.payload_len = r->len;
+	h.payload_len = len;
+	h.orig_len = r->len;
 	h.reason = why;
-	snprintf(h.consumer, sizeof(h.consumer), "%s", c->p.name);
+	snprintf(h.consumer, sizeof(h.consumer), "%s", c->k->name);
 	snprintf(h.stream, sizeof(h.stream), "%s", spate_stream_name(c->stream));
 	snprintf(h.error, sizeof(h.error), "%s", error ? error : "");
 	if (total > sizeof(stackbuf)) {
@@ -138,34 +179,36 @@ static void send_failed(struct spate_task *t, const struct spate_ring_rec *r, ui
 		}
 	}
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), r->data, r->len);
+	memcpy(buf + sizeof(h), r->data, len);
 	pthread_mutex_lock(&c->dlq->lock);
 	rc = spate_put_hash(c->dlq->prod, r->key_hash, buf, total, &res);
 	pthread_mutex_unlock(&c->dlq->lock);
 	if (rc < 0)
-		task_msg(t, SPATE_LOG_ERROR, "record %" PRIu64 " could not reach on_failure stream %s: %s",
-			 r->seq, spate_stream_name(c->dlq->stream), strerror(-rc));
+		task_msg(t, SPATE_LOG_ERROR,
+			 "record %" PRIu64 " (%s) could not reach on_failure stream %s: %s", r->seq,
+			 spate_failure_reason_name(why), spate_stream_name(c->dlq->stream),
+			 strerror(-rc));
 	if (buf != stackbuf)
 		free(buf);
 }
 
 static bool expired(const struct spate_task *t, const struct spate_ring_rec *r, uint64_t now_rt)
 {
-	uint64_t age = t->c->p.max_age_ns;
+	uint64_t age = t->c->max_age_ns;
 	return age != UINT64_MAX && now_rt > r->ts && now_rt - r->ts > age;
 }
 
-static uint64_t backoff(const struct spate_consumer_params *p, uint32_t attempt)
+static uint64_t backoff(const struct spate_config_consumer *p, uint32_t attempt)
 {
-	uint64_t b = p->backoff_ns;
-	for (uint32_t i = 1; i < attempt && b < p->backoff_max_ns; i++)
+	uint64_t b = p->retry_backoff_ns ? p->retry_backoff_ns : 1;
+	for (uint32_t i = 1; i < attempt && b < p->retry_backoff_max_ns; i++)
 		b *= 2;
-	return b < p->backoff_max_ns ? b : p->backoff_max_ns;
+	return b < p->retry_backoff_max_ns ? b : p->retry_backoff_max_ns;
 }
 
 uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard)
 {
-	uint32_t lanes = c->p.parallelization;
+	uint32_t lanes = c->lanes;
 	uint64_t min = UINT64_MAX;
 
 	for (uint32_t l = 0; l < lanes; l++) {
@@ -182,240 +225,20 @@ uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shar
 	return min;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Sources: the shard's ring, or its log (history, or a consumer that fell   */
-/* too far behind)                                                          */
-/* ------------------------------------------------------------------------ */
-
-static int open_ring_reader(struct spate_task *t, enum spate_ring_start start)
+/* A delivery of @p n records, counted once: in the task's slot (the
+ * counters region's, or the consumer's own when it is off: then there are
+ * no histograms for process time and batch size). */
+static inline void count_delivery(struct spate_task *t, uint32_t n, uint64_t ns, bool retry)
 {
-	struct spate_ring *r = spate_stream_ring(t->c->stream, t->shard);
-	int rc = spate_ring_reader_open(r, start, t->c->p.wait, &t->rd);
-
-	if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
-		rc = spate_ring_reader_open(r, start, SPATE_RING_WAIT_YIELD, &t->rd);
-	return rc;
-}
-
-void spate_consumer_task_catchup(struct spate_task *t)
-{
-	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
-	/* Relaxed: display only. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-
-	if (!t->st.slot)
+	if (t->st.batch) {
+		spate_stats_task_delivery(&t->st, n, ns, retry);
 		return;
-	spate_stats_task_catchup(t->st.slot, next == UINT64_MAX ? 0 : next,
-				 atomic_load_explicit(&d->written_seq, memory_order_relaxed));
-}
-
-/* Read the shard's log from @p from / @p arg; the ring reader (if any) is
- * closed, so this task no longer holds the writers back. */
-static int to_disk(struct spate_task *t, enum spate_log_from from, uint64_t arg)
-{
-	struct spate_log_reader *lrd = NULL;
-	int rc = spate_log_reader_open(t->log_dir, from, arg, &lrd);
-
-	if (rc < 0)
-		return rc;
-	if (t->rd) {
-		spate_ring_reader_close(t->rd);
-		t->rd = NULL;
 	}
-	t->lrd = lrd;
-	t->dhave = 0;
-	t->dbuf_len = 0;
-	/* Relaxed: a status for monitors. */
-	atomic_store_explicit(&t->on_log, 1, memory_order_relaxed);
-	spate_consumer_task_catchup(t);
-	return 0;
-}
-
-/* At the end of the log: go on from the ring if it still holds the next
- * record (the persister gates the ring, so it does unless writers moved on
- * between the log's end and now, and then the log has those records).
- * Returns 1 (on the ring), 0 (stay on the log), <0. */
-static int to_ring(struct spate_task *t)
-{
-	/* Relaxed: only this task's poller writes it. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-	int rc = open_ring_reader(t, SPATE_RING_START_OLDEST);
-
-	if (rc < 0)
-		return rc;
-	if (next != UINT64_MAX) {
-		rc = spate_ring_reader_resolve_seq(t->rd);
-		if (rc == 0 && t->rd->seq != UINT64_MAX && t->rd->seq > next) {
-			spate_ring_reader_close(t->rd);
-			t->rd = NULL;
-			return 0;
-		}
-		/* Pass over the batches the log gave us already, headers only;
-		 * the skip filter drops the rest of the batch holding next. */
-		struct spate_ring_span sp[64];
-		int n;
-		while ((n = spate_ring_peek_batches(t->rd, sp, 64, UINT64_MAX)) > 0) {
-			unsigned done = 0;
-			int k = 0;
-			while (k < n && sp[k].base_seq + sp[k].count <= next)
-				done += sp[k++].count;
-			if (done)
-				spate_ring_release(t->rd, done);
-			if (k < n)
-				break;
-		}
-		if (next > t->skip_below_seq)
-			t->skip_below_seq = next; /* the ring's older records are done */
-	}
-	spate_log_reader_close(t->lrd);
-	t->lrd = NULL;
-	atomic_store_explicit(&t->on_log, 0, memory_order_relaxed);
-	if (t->st.slot)
-		spate_stats_task_on_ring(t->st.slot, t->rd->index);
-	return 1;
-}
-
-static int dbuf_reserve(struct spate_task *t, size_t more)
-{
-	if (t->dbuf_len + more <= t->dbuf_cap)
-		return 0;
-	size_t cap = t->dbuf_cap ? t->dbuf_cap : 64 * 1024;
-	while (cap < t->dbuf_len + more)
-		cap *= 2;
-	uint8_t *b = realloc(t->dbuf, cap);
-	if (!b)
-		return -ENOMEM;
-	t->dbuf = b;
-	t->dbuf_cap = cap;
-	return 0;
-}
-
-/* spate_ring_peek() for a task on the log: buffered records first, then
- * more from the log, copied (a log reader's views last only until its next
- * read; a batch must stay put until it is released). */
-static int disk_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
-{
-	struct spate_consumer *c = t->c;
-	uint64_t bytes = 0;
-
-	for (uint32_t i = 0; i < t->dhave; i++)
-		bytes += t->drec[i].len;
-	while (t->dhave < max && bytes < max_bytes) {
-		struct spate_ring_rec r[64];
-		uint64_t skipped = 0;
-		unsigned want = max - t->dhave < 64 ? max - t->dhave : 64;
-		int n = spate_log_read(t->lrd, r, want, &skipped);
-		if (skipped) {
-			/* Relaxed: a statistic. */
-			atomic_fetch_add_explicit(&t->disk_gaps, skipped, memory_order_relaxed);
-			task_msg(t, SPATE_LOG_WARN,
-				 "retention deleted %" PRIu64 " record(s) before they were read; going "
-				 "on at the oldest retained record",
-				 skipped);
-		}
-		if (n <= 0) {
-			if (n < 0)
-				return n;
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			size_t sz = ((size_t)r[i].len + 7) & ~(size_t)7;
-			if (dbuf_reserve(t, sz) < 0)
-				return -ENOMEM;
-			if (r[i].len)
-				memcpy(t->dbuf + t->dbuf_len, r[i].data, r[i].len);
-			t->drec[t->dhave] = r[i];
-			t->drec[t->dhave].data = NULL;
-			t->doff[t->dhave] = t->dbuf_len;
-			t->dbuf_len += sz;
-			t->dhave++;
-			bytes += r[i].len;
-		}
-		atomic_fetch_add_explicit(&t->disk_records, (uint64_t)n, memory_order_relaxed);
-	}
-	if (!t->dhave) {
-		int rc = to_ring(t);
-		return rc < 0 ? rc : 0;
-	}
-	/* The catch-up's end moves on while producers write: show the
-	 * current one (where the ring will take over, at the latest). */
-	if (t->st.slot)
-		spate_stats_set(&t->st.slot->catchup_target,
-				atomic_load_explicit(&spate_stream_dur(c->stream, t->shard)->written_seq,
-						     memory_order_relaxed));
-	/* As the ring does: stop before the record that passes max_bytes
-	 * (but always at least one). */
-	unsigned k = 0;
-	bytes = 0;
-	while (k < t->dhave && k < max && (k == 0 || bytes + t->drec[k].len <= max_bytes)) {
-		bytes += t->drec[k].len;
-		t->raw[k] = t->drec[k];
-		t->raw[k].data = t->dbuf + t->doff[k];
-		k++;
-	}
-	return (int)k;
-}
-
-static void disk_release(struct spate_task *t, unsigned k)
-{
-	if (k > t->dhave)
-		k = t->dhave;
-	t->dhave -= k;
-	memmove(t->drec, t->drec + k, t->dhave * sizeof(*t->drec));
-	memmove(t->doff, t->doff + k, t->dhave * sizeof(*t->doff));
-	if (!t->dhave) {
-		t->dbuf_len = 0;
-	} else if (t->doff[0] > t->dbuf_cap / 2) {
-		/* Payloads are in order: slide the live ones to the front. */
-		size_t base = t->doff[0];
-		memmove(t->dbuf, t->dbuf + base, t->dbuf_len - base);
-		t->dbuf_len -= base;
-		for (uint32_t i = 0; i < t->dhave; i++)
-			t->doff[i] -= base;
-	}
-}
-
-static int src_peek(struct spate_task *t, unsigned max, uint64_t max_bytes)
-{
-	return t->lrd ? disk_peek(t, max, max_bytes) : spate_ring_peek(t->rd, t->raw, max, max_bytes);
-}
-
-static void src_release(struct spate_task *t, unsigned k)
-{
-	if (t->lrd)
-		disk_release(t, k);
-	else
-		spate_ring_release(t->rd, k);
-}
-
-/* A task on a persisted stream more than half a ring behind goes on from the
- * log, so it never holds the producers back (only the persister does), if
- * the log already has its next record. */
-static void maybe_spill(struct spate_task *t)
-{
-	uint64_t lag_bytes = 0;
-
-	spate_ring_lag(t->rd, NULL, &lag_bytes);
-	if (lag_bytes <= t->ring_cap / 2 || t->rd->seq == UINT64_MAX)
-		return;
-	/* Relaxed: only this task's poller writes it. */
-	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
-	if (next == UINT64_MAX || next < t->rd->seq)
-		next = t->rd->seq;
-	const struct spate_stream_dur *d = spate_stream_dur(t->c->stream, t->shard);
-	/* Relaxed: a hint. The log's contents are read through the file, not
-	 * this memory; were the hint early, the log reader would find its end
-	 * and the task would go back to the ring (to_ring). */
-	uint64_t written = atomic_load_explicit(&d->written_seq, memory_order_relaxed);
-	if (written <= next)
-		return;
-	if (to_disk(t, SPATE_LOG_FROM_SEQ, next) == 0) {
-		atomic_fetch_add_explicit(&t->spills, 1, memory_order_relaxed);
-		task_msg(t, SPATE_LOG_INFO,
-			 "%" PRIu64 " bytes behind (more than half the ring): reading from the log "
-			 "at %" PRIu64 " until caught up",
-			 lag_bytes, next);
-	}
+	spate_stats_add(&t->st.slot->batches, 1);
+	if (retry)
+		spate_stats_add(&t->st.slot->retries, 1);
+	if (ns)
+		spate_stats_add(&t->st.slot->process_ns, ns);
 }
 
 static void batch_done(struct spate_task *t, uint64_t now)
@@ -423,14 +246,14 @@ static void batch_done(struct spate_task *t, uint64_t now)
 	struct spate_consumer *c = t->c;
 	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
 
-	src_release(t, t->n_raw);
+	spate_source_release(&t->src, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
-	if (t->st.slot)
-		spate_stats_set(&t->st.slot->checkpoint, next);
-	if (c->ckpt && (!c->p.checkpoint_interval_ns || now - t->ckpt_ns >= c->p.checkpoint_interval_ns)) {
+	spate_stats_set(&t->st.slot->checkpoint, next);
+	if (c->ckpt && (!c->k->checkpoint_interval_ns ||
+			now - t->ckpt_ns >= c->k->checkpoint_interval_ns)) {
 		t->ckpt_ns = now;
-		uint64_t shard_next = c->p.parallelization == 1 ? next
+		uint64_t shard_next = c->lanes == 1 ? next
 								: spate_consumer_shard_next(c, t->shard);
 		if (shard_next != UINT64_MAX)
 			spate_stream_ckpt_set(c->ckpt, t->shard, shard_next);
@@ -455,16 +278,53 @@ static void task_die(struct spate_task *t, const char *why)
 	task_msg(t, SPATE_LOG_ERROR, "consumer stopped: %s", why);
 }
 
+/* Cut the batch at sequence @p end (exclusive): raw and views. */
+static void cut_batch(struct spate_task *t, uint64_t end)
+{
+	while (t->n_raw > 1 && t->raw[t->n_raw - 1].seq >= end)
+		t->n_raw--;
+	while (t->n && t->views[t->n - 1].seq >= end)
+		t->n--;
+}
+
+/*
+ * The previous process crashed inside process() on [first, last] of this
+ * task (its attempt record, read at start). When the batch reaches that
+ * range, deliver the records before it on their own, then the range alone,
+ * as a failed delivery (crash_pending): the failure rules bisect it or give
+ * it up after max_retry_attempts deliveries across crashes, instead of
+ * crash-looping on it.
+ */
+static void match_crashed(struct spate_task *t)
+{
+	uint64_t first = t->crashed.first_seq, last = t->crashed.last_seq;
+
+	if (t->views[0].seq > first) { /* handled since (or not ours): forget it */
+		t->crashed.magic = 0;
+		return;
+	}
+	if (t->views[0].seq < first) {
+		if (t->views[t->n - 1].seq >= first)
+			cut_batch(t, first); /* up to the range, then the range */
+		return;
+	}
+	cut_batch(t, last + 1);
+	t->crash_pending = true;
+}
+
 /* Peek a new batch; apply starting-position filters, the window, lanes and
  * expiry. Returns >0 records consumed without delivery (skipped), 0 when a
  * batch is ready or nothing is there, <0 on a ring error. */
 static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 {
-	const struct spate_consumer_params *p = &t->c->p;
-
-	if (t->log_dir && t->rd && !t->window_start)
-		maybe_spill(t);
-	int got = src_peek(t, p->batch_size, p->batch_bytes);
+	const struct spate_consumer *c = t->c;
+	const struct spate_config_consumer *p = c->k;
+	/* Relaxed: only this task's poller writes it. */
+	uint64_t next = atomic_load_explicit(&t->next_seq, memory_order_relaxed);
+	/* The source may move between ring and log unless records are held
+	 * back for the batching window. */
+	int got = spate_source_peek(&t->src, t->raw, p->batch_size, p->batch_bytes, next,
+				    !t->window_start);
 
 	*ready = false;
 	if (got <= 0) {
@@ -475,7 +335,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	 * it is this task's to handle. Lanes of a shard checkpoint at their
 	 * minimum, so a lane stuck on its first batch holds the shard back
 	 * (and shows as lag) instead of being skipped over. */
-	if (atomic_load_explicit(&t->next_seq, memory_order_relaxed) == UINT64_MAX)
+	if (next == UINT64_MAX)
 		atomic_store_explicit(&t->next_seq, t->raw[0].seq, memory_order_release);
 	if (t->skip_below_seq || t->skip_below_ts) {
 		int k = 0;
@@ -486,7 +346,7 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 			t->skip_below_ts = 0;
 		}
 		if (k > 0) {
-			src_release(t, (unsigned)k);
+			spate_source_release(&t->src, (unsigned)k);
 			atomic_store_explicit(&t->next_seq, t->raw[k - 1].seq + 1, memory_order_release);
 			return k;
 		}
@@ -499,16 +359,16 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	}
 	t->window_start = 0;
 	t->n_raw = (uint32_t)got;
-	if (p->parallelization > 1) {
+	if (c->lanes > 1) {
 		uint32_t n = 0;
 		for (int i = 0; i < got; i++)
-			if (t->raw[i].key_hash % p->parallelization == t->lane)
+			if (t->raw[i].key_hash % c->lanes == t->lane)
 				t->views[n++] = t->raw[i];
 		t->n = n;
 	} else {
 		t->n = (uint32_t)got;
 	}
-	if (p->max_age_ns != UINT64_MAX) {
+	if (c->max_age_ns != UINT64_MAX) {
 		uint64_t rt = spate_now_ns();
 		uint32_t i = 0, n;
 		/* Find the first expired record; compact only from there (the
@@ -524,6 +384,8 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 		}
 		t->n = n;
 	}
+	if (t->crashed.magic && t->n)
+		match_crashed(t);
 	t->lo = 0;
 	t->hi = t->n;
 	t->depth = 0;
@@ -533,14 +395,140 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	return 0;
 }
 
+static __thread struct spate_inflight *tl_inflight;
+
+void spate_inflight_set(struct spate_inflight *in)
+{
+	tl_inflight = in;
+}
+
+/* The watchdog took the delivery over: this thread owns only @p in now. */
+static int lost(struct spate_inflight *in)
+{
+	/* Acquire: pairs with the release store of LOST in
+	 * spate_task_timed_out(): the watchdog has finished with the record
+	 * (grave is filled) before this thread frees it. */
+	while ((atomic_load_explicit(&in->state, memory_order_acquire) & 3) != SPATE_INFLIGHT_LOST)
+		sched_yield();
+	for (unsigned i = 0; i < 3; i++)
+		free(in->grave[i]);
+	free(in);
+	tl_inflight = NULL;
+	return SPATE_TASK_LOST;
+}
+
+/* One call of process() on [lo, hi): the attempt record and the watchdog's
+ * record around it, the counters after it. Returns process()'s value, or
+ * SPATE_TASK_LOST. */
+static int deliver(struct spate_task *t, uint64_t now, bool first, uint32_t cnt,
+		   struct spate_batch_result *res)
+{
+	struct spate_consumer *c = t->c;
+	struct spate_inflight *in = tl_inflight;
+	struct spate_batch b = {
+		.recs = t->views + t->lo,
+		.count = cnt,
+		.shard = t->shard,
+		.attempt = t->attempt + 1,
+		.lane = t->lane,
+		.consumer = c->k->name,
+		.stream = spate_stream_name(c->stream),
+		.host = &t->host,
+		.struct_size = sizeof(b),
+	};
+	res->struct_size = sizeof(*res); /* plugin ABI 1 revision 1 */
+	/* Records read back from the log would measure their age, not
+	 * the pipeline: sample only ring deliveries. */
+	if ((t->lat_tick++ & 7) == 0 && !spate_source_on_log(&t->src)) {
+		/* The oldest record's commit to its delivery: what the
+		 * producer -> plugin latency is, sampled to stay cheap.
+		 * Into the consumer's histogram (the region's, or the
+		 * process-local one when counters are off), shared by
+		 * every worker polling one of its tasks: a multi-writer
+		 * record. Its few relaxed RMWs come once per sampled
+		 * batch (1 delivery in 8), never per record: negligible. */
+		uint64_t rt = spate_now_ns();
+		spate_hist_record_mw(t->st.latency, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+	}
+	if (t->att) {
+		/* Plain stores to a shared file mapping: they reach the page
+		 * cache as they are made, so they survive a crash of the
+		 * process inside process() (not of the machine: not needed). */
+		t->att->done = 0;
+		t->att->first_seq = b.recs[0].seq;
+		t->att->last_seq = b.recs[cnt - 1].seq;
+		t->att->attempt = t->attempt + 1;
+		t->att->prior = t->prior;
+		t->att->magic = SPATE_ATTEMPT_MAGIC;
+	}
+	if (in) {
+		/* Relaxed: published by the release store of state below. */
+		atomic_store_explicit(&in->task, t, memory_order_relaxed);
+		in->first_seq = b.recs[0].seq;
+		in->last_seq = b.recs[cnt - 1].seq;
+		/* The poll's clock for its first delivery (no clock read on the
+		 * common path); later ones (bisection) read it. Relaxed: the
+		 * release store of phase publishes it. */
+		atomic_store_explicit(&in->since, first ? now : spate_mono_ns(), memory_order_relaxed);
+		in->gen++;
+		/* Release: pairs with the watchdog's acquire load / CAS of state
+		 * (engine.c watch_workers): task, range and since are visible
+		 * to it once it sees this delivery IN. */
+		atomic_store_explicit(&in->state, in->gen << 2 | SPATE_INFLIGHT_IN,
+				      memory_order_release);
+	}
+	/* Counters region: time process() on the deliveries whose latency
+	 * was just sampled (1 in 8), to keep clock reads off the others. */
+	uint64_t pt0 = (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
+	int rc = t->pl->process(t->state, &b, res);
+	if (in) {
+		uint64_t exp = in->gen << 2 | SPATE_INFLIGHT_IN;
+		/* Acq_rel: pairs with the watchdog's CAS to LOST; whoever moves
+		 * this delivery off IN owns it. Losing means the task (and its
+		 * worker) are someone else's now. */
+		if (!atomic_compare_exchange_strong_explicit(&in->state, &exp,
+							     in->gen << 2 | SPATE_INFLIGHT_IDLE,
+							     memory_order_acq_rel,
+							     memory_order_acquire))
+			return lost(in);
+	}
+	if (t->att)
+		t->att->done = 1;
+	t->attempt++;
+	count_delivery(t, cnt, pt0 ? spate_mono_ns() - pt0 : 0, t->attempt > 1);
+	if (!t->first_done) {
+		t->first_done = true;
+		uint64_t d = spate_mono_ns() - c->started_ns;
+		uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
+		while ((cur == 0 || d < cur) &&
+		       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+			;
+	}
+	return rc;
+}
+
 int spate_task_poll(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
-	const struct spate_consumer_params *p = &c->p;
+	const struct spate_config_consumer *p = c->k;
 	int handled = 0;
+	bool fresh = true; /* no delivery yet in this poll: now is the time */
 
 	if (t->dead)
 		return -1;
+	/* Relaxed: a flag from the control thread; a poll late is fine. */
+	uint64_t over = atomic_load_explicit(&c->over_memory, memory_order_relaxed);
+	if (over) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "memory_limit %" PRIu64 " MiB exceeded: the engine grew by %" PRIu64
+			 " MiB while its plugin ran",
+			 p->memory_limit >> 20, over >> 20);
+		task_die(t, why);
+		return -1;
+	}
 	if (t->pl->flush && t->pl->flush_interval_ns && now >= t->next_flush) {
 		t->pl->flush(t->state, spate_now_ns());
 		t->next_flush = now + t->pl->flush_interval_ns;
@@ -550,14 +538,15 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		int rc = assemble(t, now, &ready);
 		if (rc < 0) {
 			char why[120];
-			snprintf(why, sizeof(why), "%s: %s", t->lrd ? "reading the log" : "reading the ring",
+			snprintf(why, sizeof(why), "%s: %s",
+				 spate_source_on_log(&t->src) ? "reading the log" : "reading the ring",
 				 rc == -EPIPE ? "reader evicted" : strerror(-rc));
 			task_die(t, why);
 			return -1;
 		}
 		if (!ready)
 			return rc;
-	} else if (now < t->retry_at) {
+	} else if (now < t->retry_at && !t->timed_out) {
 		return 0;
 	}
 
@@ -572,7 +561,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->attempt = 0;
 			continue;
 		}
-		if (p->max_age_ns != UINT64_MAX && t->attempt) {
+		if (c->max_age_ns != UINT64_MAX && t->attempt) {
 			uint64_t rt = spate_now_ns();
 			while (t->lo < t->hi && expired(t, &t->views[t->lo], rt)) {
 				send_failed(t, &t->views[t->lo], t->prior + t->attempt,
@@ -585,61 +574,42 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 		}
 
 		uint32_t cnt = t->hi - t->lo;
-		struct spate_batch b = {
-			.recs = t->views + t->lo,
-			.count = cnt,
-			.shard = t->shard,
-			.attempt = t->attempt + 1,
-			.lane = t->lane,
-			.consumer = p->name,
-			.stream = spate_stream_name(c->stream),
-			.host = &t->host,
-			.struct_size = sizeof(b),
-		};
 		struct spate_batch_result res;
+		enum spate_batch_status st;
 		memset(&res, 0, sizeof(res));
-		res.struct_size = sizeof(res); /* plugin ABI 1 revision 1 */
-		/* Records read back from the log would measure their age, not
-		 * the pipeline: sample only ring deliveries. */
-		if ((t->lat_tick++ & 7) == 0 && !t->lrd) {
-			/* The oldest record's commit to its delivery: what the
-			 * producer -> plugin latency is, sampled to stay cheap.
-			 * Into the consumer's histogram (the region's, or the
-			 * process-local one when counters are off), shared by
-			 * every worker polling one of its tasks: a multi-writer
-			 * record. Its few relaxed RMWs come once per sampled
-			 * batch (1 delivery in 8), never per record: negligible. */
-			uint64_t rt = spate_now_ns();
-			struct spate_hist *lh = t->st.slot ? t->st.latency : c->lat;
-			if (lh)
-				spate_hist_record_mw(lh, rt > b.recs[0].ts ? rt - b.recs[0].ts : 0);
+		if (t->timed_out || t->crash_pending) {
+			/* The last delivery never returned (timeout, or a crash of
+			 * the process): it counts as failed, and the rules below
+			 * (bisect, retries, on_failure) apply to it. */
+			st = SPATE_BATCH_RETRY;
+			if (t->timed_out) {
+				t->timed_out = false;
+				t->attempt++;
+				count_delivery(t, cnt, 0, t->attempt > 1);
+				snprintf(res.error, sizeof(res.error),
+					 "process() timed out after %.3f s (timeout)",
+					 (double)c->timeout_ns / 1e9);
+			} else {
+				t->attempt = t->crashed.attempt;
+				t->prior = t->crashed.prior;
+				snprintf(res.error, sizeof(res.error),
+					 "the engine crashed inside process() on records %" PRIu64
+					 "..%" PRIu64 " (delivery %u)",
+					 t->crashed.first_seq, t->crashed.last_seq,
+					 t->crashed.prior + t->crashed.attempt);
+				t->crashed.magic = 0;
+				t->crash_pending = false;
+			}
+		} else {
+			int rc = deliver(t, now, fresh, cnt, &res);
+			fresh = false;
+			if (rc == SPATE_TASK_LOST)
+				return rc;
+			st = rc < 0 ? SPATE_BATCH_RETRY : res.status;
+			if (rc < 0 && !res.error[0])
+				snprintf(res.error, sizeof(res.error), "process returned %d (%s)", rc,
+					 strerror(-rc));
 		}
-		/* Counters region: time process() on the deliveries whose latency
-		 * was just sampled (1 in 8), to keep clock reads off the others. */
-		uint64_t pt0 = t->st.slot && (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
-		int rc = t->pl->process(t->state, &b, &res);
-		t->attempt++;
-		if (t->st.slot)
-			spate_stats_task_delivery(&t->st, cnt, pt0 ? spate_mono_ns() - pt0 : 0,
-						  t->attempt > 1);
-		add_shared(&c->batches, 1);
-		if (t->attempt > 1)
-			add_shared(&c->retries, 1);
-		if (!t->first_done) {
-			t->first_done = true;
-			uint64_t d = spate_mono_ns() - c->started_ns;
-			uint64_t cur = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
-			while ((cur == 0 || d < cur) &&
-			       !atomic_compare_exchange_weak_explicit(&c->first_batch_ns, &cur, d,
-								      memory_order_relaxed,
-								      memory_order_relaxed))
-				;
-		}
-
-		enum spate_batch_status st = rc < 0 ? SPATE_BATCH_RETRY : res.status;
-		if (rc < 0 && !res.error[0])
-			snprintf(res.error, sizeof(res.error), "process returned %d (%s)", rc,
-				 strerror(-rc));
 		if (st == SPATE_BATCH_PARTIAL && res.failed_index >= cnt)
 			st = SPATE_BATCH_OK; /* nothing failed after all */
 		if (st == SPATE_BATCH_OK || st == SPATE_BATCH_PARTIAL) {
@@ -647,9 +617,7 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			uint64_t bytes = 0;
 			for (uint32_t i = 0; i < done; i++)
 				bytes += t->views[t->lo + i].len;
-			add_shared(&c->records, done);
-			add_shared(&c->bytes, bytes);
-			if (t->st.slot && done)
+			if (done)
 				spate_stats_task_done(t->st.slot, done, bytes, t->views[t->lo + done - 1].ts);
 			handled += (int)done;
 			t->lo += done;
@@ -667,11 +635,16 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			return -1;
 		}
 		/* Failure of [lo, hi): split, give up, or back off. */
-		if (t->st.slot)
-			spate_stats_add(&t->st.slot->errors, 1);
-		if (p->bisect && t->hi - t->lo > 1 && st == SPATE_BATCH_RETRY &&
-		    t->depth < BISECT_DEPTH) {
-			uint32_t mid = t->lo + (t->hi - t->lo) / 2;
+		spate_stats_add(&t->st.slot->errors, 1);
+		if (p->bisect_on_error && t->hi - t->lo > 1 && t->depth < BISECT_DEPTH) {
+			/* RETRY: split in halves. PARTIAL: split at the record
+			 * that failed, as Lambda does with ReportBatchItemFailures
+			 * and BisectBatchOnFunctionError ("bisected at the returned
+			 * sequence number"): it is retried on its own, the records
+			 * after it afterwards, so only records that fail on their
+			 * own reach the failure destination. */
+			uint32_t mid = st == SPATE_BATCH_PARTIAL ? t->lo + 1
+								 : t->lo + (t->hi - t->lo) / 2;
 			/* Both halves were in every delivery of [lo, hi): the
 			 * failure envelope counts them (attempts). */
 			t->prior += t->attempt;
@@ -679,20 +652,23 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 			t->stack[t->depth][1] = t->hi;
 			t->stack[t->depth][2] = t->prior;
 			t->depth++;
-			if (t->st.slot)
-				spate_stats_add(&t->st.slot->bisections, 1);
+			spate_stats_add(&t->st.slot->bisections, 1);
 			t->hi = mid;
 			t->attempt = 0;
 			continue;
 		}
 		if (p->max_retry_attempts >= 0 && t->attempt > (uint64_t)p->max_retry_attempts) {
-			/* Bisecting leaves a single poison record here; otherwise the
-			 * whole range is given up, as Lambda does. */
-			for (uint32_t i = t->lo; i < t->hi; i++)
+			/* PARTIAL: the plugin named the record that failed; only
+			 * it is given up, the records after it are delivered
+			 * afresh. RETRY: bisecting leaves a single poison record
+			 * here; otherwise the whole range is given up, as Lambda
+			 * does. */
+			uint32_t end = st == SPATE_BATCH_PARTIAL ? t->lo + 1 : t->hi;
+			for (uint32_t i = t->lo; i < end; i++)
 				send_failed(t, &t->views[i], t->prior + t->attempt,
 					    SPATE_FAIL_RETRIES_EXHAUSTED, res.error);
-			handled += (int)(t->hi - t->lo);
-			t->lo = t->hi;
+			handled += (int)(end - t->lo);
+			t->lo = end;
 			t->attempt = 0;
 			continue;
 		}
@@ -702,6 +678,227 @@ int spate_task_poll(struct spate_task *t, uint64_t now)
 	handled += (int)(t->n_raw - t->n); /* other lanes' and expired records */
 	batch_done(t, now);
 	return handled ? handled : 1;
+}
+
+void spate_consumer_over_memory(struct spate_consumer *c, uint64_t charged)
+{
+	/* Relaxed: a flag the pollers check (spate_task_poll). */
+	atomic_store_explicit(&c->over_memory, charged ? charged : 1, memory_order_relaxed);
+}
+
+void spate_task_timed_out(struct spate_task *t, struct spate_inflight *in, uint64_t ran_ns,
+			  bool stopping)
+{
+	struct spate_consumer *c = t->c;
+	const struct spate_plugin *pl = t->pl;
+
+	task_msg(t, SPATE_LOG_ERROR,
+		 "plugin %s: process() on records %" PRIu64 "..%" PRIu64
+		 " has run %.3f s, past the consumer's timeout (%.3f s): the delivery counts as "
+		 "failed and its worker thread is abandoned%s",
+		 spate_plugin_lib_path(c->lib), in->first_seq, in->last_seq, (double)ran_ns / 1e9,
+		 (double)c->timeout_ns / 1e9,
+		 stopping ? " (the engine stops without it)" : "; a new one takes over");
+	/* The stuck call may still read the batch (views, and the log
+	 * source's copies): those buffers go with its thread, which frees
+	 * them if process() ever returns; the task gets copies. The ring's
+	 * records stay mapped while the stream is open. */
+	size_t sz = t->c->k->batch_size * sizeof(*t->raw);
+	struct spate_ring_rec *raw = malloc(sz);
+	struct spate_ring_rec *views = t->views != t->raw ? malloc(sz) : raw;
+	if (raw && views) {
+		memcpy(raw, t->raw, sz);
+		if (views != raw)
+			memcpy(views, t->views, sz);
+		in->grave[0] = t->raw;
+		in->grave[1] = t->views != t->raw ? t->views : NULL;
+		t->raw = raw;
+		t->views = views;
+		in->grave[2] = spate_source_abandon(&t->src, t->raw, t->n_raw, t->views, t->n);
+	} else { /* no memory: keep them (the stuck call may see them change) */
+		if (views != raw)
+			free(views);
+		free(raw);
+	}
+	/* Release: pairs with the acquire load in lost(); `in` is the stuck
+	 * thread's from here (it may free it at once). */
+	atomic_store_explicit(&in->state,
+			      (atomic_load_explicit(&in->state, memory_order_relaxed) & ~3ull) |
+				      SPATE_INFLIGHT_LOST,
+			      memory_order_release);
+	in = NULL;
+	t->timed_out = true;
+	/* Its plugin state is the stuck call's: a fresh one for the task. */
+	t->state = NULL;
+	if (stopping) {
+		t->pl = NULL; /* nothing to flush or fini at stop */
+		return;
+	}
+	int rc = pl->init(&t->ctx, &t->state);
+	if (rc < 0) {
+		t->pl = NULL;
+		char why[160];
+		snprintf(why, sizeof(why), "plugin init after a timeout failed: %s", strerror(-rc));
+		task_die(t, why);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Crashes                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Async-signal-safe appends into a fixed buffer. */
+static size_t put_str(char *buf, size_t len, size_t off, const char *s)
+{
+	while (s && *s && off + 1 < len)
+		buf[off++] = *s++;
+	return off;
+}
+
+static size_t put_u64(char *buf, size_t len, size_t off, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n && off + 1 < len)
+		buf[off++] = tmp[--n];
+	return off;
+}
+
+static void crash_handler(int sig, siginfo_t *si, void *uc)
+{
+	struct spate_inflight *in = tl_inflight;
+	char buf[1024];
+	size_t o = 0;
+	(void)si;
+	(void)uc;
+
+	o = put_str(buf, sizeof(buf), o, "spate: FATAL: signal ");
+	o = put_u64(buf, sizeof(buf), o, (uint64_t)sig);
+	o = put_str(buf, sizeof(buf), o, " (");
+	o = put_str(buf, sizeof(buf), o, sigabbrev_np(sig));
+	o = put_str(buf, sizeof(buf), o, ")");
+	/* Relaxed: this thread's own record. */
+	if (in && (atomic_load_explicit(&in->state, memory_order_relaxed) & 3) == SPATE_INFLIGHT_IN) {
+		/* Relaxed: this thread's own record. */
+		const struct spate_task *t = atomic_load_explicit(&in->task, memory_order_relaxed);
+		o = put_str(buf, sizeof(buf), o, " in process() of consumer ");
+		o = put_str(buf, sizeof(buf), o, t->c->k->name);
+		o = put_str(buf, sizeof(buf), o, ", plugin ");
+		o = put_str(buf, sizeof(buf), o, spate_plugin_lib_path(t->c->lib));
+		o = put_str(buf, sizeof(buf), o, ", stream ");
+		o = put_str(buf, sizeof(buf), o, t->logctx.stream);
+		o = put_str(buf, sizeof(buf), o, " shard ");
+		o = put_u64(buf, sizeof(buf), o, t->shard);
+		o = put_str(buf, sizeof(buf), o, " lane ");
+		o = put_u64(buf, sizeof(buf), o, t->lane);
+		o = put_str(buf, sizeof(buf), o, ", records ");
+		o = put_u64(buf, sizeof(buf), o, in->first_seq);
+		o = put_str(buf, sizeof(buf), o, "..");
+		o = put_u64(buf, sizeof(buf), o, in->last_seq);
+		o = put_str(buf, sizeof(buf), o, " (delivery ");
+		o = put_u64(buf, sizeof(buf), o, t->prior + t->attempt + 1);
+		o = put_str(buf, sizeof(buf), o, "; counted at restart)");
+	} else {
+		o = put_str(buf, sizeof(buf), o, " outside any plugin call");
+	}
+	o = put_str(buf, sizeof(buf), o, "\n");
+	ssize_t w = write(STDERR_FILENO, buf, o);
+	(void)w;
+	/* SA_RESETHAND made the action the default again: re-raise (blocked
+	 * until we return; a fault re-executes and kills us the same way). */
+	raise(sig);
+}
+
+void spate_crash_handlers_install(void)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
+	struct sigaction sa, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = crash_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		/* An embedding program's own handler stays. */
+		if (sigaction(sigs[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+		    old.sa_handler == SIG_DFL)
+			sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+void *spate_crash_altstack(void)
+{
+	stack_t ss = { .ss_size = 64 * 1024 };
+
+	ss.ss_sp = malloc(ss.ss_size);
+	if (ss.ss_sp && sigaltstack(&ss, NULL) < 0) {
+		free(ss.ss_sp);
+		ss.ss_sp = NULL;
+	}
+	return ss.ss_sp;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attempt records                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct att_hdr {
+	uint32_t magic, ntasks;
+	uint64_t reserved[3];
+};
+
+/* Map <state_dir>/<consumer>.attempts (one slot per task), taking the
+ * records of deliveries that never returned. A failure only loses the
+ * crash-loop protection: said, not fatal. */
+static void attempts_open(struct spate_consumer *c)
+{
+	char path[SPATE_CONFIG_PATH_MAX + 64];
+	size_t len = sizeof(struct att_hdr) + c->ntasks * sizeof(struct spate_attempt);
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.attempts", c->cfg->state_dir, c->k->name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0 ||
+	    ((size_t)st.st_size != len && ftruncate(fd, 0) < 0) || ftruncate(fd, (off_t)len) < 0)
+		goto fail;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	close(fd);
+	struct att_hdr *h = m;
+	struct spate_attempt *a = (struct spate_attempt *)(h + 1);
+	bool same = h->magic == SPATE_ATTEMPT_MAGIC && h->ntasks == c->ntasks;
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		struct spate_task *t = &c->tasks[i];
+		if (same && a[i].magic == SPATE_ATTEMPT_MAGIC && !a[i].done && a[i].attempt &&
+		    a[i].first_seq <= a[i].last_seq) {
+			t->crashed = a[i];
+			task_msg(t, SPATE_LOG_WARN,
+				 "the previous run ended inside process() on records %" PRIu64
+				 "..%" PRIu64 " (delivery %u): it counts as a failed delivery",
+				 a[i].first_seq, a[i].last_seq, a[i].prior + a[i].attempt);
+		}
+		memset(&a[i], 0, sizeof(a[i]));
+		t->att = &a[i];
+	}
+	h->magic = SPATE_ATTEMPT_MAGIC;
+	h->ntasks = c->ntasks;
+	c->att_map = m;
+	c->att_len = len;
+	return;
+fail:
+	spate_slog(SPATE_LOG_WARN, &c->tasks[0].logctx,
+		   "attempt records %s: %s: a plugin that crashes the engine may do so again "
+		   "on the same batch after a restart",
+		   path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
 }
 
 uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
@@ -715,7 +912,7 @@ uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 	else if (t->n_raw)
 		d = 0;
 	if (t->window_start) {
-		uint64_t end = t->window_start + t->c->p.batch_window_ns;
+		uint64_t end = t->window_start + t->c->k->batch_window_ns;
 		uint64_t w = end > now ? end - now : 0;
 		if (w < d)
 			d = w;
@@ -728,24 +925,42 @@ uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 	return d;
 }
 
-int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
-			size_t errlen)
+int spate_consumer_init(struct spate_consumer *c, const struct spate_config_consumer *k,
+			const struct spate_config_stream *cs, const uint64_t *resume_next,
+			char *err, size_t errlen)
 {
-	const struct spate_consumer_params *p = &c->p;
 	uint32_t shards = spate_stream_shards(c->stream);
-	uint32_t lanes = p->parallelization ? p->parallelization : 1;
+	uint32_t lanes = k->parallelization ? k->parallelization : 1;
 	uint32_t i;
 	int rc;
 
+	c->k = k;
+	c->lanes = lanes;
+	c->timeout_ns = k->timeout_ns ? k->timeout_ns : 60ull * 1000000000ull;
+	c->max_age_ns = k->max_record_age_ns;
+	/* Retrying "until the record expires" with no max age: the stream's
+	 * retention is the expiry, as in Kinesis, so a poison record never
+	 * stalls its shard without bound. */
+	if (k->max_retry_attempts < 0 && c->max_age_ns == SPATE_CONFIG_NEVER)
+		c->max_age_ns = cs->retention_ns;
 	c->ntasks = shards * lanes;
 	c->tasks = calloc(c->ntasks, sizeof(*c->tasks));
-	if (!c->tasks)
-		return -ENOMEM;
+	c->opts = calloc(k->n_options ? k->n_options : 1, sizeof(*c->opts));
+	c->local_st = aligned_alloc(SPATE_STATS_LINE, c->ntasks * sizeof(*c->local_st));
 	pthread_mutex_init(&c->lock, NULL);
+	if (!c->tasks || !c->opts || !c->local_st) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	memset(c->local_st, 0, c->ntasks * sizeof(*c->local_st));
+	for (i = 0; i < k->n_options; i++) {
+		c->opts[i].key = k->options[i].key;
+		c->opts[i].value = k->options[i].value;
+	}
 	atomic_store_explicit(&c->state, SPATE_CONSUMER_STOPPED, memory_order_relaxed);
-	rc = spate_stream_ckpt_open(c->stream, p->name, &c->ckpt);
+	rc = spate_stream_ckpt_open(c->stream, k->name, &c->ckpt);
 	if (rc < 0) {
-		snprintf(err, errlen, "consumer %s: checkpoint table of stream %s: %s", p->name,
+		snprintf(err, errlen, "consumer %s: checkpoint table of stream %s: %s", k->name,
 			 spate_stream_name(c->stream), strerror(-rc));
 		goto err;
 	}
@@ -753,72 +968,64 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		struct spate_task *t = &c->tasks[i];
 		uint32_t shard = i / lanes;
 		uint64_t resume = resume_next ? resume_next[shard] : UINT64_MAX;
-		enum spate_ring_start start = SPATE_RING_START_OLDEST;
+		struct spate_source_start at = { .ring = SPATE_RING_START_OLDEST,
+						 .history = true,
+						 .from = SPATE_LOG_FROM_OLDEST };
 
 		t->c = c;
 		t->shard = shard;
 		t->lane = i % lanes;
-		t->raw = calloc(p->batch_size, sizeof(*t->raw));
-		t->views = lanes > 1 ? calloc(p->batch_size, sizeof(*t->views)) : t->raw;
+		t->logctx = (struct spate_slog_ctx){ k->name, spate_stream_name(c->stream), shard,
+						     t->lane };
+		t->st.slot = &c->local_st[i];
+		spate_stats_set(&t->st.slot->checkpoint, UINT64_MAX);
+		t->raw = calloc(k->batch_size, sizeof(*t->raw));
+		t->views = lanes > 1 ? calloc(k->batch_size, sizeof(*t->views)) : t->raw;
 		t->stack = calloc(BISECT_DEPTH, sizeof(*t->stack));
 		if (!t->raw || !t->views || !t->stack) {
 			rc = -ENOMEM;
 			goto err;
 		}
 		atomic_store_explicit(&t->next_seq, UINT64_MAX, memory_order_relaxed);
-		t->ring_cap = spate_stream_ring(c->stream, shard)->cap;
-		char dir[SPATE_CONFIG_PATH_MAX];
-		if (c->log_cs && spate_config_stream_log_dir(c->cfg, c->log_cs, shard, dir, sizeof(dir)) == 0) {
-			t->log_dir = strdup(dir);
-			t->drec = calloc(p->batch_size, sizeof(*t->drec));
-			t->doff = calloc(p->batch_size, sizeof(*t->doff));
-			if (!t->log_dir || !t->drec || !t->doff) {
-				rc = -ENOMEM;
-				goto err;
-			}
-		}
 		/* Where to begin; on a persisted stream, history comes from the
 		 * log (everything retained), then the ring once caught up. */
-		enum spate_log_from from = SPATE_LOG_FROM_OLDEST;
-		uint64_t arg = 0;
-		bool history = true;
 		if (resume != UINT64_MAX) {
 			t->skip_below_seq = resume; /* the checkpoint wins over starting_position */
 			atomic_store_explicit(&t->next_seq, resume, memory_order_relaxed);
-			from = SPATE_LOG_FROM_SEQ;
-			arg = resume;
+			at.from = SPATE_LOG_FROM_SEQ;
+			at.arg = resume;
 		} else {
-			switch (p->start) {
-			case SPATE_START_TRIM_HORIZON:
+			switch (k->starting_position) {
+			case SPATE_CONFIG_START_TRIM_HORIZON:
 				break;
-			case SPATE_START_LATEST:
-				start = SPATE_RING_START_LATEST;
-				history = false;
+			case SPATE_CONFIG_START_LATEST:
+				at.ring = SPATE_RING_START_LATEST;
+				at.history = false;
 				break;
-			case SPATE_START_AT_SEQUENCE:
-				t->skip_below_seq = p->start_seq;
-				from = SPATE_LOG_FROM_SEQ;
-				arg = p->start_seq;
+			case SPATE_CONFIG_START_AT_SEQUENCE:
+				t->skip_below_seq = k->starting_sequence;
+				at.from = SPATE_LOG_FROM_SEQ;
+				at.arg = k->starting_sequence;
 				break;
-			case SPATE_START_AFTER_SEQUENCE:
-				t->skip_below_seq = p->start_seq + 1;
-				from = SPATE_LOG_FROM_SEQ;
-				arg = p->start_seq + 1;
+			case SPATE_CONFIG_START_AFTER_SEQUENCE:
+				t->skip_below_seq = k->starting_sequence + 1;
+				at.from = SPATE_LOG_FROM_SEQ;
+				at.arg = k->starting_sequence + 1;
 				break;
-			case SPATE_START_AT_TIMESTAMP:
-				t->skip_below_ts = p->start_ts;
-				from = SPATE_LOG_FROM_TIME;
-				arg = p->start_ts;
+			case SPATE_CONFIG_START_AT_TIMESTAMP:
+				t->skip_below_ts = k->starting_timestamp_ns;
+				at.from = SPATE_LOG_FROM_TIME;
+				at.arg = k->starting_timestamp_ns;
 				break;
 			}
 		}
-		rc = -ENOENT;
-		if (t->log_dir && history)
-			rc = to_disk(t, from, arg);
-		if (rc == -ENOENT) /* no log yet: the ring holds everything there is */
-			rc = open_ring_reader(t, start);
+		char dir[SPATE_CONFIG_PATH_MAX];
+		bool has_log = c->log_cs && spate_config_stream_log_dir(c->cfg, c->log_cs, shard, dir,
+									 sizeof(dir)) == 0;
+		rc = spate_source_open(&t->src, c->stream, shard, has_log ? dir : NULL, k->wait,
+				       k->batch_size, &at, &t->logctx, &t->st);
 		if (rc < 0) {
-			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", p->name,
+			snprintf(err, errlen, "consumer %s: reader on %s/%u: %s", k->name,
 				 spate_stream_name(c->stream), shard, strerror(-rc));
 			goto err;
 		}
@@ -827,20 +1034,60 @@ int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, c
 		t->host.put = task_put;
 		t->host.host_private = t;
 		t->ctx.struct_size = sizeof(t->ctx);
-		t->ctx.consumer = p->name;
+		t->ctx.consumer = k->name;
 		t->ctx.stream = spate_stream_name(c->stream);
 		t->ctx.shard = shard;
 		t->ctx.lane = t->lane;
-		t->ctx.opts = p->opts;
-		t->ctx.n_opts = p->n_opts;
+		t->ctx.opts = c->opts;
+		t->ctx.n_opts = k->n_options;
 		t->ctx.host = &t->host;
 	}
+	attempts_open(c);
 	return 0;
 err:
 	if (rc == -ENOMEM)
-		snprintf(err, errlen, "consumer %s: out of memory", p->name);
+		snprintf(err, errlen, "consumer %s: out of memory", k->name);
 	spate_consumer_fini(c);
 	return rc;
+}
+
+void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
+			       const struct spate_stats_tref *ref)
+{
+	struct spate_task *t = &c->tasks[i];
+
+	if (ref && ref->slot) {
+		t->st = *ref;
+		/* Relaxed: the poller is not running yet (before the start). */
+		spate_stats_set(&t->st.slot->checkpoint,
+				atomic_load_explicit(&t->next_seq, memory_order_relaxed));
+	} else {
+		memset(&t->st, 0, sizeof(t->st));
+		t->st.slot = &c->local_st[i];
+		t->st.latency = c->lat;
+	}
+	spate_source_describe(&t->src, atomic_load_explicit(&t->next_seq, memory_order_relaxed));
+}
+
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < c->ntasks; i++) {
+		const struct spate_task *t = &c->tasks[i];
+		const struct spate_stats_task *x = t->st.slot;
+		/* Relaxed: counters with one writer each, read for display
+		 * (and by tests after the workers were joined). */
+		out->records += atomic_load_explicit(&x->records, memory_order_relaxed);
+		out->bytes += atomic_load_explicit(&x->bytes, memory_order_relaxed);
+		out->batches += atomic_load_explicit(&x->batches, memory_order_relaxed);
+		out->retries += atomic_load_explicit(&x->retries, memory_order_relaxed);
+		out->failed += atomic_load_explicit(&x->failed, memory_order_relaxed);
+		out->expired += atomic_load_explicit(&x->expired, memory_order_relaxed);
+		out->log_records += atomic_load_explicit(&t->src.log_records, memory_order_relaxed);
+		out->log_gaps += atomic_load_explicit(&t->src.log_gaps, memory_order_relaxed);
+		out->log_spills += atomic_load_explicit(&t->src.spills, memory_order_relaxed);
+		out->on_log += atomic_load_explicit(&t->src.on_log, memory_order_relaxed);
+	}
 }
 
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen)
@@ -858,7 +1105,7 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 			worst = d;
 		if (rc < 0) {
 			snprintf(err, errlen, "consumer %s: plugin %s init for shard %u failed: %s",
-				 c->p.name, pl->name, t->shard, strerror(-rc));
+				 c->k->name, pl->name, t->shard, strerror(-rc));
 			while (i--) {
 				struct spate_task *u = &c->tasks[i];
 				if (u->pl->fini)
@@ -910,23 +1157,25 @@ void spate_consumer_fini(struct spate_consumer *c)
 {
 	free(c->lat);
 	c->lat = NULL;
-	if (!c->tasks)
-		return;
-	for (uint32_t i = 0; i < c->ntasks; i++) {
-		struct spate_task *t = &c->tasks[i];
-		spate_ring_reader_close(t->rd);
-		spate_log_reader_close(t->lrd);
-		free(t->log_dir);
-		free(t->dbuf);
-		free(t->drec);
-		free(t->doff);
-		if (t->views != t->raw)
-			free(t->views);
-		free(t->raw);
-		free(t->stack);
+	free(c->opts);
+	c->opts = NULL;
+	if (c->tasks) {
+		for (uint32_t i = 0; i < c->ntasks; i++) {
+			struct spate_task *t = &c->tasks[i];
+			spate_source_close(&t->src);
+			if (t->views != t->raw)
+				free(t->views);
+			free(t->raw);
+			free(t->stack);
+		}
+		free(c->tasks);
+		c->tasks = NULL;
+		pthread_mutex_destroy(&c->lock);
 	}
-	free(c->tasks);
-	c->tasks = NULL;
+	free(c->local_st);
+	c->local_st = NULL;
 	c->ntasks = 0;
-	pthread_mutex_destroy(&c->lock);
+	if (c->att_map)
+		munmap(c->att_map, c->att_len);
+	c->att_map = NULL;
 }

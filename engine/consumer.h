@@ -18,49 +18,74 @@
 #include "spate/stats.h"
 #include "spate/stream.h"
 
+#include "engine/source.h"
+
 struct spate_plugin_lib;
 
-enum spate_start_pos {
-	SPATE_START_TRIM_HORIZON = 0,
-	SPATE_START_LATEST,
-	SPATE_START_AT_SEQUENCE,
-	SPATE_START_AFTER_SEQUENCE,
-	SPATE_START_AT_TIMESTAMP,
-};
-
-/** What a consumer does, resolved from the configuration. */
-struct spate_consumer_params {
-	char name[SPATE_CONFIG_NAME_MAX + 1];
-	uint32_t batch_size;
-	uint64_t batch_bytes;
-	uint64_t batch_window_ns;
-	enum spate_start_pos start;
-	uint64_t start_seq;
-	uint64_t start_ts;
-	int64_t max_retry_attempts;  /**< -1: until the record is older than max_age */
-	uint64_t backoff_ns;
-	uint64_t backoff_max_ns;
-	bool bisect;
-	uint64_t max_age_ns;         /**< UINT64_MAX: never (then retention applies) */
-	uint32_t parallelization;
-	uint32_t concurrency;          /**< most workers serving it; 0 = any */
-	uint64_t checkpoint_interval_ns; /**< 0: after every batch */
-	enum spate_ring_wait wait;
-	const struct spate_plugin_opt *opts;
-	uint32_t n_opts;
+/** A consumer's delivery figures, summed over its tasks' counters slots
+ *  (spate_consumer_sum). */
+struct spate_consumer_counts {
+	uint64_t records, bytes, batches, retries, failed, expired;
+	uint64_t log_records, log_gaps;
+	uint32_t log_spills, on_log;
 };
 
 struct spate_consumer;
+struct spate_task;
 
-/** One (consumer, shard, lane): a ring reader, a plugin state, a batch. */
+/** Phases of a worker thread's delivery (struct spate_inflight.phase). */
+enum spate_inflight_phase {
+	SPATE_INFLIGHT_IDLE = 0, /**< not inside a plugin's process() */
+	SPATE_INFLIGHT_IN = 1,   /**< inside process() since @c since */
+	SPATE_INFLIGHT_LOST = 2, /**< the watchdog took the delivery over (timeout) and
+				      is done with the record: the thread's alone */
+	SPATE_INFLIGHT_CLAIMED = 3, /**< the watchdog is taking it over (fills grave) */
+};
+
+/**
+ * What one worker thread is delivering: written by that thread around each
+ * process() call, watched by the engine's control thread (timeouts), read
+ * by the thread's own crash handler. Heap-allocated per thread: a thread
+ * the watchdog gave up frees it (and @c grave) when process() returns, if
+ * ever; nobody else touches it after the LOST transition.
+ */
+struct spate_inflight {
+	/** (delivery number << 2) | enum spate_inflight_phase: the number
+	 *  makes the watchdog's CAS fail on any later delivery than the one
+	 *  it timed (no ABA). */
+	_Atomic uint64_t state;
+	uint64_t gen;                 /**< the thread's delivery number */
+	_Atomic uint64_t since;       /**< monotonic ns process() was entered */
+	struct spate_task *_Atomic task; /**< the task delivered (valid while IN) */
+	uint64_t first_seq, last_seq; /**< the range delivered */
+	void *grave[3];               /**< buffers the stuck call may still read (LOST) */
+};
+
+/** spate_task_poll(): the watchdog took this thread's delivery over; the
+ *  thread must touch nothing (task, worker) and end. */
+#define SPATE_TASK_LOST (-2)
+
+/** Attempt record of one task, in <state_dir>/<consumer>.attempts (a shared
+ *  file mapping, so it survives a crash of the process): written before
+ *  every process() call, marked done after it returns. */
+struct spate_attempt {
+	uint64_t first_seq, last_seq; /**< the range delivered */
+	uint32_t attempt, prior;      /**< its deliveries (this one included) */
+	uint32_t done;                /**< process() returned */
+	uint32_t magic;               /**< SPATE_ATTEMPT_MAGIC: the slot was written */
+};
+#define SPATE_ATTEMPT_MAGIC 0x31545441u /* "ATT1" */
+
+/** One (consumer, shard, lane): a shard source, a plugin state, a batch. */
 struct spate_task {
 	struct spate_consumer *c;
 	uint32_t shard, lane;
-	struct spate_ring_reader *rd;
+	struct spate_source src;      /* the shard's ring or log */
 	const struct spate_plugin *pl;
 	void *state;
 	struct spate_plugin_ctx ctx;
 	struct spate_plugin_host host;
+	struct spate_slog_ctx logctx; /* consumer, stream, shard, lane of its messages */
 
 	struct spate_ring_rec *raw;   /* peeked records */
 	struct spate_ring_rec *views; /* this lane's (== raw when one lane) */
@@ -80,25 +105,24 @@ struct spate_task {
 	_Atomic uint32_t busy;        /* polled by a worker right now (engine.c task_lock) */
 	uint32_t owner;               /* index of the worker it is dealt to */
 	uint32_t lat_tick;            /* every 8th delivery samples the latency */
-
-	/* History from the shard's log (persisted streams only). */
-	char *log_dir;                /* NULL: the stream has no log */
-	struct spate_log_reader *lrd; /* non-NULL: reading the log (rd is NULL) */
-	uint8_t *dbuf;                /* payload copies of buffered log records */
-	size_t dbuf_len, dbuf_cap;
-	struct spate_ring_rec *drec;  /* [batch_size] buffered, not released (data: NULL) */
-	uint64_t *doff;               /* [batch_size] their payload offsets in dbuf */
-	uint32_t dhave;
-	uint64_t ring_cap;            /* the shard ring's size, for the spill threshold */
-	_Atomic uint64_t disk_records; /* records read from the log (stats) */
-	_Atomic uint64_t disk_gaps;   /* records retention deleted under the reader */
-	_Atomic uint32_t spills;      /* switches from the ring to the log */
-	_Atomic uint32_t on_log;      /* 1 while lrd is open (for monitors) */
-	struct spate_stats_tref st;   /* counters region slot (engine.c stats_open); slot NULL: off */
+	bool timed_out;               /* the watchdog gave up its last delivery */
+	struct spate_attempt *att;    /* its attempt record slot (NULL: none) */
+	struct spate_attempt crashed; /* the record found at start (magic 0: none) */
+	bool crash_pending;           /* the batch is that range: deliver it as failed */
+	/* Counters: the counters region's slot, or the consumer's own
+	 * (local_st) when the region is off; written only by the task's
+	 * poller, the one place a delivery is counted. */
+	struct spate_stats_tref st;
 };
 
+/** A consumer: its configuration entry as it is (the configuration
+ *  outlives the engine) and the few values derived from it. */
 struct spate_consumer {
-	struct spate_consumer_params p;
+	const struct spate_config_consumer *k;
+	uint32_t lanes;               /* parallelization, at least 1 */
+	uint64_t max_age_ns;          /* max_record_age, or the stream's retention when
+					 retrying forever; UINT64_MAX: never */
+	struct spate_plugin_opt *opts; /* k->options as the plugin ABI has them */
 	const struct spate_config *cfg;
 	const struct spate_config_stream *log_cs; /* the stream's, if it has a log; else NULL */
 	struct spate_producers *producers; /* the engine's, for the plugins' puts */
@@ -108,34 +132,50 @@ struct spate_consumer {
 	struct spate_shared_producer *dlq; /* NULL: failures are logged and dropped */
 	struct spate_task *tasks;
 	uint32_t ntasks;
+	struct spate_stats_task *local_st; /* [ntasks] counters when the region is off */
+	struct spate_attempt *att_map; /* [ntasks] mapping of <consumer>.attempts, or NULL */
+	size_t att_len;
+	uint64_t timeout_ns;          /* k->timeout_ns, or the default */
+	uint64_t mem_charged;         /* RSS growth charged to it (control thread) */
+	uint64_t batches_seen;        /* its batches at the last memory tick (control thread) */
+	bool mem_warned;
+	_Atomic uint64_t over_memory; /* bytes charged past memory_limit (0: within) */
 	uint64_t started_ns;
 	uint64_t ckpt_file_ns;        /* last checkpoint file write (engine's ckpt_lock) */
 	_Atomic uint32_t paused;
 	_Atomic uint32_t state;
 	pthread_mutex_t lock; /* error text, cold start */
 	char error[200];
-	_Atomic uint64_t records, bytes, batches, retries, failed, expired;
 	_Atomic uint64_t cold_start_ns, first_batch_ns;
 	_Atomic uint64_t helped;      /* polls by a worker other than the owner that did work */
 	/* Sampled commit -> delivery latency (ns) when the counters region is
-	 * off (engine.c allocates it then; NULL otherwise: the region's
-	 * consumer histogram has it). Every worker polling a task of the
-	 * consumer records into it: multi-writer (spate_hist_record_mw). */
+	 * off (engine.c allocates it then and points the tasks' st.latency at
+	 * it; NULL otherwise: the region's consumer histogram has it). Every
+	 * worker polling a task of the consumer records into it:
+	 * multi-writer (spate_hist_record_mw). */
 	struct spate_hist *lat;
 };
 
 /**
- * Set up the tasks of @p c (readers at the checkpoint or starting position,
- * plugin states). @p resume_next[shard] is the checkpointed next sequence
- * number, UINT64_MAX where none.
+ * Set up consumer @p c for configuration entry @p k of stream @p cs (c->cfg,
+ * c->log_cs, c->producers, c->stream and c->dlq already set): its tasks with their
+ * sources at the checkpoint or starting position, and its attempt records
+ * (<state_dir>/<consumer>.attempts: deliveries a crash interrupted). @p resume_next[shard] is the
+ * checkpointed next sequence number, UINT64_MAX where none.
  * @return 0 or -errno (@p err says why).
  */
-int spate_consumer_init(struct spate_consumer *c, const uint64_t *resume_next, char *err,
-			size_t errlen);
+int spate_consumer_init(struct spate_consumer *c, const struct spate_config_consumer *k,
+			const struct spate_config_stream *cs, const uint64_t *resume_next,
+			char *err, size_t errlen);
+/** Point task @p i's counters at @p ref (the counters region's slot), or
+ *  back at the consumer's own when @p ref is NULL. Before the start. */
+void spate_consumer_task_stats(struct spate_consumer *c, uint32_t i,
+			       const struct spate_stats_tref *ref);
+/** Sum of the tasks' counters into @p out (records, bytes, batches,
+ *  retries, failed, expired, log figures). Any thread (relaxed reads). */
+void spate_consumer_sum(const struct spate_consumer *c, struct spate_consumer_counts *out);
 /** Create the plugin states of every task (cold start is timed). */
 int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t errlen);
-/** Tell the counters region the task reads the log (its catch-up range). */
-void spate_consumer_task_catchup(struct spate_task *t);
 /** Flush and fini every task's plugin state. */
 void spate_consumer_stop_plugins(struct spate_consumer *c);
 /** Close readers, free tasks. */
@@ -148,6 +188,30 @@ void spate_consumer_fini(struct spate_consumer *c);
 int spate_task_poll(struct spate_task *t, uint64_t now_mono_ns);
 /** The shard checkpoint implied by the task's lanes (min of next_seq). */
 uint64_t spate_consumer_shard_next(const struct spate_consumer *c, uint32_t shard);
+/** The calling worker thread's delivery record (NULL: not watched). */
+void spate_inflight_set(struct spate_inflight *in);
+/**
+ * The watchdog took over task @p t's delivery, stuck in process() for
+ * @p ran_ns (its thread's record @p in is LOST; @p t is the caller's now, its
+ * poller gone; @p in is CLAIMED, and moved to LOST here once the watchdog
+ * is done with it): abandon the plugin state and the buffers the stuck call may
+ * still read (into @p in->grave, freed by the stuck thread if it returns),
+ * make a fresh state, and leave the delivery to be counted as failed by the
+ * next poll (retry rules). @p stopping: no fresh state (the engine stops).
+ */
+void spate_task_timed_out(struct spate_task *t, struct spate_inflight *in, uint64_t ran_ns,
+			  bool stopping);
+/** The control thread found @p c past its memory_limit (@p charged bytes):
+ *  its tasks stop at their next poll (FAILED, checkpoint at the last
+ *  success). */
+void spate_consumer_over_memory(struct spate_consumer *c, uint64_t charged);
+/** Install the crash handlers (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) that
+ *  name the consumer, plugin, shard and batch of the crashing thread, then
+ *  re-raise. Idempotent. Each worker thread calls
+ *  spate_crash_altstack() for stack overflows. */
+void spate_crash_handlers_install(void);
+/** An alternate signal stack for the calling thread (or NULL: none). */
+void *spate_crash_altstack(void);
 /** Nanoseconds until the task needs polling again on its own (window,
  *  back-off), UINT64_MAX if only new data wakes it. */
 uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now_mono_ns);

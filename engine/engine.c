@@ -21,7 +21,8 @@
  * handled in the last 100 ms before a crash.
  *
  * Liveness: the control thread also watches every shard of every stream
- * (every WATCH_PERIOD_NS, and once as each stream opens): the reader and
+ * (as it starts, once the consumers' readers are in place, then every
+ * WATCH_PERIOD_NS): the reader and
  * writer slots of processes that died (a `spate tail -f` killed, a producer
  * killed mid-claim) are freed with spate_ring_reap(), each one logged with
  * its pid and counted, so a dead peer never holds writers back for good.
@@ -32,8 +33,14 @@
  * finis the old states, loads the new image from a private copy, inits, and
  * resumes. A batch in flight is redelivered to the new build.
  *
- * Limits: a plugin runs in the engine's process (a crash kills it); a
- * stream targeted by forward/on_failure gets one engine-side producer.
+ * The control thread also watches the workers (a process() call past its
+ * consumer's timeout is given up and its thread replaced: watch_workers)
+ * and the process's memory (memory_limit: watch_memory), and outlives the
+ * workers at stop, so a stop waits for a stuck plugin at most its timeout.
+ *
+ * Limits: a plugin runs in the engine's process (a crash kills it, after a
+ * line naming it); a stream targeted by forward/on_failure gets one
+ * engine-side producer.
  */
 #include "spate_config.h"
 
@@ -43,6 +50,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +87,10 @@ struct worker {
 	bool started;
 	struct spate_stats_worker *st; /* counters region slot (stats_open), or NULL */
 	struct spate_stats_wprev st_prev; /* its previous round (worker-local) */
+	/* The running thread's delivery record, set before it is created;
+	 * replaced (with the thread) by the watchdog when a delivery times out. */
+	struct spate_inflight *in;
+	_Atomic uint32_t abandoned; /* the watchdog gave its thread up while stopping */
 };
 
 struct spate_engine {
@@ -98,7 +110,11 @@ struct spate_engine {
 	pthread_mutex_t ckpt_lock; /* ckpt_flush_all: the control thread, deploy, stop */
 	pthread_t ctl;
 	bool ctl_started;
-	_Atomic int stop;
+	_Atomic int stop;      /* workers: end (set under lock) */
+	_Atomic int ctl_stop;  /* control thread: end (after the workers) */
+	_Atomic uint32_t lost; /* worker threads abandoned inside a plugin (timeouts) */
+	uint64_t rss_last;     /* process RSS at the last memory tick (control thread) */
+	bool rss_warned;
 	bool running;
 	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
 	struct spate_persister persist; /* persisted streams' logs and their threads */
@@ -144,8 +160,8 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 		if (!c->tasks)
 			continue;
 		/* checkpoint_interval: the file at most that often (at stop always). */
-		if (!force && c->p.checkpoint_interval_ns &&
-		    now - c->ckpt_file_ns < c->p.checkpoint_interval_ns)
+		if (!force && c->k->checkpoint_interval_ns &&
+		    now - c->ckpt_file_ns < c->k->checkpoint_interval_ns)
 			continue;
 		for (uint32_t s = 0; s < shards; s++) {
 			next[s] = spate_consumer_shard_next(c, s);
@@ -154,9 +170,9 @@ static void ckpt_flush_all(struct spate_engine *e, bool force)
 		}
 		if (!changed)
 			continue;
-		int rc = spate_ckpt_save(e->cfg->state_dir, c->stream, c->p.name, next);
+		int rc = spate_ckpt_save(e->cfg->state_dir, c->stream, c->k->name, next);
 		if (rc < 0) {
-			spate_slog(SPATE_LOG_ERROR, NULL, "checkpoint of %s: %s", c->p.name,
+			spate_slog(SPATE_LOG_ERROR, NULL, "checkpoint of %s: %s", c->k->name,
 					  strerror(-rc));
 			continue;
 		}
@@ -184,6 +200,145 @@ static void stats_consumers(struct spate_engine *e)
 		pthread_mutex_lock(&c->lock);
 		snprintf(sc->error, sizeof(sc->error), "%.95s", c->error);
 		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static void *worker_main(void *arg);
+static void task_unlock(struct spate_task *t);
+
+/*
+ * The watchdog (control thread, every tick): a worker thread inside a
+ * plugin's process() for longer than its consumer's timeout is given up.
+ * Its delivery record moves IN -> LOST (a CAS against the worker's own
+ * IN -> IDLE when process() returns: exactly one of them wins). The task
+ * is then the watchdog's: spate_task_timed_out() hands the buffers the
+ * stuck call may read to that thread, makes a fresh plugin state and
+ * leaves the failed delivery to the retry rules; a new thread takes the
+ * worker's tasks over, and the task's lock is released for it. The stuck
+ * thread is detached, never cancelled (it may hold locks in plugin code);
+ * if process() ever returns it frees what it was given and ends. While
+ * the engine stops nothing is replaced: stop stops waiting for that thread,
+ * and close leaves the plugins loaded (code still runs in them).
+ */
+static void watch_workers(struct spate_engine *e)
+{
+	uint64_t now = spate_mono_ns();
+
+	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		struct spate_inflight *in = w->in;
+
+		if (!in) /* (w->started is the stop thread's: not read here) */
+			continue;
+		/* Acquire: pairs with the worker's release store of IN. */
+		uint64_t st = atomic_load_explicit(&in->state, memory_order_acquire);
+		if ((st & 3) != SPATE_INFLIGHT_IN)
+			continue;
+		/* Relaxed (both): published by the release store of state (acquired
+		 * above); if the worker has moved on since, the CAS below fails. */
+		struct spate_task *t = atomic_load_explicit(&in->task, memory_order_relaxed);
+		uint64_t since = atomic_load_explicit(&in->since, memory_order_relaxed);
+		if (now < since || now - since < t->c->timeout_ns)
+			continue;
+		/* Acq_rel: pairs with the worker's CAS IN -> IDLE of the same
+		 * delivery (same number): exactly one of them wins. */
+		if (!atomic_compare_exchange_strong_explicit(&in->state, &st,
+							     (st & ~3ull) | SPATE_INFLIGHT_CLAIMED,
+							     memory_order_acq_rel,
+							     memory_order_relaxed))
+			continue;
+		/* From here the old thread touches only `in` (and waits until
+		 * spate_task_timed_out() is done with it: LOST). */
+		atomic_fetch_add_explicit(&e->lost, 1, memory_order_relaxed);
+		pthread_mutex_lock(&e->lock);
+		bool stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
+		pthread_mutex_unlock(&e->lock);
+		spate_task_timed_out(t, in, now - since, stopping);
+		pthread_mutex_lock(&e->lock);
+		stopping = atomic_load_explicit(&e->stop, memory_order_relaxed);
+		struct spate_inflight *fresh = stopping ? NULL : calloc(1, sizeof(*fresh));
+		w->in = fresh; /* the old record is the stuck thread's */
+		if (!fresh) {
+			/* Stopping (or no memory): stop stops waiting for it. */
+			atomic_store_explicit(&w->abandoned, 1, memory_order_release);
+		} else {
+			pthread_t old = w->th;
+			if (pthread_create(&w->th, NULL, worker_main, w) == 0) {
+				pthread_detach(old);
+			} else {
+				w->th = old;
+				w->in = NULL;
+				free(fresh);
+				atomic_store_explicit(&w->abandoned, 1, memory_order_release);
+				spate_slog(SPATE_LOG_ERROR, NULL,
+					      "worker %u: no thread to replace the stuck one: its "
+					      "tasks stop until a restart",
+					      k);
+			}
+		}
+		pthread_mutex_unlock(&e->lock);
+		task_unlock(t); /* held by the stuck thread's poll */
+	}
+}
+
+/* The process's resident set size, bytes (0: unknown). */
+static uint64_t rss_bytes(void)
+{
+	unsigned long long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &res) != 2)
+		res = 0;
+	fclose(f);
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * Memory (control thread, every tick): the process's RSS growth since the
+ * last tick is charged to the consumers that delivered batches in it, in
+ * proportion to their deliveries (plugins share the engine's heap: this is
+ * an estimate, exact when one consumer runs). A consumer warns once at 80%
+ * of its memory_limit and stops (FAILED, checkpoint at its last success)
+ * past it; without a limit it warns once past 1 GiB.
+ */
+static void watch_memory(struct spate_engine *e)
+{
+	uint64_t rss = rss_bytes(), total = 0;
+	uint64_t delta[64];
+
+	if (!rss)
+		return;
+	if (!e->rss_last || rss <= e->rss_last) {
+		e->rss_last = rss;
+		return;
+	}
+	uint64_t grow = rss - e->rss_last;
+	e->rss_last = rss;
+	for (uint32_t i = 0; i < e->nconsumers && i < 64; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		struct spate_consumer_counts st;
+		spate_consumer_sum(c, &st);
+		delta[i] = st.batches - c->batches_seen;
+		c->batches_seen = st.batches;
+		total += delta[i];
+	}
+	for (uint32_t i = 0; total && i < e->nconsumers && i < 64; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		uint64_t limit = c->k->memory_limit;
+		c->mem_charged += (uint64_t)((double)grow * (double)delta[i] / (double)total);
+		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
+		if (!c->mem_warned && c->mem_charged > warn_at) {
+			c->mem_warned = true;
+			spate_slog(SPATE_LOG_WARN, NULL,
+				      "consumer %s (plugin %s): the engine grew by %" PRIu64
+				      " MiB while it ran (RSS %" PRIu64 " MiB)%s",
+				      c->k->name, spate_plugin_lib_path(c->lib), c->mem_charged >> 20,
+				      rss >> 20, limit ? ", near its memory_limit" : "");
+		}
+		if (limit && c->mem_charged > limit)
+			spate_consumer_over_memory(c, c->mem_charged);
 	}
 }
 
@@ -238,11 +393,22 @@ static void *ctl_main(void *arg)
 	struct timespec ts = { 0, (long)CKPT_PERIOD_NS };
 	uint64_t last_watch = spate_mono_ns();
 
-	/* Relaxed: a flag; the join in stop orders everything after it. */
-	while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+	e->rss_last = rss_bytes();
+	/* Dead peers of an earlier run first: only now, with our consumers'
+	 * readers in place at their checkpoints, so freeing the dead engine's
+	 * readers of a memory-only stream lets no writer past a record a
+	 * consumer still needs. */
+	for (uint32_t i = 0; i < e->nstreams; i++)
+		watch_stream(e, e->streams[i]);
+	/* Relaxed: a flag; the join in stop orders everything after it. The
+	 * control thread outlives the workers: it watches them while stop
+	 * waits for them. */
+	while (!atomic_load_explicit(&e->ctl_stop, memory_order_relaxed)) {
 		nanosleep(&ts, NULL);
+		watch_workers(e);
 		ckpt_flush_all(e, false);
 		stats_consumers(e);
+		watch_memory(e);
 		uint64_t now = spate_mono_ns();
 		if (now - last_watch >= WATCH_PERIOD_NS) {
 			last_watch = now;
@@ -296,11 +462,13 @@ static int help(struct spate_engine *e, struct worker *w, uint64_t now)
 		struct spate_task *t = e->all[(w->help_from + i) % e->nall];
 		struct spate_consumer *c = t->c;
 
-		if (t->owner == w->index || (c->p.concurrency && c->p.concurrency < e->nworkers) ||
+		if (t->owner == w->index || (c->k->concurrency && c->k->concurrency < e->nworkers) ||
 		    atomic_load_explicit(&c->paused, memory_order_seq_cst) ||
-		    task_lag(t) < 2ull * c->p.batch_size || !task_lock(t))
+		    task_lag(t) < 2ull * c->k->batch_size || !task_lock(t))
 			continue;
 		int r = t->pl ? spate_task_poll(t, now) : 0;
+		if (r == SPATE_TASK_LOST)
+			return r;
 		task_unlock(t);
 		if (r > 0) {
 			atomic_fetch_add_explicit(&c->helped, 1, memory_order_relaxed);
@@ -318,6 +486,11 @@ static void *worker_main(void *arg)
 	uint64_t idle_ns = 1000;
 	/* With one worker nobody helps: no task lock needed. */
 	const bool shared = e->nworkers > 1;
+	/* Its delivery record (set before the thread was created) and an
+	 * alternate stack for the crash handler (a stack overflow in a plugin
+	 * is still reported). */
+	spate_inflight_set(w->in);
+	void *altstack = spate_crash_altstack();
 
 	if (w->cpu >= 0 && e->topo)
 		spate_topo_pin_self(e->topo, w->cpu);
@@ -338,7 +511,10 @@ static void *worker_main(void *arg)
 			    (shared && !task_lock(t)))
 				continue;
 			if (t->pl) {
-				if (spate_task_poll(t, now) > 0)
+				int r = spate_task_poll(t, now);
+				if (r == SPATE_TASK_LOST)
+					goto lost; /* the watchdog owns the task and worker */
+				if (r > 0)
 					work = 1;
 				uint64_t d = spate_task_deadline(t, now);
 				if (d < soonest)
@@ -349,6 +525,8 @@ static void *worker_main(void *arg)
 		}
 		if (!work && shared)
 			work = help(e, w, now);
+		if (work == SPATE_TASK_LOST)
+			goto lost;
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		if (w->st) /* counters region: this worker is the slot's one writer */
 			spate_stats_worker_round(w->st, &w->st_prev, now, work);
@@ -373,12 +551,10 @@ static void *worker_main(void *arg)
 			if (w->ntasks == 1 &&
 			    !atomic_load_explicit(&t->c->paused, memory_order_seq_cst) &&
 			    (!shared || task_lock(t))) {
-				/* A task reading the log (no ring reader) has
-				 * work until it catches up: no sleep. */
-				if (t->pl && !t->n_raw && !t->window_start && t->rd) {
-					spate_ring_reader_wait(t->rd, cap);
-					slept = true;
-				}
+				/* A task reading the log has work until it
+				 * catches up: no sleep (spate_source_wait). */
+				if (t->pl && !t->n_raw && !t->window_start)
+					slept = spate_source_wait(&t->src, cap);
 				if (shared)
 					task_unlock(t);
 			}
@@ -393,6 +569,12 @@ static void *worker_main(void *arg)
 	}
 	if (w->st)
 		spate_stats_worker_stopped(w->st);
+lost: /* given up by the watchdog: w is another thread's; only our own stack */
+	if (altstack) {
+		stack_t off = { .ss_flags = SS_DISABLE };
+		sigaltstack(&off, NULL);
+		free(altstack);
+	}
 	return NULL;
 }
 
@@ -484,14 +666,14 @@ static int plan_workers(struct spate_engine *e)
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		/* concurrency bounds how many workers serve this consumer. */
-		uint32_t k = c->p.concurrency && c->p.concurrency < nw ? c->p.concurrency : nw;
+		uint32_t k = c->k->concurrency && c->k->concurrency < nw ? c->k->concurrency : nw;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
 			struct worker *w = &e->workers[(base + t % k) % nw];
 			c->tasks[t].owner = w->index;
 			e->all[e->nall++] = &c->tasks[t];
 			w->tasks[w->ntasks++] = &c->tasks[t];
-			if (c->p.wait < w->wait)
-				w->wait = c->p.wait; /* BUSY < YIELD < BLOCK: the most eager wins */
+			if (c->k->wait < w->wait)
+				w->wait = c->k->wait; /* BUSY < YIELD < BLOCK: the most eager wins */
 		}
 		base += k;
 	}
@@ -506,8 +688,8 @@ static int plan_workers(struct spate_engine *e)
 		for (uint32_t i = 0; i < w->ntasks && off < sizeof(e->plan); i++) {
 			struct spate_task *t = w->tasks[i];
 			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, " %s[%s/%u%s]",
-						t->c->p.name, spate_stream_name(t->c->stream), t->shard,
-						t->c->p.parallelization > 1 ? "+lane" : "");
+						t->c->k->name, spate_stream_name(t->c->stream), t->shard,
+						t->c->lanes > 1 ? "+lane" : "");
 		}
 		if (off < sizeof(e->plan))
 			off += (size_t)snprintf(e->plan + off, sizeof(e->plan) - off, "\n");
@@ -540,10 +722,8 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 		/* A region persisted before keeps its persister's gates: used
 		 * memory-only, nothing would ever move them. */
 		if (spate_stream_shards(*out) == cs->shards && r0->cap == cs->ring_size &&
-		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF) {
-			watch_stream(e, *out); /* dead peers of an earlier run */
-			return 0;
-		}
+		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF)
+			return 0; /* dead peers: reaped at start (ctl_main) */
 		snprintf(err, errlen,
 			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x, "
 			 "durability %u), the configuration asks for %u of %" PRIu64 " (flags %#x, "
@@ -574,7 +754,7 @@ static int open_stream(struct spate_engine *e, const struct spate_config_stream 
 }
 
 /* One engine per bus: the lock on <state_dir>/engine.lock. A second engine
- * is refused at once (within the lock's 50 ms retry), naming the holder. */
+ * is refused at once (within the lock's 10 ms retry), naming the holder. */
 static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
 {
 	pid_t holder = 0;
@@ -604,39 +784,6 @@ static int claim_stream(struct spate_engine *e, struct spate_stream *s, char *er
 	}
 	spate_stream_engine_claim(s);
 	return 0;
-}
-
-static void consumer_params(const struct spate_config_consumer *k,
-			    const struct spate_config_stream *cs, struct spate_consumer_params *p,
-			    struct spate_plugin_opt *opts)
-{
-	snprintf(p->name, sizeof(p->name), "%s", k->name);
-	p->batch_size = k->batch_size;
-	p->batch_bytes = k->batch_bytes;
-	p->batch_window_ns = k->batch_window_ns;
-	p->start = (enum spate_start_pos)k->starting_position;
-	p->start_seq = k->starting_sequence;
-	p->start_ts = k->starting_timestamp_ns;
-	p->max_retry_attempts = k->max_retry_attempts;
-	p->backoff_ns = k->retry_backoff_ns ? k->retry_backoff_ns : 1;
-	p->backoff_max_ns = k->retry_backoff_max_ns;
-	p->bisect = k->bisect_on_error;
-	p->max_age_ns = k->max_record_age_ns;
-	/* Retrying "until the record expires" with no max age: the stream's
-	 * retention is the expiry, as in Kinesis, so a poison record never
-	 * stalls its shard without bound. */
-	if (p->max_retry_attempts < 0 && p->max_age_ns == SPATE_CONFIG_NEVER)
-		p->max_age_ns = cs->retention_ns;
-	p->parallelization = k->parallelization ? k->parallelization : 1;
-	p->concurrency = k->concurrency;
-	p->checkpoint_interval_ns = k->checkpoint_interval_ns;
-	p->wait = k->wait;
-	for (uint32_t i = 0; i < k->n_options; i++) {
-		opts[i].key = k->options[i].key;
-		opts[i].value = k->options[i].value;
-	}
-	p->opts = opts;
-	p->n_opts = k->n_options;
 }
 
 /*
@@ -681,18 +828,17 @@ static void stats_open(struct spate_engine *e)
 			goto fail;
 		}
 		for (uint32_t t = 0; t < c->ntasks; t++)
-			slots[t] = c->tasks[t].rd ? c->tasks[t].rd->index : UINT32_MAX;
-		rc = spate_stats_add_consumer(e->stats, c->p.name, spate_plugin_lib_name(c->lib),
+			slots[t] = spate_source_reader_slot(&c->tasks[t].src);
+		rc = spate_stats_add_consumer(e->stats, c->k->name, spate_plugin_lib_name(c->lib),
 					      (uint32_t)stream_index(e, spate_stream_name(c->stream)),
-					      c->p.parallelization, slots);
+					      c->lanes, slots);
 		if (rc < 0)
 			goto fail;
 		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
-			struct spate_task *tk = &c->tasks[t];
-			spate_stats_task_ref(e->stats, first + t, &tk->st);
-			if (tk->lrd && tk->st.slot) /* starting from the log */
-				spate_consumer_task_catchup(tk);
+			struct spate_stats_tref ref;
+			spate_stats_task_ref(e->stats, first + t, &ref);
+			spate_consumer_task_stats(c, t, &ref);
 		}
 	}
 	for (uint32_t i = 0; i < e->persist.n; i++) {
@@ -713,9 +859,9 @@ static void stats_open(struct spate_engine *e)
 	return;
 fail:
 	free(slots);
-	for (uint32_t i = 0; i < e->nconsumers; i++)
+	for (uint32_t i = 0; i < e->nconsumers; i++) /* back to their own counters */
 		for (uint32_t t = 0; t < e->consumers[i].ntasks; t++)
-			memset(&e->consumers[i].tasks[t].st, 0, sizeof(struct spate_stats_tref));
+			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		e->workers[k].st = NULL;
 	spate_stats_close(e->stats);
@@ -775,16 +921,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		const struct spate_config_stream *cs = spate_config_find_stream(cfg, k->stream);
 		struct spate_consumer *c = &e->consumers[e->nconsumers];
 		uint64_t resume[SPATE_STREAM_MAX_SHARDS];
-		struct spate_plugin_opt *opts;
 
 		if (!k->enabled)
 			continue;
-		opts = calloc(k->n_options ? k->n_options : 1, sizeof(*opts));
-		if (!opts) {
-			rc = -ENOMEM;
-			goto err;
-		}
-		consumer_params(k, cs, &c->p, opts);
 		c->cfg = e->cfg;
 		c->log_cs = cs->durability != SPATE_DURABILITY_OFF ? cs : NULL;
 		c->producers = &e->producers;
@@ -800,7 +939,6 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			if (rc < 0) {
 				snprintf(err, errlen, "consumer %s: on_failure stream %s: %s",
 					 k->name, k->on_failure, strerror(-rc));
-				free(opts);
 				goto err;
 			}
 			c->dlq = &e->producers.sp[di];
@@ -811,7 +949,6 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			char why[512];
 			snprintf(why, sizeof(why), "%s", err);
 			snprintf(err, errlen, "%s:%u: consumer %s: %s", e->cfg->source, k->line, k->name, why);
-			free(opts);
 			goto err;
 		}
 		uint64_t end[SPATE_STREAM_MAX_SHARDS];
@@ -821,20 +958,17 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		if (rc < 0) {
 			snprintf(err, errlen, "checkpoints of %s: %s", k->name, strerror(-rc));
 			spate_plugin_unload(c->lib);
-			free(opts);
 			goto err;
 		}
-		rc = spate_consumer_init(c, resume, err, errlen);
+		rc = spate_consumer_init(c, k, cs, resume, err, errlen);
 		if (rc < 0) {
 			spate_plugin_unload(c->lib);
-			free(opts);
 			goto err;
 		}
 		e->ckpt_written[e->nconsumers] = malloc(SPATE_STREAM_MAX_SHARDS * sizeof(uint64_t));
 		if (!e->ckpt_written[e->nconsumers]) {
 			spate_consumer_fini(c);
 			spate_plugin_unload(c->lib);
-			free(opts);
 			rc = -ENOMEM;
 			goto err;
 		}
@@ -855,6 +989,8 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			goto err;
 		}
 		spate_hist_init(e->consumers[i].lat);
+		for (uint32_t t = 0; t < e->consumers[i].ntasks; t++)
+			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	}
 	*out = e;
 	return 0;
@@ -899,7 +1035,19 @@ int spate_engine_start(struct spate_engine *e)
 	}
 	stats_consumers(e); /* counters region: running, before the control thread's first tick */
 	atomic_store_explicit(&e->stop, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->ctl_stop, 0, memory_order_relaxed);
+	spate_crash_handlers_install();
 	for (uint32_t k = 0; k < e->nworkers; k++) {
+		struct worker *w = &e->workers[k];
+		/* Relaxed: no thread of this worker runs now. */
+		if (!w->in || atomic_load_explicit(&w->abandoned, memory_order_relaxed))
+			w->in = calloc(1, sizeof(*w->in)); /* an abandoned one is its thread's */
+		if (!w->in) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		atomic_store_explicit(&w->in->state, SPATE_INFLIGHT_IDLE, memory_order_relaxed);
+		atomic_store_explicit(&w->abandoned, 0, memory_order_relaxed);
 		rc = -pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]);
 		if (rc < 0)
 			goto err;
@@ -924,12 +1072,34 @@ int spate_engine_stop(struct spate_engine *e)
 {
 	if (!e->running)
 		return 0;
+	/* Under the lock: the watchdog replaces a stuck thread only while
+	 * stop is not set, so w->th is stable once it is. */
+	pthread_mutex_lock(&e->lock);
 	atomic_store_explicit(&e->stop, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&e->lock);
 	for (uint32_t k = 0; k < e->nworkers; k++) {
-		if (e->workers[k].started)
-			pthread_join(e->workers[k].th, NULL);
-		e->workers[k].started = false;
+		struct worker *w = &e->workers[k];
+		/* A thread stuck in a plugin is given up by the watchdog after
+		 * its consumer's timeout: wait that long, not forever. */
+		while (w->started) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(w->th, NULL, &ts) == 0)
+				break;
+			/* Acquire: pairs with the watchdog's release store. */
+			if (atomic_load_explicit(&w->abandoned, memory_order_acquire)) {
+				pthread_detach(w->th); /* w->in is the stuck thread's now */
+				break;
+			}
+		}
+		w->started = false;
 	}
+	atomic_store_explicit(&e->ctl_stop, 1, memory_order_relaxed);
 	if (e->ctl_started)
 		pthread_join(e->ctl, NULL);
 	e->ctl_started = false;
@@ -943,20 +1113,52 @@ int spate_engine_stop(struct spate_engine *e)
 	return 0;
 }
 
+/* Plugins a thread given up by the watchdog may still run code of: loaded
+ * until the process exits (and reachable, so a leak checker does not count
+ * them). */
+static struct spate_plugin_lib *kept_libs[64];
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep_lib(struct spate_plugin_lib *lib)
+{
+	pthread_mutex_lock(&kept_lock);
+	for (unsigned i = 0; lib && i < 64; i++)
+		if (!kept_libs[i] || kept_libs[i] == lib) {
+			kept_libs[i] = lib;
+			lib = NULL;
+		}
+	pthread_mutex_unlock(&kept_lock);
+	/* More than 64: left as they are (loaded, unreachable). */
+}
+
 void spate_engine_close(struct spate_engine *e)
 {
 	if (!e)
 		return;
 	spate_engine_stop(e);
+	/* Relaxed: the workers are joined or given up. */
+	uint32_t lost = atomic_load_explicit(&e->lost, memory_order_relaxed);
+	if (lost)
+		spate_slog(SPATE_LOG_WARN, NULL,
+			      "%u worker thread(s) never came back from a plugin's process(): the "
+			      "plugins stay loaded until the process exits",
+			      lost);
 	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		struct spate_consumer *c = &e->consumers[i];
-		free((void *)c->p.opts);
 		spate_consumer_fini(c);
-		spate_plugin_unload(c->lib);
+		if (!lost)
+			spate_plugin_unload(c->lib);
+		else
+			keep_lib(c->lib);
 		free(e->ckpt_written[i]);
 	}
-	for (uint32_t k = 0; k < e->nworkers; k++)
+	for (uint32_t k = 0; k < e->nworkers; k++) {
 		free(e->workers[k].tasks);
+		/* Relaxed: the control thread is joined. An abandoned thread's
+		 * record is its own (freed by it, if it returns). */
+		if (!atomic_load_explicit(&e->workers[k].abandoned, memory_order_relaxed))
+			free(e->workers[k].in);
+	}
 	free(e->workers);
 	free(e->all);
 	spate_persister_fini(&e->persist);
@@ -978,7 +1180,7 @@ void spate_engine_close(struct spate_engine *e)
 static struct spate_consumer *find_consumer(struct spate_engine *e, const char *name)
 {
 	for (uint32_t i = 0; i < e->nconsumers; i++)
-		if (!strcmp(e->consumers[i].p.name, name))
+		if (!strcmp(e->consumers[i].k->name, name))
 			return &e->consumers[i];
 	return NULL;
 }
@@ -991,13 +1193,19 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 	if (!c)
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
-	/* Relaxed: counters, read for display and tests after joins. */
-	st->records = atomic_load_explicit(&c->records, memory_order_relaxed);
-	st->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
-	st->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
-	st->retries = atomic_load_explicit(&c->retries, memory_order_relaxed);
-	st->failed = atomic_load_explicit(&c->failed, memory_order_relaxed);
-	st->expired = atomic_load_explicit(&c->expired, memory_order_relaxed);
+	struct spate_consumer_counts n;
+	spate_consumer_sum(c, &n); /* the tasks' counters: each delivery counted once */
+	st->records = n.records;
+	st->bytes = n.bytes;
+	st->batches = n.batches;
+	st->retries = n.retries;
+	st->failed = n.failed;
+	st->expired = n.expired;
+	st->log_records = n.log_records;
+	st->log_gaps = n.log_gaps;
+	st->log_spills = n.log_spills;
+	st->on_log = n.on_log;
+	/* Relaxed: figures, read for display and tests after joins. */
 	st->cold_start_ns = atomic_load_explicit(&c->cold_start_ns, memory_order_relaxed);
 	st->first_batch_ns = atomic_load_explicit(&c->first_batch_ns, memory_order_relaxed);
 	st->helped = atomic_load_explicit(&c->helped, memory_order_relaxed);
@@ -1007,14 +1215,6 @@ int spate_engine_consumer_stats(struct spate_engine *e, const char *name,
 		uint64_t next = spate_consumer_shard_next(c, s);
 		if (next != UINT64_MAX && tail > next)
 			st->lag_records += tail - next;
-	}
-	for (uint32_t i = 0; i < c->ntasks; i++) {
-		const struct spate_task *t = &c->tasks[i];
-		/* Relaxed: statistics. */
-		st->log_records += atomic_load_explicit(&t->disk_records, memory_order_relaxed);
-		st->log_gaps += atomic_load_explicit(&t->disk_gaps, memory_order_relaxed);
-		st->log_spills += atomic_load_explicit(&t->spills, memory_order_relaxed);
-		st->on_log += atomic_load_explicit(&t->on_log, memory_order_relaxed);
 	}
 	pthread_mutex_lock(&c->lock);
 	snprintf(st->error, sizeof(st->error), "%s", c->error);
@@ -1098,7 +1298,11 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 		}
 	}
 	atomic_store_explicit(&c->paused, 0, memory_order_seq_cst);
-	spate_plugin_unload(old);
+	/* Relaxed: a count; a thread stuck in the old build keeps it loaded. */
+	if (!atomic_load_explicit(&e->lost, memory_order_relaxed))
+		spate_plugin_unload(old);
+	else
+		keep_lib(old);
 	if (rc == 0)
 		spate_slog(SPATE_LOG_INFO, NULL, "consumer %s now runs %s %s (%s)", name,
 				  spate_plugin_lib_name(lib), spate_plugin_lib_version(lib), path);

@@ -11,7 +11,7 @@
  * `spate deploy` (which signals that pid: with the lock held, the pid is the
  * holder's, never a recycled one). Probes (spate_engine_lock_holder) take a
  * shared lock without waiting and drop it at once; an engine that collides
- * with a probe retries for up to 50 ms before it refuses.
+ * with a probe retries for up to 10 ms before it refuses.
  *
  * Limits: the lock guards a state_dir; engines of one bus with different
  * state_dirs are told apart by the engine pid in each stream region
@@ -33,8 +33,8 @@
 #include "spate/engine.h"
 
 /* How long a taker retries while a probe holds the lock shared. */
-#define LOCK_RETRY_NS (50ull * 1000 * 1000)
-#define LOCK_NAP_NS (2ull * 1000 * 1000)
+#define LOCK_RETRY_NS (10ull * 1000 * 1000)
+#define LOCK_NAP_NS (1ull * 1000 * 1000)
 
 struct spate_engine_lock {
 	int fd;

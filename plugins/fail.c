@@ -17,6 +17,12 @@
  *   mode: fatal      SPATE_BATCH_FATAL at the first failing record
  *   mode: crash      abort() at the first failing record: this kills the
  *                    host process (in-process plugins share its fate)
+ *   mode: segv       raise(SIGSEGV) there (a crash by a bad access)
+ *   mode: hang       never return from process() at the first failing
+ *                    record (sleeps until the process ends): the engine's
+ *                    timeout gives up the call
+ * and `leak: BYTES` allocates (and touches) that much per delivery, never
+ * freed: a leaking plugin, for memory_limit.
  * Records that succeed are tracked like the count plugin does (distinct
  * records, bytes, checksum, gaps, duplicates), and `summary: PATH` writes
  * them at fini in count's format, with failed_batches (calls that did not
@@ -29,7 +35,9 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "spate/plugin.h"
@@ -37,7 +45,14 @@
 
 #define FAIL_TABLE 4096u /* power of two */
 
-enum fail_mode { MODE_RETRY = 0, MODE_PARTIAL = 1, MODE_FATAL = 2, MODE_CRASH = 3 };
+enum fail_mode {
+	MODE_RETRY = 0,
+	MODE_PARTIAL = 1,
+	MODE_FATAL = 2,
+	MODE_CRASH = 3,
+	MODE_SEGV = 4,
+	MODE_HANG = 5,
+};
 
 struct fail_slot {
 	uint64_t seq_plus1; /* 0: free */
@@ -49,6 +64,7 @@ struct fail_state {
 	enum fail_mode mode;
 	uint64_t every;    /* 0: none */
 	uint64_t times;    /* UINT64_MAX: forever */
+	uint64_t leak;     /* bytes leaked per delivery */
 	uint64_t *seqs;    /* sorted */
 	size_t n_seqs;
 	char *contains;    /* NULL: none */
@@ -115,7 +131,8 @@ static void fail_free(struct fail_state *s)
 
 static int fail_init(const struct spate_plugin_ctx *ctx, void **state)
 {
-	static const char *const modes[] = { "retry", "partial", "fatal", "crash", NULL };
+	static const char *const modes[] = { "retry", "partial", "fatal", "crash",
+					     "segv",  "hang",    NULL };
 	const char *seqs = spate_plugin_opt(ctx, "seqs", NULL);
 	const char *contains = spate_plugin_opt(ctx, "contains", NULL);
 	const char *summary = spate_plugin_opt(ctx, "summary", NULL);
@@ -131,7 +148,8 @@ static int fail_init(const struct spate_plugin_ctx *ctx, void **state)
 	s->sum.lane = ctx->lane;
 	if ((rc = pu_opt_enum(ctx, "fail", "mode", modes, MODE_RETRY, &mode)) < 0 ||
 	    (rc = pu_opt_u64(ctx, "fail", "every", 0, &s->every)) < 0 ||
-	    (rc = pu_opt_u64(ctx, "fail", "times", UINT64_MAX, &s->times)) < 0)
+	    (rc = pu_opt_u64(ctx, "fail", "times", UINT64_MAX, &s->times)) < 0 ||
+	    (rc = pu_opt_u64(ctx, "fail", "leak", 0, &s->leak)) < 0)
 		goto err;
 	s->mode = (enum fail_mode)mode;
 	if (seqs && (rc = parse_seqs(ctx, seqs, s)) < 0)
@@ -240,6 +258,8 @@ static void succeed(struct fail_state *s, const struct spate_batch *b, uint32_t 
 	}
 }
 
+static void *volatile leak_sink;
+
 static int fail_process(void *state, const struct spate_batch *b, struct spate_batch_result *res)
 {
 	struct fail_state *s = state;
@@ -247,6 +267,12 @@ static int fail_process(void *state, const struct spate_batch *b, struct spate_b
 	uint64_t nth = 0, first_nth = 0;
 
 	s->sum.batches++;
+	if (s->leak) {
+		char *p = malloc(s->leak); /* never freed: that is the point */
+		if (p)
+			memset(p, 0xa5, s->leak);
+		leak_sink = p; /* kept visible, so the compiler keeps the leak */
+	}
 	for (uint32_t i = 0; i < b->count; i++) {
 		/* retry counts every failing record; the others stop at the first */
 		if (failing(s, &b->recs[i], b->attempt, &nth)) {
@@ -290,6 +316,14 @@ static int fail_process(void *state, const struct spate_batch *b, struct spate_b
 		pu_log(s->host, SPATE_LOG_ERROR, "%s: crashing the host, as configured",
 		       res->error);
 		abort();
+	case MODE_SEGV:
+		pu_log(s->host, SPATE_LOG_ERROR, "%s: SIGSEGV, as configured", res->error);
+		raise(SIGSEGV);
+		break;
+	case MODE_HANG:
+		pu_log(s->host, SPATE_LOG_ERROR, "%s: never returning, as configured", res->error);
+		for (;;)
+			sleep(1);
 	}
 	return 0;
 }

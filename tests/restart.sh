@@ -54,4 +54,21 @@ kill -INT "$pid"; wait "$pid" || fail "run exited with $?"; pid=
 # Every record of the persisted stream reached its log.
 "$spate" log stats "$dir/state/log/dur/0000" > "$dir/stats.out" || fail "log stats"
 grep -q "sequence 0\.\.2999," "$dir/stats.out" || fail "log stats: $(cat "$dir/stats.out")"
-echo "restart.sh: dead readers evicted at run time on memory-only and persisted streams OK"
+# No engine: the persister's gate stays, so a put blocks on the full ring
+# instead of overwriting what the next engine must write ...
+# shellcheck disable=SC2046 # one argument per record
+"$spate" put "$dir/bus.yaml" dur -k k -q \
+	$(seq 1 3000 | sed 's/$/-a-record-of-some-forty-bytes-or-so/') > "$dir/blocked.out" 2>&1 &
+ppid=$!
+sleep 1
+kill -0 "$ppid" 2>/dev/null || fail "a put with no engine did not wait: $(cat "$dir/blocked.out")"
+# ... until the stream is removed: its region is retired, and the put told.
+"$spate" rm "$dir/bus.yaml" > /dev/null || fail "rm"
+i=0
+while kill -0 "$ppid" 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt 50 ] || { kill "$ppid"; fail "the put still waits after rm"; }
+	sleep 0.1
+done
+if wait "$ppid"; then fail "the put into a removed stream succeeded"; fi
+grep -q "Stale" "$dir/blocked.out" || fail "put after rm: $(cat "$dir/blocked.out")"
+echo "restart.sh: dead readers evicted at run time on memory-only and persisted streams, a put with no engine waits behind the gate until rm retires the stream OK"

@@ -8,11 +8,10 @@
 # Usage: soak.sh SPATE SOAK_PRODUCER [--soak SECONDS] [--seed N] [--keep]
 #   --soak    chaos duration (default 60, the CI run; 600 is the full soak)
 #   --seed    RANDOM seed (default: the pid), printed so a run can be replayed
-#   --keep    keep the work directory (also kept on failure)
+#   --keep    keep the work directory (logs, ack files, dumps, outputs)
 # Environment: SPATE_PLUGIN_PATH (the built plugins); SPATE_SOAK_PENDING=1
-# turns a failing verdict into exit 77 (meson: SKIP) while the fix it waits
-# for (issue 9 item 0, the restart) has not landed; the summary still says
-# FAIL and why.
+# turns a failing verdict into exit 77 (meson: SKIP) while a fix it waits
+# for has not landed; the summary still says FAIL and why.
 #
 # The bus (huge_pages off, 64 KiB rings so they wrap every few hundred ms):
 #   s_off  durability off,      2 shards   -> c_off  (file)
@@ -341,10 +340,10 @@ if [ ${#problems[@]} -eq 0 ]; then
 	echo "soak: PASS"
 	exit 0
 fi
-keep=1
 for p in "${problems[@]}"; do echo "soak: FAIL: $p"; done
+[ "$keep" = 1 ] || echo "soak: to look closer: soak.sh SPATE SOAK_PRODUCER --soak $soak --seed $seed --keep"
 if [ "${SPATE_SOAK_PENDING:-0}" = 1 ]; then
-	echo "soak: the failures above are PENDING (SPATE_SOAK_PENDING=1: issue 9 item 0, the restart fix, has not landed); reported as SKIP"
+	echo "soak: the failures above are PENDING (SPATE_SOAK_PENDING=1, set in tests/meson.build until the lead flips it); reported as SKIP"
 	exit 77
 fi
 exit 1

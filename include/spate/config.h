@@ -217,6 +217,13 @@ struct spate_config_consumer {
 	enum spate_ring_wait wait;     /**< how idle workers wait; default BLOCK */
 	/** How often to checkpoint; 0 (default) = after every successful batch. */
 	uint64_t checkpoint_interval_ns;
+	/** Longest process() call, 1 ms..900 s; default 60 s (Lambda's function
+	 *  Timeout). Past it the delivery counts as failed (retry rules apply)
+	 *  and the stuck worker thread is abandoned and replaced. */
+	uint64_t timeout_ns;
+	/** Memory the plugin may grow the engine by, bytes; 0 (default) = no
+	 *  limit (Lambda's MemorySize). See docs/config.md. */
+	uint64_t memory_limit;
 	uint32_t line;                 /**< line of its entry in the file; 0 if built in C */
 };
 

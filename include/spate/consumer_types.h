@@ -41,9 +41,11 @@ struct spate_failed_record {
 	uint32_t shard;
 	uint32_t attempts;       /**< deliveries that included it */
 	uint32_t key_hash;
-	uint32_t payload_len;
-	uint32_t reason;         /**< enum spate_failure_reason */
-	uint32_t reserved;
+	uint32_t payload_len;    /**< payload bytes after this header */
+	uint32_t reason;         /**< enum spate_failure_reason (spate_failure_reason_name()) */
+	/** The record's own length; above payload_len when the payload was
+	 *  cut to fit the failure stream's max_record_size. */
+	uint32_t orig_len;
 	char consumer[48];
 	char stream[48];
 	char error[200];
@@ -55,6 +57,8 @@ enum spate_failure_reason {
 	SPATE_FAIL_RETRIES_EXHAUSTED = 1,
 	SPATE_FAIL_RECORD_EXPIRED = 2, /**< older than max_record_age */
 };
+/** The reason as text ("retries exhausted", "record expired", "unknown"). */
+const char *spate_failure_reason_name(uint32_t reason);
 /* A FATAL result sends nothing: the consumer stops with its checkpoint at
  * the last success, and the records stay in the stream for a restart. */
 

@@ -121,7 +121,7 @@ struct spate_engine_lock;
 /**
  * Take the engine lock of @p state_dir (exclusive, created 0600), as
  * spate_engine_open() does before it maps anything, and `spate rm` while it
- * removes a bus. Retries for up to 50 ms (a probe holds it for a moment).
+ * removes a bus. Retries for up to 10 ms (a probe holds it for a moment).
  * Any thread; the lock belongs to the returned handle.
  * @return 0, -EBUSY (held: @p holder, if not NULL, gets the holder's pid, 0
  *         if it has not written it yet), -ENAMETOOLONG, -ENOMEM, or the

@@ -16,7 +16,7 @@
 
 #include "spate/stats.h"
 #include "spate/stream.h"
-#include "engine/stats_view.h"
+#include "engine/metrics_http.h"
 #include "fuzz_region.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
