@@ -41,6 +41,13 @@ static int open_ring(struct spate_source *s, enum spate_ring_start start)
 
 	if (rc == -ENOTSUP) /* the ring has no futex wake-ups: yield instead */
 		rc = spate_ring_reader_open(r, start, SPATE_RING_WAIT_YIELD, &s->rd);
+	/* The engine's reader: if the engine dies, producers must not evict it
+	 * and overwrite what this consumer has not processed; the next engine
+	 * frees it once its own reader is in place (engine.c, watch_stream). */
+	if (rc == 0 && (rc = spate_ring_reader_engine(s->rd)) < 0) {
+		spate_ring_reader_close(s->rd);
+		s->rd = NULL;
+	}
 	return rc;
 }
 

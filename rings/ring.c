@@ -657,7 +657,8 @@ static int compute_limit(struct spate_ring_writer *w, uint64_t need_end, uint64_
 
 /*
  * Evict the readers that hold the ring below @p goal and whose process is
- * dead (not SPATE_RING_RSLOT_F_KEEP ones). Any writer, any time.
+ * dead (not SPATE_RING_RSLOT_F_KEEP nor SPATE_RING_RSLOT_F_ENGINE ones: a
+ * dead engine's readers are its successor's to free). Any writer, any time.
  */
 static unsigned evict_dead_gaters(struct spate_ring *r, uint64_t goal)
 {
@@ -673,7 +674,8 @@ static unsigned evict_dead_gaters(struct spate_ring *r, uint64_t goal)
 		mask &= mask - 1;
 		/* Relaxed: which readers to look at; the CAS below decides. */
 		if (atomic_load_explicit(&s->pos, memory_order_relaxed) >= goal ||
-		    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP))
+		    (atomic_load_explicit(&s->flags, memory_order_relaxed) &
+		     (SPATE_RING_RSLOT_F_KEEP | SPATE_RING_RSLOT_F_ENGINE)))
 			continue;
 		/* Acquire: the lease we read next is this holder's (see writer_alive). */
 		uint64_t v = atomic_load_explicit(&s->own, memory_order_acquire);
@@ -1703,6 +1705,16 @@ int spate_ring_reader_keep(struct spate_ring_reader *rd)
 		return -EPIPE;
 	/* Seq_cst: before any later reap or eviction looks at the slot. */
 	atomic_fetch_or_explicit(&rd->slot->flags, SPATE_RING_RSLOT_F_KEEP, memory_order_seq_cst);
+	return 0;
+}
+
+int spate_ring_reader_engine(struct spate_ring_reader *rd)
+{
+	/* Relaxed: our own slot; evict reads it with the slot's word. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own)
+		return -EPIPE;
+	/* Seq_cst: before any later eviction looks at the slot (as keep). */
+	atomic_fetch_or_explicit(&rd->slot->flags, SPATE_RING_RSLOT_F_ENGINE, memory_order_seq_cst);
 	return 0;
 }
 

@@ -424,6 +424,39 @@ Test(ring_live, keep_reader_is_not_evicted, .timeout = 60)
 	shared_ring_free(&s);
 }
 
+static void open_engine_reader_step(struct spate_ring *r)
+{
+	struct spate_ring_reader *rd;
+	if (spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &rd) != 0 ||
+	    spate_ring_reader_engine(rd) != 0)
+		_exit(4);
+}
+
+/* A dead engine's consumer reader holds what its consumer has not processed
+ * until the next engine, its own readers in place, reaps it: a waiting
+ * writer must not evict it (that lost records of memory-only streams across
+ * an engine SIGKILL in the soak). */
+Test(ring_live, engine_reader_is_not_evicted_but_reaped, .timeout = 60)
+{
+	struct shared_ring s;
+	struct spate_ring_writer *w;
+	struct spate_ring_health hl;
+	uint32_t nr = 0, nw = 0;
+
+	shared_ring(&s, 64 * KIB, SPATE_RING_F_FULL_WAIT);
+	child_then_kill(&s, open_engine_reader_step);
+	cr_assert_eq(spate_ring_writer_open(s.r, SPATE_RING_WAIT_BLOCK, &w), 0);
+	w->timeout_ns = 100 * 1000000ull;
+	cr_assert_eq(put_n(w, 4 * 1024, 256), -ETIMEDOUT);
+	spate_ring_health(s.r, &hl);
+	cr_assert_eq(hl.evicted, 0, "a writer evicted the dead engine's reader");
+	cr_assert_eq(spate_ring_reap(s.r, &nr, &nw), 0);
+	cr_assert_eq(nr, 1, "reap did not free the dead engine's reader");
+	cr_assert_eq(put_n(w, 4 * 1024, 256), 0);
+	spate_ring_writer_close(w);
+	shared_ring_free(&s);
+}
+
 /* A holder in another PID namespace cannot be looked up: its heartbeat
  * decides. Simulated by a lease naming another namespace. */
 Test(ring_live, foreign_namespace_lease_uses_heartbeat, .timeout = 30)

@@ -407,6 +407,13 @@ void spate_ring_writer_beat(struct spate_ring_writer *w);
  */
 int spate_ring_reader_keep(struct spate_ring_reader *rd);
 /**
+ * Mark @p rd's slot as the bus engine's (SPATE_RING_RSLOT_F_ENGINE): a
+ * writer waiting for space never evicts it when its process dies; only
+ * spate_ring_reap() frees it then. Thread: the reader handle's owner.
+ * @return 0, -EPIPE (the slot was evicted).
+ */
+int spate_ring_reader_engine(struct spate_ring_reader *rd);
+/**
  * Free the handle of a kept reader but leave its slot gating writers at
  * exactly the position released so far (stored now, not in 1/16-ring
  * steps), for spate_ring_reader_adopt(). NULL-safe. Thread: the reader

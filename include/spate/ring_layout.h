@@ -139,6 +139,13 @@ struct spate_ring_lease {
  *  writer's eviction of dead gating readers skip it; only
  *  spate_ring_reader_evict() or its adopter frees it. */
 #define SPATE_RING_RSLOT_F_KEEP 0x1u
+/** Engine: the slot is a consumer reader of the bus's engine. A writer
+ *  waiting for space never evicts it, even once its process is dead: while
+ *  no engine runs, it holds the records its consumer has not processed
+ *  (producers wait or fail by their policy, never overwrite them).
+ *  spate_ring_reap() frees it as any dead slot; the engine calls that only
+ *  once its own consumers' readers are in place. */
+#define SPATE_RING_RSLOT_F_ENGINE 0x2u
 
 /** One reader's published state, on its own line. */
 struct spate_ring_rslot {
