@@ -364,7 +364,10 @@ void *spate_source_abandon(struct spate_source *s, struct spate_ring_rec *a, uns
 
 void spate_source_close(struct spate_source *s)
 {
-	spate_ring_reader_close(s->rd);
+	/* Detached, not freed: the slot keeps what this consumer has not
+	 * processed from producers until the next engine, its own readers in
+	 * place, reaps it (engine.c, watch_stream). */
+	spate_ring_reader_detach(s->rd);
 	s->rd = NULL;
 	spate_log_reader_close(s->lrd);
 	s->lrd = NULL;

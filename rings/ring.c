@@ -1441,10 +1441,14 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		 * slot_free() settles races with it. */
 		uint64_t v = atomic_load_explicit(&s->own, memory_order_acquire);
 		uint32_t st = SPATE_RING_OWN_STATE(v);
+		/* Relaxed: the holder sets the flags before it stops using the
+		 * slot (keep: long before any reap; detached: seq_cst after its
+		 * last position store, and nothing of ours reads past it). */
+		uint32_t fl = atomic_load_explicit(&s->flags, memory_order_relaxed);
 		if ((st != SPATE_RING_SLOT_ACTIVE && st != SPATE_RING_SLOT_EVICTED) ||
-		    /* Relaxed: the holder sets the flag once, long before any reap. */
-		    (atomic_load_explicit(&s->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_KEEP) ||
-		    lease_alive(&s->lease, myns, now))
+		    (fl & SPATE_RING_RSLOT_F_KEEP) ||
+		    ((fl & SPATE_RING_RSLOT_F_LEFT_) != SPATE_RING_RSLOT_F_LEFT_ &&
+		     lease_alive(&s->lease, myns, now)))
 			continue;
 		if (st == SPATE_RING_SLOT_ACTIVE && spate_ring_reader_evict_own_(r, i, v) < 0)
 			continue;
@@ -1722,12 +1726,23 @@ void spate_ring_reader_detach(struct spate_ring_reader *rd)
 {
 	if (!rd)
 		return;
+	/* Relaxed: our own slot's word; an eviction changed it (as in keep).
+	 * An evicted slot gates nothing: closing it is all there is to do. */
+	if (atomic_load_explicit(&rd->slot->own, memory_order_relaxed) != rd->own) {
+		spate_ring_reader_close(rd);
+		return;
+	}
 	/* Relaxed: informational, read by an adopter after the pos below. */
 	atomic_store_explicit(&rd->slot->seq, rd->seq, memory_order_relaxed);
 	/* Release: pairs with the acquire load of pos in find_kept/adopt (the
 	 * seq above goes with it) and, as in spate_ring_release(), with the
 	 * writers' acquire of reader positions. */
 	atomic_store_explicit(&rd->slot->pos, rd->pos, memory_order_seq_cst);
+	/* Seq_cst, after pos: a reap that sees the flag frees a slot whose
+	 * position is final. Relaxed load: our own slot's flag, set by us. */
+	if (atomic_load_explicit(&rd->slot->flags, memory_order_relaxed) & SPATE_RING_RSLOT_F_ENGINE)
+		atomic_fetch_or_explicit(&rd->slot->flags, SPATE_RING_RSLOT_F_DETACHED,
+					 memory_order_seq_cst);
 	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
 		spate_ring_wake_writers_(rd->ring);
 	free(rd);
@@ -1878,6 +1893,7 @@ int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, uns
 		int wr = i >= SPATE_RING_MAX_READERS;
 		uint32_t k = wr ? i - SPATE_RING_MAX_READERS : i;
 		struct spate_ring_lease *l;
+		uint32_t fl = 0;
 		uint64_t v;
 		/* Acquire: the lease read next is this holder's. A snapshot for
 		 * a decision reap makes again. */
@@ -1888,17 +1904,19 @@ int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, uns
 			v = atomic_load_explicit(&sh->readers[k].own, memory_order_acquire);
 			l = &sh->readers[k].lease;
 			/* Relaxed: as reap reads it. */
-			if (atomic_load_explicit(&sh->readers[k].flags, memory_order_relaxed) &
-			    SPATE_RING_RSLOT_F_KEEP)
+			fl = atomic_load_explicit(&sh->readers[k].flags, memory_order_relaxed);
+			if (fl & SPATE_RING_RSLOT_F_KEEP)
 				continue;
 		}
 		uint32_t st = SPATE_RING_OWN_STATE(v);
 		if (st != SPATE_RING_SLOT_ACTIVE && st != SPATE_RING_SLOT_EVICTED)
 			continue;
 		/* Acquire: pairs with the release store of pid in lease_write();
-		 * a pid of ours is alive without a look at /proc. */
+		 * a pid of ours is alive without a look at /proc. A reader an
+		 * engine left behind is reapable whoever holds it. */
 		uint32_t pid = atomic_load_explicit(&l->pid, memory_order_acquire);
-		if ((pid && pid == self) || lease_alive(l, myns, now))
+		if ((fl & SPATE_RING_RSLOT_F_LEFT_) != SPATE_RING_RSLOT_F_LEFT_ &&
+		    ((pid && pid == self) || lease_alive(l, myns, now)))
 			continue;
 		if (n < max)
 			out[n] = (struct spate_ring_dead){ .index = k, .pid = pid, .writer = (uint32_t)wr };

@@ -20,7 +20,7 @@
 # for a loaded 2-core machine and no verdict depends on a timing margin
 # (except where the issue states the bound: see two_engines).
 set -u
-FAULTS_PENDING="ff_head"
+FAULTS_PENDING=""
 CASES="restart_loss dead_tail stale_ckpt two_engines rm_live stale_pid log_verify
 	tail_handover ff_head also_help also_tail_args also_put_missing also_plugin_error
 	also_install also_restart_sigint"

@@ -416,7 +416,10 @@ int spate_ring_reader_engine(struct spate_ring_reader *rd);
 /**
  * Free the handle of a kept reader but leave its slot gating writers at
  * exactly the position released so far (stored now, not in 1/16-ring
- * steps), for spate_ring_reader_adopt(). NULL-safe. Thread: the reader
+ * steps), for spate_ring_reader_adopt(). An engine reader
+ * (spate_ring_reader_engine()) is marked detached instead: it gates until
+ * the next spate_ring_reap(), which frees it whatever its holder's lease
+ * says. An evicted reader is closed. NULL-safe. Thread: the reader
  * handle's owner. (spate_ring_reader_close() frees a kept slot.)
  */
 void spate_ring_reader_detach(struct spate_ring_reader *rd);

@@ -146,6 +146,13 @@ struct spate_ring_lease {
  *  spate_ring_reap() frees it as any dead slot; the engine calls that only
  *  once its own consumers' readers are in place. */
 #define SPATE_RING_RSLOT_F_ENGINE 0x2u
+/** Detached: an engine reader its engine closed (spate_ring_reader_detach()
+ *  at stop). It keeps gating writers until the next engine's reap, which
+ *  frees it whatever its holder's lease says (the holder may well live on:
+ *  an embedding process that stops and reopens its engine). */
+#define SPATE_RING_RSLOT_F_DETACHED 0x4u
+/** An engine reader left for the next engine's reap. */
+#define SPATE_RING_RSLOT_F_LEFT_ (SPATE_RING_RSLOT_F_ENGINE | SPATE_RING_RSLOT_F_DETACHED)
 
 /** One reader's published state, on its own line. */
 struct spate_ring_rslot {
