@@ -30,47 +30,6 @@
 
 #include "engine_testlib.h"
 
-/* One record read back from a failure destination. */
-struct failed {
-	struct spate_failed_record h;
-	uint32_t len; /* bytes after the header */
-	char payload[256];
-};
-
-/* Every record of stream @p s into @p out (at most @p max kept); the count. */
-static unsigned read_failures(struct spate_stream *s, struct failed *out, unsigned max)
-{
-	struct spate_ring_rec rec[256];
-	unsigned total = 0;
-
-	cr_assert_not_null(s);
-	for (uint32_t sh = 0; sh < spate_stream_shards(s); sh++) {
-		struct spate_ring_reader *rd = NULL;
-		int rc = spate_ring_reader_open(spate_stream_ring(s, sh), SPATE_RING_START_OLDEST,
-						SPATE_RING_WAIT_YIELD, &rd);
-		cr_assert_eq(rc, 0, "reader on the failure stream: %d", rc);
-		for (;;) {
-			int n = spate_ring_peek(rd, rec, 256, UINT64_MAX);
-			cr_assert_geq(n, 0, "peek: %d", n);
-			if (n == 0)
-				break;
-			for (int i = 0; i < n; i++, total++) {
-				if (total >= max)
-					continue;
-				struct failed *f = &out[total];
-				memset(f, 0, sizeof(*f));
-				cr_assert_geq(rec[i].len, sizeof(f->h), "failure record too short");
-				memcpy(&f->h, rec[i].data, sizeof(f->h));
-				f->len = rec[i].len - (uint32_t)sizeof(f->h);
-				size_t keep = f->len < sizeof(f->payload) ? f->len : sizeof(f->payload);
-				memcpy(f->payload, (const char *)rec[i].data + sizeof(f->h), keep);
-			}
-			cr_assert_eq(spate_ring_release(rd, (unsigned)n), 0);
-		}
-		spate_ring_reader_close(rd);
-	}
-	return total;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Partial batch failure, retries exhausted (issue 9 item 9)                */
