@@ -393,43 +393,64 @@ Test(ring_live, claimed_slot_without_identity_is_not_reaped, .timeout = 30)
 
 /* A KEEP reader outlives its process on purpose: writers wait for it (here
  * until their timeout) and reap leaves it alone. */
-static void open_keep_reader_step(struct spate_ring *r)
+static void open_flagged_reader(struct spate_ring *r, uint32_t flag)
 {
 	struct spate_ring_reader *rd;
 	if (spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &rd) != 0)
 		_exit(4);
-	if (spate_ring_reader_keep(rd) != 0)
+	if ((flag == SPATE_RING_RSLOT_F_KEEP ? spate_ring_reader_keep(rd)
+					      : spate_ring_reader_engine(rd)) != 0)
 		_exit(5);
+}
+
+static void open_keep_reader_step(struct spate_ring *r)
+{
+	open_flagged_reader(r, SPATE_RING_RSLOT_F_KEEP);
+}
+
+static void open_engine_reader_step(struct spate_ring *r)
+{
+	open_flagged_reader(r, SPATE_RING_RSLOT_F_ENGINE);
+}
+
+/* A reader of a SIGKILLed process that must outlive it gates a writer
+ * waiting for space (until its timeout): no eviction. @return the reader
+ * slots a reap then freed. */
+static uint32_t dead_gate_case(struct shared_ring *s, void (*step)(struct spate_ring *),
+			       struct spate_ring_writer **w)
+{
+	struct spate_ring_health hl;
+	uint32_t nr = 99, nw = 99;
+
+	shared_ring(s, 64 * KIB, SPATE_RING_F_FULL_WAIT);
+	if (step)
+		child_then_kill(s, step);
+	cr_assert_eq(spate_ring_writer_open(s->r, SPATE_RING_WAIT_BLOCK, w), 0);
+	(*w)->timeout_ns = 100 * 1000000ull;
+	if (!step) { /* our own engine reader, detached as an engine stop does */
+		struct spate_ring_reader *rd;
+		cr_assert_eq(spate_ring_reader_open(s->r, SPATE_RING_START_OLDEST,
+						    SPATE_RING_WAIT_YIELD, &rd), 0);
+		cr_assert_eq(spate_ring_reader_engine(rd), 0);
+		spate_ring_reader_detach(rd);
+	}
+	cr_assert_eq(put_n(*w, 4 * 1024, 256), -ETIMEDOUT);
+	spate_ring_health(s->r, &hl);
+	cr_assert_eq(hl.evicted, 0, "a writer evicted a reader that must outlive its process");
+	cr_assert_eq(spate_ring_reap(s->r, &nr, &nw), 0);
+	return nr;
 }
 
 Test(ring_live, keep_reader_is_not_evicted, .timeout = 60)
 {
 	struct shared_ring s;
 	struct spate_ring_writer *w;
-	struct spate_ring_health hl;
-	uint32_t nr = 9, nw = 9;
 
-	shared_ring(&s, 64 * KIB, SPATE_RING_F_FULL_WAIT);
-	child_then_kill(&s, open_keep_reader_step);
-	cr_assert_eq(spate_ring_writer_open(s.r, SPATE_RING_WAIT_BLOCK, &w), 0);
-	w->timeout_ns = 100 * 1000000ull;
-	cr_assert_eq(put_n(w, 4 * 1024, 256), -ETIMEDOUT);
-	spate_ring_health(s.r, &hl);
-	cr_assert_eq(hl.evicted, 0);
-	cr_assert_eq(spate_ring_reap(s.r, &nr, &nw), 0);
-	cr_assert_eq(nr, 0, "reap freed a KEEP slot");
+	cr_assert_eq(dead_gate_case(&s, open_keep_reader_step, &w), 0, "reap freed a KEEP slot");
 	/* Nor can it be evicted by hand: only its adopter releases it. */
 	cr_assert_eq(spate_ring_reader_evict(s.r, 0), -EPERM);
 	spate_ring_writer_close(w);
 	shared_ring_free(&s);
-}
-
-static void open_engine_reader_step(struct spate_ring *r)
-{
-	struct spate_ring_reader *rd;
-	if (spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &rd) != 0 ||
-	    spate_ring_reader_engine(rd) != 0)
-		_exit(4);
 }
 
 /* A dead engine's consumer reader holds what its consumer has not processed
@@ -440,18 +461,24 @@ Test(ring_live, engine_reader_is_not_evicted_but_reaped, .timeout = 60)
 {
 	struct shared_ring s;
 	struct spate_ring_writer *w;
-	struct spate_ring_health hl;
-	uint32_t nr = 0, nw = 0;
 
-	shared_ring(&s, 64 * KIB, SPATE_RING_F_FULL_WAIT);
-	child_then_kill(&s, open_engine_reader_step);
-	cr_assert_eq(spate_ring_writer_open(s.r, SPATE_RING_WAIT_BLOCK, &w), 0);
-	w->timeout_ns = 100 * 1000000ull;
-	cr_assert_eq(put_n(w, 4 * 1024, 256), -ETIMEDOUT);
-	spate_ring_health(s.r, &hl);
-	cr_assert_eq(hl.evicted, 0, "a writer evicted the dead engine's reader");
-	cr_assert_eq(spate_ring_reap(s.r, &nr, &nw), 0);
-	cr_assert_eq(nr, 1, "reap did not free the dead engine's reader");
+	cr_assert_eq(dead_gate_case(&s, open_engine_reader_step, &w), 1,
+		     "reap did not free the dead engine's reader");
+	cr_assert_eq(put_n(w, 4 * 1024, 256), 0);
+	spate_ring_writer_close(w);
+	shared_ring_free(&s);
+}
+
+/* An engine stopped in a process that lives on (an embedding application)
+ * leaves its readers detached: they gate until the next engine's reap, which
+ * frees them though their holder is alive (a clean stop lost a memory-only
+ * consumer's records to live producers in the soak). */
+Test(ring_live, detached_engine_reader_gates_until_reaped, .timeout = 60)
+{
+	struct shared_ring s;
+	struct spate_ring_writer *w;
+
+	cr_assert_eq(dead_gate_case(&s, NULL, &w), 1, "reap left a detached engine reader");
 	cr_assert_eq(put_n(w, 4 * 1024, 256), 0);
 	spate_ring_writer_close(w);
 	shared_ring_free(&s);
