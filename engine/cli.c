@@ -200,11 +200,29 @@ int spate_cli_run(int argc, char **argv)
 		spate_config_free(cfg);
 		return rc;
 	}
+	/* Before the engine opens: opening may recover logs for seconds after a
+	 * crash, and a SIGINT then must still end in a clean close, not be
+	 * lost nor kill the recovery half-way. */
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
+	       cfg->bus);
+	fflush(stdout);
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
 		spate_config_free(cfg);
 		return rc;
+	}
+	if (got_stop) {
+		printf("stopped while opening: closing\n");
+		spate_engine_close(e);
+		spate_config_free(cfg);
+		return 0;
 	}
 	spate_engine_describe(e, desc, sizeof(desc));
 	printf("spate run %s: bus %s, %u stream(s), %u consumer(s)\n%s", argv[optind], cfg->bus,
@@ -215,12 +233,6 @@ int spate_cli_run(int argc, char **argv)
 		       spate_stream_shards(s), spate_shm_backing_str(spate_stream_shm(s)));
 	}
 	fflush(stdout);
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_hup;
-	sigaction(SIGHUP, &sa, NULL);
 	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
 	FILE *pf = fopen(pidfile, "we");
 	if (pf) {
