@@ -363,7 +363,8 @@ static int slot_claim(_Atomic uint64_t *own0, size_t stride, uint32_t n, uint64_
 /* Free a slot whose own word is @p expect: park it in FREEING (so no other
  * freer races us), clear the lease, then FREE. 0, or -ESTALE if the word
  * changed (someone else freed or evicted it first). */
-static int slot_free(_Atomic uint64_t *own, uint64_t expect, struct spate_ring_lease *l)
+static int slot_free(_Atomic uint64_t *own, uint64_t expect, struct spate_ring_lease *l,
+		     _Atomic uint32_t *flags)
 {
 	uint64_t parked = (expect & ~(uint64_t)0xff) | SLOT_FREEING;
 
@@ -371,9 +372,14 @@ static int slot_free(_Atomic uint64_t *own, uint64_t expect, struct spate_ring_l
 	if (!atomic_compare_exchange_strong_explicit(own, &expect, parked, memory_order_seq_cst,
 						     memory_order_relaxed))
 		return -ESTALE;
-	/* Relaxed: published by the release store of FREE below. */
+	/* Relaxed: published by the release store of FREE below. A reader
+	 * slot's flags go with it: the next holder must never be seen with
+	 * this one's (a KEEP or a detached engine reader's) before it resets
+	 * them itself. */
 	atomic_store_explicit(&l->pid, 0, memory_order_relaxed);
 	atomic_store_explicit(&l->beat_ns, 0, memory_order_relaxed);
+	if (flags)
+		atomic_store_explicit(flags, 0, memory_order_relaxed);
 	/* Release: pairs with the acquire CAS in slot_claim(). */
 	atomic_store_explicit(own, parked & ~(uint64_t)0xff, memory_order_release);
 	return 0;
@@ -486,7 +492,7 @@ void spate_ring_writer_close(struct spate_ring_writer *w)
 	if (atomic_load_explicit(&ws->own, memory_order_relaxed) == w->own)
 		atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
 	/* -ESTALE: reaped as dead (a lease misjudged); the slot is not ours. */
-	(void)slot_free(&ws->own, w->own, &ws->lease);
+	(void)slot_free(&ws->own, w->own, &ws->lease, NULL);
 	free(w);
 }
 
@@ -1384,11 +1390,11 @@ void spate_ring_reader_close(struct spate_ring_reader *rd)
 		 * reused. The bit is ours until the slot is FREE. */
 		atomic_fetch_and_explicit(&sh->pub.reader_mask, ~(1ull << rd->index),
 					  memory_order_seq_cst);
-		if (slot_free(&rd->slot->own, rd->own, &rd->slot->lease) < 0)
+		if (slot_free(&rd->slot->own, rd->own, &rd->slot->lease, &rd->slot->flags) < 0)
 			v = evicted; /* evicted meanwhile: free it as such */
 	}
 	if (v == evicted)
-		(void)slot_free(&rd->slot->own, evicted, &rd->slot->lease);
+		(void)slot_free(&rd->slot->own, evicted, &rd->slot->lease, &rd->slot->flags);
 	/* Otherwise the slot was reaped (our lease misjudged): not ours. */
 	if (!(rd->flags & SPATE_RING_F_NO_BLOCKING))
 		spate_ring_wake_writers_(rd->ring);
@@ -1453,7 +1459,7 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		if (st == SPATE_RING_SLOT_ACTIVE && spate_ring_reader_evict_own_(r, i, v) < 0)
 			continue;
 		v = (v & ~(uint64_t)0xff) | SPATE_RING_SLOT_EVICTED;
-		if (slot_free(&s->own, v, &s->lease) == 0) {
+		if (slot_free(&s->own, v, &s->lease, &s->flags) == 0) {
 			count(&sh->health.reaped_readers);
 			nr++;
 		}
@@ -1500,7 +1506,7 @@ int spate_ring_reap(struct spate_ring *r, uint32_t *readers, uint32_t *writers)
 		if (atomic_compare_exchange_strong_explicit(&sh->prod.trim_lock, &tok, 0,
 							    memory_order_release, memory_order_relaxed))
 			count(&sh->health.takeovers);
-		if (slot_free(&s->own, v, &s->lease) == 0) {
+		if (slot_free(&s->own, v, &s->lease, NULL) == 0) {
 			count(&sh->health.reaped_writers);
 			nw++;
 		}

@@ -479,6 +479,13 @@ Test(ring_live, detached_engine_reader_gates_until_reaped, .timeout = 60)
 	struct spate_ring_writer *w;
 
 	cr_assert_eq(dead_gate_case(&s, NULL, &w), 1, "reap left a detached engine reader");
+	/* Freed with its flags: the next holder of the slot must never be seen
+	 * as a detached engine reader (a reap would free it under a live
+	 * `spate tail`, which then read overwritten records in the soak). */
+	struct spate_ring_reader_info ri;
+	cr_assert_eq(spate_ring_reader_info(s.r, 0, &ri), 0);
+	cr_assert_eq(ri.state, SPATE_RING_SLOT_FREE);
+	cr_assert_eq(ri.flags, 0, "a freed slot kept flags %#x", ri.flags);
 	cr_assert_eq(put_n(w, 4 * 1024, 256), 0);
 	spate_ring_writer_close(w);
 	shared_ring_free(&s);
