@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_pvt.h - what engine.c (open, start, stop, close, deploy) and
+ * engine_threads.c (the control thread and the worker threads) share: the
+ * layout of struct spate_engine and its workers. Internal, never installed.
+ */
+#ifndef SPATE_ENGINE_PVT_H
+#define SPATE_ENGINE_PVT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/checkpoint.h"
+#include "engine/consumer.h"
+#include "engine/persist.h"
+#include "spate/engine.h"
+#include "spate/stats.h"
+#include "spate/topo.h"
+
+#define CKPT_PERIOD_NS (100ull * 1000 * 1000)
+/* How often the control thread looks for dead readers and writers. */
+#define WATCH_PERIOD_NS (200ull * 1000 * 1000)
+#define MAX_WORKERS 256u
+
+struct worker {
+	struct spate_engine *e;
+	pthread_t th;
+	int cpu;
+	struct spate_task **tasks;
+	uint32_t ntasks;
+	enum spate_ring_wait wait;
+	_Atomic uint64_t epoch; /* loop iterations, for deploy's quiescence */
+	uint32_t index;
+	uint32_t help_from;     /* where help() starts looking */
+	bool started;
+	struct spate_stats_worker *st; /* counters region slot (stats_open), or NULL */
+	struct spate_stats_wprev st_prev; /* its previous round (worker-local) */
+	/* The running thread's delivery record, set before it is created;
+	 * replaced (with the thread) by the watchdog when a delivery times out. */
+	struct spate_inflight *in;
+	_Atomic uint32_t abandoned; /* the watchdog gave its thread up while stopping */
+};
+
+struct spate_engine {
+	struct spate_config *cfg;
+	struct spate_config *owned_cfg;
+	struct spate_stream **streams;
+	struct spate_producers producers; /* one per stream, opened on demand */
+	uint32_t nstreams;
+	struct spate_consumer *consumers;
+	uint32_t nconsumers;
+	struct worker *workers;
+	uint32_t nworkers;
+	struct spate_task **all; /* every task, for help() */
+	uint32_t nall;
+	struct spate_topo *topo;
+	pthread_mutex_t lock;
+	pthread_mutex_t ckpt_lock; /* ckpt_flush_all: the control thread, deploy, stop */
+	pthread_t ctl;
+	bool ctl_started;
+	_Atomic int stop;      /* workers: end (set under lock) */
+	_Atomic int ctl_stop;  /* control thread: end (after the workers) */
+	_Atomic uint32_t lost; /* worker threads abandoned inside a plugin (timeouts) */
+	uint64_t rss_last;     /* process RSS at the last memory tick (control thread) */
+	bool rss_warned;
+	bool running;
+	uint64_t **ckpt_written; /* per consumer, per shard: last value written to file */
+	struct spate_persister persist; /* persisted streams' logs and their threads */
+	char plan[4096];
+	struct spate_stats *stats; /* counters region <bus>..stats (stats_open), or NULL: off */
+	uint64_t reaped_readers; /* slots of dead processes freed (control thread, open) */
+	uint64_t reaped_writers;
+	struct spate_engine_lock *bus_lock; /* <state_dir>/engine.lock, held from open to close */
+};
+
+/* engine_threads.c */
+void spate_engine_ckpt_flush_all(struct spate_engine *e, bool force);
+void spate_engine_stats_consumers(struct spate_engine *e);
+void spate_engine_nap(uint64_t ns);
+void *spate_engine_ctl_main(void *arg);
+void *spate_engine_worker_main(void *arg);
+
+#endif
