@@ -318,6 +318,11 @@ for s in s_none s_int s_alw; do
 	judge "$(check label="log $s (exact)" kind=ack $(acks_of $s) kind=data fld=5 "$dir"/logs/dump.$s.[0-9]*[0-9])" exact
 done
 judge "$(check label="log s_fwd via c_fwd (at least once)" kind=ack $(acks_of s_int) kind=data fld=5 "$dir"/logs/dump.s_fwd.[0-9]*[0-9])" atleast
+# A tail or engine SIGKILLed in the middle of a write leaves half a line
+# last ("p2.7.6,287" for "p2.7.6,2875"): only complete lines are records.
+for f in "$dir"/tail/* "$dir"/out/*; do
+	if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then sed -i '$ d' "$f"; fi
+done
 for c in c_off:s_off c_none:s_none c_int:s_int; do
 	judge "$(check label="consumer ${c%%:*} (at least once)" kind=ack $(acks_of ${c#*:}) kind=data fld=2 $(ls "$dir"/out/${c%%:*}.* 2>/dev/null))" atleast
 done
