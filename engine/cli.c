@@ -158,6 +158,9 @@ static int check_state_dir(const char *dir)
 	return 0;
 }
 
+/* `spate run`: options, config, state_dir check, signals, open, start,
+ * the report loop, stop. One linear command, longer than 120 lines because
+ * each step prints what it did; nothing in it is reused elsewhere. */
 int spate_cli_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -838,6 +841,9 @@ static const char tail_usage[] =
 	"  -f          keep following new records (until SIGINT)\n"
 	"  a persisted stream's history comes from its log, then the ring\n";
 
+/* `spate tail`: options, then per shard the log history and the ring from
+ * where it ended, then the follow loop; the hand-over bookkeeping (expect_of,
+ * min_seq_of) is shared by the three phases, hence one function. */
 int spate_cli_tail(int argc, char **argv)
 {
 	static const struct option lo[] = {

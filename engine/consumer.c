@@ -509,6 +509,11 @@ static int deliver(struct spate_task *t, uint64_t now, bool first, uint32_t cnt,
 	return rc;
 }
 
+/* One poll of a task: the Lambda rules for the batch in flight (max age,
+ * a timed-out or crashed delivery, deliver, OK/PARTIAL, bisect, give up,
+ * back off) in the order Lambda applies them, in one loop. It is longer than
+ * 120 lines on purpose: split up, that order would be spread over helpers
+ * that each need the whole task state. */
 int spate_task_poll(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
@@ -925,6 +930,8 @@ uint64_t spate_task_deadline(const struct spate_task *t, uint64_t now)
 	return d;
 }
 
+/* A constructor: one linear sequence of allocations and opens, each undone
+ * by the goto labels at its end (the house pattern), hence its length. */
 int spate_consumer_init(struct spate_consumer *c, const struct spate_config_consumer *k,
 			const struct spate_config_stream *cs, const uint64_t *resume_next,
 			char *err, size_t errlen)

@@ -378,6 +378,9 @@ fail:
 		      e->cfg->bus, strerror(-rc));
 }
 
+/* The engine's constructor: each resource it acquires (the lock, streams,
+ * the persister, consumers, workers, the counters region) is undone by the
+ * goto labels at its end (the house pattern), hence its length. */
 int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out, char *err,
 		      size_t errlen)
 {

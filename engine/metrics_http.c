@@ -175,6 +175,8 @@ static uint64_t task_sum(const struct spate_stats_view *v, uint32_t c, uint32_t 
 			}                                                             \
 	} while (0)
 
+/* One metric family after another, in the order docs/observability.md
+ * lists them: a flat list that is long because the metric set is. */
 char *spate_metrics_prometheus(const struct spate_stats_view *v)
 {
 	struct out o = { 0 };

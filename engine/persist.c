@@ -301,6 +301,10 @@ static int try_attach(const struct spate_config *cfg, const struct spate_config_
 	return 1;
 }
 
+/* Opens one stream's shards for persisting: recover each shard's log, then
+ * take over the stream's memory (adopting each kept gate) or recreate it;
+ * one sequence with goto unwinding, kept in one place because every step's
+ * failure must undo the ones before. */
 int spate_persist_open_stream(struct spate_persister *p, const struct spate_config *cfg,
 			      const struct spate_config_stream *cs, struct spate_stream **out,
 			      char *err, size_t errlen)

@@ -83,6 +83,9 @@ static struct spate_hist *hist_dup(const struct spate_stats *st, uint64_t i)
  * (spate/stats.h); each is read once into the snapshot. */
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* Copies the counters region section by section (engine, streams,
+ * consumers, tasks, histograms) into one snapshot: a flat sequence whose
+ * length is the region's (one goto label frees it all when memory runs out). */
 int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 {
 	struct spate_stats *st;

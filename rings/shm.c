@@ -558,6 +558,8 @@ static void *shm_remap_named(int fd, const char *path, void *base, size_t len,
 	return nb;
 }
 
+/* A constructor: create, size, map (huge pages or not), lock, format the
+ * header, publish; each step undone by the goto labels at its end. */
 static int shm_create_in(const struct shm_dir *d, const char *name, size_t user_size,
 			 mode_t mode, gid_t gid, uint32_t flags, struct spate_shm **out)
 {
