@@ -80,24 +80,6 @@
 /* The shared table                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Length of a valid consumer name, or -EINVAL. */
-static int name_len(const char *s)
-{
-	size_t i;
-
-	if (!s)
-		return -EINVAL;
-	for (i = 0; s[i]; i++) {
-		char c = s[i];
-		if (i >= SPATE_STREAM_NAME_MAX)
-			return -EINVAL;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return -EINVAL;
-	}
-	return i ? (int)i : -EINVAL;
-}
-
 static struct spate_stream_ckpt *ckpt_entry(const struct spate_stream_table *t, uint32_t i)
 {
 	return (struct spate_stream_ckpt *)(void *)(t->base + i * t->stride);
@@ -107,7 +89,7 @@ int spate_stream_ckpt_open(struct spate_stream *s, const char *consumer,
 			   struct spate_stream_ckpt **out)
 {
 	struct spate_stream_table tb;
-	int len = name_len(consumer);
+	int len = spate_stream_name_len(consumer, 1);
 
 	if (!s || !out || len < 0)
 		return -EINVAL;

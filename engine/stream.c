@@ -129,8 +129,7 @@ struct spate_producer {
 /* Names and layout                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Length of a valid bus/stream (or, with @p dot, consumer) name, or -EINVAL. */
-static int name_len(const char *s, int dot)
+int spate_stream_name_len(const char *s, int dot)
 {
 	size_t i;
 
@@ -150,7 +149,7 @@ static int name_len(const char *s, int dot)
 /* The region name "<bus>.<stream>" into @p buf (SPATE_SHM_NAME_MAX + 1 bytes). */
 static int region_name(const char *bus, const char *name, char *buf)
 {
-	int bl = name_len(bus, 0), nl = name_len(name, 0);
+	int bl = spate_stream_name_len(bus, 0), nl = spate_stream_name_len(name, 0);
 
 	if (bl < 0 || nl < 0 || bl + 1 + nl > SPATE_SHM_NAME_MAX)
 		return -EINVAL;
@@ -191,7 +190,7 @@ static int check_layout(const struct spate_stream_hdr *h, uint64_t user_size)
 	if (h->hdr_size != sizeof(*h))
 		return -EBADMSG;
 	if (!memchr(h->bus, '\0', sizeof(h->bus)) || !memchr(h->name, '\0', sizeof(h->name)) ||
-	    name_len(h->bus, 0) < 0 || name_len(h->name, 0) < 0)
+	    spate_stream_name_len(h->bus, 0) < 0 || spate_stream_name_len(h->name, 0) < 0)
 		return -EBADMSG;
 	if (h->shards == 0 || h->shards > SPATE_STREAM_MAX_SHARDS || h->max_consumers == 0 ||
 	    h->max_consumers > SPATE_STREAM_MAX_CONSUMERS)

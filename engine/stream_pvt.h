@@ -8,6 +8,9 @@
 
 struct spate_stream;
 
+/* Internal to libspate: never exported, whatever libspate.map's patterns. */
+#pragma GCC visibility push(hidden)
+
 /** Where a stream region keeps its checkpoint table (validated copies of
  *  the header's fields, spate_stream_attach/create). */
 struct spate_stream_table {
@@ -19,5 +22,11 @@ struct spate_stream_table {
 
 /** Fill @p t for stream @p s. Any thread. */
 void spate_stream_table_of(const struct spate_stream *s, struct spate_stream_table *t);
+
+/** Length of a valid bus or stream name ([A-Za-z0-9_-], 1..NAME_MAX) or,
+ *  with @p dot, consumer name (also '.'); -EINVAL otherwise. Any thread. */
+int spate_stream_name_len(const char *s, int dot);
+
+#pragma GCC visibility pop
 
 #endif
