@@ -301,11 +301,11 @@ frame_offsets() {
 }
 # verify_refuses DIR WHAT: `spate log verify` must exit 1..127 (not OK, not
 # a crash, not a hang), under a 1 GiB address-space limit.
-# Under AddressSanitizer (which reserves terabytes of shadow address space)
-# the limit cannot apply: ASan's own allocation-size check stands in for it.
+# Under AddressSanitizer or ThreadSanitizer (which reserve terabytes of shadow
+# address space) the limit cannot apply: their own allocation-size checks stand in.
 verify_refuses() {
 	local rc lim=1048576
-	ldd "$spate" 2>/dev/null | grep -q 'libasan' && lim=unlimited
+	ldd "$spate" 2>/dev/null | grep -qE 'lib(asan|tsan)' && lim=unlimited
 	( ulimit -v $lim; timeout 60 "$spate" log verify "$1" ) > "$d/verify.out" 2>&1; rc=$?
 	say "$2: log verify rc $rc: $(head -c 240 "$d/verify.out" | tr '\n' ' ')"
 	[ $rc -ge 1 ] && [ $rc -lt 124 ] && ! grep -q "Cannot allocate memory" "$d/verify.out"
