@@ -1207,6 +1207,27 @@ void spate_ring_wake_writers_(struct spate_ring *r)
 /* Readers                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* A reader handle on slot @p index (owner word @p own), released up to
+ * @p pos; the caller sets the sequence number (and the batch end). */
+static void reader_handle_init(struct spate_ring_reader *rd, struct spate_ring *r, uint32_t index,
+			       uint64_t own, enum spate_ring_wait wait, uint64_t pos)
+{
+	rd->ring = r;
+	rd->data = r->data;
+	rd->mask = r->mask;
+	rd->cap = r->cap;
+	rd->slot = &r->sh->readers[index];
+	rd->flags = r->flags;
+	rd->index = index;
+	rd->own = own;
+	rd->beat_ns = spate_mono_ns();
+	rd->wait = wait;
+	rd->pos = pos;
+	rd->published = pos;
+	rd->tail = pos;
+	rd->left = 0;
+}
+
 int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 			   enum spate_ring_wait wait, struct spate_ring_reader **out)
 {
@@ -1251,21 +1272,8 @@ int spate_ring_reader_open(struct spate_ring *r, enum spate_ring_start start,
 	/* Relaxed: informational until the first release. */
 	atomic_store_explicit(&slot->seq, UINT64_MAX, memory_order_relaxed);
 
-	rd->ring = r;
-	rd->data = r->data;
-	rd->mask = r->mask;
-	rd->cap = r->cap;
-	rd->slot = slot;
-	rd->flags = r->flags;
-	rd->index = (uint32_t)i;
-	rd->own = own;
-	rd->beat_ns = spate_mono_ns();
-	rd->wait = wait;
-	rd->pos = pos;
-	rd->published = pos;
-	rd->tail = pos;
+	reader_handle_init(rd, r, (uint32_t)i, own, wait, pos);
 	rd->seq = UINT64_MAX; /* learnt from the first batch header */
-	rd->left = 0;
 	spate_ring_reader_resolve_seq(rd);
 	*out = rd;
 	return 0;
@@ -1822,22 +1830,9 @@ int spate_ring_reader_adopt(struct spate_ring *r, uint32_t index, enum spate_rin
 	/* Seq_cst: the slot gates writers again if a reaper of an older
 	 * version cleared the bit (ours keeps it). */
 	atomic_fetch_or_explicit(&sh->pub.reader_mask, 1ull << index, memory_order_seq_cst);
-	rd->ring = r;
-	rd->data = r->data;
-	rd->mask = r->mask;
-	rd->cap = r->cap;
-	rd->slot = slot;
-	rd->flags = r->flags;
-	rd->index = index;
-	rd->own = nv;
-	rd->beat_ns = spate_mono_ns();
-	rd->wait = wait;
-	rd->pos = pos;
-	rd->published = pos;
-	rd->tail = pos;
+	reader_handle_init(rd, r, index, nv, wait, pos);
 	rd->bend = pos;
 	rd->seq = seq;
-	rd->left = 0;
 	if (seq == UINT64_MAX)
 		spate_ring_reader_resolve_seq(rd);
 	*out = rd;

@@ -114,6 +114,20 @@ uint64_t spate_log_seg_first_ts(int dirfd, uint64_t base)
 	return rc == 1 ? bh.ts : UINT64_MAX;
 }
 
+/* The frame just read (its batch at @p body, @p len bytes) becomes the
+ * current batch; the next frame follows it. */
+static void rd_enter_batch(struct spate_log_reader *rd, const uint8_t *body, uint32_t len,
+			   uint32_t count, uint64_t base_seq, uint64_t ts)
+{
+	rd->blen = len;
+	rd->bcount = count;
+	rd->bidx = 0;
+	rd->bseq = base_seq;
+	rd->bts = ts;
+	rd->bcur = body + SPATE_RING_BHDR_SIZE;
+	rd->off += FRAME_HDR_SIZE + len;
+}
+
 /* Load the next frame at rd->off into the batch buffer. @return 1, 0 (end
  * of this segment for now), -EBADMSG, -errno. */
 static int rd_load(struct spate_log_reader *rd)
@@ -152,13 +166,7 @@ static int rd_load(struct spate_log_reader *rd)
 		rd->why = why;
 		return rc;
 	}
-	rd->blen = fi.len;
-	rd->bcount = fi.count;
-	rd->bidx = 0;
-	rd->bseq = fi.base_seq;
-	rd->bts = fi.ts;
-	rd->bcur = rd->buf + SPATE_RING_BHDR_SIZE;
-	rd->off += FRAME_HDR_SIZE + fi.len;
+	rd_enter_batch(rd, rd->buf, fi.len, fi.count, fi.base_seq, fi.ts);
 	return 1;
 }
 
@@ -440,13 +448,7 @@ static int rd_load_ra(struct spate_log_reader *rd)
 		if (spate_log_frame_crc(fh.len, body) != fh.crc ||
 		    spate_log_check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0)
 			goto again;
-		rd->blen = fh.len;
-		rd->bcount = fi.count;
-		rd->bidx = 0;
-		rd->bseq = fi.base_seq;
-		rd->bts = fi.ts;
-		rd->bcur = body + SPATE_RING_BHDR_SIZE;
-		rd->off += FRAME_HDR_SIZE + fh.len;
+		rd_enter_batch(rd, body, fh.len, fi.count, fi.base_seq, fi.ts);
 		return 1;
 again:
 		/* A frame being written, or a stale page kept by a racing read
