@@ -51,6 +51,12 @@ enum ftype {
 	FT_ADDR,       /* char[SPATE_CONFIG_ADDR_MAX]: "host:port" (metrics.listen) */
 	FT_METRICS,
 	FT_SOURCES,    /* sources: name, type, stream + any keys (a node tree) */
+	FT_FUNCTION,   /* consumer function: a mapping (spate_cfg_function_fields) */
+	FT_ARGV,       /* char ** at off, its uint32_t count at offset lo: a list of
+			  non-empty strings (a scalar is a list of one) */
+	FT_STR,        /* char[hi + 1], non-empty, printable */
+	FT_CWD,        /* char[PATH_MAX], a directory; relative to the file's */
+	FT_ENV,        /* function env: a mapping of NAME to scalar */
 };
 
 #define F_REQ 0x01u     /* must be present */
@@ -75,7 +81,9 @@ enum { SF_NAME, SF_SHARDS, SF_RING_SIZE, SF_MAX_RECORD, SF_PRODUCERS, SF_HUGE, S
 enum { CF_NAME, CF_STREAM, CF_PLUGIN, CF_OPTIONS, CF_BATCH_SIZE, CF_BATCH_BYTES, CF_BATCH_WINDOW,
        CF_START, CF_START_SEQ, CF_START_TS, CF_RETRIES, CF_BACKOFF, CF_BACKOFF_MAX, CF_BISECT,
        CF_MAX_AGE, CF_ON_FAILURE, CF_PARALLEL, CF_CONCURRENCY, CF_WAIT, CF_CKPT, CF_ENABLED,
-       CF_TIMEOUT, CF_MEMORY, CF_N };
+       CF_TIMEOUT, CF_MEMORY, CF_ISOLATION, CF_FUNCTION, CF_N };
+enum { FN_COMMAND, FN_HANDLER, FN_RUNTIME, FN_CWD, FN_ENV, FN_TIMEOUT, FN_MEMORY, FN_CONCURRENCY,
+       FN_N };
 enum { PF_CORES, PF_BUSY, PF_PERSIST, PF_N };
 enum { MF_LISTEN, MF_COUNTERS, MF_N };
 #define AT(obj, f, T) ((T *)(void *)((char *)(obj) + (f)->off))
@@ -87,6 +95,7 @@ struct lines {
 	uint32_t metrics[MF_N];
 	uint32_t (*stream)[SF_N];
 	uint32_t (*consumer)[CF_N];
+	uint32_t (*function)[FN_N]; /* per consumer, its function's keys */
 };
 
 
@@ -95,6 +104,7 @@ extern const struct field spate_cfg_stream_fields[SF_N];
 extern const struct field spate_cfg_consumer_fields[CF_N];
 extern const struct field spate_cfg_placement_fields[PF_N];
 extern const struct field spate_cfg_metrics_fields[MF_N];
+extern const struct field spate_cfg_function_fields[FN_N];
 
 /* ------------------------------------------------------------------------ */
 /* config_parse.c: text helpers, messages, scalar parsers                   */

@@ -66,6 +66,7 @@
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
+#include "engine/provider_pvt.h"
 #include "engine/util.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
@@ -457,7 +458,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			}
 			c->dlq = &e->producers.sp[di];
 		}
-		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
+		rc = spate_provider_plugin(cfg, k, c->stream, NULL, &c->lib, err, errlen);
 		if (rc < 0) {
 			/* Name the config line and the consumer before the loader's words. */
 			char why[512];
@@ -800,7 +801,9 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 		snprintf(err, errlen, "no consumer named %s", name);
 		return -ENOENT;
 	}
-	rc = spate_plugin_load(path, &lib, err, errlen);
+	/* A consumer a provider runs asks it again (a function's new code, an
+	 * isolated plugin's new build); others load the file. */
+	rc = spate_provider_plugin(e->cfg, c->k, c->stream, path, &lib, err, errlen);
 	if (rc < 0)
 		return rc;
 	atomic_store_explicit(&c->paused, 1, memory_order_seq_cst);
