@@ -500,6 +500,7 @@ void spate_config_free(struct spate_config *c)
 	free(c->consumers);
 	free(c->streams);
 	free(c->placement.cores);
+	free(c->api.keys);
 	free(c);
 }
 
@@ -725,8 +726,19 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 				return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
+	case FT_REGION:
+		if (!spate_cfg_region_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_KEYID:
+		if (!spate_cfg_key_id_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
 	case FT_CWD:
-		if (len == 0)
+	case FT_FILE:
+		if (len == 0 || len >= SPATE_CONFIG_PATH_MAX)
 			return bad(x, f, n);
 		if (x->base_dir && s[0] != '/') {
 			if (x->base_len + len >= SPATE_CONFIG_PATH_MAX)
@@ -738,8 +750,6 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 			memcpy(AT(obj, f, char) + x->base_len, s, len + 1);
 			return 0;
 		}
-		if (len >= SPATE_CONFIG_PATH_MAX)
-			return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
 	case FT_OPTIONS:
@@ -752,6 +762,10 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 	case FT_FUNCTION:
 	case FT_ARGV:
 	case FT_ENV:
+	case FT_API:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_TLS:
 		break;
 	}
 	return bad(x, f, n);
@@ -1246,6 +1260,76 @@ static int parse_sources(struct pctx *x, const struct field *f, const yaml_node_
 	return 0;
 }
 
+/* api.auth.keys: a list of {id, secret_file}. */
+static int parse_keys(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start)
+		return perr(x, line_of(n), "expected a list of {id, secret_file} (at least one)");
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > SPATE_CONFIG_API_MAX_KEYS)
+		return perr(x, line_of(n), "expected at most %u keys, got %zu",
+			    SPATE_CONFIG_API_MAX_KEYS, cnt);
+	a->keys = calloc(cnt, sizeof(*a->keys));
+	if (!a->keys)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			continue;
+		a->keys[i].line = line_of(e);
+		a->n_keys++;
+		r = parse_map(x, e, spate_cfg_key_fields, EF_N, &a->keys[i], x->ln.key[i],
+			      "a mapping with keys id, secret_file");
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	(void)f;
+	return 0;
+}
+
+/* api.auth: the word none, or {keys: [...]}. */
+static int parse_auth(struct pctx *x, const yaml_node_t *n)
+{
+	if (n->type == YAML_SCALAR_NODE && !is_null(n) && strcmp(sval(n), "none") == 0) {
+		x->c->api.auth = SPATE_CONFIG_API_AUTH_NONE;
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE) {
+		char g[80];
+		return perr(x, line_of(n), "expected none (no signatures) or a mapping with keys "
+			    "(a list of {id, secret_file}), got %s", got(n, g, sizeof(g)));
+	}
+	x->c->api.auth = SPATE_CONFIG_API_AUTH_KEYS;
+	return parse_map(x, n, spate_cfg_auth_fields, UF_N, &x->c->api, x->ln.auth,
+			 "a mapping with keys keys");
+}
+
+/* api: {listen, region, auth, tls, threads}; listen and region default. */
+static int parse_api(struct pctx *x, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	int r;
+
+	a->enabled = true;
+	a->line = line_of(n);
+	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
+		      "a mapping with keys listen, region, auth, tls, threads");
+	if (r < 0)
+		return r;
+	if (!a->listen[0])
+		snprintf(a->listen, sizeof(a->listen), "127.0.0.1:4567");
+	if (!a->region[0])
+		snprintf(a->region, sizeof(a->region), "us-east-1");
+	return 0;
+}
+
 static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
 {
 	if ((f->flags & F_NULL_OK) && is_null(n))
@@ -1272,6 +1356,20 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 		return parse_argv(x, f, n, obj);
 	case FT_ENV:
 		return parse_env(x, f, n, obj);
+	case FT_API:
+		if (is_null(n)) {
+			char g[8];
+			return perr(x, line_of(n), "expected a mapping with keys listen, region, "
+				    "auth (required), tls, threads, got %s", got(n, g, sizeof(g)));
+		}
+		return parse_api(x, n);
+	case FT_AUTH:
+		return parse_auth(x, n);
+	case FT_KEYS:
+		return parse_keys(x, f, n);
+	case FT_TLS:
+		return parse_map(x, n, spate_cfg_tls_fields, LF_N, &x->c->api, x->ln.tls,
+				 "a mapping with keys cert, key");
 	default:
 		return conv_scalar(x, f, n, obj);
 	}
