@@ -21,6 +21,8 @@
 #include "spate/kinesis.h"
 #include "spate/stream.h"
 
+#include "engine/api/tls.h"
+
 struct spate_api_auth;
 
 /** Largest request body (Kinesis: PutRecords is at most 5 MiB of records,
@@ -81,11 +83,6 @@ bool spate_api_utf8_ok(const char *s, size_t n, size_t *chars);
 /* Streams (registry.c)                                                     */
 /* ------------------------------------------------------------------------ */
 
-struct spate_api_tag {
-	char *key;
-	char *value;
-};
-
 /** A stream the front serves. Fields are fixed after registration except
  *  those marked (wrlock), changed under the registry's write lock. */
 struct spate_api_stream {
@@ -98,8 +95,6 @@ struct spate_api_stream {
 	uint64_t created_ns;
 	bool has_log;
 	uint32_t retention_hours;   /**< (wrlock) */
-	struct spate_api_tag tags[SPATE_API_TAGS_MAX]; /**< (wrlock) */
-	uint32_t n_tags;            /**< (wrlock) */
 };
 
 /** Per-thread state: producers (a producer belongs to one thread) and the
@@ -127,6 +122,7 @@ struct spate_api {
 	uint8_t mac_key[32];        /**< iterators and tokens (random per front) */
 	uint64_t iter_ttl_ms;       /**< SPATE_API_ITER_TTL_MS (tests shorten it) */
 	struct spate_api_auth *auth; /**< NULL: auth none */
+	struct spate_api_tls tls;   /**< api.tls PEM text (libmicrohttpd keeps pointers) */
 	/** Streams, sorted by name. The read lock is held by every call for its
 	 *  duration (a handle stays valid); Create/Delete take the write lock. */
 	pthread_rwlock_t lock;

@@ -532,10 +532,16 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	r = spate_api_auth_open(cfg, &a->auth, err, errlen);
 	if (r < 0)
 		goto fail_free;
-	r = spate_api_registry_init(a, err, errlen);
+	r = spate_api_tls_load(ac->tls_cert, ac->tls_key, &a->tls, err, errlen);
 	if (r < 0)
 		goto fail_auth;
-	a->daemon = MHD_start_daemon(flags, port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, sa,
+	r = spate_api_registry_init(a, err, errlen);
+	if (r < 0)
+		goto fail_tls;
+	struct MHD_OptionItem tlso[SPATE_API_TLS_OPTIONS];
+	a->daemon = MHD_start_daemon(flags | spate_api_tls_flags(&a->tls), port, NULL, NULL, handle, a,
+				     MHD_OPTION_ARRAY, spate_api_tls_options(&a->tls, tlso),
+				     MHD_OPTION_SOCK_ADDR, sa,
 				     MHD_OPTION_THREAD_POOL_SIZE, threads_of(ac),
 				     MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 				     MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_END);
@@ -549,6 +555,8 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 
 fail_reg:
 	spate_api_registry_fini(a);
+fail_tls:
+	spate_api_tls_free(&a->tls);
 fail_auth:
 	spate_api_auth_close(a->auth);
 fail_free:
@@ -562,6 +570,7 @@ void spate_api_stop(struct spate_api *a)
 		return;
 	MHD_stop_daemon(a->daemon);
 	spate_api_registry_fini(a);
+	spate_api_tls_free(&a->tls);
 	spate_api_auth_close(a->auth);
 	free(a);
 }
