@@ -6,9 +6,10 @@
 # in put order, PutRecords' per-record results and a full shard's
 # ProvisionedThroughputExceededException, the five iterator types,
 # GetRecords paging and history from the log, tampered and expired
-# iterators, ListShards/ListStreams paging, tags, retention; and that bad
+# iterators, ListShards/ListStreams paging; and that bad
 # requests (malformed JSON, bad base64, oversized records and bodies) get
-# the documented error and change nothing.
+# the documented error and change nothing. (Run-time streams, tags and
+# retention: api_streams.sh; SIGKILL after a 200: api_kill.sh.)
 # Usage: api_proto.sh SPATE_BINARY
 set -eu
 spate=$1
@@ -234,28 +235,6 @@ err("GetRecords", {"ShardIterator": good_it, "Limit": 0}, "ValidationException")
 err("GetRecords", {}, "ValidationException")
 time.sleep(3.5)
 err("GetRecords", {"ShardIterator": good_it}, "ExpiredIteratorException")
-
-# --- retention, tags ------------------------------------------------------
-err("IncreaseStreamRetentionPeriod", {"StreamName": "orders", "RetentionPeriodHours": 12}, "InvalidArgumentException")
-call("IncreaseStreamRetentionPeriod", {"StreamName": "orders", "RetentionPeriodHours": 48})
-err("IncreaseStreamRetentionPeriod", {"StreamName": "orders", "RetentionPeriodHours": 30}, "InvalidArgumentException")
-err("DecreaseStreamRetentionPeriod", {"StreamName": "orders", "RetentionPeriodHours": 72}, "InvalidArgumentException")
-call("DecreaseStreamRetentionPeriod", {"StreamName": "orders", "RetentionPeriodHours": 36})
-assert call("DescribeStreamSummary", {"StreamName": "orders"})["StreamDescriptionSummary"]["RetentionPeriodHours"] == 36
-call("AddTagsToStream", {"StreamName": "orders", "Tags": {"team": "spate", "env": "test"}})
-call("AddTagsToStream", {"StreamName": "orders", "Tags": {"env": "ci"}})
-t = call("ListTagsForStream", {"StreamName": "orders"})
-assert t == {"Tags": [{"Key": "env", "Value": "ci"}, {"Key": "team", "Value": "spate"}], "HasMoreTags": False}, t
-t = call("ListTagsForStream", {"StreamName": "orders", "Limit": 1})
-assert t["HasMoreTags"] is True and t["Tags"] == [{"Key": "env", "Value": "ci"}]
-assert call("ListTagsForStream", {"StreamName": "orders", "ExclusiveStartTagKey": "env"})["Tags"] == [{"Key": "team", "Value": "spate"}]
-err("AddTagsToStream", {"StreamName": "orders", "Tags": {"k%d" % i: "v" for i in range(11)}}, "ValidationException")
-for b in range(4):
-    call("AddTagsToStream", {"StreamName": "orders", "Tags": {"t%d-%d" % (b, i): "v" for i in range(10)}})
-call("AddTagsToStream", {"StreamName": "orders", "Tags": {"u%d" % i: "v" for i in range(8)}})
-err("AddTagsToStream", {"StreamName": "orders", "Tags": {"over": "v"}}, "LimitExceededException")
-call("RemoveTagsFromStream", {"StreamName": "orders", "TagKeys": ["env", "team"]})
-assert len(call("ListTagsForStream", {"StreamName": "orders"})["Tags"]) == 48
 
 # --- a full shard: per-record ProvisionedThroughputExceededException -----
 # The consumer of "small" hangs on its first record and holds the ring.
