@@ -48,6 +48,30 @@ api:
   auth: none
   region: eu-west-3
 YAML
+# A secret file others can read is refused at start, naming file:line:field.
+printf 'secret\n' > "$dir/key.secret"
+chmod 644 "$dir/key.secret"
+mkdir -p "$dir/state2"
+cat > "$dir/bad.yaml" <<YAML
+bus: apibad$$
+state_dir: $dir/state2
+streams:
+  - name: s
+    huge_pages: off
+api:
+  listen: 127.0.0.1:$port
+  auth:
+    keys:
+      - id: AKIDSPATE
+        secret_file: key.secret
+YAML
+if "$spate" run "$dir/bad.yaml" --seconds 5 --interval 0 > "$dir/bad.log" 2>&1; then
+	fail "spate run accepted a secret file of mode 0644"
+fi
+grep -q "bad.yaml:11: api.auth.keys\[0\].secret_file: .*key.secret: mode 0644" "$dir/bad.log" ||
+	fail "no file:line:field for the 0644 secret: $(cat "$dir/bad.log")"
+"$spate" rm "$dir/bad.yaml" > /dev/null 2>&1 || true
+
 # Iterators expire after 5 minutes; the test shortens that (documented
 # test knob) to see ExpiredIteratorException.
 SPATE_API_ITER_TTL_MS=3000 start_engine
