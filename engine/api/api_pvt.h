@@ -21,6 +21,7 @@
 #include "spate/kinesis.h"
 #include "spate/stream.h"
 
+#include "engine/api/put_parse.h"
 #include "engine/api/tls.h"
 
 struct spate_api_auth;
@@ -111,6 +112,9 @@ struct spate_api_tctx {
 	struct spate_put_entry ents[SPATE_API_PUT_MAX];
 	struct spate_put_result res[SPATE_API_PUT_MAX];
 	struct spate_api_buf arena; /**< envelopes of the current put */
+	struct spate_api_put_req req; /**< the current put, parsed */
+	void *md5_ctx;              /**< EVP_MD_CTX reused for partition keys */
+	void *md5;                  /**< EVP_MD (fetched once) */
 };
 
 struct spate_api {
@@ -167,7 +171,9 @@ int spate_api_stream_retention(struct spate_api *a, struct spate_api_stream *st,
 /** One request being answered. */
 struct spate_api_call {
 	struct spate_api *a;
-	json_object *in;            /**< the parsed body (an object) */
+	json_object *in;            /**< the parsed body (an object); NULL for puts */
+	const char *body;           /**< the raw body (SPATE_API_PARSE_PADDING bytes after) */
+	size_t body_len;
 	struct spate_api_buf out;   /**< the 200 answer's body */
 	const char *err_type;       /**< set by spate_api_fail */
 	char err_msg[512];
@@ -187,6 +193,11 @@ int spate_api_get_bool(struct spate_api_call *c, const char *key, bool *v);
 /** The stream a call names (StreamName or StreamARN) with the read lock held;
  *  NULL after failing the call (ValidationException, ResourceNotFound). */
 struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c);
+/** The stream named by @p name or, if NULL, @p arn (views, not
+ *  NUL-terminated); NULL after failing the call. */
+struct spate_api_stream *spate_api_stream_named(struct spate_api_call *c,
+						const struct spate_api_str *name,
+						const struct spate_api_str *arn);
 /** Write the ARN of stream @p name. */
 void spate_api_buf_arn(struct spate_api_call *c, const char *name);
 

@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "engine/api/api_pvt.h"
 
 static __thread struct spate_api_tctx *tl_ctx;
@@ -217,6 +219,8 @@ void spate_api_registry_fini(struct spate_api *a)
 		a->tctxs = t->next;
 		free(t->prods);
 		spate_api_buf_free(&t->arena);
+		EVP_MD_CTX_free(t->md5_ctx);
+		EVP_MD_free(t->md5);
 		free(t);
 	}
 	for (uint32_t i = 0; i < a->n_streams; i++)
