@@ -66,6 +66,9 @@ void spate_api_buf_jstr(struct spate_api_buf *o, const void *s, size_t n);
 void spate_api_buf_key(struct spate_api_buf *o, const char *key);
 /** The base64 of @p n bytes, quoted (OpenSSL EVP_EncodeBlock). */
 void spate_api_buf_b64(struct spate_api_buf *o, const void *p, size_t n);
+/** @p v in decimal; zero-padded to @p width digits (at most 20). */
+void spate_api_buf_u64(struct spate_api_buf *o, uint64_t v);
+void spate_api_buf_zpad(struct spate_api_buf *o, uint64_t v, unsigned width);
 /** An epoch timestamp in seconds with milliseconds (Kinesis' JSON form). */
 void spate_api_buf_time(struct spate_api_buf *o, uint64_t ns);
 void spate_api_buf_free(struct spate_api_buf *o);

@@ -227,19 +227,9 @@ static const char *rec_error(const struct spate_put_result *res, const struct sp
  * "49", the incarnation and the ring sequence in 20 digits each. */
 static void put_seq(struct spate_api_buf *o, uint64_t inc, uint64_t seq)
 {
-	char *w;
-
-	if (spate_api_buf_reserve(o, SPATE_KINESIS_SEQ_LEN + 1) < 0)
-		return;
-	w = o->b + o->len;
-	w[0] = '4';
-	w[1] = '9';
-	for (int i = 21; i >= 2; i--, inc /= 10)
-		w[i] = (char)('0' + inc % 10);
-	for (int i = 41; i >= 22; i--, seq /= 10)
-		w[i] = (char)('0' + seq % 10);
-	o->len += SPATE_KINESIS_SEQ_LEN;
-	o->b[o->len] = '\0';
+	spate_api_buf_put(o, "49", 2);
+	spate_api_buf_zpad(o, inc, 20);
+	spate_api_buf_zpad(o, seq, 20);
 }
 
 /* "shardId-" and 12 digits, without printf. */
