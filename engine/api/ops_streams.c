@@ -314,13 +314,13 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 	size_t sl = 0, tl;
 	int64_t limit = 100;
 	uint32_t first = 0, i, n = 0;
+	struct spate_api_tok t; /* start points into it */
 	int r1 = spate_api_get_str(c, "ExclusiveStartStreamName", &start, &sl);
 	int r2 = spate_api_get_str(c, "NextToken", &tok, &tl);
 
 	if (r1 < 0 || r2 < 0 || int_in(c, "Limit", 1, 10000, &limit) < 0)
 		return -1;
 	if (r2 == 1) {
-		struct spate_api_tok t;
 		int d = spate_api_tok_decode(a, tok, tl, &t);
 		if (d == -ETIME)
 			return spate_api_fail(c, "ExpiredNextTokenException", "NextToken has expired; "
@@ -331,10 +331,10 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 		sl = strlen(t.stream);
 		r1 = 1;
 	}
+	/* Names are sorted: start after ExclusiveStartStreamName (a NUL-
+	 * terminated string, from json-c or the token). */
 	if (r1 == 1)
-		while (first < a->n_streams && strncmp(a->streams[first]->name, start, sl) <= 0 &&
-		       !(strncmp(a->streams[first]->name, start, sl) == 0 &&
-			 strlen(a->streams[first]->name) > sl))
+		while (first < a->n_streams && strcmp(a->streams[first]->name, start) <= 0)
 			first++;
 	spate_api_buf_str(&c->out, "{\"StreamNames\":[");
 	for (i = first; i < a->n_streams && n < limit; i++, n++) {
@@ -358,10 +358,10 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 	}
 	spate_api_buf_fmt(&c->out, "],\"HasMoreStreams\":%s", i < a->n_streams ? "true" : "false");
 	if (i < a->n_streams && i > first) {
-		struct spate_api_tok t = { .kind = SPATE_API_TOK_LIST };
+		struct spate_api_tok nt = { .kind = SPATE_API_TOK_LIST };
 		char out[SPATE_API_TOK_MAX];
-		snprintf(t.stream, sizeof(t.stream), "%s", a->streams[i - 1]->name);
-		spate_api_tok_encode(a, &t, out);
+		snprintf(nt.stream, sizeof(nt.stream), "%s", a->streams[i - 1]->name);
+		spate_api_tok_encode(a, &nt, out);
 		spate_api_buf_fmt(&c->out, ",\"NextToken\":\"%s\"", out);
 	}
 	spate_api_buf_str(&c->out, "}");
