@@ -12,6 +12,7 @@ spate=$1
 name=api_streams.sh
 command -v python3 >/dev/null 2>&1 || { echo "$name: SKIP: python3 absent"; exit 77; }
 . "$(dirname "$0")/engine_lib.sh"
+engine_seconds=600 # slow under sanitizers; the cleanup stops it
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$dir/state"
