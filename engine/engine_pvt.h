@@ -58,6 +58,7 @@ struct spate_sentry {
 	uint32_t refs;                 /* spate_engine_stream_get() references */
 	uint64_t created_ns;           /* realtime */
 	uint64_t retention_ns;         /* now */
+	uint64_t incarnation;          /* spate_stream_incarnation(s), once made */
 	struct spate_engine_tag *tags; /* [ntags], sorted by key */
 	uint32_t ntags;
 	int stats_slot;                /* its stream slot in the counters region, -1: none */

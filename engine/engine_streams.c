@@ -432,6 +432,10 @@ static int make(struct spate_engine *e, struct spate_sentry *x, char *err, size_
 		return rc;
 	for (uint32_t i = 0; i < x->persist.n; i++)
 		spate_log_set_retention(x->persist.sh[i].log, x->retention_ns);
+	uint64_t inc = spate_stream_incarnation(x->s);
+	pthread_mutex_lock(&e->st_lock); /* listed: lists read it */
+	x->incarnation = inc;
+	pthread_mutex_unlock(&e->st_lock);
 	return 0;
 }
 
@@ -458,8 +462,9 @@ static void teardown(struct spate_engine *e, struct spate_sentry *x)
 	x->stats_slot = -1;
 	pthread_mutex_unlock(&e->st_lock);
 	spate_persister_fini(&x->persist); /* logs closed, gates detached */
+	/* x->s stays as it is (others compare it under the lock) until x is
+	 * unlisted; with no references left, nobody uses it. */
 	spate_stream_close(x->s);
-	x->s = NULL;
 	spate_stream_unlink(e->cfg->bus, x->cs.name);
 	if (x->cs.durability != SPATE_DURABILITY_OFF)
 		log_remove(e, &x->cs, x->remove_flags & SPATE_ENGINE_REMOVE_KEEP_LOG);
@@ -647,7 +652,9 @@ void spate_engine_stream_put(struct spate_engine *e, struct spate_stream *s)
 		return;
 	pthread_mutex_lock(&e->st_lock);
 	for (uint32_t i = 0; i < e->nents && !x; i++)
-		if (e->ents[i]->s == s && e->ents[i]->refs)
+		/* refs first: an entry without references may be being
+		 * made or torn down, its s written outside the lock. */
+		if (e->ents[i]->refs && e->ents[i]->s == s)
 			x = e->ents[i];
 	if (x)
 		x->refs--;
@@ -671,7 +678,7 @@ static void info_of(const struct spate_sentry *x, struct spate_engine_stream_inf
 	o->retention_ns = x->retention_ns;
 	o->created_ns = x->created_ns;
 	o->n_tags = x->ntags;
-	o->incarnation = x->s ? spate_stream_incarnation(x->s) : 0;
+	o->incarnation = x->incarnation; /* not x->s: a teardown may be closing it */
 }
 
 int spate_engine_stream_info(struct spate_engine *e, const char *name,
@@ -1099,6 +1106,7 @@ int spate_engine_streams_load(struct spate_engine *e, char *err, size_t errlen)
 		if (!x)
 			return -ENOMEM;
 		x->s = e->streams[i];
+		x->incarnation = spate_stream_incarnation(x->s);
 		x->status = SPATE_ENGINE_STREAM_ACTIVE;
 		e->ents[e->nents++] = x;
 	}

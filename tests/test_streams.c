@@ -94,6 +94,18 @@ static void rt_stream(struct spate_config_stream *s, const char *name, uint32_t 
 	s->segment_size = 1 << 20;
 }
 
+/* Streams with a log in the tests where other threads come and go with
+ * io_uring rings too (persisters, the control thread's checkpoint writes):
+ * not under ThreadSanitizer, which cannot see liburing map and unmap its
+ * rings (raw system calls) and reads a ring address reused by another
+ * thread's new ring as a race. The same paths run under TSan in the
+ * single-threaded tests above, and under ASan here. */
+#ifdef __SANITIZE_THREAD__
+#define LOGGED(d) SPATE_DURABILITY_OFF
+#else
+#define LOGGED(d) (d)
+#endif
+
 static void put_n(struct spate_stream *s, uint32_t n)
 {
 	struct spate_producer *p;
@@ -156,7 +168,7 @@ Test(streams, add_list_remove_and_errors, .timeout = 60)
 	rt_stream(&cs, "zero", 0, SPATE_DURABILITY_OFF);
 	cr_assert_eq(spate_engine_stream_add(e, &cs, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "shards"), "%s", err);
-	cr_assert_not(def_exists(&b, "zero", ""));
+	cr_assert(!(def_exists(&b, "zero", "")));
 	cr_assert_eq(spate_engine_stream_remove(e, "in", 0), -EPERM);
 	cr_assert_eq(spate_engine_stream_remove(e, "nope", 0), -ENOENT);
 	cr_assert_eq(spate_engine_stream_remove(e, "orders", 99), -EINVAL);
@@ -164,7 +176,7 @@ Test(streams, add_list_remove_and_errors, .timeout = 60)
 	/* Listed after the YAML stream, ACTIVE, with a creation time. */
 	cr_assert_eq(spate_engine_stream_list(e, info, 8), 2);
 	cr_assert_str_eq(info[0].name, "in");
-	cr_assert_not(info[0].runtime);
+	cr_assert(!(info[0].runtime));
 	cr_assert_str_eq(info[1].name, "orders");
 	cr_assert(info[1].runtime);
 	cr_assert_eq(info[1].shards, 2);
@@ -214,8 +226,8 @@ Test(streams, add_list_remove_and_errors, .timeout = 60)
 	cr_assert_null(spate_engine_stream_get(e, "orders"));
 	cr_assert_eq(spate_engine_stream_info(e, "orders", &info[0]), -ENOENT);
 	cr_assert_eq(spate_engine_stream_remove(e, "orders", 0), -ENOENT);
-	cr_assert_not(region_exists(&b, "orders"), "region unlinked");
-	cr_assert_not(def_exists(&b, "orders", ""), "definition removed");
+	cr_assert(!region_exists(&b, "orders"), "region unlinked");
+	cr_assert(!def_exists(&b, "orders", ""), "definition removed");
 	cr_assert_eq(spate_engine_stream_list(e, info, 8), 1);
 	/* The name is free again, and the new stream starts empty. */
 	rt_stream(&cs, "orders", 1, SPATE_DURABILITY_OFF);
@@ -360,7 +372,7 @@ Test(streams, interrupted_removal_finished_and_yaml_wins, .timeout = 60)
 	snprintf(path, sizeof(path), "cp %s/state/streams/gone.json %s/gone.json", b.dir, b.dir);
 	cr_assert_eq(system(path), 0);
 	spate_engine_stream_put(e, held);
-	cr_assert_not(def_exists(&b, "gone", ""));
+	cr_assert(!(def_exists(&b, "gone", "")));
 	spate_engine_close(e);
 	snprintf(path, sizeof(path), "cp %s/gone.json %s/state/streams/gone.json", b.dir, b.dir);
 	cr_assert_eq(system(path), 0);
@@ -378,11 +390,11 @@ Test(streams, interrupted_removal_finished_and_yaml_wins, .timeout = 60)
 	spate_stream_unlink(b.name, "clash");
 	cr_assert_eq(spate_engine_open(b.cfg, &e, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(spate_engine_stream_info(e, "gone", &info), -ENOENT);
-	cr_assert_not(def_exists(&b, "gone", ""));
-	cr_assert_not(region_exists(&b, "gone"), "region of the interrupted removal unlinked");
+	cr_assert(!(def_exists(&b, "gone", "")));
+	cr_assert(!region_exists(&b, "gone"), "region of the interrupted removal unlinked");
 	cr_assert_eq(spate_engine_stream_info(e, "clash", &info), 0);
-	cr_assert_not(info.runtime, "the configuration wins");
-	cr_assert_not(def_exists(&b, "clash", ""));
+	cr_assert(!info.runtime, "the configuration wins");
+	cr_assert(!(def_exists(&b, "clash", "")));
 	cr_assert(def_exists(&b, "clash", ".shadowed"));
 	cr_assert_eq(spate_engine_stream_remove(e, "clash", 0), -EPERM);
 	spate_engine_close(e);
@@ -432,7 +444,7 @@ Test(streams, remove_with_producer_in_another_process_and_consumers_running, .ti
 	bus_init(&b, "stp", true);
 	cr_assert_eq(spate_engine_open(b.cfg, &e, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(spate_engine_start(e), 0);
-	rt_stream(&cs, "side", 1, SPATE_DURABILITY_INTERVAL);
+	rt_stream(&cs, "side", 1, LOGGED(SPATE_DURABILITY_INTERVAL));
 	cr_assert_eq(spate_engine_stream_add(e, &cs, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(pipe(fds), 0);
 	pid_t pid = fork();
@@ -461,7 +473,7 @@ Test(streams, remove_with_producer_in_another_process_and_consumers_running, .ti
 		nap_ms(5);
 	} while (mono_ns() < deadline);
 	cr_assert_eq(st.records, 2000, "the YAML consumer counted %" PRIu64, st.records);
-	cr_assert_not(region_exists(&b, "side"));
+	cr_assert(!(region_exists(&b, "side")));
 	spate_engine_close(e);
 	const char *more[] = { "side", NULL };
 	bus_done(&b, more);
@@ -538,7 +550,7 @@ static void *churn_main(void *arg)
 
 	for (unsigned i = 0; i < 12; i++) {
 		snprintf(name, sizeof(name), "c%u_%u", c->id, i % 3);
-		rt_stream(&cs, name, 1 + i % 2, i % 4 == 3 ? SPATE_DURABILITY_NONE : SPATE_DURABILITY_OFF);
+		rt_stream(&cs, name, 1 + i % 2, i % 4 == 3 ? LOGGED(SPATE_DURABILITY_NONE) : SPATE_DURABILITY_OFF);
 		cs.ring_size = 64 << 10;
 		int rc = spate_engine_stream_add(c->e, &cs, err, sizeof(err));
 		if (rc < 0 && rc != -ENOSPC) {
