@@ -118,7 +118,7 @@ if grep -q '^SKIP' "$dir/py1.log"; then
 	echo "$name: $(cat "$dir/py1.log")"
 	exit 77
 fi
-"$spate" stat "$dir/bus.yaml" > "$dir/stat.txt" 2>&1 || fail "spate stat: $(cat "$dir/stat.txt")"
+"$spate" stat "apistr$$" > "$dir/stat.txt" 2>&1 || fail "spate stat: $(cat "$dir/stat.txt")"
 grep -q rt1 "$dir/stat.txt" || fail "spate stat does not show rt1: $(cat "$dir/stat.txt")"
 
 # A restart keeps the run-time stream, its records, tags and retention.
