@@ -39,6 +39,7 @@ _Static_assert(SPATE_DURABILITY_OFF == 0 && SPATE_DURABILITY_NONE == 1 &&
 static const char *const start_names[] = { "trim_horizon", "latest", "at_sequence",
 					   "after_sequence", "at_timestamp", NULL };
 static const char *const wait_names[] = { "busy", "yield", "block", NULL };
+static const char *const isolation_names[] = { "in-process", "process", NULL };
 
 const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_BUS] = { "bus", FT_NAME, F_REQ, offsetof(struct spate_config, bus), 0, 0, NULL, NULL },
@@ -48,6 +49,7 @@ const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_CONSUMERS] = { "consumers", FT_CONSUMERS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_PLACEMENT] = { "placement", FT_PLACEMENT, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_METRICS] = { "metrics", FT_METRICS, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_SOURCES] = { "sources", FT_SOURCES, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_API] = { "api", FT_API, 0, 0, 0, 0, NULL, NULL },
 };
 
@@ -98,7 +100,7 @@ const struct field spate_cfg_stream_fields[SF_N] = {
 const struct field spate_cfg_consumer_fields[CF_N] = {
 	[CF_NAME] = { "name", FT_NAME, F_REQ, COFF(name), 0, 0, NULL, NULL },
 	[CF_STREAM] = { "stream", FT_REF, F_REQ, COFF(stream), 0, 0, NULL, NULL },
-	[CF_PLUGIN] = { "plugin", FT_PLUGIN, F_REQ, COFF(plugin), 0, 0, NULL, NULL },
+	[CF_PLUGIN] = { "plugin", FT_PLUGIN, F_NULL_OK, COFF(plugin), 0, 0, NULL, NULL },
 	[CF_OPTIONS] = { "options", FT_OPTIONS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[CF_BATCH_SIZE] = { "batch_size", FT_U32, 0, COFF(batch_size), 1,
 			    SPATE_CONFIG_MAX_BATCH_SIZE, NULL, NULL },
@@ -133,6 +135,25 @@ const struct field spate_cfg_consumer_fields[CF_N] = {
 	[CF_TIMEOUT] = { "timeout", FT_DUR, 0, COFF(timeout_ns), NS_MS, 900 * NS_S, NULL, NULL },
 	[CF_MEMORY] = { "memory_limit", FT_SIZE, 0, COFF(memory_limit), 0, UINT64_MAX, NULL,
 			NULL },
+	[CF_ISOLATION] = { "isolation", FT_ENUM, 0, COFF(isolation), 0, 0, isolation_names, NULL },
+	[CF_FUNCTION] = { "function", FT_FUNCTION, 0, 0, 0, 0, NULL, NULL },
+};
+
+#define FOFF(m) offsetof(struct spate_config_function, m)
+const struct field spate_cfg_function_fields[FN_N] = {
+	[FN_COMMAND] = { "command", FT_ARGV, 0, FOFF(command), FOFF(n_command), 0, NULL, NULL },
+	[FN_HANDLER] = { "handler", FT_STR, F_NULL_OK, FOFF(handler), 0, SPATE_CONFIG_HANDLER_MAX,
+			 NULL, "a handler like index.handler (module.function, Lambda's Handler)" },
+	[FN_RUNTIME] = { "runtime_client", FT_ARGV, 0, FOFF(runtime_client),
+			 FOFF(n_runtime_client), 0, NULL, NULL },
+	[FN_CWD] = { "cwd", FT_CWD, F_NULL_OK, FOFF(cwd), 0, 0, NULL, NULL },
+	[FN_ENV] = { "env", FT_ENV, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[FN_TIMEOUT] = { "timeout", FT_DUR, F_AUTO, FOFF(timeout_ns), NS_MS, 900 * NS_S, NULL,
+			 NULL },
+	[FN_MEMORY] = { "memory_limit", FT_SIZE, 0, FOFF(memory_limit), 0, UINT64_MAX, NULL,
+			NULL },
+	[FN_CONCURRENCY] = { "concurrency", FT_U32, F_AUTO, FOFF(concurrency), 1,
+			     SPATE_CONFIG_MAX_CONCURRENCY, NULL, NULL },
 };
 
 const struct field spate_cfg_placement_fields[PF_N] = {
@@ -277,7 +298,8 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 			    spate_cfg_fmt_size(u, a, sizeof(a)));
 	case FT_DUR:
 		u = *CAT(obj, f, uint64_t);
-		if ((u == SPATE_CONFIG_NEVER && (f->flags & F_NEVER)) || (u >= f->lo && u <= f->hi))
+		if ((u == SPATE_CONFIG_NEVER && (f->flags & F_NEVER)) || (u == 0 && (f->flags & F_AUTO)) ||
+		    (u >= f->lo && u <= f->hi))
 			return 0;
 		return verr(v, line, "expected %s, got %s", spate_cfg_expected(f, want, sizeof(want)),
 			    u == SPATE_CONFIG_NEVER ? "-1" : spate_cfg_fmt_dur(u, a, sizeof(a)));
@@ -300,12 +322,42 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 			return 0;
 		spate_cfg_quote(s, len, a, sizeof(a));
 		return verr(v, line, "expected %s, got %s", spate_cfg_expected(f, want, sizeof(want)), a);
+	case FT_STR:
+	case FT_CWD: {
+		size_t cap = f->type == FT_STR ? f->hi + 1 : SPATE_CONFIG_PATH_MAX;
+		s = CAT(obj, f, char);
+		len = spate_cfg_arr_len(s, cap);
+		if (len == cap)
+			return verr(v, line, "expected %s, got a string that is not NUL-terminated",
+				    spate_cfg_expected(f, want, sizeof(want)));
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+				return verr(v, line, "expected %s, got a control character",
+					    spate_cfg_expected(f, want, sizeof(want)));
+		return 0;
+	}
+	case FT_ARGV: {
+		char *const *av = *(char *const *const *)(const void *)((const char *)obj + f->off);
+		uint32_t n = *(const uint32_t *)(const void *)((const char *)obj + f->lo);
+		if (n > SPATE_CONFIG_ARGV_MAX || (n && !av))
+			return verr(v, line, "expected %s, got %u strings%s",
+				    spate_cfg_expected(f, want, sizeof(want)), n, av ? "" : " (NULL)");
+		for (uint32_t i = 0; i < n; i++)
+			if (!av[i] || !av[i][0])
+				return verr(v, line, "expected %s, got an empty string at [%u]",
+					    spate_cfg_expected(f, want, sizeof(want)), i);
+		return 0;
+	}
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
 	case FT_METRICS:
+	case FT_SOURCES:
+	case FT_FUNCTION:
+	case FT_ENV:
+		break;
 	case FT_API:
 	case FT_REGION:
 	case FT_AUTH:
@@ -431,6 +483,102 @@ static int check_options(struct vctx *v, uint32_t i, const struct spate_config_c
 	return 0;
 }
 
+/* Line of consumer i's `function:` key (f < 0) or of its key f. */
+static unsigned fline(const struct vctx *v, uint32_t i, int f)
+{
+	if (f >= 0 && v->ln && v->ln->function && v->ln->function[i][f])
+		return v->ln->function[i][f];
+	if (v->c->consumers[i].function && v->c->consumers[i].function->line)
+		return v->c->consumers[i].function->line;
+	return cline(v, i, CF_FUNCTION);
+}
+
+/* A valid environment variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static int env_name_ok(const char *s)
+{
+	if (!s || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+		return 0;
+	for (s++; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return 0;
+	return 1;
+}
+
+/* Plugin or function (exactly one), isolation, and the function's keys. */
+static int check_function(struct vctx *v, uint32_t i, const struct spate_config_consumer *k)
+{
+	const struct spate_config_function *fn = k->function;
+	const uint32_t *fl = v->ln && v->ln->function ? v->ln->function[i] : NULL;
+	char prefix[48];
+	int r;
+
+	if (!fn && !k->plugin[0]) {
+		vpath(v, "consumers[%u]", i);
+		return verr(v, k->line,
+			    "expected a plugin (plugin: a bundled name or a path to a .so) or a "
+			    "function (function: {command: [...]} or {handler: ..., "
+			    "runtime_client: ...}), got neither");
+	}
+	if (fn && k->plugin[0]) {
+		vpath(v, "consumers[%u].function", i);
+		return verr(v, fline(v, i, -1),
+			    "a consumer runs a plugin or a function, not both (plugin at line %u)",
+			    cline(v, i, CF_PLUGIN));
+	}
+	if (!fn)
+		return 0;
+	if (v->ln && v->ln->consumer && v->ln->consumer[i][CF_ISOLATION] &&
+	    k->isolation == SPATE_CONFIG_ISOLATION_IN_PROCESS) {
+		vpath(v, "consumers[%u].isolation", i);
+		return verr(v, cline(v, i, CF_ISOLATION),
+			    "a function always runs in its own processes: expected process (or no "
+			    "isolation key), got in-process");
+	}
+	snprintf(prefix, sizeof(prefix), "consumers[%u].function", i);
+	r = check_fields(v, prefix, spate_cfg_function_fields, FN_N, fn, fl, fline(v, i, -1));
+	if (r < 0)
+		return r;
+	if (!fn->n_command && !fn->handler[0]) {
+		vpath(v, "consumers[%u].function", i);
+		return verr(v, fline(v, i, -1),
+			    "expected command (the program that runs the Runtime API loop, like "
+			    "[node, index.mjs]) or handler (like index.handler) with runtime_client, "
+			    "got neither");
+	}
+	if (!fn->n_command && !fn->n_runtime_client) {
+		vpath(v, "consumers[%u].function.runtime_client", i);
+		return verr(v, fline(v, i, FN_HANDLER),
+			    "missing; a handler needs a runtime client to load it: node or python "
+			    "(the loops bundled with spate) or the argv of one, like "
+			    "[npx, aws-lambda-ric]");
+	}
+	if (fn->n_command && fn->n_runtime_client) {
+		vpath(v, "consumers[%u].function.runtime_client", i);
+		return verr(v, fline(v, i, FN_RUNTIME),
+			    "with command the process is the runtime: expected command or "
+			    "runtime_client, not both");
+	}
+	if (fn->n_env && !fn->env) {
+		vpath(v, "consumers[%u].function.env", i);
+		return verr(v, fline(v, i, FN_ENV), "n_env is %u but env is NULL", fn->n_env);
+	}
+	for (uint32_t j = 0; j < fn->n_env; j++) {
+		const struct spate_config_opt *o = &fn->env[j];
+		vpath(v, "consumers[%u].function.env.%s", i, o->key ? o->key : "?");
+		if (!env_name_ok(o->key) || !o->value)
+			return verr(v, fline(v, i, FN_ENV),
+				    "expected a variable name ([A-Za-z_][A-Za-z0-9_]*) and a value");
+		if (strncmp(o->key, "AWS_LAMBDA_RUNTIME_API", 23) == 0)
+			return verr(v, fline(v, i, FN_ENV),
+				    "set by the engine for each process (the Runtime API's address)");
+		for (uint32_t m = 0; m < j; m++)
+			if (strcmp(fn->env[m].key, o->key) == 0)
+				return verr(v, fline(v, i, FN_ENV), "duplicate variable");
+	}
+	return 0;
+}
+
 static int check_consumers(struct vctx *v)
 {
 	const struct spate_config *c = v->c;
@@ -451,6 +599,9 @@ static int check_consumers(struct vctx *v)
 		if (r < 0)
 			return r;
 		r = check_options(v, i, k);
+		if (r < 0)
+			return r;
+		r = check_function(v, i, k);
 		if (r < 0)
 			return r;
 		for (uint32_t j = 0; j < i; j++)
@@ -684,7 +835,10 @@ int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, con
 	r = check_fields(&v, "metrics", spate_cfg_metrics_fields, MF_N, &c->metrics, ln ? ln->metrics : NULL, 0);
 	if (r < 0)
 		return r;
-	return check_api(&v);
+	r = check_api(&v);
+	if (r < 0)
+		return r;
+	return spate_cfg_check_sources(c, file, err, errlen);
 }
 
 int spate_config_validate(const struct spate_config *c, char *err, size_t errlen)
