@@ -125,6 +125,7 @@ struct spate_api {
 	void *daemon;               /**< struct MHD_Daemon */
 	char region[SPATE_CONFIG_REGION_MAX + 1];
 	uint8_t mac_key[32];        /**< iterators and tokens (random per front) */
+	uint64_t iter_ttl_ms;       /**< SPATE_API_ITER_TTL_MS (tests shorten it) */
 	struct spate_api_auth *auth; /**< NULL: auth none */
 	/** Streams, sorted by name. The read lock is held by every call for its
 	 *  duration (a handle stays valid); Create/Delete take the write lock. */

@@ -519,6 +519,10 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	a->cfg = cfg;
 	a->serial = atomic_fetch_add_explicit(&api_serials, 1, memory_order_relaxed) + 1;
 	a->started_ns = spate_now_ns();
+	/* Tests shorten the iterator lifetime to see it expire (documented in
+	 * docs/kinesis-api.md); anything else keeps Kinesis' 5 minutes. */
+	const char *ttl = getenv("SPATE_API_ITER_TTL_MS");
+	a->iter_ttl_ms = ttl && atoll(ttl) > 0 ? (uint64_t)atoll(ttl) : SPATE_API_ITER_TTL_MS;
 	snprintf(a->region, sizeof(a->region), "%s", ac->region[0] ? ac->region : "us-east-1");
 	if (getrandom(a->mac_key, sizeof(a->mac_key), 0) != (ssize_t)sizeof(a->mac_key)) {
 		r = -errno;
