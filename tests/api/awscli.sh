@@ -41,10 +41,10 @@ expect_error ResourceNotFoundException describe-stream "$@" --stream-name "$stre
 	jq -r '.StreamDescriptionSummary | "\(.StreamStatus) \(.OpenShardCount)"')" = "ACTIVE 2" ] ||
 	fail "describe-stream-summary"
 
-# put-record: 20 records of one key (raw text in, as a shell user writes it).
+# put-record: 5 records of one key (raw text in, as a shell user writes it).
 : > "$w/sent.txt"
 i=0
-while [ $i -lt 20 ]; do
+while [ $i -lt 5 ]; do
 	k put-record "$@" --stream-name "$stream" --partition-key alpha \
 		--data "alpha-$i" --cli-binary-format raw-in-base64-out > "$w/put.json"
 	jq -e '.ShardId | startswith("shardId-")' "$w/put.json" > /dev/null || fail "put-record"
@@ -77,7 +77,7 @@ for s in $shards; do
 		--shard-iterator-type TRIM_HORIZON | jq -r .ShardIterator)
 	n=0
 	while :; do
-		k get-records "$@" --shard-iterator "$it" --limit 400 > "$w/gr.json"
+		k get-records "$@" --shard-iterator "$it" --limit 1000 > "$w/gr.json"
 		jq -r --arg s "$s" '.Records[] | "\(.PartitionKey)\t\(.Data | @base64d)\t\($s)\t\(.SequenceNumber)"' \
 			"$w/gr.json" >> "$w/got.txt"
 		it=$(jq -r .NextShardIterator "$w/gr.json")
