@@ -393,7 +393,8 @@ static int sha256_hex(const void *data, size_t n, char *out)
 
 /* The canonical request into b; -EINVAL (missing header), -ENOMEM. */
 static int canonical(struct sbuf *b, const struct spate_api_sigv4_request *req,
-		     const char *signed_headers, const char **missing, size_t *missing_len)
+		     const char *signed_headers, const char *body_hash, const char **missing,
+		     size_t *missing_len)
 {
 	char hash[65];
 	int rc;
@@ -410,9 +411,12 @@ static int canonical(struct sbuf *b, const struct spate_api_sigv4_request *req,
 	sb_c(b, '\n');
 	sb_str(b, signed_headers);
 	sb_c(b, '\n');
-	if (sha256_hex(req->body, req->body_len, hash) < 0)
-		return -ENOMEM;
-	sb_str(b, hash);
+	if (!body_hash) {
+		if (sha256_hex(req->body, req->body_len, hash) < 0)
+			return -ENOMEM;
+		body_hash = hash;
+	}
+	sb_str(b, body_hash);
 	return b->err ? -ENOMEM : 0;
 }
 
@@ -422,7 +426,7 @@ int spate_api_sigv4_canonical(const struct spate_api_sigv4_request *req,
 	struct sbuf b = {0};
 	const char *m;
 	size_t ml;
-	int rc = canonical(&b, req, signed_headers, &m, &ml);
+	int rc = canonical(&b, req, signed_headers, NULL, &m, &ml);
 
 	if (rc < 0) {
 		free(b.p);
@@ -852,7 +856,7 @@ int spate_api_sigv4_verify(const struct spate_api_sigv4_key *keys, size_t n_keys
 			goto out;
 		}
 	}
-	rc = canonical(&canon, req, signed_headers, &missing, &missing_len);
+	rc = canonical(&canon, req, signed_headers, h ? hash : NULL, &missing, &missing_len);
 	if (rc == -EINVAL) {
 		rc = refuse(err, T_INVALID, "Signed header '%.*s' is not in the request.",
 			    (int)(missing_len > 64 ? 64 : missing_len), missing);
@@ -950,7 +954,7 @@ int spate_api_sigv4_sign(const struct spate_api_sigv4_key *key,
 			return -ENOMEM;
 		signed_headers = list;
 	}
-	rc = canonical(&canon, req, signed_headers, &m, &ml);
+	rc = canonical(&canon, req, signed_headers, NULL, &m, &ml);
 	if (rc == 0)
 		rc = sign_canonical(canon.p, canon.len, key->secret, amz, day, req->region,
 				    req->service, sig);
