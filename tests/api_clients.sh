@@ -19,7 +19,7 @@
 # engine cannot create streams at run time (the core's stream_add missing).
 set -eu
 mode=$1 spate=$2 src=$3
-name="api_clients.sh $mode"
+name="api_clients.sh-$mode" # (no space: it names the temporary directory)
 . "$(dirname "$0")/engine_lib.sh"
 bus="api$$"
 aws=/usr/bin/aws
@@ -39,6 +39,7 @@ js)
 		skip "@aws-sdk/client-kinesis is not installed (./quickstart runs npm ci in tests/api/node)" ;;
 *) fail "unknown mode $mode" ;;
 esac
+command -v curl > /dev/null || skip "curl is not installed"
 [ "$mode" = tls ] && { command -v openssl > /dev/null || skip "openssl is not installed"; }
 
 # A free port: bind 0, read it back, close (the engine binds it next).
