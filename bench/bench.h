@@ -38,6 +38,10 @@ int spate_bench_persist_main(int argc, char **argv);
 /** `spate bench replay`: history reads from a shard log, per reader, --json. */
 int spate_bench_replay_main(int argc, char **argv);
 
+/** `spate bench api`: the Kinesis API front vs kinesalite, signed
+ *  PutRecords and GetRecords over keep-alive connections, --json. api.c */
+int spate_bench_api_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

@@ -43,6 +43,8 @@ static const struct spate_cmd bench_cmds[] = {
 	  "raw disk bandwidth vs the shard log per durability policy (--json)", NULL },
 	{ "replay", spate_bench_replay_main, NULL,
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
+	{ "api", spate_bench_api_main, NULL,
+	  "Kinesis API front: signed PutRecords/GetRecords vs kinesalite, same run (--json)", NULL },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 

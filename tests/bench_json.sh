@@ -26,4 +26,16 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
-echo "bench_json.sh: ring, pipeline and persist --json schemas OK"
+# bench api starts its own spate run (and kinesalite when npm installed it):
+# both impls' PutRecords and GetRecords cases, or spate's alone when it says
+# kinesalite is not installed.
+api=$("$spate" bench api --seconds 0.3 --runs 1 --connections 1 --records 50 --ring-size 4MiB --json) ||
+	fail "bench api --json"
+impls=$(echo "$api" | "$check" impl op records_per_sec requests_per_sec p50_ns p99_ns) ||
+	fail "bench api --json"
+[ "$(echo "$impls" | grep -cx spate)" = 2 ] || fail "bench api: not 2 spate cases"
+if echo "$api" | grep -q '"kinesalite": "started'; then
+	[ "$(echo "$impls" | grep -cx kinesalite)" = 2 ] || fail "bench api: kinesalite started, no cases"
+	echo "$api" | grep -q '"ratio_vs_kinesalite"' || fail "bench api: no ratio_vs_kinesalite"
+fi
+echo "bench_json.sh: ring, pipeline, persist and api --json schemas OK"
