@@ -526,6 +526,7 @@ static int iso_open(void *arg, const struct spate_provider_ctx *ctx, struct spat
 		.memory_limit = k->memory_limit,
 		.init_timeout_ns = ISO_INIT_TIMEOUT,
 		.socket = true,
+		.lazy = true, /* each task's init starts its child */
 	};
 	rc = spate_sup_create(&o, &in->sup, err, errlen);
 	if (rc < 0) {
