@@ -356,7 +356,7 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 		spate_sup_exit_reason(in->sup, t->slot, gen, 5 * SEC, r, sizeof(r));
 		t->gen = 0;
 		res->status = SPATE_BATCH_RETRY;
-		snprintf(res->error, sizeof(res->error), "isolated plugin process %s",
+		snprintf(res->error, sizeof(res->error), "isolated plugin process %.170s",
 			 r[0] ? r : strerror(-rc));
 		spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
 		return 0;
