@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file spate/config.h
- * @brief The bus configuration: streams, consumers (event source mappings)
- *        and placement, from one YAML file or built as structs in C.
+ * @brief The bus configuration: streams, consumers (event source mappings),
+ *        sources and placement, from one YAML file or built as structs in C.
  *
  * Load a file:
  *
@@ -312,6 +312,91 @@ struct spate_config_metrics {
 	enum spate_config_counters counters;
 };
 
+/** Kind of a node of a source's type-specific keys. */
+enum spate_config_node_kind {
+	SPATE_CONFIG_NODE_SCALAR = 0, /**< text (value); a YAML null is "" with null set */
+	SPATE_CONFIG_NODE_MAP = 1,    /**< items are its entries, each with a key */
+	SPATE_CONFIG_NODE_LIST = 2,   /**< items are its elements, without keys */
+};
+
+/**
+ * One node of a source's type-specific keys, as the YAML had it: a scalar,
+ * a mapping or a list, with the line it was on and its path in the file
+ * ("sources[0].auth.user", "sources[1].servers[2]"), so that a door can
+ * report an error precisely (spate_config_node_error(), spate/sources.h).
+ * Everything is owned by the config (malloc); read it through the
+ * accessors of spate/sources.h or walk it directly.
+ */
+struct spate_config_node {
+	enum spate_config_node_kind kind;
+	uint32_t line;                    /**< 1-based; 0 if built in C */
+	char *key;                        /**< in a mapping: its key; else NULL */
+	char *value;                      /**< SCALAR: the text ("" for null); else NULL */
+	bool null;                        /**< SCALAR: it was a YAML null */
+	struct spate_config_node *items;  /**< MAP / LIST: n_items children */
+	uint32_t n_items;
+	char *path;                       /**< for messages, e.g. "sources[0].auth.user" */
+};
+
+/**
+ * A source (a door that appends to a stream from outside: `type: nats`
+ * imports a JetStream subject, `type: dpdk` a port's packets). The engine
+ * knows the keys name, type and stream; every other key of the entry is
+ * kept as written, with its line, in @p keys, and checked by the source
+ * type registered under @p type (spate/sources.h).
+ */
+struct spate_config_source {
+	char name[SPATE_CONFIG_NAME_MAX + 1];   /**< unique among the sources */
+	char type[SPATE_CONFIG_NAME_MAX + 1];   /**< a registered source type ([A-Za-z0-9_-]) */
+	char stream[SPATE_CONFIG_NAME_MAX + 1]; /**< the stream it appends to */
+	/** Every other key of the entry: a MAP node (path "sources[i]"). */
+	struct spate_config_node keys;
+	uint32_t line;        /**< line of its entry in the file; 0 if built in C */
+	uint32_t type_line;   /**< line of its `type:` key; 0 if built in C */
+	uint32_t stream_line; /**< line of its `stream:` key; 0 if built in C */
+	uint32_t index;       /**< its place in spate_config.sources */
+	/** The file it came from, for messages ("" if built in C); the
+	 *  config's `source` member. */
+	const char *file;
+};
+
+/** Longest api.region, characters [a-z0-9-]. */
+#define SPATE_CONFIG_REGION_MAX 32u
+/** Longest api.auth.keys[].id (an AWS access key id), characters [A-Za-z0-9_-]. */
+#define SPATE_CONFIG_KEY_ID_MAX 128u
+/** Most api.auth.keys entries. */
+#define SPATE_CONFIG_API_MAX_KEYS 64u
+/** Who may call the Kinesis API front (api.auth). */
+enum spate_config_api_auth {
+	SPATE_CONFIG_API_AUTH_UNSET = 0, /**< not written: refused when api is present */
+	SPATE_CONFIG_API_AUTH_NONE = 1,  /**< `auth: none`, written out: anyone who reaches it */
+	SPATE_CONFIG_API_AUTH_KEYS = 2,  /**< AWS Signature V4 with api.auth.keys */
+};
+/** One access key of api.auth.keys. */
+struct spate_config_api_key {
+	char id[SPATE_CONFIG_KEY_ID_MAX + 1];
+	/** File holding the secret (mode 0600, checked when the front starts);
+	 *  a relative path is made relative to the configuration's directory. */
+	char secret_file[SPATE_CONFIG_PATH_MAX];
+	uint32_t line;              /**< line of the entry; 0 if built in C */
+};
+/** The Kinesis-compatible HTTP front `spate run` serves (engine/api/). */
+struct spate_config_api {
+	bool enabled;  /**< an `api:` block is present */
+	/** "PORT", "HOST:PORT" or "[IPV6]:PORT"; default 127.0.0.1:4567. */
+	char listen[SPATE_CONFIG_ADDR_MAX];
+	/** Region shown in ARNs and checked in signatures; default us-east-1. */
+	char region[SPATE_CONFIG_REGION_MAX + 1];
+	enum spate_config_api_auth auth;
+	struct spate_config_api_key *keys; /**< from malloc; freed with the config */
+	uint32_t n_keys;
+	/** TLS certificate and key files (PEM); both "" = plain HTTP. */
+	char tls_cert[SPATE_CONFIG_PATH_MAX];
+	char tls_key[SPATE_CONFIG_PATH_MAX];
+	/** HTTP worker threads, 1..64; 0 = one per CPU the process may use (at most 8). */
+	uint32_t threads;
+	uint32_t line; /**< line of `api:`; 0 if built in C */
+};
 /** A bus: everything one configuration file describes. */
 struct spate_config {
 	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
@@ -326,6 +411,12 @@ struct spate_config {
 	struct spate_config_metrics metrics; /**< metrics: listen, counters */
 	/** File name given to load/parse, used in messages; "" if built in C. */
 	char source[SPATE_CONFIG_PATH_MAX];
+	/** `sources:`, in file order (spate/sources.h); NULL if none. */
+	struct spate_config_source *sources;
+	uint32_t n_sources;
+	/** api: the Kinesis API front (added last: the fields above keep
+	 *  their offsets). */
+	struct spate_config_api api;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -420,6 +511,30 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
  */
 int spate_config_consumer_set_option(struct spate_config_consumer *k, const char *key,
 				     const char *value);
+
+/**
+ * Append a source named @p name of type @p type appending to @p stream, with
+ * no type-specific keys; @p out (may be NULL) points at it until the next
+ * append. The stream need not exist yet and the type need not be
+ * registered (validate checks the stream; the engine the type).
+ * @return 0, -EINVAL (bad name, type or stream name), -EEXIST (name taken),
+ *         -ENOMEM.
+ */
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out);
+
+/**
+ * Set type-specific key @p key of source @p s to the scalar @p value
+ * (copied; replaces a key of that name). Nested maps and lists come from
+ * YAML only. @p s must belong to a config spate_config_free() will free.
+ * @return 0, -EINVAL (key NULL, empty or one of name, type, stream; value
+ *         NULL), -ENOMEM.
+ */
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value);
+
+/** The source called @p name, or NULL. */
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name);
 
 /**
  * Make consumer @p k a function: allocate its `function:` with the defaults
