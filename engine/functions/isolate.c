@@ -39,6 +39,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,10 +438,19 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 	return 0;
 }
 
+/* Whether the child that has @p t's plugin state still runs: a fresh child
+ * has nothing to flush or fini (and starting one for that is waste). */
+static bool child_alive(struct iso_task *t)
+{
+	return t->gen && spate_sup_gen(t->in->sup, t->slot, 0) == t->gen;
+}
+
 static int iso_flush(void *state, uint64_t now_ns)
 {
 	struct spate_batch_result res;
 	(void)now_ns;
+	if (!child_alive(state))
+		return 0;
 	memset(&res, 0, sizeof(res));
 	return exchange(state, SPATE_ISO_FLUSH, 0, NULL, &res);
 }
@@ -452,7 +462,7 @@ static void iso_fini(void *state)
 
 	if (!t)
 		return;
-	if (t->gen) {
+	if (child_alive(t)) {
 		memset(&res, 0, sizeof(res));
 		exchange(t, SPATE_ISO_FINI, 0, NULL, &res);
 	}
