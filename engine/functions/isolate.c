@@ -115,7 +115,9 @@ int spate_iso_host_path(char *buf, size_t len)
 		char *slash = strrchr(self, '/');
 		if (slash) {
 			*slash = '\0';
-			const char *cand[] = { "functions/spate-isolate", "../engine/functions/spate-isolate",
+			/* The build tree's engine/, an installed bin/ (a moved
+			 * prefix too), the same directory. */
+			const char *cand[] = { "functions/spate-isolate", "../libexec/spate/spate-isolate",
 					       "spate-isolate" };
 			for (unsigned i = 0; i < 3; i++) {
 				if (snprintf(buf, len, "%s/%s", self, cand[i]) < (int)len &&
