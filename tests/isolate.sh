@@ -182,6 +182,9 @@ for n, c in cons.items():
     assert c["state"] == "running", (n, c["state"])
 PY
 
+"$spate" stat "$bus" --interval 0 > "$dir/stat.txt" || fail "stat (text)"
+grep -qE "processes [0-9]+/[0-9]+ \(memory_limit: [a-z]+\): [0-9]+ invocations" "$dir/stat.txt" ||
+	fail "no processes line in spate stat: $(cat "$dir/stat.txt")"
 if [ -z "$soak" ]; then
 	"$spate" tail "$dir/bus.yaml" failed --from trim_horizon -n 1 > "$dir/failed.txt" 2>&1 ||
 		fail "tail failed: $(cat "$dir/failed.txt")"
