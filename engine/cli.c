@@ -30,8 +30,9 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/sources/builtin.h"
 #include "engine/api/api.h"
+#include "engine/functions/isolate.h"
+#include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -218,6 +219,8 @@ int spate_cli_run(int argc, char **argv)
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
+	/* The doors that provide consumers' plugins (spate/provider.h). */
+	spate_iso_register();
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);

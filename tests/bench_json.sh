@@ -38,4 +38,9 @@ if echo "$api" | grep -q '"kinesalite": "started'; then
 	[ "$(echo "$impls" | grep -cx kinesalite)" = 2 ] || fail "bench api: kinesalite started, no cases"
 	echo "$api" | grep -q '"ratio_vs_kinesalite"' || fail "bench api: no ratio_vs_kinesalite"
 fi
-echo "bench_json.sh: ring, pipeline, persist and api --json schemas OK"
+fns=$("$spate" bench functions --records 20000 --runs 1 --json 2>/dev/null |
+	"$check" impl runtime records_per_sec invocations_per_sec invoke_p50_ns invoke_p99_ns \
+		cold_start_p50_ns) || fail "bench functions --json"
+echo "$fns" | grep -qx inprocess || fail "bench functions: no inprocess case"
+echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
+echo "bench_json.sh: ring, pipeline, persist, api and functions --json schemas OK"
