@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
+#include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -218,6 +219,14 @@ int spate_cli_run(int argc, char **argv)
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
+		spate_config_free(cfg);
+		return rc;
+	}
+	/* The doors' source types (engine/sources/), each checking its entries. */
+	rc = spate_sources_register_builtin(e, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "spate: %s\n", err);
+		spate_engine_close(e);
 		spate_config_free(cfg);
 		return rc;
 	}

@@ -20,6 +20,11 @@
  * (max_record_size, concurrency, busy_threads_max) are resolved after the
  * checks so the struct shows what will be used.
  *
+ * Sources (`sources:`) are the one open schema: the core reads name, type
+ * and stream, and copies every other key as a tree of nodes with their
+ * lines and paths (struct spate_config_node), for the source type's own
+ * check (spate/sources.h; config_source.c has the accessors).
+ *
  * Trade-offs and limits. The first error stops the parse: one precise
  * message rather than a cascade. YAML types are not inferred from plain
  * scalars: each key says how to read its text, so `name: 123` is the name
@@ -379,6 +384,97 @@ uint64_t spate_config_function_timeout(const struct spate_config_consumer *k)
 	return k->function && k->function->timeout_ns ? k->function->timeout_ns : k->timeout_ns;
 }
 
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name)
+{
+	if (!c || !name || !c->sources)
+		return NULL;
+	for (uint32_t i = 0; i < c->n_sources; i++)
+		if (strcmp(c->sources[i].name, name) == 0)
+			return &c->sources[i];
+	return NULL;
+}
+
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out)
+{
+	struct spate_config_source *a;
+	char path[32];
+
+	if (out)
+		*out = NULL;
+	if (!c || !name || !type || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
+	    !spate_cfg_name_ok(type, strlen(type)) || !spate_cfg_name_ok(stream, strlen(stream)) ||
+	    c->n_sources >= UINT32_MAX - 1)
+		return -EINVAL;
+	if (spate_config_find_source(c, name))
+		return -EEXIST;
+	snprintf(path, sizeof(path), "sources[%u]", c->n_sources);
+	char *pc = strdup(path);
+	if (!pc)
+		return -ENOMEM;
+	a = realloc(c->sources, ((size_t)c->n_sources + 1) * sizeof(*a));
+	if (!a) {
+		free(pc);
+		return -ENOMEM;
+	}
+	c->sources = a;
+	a += c->n_sources;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->name, name, strlen(name) + 1);
+	memcpy(a->type, type, strlen(type) + 1);
+	memcpy(a->stream, stream, strlen(stream) + 1);
+	a->keys.kind = SPATE_CONFIG_NODE_MAP;
+	a->keys.path = pc;
+	a->index = c->n_sources++;
+	a->file = c->source;
+	if (out)
+		*out = a;
+	return 0;
+}
+
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value)
+{
+	struct spate_config_node *m, *a, *n;
+	char *kc, *vc, *pc;
+	size_t plen;
+
+	if (!s || !key || !*key || !value || !strcmp(key, "name") || !strcmp(key, "type") ||
+	    !strcmp(key, "stream") || s->keys.kind != SPATE_CONFIG_NODE_MAP)
+		return -EINVAL;
+	m = &s->keys;
+	plen = strlen(m->path ? m->path : "") + 1 + strlen(key) + 1;
+	kc = strdup(key);
+	vc = strdup(value);
+	pc = malloc(plen);
+	if (!kc || !vc || !pc)
+		goto fail;
+	snprintf(pc, plen, "%s.%s", m->path ? m->path : "", key);
+	for (uint32_t i = 0; i < m->n_items; i++)
+		if (m->items[i].key && !strcmp(m->items[i].key, key)) {
+			spate_cfg_node_clear(&m->items[i]);
+			n = &m->items[i];
+			goto fill;
+		}
+	a = realloc(m->items, ((size_t)m->n_items + 1) * sizeof(*a));
+	if (!a)
+		goto fail;
+	m->items = a;
+	n = &a[m->n_items++];
+fill:
+	memset(n, 0, sizeof(*n));
+	n->kind = SPATE_CONFIG_NODE_SCALAR;
+	n->key = kc;
+	n->value = vc;
+	n->path = pc;
+	return 0;
+fail:
+	free(kc);
+	free(vc);
+	free(pc);
+	return -ENOMEM;
+}
+
 static void free_consumer(struct spate_config_consumer *k)
 {
 	free_function(k->function);
@@ -396,6 +492,9 @@ void spate_config_free(struct spate_config *c)
 {
 	if (!c)
 		return;
+	for (uint32_t i = 0; c->sources && i < c->n_sources; i++)
+		spate_cfg_node_clear(&c->sources[i].keys);
+	free(c->sources);
 	for (uint32_t i = 0; c->consumers && i < c->n_consumers; i++)
 		free_consumer(&c->consumers[i]);
 	free(c->consumers);
@@ -652,6 +751,7 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 	case FT_FUNCTION:
 	case FT_ARGV:
 	case FT_ENV:
+	case FT_SOURCES:
 		break;
 	}
 	return bad(x, f, n);
@@ -952,6 +1052,200 @@ static int parse_list(struct pctx *x, const struct field *f, const yaml_node_t *
 	return 0;
 }
 
+/* Copy YAML node @p n into @p out (kind, line, text, children), path
+ * x->path. Depth is bounded by the document (aliases could loop: a node met
+ * again below itself is an error). */
+static int copy_node(struct pctx *x, const yaml_node_t *n, struct spate_config_node *out,
+		     unsigned depth)
+{
+	char g[80];
+
+	out->line = line_of(n);
+	out->path = strdup(x->path);
+	if (!out->path)
+		return nomem(x);
+	if (depth > 32)
+		return perr(x, line_of(n), "nested more than 32 levels deep");
+	if (n->type == YAML_SCALAR_NODE) {
+		if (strlen(sval(n)) != n->data.scalar.length)
+			return perr(x, line_of(n), "a value with a NUL byte");
+		out->kind = SPATE_CONFIG_NODE_SCALAR;
+		out->null = is_null(n);
+		out->value = strdup(out->null ? "" : sval(n));
+		return out->value ? 0 : nomem(x);
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		out->kind = SPATE_CONFIG_NODE_LIST;
+		if (!cnt)
+			return 0;
+		out->items = calloc(cnt, sizeof(*out->items));
+		if (!out->items)
+			return nomem(x);
+		for (size_t i = 0; i < cnt; i++) {
+			const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+			size_t old = path_idx(x, i);
+			int r;
+			if (!e)
+				return perr(x, line_of(n), "unreadable entry");
+			out->n_items++;
+			r = copy_node(x, e, &out->items[i], depth + 1);
+			if (r < 0)
+				return r;
+			path_pop(x, old);
+		}
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE)
+		return perr(x, line_of(n), "unreadable value, got %s", got(n, g, sizeof(g)));
+	out->kind = SPATE_CONFIG_NODE_MAP;
+	size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (!cnt)
+		return 0;
+	out->items = calloc(cnt, sizeof(*out->items));
+	if (!out->items)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+		struct spate_config_node *c;
+		size_t old;
+		int r;
+
+		if (!k || !v)
+			continue;
+		if (k->type != YAML_SCALAR_NODE || is_null(k) ||
+		    strlen(sval(k)) != k->data.scalar.length)
+			return perr(x, line_of(k), "expected a key, got %s", got(k, g, sizeof(g)));
+		old = path_key(x, sval(k), k->data.scalar.length);
+		for (uint32_t j = 0; j < out->n_items; j++)
+			if (!strcmp(out->items[j].key, sval(k)))
+				return perr(x, line_of(k), "duplicate key (first at line %u)",
+					    out->items[j].line);
+		c = &out->items[out->n_items++];
+		c->key = strdup(sval(k));
+		if (!c->key)
+			return nomem(x);
+		r = copy_node(x, v, c, depth + 1);
+		if (r < 0)
+			return r;
+		c->line = line_of(k); /* the key's line: where a reader looks */
+		path_pop(x, old);
+	}
+	return 0;
+}
+
+/* One entry of `sources:`: name, type and stream into the struct, every
+ * other key into its node tree. */
+static int parse_source(struct pctx *x, const yaml_node_t *e, struct spate_config_source *src)
+{
+	static const struct field fname = { "name", FT_NAME, F_REQ, 0, 0, 0, NULL, NULL };
+	static const struct field ftype = { "type", FT_NAME, F_REQ, 0, 0, 0, NULL,
+					    "a source type name (like nats or dpdk)" };
+	static const struct field fstream = { "stream", FT_REF, F_REQ, 0, 0, 0, NULL, NULL };
+	const struct field *known[3] = { &fname, &ftype, &fstream };
+	char *dst[3] = { src->name, src->type, src->stream };
+	uint32_t seen[3] = { 0, 0, 0 };
+	char g[80];
+	int r;
+
+	src->line = line_of(e);
+	src->file = x->c->source;
+	src->keys.kind = SPATE_CONFIG_NODE_MAP;
+	src->keys.line = line_of(e);
+	src->keys.path = strdup(x->path);
+	if (!src->keys.path)
+		return nomem(x);
+	if (e->type != YAML_MAPPING_NODE)
+		return perr(x, line_of(e), "expected a source (a mapping with keys name, type, stream "
+			    "and the keys of its type), got %s", got(e, g, sizeof(g)));
+	size_t cnt = (size_t)(e->data.mapping.pairs.top - e->data.mapping.pairs.start);
+	src->keys.items = calloc(cnt ? cnt : 1, sizeof(*src->keys.items));
+	if (!src->keys.items)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+		size_t old, i;
+
+		if (!k || !v)
+			continue;
+		if (k->type != YAML_SCALAR_NODE || is_null(k) ||
+		    strlen(sval(k)) != k->data.scalar.length)
+			return perr(x, line_of(k), "expected a key, got %s", got(k, g, sizeof(g)));
+		old = path_key(x, sval(k), k->data.scalar.length);
+		for (i = 0; i < 3; i++)
+			if (!strcmp(known[i]->key, sval(k)))
+				break;
+		if (i < 3) {
+			if (seen[i])
+				return perr(x, line_of(k), "duplicate key (first at line %u)", seen[i]);
+			seen[i] = line_of(k);
+			if (v->type != YAML_SCALAR_NODE || is_null(v) ||
+			    strlen(sval(v)) != v->data.scalar.length ||
+			    !spate_cfg_name_ok(sval(v), v->data.scalar.length))
+				return bad(x, known[i], v);
+			memcpy(dst[i], sval(v), v->data.scalar.length + 1);
+		} else {
+			struct spate_config_node *c = &src->keys.items[src->keys.n_items];
+			for (uint32_t j = 0; j < src->keys.n_items; j++)
+				if (!strcmp(src->keys.items[j].key, sval(k)))
+					return perr(x, line_of(k), "duplicate key (first at line %u)",
+						    src->keys.items[j].line);
+			src->keys.n_items++;
+			c->key = strdup(sval(k));
+			if (!c->key)
+				return nomem(x);
+			r = copy_node(x, v, c, 1);
+			if (r < 0)
+				return r;
+			c->line = line_of(k);
+		}
+		path_pop(x, old);
+	}
+	src->type_line = seen[1];
+	src->stream_line = seen[2];
+	for (size_t i = 0; i < 3; i++)
+		if (!seen[i]) {
+			char want[320];
+			path_key(x, known[i]->key, strlen(known[i]->key));
+			return perr(x, line_of(e), "missing; expected %s",
+				    spate_cfg_expected(known[i], want, sizeof(want)));
+		}
+	return 0;
+}
+
+static int parse_sources(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE)
+		return bad(x, f, n);
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt == 0)
+		return 0;
+	if (cnt >= UINT32_MAX)
+		return perr(x, line_of(n), "too many entries");
+	x->c->sources = calloc(cnt, sizeof(*x->c->sources));
+	if (!x->c->sources)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			return perr(x, line_of(n), "unreadable entry");
+		x->c->sources[i].index = (uint32_t)i;
+		x->c->n_sources++;
+		r = parse_source(x, e, &x->c->sources[i]);
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	return 0;
+}
+
 static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
 {
 	if ((f->flags & F_NULL_OK) && is_null(n))
@@ -976,6 +1270,8 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 		return parse_argv(x, f, n, obj);
 	case FT_ENV:
 		return parse_env(x, f, n, obj);
+	case FT_SOURCES:
+		return parse_sources(x, f, n);
 	default:
 		return conv_scalar(x, f, n, obj);
 	}

@@ -49,6 +49,7 @@ const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_CONSUMERS] = { "consumers", FT_CONSUMERS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_PLACEMENT] = { "placement", FT_PLACEMENT, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_METRICS] = { "metrics", FT_METRICS, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_SOURCES] = { "sources", FT_SOURCES, F_NULL_OK, 0, 0, 0, NULL, NULL },
 };
 
 const struct spate_config_stream *spate_config_find_stream(const struct spate_config *c,
@@ -332,6 +333,7 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 	case FT_METRICS:
 	case FT_FUNCTION:
 	case FT_ENV:
+	case FT_SOURCES:
 		break;
 	}
 	return 0;
@@ -704,7 +706,7 @@ int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, con
 	r = check_fields(&v, "metrics", spate_cfg_metrics_fields, MF_N, &c->metrics, ln ? ln->metrics : NULL, 0);
 	if (r < 0)
 		return r;
-	return 0;
+	return spate_cfg_check_sources(c, file, err, errlen);
 }
 
 int spate_config_validate(const struct spate_config *c, char *err, size_t errlen)

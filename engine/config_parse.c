@@ -348,6 +348,10 @@ const char *spate_cfg_expected(const struct field *f, char *buf, size_t len)
 	case FT_ENV:
 		spate_cfg_app(buf, len, &pos, "a mapping of variable names to scalar values");
 		break;
+	case FT_SOURCES:
+		spate_cfg_app(buf, len, &pos, "a list of sources (mappings with keys name, type, stream "
+		    "and the keys of their type)");
+		break;
 	}
 	return buf;
 }

@@ -56,6 +56,7 @@ enum ftype {
 	FT_STR,        /* char[hi + 1], non-empty, printable */
 	FT_CWD,        /* char[PATH_MAX], a directory; relative to the file's */
 	FT_ENV,        /* function env: a mapping of NAME to scalar */
+	FT_SOURCES,    /* sources: name, type, stream + any keys (a node tree) */
 };
 
 #define F_REQ 0x01u     /* must be present */
@@ -74,7 +75,7 @@ struct field {
 	const char *what;         /* overrides the generated "expected ..." */
 };
 
-enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_METRICS, TF_N };
+enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_METRICS, TF_SOURCES, TF_N };
 enum { SF_NAME, SF_SHARDS, SF_RING_SIZE, SF_MAX_RECORD, SF_PRODUCERS, SF_HUGE, SF_RETENTION,
        SF_FULL, SF_DURABILITY, SF_DUR_INTERVAL, SF_SEGMENT, SF_RETENTION_BYTES, SF_LOG_DIR, SF_DIRECT_IO, SF_N };
 enum { CF_NAME, CF_STREAM, CF_PLUGIN, CF_OPTIONS, CF_BATCH_SIZE, CF_BATCH_BYTES, CF_BATCH_WINDOW,
@@ -131,6 +132,17 @@ void spate_cfg_key_list(const struct field *tab, size_t nf, char *buf, size_t le
 int spate_cfg_digits(const char **p, uint64_t *v);
 int spate_cfg_parse_dec(const char *s, uint64_t *out);
 int spate_cfg_parse_bool(const char *s, size_t len, bool *out);
+
+/* ------------------------------------------------------------------------ */
+/* config_source.c: sources' node trees                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Free the children, key, value and path of @p n (not @p n itself). */
+void spate_cfg_node_clear(struct spate_config_node *n);
+/* Checks of the sources of @p c (names, stream references, node trees);
+ * messages carry @p file when not NULL. */
+int spate_cfg_check_sources(const struct spate_config *c, const char *file, char *err,
+			    size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* config_check.c: cross-field validation                                   */

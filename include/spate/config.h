@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file spate/config.h
- * @brief The bus configuration: streams, consumers (event source mappings)
- *        and placement, from one YAML file or built as structs in C.
+ * @brief The bus configuration: streams, consumers (event source mappings),
+ *        sources and placement, from one YAML file or built as structs in C.
  *
  * Load a file:
  *
@@ -312,6 +312,54 @@ struct spate_config_metrics {
 	enum spate_config_counters counters;
 };
 
+/** Kind of a node of a source's type-specific keys. */
+enum spate_config_node_kind {
+	SPATE_CONFIG_NODE_SCALAR = 0, /**< text (value); a YAML null is "" with null set */
+	SPATE_CONFIG_NODE_MAP = 1,    /**< items are its entries, each with a key */
+	SPATE_CONFIG_NODE_LIST = 2,   /**< items are its elements, without keys */
+};
+
+/**
+ * One node of a source's type-specific keys, as the YAML had it: a scalar,
+ * a mapping or a list, with the line it was on and its path in the file
+ * ("sources[0].auth.user", "sources[1].servers[2]"), so that a door can
+ * report an error precisely (spate_config_node_error(), spate/sources.h).
+ * Everything is owned by the config (malloc); read it through the
+ * accessors of spate/sources.h or walk it directly.
+ */
+struct spate_config_node {
+	enum spate_config_node_kind kind;
+	uint32_t line;                    /**< 1-based; 0 if built in C */
+	char *key;                        /**< in a mapping: its key; else NULL */
+	char *value;                      /**< SCALAR: the text ("" for null); else NULL */
+	bool null;                        /**< SCALAR: it was a YAML null */
+	struct spate_config_node *items;  /**< MAP / LIST: n_items children */
+	uint32_t n_items;
+	char *path;                       /**< for messages, e.g. "sources[0].auth.user" */
+};
+
+/**
+ * A source (a door that appends to a stream from outside: `type: nats`
+ * imports a JetStream subject, `type: dpdk` a port's packets). The engine
+ * knows the keys name, type and stream; every other key of the entry is
+ * kept as written, with its line, in @p keys, and checked by the source
+ * type registered under @p type (spate/sources.h).
+ */
+struct spate_config_source {
+	char name[SPATE_CONFIG_NAME_MAX + 1];   /**< unique among the sources */
+	char type[SPATE_CONFIG_NAME_MAX + 1];   /**< a registered source type ([A-Za-z0-9_-]) */
+	char stream[SPATE_CONFIG_NAME_MAX + 1]; /**< the stream it appends to */
+	/** Every other key of the entry: a MAP node (path "sources[i]"). */
+	struct spate_config_node keys;
+	uint32_t line;        /**< line of its entry in the file; 0 if built in C */
+	uint32_t type_line;   /**< line of its `type:` key; 0 if built in C */
+	uint32_t stream_line; /**< line of its `stream:` key; 0 if built in C */
+	uint32_t index;       /**< its place in spate_config.sources */
+	/** The file it came from, for messages ("" if built in C); the
+	 *  config's `source` member. */
+	const char *file;
+};
+
 /** A bus: everything one configuration file describes. */
 struct spate_config {
 	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
@@ -326,6 +374,9 @@ struct spate_config {
 	struct spate_config_metrics metrics; /**< metrics: listen, counters */
 	/** File name given to load/parse, used in messages; "" if built in C. */
 	char source[SPATE_CONFIG_PATH_MAX];
+	/** `sources:`, in file order (spate/sources.h); NULL if none. */
+	struct spate_config_source *sources;
+	uint32_t n_sources;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -451,6 +502,30 @@ int spate_config_function_set_env(struct spate_config_function *fn, const char *
 
 /** The function's effective invocation timeout (its own, else @p k's). */
 uint64_t spate_config_function_timeout(const struct spate_config_consumer *k);
+
+/**
+ * Append a source named @p name of type @p type appending to @p stream, with
+ * no type-specific keys; @p out (may be NULL) points at it until the next
+ * append. The stream need not exist yet and the type need not be
+ * registered (validate checks the stream; the engine the type).
+ * @return 0, -EINVAL (bad name, type or stream name), -EEXIST (name taken),
+ *         -ENOMEM.
+ */
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out);
+
+/**
+ * Set type-specific key @p key of source @p s to the scalar @p value
+ * (copied; replaces a key of that name). Nested maps and lists come from
+ * YAML only. @p s must belong to a config spate_config_free() will free.
+ * @return 0, -EINVAL (key NULL, empty or one of name, type, stream; value
+ *         NULL), -ENOMEM.
+ */
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value);
+
+/** The source called @p name, or NULL. */
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Lookups and derived values                                               */

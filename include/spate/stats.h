@@ -222,6 +222,44 @@ struct spate_stats_worker {
 	uint8_t pad_[SPATE_STATS_LINE - 44];
 };
 
+/** Named counters of one source (spate/sources.h). */
+#define SPATE_STATS_SOURCE_COUNTERS 14u
+/** Longest name of a source counter, without the NUL. */
+#define SPATE_STATS_COUNTER_NAME_MAX 23u
+
+/** States of a source, as its door reports them. */
+enum spate_stats_source_state {
+	SPATE_STATS_SOURCE_STOPPED = 0,  /**< not started, or stopped */
+	SPATE_STATS_SOURCE_STARTING = 1, /**< starting (connecting the first time) */
+	SPATE_STATS_SOURCE_UP = 2,       /**< running: connected, appending */
+	SPATE_STATS_SOURCE_DOWN = 3,     /**< running but cut off from its peer (reconnecting) */
+	SPATE_STATS_SOURCE_FAILED = 4,   /**< gave up; error says why */
+};
+
+/**
+ * A source (spate/sources.h): its door's state, last error and up to
+ * SPATE_STATS_SOURCE_COUNTERS named counters (the door names them at start:
+ * spate_stats_source_counter()). Written by the door's threads (several:
+ * the adders are relaxed read-modify-writes), read by monitors.
+ */
+struct spate_stats_source_slot {
+	/* Lines 0-3: set once at start. */
+	char name[SPATE_STATS_NAME_MAX + 1];
+	char type[SPATE_STATS_NAME_MAX + 1];
+	uint32_t stream;              /**< stream index */
+	_Atomic uint32_t n_counters;  /**< names [0, n) are set (release after the name) */
+	char counter_names[SPATE_STATS_SOURCE_COUNTERS][SPATE_STATS_COUNTER_NAME_MAX + 1];
+	uint8_t pad0_[4 * SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 8 -
+		      SPATE_STATS_SOURCE_COUNTERS * (SPATE_STATS_COUNTER_NAME_MAX + 1)];
+	/* Line 4: state and counters. */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_stats_source_state */
+	uint32_t pad1_;
+	_Atomic uint64_t counters[SPATE_STATS_SOURCE_COUNTERS];
+	/* Line 5: the last error ("" if none; relaxed byte copies, may tear). */
+	_Alignas(SPATE_STATS_LINE) char error[SPATE_STATS_LINE];
+};
+
+_Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
@@ -492,6 +530,38 @@ int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_
  *  stream's fsync histogram. @return 0 or -EINVAL (@p out zeroed). */
 int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
 			  struct spate_stats_sref *out);
+
+/* Sources (the door's threads). */
+/**
+ * Name counter @p i of source slot @p s (at start, before any other thread
+ * reads it; names are set in index order, 0 first).
+ * @return @p i, or -EINVAL (@p i beyond SPATE_STATS_SOURCE_COUNTERS or not
+ *         the next one, or a NULL name).
+ */
+int spate_stats_source_counter(struct spate_stats_source_slot *s, uint32_t i, const char *name);
+/** Set the source's state (enum spate_stats_source_state). */
+static inline void spate_stats_source_state(struct spate_stats_source_slot *s, uint32_t state)
+{
+	/* Relaxed: a state for display; nothing is published through it. */
+	atomic_store_explicit(&s->state, state, memory_order_relaxed);
+}
+/** Add @p v to counter @p i (several door threads may: relaxed RMW). */
+static inline void spate_stats_source_add(struct spate_stats_source_slot *s, uint32_t i, uint64_t v)
+{
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		atomic_fetch_add_explicit(&s->counters[i], v, memory_order_relaxed);
+}
+/** Set gauge @p i to @p v (relaxed: a last value for display). */
+static inline void spate_stats_source_set(struct spate_stats_source_slot *s, uint32_t i, uint64_t v)
+{
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		atomic_store_explicit(&s->counters[i], v, memory_order_relaxed);
+}
+/** Record the source's last error (printf-style; "" clears it). */
+__attribute__((format(printf, 2, 3))) void spate_stats_source_error(struct spate_stats_source_slot *s,
+								    const char *fmt, ...);
+/** Name of source state @p s ("up", "down", ...). */
+const char *spate_stats_source_state_name(uint32_t s);
 
 /** The log2 bucket of a batch of @p n records (n >= 1). */
 static inline unsigned spate_stats_batch_bucket(uint32_t n)
