@@ -260,11 +260,49 @@ struct spate_stats_source_slot {
 };
 
 _Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
+
+/** How a supervised consumer's memory_limit is enforced
+ *  (struct spate_stats_sup.mem_mode). */
+enum spate_stats_sup_mem {
+	SPATE_STATS_SUP_MEM_NONE = 0,   /**< no limit */
+	SPATE_STATS_SUP_MEM_CGROUP = 1, /**< cgroup v2 memory.max per process */
+	SPATE_STATS_SUP_MEM_RLIMIT = 2, /**< RLIMIT_AS per process */
+};
+
+/**
+ * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * processes (function processes, isolated plugins; engine/functions/
+ * supervisor.h). One slot per consumer, used when procs > 0. Several
+ * writers (the supervisor thread, the workers ending invocations): relaxed
+ * fetch_adds, once per invocation or process event, never per record.
+ * Its histograms (init and invoke durations, ns) are in the sup area too.
+ */
+struct spate_stats_sup {
+	_Atomic uint64_t invocations; /**< invocations ended (ok or error) */
+	_Atomic uint64_t errors;      /**< of which failed (error result, crash, timeout) */
+	_Atomic uint64_t timeouts;    /**< processes killed at an invocation's deadline */
+	_Atomic uint64_t crashes;     /**< processes that died unasked (signal, exit) */
+	_Atomic uint64_t cold_starts; /**< processes that became ready */
+	_Atomic uint64_t init_fails;  /**< processes that ended (or hung) before ready */
+	_Atomic uint64_t spawns;      /**< processes started */
+	_Atomic uint64_t oom_kills;   /**< killed at memory_limit (cgroup: OOM killer) */
+	_Atomic uint64_t init_ns;     /**< sum of cold-start durations */
+	_Atomic uint64_t invoke_ns;   /**< sum of invocation durations */
+	_Atomic uint32_t alive;       /**< processes running now */
+	uint32_t procs;               /**< slots (concurrency; 0: slot unused) */
+	uint32_t mem_mode;            /**< enum spate_stats_sup_mem */
+	uint32_t consumer;            /**< consumer index */
+	uint64_t init_hist;           /**< histogram index: spawn -> ready (ns) */
+	uint64_t invoke_hist;         /**< histogram index: invocation (ns) */
+	uint8_t pad_[2 * SPATE_STATS_LINE - 112];
+};
+
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
 _Static_assert(sizeof(struct spate_stats_worker) == SPATE_STATS_LINE, "worker slot");
+_Static_assert(sizeof(struct spate_stats_sup) == 2 * SPATE_STATS_LINE, "sup slot");
 
 struct spate_stats;
 
