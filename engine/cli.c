@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
+#include "engine/functions/functions.h"
 #include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
@@ -216,6 +217,13 @@ int spate_cli_run(int argc, char **argv)
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
+	/* The functions door provides the plugins of `function:` consumers. */
+	rc = spate_engine_register_provider(&spate_fn_provider);
+	if (rc < 0 && rc != -EEXIST) {
+		fprintf(stderr, "spate: functions door: %s\n", strerror(-rc));
+		spate_config_free(cfg);
+		return rc;
+	}
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
