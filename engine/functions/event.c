@@ -189,14 +189,19 @@ int spate_fn_response_parse(const char *body, size_t len, const struct spate_rin
 		return -ENOMEM;
 	}
 	root = json_tokener_parse_ex(tok, body, (int)len);
+	size_t end = json_tokener_get_parse_end(tok);
+	if (!root && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* A bare number or literal ends only at the end of the text. */
+		root = json_tokener_parse_ex(tok, "", 1);
+		end = len;
+	}
 	if (!root && json_tokener_get_error(tok) != json_tokener_success) {
 		snprintf(err, errlen, "the response is not valid JSON (%s)",
 			 json_tokener_error_desc(json_tokener_get_error(tok)));
 		json_tokener_free(tok);
 		return -EBADMSG;
 	}
-	if (json_tokener_get_parse_end(tok) < len) {
-		size_t end = json_tokener_get_parse_end(tok);
+	if (end < len) {
 		while (end < len && (body[end] == ' ' || body[end] == '\n' || body[end] == '\r' ||
 				     body[end] == '\t'))
 			end++;
