@@ -40,6 +40,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,8 @@ extern char **environ;
 #define FN_ENV_MAX 128u
 #define FN_GRACE_NS (2ull * 1000000000ull)   /* past the deadline: wait for the kill */
 #define FN_INIT_TIMEOUT_NS (10ull * 1000000000ull) /* Lambda's init phase limit */
+#define FN_BACKOFF_MIN_NS (50ull * 1000000ull)     /* first restart after a crash */
+#define FN_BACKOFF_MAX_NS (5ull * 1000000000ull)   /* crash loops: at most this apart */
 
 struct fn_slot {
 	pthread_mutex_t lock; /* one invocation at a time */
@@ -161,22 +164,55 @@ __attribute__((format(printf, 2, 3))) static int fail(struct spate_batch_result 
 	return 0;
 }
 
+/*
+ * Wait for the slot's process to be ready: a cold start (spawn, the
+ * runtime's init, up to its first /next) or a restart after a crash and its
+ * back-off. As on Lambda, a failed init fails the invocation at once, with
+ * the init error: a process of the consumer that ends before it is ready
+ * (the supervisor's init_fails moves; an init error posted, a crash in
+ * init, a hang past the init timeout) ends the wait. Otherwise it lasts at
+ * most the init timeout plus the longest back-off.
+ * @return the generation, or -1 with @p res filled.
+ */
+static int64_t acquire(struct fn_inst *in, uint32_t slot, struct spate_batch_result *res)
+{
+	struct spate_stats_sup *c = spate_sup_counters(in->sup);
+	/* Relaxed: a counter read to notice a change; no data depends on it. */
+	uint64_t fails0 = atomic_load_explicit(&c->init_fails, memory_order_relaxed);
+	uint64_t t0 = mono_ns(), limit = FN_INIT_TIMEOUT_NS + FN_BACKOFF_MAX_NS;
+	char why[200];
+
+	for (;;) {
+		int64_t gen = spate_sup_acquire(in->sup, slot, 50000000ull);
+		if (gen >= 0)
+			return gen;
+		if (gen != -ETIMEDOUT) {
+			fail(res, "function process %u: %s", slot, strerror((int)-gen));
+			return -1;
+		}
+		bool failed = atomic_load_explicit(&c->init_fails, memory_order_relaxed) != fails0;
+		if (failed || mono_ns() - t0 > limit) {
+			spate_fn_rapi_init_error(in->slots[slot].rapi, why, sizeof(why));
+			fail(res, "function init failed%s%s", why[0] ? ": " : "",
+			     why[0] ? why
+			     : failed ? " (its process ended before its first /next; see the log)"
+				      : " (not ready in time)");
+			return -1;
+		}
+	}
+}
+
 /* One invocation on the task's slot (its lock held). */
 static int invoke(struct fn_state *st, const struct spate_batch *b, struct spate_batch_result *res)
 {
 	struct fn_inst *in = st->in;
 	struct fn_slot *sl = &in->slots[st->slot];
-	char why[200];
 	int64_t gen;
 	int rc;
 
-	gen = spate_sup_acquire(in->sup, st->slot, in->timeout_ns);
-	if (gen < 0) {
-		spate_fn_rapi_init_error(sl->rapi, why, sizeof(why));
-		return fail(res, "function process %u not ready within %.3f s: %s", st->slot,
-			    (double)in->timeout_ns / 1e9,
-			    why[0] ? why : "it keeps ending before its first /next (see the log)");
-	}
+	gen = acquire(in, st->slot, res);
+	if (gen < 0)
+		return 0; /* res says why */
 	uint64_t now = mono_ns(), deadline = now + in->timeout_ns;
 	rc = spate_sup_begin(in->sup, st->slot, gen, deadline);
 	if (rc < 0)
@@ -503,8 +539,8 @@ static int fn_open(void *arg, const struct spate_provider_ctx *ctx, struct spate
 		.procs = in->procs,
 		.memory_limit = mem,
 		.init_timeout_ns = FN_INIT_TIMEOUT_NS,
-		.backoff_min_ns = 50000000ull,
-		.backoff_max_ns = 5000000000ull,
+		.backoff_min_ns = FN_BACKOFF_MIN_NS,
+		.backoff_max_ns = FN_BACKOFF_MAX_NS,
 		.slot_env = slot_env,
 		.arg = in,
 	};
@@ -517,7 +553,7 @@ static int fn_open(void *arg, const struct spate_provider_ctx *ctx, struct spate
 	out->inst = in;
 	out->flags = SPATE_PROVIDED_F_OWN_MEMORY;
 	/* Backstop: waiting for readiness, the invocation, the kill. */
-	out->watchdog_ns = 2 * in->timeout_ns + FN_INIT_TIMEOUT_NS + FN_GRACE_NS;
+	out->watchdog_ns = in->timeout_ns + FN_INIT_TIMEOUT_NS + FN_BACKOFF_MAX_NS + 2 * FN_GRACE_NS;
 	size_t o = (size_t)snprintf(out->path, sizeof(out->path), "function");
 	for (size_t i = 0; in->argv[i] && o < sizeof(out->path); i++)
 		o += (size_t)snprintf(out->path + o, sizeof(out->path) - o, " %s", in->argv[i]);
