@@ -31,6 +31,7 @@
 #include "engine/cli.h"
 #include "engine/functions/functions.h"
 #include "engine/sources/builtin.h"
+#include "engine/api/api.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -275,6 +276,20 @@ int spate_cli_run(int argc, char **argv)
 		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
 		fflush(stdout);
 	}
+	struct spate_api *api = NULL;
+	if (cfg->api.enabled) {
+		rc = spate_api_start(e, cfg, &api, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate: %s\n", err);
+			spate_metrics_http_stop(metrics);
+			spate_engine_stop(e);
+			goto out;
+		}
+		printf("  api: Kinesis API at http%s://%s (region %s, auth %s)\n",
+		       cfg->api.tls_cert[0] ? "s" : "", cfg->api.listen, cfg->api.region,
+		       cfg->api.auth == SPATE_CONFIG_API_AUTH_NONE ? "none" : "SigV4");
+		fflush(stdout);
+	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		struct spate_consumer_stats st;
@@ -316,6 +331,7 @@ int spate_cli_run(int argc, char **argv)
 			break;
 	}
 	printf("stopping: draining, flushing plugins, writing checkpoints\n");
+	spate_api_stop(api);
 	spate_metrics_http_stop(metrics);
 	spate_engine_stop(e);
 	if (last)

@@ -275,6 +275,97 @@ fail_key:
 	return -ENOMEM;
 }
 
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name)
+{
+	if (!c || !name || !c->sources)
+		return NULL;
+	for (uint32_t i = 0; i < c->n_sources; i++)
+		if (strcmp(c->sources[i].name, name) == 0)
+			return &c->sources[i];
+	return NULL;
+}
+
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out)
+{
+	struct spate_config_source *a;
+	char path[32];
+
+	if (out)
+		*out = NULL;
+	if (!c || !name || !type || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
+	    !spate_cfg_name_ok(type, strlen(type)) || !spate_cfg_name_ok(stream, strlen(stream)) ||
+	    c->n_sources >= UINT32_MAX - 1)
+		return -EINVAL;
+	if (spate_config_find_source(c, name))
+		return -EEXIST;
+	snprintf(path, sizeof(path), "sources[%u]", c->n_sources);
+	char *pc = strdup(path);
+	if (!pc)
+		return -ENOMEM;
+	a = realloc(c->sources, ((size_t)c->n_sources + 1) * sizeof(*a));
+	if (!a) {
+		free(pc);
+		return -ENOMEM;
+	}
+	c->sources = a;
+	a += c->n_sources;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->name, name, strlen(name) + 1);
+	memcpy(a->type, type, strlen(type) + 1);
+	memcpy(a->stream, stream, strlen(stream) + 1);
+	a->keys.kind = SPATE_CONFIG_NODE_MAP;
+	a->keys.path = pc;
+	a->index = c->n_sources++;
+	a->file = c->source;
+	if (out)
+		*out = a;
+	return 0;
+}
+
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value)
+{
+	struct spate_config_node *m, *a, *n;
+	char *kc, *vc, *pc;
+	size_t plen;
+
+	if (!s || !key || !*key || !value || !strcmp(key, "name") || !strcmp(key, "type") ||
+	    !strcmp(key, "stream") || s->keys.kind != SPATE_CONFIG_NODE_MAP)
+		return -EINVAL;
+	m = &s->keys;
+	plen = strlen(m->path ? m->path : "") + 1 + strlen(key) + 1;
+	kc = strdup(key);
+	vc = strdup(value);
+	pc = malloc(plen);
+	if (!kc || !vc || !pc)
+		goto fail;
+	snprintf(pc, plen, "%s.%s", m->path ? m->path : "", key);
+	for (uint32_t i = 0; i < m->n_items; i++)
+		if (m->items[i].key && !strcmp(m->items[i].key, key)) {
+			spate_cfg_node_clear(&m->items[i]);
+			n = &m->items[i];
+			goto fill;
+		}
+	a = realloc(m->items, ((size_t)m->n_items + 1) * sizeof(*a));
+	if (!a)
+		goto fail;
+	m->items = a;
+	n = &a[m->n_items++];
+fill:
+	memset(n, 0, sizeof(*n));
+	n->kind = SPATE_CONFIG_NODE_SCALAR;
+	n->key = kc;
+	n->value = vc;
+	n->path = pc;
+	return 0;
+fail:
+	free(kc);
+	free(vc);
+	free(pc);
+	return -ENOMEM;
+}
+
 static void free_argv(char **a, uint32_t n)
 {
 	for (uint32_t i = 0; a && i < n; i++)
@@ -384,97 +475,6 @@ uint64_t spate_config_function_timeout(const struct spate_config_consumer *k)
 	return k->function && k->function->timeout_ns ? k->function->timeout_ns : k->timeout_ns;
 }
 
-const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
-							   const char *name)
-{
-	if (!c || !name || !c->sources)
-		return NULL;
-	for (uint32_t i = 0; i < c->n_sources; i++)
-		if (strcmp(c->sources[i].name, name) == 0)
-			return &c->sources[i];
-	return NULL;
-}
-
-int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
-			    const char *stream, struct spate_config_source **out)
-{
-	struct spate_config_source *a;
-	char path[32];
-
-	if (out)
-		*out = NULL;
-	if (!c || !name || !type || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
-	    !spate_cfg_name_ok(type, strlen(type)) || !spate_cfg_name_ok(stream, strlen(stream)) ||
-	    c->n_sources >= UINT32_MAX - 1)
-		return -EINVAL;
-	if (spate_config_find_source(c, name))
-		return -EEXIST;
-	snprintf(path, sizeof(path), "sources[%u]", c->n_sources);
-	char *pc = strdup(path);
-	if (!pc)
-		return -ENOMEM;
-	a = realloc(c->sources, ((size_t)c->n_sources + 1) * sizeof(*a));
-	if (!a) {
-		free(pc);
-		return -ENOMEM;
-	}
-	c->sources = a;
-	a += c->n_sources;
-	memset(a, 0, sizeof(*a));
-	memcpy(a->name, name, strlen(name) + 1);
-	memcpy(a->type, type, strlen(type) + 1);
-	memcpy(a->stream, stream, strlen(stream) + 1);
-	a->keys.kind = SPATE_CONFIG_NODE_MAP;
-	a->keys.path = pc;
-	a->index = c->n_sources++;
-	a->file = c->source;
-	if (out)
-		*out = a;
-	return 0;
-}
-
-int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value)
-{
-	struct spate_config_node *m, *a, *n;
-	char *kc, *vc, *pc;
-	size_t plen;
-
-	if (!s || !key || !*key || !value || !strcmp(key, "name") || !strcmp(key, "type") ||
-	    !strcmp(key, "stream") || s->keys.kind != SPATE_CONFIG_NODE_MAP)
-		return -EINVAL;
-	m = &s->keys;
-	plen = strlen(m->path ? m->path : "") + 1 + strlen(key) + 1;
-	kc = strdup(key);
-	vc = strdup(value);
-	pc = malloc(plen);
-	if (!kc || !vc || !pc)
-		goto fail;
-	snprintf(pc, plen, "%s.%s", m->path ? m->path : "", key);
-	for (uint32_t i = 0; i < m->n_items; i++)
-		if (m->items[i].key && !strcmp(m->items[i].key, key)) {
-			spate_cfg_node_clear(&m->items[i]);
-			n = &m->items[i];
-			goto fill;
-		}
-	a = realloc(m->items, ((size_t)m->n_items + 1) * sizeof(*a));
-	if (!a)
-		goto fail;
-	m->items = a;
-	n = &a[m->n_items++];
-fill:
-	memset(n, 0, sizeof(*n));
-	n->kind = SPATE_CONFIG_NODE_SCALAR;
-	n->key = kc;
-	n->value = vc;
-	n->path = pc;
-	return 0;
-fail:
-	free(kc);
-	free(vc);
-	free(pc);
-	return -ENOMEM;
-}
-
 static void free_consumer(struct spate_config_consumer *k)
 {
 	free_function(k->function);
@@ -500,6 +500,7 @@ void spate_config_free(struct spate_config *c)
 	free(c->consumers);
 	free(c->streams);
 	free(c->placement.cores);
+	free(c->api.keys);
 	free(c);
 }
 
@@ -725,8 +726,19 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 				return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
+	case FT_REGION:
+		if (!spate_cfg_region_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_KEYID:
+		if (!spate_cfg_key_id_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
 	case FT_CWD:
-		if (len == 0)
+	case FT_FILE:
+		if (len == 0 || len >= SPATE_CONFIG_PATH_MAX)
 			return bad(x, f, n);
 		if (x->base_dir && s[0] != '/') {
 			if (x->base_len + len >= SPATE_CONFIG_PATH_MAX)
@@ -738,8 +750,6 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 			memcpy(AT(obj, f, char) + x->base_len, s, len + 1);
 			return 0;
 		}
-		if (len >= SPATE_CONFIG_PATH_MAX)
-			return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
 	case FT_OPTIONS:
@@ -748,10 +758,14 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
 	case FT_METRICS:
+	case FT_SOURCES:
 	case FT_FUNCTION:
 	case FT_ARGV:
 	case FT_ENV:
-	case FT_SOURCES:
+	case FT_API:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_TLS:
 		break;
 	}
 	return bad(x, f, n);
@@ -1246,6 +1260,76 @@ static int parse_sources(struct pctx *x, const struct field *f, const yaml_node_
 	return 0;
 }
 
+/* api.auth.keys: a list of {id, secret_file}. */
+static int parse_keys(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start)
+		return perr(x, line_of(n), "expected a list of {id, secret_file} (at least one)");
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > SPATE_CONFIG_API_MAX_KEYS)
+		return perr(x, line_of(n), "expected at most %u keys, got %zu",
+			    SPATE_CONFIG_API_MAX_KEYS, cnt);
+	a->keys = calloc(cnt, sizeof(*a->keys));
+	if (!a->keys)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			continue;
+		a->keys[i].line = line_of(e);
+		a->n_keys++;
+		r = parse_map(x, e, spate_cfg_key_fields, EF_N, &a->keys[i], x->ln.key[i],
+			      "a mapping with keys id, secret_file");
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	(void)f;
+	return 0;
+}
+
+/* api.auth: the word none, or {keys: [...]}. */
+static int parse_auth(struct pctx *x, const yaml_node_t *n)
+{
+	if (n->type == YAML_SCALAR_NODE && !is_null(n) && strcmp(sval(n), "none") == 0) {
+		x->c->api.auth = SPATE_CONFIG_API_AUTH_NONE;
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE) {
+		char g[80];
+		return perr(x, line_of(n), "expected none (no signatures) or a mapping with keys "
+			    "(a list of {id, secret_file}), got %s", got(n, g, sizeof(g)));
+	}
+	x->c->api.auth = SPATE_CONFIG_API_AUTH_KEYS;
+	return parse_map(x, n, spate_cfg_auth_fields, UF_N, &x->c->api, x->ln.auth,
+			 "a mapping with keys keys");
+}
+
+/* api: {listen, region, auth, tls, threads}; listen and region default. */
+static int parse_api(struct pctx *x, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	int r;
+
+	a->enabled = true;
+	a->line = line_of(n);
+	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
+		      "a mapping with keys listen, region, auth, tls, threads");
+	if (r < 0)
+		return r;
+	if (!a->listen[0])
+		snprintf(a->listen, sizeof(a->listen), "127.0.0.1:4567");
+	if (!a->region[0])
+		snprintf(a->region, sizeof(a->region), "us-east-1");
+	return 0;
+}
+
 static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
 {
 	if ((f->flags & F_NULL_OK) && is_null(n))
@@ -1264,14 +1348,28 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 	case FT_METRICS:
 		return parse_map(x, n, spate_cfg_metrics_fields, MF_N, &x->c->metrics, x->ln.metrics,
 				 "a mapping with keys listen, counters");
+	case FT_SOURCES:
+		return parse_sources(x, f, n);
 	case FT_FUNCTION:
 		return parse_function(x, f, n, obj);
 	case FT_ARGV:
 		return parse_argv(x, f, n, obj);
 	case FT_ENV:
 		return parse_env(x, f, n, obj);
-	case FT_SOURCES:
-		return parse_sources(x, f, n);
+	case FT_API:
+		if (is_null(n)) {
+			char g[8];
+			return perr(x, line_of(n), "expected a mapping with keys listen, region, "
+				    "auth (required), tls, threads, got %s", got(n, g, sizeof(g)));
+		}
+		return parse_api(x, n);
+	case FT_AUTH:
+		return parse_auth(x, n);
+	case FT_KEYS:
+		return parse_keys(x, f, n);
+	case FT_TLS:
+		return parse_map(x, n, spate_cfg_tls_fields, LF_N, &x->c->api, x->ln.tls,
+				 "a mapping with keys cert, key");
 	default:
 		return conv_scalar(x, f, n, obj);
 	}

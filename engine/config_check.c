@@ -50,6 +50,7 @@ const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_PLACEMENT] = { "placement", FT_PLACEMENT, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_METRICS] = { "metrics", FT_METRICS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_SOURCES] = { "sources", FT_SOURCES, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_API] = { "api", FT_API, 0, 0, 0, 0, NULL, NULL },
 };
 
 const struct spate_config_stream *spate_config_find_stream(const struct spate_config *c,
@@ -170,6 +171,28 @@ const struct field spate_cfg_metrics_fields[MF_N] = {
 			0, 0, NULL, NULL },
 	[MF_COUNTERS] = { "counters", FT_ENUM, 0, offsetof(struct spate_config_metrics, counters), 0,
 			  0, counters_names, NULL },
+};
+
+#define API_OFF(m) offsetof(struct spate_config_api, m)
+const struct field spate_cfg_api_fields[AF_N] = {
+	[AF_LISTEN] = { "listen", FT_ADDR, 0, API_OFF(listen), 0, 0, NULL, NULL },
+	[AF_REGION] = { "region", FT_REGION, 0, API_OFF(region), 0, 0, NULL, NULL },
+	[AF_AUTH] = { "auth", FT_AUTH, 0, 0, 0, 0, NULL, NULL },
+	[AF_TLS] = { "tls", FT_TLS, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[AF_THREADS] = { "threads", FT_U32, F_AUTO, API_OFF(threads), 1, 64, NULL, NULL },
+};
+const struct field spate_cfg_auth_fields[UF_N] = {
+	[UF_KEYS] = { "keys", FT_KEYS, F_REQ, 0, 0, 0, NULL, NULL },
+};
+const struct field spate_cfg_key_fields[EF_N] = {
+	[EF_ID] = { "id", FT_KEYID, F_REQ, offsetof(struct spate_config_api_key, id), 0, 0, NULL,
+		    NULL },
+	[EF_SECRET] = { "secret_file", FT_FILE, F_REQ,
+			offsetof(struct spate_config_api_key, secret_file), 0, 0, NULL, NULL },
+};
+const struct field spate_cfg_tls_fields[LF_N] = {
+	[LF_CERT] = { "cert", FT_FILE, F_REQ, API_OFF(tls_cert), 0, 0, NULL, NULL },
+	[LF_KEY] = { "key", FT_FILE, F_REQ, API_OFF(tls_key), 0, 0, NULL, NULL },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -331,10 +354,18 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
 	case FT_METRICS:
+	case FT_SOURCES:
 	case FT_FUNCTION:
 	case FT_ENV:
-	case FT_SOURCES:
 		break;
+	case FT_API:
+	case FT_REGION:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_KEYID:
+	case FT_FILE:
+	case FT_TLS:
+		break; /* checked by check_api() or their own walk */
 	}
 	return 0;
 }
@@ -685,6 +716,104 @@ static int check_placement(struct vctx *v)
 	return 0;
 }
 
+/* Line of api key @p f (or of the block when unknown). */
+static unsigned aline(const struct vctx *v, int f)
+{
+	if (v->ln && v->ln->api[f])
+		return v->ln->api[f];
+	return v->c->api.line;
+}
+
+int spate_cfg_region_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > SPATE_CONFIG_REGION_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int spate_cfg_key_id_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > SPATE_CONFIG_KEY_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* The api: block: an address, a region, auth written out (none, or keys
+ * with distinct ids and a secret file each), tls with both files or none.
+ * The secret files themselves (mode 0600, readable) are checked by the
+ * front when it starts (engine/api/), which reads them. */
+static int check_api(struct vctx *v)
+{
+	const struct spate_config_api *a = &v->c->api;
+	char q[80];
+	size_t len;
+	int r;
+
+	if (!a->enabled)
+		return 0;
+	r = check_fields(v, "api", spate_cfg_api_fields, AF_N, a, v->ln ? v->ln->api : NULL, a->line);
+	if (r < 0)
+		return r;
+	len = spate_cfg_arr_len(a->listen, sizeof(a->listen));
+	if (len == 0) {
+		vpath(v, "api.listen");
+		return verr(v, aline(v, AF_LISTEN), "missing; expected an address to listen on "
+			    "(like 127.0.0.1:4567)");
+	}
+	len = spate_cfg_arr_len(a->region, sizeof(a->region));
+	if (!spate_cfg_region_ok(a->region, len)) {
+		vpath(v, "api.region");
+		spate_cfg_quote(a->region, len, q, sizeof(q));
+		return verr(v, aline(v, AF_REGION), "expected an AWS region name (1 to %u characters "
+			    "from a-z 0-9 -, like us-east-1), got %s", SPATE_CONFIG_REGION_MAX, q);
+	}
+	vpath(v, "api.auth");
+	switch (a->auth) {
+	case SPATE_CONFIG_API_AUTH_NONE:
+		break;
+	case SPATE_CONFIG_API_AUTH_KEYS:
+		if (a->n_keys == 0 || !a->keys)
+			return verr(v, aline(v, AF_AUTH), "expected at least one entry in keys");
+		if (a->n_keys > SPATE_CONFIG_API_MAX_KEYS)
+			return verr(v, aline(v, AF_AUTH), "expected at most %u keys, got %u",
+				    SPATE_CONFIG_API_MAX_KEYS, a->n_keys);
+		for (uint32_t i = 0; i < a->n_keys; i++) {
+			const struct spate_config_api_key *k = &a->keys[i];
+			unsigned l = v->ln && v->ln->key[i][EF_ID] ? v->ln->key[i][EF_ID] : k->line;
+			len = spate_cfg_arr_len(k->id, sizeof(k->id));
+			vpath(v, "api.auth.keys[%u].id", i);
+			if (!spate_cfg_key_id_ok(k->id, len))
+				return verr(v, l, "expected an access key id of 1 to %u characters from "
+					    "A-Z a-z 0-9 _ -", SPATE_CONFIG_KEY_ID_MAX);
+			for (uint32_t j = 0; j < i; j++)
+				if (strcmp(a->keys[j].id, k->id) == 0)
+					return verr(v, l, "duplicate key id \"%s\" (keys[%u])", k->id, j);
+			vpath(v, "api.auth.keys[%u].secret_file", i);
+			len = spate_cfg_arr_len(k->secret_file, sizeof(k->secret_file));
+			if (len == 0 || len == sizeof(k->secret_file))
+				return verr(v, l, "missing; expected the path of a file (mode 0600) "
+					    "holding the secret access key");
+		}
+		break;
+	default:
+		return verr(v, a->line, "missing; write `auth: none` to serve without signatures "
+			    "(anyone who reaches %s may call), or auth: {keys: [{id, secret_file}]}",
+			    a->listen);
+	}
+	if (!a->tls_cert[0] != !a->tls_key[0]) {
+		vpath(v, a->tls_cert[0] ? "api.tls.key" : "api.tls.cert");
+		return verr(v, aline(v, AF_TLS), "missing; api.tls needs both cert and key");
+	}
+	return 0;
+}
+
 int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, const char *file,
 			 char *err, size_t errlen)
 {
@@ -704,6 +833,9 @@ int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, con
 	if (r < 0)
 		return r;
 	r = check_fields(&v, "metrics", spate_cfg_metrics_fields, MF_N, &c->metrics, ln ? ln->metrics : NULL, 0);
+	if (r < 0)
+		return r;
+	r = check_api(&v);
 	if (r < 0)
 		return r;
 	return spate_cfg_check_sources(c, file, err, errlen);

@@ -105,6 +105,8 @@ struct spate_sup {
 	struct spate_stats_sup *st;
 	struct spate_hist *hinit, *hinvoke;
 
+	struct spate_stats *region; /* the counters region, once bound */
+
 	pthread_t thr;
 	bool thr_started;
 	pthread_mutex_t lock;
@@ -917,6 +919,7 @@ void spate_sup_destroy(struct spate_sup *s, uint64_t grace_ns)
 	if (s->cg_base[0])
 		rmdir(s->cg_base);
 	close(s->evfd);
+	spate_stats_close(s->region);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->own_hists);
@@ -928,6 +931,61 @@ void spate_sup_destroy(struct spate_sup *s, uint64_t grace_ns)
 	free(s->stream);
 	free(s->consumer);
 	free(s);
+}
+
+int spate_sup_bind_stats(struct spate_sup *s, const char *bus)
+{
+	struct spate_stats *region = NULL;
+	int rc;
+
+	if (!s || !bus)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	bool bound = s->region != NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (bound)
+		return 0;
+	rc = spate_stats_attach_rw(bus, &region);
+	if (rc < 0)
+		return rc;
+	int ci = spate_stats_consumer_find(region, s->consumer);
+	struct spate_stats_sup *x = ci < 0 ? NULL : spate_stats_sup_of(region, (uint32_t)ci);
+	struct spate_hist *hi = x ? spate_stats_sup_hist_at(region, x->init_hist) : NULL;
+	struct spate_hist *hv = x ? spate_stats_sup_hist_at(region, x->invoke_hist) : NULL;
+	if (!x || !hi || !hv) {
+		spate_stats_close(region);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->region || s->st != &s->own) { /* bound meanwhile, or the caller's slot */
+		pthread_mutex_unlock(&s->lock);
+		spate_stats_close(region);
+		return 0;
+	}
+	/* What was counted so far moves into the region's slot: every writer
+	 * of the counters holds the lock, but alive is also a gauge. */
+	_Atomic uint64_t *from[] = { &s->own.invocations, &s->own.errors, &s->own.timeouts,
+				     &s->own.crashes, &s->own.cold_starts, &s->own.init_fails,
+				     &s->own.spawns, &s->own.oom_kills, &s->own.init_ns,
+				     &s->own.invoke_ns };
+	_Atomic uint64_t *to[] = { &x->invocations, &x->errors, &x->timeouts, &x->crashes,
+				   &x->cold_starts, &x->init_fails, &x->spawns, &x->oom_kills,
+				   &x->init_ns, &x->invoke_ns };
+	for (unsigned i = 0; i < sizeof(from) / sizeof(from[0]); i++)
+		cnt(to[i], atomic_load_explicit(from[i], memory_order_relaxed));
+	/* Relaxed: a gauge for display. */
+	atomic_store_explicit(&x->alive, atomic_load_explicit(&s->own.alive, memory_order_relaxed),
+			      memory_order_relaxed);
+	x->procs = s->n;
+	x->mem_mode = (uint32_t)s->mem_mode;
+	spate_hist_merge(hi, s->hinit);
+	spate_hist_merge(hv, s->hinvoke);
+	s->st = x;
+	s->hinit = hi;
+	s->hinvoke = hv;
+	s->region = region;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 uint32_t spate_sup_procs(const struct spate_sup *s)

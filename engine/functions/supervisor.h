@@ -123,6 +123,16 @@ int spate_sup_create(const struct spate_sup_opts *o, struct spate_sup **out, cha
  */
 void spate_sup_destroy(struct spate_sup *s, uint64_t grace_ns);
 
+/**
+ * Move the counters into consumer opts.consumer's slot of the sup area of
+ * bus @p bus's counters region (what was counted so far is added there),
+ * when the supervisor was created without opts.stats (the region is made
+ * after the doors open their consumers). Idempotent.
+ * @return 0, -ENOENT (no region, or no sup slot for the consumer), or the
+ *   errors of spate_stats_attach_rw().
+ */
+int spate_sup_bind_stats(struct spate_sup *s, const char *bus);
+
 /** Number of slots. */
 uint32_t spate_sup_procs(const struct spate_sup *s);
 /** How memory_limit is enforced: SPATE_SUP_MEM_*. */

@@ -360,6 +360,43 @@ struct spate_config_source {
 	const char *file;
 };
 
+/** Longest api.region, characters [a-z0-9-]. */
+#define SPATE_CONFIG_REGION_MAX 32u
+/** Longest api.auth.keys[].id (an AWS access key id), characters [A-Za-z0-9_-]. */
+#define SPATE_CONFIG_KEY_ID_MAX 128u
+/** Most api.auth.keys entries. */
+#define SPATE_CONFIG_API_MAX_KEYS 64u
+/** Who may call the Kinesis API front (api.auth). */
+enum spate_config_api_auth {
+	SPATE_CONFIG_API_AUTH_UNSET = 0, /**< not written: refused when api is present */
+	SPATE_CONFIG_API_AUTH_NONE = 1,  /**< `auth: none`, written out: anyone who reaches it */
+	SPATE_CONFIG_API_AUTH_KEYS = 2,  /**< AWS Signature V4 with api.auth.keys */
+};
+/** One access key of api.auth.keys. */
+struct spate_config_api_key {
+	char id[SPATE_CONFIG_KEY_ID_MAX + 1];
+	/** File holding the secret (mode 0600, checked when the front starts);
+	 *  a relative path is made relative to the configuration's directory. */
+	char secret_file[SPATE_CONFIG_PATH_MAX];
+	uint32_t line;              /**< line of the entry; 0 if built in C */
+};
+/** The Kinesis-compatible HTTP front `spate run` serves (engine/api/). */
+struct spate_config_api {
+	bool enabled;  /**< an `api:` block is present */
+	/** "PORT", "HOST:PORT" or "[IPV6]:PORT"; default 127.0.0.1:4567. */
+	char listen[SPATE_CONFIG_ADDR_MAX];
+	/** Region shown in ARNs and checked in signatures; default us-east-1. */
+	char region[SPATE_CONFIG_REGION_MAX + 1];
+	enum spate_config_api_auth auth;
+	struct spate_config_api_key *keys; /**< from malloc; freed with the config */
+	uint32_t n_keys;
+	/** TLS certificate and key files (PEM); both "" = plain HTTP. */
+	char tls_cert[SPATE_CONFIG_PATH_MAX];
+	char tls_key[SPATE_CONFIG_PATH_MAX];
+	/** HTTP worker threads, 1..64; 0 = one per CPU the process may use (at most 8). */
+	uint32_t threads;
+	uint32_t line; /**< line of `api:`; 0 if built in C */
+};
 /** A bus: everything one configuration file describes. */
 struct spate_config {
 	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
@@ -377,6 +414,9 @@ struct spate_config {
 	/** `sources:`, in file order (spate/sources.h); NULL if none. */
 	struct spate_config_source *sources;
 	uint32_t n_sources;
+	/** api: the Kinesis API front (added last: the fields above keep
+	 *  their offsets). */
+	struct spate_config_api api;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -473,6 +513,30 @@ int spate_config_consumer_set_option(struct spate_config_consumer *k, const char
 				     const char *value);
 
 /**
+ * Append a source named @p name of type @p type appending to @p stream, with
+ * no type-specific keys; @p out (may be NULL) points at it until the next
+ * append. The stream need not exist yet and the type need not be
+ * registered (validate checks the stream; the engine the type).
+ * @return 0, -EINVAL (bad name, type or stream name), -EEXIST (name taken),
+ *         -ENOMEM.
+ */
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out);
+
+/**
+ * Set type-specific key @p key of source @p s to the scalar @p value
+ * (copied; replaces a key of that name). Nested maps and lists come from
+ * YAML only. @p s must belong to a config spate_config_free() will free.
+ * @return 0, -EINVAL (key NULL, empty or one of name, type, stream; value
+ *         NULL), -ENOMEM.
+ */
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value);
+
+/** The source called @p name, or NULL. */
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name);
+
+/**
  * Make consumer @p k a function: allocate its `function:` with the defaults
  * (everything empty or 0) if it has none, and clear its plugin; @p out
  * points at it. Fill command (or handler and runtime_client) with
@@ -502,30 +566,6 @@ int spate_config_function_set_env(struct spate_config_function *fn, const char *
 
 /** The function's effective invocation timeout (its own, else @p k's). */
 uint64_t spate_config_function_timeout(const struct spate_config_consumer *k);
-
-/**
- * Append a source named @p name of type @p type appending to @p stream, with
- * no type-specific keys; @p out (may be NULL) points at it until the next
- * append. The stream need not exist yet and the type need not be
- * registered (validate checks the stream; the engine the type).
- * @return 0, -EINVAL (bad name, type or stream name), -EEXIST (name taken),
- *         -ENOMEM.
- */
-int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
-			    const char *stream, struct spate_config_source **out);
-
-/**
- * Set type-specific key @p key of source @p s to the scalar @p value
- * (copied; replaces a key of that name). Nested maps and lists come from
- * YAML only. @p s must belong to a config spate_config_free() will free.
- * @return 0, -EINVAL (key NULL, empty or one of name, type, stream; value
- *         NULL), -ENOMEM.
- */
-int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value);
-
-/** The source called @p name, or NULL. */
-const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
-							   const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Lookups and derived values                                               */

@@ -83,6 +83,8 @@ extern "C" {
 /** Log2 batch-size buckets per task (struct spate_stats_task.batch_log2). */
 #define SPATE_STATS_BATCH_BUCKETS 16u
 #define SPATE_STATS_READY 0x59444552u
+/** Version of the sup area (struct spate_stats_hdr.sup_version). */
+#define SPATE_STATS_SUP_VERSION 1u
 /** Separation of state written by different threads (two 64-byte lines). */
 #define SPATE_STATS_LINE 128u
 /** Longest name stored (streams, consumers, plugins), without the NUL. */
@@ -122,7 +124,17 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	uint32_t reserved[11];
+	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
+	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
+	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
+	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  addition still attaches. 0: no sup area. */
+	uint32_t sup_version;
+	uint32_t n_sup;
+	uint32_t reserved1_;
+	uint64_t sup_off, sup_hists_off, ext_size;
+	uint32_t reserved[2];
 };
 
 /** A stream: immutable after creation. */
@@ -260,7 +272,6 @@ struct spate_stats_source_slot {
 };
 
 _Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
-
 /** How a supervised consumer's memory_limit is enforced
  *  (struct spate_stats_sup.mem_mode). */
 enum spate_stats_sup_mem {
@@ -298,6 +309,7 @@ struct spate_stats_sup {
 };
 
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
@@ -313,6 +325,9 @@ struct spate_stats;
 /** Shape of a new region: the engine fills it from its configuration. */
 struct spate_stats_shape {
 	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
+	/** Supervised consumers (their processes' slots: the sup area;
+	 *  spate_stats_add_sup()); 0: none. */
+	uint32_t n_sup;
 };
 
 /**
@@ -341,6 +356,13 @@ int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t sh
  */
 int spate_stats_add_consumer(struct spate_stats *st, const char *name, const char *plugin,
 			     uint32_t stream, uint32_t lanes, const uint32_t *reader_slots);
+/**
+ * Give consumer index @p consumer a slot of the sup area (a supervised
+ * consumer: function processes or isolated plugin processes) for
+ * @p procs processes.
+ * @return the sup slot's index, or -ENOSPC (n_sup of the shape), -EINVAL.
+ */
+int spate_stats_add_sup(struct spate_stats *st, uint32_t consumer, uint32_t procs);
 /** Make the region visible to attachers (release). */
 void spate_stats_publish(struct spate_stats *st);
 /** Remove bus @p bus's region. @return 0, -ENOENT, -EINVAL. */
@@ -379,6 +401,13 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Sup slot @p i, or NULL (out of range, or no sup area). */
+struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i);
+/** The sup slot of consumer index @p consumer, or NULL (not supervised). */
+struct spate_stats_sup *spate_stats_sup_of(const struct spate_stats *st, uint32_t consumer);
+/** Histogram @p i of the sup area (a struct spate_stats_sup's init_hist or
+ *  invoke_hist), or NULL. */
+struct spate_hist *spate_stats_sup_hist_at(const struct spate_stats *st, uint64_t i);
 /** Histogram @p i (an index from a slot), or NULL. */
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i);
 /** Shard slot of (stream @p stream, shard @p shard), or NULL. */
@@ -457,6 +486,18 @@ struct spate_stats_view_consumer {
 	uint64_t cold_start_ns, first_batch_ns, helped;
 	/** Its histograms (every shard and lane of it); spate_stats_view_hist(). */
 	struct spate_hist *latency, *process, *batch;
+	/** Its processes when supervised (a function, isolation: process),
+	 *  else NULL: counters copied once, histograms of init and invoke
+	 *  durations (ns). */
+	struct spate_stats_view_sup *sup;
+};
+
+/** A supervised consumer's processes (struct spate_stats_sup, copied). */
+struct spate_stats_view_sup {
+	uint64_t invocations, errors, timeouts, crashes, cold_starts, init_fails, spawns, oom_kills;
+	uint64_t init_ns, invoke_ns;
+	uint32_t alive, procs, mem_mode;
+	struct spate_hist *init, *invoke; /**< init (cold start) and invocation durations, ns */
 };
 
 /** A worker thread. */
