@@ -32,6 +32,7 @@
 #include "engine/functions/functions.h"
 #include "engine/sources/builtin.h"
 #include "engine/api/api.h"
+#include "engine/functions/isolate.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -225,6 +226,8 @@ int spate_cli_run(int argc, char **argv)
 		spate_config_free(cfg);
 		return rc;
 	}
+	/* The doors that provide consumers' plugins (spate/provider.h). */
+	spate_iso_register();
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
