@@ -52,6 +52,7 @@
 #include "engine/functions/runtime_api.h"
 #include "engine/functions/supervisor.h"
 #include "spate/config.h"
+#include "spate/hist.h"
 #include "spate/plugin.h"
 #include "spate/slog.h"
 #include "spate/stream.h"
@@ -72,6 +73,7 @@ struct fn_slot {
 struct fn_inst {
 	char consumer[SPATE_CONFIG_NAME_MAX + 1];
 	char stream[SPATE_CONFIG_NAME_MAX + 1];
+	char bus[SPATE_CONFIG_NAME_MAX + 1];
 	char region[64];
 	uint64_t incarnation;
 	uint64_t timeout_ns;
@@ -89,6 +91,7 @@ struct fn_state {
 	struct spate_fn_ident id;
 	struct spate_fn_buf ev;
 	struct spate_fn_result res;
+	uint64_t wait_ns; /* the last invocation's wait for a ready process */
 };
 
 static uint64_t mono_ns(void)
@@ -137,6 +140,11 @@ static int fn_init(const struct spate_plugin_ctx *ctx, void **state)
 		free(st);
 		return rc;
 	}
+	/* Counters into the region's sup slot (the region is made after the
+	 * open; idempotent), and the slot's process started now, at the
+	 * engine's start, not at the first batch. */
+	spate_sup_bind_stats(in->sup, in->bus);
+	spate_sup_gen(in->sup, st->slot, 0);
 	*state = st;
 	return 0;
 }
@@ -210,7 +218,9 @@ static int invoke(struct fn_state *st, const struct spate_batch *b, struct spate
 	int64_t gen;
 	int rc;
 
+	uint64_t w0 = mono_ns();
 	gen = acquire(in, st->slot, res);
+	st->wait_ns = mono_ns() - w0;
 	if (gen < 0)
 		return 0; /* res says why */
 	uint64_t now = mono_ns(), deadline = now + in->timeout_ns;
@@ -256,18 +266,49 @@ static int invoke(struct fn_state *st, const struct spate_batch *b, struct spate
 	}
 }
 
+/* The engine's side of invocations, ns (spate_fn_overhead_take). */
+static struct spate_hist *fn_overhead;
+static pthread_once_t fn_overhead_once = PTHREAD_ONCE_INIT;
+
+static void overhead_init(void)
+{
+	fn_overhead = malloc(sizeof(*fn_overhead));
+	if (fn_overhead)
+		spate_hist_init(fn_overhead);
+}
+
+int spate_fn_overhead_take(struct spate_hist *out)
+{
+	pthread_once(&fn_overhead_once, overhead_init);
+	if (!fn_overhead)
+		return -ENOMEM;
+	int rc = spate_hist_merge(out, fn_overhead);
+	spate_hist_reset(fn_overhead);
+	return rc;
+}
+
 static int fn_process(void *state, const struct spate_batch *b, struct spate_batch_result *res)
 {
 	struct fn_state *st = state;
 	struct fn_slot *sl = &st->in->slots[st->slot];
+	uint64_t t0 = mono_ns();
 	int rc;
 
 	rc = spate_fn_event_build(&st->ev, b->recs, b->count, &st->id);
 	if (rc < 0)
 		return fail(res, "building the event: %s", strerror(-rc));
 	pthread_mutex_lock(&sl->lock);
+	st->wait_ns = 0;
+	st->res.sent_ns = st->res.done_ns = 0;
 	rc = invoke(st, b, res);
 	pthread_mutex_unlock(&sl->lock);
+	/* The engine's part: this call, less the wait for a ready process
+	 * and the function's own time (its answer's arrival less the event's
+	 * hand-over). Multi-writer: every worker records here. */
+	if (fn_overhead && st->res.done_ns > st->res.sent_ns && st->res.sent_ns) {
+		uint64_t all = mono_ns() - t0, fn = st->res.done_ns - st->res.sent_ns + st->wait_ns;
+		spate_hist_record_mw(fn_overhead, all > fn ? all - fn : 0);
+	}
 	return rc;
 }
 
@@ -316,8 +357,9 @@ static int build_argv(const struct spate_config_function *fn, char ***out, char 
 		return 0;
 	}
 	const char *dir = getenv(SPATE_FN_RUNTIME_DIR_ENV);
-	if (!dir || !*dir)
-		dir = SPATE_FN_RUNTIME_DIR;
+	if (!dir || !*dir) /* installed, else (a build tree's spate) the sources' */
+		dir = access(SPATE_FN_RUNTIME_DIR, R_OK) == 0 ? SPATE_FN_RUNTIME_DIR
+							      : SPATE_FN_RUNTIME_SRC_DIR;
 	if (fn->n_runtime_client == 1 && (strcmp(fn->runtime_client[0], "node") == 0 ||
 					  strcmp(fn->runtime_client[0], "python") == 0)) {
 		bool node = fn->runtime_client[0][0] == 'n';
@@ -465,6 +507,7 @@ static void fn_close(void *arg, void *inst)
 static int fn_open(void *arg, const struct spate_provider_ctx *ctx, struct spate_provided *out,
 		   char *err, size_t errlen)
 {
+	pthread_once(&fn_overhead_once, overhead_init);
 	const struct spate_config_consumer *k = ctx->k;
 	const struct spate_config_function *fn = k->function;
 	char cwd[SPATE_CONFIG_PATH_MAX];
@@ -477,7 +520,12 @@ static int fn_open(void *arg, const struct spate_provider_ctx *ctx, struct spate
 		return -ENOMEM;
 	snprintf(in->consumer, sizeof(in->consumer), "%s", k->name);
 	snprintf(in->stream, sizeof(in->stream), "%s", k->stream);
+	snprintf(in->bus, sizeof(in->bus), "%s", ctx->cfg->bus);
+	/* The region: the function's AWS_REGION, else the Kinesis front's
+	 * (api.region), else us-east-1, as the front's ARNs say. */
 	const char *region = fn_env(fn, "AWS_REGION");
+	if ((!region || !*region) && ctx->cfg->api.enabled && ctx->cfg->api.region[0])
+		region = ctx->cfg->api.region;
 	snprintf(in->region, sizeof(in->region), "%s", region && *region ? region : "us-east-1");
 	in->incarnation = spate_stream_incarnation(ctx->stream);
 	in->timeout_ns = spate_config_function_timeout(k);
@@ -543,6 +591,7 @@ static int fn_open(void *arg, const struct spate_provider_ctx *ctx, struct spate
 		.backoff_max_ns = FN_BACKOFF_MAX_NS,
 		.slot_env = slot_env,
 		.arg = in,
+		.lazy = true, /* fn_init starts them: at the engine's start */
 	};
 	rc = spate_sup_create(&so, &in->sup, err, errlen);
 	if (rc < 0)

@@ -16,6 +16,17 @@
 /** Account id in the ARNs of the event (the Kinesis front shows the same). */
 #define SPATE_FN_ACCOUNT "000000000000"
 
+struct spate_hist;
+
+/**
+ * Merge into @p out (initialised) the engine's side of every invocation
+ * since the last call, ns: process() less the wait for a ready process and
+ * less the function's own time (the event handed over to its answer
+ * received); then start over. For `spate bench functions`.
+ * @return 0, -ENOMEM, -EPROTO.
+ */
+int spate_fn_overhead_take(struct spate_hist *out);
+
 /** The provider `spate run` registers (spate_engine_register_provider). */
 extern const struct spate_plugin_provider spate_fn_provider;
 
