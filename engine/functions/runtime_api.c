@@ -3,29 +3,39 @@
  * runtime_api.c - the Lambda Runtime API, served by the engine to one
  * function process on 127.0.0.1:<its own port> (AWS_LAMBDA_RUNTIME_API).
  *
- * Design. One libmicrohttpd daemon per process slot, a thread per
- * connection: a runtime keeps one connection open and loops GET
+ * Design. One libmicrohttpd daemon per process slot, driven by the
+ * engine's worker that invokes the slot (external event loop, epoll): a
+ * runtime keeps one connection open and loops GET
  * /2018-06-01/runtime/invocation/next (long poll) -> POST
- * .../invocation/<id>/response (or /error). The long poll blocks in the
- * connection's thread on the slot's condition variable until a worker
- * posts an invocation (spate_fn_rapi_invoke); the worker then waits on
- * the same variable for the answer. An invocation belongs to one
- * generation of the slot's process (the supervisor's spawn number): a new
- * process never takes the event of the one that died, and an answer naming
- * another request id is refused (400), so a late answer cannot complete the
- * wrong batch. The first GET /next of a generation is its end of init: the
- * supervisor times and counts the cold start there (spate_sup_ready), as
- * Lambda counts Init Duration up to the runtime's first /next. POST
- * /runtime/init/error logs the error and has the supervisor restart the
- * process after its back-off; the waiting worker sees it die.
+ * .../invocation/<id>/response (or /error). The worker that invokes holds
+ * the slot (one invocation per process) and runs the daemon itself
+ * (MHD_run_wait) until the answer arrives: the event goes out and the
+ * answer comes in on that thread, woken by the kernel when the bytes
+ * arrive, with no hand-over to another thread and back (on this 2-core
+ * machine those wake-ups were most of the engine's part of an
+ * invocation). A GET /next that finds no invocation is suspended (parked)
+ * and resumed when the next one is posted; between invocations nobody
+ * reads the slot's sockets, and a runtime's next GET waits in the socket
+ * buffer. While a worker waits for the slot's process to be ready (a cold
+ * start, a restart) it drives the daemon too (spate_fn_rapi_pump), so the
+ * first GET /next is seen: that is the end of the process's init, timed by
+ * the supervisor (spate_sup_ready), as Lambda counts Init Duration up to
+ * the runtime's first /next. An invocation belongs to one generation of the
+ * slot's process (the supervisor's spawn number): a new process never
+ * takes the event of the one that died, and an answer naming another
+ * request id is refused (400). POST /runtime/init/error logs the error and
+ * has the supervisor restart the process after its back-off.
  *
  * The event is sent from the worker's buffer without a copy; the worker
- * waits for the answer or the process's death before it reuses it.
+ * drives the daemon until the answer or the process's death, and a
+ * response still queued when it stops is for a dead process's socket.
  *
  * Limits. Answers above 6 MiB (Lambda's synchronous payload limit) are
  * refused with 413 and fail the invocation. Only one invocation per slot
- * at a time (Lambda runs one per execution environment). No Runtime API
- * extensions or telemetry API.
+ * at a time (Lambda runs one per execution environment), and only the
+ * thread holding the slot may call spate_fn_rapi_invoke/pump. At most
+ * RAPI_PARKED parked /next calls per slot (a runtime makes one). No
+ * Runtime API extensions or telemetry API.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,8 +59,11 @@
 #define RAPI_PREFIX "/2018-06-01/runtime/"
 #define RAPI_BODY_MAX (6u << 20)
 #define RAPI_ID_LEN 36
+#define RAPI_PARKED 8
 
 enum inv_state { INV_NONE = 0, INV_PENDING, INV_SENT, INV_DONE };
+
+struct req;
 
 struct spate_fn_rapi {
 	struct MHD_Daemon *d;
@@ -59,8 +72,7 @@ struct spate_fn_rapi {
 	struct spate_sup *sup;
 	char consumer[64];
 	char arn[256];
-	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* CLOCK_MONOTONIC */
+	pthread_mutex_t lock; /* sup and init_error: read by other threads */
 	bool stopping;
 	int64_t ready_gen;    /* last generation whose first /next was seen */
 	/* The invocation in flight (lock). */
@@ -75,12 +87,21 @@ struct spate_fn_rapi {
 	uint32_t rnd;
 	char init_error[240];
 	char trace[64];
+	/* GET /next calls waiting for an invocation (suspended). */
+	struct MHD_Connection *parked[RAPI_PARKED];
+	struct req *parked_q[RAPI_PARKED];
+	unsigned n_parked;
 };
 
 /* A request's state between libmicrohttpd's calls. */
 struct req {
 	struct spate_fn_buf body;
 	bool too_big;
+	bool next;    /* a GET /next seen once (its generation known) */
+	bool parked;
+	bool drop;    /* resumed to be closed (stale, or too many parked) */
+	int64_t gen;  /* the process generation that called /next */
+	uint64_t seen_ns; /* monotonic: its GET /next was read */
 };
 
 static uint64_t mono_ns(void)
@@ -89,12 +110,6 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void abs_mono(struct timespec *ts, uint64_t ns)
-{
-	ts->tv_sec = (time_t)(ns / 1000000000ull);
-	ts->tv_nsec = (long)(ns % 1000000000ull);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *json)
@@ -120,46 +135,62 @@ static enum MHD_Result reply_err(struct MHD_Connection *c, unsigned status, cons
 	return reply(c, status, buf);
 }
 
-/* GET .../invocation/next: the first of a generation ends its init; then
- * wait for this generation's invocation. */
-static enum MHD_Result next(struct spate_fn_rapi *r, struct MHD_Connection *c)
+/* GET .../invocation/next: the first of a generation ends its init; it is
+ * answered with this generation's invocation, or parked until there is one. */
+static enum MHD_Result next(struct spate_fn_rapi *r, struct MHD_Connection *c, struct req *q)
 {
-	int64_t gen = r->sup ? spate_sup_gen(r->sup, r->slot, 0) : -EINVAL;
 	char deadline[24];
 
-	if (gen < 0)
-		return reply_err(c, 500, "Runtime.NoProcess", "no live process in this slot");
-	pthread_mutex_lock(&r->lock);
-	if (r->ready_gen != gen) {
-		r->ready_gen = gen;
-		r->init_error[0] = 0;
-		pthread_mutex_unlock(&r->lock);
-		spate_sup_ready(r->sup, r->slot, gen); /* the cold start ends here */
-		pthread_mutex_lock(&r->lock);
+	if (q->drop || r->stopping)
+		return MHD_NO; /* close it */
+	if (!q->next) {
+		q->next = true;
+		q->seen_ns = mono_ns();
+		q->gen = r->sup ? spate_sup_gen(r->sup, r->slot, 0) : -EINVAL;
+		if (q->gen < 0)
+			return reply_err(c, 500, "Runtime.NoProcess", "no live process in this slot");
+		if (r->ready_gen != q->gen) {
+			r->ready_gen = q->gen;
+			pthread_mutex_lock(&r->lock);
+			r->init_error[0] = 0;
+			pthread_mutex_unlock(&r->lock);
+			spate_sup_ready(r->sup, r->slot, q->gen); /* the cold start ends here */
+		}
 	}
-	while (!r->stopping && !(r->st == INV_PENDING && r->gen == gen))
-		pthread_cond_wait(&r->cond, &r->lock);
-	if (r->stopping) {
-		pthread_mutex_unlock(&r->lock);
-		return MHD_NO; /* close the connection */
+	if (r->stopping)
+		return MHD_NO;
+	if (r->st != INV_PENDING || r->gen != q->gen) {
+		if (r->st == INV_PENDING) /* another generation's: a dead process's call */
+			return MHD_NO;
+		if (r->n_parked == RAPI_PARKED) { /* drop the oldest */
+			r->parked_q[0]->drop = true;
+			r->parked_q[0]->parked = false;
+			MHD_resume_connection(r->parked[0]);
+			memmove(r->parked, r->parked + 1, (RAPI_PARKED - 1) * sizeof(r->parked[0]));
+			memmove(r->parked_q, r->parked_q + 1, (RAPI_PARKED - 1) * sizeof(r->parked_q[0]));
+			r->n_parked--;
+		}
+		r->parked[r->n_parked] = c;
+		r->parked_q[r->n_parked++] = q;
+		q->parked = true;
+		MHD_suspend_connection(c);
+		return MHD_YES;
 	}
 	r->st = INV_SENT;
+	r->res->get_ns = q->seen_ns;
 	r->res->sent_ns = mono_ns();
 	snprintf(deadline, sizeof(deadline), "%" PRIu64, r->deadline_ms);
 	/* Persistent: the worker keeps the event until the answer or the
 	 * process's death (see the file comment). */
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 		r->event_len, (void *)r->event, MHD_RESPMEM_PERSISTENT);
-	if (!resp) {
-		pthread_mutex_unlock(&r->lock);
+	if (!resp)
 		return MHD_NO;
-	}
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	MHD_add_response_header(resp, "Lambda-Runtime-Aws-Request-Id", r->id);
 	MHD_add_response_header(resp, "Lambda-Runtime-Deadline-Ms", deadline);
 	MHD_add_response_header(resp, "Lambda-Runtime-Invoked-Function-Arn", r->arn);
 	MHD_add_response_header(resp, "Lambda-Runtime-Trace-Id", r->trace);
-	pthread_mutex_unlock(&r->lock);
 	enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return rc;
@@ -187,11 +218,8 @@ static void error_text(const char *body, size_t len, const char *hdr_type, char 
 static enum MHD_Result answer(struct spate_fn_rapi *r, struct MHD_Connection *c, const char *id,
 			      size_t id_len, bool error, struct req *q)
 {
-	pthread_mutex_lock(&r->lock);
-	if (r->st != INV_SENT || id_len != RAPI_ID_LEN || memcmp(id, r->id, RAPI_ID_LEN) != 0) {
-		pthread_mutex_unlock(&r->lock);
+	if (r->st != INV_SENT || id_len != RAPI_ID_LEN || memcmp(id, r->id, RAPI_ID_LEN) != 0)
 		return reply_err(c, 400, "InvalidRequestID", "no invocation in flight has this id");
-	}
 	struct spate_fn_result *res = r->res;
 	res->done_ns = mono_ns();
 	if (q->too_big) {
@@ -209,11 +237,8 @@ static enum MHD_Result answer(struct spate_fn_rapi *r, struct MHD_Connection *c,
 		res->kind = SPATE_FN_RESPONSE;
 		res->body = q->body;
 		q->body = t;
-		res->body.len = res->body.p ? res->body.len : 0;
 	}
 	r->st = INV_DONE;
-	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
 	if (q->too_big)
 		return reply_err(c, 413, "RequestEntityTooLarge", "answer above 6 MiB");
 	return reply(c, MHD_HTTP_ACCEPTED, "{\"status\":\"OK\"}");
@@ -249,6 +274,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
 
 	(void)version;
+	if (r->stopping)
+		return MHD_NO; /* the supervisor is gone: close */
 	if (!q) {
 		q = calloc(1, sizeof(*q));
 		if (!q)
@@ -273,7 +300,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		return reply_err(c, 404, "NotFound", "not a Runtime API path");
 	url += sizeof(RAPI_PREFIX) - 1;
 	if (!post && strcmp(method, MHD_HTTP_METHOD_GET) == 0 && strcmp(url, "invocation/next") == 0)
-		return next(r, c);
+		return next(r, c, q);
 	if (post && strcmp(url, "init/error") == 0)
 		return init_error(r, c, q);
 	if (post && strncmp(url, "invocation/", 11) == 0) {
@@ -291,9 +318,18 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct req *q = *con_cls;
 
-	(void)cls;
-	(void)c;
+	struct spate_fn_rapi *r = cls;
+
 	(void)toe;
+	for (unsigned i = 0; q && q->parked && i < r->n_parked; i++)
+		if (r->parked[i] == c) {
+			memmove(r->parked + i, r->parked + i + 1,
+				(r->n_parked - i - 1) * sizeof(r->parked[0]));
+			memmove(r->parked_q + i, r->parked_q + i + 1,
+				(r->n_parked - i - 1) * sizeof(r->parked_q[0]));
+			r->n_parked--;
+			break;
+		}
 	if (q) {
 		spate_fn_buf_free(&q->body);
 		free(q);
@@ -305,7 +341,6 @@ int spate_fn_rapi_start(const struct spate_fn_rapi_opts *o, struct spate_fn_rapi
 			size_t errlen)
 {
 	struct spate_fn_rapi *r = calloc(1, sizeof(*r));
-	pthread_condattr_t ca;
 	struct sockaddr_in sa;
 
 	if (!r)
@@ -316,23 +351,18 @@ int spate_fn_rapi_start(const struct spate_fn_rapi_opts *o, struct spate_fn_rapi
 	snprintf(r->arn, sizeof(r->arn), "%s", o->function_arn);
 	r->rnd = (uint32_t)(mono_ns() ^ (uintptr_t)r);
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cond, &ca);
-	pthread_condattr_destroy(&ca);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sa.sin_port = 0;
-	r->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-					MHD_USE_TURBO,
+	/* No thread of its own: the invoking worker runs it (MHD_run_wait). */
+	r->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO,
 				0, NULL, NULL, handler, r, MHD_OPTION_SOCK_ADDR, &sa,
 				MHD_OPTION_NOTIFY_COMPLETED, completed, r,
 				MHD_OPTION_CONNECTION_TIMEOUT, 0u, MHD_OPTION_END);
 	if (!r->d) {
 		snprintf(err, errlen, "consumer %s: the Runtime API server of process %u did not start "
 			 "on 127.0.0.1", o->consumer, o->slot);
-		pthread_cond_destroy(&r->cond);
 		pthread_mutex_destroy(&r->lock);
 		free(r);
 		return -EADDRNOTAVAIL;
@@ -359,12 +389,16 @@ void spate_fn_rapi_stop(struct spate_fn_rapi *r)
 {
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->lock);
+	/* No worker drives it any more (the engine stopped): parked calls
+	 * are resumed to be closed. */
 	r->stopping = true;
-	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
+	for (unsigned i = 0; i < r->n_parked; i++) {
+		r->parked_q[i]->drop = true;
+		MHD_resume_connection(r->parked[i]);
+	}
+	r->n_parked = 0;
+	r->sup = NULL; /* destroyed already */
 	MHD_stop_daemon(r->d);
-	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -376,17 +410,18 @@ void spate_fn_rapi_init_error(struct spate_fn_rapi *r, char *buf, size_t len)
 	pthread_mutex_unlock(&r->lock);
 }
 
+int spate_fn_rapi_pump(struct spate_fn_rapi *r, unsigned ms)
+{
+	return MHD_run_wait(r->d, (int32_t)ms) == MHD_YES ? 0 : -EIO;
+}
+
 int spate_fn_rapi_invoke(struct spate_fn_rapi *r, int64_t gen, const char *event, size_t len,
 			 uint64_t deadline_ns, uint64_t give_up_mono, struct spate_fn_result *res)
 {
-	struct timespec ts;
-	int rc = 0;
+	uint64_t checked = mono_ns();
 
-	pthread_mutex_lock(&r->lock);
-	if (r->stopping) {
-		pthread_mutex_unlock(&r->lock);
+	if (r->stopping)
 		return -ESHUTDOWN;
-	}
 	r->counter++;
 	snprintf(r->id, sizeof(r->id), "%08x-%04x-4%03x-8%03x-%012" PRIx64, r->rnd,
 		 (unsigned)(r->slot & 0xffff), (unsigned)(r->counter >> 48) & 0xfff,
@@ -401,34 +436,41 @@ int spate_fn_rapi_invoke(struct spate_fn_rapi *r, int64_t gen, const char *event
 	res->kind = SPATE_FN_LOST;
 	res->error[0] = 0;
 	res->body.len = 0;
-	res->sent_ns = res->done_ns = 0;
+	res->get_ns = res->sent_ns = res->done_ns = 0;
+	res->start_ns = mono_ns();
 	r->st = INV_PENDING;
-	pthread_cond_broadcast(&r->cond);
-	while (r->st != INV_DONE && !r->stopping) {
-		/* A signal comes with every answer; the 10 ms slices are for
-		 * a process that dies instead (no HTTP call tells that). */
-		uint64_t now = mono_ns(), wake = now + 10000000ull;
+	/* The parked /next calls (this generation's, or stale ones, which
+	 * close) run again at the next MHD_run. */
+	for (unsigned i = 0; i < r->n_parked; i++) {
+		r->parked_q[i]->parked = false;
+		MHD_resume_connection(r->parked[i]);
+	}
+	r->n_parked = 0;
+	while (r->st != INV_DONE) {
+		uint64_t now = mono_ns();
 		if (now >= give_up_mono)
 			break;
-		abs_mono(&ts, wake < give_up_mono ? wake : give_up_mono);
-		if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == 0 || r->st == INV_DONE)
+		uint64_t left = (give_up_mono - now) / 1000000ull + 1;
+		MHD_run_wait(r->d, (int32_t)(left < 10 ? left : 10));
+		if (r->st == INV_DONE)
+			break;
+		/* A process that dies sends nothing: ask the supervisor, every
+		 * 10 ms at most (a few calls per invocation otherwise). */
+		now = mono_ns();
+		if (now - checked < 10000000ull)
 			continue;
-		pthread_mutex_unlock(&r->lock);
+		checked = now;
 		char why[200];
-		int ended = r->sup ? spate_sup_exit_reason(r->sup, r->slot, gen, 0, why, sizeof(why))
-				   : 0;
-		pthread_mutex_lock(&r->lock);
-		if (ended == 1 && r->st != INV_DONE) {
+		if (r->sup && spate_sup_exit_reason(r->sup, r->slot, gen, 0, why, sizeof(why)) == 1) {
 			res->kind = SPATE_FN_DIED;
 			snprintf(res->error, sizeof(res->error), "%s", why);
 			break;
 		}
 	}
-	if (r->stopping && r->st != INV_DONE)
-		rc = -ESHUTDOWN;
+	if (r->st == INV_DONE)
+		MHD_run(r->d); /* the 202 to the answer, if still queued */
 	r->st = INV_NONE;
 	r->event = NULL;
 	r->res = NULL;
-	pthread_mutex_unlock(&r->lock);
-	return rc;
+	return 0;
 }
