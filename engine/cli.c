@@ -29,10 +29,10 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/functions/functions.h"
-#include "engine/sources/builtin.h"
 #include "engine/api/api.h"
+#include "engine/functions/functions.h"
 #include "engine/functions/isolate.h"
+#include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"

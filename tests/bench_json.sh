@@ -26,4 +26,9 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
-echo "bench_json.sh: ring, pipeline and persist --json schemas OK"
+fns=$("$spate" bench functions --records 20000 --runs 1 --json 2>/dev/null |
+	"$check" impl runtime records_per_sec invocations_per_sec invoke_p50_ns invoke_p99_ns \
+		cold_start_p50_ns) || fail "bench functions --json"
+echo "$fns" | grep -qx inprocess || fail "bench functions: no inprocess case"
+echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
+echo "bench_json.sh: ring, pipeline, persist and functions --json schemas OK"

@@ -39,6 +39,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,9 @@ int spate_iso_host_path(char *buf, size_t len)
 		char *slash = strrchr(self, '/');
 		if (slash) {
 			*slash = '\0';
-			const char *cand[] = { "functions/spate-isolate", "../engine/functions/spate-isolate",
+			/* The build tree's engine/, an installed bin/ (a moved
+			 * prefix too), the same directory. */
+			const char *cand[] = { "functions/spate-isolate", "../libexec/spate/spate-isolate",
 					       "spate-isolate" };
 			for (unsigned i = 0; i < 3; i++) {
 				if (snprintf(buf, len, "%s/%s", self, cand[i]) < (int)len &&
@@ -356,7 +359,7 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 		spate_sup_exit_reason(in->sup, t->slot, gen, 5 * SEC, r, sizeof(r));
 		t->gen = 0;
 		res->status = SPATE_BATCH_RETRY;
-		snprintf(res->error, sizeof(res->error), "isolated plugin process %s",
+		snprintf(res->error, sizeof(res->error), "isolated plugin process %.170s",
 			 r[0] ? r : strerror(-rc));
 		spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
 		return 0;
@@ -437,10 +440,19 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 	return 0;
 }
 
+/* Whether the child that has @p t's plugin state still runs: a fresh child
+ * has nothing to flush or fini (and starting one for that is waste). */
+static bool child_alive(struct iso_task *t)
+{
+	return t->gen && spate_sup_gen(t->in->sup, t->slot, 0) == t->gen;
+}
+
 static int iso_flush(void *state, uint64_t now_ns)
 {
 	struct spate_batch_result res;
 	(void)now_ns;
+	if (!child_alive(state))
+		return 0;
 	memset(&res, 0, sizeof(res));
 	return exchange(state, SPATE_ISO_FLUSH, 0, NULL, &res);
 }
@@ -452,7 +464,7 @@ static void iso_fini(void *state)
 
 	if (!t)
 		return;
-	if (t->gen) {
+	if (child_alive(t)) {
 		memset(&res, 0, sizeof(res));
 		exchange(t, SPATE_ISO_FINI, 0, NULL, &res);
 	}

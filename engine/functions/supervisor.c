@@ -294,8 +294,11 @@ static int cgroup_setup(struct spate_sup *s)
 	cgroup_base(base, sizeof(base));
 	if (!base[0])
 		return -ENOTSUP;
-	if (snprintf(s->cg_base, sizeof(s->cg_base), "%s/spate-%d-%s", base, (int)getpid(),
-		     s->consumer) >= (int)sizeof(s->cg_base))
+	static _Atomic unsigned serial; /* a hot deploy's supervisor lives beside the old one */
+	/* Relaxed: a unique number, nothing published with it. */
+	unsigned k = atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed);
+	if (snprintf(s->cg_base, sizeof(s->cg_base), "%s/spate-%d-%s-%u", base, (int)getpid(),
+		     s->consumer, k) >= (int)sizeof(s->cg_base))
 		goto fail;
 	if (mkdir(s->cg_base, 0755) < 0 && errno != EEXIST)
 		goto fail;
