@@ -31,6 +31,7 @@
 
 #include "engine/cli.h"
 #include "engine/api/api.h"
+#include "engine/functions/functions.h"
 #include "engine/functions/isolate.h"
 #include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
@@ -219,6 +220,13 @@ int spate_cli_run(int argc, char **argv)
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
+	/* The functions door provides the plugins of `function:` consumers. */
+	rc = spate_engine_register_provider(&spate_fn_provider);
+	if (rc < 0 && rc != -EEXIST) {
+		fprintf(stderr, "spate: functions door: %s\n", strerror(-rc));
+		spate_config_free(cfg);
+		return rc;
+	}
 	/* The doors that provide consumers' plugins (spate/provider.h). */
 	spate_iso_register();
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));

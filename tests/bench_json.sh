@@ -43,4 +43,7 @@ fns=$("$spate" bench functions --records 20000 --runs 1 --json 2>/dev/null |
 		cold_start_p50_ns) || fail "bench functions --json"
 echo "$fns" | grep -qx inprocess || fail "bench functions: no inprocess case"
 echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
+if command -v node >/dev/null || command -v python3 >/dev/null; then
+	echo "$fns" | grep -qx function || fail "bench functions: no function case"
+fi
 echo "bench_json.sh: ring, pipeline, persist, api and functions --json schemas OK"
