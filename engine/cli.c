@@ -213,6 +213,8 @@ int spate_cli_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	/* For plugins that name the bus (the nats export's message ids). */
+	setenv("SPATE_BUS", cfg->bus, 1);
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nats_conn.h - what the NATS bridge's two halves share: connecting to a
+ * NATS cluster with libnats (server list, reconnects with back-off and
+ * jitter, credentials, TLS), making sure a JetStream stream exists, and the
+ * headers the export writes and the import reads. Header-only (static
+ * functions): the export is a consumer plugin (plugins/nats.c, built
+ * against spate/plugin.h only) and the import a source door
+ * (engine/sources/nats.c); neither links the other. Not installed.
+ *
+ * Limits: every option is a string (the plugin's options are); the caller
+ * validates ranges. libnats does the TLS, credentials and reconnect logic;
+ * nothing here re-implements any of it.
+ */
+#ifndef SPATE_PLUGINS_NATS_CONN_H
+#define SPATE_PLUGINS_NATS_CONN_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+/* Headers of an exported record (docs/scale-out.md). */
+#define SPATE_NATS_H_SEQ "Spate-Sequence"   /* 42-digit Kinesis sequence number */
+#define SPATE_NATS_H_SHARD "Spate-Shard"    /* shardId-000000000003 */
+#define SPATE_NATS_H_KEY "Spate-Partition-Key"
+#define SPATE_NATS_H_TS "Spate-Timestamp"   /* commit time, ns since the epoch */
+#define SPATE_NATS_H_MSGID "Nats-Msg-Id"    /* <bus>/<stream>/<shard>/<seq> */
+
+/** Connection settings, every one a string as written (NULL = unset). */
+struct spate_nats_conn_cfg {
+	const char *servers;       /* "nats://h1:4222,nats://h2:4222" (required) */
+	const char *name;          /* connection name shown by the server */
+	const char *user, *password;
+	const char *token;
+	const char *nkey;          /* an nkey public key (U...), with nkey_seed */
+	const char *nkey_seed;     /* file holding its seed */
+	const char *creds;         /* a .creds file (JWT + seed) */
+	bool tls;
+	const char *tls_ca, *tls_cert, *tls_key;
+	int64_t reconnect_wait_ms; /* first back-off; grows to reconnect_max_ms */
+	int64_t reconnect_max_ms;
+	int64_t timeout_ms;        /* connect timeout */
+};
+
+/* Parse "a, b ,c" servers into an array for natsOptions_SetServers. */
+static inline int spate_nats_servers(const char *list, char ***out, int *n)
+{
+	char *copy = strdup(list), *save = NULL, *tok;
+	char **arr = NULL;
+	int cnt = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		char **a = realloc(arr, (size_t)(cnt + 1) * sizeof(*a));
+		if (!a || !(a[cnt] = strdup(tok))) {
+			if (a)
+				arr = a;
+			for (int i = 0; i < cnt; i++)
+				free(arr[i]);
+			free(arr);
+			free(copy);
+			return -ENOMEM;
+		}
+		arr = a;
+		cnt++;
+	}
+	free(copy);
+	*out = arr;
+	*n = cnt;
+	return cnt ? 0 : -EINVAL;
+}
+
+static inline void spate_nats_servers_free(char **arr, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(arr[i]);
+	free(arr);
+}
+
+/* Back-off of reconnect attempt @p attempts: wait, doubling, capped. */
+static inline int64_t spate_nats_reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+	const struct spate_nats_conn_cfg *c = closure;
+	int64_t d = c->reconnect_wait_ms > 0 ? c->reconnect_wait_ms : 100;
+	int64_t max = c->reconnect_max_ms > 0 ? c->reconnect_max_ms : 2000;
+
+	(void)nc;
+	for (int i = 1; i < attempts && d < max; i++)
+		d *= 2;
+	return d < max ? d : max;
+}
+
+/**
+ * Build libnats options from @p c: servers, reconnect for ever with
+ * back-off (doubling from reconnect_wait to reconnect_max, jitter), no
+ * reconnect buffer (a publish while disconnected fails at once instead of
+ * being replayed after messages that were lost in the dead socket: the
+ * export keeps per-key order that way), credentials, TLS. @p c must outlive
+ * the options (the delay callback reads it).
+ * @return 0 or -EINVAL with @p err set.
+ */
+static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsConnectionHandler on_down,
+				     natsConnectionHandler on_up, void *closure, natsOptions **out,
+				     char *err, size_t errlen)
+{
+	natsOptions *o = NULL;
+	natsStatus s;
+	char **srv = NULL;
+	int nsrv = 0;
+
+	if (!c->servers || !*c->servers) {
+		snprintf(err, errlen, "servers: missing (a list like nats://127.0.0.1:4222)");
+		return -EINVAL;
+	}
+	if (spate_nats_servers(c->servers, &srv, &nsrv) < 0) {
+		snprintf(err, errlen, "servers: no server in \"%s\"", c->servers);
+		return -EINVAL;
+	}
+	s = natsOptions_Create(&o);
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(o, (const char **)srv, nsrv);
+	if (s == NATS_OK && c->name)
+		s = natsOptions_SetName(o, c->name);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetCustomReconnectDelay(o, spate_nats_reconnect_delay, (void *)c);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectJitter(o, 100, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, -1);
+	if (s == NATS_OK && c->timeout_ms > 0)
+		s = natsOptions_SetTimeout(o, c->timeout_ms);
+	if (s == NATS_OK && (c->user || c->password))
+		s = natsOptions_SetUserInfo(o, c->user, c->password);
+	if (s == NATS_OK && c->token)
+		s = natsOptions_SetToken(o, c->token);
+	if (s == NATS_OK && c->creds)
+		s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+	if (s == NATS_OK && (c->nkey || c->nkey_seed))
+		s = c->nkey && c->nkey_seed ? natsOptions_SetNKeyFromSeed(o, c->nkey, c->nkey_seed)
+					    : NATS_INVALID_ARG; /* both are needed */
+	if (s == NATS_OK && (c->tls || c->tls_ca || c->tls_cert))
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK && c->tls_ca)
+		s = natsOptions_LoadCATrustedCertificates(o, c->tls_ca);
+	if (s == NATS_OK && (c->tls_cert || c->tls_key))
+		s = natsOptions_LoadCertificatesChain(o, c->tls_cert, c->tls_key);
+	if (s == NATS_OK && on_down)
+		s = natsOptions_SetDisconnectedCB(o, on_down, closure);
+	if (s == NATS_OK && on_up)
+		s = natsOptions_SetReconnectedCB(o, on_up, closure);
+	spate_nats_servers_free(srv, nsrv);
+	if (s != NATS_OK) {
+		snprintf(err, errlen, "connection options: %s (%s)", natsStatus_GetText(s),
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+		natsOptions_Destroy(o);
+		return -EINVAL;
+	}
+	*out = o;
+	return 0;
+}
+
+/**
+ * Make sure JetStream stream @p stream exists, storing @p subject (file
+ * storage, @p replicas replicas, @p dup_ms duplicate window): created if
+ * absent, left as it is if present.
+ * @return 0 or -EIO with @p err set.
+ */
+static inline int spate_nats_ensure_stream(jsCtx *js, const char *stream, const char *subject,
+					   int64_t replicas, int64_t dup_ms, char *err,
+					   size_t errlen)
+{
+	jsStreamInfo *si = NULL;
+	jsStreamConfig cfg;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
+
+	if (s == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		return 0;
+	}
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = stream;
+	cfg.Subjects = &subject;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Replicas = replicas > 0 ? replicas : 1;
+	if (dup_ms > 0)
+		cfg.Duplicates = dup_ms * 1000000;
+	jerr = 0;
+	s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	if (s != NATS_OK) {
+		snprintf(err, errlen, "JetStream stream %s: create: %s (error %d: %s)", stream,
+			 natsStatus_GetText(s), (int)jerr,
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+		return -EIO;
+	}
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+#endif
