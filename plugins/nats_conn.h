@@ -136,7 +136,7 @@ static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsCo
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectJitter(o, 100, 1000);
 	if (s == NATS_OK)
-		s = natsOptions_SetReconnectBufSize(o, -1);
+		s = natsOptions_SetReconnectBufSize(o, 1);
 	if (s == NATS_OK && c->timeout_ms > 0)
 		s = natsOptions_SetTimeout(o, c->timeout_ms);
 	if (s == NATS_OK && (c->user || c->password))
@@ -198,6 +198,8 @@ static inline int spate_nats_ensure_stream(jsCtx *js, const char *stream, const 
 		cfg.Duplicates = dup_ms * 1000000;
 	jerr = 0;
 	s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	if (s != NATS_OK && js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK)
+		s = NATS_OK; /* created meanwhile by another client */
 	if (s != NATS_OK) {
 		snprintf(err, errlen, "JetStream stream %s: create: %s (error %d: %s)", stream,
 			 natsStatus_GetText(s), (int)jerr,
