@@ -246,6 +246,9 @@ int spate_cli_run(int argc, char **argv)
 		printf("  stream %s: %u shard(s), memory %s\n", cfg->streams[i].name,
 		       spate_stream_shards(s), spate_shm_backing_str(spate_stream_shm(s)));
 	}
+	for (uint32_t i = 0; i < cfg->n_sources; i++)
+		printf("  source %s: type %s into stream %s\n", cfg->sources[i].name,
+		       cfg->sources[i].type, cfg->sources[i].stream);
 	fflush(stdout);
 	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
 	FILE *pf = fopen(pidfile, "we");

@@ -306,7 +306,7 @@ static int claim_stream(struct spate_engine *e, struct spate_stream *s, char *er
 static void stats_open(struct spate_engine *e)
 {
 	struct spate_stats_shape sh = { .n_streams = e->nstreams, .n_consumers = e->nconsumers,
-					.n_workers = e->nworkers };
+					.n_workers = e->nworkers, .n_sources = e->nsources };
 	const char *env = getenv("SPATE_STATS");
 	uint64_t seq[SPATE_STREAM_MAX_SHARDS], pos[SPATE_STREAM_MAX_SHARDS];
 	uint32_t *slots = NULL;
@@ -363,6 +363,13 @@ static void stats_open(struct spate_engine *e)
 		w->st->cpu = w->cpu;
 		w->st->tasks = w->ntasks;
 	}
+	for (uint32_t i = 0; i < e->nsources; i++) { /* the region's slot replaces the own one */
+		struct spate_stats_source_slot *slot = spate_stats_source_at(e->stats, i);
+		memcpy(slot->name, e->sources[i].own->name, sizeof(slot->name));
+		memcpy(slot->type, e->sources[i].own->type, sizeof(slot->type));
+		slot->stream = e->sources[i].own->stream;
+		e->sources[i].st = slot;
+	}
 	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	free(slots);
 	spate_engine_stats_consumers(e);
@@ -375,6 +382,8 @@ fail:
 			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		e->workers[k].st = NULL;
+	for (uint32_t i = 0; i < e->nsources; i++)
+		e->sources[i].st = e->sources[i].own;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
 	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",

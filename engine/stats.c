@@ -52,6 +52,7 @@
 #define STATS_MAX_CONSUMERS 65536u
 #define STATS_MAX_TASKS (16u * 1024u * 1024u)
 #define STATS_MAX_WORKERS 4096u
+#define STATS_MAX_SOURCES 4096u
 
 struct spate_stats {
 	struct spate_shm *shm;
@@ -104,6 +105,9 @@ static uint64_t layout(struct spate_stats_hdr *h)
 	off += (uint64_t)h->n_workers * sizeof(struct spate_stats_worker);
 	h->hists_off = off;
 	off += (uint64_t)h->n_hists * h->hist_stride;
+	/* Last, so every earlier offset is what it was before sources. */
+	h->sources_off = off;
+	off += (uint64_t)h->n_sources * sizeof(struct spate_stats_source_slot);
 	h->total_size = off;
 	return off;
 }
@@ -119,7 +123,7 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 		return -EPROTO;
 	if (h->n_streams > STATS_MAX_STREAMS || h->n_shards > STATS_MAX_SHARDS ||
 	    h->n_consumers > STATS_MAX_CONSUMERS || h->n_tasks > STATS_MAX_TASKS ||
-	    h->n_workers > STATS_MAX_WORKERS)
+	    h->n_workers > STATS_MAX_WORKERS || h->n_sources > STATS_MAX_SOURCES)
 		return -EBADMSG;
 	/* Every offset is what our own layout gives for these counts: that
 	 * covers alignment, order, overlap and overflow in one comparison. */
@@ -129,11 +133,13 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 	want.n_consumers = h->n_consumers;
 	want.n_tasks = h->n_tasks;
 	want.n_workers = h->n_workers;
+	want.n_sources = h->n_sources;
 	layout(&want);
 	if (h->hist_stride != want.hist_stride || h->n_hists != want.n_hists ||
 	    h->streams_off != want.streams_off || h->shards_off != want.shards_off ||
 	    h->cons_off != want.cons_off || h->tasks_off != want.tasks_off ||
 	    h->workers_off != want.workers_off || h->hists_off != want.hists_off ||
+	    h->sources_off != want.sources_off ||
 	    h->total_size != want.total_size || h->total_size > user_size)
 		return -EBADMSG;
 	return 0;
@@ -163,6 +169,7 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	h.n_consumers = shape->n_consumers;
 	h.n_tasks = shape->n_tasks;
 	h.n_workers = shape->n_workers;
+	h.n_sources = shape->n_sources;
 	h.engine_pid = (uint32_t)getpid();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -422,6 +429,15 @@ struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, u
 		return NULL;
 	return (struct spate_stats_worker *)(void *)(st->base + st->h.workers_off +
 						     (uint64_t)i * sizeof(struct spate_stats_worker));
+}
+
+struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i)
+{
+	if (!st || i >= st->h.n_sources)
+		return NULL;
+	return (struct spate_stats_source_slot *)(void *)(st->base + st->h.sources_off +
+							   (uint64_t)i *
+								   sizeof(struct spate_stats_source_slot));
 }
 
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i)

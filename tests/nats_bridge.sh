@@ -37,7 +37,7 @@ trap 'exit 1' INT TERM
 # Free ports: bound by the kernel, released, used at once.
 read -r -a ports <<<"$(python3 - <<'EOF'
 import socket
-ss = [socket.socket() for _ in range(9)]
+ss = [socket.socket() for _ in range(10)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 for s in ss: s.close()
@@ -46,6 +46,7 @@ EOF
 cport=("${ports[0]}" "${ports[1]}" "${ports[2]}")
 rport=("${ports[3]}" "${ports[4]}" "${ports[5]}")
 mport=("${ports[6]}" "${ports[7]}" "${ports[8]}")
+promport=${ports[9]}
 servers="nats://127.0.0.1:${cport[0]},nats://127.0.0.1:${cport[1]},nats://127.0.0.1:${cport[2]}"
 npid=(0 0 0)
 
@@ -114,6 +115,7 @@ EOF
 cat >"$dir/b.yaml" <<EOF
 bus: $busB
 state_dir: $dir/stateB
+metrics: { listen: "127.0.0.1:$promport" }
 streams:
   - { name: orders, shards: 2, ring_size: 1MiB, huge_pages: off, durability: none, segment_size: 1MiB }
 sources:
@@ -187,9 +189,24 @@ for _ in $(seq 1 120); do
 done
 sleep 1
 dump_b
+# The import's state in the counters region: spate stat and Prometheus.
+"$spate" stat "$busB" --json >"$dir/b.stat.json" 2>&1
+curl -sf "http://127.0.0.1:$promport/metrics" >"$dir/b.prom" 2>&1
+stat_ok=$(python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+s = [x for x in v.get("sources", []) if x["name"] == "imp"]
+ok = s and s[0]["type"] == "nats" and s[0]["state"] == "up" and s[0]["counters"]["appended"] > 0 \
+     and "redeliveries" in s[0]["counters"] and "lag" in s[0]["counters"]
+print("ok" if ok else "bad: %s" % s)' "$dir/b.stat.json" 2>&1)
+if [ "$stat_ok" != ok ]; then echo "FAIL: spate stat sources: $stat_ok"; keep=1; exit 1; fi
+grep -q 'spate_source_up{bus="'"$busB"'",source="imp",type="nats",state="up"} 1' "$dir/b.prom" ||
+	{ echo "FAIL: no spate_source_up for imp in /metrics"; keep=1; exit 1; }
+grep -q 'spate_source_value{.*source="imp".*name="appended"}' "$dir/b.prom" ||
+	{ echo "FAIL: no spate_source_value appended in /metrics"; keep=1; exit 1; }
+echo "stat: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sources"][0]["counters"])' "$dir/b.stat.json")"
 kill -TERM "$pid_A" "$pid_B" 2>/dev/null
 wait "$pid_A" "$pid_B" 2>/dev/null
-"$spate" stat "$busB" >/dev/null 2>&1
 verdict=$(python3 "$checker" --acks "$dir"/acks.* --stream "$dir/b.tail" --consumer "$dir"/out/check.*)
 echo "$verdict"
 if ! grep -q '^OK' <<<"$verdict"; then

@@ -521,6 +521,7 @@ static int import_batch(struct nsrc *n, natsMsgList *list)
 		cnt++;
 	}
 	spate_stats_source_add(n->st, C_FETCHED, (uint64_t)list->Count);
+	spate_stats_source_set(n->st, C_PENDING_ACKS, nacks); /* until they are acked below */
 	spate_stats_source_set(n->st, C_LAG, lag);
 	if (cnt) {
 		int failed = spate_put_batch(n->prod, n->ent, cnt, n->res);
@@ -573,6 +574,7 @@ static int import_batch(struct nsrc *n, natsMsgList *list)
 	for (uint32_t j = 0; j < nacks; j++)
 		if (natsMsg_Ack(acks[j], NULL) == NATS_OK)
 			spate_stats_source_add(n->st, C_ACKS, 1);
+	spate_stats_source_set(n->st, C_PENDING_ACKS, 0);
 	free(acks);
 	return want_resync;
 }

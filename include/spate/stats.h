@@ -122,7 +122,9 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	uint32_t reserved[11];
+	uint32_t n_sources;       /**< source slots (spate/sources.h), after the histograms */
+	uint64_t sources_off;
+	uint32_t reserved[8];
 };
 
 /** A stream: immutable after creation. */
@@ -260,6 +262,7 @@ struct spate_stats_source_slot {
 };
 
 _Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "the header keeps its size");
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
@@ -275,6 +278,7 @@ struct spate_stats;
 /** Shape of a new region: the engine fills it from its configuration. */
 struct spate_stats_shape {
 	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
+	uint32_t n_sources; /**< sources (spate/sources.h) */
 };
 
 /**
@@ -341,6 +345,7 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i);
 /** Histogram @p i (an index from a slot), or NULL. */
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i);
 /** Shard slot of (stream @p stream, shard @p shard), or NULL. */
@@ -429,6 +434,17 @@ struct spate_stats_view_worker {
 	int32_t cpu;                   /**< pinned CPU, -1 if none */
 };
 
+/** A source (spate/sources.h). */
+struct spate_stats_view_source {
+	char name[SPATE_STATS_NAME_MAX + 1], type[SPATE_STATS_NAME_MAX + 1];
+	char error[SPATE_STATS_LINE];  /**< its last error ("" if none) */
+	uint32_t stream;               /**< stream index */
+	uint32_t state;                /**< enum spate_stats_source_state */
+	uint32_t n_counters;
+	char counter_names[SPATE_STATS_SOURCE_COUNTERS][SPATE_STATS_COUNTER_NAME_MAX + 1];
+	uint64_t counters[SPATE_STATS_SOURCE_COUNTERS];
+};
+
 /** A bus. */
 struct spate_stats_view {
 	char bus[SPATE_STATS_NAME_MAX + 1];
@@ -445,6 +461,8 @@ struct spate_stats_view {
 	struct spate_stats_view_consumer *consumers; /**< [n_consumers] */
 	struct spate_stats_view_task *tasks;         /**< [n_tasks] */
 	struct spate_stats_view_worker *workers;     /**< [n_workers] */
+	uint32_t n_sources;
+	struct spate_stats_view_source *sources;     /**< [n_sources] */
 };
 
 /** Which histogram of a consumer (spate_stats_view_hist()). */
