@@ -38,6 +38,10 @@ int spate_bench_persist_main(int argc, char **argv);
 /** `spate bench replay`: history reads from a shard log, per reader, --json. */
 int spate_bench_replay_main(int argc, char **argv);
 
+/** `spate bench bridge`: bus A -> NATS JetStream -> bus B vs plain libnats,
+ *  --json (bridge.c; built with libnats). */
+int spate_bench_bridge_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

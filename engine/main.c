@@ -43,6 +43,10 @@ static const struct spate_cmd bench_cmds[] = {
 	  "raw disk bandwidth vs the shard log per durability policy (--json)", NULL },
 	{ "replay", spate_bench_replay_main, NULL,
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
+#if SPATE_HAVE_NATS
+	{ "bridge", spate_bench_bridge_main, NULL,
+	  "bus A -> NATS JetStream -> bus B vs plain libnats, 64 B and 1 KiB (--json)", NULL },
+#endif
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 

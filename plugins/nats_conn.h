@@ -210,4 +210,129 @@ static inline int spate_nats_ensure_stream(jsCtx *js, const char *stream, const 
 	return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Pulling from a JetStream consumer by hand                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A pull subscriber on plain NATS requests: a synchronous subscription on an
+ * inbox of its own, and `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
+ * requests ({"batch": B, "expires": E}) answered into it. Not libnats's
+ * natsSubscription_Fetch(): in libnats 3.4.1 a fetch whose earlier request
+ * expired with messages on the way reports more messages than the list it
+ * allocated holds, and corrupts the heap (seen under ASan). Here every
+ * message arrives through one inbox in delivery order, whatever request it
+ * answers; a request that expires is just a status message.
+ */
+struct spate_nats_pull {
+	natsConnection *nc;
+	natsSubscription *sub;
+	natsInbox *inbox;
+	char subj[300];
+};
+
+static inline int spate_nats_pull_open(struct spate_nats_pull *p, natsConnection *nc,
+				       const char *stream, const char *consumer)
+{
+	memset(p, 0, sizeof(*p));
+	p->nc = nc;
+	snprintf(p->subj, sizeof(p->subj), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, consumer);
+	if (natsInbox_Create(&p->inbox) != NATS_OK)
+		return -ENOMEM;
+	if (natsConnection_SubscribeSync(&p->sub, nc, p->inbox) != NATS_OK) {
+		natsInbox_Destroy(p->inbox);
+		p->inbox = NULL;
+		return -EIO;
+	}
+	natsSubscription_SetPendingLimits(p->sub, -1, -1);
+	return 0;
+}
+
+static inline void spate_nats_pull_close(struct spate_nats_pull *p)
+{
+	if (p->sub) {
+		natsSubscription_Unsubscribe(p->sub);
+		natsSubscription_Destroy(p->sub);
+	}
+	natsInbox_Destroy(p->inbox);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Where a message is in its stream and consumer, from its ack subject
+ * ($JS.ACK.[<domain>.<account>.]<stream>.<consumer>.<delivered>.<sseq>.
+ * <dseq>.<ts>.<pending>[.<token>]). 0, or -EINVAL (not a JetStream message). */
+struct spate_nats_meta {
+	uint64_t delivered, sseq, dseq, pending;
+};
+
+static inline int spate_nats_meta(const natsMsg *m, struct spate_nats_meta *md)
+{
+	const char *r = natsMsg_GetReply(m), *tok[16];
+	char buf[512];
+	int n = 0, off;
+
+	if (!r || strncmp(r, "$JS.ACK.", 8) || strlen(r) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, r + 8, strlen(r + 8) + 1);
+	for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && n < 16;
+	     t = strtok_r(NULL, ".", &save))
+		tok[n++] = t;
+	if (n == 7)
+		off = 0;
+	else if (n >= 9)
+		off = 2;
+	else
+		return -EINVAL;
+	md->delivered = strtoull(tok[off + 2], NULL, 10);
+	md->sseq = strtoull(tok[off + 3], NULL, 10);
+	md->dseq = strtoull(tok[off + 4], NULL, 10);
+	md->pending = strtoull(tok[off + 6], NULL, 10);
+	return 0;
+}
+
+/**
+ * Ask for up to @p batch messages (the server answers what it has within
+ * @p expires_ms) and collect them into @p out: returns once @p batch came,
+ * the request's end (a status message) came, or @p expires_ms + 1 s passed.
+ * @return the number of messages (0: none), or -EIO (the connection is
+ *         down or closed).
+ */
+static inline int spate_nats_pull_fetch(struct spate_nats_pull *p, natsMsg **out, int batch,
+					int64_t expires_ms)
+{
+	char req[96];
+	int n = 0;
+
+	snprintf(req, sizeof(req), "{\"batch\":%d,\"expires\":%lld}", batch,
+		 (long long)expires_ms * 1000000ll);
+	if (natsConnection_PublishRequestString(p->nc, p->subj, p->inbox, req) != NATS_OK)
+		return -EIO;
+	int64_t deadline = nats_Now() + expires_ms + 1000;
+	while (n < batch) {
+		natsMsg *m = NULL;
+		int64_t left = deadline - nats_Now();
+		if (left <= 0)
+			break;
+		natsStatus s = natsSubscription_NextMsg(&m, p->sub, left);
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK)
+			return n ? n : -EIO;
+		if (!natsMsg_GetReply(m) || strncmp(natsMsg_GetReply(m), "$JS.ACK.", 8)) {
+			/* A status (404 no messages, 408 expired, 409): the
+			 * request is over. */
+			natsMsg_Destroy(m);
+			break;
+		}
+		out[n++] = m;
+	}
+	return n;
+}
+
+/* Acknowledge @p m (fire and forget: a lost ack is a redelivery). */
+static inline int spate_nats_ack(natsConnection *nc, const natsMsg *m)
+{
+	return natsConnection_PublishString(nc, natsMsg_GetReply(m), "+ACK") == NATS_OK ? 0 : -EIO;
+}
+
 #endif

@@ -34,8 +34,10 @@
  *   create: BOOL            create jetstream_stream if absent (subjects:
  *                           subject or spate.>); replicas: N (default 1)
  *   ack: committed|durable  default durable on a persisted stream
- *   batch: N                messages per fetch (default 256)
- *   fetch_wait: DURATION    longest wait of one fetch (default 200ms)
+ *   batch: N                most messages per fetch, 1..256 (default 256)
+ *   fetch_wait: DURATION    how long a pull request waits to fill its
+ *                           batch (default 5ms: the latency floor of a
+ *                           trickle)
  *   ack_wait: DURATION      JetStream's redelivery timer (default 30s)
  *   max_ack_pending: N      default 20000
  *   key_header: NAME        default Spate-Partition-Key
@@ -114,7 +116,8 @@ struct nsrc {
 	uint64_t last_dseq;        /* the consumer's last delivery sequence seen */
 	natsConnection *nc;
 	jsCtx *js;
-	natsSubscription *sub;
+	struct spate_nats_pull pull;  /* open: pull.sub != NULL */
+	natsMsg *msgs[256];           /* one fetch's messages */
 	pthread_t th;
 	_Atomic int quit;
 	/* One fetch's records, reused. */
@@ -179,7 +182,7 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 	const char *consumer = NULL;
 	n->replicas = 1;
 	n->batch = 256;
-	n->fetch_wait_ns = 200 * 1000000ull;
+	n->fetch_wait_ns = 5 * 1000000ull;
 	n->ack_wait_ns = 30 * 1000000000ull;
 	n->max_ack_pending = 20000;
 	if ((r = spate_config_node_str(src, &src->keys, "subject", &n->subject, err, errlen)) < 0 ||
@@ -187,10 +190,10 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 	    (r = spate_config_node_str(src, &src->keys, "key_header", &n->key_header, err, errlen)) < 0 ||
 	    (r = spate_config_node_bool(src, &src->keys, "create", &n->create, err, errlen)) < 0 ||
 	    (r = spate_config_node_u64(src, &src->keys, "replicas", 1, 5, &n->replicas, err, errlen)) < 0 ||
-	    (r = spate_config_node_u64(src, &src->keys, "batch", 1, 10000, &n->batch, err, errlen)) < 0 ||
+	    (r = spate_config_node_u64(src, &src->keys, "batch", 1, 256, &n->batch, err, errlen)) < 0 ||
 	    (r = spate_config_node_u64(src, &src->keys, "max_ack_pending", 1, 10000000,
 				       &n->max_ack_pending, err, errlen)) < 0 ||
-	    (r = spate_config_node_dur(src, &src->keys, "fetch_wait", 1000000ull, 60000000000ull,
+	    (r = spate_config_node_dur(src, &src->keys, "fetch_wait", 1000000ull, 10000000000ull,
 				       &n->fetch_wait_ns, err, errlen)) < 0 ||
 	    (r = spate_config_node_dur(src, &src->keys, "ack_wait", 1000000000ull,
 				       3600000000000ull, &n->ack_wait_ns, err, errlen)) < 0 ||
@@ -363,15 +366,11 @@ static int resync(struct nsrc *n)
 {
 	jsConsumerConfig cc;
 	jsConsumerInfo *ci = NULL;
-	jsSubOptions so;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	if (n->sub) {
-		natsSubscription_Unsubscribe(n->sub);
-		natsSubscription_Destroy(n->sub);
-		n->sub = NULL;
-	}
+	if (n->pull.sub)
+		spate_nats_pull_close(&n->pull);
 	s = js_DeleteConsumer(n->js, n->js_stream, n->durable, NULL, &jerr);
 	if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND) {
 		spate_stats_source_error(n->st, "delete consumer %s: %s %s", n->durable,
@@ -398,16 +397,8 @@ static int resync(struct nsrc *n)
 		return -EIO;
 	}
 	jsConsumerInfo_Destroy(ci);
-	jsSubOptions_Init(&so);
-	so.Stream = n->js_stream;
-	so.Consumer = n->durable;
-	jerr = 0;
-	s = js_PullSubscribe(&n->sub, n->js, n->subject ? n->subject : "", n->durable, NULL, &so,
-			     &jerr);
-	if (s != NATS_OK) {
-		spate_stats_source_error(n->st, "subscribe %s: %s (%d) %s", n->durable,
-					 natsStatus_GetText(s), (int)jerr, last_error());
-		n->sub = NULL;
+	if (spate_nats_pull_open(&n->pull, n->nc, n->js_stream, n->durable) < 0) {
+		spate_stats_source_error(n->st, "subscribe to an inbox: %s", last_error());
 		return -EIO;
 	}
 	n->last_dseq = 0;
@@ -454,7 +445,7 @@ static void nap(uint64_t ns)
 /* Append the messages of one fetch, in order, then ack them. Returns 1 to
  * ask for a resync (a delivery gap), -1 when the source must stop (the
  * stream refused an append), else 0. */
-static int import_batch(struct nsrc *n, natsMsgList *list)
+static int import_batch(struct nsrc *n, natsMsg **msgs, int count)
 {
 	uint32_t cnt = 0;
 	int want_resync = 0;
@@ -462,21 +453,20 @@ static int import_batch(struct nsrc *n, natsMsgList *list)
 	natsMsg **acks;
 	uint32_t nacks = 0;
 
-	if (grow(n, (uint32_t)list->Count) < 0)
+	if (grow(n, (uint32_t)count) < 0)
 		return 1;
-	acks = calloc((size_t)list->Count + 1, sizeof(*acks));
+	acks = calloc((size_t)count + 1, sizeof(*acks));
 	if (!acks)
 		return 1;
-	for (int i = 0; i < list->Count; i++) {
-		natsMsg *m = list->Msgs[i];
-		jsMsgMetaData *md = NULL;
-		if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
+	for (int i = 0; i < count; i++) {
+		natsMsg *m = msgs[i];
+		struct spate_nats_meta md;
+		if (spate_nats_meta(m, &md) < 0) {
 			want_resync = 1;
 			break;
 		}
-		uint64_t sseq = md->Sequence.Stream, dseq = md->Sequence.Consumer;
-		lag = md->NumPending;
-		jsMsgMetaData_Destroy(md);
+		uint64_t sseq = md.sseq, dseq = md.dseq;
+		lag = md.pending;
 		if (dseq != n->last_dseq + 1) {
 			/* Deliveries we never saw (a fetch lost in a
 			 * reconnect): later ones must not go first. */
@@ -520,7 +510,7 @@ static int import_batch(struct nsrc *n, natsMsgList *list)
 		newlast = sseq;
 		cnt++;
 	}
-	spate_stats_source_add(n->st, C_FETCHED, (uint64_t)list->Count);
+	spate_stats_source_add(n->st, C_FETCHED, (uint64_t)count);
 	spate_stats_source_set(n->st, C_PENDING_ACKS, nacks); /* until they are acked below */
 	spate_stats_source_set(n->st, C_LAG, lag);
 	if (cnt) {
@@ -572,7 +562,7 @@ static int import_batch(struct nsrc *n, natsMsgList *list)
 	}
 	n->last = newlast;
 	for (uint32_t j = 0; j < nacks; j++)
-		if (natsMsg_Ack(acks[j], NULL) == NATS_OK)
+		if (spate_nats_ack(n->nc, acks[j]) == 0)
 			spate_stats_source_add(n->st, C_ACKS, 1);
 	spate_stats_source_set(n->st, C_PENDING_ACKS, 0);
 	free(acks);
@@ -586,7 +576,7 @@ static void *fetch_main(void *arg)
 
 	while (!atomic_load_explicit(&n->quit, memory_order_acquire)) {
 		/* Acquire: pairs with stop()'s release store. */
-		if (!n->sub) {
+		if (!n->pull.sub) {
 			if (resync(n) < 0) {
 				nap(backoff);
 				backoff = backoff * 2 > 2000000000ull ? 2000000000ull : backoff * 2;
@@ -594,48 +584,33 @@ static void *fetch_main(void *arg)
 			}
 			backoff = 50 * 1000000ull;
 		}
-		natsMsgList list = { 0 };
-		jsErrCode jerr = 0;
-		natsStatus s = natsSubscription_Fetch(&list, n->sub, (int)n->batch,
-						      (int64_t)(n->fetch_wait_ns / 1000000), &jerr);
-		if (s == NATS_TIMEOUT) {
-			natsMsgList_Destroy(&list);
-			continue;
-		}
-		if (s != NATS_OK) {
-			natsMsgList_Destroy(&list);
-			spate_stats_source_error(n->st, "fetch: %s (%d) %s", natsStatus_GetText(s),
-						 (int)jerr, last_error());
-			if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
-			    s == NATS_INVALID_SUBSCRIPTION) {
-				natsSubscription_Destroy(n->sub);
-				n->sub = NULL;
-			}
+		/* A request for up to `batch`, answered within fetch_wait:
+		 * a flood comes in full batches, a trickle within fetch_wait. */
+		int got = spate_nats_pull_fetch(&n->pull, n->msgs, (int)n->batch,
+						(int64_t)(n->fetch_wait_ns / 1000000));
+		if (got < 0) {
+			spate_stats_source_error(n->st, "fetch: %s", last_error());
 			nap(100 * 1000000ull);
 			continue;
 		}
+		if (got == 0)
+			continue;
 		spate_stats_source_state(n->st, SPATE_STATS_SOURCE_UP);
-		int r = import_batch(n, &list);
-		if (r < 0) {
-			natsMsgList_Destroy(&list);
+		int r = import_batch(n, n->msgs, got);
+		for (int i = 0; i < got; i++)
+			natsMsg_Destroy(n->msgs[i]);
+		if (r < 0)
 			break;
-		}
-		if (r) {
-			natsSubscription_Unsubscribe(n->sub);
-			natsSubscription_Destroy(n->sub);
-			n->sub = NULL;
-		}
-		natsMsgList_Destroy(&list);
+		if (r)
+			spate_nats_pull_close(&n->pull); /* resync on the next round */
 	}
 	return NULL;
 }
 
 static void nsrc_free(struct nsrc *n)
 {
-	if (n->sub) {
-		natsSubscription_Unsubscribe(n->sub);
-		natsSubscription_Destroy(n->sub);
-	}
+	if (n->pull.sub)
+		spate_nats_pull_close(&n->pull);
 	if (n->js)
 		jsCtx_Destroy(n->js);
 	if (n->nc) {
