@@ -30,6 +30,7 @@
 
 #include "engine/cli.h"
 #include "engine/sources/builtin.h"
+#include "engine/api/api.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -272,6 +273,20 @@ int spate_cli_run(int argc, char **argv)
 		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
 		fflush(stdout);
 	}
+	struct spate_api *api = NULL;
+	if (cfg->api.enabled) {
+		rc = spate_api_start(e, cfg, &api, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate: %s\n", err);
+			spate_metrics_http_stop(metrics);
+			spate_engine_stop(e);
+			goto out;
+		}
+		printf("  api: Kinesis API at http%s://%s (region %s, auth %s)\n",
+		       cfg->api.tls_cert[0] ? "s" : "", cfg->api.listen, cfg->api.region,
+		       cfg->api.auth == SPATE_CONFIG_API_AUTH_NONE ? "none" : "SigV4");
+		fflush(stdout);
+	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
 	for (uint32_t i = 0; i < cfg->n_consumers; i++) {
 		struct spate_consumer_stats st;
@@ -313,6 +328,7 @@ int spate_cli_run(int argc, char **argv)
 			break;
 	}
 	printf("stopping: draining, flushing plugins, writing checkpoints\n");
+	spate_api_stop(api);
 	spate_metrics_http_stop(metrics);
 	spate_engine_stop(e);
 	if (last)
@@ -603,7 +619,9 @@ int spate_cli_put(int argc, char **argv)
 	struct spate_stats *stats = NULL;
 	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
 		int si = spate_stats_stream_find(stats, name);
-		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
+		struct spate_stats_stream_desc d;
+		if (si >= 0 && spate_stats_stream_read(stats, (uint32_t)si, &d) == 1 &&
+		    d.shards == spate_stream_shards(s))
 			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
 	}
 	struct put_batch *b = calloc(1, sizeof(*b));

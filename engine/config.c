@@ -217,8 +217,9 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
 
 	if (out)
 		*out = NULL;
-	if (!c || !name || !stream || !plugin || !spate_cfg_name_ok(name, strlen(name)) ||
-	    !spate_cfg_name_ok(stream, strlen(stream)) || !spate_cfg_plugin_ok(plugin, strlen(plugin)) ||
+	if (!c || !name || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
+	    !spate_cfg_name_ok(stream, strlen(stream)) ||
+	    (plugin && !spate_cfg_plugin_ok(plugin, strlen(plugin))) ||
 	    c->n_consumers >= UINT32_MAX - 1)
 		return -EINVAL;
 	if (spate_config_find_consumer(c, name))
@@ -231,7 +232,8 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
 	spate_config_consumer_defaults(a);
 	memcpy(a->name, name, strlen(name) + 1);
 	memcpy(a->stream, stream, strlen(stream) + 1);
-	memcpy(a->plugin, plugin, strlen(plugin) + 1);
+	if (plugin) /* NULL: a function (spate_config_consumer_function) */
+		memcpy(a->plugin, plugin, strlen(plugin) + 1);
 	if (out)
 		*out = a;
 	return 0;
@@ -364,8 +366,119 @@ fail:
 	return -ENOMEM;
 }
 
+static void free_argv(char **a, uint32_t n)
+{
+	for (uint32_t i = 0; a && i < n; i++)
+		free(a[i]);
+	free(a);
+}
+
+static void free_function(struct spate_config_function *fn)
+{
+	if (!fn)
+		return;
+	free_argv(fn->command, fn->n_command);
+	free_argv(fn->runtime_client, fn->n_runtime_client);
+	for (uint32_t j = 0; fn->env && j < fn->n_env; j++) {
+		free(fn->env[j].key);
+		free(fn->env[j].value);
+	}
+	free(fn->env);
+	free(fn);
+}
+
+int spate_config_consumer_function(struct spate_config_consumer *k,
+				   struct spate_config_function **out)
+{
+	if (out)
+		*out = NULL;
+	if (!k)
+		return -EINVAL;
+	if (!k->function) {
+		k->function = calloc(1, sizeof(*k->function));
+		if (!k->function)
+			return -ENOMEM;
+	}
+	k->plugin[0] = '\0';
+	if (out)
+		*out = k->function;
+	return 0;
+}
+
+int spate_config_function_set_argv(struct spate_config_function *fn, int which,
+				   const char *const *argv, uint32_t n)
+{
+	char **a;
+
+	if (!fn || (which != 0 && which != 1) || !argv || n == 0 || n > SPATE_CONFIG_ARGV_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (!argv[i] || !argv[i][0])
+			return -EINVAL;
+	a = calloc(n + 1, sizeof(*a)); /* NULL-terminated: an exec argv as it is */
+	if (!a)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		a[i] = strdup(argv[i]);
+		if (!a[i]) {
+			free_argv(a, i);
+			return -ENOMEM;
+		}
+	}
+	if (which == 0) {
+		free_argv(fn->command, fn->n_command);
+		fn->command = a;
+		fn->n_command = n;
+	} else {
+		free_argv(fn->runtime_client, fn->n_runtime_client);
+		fn->runtime_client = a;
+		fn->n_runtime_client = n;
+	}
+	return 0;
+}
+
+int spate_config_function_set_env(struct spate_config_function *fn, const char *name,
+				  const char *value)
+{
+	struct spate_config_opt *a;
+	char *kc, *vc;
+
+	if (!fn || !name || !*name || !value)
+		return -EINVAL;
+	vc = strdup(value);
+	if (!vc)
+		return -ENOMEM;
+	for (uint32_t i = 0; fn->env && i < fn->n_env; i++)
+		if (strcmp(fn->env[i].key, name) == 0) {
+			free(fn->env[i].value);
+			fn->env[i].value = vc;
+			return 0;
+		}
+	kc = strdup(name);
+	a = kc ? realloc(fn->env, ((size_t)fn->n_env + 1) * sizeof(*a)) : NULL;
+	if (!a) {
+		free(kc);
+		free(vc);
+		return -ENOMEM;
+	}
+	fn->env = a;
+	a[fn->n_env].key = kc;
+	a[fn->n_env].value = vc;
+	fn->n_env++;
+	return 0;
+}
+
+uint64_t spate_config_function_timeout(const struct spate_config_consumer *k)
+{
+	if (!k)
+		return 0;
+	return k->function && k->function->timeout_ns ? k->function->timeout_ns : k->timeout_ns;
+}
+
 static void free_consumer(struct spate_config_consumer *k)
 {
+	free_function(k->function);
+	k->function = NULL;
 	for (uint32_t j = 0; k->options && j < k->n_options; j++) {
 		free(k->options[j].key);
 		free(k->options[j].value);
@@ -387,6 +500,7 @@ void spate_config_free(struct spate_config *c)
 	free(c->consumers);
 	free(c->streams);
 	free(c->placement.cores);
+	free(c->api.keys);
 	free(c);
 }
 
@@ -604,6 +718,40 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 			return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
+	case FT_STR:
+		if (len == 0 || len > f->hi)
+			return bad(x, f, n);
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+				return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_REGION:
+		if (!spate_cfg_region_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_KEYID:
+		if (!spate_cfg_key_id_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_CWD:
+	case FT_FILE:
+		if (len == 0 || len >= SPATE_CONFIG_PATH_MAX)
+			return bad(x, f, n);
+		if (x->base_dir && s[0] != '/') {
+			if (x->base_len + len >= SPATE_CONFIG_PATH_MAX)
+				return perr(x, line_of(n),
+					    "%s relative to the configuration's directory is longer "
+					    "than %u bytes",
+					    s, SPATE_CONFIG_PATH_MAX - 1);
+			memcpy(AT(obj, f, char), x->base_dir, x->base_len);
+			memcpy(AT(obj, f, char) + x->base_len, s, len + 1);
+			return 0;
+		}
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
@@ -611,9 +759,124 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 	case FT_PLACEMENT:
 	case FT_METRICS:
 	case FT_SOURCES:
+	case FT_FUNCTION:
+	case FT_ARGV:
+	case FT_ENV:
+	case FT_API:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_TLS:
 		break;
 	}
 	return bad(x, f, n);
+}
+
+/* A list of non-empty strings (a scalar is a list of one) into a
+ * NULL-terminated argv at f->off, its count at f->lo. */
+static int parse_argv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
+{
+	const yaml_node_item_t *it, *end;
+	char **a;
+	uint32_t cnt;
+	yaml_node_item_t one;
+
+	if (n->type == YAML_SCALAR_NODE && !is_null(n)) {
+		one = (yaml_node_item_t)(n - x->doc->nodes.start + 1);
+		it = &one;
+		end = it + 1;
+	} else if (n->type == YAML_SEQUENCE_NODE) {
+		it = n->data.sequence.items.start;
+		end = n->data.sequence.items.top;
+	} else {
+		return bad(x, f, n);
+	}
+	if (end - it < 1 || end - it > SPATE_CONFIG_ARGV_MAX)
+		return bad(x, f, n);
+	cnt = (uint32_t)(end - it);
+	a = calloc(cnt + 1, sizeof(*a));
+	if (!a)
+		return nomem(x);
+	*AT(obj, f, char **) = a;
+	for (uint32_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, it[i]);
+		if (!e || e->type != YAML_SCALAR_NODE || is_null(e) || e->data.scalar.length == 0 ||
+		    strlen(sval(e)) != e->data.scalar.length) {
+			size_t old = path_idx(x, i);
+			int r = bad(x, f, e ? e : n);
+			path_pop(x, old);
+			return r;
+		}
+		a[i] = strdup(sval(e));
+		if (!a[i])
+			return nomem(x);
+		/* Counted as it fills: free_function() frees what is there. */
+		*(uint32_t *)(void *)((char *)obj + f->lo) = i + 1;
+	}
+	return 0;
+}
+
+/* function.env: NAME: value, in file order. */
+static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n,
+		     struct spate_config_function *fn)
+{
+	size_t cnt;
+
+	if (n->type != YAML_MAPPING_NODE)
+		return bad(x, f, n);
+	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (cnt == 0)
+		return 0;
+	fn->env = calloc(cnt, sizeof(*fn->env));
+	if (!fn->env)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *kn = node(x, p->key), *vn = node(x, p->value);
+		char g[80];
+		size_t old;
+
+		if (!kn || !vn)
+			continue;
+		if (kn->type != YAML_SCALAR_NODE || is_null(kn) ||
+		    strlen(sval(kn)) != kn->data.scalar.length)
+			return perr(x, line_of(kn), "expected a variable name, got %s",
+				    got(kn, g, sizeof(g)));
+		old = path_key(x, sval(kn), kn->data.scalar.length);
+		for (uint32_t j = 0; j < fn->n_env; j++)
+			if (strcmp(fn->env[j].key, sval(kn)) == 0)
+				return perr(x, line_of(kn), "duplicate key");
+		if (vn->type != YAML_SCALAR_NODE || strlen(sval(vn)) != vn->data.scalar.length)
+			return perr(x, line_of(vn), "expected a scalar value (a string or number), got %s",
+				    got(vn, g, sizeof(g)));
+		struct spate_config_opt *o = &fn->env[fn->n_env];
+		o->key = strdup(sval(kn));
+		o->value = strdup(is_null(vn) ? "" : sval(vn));
+		if (!o->key || !o->value) {
+			free(o->key);
+			free(o->value);
+			o->key = o->value = NULL;
+			return nomem(x);
+		}
+		fn->n_env++;
+		path_pop(x, old);
+	}
+	return 0;
+}
+
+static int parse_function(struct pctx *x, const struct field *f, const yaml_node_t *n,
+			  struct spate_config_consumer *k)
+{
+	size_t i = (size_t)(k - x->c->consumers);
+	char want[320];
+
+	if (n->type != YAML_MAPPING_NODE)
+		return bad(x, f, n);
+	k->function = calloc(1, sizeof(*k->function));
+	if (!k->function)
+		return nomem(x);
+	k->function->line = x->ln.consumer[i][CF_FUNCTION]; /* the key's line */
+	return parse_map(x, n, spate_cfg_function_fields, FN_N, k->function, x->ln.function[i],
+			 spate_cfg_expected(f, want, sizeof(want)));
 }
 
 static int parse_options(struct pctx *x, const struct field *f, const yaml_node_t *n,
@@ -768,6 +1031,9 @@ static int parse_list(struct pctx *x, const struct field *f, const yaml_node_t *
 	} else {
 		x->c->consumers = arr;
 		x->ln.consumer = lines;
+		x->ln.function = calloc(cnt, sizeof(*x->ln.function));
+		if (!x->ln.function)
+			return nomem(x);
 	}
 	snprintf(what, sizeof(what), "a %s (a mapping with keys ", is_streams ? "stream" : "consumer");
 	spate_cfg_key_list(is_streams ? spate_cfg_stream_fields : spate_cfg_consumer_fields, is_streams ? SF_N : CF_N,
@@ -994,6 +1260,76 @@ static int parse_sources(struct pctx *x, const struct field *f, const yaml_node_
 	return 0;
 }
 
+/* api.auth.keys: a list of {id, secret_file}. */
+static int parse_keys(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start)
+		return perr(x, line_of(n), "expected a list of {id, secret_file} (at least one)");
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > SPATE_CONFIG_API_MAX_KEYS)
+		return perr(x, line_of(n), "expected at most %u keys, got %zu",
+			    SPATE_CONFIG_API_MAX_KEYS, cnt);
+	a->keys = calloc(cnt, sizeof(*a->keys));
+	if (!a->keys)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			continue;
+		a->keys[i].line = line_of(e);
+		a->n_keys++;
+		r = parse_map(x, e, spate_cfg_key_fields, EF_N, &a->keys[i], x->ln.key[i],
+			      "a mapping with keys id, secret_file");
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	(void)f;
+	return 0;
+}
+
+/* api.auth: the word none, or {keys: [...]}. */
+static int parse_auth(struct pctx *x, const yaml_node_t *n)
+{
+	if (n->type == YAML_SCALAR_NODE && !is_null(n) && strcmp(sval(n), "none") == 0) {
+		x->c->api.auth = SPATE_CONFIG_API_AUTH_NONE;
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE) {
+		char g[80];
+		return perr(x, line_of(n), "expected none (no signatures) or a mapping with keys "
+			    "(a list of {id, secret_file}), got %s", got(n, g, sizeof(g)));
+	}
+	x->c->api.auth = SPATE_CONFIG_API_AUTH_KEYS;
+	return parse_map(x, n, spate_cfg_auth_fields, UF_N, &x->c->api, x->ln.auth,
+			 "a mapping with keys keys");
+}
+
+/* api: {listen, region, auth, tls, threads}; listen and region default. */
+static int parse_api(struct pctx *x, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	int r;
+
+	a->enabled = true;
+	a->line = line_of(n);
+	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
+		      "a mapping with keys listen, region, auth, tls, threads");
+	if (r < 0)
+		return r;
+	if (!a->listen[0])
+		snprintf(a->listen, sizeof(a->listen), "127.0.0.1:4567");
+	if (!a->region[0])
+		snprintf(a->region, sizeof(a->region), "us-east-1");
+	return 0;
+}
+
 static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
 {
 	if ((f->flags & F_NULL_OK) && is_null(n))
@@ -1014,6 +1350,26 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 				 "a mapping with keys listen, counters");
 	case FT_SOURCES:
 		return parse_sources(x, f, n);
+	case FT_FUNCTION:
+		return parse_function(x, f, n, obj);
+	case FT_ARGV:
+		return parse_argv(x, f, n, obj);
+	case FT_ENV:
+		return parse_env(x, f, n, obj);
+	case FT_API:
+		if (is_null(n)) {
+			char g[8];
+			return perr(x, line_of(n), "expected a mapping with keys listen, region, "
+				    "auth (required), tls, threads, got %s", got(n, g, sizeof(g)));
+		}
+		return parse_api(x, n);
+	case FT_AUTH:
+		return parse_auth(x, n);
+	case FT_KEYS:
+		return parse_keys(x, f, n);
+	case FT_TLS:
+		return parse_map(x, n, spate_cfg_tls_fields, LF_N, &x->c->api, x->ln.tls,
+				 "a mapping with keys cert, key");
 	default:
 		return conv_scalar(x, f, n, obj);
 	}
@@ -1187,6 +1543,7 @@ static int parse_impl(const char *text, size_t len, const char *file, const char
 	yaml_parser_delete(&parser);
 	free(x.ln.stream);
 	free(x.ln.consumer);
+	free(x.ln.function);
 	*out = x.c;
 	return 0;
 
@@ -1197,6 +1554,7 @@ fail_parser:
 fail_cfg:
 	free(x.ln.stream);
 	free(x.ln.consumer);
+	free(x.ln.function);
 	spate_config_free(x.c);
 	return r;
 }

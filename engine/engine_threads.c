@@ -33,6 +33,7 @@
 #include "engine/plugin_host.h"
 #include "engine/util.h"
 #include "spate/engine.h"
+#include "spate/provider.h"
 #include "spate/slog.h"
 #include "spate/stats.h"
 #include "spate/topo.h"
@@ -226,6 +227,10 @@ static void watch_memory(struct spate_engine *e)
 	for (uint32_t i = 0; total && i < e->nconsumers && i < 64; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		uint64_t limit = c->k->memory_limit;
+		/* A plugin in processes of its own (a function): its provider
+		 * enforces its memory; the engine's growth is not its doing. */
+		if (spate_plugin_lib_flags(c->lib) & SPATE_PROVIDED_F_OWN_MEMORY)
+			continue;
 		c->mem_charged += (uint64_t)((double)grow * (double)delta[i] / (double)total);
 		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
 		if (!c->mem_warned && c->mem_charged > warn_at) {
@@ -299,6 +304,11 @@ void *spate_engine_ctl_main(void *arg)
 	 * consumer still needs. */
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		watch_stream(e, e->streams[i]);
+	struct spate_stream *held0[SPATE_ENGINE_RUNTIME_STREAMS_MAX];
+	uint32_t n0 = spate_engine_streams_hold(e, held0, SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+	for (uint32_t i = 0; i < n0; i++)
+		watch_stream(e, held0[i]);
+	spate_engine_streams_release(e, held0, n0);
 	/* Relaxed: a flag; the join in stop orders everything after it. The
 	 * control thread outlives the workers: it watches them while stop
 	 * waits for them. */
@@ -310,9 +320,15 @@ void *spate_engine_ctl_main(void *arg)
 		watch_memory(e);
 		uint64_t now = spate_mono_ns();
 		if (now - last_watch >= WATCH_PERIOD_NS) {
+			struct spate_stream *held[SPATE_ENGINE_RUNTIME_STREAMS_MAX];
 			last_watch = now;
 			for (uint32_t i = 0; i < e->nstreams; i++)
 				watch_stream(e, e->streams[i]);
+			/* Run-time streams: held (a removal waits for us). */
+			uint32_t n = spate_engine_streams_hold(e, held, SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+			for (uint32_t i = 0; i < n; i++)
+				watch_stream(e, held[i]);
+			spate_engine_streams_release(e, held, n);
 		}
 	}
 	return NULL;

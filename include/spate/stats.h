@@ -79,10 +79,12 @@ extern "C" {
 #endif
 
 #define SPATE_STATS_MAGIC 0x5354415453544150ULL /* "PATSTATS" */
-#define SPATE_STATS_LAYOUT_VERSION 3u
+#define SPATE_STATS_LAYOUT_VERSION 4u /* 4: run-time stream slots */
 /** Log2 batch-size buckets per task (struct spate_stats_task.batch_log2). */
 #define SPATE_STATS_BATCH_BUCKETS 16u
 #define SPATE_STATS_READY 0x59444552u
+/** Version of the sup area (struct spate_stats_hdr.sup_version). */
+#define SPATE_STATS_SUP_VERSION 1u
 /** Separation of state written by different threads (two 64-byte lines). */
 #define SPATE_STATS_LINE 128u
 /** Longest name stored (streams, consumers, plugins), without the NUL. */
@@ -122,18 +124,41 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	uint32_t n_sources;       /**< source slots (spate/sources.h), after the histograms */
+	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
+	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
+	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
+	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  addition still attaches. 0: no sup area. */
+	uint32_t sup_version;
+	uint32_t n_sup;
+	/* ---- addition 2 (zero in a region without it) ---- */
+	/** Source slots (spate/sources.h): n_sources struct
+	 *  spate_stats_source_slot at sources_off, past everything above
+	 *  (total_size, and the sup area's ext_size), so readers without the
+	 *  addition still attach. 0: none. */
+	uint32_t n_sources;
+	uint64_t sup_off, sup_hists_off, ext_size;
 	uint64_t sources_off;
-	uint32_t reserved[8];
 };
 
-/** A stream: immutable after creation. */
+/**
+ * A stream. The slots of the configuration's streams are filled before the
+ * region is published and never change. The region also reserves slots
+ * (and shard slots) for streams created while the engine runs
+ * (spate_engine_stream_add): such a slot is filled and emptied by the
+ * engine's registry at run time, under a sequence lock (@p seq odd while it
+ * changes; every field is then written and read with relaxed atomics). Read
+ * slots with spate_stats_stream_read(), which skips empty and changing ones.
+ */
 struct spate_stats_stream {
 	char name[SPATE_STATS_NAME_MAX + 1];
 	uint32_t shards;
 	uint32_t first_shard;     /**< its shards are shard slots [first_shard, +shards) */
 	uint64_t fsync_hist;      /**< histogram index: fdatasync latency of its shard logs (ns) */
-	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 16];
+	_Atomic uint32_t seq;     /**< sequence lock: odd while the slot changes */
+	_Atomic uint32_t live;    /**< 1: a stream is here; 0: an empty (reserved) slot */
+	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 24];
 };
 
 /** One shard of one stream. */
@@ -262,12 +287,49 @@ struct spate_stats_source_slot {
 };
 
 _Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
-_Static_assert(sizeof(struct spate_stats_hdr) == 216, "the header keeps its size");
+/** How a supervised consumer's memory_limit is enforced
+ *  (struct spate_stats_sup.mem_mode). */
+enum spate_stats_sup_mem {
+	SPATE_STATS_SUP_MEM_NONE = 0,   /**< no limit */
+	SPATE_STATS_SUP_MEM_CGROUP = 1, /**< cgroup v2 memory.max per process */
+	SPATE_STATS_SUP_MEM_RLIMIT = 2, /**< RLIMIT_AS per process */
+};
+
+/**
+ * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * processes (function processes, isolated plugins; engine/functions/
+ * supervisor.h). One slot per consumer, used when procs > 0. Several
+ * writers (the supervisor thread, the workers ending invocations): relaxed
+ * fetch_adds, once per invocation or process event, never per record.
+ * Its histograms (init and invoke durations, ns) are in the sup area too.
+ */
+struct spate_stats_sup {
+	_Atomic uint64_t invocations; /**< invocations ended (ok or error) */
+	_Atomic uint64_t errors;      /**< of which failed (error result, crash, timeout) */
+	_Atomic uint64_t timeouts;    /**< processes killed at an invocation's deadline */
+	_Atomic uint64_t crashes;     /**< processes that died unasked (signal, exit) */
+	_Atomic uint64_t cold_starts; /**< processes that became ready */
+	_Atomic uint64_t init_fails;  /**< processes that ended (or hung) before ready */
+	_Atomic uint64_t spawns;      /**< processes started */
+	_Atomic uint64_t oom_kills;   /**< killed at memory_limit (cgroup: OOM killer) */
+	_Atomic uint64_t init_ns;     /**< sum of cold-start durations */
+	_Atomic uint64_t invoke_ns;   /**< sum of invocation durations */
+	_Atomic uint32_t alive;       /**< processes running now */
+	uint32_t procs;               /**< slots (concurrency; 0: slot unused) */
+	uint32_t mem_mode;            /**< enum spate_stats_sup_mem */
+	uint32_t consumer;            /**< consumer index */
+	uint64_t init_hist;           /**< histogram index: spawn -> ready (ns) */
+	uint64_t invoke_hist;         /**< histogram index: invocation (ns) */
+	uint8_t pad_[2 * SPATE_STATS_LINE - 112];
+};
+
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
 _Static_assert(sizeof(struct spate_stats_worker) == SPATE_STATS_LINE, "worker slot");
+_Static_assert(sizeof(struct spate_stats_sup) == 2 * SPATE_STATS_LINE, "sup slot");
 
 struct spate_stats;
 
@@ -278,7 +340,10 @@ struct spate_stats;
 /** Shape of a new region: the engine fills it from its configuration. */
 struct spate_stats_shape {
 	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
-	uint32_t n_sources; /**< sources (spate/sources.h) */
+	/** Supervised consumers (their processes' slots: the sup area;
+	 *  spate_stats_add_sup()); 0: none. */
+	uint32_t n_sup;
+	uint32_t n_sources; /**< sources (spate/sources.h): addition 2 */
 };
 
 /**
@@ -307,6 +372,42 @@ int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t sh
  */
 int spate_stats_add_consumer(struct spate_stats *st, const char *name, const char *plugin,
 			     uint32_t stream, uint32_t lanes, const uint32_t *reader_slots);
+/**
+ * Give consumer index @p consumer a slot of the sup area (a supervised
+ * consumer: function processes or isolated plugin processes) for
+ * @p procs processes.
+ * @return the sup slot's index, or -ENOSPC (n_sup of the shape), -EINVAL.
+ */
+int spate_stats_add_sup(struct spate_stats *st, uint32_t consumer, uint32_t procs);
+/**
+ * Fill a free stream slot at run time (after spate_stats_publish() too) with
+ * stream @p name of @p shards shards, in the first free run of shard slots;
+ * its counters and fsync histogram start from zero. Thread: one writer at a
+ * time (the engine's stream registry lock); readers skip the slot while it
+ * changes.
+ * @return the stream's slot index, -ENOSPC (no free slot or run of shard
+ *         slots), -EINVAL.
+ */
+int spate_stats_stream_claim(struct spate_stats *st, const char *name, uint32_t shards,
+			     const uint64_t *tail_seq, const uint64_t *tail);
+/** Empty stream slot @p i (and free its shard slots) for a later claim.
+ *  Same thread rule as spate_stats_stream_claim(). */
+void spate_stats_stream_release(struct spate_stats *st, uint32_t i);
+
+/** A consistent copy of a stream slot (spate_stats_stream_read()). */
+struct spate_stats_stream_desc {
+	char name[SPATE_STATS_NAME_MAX + 1];
+	uint32_t shards, first_shard;
+	uint64_t fsync_hist;
+};
+/**
+ * Copy stream slot @p i if a stream is there (any thread, any process).
+ * @return 1 (copied), 0 (an empty slot, or one changing right now: retry
+ *         later), -EINVAL (no such slot, or a scribbled one).
+ */
+int spate_stats_stream_read(const struct spate_stats *st, uint32_t i,
+			    struct spate_stats_stream_desc *out);
+
 /** Make the region visible to attachers (release). */
 void spate_stats_publish(struct spate_stats *st);
 /** Remove bus @p bus's region. @return 0, -ENOENT, -EINVAL. */
@@ -345,7 +446,15 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Source slot @p i (spate/sources.h), or NULL. */
 struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i);
+/** Sup slot @p i, or NULL (out of range, or no sup area). */
+struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i);
+/** The sup slot of consumer index @p consumer, or NULL (not supervised). */
+struct spate_stats_sup *spate_stats_sup_of(const struct spate_stats *st, uint32_t consumer);
+/** Histogram @p i of the sup area (a struct spate_stats_sup's init_hist or
+ *  invoke_hist), or NULL. */
+struct spate_hist *spate_stats_sup_hist_at(const struct spate_stats *st, uint64_t i);
 /** Histogram @p i (an index from a slot), or NULL. */
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i);
 /** Shard slot of (stream @p stream, shard @p shard), or NULL. */
@@ -424,6 +533,18 @@ struct spate_stats_view_consumer {
 	uint64_t cold_start_ns, first_batch_ns, helped;
 	/** Its histograms (every shard and lane of it); spate_stats_view_hist(). */
 	struct spate_hist *latency, *process, *batch;
+	/** Its processes when supervised (a function, isolation: process),
+	 *  else NULL: counters copied once, histograms of init and invoke
+	 *  durations (ns). */
+	struct spate_stats_view_sup *sup;
+};
+
+/** A supervised consumer's processes (struct spate_stats_sup, copied). */
+struct spate_stats_view_sup {
+	uint64_t invocations, errors, timeouts, crashes, cold_starts, init_fails, spawns, oom_kills;
+	uint64_t init_ns, invoke_ns;
+	uint32_t alive, procs, mem_mode;
+	struct spate_hist *init, *invoke; /**< init (cold start) and invocation durations, ns */
 };
 
 /** A worker thread. */
