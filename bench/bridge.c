@@ -21,9 +21,10 @@
  *                    carries its send time). The subscriber pulls as the
  *                    nats source does (plugins/nats_conn.h): requests of
  *                    up to 256 messages that wait at most 5 ms to fill.
- *   spate export     bus A (1 shard) with the nats plugin as a consumer; a
- *                    producer puts N records; time until the consumer has
- *                    had all of them acknowledged by JetStream.
+ *   spate export     bus A (1 shard) with the nats plugin as a consumer
+ *                    (batch_window 10 ms, parallelization 4: four batches
+ *                    in flight); a producer puts N records (64 keys);
+ *                    time until JetStream acknowledged all of them.
  *   spate import     bus B with a `nats` source reading them back into its
  *                    stream; time until the last one is in B's ring.
  *   spate through    A and B at once: put into A, read from B's ring; then
@@ -374,8 +375,11 @@ static int bus_open_a(struct bus *b, const char *servers, const char *jstream, c
 	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
 	k->batch_size = 2048;
 	/* A batch is done once JetStream acked all of it: let batches fill
-	 * for a moment rather than wait for an ack round trip per record. */
-	k->batch_window_ns = 2000000;
+	 * for a moment rather than wait for an ack round trip per record,
+	 * and keep several batches in flight (lanes: each key stays on one
+	 * lane, so per-key order holds). */
+	k->batch_window_ns = 10000000;
+	k->parallelization = 4;
 	k->retry_backoff_ns = 10000000;
 	spate_config_consumer_set_option(k, "servers", servers);
 	spate_config_consumer_set_option(k, "bus", b->name);
@@ -448,7 +452,9 @@ static int spate_produce(struct spate_engine *e, uint64_t n, size_t size, double
 		}
 		uint64_t t = real_ns();
 		memcpy(buf, &t, 8);
-		if (spate_put(p, "k", 1, buf, size, NULL) < 0)
+		char key[8];
+		snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
+		if (spate_put(p, key, strlen(key), buf, size, NULL) < 0)
 			break;
 	}
 	spate_producer_close(p);
@@ -513,7 +519,7 @@ struct result {
 	const char *impl, *dir;
 	size_t size;
 	double rps;
-	uint64_t p99;
+	uint64_t p99, p50;
 };
 
 static void add(json_object *cases, const struct result *r)
@@ -525,6 +531,7 @@ static void add(json_object *cases, const struct result *r)
 	json_object_object_add(c, "record_size", json_object_new_int((int)r->size));
 	json_object_object_add(c, "records_per_sec", json_object_new_double(r->rps));
 	json_object_object_add(c, "p99_ns", json_object_new_int64((int64_t)r->p99));
+	json_object_object_add(c, "p50_ns", json_object_new_int64((int64_t)r->p50));
 	json_object_array_add(cases, c);
 }
 
@@ -563,12 +570,12 @@ static int run_size(const char *servers, size_t size, uint64_t n, struct result 
 	lib_publish(&c, subj, idp, n, size, 0);
 	double secs = (double)(mono_ns() - t0) / 1e9;
 	out[0] = (struct result){ "libnats", "export", size, (double)n / secs,
-				  spate_hist_percentile(h1, 99) };
+				  spate_hist_percentile(h1, 99), spate_hist_percentile(h1, 50) };
 	struct subarg sa = { .c = &c, .stream = js1, .durable = "bench", .n = n };
 	t0 = mono_ns();
 	lib_subscribe(&sa);
 	out[1] = (struct result){ "libnats", "import", size,
-				  sa.rc == 0 ? (double)n / ((double)(sa.t_end - t0) / 1e9) : 0, 0 };
+				  sa.rc == 0 ? (double)n / ((double)(sa.t_end - t0) / 1e9) : 0, 0, 0 };
 	/* libnats through: publisher and subscriber at once; then 10%. */
 	snprintf(js2, sizeof(js2), "BBT%zu_%d", size, (int)getpid());
 	snprintf(subj, sizeof(subj), "bt.%zu.%d", size, (int)getpid());
@@ -590,7 +597,8 @@ static int run_size(const char *servers, size_t size, uint64_t n, struct result 
 	lib_publish(&c, subj, idp, nl, size, lib_through * 0.1);
 	pthread_join(th, NULL);
 	out[2] = (struct result){ "libnats", "through", size, lib_through,
-				  sl.rc == 0 ? spate_hist_percentile(h2, 99) : 0 };
+				  sl.rc == 0 ? spate_hist_percentile(h2, 99) : 0,
+				  sl.rc == 0 ? spate_hist_percentile(h2, 50) : 0 };
 
 	/* spate export, import, through. */
 	struct bus a = { 0 }, b = { 0 };
@@ -607,7 +615,7 @@ static int run_size(const char *servers, size_t size, uint64_t n, struct result 
 	if (wait_exported(a.e, n) < 0)
 		goto buses;
 	out[3] = (struct result){ "spate", "export", size,
-				  (double)n / ((double)(mono_ns() - t0) / 1e9), 0 };
+				  (double)n / ((double)(mono_ns() - t0) / 1e9), 0, 0 };
 	if (bus_open_b(&b, servers, js3, tag) < 0)
 		goto buses;
 	struct ringarg ra = { .n = n };
@@ -619,7 +627,7 @@ static int run_size(const char *servers, size_t size, uint64_t n, struct result 
 		goto buses;
 	ring_read(&ra);
 	out[4] = (struct result){ "spate", "import", size,
-				  ra.got == n ? (double)n / ((double)(ra.t_end - t0) / 1e9) : 0, 0 };
+				  ra.got == n ? (double)n / ((double)(ra.t_end - t0) / 1e9) : 0, 0, 0 };
 	/* Through: both running; the reader continues where it is. */
 	ra.n = n;
 	ra.got = 0;
@@ -635,7 +643,8 @@ static int run_size(const char *servers, size_t size, uint64_t n, struct result 
 	spate_produce(a.e, nl, size, sp_through * 0.1);
 	pthread_join(th, NULL);
 	out[5] = (struct result){ "spate", "through", size, sp_through,
-				  ra.got == nl ? spate_hist_percentile(h4, 99) : 0 };
+				  ra.got == nl ? spate_hist_percentile(h4, 99) : 0,
+				  ra.got == nl ? spate_hist_percentile(h4, 50) : 0 };
 	spate_ring_reader_close(ra.rd);
 	rc = 0;
 buses:
@@ -742,8 +751,9 @@ int spate_bench_bridge_main(int argc, char **argv)
 				continue;
 			add(cases, &r[i]);
 			if (!json)
-				printf("%-8s %-8s %6zu B  %12.0f records/s  p99 %10.1f us\n", r[i].impl,
-				       r[i].dir, r[i].size, r[i].rps, (double)r[i].p99 / 1e3);
+				printf("%-8s %-8s %6zu B  %12.0f records/s  p50 %10.1f us  p99 %10.1f us\n",
+				       r[i].impl, r[i].dir, r[i].size, r[i].rps, (double)r[i].p50 / 1e3,
+				       (double)r[i].p99 / 1e3);
 		}
 		for (int i = 0; i < 3; i++) {
 			if (!r[i].impl || !r[i + 3].impl || r[i].rps <= 0)

@@ -41,7 +41,8 @@
  *   user, password, token, nkey, nkey_seed, creds, tls, tls_ca, tls_cert,
  *   tls_key, reconnect_wait_ms, reconnect_max_ms: nats_conn.h
  *
- * Limits. One connection per shard and lane. The Nats-Msg-Id names the
+ * Limits. One connection per shard and lane (parallelization > 1 keeps
+ * several batches of a shard in flight; each key stays on its lane). The Nats-Msg-Id names the
  * ring sequence: a stream deleted and re-created under the same name
  * within the duplicate window (2 min by default) would have its first
  * records dropped as duplicates; the Spate-Sequence header (with the
@@ -77,7 +78,8 @@ struct nstate {
 	int64_t ack_timeout_ms;
 	/* The batch in flight (the ack handler's view): under lock. */
 	pthread_mutex_t lock;
-	uint64_t first_seq;        /* ring seq of record 0 of the batch */
+	uint64_t *seqs;            /* [count]: the batch's ring sequences, ascending (a
+				      lane's records are not consecutive) */
 	uint32_t count;
 	uint8_t *acked;            /* [count]: 1 acked, 2 failed */
 	uint32_t cap;
@@ -123,9 +125,16 @@ static int64_t index_of(struct nstate *s, natsMsg *msg)
 	    !(slash = strrchr(id, '/')))
 		return -1;
 	seq = strtoull(slash + 1, NULL, 10);
-	if (seq < s->first_seq || seq - s->first_seq >= s->count)
-		return -1;
-	return (int64_t)(seq - s->first_seq);
+	for (uint32_t lo = 0, hi = s->count; lo < hi;) { /* the batch is in seq order */
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->seqs[mid] == seq)
+			return mid;
+		if (s->seqs[mid] < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
 }
 
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -208,6 +217,7 @@ static void nstate_free(struct nstate *s)
 		free(s->opt_strs[i]);
 	free(s->subject_tmpl);
 	free(s->acked);
+	free(s->seqs);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -334,15 +344,19 @@ static int batch_begin(struct nstate *s, const struct spate_batch *b)
 	pthread_mutex_lock(&s->lock);
 	if (b->count > s->cap) {
 		uint8_t *a = realloc(s->acked, b->count);
-		if (!a) {
+		uint64_t *q = a ? realloc(s->seqs, b->count * sizeof(*q)) : NULL;
+		if (a)
+			s->acked = a;
+		if (!q) {
 			pthread_mutex_unlock(&s->lock);
 			return -ENOMEM;
 		}
-		s->acked = a;
+		s->seqs = q;
 		s->cap = b->count;
 	}
 	memset(s->acked, 0, b->count);
-	s->first_seq = b->recs[0].seq;
+	for (uint32_t i = 0; i < b->count; i++)
+		s->seqs[i] = b->recs[i].seq;
 	s->count = b->count;
 	s->failed = false;
 	s->error[0] = '\0';

@@ -293,7 +293,7 @@ static inline int spate_nats_meta(const natsMsg *m, struct spate_nats_meta *md)
 /**
  * Ask for up to @p batch messages (the server answers what it has within
  * @p expires_ms) and collect them into @p out: returns once @p batch came,
- * the request's end (a status message) came, or @p expires_ms + 1 s passed.
+ * the request's end (a status message) came, or @p expires_ms + 2 ms passed.
  * @return the number of messages (0: none), or -EIO (the connection is
  *         down or closed).
  */
@@ -307,7 +307,10 @@ static inline int spate_nats_pull_fetch(struct spate_nats_pull *p, natsMsg **out
 		 (long long)expires_ms * 1000000ll);
 	if (natsConnection_PublishRequestString(p->nc, p->subj, p->inbox, req) != NATS_OK)
 		return -EIO;
-	int64_t deadline = nats_Now() + expires_ms + 1000;
+	/* The server ends the request at its expiry, but does not always say
+	 * so after a partial batch: stop waiting just after it. Anything it
+	 * still sends arrives in the inbox, in order, for the next call. */
+	int64_t deadline = nats_Now() + expires_ms + 2;
 	while (n < batch) {
 		natsMsg *m = NULL;
 		int64_t left = deadline - nats_Now();

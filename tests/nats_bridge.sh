@@ -87,6 +87,28 @@ wait_healthy() {
 	echo "FAIL: NATS nodes $* not healthy"; tail -n 5 "$dir"/nats*.log; exit 1
 }
 
+# A misspelt key of the nats source: refused before anything starts, with
+# the file, line and field.
+cat >"$dir/bad.yaml" <<EOF
+bus: nbX$$
+state_dir: $dir/stateX
+streams:
+  - { name: orders, huge_pages: off }
+sources:
+  - name: imp
+    type: nats
+    stream: orders
+    servrs: nats://127.0.0.1:1
+    jetstream_stream: X
+EOF
+mkdir -p "$dir/stateX" && chmod 700 "$dir/stateX"
+if "$spate" run "$dir/bad.yaml" >"$dir/bad.out" 2>&1; then
+	echo "FAIL: a config with a misspelt nats key ran"; exit 1
+fi
+grep -qF 'bad.yaml:9: sources[0].servrs: unknown key; did you mean "servers"?' "$dir/bad.out" ||
+	{ echo "FAIL: expected the file, line and field of the misspelt key:"; cat "$dir/bad.out"; exit 1; }
+"$spate" rm "$dir/bad.yaml" >/dev/null 2>&1
+
 for i in 0 1 2; do start_node "$i"; done
 wait_healthy 0 1 2
 "$natsjs" "$servers" create BRIDGE 'spate.>' 3 || { echo "FAIL: cannot create the JetStream stream"; exit 1; }
