@@ -64,6 +64,9 @@ struct json_object;
  */
 int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_object *cases)
 	__attribute__((weak));
+/** `spate bench bridge`: bus A -> NATS JetStream -> bus B vs plain libnats,
+ *  --json (bridge.c; built with libnats). */
+int spate_bench_bridge_main(int argc, char **argv);
 
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);

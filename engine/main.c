@@ -47,6 +47,10 @@ static const struct spate_cmd bench_cmds[] = {
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
 	{ "api", spate_bench_api_main, NULL,
 	  "Kinesis API front: signed PutRecords/GetRecords vs kinesalite, same run (--json)", NULL },
+#if SPATE_HAVE_NATS
+	{ "bridge", spate_bench_bridge_main, NULL,
+	  "bus A -> NATS JetStream -> bus B vs plain libnats, 64 B and 1 KiB (--json)", NULL },
+#endif
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 
