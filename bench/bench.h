@@ -38,6 +38,10 @@ int spate_bench_persist_main(int argc, char **argv);
 /** `spate bench replay`: history reads from a shard log, per reader, --json. */
 int spate_bench_replay_main(int argc, char **argv);
 
+/** `spate bench ingress`: packets/s from a DPDK port into a stream vs a
+ *  bare rte_eth_rx_burst loop, --json (bench/ingress.c; DPDK builds only). */
+int spate_bench_ingress_main(int argc, char **argv);
+
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);
 

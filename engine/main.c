@@ -43,6 +43,10 @@ static const struct spate_cmd bench_cmds[] = {
 	  "raw disk bandwidth vs the shard log per durability policy (--json)", NULL },
 	{ "replay", spate_bench_replay_main, NULL,
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
+#if SPATE_HAVE_DPDK
+	{ "ingress", spate_bench_ingress_main, NULL,
+	  "packets/s from a DPDK port into a stream vs a bare rx_burst loop (--json)", NULL },
+#endif
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 
