@@ -5,7 +5,7 @@
  *        the flow key and symmetric flow hash that pick its shard.
  *
  * A packet source (engine/sources/dpdk.c, `type: dpdk`) appends one record
- * per received Ethernet frame, of type SPATE_RECORD_TYPE_PACKET (0xF2, in
+ * per received Ethernet frame, of type SPATE_RECORD_TYPE_PACKET (0xF3, in
  * the range kinesis.h reserves for spate). Its payload is a small header
  * and the frame's bytes, as they came off the wire:
  *
@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 /** Record type of a packet record (see the file comment). */
-#define SPATE_RECORD_TYPE_PACKET 0xF2u
+#define SPATE_RECORD_TYPE_PACKET 0xF3u
 
 /** The header of a packet record's payload. */
 struct spate_packet_hdr {
