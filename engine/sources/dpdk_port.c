@@ -36,6 +36,7 @@
 #include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
+#include <rte_lcore.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -86,6 +87,12 @@ int spate_dpdk_eal_init(const char *const *args, unsigned n, bool pci, bool mp, 
 	pthread_mutex_lock(&eal_lock);
 	if (eal_state)
 		goto out;
+	if (rte_lcore_count() > 0) {
+		/* Another copy of this file (a plugin's) or the program started it. */
+		snprintf(eal_desc, sizeof(eal_desc), "started elsewhere in this process");
+		eal_state = 1;
+		goto out;
+	}
 	if (n > 48) {
 		snprintf(err, errlen, "eal: %u arguments, at most 48", n);
 		rc = -E2BIG;
