@@ -98,7 +98,10 @@ static void see(struct frame *e, size_t n, struct verdict *v, uint32_t shard, co
 	v->seen++;
 	if (i < 0) {
 		fprintf(stderr, "packet_check: record %" PRIu64 " (shard %u, %u bytes) is no frame of the "
-				"capture, or one seen twice\n", v->seen, shard, len);
+				"capture, or one seen twice:", v->seen, shard, len);
+		for (uint32_t j = 0; j < len && j < 48; j++)
+			fprintf(stderr, " %02x", d[j]);
+		fprintf(stderr, "\n");
 		v->bad++;
 		return;
 	}
