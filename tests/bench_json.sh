@@ -26,4 +26,12 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
-echo "bench_json.sh: ring, pipeline and persist --json schemas OK"
+if "$spate" bench --help 2>&1 | grep -q ingress; then
+	ingress=$("$spate" bench ingress --seconds 0.1 --repeat 1 --json) || fail "bench ingress --json"
+	impls=$(echo "$ingress" | "$check" impl port frame_size packets_per_sec drops) ||
+		fail "bench ingress --json"
+	echo "$impls" | grep -qx spate || fail "bench ingress: no spate case"
+	echo "$impls" | grep -qx rx_burst || fail "bench ingress: no rx_burst case"
+	echo "$ingress" | grep -q '"port": "net_memif"' || fail "bench ingress: no net_memif case"
+fi
+echo "bench_json.sh: ring, pipeline, persist and ingress --json schemas OK"

@@ -211,5 +211,6 @@ total=$(grep -o '"new_packets":[0-9]*' "$DIR/flows.shard0" | awk -F: '{s += $2} 
 grep -q '"flow":"udp 10.213.0.1:[0-9]* 10.213.0.2:5201"' "$DIR/flows.shard0" ||
 	fail "no flow record of the iperf3 UDP flow: $(head -3 "$DIR/flows.shard0")"
 echo "OK: tcpreplay --topspeed of $N frames through net_af_packet into the appliance:" \
-	"every frame in the stream, $(wc -l <"$DIR/flows.shard0") flow record(s) accounting for all"
+	"every frame in the stream, none dropped, $(wc -l <"$DIR/flows.shard0") flow record(s)" \
+	"accounting for all; tcpreplay: $(grep -o 'Rated: .*' "$DIR/tcpreplay.out" | head -1)"
 exit 0

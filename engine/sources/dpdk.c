@@ -442,11 +442,13 @@ static int dpdk_start(struct spate_engine *e, const struct spate_config_source *
 	spate_stats_source_state(s->slot, SPATE_STATS_SOURCE_UP);
 	spate_slog(SPATE_LOG_INFO, NULL,
 		   "source %s: dpdk port %s (%s, port %u) -> stream %s: %" PRIu64 " RX queue(s) on cpu %s%s; "
-		   "shard by %s, on full %s, RSS %s, timestamps %s; EAL %s",
+		   "shard by %s, on full %s, RSS %s, timestamps %s; EAL %s%s",
 		   src->name, s->o.port, s->port.driver, s->port.port, src->stream, s->o.queues, cpus,
 		   shared ? " (shared with busy-polling workers: the plan has no free CPU)" : "",
 		   shard_by_names[s->o.shard_by], on_full_names[s->o.on_full], s->port.rss ? "on" : "off",
-		   s->port.hw_ts ? "hardware" : "TSC", eal_desc);
+		   s->port.hw_ts ? "hardware" : "TSC", eal_desc,
+		   s->port.stale ? "; frames of other interfaces queued before the socket was bound, "
+				   "dropped" : "");
 	*state = s;
 	return 0;
 err:

@@ -319,6 +319,20 @@ int spate_dpdk_port_open(const struct spate_dpdk_port_cfg *cfg, struct spate_dpd
 		goto err_pool;
 	}
 	rte_eth_promiscuous_enable(pid); /* not every port can; receiving works anyway */
+	if (!strcmp(out->driver, "net_af_packet")) {
+		/* The PMD's packet socket exists before it is bound to its
+		 * interface: frames of every interface (loopback traffic, other
+		 * ports) can sit in its ring from that moment. They were never
+		 * received on this port: drop them once, before anyone polls. */
+		struct rte_mbuf *m[32];
+		for (uint16_t q = 0; q < cfg->queues; q++) {
+			uint16_t k;
+			while ((k = rte_eth_rx_burst(pid, q, m, 32)) > 0) {
+				out->stale += k;
+				rte_pktmbuf_free_bulk(m, k);
+			}
+		}
+	}
 	if (out->hw_ts)
 		hw_clock_calibrate(out);
 	rte_eth_stats_reset(pid);

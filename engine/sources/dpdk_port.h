@@ -66,6 +66,8 @@ struct spate_dpdk_port {
 	struct rte_mempool *pool;
 	char name[64];        /**< ethdev name */
 	char driver[32];      /**< driver name (net_pcap, net_af_packet, ...) */
+	uint64_t stale;       /**< net_af_packet: frames its socket queued before it was
+				   bound to the interface, dropped at open */
 };
 
 /**
