@@ -320,7 +320,7 @@ static int run_one(const char *impl, struct bench_port *bp, unsigned frame, doub
 	c.frame = frame;
 	bool spate = !strcmp(impl, "spate");
 	if (spate) {
-		struct spate_stream_params sp = { .shards = 1, .ring_size = 16u << 20,
+		struct spate_stream_params sp = { .shards = 1, .ring_size = 64u << 20,
 						  .max_record = 9216 };
 		snprintf(bus, sizeof(bus), "bingress%d", (int)getpid());
 		spate_stream_unlink(bus, "packets");

@@ -119,6 +119,13 @@ static void see(struct frame *e, size_t n, struct verdict *v, uint32_t shard, co
 	v->last[shard] = i;
 }
 
+static void unload(struct frame *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(e[i].data);
+	free(e);
+}
+
 static int report(struct frame *e, size_t n, struct verdict *v, const char *what)
 {
 	size_t missing = 0;
@@ -242,7 +249,9 @@ static int check_stream(const char *bus, const char *name, const char *pcap, dou
 	spate_stream_close(s);
 	char what[256];
 	snprintf(what, sizeof(what), "stream %s (%u shard(s))", name, shards);
-	return report(e, n, &v, what);
+	rc = report(e, n, &v, what);
+	unload(e, n);
+	return rc;
 }
 
 static int check_file(const char *got, const char *pcap, bool ordered)
@@ -254,7 +263,10 @@ static int check_file(const char *got, const char *pcap, bool ordered)
 	v.last[0] = -1;
 	for (size_t i = 0; i < m; i++)
 		see(e, n, &v, 0, g[i].data, g[i].len, g[i].wire, ordered);
-	return report(e, n, &v, got);
+	int rc = report(e, n, &v, got);
+	unload(e, n);
+	unload(g, m);
+	return rc;
 }
 
 int main(int argc, char **argv)
