@@ -274,8 +274,18 @@ err:
 static void port_close(struct bench_port *bp)
 {
 	if (bp->memif) {
+		/* The two ends disconnect in the EAL's interrupt thread: stop the
+		 * client and let the server see it go (link down) before anything
+		 * is closed, or a disconnect handler may run on a closed port. */
 		struct rte_eth_dev_info di;
 		rte_eth_dev_stop(bp->tx_port);
+		for (int i = 0; i < 200; i++) {
+			struct rte_eth_link l;
+			if (rte_eth_link_get_nowait(bp->rx.port, &l) == 0 && !l.link_status)
+				break;
+			usleep(5000);
+		}
+		usleep(20000);
 		struct rte_device *d = rte_eth_dev_info_get(bp->tx_port, &di) == 0 ? di.device : NULL;
 		rte_eth_dev_close(bp->tx_port);
 		if (d)
