@@ -17,7 +17,7 @@
  * two cores the memif generator shares the consumer's.
  *
  * Limits: one RX queue per port (one RX core: the per-core figure); a
- * stream of one shard, single producer, in memory (no log), 16 MiB ring.
+ * stream of one shard, single producer, in memory (no log), 64 MiB ring.
  */
 #include <errno.h>
 #include <getopt.h>

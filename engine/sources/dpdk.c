@@ -19,9 +19,10 @@
  * Prometheus), so the RX threads only ever write their own lines.
  *
  * Limits: the EAL stays up until the process exits; one port per source;
- * at most SPATE_DPDK_MAX_QUEUES queues; the first four queues have their
- * own packet counter in the region (all queues are in the totals and in
- * the log line at stop).
+ * at most SPATE_DPDK_MAX_QUEUES queues; the counters region holds 14
+ * counters per source: totals, the port's, and packets, drops and errors of
+ * the first two queues (every queue is in the totals, and in the log line
+ * at stop).
  */
 #include "spate_config.h"
 
@@ -47,15 +48,16 @@
 
 /* Counters of the source's slot, in naming order. */
 enum {
-	C_PACKETS, C_BYTES, C_DROPS, C_ERRORS, C_TRUNCATED, C_FULL_WAITS,
+	C_PACKETS, C_BYTES, C_DROPS, C_ERRORS,
 	C_PORT_IPACKETS, C_PORT_IMISSED, C_PORT_IERRORS, C_PORT_NOMBUF,
-	C_Q0, /* q0_packets .. q3_packets */
-	C_N = C_Q0 + 4,
+	C_Q0, /* q0_packets, q0_drops, q0_errors, then q1's */
+	C_N = C_Q0 + 2 * 3,
 };
+#define QUEUES_COUNTED 2u
 static const char *const counter_names[C_N] = {
-	"rx_packets", "rx_bytes", "drops", "errors", "truncated", "full_waits",
+	"rx_packets", "rx_bytes", "drops", "errors",
 	"port_ipackets", "port_imissed", "port_ierrors", "port_rx_nombuf",
-	"q0_packets", "q1_packets", "q2_packets", "q3_packets",
+	"q0_packets", "q0_drops", "q0_errors", "q1_packets", "q1_drops", "q1_errors",
 };
 _Static_assert(C_N <= SPATE_STATS_SOURCE_COUNTERS, "source counters");
 
@@ -278,10 +280,11 @@ static void stats_update(struct dpdk_source *s)
 		v[C_BYTES] += ld(&st->bytes);
 		v[C_DROPS] += ld(&st->drops);
 		v[C_ERRORS] += ld(&st->errors);
-		v[C_TRUNCATED] += ld(&st->truncated);
-		v[C_FULL_WAITS] += ld(&st->full_waits);
-		if (q < 4)
-			v[C_Q0 + q] = ld(&st->packets);
+		if (q < QUEUES_COUNTED) {
+			v[C_Q0 + 3 * q] = ld(&st->packets);
+			v[C_Q0 + 3 * q + 1] = ld(&st->drops);
+			v[C_Q0 + 3 * q + 2] = ld(&st->errors);
+		}
 	}
 	struct spate_dpdk_port_stats ps;
 	if (spate_dpdk_port_stats(s->port.port, &ps) == 0) {
@@ -322,8 +325,10 @@ static void dpdk_stop(void *state)
 		for (unsigned q = 0; q < s->o.queues; q++) {
 			const struct spate_dpdk_rxq_stats *st = &s->rx[q].st;
 			spate_slog(SPATE_LOG_INFO, NULL, "source %s: queue %u: %" PRIu64 " packets, %" PRIu64
-				   " bytes, %" PRIu64 " dropped (stream full), %" PRIu64 " errors", s->name,
-				   q, ld(&st->packets), ld(&st->bytes), ld(&st->drops), ld(&st->errors));
+				   " bytes, %" PRIu64 " dropped (stream full), %" PRIu64 " errors, %" PRIu64
+				   " truncated, %" PRIu64 " waits for room", s->name, q, ld(&st->packets),
+				   ld(&st->bytes), ld(&st->drops), ld(&st->errors), ld(&st->truncated),
+				   ld(&st->full_waits));
 		}
 		spate_dpdk_port_close(&s->port);
 	}
