@@ -52,18 +52,23 @@ static int eal_state; /* 0 not started, 1 started (under eal_lock) */
 static char eal_desc[256];
 static unsigned port_serial; /* mempool names (under eal_lock) */
 
-static uint64_t huge_pages_free(void)
+/* Free huge pages and their size (KiB), from /proc/meminfo. */
+static uint64_t huge_pages_free(uint64_t *page_kib)
 {
 	FILE *f = fopen("/proc/meminfo", "r");
 	char line[128];
-	unsigned long long v = 0;
+	unsigned long long v = 0, kib = 2048, x;
 
 	if (!f)
 		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %llu", &v) == 1)
-			break;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "HugePages_Free: %llu", &x) == 1)
+			v = x;
+		else if (sscanf(line, "Hugepagesize: %llu kB", &x) == 1)
+			kib = x;
+	}
 	fclose(f);
+	*page_kib = kib;
 	return v;
 }
 
@@ -109,7 +114,11 @@ int spate_dpdk_eal_init(const char *const *args, unsigned n, bool pci, bool mp, 
 		if (off < sizeof(eal_desc))
 			snprintf(eal_desc + off, sizeof(eal_desc) - off, " (as configured)");
 	} else {
-		uint64_t free_pages = huge_pages_free();
+		uint64_t page_kib, free_pages = huge_pages_free(&page_kib);
+		/* Huge pages only when there are enough of them (256 MiB): a
+		 * machine whose pages other programs took would fail our pools. */
+		if (free_pages * page_kib < 256u * 1024u)
+			free_pages = 0;
 		static char prefix[48];
 		snprintf(prefix, sizeof(prefix), "--file-prefix=spate-%d", (int)getpid());
 		if (free_pages && !mp) {
@@ -126,7 +135,7 @@ int spate_dpdk_eal_init(const char *const *args, unsigned n, bool pci, bool mp, 
 			argv[argc++] = "-m";
 			argv[argc++] = "256";
 			argv[argc++] = mp ? prefix : "--no-shconf";
-			snprintf(eal_desc, sizeof(eal_desc), "--no-huge -m 256 %s (no huge pages free%s)",
+			snprintf(eal_desc, sizeof(eal_desc), "--no-huge -m 256 %s (under 256 MiB of huge pages free%s)",
 				 argv[argc - 1], mp ? "; multi-process channel for memif" : "");
 		}
 		if (!pci)

@@ -20,8 +20,9 @@
 
 /**
  * Start the EAL if this process has not yet. @p args (@p n of them; argv[0]
- * is supplied) replace the defaults: with huge pages free (HugePages_Free in
- * /proc/meminfo), `--in-memory`; without, `--no-huge -m 256 --no-shconf`;
+ * is supplied) replace the defaults: with 256 MiB of huge pages free
+ * (HugePages_Free in /proc/meminfo), `--in-memory`; else `--no-huge -m 256
+ * --no-shconf`;
  * both with `--no-pci` unless @p pci is true, `--no-telemetry` and a quiet
  * log level. @p mp (net_memif needs DPDK's multi-process channel, which
  * --in-memory and --no-shconf turn off): `--file-prefix=spate-PID` instead,
