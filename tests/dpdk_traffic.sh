@@ -200,7 +200,15 @@ check_export "$DIR/ring.pcapng"
 # spate top shows the pipeline live: both consumers and the source.
 "$SPATE" top "$BUS" --iterations 1 >"$DIR/top.out" 2>&1 || fail "spate top: $(cat "$DIR/top.out")"
 grep -q flowmon "$DIR/top.out" && grep -q flow-log "$DIR/top.out" || fail "spate top: $(cat "$DIR/top.out")"
-sleep 1.5 # a flush of flowmon: flow records for every flow
+sleep 1.5 # a flush of flowmon: flow records for every flow (and the source's counters)
+# The source's counters in the counters region (spate stat --json), where
+# this build's stat shows sources.
+"$SPATE" stat "$BUS" --json >"$DIR/stat.json" 2>&1 || fail "spate stat: $(cat "$DIR/stat.json")"
+if grep -q '"sources"' "$DIR/stat.json"; then
+	tr -d ' \n' <"$DIR/stat.json" | grep -q "\"rx_packets\":$N," ||
+		fail "spate stat: the source did not count $N packets: $(cat "$DIR/stat.json")"
+	tr -d ' \n' <"$DIR/stat.json" | grep -q '"q0_drops":0,' || fail "spate stat: drops counted"
+fi
 stop_engine
 grep -q "queue 0: $N packets, [0-9]* bytes, 0 dropped" "$DIR/run.log" ||
 	fail "the source did not count $N packets and no drop"
