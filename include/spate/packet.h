@@ -42,11 +42,13 @@
  *
  * Thread safety: every function is pure (no shared state). Bad input
  * (short, truncated or malformed frames) gives a shorter key, never a read
- * past @p len.
+ * past @p len. Header-only (static inline), plain C that compiles as C++:
+ * a plugin uses it without linking libspate.
  */
 #ifndef SPATE_PACKET_H
 #define SPATE_PACKET_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -70,7 +72,11 @@ struct spate_packet_hdr {
 	uint32_t rss_hash; /**< NIC RSS hash, valid with SPATE_PACKET_F_RSS */
 	uint64_t ts_ns;    /**< RX time, ns since the epoch */
 };
+#ifdef __cplusplus
+static_assert(sizeof(struct spate_packet_hdr) == 24, "packet header layout");
+#else
 _Static_assert(sizeof(struct spate_packet_hdr) == 24, "packet header layout");
+#endif
 
 /** ts_ns is the port's hardware timestamp (else the TSC per burst). */
 #define SPATE_PACKET_F_HW_TS (1u << 0)
@@ -94,12 +100,12 @@ struct spate_packet_view {
 static inline int spate_packet_view(const struct spate_ring_rec *r, struct spate_packet_view *v)
 {
 	if (r->type != SPATE_RECORD_TYPE_PACKET)
-		return -71; /* -EPROTO, without <errno.h> in a plugin-facing header */
+		return -EPROTO;
 	if (r->len < sizeof(v->hdr))
-		return -74; /* -EBADMSG */
+		return -EBADMSG;
 	memcpy(&v->hdr, r->data, sizeof(v->hdr));
 	if (v->hdr.hdr_size < sizeof(v->hdr) || v->hdr.hdr_size > r->len || (v->hdr.hdr_size & 7))
-		return -74;
+		return -EBADMSG;
 	v->frame = (const uint8_t *)r->data + v->hdr.hdr_size;
 	v->cap_len = r->len - v->hdr.hdr_size;
 	return 0;
@@ -129,7 +135,7 @@ static inline int spate_packet_flow(const uint8_t *f, uint32_t len, struct spate
 {
 	memset(k, 0, sizeof(*k));
 	if (len < 14)
-		return -74;
+		return -EBADMSG;
 	uint32_t off = 12;
 	uint16_t et = spate_packet_be16_(f + off);
 	for (int tags = 0; tags < 2 && (et == 0x8100 || et == 0x88A8) && off + 6 <= len; tags++) {
