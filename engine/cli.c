@@ -614,7 +614,9 @@ int spate_cli_put(int argc, char **argv)
 	struct spate_stats *stats = NULL;
 	if (spate_stats_attach_rw(cfg->bus, &stats) == 0) {
 		int si = spate_stats_stream_find(stats, name);
-		if (si >= 0 && spate_stats_stream_at(stats, (uint32_t)si)->shards == spate_stream_shards(s))
+		struct spate_stats_stream_desc d;
+		if (si >= 0 && spate_stats_stream_read(stats, (uint32_t)si, &d) == 1 &&
+		    d.shards == spate_stream_shards(s))
 			spate_producer_set_stats(p, spate_stats_shard_of(stats, (uint32_t)si, 0));
 	}
 	struct put_batch *b = calloc(1, sizeof(*b));
