@@ -309,6 +309,8 @@ static void drain(uint16_t port)
 }
 
 /* One run of one impl. @return 0 or -errno. */
+static uint64_t ring_bytes = 64u << 20;
+
 static int run_one(const char *impl, struct bench_port *bp, unsigned frame, double seconds,
 		   struct spate_topo *topo, const int *cpus, double *pps, double *drops, char *err,
 		   size_t errlen)
@@ -330,7 +332,7 @@ static int run_one(const char *impl, struct bench_port *bp, unsigned frame, doub
 	c.frame = frame;
 	bool spate = !strcmp(impl, "spate");
 	if (spate) {
-		struct spate_stream_params sp = { .shards = 1, .ring_size = 64u << 20,
+		struct spate_stream_params sp = { .shards = 1, .ring_size = ring_bytes,
 						  .max_record = 9216 };
 		snprintf(bus, sizeof(bus), "bingress%d", (int)getpid());
 		spate_stream_unlink(bus, "packets");
@@ -389,7 +391,7 @@ static int cmp_double(const void *a, const void *b)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: spate bench ingress [--seconds S] [--repeat N] [--ports net_null,net_memif]\n"
-		   "                           [--sizes 64,1500] [--json]\n"
+		   "                           [--sizes 64,1500] [--ring-mib 64] [--json]\n"
 		   "  packets/s from a DPDK port into a stream (a consumer reading every record)\n"
 		   "  against a bare rte_eth_rx_burst loop freeing the mbufs, same port, same run\n");
 }
@@ -400,6 +402,7 @@ int spate_bench_ingress_main(int argc, char **argv)
 		{ "seconds", required_argument, 0, 's' }, { "repeat", required_argument, 0, 'r' },
 		{ "ports", required_argument, 0, 'p' },   { "sizes", required_argument, 0, 'z' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
+		{ "ring-mib", required_argument, 0, 'R' },
 		{ 0, 0, 0, 0 },
 	};
 	double seconds = 1.0;
@@ -416,12 +419,15 @@ int spate_bench_ingress_main(int argc, char **argv)
 		case 'p': snprintf(ports_arg, sizeof(ports_arg), "%s", optarg); break;
 		case 'z': snprintf(sizes_arg, sizeof(sizes_arg), "%s", optarg); break;
 		case 'j': json = true; break;
+		case 'R': ring_bytes = (uint64_t)atoi(optarg) << 20; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return -EINVAL;
 		}
 	}
-	if (seconds <= 0 || seconds > 60 || repeat < 1 || repeat > 16) {
-		fprintf(stderr, "spate bench ingress: --seconds in (0, 60], --repeat in 1..16\n");
+	if (seconds <= 0 || seconds > 60 || repeat < 1 || repeat > 16 || ring_bytes < (1u << 20) ||
+	    ring_bytes > (1u << 30) || (ring_bytes & (ring_bytes - 1))) {
+		fprintf(stderr, "spate bench ingress: --seconds in (0, 60], --repeat in 1..16, "
+				"--ring-mib a power of two in 1..1024\n");
 		return -EINVAL;
 	}
 	const char *ports[4];
@@ -536,6 +542,7 @@ int spate_bench_ingress_main(int argc, char **argv)
 	json_object_object_add(root, "rx_cpu", json_object_new_int(cpus[0]));
 	json_object_object_add(root, "consumer_cpu", json_object_new_int(cpus[1]));
 	json_object_object_add(root, "seconds_per_run", json_object_new_double(seconds));
+	json_object_object_add(root, "ring_bytes", json_object_new_int64((int64_t)ring_bytes));
 	json_object_object_add(root, "repeat", json_object_new_int((int)repeat));
 	json_object_object_add(root, "target_ratio_64B_net_null", json_object_new_double(0.9));
 	json_object_object_add(root, "target_packets_per_sec_per_core", json_object_new_double(14.88e6));
