@@ -84,6 +84,7 @@ static int start(struct spate_pcapng_out *o, char *err, size_t errlen)
 	int rc = spate_dpdk_eal_init(NULL, 0, false, false, desc, sizeof(desc), err, errlen);
 	if (rc < 0)
 		return rc;
+	/* Relaxed: a number unique to this writer (names); nothing is published by it. */
 	unsigned me = __atomic_fetch_add(&serial, 1, __ATOMIC_RELAXED);
 	if (rte_eth_dev_count_avail() == 0) {
 		snprintf(o->null_name, sizeof(o->null_name), "net_null_pcapng%d_%u", (int)getpid(), me);
