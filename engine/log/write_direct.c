@@ -157,7 +157,44 @@ static void dio_frames_done(struct spate_log *l, uint64_t end)
 		l->dio.stg_h = l->dio.stg_n = 0;
 }
 
-/* The write in flight (or the linked fdatasync) completed with @p res. */
+static int ord_head(const struct spate_log *l)
+{
+	return l->dio.ord_n ? l->dio.ord[l->dio.ord_h] : -1;
+}
+
+/* Book the completed writes at the head of the issue order, in file order:
+ * a write that completed before an earlier one waits (DONE) until that one
+ * did, so written_seq only ever covers a prefix of the segment with no
+ * gap. Stops at a failed or short write (fail_i), which dio_settle()
+ * writes again, with everything issued after it. */
+static void dio_advance(struct spate_log *l)
+{
+	while (l->dio.ord_n && l->dio.fail_i < 0) {
+		int i = ord_head(l);
+		struct dio_slot *s = &l->dio.slot[i];
+		if (s->state != SLOT_DONE)
+			break;
+		uint32_t want = s->len - s->from;
+		uint64_t end = s->off + s->from + (s->res > 0 ? (uint64_t)s->res : 0);
+		uint64_t data_end = s->off + s->fill;
+		dio_frames_done(l, end < data_end ? end : data_end);
+		if (s->res >= 0 && (uint32_t)s->res == want) {
+			s->state = SLOT_FREE;
+			l->dio.ord_h = (l->dio.ord_h + 1) % STAGE_N;
+			l->dio.ord_n--;
+			continue;
+		}
+		/* Failed or short (disk full): the bytes from the last whole
+		 * block written on are still here; written again by the next
+		 * dio_settle(). */
+		s->state = SLOT_FAILED;
+		s->from = (uint32_t)((end & ~(uint64_t)(l->dio.align - 1)) - s->off);
+		l->dio.fail_i = i;
+		l->dio.io_err = s->res < 0 ? s->res : -ENOSPC;
+	}
+}
+
+/* A write (tag: its slot) or the linked fdatasync completed with @p res. */
 static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 {
 	if (tag == NOP_TAG)
@@ -168,25 +205,12 @@ static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 		l->dio.fsync_res = res == -ECANCELED ? res : LOG_SYNC(res);
 		return;
 	}
-	if (l->dio.busy_i < 0)
+	if (tag >= STAGE_N || l->dio.slot[tag].state != SLOT_BUSY)
 		return;
-	struct dio_slot *s = &l->dio.slot[l->dio.busy_i];
-	uint32_t want = s->len - s->from;
-	uint64_t end = s->off + s->from + (res > 0 ? (uint64_t)res : 0);
-	uint64_t data_end = s->off + s->fill;
-	dio_frames_done(l, end < data_end ? end : data_end);
-	if (res >= 0 && (uint32_t)res == want) {
-		s->state = SLOT_FREE;
-	} else {
-		/* Failed or short (disk full): the bytes from the last whole
-		 * block written on are still here; written again by the next
-		 * dio_settle(). */
-		s->state = SLOT_FAILED;
-		s->from = (uint32_t)((end & ~(uint64_t)(l->dio.align - 1)) - s->off);
-		l->dio.fail_i = l->dio.busy_i;
-		l->dio.io_err = res < 0 ? res : -ENOSPC;
-	}
-	l->dio.busy_i = -1;
+	l->dio.slot[tag].state = SLOT_DONE;
+	l->dio.slot[tag].res = res;
+	l->dio.nbusy--;
+	dio_advance(l);
 }
 
 /* Reap completions; with @p wait, at least one. @return 0, -errno. */
@@ -195,7 +219,7 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 	struct io_uring_cqe *cqe;
 	int rc;
 
-	if (l->dio.busy_i < 0 && !l->dio.fsync_busy)
+	if (!l->dio.nbusy && !l->dio.fsync_busy)
 		return 0;
 	if (wait) {
 		do
@@ -214,9 +238,10 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 }
 
 /*
- * Write bytes [from, len) of slot @p i at their place in the segment (the
- * caller made sure nothing is in flight); with @p sync_after, an fdatasync
- * linked behind it goes in the same submit. Without io_uring: pwrite (+
+ * Write bytes [from, len) of slot @p i at their place in the segment; the
+ * caller made sure no write in flight covers any of them. With
+ * @p sync_after (only when nothing else is in flight), an fdatasync linked
+ * behind it goes in the same submit. Without io_uring: pwrite (+
  * fdatasync), completed at once.
  */
 static void dio_issue(struct spate_log *l, int i, int sync_after)
@@ -226,9 +251,13 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	uint32_t len = s->len - s->from;
 	uint64_t off = s->off + s->from;
 
+	if (s->state == SLOT_FILL)
+		l->dio.ord[(l->dio.ord_h + l->dio.ord_n++) % STAGE_N] = i; /* a retry keeps its place */
 	s->state = SLOT_BUSY;
-	l->dio.busy_i = i;
+	l->dio.nbusy++;
+	l->dio.issued_end = s->off + s->len;
 	l->dio.fsync_done = 0;
+	spate_log_prealloc(l, s->off + s->len);
 	if (!l->uring.on) {
 		ssize_t w;
 		do
@@ -242,7 +271,8 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	int fixed_file = l->uring.files_fixed && l->uring.fixed_gen == l->seg_gen;
 	int fd = fixed_file ? 0 : l->seg_fd;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->uring.ring), *wsqe = sqe, *fsqe = NULL;
-	/* Cannot fail: one write and one fsync at most are in flight. */
+	/* Cannot fail: STAGE_N - 1 writes and one fsync at most are in
+	 * flight, fewer than URING_ENTRIES. */
 	if (l->uring.bufs_fixed)
 		io_uring_prep_write_fixed(sqe, fd, buf, len, off, i);
 	else
@@ -286,25 +316,27 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 /* Wait until neither a write nor an fdatasync is in flight. */
 void spate_log_dio_wait_busy(struct spate_log *l)
 {
-	while (l->dio.busy_i >= 0 || l->dio.fsync_busy) {
+	while (l->dio.nbusy || l->dio.fsync_busy) {
 		int rc = spate_log_dio_reap(l, 1);
 		if (rc < 0) {
-			/* Cannot wait (should not happen): count the write as
-			 * failed; dio_settle() writes it again. */
-			if (l->dio.busy_i >= 0)
-				dio_complete(l, (uint64_t)l->dio.busy_i, rc);
+			/* Cannot wait (should not happen): count the writes as
+			 * failed; dio_settle() writes them again. */
+			for (unsigned i = 0; i < STAGE_N; i++)
+				if (l->dio.slot[i].state == SLOT_BUSY)
+					dio_complete(l, i, rc);
 			l->dio.fsync_busy = 0;
 		}
 	}
 }
 
 /*
- * Wait for the write in flight; if it (or an earlier one) failed, cut the
- * segment back to its last whole frame (or to where the failed write
- * starts, if that frame began before it) and write the rest again from the
- * staging buffer, as long as that makes progress. Writes are in order and
- * one at a time: a killed process leaves a prefix, never a hole followed
- * by frames.
+ * Wait for every write in flight; if one failed, cut the segment back to
+ * its last whole frame (or to where the failed write starts, if that frame
+ * began before it) and write it again from its staging buffer, then every
+ * write issued after it, one at a time, in order, as long as that makes
+ * progress. So the segment is always a prefix of frames plus, at a crash,
+ * at most the in-flight window (< INFLIGHT_MAX) of writes that completed
+ * out of order after a gap (recover.c cuts them).
  * @return 0 (nothing in flight, nothing failed), or the error (-ENOSPC...).
  */
 static int dio_settle(struct spate_log *l)
@@ -314,8 +346,13 @@ static int dio_settle(struct spate_log *l)
 
 	for (;;) {
 		spate_log_dio_wait_busy(l);
-		if (l->dio.fail_i < 0)
-			return 0;
+		if (l->dio.fail_i < 0) {
+			int h = ord_head(l);
+			if (h < 0 || l->dio.slot[h].state != SLOT_REDO)
+				return 0;
+			dio_issue(l, h, 0);
+			continue;
+		}
 		struct dio_slot *s = &l->dio.slot[l->dio.fail_i];
 		uint64_t o = l->segs[l->nsegs - 1].size; /* end of the last whole frame */
 		uint64_t a = l->dio.align;
@@ -325,9 +362,18 @@ static int dio_settle(struct spate_log *l)
 		if (from == last_from || tries++ > 64)
 			return l->dio.io_err ? l->dio.io_err : -EIO; /* no progress */
 		last_from = from;
+		/* What was issued after it is written again after it. */
+		for (unsigned k = 1; k < l->dio.ord_n; k++) {
+			struct dio_slot *t = &l->dio.slot[l->dio.ord[(l->dio.ord_h + k) % STAGE_N]];
+			t->state = SLOT_REDO;
+			t->from = 0;
+		}
 		uint64_t cut = o > from ? o : from;
-		if (spate_log_file_size(l->seg_fd) > cut && ftruncate(l->seg_fd, (off_t)cut) < 0)
-			return -errno;
+		if (spate_log_file_size(l->seg_fd) > cut) {
+			if (ftruncate(l->seg_fd, (off_t)cut) < 0)
+				return -errno;
+			l->prealloc_end = cut;
+		}
 		s->from = (uint32_t)(from - s->off);
 		l->dio.fail_i = -1;
 		dio_issue(l, (int)(s - l->dio.slot), 0);
@@ -336,17 +382,26 @@ static int dio_settle(struct spate_log *l)
 
 /*
  * Write the slot being filled (zero-padded to dio_align; its last partial
- * block is kept in l->dio.tail for the next slot to start with), after the
- * write in flight completed. With @p sync_after, an fdatasync follows it.
- * @return 0, or an error from dio_settle() (the slot stays filled).
+ * block is kept in l->dio.tail for the next slot to start with). Up to
+ * STAGE_N - 1 writes are in flight; a slot whose first block is the last
+ * block of a write still in flight (the partial block rewritten) waits for
+ * the writes in flight first: two writes of one block in flight could land
+ * in either order. With @p sync_after, an fdatasync follows it (linked when
+ * it is the only write in flight; else spate_log_dio_flush() waits and the
+ * caller syncs). @return 0, or an error from dio_settle() (the slot stays
+ * filled).
  */
 static int dio_submit_fill(struct spate_log *l, int sync_after)
 {
-	int rc = dio_settle(l);
-	if (rc < 0)
-		return rc;
 	int i = l->dio.fill_i;
 	struct dio_slot *s = &l->dio.slot[i];
+	int h = ord_head(l);
+	if (l->dio.fail_i >= 0 || (h >= 0 && l->dio.slot[h].state == SLOT_REDO) ||
+	    (l->dio.nbusy && s->off < l->dio.issued_end)) {
+		int rc = dio_settle(l);
+		if (rc < 0)
+			return rc;
+	}
 	uint32_t a = l->dio.align, fill = s->fill;
 	uint32_t padded = (fill + a - 1) & ~(a - 1);
 	uint8_t *buf = slot_buf(l, i);
@@ -357,7 +412,7 @@ static int dio_submit_fill(struct spate_log *l, int sync_after)
 	s->len = padded;
 	l->dio.fill_i = -1;
 	l->dio.fill_next = fill == STAGE_BYTES ? s->off + STAGE_BYTES : UINT64_MAX;
-	dio_issue(l, i, sync_after);
+	dio_issue(l, i, sync_after && !l->dio.nbusy);
 	return 0;
 }
 
@@ -371,18 +426,21 @@ static int dio_need_space(struct spate_log *l)
 		if (rc < 0)
 			return rc;
 	}
-	int i = 0;
-	while (i < (int)STAGE_N && l->dio.slot[i].state != SLOT_FREE)
-		i++;
-	if (i == (int)STAGE_N) {
-		/* One slot is in flight or failed, and no slot fills: the
-		 * other one is free. Not reached; settle to be safe. */
-		int rc = dio_settle(l);
-		if (rc < 0)
-			return rc;
+	int i;
+	for (;;) {
 		i = 0;
 		while (i < (int)STAGE_N && l->dio.slot[i].state != SLOT_FREE)
 			i++;
+		if (i < (int)STAGE_N)
+			break;
+		/* Every slot is written or waits to be: wait for the oldest
+		 * (or write again what failed). */
+		int h = ord_head(l);
+		int rc = l->dio.fail_i < 0 && h >= 0 && l->dio.slot[h].state == SLOT_BUSY
+				 ? spate_log_dio_reap(l, 1)
+				 : dio_settle(l);
+		if (rc < 0)
+			return rc;
 	}
 	struct dio_slot *s = &l->dio.slot[i];
 	s->state = SLOT_FILL;
@@ -466,7 +524,11 @@ int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synce
 	int rc;
 
 	*synced = 0;
-	if (l->dio.fill_i >= 0) {
+	/* Without a wait or a sync due, a partial slot is held back while
+	 * writes are in flight: its last block would be written again by the
+	 * next slot, which would then have to wait for it; the next call
+	 * fills it further (or a call with nothing new writes it). */
+	if (l->dio.fill_i >= 0 && (wait || want_sync || !l->dio.nbusy)) {
 		rc = dio_submit_fill(l, want_sync);
 		if (rc < 0)
 			return rc;
@@ -514,7 +576,9 @@ void spate_log_dio_rewind(struct spate_log *l)
 	spate_log_dio_wait_busy(l);
 	for (unsigned i = 0; i < STAGE_N; i++)
 		l->dio.slot[i].state = SLOT_FREE;
-	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fill_i = l->dio.fail_i = -1;
+	l->dio.ord_h = l->dio.ord_n = l->dio.nbusy = 0;
+	l->dio.issued_end = 0;
 	l->dio.fsync_busy = l->dio.fsync_done = 0;
 	l->dio.stg_h = l->dio.stg_n = 0;
 	l->dio.q_part = 0;
