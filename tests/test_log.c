@@ -346,7 +346,7 @@ static void sync_in_flight(uint32_t flags)
 	const unsigned per = 3000; /* ~1.6 MiB a sync */
 	uint8_t *mem = malloc(per * bsz);
 	cr_assert_not_null(mem, "malloc");
-	uint64_t prev_next = 0;
+	uint64_t prev_w = 0;
 	for (int round = 0; round < 12; round++) {
 		for (unsigned i = 0; i < per; i++) {
 			uint64_t base = spate_log_next_seq(l);
@@ -358,14 +358,16 @@ static void sync_in_flight(uint32_t flags)
 		cr_assert_eq(durable, 0, "durable without an fdatasync: %" PRIu64, durable);
 		uint64_t w = spate_log_written_seq(l), next = spate_log_next_seq(l);
 		cr_assert_leq(w, next, "written <= appended");
-		cr_assert_geq(w, prev_next, "round %d: the previous round's write completed", round);
+		/* Several writes may be in flight (and a partial buffer held
+		 * while they are): written_seq only moves forward. */
+		cr_assert_geq(w, prev_w, "round %d: written_seq only moves forward", round);
+		prev_w = w;
 		if (!(flags & SPATE_LOG_F_NO_URING))
 			cr_assert_lt(w, next, "round %d: the last write is still in flight", round);
 		else
 			cr_assert_eq(w, next, "pwrite: written at once");
 		/* Staged: the batches may be overwritten now. */
 		memset(mem, 0x5a, per * bsz);
-		prev_next = next;
 		if (round % 4 == 3) {
 			/* Nothing new: the sync completes the write in flight. */
 			cr_assert_eq(spate_log_sync(l, NULL), 0, "empty sync");
@@ -723,6 +725,8 @@ Test(log, retention_by_bytes_moves_reader, .timeout = 60)
 	cr_assert_gt(st.first_seq, next, "old segments deleted");
 	cr_assert_eq(spate_log_first_seq(l), st.first_seq, "first_seq");
 
+	/* Nothing new: the writes still in flight complete. */
+	cr_assert_eq(spate_log_sync(l, NULL), 0, "sync");
 	uint64_t total_skipped = tl_log_read_gaps(rd, &next, 4, check_rec);
 	cr_assert_gt(total_skipped, 0, "gap reported");
 	cr_assert_eq(next, end, "read to the end");
@@ -1011,9 +1015,10 @@ Test(log, direct_padding_is_the_end_not_a_tear, .timeout = 60)
 	seg_path(dir, -1, seg, sizeof(seg));
 	uint64_t logical = seg_bytes(0, next), sz = fsize(seg);
 	cr_assert_neq(logical % align, 0, "test setup: the log must end mid-block");
-	cr_assert_eq(sz, (logical + align - 1) / align * align,
-		     "O_DIRECT file %" PRIu64 " bytes: frames end at %" PRIu64 ", padded to %u", sz, logical,
-		     align);
+	/* Padded to the alignment, and preallocated further (zeros). */
+	cr_assert_geq(sz, (logical + align - 1) / align * align,
+		      "O_DIRECT file %" PRIu64 " bytes: frames end at %" PRIu64 ", padded to %u", sz, logical,
+		      align);
 	/* A reader on the crashed log stops at the padding, no error. */
 	read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, next);
 
@@ -1024,7 +1029,9 @@ Test(log, direct_padding_is_the_end_not_a_tear, .timeout = 60)
 	cr_assert_eq(rep.next_seq, next, "next_seq %" PRIu64 " want %" PRIu64, rep.next_seq, next);
 	cr_assert_eq(rep.truncated_bytes, 0, "padding is not a cut");
 	cr_assert(strstr(rep.message, "cut") == NULL, "nothing reported cut: %s", rep.message);
-	cr_assert_eq(fsize(seg), logical, "padding dropped at open");
+	/* Padding dropped at open, then preallocated again (zeros). */
+	cr_assert_geq(fsize(seg), logical, "file at least its frames");
+	cr_assert_eq(spate_log_stat(dir, &(struct spate_log_stats){0}), 0, "stat");
 	/* The next write rewrites the partial last block (read back at open). */
 	uint64_t end = write_batches(l, 23, 5000, 1, 4);
 	cr_assert_eq(spate_log_close(l), 0, "close");
@@ -1066,11 +1073,12 @@ Test(log, direct_torn_frame_before_padding_is_cut, .timeout = 60)
 
 Test(log, zero_tail_padding_bound, .timeout = 60)
 {
-	/* Fewer than 4096 zero bytes after the last frame: padding, the end.
-	 * 4096 or more: a torn tail (no writer leaves that much), cut and
-	 * reported. */
-	static const uint64_t extra[] = {8, 4095, 4096, 9000};
-	for (unsigned t = 0; t < 4; t++) {
+	/* Zeros after the last frame, however many: the O_DIRECT padding or
+	 * the preallocated tail of the active segment, the end; not a torn
+	 * tail. Recovery cuts them unreported, the writer preallocates again,
+	 * close leaves the file at its frames. */
+	static const uint64_t extra[] = {8, 4095, 4096, 9000, 70u << 20};
+	for (unsigned t = 0; t < 5; t++) {
 		char *dir = make_dir();
 		uint64_t end = fill(dir, NULL, 30);
 		char seg[512];
@@ -1081,16 +1089,10 @@ Test(log, zero_tail_padding_bound, .timeout = 60)
 		struct spate_log_recovery rep;
 		struct spate_log *l = open_log(dir, NULL, &rep);
 		cr_assert_eq(rep.next_seq, end, "%" PRIu64 " zeros: next_seq", extra[t]);
-		if (extra[t] < 4096) {
-			cr_assert_eq(rep.truncated_bytes, 0, "%" PRIu64 " zeros: padding (%s)", extra[t],
-				     rep.message);
-		} else {
-			cr_assert_eq(rep.truncated_bytes, extra[t], "%" PRIu64 " zeros: cut (%s)", extra[t],
-				     rep.message);
-			cr_assert(strstr(rep.message, "cut") != NULL, "reported: %s", rep.message);
-		}
-		cr_assert_eq(fsize(seg), sz, "%" PRIu64 " zeros: file back to its frames", extra[t]);
+		cr_assert_eq(rep.truncated_bytes, 0, "%" PRIu64 " zeros: the end (%s)", extra[t], rep.message);
+		read_all(dir, SPATE_LOG_FROM_OLDEST, 0, 0, end);
 		cr_assert_eq(spate_log_close(l), 0, "close");
+		cr_assert_eq(fsize(seg), sz, "%" PRIu64 " zeros: file back to its frames", extra[t]);
 		rm_dir(dir);
 	}
 }

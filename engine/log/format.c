@@ -430,19 +430,23 @@ int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **
 	return spate_log_valid_frame_from(fd, off + 8, fsize, buf, cap, &at);
 }
 
-/* Is any aligned 512-byte sector of [@p from, @p to) all zeros? @return 1,
- * 0, -errno. */
+/* Is any aligned 512-byte sector of [@p from, @p to) (or its part from a
+ * sector boundary to @p to) all zeros? @return 1, 0, -errno. */
 static int zero_sector_in(int fd, uint64_t from, uint64_t to)
 {
-	static const uint8_t zero[512];
-	uint8_t b[512];
+	uint8_t b[65536];
 
-	for (uint64_t o = (from + 511) & ~(uint64_t)511; o + 512 <= to; o += 512) {
-		int rc = spate_log_pread_full(fd, b, sizeof(b), o);
+	for (uint64_t o = from; o < to;) {
+		/* Chunks end on sector boundaries (but the last, at @p to). */
+		uint64_t n = sizeof(b) - (o & 511);
+		if (n > to - o)
+			n = to - o;
+		int rc = spate_log_pread_full(fd, b, (size_t)n, o);
 		if (rc <= 0)
 			return rc;
-		if (!memcmp(b, zero, sizeof(b)))
+		if (spate_log_zero_sector_mem(b, o, n))
 			return 1;
+		o += n;
 	}
 	return 0;
 }
@@ -479,4 +483,17 @@ int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, 
 		return 1;
 	rc = spate_log_valid_frame_from(fd, g + INFLIGHT_MAX, fsize, buf, cap, &far);
 	return rc < 0 ? rc : !rc;
+}
+
+int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[512];
+	uint64_t k = ((off + 511) & ~(uint64_t)511) - off;
+
+	for (; k < len; k += 512) {
+		uint64_t n = len - k < 512 ? len - k : 512;
+		if (!memcmp(p + k, zero, n))
+			return 1;
+	}
+	return 0;
 }

@@ -290,6 +290,11 @@ int spate_log_valid_frame_from(int fd, uint64_t off, uint64_t fsize, uint8_t **b
 /* First 8-aligned position >= @p o holding the frame magic (holes skipped).
  * @return 1 (*at), 0 (none before the end), -errno. */
 int spate_log_next_magic(int fd, uint64_t o, uint64_t fsize, uint64_t *at);
+/* Does @p p (@p len bytes found at file offset @p off) hold an aligned
+ * 512-byte sector, or the part of one it holds from a sector boundary on,
+ * all zeros: bytes not written yet (a write in flight), or never (a crash;
+ * recovery cuts them)? 1 or 0. */
+int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len);
 int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, size_t *cap);
 
 /* segments.c */
