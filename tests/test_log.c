@@ -1431,6 +1431,12 @@ static void disk_full(uint32_t flags, int ext4, enum spate_durability dur)
 			memset(mem + (i - 7) * bsz, 0xa5, 8 * bsz);
 		}
 	}
+	if (rc == 0) {
+		/* Writes may still be in flight (several, with a partial
+		 * buffer held back): a sync with nothing new waits for them
+		 * and reports their failure. */
+		rc = spate_log_sync(l, &durable);
+	}
 	cr_assert_eq(rc, -ENOSPC, "sync reports a full disk: %d", rc);
 	cr_assert_geq(spate_log_durable_seq(l), durable, "durable not lost by the failure");
 	cr_log_info("disk full after %zu batches, durable %" PRIu64, i, durable);

@@ -524,6 +524,13 @@ int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synce
 	int rc;
 
 	*synced = 0;
+	/* A write that failed since the last call is written again (or its
+	 * failure reported) now, not when a buffer next fills. */
+	if (l->dio.fail_i >= 0) {
+		rc = dio_settle(l);
+		if (rc < 0)
+			return rc;
+	}
 	/* Without a wait or a sync due, a partial slot is held back while
 	 * writes are in flight: its last block would be written again by the
 	 * next slot, which would then have to wait for it; the next call
