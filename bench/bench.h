@@ -26,7 +26,7 @@ double spate_bench_median(const double *v, unsigned n);
 
 int spate_bench_ring_main(int argc, char **argv);
 
-/** The cross-core cache-line round trip, ns (median of 5 ping-pongs of
+/** The cross-core cache-line round trip, ns (the fastest of 5 ping-pongs of
  *  20000 rounds between threads pinned to @p cpu_a and @p cpu_b; -1, -1:
  *  the first two CPUs allowed), printed by every benchmark so figures from
  *  different machines can be read side by side; 0 if it cannot run.

@@ -246,5 +246,11 @@ double spate_bench_c2c_rtt_ns(int cpu_a, int cpu_b)
 	}
 	if (have_old)
 		(void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
-	return spate_bench_median(v, n);
+	/* The fastest of the repeats: a preempted thread (a shared machine)
+	 * only ever adds time. */
+	double best = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (!best || v[i] < best)
+			best = v[i];
+	return best;
 }
