@@ -158,9 +158,9 @@ struct log_pc {
 };
 
 /* The O_DIRECT pipeline (write_direct.c): frames are copied into one
- * aligned staging slot while the other is written; spate_log_sync() may
- * return with one write in flight. The last partial block of the segment
- * (tail) is rewritten by the next write. */
+ * aligned staging slot while up to STAGE_N - 1 others are written;
+ * spate_log_sync() may return with writes in flight. The last partial
+ * block of the segment (tail) is rewritten by the next write. */
 struct log_dio {
 	uint32_t align;       /* offset/length alignment (STATX_DIOALIGN), <= PAD_MAX */
 	uint8_t *stage;       /* STAGE_N * STAGE_BYTES, PAD_MAX-aligned */

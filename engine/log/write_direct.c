@@ -5,37 +5,42 @@
  * O_DIRECT (the default where statx reports STATX_DIOALIGN): the page cache
  * costs more than the disk here (a buffered writer reached 0.26-0.66x of
  * the raw O_DIRECT bandwidth), so frames are copied (CRC-32C computed on the
- * way, while the disk writes the previous buffer) into two aligned 2 MiB
+ * way, while the disk writes earlier buffers) into STAGE_N aligned 1 MiB
  * staging buffers registered with io_uring and written with WRITE_FIXED
- * through a registered file. One write is in flight while the other buffer
- * fills, also across spate_log_sync() calls: without an fdatasync due,
- * sync returns once the frames are copied and the last buffer submitted,
- * and the next call stages its frames while that write runs (reaping it
- * before submitting the next), so the disk does not wait for the caller.
- * Frames staged but not yet written are listed (l->dio.stg) and booked
- * (written_seq, sizes, index) as their writes complete. ext4 runs direct
- * writes that extend a file one after another
- * anyway (appending 1 MiB writes: depth 1 = depth 16 here), and in-order
- * completion means a killed writer leaves a prefix on disk; with 8 in
- * flight, a SIGKILL left a hole followed by later frames, which recovery
- * must refuse as corruption. The run's last block is zero-padded to the
- * alignment and kept (l->dio.tail): the next run starts by rewriting it. So a
- * segment may end with < 4096 zero bytes after its last frame (format
- * version 2), which readers and recovery take as the end. When the policy
- * asks for it, an fdatasync is linked (IOSQE_IO_LINK) behind the last write
- * in the same submit. A failed or short write: the written prefix is kept,
- * the segment cut back to its last whole frame, the partial block re-read,
- * the rest stays queued; a failed write whose frames were already staged
- * (and released by the caller) is written again from its staging buffer by
- * the next call (dio_settle), before anything after it.
+ * through a registered file, up to STAGE_N - 1 writes in flight while the
+ * next buffer fills, also across spate_log_sync() calls. The segment is
+ * preallocated (segments.c), so the writes do not extend the file and ext4
+ * runs them in parallel (an extending direct write waits for every write
+ * before it: with extending writes, depth 1 = depth 16 here).
+ *
+ * Order. Writes complete in any order; they are booked (written_seq, sizes,
+ * index: l->dio.stg lists the staged frames) only in file order, from the
+ * head of the issue order (ord), once a write and every write before it
+ * completed (dio_advance). So spate_log_written_seq(), the ring release
+ * that follows it and every durable ack cover a prefix with no gap; a
+ * killed writer may leave a gap then frames of later writes, never
+ * acknowledged, which recovery cuts (recover.c, "Writes in flight").
+ *
+ * The run's last block is zero-padded to the alignment and kept
+ * (l->dio.tail): the next buffer starts by rewriting it. Two writes of one
+ * block in flight could land in either order, so a buffer that starts with
+ * the last block of a write still in flight waits for the writes in flight
+ * first; to keep that rare, a partial buffer is held back (filled further
+ * by the next call) while writes are in flight, unless a wait or an
+ * fdatasync is due. When the policy asks for a sync and the last write is
+ * the only one in flight, an fdatasync is linked (IOSQE_IO_LINK) behind it
+ * in the same submit; otherwise every write is waited for and the caller
+ * syncs. A failed or short write: the written prefix is kept, the segment
+ * cut back to its last whole frame, the partial block re-read, and the
+ * failed write then every write issued after it are written again, in
+ * order, one at a time (dio_settle), at the next call, before anything else.
  *
  * Limits:
  *  - O_DIRECT copies every byte once (memcpy, ~10 GB/s, beside the disk's
- *    ~1-2 GB/s). spate_log_sync() does not wait for its last write unless
- *    an fdatasync is due, so spate_log_written_seq() may lag next_seq by up
- *    to a staging buffer until the next call. One write in flight suits
- *    appending on ext4; a device or file system that gains from parallel
- *    appends would want more (and then ordered completion by other means).
+ *    ~1-3 GB/s). spate_log_sync() does not wait for its writes unless an
+ *    fdatasync is due, so spate_log_written_seq() may lag next_seq by up to
+ *    the in-flight window plus a held partial buffer (8 MiB) until a later
+ *    call; a call with nothing new appended writes and waits for all.
  *    Alignments above 4096 (PAD_MAX) fall back to the page cache.
  */
 #include "log_pvt.h"
