@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
+#include "engine/sources/builtin.h"
+#include "engine/api/api.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -221,6 +223,14 @@ int spate_cli_run(int argc, char **argv)
 		spate_config_free(cfg);
 		return rc;
 	}
+	/* The doors' source types (engine/sources/), each checking its entries. */
+	rc = spate_sources_register_builtin(e, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "spate: %s\n", err);
+		spate_engine_close(e);
+		spate_config_free(cfg);
+		return rc;
+	}
 	if (got_stop) {
 		printf("stopped while opening: closing\n");
 		spate_engine_close(e);
@@ -256,6 +266,20 @@ int spate_cli_run(int argc, char **argv)
 			goto out;
 		}
 		printf("  metrics: Prometheus text at http://%s/metrics\n", cfg->metrics.listen);
+		fflush(stdout);
+	}
+	struct spate_api *api = NULL;
+	if (cfg->api.enabled) {
+		rc = spate_api_start(e, cfg, &api, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "spate: %s\n", err);
+			spate_metrics_http_stop(metrics);
+			spate_engine_stop(e);
+			goto out;
+		}
+		printf("  api: Kinesis API at http%s://%s (region %s, auth %s)\n",
+		       cfg->api.tls_cert[0] ? "s" : "", cfg->api.listen, cfg->api.region,
+		       cfg->api.auth == SPATE_CONFIG_API_AUTH_NONE ? "none" : "SigV4");
 		fflush(stdout);
 	}
 	uint64_t *last = calloc(cfg->n_consumers + 1, sizeof(uint64_t));
@@ -299,6 +323,7 @@ int spate_cli_run(int argc, char **argv)
 			break;
 	}
 	printf("stopping: draining, flushing plugins, writing checkpoints\n");
+	spate_api_stop(api);
 	spate_metrics_http_stop(metrics);
 	spate_engine_stop(e);
 	if (last)

@@ -20,6 +20,11 @@
  * (max_record_size, concurrency, busy_threads_max) are resolved after the
  * checks so the struct shows what will be used.
  *
+ * Sources (`sources:`) are the one open schema: the core reads name, type
+ * and stream, and copies every other key as a tree of nodes with their
+ * lines and paths (struct spate_config_node), for the source type's own
+ * check (spate/sources.h; config_source.c has the accessors).
+ *
  * Trade-offs and limits. The first error stops the parse: one precise
  * message rather than a cascade. YAML types are not inferred from plain
  * scalars: each key says how to read its text, so `name: 123` is the name
@@ -212,8 +217,9 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
 
 	if (out)
 		*out = NULL;
-	if (!c || !name || !stream || !plugin || !spate_cfg_name_ok(name, strlen(name)) ||
-	    !spate_cfg_name_ok(stream, strlen(stream)) || !spate_cfg_plugin_ok(plugin, strlen(plugin)) ||
+	if (!c || !name || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
+	    !spate_cfg_name_ok(stream, strlen(stream)) ||
+	    (plugin && !spate_cfg_plugin_ok(plugin, strlen(plugin))) ||
 	    c->n_consumers >= UINT32_MAX - 1)
 		return -EINVAL;
 	if (spate_config_find_consumer(c, name))
@@ -226,7 +232,8 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
 	spate_config_consumer_defaults(a);
 	memcpy(a->name, name, strlen(name) + 1);
 	memcpy(a->stream, stream, strlen(stream) + 1);
-	memcpy(a->plugin, plugin, strlen(plugin) + 1);
+	if (plugin) /* NULL: a function (spate_config_consumer_function) */
+		memcpy(a->plugin, plugin, strlen(plugin) + 1);
 	if (out)
 		*out = a;
 	return 0;
@@ -268,8 +275,210 @@ fail_key:
 	return -ENOMEM;
 }
 
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name)
+{
+	if (!c || !name || !c->sources)
+		return NULL;
+	for (uint32_t i = 0; i < c->n_sources; i++)
+		if (strcmp(c->sources[i].name, name) == 0)
+			return &c->sources[i];
+	return NULL;
+}
+
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out)
+{
+	struct spate_config_source *a;
+	char path[32];
+
+	if (out)
+		*out = NULL;
+	if (!c || !name || !type || !stream || !spate_cfg_name_ok(name, strlen(name)) ||
+	    !spate_cfg_name_ok(type, strlen(type)) || !spate_cfg_name_ok(stream, strlen(stream)) ||
+	    c->n_sources >= UINT32_MAX - 1)
+		return -EINVAL;
+	if (spate_config_find_source(c, name))
+		return -EEXIST;
+	snprintf(path, sizeof(path), "sources[%u]", c->n_sources);
+	char *pc = strdup(path);
+	if (!pc)
+		return -ENOMEM;
+	a = realloc(c->sources, ((size_t)c->n_sources + 1) * sizeof(*a));
+	if (!a) {
+		free(pc);
+		return -ENOMEM;
+	}
+	c->sources = a;
+	a += c->n_sources;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->name, name, strlen(name) + 1);
+	memcpy(a->type, type, strlen(type) + 1);
+	memcpy(a->stream, stream, strlen(stream) + 1);
+	a->keys.kind = SPATE_CONFIG_NODE_MAP;
+	a->keys.path = pc;
+	a->index = c->n_sources++;
+	a->file = c->source;
+	if (out)
+		*out = a;
+	return 0;
+}
+
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value)
+{
+	struct spate_config_node *m, *a, *n;
+	char *kc, *vc, *pc;
+	size_t plen;
+
+	if (!s || !key || !*key || !value || !strcmp(key, "name") || !strcmp(key, "type") ||
+	    !strcmp(key, "stream") || s->keys.kind != SPATE_CONFIG_NODE_MAP)
+		return -EINVAL;
+	m = &s->keys;
+	plen = strlen(m->path ? m->path : "") + 1 + strlen(key) + 1;
+	kc = strdup(key);
+	vc = strdup(value);
+	pc = malloc(plen);
+	if (!kc || !vc || !pc)
+		goto fail;
+	snprintf(pc, plen, "%s.%s", m->path ? m->path : "", key);
+	for (uint32_t i = 0; i < m->n_items; i++)
+		if (m->items[i].key && !strcmp(m->items[i].key, key)) {
+			spate_cfg_node_clear(&m->items[i]);
+			n = &m->items[i];
+			goto fill;
+		}
+	a = realloc(m->items, ((size_t)m->n_items + 1) * sizeof(*a));
+	if (!a)
+		goto fail;
+	m->items = a;
+	n = &a[m->n_items++];
+fill:
+	memset(n, 0, sizeof(*n));
+	n->kind = SPATE_CONFIG_NODE_SCALAR;
+	n->key = kc;
+	n->value = vc;
+	n->path = pc;
+	return 0;
+fail:
+	free(kc);
+	free(vc);
+	free(pc);
+	return -ENOMEM;
+}
+
+static void free_argv(char **a, uint32_t n)
+{
+	for (uint32_t i = 0; a && i < n; i++)
+		free(a[i]);
+	free(a);
+}
+
+static void free_function(struct spate_config_function *fn)
+{
+	if (!fn)
+		return;
+	free_argv(fn->command, fn->n_command);
+	free_argv(fn->runtime_client, fn->n_runtime_client);
+	for (uint32_t j = 0; fn->env && j < fn->n_env; j++) {
+		free(fn->env[j].key);
+		free(fn->env[j].value);
+	}
+	free(fn->env);
+	free(fn);
+}
+
+int spate_config_consumer_function(struct spate_config_consumer *k,
+				   struct spate_config_function **out)
+{
+	if (out)
+		*out = NULL;
+	if (!k)
+		return -EINVAL;
+	if (!k->function) {
+		k->function = calloc(1, sizeof(*k->function));
+		if (!k->function)
+			return -ENOMEM;
+	}
+	k->plugin[0] = '\0';
+	if (out)
+		*out = k->function;
+	return 0;
+}
+
+int spate_config_function_set_argv(struct spate_config_function *fn, int which,
+				   const char *const *argv, uint32_t n)
+{
+	char **a;
+
+	if (!fn || (which != 0 && which != 1) || !argv || n == 0 || n > SPATE_CONFIG_ARGV_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (!argv[i] || !argv[i][0])
+			return -EINVAL;
+	a = calloc(n + 1, sizeof(*a)); /* NULL-terminated: an exec argv as it is */
+	if (!a)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		a[i] = strdup(argv[i]);
+		if (!a[i]) {
+			free_argv(a, i);
+			return -ENOMEM;
+		}
+	}
+	if (which == 0) {
+		free_argv(fn->command, fn->n_command);
+		fn->command = a;
+		fn->n_command = n;
+	} else {
+		free_argv(fn->runtime_client, fn->n_runtime_client);
+		fn->runtime_client = a;
+		fn->n_runtime_client = n;
+	}
+	return 0;
+}
+
+int spate_config_function_set_env(struct spate_config_function *fn, const char *name,
+				  const char *value)
+{
+	struct spate_config_opt *a;
+	char *kc, *vc;
+
+	if (!fn || !name || !*name || !value)
+		return -EINVAL;
+	vc = strdup(value);
+	if (!vc)
+		return -ENOMEM;
+	for (uint32_t i = 0; fn->env && i < fn->n_env; i++)
+		if (strcmp(fn->env[i].key, name) == 0) {
+			free(fn->env[i].value);
+			fn->env[i].value = vc;
+			return 0;
+		}
+	kc = strdup(name);
+	a = kc ? realloc(fn->env, ((size_t)fn->n_env + 1) * sizeof(*a)) : NULL;
+	if (!a) {
+		free(kc);
+		free(vc);
+		return -ENOMEM;
+	}
+	fn->env = a;
+	a[fn->n_env].key = kc;
+	a[fn->n_env].value = vc;
+	fn->n_env++;
+	return 0;
+}
+
+uint64_t spate_config_function_timeout(const struct spate_config_consumer *k)
+{
+	if (!k)
+		return 0;
+	return k->function && k->function->timeout_ns ? k->function->timeout_ns : k->timeout_ns;
+}
+
 static void free_consumer(struct spate_config_consumer *k)
 {
+	free_function(k->function);
+	k->function = NULL;
 	for (uint32_t j = 0; k->options && j < k->n_options; j++) {
 		free(k->options[j].key);
 		free(k->options[j].value);
@@ -283,11 +492,15 @@ void spate_config_free(struct spate_config *c)
 {
 	if (!c)
 		return;
+	for (uint32_t i = 0; c->sources && i < c->n_sources; i++)
+		spate_cfg_node_clear(&c->sources[i].keys);
+	free(c->sources);
 	for (uint32_t i = 0; c->consumers && i < c->n_consumers; i++)
 		free_consumer(&c->consumers[i]);
 	free(c->consumers);
 	free(c->streams);
 	free(c->placement.cores);
+	free(c->api.keys);
 	free(c);
 }
 
@@ -505,15 +718,165 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 			return bad(x, f, n);
 		memcpy(AT(obj, f, char), s, len + 1);
 		return 0;
+	case FT_STR:
+		if (len == 0 || len > f->hi)
+			return bad(x, f, n);
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+				return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_REGION:
+		if (!spate_cfg_region_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_KEYID:
+		if (!spate_cfg_key_id_ok(s, len))
+			return bad(x, f, n);
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
+	case FT_CWD:
+	case FT_FILE:
+		if (len == 0 || len >= SPATE_CONFIG_PATH_MAX)
+			return bad(x, f, n);
+		if (x->base_dir && s[0] != '/') {
+			if (x->base_len + len >= SPATE_CONFIG_PATH_MAX)
+				return perr(x, line_of(n),
+					    "%s relative to the configuration's directory is longer "
+					    "than %u bytes",
+					    s, SPATE_CONFIG_PATH_MAX - 1);
+			memcpy(AT(obj, f, char), x->base_dir, x->base_len);
+			memcpy(AT(obj, f, char) + x->base_len, s, len + 1);
+			return 0;
+		}
+		memcpy(AT(obj, f, char), s, len + 1);
+		return 0;
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
 	case FT_METRICS:
+	case FT_SOURCES:
+	case FT_FUNCTION:
+	case FT_ARGV:
+	case FT_ENV:
+	case FT_API:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_TLS:
 		break;
 	}
 	return bad(x, f, n);
+}
+
+/* A list of non-empty strings (a scalar is a list of one) into a
+ * NULL-terminated argv at f->off, its count at f->lo. */
+static int parse_argv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
+{
+	const yaml_node_item_t *it, *end;
+	char **a;
+	uint32_t cnt;
+	yaml_node_item_t one;
+
+	if (n->type == YAML_SCALAR_NODE && !is_null(n)) {
+		one = (yaml_node_item_t)(n - x->doc->nodes.start + 1);
+		it = &one;
+		end = it + 1;
+	} else if (n->type == YAML_SEQUENCE_NODE) {
+		it = n->data.sequence.items.start;
+		end = n->data.sequence.items.top;
+	} else {
+		return bad(x, f, n);
+	}
+	if (end - it < 1 || end - it > SPATE_CONFIG_ARGV_MAX)
+		return bad(x, f, n);
+	cnt = (uint32_t)(end - it);
+	a = calloc(cnt + 1, sizeof(*a));
+	if (!a)
+		return nomem(x);
+	*AT(obj, f, char **) = a;
+	for (uint32_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, it[i]);
+		if (!e || e->type != YAML_SCALAR_NODE || is_null(e) || e->data.scalar.length == 0 ||
+		    strlen(sval(e)) != e->data.scalar.length) {
+			size_t old = path_idx(x, i);
+			int r = bad(x, f, e ? e : n);
+			path_pop(x, old);
+			return r;
+		}
+		a[i] = strdup(sval(e));
+		if (!a[i])
+			return nomem(x);
+		/* Counted as it fills: free_function() frees what is there. */
+		*(uint32_t *)(void *)((char *)obj + f->lo) = i + 1;
+	}
+	return 0;
+}
+
+/* function.env: NAME: value, in file order. */
+static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n,
+		     struct spate_config_function *fn)
+{
+	size_t cnt;
+
+	if (n->type != YAML_MAPPING_NODE)
+		return bad(x, f, n);
+	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (cnt == 0)
+		return 0;
+	fn->env = calloc(cnt, sizeof(*fn->env));
+	if (!fn->env)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *kn = node(x, p->key), *vn = node(x, p->value);
+		char g[80];
+		size_t old;
+
+		if (!kn || !vn)
+			continue;
+		if (kn->type != YAML_SCALAR_NODE || is_null(kn) ||
+		    strlen(sval(kn)) != kn->data.scalar.length)
+			return perr(x, line_of(kn), "expected a variable name, got %s",
+				    got(kn, g, sizeof(g)));
+		old = path_key(x, sval(kn), kn->data.scalar.length);
+		for (uint32_t j = 0; j < fn->n_env; j++)
+			if (strcmp(fn->env[j].key, sval(kn)) == 0)
+				return perr(x, line_of(kn), "duplicate key");
+		if (vn->type != YAML_SCALAR_NODE || strlen(sval(vn)) != vn->data.scalar.length)
+			return perr(x, line_of(vn), "expected a scalar value (a string or number), got %s",
+				    got(vn, g, sizeof(g)));
+		struct spate_config_opt *o = &fn->env[fn->n_env];
+		o->key = strdup(sval(kn));
+		o->value = strdup(is_null(vn) ? "" : sval(vn));
+		if (!o->key || !o->value) {
+			free(o->key);
+			free(o->value);
+			o->key = o->value = NULL;
+			return nomem(x);
+		}
+		fn->n_env++;
+		path_pop(x, old);
+	}
+	return 0;
+}
+
+static int parse_function(struct pctx *x, const struct field *f, const yaml_node_t *n,
+			  struct spate_config_consumer *k)
+{
+	size_t i = (size_t)(k - x->c->consumers);
+	char want[320];
+
+	if (n->type != YAML_MAPPING_NODE)
+		return bad(x, f, n);
+	k->function = calloc(1, sizeof(*k->function));
+	if (!k->function)
+		return nomem(x);
+	k->function->line = x->ln.consumer[i][CF_FUNCTION]; /* the key's line */
+	return parse_map(x, n, spate_cfg_function_fields, FN_N, k->function, x->ln.function[i],
+			 spate_cfg_expected(f, want, sizeof(want)));
 }
 
 static int parse_options(struct pctx *x, const struct field *f, const yaml_node_t *n,
@@ -668,6 +1031,9 @@ static int parse_list(struct pctx *x, const struct field *f, const yaml_node_t *
 	} else {
 		x->c->consumers = arr;
 		x->ln.consumer = lines;
+		x->ln.function = calloc(cnt, sizeof(*x->ln.function));
+		if (!x->ln.function)
+			return nomem(x);
 	}
 	snprintf(what, sizeof(what), "a %s (a mapping with keys ", is_streams ? "stream" : "consumer");
 	spate_cfg_key_list(is_streams ? spate_cfg_stream_fields : spate_cfg_consumer_fields, is_streams ? SF_N : CF_N,
@@ -700,6 +1066,270 @@ static int parse_list(struct pctx *x, const struct field *f, const yaml_node_t *
 	return 0;
 }
 
+/* Copy YAML node @p n into @p out (kind, line, text, children), path
+ * x->path. Depth is bounded by the document (aliases could loop: a node met
+ * again below itself is an error). */
+static int copy_node(struct pctx *x, const yaml_node_t *n, struct spate_config_node *out,
+		     unsigned depth)
+{
+	char g[80];
+
+	out->line = line_of(n);
+	out->path = strdup(x->path);
+	if (!out->path)
+		return nomem(x);
+	if (depth > 32)
+		return perr(x, line_of(n), "nested more than 32 levels deep");
+	if (n->type == YAML_SCALAR_NODE) {
+		if (strlen(sval(n)) != n->data.scalar.length)
+			return perr(x, line_of(n), "a value with a NUL byte");
+		out->kind = SPATE_CONFIG_NODE_SCALAR;
+		out->null = is_null(n);
+		out->value = strdup(out->null ? "" : sval(n));
+		return out->value ? 0 : nomem(x);
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		out->kind = SPATE_CONFIG_NODE_LIST;
+		if (!cnt)
+			return 0;
+		out->items = calloc(cnt, sizeof(*out->items));
+		if (!out->items)
+			return nomem(x);
+		for (size_t i = 0; i < cnt; i++) {
+			const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+			size_t old = path_idx(x, i);
+			int r;
+			if (!e)
+				return perr(x, line_of(n), "unreadable entry");
+			out->n_items++;
+			r = copy_node(x, e, &out->items[i], depth + 1);
+			if (r < 0)
+				return r;
+			path_pop(x, old);
+		}
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE)
+		return perr(x, line_of(n), "unreadable value, got %s", got(n, g, sizeof(g)));
+	out->kind = SPATE_CONFIG_NODE_MAP;
+	size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (!cnt)
+		return 0;
+	out->items = calloc(cnt, sizeof(*out->items));
+	if (!out->items)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+		struct spate_config_node *c;
+		size_t old;
+		int r;
+
+		if (!k || !v)
+			continue;
+		if (k->type != YAML_SCALAR_NODE || is_null(k) ||
+		    strlen(sval(k)) != k->data.scalar.length)
+			return perr(x, line_of(k), "expected a key, got %s", got(k, g, sizeof(g)));
+		old = path_key(x, sval(k), k->data.scalar.length);
+		for (uint32_t j = 0; j < out->n_items; j++)
+			if (!strcmp(out->items[j].key, sval(k)))
+				return perr(x, line_of(k), "duplicate key (first at line %u)",
+					    out->items[j].line);
+		c = &out->items[out->n_items++];
+		c->key = strdup(sval(k));
+		if (!c->key)
+			return nomem(x);
+		r = copy_node(x, v, c, depth + 1);
+		if (r < 0)
+			return r;
+		c->line = line_of(k); /* the key's line: where a reader looks */
+		path_pop(x, old);
+	}
+	return 0;
+}
+
+/* One entry of `sources:`: name, type and stream into the struct, every
+ * other key into its node tree. */
+static int parse_source(struct pctx *x, const yaml_node_t *e, struct spate_config_source *src)
+{
+	static const struct field fname = { "name", FT_NAME, F_REQ, 0, 0, 0, NULL, NULL };
+	static const struct field ftype = { "type", FT_NAME, F_REQ, 0, 0, 0, NULL,
+					    "a source type name (like nats or dpdk)" };
+	static const struct field fstream = { "stream", FT_REF, F_REQ, 0, 0, 0, NULL, NULL };
+	const struct field *known[3] = { &fname, &ftype, &fstream };
+	char *dst[3] = { src->name, src->type, src->stream };
+	uint32_t seen[3] = { 0, 0, 0 };
+	char g[80];
+	int r;
+
+	src->line = line_of(e);
+	src->file = x->c->source;
+	src->keys.kind = SPATE_CONFIG_NODE_MAP;
+	src->keys.line = line_of(e);
+	src->keys.path = strdup(x->path);
+	if (!src->keys.path)
+		return nomem(x);
+	if (e->type != YAML_MAPPING_NODE)
+		return perr(x, line_of(e), "expected a source (a mapping with keys name, type, stream "
+			    "and the keys of its type), got %s", got(e, g, sizeof(g)));
+	size_t cnt = (size_t)(e->data.mapping.pairs.top - e->data.mapping.pairs.start);
+	src->keys.items = calloc(cnt ? cnt : 1, sizeof(*src->keys.items));
+	if (!src->keys.items)
+		return nomem(x);
+	for (const yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node(x, p->key), *v = node(x, p->value);
+		size_t old, i;
+
+		if (!k || !v)
+			continue;
+		if (k->type != YAML_SCALAR_NODE || is_null(k) ||
+		    strlen(sval(k)) != k->data.scalar.length)
+			return perr(x, line_of(k), "expected a key, got %s", got(k, g, sizeof(g)));
+		old = path_key(x, sval(k), k->data.scalar.length);
+		for (i = 0; i < 3; i++)
+			if (!strcmp(known[i]->key, sval(k)))
+				break;
+		if (i < 3) {
+			if (seen[i])
+				return perr(x, line_of(k), "duplicate key (first at line %u)", seen[i]);
+			seen[i] = line_of(k);
+			if (v->type != YAML_SCALAR_NODE || is_null(v) ||
+			    strlen(sval(v)) != v->data.scalar.length ||
+			    !spate_cfg_name_ok(sval(v), v->data.scalar.length))
+				return bad(x, known[i], v);
+			memcpy(dst[i], sval(v), v->data.scalar.length + 1);
+		} else {
+			struct spate_config_node *c = &src->keys.items[src->keys.n_items];
+			for (uint32_t j = 0; j < src->keys.n_items; j++)
+				if (!strcmp(src->keys.items[j].key, sval(k)))
+					return perr(x, line_of(k), "duplicate key (first at line %u)",
+						    src->keys.items[j].line);
+			src->keys.n_items++;
+			c->key = strdup(sval(k));
+			if (!c->key)
+				return nomem(x);
+			r = copy_node(x, v, c, 1);
+			if (r < 0)
+				return r;
+			c->line = line_of(k);
+		}
+		path_pop(x, old);
+	}
+	src->type_line = seen[1];
+	src->stream_line = seen[2];
+	for (size_t i = 0; i < 3; i++)
+		if (!seen[i]) {
+			char want[320];
+			path_key(x, known[i]->key, strlen(known[i]->key));
+			return perr(x, line_of(e), "missing; expected %s",
+				    spate_cfg_expected(known[i], want, sizeof(want)));
+		}
+	return 0;
+}
+
+static int parse_sources(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE)
+		return bad(x, f, n);
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt == 0)
+		return 0;
+	if (cnt >= UINT32_MAX)
+		return perr(x, line_of(n), "too many entries");
+	x->c->sources = calloc(cnt, sizeof(*x->c->sources));
+	if (!x->c->sources)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			return perr(x, line_of(n), "unreadable entry");
+		x->c->sources[i].index = (uint32_t)i;
+		x->c->n_sources++;
+		r = parse_source(x, e, &x->c->sources[i]);
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	return 0;
+}
+
+/* api.auth.keys: a list of {id, secret_file}. */
+static int parse_keys(struct pctx *x, const struct field *f, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	size_t cnt;
+
+	if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start)
+		return perr(x, line_of(n), "expected a list of {id, secret_file} (at least one)");
+	cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > SPATE_CONFIG_API_MAX_KEYS)
+		return perr(x, line_of(n), "expected at most %u keys, got %zu",
+			    SPATE_CONFIG_API_MAX_KEYS, cnt);
+	a->keys = calloc(cnt, sizeof(*a->keys));
+	if (!a->keys)
+		return nomem(x);
+	for (size_t i = 0; i < cnt; i++) {
+		const yaml_node_t *e = node(x, n->data.sequence.items.start[i]);
+		size_t old = path_idx(x, i);
+		int r;
+
+		if (!e)
+			continue;
+		a->keys[i].line = line_of(e);
+		a->n_keys++;
+		r = parse_map(x, e, spate_cfg_key_fields, EF_N, &a->keys[i], x->ln.key[i],
+			      "a mapping with keys id, secret_file");
+		if (r < 0)
+			return r;
+		path_pop(x, old);
+	}
+	(void)f;
+	return 0;
+}
+
+/* api.auth: the word none, or {keys: [...]}. */
+static int parse_auth(struct pctx *x, const yaml_node_t *n)
+{
+	if (n->type == YAML_SCALAR_NODE && !is_null(n) && strcmp(sval(n), "none") == 0) {
+		x->c->api.auth = SPATE_CONFIG_API_AUTH_NONE;
+		return 0;
+	}
+	if (n->type != YAML_MAPPING_NODE) {
+		char g[80];
+		return perr(x, line_of(n), "expected none (no signatures) or a mapping with keys "
+			    "(a list of {id, secret_file}), got %s", got(n, g, sizeof(g)));
+	}
+	x->c->api.auth = SPATE_CONFIG_API_AUTH_KEYS;
+	return parse_map(x, n, spate_cfg_auth_fields, UF_N, &x->c->api, x->ln.auth,
+			 "a mapping with keys keys");
+}
+
+/* api: {listen, region, auth, tls, threads}; listen and region default. */
+static int parse_api(struct pctx *x, const yaml_node_t *n)
+{
+	struct spate_config_api *a = &x->c->api;
+	int r;
+
+	a->enabled = true;
+	a->line = line_of(n);
+	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
+		      "a mapping with keys listen, region, auth, tls, threads");
+	if (r < 0)
+		return r;
+	if (!a->listen[0])
+		snprintf(a->listen, sizeof(a->listen), "127.0.0.1:4567");
+	if (!a->region[0])
+		snprintf(a->region, sizeof(a->region), "us-east-1");
+	return 0;
+}
+
 static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, void *obj)
 {
 	if ((f->flags & F_NULL_OK) && is_null(n))
@@ -718,6 +1348,28 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 	case FT_METRICS:
 		return parse_map(x, n, spate_cfg_metrics_fields, MF_N, &x->c->metrics, x->ln.metrics,
 				 "a mapping with keys listen, counters");
+	case FT_SOURCES:
+		return parse_sources(x, f, n);
+	case FT_FUNCTION:
+		return parse_function(x, f, n, obj);
+	case FT_ARGV:
+		return parse_argv(x, f, n, obj);
+	case FT_ENV:
+		return parse_env(x, f, n, obj);
+	case FT_API:
+		if (is_null(n)) {
+			char g[8];
+			return perr(x, line_of(n), "expected a mapping with keys listen, region, "
+				    "auth (required), tls, threads, got %s", got(n, g, sizeof(g)));
+		}
+		return parse_api(x, n);
+	case FT_AUTH:
+		return parse_auth(x, n);
+	case FT_KEYS:
+		return parse_keys(x, f, n);
+	case FT_TLS:
+		return parse_map(x, n, spate_cfg_tls_fields, LF_N, &x->c->api, x->ln.tls,
+				 "a mapping with keys cert, key");
 	default:
 		return conv_scalar(x, f, n, obj);
 	}
@@ -891,6 +1543,7 @@ static int parse_impl(const char *text, size_t len, const char *file, const char
 	yaml_parser_delete(&parser);
 	free(x.ln.stream);
 	free(x.ln.consumer);
+	free(x.ln.function);
 	*out = x.c;
 	return 0;
 
@@ -901,6 +1554,7 @@ fail_parser:
 fail_cfg:
 	free(x.ln.stream);
 	free(x.ln.consumer);
+	free(x.ln.function);
 	spate_config_free(x.c);
 	return r;
 }

@@ -39,6 +39,7 @@ _Static_assert(SPATE_DURABILITY_OFF == 0 && SPATE_DURABILITY_NONE == 1 &&
 static const char *const start_names[] = { "trim_horizon", "latest", "at_sequence",
 					   "after_sequence", "at_timestamp", NULL };
 static const char *const wait_names[] = { "busy", "yield", "block", NULL };
+static const char *const isolation_names[] = { "in-process", "process", NULL };
 
 const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_BUS] = { "bus", FT_NAME, F_REQ, offsetof(struct spate_config, bus), 0, 0, NULL, NULL },
@@ -48,6 +49,8 @@ const struct field spate_cfg_top_fields[TF_N] = {
 	[TF_CONSUMERS] = { "consumers", FT_CONSUMERS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_PLACEMENT] = { "placement", FT_PLACEMENT, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[TF_METRICS] = { "metrics", FT_METRICS, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_SOURCES] = { "sources", FT_SOURCES, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[TF_API] = { "api", FT_API, 0, 0, 0, 0, NULL, NULL },
 };
 
 const struct spate_config_stream *spate_config_find_stream(const struct spate_config *c,
@@ -97,7 +100,7 @@ const struct field spate_cfg_stream_fields[SF_N] = {
 const struct field spate_cfg_consumer_fields[CF_N] = {
 	[CF_NAME] = { "name", FT_NAME, F_REQ, COFF(name), 0, 0, NULL, NULL },
 	[CF_STREAM] = { "stream", FT_REF, F_REQ, COFF(stream), 0, 0, NULL, NULL },
-	[CF_PLUGIN] = { "plugin", FT_PLUGIN, F_REQ, COFF(plugin), 0, 0, NULL, NULL },
+	[CF_PLUGIN] = { "plugin", FT_PLUGIN, F_NULL_OK, COFF(plugin), 0, 0, NULL, NULL },
 	[CF_OPTIONS] = { "options", FT_OPTIONS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[CF_BATCH_SIZE] = { "batch_size", FT_U32, 0, COFF(batch_size), 1,
 			    SPATE_CONFIG_MAX_BATCH_SIZE, NULL, NULL },
@@ -132,6 +135,25 @@ const struct field spate_cfg_consumer_fields[CF_N] = {
 	[CF_TIMEOUT] = { "timeout", FT_DUR, 0, COFF(timeout_ns), NS_MS, 900 * NS_S, NULL, NULL },
 	[CF_MEMORY] = { "memory_limit", FT_SIZE, 0, COFF(memory_limit), 0, UINT64_MAX, NULL,
 			NULL },
+	[CF_ISOLATION] = { "isolation", FT_ENUM, 0, COFF(isolation), 0, 0, isolation_names, NULL },
+	[CF_FUNCTION] = { "function", FT_FUNCTION, 0, 0, 0, 0, NULL, NULL },
+};
+
+#define FOFF(m) offsetof(struct spate_config_function, m)
+const struct field spate_cfg_function_fields[FN_N] = {
+	[FN_COMMAND] = { "command", FT_ARGV, 0, FOFF(command), FOFF(n_command), 0, NULL, NULL },
+	[FN_HANDLER] = { "handler", FT_STR, F_NULL_OK, FOFF(handler), 0, SPATE_CONFIG_HANDLER_MAX,
+			 NULL, "a handler like index.handler (module.function, Lambda's Handler)" },
+	[FN_RUNTIME] = { "runtime_client", FT_ARGV, 0, FOFF(runtime_client),
+			 FOFF(n_runtime_client), 0, NULL, NULL },
+	[FN_CWD] = { "cwd", FT_CWD, F_NULL_OK, FOFF(cwd), 0, 0, NULL, NULL },
+	[FN_ENV] = { "env", FT_ENV, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[FN_TIMEOUT] = { "timeout", FT_DUR, F_AUTO, FOFF(timeout_ns), NS_MS, 900 * NS_S, NULL,
+			 NULL },
+	[FN_MEMORY] = { "memory_limit", FT_SIZE, 0, FOFF(memory_limit), 0, UINT64_MAX, NULL,
+			NULL },
+	[FN_CONCURRENCY] = { "concurrency", FT_U32, F_AUTO, FOFF(concurrency), 1,
+			     SPATE_CONFIG_MAX_CONCURRENCY, NULL, NULL },
 };
 
 const struct field spate_cfg_placement_fields[PF_N] = {
@@ -149,6 +171,28 @@ const struct field spate_cfg_metrics_fields[MF_N] = {
 			0, 0, NULL, NULL },
 	[MF_COUNTERS] = { "counters", FT_ENUM, 0, offsetof(struct spate_config_metrics, counters), 0,
 			  0, counters_names, NULL },
+};
+
+#define API_OFF(m) offsetof(struct spate_config_api, m)
+const struct field spate_cfg_api_fields[AF_N] = {
+	[AF_LISTEN] = { "listen", FT_ADDR, 0, API_OFF(listen), 0, 0, NULL, NULL },
+	[AF_REGION] = { "region", FT_REGION, 0, API_OFF(region), 0, 0, NULL, NULL },
+	[AF_AUTH] = { "auth", FT_AUTH, 0, 0, 0, 0, NULL, NULL },
+	[AF_TLS] = { "tls", FT_TLS, F_NULL_OK, 0, 0, 0, NULL, NULL },
+	[AF_THREADS] = { "threads", FT_U32, F_AUTO, API_OFF(threads), 1, 64, NULL, NULL },
+};
+const struct field spate_cfg_auth_fields[UF_N] = {
+	[UF_KEYS] = { "keys", FT_KEYS, F_REQ, 0, 0, 0, NULL, NULL },
+};
+const struct field spate_cfg_key_fields[EF_N] = {
+	[EF_ID] = { "id", FT_KEYID, F_REQ, offsetof(struct spate_config_api_key, id), 0, 0, NULL,
+		    NULL },
+	[EF_SECRET] = { "secret_file", FT_FILE, F_REQ,
+			offsetof(struct spate_config_api_key, secret_file), 0, 0, NULL, NULL },
+};
+const struct field spate_cfg_tls_fields[LF_N] = {
+	[LF_CERT] = { "cert", FT_FILE, F_REQ, API_OFF(tls_cert), 0, 0, NULL, NULL },
+	[LF_KEY] = { "key", FT_FILE, F_REQ, API_OFF(tls_key), 0, 0, NULL, NULL },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -254,7 +298,8 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 			    spate_cfg_fmt_size(u, a, sizeof(a)));
 	case FT_DUR:
 		u = *CAT(obj, f, uint64_t);
-		if ((u == SPATE_CONFIG_NEVER && (f->flags & F_NEVER)) || (u >= f->lo && u <= f->hi))
+		if ((u == SPATE_CONFIG_NEVER && (f->flags & F_NEVER)) || (u == 0 && (f->flags & F_AUTO)) ||
+		    (u >= f->lo && u <= f->hi))
 			return 0;
 		return verr(v, line, "expected %s, got %s", spate_cfg_expected(f, want, sizeof(want)),
 			    u == SPATE_CONFIG_NEVER ? "-1" : spate_cfg_fmt_dur(u, a, sizeof(a)));
@@ -277,13 +322,50 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 			return 0;
 		spate_cfg_quote(s, len, a, sizeof(a));
 		return verr(v, line, "expected %s, got %s", spate_cfg_expected(f, want, sizeof(want)), a);
+	case FT_STR:
+	case FT_CWD: {
+		size_t cap = f->type == FT_STR ? f->hi + 1 : SPATE_CONFIG_PATH_MAX;
+		s = CAT(obj, f, char);
+		len = spate_cfg_arr_len(s, cap);
+		if (len == cap)
+			return verr(v, line, "expected %s, got a string that is not NUL-terminated",
+				    spate_cfg_expected(f, want, sizeof(want)));
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+				return verr(v, line, "expected %s, got a control character",
+					    spate_cfg_expected(f, want, sizeof(want)));
+		return 0;
+	}
+	case FT_ARGV: {
+		char *const *av = *(char *const *const *)(const void *)((const char *)obj + f->off);
+		uint32_t n = *(const uint32_t *)(const void *)((const char *)obj + f->lo);
+		if (n > SPATE_CONFIG_ARGV_MAX || (n && !av))
+			return verr(v, line, "expected %s, got %u strings%s",
+				    spate_cfg_expected(f, want, sizeof(want)), n, av ? "" : " (NULL)");
+		for (uint32_t i = 0; i < n; i++)
+			if (!av[i] || !av[i][0])
+				return verr(v, line, "expected %s, got an empty string at [%u]",
+					    spate_cfg_expected(f, want, sizeof(want)), i);
+		return 0;
+	}
 	case FT_OPTIONS:
 	case FT_CORES:
 	case FT_STREAMS:
 	case FT_CONSUMERS:
 	case FT_PLACEMENT:
 	case FT_METRICS:
+	case FT_SOURCES:
+	case FT_FUNCTION:
+	case FT_ENV:
 		break;
+	case FT_API:
+	case FT_REGION:
+	case FT_AUTH:
+	case FT_KEYS:
+	case FT_KEYID:
+	case FT_FILE:
+	case FT_TLS:
+		break; /* checked by check_api() or their own walk */
 	}
 	return 0;
 }
@@ -401,6 +483,102 @@ static int check_options(struct vctx *v, uint32_t i, const struct spate_config_c
 	return 0;
 }
 
+/* Line of consumer i's `function:` key (f < 0) or of its key f. */
+static unsigned fline(const struct vctx *v, uint32_t i, int f)
+{
+	if (f >= 0 && v->ln && v->ln->function && v->ln->function[i][f])
+		return v->ln->function[i][f];
+	if (v->c->consumers[i].function && v->c->consumers[i].function->line)
+		return v->c->consumers[i].function->line;
+	return cline(v, i, CF_FUNCTION);
+}
+
+/* A valid environment variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static int env_name_ok(const char *s)
+{
+	if (!s || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+		return 0;
+	for (s++; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return 0;
+	return 1;
+}
+
+/* Plugin or function (exactly one), isolation, and the function's keys. */
+static int check_function(struct vctx *v, uint32_t i, const struct spate_config_consumer *k)
+{
+	const struct spate_config_function *fn = k->function;
+	const uint32_t *fl = v->ln && v->ln->function ? v->ln->function[i] : NULL;
+	char prefix[48];
+	int r;
+
+	if (!fn && !k->plugin[0]) {
+		vpath(v, "consumers[%u]", i);
+		return verr(v, k->line,
+			    "expected a plugin (plugin: a bundled name or a path to a .so) or a "
+			    "function (function: {command: [...]} or {handler: ..., "
+			    "runtime_client: ...}), got neither");
+	}
+	if (fn && k->plugin[0]) {
+		vpath(v, "consumers[%u].function", i);
+		return verr(v, fline(v, i, -1),
+			    "a consumer runs a plugin or a function, not both (plugin at line %u)",
+			    cline(v, i, CF_PLUGIN));
+	}
+	if (!fn)
+		return 0;
+	if (v->ln && v->ln->consumer && v->ln->consumer[i][CF_ISOLATION] &&
+	    k->isolation == SPATE_CONFIG_ISOLATION_IN_PROCESS) {
+		vpath(v, "consumers[%u].isolation", i);
+		return verr(v, cline(v, i, CF_ISOLATION),
+			    "a function always runs in its own processes: expected process (or no "
+			    "isolation key), got in-process");
+	}
+	snprintf(prefix, sizeof(prefix), "consumers[%u].function", i);
+	r = check_fields(v, prefix, spate_cfg_function_fields, FN_N, fn, fl, fline(v, i, -1));
+	if (r < 0)
+		return r;
+	if (!fn->n_command && !fn->handler[0]) {
+		vpath(v, "consumers[%u].function", i);
+		return verr(v, fline(v, i, -1),
+			    "expected command (the program that runs the Runtime API loop, like "
+			    "[node, index.mjs]) or handler (like index.handler) with runtime_client, "
+			    "got neither");
+	}
+	if (!fn->n_command && !fn->n_runtime_client) {
+		vpath(v, "consumers[%u].function.runtime_client", i);
+		return verr(v, fline(v, i, FN_HANDLER),
+			    "missing; a handler needs a runtime client to load it: node or python "
+			    "(the loops bundled with spate) or the argv of one, like "
+			    "[npx, aws-lambda-ric]");
+	}
+	if (fn->n_command && fn->n_runtime_client) {
+		vpath(v, "consumers[%u].function.runtime_client", i);
+		return verr(v, fline(v, i, FN_RUNTIME),
+			    "with command the process is the runtime: expected command or "
+			    "runtime_client, not both");
+	}
+	if (fn->n_env && !fn->env) {
+		vpath(v, "consumers[%u].function.env", i);
+		return verr(v, fline(v, i, FN_ENV), "n_env is %u but env is NULL", fn->n_env);
+	}
+	for (uint32_t j = 0; j < fn->n_env; j++) {
+		const struct spate_config_opt *o = &fn->env[j];
+		vpath(v, "consumers[%u].function.env.%s", i, o->key ? o->key : "?");
+		if (!env_name_ok(o->key) || !o->value)
+			return verr(v, fline(v, i, FN_ENV),
+				    "expected a variable name ([A-Za-z_][A-Za-z0-9_]*) and a value");
+		if (strncmp(o->key, "AWS_LAMBDA_RUNTIME_API", 23) == 0)
+			return verr(v, fline(v, i, FN_ENV),
+				    "set by the engine for each process (the Runtime API's address)");
+		for (uint32_t m = 0; m < j; m++)
+			if (strcmp(fn->env[m].key, o->key) == 0)
+				return verr(v, fline(v, i, FN_ENV), "duplicate variable");
+	}
+	return 0;
+}
+
 static int check_consumers(struct vctx *v)
 {
 	const struct spate_config *c = v->c;
@@ -421,6 +599,9 @@ static int check_consumers(struct vctx *v)
 		if (r < 0)
 			return r;
 		r = check_options(v, i, k);
+		if (r < 0)
+			return r;
+		r = check_function(v, i, k);
 		if (r < 0)
 			return r;
 		for (uint32_t j = 0; j < i; j++)
@@ -535,6 +716,104 @@ static int check_placement(struct vctx *v)
 	return 0;
 }
 
+/* Line of api key @p f (or of the block when unknown). */
+static unsigned aline(const struct vctx *v, int f)
+{
+	if (v->ln && v->ln->api[f])
+		return v->ln->api[f];
+	return v->c->api.line;
+}
+
+int spate_cfg_region_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > SPATE_CONFIG_REGION_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int spate_cfg_key_id_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > SPATE_CONFIG_KEY_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* The api: block: an address, a region, auth written out (none, or keys
+ * with distinct ids and a secret file each), tls with both files or none.
+ * The secret files themselves (mode 0600, readable) are checked by the
+ * front when it starts (engine/api/), which reads them. */
+static int check_api(struct vctx *v)
+{
+	const struct spate_config_api *a = &v->c->api;
+	char q[80];
+	size_t len;
+	int r;
+
+	if (!a->enabled)
+		return 0;
+	r = check_fields(v, "api", spate_cfg_api_fields, AF_N, a, v->ln ? v->ln->api : NULL, a->line);
+	if (r < 0)
+		return r;
+	len = spate_cfg_arr_len(a->listen, sizeof(a->listen));
+	if (len == 0) {
+		vpath(v, "api.listen");
+		return verr(v, aline(v, AF_LISTEN), "missing; expected an address to listen on "
+			    "(like 127.0.0.1:4567)");
+	}
+	len = spate_cfg_arr_len(a->region, sizeof(a->region));
+	if (!spate_cfg_region_ok(a->region, len)) {
+		vpath(v, "api.region");
+		spate_cfg_quote(a->region, len, q, sizeof(q));
+		return verr(v, aline(v, AF_REGION), "expected an AWS region name (1 to %u characters "
+			    "from a-z 0-9 -, like us-east-1), got %s", SPATE_CONFIG_REGION_MAX, q);
+	}
+	vpath(v, "api.auth");
+	switch (a->auth) {
+	case SPATE_CONFIG_API_AUTH_NONE:
+		break;
+	case SPATE_CONFIG_API_AUTH_KEYS:
+		if (a->n_keys == 0 || !a->keys)
+			return verr(v, aline(v, AF_AUTH), "expected at least one entry in keys");
+		if (a->n_keys > SPATE_CONFIG_API_MAX_KEYS)
+			return verr(v, aline(v, AF_AUTH), "expected at most %u keys, got %u",
+				    SPATE_CONFIG_API_MAX_KEYS, a->n_keys);
+		for (uint32_t i = 0; i < a->n_keys; i++) {
+			const struct spate_config_api_key *k = &a->keys[i];
+			unsigned l = v->ln && v->ln->key[i][EF_ID] ? v->ln->key[i][EF_ID] : k->line;
+			len = spate_cfg_arr_len(k->id, sizeof(k->id));
+			vpath(v, "api.auth.keys[%u].id", i);
+			if (!spate_cfg_key_id_ok(k->id, len))
+				return verr(v, l, "expected an access key id of 1 to %u characters from "
+					    "A-Z a-z 0-9 _ -", SPATE_CONFIG_KEY_ID_MAX);
+			for (uint32_t j = 0; j < i; j++)
+				if (strcmp(a->keys[j].id, k->id) == 0)
+					return verr(v, l, "duplicate key id \"%s\" (keys[%u])", k->id, j);
+			vpath(v, "api.auth.keys[%u].secret_file", i);
+			len = spate_cfg_arr_len(k->secret_file, sizeof(k->secret_file));
+			if (len == 0 || len == sizeof(k->secret_file))
+				return verr(v, l, "missing; expected the path of a file (mode 0600) "
+					    "holding the secret access key");
+		}
+		break;
+	default:
+		return verr(v, a->line, "missing; write `auth: none` to serve without signatures "
+			    "(anyone who reaches %s may call), or auth: {keys: [{id, secret_file}]}",
+			    a->listen);
+	}
+	if (!a->tls_cert[0] != !a->tls_key[0]) {
+		vpath(v, a->tls_cert[0] ? "api.tls.key" : "api.tls.cert");
+		return verr(v, aline(v, AF_TLS), "missing; api.tls needs both cert and key");
+	}
+	return 0;
+}
+
 int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, const char *file,
 			 char *err, size_t errlen)
 {
@@ -556,7 +835,10 @@ int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, con
 	r = check_fields(&v, "metrics", spate_cfg_metrics_fields, MF_N, &c->metrics, ln ? ln->metrics : NULL, 0);
 	if (r < 0)
 		return r;
-	return 0;
+	r = check_api(&v);
+	if (r < 0)
+		return r;
+	return spate_cfg_check_sources(c, file, err, errlen);
 }
 
 int spate_config_validate(const struct spate_config *c, char *err, size_t errlen)

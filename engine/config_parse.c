@@ -328,6 +328,53 @@ const char *spate_cfg_expected(const struct field *f, char *buf, size_t len)
 	case FT_METRICS:
 		spate_cfg_app(buf, len, &pos, "a mapping with keys listen, counters");
 		break;
+	case FT_SOURCES:
+		spate_cfg_app(buf, len, &pos, "a list of sources (mappings with keys name, type, stream "
+		    "and the keys of their type)");
+		break;
+	case FT_FUNCTION:
+		spate_cfg_app(buf, len, &pos,
+			      "a mapping with keys command, handler, runtime_client, cwd, env, "
+			      "timeout, memory_limit, concurrency");
+		break;
+	case FT_ARGV:
+		spate_cfg_app(buf, len, &pos,
+			      "a list of 1 to %u non-empty strings (like [node, index.mjs])",
+			      SPATE_CONFIG_ARGV_MAX);
+		break;
+	case FT_STR:
+		spate_cfg_app(buf, len, &pos, "a non-empty string of at most %llu characters",
+			      (unsigned long long)f->hi);
+		break;
+	case FT_CWD:
+		spate_cfg_app(buf, len, &pos, "a directory (relative to the configuration's)");
+		break;
+	case FT_ENV:
+		spate_cfg_app(buf, len, &pos, "a mapping of variable names to scalar values");
+		break;
+	case FT_API:
+		spate_cfg_app(buf, len, &pos, "a mapping with keys listen, region, auth, tls, threads");
+		break;
+	case FT_REGION:
+		spate_cfg_app(buf, len, &pos, "an AWS region name (1 to %u characters from a-z 0-9 -, "
+		    "like us-east-1)", SPATE_CONFIG_REGION_MAX);
+		break;
+	case FT_AUTH:
+		spate_cfg_app(buf, len, &pos, "none (no signatures) or a mapping with keys");
+		break;
+	case FT_KEYS:
+		spate_cfg_app(buf, len, &pos, "a list of {id, secret_file}");
+		break;
+	case FT_KEYID:
+		spate_cfg_app(buf, len, &pos, "an access key id of 1 to %u characters from A-Z a-z "
+		    "0-9 _ -", SPATE_CONFIG_KEY_ID_MAX);
+		break;
+	case FT_FILE:
+		spate_cfg_app(buf, len, &pos, "a file path (below %u bytes)", SPATE_CONFIG_PATH_MAX);
+		break;
+	case FT_TLS:
+		spate_cfg_app(buf, len, &pos, "a mapping with keys cert, key");
+		break;
 	}
 	return buf;
 }

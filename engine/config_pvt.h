@@ -50,6 +50,20 @@ enum ftype {
 	FT_PLACEMENT,
 	FT_ADDR,       /* char[SPATE_CONFIG_ADDR_MAX]: "host:port" (metrics.listen) */
 	FT_METRICS,
+	FT_SOURCES,    /* sources: name, type, stream + any keys (a node tree) */
+	FT_FUNCTION,   /* consumer function: a mapping (spate_cfg_function_fields) */
+	FT_ARGV,       /* char ** at off, its uint32_t count at offset lo: a list of
+			  non-empty strings (a scalar is a list of one) */
+	FT_STR,        /* char[hi + 1], non-empty, printable */
+	FT_CWD,        /* char[PATH_MAX], a directory; relative to the file's */
+	FT_ENV,        /* function env: a mapping of NAME to scalar */
+	FT_API,        /* the api: block (engine/api/ serves it) */
+	FT_REGION,     /* char[SPATE_CONFIG_REGION_MAX + 1], [a-z0-9-] */
+	FT_AUTH,       /* api.auth: the scalar none, or a mapping with keys */
+	FT_KEYS,       /* api.auth.keys: a list of {id, secret_file} */
+	FT_KEYID,      /* char[SPATE_CONFIG_KEY_ID_MAX + 1], [A-Za-z0-9_-] */
+	FT_FILE,       /* char[PATH_MAX]: a file path; relative to the config's directory */
+	FT_TLS,        /* api.tls: {cert, key} */
 };
 
 #define F_REQ 0x01u     /* must be present */
@@ -68,15 +82,23 @@ struct field {
 	const char *what;         /* overrides the generated "expected ..." */
 };
 
-enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_METRICS, TF_N };
+enum { TF_BUS, TF_STATE_DIR, TF_STREAMS, TF_CONSUMERS, TF_PLACEMENT, TF_METRICS, TF_SOURCES,
+       TF_API, TF_N };
 enum { SF_NAME, SF_SHARDS, SF_RING_SIZE, SF_MAX_RECORD, SF_PRODUCERS, SF_HUGE, SF_RETENTION,
        SF_FULL, SF_DURABILITY, SF_DUR_INTERVAL, SF_SEGMENT, SF_RETENTION_BYTES, SF_LOG_DIR, SF_DIRECT_IO, SF_N };
 enum { CF_NAME, CF_STREAM, CF_PLUGIN, CF_OPTIONS, CF_BATCH_SIZE, CF_BATCH_BYTES, CF_BATCH_WINDOW,
        CF_START, CF_START_SEQ, CF_START_TS, CF_RETRIES, CF_BACKOFF, CF_BACKOFF_MAX, CF_BISECT,
        CF_MAX_AGE, CF_ON_FAILURE, CF_PARALLEL, CF_CONCURRENCY, CF_WAIT, CF_CKPT, CF_ENABLED,
-       CF_TIMEOUT, CF_MEMORY, CF_N };
+       CF_TIMEOUT, CF_MEMORY, CF_ISOLATION, CF_FUNCTION, CF_N };
+enum { FN_COMMAND, FN_HANDLER, FN_RUNTIME, FN_CWD, FN_ENV, FN_TIMEOUT, FN_MEMORY, FN_CONCURRENCY,
+       FN_N };
 enum { PF_CORES, PF_BUSY, PF_PERSIST, PF_N };
 enum { MF_LISTEN, MF_COUNTERS, MF_N };
+/* api: its keys, api.auth's, one api.auth.keys entry's, api.tls's. */
+enum { AF_LISTEN, AF_REGION, AF_AUTH, AF_TLS, AF_THREADS, AF_N };
+enum { UF_KEYS, UF_N };
+enum { EF_ID, EF_SECRET, EF_N };
+enum { LF_CERT, LF_KEY, LF_N };
 #define AT(obj, f, T) ((T *)(void *)((char *)(obj) + (f)->off))
 #define CAT(obj, f, T) ((const T *)(const void *)((const char *)(obj) + (f)->off))
 /* Lines of the keys met while parsing; absent for configs built in C. */
@@ -84,8 +106,13 @@ struct lines {
 	uint32_t top[TF_N];
 	uint32_t place[PF_N];
 	uint32_t metrics[MF_N];
+	uint32_t api[AF_N];
+	uint32_t auth[UF_N];
+	uint32_t tls[LF_N];
+	uint32_t key[SPATE_CONFIG_API_MAX_KEYS][EF_N];
 	uint32_t (*stream)[SF_N];
 	uint32_t (*consumer)[CF_N];
+	uint32_t (*function)[FN_N]; /* per consumer, its function's keys */
 };
 
 
@@ -94,6 +121,11 @@ extern const struct field spate_cfg_stream_fields[SF_N];
 extern const struct field spate_cfg_consumer_fields[CF_N];
 extern const struct field spate_cfg_placement_fields[PF_N];
 extern const struct field spate_cfg_metrics_fields[MF_N];
+extern const struct field spate_cfg_function_fields[FN_N];
+extern const struct field spate_cfg_api_fields[AF_N];
+extern const struct field spate_cfg_auth_fields[UF_N];
+extern const struct field spate_cfg_key_fields[EF_N];
+extern const struct field spate_cfg_tls_fields[LF_N];
 
 /* ------------------------------------------------------------------------ */
 /* config_parse.c: text helpers, messages, scalar parsers                   */
@@ -121,6 +153,20 @@ void spate_cfg_key_list(const struct field *tab, size_t nf, char *buf, size_t le
 int spate_cfg_digits(const char **p, uint64_t *v);
 int spate_cfg_parse_dec(const char *s, uint64_t *out);
 int spate_cfg_parse_bool(const char *s, size_t len, bool *out);
+/* api.region and api.auth.keys[].id syntax (config_check.c). */
+int spate_cfg_region_ok(const char *s, size_t len);
+int spate_cfg_key_id_ok(const char *s, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* config_source.c: sources' node trees                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Free the children, key, value and path of @p n (not @p n itself). */
+void spate_cfg_node_clear(struct spate_config_node *n);
+/* Checks of the sources of @p c (names, stream references, node trees);
+ * messages carry @p file when not NULL. */
+int spate_cfg_check_sources(const struct spate_config *c, const char *file, char *err,
+			    size_t errlen);
 
 /* ------------------------------------------------------------------------ */
 /* config_check.c: cross-field validation                                   */

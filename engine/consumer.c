@@ -944,6 +944,10 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 	c->k = k;
 	c->lanes = lanes;
 	c->timeout_ns = k->timeout_ns ? k->timeout_ns : 60ull * 1000000000ull;
+	/* A provided plugin (a function) keeps its own deadline; the
+	 * watchdog is its backstop. */
+	if (spate_plugin_lib_watchdog(c->lib))
+		c->timeout_ns = spate_plugin_lib_watchdog(c->lib);
 	c->max_age_ns = k->max_record_age_ns;
 	/* Retrying "until the record expires" with no max age: the stream's
 	 * retention is the expiry, as in Kinesis, so a poison record never
@@ -1104,6 +1108,7 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 
 	for (uint32_t i = 0; i < c->ntasks; i++) {
 		struct spate_task *t = &c->tasks[i];
+		t->ctx.provided = spate_plugin_lib_inst(c->lib); /* NULL for a file */
 		uint64_t t0 = spate_mono_ns();
 		int rc = pl->init(&t->ctx, &t->state);
 		uint64_t d = spate_mono_ns() - t0;

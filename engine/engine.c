@@ -38,6 +38,9 @@
  * and the process's memory (memory_limit: watch_memory), and outlives the
  * workers at stop, so a stop waits for a stuck plugin at most its timeout.
  *
+ * Sources (`sources:`, source_types.c) start last in spate_engine_start()
+ * and stop first in spate_engine_stop().
+ *
  * Limits: a plugin runs in the engine's process (a crash kills it, after a
  * line naming it); a stream targeted by forward/on_failure gets one
  * engine-side producer.
@@ -63,6 +66,7 @@
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "engine/plugin_host.h"
+#include "engine/provider_pvt.h"
 #include "engine/util.h"
 #include "spate/engine.h"
 #include "spate/slog.h"
@@ -454,7 +458,7 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 			}
 			c->dlq = &e->producers.sp[di];
 		}
-		rc = spate_plugin_load(k->plugin, &c->lib, err, errlen);
+		rc = spate_provider_plugin(cfg, k, c->stream, NULL, &c->lib, err, errlen);
 		if (rc < 0) {
 			/* Name the config line and the consumer before the loader's words. */
 			char why[512];
@@ -486,6 +490,9 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		memcpy(e->ckpt_written[e->nconsumers], resume, sizeof(resume));
 		e->nconsumers++;
 	}
+	rc = spate_engine_sources_open(e);
+	if (rc < 0)
+		goto err;
 	rc = plan_workers(e);
 	if (rc < 0)
 		goto err;
@@ -572,6 +579,10 @@ int spate_engine_start(struct spate_engine *e)
 		goto err;
 	e->ctl_started = true;
 	e->running = true;
+	/* Last: a source's first append finds its consumers and persister up. */
+	rc = spate_engine_sources_start(e);
+	if (rc < 0)
+		goto err;
 	return 0;
 err:
 	e->running = true;
@@ -583,6 +594,8 @@ int spate_engine_stop(struct spate_engine *e)
 {
 	if (!e->running)
 		return 0;
+	/* First: what a source appended last is consumed and persisted below. */
+	spate_engine_sources_stop(e);
 	/* Under the lock: the watchdog replaces a stuck thread only while
 	 * stop is not set, so w->th is stable once it is. */
 	pthread_mutex_lock(&e->lock);
@@ -673,6 +686,7 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->workers);
 	free(e->all);
 	spate_persister_fini(&e->persist);
+	spate_engine_sources_close(e);
 	spate_producers_fini(&e->producers);
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		spate_stream_close(e->streams[i]);
@@ -787,7 +801,9 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 		snprintf(err, errlen, "no consumer named %s", name);
 		return -ENOENT;
 	}
-	rc = spate_plugin_load(path, &lib, err, errlen);
+	/* A consumer a provider runs asks it again (a function's new code, an
+	 * isolated plugin's new build); others load the file. */
+	rc = spate_provider_plugin(e->cfg, c->k, c->stream, path, &lib, err, errlen);
 	if (rc < 0)
 		return rc;
 	atomic_store_explicit(&c->paused, 1, memory_order_seq_cst);

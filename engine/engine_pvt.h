@@ -15,6 +15,7 @@
 #include "engine/consumer.h"
 #include "engine/persist.h"
 #include "spate/engine.h"
+#include "spate/sources.h"
 #include "spate/stats.h"
 #include "spate/topo.h"
 
@@ -40,6 +41,16 @@ struct worker {
 	 * replaced (with the thread) by the watchdog when a delivery times out. */
 	struct spate_inflight *in;
 	_Atomic uint32_t abandoned; /* the watchdog gave its thread up while stopping */
+};
+
+/* A `sources:` entry of the engine (source_types.c). */
+struct engine_source {
+	const struct spate_config_source *cfg;
+	const struct spate_source_type *type; /* its registered type (a copy in stypes) */
+	void *state;                          /* the type's, between start and stop */
+	bool started;
+	struct spate_stats_source_slot *st;        /* its counters slot: region or own */
+	struct spate_stats_source_slot *own;       /* this process's slot (counters off) */
 };
 
 struct spate_engine {
@@ -72,7 +83,19 @@ struct spate_engine {
 	uint64_t reaped_readers; /* slots of dead processes freed (control thread, open) */
 	uint64_t reaped_writers;
 	struct spate_engine_lock *bus_lock; /* <state_dir>/engine.lock, held from open to close */
+	/* Sources (source_types.c): registered types (copies, struct_size
+	 * bytes of the door's, the rest zero) and one entry per `sources:`. */
+	struct spate_source_type stypes[SPATE_SOURCE_TYPES_MAX];
+	uint32_t nstypes;
+	struct engine_source *sources;
+	uint32_t nsources;
 };
+
+/* source_types.c */
+int spate_engine_sources_open(struct spate_engine *e);
+int spate_engine_sources_start(struct spate_engine *e);
+void spate_engine_sources_stop(struct spate_engine *e);
+void spate_engine_sources_close(struct spate_engine *e);
 
 /* engine_threads.c */
 void spate_engine_ckpt_flush_all(struct spate_engine *e, bool force);

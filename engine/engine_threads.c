@@ -33,6 +33,7 @@
 #include "engine/plugin_host.h"
 #include "engine/util.h"
 #include "spate/engine.h"
+#include "spate/provider.h"
 #include "spate/slog.h"
 #include "spate/stats.h"
 #include "spate/topo.h"
@@ -226,6 +227,10 @@ static void watch_memory(struct spate_engine *e)
 	for (uint32_t i = 0; total && i < e->nconsumers && i < 64; i++) {
 		struct spate_consumer *c = &e->consumers[i];
 		uint64_t limit = c->k->memory_limit;
+		/* A plugin in processes of its own (a function): its provider
+		 * enforces its memory; the engine's growth is not its doing. */
+		if (spate_plugin_lib_flags(c->lib) & SPATE_PROVIDED_F_OWN_MEMORY)
+			continue;
 		c->mem_charged += (uint64_t)((double)grow * (double)delta[i] / (double)total);
 		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
 		if (!c->mem_warned && c->mem_charged > warn_at) {

@@ -166,26 +166,90 @@ int64_t spate_kinesis_keyed_encode(void *out, size_t cap, const void *key, size_
 	return (int64_t)total;
 }
 
-int spate_kinesis_view(const struct spate_ring_rec *r, struct spate_kinesis_view *v)
+int64_t spate_kinesis_origin_encode(void *out, size_t cap, const void *key, size_t key_len,
+				    uint32_t origin_id, uint64_t origin_seq, const void *data,
+				    size_t len)
+{
+	uint8_t *o = out;
+	size_t total;
+
+	if (key_len == 0 || key_len > SPATE_KINESIS_KEY_MAX || (!key && key_len) || (!data && len))
+		return -EINVAL;
+	total = SPATE_KINESIS_ORIGIN_LEN(key_len, len);
+	if (cap < total)
+		return -ENOSPC;
+	o[0] = (uint8_t)(key_len & 0xff);
+	o[1] = (uint8_t)(key_len >> 8);
+	memcpy(o + 2, key, key_len);
+	o += 2 + key_len;
+	for (int i = 0; i < 4; i++)
+		o[i] = (uint8_t)(origin_id >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		o[4 + i] = (uint8_t)(origin_seq >> (8 * i));
+	if (len)
+		memcpy(o + 12, data, len);
+	return (int64_t)total;
+}
+
+/* Key length of an envelope of @p hdr extra bytes after the key, or 0 if
+ * malformed. */
+static size_t env_key_len(const struct spate_ring_rec *r, size_t hdr)
 {
 	const uint8_t *p = r->data;
 	size_t kl;
+
+	if (r->len < 2)
+		return 0;
+	kl = (size_t)p[0] | (size_t)p[1] << 8;
+	if (kl == 0 || kl > SPATE_KINESIS_KEY_MAX || 2 + kl + hdr > r->len)
+		return 0;
+	return kl;
+}
+
+int spate_kinesis_origin(const struct spate_ring_rec *r, uint32_t *origin_id,
+			 uint64_t *origin_seq)
+{
+	const uint8_t *p;
+	size_t kl;
+	uint32_t id = 0;
+	uint64_t seq = 0;
+
+	if (r->type != SPATE_RECORD_TYPE_KEYED_ORIGIN)
+		return -ENOENT;
+	kl = env_key_len(r, 12);
+	if (!kl)
+		return -EBADMSG;
+	p = (const uint8_t *)r->data + 2 + kl;
+	for (int i = 0; i < 4; i++)
+		id |= (uint32_t)p[i] << (8 * i);
+	for (int i = 0; i < 8; i++)
+		seq |= (uint64_t)p[4 + i] << (8 * i);
+	if (origin_id)
+		*origin_id = id;
+	if (origin_seq)
+		*origin_seq = seq;
+	return 0;
+}
+
+int spate_kinesis_view(const struct spate_ring_rec *r, struct spate_kinesis_view *v)
+{
+	const uint8_t *p = r->data;
+	size_t kl, hdr;
 
 	snprintf(v->hex_key, sizeof(v->hex_key), "%08x", r->key_hash);
 	v->key = v->hex_key;
 	v->key_len = 8;
 	v->data = r->data;
 	v->len = r->len;
-	if (r->type != SPATE_RECORD_TYPE_KEYED)
+	if (r->type != SPATE_RECORD_TYPE_KEYED && r->type != SPATE_RECORD_TYPE_KEYED_ORIGIN)
 		return 0;
-	if (r->len < 2)
-		return -EBADMSG;
-	kl = (size_t)p[0] | (size_t)p[1] << 8;
-	if (kl == 0 || kl > SPATE_KINESIS_KEY_MAX || 2 + kl > r->len)
+	hdr = r->type == SPATE_RECORD_TYPE_KEYED_ORIGIN ? 12 : 0;
+	kl = env_key_len(r, hdr);
+	if (!kl)
 		return -EBADMSG;
 	v->key = p + 2;
 	v->key_len = kl;
-	v->data = p + 2 + kl;
-	v->len = r->len - 2 - kl;
+	v->data = p + 2 + kl + hdr;
+	v->len = r->len - 2 - kl - hdr;
 	return 0;
 }

@@ -59,10 +59,16 @@
 #include <unistd.h>
 
 #include "engine/plugin_host.h"
+#include "spate/provider.h"
 
 struct spate_plugin_lib {
-	void *handle;
+	void *handle;             /* NULL: provided by a door */
 	int keep; /* debug mode: never dlclose() */
+	/* A provided plugin (spate/provider.h): its close hook and instance. */
+	void (*close)(void *arg, void *inst);
+	void *close_arg, *inst;
+	uint32_t flags;
+	uint64_t watchdog_ns;
 	/* The plugin's descriptor, copied to the host's size: fields past the
 	 * plugin's struct_size are zero (hooks added since it was built). */
 	struct spate_plugin desc;
@@ -519,10 +525,71 @@ err_close:
 	return rc;
 }
 
+int spate_plugin_lib_provided(const struct spate_provided *p, void (*close)(void *, void *),
+			      void *arg, struct spate_plugin_lib **out, char *err, size_t errlen)
+{
+	const struct spate_plugin *d = p ? p->plugin : NULL;
+	const char *shown = p && p->path[0] ? p->path : "(provided)";
+	struct spate_plugin_lib *lib;
+	size_t plen = strnlen(shown, sizeof(p->path) - 1);
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!d || d->struct_size < SPATE_PLUGIN_DESC_MIN_SIZE || !d->name || !d->name[0] ||
+	    !d->init || !d->process) {
+		set_err(err, errlen, "%s: the provider gave %s", shown,
+			!d ? "no plugin descriptor"
+			: d->struct_size < SPATE_PLUGIN_DESC_MIN_SIZE ? "a descriptor too small"
+			: !d->name || !d->name[0] ? "a descriptor without a name"
+						  : "a descriptor without init or process");
+		return -EINVAL;
+	}
+	lib = calloc(1, sizeof(*lib) + plen + 1);
+	if (!lib) {
+		set_err(err, errlen, "%s: out of memory", shown);
+		return -ENOMEM;
+	}
+	memcpy(&lib->desc, d, d->struct_size < sizeof(lib->desc) ? d->struct_size : sizeof(lib->desc));
+	/* load/unload are per image: a provider has none to run. */
+	lib->desc.load = NULL;
+	lib->desc.unload = NULL;
+	memcpy(lib->path, shown, plen);
+	lib->path[plen] = 0;
+	lib->close = close;
+	lib->close_arg = arg;
+	lib->inst = p->inst;
+	lib->flags = p->flags;
+	lib->watchdog_ns = p->watchdog_ns;
+	*out = lib;
+	return 0;
+}
+
+void *spate_plugin_lib_inst(const struct spate_plugin_lib *lib)
+{
+	return lib ? lib->inst : NULL;
+}
+
+uint32_t spate_plugin_lib_flags(const struct spate_plugin_lib *lib)
+{
+	return lib ? lib->flags : 0;
+}
+
+uint64_t spate_plugin_lib_watchdog(const struct spate_plugin_lib *lib)
+{
+	return lib ? lib->watchdog_ns : 0;
+}
+
 void spate_plugin_unload(struct spate_plugin_lib *lib)
 {
 	if (!lib)
 		return;
+	if (!lib->handle) { /* provided */
+		if (lib->close)
+			lib->close(lib->close_arg, lib->inst);
+		free(lib);
+		return;
+	}
 	if (lib->desc.unload)
 		lib->desc.unload();
 	if (!lib->keep)

@@ -8,6 +8,7 @@
 #define SPATE_ENGINE_PLUGIN_HOST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spate/plugin.h"
 
@@ -91,6 +92,25 @@ const char *spate_plugin_lib_path(const struct spate_plugin_lib *lib);
 const char *spate_plugin_lib_name(const struct spate_plugin_lib *lib);
 /** The plugin's version string (its descriptor's `version`, "" if NULL). */
 const char *spate_plugin_lib_version(const struct spate_plugin_lib *lib);
+
+struct spate_provided;
+
+/**
+ * Wrap what a provider gave (spate/provider.h) as a plugin image, so the
+ * engine names, checks and unloads it as any other: the descriptor is
+ * copied and checked like a loaded one (name, init, process). Unloading it
+ * calls @p close(@p arg, @p p->inst) instead of dlclose().
+ * @return 0, -EINVAL (a descriptor without name, init or process: @p err
+ *         says which, naming @p p->path), -ENOMEM.
+ */
+int spate_plugin_lib_provided(const struct spate_provided *p, void (*close)(void *, void *),
+			      void *arg, struct spate_plugin_lib **out, char *err, size_t errlen);
+/** The provider's instance of @p lib (NULL for a loaded file). */
+void *spate_plugin_lib_inst(const struct spate_plugin_lib *lib);
+/** Its struct spate_provided.flags (0 for a loaded file). */
+uint32_t spate_plugin_lib_flags(const struct spate_plugin_lib *lib);
+/** Its watchdog (struct spate_provided.watchdog_ns; 0 for a file). */
+uint64_t spate_plugin_lib_watchdog(const struct spate_plugin_lib *lib);
 
 /**
  * Resolve @p spec to a file as spate_plugin_load() would, without loading.

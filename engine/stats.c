@@ -57,7 +57,7 @@ struct spate_stats {
 	struct spate_shm *shm;
 	uint8_t *base;              /* user area */
 	struct spate_stats_hdr h;   /* validated copy */
-	uint32_t streams_added, consumers_added, tasks_added;
+	uint32_t streams_added, consumers_added, tasks_added, sups_added;
 	bool writer;
 	dev_t dev;                  /* the creator's file, to unlink only its own */
 	ino_t ino;
@@ -105,6 +105,17 @@ static uint64_t layout(struct spate_stats_hdr *h)
 	h->hists_off = off;
 	off += (uint64_t)h->n_hists * h->hist_stride;
 	h->total_size = off;
+	/* Addition 1: the sup area, past total_size (layout 3 readers never
+	 * look there). */
+	h->sup_version = h->n_sup ? SPATE_STATS_SUP_VERSION : 0;
+	h->sup_off = h->sup_hists_off = h->ext_size = 0;
+	if (h->n_sup) {
+		h->sup_off = off;
+		off += (uint64_t)h->n_sup * sizeof(struct spate_stats_sup);
+		h->sup_hists_off = off;
+		off += 2ull * h->n_sup * h->hist_stride;
+		h->ext_size = off;
+	}
 	return off;
 }
 
@@ -123,7 +134,10 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 		return -EBADMSG;
 	/* Every offset is what our own layout gives for these counts: that
 	 * covers alignment, order, overlap and overflow in one comparison. */
+	if (h->n_sup > STATS_MAX_CONSUMERS)
+		return -EBADMSG;
 	memset(&want, 0, sizeof(want));
+	want.n_sup = h->sup_version ? h->n_sup : 0;
 	want.n_streams = h->n_streams;
 	want.n_shards = h->n_shards;
 	want.n_consumers = h->n_consumers;
@@ -135,6 +149,9 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 	    h->cons_off != want.cons_off || h->tasks_off != want.tasks_off ||
 	    h->workers_off != want.workers_off || h->hists_off != want.hists_off ||
 	    h->total_size != want.total_size || h->total_size > user_size)
+		return -EBADMSG;
+	if (h->sup_version && (h->sup_off != want.sup_off || h->sup_hists_off != want.sup_hists_off ||
+			       h->ext_size != want.ext_size || h->ext_size > user_size))
 		return -EBADMSG;
 	return 0;
 }
@@ -163,12 +180,13 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	h.n_consumers = shape->n_consumers;
 	h.n_tasks = shape->n_tasks;
 	h.n_workers = shape->n_workers;
+	h.n_sup = shape->n_sup;
 	h.engine_pid = (uint32_t)getpid();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	layout(&h);
-	if (check_hdr(&h, h.total_size) < 0)
+	if (check_hdr(&h, h.ext_size ? h.ext_size : h.total_size) < 0)
 		return -EINVAL; /* a shape beyond the bounds */
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -177,7 +195,7 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	 * page of a hugetlbfs pool would be wasted on it. */
 	struct spate_shm_opts o = { .flags = SPATE_SHM_F_REPLACE | SPATE_SHM_F_NO_HUGE,
 				    .gid = (gid_t)-1 };
-	rc = spate_shm_create(name, (size_t)h.total_size, &o, &st->shm);
+	rc = spate_shm_create(name, (size_t)(h.ext_size ? h.ext_size : h.total_size), &o, &st->shm);
 	if (rc < 0) {
 		free(st);
 		return rc;
@@ -203,6 +221,14 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	}
 	for (uint32_t i = 0; i < h.n_workers; i++)
 		spate_stats_worker_at(st, i)->cpu = -1;
+	for (uint32_t i = 0; i < h.n_sup; i++) {
+		struct spate_stats_sup *x = spate_stats_sup_at(st, i);
+		x->consumer = UINT32_MAX; /* unused until spate_stats_add_sup() */
+		x->init_hist = 2ull * i;
+		x->invoke_hist = 2ull * i + 1;
+		spate_hist_init(spate_stats_sup_hist_at(st, x->init_hist));
+		spate_hist_init(spate_stats_sup_hist_at(st, x->invoke_hist));
+	}
 	*out = st;
 	return 0;
 }
@@ -274,6 +300,18 @@ int spate_stats_add_consumer(struct spate_stats *st, const char *name, const cha
 	return (int)ci;
 }
 
+int spate_stats_add_sup(struct spate_stats *st, uint32_t consumer, uint32_t procs)
+{
+	if (!st || !st->writer || consumer >= st->consumers_added)
+		return -EINVAL;
+	if (st->sups_added >= st->h.n_sup)
+		return -ENOSPC;
+	struct spate_stats_sup *x = spate_stats_sup_at(st, st->sups_added);
+	x->consumer = consumer;
+	x->procs = procs;
+	return (int)st->sups_added++;
+}
+
 void spate_stats_publish(struct spate_stats *st)
 {
 	struct spate_stats_hdr *h = (struct spate_stats_hdr *)(void *)st->base;
@@ -333,6 +371,11 @@ static int attach_impl(const char *bus, uint32_t shm_flags, struct spate_stats *
 	if (st->h.layout_version != SPATE_STATS_LAYOUT_VERSION) {
 		rc = -EPROTO;
 		goto err;
+	}
+	if (st->h.sup_version != SPATE_STATS_SUP_VERSION) {
+		/* No sup area, or one of a later version: read as none. */
+		st->h.sup_version = 0;
+		st->h.n_sup = 0;
 	}
 	rc = check_hdr(&st->h, spate_shm_user_size(st->shm));
 	if (rc < 0)
@@ -422,6 +465,31 @@ struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, u
 		return NULL;
 	return (struct spate_stats_worker *)(void *)(st->base + st->h.workers_off +
 						     (uint64_t)i * sizeof(struct spate_stats_worker));
+}
+
+struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i)
+{
+	if (!st || !st->h.sup_version || i >= st->h.n_sup)
+		return NULL;
+	return (struct spate_stats_sup *)(void *)(st->base + st->h.sup_off +
+						  (uint64_t)i * sizeof(struct spate_stats_sup));
+}
+
+struct spate_stats_sup *spate_stats_sup_of(const struct spate_stats *st, uint32_t consumer)
+{
+	for (uint32_t i = 0; st && st->h.sup_version && i < st->h.n_sup; i++) {
+		struct spate_stats_sup *x = spate_stats_sup_at(st, i);
+		if (x->consumer == consumer)
+			return x;
+	}
+	return NULL;
+}
+
+struct spate_hist *spate_stats_sup_hist_at(const struct spate_stats *st, uint64_t i)
+{
+	if (!st || !st->h.sup_version || i >= 2ull * st->h.n_sup)
+		return NULL;
+	return (struct spate_hist *)(void *)(st->base + st->h.sup_hists_off + i * st->h.hist_stride);
 }
 
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i)

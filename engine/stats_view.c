@@ -56,6 +56,11 @@ void spate_stats_view_free(struct spate_stats_view *v)
 		free(v->consumers[i].latency);
 		free(v->consumers[i].process);
 		free(v->consumers[i].batch);
+		if (v->consumers[i].sup) {
+			free(v->consumers[i].sup->init);
+			free(v->consumers[i].sup->invoke);
+			free(v->consumers[i].sup);
+		}
 	}
 	for (uint32_t i = 0; v->stream_fsync && i < v->n_streams; i++)
 		free(v->stream_fsync[i]);
@@ -75,6 +80,16 @@ static struct spate_hist *hist_dup(const struct spate_stats *st, uint64_t i)
 	struct spate_hist *h = malloc(sizeof(*h));
 
 	if (h && spate_stats_hist_copy(st, i, h) < 0)
+		spate_hist_init(h);
+	return h;
+}
+
+static struct spate_hist *sup_hist_dup(const struct spate_stats *st, uint64_t i)
+{
+	struct spate_hist *h = malloc(sizeof(*h));
+	const struct spate_hist *src = spate_stats_sup_hist_at(st, i);
+
+	if (h && (!src || spate_hist_snapshot(h, src) < 0))
 		spate_hist_init(h);
 	return h;
 }
@@ -217,6 +232,30 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 		o->batch = hist_dup(st, c->hist_batch);
 		if (!o->latency || !o->process || !o->batch)
 			goto nomem;
+		const struct spate_stats_sup *x = spate_stats_sup_of(st, i);
+		if (x) {
+			struct spate_stats_view_sup *y = calloc(1, sizeof(*y));
+			if (!y)
+				goto nomem;
+			o->sup = y;
+			y->invocations = LD(x->invocations);
+			y->errors = LD(x->errors);
+			y->timeouts = LD(x->timeouts);
+			y->crashes = LD(x->crashes);
+			y->cold_starts = LD(x->cold_starts);
+			y->init_fails = LD(x->init_fails);
+			y->spawns = LD(x->spawns);
+			y->oom_kills = LD(x->oom_kills);
+			y->init_ns = LD(x->init_ns);
+			y->invoke_ns = LD(x->invoke_ns);
+			y->alive = LD(x->alive);
+			y->procs = x->procs;
+			y->mem_mode = x->mem_mode;
+			y->init = sup_hist_dup(st, x->init_hist);
+			y->invoke = sup_hist_dup(st, x->invoke_hist);
+			if (!y->init || !y->invoke)
+				goto nomem;
+		}
 	}
 	for (uint32_t t = 0; t < v->n_tasks; t++) {
 		const struct spate_stats_task *ts = spate_stats_task_at(st, t);

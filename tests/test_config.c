@@ -618,8 +618,8 @@ Test(config, missing_required)
 	parse_bad("bus: b\nstreams:\n  - shards: 2\n", 3, "streams[0].name", "missing");
 	parse_bad(HEAD "consumers:\n  - name: c\n    plugin: count\n", 5, "consumers[0].stream",
 		  "missing; expected a stream name");
-	parse_bad(HEAD "consumers:\n  - name: c\n    stream: s\n", 5, "consumers[0].plugin",
-		  "missing; expected a bundled plugin name");
+	parse_bad(HEAD "consumers:\n  - name: c\n    stream: s\n", 5, "consumers[0]",
+		  "expected a plugin (plugin: a bundled name or a path to a .so) or a function");
 	parse_bad(HEAD "consumers:\n  - stream: s\n    plugin: count\n", 5, "consumers[0].name",
 		  "missing");
 }
@@ -1098,4 +1098,114 @@ Test(config, persistence_keys)
 		  "expected an absolute path");
 	parse_bad(HEAD "    durabilty: none\n", 4, "streams[0].durabilty",
 		  "did you mean \"durability\"?");
+}
+
+/* A consumer that is a function: command, or handler with runtime_client;
+ * the keys land in struct spate_config_function. */
+Test(config, function_keys)
+{
+	struct spate_config *c = parse_ok(HEAD "consumers:\n"
+					       "  - name: f\n"
+					       "    stream: s\n"
+					       "    isolation: process\n"
+					       "    function:\n"
+					       "      command: [node, index.mjs]\n"
+					       "      handler: index.handler\n"
+					       "      cwd: /srv/fn\n"
+					       "      env: {TABLE: orders, EMPTY: }\n"
+					       "      timeout: 3s\n"
+					       "      memory_limit: 256MiB\n"
+					       "      concurrency: 2\n"
+					       "  - name: g\n"
+					       "    stream: s\n"
+					       "    function:\n"
+					       "      handler: app.lambda_handler\n"
+					       "      runtime_client: python\n");
+	const struct spate_config_consumer *f = &c->consumers[0], *g = &c->consumers[1];
+
+	cr_assert_str_eq(f->plugin, "");
+	cr_assert_not_null(f->function);
+	cr_assert_eq(f->isolation, SPATE_CONFIG_ISOLATION_PROCESS);
+	cr_assert_eq(f->function->n_command, 2);
+	cr_assert_str_eq(f->function->command[0], "node");
+	cr_assert_str_eq(f->function->command[1], "index.mjs");
+	cr_assert_null(f->function->command[2], "argv is NULL-terminated");
+	cr_assert_str_eq(f->function->handler, "index.handler");
+	cr_assert_str_eq(f->function->cwd, "/srv/fn");
+	cr_assert_eq(f->function->n_env, 2);
+	cr_assert_str_eq(f->function->env[0].key, "TABLE");
+	cr_assert_str_eq(f->function->env[0].value, "orders");
+	cr_assert_str_eq(f->function->env[1].value, "");
+	cr_assert_eq(f->function->timeout_ns, 3 * SEC);
+	cr_assert_eq(spate_config_function_timeout(f), 3 * SEC);
+	cr_assert_eq(f->function->memory_limit, 256 * MIB);
+	cr_assert_eq(f->function->concurrency, 2);
+	cr_assert_eq(f->function->line, 8);
+	cr_assert_eq(g->function->n_runtime_client, 1);
+	cr_assert_str_eq(g->function->runtime_client[0], "python");
+	cr_assert_eq(g->function->timeout_ns, 0);
+	cr_assert_eq(spate_config_function_timeout(g), 60 * SEC, "the consumer's timeout");
+	cr_assert_eq(g->isolation, SPATE_CONFIG_ISOLATION_IN_PROCESS);
+	spate_config_free(c);
+}
+
+/* Function mistakes name file, line and field. */
+Test(config, function_errors)
+{
+#define FN HEAD "consumers:\n  - name: f\n    stream: s\n    function:\n"
+	parse_bad(FN "      handler: index.handler\n", 8, "consumers[0].function.runtime_client",
+		  "missing; a handler needs a runtime client");
+	parse_bad(FN "      cwd: /x\n", 7, "consumers[0].function", "expected command");
+	parse_bad(FN "      command: []\n", 8, "consumers[0].function.command",
+		  "a list of 1 to 64 non-empty strings");
+	parse_bad(FN "      command: [node, \"\"]\n", 8, "consumers[0].function.command[1]",
+		  "non-empty strings");
+	parse_bad(FN "      command: [node]\n      runtime_client: node\n", 9,
+		  "consumers[0].function.runtime_client", "not both");
+	parse_bad(FN "      command: [node]\n      timeout: 901s\n", 9,
+		  "consumers[0].function.timeout", "a duration from 1ms to 15m");
+	parse_bad(FN "      command: [node]\n      comand: x\n", 9, "consumers[0].function.comand",
+		  "did you mean \"command\"");
+	parse_bad(FN "      command: [node]\n      env: {1X: a}\n", 9,
+		  "consumers[0].function.env.1X", "expected a variable name");
+	parse_bad(FN "      command: [node]\n      env: {AWS_LAMBDA_RUNTIME_API: a}\n", 9,
+		  "consumers[0].function.env.AWS_LAMBDA_RUNTIME_API", "set by the engine");
+	parse_bad(FN "      command: [node]\n    plugin: count\n", 7, "consumers[0].function",
+		  "a plugin or a function, not both (plugin at line 9)");
+	parse_bad(FN "      command: [node]\n    isolation: in-process\n", 9,
+		  "consumers[0].isolation", "a function always runs in its own processes");
+	parse_bad(HEAD "consumers:\n  - name: f\n    stream: s\n    function: node\n", 7,
+		  "consumers[0].function", "expected a mapping with keys command");
+	parse_bad(CONS "    isolation: thread\n", 8, "consumers[0].isolation",
+		  "one of in-process, process");
+#undef FN
+}
+
+/* Built in C: spate_config_consumer_function() and its setters. */
+Test(config, function_in_c)
+{
+	struct spate_config *c;
+	struct spate_config_stream *s;
+	struct spate_config_consumer *k;
+	struct spate_config_function *fn;
+	const char *argv[] = { "python3", "-u", "bootstrap.py" };
+	char err[512];
+
+	cr_assert_eq(spate_config_new_default("b", &c), 0);
+	cr_assert_eq(spate_config_add_stream(c, "s", &s), 0);
+	cr_assert_eq(spate_config_add_consumer(c, "f", "s", NULL, &k), 0);
+	cr_assert_lt(spate_config_validate(c, err, sizeof(err)), 0, "neither plugin nor function");
+	has(err, "got neither");
+	cr_assert_eq(spate_config_consumer_function(k, &fn), 0);
+	cr_assert_lt(spate_config_validate(c, err, sizeof(err)), 0);
+	has(err, "expected command");
+	cr_assert_eq(spate_config_function_set_argv(fn, 0, argv, 3), 0);
+	cr_assert_eq(spate_config_function_set_argv(fn, 0, argv, 0), -EINVAL);
+	cr_assert_eq(spate_config_function_set_env(fn, "A", "1"), 0);
+	cr_assert_eq(spate_config_function_set_env(fn, "A", "2"), 0);
+	cr_assert_eq(fn->n_env, 1);
+	cr_assert_str_eq(fn->env[0].value, "2");
+	cr_assert_eq(spate_config_validate(c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(fn->command[2], "bootstrap.py");
+	spate_config_free(c);
 }

@@ -39,6 +39,7 @@
 #include "plugins/plugin_util.h" /* pu_payload_sum: the count plugin's checksum */
 #include "spate/config.h"
 #include "spate/engine.h"
+#include "spate/provider.h"
 #include "spate/ring.h"
 #include "spate/stream.h"
 
@@ -1619,4 +1620,163 @@ Test(engine, stale_unreadable_region_is_recreated, .timeout = 30)
 	produce(p, 0, 10, 1, NULL);
 	spate_producer_close(p);
 	bus_done(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Providers (spate/provider.h): a consumer's plugin from a door            */
+/* ------------------------------------------------------------------------ */
+
+/* A provider's instance: what the engine asked for, and what it ran. */
+struct prov_inst {
+	char consumer[64];
+	uint32_t tasks, states;
+	_Atomic uint64_t records, batches;
+	_Atomic uint32_t fails_left; /* the next process() calls that return PARTIAL */
+	bool closed;
+};
+static struct prov_inst *prov_last;
+
+static int prov_init(const struct spate_plugin_ctx *ctx, void **state)
+{
+	cr_assert(SPATE_PLUGIN_HAS(ctx, provided));
+	struct prov_inst *in = ctx->provided;
+	cr_assert_not_null(in, "init gets the instance in ctx->provided");
+	cr_assert_str_eq(ctx->consumer, in->consumer);
+	in->states++;
+	*state = in;
+	return 0;
+}
+
+static int prov_process(void *state, const struct spate_batch *b, struct spate_batch_result *res)
+{
+	struct prov_inst *in = state;
+	uint32_t left = atomic_load_explicit(&in->fails_left, memory_order_relaxed);
+
+	if (left && b->count > 1) {
+		atomic_store_explicit(&in->fails_left, left - 1, memory_order_relaxed);
+		res->status = SPATE_BATCH_PARTIAL;
+		res->failed_index = 1;
+		snprintf(res->error, sizeof(res->error), "provided plugin fails record 1");
+		atomic_fetch_add_explicit(&in->records, 1, memory_order_relaxed);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&in->records, b->count, memory_order_relaxed);
+	atomic_fetch_add_explicit(&in->batches, 1, memory_order_relaxed);
+	res->status = SPATE_BATCH_OK;
+	return 0;
+}
+
+static void prov_fini(void *state)
+{
+	struct prov_inst *in = state;
+	in->states--;
+}
+
+static const struct spate_plugin prov_desc = {
+	.abi_version = SPATE_PLUGIN_ABI_VERSION,
+	.struct_size = sizeof(struct spate_plugin),
+	.name = "provided",
+	.version = "1",
+	.init = prov_init,
+	.process = prov_process,
+	.fini = prov_fini,
+};
+
+static bool prov_serves(const struct spate_config_consumer *k)
+{
+	return k->function != NULL;
+}
+
+static int prov_open(void *arg, const struct spate_provider_ctx *ctx, struct spate_provided *out,
+		     char *err, size_t errlen)
+{
+	cr_assert_eq(arg, &prov_desc);
+	if (ctx->k->function->concurrency == 99) {
+		snprintf(err, errlen, "cannot start %s", ctx->k->function->command[0]);
+		return -ENOEXEC;
+	}
+	struct prov_inst *in = calloc(1, sizeof(*in));
+	cr_assert_not_null(in);
+	snprintf(in->consumer, sizeof(in->consumer), "%s", ctx->k->name);
+	in->tasks = ctx->tasks;
+	atomic_store(&in->fails_left, 1);
+	cr_assert_gt(out->struct_size, 0);
+	out->plugin = &prov_desc;
+	out->inst = in;
+	out->flags = SPATE_PROVIDED_F_OWN_MEMORY;
+	snprintf(out->path, sizeof(out->path), "function %s", ctx->k->function->command[0]);
+	prov_last = in;
+	return 0;
+}
+
+static void prov_close(void *arg, void *inst)
+{
+	(void)arg;
+	struct prov_inst *in = inst;
+	cr_assert_eq(in->states, 0, "close after every state's fini");
+	in->closed = true;
+}
+
+/* A function consumer runs through the registered provider: the engine
+ * asks it for the instance (tasks = shards x lanes), the consumer rules
+ * apply to its descriptor (a partial failure retried from the failed
+ * record), the instance is closed after the states. Without a provider the
+ * same configuration is refused at open, naming it. */
+Test(engine, provider_runs_function_consumer, .timeout = 30)
+{
+	static const struct spate_plugin_provider prov = {
+		.struct_size = sizeof(prov),
+		.version = SPATE_PROVIDER_VERSION,
+		.name = "test-functions",
+		.serves = prov_serves,
+		.open = prov_open,
+		.close = prov_close,
+		.arg = (void *)&prov_desc,
+	};
+	const char *argv[] = { "node", "index.mjs" };
+	struct spate_config_function *fn;
+	struct bus b;
+	char err[512];
+
+	bus_init(&b, "prov");
+	bus_stream(&b, "in", 2, 64 * 1024);
+	struct spate_config_consumer *k = bus_consumer(&b, "f", "in", "count");
+	k->parallelization = 2;
+	cr_assert_eq(spate_config_consumer_function(k, &fn), 0);
+	cr_assert_eq(spate_config_function_set_argv(fn, 0, argv, 2), 0);
+
+	/* No provider: refused, naming the consumer. */
+	cr_assert_eq(spate_engine_open(b.cfg, &b.e, err, sizeof(err)), -ENOPROTOOPT);
+	cr_assert(strstr(err, "consumer f: function: no provider"), "%s", err);
+
+	cr_assert_eq(spate_engine_register_provider(&prov), 0);
+	cr_assert_eq(spate_engine_register_provider(&prov), -EEXIST);
+	fn->concurrency = 99; /* the provider fails: its reason, named */
+	cr_assert_eq(spate_engine_open(b.cfg, &b.e, err, sizeof(err)), -ENOEXEC);
+	cr_assert(strstr(err, "consumer f: test-functions: cannot start node"), "%s", err);
+	fn->concurrency = 0;
+	bus_open(&b);
+	struct prov_inst *in = prov_last;
+	cr_assert_eq(in->tasks, 4, "2 shards x 2 lanes");
+
+	struct spate_producer *p = producer_of(spate_engine_stream(b.e, "in"));
+	produce(p, 0, 200, 8, NULL);
+	spate_producer_close(p);
+	cr_assert_eq(spate_engine_start(b.e), 0);
+	cr_assert_eq(in->states, 4);
+	struct spate_consumer_stats st;
+	WAIT_FOR(b.e, "f", st, st.records == 200 && st.lag_records == 0, 5000);
+	cr_assert_eq(spate_engine_stop(b.e), 0);
+	st = stats_of(b.e, "f");
+	cr_assert_eq(st.retries, 1, "the partial failure was retried: %" PRIu64, st.retries);
+	cr_assert_eq(st.failed, 0);
+	cr_assert_eq(atomic_load(&in->records), 200, "each record done once");
+	cr_assert_eq(ckpt_file(b.cfg->state_dir, "f", 0) + ckpt_file(b.cfg->state_dir, "f", 1),
+		     200);
+	cr_assert_eq(in->states, 0);
+	bus_done(&b);
+	cr_assert(in->closed);
+	free(in);
+	cr_assert_eq(spate_engine_unregister_provider("test-functions"), 0);
+	cr_assert_eq(spate_engine_unregister_provider("test-functions"), -ENOENT);
 }

@@ -135,3 +135,33 @@ Test(kinesis, keyed_envelope)
 	cr_assert_eq(spate_kinesis_keyed_encode(buf, 4, "k", 1, "xyz", 3), -ENOSPC);
 	cr_assert_eq(spate_kinesis_keyed_encode(buf, 64, "", 0, "xyz", 3), -EINVAL);
 }
+
+/* A keyed envelope with an origin (a NATS import): the same key and data
+ * through spate_kinesis_view(), and the origin back. */
+Test(kinesis, keyed_origin_envelope)
+{
+	uint8_t buf[64];
+	struct spate_kinesis_view v;
+	int64_t n = spate_kinesis_origin_encode(buf, sizeof(buf), "user-7", 6, 0xA1B2C3D4u,
+						0x0102030405060708ull, "hello", 5);
+	struct spate_ring_rec r = { .data = buf, .len = (uint32_t)n,
+				    .type = SPATE_RECORD_TYPE_KEYED_ORIGIN };
+	uint32_t id = 0;
+	uint64_t seq = 0;
+
+	cr_assert_eq(n, (int64_t)SPATE_KINESIS_ORIGIN_LEN(6, 5));
+	cr_assert_eq(spate_kinesis_view(&r, &v), 0);
+	cr_assert_eq(v.key_len, 6u);
+	cr_assert_eq(memcmp(v.key, "user-7", 6), 0);
+	cr_assert_eq(v.len, 5u);
+	cr_assert_eq(memcmp(v.data, "hello", 5), 0);
+	cr_assert_eq(spate_kinesis_origin(&r, &id, &seq), 0);
+	cr_assert_eq(id, 0xA1B2C3D4u);
+	cr_assert_eq(seq, 0x0102030405060708ull);
+	r.len = 6 + 2 + 11; /* cut into the origin */
+	cr_assert_eq(spate_kinesis_origin(&r, &id, &seq), -EBADMSG);
+	cr_assert_eq(spate_kinesis_view(&r, &v), -EBADMSG);
+	r.type = SPATE_RECORD_TYPE_KEYED;
+	cr_assert_eq(spate_kinesis_origin(&r, NULL, NULL), -ENOENT);
+	cr_assert_eq(spate_kinesis_origin_encode(buf, 8, "k", 1, 1, 1, "xyz", 3), -ENOSPC);
+}

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file spate/config.h
- * @brief The bus configuration: streams, consumers (event source mappings)
- *        and placement, from one YAML file or built as structs in C.
+ * @brief The bus configuration: streams, consumers (event source mappings),
+ *        sources and placement, from one YAML file or built as structs in C.
  *
  * Load a file:
  *
@@ -179,13 +179,61 @@ struct spate_config_stream {
 	uint32_t line;            /**< line of its entry in the file; 0 if built in C */
 };
 
+/** Where a consumer's plugin runs (`isolation:`). */
+enum spate_config_isolation {
+	SPATE_CONFIG_ISOLATION_IN_PROCESS = 0, /**< in the engine's process (default; the fast path) */
+	SPATE_CONFIG_ISOLATION_PROCESS = 1,    /**< in a supervised child process; a function always */
+};
+
+/** Longest `function.handler` (Lambda's `Handler`), NUL excluded. */
+#define SPATE_CONFIG_HANDLER_MAX 127u
+/** Most elements of `function.command` / `function.runtime_client`. */
+#define SPATE_CONFIG_ARGV_MAX 64u
+
+/**
+ * A consumer's function (`function:`): Lambda function code run as its own
+ * process, speaking the Lambda Runtime API to the engine. Either `command`
+ * (a program that runs the Runtime API loop itself: a custom runtime's
+ * `bootstrap`) or `handler` with `runtime_client` (a runtime client that
+ * loads the handler, as a managed runtime does). The consumer's batching and
+ * failure rules apply to it as to a plugin.
+ */
+struct spate_config_function {
+	/** argv of the process (n_command strings, each non-empty), or NULL. */
+	char **command;
+	uint32_t n_command;
+	/** argv prefix of the runtime client; the handler is appended. A single
+	 *  `node` or `python` names the runtime loop bundled with spate. */
+	char **runtime_client;
+	uint32_t n_runtime_client;
+	/** `module.function` (Lambda's Handler): _HANDLER; "" = none. */
+	char handler[SPATE_CONFIG_HANDLER_MAX + 1];
+	/** Working directory and LAMBDA_TASK_ROOT; "" = the configuration
+	 *  file's directory. spate_config_load() makes a relative one relative
+	 *  to that directory. */
+	char cwd[SPATE_CONFIG_PATH_MAX];
+	/** Extra environment (Lambda's Environment.Variables), in file order. */
+	struct spate_config_opt *env;
+	uint32_t n_env;
+	/** Longest invocation, 1 ms..900 s; 0 = the consumer's `timeout`.
+	 *  Past it the process is killed and restarted, the batch fails. */
+	uint64_t timeout_ns;
+	/** Memory of each process (Lambda's MemorySize); 0 = the consumer's
+	 *  `memory_limit`, and none if that is 0. */
+	uint64_t memory_limit;
+	/** Processes, 1..1024; 0 = one per task (shards x parallelization). */
+	uint32_t concurrency;
+	uint32_t line; /**< line of `function:` in the file; 0 if built in C */
+};
+
 /** A consumer (Lambda event source mapping: a plugin fed batches of one stream). */
 struct spate_config_consumer {
 	char name[SPATE_CONFIG_NAME_MAX + 1];
 	char stream[SPATE_CONFIG_NAME_MAX + 1];    /**< the stream it reads */
 	/** A bundled plugin name ([a-z0-9_]+, at most SPATE_CONFIG_NAME_MAX) or a
 	 *  path containing '/' and ending in ".so". spate_config_load() makes a
-	 *  relative path relative to the configuration file's directory. */
+	 *  relative path relative to the configuration file's directory. ""
+	 *  when the consumer is a function (exactly one of the two). */
 	char plugin[SPATE_CONFIG_PATH_MAX];
 	struct spate_config_opt *options; /**< plugin options, in file order */
 	uint32_t n_options;
@@ -225,6 +273,14 @@ struct spate_config_consumer {
 	 *  limit (Lambda's MemorySize). See docs/config.md. */
 	uint64_t memory_limit;
 	uint32_t line;                 /**< line of its entry in the file; 0 if built in C */
+	/** Where the plugin runs; default in-process. A function always runs
+	 *  in its own processes (process, or left at the default). Consumers
+	 *  run out of process get their plugin from a provider registered by
+	 *  the program (spate/provider.h; `spate run` registers them). */
+	enum spate_config_isolation isolation;
+	/** The function this consumer runs instead of a plugin; NULL: none.
+	 *  Owned by the config (spate_config_consumer_function()). */
+	struct spate_config_function *function;
 };
 
 /** Where the workers run. */
@@ -256,6 +312,91 @@ struct spate_config_metrics {
 	enum spate_config_counters counters;
 };
 
+/** Kind of a node of a source's type-specific keys. */
+enum spate_config_node_kind {
+	SPATE_CONFIG_NODE_SCALAR = 0, /**< text (value); a YAML null is "" with null set */
+	SPATE_CONFIG_NODE_MAP = 1,    /**< items are its entries, each with a key */
+	SPATE_CONFIG_NODE_LIST = 2,   /**< items are its elements, without keys */
+};
+
+/**
+ * One node of a source's type-specific keys, as the YAML had it: a scalar,
+ * a mapping or a list, with the line it was on and its path in the file
+ * ("sources[0].auth.user", "sources[1].servers[2]"), so that a door can
+ * report an error precisely (spate_config_node_error(), spate/sources.h).
+ * Everything is owned by the config (malloc); read it through the
+ * accessors of spate/sources.h or walk it directly.
+ */
+struct spate_config_node {
+	enum spate_config_node_kind kind;
+	uint32_t line;                    /**< 1-based; 0 if built in C */
+	char *key;                        /**< in a mapping: its key; else NULL */
+	char *value;                      /**< SCALAR: the text ("" for null); else NULL */
+	bool null;                        /**< SCALAR: it was a YAML null */
+	struct spate_config_node *items;  /**< MAP / LIST: n_items children */
+	uint32_t n_items;
+	char *path;                       /**< for messages, e.g. "sources[0].auth.user" */
+};
+
+/**
+ * A source (a door that appends to a stream from outside: `type: nats`
+ * imports a JetStream subject, `type: dpdk` a port's packets). The engine
+ * knows the keys name, type and stream; every other key of the entry is
+ * kept as written, with its line, in @p keys, and checked by the source
+ * type registered under @p type (spate/sources.h).
+ */
+struct spate_config_source {
+	char name[SPATE_CONFIG_NAME_MAX + 1];   /**< unique among the sources */
+	char type[SPATE_CONFIG_NAME_MAX + 1];   /**< a registered source type ([A-Za-z0-9_-]) */
+	char stream[SPATE_CONFIG_NAME_MAX + 1]; /**< the stream it appends to */
+	/** Every other key of the entry: a MAP node (path "sources[i]"). */
+	struct spate_config_node keys;
+	uint32_t line;        /**< line of its entry in the file; 0 if built in C */
+	uint32_t type_line;   /**< line of its `type:` key; 0 if built in C */
+	uint32_t stream_line; /**< line of its `stream:` key; 0 if built in C */
+	uint32_t index;       /**< its place in spate_config.sources */
+	/** The file it came from, for messages ("" if built in C); the
+	 *  config's `source` member. */
+	const char *file;
+};
+
+/** Longest api.region, characters [a-z0-9-]. */
+#define SPATE_CONFIG_REGION_MAX 32u
+/** Longest api.auth.keys[].id (an AWS access key id), characters [A-Za-z0-9_-]. */
+#define SPATE_CONFIG_KEY_ID_MAX 128u
+/** Most api.auth.keys entries. */
+#define SPATE_CONFIG_API_MAX_KEYS 64u
+/** Who may call the Kinesis API front (api.auth). */
+enum spate_config_api_auth {
+	SPATE_CONFIG_API_AUTH_UNSET = 0, /**< not written: refused when api is present */
+	SPATE_CONFIG_API_AUTH_NONE = 1,  /**< `auth: none`, written out: anyone who reaches it */
+	SPATE_CONFIG_API_AUTH_KEYS = 2,  /**< AWS Signature V4 with api.auth.keys */
+};
+/** One access key of api.auth.keys. */
+struct spate_config_api_key {
+	char id[SPATE_CONFIG_KEY_ID_MAX + 1];
+	/** File holding the secret (mode 0600, checked when the front starts);
+	 *  a relative path is made relative to the configuration's directory. */
+	char secret_file[SPATE_CONFIG_PATH_MAX];
+	uint32_t line;              /**< line of the entry; 0 if built in C */
+};
+/** The Kinesis-compatible HTTP front `spate run` serves (engine/api/). */
+struct spate_config_api {
+	bool enabled;  /**< an `api:` block is present */
+	/** "PORT", "HOST:PORT" or "[IPV6]:PORT"; default 127.0.0.1:4567. */
+	char listen[SPATE_CONFIG_ADDR_MAX];
+	/** Region shown in ARNs and checked in signatures; default us-east-1. */
+	char region[SPATE_CONFIG_REGION_MAX + 1];
+	enum spate_config_api_auth auth;
+	struct spate_config_api_key *keys; /**< from malloc; freed with the config */
+	uint32_t n_keys;
+	/** TLS certificate and key files (PEM); both "" = plain HTTP. */
+	char tls_cert[SPATE_CONFIG_PATH_MAX];
+	char tls_key[SPATE_CONFIG_PATH_MAX];
+	/** HTTP worker threads, 1..64; 0 = one per CPU the process may use (at most 8). */
+	uint32_t threads;
+	uint32_t line; /**< line of `api:`; 0 if built in C */
+};
 /** A bus: everything one configuration file describes. */
 struct spate_config {
 	char bus[SPATE_CONFIG_NAME_MAX + 1];  /**< name of the bus (required) */
@@ -270,6 +411,12 @@ struct spate_config {
 	struct spate_config_metrics metrics; /**< metrics: listen, counters */
 	/** File name given to load/parse, used in messages; "" if built in C. */
 	char source[SPATE_CONFIG_PATH_MAX];
+	/** `sources:`, in file order (spate/sources.h); NULL if none. */
+	struct spate_config_source *sources;
+	uint32_t n_sources;
+	/** api: the Kinesis API front (added last: the fields above keep
+	 *  their offsets). */
+	struct spate_config_api api;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -364,6 +511,61 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
  */
 int spate_config_consumer_set_option(struct spate_config_consumer *k, const char *key,
 				     const char *value);
+
+/**
+ * Append a source named @p name of type @p type appending to @p stream, with
+ * no type-specific keys; @p out (may be NULL) points at it until the next
+ * append. The stream need not exist yet and the type need not be
+ * registered (validate checks the stream; the engine the type).
+ * @return 0, -EINVAL (bad name, type or stream name), -EEXIST (name taken),
+ *         -ENOMEM.
+ */
+int spate_config_add_source(struct spate_config *c, const char *name, const char *type,
+			    const char *stream, struct spate_config_source **out);
+
+/**
+ * Set type-specific key @p key of source @p s to the scalar @p value
+ * (copied; replaces a key of that name). Nested maps and lists come from
+ * YAML only. @p s must belong to a config spate_config_free() will free.
+ * @return 0, -EINVAL (key NULL, empty or one of name, type, stream; value
+ *         NULL), -ENOMEM.
+ */
+int spate_config_source_set(struct spate_config_source *s, const char *key, const char *value);
+
+/** The source called @p name, or NULL. */
+const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
+							   const char *name);
+
+/**
+ * Make consumer @p k a function: allocate its `function:` with the defaults
+ * (everything empty or 0) if it has none, and clear its plugin; @p out
+ * points at it. Fill command (or handler and runtime_client) with
+ * spate_config_function_set_argv(). @p k must belong to a config that
+ * spate_config_free() will free.
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+int spate_config_consumer_function(struct spate_config_consumer *k,
+				   struct spate_config_function **out);
+
+/**
+ * Set @p fn's command (@p which 0) or runtime_client (@p which 1) to the
+ * @p n strings of @p argv (copied; replaces what was there).
+ * @return 0, -EINVAL (n 0 or above SPATE_CONFIG_ARGV_MAX, a NULL or empty
+ *         string), -ENOMEM.
+ */
+int spate_config_function_set_argv(struct spate_config_function *fn, int which,
+				   const char *const *argv, uint32_t n);
+
+/**
+ * Add `NAME=value` to @p fn's environment (copied; replaces an existing
+ * value of that name).
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+int spate_config_function_set_env(struct spate_config_function *fn, const char *name,
+				  const char *value);
+
+/** The function's effective invocation timeout (its own, else @p k's). */
+uint64_t spate_config_function_timeout(const struct spate_config_consumer *k);
 
 /* ------------------------------------------------------------------------ */
 /* Lookups and derived values                                               */

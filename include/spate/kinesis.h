@@ -123,6 +123,37 @@ int64_t spate_kinesis_keyed_encode(void *out, size_t cap, const void *key, size_
 /** Bytes of a keyed envelope around @p key_len key bytes and @p len data bytes. */
 #define SPATE_KINESIS_KEYED_LEN(key_len, len) ((size_t)2 + (size_t)(key_len) + (size_t)(len))
 
+/**
+ * Record type of a keyed envelope with an origin: a record imported from
+ * another system (a NATS JetStream message) that keeps where it came from,
+ * so that a redelivery is recognised after a restart. Payload: a 16-bit
+ * little-endian key length, the key, a 32-bit little-endian origin id (which
+ * import wrote it), the 64-bit little-endian sequence number of the record
+ * at its origin, then the data. spate_kinesis_view() shows its key and data
+ * like a keyed envelope's; spate_kinesis_origin() reads the origin.
+ */
+#define SPATE_RECORD_TYPE_KEYED_ORIGIN 0xF2u
+/** Bytes of a keyed envelope with an origin. */
+#define SPATE_KINESIS_ORIGIN_LEN(key_len, len) ((size_t)14 + (size_t)(key_len) + (size_t)(len))
+
+/**
+ * Build a keyed envelope with an origin (SPATE_RECORD_TYPE_KEYED_ORIGIN)
+ * into @p out (SPATE_KINESIS_ORIGIN_LEN(key_len, len) bytes).
+ * @return the envelope's length; -EINVAL (key_len 0 or above
+ *         SPATE_KINESIS_KEY_MAX), -ENOSPC (@p cap too small).
+ */
+int64_t spate_kinesis_origin_encode(void *out, size_t cap, const void *key, size_t key_len,
+				    uint32_t origin_id, uint64_t origin_seq, const void *data,
+				    size_t len);
+
+/**
+ * The origin of record @p r, if it is a keyed envelope with an origin.
+ * @return 0 (and *origin_id, *origin_seq set; each may be NULL), -ENOENT
+ *         (another record type), -EBADMSG (a malformed envelope).
+ */
+int spate_kinesis_origin(const struct spate_ring_rec *r, uint32_t *origin_id,
+			 uint64_t *origin_seq);
+
 /** A record seen through Kinesis eyes (views into the record; no copy). */
 struct spate_kinesis_view {
 	const void *key;   /**< partition key bytes */
@@ -133,7 +164,8 @@ struct spate_kinesis_view {
 };
 
 /**
- * Decode record @p r: for a keyed envelope, its key and data; for any other
+ * Decode record @p r: for a keyed envelope (with or without an origin), its
+ * key and data; for any other
  * record, the whole payload as data and its key_hash in hex as the key.
  * @return 0; -EBADMSG if @p r is typed SPATE_RECORD_TYPE_KEYED but its
  *         envelope is malformed (then the whole payload is the data and the

@@ -68,8 +68,10 @@ extern "C" {
 /** Additions to ABI 1 this header has, at the ends of its structs:
  *  0  first release: a 64-byte descriptor (SPATE_PLUGIN_DESC_MIN_SIZE);
  *  1  descriptor hooks load and unload; struct_size on struct spate_batch
- *     and struct spate_batch_result. */
-#define SPATE_PLUGIN_ABI_REVISION 1u
+ *     and struct spate_batch_result;
+ *  2  struct spate_plugin_ctx.provided (plugins provided by a door,
+ *     spate/provider.h). */
+#define SPATE_PLUGIN_ABI_REVISION 2u
 /** The one symbol a plugin exports. */
 #define SPATE_PLUGIN_SYMBOL "spate_plugin_v1"
 #define SPATE_PLUGIN_SYMBOL_ID spate_plugin_v1
@@ -121,6 +123,10 @@ struct spate_plugin_ctx {
 	const struct spate_plugin_opt *opts; /**< options from the configuration */
 	uint32_t n_opts;
 	const struct spate_plugin_host *host;
+	/* ---- ABI 1 revision 2 (test with SPATE_PLUGIN_HAS(ctx, provided)) ---- */
+	/** For a descriptor a provider gave (spate/provider.h): its instance
+	 *  (struct spate_provided.inst); NULL for a plugin loaded from a file. */
+	void *provided;
 };
 
 /** Value of option @p key in @p ctx, or @p dflt. */

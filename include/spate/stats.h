@@ -83,6 +83,8 @@ extern "C" {
 /** Log2 batch-size buckets per task (struct spate_stats_task.batch_log2). */
 #define SPATE_STATS_BATCH_BUCKETS 16u
 #define SPATE_STATS_READY 0x59444552u
+/** Version of the sup area (struct spate_stats_hdr.sup_version). */
+#define SPATE_STATS_SUP_VERSION 1u
 /** Separation of state written by different threads (two 64-byte lines). */
 #define SPATE_STATS_LINE 128u
 /** Longest name stored (streams, consumers, plugins), without the NUL. */
@@ -122,7 +124,17 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	uint32_t reserved[11];
+	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
+	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
+	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
+	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  addition still attaches. 0: no sup area. */
+	uint32_t sup_version;
+	uint32_t n_sup;
+	uint32_t reserved1_;
+	uint64_t sup_off, sup_hists_off, ext_size;
+	uint32_t reserved[2];
 };
 
 /** A stream: immutable after creation. */
@@ -222,11 +234,87 @@ struct spate_stats_worker {
 	uint8_t pad_[SPATE_STATS_LINE - 44];
 };
 
+/** Named counters of one source (spate/sources.h). */
+#define SPATE_STATS_SOURCE_COUNTERS 14u
+/** Longest name of a source counter, without the NUL. */
+#define SPATE_STATS_COUNTER_NAME_MAX 23u
+
+/** States of a source, as its door reports them. */
+enum spate_stats_source_state {
+	SPATE_STATS_SOURCE_STOPPED = 0,  /**< not started, or stopped */
+	SPATE_STATS_SOURCE_STARTING = 1, /**< starting (connecting the first time) */
+	SPATE_STATS_SOURCE_UP = 2,       /**< running: connected, appending */
+	SPATE_STATS_SOURCE_DOWN = 3,     /**< running but cut off from its peer (reconnecting) */
+	SPATE_STATS_SOURCE_FAILED = 4,   /**< gave up; error says why */
+};
+
+/**
+ * A source (spate/sources.h): its door's state, last error and up to
+ * SPATE_STATS_SOURCE_COUNTERS named counters (the door names them at start:
+ * spate_stats_source_counter()). Written by the door's threads (several:
+ * the adders are relaxed read-modify-writes), read by monitors.
+ */
+struct spate_stats_source_slot {
+	/* Lines 0-3: set once at start. */
+	char name[SPATE_STATS_NAME_MAX + 1];
+	char type[SPATE_STATS_NAME_MAX + 1];
+	uint32_t stream;              /**< stream index */
+	_Atomic uint32_t n_counters;  /**< names [0, n) are set (release after the name) */
+	char counter_names[SPATE_STATS_SOURCE_COUNTERS][SPATE_STATS_COUNTER_NAME_MAX + 1];
+	uint8_t pad0_[4 * SPATE_STATS_LINE - 2 * (SPATE_STATS_NAME_MAX + 1) - 8 -
+		      SPATE_STATS_SOURCE_COUNTERS * (SPATE_STATS_COUNTER_NAME_MAX + 1)];
+	/* Line 4: state and counters. */
+	_Alignas(SPATE_STATS_LINE) _Atomic uint32_t state; /**< enum spate_stats_source_state */
+	uint32_t pad1_;
+	_Atomic uint64_t counters[SPATE_STATS_SOURCE_COUNTERS];
+	/* Line 5: the last error ("" if none; relaxed byte copies, may tear). */
+	_Alignas(SPATE_STATS_LINE) char error[SPATE_STATS_LINE];
+};
+
+_Static_assert(sizeof(struct spate_stats_source_slot) == 6 * SPATE_STATS_LINE, "source slot");
+/** How a supervised consumer's memory_limit is enforced
+ *  (struct spate_stats_sup.mem_mode). */
+enum spate_stats_sup_mem {
+	SPATE_STATS_SUP_MEM_NONE = 0,   /**< no limit */
+	SPATE_STATS_SUP_MEM_CGROUP = 1, /**< cgroup v2 memory.max per process */
+	SPATE_STATS_SUP_MEM_RLIMIT = 2, /**< RLIMIT_AS per process */
+};
+
+/**
+ * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * processes (function processes, isolated plugins; engine/functions/
+ * supervisor.h). One slot per consumer, used when procs > 0. Several
+ * writers (the supervisor thread, the workers ending invocations): relaxed
+ * fetch_adds, once per invocation or process event, never per record.
+ * Its histograms (init and invoke durations, ns) are in the sup area too.
+ */
+struct spate_stats_sup {
+	_Atomic uint64_t invocations; /**< invocations ended (ok or error) */
+	_Atomic uint64_t errors;      /**< of which failed (error result, crash, timeout) */
+	_Atomic uint64_t timeouts;    /**< processes killed at an invocation's deadline */
+	_Atomic uint64_t crashes;     /**< processes that died unasked (signal, exit) */
+	_Atomic uint64_t cold_starts; /**< processes that became ready */
+	_Atomic uint64_t init_fails;  /**< processes that ended (or hung) before ready */
+	_Atomic uint64_t spawns;      /**< processes started */
+	_Atomic uint64_t oom_kills;   /**< killed at memory_limit (cgroup: OOM killer) */
+	_Atomic uint64_t init_ns;     /**< sum of cold-start durations */
+	_Atomic uint64_t invoke_ns;   /**< sum of invocation durations */
+	_Atomic uint32_t alive;       /**< processes running now */
+	uint32_t procs;               /**< slots (concurrency; 0: slot unused) */
+	uint32_t mem_mode;            /**< enum spate_stats_sup_mem */
+	uint32_t consumer;            /**< consumer index */
+	uint64_t init_hist;           /**< histogram index: spawn -> ready (ns) */
+	uint64_t invoke_hist;         /**< histogram index: invocation (ns) */
+	uint8_t pad_[2 * SPATE_STATS_LINE - 112];
+};
+
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
 _Static_assert(sizeof(struct spate_stats_worker) == SPATE_STATS_LINE, "worker slot");
+_Static_assert(sizeof(struct spate_stats_sup) == 2 * SPATE_STATS_LINE, "sup slot");
 
 struct spate_stats;
 
@@ -237,6 +325,9 @@ struct spate_stats;
 /** Shape of a new region: the engine fills it from its configuration. */
 struct spate_stats_shape {
 	uint32_t n_streams, n_shards, n_consumers, n_tasks, n_workers;
+	/** Supervised consumers (their processes' slots: the sup area;
+	 *  spate_stats_add_sup()); 0: none. */
+	uint32_t n_sup;
 };
 
 /**
@@ -265,6 +356,13 @@ int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t sh
  */
 int spate_stats_add_consumer(struct spate_stats *st, const char *name, const char *plugin,
 			     uint32_t stream, uint32_t lanes, const uint32_t *reader_slots);
+/**
+ * Give consumer index @p consumer a slot of the sup area (a supervised
+ * consumer: function processes or isolated plugin processes) for
+ * @p procs processes.
+ * @return the sup slot's index, or -ENOSPC (n_sup of the shape), -EINVAL.
+ */
+int spate_stats_add_sup(struct spate_stats *st, uint32_t consumer, uint32_t procs);
 /** Make the region visible to attachers (release). */
 void spate_stats_publish(struct spate_stats *st);
 /** Remove bus @p bus's region. @return 0, -ENOENT, -EINVAL. */
@@ -303,6 +401,13 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Sup slot @p i, or NULL (out of range, or no sup area). */
+struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i);
+/** The sup slot of consumer index @p consumer, or NULL (not supervised). */
+struct spate_stats_sup *spate_stats_sup_of(const struct spate_stats *st, uint32_t consumer);
+/** Histogram @p i of the sup area (a struct spate_stats_sup's init_hist or
+ *  invoke_hist), or NULL. */
+struct spate_hist *spate_stats_sup_hist_at(const struct spate_stats *st, uint64_t i);
 /** Histogram @p i (an index from a slot), or NULL. */
 struct spate_hist *spate_stats_hist_at(const struct spate_stats *st, uint64_t i);
 /** Shard slot of (stream @p stream, shard @p shard), or NULL. */
@@ -381,6 +486,18 @@ struct spate_stats_view_consumer {
 	uint64_t cold_start_ns, first_batch_ns, helped;
 	/** Its histograms (every shard and lane of it); spate_stats_view_hist(). */
 	struct spate_hist *latency, *process, *batch;
+	/** Its processes when supervised (a function, isolation: process),
+	 *  else NULL: counters copied once, histograms of init and invoke
+	 *  durations (ns). */
+	struct spate_stats_view_sup *sup;
+};
+
+/** A supervised consumer's processes (struct spate_stats_sup, copied). */
+struct spate_stats_view_sup {
+	uint64_t invocations, errors, timeouts, crashes, cold_starts, init_fails, spawns, oom_kills;
+	uint64_t init_ns, invoke_ns;
+	uint32_t alive, procs, mem_mode;
+	struct spate_hist *init, *invoke; /**< init (cold start) and invocation durations, ns */
 };
 
 /** A worker thread. */
@@ -492,6 +609,38 @@ int spate_stats_task_ref(const struct spate_stats *st, uint32_t i, struct spate_
  *  stream's fsync histogram. @return 0 or -EINVAL (@p out zeroed). */
 int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_t shard,
 			  struct spate_stats_sref *out);
+
+/* Sources (the door's threads). */
+/**
+ * Name counter @p i of source slot @p s (at start, before any other thread
+ * reads it; names are set in index order, 0 first).
+ * @return @p i, or -EINVAL (@p i beyond SPATE_STATS_SOURCE_COUNTERS or not
+ *         the next one, or a NULL name).
+ */
+int spate_stats_source_counter(struct spate_stats_source_slot *s, uint32_t i, const char *name);
+/** Set the source's state (enum spate_stats_source_state). */
+static inline void spate_stats_source_state(struct spate_stats_source_slot *s, uint32_t state)
+{
+	/* Relaxed: a state for display; nothing is published through it. */
+	atomic_store_explicit(&s->state, state, memory_order_relaxed);
+}
+/** Add @p v to counter @p i (several door threads may: relaxed RMW). */
+static inline void spate_stats_source_add(struct spate_stats_source_slot *s, uint32_t i, uint64_t v)
+{
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		atomic_fetch_add_explicit(&s->counters[i], v, memory_order_relaxed);
+}
+/** Set gauge @p i to @p v (relaxed: a last value for display). */
+static inline void spate_stats_source_set(struct spate_stats_source_slot *s, uint32_t i, uint64_t v)
+{
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		atomic_store_explicit(&s->counters[i], v, memory_order_relaxed);
+}
+/** Record the source's last error (printf-style; "" clears it). */
+__attribute__((format(printf, 2, 3))) void spate_stats_source_error(struct spate_stats_source_slot *s,
+								    const char *fmt, ...);
+/** Name of source state @p s ("up", "down", ...). */
+const char *spate_stats_source_state_name(uint32_t s);
 
 /** The log2 bucket of a batch of @p n records (n >= 1). */
 static inline unsigned spate_stats_batch_bucket(uint32_t n)
