@@ -27,7 +27,8 @@
  * commit (its ring timestamp) to its fdatasync done, per group (the oldest
  * batch of the group). always_10pct paces the producer at 10% of what the
  * saturated 64-byte `always` case moved, and compares its ack p99 with
- * fdatasync_bare's p99 (target <= 2x). Ratios are spate bytes/s (frames:
+ * fdatasync_bare's p99 (target <= 2x). log_only (none, 64 B and 1 KiB):
+ * the log alone, no producer thread (log_only_case()). Ratios are spate bytes/s (frames:
  * 16-byte header + batch) over raw_prealloc (and fio_prealloc) of the same
  * run; the top-level medians are over the none and interval cases (the
  * issue's target: >= 0.85 of fio on a preallocated file).
@@ -430,6 +431,116 @@ out:
 }
 
 /*
+ * The log alone: no producer thread. One group of @p size-byte records in
+ * 64 KiB batches is built once through a real ring and copied out; then
+ * this thread appends it again and again (each batch's base_seq set to the
+ * log's next), syncing after each group, for @p secs. What the log and the
+ * disk do when no other thread needs the CPU (on a loaded shared machine
+ * the producer/persister pair is scheduled, not the log, measured).
+ */
+static int log_only_case(const char *dir, enum spate_durability d, uint32_t size, double secs, uint32_t lflags,
+			 uint32_t group, struct persist_case *c)
+{
+	static const char *names[] = { "none", "interval", "always" };
+	struct spate_ring_params rp = { .capacity = 2 * group, .flags = SPATE_RING_F_NO_BLOCKING };
+	struct spate_log_params lp = { .durability = d, .segment_bytes = 256u << 20, .flags = lflags };
+	struct spate_log_recovery rep;
+	struct spate_ring *r = NULL;
+	struct spate_ring_writer *w = NULL;
+	struct spate_ring_reader *rd = NULL;
+	struct spate_log *l = NULL;
+	struct spate_ring_span sp[PERSIST_SPANS];
+	uint8_t *gbuf = NULL;
+	uint32_t off[PERSIST_SPANS], len[PERSIST_SPANS], cnt[PERSIST_SPANS];
+	char ldir[600];
+	size_t msz = spate_ring_memsize(&rp);
+	void *mem = NULL;
+	int rc, nb = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->impl = "spate";
+	c->name = "log_only";
+	c->durability = names[d - SPATE_DURABILITY_NONE];
+	c->record_size = size;
+	spate_hist_init(&c->ack);
+	snprintf(ldir, sizeof(ldir), "%s/logonly-%s-%u", dir, c->durability, size);
+	if (posix_memalign(&mem, 1u << 21, msz) || !(gbuf = malloc(group + (64u << 10)))) {
+		free(mem);
+		return -ENOMEM;
+	}
+	unsigned per = (unsigned)((64u << 10) / spate_ring_rec_size(size));
+	if ((rc = spate_ring_format(mem, msz, &rp)) < 0 || (rc = spate_ring_open_mem(mem, msz, &r)) < 0 ||
+	    (rc = spate_ring_writer_open(r, SPATE_RING_WAIT_BUSY, &w)) < 0 ||
+	    (rc = spate_ring_reader_open(r, SPATE_RING_START_OLDEST, SPATE_RING_WAIT_BUSY, &rd)) < 0)
+		goto out;
+	uint64_t n = 0, used = 0;
+	while (used + (64u << 10) <= group && nb < PERSIST_SPANS) {
+		struct spate_ring_batch b;
+		if ((rc = spate_ring_reserve(w, per * spate_ring_rec_size(size), &b)) < 0)
+			goto out;
+		for (unsigned i = 0; i < per; i++) {
+			uint64_t *q = spate_ring_batch_add(&b, size, (uint32_t)i, 0);
+			q[0] = n++;
+		}
+		spate_ring_commit(w, &b, 0, NULL);
+		int k = spate_ring_peek_batches(rd, sp, 1, UINT64_MAX);
+		if (k != 1) {
+			rc = k < 0 ? k : -EIO;
+			goto out;
+		}
+		memcpy(gbuf + used, sp[0].hdr, sp[0].len);
+		off[nb] = (uint32_t)used;
+		len[nb] = sp[0].len;
+		cnt[nb] = sp[0].count;
+		used += (sp[0].len + 7u) & ~7u;
+		nb++;
+		spate_ring_release(rd, sp[0].count);
+	}
+	mkdir(ldir, 0700);
+	if ((rc = spate_log_open(ldir, &lp, &l, &rep)) < 0)
+		goto out;
+	uint64_t t0 = spate_mono_ns(), end = t0 + (uint64_t)(secs * 1e9), seq = 0;
+	double cpu0 = thread_cpu_s();
+	while (spate_mono_ns() < end && rc >= 0) {
+		for (int i = 0; i < nb && rc >= 0; i++) {
+			struct spate_ring_bhdr *bh = (struct spate_ring_bhdr *)(void *)(gbuf + off[i]);
+			bh->base_seq = seq;
+			bh->ts = spate_now_ns();
+			rc = spate_log_append(l, bh, len[i]);
+			seq += cnt[i];
+			c->records += cnt[i];
+			c->bytes += len[i] + 16u;
+		}
+		uint64_t durable;
+		if (rc >= 0)
+			rc = spate_log_sync(l, &durable);
+		c->groups++;
+	}
+	if (rc >= 0)
+		rc = spate_log_sync(l, NULL);
+	c->secs = (double)(spate_mono_ns() - t0) / 1e9;
+	c->cpu = (thread_cpu_s() - cpu0) / c->secs;
+	if (rc >= 0)
+		rc = spate_log_close(l);
+	else
+		spate_log_close(l);
+	l = NULL;
+	c->ok = rc >= 0;
+	snprintf(c->why, sizeof(c->why), "no producer thread: one prepared group appended again and again (%.100s)", rep.message);
+out:
+	if (rc < 0)
+		snprintf(c->why, sizeof(c->why), "%s", strerror(-rc));
+	spate_log_close(l);
+	spate_ring_reader_close(rd);
+	spate_ring_writer_close(w);
+	spate_ring_close(r);
+	free(mem);
+	free(gbuf);
+	rm_tree(ldir);
+	return rc < 0 ? rc : 0;
+}
+
+/*
  * fio, when installed: the same sequential O_DIRECT 1 MiB writes at depth 16
  * through its io_uring engine, on a file it lays out first
  * (--fallocate=native, 4 GiB, wrapping), --ramp_time: the first ramp_of()
@@ -578,7 +689,7 @@ int spate_bench_persist_main(int argc, char **argv)
 	/* raw_prealloc first and last (the disk drifts on a shared VM: the
 	 * spate cases are compared with the mean of both), raw_extend, fio,
 	 * the log, always at 10% load, the bare fdatasync of its group. */
-	struct persist_case cases[16];
+	struct persist_case cases[20];
 	unsigned n = 0, i_fio = UINT32_MAX, i_always64 = UINT32_MAX, i_10 = UINT32_MAX, i_bare = UINT32_MAX;
 	int rc = raw_case(dir, secs, 1, &cases[n++]);
 	if (rc >= 0)
@@ -592,6 +703,8 @@ int spate_bench_persist_main(int argc, char **argv)
 				i_always64 = n;
 			rc = log_case(dir, (enum spate_durability)d, sizes[s], secs, lflags, group, 0, &cases[n++]);
 		}
+	for (unsigned s = 0; s < 2 && rc >= 0; s++)
+		rc = log_only_case(dir, SPATE_DURABILITY_NONE, sizes[s], secs, lflags, group, &cases[n++]);
 	if (rc >= 0 && i_always64 != UINT32_MAX && case_bps(&cases[i_always64]) > 0) {
 		i_10 = n;
 		rc = log_case(dir, SPATE_DURABILITY_ALWAYS, 64, secs, lflags, group, case_bps(&cases[i_always64]) / 10,

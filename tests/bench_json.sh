@@ -29,7 +29,7 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
-for c in raw_prealloc raw_extend always_10pct fdatasync_bare; do
+for c in raw_prealloc raw_extend log_only always_10pct fdatasync_bare; do
 	echo "$persist" | grep -Eq "\"case\": ?\"$c\"" || fail "bench persist: no $c case"
 done
 echo "$persist" | grep -q '"always_10pct_vs_bare_p99"' || fail "bench persist: no always_10pct_vs_bare_p99"
