@@ -77,18 +77,8 @@
 
 static int stream_index(const struct spate_engine *e, const char *name)
 {
-	for (uint32_t i = 0; i < e->nstreams; i++)
-		if (!strcmp(spate_stream_name(e->streams[i]), name))
-			return (int)i;
-	return -1;
+	return spate_engine_stream_index(e, name);
 }
-
-struct spate_stream *spate_engine_stream(struct spate_engine *e, const char *name)
-{
-	int i = stream_index(e, name);
-	return i < 0 ? NULL : e->streams[i];
-}
-
 
 static int cpu_list(struct spate_engine *e, int *cpus, uint32_t max)
 {
@@ -213,58 +203,6 @@ static int plan_workers(struct spate_engine *e)
 /* Open / start / stop                                                      */
 /* ------------------------------------------------------------------------ */
 
-static int open_stream(struct spate_engine *e, const struct spate_config_stream *cs,
-		       struct spate_stream **out, char *err, size_t errlen)
-{
-	struct spate_stream_params p = {
-		.shards = cs->shards,
-		.ring_size = cs->ring_size,
-		.max_record = cs->max_record_size,
-		.ring_flags = (cs->producers == SPATE_CONFIG_PRODUCERS_MULTI ? SPATE_RING_F_MULTI_WRITER : 0) |
-			      (cs->full == SPATE_CONFIG_FULL_WAIT ? SPATE_RING_F_FULL_WAIT : 0),
-		.shm_flags = cs->huge_pages == SPATE_CONFIG_HUGE_REQUIRE ? SPATE_SHM_F_REQUIRE_HUGE
-			     : cs->huge_pages == SPATE_CONFIG_HUGE_OFF ? SPATE_SHM_F_NO_HUGE : 0,
-	};
-	if (cs->durability != SPATE_DURABILITY_OFF)
-		return spate_persist_open_stream(&e->persist, e->cfg, cs, out, err, errlen);
-	int rc = spate_stream_attach(e->cfg->bus, cs->name, out);
-
-	if (rc == 0) {
-		struct spate_ring *r0 = spate_stream_ring(*out, 0);
-		/* A region persisted before keeps its persister's gates: used
-		 * memory-only, nothing would ever move them. */
-		if (spate_stream_shards(*out) == cs->shards && r0->cap == cs->ring_size &&
-		    r0->flags == p.ring_flags && spate_stream_durability(*out) == SPATE_DURABILITY_OFF)
-			return 0; /* dead peers: reaped at start (ctl_main) */
-		snprintf(err, errlen,
-			 "%s:%u: stream %s exists with %u shard(s) of %" PRIu64 " bytes (flags %#x, "
-			 "durability %u), the configuration asks for %u of %" PRIu64 " (flags %#x, "
-			 "durability off): remove it first (spate rm %s %s)",
-			 e->cfg->source, cs->line, cs->name, spate_stream_shards(*out), r0->cap,
-			 r0->flags, spate_stream_durability(*out), cs->shards, cs->ring_size,
-			 p.ring_flags, e->cfg->bus, cs->name);
-		spate_stream_close(*out);
-		*out = NULL;
-		return -EEXIST;
-	}
-	if (rc == -EBADMSG || rc == -EPROTO) {
-		/* Stale: corrupt, or left by an engine of an earlier layout. We
-		 * hold the bus's lock, so no engine serves it; a memory-only
-		 * stream has nothing else to recover it from. */
-		spate_slog(SPATE_LOG_WARN, NULL, "stream %s: its shared memory is unreadable (%s): "
-			   "removed and created anew", cs->name, strerror(-rc));
-		spate_stream_unlink(e->cfg->bus, cs->name);
-	} else if (rc != -ENOENT) {
-		snprintf(err, errlen, "stream %s: attach: %s", cs->name, strerror(-rc));
-		return rc;
-	}
-	rc = spate_stream_create(e->cfg->bus, cs->name, &p, out);
-	if (rc < 0)
-		snprintf(err, errlen, "%s:%u: stream %s: create: %s", e->cfg->source, cs->line,
-			 cs->name, strerror(-rc));
-	return rc;
-}
-
 /* One engine per bus: the lock on <state_dir>/engine.lock. A second engine
  * is refused at once (within the lock's 10 ms retry), naming the holder. */
 static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
@@ -281,33 +219,25 @@ static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
 	return rc;
 }
 
-/* The stream's region names its engine: refuse one that another live
- * engine serves (one bus, two state_dirs), else mark it ours. */
-static int claim_stream(struct spate_engine *e, struct spate_stream *s, char *err, size_t errlen)
-{
-	pid_t other = 0;
-
-	if (spate_stream_engine(s, &other) == 1 && other != getpid()) {
-		snprintf(err, errlen,
-			 "stream %s of bus %s is served by another live engine (pid %ld, another state_dir "
-			 "than %s?)",
-			 spate_stream_name(s), e->cfg->bus, (long)other, e->cfg->state_dir);
-		return -EBUSY;
-	}
-	spate_stream_engine_claim(s);
-	return 0;
-}
-
 /*
  * The counters region <bus>..stats (spate/stats.h): one slot per stream
  * shard, consumer, task and worker. Off with metrics.counters: off or
  * SPATE_STATS=off in the environment; a failure to create it only turns it
  * off (said in the log): counters never stop a bus.
  */
+/* Whether a consumer runs in supervised processes (a function, or a plugin
+ * with isolation: process): it gets a sup slot in the counters region. */
+static bool consumer_supervised(const struct spate_config_consumer *k)
+{
+	return k->function || k->isolation == SPATE_CONFIG_ISOLATION_PROCESS;
+}
+
 static void stats_open(struct spate_engine *e)
 {
-	struct spate_stats_shape sh = { .n_streams = e->nstreams, .n_consumers = e->nconsumers,
-					.n_workers = e->nworkers };
+	/* Room for run-time streams too (spate_engine_stream_add), fixed now. */
+	struct spate_stats_shape sh = { .n_streams = e->nstreams + SPATE_ENGINE_RUNTIME_STREAMS_MAX,
+					.n_shards = SPATE_ENGINE_RUNTIME_SHARDS_MAX,
+					.n_consumers = e->nconsumers, .n_workers = e->nworkers };
 	const char *env = getenv("SPATE_STATS");
 	uint64_t seq[SPATE_STREAM_MAX_SHARDS], pos[SPATE_STREAM_MAX_SHARDS];
 	uint32_t *slots = NULL;
@@ -317,8 +247,11 @@ static void stats_open(struct spate_engine *e)
 		return;
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		sh.n_shards += spate_stream_shards(e->streams[i]);
-	for (uint32_t i = 0; i < e->nconsumers; i++)
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		sh.n_tasks += e->consumers[i].ntasks;
+		if (consumer_supervised(e->consumers[i].k))
+			sh.n_sup++;
+	}
 	rc = spate_stats_create(e->cfg->bus, &sh, &e->stats);
 	if (rc < 0)
 		goto fail;
@@ -346,6 +279,10 @@ static void stats_open(struct spate_engine *e)
 					      c->lanes, slots);
 		if (rc < 0)
 			goto fail;
+		/* A supervised consumer's processes: its door binds its
+		 * supervisor to this slot (by the consumer's name). */
+		if (consumer_supervised(c->k) && spate_stats_add_sup(e->stats, (uint32_t)rc, 0) < 0)
+			goto fail;
 		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
 			struct spate_stats_tref ref;
@@ -365,6 +302,7 @@ static void stats_open(struct spate_engine *e)
 		w->st->tasks = w->ntasks;
 	}
 	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
+	spate_engine_streams_stats(e); /* run-time streams: reserved slots */
 	free(slots);
 	spate_engine_stats_consumers(e);
 	spate_stats_publish(e->stats);
@@ -404,6 +342,14 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 	e->cfg = (struct spate_config *)cfg;
 	if (spate_topo_open(&e->topo) < 0)
 		e->topo = NULL; /* pinning falls back to none; said in the plan */
+	if (spate_engine_streams_init(e) < 0) {
+		free(e->ents);
+		pthread_mutex_destroy(&e->lock);
+		pthread_mutex_destroy(&e->ckpt_lock);
+		pthread_mutex_destroy(&e->st_lock);
+		free(e);
+		return -ENOMEM;
+	}
 	rc = spate_util_mkdir_p(cfg->state_dir, 0700);
 	if (rc < 0) {
 		snprintf(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-rc));
@@ -420,14 +366,19 @@ int spate_engine_open(const struct spate_config *cfg, struct spate_engine **out,
 		goto err;
 	}
 	for (uint32_t i = 0; i < cfg->n_streams; i++) {
-		rc = open_stream(e, &cfg->streams[i], &e->streams[i], err, errlen);
+		rc = spate_engine_open_stream(e, &e->persist, &cfg->streams[i], &e->streams[i], err,
+					      errlen);
 		if (rc < 0)
 			goto err;
 		e->nstreams++;
-		rc = claim_stream(e, e->streams[i], err, errlen);
+		rc = spate_engine_claim_stream(e, e->streams[i], err, errlen);
 		if (rc < 0)
 			goto err;
 	}
+	/* Run-time streams of earlier runs (definitions in state_dir). */
+	rc = spate_engine_streams_load(e, err, errlen);
+	if (rc < 0)
+		goto err;
 	rc = spate_producers_init(&e->producers, e->streams, e->nstreams);
 	if (rc < 0)
 		goto err;
@@ -574,6 +525,7 @@ int spate_engine_start(struct spate_engine *e)
 	rc = spate_persister_start(&e->persist, e->topo);
 	if (rc < 0)
 		goto err;
+	spate_engine_streams_start(e); /* run-time streams' persisters */
 	rc = -pthread_create(&e->ctl, NULL, spate_engine_ctl_main, e);
 	if (rc < 0)
 		goto err;
@@ -629,6 +581,7 @@ int spate_engine_stop(struct spate_engine *e)
 	e->ctl_started = false;
 	/* After the workers: what they forwarded is written too. */
 	spate_persister_stop(&e->persist);
+	spate_engine_streams_stop(e);
 	for (uint32_t i = 0; i < e->nconsumers; i++)
 		spate_consumer_stop_plugins(&e->consumers[i]);
 	spate_engine_ckpt_flush_all(e, true);
@@ -687,6 +640,7 @@ void spate_engine_close(struct spate_engine *e)
 	free(e->all);
 	spate_persister_fini(&e->persist);
 	spate_engine_sources_close(e);
+	spate_engine_streams_close(e); /* run-time streams: persisters, mappings */
 	spate_producers_fini(&e->producers);
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		spate_stream_close(e->streams[i]);

@@ -53,6 +53,29 @@ struct engine_source {
 	struct spate_stats_source_slot *own;       /* this process's slot (counters off) */
 };
 
+/*
+ * One stream of the engine's registry (engine_streams.c): each YAML stream
+ * (its stream is e->streams[i], living until close) and each run-time one.
+ * Everything but the stream's own memory is guarded by spate_engine.st_lock.
+ */
+struct spate_sentry {
+	struct spate_config_stream cs; /* its definition (a YAML one's copy) */
+	struct spate_stream *s;        /* NULL until made (CREATING) */
+	uint32_t status;               /* enum spate_engine_stream_status */
+	bool runtime;                  /* made by spate_engine_stream_add() / a definition file */
+	bool tearing;                  /* its removal's last step is under way */
+	bool persisting;               /* its persister threads run */
+	unsigned remove_flags;         /* SPATE_ENGINE_REMOVE_* */
+	uint32_t refs;                 /* spate_engine_stream_get() references */
+	uint64_t created_ns;           /* realtime */
+	uint64_t retention_ns;         /* now */
+	uint64_t incarnation;          /* spate_stream_incarnation(s), once made */
+	struct spate_engine_tag *tags; /* [ntags], sorted by key */
+	uint32_t ntags;
+	int stats_slot;                /* its stream slot in the counters region, -1: none */
+	struct spate_persister persist; /* run-time persisted streams: their own persister */
+};
+
 struct spate_engine {
 	struct spate_config *cfg;
 	struct spate_config *owned_cfg;
@@ -89,6 +112,14 @@ struct spate_engine {
 	uint32_t nstypes;
 	struct engine_source *sources;
 	uint32_t nsources;
+	/* The stream registry (engine_streams.c): YAML streams first, then
+	 * run-time ones in creation order; e->streams stays the YAML ones. */
+	pthread_mutex_t st_lock;
+	struct spate_sentry **ents;
+	uint32_t nents, ents_cap;
+	uint32_t rt_streams, rt_shards; /* run-time ones (DELETING included), their shards */
+	bool st_closing;                /* close has begun: adds are refused */
+	bool st_running;                /* between start and stop: run-time persisters run */
 };
 
 /* source_types.c */
@@ -96,6 +127,22 @@ int spate_engine_sources_open(struct spate_engine *e);
 int spate_engine_sources_start(struct spate_engine *e);
 void spate_engine_sources_stop(struct spate_engine *e);
 void spate_engine_sources_close(struct spate_engine *e);
+
+/* engine_streams.c (calls nothing in engine.c or engine_threads.c) */
+int spate_engine_open_stream(struct spate_engine *e, struct spate_persister *p,
+			     const struct spate_config_stream *cs, struct spate_stream **out,
+			     char *err, size_t errlen);
+int spate_engine_claim_stream(struct spate_engine *e, struct spate_stream *s, char *err,
+			      size_t errlen);
+int spate_engine_streams_init(struct spate_engine *e);
+int spate_engine_streams_load(struct spate_engine *e, char *err, size_t errlen);
+void spate_engine_streams_stats(struct spate_engine *e);
+void spate_engine_streams_start(struct spate_engine *e);
+void spate_engine_streams_stop(struct spate_engine *e);
+void spate_engine_streams_close(struct spate_engine *e);
+uint32_t spate_engine_streams_hold(struct spate_engine *e, struct spate_stream **out, uint32_t max);
+void spate_engine_streams_release(struct spate_engine *e, struct spate_stream **held, uint32_t n);
+int spate_engine_stream_index(const struct spate_engine *e, const char *name);
 
 /* engine_threads.c */
 void spate_engine_ckpt_flush_all(struct spate_engine *e, bool force);

@@ -304,6 +304,11 @@ void *spate_engine_ctl_main(void *arg)
 	 * consumer still needs. */
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		watch_stream(e, e->streams[i]);
+	struct spate_stream *held0[SPATE_ENGINE_RUNTIME_STREAMS_MAX];
+	uint32_t n0 = spate_engine_streams_hold(e, held0, SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+	for (uint32_t i = 0; i < n0; i++)
+		watch_stream(e, held0[i]);
+	spate_engine_streams_release(e, held0, n0);
 	/* Relaxed: a flag; the join in stop orders everything after it. The
 	 * control thread outlives the workers: it watches them while stop
 	 * waits for them. */
@@ -315,9 +320,15 @@ void *spate_engine_ctl_main(void *arg)
 		watch_memory(e);
 		uint64_t now = spate_mono_ns();
 		if (now - last_watch >= WATCH_PERIOD_NS) {
+			struct spate_stream *held[SPATE_ENGINE_RUNTIME_STREAMS_MAX];
 			last_watch = now;
 			for (uint32_t i = 0; i < e->nstreams; i++)
 				watch_stream(e, e->streams[i]);
+			/* Run-time streams: held (a removal waits for us). */
+			uint32_t n = spate_engine_streams_hold(e, held, SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+			for (uint32_t i = 0; i < n; i++)
+				watch_stream(e, held[i]);
+			spate_engine_streams_release(e, held, n);
 		}
 	}
 	return NULL;

@@ -28,6 +28,15 @@
  * at every lookup, since the writer's memory may be scribbled on after
  * attach: a bad index yields NULL, never a wild pointer.
  *
+ * Run-time streams: the shape reserves stream slots and shard slots beyond
+ * the configuration's (the engine's SPATE_ENGINE_RUNTIME_STREAMS_MAX and
+ * _SHARDS_MAX); spate_stats_stream_claim() fills a free one while the
+ * region is published, spate_stats_stream_release() empties it. The slot's
+ * sequence lock (odd while it changes) lets readers skip a slot that
+ * changes under them; its fields are relaxed atomics, so a reader racing
+ * with a reuse reads stale or new values, never torn ones. Shard runs are
+ * first fit in the writer's private map of used shard slots.
+ *
  * Limits: the layout is fixed when the engine opens; a deploy does not add
  * consumers. Readers see each counter untorn, but not a snapshot of all of
  * them at one instant.
@@ -58,6 +67,7 @@ struct spate_stats {
 	uint8_t *base;              /* user area */
 	struct spate_stats_hdr h;   /* validated copy */
 	uint32_t streams_added, consumers_added, tasks_added, sups_added;
+	uint8_t *shard_used;        /* writer: shard slots taken (streams' runs) */
 	bool writer;
 	dev_t dev;                  /* the creator's file, to unlink only its own */
 	ino_t ino;
@@ -105,7 +115,7 @@ static uint64_t layout(struct spate_stats_hdr *h)
 	h->hists_off = off;
 	off += (uint64_t)h->n_hists * h->hist_stride;
 	h->total_size = off;
-	/* Addition 1: the sup area, past total_size (layout 3 readers never
+	/* Addition 1: the sup area, past total_size (readers without the addition never
 	 * look there). */
 	h->sup_version = h->n_sup ? SPATE_STATS_SUP_VERSION : 0;
 	h->sup_off = h->sup_hists_off = h->ext_size = 0;
@@ -203,6 +213,13 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	st->base = spate_shm_user(st->shm);
 	st->h = h;
 	st->writer = true;
+	st->shard_used = calloc(h.n_shards + 1, 1);
+	if (!st->shard_used) {
+		spate_shm_detach(st->shm);
+		spate_stats_unlink(bus);
+		free(st);
+		return -ENOMEM;
+	}
 	struct stat sb;
 	if (stat(spate_shm_path(st->shm), &sb) == 0) {
 		st->dev = sb.st_dev;
@@ -233,6 +250,52 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	return 0;
 }
 
+/* Relaxed atomic accessors of the stream and shard slots' plain fields:
+ * run-time slots are rewritten while readers copy them (sequence lock). */
+#define SET32(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
+#define SET64(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
+#define GET(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+
+/* Copy a NUL-terminated name into a slot byte by byte (relaxed stores). */
+static void name_store(char *dst, const char *src)
+{
+	size_t n = strlen(src), i;
+
+	for (i = 0; i < SPATE_STATS_NAME_MAX + 1; i++)
+		__atomic_store_n(&dst[i], i < n ? src[i] : '\0', __ATOMIC_RELAXED);
+}
+
+/* Write stream slot @p i: @p name, @p shards from shard slot @p first. The
+ * caller has bracketed it with the sequence lock (or not published yet). */
+static void stream_fill(struct spate_stats *st, uint32_t i, const char *name, uint32_t shards,
+			uint32_t first, const uint64_t *tail_seq, const uint64_t *tail)
+{
+	struct spate_stats_stream *s = spate_stats_stream_at(st, i);
+
+	name_store(s->name, name);
+	SET32(s->shards, shards);
+	SET32(s->first_shard, first);
+	SET64(s->fsync_hist, (uint64_t)i);
+	for (uint32_t k = 0; k < shards; k++) {
+		struct spate_stats_shard *sh = spate_stats_shard_at(st, first + k);
+		st->shard_used[first + k] = 1;
+		SET32(sh->stream, i);
+		SET32(sh->shard, k);
+		SET64(sh->base_seq, tail_seq ? tail_seq[k] : 0);
+		SET64(sh->base_pos, tail ? tail[k] : 0);
+		/* Relaxed (all): figures for display; a reused slot starts at 0. */
+		atomic_store_explicit(&sh->backpressure, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->put_failed, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->put_batches, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->persist_bytes, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->persist_writes, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->persist_fsyncs, 0, memory_order_relaxed);
+		atomic_store_explicit(&sh->durable_seq, UINT64_MAX, memory_order_relaxed);
+	}
+	/* Relaxed: inside the sequence lock (or before publish). */
+	atomic_store_explicit(&s->live, 1, memory_order_relaxed);
+}
+
 int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t shards,
 			   const uint64_t *tail_seq, const uint64_t *tail)
 {
@@ -246,18 +309,98 @@ int spate_stats_add_stream(struct spate_stats *st, const char *name, uint32_t sh
 		first += spate_stats_stream_at(st, i)->shards;
 	if ((uint64_t)first + shards > st->h.n_shards)
 		return -ENOSPC;
-	struct spate_stats_stream *s = spate_stats_stream_at(st, st->streams_added);
-	snprintf(s->name, sizeof(s->name), "%s", name);
-	s->shards = shards;
-	s->first_shard = first;
-	for (uint32_t k = 0; k < shards; k++) {
-		struct spate_stats_shard *sh = spate_stats_shard_at(st, first + k);
-		sh->stream = st->streams_added;
-		sh->shard = k;
-		sh->base_seq = tail_seq ? tail_seq[k] : 0;
-		sh->base_pos = tail ? tail[k] : 0;
-	}
+	stream_fill(st, st->streams_added, name, shards, first, tail_seq, tail);
+	/* Relaxed: before publish (whose release covers it). */
+	atomic_store_explicit(&spate_stats_stream_at(st, st->streams_added)->seq, 2,
+			      memory_order_relaxed);
 	return (int)st->streams_added++;
+}
+
+int spate_stats_stream_claim(struct spate_stats *st, const char *name, uint32_t shards,
+			     const uint64_t *tail_seq, const uint64_t *tail)
+{
+	uint32_t slot = UINT32_MAX, first = 0, run = 0;
+
+	if (!st || !st->writer || !name || strlen(name) > SPATE_STATS_NAME_MAX || !shards)
+		return -EINVAL;
+	for (uint32_t i = st->streams_added; i < st->h.n_streams && slot == UINT32_MAX; i++)
+		/* Relaxed: only this writer changes live. */
+		if (!atomic_load_explicit(&spate_stats_stream_at(st, i)->live, memory_order_relaxed))
+			slot = i;
+	for (uint32_t k = 0; k < st->h.n_shards && run < shards; k++) {
+		if (st->shard_used[k]) {
+			run = 0;
+			continue;
+		}
+		if (!run)
+			first = k;
+		run++;
+	}
+	if (slot == UINT32_MAX || run < shards)
+		return -ENOSPC;
+	struct spate_stats_stream *s = spate_stats_stream_at(st, slot);
+	/* Relaxed: only this writer changes seq. */
+	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
+	/* Release fence: pairs with the reader's acquire fence before its
+	 * second load of seq; a reader that copies any field written below
+	 * sees the odd seq then and drops its copy. */
+	atomic_thread_fence(memory_order_release);
+	struct spate_hist *h = spate_stats_hist_at(st, (uint64_t)slot);
+	if (h)
+		spate_hist_reset(h); /* relaxed stores: readers may mix old and zero counts */
+	stream_fill(st, slot, name, shards, first, tail_seq, tail);
+	/* Release: pairs with the reader's acquire load of seq: a reader that
+	 * sees q + 2 sees every field above. */
+	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+	return (int)slot;
+}
+
+void spate_stats_stream_release(struct spate_stats *st, uint32_t i)
+{
+	struct spate_stats_stream *s = spate_stats_stream_at(st, i);
+
+	if (!s || !st->writer)
+		return;
+	/* Relaxed: only this writer changes seq and live. */
+	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
+	/* Release fence: as in spate_stats_stream_claim(). */
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&s->live, 0, memory_order_relaxed);
+	uint32_t n = GET(s->shards), first = GET(s->first_shard);
+	for (uint32_t k = 0; k < n && (uint64_t)first + k < st->h.n_shards; k++)
+		st->shard_used[first + k] = 0;
+	/* Release: pairs with the reader's acquire load of seq. */
+	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+}
+
+int spate_stats_stream_read(const struct spate_stats *st, uint32_t i,
+			    struct spate_stats_stream_desc *out)
+{
+	const struct spate_stats_stream *s = spate_stats_stream_at(st, i);
+
+	if (!s || !out)
+		return -EINVAL;
+	/* Acquire: pairs with the writer's release store of an even seq. */
+	uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+	/* Relaxed: checked against seq below. */
+	if ((q & 1) || !atomic_load_explicit(&s->live, memory_order_relaxed))
+		return 0;
+	for (size_t k = 0; k < sizeof(out->name); k++)
+		out->name[k] = GET(s->name[k]);
+	out->name[SPATE_STATS_NAME_MAX] = '\0';
+	out->shards = GET(s->shards);
+	out->first_shard = GET(s->first_shard);
+	out->fsync_hist = GET(s->fsync_hist);
+	/* Acquire fence: pairs with the writer's release fence after it made
+	 * seq odd: if we copied anything it wrote, we see the change here. */
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->seq, memory_order_relaxed) != q)
+		return 0;
+	if ((uint64_t)out->first_shard + out->shards > st->h.n_shards)
+		return -EINVAL; /* scribbled */
+	return 1;
 }
 
 int spate_stats_add_consumer(struct spate_stats *st, const char *name, const char *plugin,
@@ -414,6 +557,7 @@ void spate_stats_close(struct spate_stats *st)
 	    sb.st_dev == st->dev && sb.st_ino == st->ino)
 		spate_stats_unlink(st->h.bus);
 	spate_shm_detach(st->shm);
+	free(st->shard_used);
 	free(st);
 }
 
@@ -504,7 +648,7 @@ struct spate_stats_shard *spate_stats_shard_of(const struct spate_stats *st, uin
 {
 	const struct spate_stats_stream *s = spate_stats_stream_at(st, stream);
 	/* Copies: the slot may change under a reader. */
-	uint32_t n = s ? s->shards : 0, first = s ? s->first_shard : 0;
+	uint32_t n = s ? GET(s->shards) : 0, first = s ? GET(s->first_shard) : 0;
 
 	if (!s || shard >= n || (uint64_t)first + shard >= st->h.n_shards)
 		return NULL;
@@ -523,11 +667,11 @@ int spate_stats_consumer_find(const struct spate_stats *st, const char *name)
 
 int spate_stats_stream_find(const struct spate_stats *st, const char *name)
 {
-	for (uint32_t i = 0; st && i < st->h.n_streams; i++) {
-		const struct spate_stats_stream *s = spate_stats_stream_at(st, i);
-		if (!strncmp(s->name, name, sizeof(s->name)))
+	struct spate_stats_stream_desc d;
+
+	for (uint32_t i = 0; st && i < st->h.n_streams; i++)
+		if (spate_stats_stream_read(st, i, &d) == 1 && !strncmp(d.name, name, sizeof(d.name)))
 			return (int)i;
-	}
 	return -ENOENT;
 }
 
@@ -573,7 +717,7 @@ int spate_stats_shard_ref(const struct spate_stats *st, uint32_t stream, uint32_
 	memset(out, 0, sizeof(*out));
 	if (!s || !m)
 		return -EINVAL;
-	struct spate_hist *h = spate_stats_hist_at(st, m->fsync_hist);
+	struct spate_hist *h = spate_stats_hist_at(st, GET(m->fsync_hist));
 	if (!h)
 		return -EINVAL;
 	out->slot = s;

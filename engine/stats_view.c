@@ -137,25 +137,35 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 	    !v->consumers || !v->tasks || !v->workers)
 		goto nomem;
 
-	for (uint32_t i = 0; i < v->n_streams; i++) {
-		const struct spate_stats_stream *s = spate_stats_stream_at(st, i);
+	/* Streams and shards are listed compactly: a reserved run-time slot
+	 * that is empty (or changing right now) is left out, so the view's
+	 * stream j is not always slot j. The configuration's streams come
+	 * first and are never empty: consumers' stream indexes stay right. */
+	uint32_t nv = 0, nsh = 0;
+	for (uint32_t i = 0; i < h->n_streams; i++) {
+		struct spate_stats_stream_desc d;
 		struct spate_stream *sm = NULL;
-		memcpy(v->stream_names[i], s->name, sizeof(v->stream_names[i]));
-		v->stream_names[i][SPATE_STATS_NAME_MAX] = '\0';
-		uint32_t n = s->shards, first = s->first_shard;
-		if ((uint64_t)first + n > v->n_shards)
+		if (spate_stats_stream_read(st, i, &d) != 1)
+			continue;
+		uint32_t j = nv++;
+		memcpy(v->stream_names[j], d.name, sizeof(v->stream_names[j]));
+		uint32_t n = d.shards, first = d.first_shard, vfirst = nsh;
+		if ((uint64_t)nsh + n > v->n_shards)
 			n = 0; /* a scribbled slot: show nothing rather than wrong shards */
-		v->stream_shards[i] = n;
-		v->stream_first[i] = first;
-		v->stream_fsync[i] = hist_dup(st, s->fsync_hist);
-		if (!v->stream_fsync[i])
+		nsh += n;
+		v->stream_shards[j] = n;
+		v->stream_first[j] = vfirst;
+		v->stream_fsync[j] = hist_dup(st, d.fsync_hist);
+		if (!v->stream_fsync[j])
 			goto nomem;
-		if (spate_stream_attach(bus, v->stream_names[i], &sm) < 0)
+		if (spate_stream_attach(bus, v->stream_names[j], &sm) < 0)
 			sm = NULL;
 		for (uint32_t k = 0; k < n; k++) {
 			const struct spate_stats_shard *ss = spate_stats_shard_at(st, first + k);
-			struct spate_stats_view_shard *o = &v->shards[first + k];
-			o->stream = i;
+			struct spate_stats_view_shard *o = &v->shards[vfirst + k];
+			uint64_t base_seq = __atomic_load_n(&ss->base_seq, __ATOMIC_RELAXED);
+			uint64_t base_pos = __atomic_load_n(&ss->base_pos, __ATOMIC_RELAXED);
+			o->stream = j;
 			o->shard = k;
 			o->backpressure = LD(ss->backpressure);
 			o->put_failed = LD(ss->put_failed);
@@ -171,11 +181,12 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 				spate_ring_tail(r, &tail, &tseq);
 				o->ring_ok = true;
 				o->head_seq = tseq;
-				o->records_in = tseq >= ss->base_seq ? tseq - ss->base_seq : 0;
-				o->bytes_in = tail >= ss->base_pos ? tail - ss->base_pos : 0;
+				o->records_in = tseq >= base_seq ? tseq - base_seq : 0;
+				o->bytes_in = tail >= base_pos ? tail - base_pos : 0;
 				(void)spate_ring_oldest(r, &o->oldest_seq, &o->oldest_ts);
 			}
 		}
+		first = vfirst; /* below: the view's shards */
 		/* Task lag needs the same rings: done here while attached. */
 		for (uint32_t t = 0; t < v->n_tasks; t++) {
 			const struct spate_stats_task *ts = spate_stats_task_at(st, t);
@@ -208,6 +219,8 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 		}
 		spate_stream_close(sm);
 	}
+	v->n_streams = nv;
+	v->n_shards = nsh;
 	for (uint32_t i = 0; i < v->n_consumers; i++) {
 		const struct spate_stats_consumer *c = spate_stats_consumer_at(st, i);
 		struct spate_stats_view_consumer *o = &v->consumers[i];

@@ -34,4 +34,24 @@ for c in raw_prealloc raw_extend log_only always_10pct fdatasync_bare; do
 done
 echo "$persist" | grep -q '"always_10pct_vs_bare_p99"' || fail "bench persist: no always_10pct_vs_bare_p99"
 echo "$persist" | grep -q '"cross_core_rtt_ns"' || fail "bench persist: no cross_core_rtt_ns"
-echo "bench_json.sh: ring, pipeline and persist --json schemas OK"
+# bench api starts its own spate run (and kinesalite when npm installed it):
+# both impls' PutRecords and GetRecords cases, or spate's alone when it says
+# kinesalite is not installed.
+api=$("$spate" bench api --seconds 0.3 --runs 1 --connections 1 --records 50 --ring-size 4MiB --json) ||
+	fail "bench api --json"
+impls=$(echo "$api" | "$check" impl op records_per_sec requests_per_sec p50_ns p99_ns) ||
+	fail "bench api --json"
+[ "$(echo "$impls" | grep -cx spate)" = 2 ] || fail "bench api: not 2 spate cases"
+if echo "$api" | grep -q '"kinesalite": "started'; then
+	[ "$(echo "$impls" | grep -cx kinesalite)" = 2 ] || fail "bench api: kinesalite started, no cases"
+	echo "$api" | grep -q '"ratio_vs_kinesalite"' || fail "bench api: no ratio_vs_kinesalite"
+fi
+fns=$("$spate" bench functions --records 20000 --runs 1 --json 2>/dev/null |
+	"$check" impl runtime records_per_sec invocations_per_sec invoke_p50_ns invoke_p99_ns \
+		cold_start_p50_ns) || fail "bench functions --json"
+echo "$fns" | grep -qx inprocess || fail "bench functions: no inprocess case"
+echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
+if command -v node >/dev/null || command -v python3 >/dev/null; then
+	echo "$fns" | grep -qx function || fail "bench functions: no function case"
+fi
+echo "bench_json.sh: ring, pipeline, persist, api and functions --json schemas OK"

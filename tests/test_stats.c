@@ -238,8 +238,10 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 	rc = spate_stats_attach(bus, &m);
 	cr_assert_eq(rc, 0, "attach: %d", rc);
 	const struct spate_stats_hdr *h = spate_stats_header(m);
-	cr_assert_eq(h->n_streams, 2);
-	cr_assert_eq(h->n_shards, 3);
+	/* The configuration's streams and shards, and the room reserved for
+	 * run-time ones (spate_engine_stream_add). */
+	cr_assert_eq(h->n_streams, 2 + SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+	cr_assert_eq(h->n_shards, 3 + SPATE_ENGINE_RUNTIME_SHARDS_MAX);
 	cr_assert_eq(h->n_consumers, 1);
 	cr_assert_eq(h->n_tasks, 2);
 	cr_assert_eq(h->engine_pid, (uint32_t)getpid());
@@ -320,7 +322,8 @@ Test(stats, counters_match_known_totals, .timeout = 60)
 		cr_assert_eq(spate_stats_hist_copy(m, spate_stats_stream_at(m, i)->fsync_hist, &he), 0);
 		cr_assert_eq(spate_hist_count(&he), 0);
 	}
-	cr_assert_eq(h->n_hists, 2 + 3 * 1, "one per stream, three per consumer");
+	cr_assert_eq(h->n_hists, 2 + SPATE_ENGINE_RUNTIME_STREAMS_MAX + 3 * 1,
+		     "one per stream slot (run-time ones reserved), three per consumer");
 
 	/* The region agrees with the engine's own counters. */
 	cr_assert_eq(sum_records, st.records);

@@ -417,9 +417,20 @@ int spate_log_roll_segment(struct spate_log *l)
 	return 0;
 }
 
+void spate_log_set_retention(struct spate_log *l, uint64_t retention_ns)
+{
+	/* Relaxed: a setting the writer picks up at its next round; nothing
+	 * else is published through it. */
+	__atomic_store_n(&l->p.retention_ns, retention_ns, __ATOMIC_RELAXED);
+}
+
 void spate_log_apply_retention(struct spate_log *l)
 {
-	if (!l->p.retention_bytes && !l->p.retention_ns)
+	/* Relaxed: spate_log_set_retention() may change it from another
+	 * thread; any recent value is right. */
+	uint64_t keep_ns = __atomic_load_n(&l->p.retention_ns, __ATOMIC_RELAXED);
+
+	if (!l->p.retention_bytes && !keep_ns)
 		return;
 	uint64_t total = 0, now = spate_now_ns();
 	for (size_t i = 0; i < l->nsegs; i++)
@@ -429,8 +440,8 @@ void spate_log_apply_retention(struct spate_log *l)
 	while (del + 1 < l->nsegs) {
 		const struct seg_info *s = &l->segs[del];
 		int too_big = l->p.retention_bytes && total > l->p.retention_bytes;
-		int too_old = l->p.retention_ns && s->last_ts && now > s->last_ts &&
-			      now - s->last_ts > l->p.retention_ns;
+		int too_old = keep_ns && s->last_ts && now > s->last_ts &&
+			      now - s->last_ts > keep_ns;
 		if (!too_big && !too_old)
 			break;
 		spate_log_unlink_seg(l->dirfd, s->base);

@@ -135,6 +135,9 @@ uint64_t spate_log_next_seq(const struct spate_log *l);
  * equals spate_log_next_seq() after a successful spate_log_sync().
  */
 uint64_t spate_log_written_seq(const struct spate_log *l);
+/** Change the log's retention age (0 = keep) from any thread: the writer
+ *  applies it at its next segment roll or retention pass. */
+void spate_log_set_retention(struct spate_log *l, uint64_t retention_ns);
 /** Everything below this sequence number is durable (an fdatasync
  *  completed after it was written); never more than spate_log_written_seq(). */
 uint64_t spate_log_durable_seq(const struct spate_log *l);

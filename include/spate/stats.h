@@ -79,7 +79,7 @@ extern "C" {
 #endif
 
 #define SPATE_STATS_MAGIC 0x5354415453544150ULL /* "PATSTATS" */
-#define SPATE_STATS_LAYOUT_VERSION 3u
+#define SPATE_STATS_LAYOUT_VERSION 4u /* 4: run-time stream slots */
 /** Log2 batch-size buckets per task (struct spate_stats_task.batch_log2). */
 #define SPATE_STATS_BATCH_BUCKETS 16u
 #define SPATE_STATS_READY 0x59444552u
@@ -124,11 +124,11 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/* ---- addition 1 (since layout 3; zero in a region without it) ---- */
 	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
 	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
 	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
-	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  ext_size; all past total_size, so a reader of this layout without the
 	 *  addition still attaches. 0: no sup area. */
 	uint32_t sup_version;
 	uint32_t n_sup;
@@ -137,13 +137,23 @@ struct spate_stats_hdr {
 	uint32_t reserved[2];
 };
 
-/** A stream: immutable after creation. */
+/**
+ * A stream. The slots of the configuration's streams are filled before the
+ * region is published and never change. The region also reserves slots
+ * (and shard slots) for streams created while the engine runs
+ * (spate_engine_stream_add): such a slot is filled and emptied by the
+ * engine's registry at run time, under a sequence lock (@p seq odd while it
+ * changes; every field is then written and read with relaxed atomics). Read
+ * slots with spate_stats_stream_read(), which skips empty and changing ones.
+ */
 struct spate_stats_stream {
 	char name[SPATE_STATS_NAME_MAX + 1];
 	uint32_t shards;
 	uint32_t first_shard;     /**< its shards are shard slots [first_shard, +shards) */
 	uint64_t fsync_hist;      /**< histogram index: fdatasync latency of its shard logs (ns) */
-	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 16];
+	_Atomic uint32_t seq;     /**< sequence lock: odd while the slot changes */
+	_Atomic uint32_t live;    /**< 1: a stream is here; 0: an empty (reserved) slot */
+	uint8_t pad_[SPATE_STATS_LINE - SPATE_STATS_NAME_MAX - 1 - 24];
 };
 
 /** One shard of one stream. */
@@ -281,7 +291,7 @@ enum spate_stats_sup_mem {
 };
 
 /**
- * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * Addition 1 (since layout 3; hdr.sup_version >= 1): a supervised consumer's
  * processes (function processes, isolated plugins; engine/functions/
  * supervisor.h). One slot per consumer, used when procs > 0. Several
  * writers (the supervisor thread, the workers ending invocations): relaxed
@@ -309,7 +319,7 @@ struct spate_stats_sup {
 };
 
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
-_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed since layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
@@ -363,6 +373,35 @@ int spate_stats_add_consumer(struct spate_stats *st, const char *name, const cha
  * @return the sup slot's index, or -ENOSPC (n_sup of the shape), -EINVAL.
  */
 int spate_stats_add_sup(struct spate_stats *st, uint32_t consumer, uint32_t procs);
+/**
+ * Fill a free stream slot at run time (after spate_stats_publish() too) with
+ * stream @p name of @p shards shards, in the first free run of shard slots;
+ * its counters and fsync histogram start from zero. Thread: one writer at a
+ * time (the engine's stream registry lock); readers skip the slot while it
+ * changes.
+ * @return the stream's slot index, -ENOSPC (no free slot or run of shard
+ *         slots), -EINVAL.
+ */
+int spate_stats_stream_claim(struct spate_stats *st, const char *name, uint32_t shards,
+			     const uint64_t *tail_seq, const uint64_t *tail);
+/** Empty stream slot @p i (and free its shard slots) for a later claim.
+ *  Same thread rule as spate_stats_stream_claim(). */
+void spate_stats_stream_release(struct spate_stats *st, uint32_t i);
+
+/** A consistent copy of a stream slot (spate_stats_stream_read()). */
+struct spate_stats_stream_desc {
+	char name[SPATE_STATS_NAME_MAX + 1];
+	uint32_t shards, first_shard;
+	uint64_t fsync_hist;
+};
+/**
+ * Copy stream slot @p i if a stream is there (any thread, any process).
+ * @return 1 (copied), 0 (an empty slot, or one changing right now: retry
+ *         later), -EINVAL (no such slot, or a scribbled one).
+ */
+int spate_stats_stream_read(const struct spate_stats *st, uint32_t i,
+			    struct spate_stats_stream_desc *out);
+
 /** Make the region visible to attachers (release). */
 void spate_stats_publish(struct spate_stats *st);
 /** Remove bus @p bus's region. @return 0, -ENOENT, -EINVAL. */
