@@ -37,12 +37,20 @@ static int cmd_help(int argc, char **argv);
 static const struct spate_cmd bench_cmds[] = {
 	{ "ring", spate_bench_ring_main, NULL,
 	  "ring throughput and latency vs DPDK rte_ring and ck_ring", NULL },
+	{ "functions", spate_bench_functions_main, NULL,
+	  "a consumer in-process vs isolated (isolation: process) vs a function, --json", NULL },
 	{ "pipeline", spate_bench_pipeline_main, NULL,
 	  "producer -> stream -> count plugin, end to end (--json)", NULL },
 	{ "persist", spate_bench_persist_main, NULL,
 	  "raw disk bandwidth vs the shard log per durability policy (--json)", NULL },
 	{ "replay", spate_bench_replay_main, NULL,
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
+	{ "api", spate_bench_api_main, NULL,
+	  "Kinesis API front: signed PutRecords/GetRecords vs kinesalite, same run (--json)", NULL },
+#if SPATE_HAVE_NATS
+	{ "bridge", spate_bench_bridge_main, NULL,
+	  "bus A -> NATS JetStream -> bus B vs plain libnats, 64 B and 1 KiB (--json)", NULL },
+#endif
 #if SPATE_HAVE_DPDK
 	{ "ingress", spate_bench_ingress_main, NULL,
 	  "packets/s from a DPDK port into a stream vs a bare rx_burst loop (--json)", NULL },

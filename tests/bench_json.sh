@@ -26,6 +26,26 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
+# bench api starts its own spate run (and kinesalite when npm installed it):
+# both impls' PutRecords and GetRecords cases, or spate's alone when it says
+# kinesalite is not installed.
+api=$("$spate" bench api --seconds 0.3 --runs 1 --connections 1 --records 50 --ring-size 4MiB --json) ||
+	fail "bench api --json"
+impls=$(echo "$api" | "$check" impl op records_per_sec requests_per_sec p50_ns p99_ns) ||
+	fail "bench api --json"
+[ "$(echo "$impls" | grep -cx spate)" = 2 ] || fail "bench api: not 2 spate cases"
+if echo "$api" | grep -q '"kinesalite": "started'; then
+	[ "$(echo "$impls" | grep -cx kinesalite)" = 2 ] || fail "bench api: kinesalite started, no cases"
+	echo "$api" | grep -q '"ratio_vs_kinesalite"' || fail "bench api: no ratio_vs_kinesalite"
+fi
+fns=$("$spate" bench functions --records 20000 --runs 1 --json 2>/dev/null |
+	"$check" impl runtime records_per_sec invocations_per_sec invoke_p50_ns invoke_p99_ns \
+		cold_start_p50_ns) || fail "bench functions --json"
+echo "$fns" | grep -qx inprocess || fail "bench functions: no inprocess case"
+echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
+if command -v node >/dev/null || command -v python3 >/dev/null; then
+	echo "$fns" | grep -qx function || fail "bench functions: no function case"
+fi
 if "$spate" bench --help 2>&1 | grep -q ingress; then
 	# TSan builds: net_null only (net_memif's control channel races with
 	# itself inside the PMD: close() in one DPDK thread, recvmsg() in another).
@@ -40,4 +60,4 @@ if "$spate" bench --help 2>&1 | grep -q ingress; then
 	[ $ports = net_null ] || echo "$ingress" | grep -q '"port": *"net_memif"' ||
 		fail "bench ingress: no net_memif case"
 fi
-echo "bench_json.sh: ring, pipeline, persist and ingress --json schemas OK"
+echo "bench_json.sh: ring, pipeline, persist, api, functions and ingress --json schemas OK"
