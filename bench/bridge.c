@@ -224,7 +224,7 @@ static int conn_open(struct conn *c, const char *servers, struct spate_hist *h)
 	c->hist = h;
 	c->cc.servers = servers;
 	c->cc.timeout_ms = 2000;
-	if (spate_nats_options(&c->cc, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
+	if (spate_nats_options(&c->cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench bridge: %s\n", err);
 		return -EINVAL;
 	}
