@@ -14,6 +14,7 @@
  */
 #include "spate_config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -29,8 +30,10 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/sources/builtin.h"
 #include "engine/api/api.h"
+#include "engine/functions/functions.h"
+#include "engine/functions/isolate.h"
+#include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -219,6 +222,15 @@ int spate_cli_run(int argc, char **argv)
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
+	/* The functions door provides the plugins of `function:` consumers. */
+	rc = spate_engine_register_provider(&spate_fn_provider);
+	if (rc < 0 && rc != -EEXIST) {
+		fprintf(stderr, "spate: functions door: %s\n", strerror(-rc));
+		spate_config_free(cfg);
+		return rc;
+	}
+	/* The doors that provide consumers' plugins (spate/provider.h). */
+	spate_iso_register();
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
@@ -240,8 +252,10 @@ int spate_cli_run(int argc, char **argv)
 		return 0;
 	}
 	spate_engine_describe(e, desc, sizeof(desc));
-	printf("spate run %s: bus %s, %u stream(s), %u consumer(s)\n%s", argv[optind], cfg->bus,
-	       cfg->n_streams, cfg->n_consumers, desc);
+	int all = spate_engine_stream_list(e, NULL, 0);
+	printf("spate run %s: bus %s, %u stream(s) (+%d created at run time), %u consumer(s)\n%s",
+	       argv[optind], cfg->bus, cfg->n_streams, all - (int)cfg->n_streams, cfg->n_consumers,
+	       desc);
 	for (uint32_t i = 0; i < cfg->n_streams; i++) {
 		struct spate_stream *s = spate_engine_stream(e, cfg->streams[i].name);
 		printf("  stream %s: %u shard(s), memory %s\n", cfg->streams[i].name,
@@ -1097,6 +1111,33 @@ out:
 	return rc;
 }
 
+/* Unlink stream @p name's region (retired first, unless a live engine
+ * serves it: then refused); *rc keeps the first error. */
+static void rm_stream(const struct spate_config *cfg, const char *name, int *rc)
+{
+	struct spate_stream *s = NULL;
+	pid_t epid = 0;
+
+	if (spate_stream_attach(cfg->bus, name, &s) == 0) {
+		int live = spate_stream_engine(s, &epid) == 1;
+		/* Producers still mapping it learn it at their next put
+		 * (or wait for space) instead of writing into nothing. */
+		for (uint32_t k = 0; !live && k < spate_stream_shards(s); k++)
+			spate_ring_retire(spate_stream_ring(s, k));
+		spate_stream_close(s);
+		if (live) {
+			fprintf(stderr, "spate rm: stream %s is served by a live engine (pid %ld)\n",
+				name, (long)epid);
+			*rc = -EBUSY;
+			return;
+		}
+	}
+	int r = spate_stream_unlink(cfg->bus, name);
+	printf("stream %s: %s\n", name, r == 0 ? "removed" : strerror(-r));
+	if (r < 0 && r != -ENOENT && *rc == 0)
+		*rc = r;
+}
+
 int spate_cli_rm(int argc, char **argv)
 {
 	struct spate_config *cfg;
@@ -1133,29 +1174,31 @@ int spate_cli_rm(int argc, char **argv)
 		for (int a = 2; a < argc; a++)
 			if (!strcmp(argv[a], name))
 				want = 1;
-		if (!want)
-			continue;
-		struct spate_stream *s = NULL;
-		pid_t epid = 0;
-		if (spate_stream_attach(cfg->bus, name, &s) == 0) {
-			int live = spate_stream_engine(s, &epid) == 1;
-			/* Producers still mapping it learn it at their next put
-			 * (or wait for space) instead of writing into nothing. */
-			for (uint32_t k = 0; !live && k < spate_stream_shards(s); k++)
-				spate_ring_retire(spate_stream_ring(s, k));
-			spate_stream_close(s);
-			if (live) {
-				fprintf(stderr, "spate rm: stream %s is served by a live engine (pid %ld)\n",
-					name, (long)epid);
-				rc = -EBUSY;
-				continue;
-			}
-		}
-		int r = spate_stream_unlink(cfg->bus, name);
-		printf("stream %s: %s\n", name, r == 0 ? "removed" : strerror(-r));
-		if (r < 0 && r != -ENOENT)
-			rc = r;
+		if (want)
+			rm_stream(cfg, name, &rc);
 	}
+	/* Streams created at run time (definitions in <state_dir>/streams):
+	 * their memory too; the definitions stay, like the configuration. */
+	char sdir[SPATE_CONFIG_PATH_MAX + 16];
+	DIR *d = snprintf(sdir, sizeof(sdir), "%s/%s", cfg->state_dir, SPATE_ENGINE_STREAMS_DIR) <
+			 (int)sizeof(sdir)
+		 ? opendir(sdir)
+		 : NULL;
+	for (struct dirent *de; d && (de = readdir(d));) {
+		char name[SPATE_CONFIG_NAME_MAX + 1];
+		size_t l = strlen(de->d_name);
+		if (l < 6 || l - 5 > SPATE_CONFIG_NAME_MAX || strcmp(de->d_name + l - 5, ".json"))
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(l - 5), de->d_name);
+		int want = argc == 2 && !spate_config_find_stream(cfg, name);
+		for (int a = 2; a < argc; a++)
+			if (!strcmp(argv[a], name))
+				want = 1;
+		if (want)
+			rm_stream(cfg, name, &rc);
+	}
+	if (d)
+		closedir(d);
 	if (argc == 2 && rc == 0) { /* the whole bus: its counters region too */
 		int r = spate_stats_unlink(cfg->bus);
 		if (r == 0)

@@ -225,6 +225,13 @@ static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
  * SPATE_STATS=off in the environment; a failure to create it only turns it
  * off (said in the log): counters never stop a bus.
  */
+/* Whether a consumer runs in supervised processes (a function, or a plugin
+ * with isolation: process): it gets a sup slot in the counters region. */
+static bool consumer_supervised(const struct spate_config_consumer *k)
+{
+	return k->function || k->isolation == SPATE_CONFIG_ISOLATION_PROCESS;
+}
+
 static void stats_open(struct spate_engine *e)
 {
 	/* Room for run-time streams too (spate_engine_stream_add), fixed now. */
@@ -241,8 +248,11 @@ static void stats_open(struct spate_engine *e)
 		return;
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		sh.n_shards += spate_stream_shards(e->streams[i]);
-	for (uint32_t i = 0; i < e->nconsumers; i++)
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		sh.n_tasks += e->consumers[i].ntasks;
+		if (consumer_supervised(e->consumers[i].k))
+			sh.n_sup++;
+	}
 	rc = spate_stats_create(e->cfg->bus, &sh, &e->stats);
 	if (rc < 0)
 		goto fail;
@@ -269,6 +279,10 @@ static void stats_open(struct spate_engine *e)
 					      (uint32_t)stream_index(e, spate_stream_name(c->stream)),
 					      c->lanes, slots);
 		if (rc < 0)
+			goto fail;
+		/* A supervised consumer's processes: its door binds its
+		 * supervisor to this slot (by the consumer's name). */
+		if (consumer_supervised(c->k) && spate_stats_add_sup(e->stats, (uint32_t)rc, 0) < 0)
 			goto fail;
 		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
 		for (uint32_t t = 0; t < c->ntasks; t++) {

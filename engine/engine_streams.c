@@ -698,6 +698,24 @@ int spate_engine_stream_info(struct spate_engine *e, const char *name,
 	return rc;
 }
 
+int spate_engine_stream_config(struct spate_engine *e, const char *name,
+			       struct spate_config_stream *out)
+{
+	int rc = -ENOENT;
+
+	if (!e || !name || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&e->st_lock);
+	struct spate_sentry *x = find_locked(e, name);
+	if (x) {
+		*out = x->cs;
+		out->retention_ns = x->retention_ns;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&e->st_lock);
+	return rc;
+}
+
 int spate_engine_stream_list(struct spate_engine *e, struct spate_engine_stream_info *out,
 			     uint32_t max)
 {

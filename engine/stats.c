@@ -116,7 +116,7 @@ static uint64_t layout(struct spate_stats_hdr *h)
 	h->hists_off = off;
 	off += (uint64_t)h->n_hists * h->hist_stride;
 	h->total_size = off;
-	/* Addition 1: the sup area, past total_size (layout 3 readers never
+	/* Addition 1: the sup area, past total_size (readers without the addition never
 	 * look there). */
 	h->sup_version = h->n_sup ? SPATE_STATS_SUP_VERSION : 0;
 	h->sup_off = h->sup_hists_off = h->ext_size = 0;

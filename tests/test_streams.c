@@ -220,6 +220,12 @@ Test(streams, add_list_remove_and_errors, .timeout = 60)
 	cr_assert_eq(spate_engine_stream_info(e, "orders", &info[0]), 0);
 	cr_assert_eq(info[0].retention_ns, 48 * 3600 * 1000 * MS);
 	cr_assert_eq(info[0].n_tags, 1);
+	struct spate_config_stream def;
+	cr_assert_eq(spate_engine_stream_config(e, "orders", &def), 0);
+	cr_assert_eq(def.shards, 2);
+	cr_assert_eq(def.retention_ns, 48 * 3600 * 1000 * MS);
+	cr_assert_gt(def.max_record_size, 0);
+	cr_assert_eq(spate_engine_stream_config(e, "nope", &def), -ENOENT);
 
 	/* Remove: gone from lookups, its memory and definition with it. */
 	cr_assert_eq(spate_engine_stream_remove(e, "orders", 0), 0);

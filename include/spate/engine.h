@@ -237,6 +237,15 @@ int spate_engine_stream_info(struct spate_engine *e, const char *name,
 			     struct spate_engine_stream_info *out);
 
 /**
+ * The definition of stream @p name (YAML or run-time, any status): its keys
+ * as checked at creation (max_record_size resolved), with its current
+ * retention, e.g. for spate_config_stream_log_dir() to read its log.
+ * @return 0 or -ENOENT.
+ */
+int spate_engine_stream_config(struct spate_engine *e, const char *name,
+			       struct spate_config_stream *out);
+
+/**
  * A consistent list of every stream (YAML ones first, in file order, then
  * run-time ones in creation order), taken at one moment while others add
  * and remove: up to @p max entries into @p out (may be NULL with 0).

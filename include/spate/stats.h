@@ -124,11 +124,11 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/* ---- addition 1 (since layout 3; zero in a region without it) ---- */
 	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
 	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
 	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
-	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  ext_size; all past total_size, so a reader of this layout without the
 	 *  addition still attaches. 0: no sup area. */
 	uint32_t sup_version;
 	uint32_t n_sup;
@@ -296,7 +296,7 @@ enum spate_stats_sup_mem {
 };
 
 /**
- * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * Addition 1 (since layout 3; hdr.sup_version >= 1): a supervised consumer's
  * processes (function processes, isolated plugins; engine/functions/
  * supervisor.h). One slot per consumer, used when procs > 0. Several
  * writers (the supervisor thread, the workers ending invocations): relaxed
@@ -324,7 +324,7 @@ struct spate_stats_sup {
 };
 
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
-_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed since layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
