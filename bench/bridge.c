@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -151,6 +152,8 @@ static int cluster_start(struct cluster *c)
 		c->pid[i] = fork();
 		if (c->pid[i] == 0) {
 			char logf[256];
+			/* The servers die with the bench, even if it crashes. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			snprintf(logf, sizeof(logf), "%s/n%d.log", c->dir, i);
 			if (!freopen(logf, "w", stdout) || !freopen(logf, "w", stderr))
 				_exit(127);
@@ -224,7 +227,7 @@ static int conn_open(struct conn *c, const char *servers, struct spate_hist *h)
 	c->hist = h;
 	c->cc.servers = servers;
 	c->cc.timeout_ms = 2000;
-	if (spate_nats_options(&c->cc, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
+	if (spate_nats_options(&c->cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench bridge: %s\n", err);
 		return -EINVAL;
 	}

@@ -31,8 +31,10 @@
  */
 #include "spate_config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdatomic.h>
@@ -92,6 +94,25 @@ static void nap_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
+}
+
+/* Remove the run's state directory: its files (lock, checkpoints,
+ * attempts) and empty sub-directories, then itself. */
+static void rm_state_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[PATH_MAX];
+
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) < (int)sizeof(p) && unlink(p) < 0)
+			rmdir(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
 }
 
 static int fb_run(const struct fb_opts *o, int isolated, struct fb_result *r)
@@ -195,12 +216,7 @@ out:
 	spate_stream_unlink(bus, "events");
 	spate_stats_unlink(bus);
 	spate_config_free(cfg);
-	char ck[160];
-	snprintf(ck, sizeof(ck), "%s/events.fn.ckpt", dir);
-	unlink(ck);
-	snprintf(ck, sizeof(ck), "%s/fn.attempts", dir);
-	unlink(ck);
-	rmdir(dir);
+	rm_state_dir(dir);
 	return rc;
 }
 

@@ -464,6 +464,9 @@ int spate_bench_ingress_main(int argc, char **argv)
 		cpus[0] = pl.cpu[0];
 		cpus[1] = pl.cpu[1];
 	}
+	/* The machine's cross-core cache-line round trip, between the two CPUs
+	 * the cases use, so figures from different machines read side by side. */
+	double rtt = spate_bench_c2c_rtt_ns(cpus[0], cpus[1]);
 	struct ingress_case cases[32];
 	unsigned nc = 0, serial = 0;
 	int rc = 0;
@@ -510,9 +513,10 @@ int spate_bench_ingress_main(int argc, char **argv)
 		return rc;
 	}
 	if (!json) {
-		printf("EAL: %s; RX on cpu %d, consumer%s on cpu %d; %u run(s) of %.1f s, medians\n", desc,
+		printf("EAL: %s; RX on cpu %d, consumer%s on cpu %d; %u run(s) of %.1f s, medians; "
+		       "cross-core round trip %.0f ns\n", desc,
 		       cpus[0], np && !strcmp(ports[np - 1], "net_memif") ? " (and memif generator)" : "",
-		       cpus[1], repeat, seconds);
+		       cpus[1], repeat, seconds, rtt);
 		printf("%-9s %-10s %6s %14s %10s %8s\n", "impl", "port", "frame", "packets/s", "drops", "ratio");
 		for (unsigned i = 0; i < nc; i++) {
 			const struct ingress_case *k = &cases[i];
@@ -543,6 +547,7 @@ int spate_bench_ingress_main(int argc, char **argv)
 	json_object_object_add(root, "consumer_cpu", json_object_new_int(cpus[1]));
 	json_object_object_add(root, "seconds_per_run", json_object_new_double(seconds));
 	json_object_object_add(root, "ring_bytes", json_object_new_int64((int64_t)ring_bytes));
+	json_object_object_add(root, "cross_core_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "repeat", json_object_new_int((int)repeat));
 	json_object_object_add(root, "target_ratio_64B_net_null", json_object_new_double(0.9));
 	json_object_object_add(root, "target_packets_per_sec_per_core", json_object_new_double(14.88e6));

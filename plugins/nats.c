@@ -86,6 +86,7 @@ struct nstate {
 	bool failed;               /* a publish of this batch failed: stop */
 	char error[160];
 	_Atomic uint64_t downs;    /* disconnections seen */
+	_Atomic int closed;        /* the connection's closed callback ran */
 };
 
 static const char *keep(struct nstate *s, const char *v)
@@ -95,11 +96,21 @@ static const char *keep(struct nstate *s, const char *v)
 	return s->opt_strs[s->nstrs++] = strdup(v);
 }
 
-static void on_down(natsConnection *nc, void *closure)
+static void on_closed(natsConnection *nc, void *closure)
 {
 	struct nstate *s = closure;
 
 	(void)nc;
+	/* Release: pairs with spate_nats_close()'s acquire load. */
+	atomic_store_explicit(&s->closed, 1, memory_order_release);
+}
+
+static void on_down(natsConnection *nc, void *closure)
+{
+	struct nstate *s = closure;
+
+	if (natsConnection_IsClosed(nc))
+		return; /* our own close */
 	/* Relaxed: a counter for the log line. */
 	atomic_fetch_add_explicit(&s->downs, 1, memory_order_relaxed);
 	pu_log(s->host, SPATE_LOG_WARN, "nats: disconnected from the cluster: reconnecting");
@@ -209,10 +220,7 @@ static void nstate_free(struct nstate *s)
 {
 	if (s->js)
 		jsCtx_Destroy(s->js);
-	if (s->nc) {
-		natsConnection_Close(s->nc);
-		natsConnection_Destroy(s->nc);
-	}
+	spate_nats_close(s->nc, &s->closed);
 	for (unsigned i = 0; i < s->nstrs; i++)
 		free(s->opt_strs[i]);
 	free(s->subject_tmpl);
@@ -287,7 +295,7 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 	snprintf(name, sizeof(name), "spate-%s-%s-%s-%u", s->bus, ctx->consumer, ctx->stream,
 		 ctx->shard);
 	s->cc.name = keep(s, name);
-	if (spate_nats_options(&s->cc, on_down, on_up, s, &o, err, sizeof(err)) < 0) {
+	if (spate_nats_options(&s->cc, on_down, on_up, on_closed, s, &o, err, sizeof(err)) < 0) {
 		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: %s", err);
 		goto fail;
 	}

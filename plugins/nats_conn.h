@@ -16,11 +16,13 @@
 #define SPATE_PLUGINS_NATS_CONN_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nats/nats.h>
 
@@ -106,8 +108,8 @@ static inline int64_t spate_nats_reconnect_delay(natsConnection *nc, int attempt
  * @return 0 or -EINVAL with @p err set.
  */
 static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsConnectionHandler on_down,
-				     natsConnectionHandler on_up, void *closure, natsOptions **out,
-				     char *err, size_t errlen)
+				     natsConnectionHandler on_up, natsConnectionHandler on_closed,
+				     void *closure, natsOptions **out, char *err, size_t errlen)
 {
 	natsOptions *o = NULL;
 	natsStatus s;
@@ -158,6 +160,8 @@ static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsCo
 		s = natsOptions_SetDisconnectedCB(o, on_down, closure);
 	if (s == NATS_OK && on_up)
 		s = natsOptions_SetReconnectedCB(o, on_up, closure);
+	if (s == NATS_OK && on_closed)
+		s = natsOptions_SetClosedCB(o, on_closed, closure);
 	spate_nats_servers_free(srv, nsrv);
 	if (s != NATS_OK) {
 		snprintf(err, errlen, "connection options: %s (%s)", natsStatus_GetText(s),
@@ -167,6 +171,28 @@ static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsCo
 	}
 	*out = o;
 	return 0;
+}
+
+/**
+ * Close and destroy @p nc, waiting (up to 5 s) until @p closed is set by
+ * the connection's closed callback: libnats runs its callbacks on a thread
+ * of its own, after natsConnection_Close() returns, and the last one is the
+ * closed callback, so once it ran no callback of this connection can touch
+ * the caller's state any more (which the caller frees next).
+ */
+static inline void spate_nats_close(natsConnection *nc, _Atomic int *closed)
+{
+	if (!nc)
+		return;
+	natsConnection_Close(nc);
+	for (int i = 0; closed && i < 5000; i++) {
+		/* Acquire: pairs with the closed callback's release store. */
+		if (atomic_load_explicit(closed, memory_order_acquire))
+			break;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	natsConnection_Destroy(nc);
 }
 
 /**

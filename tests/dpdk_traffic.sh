@@ -72,11 +72,11 @@ ip netns exec "$NS2" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
 IPERF=$!
 sleep 0.3
 ip netns exec "$NS1" ping -c 20 -i 0.01 -q 10.213.0.2 >/dev/null || fail "ping"
-ip netns exec "$NS1" iperf3 -c 10.213.0.2 -p 5201 -u -b 4M -l 900 -t 1 >/dev/null 2>&1 ||
+timeout 30 ip netns exec "$NS1" iperf3 -c 10.213.0.2 -p 5201 -u -b 4M -l 900 -t 1 >/dev/null 2>&1 ||
 	fail "iperf3 UDP"
 ip netns exec "$NS2" iperf3 -s -1 -p 5202 >/dev/null 2>&1 &
 sleep 0.3
-ip netns exec "$NS1" iperf3 -c 10.213.0.2 -p 5202 -n 200K -M 1200 >/dev/null 2>&1 || fail "iperf3 TCP"
+timeout 30 ip netns exec "$NS1" iperf3 -c 10.213.0.2 -p 5202 -n 200K -M 1200 >/dev/null 2>&1 || fail "iperf3 TCP"
 sleep 0.3
 kill -INT "$TCPDUMP"; wait "$TCPDUMP" 2>/dev/null
 wait "$IPERF" 2>/dev/null

@@ -27,7 +27,7 @@ static int connect_js(const char *servers, natsConnection **nc, jsCtx **js)
 
 	cc.servers = servers;
 	cc.timeout_ms = 2000;
-	if (spate_nats_options(&cc, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
+	if (spate_nats_options(&cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nats_js: %s\n", err);
 		return -1;
 	}

@@ -360,7 +360,9 @@ static int dpdk_start(struct spate_engine *e, const struct spate_config_source *
 		rc = -ENOENT;
 		goto err;
 	}
-	for (unsigned i = 0; i < C_N; i++)
+	/* Per-queue counters for the queues there are (names in index order). */
+	unsigned named = C_Q0 + 3 * (unsigned)(s->o.queues < QUEUES_COUNTED ? s->o.queues : QUEUES_COUNTED);
+	for (unsigned i = 0; i < named; i++)
 		spate_stats_source_counter(s->slot, i, counter_names[i]);
 	spate_stats_source_state(s->slot, SPATE_STATS_SOURCE_STARTING);
 

@@ -120,6 +120,7 @@ struct nsrc {
 	natsMsg *msgs[256];           /* one fetch's messages */
 	pthread_t th;
 	_Atomic int quit;
+	_Atomic int closed;           /* the connection's closed callback ran */
 	/* One fetch's records, reused. */
 	struct spate_put_entry *ent;
 	struct spate_put_result *res;
@@ -332,11 +333,21 @@ static uint64_t imported_upto(const struct nsrc *n)
 /* JetStream                                                                */
 /* ------------------------------------------------------------------------ */
 
-static void on_down(natsConnection *nc, void *closure)
+static void on_closed(natsConnection *nc, void *closure)
 {
 	struct nsrc *n = closure;
 
 	(void)nc;
+	/* Release: pairs with spate_nats_close()'s acquire load. */
+	atomic_store_explicit(&n->closed, 1, memory_order_release);
+}
+
+static void on_down(natsConnection *nc, void *closure)
+{
+	struct nsrc *n = closure;
+
+	if (natsConnection_IsClosed(nc))
+		return; /* our own close */
 	spate_stats_source_state(n->st, SPATE_STATS_SOURCE_DOWN);
 	spate_stats_source_add(n->st, C_DISCONNECTS, 1);
 	spate_stats_source_error(n->st, "disconnected: reconnecting");
@@ -613,10 +624,7 @@ static void nsrc_free(struct nsrc *n)
 		spate_nats_pull_close(&n->pull);
 	if (n->js)
 		jsCtx_Destroy(n->js);
-	if (n->nc) {
-		natsConnection_Close(n->nc);
-		natsConnection_Destroy(n->nc);
-	}
+	spate_nats_close(n->nc, &n->closed);
 	spate_producer_close(n->prod);
 	for (uint32_t i = 0; i < n->cap; i++)
 		free(n->buf[i]);
@@ -679,7 +687,7 @@ static int nats_start(struct spate_engine *e, const struct spate_config_source *
 	n->last = imported_upto(n);
 	snprintf(id, sizeof(id), "spate-%s-%s", cfg->bus, src->name);
 	n->cc.name = id;
-	rc = spate_nats_options(&n->cc, on_down, on_up, n, &o, err, errlen);
+	rc = spate_nats_options(&n->cc, on_down, on_up, on_closed, n, &o, err, errlen);
 	if (rc < 0)
 		goto fail;
 	s = natsConnection_Connect(&n->nc, o);
