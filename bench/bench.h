@@ -71,6 +71,12 @@ struct json_object;
  */
 int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_object *cases)
 	__attribute__((weak));
+/** `spate bench bridge`: bus A -> NATS JetStream -> bus B vs plain libnats,
+ *  --json (bridge.c; built with libnats). */
+int spate_bench_bridge_main(int argc, char **argv);
+/** `spate bench ingress`: packets/s from a DPDK port into a stream vs a
+ *  bare rte_eth_rx_burst loop, --json (bench/ingress.c; DPDK builds only). */
+int spate_bench_ingress_main(int argc, char **argv);
 
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);

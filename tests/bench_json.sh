@@ -54,4 +54,18 @@ echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
 if command -v node >/dev/null || command -v python3 >/dev/null; then
 	echo "$fns" | grep -qx function || fail "bench functions: no function case"
 fi
-echo "bench_json.sh: ring, pipeline, persist, api and functions --json schemas OK"
+if "$spate" bench --help 2>&1 | grep -q ingress; then
+	# TSan builds: net_null only (net_memif's control channel races with
+	# itself inside the PMD: close() in one DPDK thread, recvmsg() in another).
+	ports=net_null,net_memif
+	[ "$impls_wanted" = spate ] && ports=net_null
+	ingress=$("$spate" bench ingress --ports $ports --seconds 0.1 --repeat 1 --json) ||
+		fail "bench ingress --json"
+	impls=$(echo "$ingress" | "$check" impl port frame_size packets_per_sec drops) ||
+		fail "bench ingress --json"
+	echo "$impls" | grep -qx spate || fail "bench ingress: no spate case"
+	echo "$impls" | grep -qx rx_burst || fail "bench ingress: no rx_burst case"
+	[ $ports = net_null ] || echo "$ingress" | grep -q '"port": *"net_memif"' ||
+		fail "bench ingress: no net_memif case"
+fi
+echo "bench_json.sh: ring, pipeline, persist, api, functions and ingress --json schemas OK"
