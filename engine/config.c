@@ -1288,6 +1288,7 @@ static int parse_keys(struct pctx *x, const struct field *f, const yaml_node_t *
 			      "a mapping with keys id, secret_file");
 		if (r < 0)
 			return r;
+		a->keys[i].secret_line = x->ln.key[i][EF_SECRET];
 		path_pop(x, old);
 	}
 	(void)f;
@@ -1318,7 +1319,7 @@ static int parse_api(struct pctx *x, const yaml_node_t *n)
 	int r;
 
 	a->enabled = true;
-	a->line = line_of(n);
+	a->line = x->ln.top[TF_API] ? x->ln.top[TF_API] : line_of(n); /* the key's line */
 	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
 		      "a mapping with keys listen, region, auth, tls, threads");
 	if (r < 0)

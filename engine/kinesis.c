@@ -236,7 +236,11 @@ int spate_kinesis_view(const struct spate_ring_rec *r, struct spate_kinesis_view
 	const uint8_t *p = r->data;
 	size_t kl, hdr;
 
-	snprintf(v->hex_key, sizeof(v->hex_key), "%08x", r->key_hash);
+	/* The hex key without printf: GetRecords views 10,000 records a call. */
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 8; i++)
+		v->hex_key[i] = hex[(r->key_hash >> (28 - 4 * i)) & 15];
+	v->hex_key[8] = '\0';
 	v->key = v->hex_key;
 	v->key_len = 8;
 	v->data = r->data;

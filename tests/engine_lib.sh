@@ -18,9 +18,11 @@ fail() {
 	exit 1
 }
 # `spate run $dir/bus.yaml` in the background ($pid); returns once it runs.
+# It stops by itself after $engine_seconds (default 60; a test whose clients
+# are slow, like the AWS CLI on a loaded machine, sets more).
 start_engine() {
 	rm -f "$dir/state/engine.pid"
-	"$spate" run "$dir/bus.yaml" --seconds 60 --interval 0 > "$dir/run.log" 2>&1 &
+	"$spate" run "$dir/bus.yaml" --seconds "${engine_seconds:-60}" --interval 0 > "$dir/run.log" 2>&1 &
 	pid=$!
 	i=0
 	while [ ! -f "$dir/state/engine.pid" ]; do

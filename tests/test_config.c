@@ -1209,3 +1209,91 @@ Test(config, function_in_c)
 	cr_assert_str_eq(fn->command[2], "bootstrap.py");
 	spate_config_free(c);
 }
+
+/* ------------------------------------------------------------------------ */
+/* api: the Kinesis API front                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(config, api_block)
+{
+	struct spate_config *c = parse_ok(HEAD);
+	cr_assert(!c->api.enabled, "no api: block, no front");
+	spate_config_free(c);
+
+	/* Defaults: loopback 4567, us-east-1; auth none written out. */
+	c = parse_ok(HEAD "api:\n  auth: none\n");
+	cr_assert(c->api.enabled);
+	cr_assert_str_eq(c->api.listen, "127.0.0.1:4567");
+	cr_assert_str_eq(c->api.region, "us-east-1");
+	cr_assert_eq(c->api.auth, SPATE_CONFIG_API_AUTH_NONE);
+	cr_assert_eq(c->api.line, 4);
+	spate_config_free(c);
+
+	c = parse_ok(HEAD "api:\n"                                  /* 4 */
+		     "  listen: '[::1]:9000'\n"                     /* 5 */
+		     "  region: eu-west-3\n"                        /* 6 */
+		     "  threads: 3\n"                               /* 7 */
+		     "  auth:\n"                                    /* 8 */
+		     "    keys:\n"                                  /* 9 */
+		     "      - { id: AKIDEXAMPLE, secret_file: /etc/spate/k1 }\n" /* 10 */
+		     "      - id: second\n"                         /* 11 */
+		     "        secret_file: k2\n"                    /* 12 */
+		     "  tls: { cert: /etc/spate/c.pem, key: /etc/spate/k.pem }\n");
+	cr_assert_str_eq(c->api.listen, "[::1]:9000");
+	cr_assert_str_eq(c->api.region, "eu-west-3");
+	cr_assert_eq(c->api.threads, 3);
+	cr_assert_eq(c->api.auth, SPATE_CONFIG_API_AUTH_KEYS);
+	cr_assert_eq(c->api.n_keys, 2);
+	cr_assert_str_eq(c->api.keys[0].id, "AKIDEXAMPLE");
+	cr_assert_str_eq(c->api.keys[0].secret_file, "/etc/spate/k1");
+	cr_assert_eq(c->api.keys[0].line, 10);
+	cr_assert_str_eq(c->api.keys[1].id, "second");
+	cr_assert_str_eq(c->api.keys[1].secret_file, "k2"); /* parse(): no directory to join */
+	cr_assert_eq(c->api.keys[1].line, 11);
+	cr_assert_str_eq(c->api.tls_cert, "/etc/spate/c.pem");
+	cr_assert_str_eq(c->api.tls_key, "/etc/spate/k.pem");
+	spate_config_free(c);
+
+	/* auth must be written out; errors name the line and the field. */
+	parse_bad(HEAD "api:\n  listen: 127.0.0.1:4567\n", 4, "api.auth", "auth: none");
+	parse_bad(HEAD "api:\n", 4, "api", "auth (required)");
+	parse_bad(HEAD "api:\n  auth: nobody\n", 5, "api.auth", "expected none");
+	parse_bad(HEAD "api:\n  auth: none\n  listen: nowhere\n", 6, "api.listen", "address");
+	parse_bad(HEAD "api:\n  auth: none\n  region: Mars_1\n", 6, "api.region", "region");
+	parse_bad(HEAD "api:\n  auth: none\n  threads: 0\n", 6, "api.threads", "from 1 to 64");
+	parse_bad(HEAD "api:\n  auth: none\n  colour: red\n", 6, "api.colour", "unknown key");
+	parse_bad(HEAD "api:\n  auth: { keys: [] }\n", 5, "api.auth.keys", "at least one");
+	parse_bad(HEAD "api:\n  auth:\n    keys:\n      - { id: a }\n", 7, "api.auth.keys[0].secret_file",
+		  "missing");
+	parse_bad(HEAD "api:\n  auth:\n    keys:\n      - { id: 'a b', secret_file: /k }\n", 7,
+		  "api.auth.keys[0].id", "access key id");
+	parse_bad(HEAD "api:\n  auth:\n    keys:\n      - { id: a, secret_file: /k }\n"
+		       "      - { id: a, secret_file: /j }\n", 8, "api.auth.keys[1].id", "duplicate");
+	parse_bad(HEAD "api:\n  auth: none\n  tls: { cert: /c.pem }\n", 6, "api.tls.key", "missing");
+	parse_bad(HEAD "api:\n  auth: none\n  auth: none\n", 6, "api.auth", "duplicate key");
+}
+
+Test(config, api_relative_files)
+{
+	char dir[] = "/tmp/spate-cfg-api-XXXXXX", path[256], err[1024] = "";
+	struct spate_config *c = NULL;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/bus.yaml", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(HEAD "api:\n  auth: { keys: [{ id: k, secret_file: secrets/k }] }\n"
+	      "  tls: { cert: c.pem, key: /abs/k.pem }\n", f);
+	fclose(f);
+	cr_assert_eq(spate_config_load(path, &c, err, sizeof(err)), 0, "%s", err);
+	snprintf(path, sizeof(path), "%s/secrets/k", dir);
+	cr_assert_str_eq(c->api.keys[0].secret_file, path);
+	snprintf(path, sizeof(path), "%s/c.pem", dir);
+	cr_assert_str_eq(c->api.tls_cert, path);
+	cr_assert_str_eq(c->api.tls_key, "/abs/k.pem");
+	spate_config_free(c);
+	snprintf(path, sizeof(path), "%s/bus.yaml", dir);
+	unlink(path);
+	rmdir(dir);
+}

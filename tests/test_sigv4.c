@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,6 @@
 
 #include "engine/api/sigv4.h"
 
-TestSuite(sigv4, .timeout = 60);
 
 #define SUITE_TIME 1440938160 /* 2015-08-30T12:36:00Z */
 #define MAXH 16

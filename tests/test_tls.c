@@ -20,7 +20,6 @@
 
 #include "engine/api/tls.h"
 
-TestSuite(tls, .timeout = 120);
 
 #define DIR_TEMPLATE "/tmp/spate_tls_XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -84,7 +83,7 @@ static void refused(const char *c, const char *k, int want, const char *msg)
 	cr_assert_null(t.key);
 }
 
-Test(tls, none_is_plain_http)
+Test(tls, none_is_plain_http, .timeout = 120)
 {
 	struct spate_api_tls t;
 	struct MHD_OptionItem o[SPATE_API_TLS_OPTIONS];
@@ -96,7 +95,7 @@ Test(tls, none_is_plain_http)
 	spate_api_tls_free(&t);
 }
 
-Test(tls, refusals)
+Test(tls, refusals, .timeout = 120)
 {
 	char bad[300];
 
@@ -141,7 +140,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 	return ret;
 }
 
-Test(tls, curl_trusts_the_loaded_certificate)
+Test(tls, curl_trusts_the_loaded_certificate, .timeout = 120)
 {
 	struct MHD_OptionItem o[SPATE_API_TLS_OPTIONS];
 	const union MHD_DaemonInfo *info;

@@ -21,6 +21,9 @@
 #include "spate/kinesis.h"
 #include "spate/stream.h"
 
+#include "engine/api/put_parse.h"
+#include "engine/api/tls.h"
+
 struct spate_api_auth;
 
 /** Largest request body (Kinesis: PutRecords is at most 5 MiB of records,
@@ -63,6 +66,9 @@ void spate_api_buf_jstr(struct spate_api_buf *o, const void *s, size_t n);
 void spate_api_buf_key(struct spate_api_buf *o, const char *key);
 /** The base64 of @p n bytes, quoted (OpenSSL EVP_EncodeBlock). */
 void spate_api_buf_b64(struct spate_api_buf *o, const void *p, size_t n);
+/** @p v in decimal; zero-padded to @p width digits (at most 20). */
+void spate_api_buf_u64(struct spate_api_buf *o, uint64_t v);
+void spate_api_buf_zpad(struct spate_api_buf *o, uint64_t v, unsigned width);
 /** An epoch timestamp in seconds with milliseconds (Kinesis' JSON form). */
 void spate_api_buf_time(struct spate_api_buf *o, uint64_t ns);
 void spate_api_buf_free(struct spate_api_buf *o);
@@ -81,11 +87,6 @@ bool spate_api_utf8_ok(const char *s, size_t n, size_t *chars);
 /* Streams (registry.c)                                                     */
 /* ------------------------------------------------------------------------ */
 
-struct spate_api_tag {
-	char *key;
-	char *value;
-};
-
 /** A stream the front serves. Fields are fixed after registration except
  *  those marked (wrlock), changed under the registry's write lock. */
 struct spate_api_stream {
@@ -98,8 +99,6 @@ struct spate_api_stream {
 	uint64_t created_ns;
 	bool has_log;
 	uint32_t retention_hours;   /**< (wrlock) */
-	struct spate_api_tag tags[SPATE_API_TAGS_MAX]; /**< (wrlock) */
-	uint32_t n_tags;            /**< (wrlock) */
 };
 
 /** Per-thread state: producers (a producer belongs to one thread) and the
@@ -116,6 +115,9 @@ struct spate_api_tctx {
 	struct spate_put_entry ents[SPATE_API_PUT_MAX];
 	struct spate_put_result res[SPATE_API_PUT_MAX];
 	struct spate_api_buf arena; /**< envelopes of the current put */
+	struct spate_api_put_req req; /**< the current put, parsed */
+	void *md5_ctx;              /**< EVP_MD_CTX reused for partition keys */
+	void *md5;                  /**< EVP_MD (fetched once) */
 };
 
 struct spate_api {
@@ -125,7 +127,9 @@ struct spate_api {
 	void *daemon;               /**< struct MHD_Daemon */
 	char region[SPATE_CONFIG_REGION_MAX + 1];
 	uint8_t mac_key[32];        /**< iterators and tokens (random per front) */
+	uint64_t iter_ttl_ms;       /**< SPATE_API_ITER_TTL_MS (tests shorten it) */
 	struct spate_api_auth *auth; /**< NULL: auth none */
+	struct spate_api_tls tls;   /**< api.tls PEM text (libmicrohttpd keeps pointers) */
 	/** Streams, sorted by name. The read lock is held by every call for its
 	 *  duration (a handle stays valid); Create/Delete take the write lock. */
 	pthread_rwlock_t lock;
@@ -170,7 +174,9 @@ int spate_api_stream_retention(struct spate_api *a, struct spate_api_stream *st,
 /** One request being answered. */
 struct spate_api_call {
 	struct spate_api *a;
-	json_object *in;            /**< the parsed body (an object) */
+	json_object *in;            /**< the parsed body (an object); NULL for puts */
+	const char *body;           /**< the raw body (SPATE_API_PARSE_PADDING bytes after) */
+	size_t body_len;
 	struct spate_api_buf out;   /**< the 200 answer's body */
 	const char *err_type;       /**< set by spate_api_fail */
 	char err_msg[512];
@@ -190,6 +196,11 @@ int spate_api_get_bool(struct spate_api_call *c, const char *key, bool *v);
 /** The stream a call names (StreamName or StreamARN) with the read lock held;
  *  NULL after failing the call (ValidationException, ResourceNotFound). */
 struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c);
+/** The stream named by @p name or, if NULL, @p arn (views, not
+ *  NUL-terminated); NULL after failing the call. */
+struct spate_api_stream *spate_api_stream_named(struct spate_api_call *c,
+						const struct spate_api_str *name,
+						const struct spate_api_str *arn);
 /** Write the ARN of stream @p name. */
 void spate_api_buf_arn(struct spate_api_call *c, const char *name);
 

@@ -66,23 +66,24 @@ static int read_secret(const struct spate_config *cfg, uint32_t i, char *out, ch
 	struct stat st;
 	ssize_t n;
 	int fd, r;
+	unsigned line = k->secret_line ? k->secret_line : k->line;
 
 	fd = open(k->secret_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		r = -errno;
-		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: %s", src, k->line, i,
+		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: %s", src, line, i,
 			 k->secret_file, strerror(errno));
 		return r;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: not a regular file",
-			 src, k->line, i, k->secret_file);
+			 src, line, i, k->secret_file);
 		close(fd);
 		return -EINVAL;
 	}
 	if (st.st_mode & 077) {
 		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: mode %04o lets "
-			 "others read the secret; expected 0600 (chmod 600 %s)", src, k->line, i,
+			 "others read the secret; expected 0600 (chmod 600 %s)", src, line, i,
 			 k->secret_file, (unsigned)(st.st_mode & 07777), k->secret_file);
 		close(fd);
 		return -EACCES;
@@ -90,7 +91,7 @@ static int read_secret(const struct spate_config *cfg, uint32_t i, char *out, ch
 	n = read(fd, out, SECRET_MAX + 1);
 	close(fd);
 	if (n < 0 || n > SECRET_MAX) {
-		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: %s", src, k->line, i,
+		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: %s", src, line, i,
 			 k->secret_file, n < 0 ? strerror(errno) : "longer than 256 bytes");
 		return -EINVAL;
 	}
@@ -98,7 +99,7 @@ static int read_secret(const struct spate_config *cfg, uint32_t i, char *out, ch
 		n--;
 	out[n] = '\0';
 	if (n == 0) {
-		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: empty", src, k->line,
+		snprintf(err, errlen, "%s:%u: api.auth.keys[%u].secret_file: %s: empty", src, line,
 			 i, k->secret_file);
 		return -EINVAL;
 	}

@@ -110,7 +110,7 @@ int spate_api_tok_decode(const struct spate_api *a, const char *s, size_t len,
 	memcpy(t->stream, raw + TOK_FIXED, nl);
 	t->stream[nl] = '\0';
 	uint64_t now_ms = spate_now_ns() / 1000000;
-	if (now_ms > t->issued_ms && now_ms - t->issued_ms > SPATE_API_ITER_TTL_MS)
+	if (now_ms > t->issued_ms && now_ms - t->issued_ms > a->iter_ttl_ms)
 		return -ETIME;
 	return 0;
 }

@@ -204,11 +204,52 @@ void spate_api_buf_b64(struct spate_api_buf *o, const void *p, size_t n)
 	o->b[o->len] = '\0';
 }
 
+/* Digits of @p v (at most 20) right-aligned ending at @p end; returns the start. */
+static char *digits(char *end, uint64_t v)
+{
+	static const char two[] = "00010203040506070809101112131415161718192021222324252627282930"
+				  "31323334353637383940414243444546474849505152535455565758596061"
+				  "62636465666768697071727374757677787980818283848586878889909192"
+				  "93949596979899";
+	char *w = end;
+
+	while (v >= 100) {
+		w -= 2;
+		memcpy(w, two + (v % 100) * 2, 2);
+		v /= 100;
+	}
+	if (v >= 10) {
+		w -= 2;
+		memcpy(w, two + v * 2, 2);
+	} else {
+		*--w = (char)('0' + v);
+	}
+	return w;
+}
+
+void spate_api_buf_u64(struct spate_api_buf *o, uint64_t v)
+{
+	char tmp[24], *s = digits(tmp + sizeof(tmp), v);
+
+	spate_api_buf_put(o, s, (size_t)(tmp + sizeof(tmp) - s));
+}
+
+void spate_api_buf_zpad(struct spate_api_buf *o, uint64_t v, unsigned width)
+{
+	char tmp[24], *end = tmp + sizeof(tmp), *s = digits(end, v);
+
+	while ((unsigned)(end - s) < width)
+		*--s = '0';
+	spate_api_buf_put(o, s, (size_t)(end - s));
+}
+
 void spate_api_buf_time(struct spate_api_buf *o, uint64_t ns)
 {
 	uint64_t ms = ns / 1000000;
 
-	spate_api_buf_fmt(o, "%llu.%03u", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+	spate_api_buf_u64(o, ms / 1000);
+	spate_api_buf_put(o, ".", 1);
+	spate_api_buf_zpad(o, ms % 1000, 3);
 }
 
 void spate_api_buf_free(struct spate_api_buf *o)

@@ -11,9 +11,9 @@
  * synchronous), PROVISIONED, unencrypted; their shards never close (spate
  * does not split or merge), so every shard is open and has no ending
  * sequence number. ListShards and ListStreams page with NextToken (iter.c:
- * MAC'd, 5 minutes). The retention period and tags are kept by the front
- * (a stream's log retention is its YAML retention); see
- * docs/kinesis-api.md.
+ * MAC'd, 5 minutes). Retention and tags are the core's
+ * (spate_engine_stream_set_retention, _tag: persisted in state_dir, the
+ * log deletes by the new age).
  *
  * Limits: CreateStream names follow spate's stream names (A-Z a-z 0-9 _ -,
  * at most 40 characters, "<bus>.<name>" at most 63): a Kinesis name with a
@@ -93,8 +93,10 @@ int spate_api_op_create_stream(struct spate_api_call *c)
 	if (r == -EEXIST)
 		return spate_api_fail(c, "ResourceInUseException", "Stream %s under account "
 				      SPATE_API_ACCOUNT " already exists.", nm);
-	if (r == -ENOTSUP)
-		return spate_api_fail(c, "LimitExceededException", "cannot create %s: %s", nm, err);
+	if (r == -ENOSPC)
+		return spate_api_fail(c, "LimitExceededException", "cannot create %s: this bus holds "
+				      "at most %u run-time streams of %u shards in all", nm,
+				      SPATE_ENGINE_RUNTIME_STREAMS_MAX, SPATE_ENGINE_RUNTIME_SHARDS_MAX);
 	if (r == -EINVAL)
 		return spate_api_fail(c, "InvalidArgumentException", "cannot create %s: %s", nm, err);
 	if (r < 0)
@@ -127,12 +129,12 @@ int spate_api_op_delete_stream(struct spate_api_call *c)
 	if (r == -ENOENT)
 		return spate_api_fail(c, "ResourceNotFoundException", "Stream %s under account "
 				      SPATE_API_ACCOUNT " not found.", nm);
+	if (r == -EPERM)
+		return spate_api_fail(c, "ResourceInUseException", "Stream %s is defined in the "
+				      "bus's configuration file; remove it there", nm);
 	if (r == -EBUSY)
-		return spate_api_fail(c, "ResourceInUseException", "Stream %s has consumers (its "
-				      "bus's YAML consumers read it); stop them first", nm);
-	if (r == -ENOTSUP)
-		return spate_api_fail(c, "LimitExceededException", "this engine cannot remove "
-				      "streams while it runs");
+		return spate_api_fail(c, "ResourceInUseException", "Stream %s under account "
+				      SPATE_API_ACCOUNT " is still being created.", nm);
 	if (r < 0)
 		return spate_api_fail(c, "ResourceInUseException", "cannot delete %s: %s", nm, err);
 	spate_api_buf_str(&c->out, "");
@@ -312,13 +314,13 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 	size_t sl = 0, tl;
 	int64_t limit = 100;
 	uint32_t first = 0, i, n = 0;
+	struct spate_api_tok t; /* start points into it */
 	int r1 = spate_api_get_str(c, "ExclusiveStartStreamName", &start, &sl);
 	int r2 = spate_api_get_str(c, "NextToken", &tok, &tl);
 
 	if (r1 < 0 || r2 < 0 || int_in(c, "Limit", 1, 10000, &limit) < 0)
 		return -1;
 	if (r2 == 1) {
-		struct spate_api_tok t;
 		int d = spate_api_tok_decode(a, tok, tl, &t);
 		if (d == -ETIME)
 			return spate_api_fail(c, "ExpiredNextTokenException", "NextToken has expired; "
@@ -329,10 +331,10 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 		sl = strlen(t.stream);
 		r1 = 1;
 	}
+	/* Names are sorted: start after ExclusiveStartStreamName (a NUL-
+	 * terminated string, from json-c or the token). */
 	if (r1 == 1)
-		while (first < a->n_streams && strncmp(a->streams[first]->name, start, sl) <= 0 &&
-		       !(strncmp(a->streams[first]->name, start, sl) == 0 &&
-			 strlen(a->streams[first]->name) > sl))
+		while (first < a->n_streams && strcmp(a->streams[first]->name, start) <= 0)
 			first++;
 	spate_api_buf_str(&c->out, "{\"StreamNames\":[");
 	for (i = first; i < a->n_streams && n < limit; i++, n++) {
@@ -356,10 +358,10 @@ int spate_api_op_list_streams(struct spate_api_call *c)
 	}
 	spate_api_buf_fmt(&c->out, "],\"HasMoreStreams\":%s", i < a->n_streams ? "true" : "false");
 	if (i < a->n_streams && i > first) {
-		struct spate_api_tok t = { .kind = SPATE_API_TOK_LIST };
+		struct spate_api_tok nt = { .kind = SPATE_API_TOK_LIST };
 		char out[SPATE_API_TOK_MAX];
-		snprintf(t.stream, sizeof(t.stream), "%s", a->streams[i - 1]->name);
-		spate_api_tok_encode(a, &t, out);
+		snprintf(nt.stream, sizeof(nt.stream), "%s", a->streams[i - 1]->name);
+		spate_api_tok_encode(a, &nt, out);
 		spate_api_buf_fmt(&c->out, ",\"NextToken\":\"%s\"", out);
 	}
 	spate_api_buf_str(&c->out, "}");
@@ -437,19 +439,13 @@ int spate_api_op_decrease_retention(struct spate_api_call *c)
 /* Tags                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int tag_find(const struct spate_api_stream *st, const char *key)
-{
-	for (uint32_t i = 0; i < st->n_tags; i++)
-		if (strcmp(st->tags[i].key, key) == 0)
-			return (int)i;
-	return -1;
-}
-
 int spate_api_op_add_tags(struct spate_api_call *c)
 {
 	struct spate_api_stream *st = spate_api_call_stream(c);
+	struct spate_engine_tag tg[SPATE_API_TAGS_PER_CALL];
 	json_object *tags;
-	uint32_t add = 0;
+	uint32_t n = 0;
+	char err[256] = "";
 
 	if (!st)
 		return -1;
@@ -459,12 +455,11 @@ int spate_api_op_add_tags(struct spate_api_call *c)
 				      "be null");
 	if (!json_object_is_type(tags, json_type_object))
 		return spate_api_fail(c, "SerializationException", "Tags: expected a map");
-	int n = json_object_object_length(tags);
-	if (n < 1 || n > (int)SPATE_API_TAGS_PER_CALL)
+	int cnt = json_object_object_length(tags);
+	if (cnt < 1 || cnt > (int)SPATE_API_TAGS_PER_CALL)
 		return spate_api_fail(c, "ValidationException", "1 validation error detected: Value "
 				      "at 'tags' failed to satisfy constraint: Member must have length "
 				      "between 1 and 10");
-	/* Check everything before changing anything. */
 	json_object_object_foreach(tags, k, v) {
 		size_t kl = strlen(k), vl;
 		const char *vs = json_str_of(v);
@@ -472,36 +467,25 @@ int spate_api_op_add_tags(struct spate_api_call *c)
 			return spate_api_fail(c, "SerializationException", "Tags.%.128s: expected a "
 					      "string", k);
 		vl = strlen(vs);
-		if (kl < 1 || kl > 128 || vl > 256 || !spate_api_utf8_ok(k, kl, NULL) ||
-		    !spate_api_utf8_ok(vs, vl, NULL))
+		if (kl < 1 || kl > SPATE_ENGINE_TAG_KEY_MAX || vl > SPATE_ENGINE_TAG_VALUE_MAX ||
+		    !spate_api_utf8_ok(k, kl, NULL) || !spate_api_utf8_ok(vs, vl, NULL))
 			return spate_api_fail(c, "InvalidArgumentException", "tag keys are 1 to 128 "
 					      "characters and values at most 256");
-		if (tag_find(st, k) < 0)
-			add++;
+		memcpy(tg[n].key, k, kl + 1);
+		memcpy(tg[n].value, vs, vl + 1);
+		n++;
 	}
-	if (st->n_tags + add > SPATE_API_TAGS_MAX)
+	/* All or nothing, persisted by the core before it returns. */
+	int r = spate_engine_stream_tag(c->a->e, st->name, tg, n, err, sizeof(err));
+	if (r == -ENOSPC)
 		return spate_api_fail(c, "LimitExceededException", "Failed to add tags to stream %s "
 				      "under account " SPATE_API_ACCOUNT " because a given stream "
 				      "cannot have more than 50 tags.", st->name);
-	json_object_object_foreach(tags, k2, v2) {
-		int i = tag_find(st, k2);
-		char *val = strdup(json_object_get_string(v2));
-		if (!val)
-			return spate_api_fail(c, "InternalFailure", "out of memory");
-		if (i >= 0) {
-			free(st->tags[i].value);
-			st->tags[i].value = val;
-			continue;
-		}
-		char *key = strdup(k2);
-		if (!key) {
-			free(val);
-			return spate_api_fail(c, "InternalFailure", "out of memory");
-		}
-		st->tags[st->n_tags].key = key;
-		st->tags[st->n_tags].value = val;
-		st->n_tags++;
-	}
+	if (r == -EINVAL)
+		return spate_api_fail(c, "InvalidArgumentException", "%s", err);
+	if (r < 0)
+		return spate_api_fail(c, "ResourceInUseException", "cannot tag %s: %s", st->name,
+				      strerror(-r));
 	spate_api_buf_str(&c->out, "");
 	return 0;
 }
@@ -509,6 +493,7 @@ int spate_api_op_add_tags(struct spate_api_call *c)
 int spate_api_op_remove_tags(struct spate_api_call *c)
 {
 	struct spate_api_stream *st = spate_api_call_stream(c);
+	const char *k[SPATE_API_TAGS_PER_CALL];
 	json_object *keys;
 
 	if (!st)
@@ -525,33 +510,21 @@ int spate_api_op_remove_tags(struct spate_api_call *c)
 				      "at 'tagKeys' failed to satisfy constraint: Member must have "
 				      "length between 1 and 10");
 	for (size_t i = 0; i < n; i++)
-		if (!json_str_of(json_object_array_get_idx(keys, i)))
+		if (!(k[i] = json_str_of(json_object_array_get_idx(keys, i))))
 			return spate_api_fail(c, "SerializationException", "TagKeys[%zu]: expected a "
 					      "string", i);
-	for (size_t i = 0; i < n; i++) {
-		int k = tag_find(st, json_object_get_string(json_object_array_get_idx(keys, i)));
-		if (k < 0)
-			continue;
-		free(st->tags[k].key);
-		free(st->tags[k].value);
-		memmove(&st->tags[k], &st->tags[k + 1], (st->n_tags - (uint32_t)k - 1) * sizeof(st->tags[0]));
-		st->n_tags--;
-	}
+	int r = spate_engine_stream_untag(c->a->e, st->name, k, (uint32_t)n);
+	if (r < 0)
+		return spate_api_fail(c, "ResourceInUseException", "cannot untag %s: %s", st->name,
+				      strerror(-r));
 	spate_api_buf_str(&c->out, "");
 	return 0;
-}
-
-static int tag_cmp(const void *x, const void *y)
-{
-	const struct spate_api_tag *const *a = x, *const *b = y;
-
-	return strcmp((*a)->key, (*b)->key);
 }
 
 int spate_api_op_list_tags(struct spate_api_call *c)
 {
 	struct spate_api_stream *st = spate_api_call_stream(c);
-	const struct spate_api_tag *sorted[SPATE_API_TAGS_MAX];
+	struct spate_engine_tag *tags;
 	const char *start = NULL;
 	size_t sl;
 	int64_t limit = 50;
@@ -560,22 +533,31 @@ int spate_api_op_list_tags(struct spate_api_call *c)
 	if (!st || spate_api_get_str(c, "ExclusiveStartTagKey", &start, &sl) < 0 ||
 	    int_in(c, "Limit", 1, 50, &limit) < 0)
 		return -1;
-	for (uint32_t k = 0; k < st->n_tags; k++)
-		sorted[k] = &st->tags[k];
-	qsort(sorted, st->n_tags, sizeof(sorted[0]), tag_cmp);
+	tags = calloc(SPATE_ENGINE_TAGS_MAX, sizeof(*tags));
+	if (!tags)
+		return spate_api_fail(c, "InternalFailure", "out of memory");
+	/* Sorted by key (the core's order). */
+	int cnt = spate_engine_stream_tags(c->a->e, st->name, tags, SPATE_ENGINE_TAGS_MAX);
+	if (cnt < 0) {
+		free(tags);
+		return spate_api_fail(c, "ResourceNotFoundException", "Stream %s under account "
+				      SPATE_API_ACCOUNT " not found.", st->name);
+	}
+	uint32_t total = (uint32_t)cnt < SPATE_ENGINE_TAGS_MAX ? (uint32_t)cnt : SPATE_ENGINE_TAGS_MAX;
 	if (start)
-		while (i < st->n_tags && strcmp(sorted[i]->key, start) <= 0)
+		while (i < total && strcmp(tags[i].key, start) <= 0)
 			i++;
 	spate_api_buf_str(&c->out, "{\"Tags\":[");
-	for (; i < st->n_tags && n < limit; i++, n++) {
+	for (; i < total && n < limit; i++, n++) {
 		if (n)
 			spate_api_buf_str(&c->out, ",");
 		spate_api_buf_str(&c->out, "{\"Key\":");
-		spate_api_buf_jstr(&c->out, sorted[i]->key, strlen(sorted[i]->key));
+		spate_api_buf_jstr(&c->out, tags[i].key, strlen(tags[i].key));
 		spate_api_buf_str(&c->out, ",\"Value\":");
-		spate_api_buf_jstr(&c->out, sorted[i]->value, strlen(sorted[i]->value));
+		spate_api_buf_jstr(&c->out, tags[i].value, strlen(tags[i].value));
 		spate_api_buf_str(&c->out, "}");
 	}
-	spate_api_buf_fmt(&c->out, "],\"HasMoreTags\":%s}", i < st->n_tags ? "true" : "false");
+	spate_api_buf_fmt(&c->out, "],\"HasMoreTags\":%s}", i < total ? "true" : "false");
+	free(tags);
 	return 0;
 }

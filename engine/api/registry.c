@@ -20,8 +20,12 @@
  * before the engine removes it. Thread contexts live until the front stops.
  *
  * Run-time streams go through the core (spate_engine_stream_add/_remove,
- * engine/engine.c), which creates the shards in shared memory, persists the
- * definition in state_dir and shows them to stat/top/Prometheus.
+ * engine/engine_streams.c), which creates the shards in shared memory,
+ * persists the definition in state_dir (a restart brings them back: the
+ * registry starts from spate_engine_stream_list()) and shows them to
+ * stat/top/Prometheus. Each entry holds a spate_engine_stream_get()
+ * reference, so a removal by another caller cannot unmap a stream under a
+ * call; tags and retention are the core's (persisted there too).
  *
  * Limits: one front per process is the supported case (thread contexts are
  * matched to it by serial number, so a second one in tests is only slower).
@@ -31,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "engine/api/api_pvt.h"
 
@@ -94,38 +100,52 @@ static int insert(struct spate_api *a, struct spate_api_stream *st)
 	return 0;
 }
 
-/* A registry entry for the engine's stream @p cs (NULL if the engine has
- * no such stream). */
-static struct spate_api_stream *entry_new(struct spate_api *a, const struct spate_config_stream *cs)
+/* A registry entry for the engine's ACTIVE stream @p in, holding a
+ * reference (spate_engine_stream_get) until it is freed. Its definition is
+ * the YAML one, or the defaults with the run-time stream's shape (what
+ * spate_engine_stream_add() was given: the log directory is the default
+ * one). NULL if the stream is gone or out of memory. */
+static struct spate_api_stream *entry_new(struct spate_api *a,
+					  const struct spate_engine_stream_info *in)
 {
-	struct spate_stream *s = spate_engine_stream(a->e, cs->name);
+	const struct spate_config_stream *ycs = spate_config_find_stream(a->cfg, in->name);
 	struct spate_api_stream *st;
+	struct spate_stream *s;
 
-	if (!s)
+	if (in->status != SPATE_ENGINE_STREAM_ACTIVE)
 		return NULL;
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
-	snprintf(st->name, sizeof(st->name), "%s", cs->name);
+	s = spate_engine_stream_get(a->e, in->name);
+	if (!s) {
+		free(st);
+		return NULL;
+	}
+	if (ycs) {
+		st->cs = *ycs;
+	} else {
+		spate_config_stream_defaults(&st->cs);
+		snprintf(st->cs.name, sizeof(st->cs.name), "%s", in->name);
+		st->cs.shards = in->shards;
+		st->cs.durability = in->durability;
+	}
+	snprintf(st->name, sizeof(st->name), "%s", in->name);
 	st->s = s;
-	st->cs = *cs;
 	st->id = ++a->next_id;
 	st->shards = spate_stream_shards(s);
 	st->max_record = spate_ring_max_record(spate_stream_ring(s, 0));
 	st->has_log = spate_stream_durability(s) != SPATE_DURABILITY_OFF;
-	st->retention_hours = hours_of(cs->retention_ns);
-	st->created_ns = a->started_ns;
+	st->retention_hours = hours_of(in->retention_ns);
+	st->created_ns = in->created_ns ? in->created_ns : a->started_ns;
 	return st;
 }
 
-static void entry_free(struct spate_api_stream *st)
+static void entry_free(struct spate_api *a, struct spate_api_stream *st)
 {
 	if (!st)
 		return;
-	for (uint32_t i = 0; i < st->n_tags; i++) {
-		free(st->tags[i].key);
-		free(st->tags[i].value);
-	}
+	spate_engine_stream_put(a->e, st->s);
 	free(st);
 }
 
@@ -140,16 +160,42 @@ int spate_api_registry_init(struct spate_api *a, char *err, size_t errlen)
 	pthread_rwlock_init(&a->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&a->tctx_lock, NULL);
-	for (uint32_t i = 0; i < a->cfg->n_streams; i++) {
-		struct spate_api_stream *st = entry_new(a, &a->cfg->streams[i]);
-		if (!st || insert(a, st) < 0) {
-			entry_free(st);
-			snprintf(err, errlen, "api: stream %s: not open in the engine, or out of memory",
-				 a->cfg->streams[i].name);
+	/* Every stream of the engine now: the YAML ones and those created at
+	 * run time before a restart (their definitions are in state_dir). */
+	struct spate_engine_stream_info *in = NULL;
+	int n = spate_engine_stream_list(a->e, NULL, 0), r = 0;
+	if (n > 0) {
+		in = calloc((size_t)n + SPATE_ENGINE_RUNTIME_STREAMS_MAX, sizeof(*in));
+		if (!in)
 			return -ENOMEM;
+		n = spate_engine_stream_list(a->e, in, (uint32_t)n + SPATE_ENGINE_RUNTIME_STREAMS_MAX);
+	}
+	if (n < 0) {
+		/* An engine without run-time streams: its YAML streams. */
+		in = calloc(a->cfg->n_streams ? a->cfg->n_streams : 1, sizeof(*in));
+		if (!in)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < a->cfg->n_streams; i++) {
+			snprintf(in[i].name, sizeof(in[i].name), "%s", a->cfg->streams[i].name);
+			in[i].status = SPATE_ENGINE_STREAM_ACTIVE;
+			in[i].retention_ns = a->cfg->streams[i].retention_ns;
+		}
+		n = (int)a->cfg->n_streams;
+	}
+	for (int i = 0; i < n; i++) {
+		if (in[i].status != SPATE_ENGINE_STREAM_ACTIVE)
+			continue;
+		struct spate_api_stream *st = entry_new(a, &in[i]);
+		if (!st || insert(a, st) < 0) {
+			entry_free(a, st);
+			snprintf(err, errlen, "api: stream %s: not open in the engine, or out of memory",
+				 in[i].name);
+			r = -ENOMEM;
+			break;
 		}
 	}
-	return 0;
+	free(in);
+	return r;
 }
 
 static void close_producers(struct spate_api *a, uint64_t stream_id)
@@ -173,10 +219,12 @@ void spate_api_registry_fini(struct spate_api *a)
 		a->tctxs = t->next;
 		free(t->prods);
 		spate_api_buf_free(&t->arena);
+		EVP_MD_CTX_free(t->md5_ctx);
+		EVP_MD_free(t->md5);
 		free(t);
 	}
 	for (uint32_t i = 0; i < a->n_streams; i++)
-		entry_free(a->streams[i]);
+		entry_free(a, a->streams[i]);
 	free(a->streams);
 	pthread_rwlock_destroy(&a->lock);
 	pthread_mutex_destroy(&a->tctx_lock);
@@ -240,40 +288,11 @@ int spate_api_producer(struct spate_api *a, struct spate_api_tctx *t, struct spa
 /* Run-time streams: the seam to the core's spate_engine_stream_add/remove  */
 /* ------------------------------------------------------------------------ */
 
-#ifndef SPATE_API_HAVE_STREAM_ADD
-#define SPATE_API_HAVE_STREAM_ADD 0
-#endif
-
-static int core_add(struct spate_api *a, const struct spate_config_stream *cs, char *err,
-		    size_t errlen)
-{
-#if SPATE_API_HAVE_STREAM_ADD
-	return spate_engine_stream_add(a->e, cs, err, errlen);
-#else
-	(void)a;
-	(void)cs;
-	snprintf(err, errlen, "this engine cannot add streams while it runs");
-	return -ENOTSUP;
-#endif
-}
-
-static int core_remove(struct spate_api *a, const char *name, bool force)
-{
-#if SPATE_API_HAVE_STREAM_ADD
-	(void)force;
-	return spate_engine_stream_remove(a->e, name);
-#else
-	(void)a;
-	(void)name;
-	(void)force;
-	return -ENOTSUP;
-#endif
-}
-
 int spate_api_stream_create(struct spate_api *a, const char *name, uint32_t shards, char *err,
 			    size_t errlen)
 {
 	struct spate_config_stream cs;
+	struct spate_engine_stream_info in;
 	struct spate_api_stream *st;
 	int r;
 
@@ -281,22 +300,25 @@ int spate_api_stream_create(struct spate_api *a, const char *name, uint32_t shar
 	snprintf(cs.name, sizeof(cs.name), "%s", name);
 	cs.shards = shards;
 	pthread_rwlock_wrlock(&a->lock);
-	if (spate_api_stream_find(a, name) || spate_engine_stream(a->e, name)) {
+	if (spate_api_stream_find(a, name)) {
 		r = -EEXIST;
 		goto out;
 	}
-	r = core_add(a, &cs, err, errlen);
+	/* The core creates the shards, persists the definition in state_dir
+	 * and shows the stream to stat/top/Prometheus. */
+	r = spate_engine_stream_add(a->e, &cs, err, errlen);
 	if (r < 0)
 		goto out;
-	st = entry_new(a, &cs);
+	r = spate_engine_stream_info(a->e, name, &in);
+	st = r == 0 ? entry_new(a, &in) : NULL;
 	if (!st) {
+		snprintf(err, errlen, "created, but not ACTIVE or out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
-	st->created_ns = spate_now_ns();
 	r = insert(a, st);
 	if (r < 0)
-		entry_free(st);
+		entry_free(a, st);
 out:
 	pthread_rwlock_unlock(&a->lock);
 	return r;
@@ -318,14 +340,16 @@ int spate_api_stream_delete(struct spate_api *a, const char *name, bool force, c
 	/* No call is in flight (write lock): close every thread's producer
 	 * on it before the engine unmaps it. */
 	close_producers(a, st->id);
-	r = core_remove(a, name, force);
+	(void)force; /* consumers read YAML streams only: nothing to enforce */
+	r = spate_engine_stream_remove(a->e, name, 0);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		goto out;
 	}
+	/* Our reference was the last user: the core frees it on this put. */
 	memmove(&a->streams[i], &a->streams[i + 1], (a->n_streams - i - 1) * sizeof(*a->streams));
 	a->n_streams--;
-	entry_free(st);
+	entry_free(a, st);
 out:
 	pthread_rwlock_unlock(&a->lock);
 	return r;
@@ -333,7 +357,9 @@ out:
 
 int spate_api_stream_retention(struct spate_api *a, struct spate_api_stream *st, uint32_t hours)
 {
-	(void)a;
-	st->retention_hours = hours;
-	return 0;
+	int r = spate_engine_stream_set_retention(a->e, st->name, hours * 3600ull * 1000000000ull);
+
+	if (r == 0)
+		st->retention_hours = hours;
+	return r;
 }

@@ -60,6 +60,8 @@ struct req {
 /* How an operation holds the registry: for its whole run, shared (reads,
  * puts) or exclusive (setters); Create/Delete lock inside. */
 enum { LK_READ, LK_WRITE, LK_NONE };
+/* Puts parse their body themselves (simdjson, put_parse.cc). */
+#define RAW 0x10
 
 struct op {
 	const char *name;
@@ -82,8 +84,8 @@ static const struct op ops[] = {
 	{ "ListShards", spate_api_op_list_shards, LK_READ },
 	{ "ListStreams", spate_api_op_list_streams, LK_READ },
 	{ "ListTagsForStream", spate_api_op_list_tags, LK_READ },
-	{ "PutRecord", spate_api_op_put_record, LK_READ },
-	{ "PutRecords", spate_api_op_put_records, LK_READ },
+	{ "PutRecord", spate_api_op_put_record, LK_READ | RAW },
+	{ "PutRecords", spate_api_op_put_records, LK_READ | RAW },
 	{ "RemoveTagsFromStream", spate_api_op_remove_tags, LK_WRITE },
 };
 
@@ -192,27 +194,25 @@ void spate_api_buf_arn(struct spate_api_call *c, const char *name)
 			  c->a->region, name);
 }
 
-struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c)
+struct spate_api_stream *spate_api_stream_named(struct spate_api_call *c,
+						const struct spate_api_str *nm,
+						const struct spate_api_str *arn_s)
 {
-	const char *name = NULL, *arn = NULL;
-	size_t nl = 0, al = 0;
-	int r1 = spate_api_get_str(c, "StreamName", &name, &nl);
-	int r2 = spate_api_get_str(c, "StreamARN", &arn, &al);
+	const char *name = nm ? nm->p : NULL, *arn = arn_s ? arn_s->p : NULL;
+	size_t nl = nm ? nm->n : 0, al = arn_s ? arn_s->n : 0;
 	char buf[SPATE_CONFIG_NAME_MAX + 1];
 
-	if (r1 < 0 || r2 < 0)
-		return NULL;
-	if (!r1 && r2) {
+	if (!name && arn) {
 		/* arn:aws:kinesis:<region>:<account>:stream/<name> */
 		const char *slash = memchr(arn, '/', al);
-		if (al < 20 || memcmp(arn, "arn:", 4) != 0 || !slash || !strstr(arn, ":stream/")) {
-			spate_api_fail(c, "InvalidArgumentException", "StreamARN %.200s is not a "
-				       "Kinesis stream ARN", arn);
+		if (al < 20 || memcmp(arn, "arn:", 4) != 0 || !slash || !memmem(arn, al, ":stream/", 8)) {
+			spate_api_fail(c, "InvalidArgumentException", "StreamARN %.*s is not a "
+				       "Kinesis stream ARN", (int)(al > 200 ? 200 : al), arn);
 			return NULL;
 		}
 		name = slash + 1;
 		nl = al - (size_t)(name - arn);
-	} else if (!r1) {
+	} else if (!name) {
 		spate_api_fail(c, "ValidationException", "1 validation error detected: Value null at "
 			       "'streamName' failed to satisfy constraint: Member must not be null");
 		return NULL;
@@ -223,9 +223,9 @@ struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c)
 			       "between 1 and 128");
 		return NULL;
 	}
-	if (nl > SPATE_CONFIG_NAME_MAX) {
-		spate_api_fail(c, "ResourceNotFoundException", "Stream %.128s under account "
-			       SPATE_API_ACCOUNT " not found.", name);
+	if (nl > SPATE_CONFIG_NAME_MAX || memchr(name, '\0', nl)) {
+		spate_api_fail(c, "ResourceNotFoundException", "Stream %.*s under account "
+			       SPATE_API_ACCOUNT " not found.", (int)nl, name);
 		return NULL;
 	}
 	memcpy(buf, name, nl);
@@ -235,6 +235,17 @@ struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c)
 		spate_api_fail(c, "ResourceNotFoundException", "Stream %s under account "
 			       SPATE_API_ACCOUNT " not found.", buf);
 	return st;
+}
+
+struct spate_api_stream *spate_api_call_stream(struct spate_api_call *c)
+{
+	struct spate_api_str name = { 0 }, arn = { 0 };
+	int r1 = spate_api_get_str(c, "StreamName", &name.p, &name.n);
+	int r2 = spate_api_get_str(c, "StreamARN", &arn.p, &arn.n);
+
+	if (r1 < 0 || r2 < 0)
+		return NULL;
+	return spate_api_stream_named(c, r1 ? &name : NULL, r2 ? &arn : NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -341,6 +352,11 @@ static enum MHD_Result answer(struct spate_api *a, struct MHD_Connection *con, s
 		return send_error(a, con, 400, "SerializationException",
 				  "CBOR is not supported: switch it off in the client "
 				  "(Java SDK: aws.cborEnabled=false, AWS_CBOR_DISABLE=1)");
+	static const char no_body[SPATE_API_PARSE_PADDING + 1];
+	c.body = q->body ? q->body : no_body;
+	c.body_len = q->len;
+	if (op->lock & RAW)
+		goto run;
 	/* Parse the body once. An empty body is an empty structure. */
 	struct json_tokener *tok = json_tokener_new_ex(64);
 	if (!tok)
@@ -364,12 +380,14 @@ static enum MHD_Result answer(struct spate_api *a, struct MHD_Connection *con, s
 		return send_error(a, con, 400, "SerializationException",
 				  "expected a JSON structure as the body");
 	}
-	if (op->lock == LK_READ)
+run:;
+	int lk = op->lock & ~RAW;
+	if (lk == LK_READ)
 		pthread_rwlock_rdlock(&a->lock);
-	else if (op->lock == LK_WRITE)
+	else if (lk == LK_WRITE)
 		pthread_rwlock_wrlock(&a->lock);
 	int r = op->fn(&c);
-	if (op->lock != LK_NONE)
+	if (lk != LK_NONE)
 		pthread_rwlock_unlock(&a->lock);
 	json_object_put(c.in);
 	if (r < 0 || c.err_type || c.out.oom) {
@@ -416,12 +434,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
 				q->too_big = true;
 				return answer(a, con, q);
 			}
-			if (n) {
-				q->body = malloc(n + 1);
-				if (!q->body)
-					return MHD_NO;
-				q->cap = n + 1;
-			}
+			/* Room for the parser's read-ahead after the body. */
+			q->body = malloc(n + SPATE_API_PARSE_PADDING);
+			if (!q->body)
+				return MHD_NO;
+			q->cap = n + SPATE_API_PARSE_PADDING;
 		}
 		return MHD_YES;
 	}
@@ -434,9 +451,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
 			q->too_big = true;
 			return MHD_YES;
 		}
-		if (q->len + n + 1 > q->cap) {
+		if (q->len + n + SPATE_API_PARSE_PADDING > q->cap) {
 			size_t cap = q->cap ? q->cap : 65536;
-			while (cap < q->len + n + 1)
+			while (cap < q->len + n + SPATE_API_PARSE_PADDING)
 				cap *= 2;
 			char *b = realloc(q->body, cap);
 			if (!b)
@@ -519,6 +536,10 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	a->cfg = cfg;
 	a->serial = atomic_fetch_add_explicit(&api_serials, 1, memory_order_relaxed) + 1;
 	a->started_ns = spate_now_ns();
+	/* Tests shorten the iterator lifetime to see it expire (documented in
+	 * docs/kinesis-api.md); anything else keeps Kinesis' 5 minutes. */
+	const char *ttl = getenv("SPATE_API_ITER_TTL_MS");
+	a->iter_ttl_ms = ttl && atoll(ttl) > 0 ? (uint64_t)atoll(ttl) : SPATE_API_ITER_TTL_MS;
 	snprintf(a->region, sizeof(a->region), "%s", ac->region[0] ? ac->region : "us-east-1");
 	if (getrandom(a->mac_key, sizeof(a->mac_key), 0) != (ssize_t)sizeof(a->mac_key)) {
 		r = -errno;
@@ -528,10 +549,16 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	r = spate_api_auth_open(cfg, &a->auth, err, errlen);
 	if (r < 0)
 		goto fail_free;
-	r = spate_api_registry_init(a, err, errlen);
+	r = spate_api_tls_load(ac->tls_cert, ac->tls_key, &a->tls, err, errlen);
 	if (r < 0)
 		goto fail_auth;
-	a->daemon = MHD_start_daemon(flags, port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, sa,
+	r = spate_api_registry_init(a, err, errlen);
+	if (r < 0)
+		goto fail_tls;
+	struct MHD_OptionItem tlso[SPATE_API_TLS_OPTIONS];
+	a->daemon = MHD_start_daemon(flags | spate_api_tls_flags(&a->tls), port, NULL, NULL, handle, a,
+				     MHD_OPTION_ARRAY, spate_api_tls_options(&a->tls, tlso),
+				     MHD_OPTION_SOCK_ADDR, sa,
 				     MHD_OPTION_THREAD_POOL_SIZE, threads_of(ac),
 				     MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 				     MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_END);
@@ -545,6 +572,8 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 
 fail_reg:
 	spate_api_registry_fini(a);
+fail_tls:
+	spate_api_tls_free(&a->tls);
 fail_auth:
 	spate_api_auth_close(a->auth);
 fail_free:
@@ -558,6 +587,7 @@ void spate_api_stop(struct spate_api *a)
 		return;
 	MHD_stop_daemon(a->daemon);
 	spate_api_registry_fini(a);
+	spate_api_tls_free(&a->tls);
 	spate_api_auth_close(a->auth);
 	free(a);
 }

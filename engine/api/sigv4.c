@@ -12,13 +12,17 @@
  * scope, clock, signature) and compares signatures with CRYPTO_memcmp.
  * Derived keys are wiped (OPENSSL_cleanse) before return.
  *
+ * Cost per request: SHA-256 of the body (about 40 us for a 64 KiB
+ * PutRecords at 1.7 GB/s), of the canonical request, and one HMAC; the
+ * four HMACs deriving the signing key are done once per thread, key and day
+ * (signing_key()). The algorithms are fetched once (algs_fetch()).
+ *
  * Limits: the canonical request is built in memory (its size is the
  * headers' and query's, not the body's: the body is hashed in place).
- * Credential parts longer than 127 bytes are refused as malformed. The
- * signing key is derived for every request (5 HMACs, about 2 us); a cache
- * per (key, day) is the step if verification ever shows in a profile.
+ * Credential parts longer than 127 bytes are refused as malformed.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +32,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -46,6 +51,21 @@ static const char M_MISMATCH[] =
 	"The request signature we calculated does not match the signature you provided. "
 	"Check your AWS Secret Access Key and signing method. "
 	"Consult the service documentation for details.";
+
+/*
+ * libcrypto's SHA-256 and HMAC, fetched once: OpenSSL 3 fetches an
+ * algorithm implicitly on every EVP_sha256()/HMAC() call, which costs more
+ * than hashing a short string. Read only after the once.
+ */
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+static EVP_MD *alg_sha256;
+static EVP_MAC *alg_hmac;
+
+static void algs_fetch(void)
+{
+	alg_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	alg_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
 
 /* ---- a growing string; the first allocation failure sticks (err) ---- */
 
@@ -363,7 +383,9 @@ static int sha256_hex(const void *data, size_t n, char *out)
 	unsigned char d[EVP_MAX_MD_SIZE];
 	unsigned int dl = 0;
 
-	if (!EVP_Digest(data ? data : "", n, d, &dl, EVP_sha256(), NULL) || dl != 32)
+	pthread_once(&algs_once, algs_fetch);
+	if (!EVP_Digest(data ? data : "", n, d, &dl, alg_sha256 ? alg_sha256 : EVP_sha256(), NULL) ||
+	    dl != 32)
 		return -ENOMEM;
 	hex_encode(d, 32, out);
 	return 0;
@@ -371,7 +393,8 @@ static int sha256_hex(const void *data, size_t n, char *out)
 
 /* The canonical request into b; -EINVAL (missing header), -ENOMEM. */
 static int canonical(struct sbuf *b, const struct spate_api_sigv4_request *req,
-		     const char *signed_headers, const char **missing, size_t *missing_len)
+		     const char *signed_headers, const char *body_hash, const char **missing,
+		     size_t *missing_len)
 {
 	char hash[65];
 	int rc;
@@ -388,9 +411,12 @@ static int canonical(struct sbuf *b, const struct spate_api_sigv4_request *req,
 	sb_c(b, '\n');
 	sb_str(b, signed_headers);
 	sb_c(b, '\n');
-	if (sha256_hex(req->body, req->body_len, hash) < 0)
-		return -ENOMEM;
-	sb_str(b, hash);
+	if (!body_hash) {
+		if (sha256_hex(req->body, req->body_len, hash) < 0)
+			return -ENOMEM;
+		body_hash = hash;
+	}
+	sb_str(b, body_hash);
 	return b->err ? -ENOMEM : 0;
 }
 
@@ -400,7 +426,7 @@ int spate_api_sigv4_canonical(const struct spate_api_sigv4_request *req,
 	struct sbuf b = {0};
 	const char *m;
 	size_t ml;
-	int rc = canonical(&b, req, signed_headers, &m, &ml);
+	int rc = canonical(&b, req, signed_headers, NULL, &m, &ml);
 
 	if (rc < 0) {
 		free(b.p);
@@ -412,9 +438,78 @@ int spate_api_sigv4_canonical(const struct spate_api_sigv4_request *req,
 
 static bool hmac(const void *key, size_t kn, const void *d, size_t dn, unsigned char out[32])
 {
-	unsigned int ol = 0;
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC_CTX *c;
+	size_t ol = 0;
+	bool ok;
 
-	return HMAC(EVP_sha256(), key, (int)kn, d, dn, out, &ol) && ol == 32;
+	pthread_once(&algs_once, algs_fetch);
+	if (!alg_hmac) {
+		unsigned int l = 0;
+
+		return HMAC(EVP_sha256(), key, (int)kn, d, dn, out, &l) && l == 32;
+	}
+	c = EVP_MAC_CTX_new(alg_hmac);
+	ok = c && EVP_MAC_init(c, key, kn, p) && EVP_MAC_update(c, d, dn) &&
+	     EVP_MAC_final(c, out, &ol, 32) && ol == 32;
+	EVP_MAC_CTX_free(c);
+	return ok;
+}
+
+/*
+ * The signing key of (secret, day, region, service): four chained HMACs,
+ * the same for every request of a key on a day, so each thread keeps the
+ * last one it derived (a hit compares the secret and the scope: both this
+ * process's own configuration, not the caller's input, so the comparison
+ * needs no constant time). The cached key lives as long as the thread.
+ */
+struct kcache {
+	bool valid;
+	char secret[PART_MAX];
+	char scope[3 * PART_MAX];
+	unsigned char k[32];
+};
+
+static __thread struct kcache tl_kcache;
+
+static bool signing_key(const char *secret, const char *day, const char *region,
+			const char *service, unsigned char kk[32])
+{
+	struct kcache *c = &tl_kcache;
+	unsigned char kd[32], kr[32], ks[32];
+	char scope[3 * PART_MAX];
+	struct sbuf k = {0};
+	bool ok, cacheable;
+	int n;
+
+	n = snprintf(scope, sizeof(scope), "%s/%s/%s", day, region, service);
+	cacheable = n > 0 && (size_t)n < sizeof(scope) && strlen(secret) < sizeof(c->secret);
+	if (cacheable && c->valid && strcmp(c->scope, scope) == 0 && strcmp(c->secret, secret) == 0) {
+		memcpy(kk, c->k, 32);
+		return true;
+	}
+	sb_str(&k, "AWS4");
+	sb_str(&k, secret);
+	ok = !k.err && hmac(k.p, k.len, day, strlen(day), kd) &&
+	     hmac(kd, 32, region, strlen(region), kr) &&
+	     hmac(kr, 32, service, strlen(service), ks) &&
+	     hmac(ks, 32, TERMINATOR, strlen(TERMINATOR), kk);
+	if (ok && cacheable) {
+		memcpy(c->secret, secret, strlen(secret) + 1);
+		memcpy(c->scope, scope, (size_t)n + 1);
+		memcpy(c->k, kk, 32);
+		c->valid = true;
+	}
+	if (k.p)
+		OPENSSL_cleanse(k.p, k.cap);
+	free(k.p);
+	OPENSSL_cleanse(kd, sizeof(kd));
+	OPENSSL_cleanse(kr, sizeof(kr));
+	OPENSSL_cleanse(ks, sizeof(ks));
+	return ok;
 }
 
 /*
@@ -426,8 +521,8 @@ static int sign_canonical(const char *canon, size_t canon_len, const char *secre
 			  const char *amz_date, const char *day, const char *region,
 			  const char *service, char *sig)
 {
-	struct sbuf sts = {0}, k = {0};
-	unsigned char kd[32], kr[32], ks[32], kk[32], s[32];
+	struct sbuf sts = {0};
+	unsigned char kk[32], s[32];
 	char hash[65];
 	int rc = -ENOMEM;
 
@@ -443,26 +538,13 @@ static int sign_canonical(const char *canon, size_t canon_len, const char *secre
 	sb_str(&sts, service);
 	sb_str(&sts, "/" TERMINATOR "\n");
 	sb_str(&sts, hash);
-	sb_str(&k, "AWS4");
-	sb_str(&k, secret);
-	if (sts.err || k.err)
-		goto out;
-	if (!hmac(k.p, k.len, day, strlen(day), kd) ||
-	    !hmac(kd, 32, region, strlen(region), kr) ||
-	    !hmac(kr, 32, service, strlen(service), ks) ||
-	    !hmac(ks, 32, TERMINATOR, strlen(TERMINATOR), kk) ||
+	if (sts.err || !signing_key(secret, day, region, service, kk) ||
 	    !hmac(kk, 32, sts.p, sts.len, s))
 		goto out;
 	hex_encode(s, 32, sig);
 	rc = 0;
 out:
-	if (k.p)
-		OPENSSL_cleanse(k.p, k.cap);
-	OPENSSL_cleanse(kd, sizeof(kd));
-	OPENSSL_cleanse(kr, sizeof(kr));
-	OPENSSL_cleanse(ks, sizeof(ks));
 	OPENSSL_cleanse(kk, sizeof(kk));
-	free(k.p);
 	free(sts.p);
 	return rc;
 }
@@ -774,7 +856,7 @@ int spate_api_sigv4_verify(const struct spate_api_sigv4_key *keys, size_t n_keys
 			goto out;
 		}
 	}
-	rc = canonical(&canon, req, signed_headers, &missing, &missing_len);
+	rc = canonical(&canon, req, signed_headers, h ? hash : NULL, &missing, &missing_len);
 	if (rc == -EINVAL) {
 		rc = refuse(err, T_INVALID, "Signed header '%.*s' is not in the request.",
 			    (int)(missing_len > 64 ? 64 : missing_len), missing);
@@ -872,7 +954,7 @@ int spate_api_sigv4_sign(const struct spate_api_sigv4_key *key,
 			return -ENOMEM;
 		signed_headers = list;
 	}
-	rc = canonical(&canon, req, signed_headers, &m, &ml);
+	rc = canonical(&canon, req, signed_headers, NULL, &m, &ml);
 	if (rc == 0)
 		rc = sign_canonical(canon.p, canon.len, key->secret, amz, day, req->region,
 				    req->service, sig);

@@ -379,6 +379,7 @@ struct spate_config_api_key {
 	 *  a relative path is made relative to the configuration's directory. */
 	char secret_file[SPATE_CONFIG_PATH_MAX];
 	uint32_t line;              /**< line of the entry; 0 if built in C */
+	uint32_t secret_line;       /**< line of its secret_file; 0 if built in C */
 };
 /** The Kinesis-compatible HTTP front `spate run` serves (engine/api/). */
 struct spate_config_api {

@@ -2,13 +2,14 @@
 """Unsigned and wrongly signed requests are refused by spate's Kinesis front.
 
 Each case is a real botocore request (Debian python3-botocore) or a plain
-unsigned HTTP POST; each must be answered with the AWS error type a client
-branches on, and must change nothing: the CreateStream calls it makes are
-refused, so a correctly signed ListStreams afterwards still shows none of
-their streams.
+unsigned HTTP POST putting a record into the bus's YAML stream
+"configured"; each must be answered with the AWS error type a client
+branches on, and must change nothing: reading the stream from TRIM_HORIZON
+afterwards finds only the one record a correctly signed request put.
 
 Usage: refused.py ENDPOINT KEY_ID SECRET_FILE
 """
+import base64
 import datetime
 import json
 import sys
@@ -58,8 +59,16 @@ def post(body, headers):
         return e.code, json.loads(e.read() or b"{}")
 
 
-HDRS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.CreateStream"}
-BODY = json.dumps({"StreamName": "refused-unsigned", "ShardCount": 1}).encode()
+HDRS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.PutRecord"}
+STREAM = "configured"
+
+
+def put_body(data):
+    return json.dumps({"StreamName": STREAM, "PartitionKey": "k",
+                       "Data": base64.b64encode(data.encode()).decode()}).encode()
+
+
+BODY = put_body("refused-unsigned")
 
 # 1. No signature at all: a plain POST, and botocore with signing off.
 status, ans = post(BODY, HDRS)
@@ -67,7 +76,7 @@ if status != 400 or ans.get("__type") != "MissingAuthenticationTokenException":
     fail("unsigned POST: %d %r" % (status, ans))
 unsigned = client(key_id, secret, config=cfg.merge(botocore.config.Config(signature_version=botocore.UNSIGNED)))
 expect("MissingAuthenticationTokenException", "Missing Authentication Token",
-       unsigned.create_stream, StreamName="refused-nosign", ShardCount=1)
+       unsigned.put_record, StreamName=STREAM, PartitionKey="k", Data=b"refused-nosign")
 
 # 2. An Authorization header lacking its parts.
 h = dict(HDRS, Authorization="AWS4-HMAC-SHA256 Credential=%s/20261204/us-east-1/kinesis/aws4_request" % key_id,
@@ -77,24 +86,23 @@ if status != 400 or ans.get("__type") != "IncompleteSignatureException":
     fail("incomplete signature: %d %r" % (status, ans))
 
 # 3. A key id spate does not know; the right id with the wrong secret.
-expect("UnrecognizedClientException", "security token", client("AKIDNOTCONFIGURED", secret).create_stream,
-       StreamName="refused-unknown", ShardCount=1)
-expect("InvalidSignatureException", "does not match", client(key_id, secret + "x").create_stream,
-       StreamName="refused-wrong", ShardCount=1)
+expect("UnrecognizedClientException", "security token", client("AKIDNOTCONFIGURED", secret).put_record,
+       StreamName=STREAM, PartitionKey="k", Data=b"refused-unknown")
+expect("InvalidSignatureException", "does not match", client(key_id, secret + "x").put_record,
+       StreamName=STREAM, PartitionKey="k", Data=b"refused-wrong")
 # The scope of another region.
-expect("InvalidSignatureException", "region", client(key_id, secret, region="eu-west-1").create_stream,
-       StreamName="refused-region", ShardCount=1)
+expect("InvalidSignatureException", "region", client(key_id, secret, region="eu-west-1").put_record,
+       StreamName=STREAM, PartitionKey="k", Data=b"refused-region")
 
 # 4. A body changed after signing.
 creds = Credentials(key_id, secret)
 req = AWSRequest(method="POST", url=endpoint + "/", data=BODY, headers=dict(HDRS))
 botocore.auth.SigV4Auth(creds, "kinesis", "us-east-1").add_auth(req)
-status, ans = post(BODY.replace(b"refused-unsigned", b"refused-tampered"), dict(req.headers.items()))
+status, ans = post(put_body("refused-tampered"), dict(req.headers.items()))
 if status != 400 or ans.get("__type") != "InvalidSignatureException":
     fail("tampered body: %d %r" % (status, ans))
 # The same request untouched is accepted (the harness signs correctly).
-req = AWSRequest(method="POST", url=endpoint + "/",
-                 data=json.dumps({"StreamName": "accepted-by-hand", "ShardCount": 1}).encode(), headers=dict(HDRS))
+req = AWSRequest(method="POST", url=endpoint + "/", data=put_body("accepted"), headers=dict(HDRS))
 botocore.auth.SigV4Auth(creds, "kinesis", "us-east-1").add_auth(req)
 status, ans = post(req.body, dict(req.headers.items()))
 if status != 200:
@@ -117,10 +125,19 @@ for minutes, words in ((-10, "Signature expired"), (10, "Signature not yet curre
     if status != 400 or ans.get("__type") != "InvalidSignatureException" or words not in ans.get("message", ""):
         fail("%+d minutes: %d %r" % (minutes, status, ans))
 
-# Nothing refused changed anything.
-names = client(key_id, secret).list_streams()["StreamNames"]
-if any(n.startswith("refused-") for n in names) or "accepted-by-hand" not in names:
-    fail("streams after the refusals: %r" % names)
-client(key_id, secret).delete_stream(StreamName="accepted-by-hand")
+# Nothing refused changed anything: the stream holds the accepted record only.
+kin = client(key_id, secret)
+it = kin.get_shard_iterator(StreamName=STREAM, ShardId="shardId-000000000000",
+                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+got = []
+for _ in range(20):
+    r = kin.get_records(ShardIterator=it)
+    got += [x["Data"] for x in r["Records"]]
+    it = r["NextShardIterator"]
+    if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
+        break
+if got != [b"accepted"]:
+    fail("records in the stream after the refusals: %r" % got)
 print("refused: unsigned (Missing), incomplete (Incomplete), unknown key (Unrecognized), wrong secret, "
-      "wrong region, tampered body, 10 min old / ahead (InvalidSignature) refused and changed nothing OK")
+      "wrong region, tampered body, 10 min old / ahead (InvalidSignature) refused; nothing but the "
+      "signed record stored OK")

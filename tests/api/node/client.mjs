@@ -12,11 +12,14 @@ import {
   PutRecordCommand, PutRecordsCommand, ListShardsCommand, GetShardIteratorCommand,
   GetRecordsCommand, ListStreamsCommand, waitUntilStreamExists, waitUntilStreamNotExists,
 } from '@aws-sdk/client-kinesis';
+// The SDK's Kinesis client speaks HTTP/2 by default (for SubscribeToShard);
+// spate's front is HTTP/1.1, as kinesalite: a program switches handlers.
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 const [endpoint, keyId, secretFile, stream] = process.argv.slice(2);
 const secret = readFileSync(secretFile, 'utf8').trim();
 const kin = new KinesisClient({
-  endpoint, region: 'us-east-1', maxAttempts: 1,
+  endpoint, region: 'us-east-1', maxAttempts: 1, requestHandler: new NodeHttpHandler(),
   credentials: { accessKeyId: keyId, secretAccessKey: secret },
 });
 
@@ -111,7 +114,7 @@ const names = (await kin.send(new ListStreamsCommand({}))).StreamNames;
 if (names.includes(stream)) fail(`${stream} still listed after delete`);
 
 // A wrong secret is refused with the SDK's InvalidSignatureException.
-const wrong = new KinesisClient({ endpoint, region: 'us-east-1', maxAttempts: 1, credentials: { accessKeyId: keyId, secretAccessKey: `${secret}x` } });
+const wrong = new KinesisClient({ endpoint, region: 'us-east-1', maxAttempts: 1, requestHandler: new NodeHttpHandler(), credentials: { accessKeyId: keyId, secretAccessKey: `${secret}x` } });
 try {
   await wrong.send(new ListStreamsCommand({}));
   fail('a wrong secret was accepted');
