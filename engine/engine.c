@@ -776,12 +776,16 @@ int spate_engine_deploy(struct spate_engine *e, const char *name, const char *pa
 	spate_consumer_stop_plugins(c); /* flush, fini: the old build drains */
 	spate_engine_ckpt_flush_all(e, true);
 	old = c->lib;
+	pthread_mutex_lock(&c->lock); /* the control thread reads c->lib (watch_memory) */
 	c->lib = lib;
+	pthread_mutex_unlock(&c->lock);
 	if (e->running) {
 		rc = spate_consumer_start_plugins(c, err, errlen);
 		if (rc < 0) {
 			/* Keep serving with the old build. */
+			pthread_mutex_lock(&c->lock);
 			c->lib = old;
+			pthread_mutex_unlock(&c->lock);
 			old = lib;
 			char err2[256];
 			if (spate_consumer_start_plugins(c, err2, sizeof(err2)) < 0)

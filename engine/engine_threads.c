@@ -228,8 +228,14 @@ static void watch_memory(struct spate_engine *e)
 		struct spate_consumer *c = &e->consumers[i];
 		uint64_t limit = c->k->memory_limit;
 		/* A plugin in processes of its own (a function): its provider
-		 * enforces its memory; the engine's growth is not its doing. */
-		if (spate_plugin_lib_flags(c->lib) & SPATE_PROVIDED_F_OWN_MEMORY)
+		 * enforces its memory; the engine's growth is not its doing.
+		 * c->lib under c->lock: a hot deploy swaps it meanwhile. */
+		char path[256];
+		pthread_mutex_lock(&c->lock);
+		bool own = spate_plugin_lib_flags(c->lib) & SPATE_PROVIDED_F_OWN_MEMORY;
+		snprintf(path, sizeof(path), "%s", spate_plugin_lib_path(c->lib));
+		pthread_mutex_unlock(&c->lock);
+		if (own)
 			continue;
 		c->mem_charged += (uint64_t)((double)grow * (double)delta[i] / (double)total);
 		uint64_t warn_at = limit ? limit / 10 * 8 : 1ull << 30;
@@ -238,7 +244,7 @@ static void watch_memory(struct spate_engine *e)
 			spate_slog(SPATE_LOG_WARN, NULL,
 				      "consumer %s (plugin %s): the engine grew by %" PRIu64
 				      " MiB while it ran (RSS %" PRIu64 " MiB)%s",
-				      c->k->name, spate_plugin_lib_path(c->lib), c->mem_charged >> 20,
+				      c->k->name, path, c->mem_charged >> 20,
 				      rss >> 20, limit ? ", near its memory_limit" : "");
 		}
 		if (limit && c->mem_charged > limit)

@@ -17,6 +17,7 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,9 @@ struct tsr_test {
 
 static struct tsr_test *tsr_head;
 static int tsr_expect_failed;
+
+/* A suite's options (Criterion's TestSuite): none are needed here. */
+#define TestSuite(suite, ...) extern int tsr_suite_##suite
 
 #define Test(suite, name, ...)                                                        \
 	static void suite##_##name(void);                                             \
@@ -83,6 +87,18 @@ __attribute__((format(printf, 5, 6))) static void tsr_fail(int fatal, const char
 #define cr_assert_not_null(a, ...) tsr_check(1, (a) != NULL, __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...) tsr_check(1, strcmp((a), (b)) == 0, __VA_ARGS__)
 #define cr_expect_eq(a, b, ...) tsr_check(0, (a) == (b), __VA_ARGS__)
+#define cr_assert_not(cond, ...) tsr_check(1, !(cond), __VA_ARGS__)
+#define cr_assert_str_neq(a, b, ...) tsr_check(1, strcmp((a), (b)) != 0, __VA_ARGS__)
+#define cr_expect(cond, ...) tsr_check(0, cond, __VA_ARGS__)
+#define cr_expect_not(cond, ...) tsr_check(0, !(cond), __VA_ARGS__)
+#define cr_expect_neq(a, b, ...) tsr_check(0, (a) != (b), __VA_ARGS__)
+#define cr_expect_lt(a, b, ...) tsr_check(0, (a) < (b), __VA_ARGS__)
+#define cr_expect_leq(a, b, ...) tsr_check(0, (a) <= (b), __VA_ARGS__)
+#define cr_expect_gt(a, b, ...) tsr_check(0, (a) > (b), __VA_ARGS__)
+#define cr_expect_geq(a, b, ...) tsr_check(0, (a) >= (b), __VA_ARGS__)
+#define cr_expect_not_null(a, ...) tsr_check(0, (a) != NULL, __VA_ARGS__)
+#define cr_expect_str_eq(a, b, ...) tsr_check(0, strcmp((a), (b)) == 0, __VA_ARGS__)
+#define cr_expect_str_neq(a, b, ...) tsr_check(0, strcmp((a), (b)) != 0, __VA_ARGS__)
 #define cr_expect_null(a, ...) tsr_check(0, (a) == NULL, __VA_ARGS__)
 #define cr_log_info(...) (fprintf(stderr, "  info: " __VA_ARGS__), fputc('\n', stderr))
 #define cr_skip_test(...)                                                             \
