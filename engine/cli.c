@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #include "engine/cli.h"
-#include "engine/sources/builtin.h"
 #include "engine/api/api.h"
+#include "engine/functions/functions.h"
+#include "engine/functions/isolate.h"
+#include "engine/sources/builtin.h"
 #include "engine/metrics_http.h"
 #include "spate/engine.h"
 #include "spate/log.h"
@@ -215,9 +217,20 @@ int spate_cli_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	/* For plugins that name the bus (the nats export's message ids). */
+	setenv("SPATE_BUS", cfg->bus, 1);
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
+	/* The functions door provides the plugins of `function:` consumers. */
+	rc = spate_engine_register_provider(&spate_fn_provider);
+	if (rc < 0 && rc != -EEXIST) {
+		fprintf(stderr, "spate: functions door: %s\n", strerror(-rc));
+		spate_config_free(cfg);
+		return rc;
+	}
+	/* The doors that provide consumers' plugins (spate/provider.h). */
+	spate_iso_register();
 	rc = spate_engine_open_file(argv[optind], &e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "spate: %s\n", err);
@@ -248,6 +261,9 @@ int spate_cli_run(int argc, char **argv)
 		printf("  stream %s: %u shard(s), memory %s\n", cfg->streams[i].name,
 		       spate_stream_shards(s), spate_shm_backing_str(spate_stream_shm(s)));
 	}
+	for (uint32_t i = 0; i < cfg->n_sources; i++)
+		printf("  source %s: type %s into stream %s\n", cfg->sources[i].name,
+		       cfg->sources[i].type, cfg->sources[i].stream);
 	fflush(stdout);
 	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
 	FILE *pf = fopen(pidfile, "we");

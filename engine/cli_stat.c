@@ -67,7 +67,8 @@ static const struct spate_stats_view *same_layout(const struct spate_stats_view 
 						  const struct spate_stats_view *p)
 {
 	if (!p || p->started_ns != v->started_ns || p->n_tasks != v->n_tasks ||
-	    p->n_shards != v->n_shards || p->n_workers != v->n_workers)
+	    p->n_shards != v->n_shards || p->n_workers != v->n_workers ||
+	    p->n_sources != v->n_sources)
 		return NULL;
 	return p;
 }
@@ -171,6 +172,34 @@ static void j_consumer_counters(json_object *o, const struct spate_stats_view *v
 	}
 }
 
+static const char *mem_mode_name(uint32_t m)
+{
+	return m == SPATE_STATS_SUP_MEM_CGROUP ? "cgroup" : m == SPATE_STATS_SUP_MEM_RLIMIT ? "rlimit"
+											    : "none";
+}
+
+/* A supervised consumer's processes (functions, isolation: process). */
+static json_object *j_sup(const struct spate_stats_view_sup *x)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "procs", j_u64(x->procs));
+	json_object_object_add(o, "alive", j_u64(x->alive));
+	json_object_object_add(o, "mem_mode", json_object_new_string(mem_mode_name(x->mem_mode)));
+	json_object_object_add(o, "invocations", j_u64(x->invocations));
+	json_object_object_add(o, "errors", j_u64(x->errors));
+	json_object_object_add(o, "timeouts", j_u64(x->timeouts));
+	json_object_object_add(o, "crashes", j_u64(x->crashes));
+	json_object_object_add(o, "oom_kills", j_u64(x->oom_kills));
+	json_object_object_add(o, "cold_starts", j_u64(x->cold_starts));
+	json_object_object_add(o, "init_fails", j_u64(x->init_fails));
+	json_object_object_add(o, "spawns", j_u64(x->spawns));
+	json_object_object_add(o, "init_p50_ns", j_u64(spate_hist_percentile(x->init, 50)));
+	json_object_object_add(o, "init", j_hist(x->init, true));
+	json_object_object_add(o, "invoke", j_hist(x->invoke, true));
+	return o;
+}
+
 static json_object *sv_json(const struct spate_stats_view *v, const struct spate_stats_view *prev)
 {
 	const struct spate_stats_view *p = same_layout(v, prev);
@@ -237,6 +266,8 @@ static json_object *sv_json(const struct spate_stats_view *v, const struct spate
 		json_object_object_add(o, "first_batch_ns", j_u64(k->first_batch_ns));
 		json_object_object_add(o, "helped", j_u64(k->helped));
 		j_consumer_counters(o, v, p, c, UINT32_MAX, dt);
+		if (k->sup)
+			json_object_object_add(o, "supervisor", j_sup(k->sup));
 		for (uint32_t s = 0; s < k->shards; s++) {
 			json_object *x = json_object_new_object();
 			json_object_object_add(x, "shard", j_u64(s));
@@ -267,6 +298,24 @@ static json_object *sv_json(const struct spate_stats_view *v, const struct spate
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "workers", arr);
+
+	arr = json_object_new_array();
+	for (uint32_t k = 0; k < v->n_sources; k++) {
+		const struct spate_stats_view_source *x = &v->sources[k];
+		json_object *o = json_object_new_object(), *cn = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(x->name));
+		json_object_object_add(o, "type", json_object_new_string(x->type));
+		json_object_object_add(o, "stream", json_object_new_string(
+			x->stream < v->n_streams ? v->stream_names[x->stream] : "?"));
+		json_object_object_add(o, "state",
+				       json_object_new_string(spate_stats_source_state_name(x->state)));
+		json_object_object_add(o, "error", json_object_new_string(x->error));
+		for (uint32_t c = 0; c < x->n_counters; c++)
+			json_object_object_add(cn, x->counter_names[c], j_u64(x->counters[c]));
+		json_object_object_add(o, "counters", cn);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(root, "sources", arr);
 	return root;
 }
 
@@ -376,6 +425,18 @@ static void sv_text(FILE *f, const struct spate_stats_view *v, const struct spat
 				consumer_row(f, v, p, c, s, dt);
 		if (v->consumers[c].error[0])
 			fprintf(f, "  error: %s\n", v->consumers[c].error);
+		const struct spate_stats_view_sup *x = v->consumers[c].sup;
+		if (x) {
+			char i50[24], v50[24], v99[24];
+			fprintf(f, "  processes %u/%u (memory_limit: %s): %" PRIu64 " invocations, %" PRIu64
+				   " errors, %" PRIu64 " timeouts, %" PRIu64 " crashes, %" PRIu64
+				   " cold starts (init p50 %s), invoke p50 %s p99 %s\n",
+				x->alive, x->procs, mem_mode_name(x->mem_mode), x->invocations, x->errors,
+				x->timeouts, x->crashes + x->oom_kills, x->cold_starts,
+				dur(spate_hist_percentile(x->init, 50), i50, sizeof(i50)),
+				dur(spate_hist_percentile(x->invoke, 50), v50, sizeof(v50)),
+				dur(spate_hist_percentile(x->invoke, 99), v99, sizeof(v99)));
+		}
 	}
 	fprintf(f, "\n%-8s %5s %-8s %6s %6s %12s\n", "WORKER", "CPU", "STATE", "BUSY", "TASKS",
 		"LOOPS/s");
@@ -385,6 +446,20 @@ static void sv_text(FILE *f, const struct spate_stats_view *v, const struct spat
 		fprintf(f, "%-8u %5d %-8s %5.1f%% %6u %12s\n", k, w->cpu, worker_state(w->state),
 			100.0 * worker_busy(w, pw, v->mono_ns, p ? p->mono_ns : 0), w->tasks,
 			si(pw ? rate(w->loops, pw->loops, dt) : 0, c2, sizeof(c2)));
+	}
+	if (v->n_sources)
+		fprintf(f, "\n%-16s %-6s %-16s %-8s %s\n", "SOURCE", "TYPE", "STREAM", "STATE",
+			"COUNTERS");
+	for (uint32_t k = 0; k < v->n_sources; k++) {
+		const struct spate_stats_view_source *x = &v->sources[k];
+		fprintf(f, "%-16s %-6s %-16s %-8s", x->name, x->type,
+			x->stream < v->n_streams ? v->stream_names[x->stream] : "?",
+			spate_stats_source_state_name(x->state));
+		for (uint32_t c = 0; c < x->n_counters; c++)
+			fprintf(f, " %s=%" PRIu64, x->counter_names[c], x->counters[c]);
+		fputc('\n', f);
+		if (x->error[0])
+			fprintf(f, "  last error: %s\n", x->error);
 	}
 	fflush(f);
 }

@@ -225,12 +225,20 @@ static int bus_lock(struct spate_engine *e, char *err, size_t errlen)
  * SPATE_STATS=off in the environment; a failure to create it only turns it
  * off (said in the log): counters never stop a bus.
  */
+/* Whether a consumer runs in supervised processes (a function, or a plugin
+ * with isolation: process): it gets a sup slot in the counters region. */
+static bool consumer_supervised(const struct spate_config_consumer *k)
+{
+	return k->function || k->isolation == SPATE_CONFIG_ISOLATION_PROCESS;
+}
+
 static void stats_open(struct spate_engine *e)
 {
 	/* Room for run-time streams too (spate_engine_stream_add), fixed now. */
 	struct spate_stats_shape sh = { .n_streams = e->nstreams + SPATE_ENGINE_RUNTIME_STREAMS_MAX,
 					.n_shards = SPATE_ENGINE_RUNTIME_SHARDS_MAX,
-					.n_consumers = e->nconsumers, .n_workers = e->nworkers };
+					.n_consumers = e->nconsumers, .n_workers = e->nworkers,
+					.n_sources = e->nsources };
 	const char *env = getenv("SPATE_STATS");
 	uint64_t seq[SPATE_STREAM_MAX_SHARDS], pos[SPATE_STREAM_MAX_SHARDS];
 	uint32_t *slots = NULL;
@@ -240,8 +248,11 @@ static void stats_open(struct spate_engine *e)
 		return;
 	for (uint32_t i = 0; i < e->nstreams; i++)
 		sh.n_shards += spate_stream_shards(e->streams[i]);
-	for (uint32_t i = 0; i < e->nconsumers; i++)
+	for (uint32_t i = 0; i < e->nconsumers; i++) {
 		sh.n_tasks += e->consumers[i].ntasks;
+		if (consumer_supervised(e->consumers[i].k))
+			sh.n_sup++;
+	}
 	rc = spate_stats_create(e->cfg->bus, &sh, &e->stats);
 	if (rc < 0)
 		goto fail;
@@ -269,6 +280,10 @@ static void stats_open(struct spate_engine *e)
 					      c->lanes, slots);
 		if (rc < 0)
 			goto fail;
+		/* A supervised consumer's processes: its door binds its
+		 * supervisor to this slot (by the consumer's name). */
+		if (consumer_supervised(c->k) && spate_stats_add_sup(e->stats, (uint32_t)rc, 0) < 0)
+			goto fail;
 		uint32_t first = spate_stats_consumer_at(e->stats, (uint32_t)rc)->first_task;
 		for (uint32_t t = 0; t < c->ntasks; t++) {
 			struct spate_stats_tref ref;
@@ -287,6 +302,13 @@ static void stats_open(struct spate_engine *e)
 		w->st->cpu = w->cpu;
 		w->st->tasks = w->ntasks;
 	}
+	for (uint32_t i = 0; i < e->nsources; i++) { /* the region's slot replaces the own one */
+		struct spate_stats_source_slot *slot = spate_stats_source_at(e->stats, i);
+		memcpy(slot->name, e->sources[i].own->name, sizeof(slot->name));
+		memcpy(slot->type, e->sources[i].own->type, sizeof(slot->type));
+		slot->stream = e->sources[i].own->stream;
+		e->sources[i].st = slot;
+	}
 	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	spate_engine_streams_stats(e); /* run-time streams: reserved slots */
 	free(slots);
@@ -300,6 +322,8 @@ fail:
 			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		e->workers[k].st = NULL;
+	for (uint32_t i = 0; i < e->nsources; i++)
+		e->sources[i].st = e->sources[i].own;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
 	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",

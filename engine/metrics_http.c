@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -295,6 +296,53 @@ char *spate_metrics_prometheus(const struct spate_stats_view *v)
 					     sizeof(rec_bounds) / sizeof(rec_bounds[0]), 1.0);
 		}
 	}
+	/* Supervised consumers' processes (functions, isolation: process). */
+	struct {
+		const char *name, *type, *help;
+		size_t off;
+	} sf[] = {
+		{ "spate_function_invocations_total", "counter", "Invocations of the consumer's processes (ended ok or not).", offsetof(struct spate_stats_view_sup, invocations) },
+		{ "spate_function_errors_total", "counter", "Invocations that failed (error result, crash, timeout).", offsetof(struct spate_stats_view_sup, errors) },
+		{ "spate_function_timeouts_total", "counter", "Processes killed at an invocation's deadline.", offsetof(struct spate_stats_view_sup, timeouts) },
+		{ "spate_function_crashes_total", "counter", "Processes that died unasked (signal or exit).", offsetof(struct spate_stats_view_sup, crashes) },
+		{ "spate_function_oom_kills_total", "counter", "Processes killed at their memory_limit (cgroup).", offsetof(struct spate_stats_view_sup, oom_kills) },
+		{ "spate_function_cold_starts_total", "counter", "Processes that started and became ready.", offsetof(struct spate_stats_view_sup, cold_starts) },
+		{ "spate_function_init_failures_total", "counter", "Processes that ended or hung before ready.", offsetof(struct spate_stats_view_sup, init_fails) },
+	};
+	for (size_t m = 0; m < sizeof(sf) / sizeof(sf[0]); m++) {
+		family(&o, sf[m].name, sf[m].type, sf[m].help);
+		for (uint32_t c = 0; c < v->n_consumers; c++) {
+			const struct spate_stats_view_sup *x = v->consumers[c].sup;
+			if (!x)
+				continue;
+			uint64_t val;
+			memcpy(&val, (const char *)x + sf[m].off, sizeof(val));
+			put(&o, "%s{bus=\"%s\",stream=\"%s\",consumer=\"%s\"} %" PRIu64 "\n", sf[m].name,
+			    v->bus, v->stream_names[v->consumers[c].stream], v->consumers[c].name, val);
+		}
+	}
+	family(&o, "spate_function_processes", "gauge", "Processes of the consumer running now.");
+	for (uint32_t c = 0; c < v->n_consumers; c++)
+		if (v->consumers[c].sup)
+			put(&o, "spate_function_processes{bus=\"%s\",stream=\"%s\",consumer=\"%s\"} %u\n",
+			    v->bus, v->stream_names[v->consumers[c].stream], v->consumers[c].name,
+			    v->consumers[c].sup->alive);
+	const char *sn[2] = { "spate_function_init_duration_seconds",
+			      "spate_function_invoke_duration_seconds" };
+	const char *sh[2] = { "Cold start: process start to ready (Lambda's Init Duration).",
+			      "Invocation: batch handed to the process to its result." };
+	for (int m = 0; m < 2; m++) {
+		family(&o, sn[m], "histogram", sh[m]);
+		for (uint32_t c = 0; c < v->n_consumers; c++) {
+			const struct spate_stats_view_sup *x = v->consumers[c].sup;
+			if (!x)
+				continue;
+			snprintf(l, sizeof(l), "bus=\"%s\",stream=\"%s\",consumer=\"%s\"", v->bus,
+				 v->stream_names[v->consumers[c].stream], v->consumers[c].name);
+			hist_samples(&o, sn[m], l, m ? x->invoke : x->init, sec_bounds,
+				     sizeof(sec_bounds) / sizeof(sec_bounds[0]), 1e-9);
+		}
+	}
 	family(&o, "spate_consumer_catchup_ratio", "gauge",
 	       "Progress of a consumer shard catching up from the log (0..1), while it does.");
 	for (uint32_t c = 0; c < v->n_consumers; c++)
@@ -328,6 +376,25 @@ char *spate_metrics_prometheus(const struct spate_stats_view *v)
 	for (uint32_t k = 0; k < v->n_workers; k++)
 		put(&o, "spate_worker_parked{bus=\"%s\",worker=\"%u\",cpu=\"%d\"} %d\n", v->bus, k,
 		    v->workers[k].cpu, v->workers[k].state != SPATE_STATS_WORKER_ACTIVE);
+	if (v->n_sources) {
+		family(&o, "spate_source_up", "gauge",
+		       "1 while the source runs connected to its peer (state up).");
+		for (uint32_t k = 0; k < v->n_sources; k++)
+			put(&o, "spate_source_up{bus=\"%s\",source=\"%s\",type=\"%s\",state=\"%s\"} %d\n",
+			    v->bus, v->sources[k].name, v->sources[k].type,
+			    spate_stats_source_state_name(v->sources[k].state),
+			    v->sources[k].state == SPATE_STATS_SOURCE_UP);
+		family(&o, "spate_source_value", "gauge",
+		       "A source's named figure (its door's counters and gauges: fetched, appended, "
+		       "redeliveries, lag, pending_acks, ...).");
+		for (uint32_t k = 0; k < v->n_sources; k++)
+			for (uint32_t c = 0; c < v->sources[k].n_counters; c++)
+				put(&o,
+				    "spate_source_value{bus=\"%s\",source=\"%s\",type=\"%s\",name=\"%s\"} %" PRIu64
+				    "\n",
+				    v->bus, v->sources[k].name, v->sources[k].type,
+				    v->sources[k].counter_names[c], v->sources[k].counters[c]);
+	}
 	if (o.oom) {
 		free(o.b);
 		return NULL;

@@ -59,7 +59,6 @@
 #include <unistd.h>
 
 #include "engine/plugin_host.h"
-#include "spate/provider.h"
 
 struct spate_plugin_lib {
 	void *handle;             /* NULL: provided by a door */
@@ -525,13 +524,13 @@ err_close:
 	return rc;
 }
 
-int spate_plugin_lib_provided(const struct spate_provided *p, void (*close)(void *, void *),
-			      void *arg, struct spate_plugin_lib **out, char *err, size_t errlen)
+int spate_plugin_lib_provided(const struct spate_plugin_given *g, struct spate_plugin_lib **out,
+			      char *err, size_t errlen)
 {
-	const struct spate_plugin *d = p ? p->plugin : NULL;
-	const char *shown = p && p->path[0] ? p->path : "(provided)";
+	const struct spate_plugin *d = g ? g->desc : NULL;
+	const char *shown = g && g->path && g->path[0] ? g->path : "(provided)";
 	struct spate_plugin_lib *lib;
-	size_t plen = strnlen(shown, sizeof(p->path) - 1);
+	size_t plen = strnlen(shown, 255);
 
 	if (!out)
 		return -EINVAL;
@@ -556,11 +555,11 @@ int spate_plugin_lib_provided(const struct spate_provided *p, void (*close)(void
 	lib->desc.unload = NULL;
 	memcpy(lib->path, shown, plen);
 	lib->path[plen] = 0;
-	lib->close = close;
-	lib->close_arg = arg;
-	lib->inst = p->inst;
-	lib->flags = p->flags;
-	lib->watchdog_ns = p->watchdog_ns;
+	lib->close = g->close;
+	lib->close_arg = g->arg;
+	lib->inst = g->inst;
+	lib->flags = g->flags;
+	lib->watchdog_ns = g->watchdog_ns;
 	*out = lib;
 	return 0;
 }

@@ -93,18 +93,28 @@ const char *spate_plugin_lib_name(const struct spate_plugin_lib *lib);
 /** The plugin's version string (its descriptor's `version`, "" if NULL). */
 const char *spate_plugin_lib_version(const struct spate_plugin_lib *lib);
 
-struct spate_provided;
+/** What a door provided for a consumer (provider.c fills it from struct
+ *  spate_provided; plugin.c does not know providers). */
+struct spate_plugin_given {
+	const struct spate_plugin *desc;
+	const char *path;             /* shown as the plugin's file */
+	uint32_t flags;               /* SPATE_PROVIDED_F_* */
+	uint64_t watchdog_ns;
+	void *inst;
+	void (*close)(void *arg, void *inst);
+	void *arg;
+};
 
 /**
  * Wrap what a provider gave (spate/provider.h) as a plugin image, so the
  * engine names, checks and unloads it as any other: the descriptor is
  * copied and checked like a loaded one (name, init, process). Unloading it
- * calls @p close(@p arg, @p p->inst) instead of dlclose().
+ * calls @p g->close(arg, inst) instead of dlclose().
  * @return 0, -EINVAL (a descriptor without name, init or process: @p err
- *         says which, naming @p p->path), -ENOMEM.
+ *         says which, naming @p g->path), -ENOMEM.
  */
-int spate_plugin_lib_provided(const struct spate_provided *p, void (*close)(void *, void *),
-			      void *arg, struct spate_plugin_lib **out, char *err, size_t errlen);
+int spate_plugin_lib_provided(const struct spate_plugin_given *g, struct spate_plugin_lib **out,
+			      char *err, size_t errlen);
 /** The provider's instance of @p lib (NULL for a loaded file). */
 void *spate_plugin_lib_inst(const struct spate_plugin_lib *lib);
 /** Its struct spate_provided.flags (0 for a loaded file). */

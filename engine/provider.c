@@ -136,7 +136,16 @@ int spate_provider_plugin(const struct spate_config *cfg, const struct spate_con
 		return rc;
 	}
 	got.path[sizeof(got.path) - 1] = 0;
-	rc = spate_plugin_lib_provided(&got, p.close, p.arg, out, err, errlen);
+	struct spate_plugin_given g = {
+		.desc = got.plugin,
+		.path = got.path,
+		.flags = got.flags,
+		.watchdog_ns = got.watchdog_ns,
+		.inst = got.inst,
+		.close = p.close,
+		.arg = p.arg,
+	};
+	rc = spate_plugin_lib_provided(&g, out, err, errlen);
 	if (rc < 0 && p.close)
 		p.close(p.arg, got.inst);
 	return rc;

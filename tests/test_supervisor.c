@@ -229,3 +229,49 @@ Test(supervisor, bad_command_is_refused, .timeout = 30)
 	o.procs = 0;
 	cr_assert_eq(spate_sup_create(&o, &s, err, sizeof(err)), -EINVAL);
 }
+
+/* The counters region's sup area: a supervisor bound to its consumer's
+ * slot counts there, and a snapshot (what spate stat, top and Prometheus
+ * show) carries it; an unsupervised consumer has none. */
+Test(supervisor, counters_in_the_region, .timeout = 60)
+{
+	log_to_file();
+	char bus[32];
+	snprintf(bus, sizeof(bus), "supst%d", (int)getpid());
+	struct spate_stats_shape sh = { .n_streams = 1, .n_shards = 1, .n_consumers = 2,
+					.n_tasks = 2, .n_workers = 1, .n_sup = 1 };
+	struct spate_stats *st = NULL;
+	cr_assert_eq(spate_stats_create(bus, &sh, &st), 0);
+	cr_assert_eq(spate_stats_add_stream(st, "events", 1, NULL, NULL), 0);
+	cr_assert_eq(spate_stats_add_consumer(st, "plain", "count", 0, 1, NULL), 0);
+	cr_assert_eq(spate_stats_add_consumer(st, "sup-test", "isolated", 0, 1, NULL), 1);
+	cr_assert_eq(spate_stats_add_sup(st, 1, 0), 0);
+	cr_assert_eq(spate_stats_add_sup(st, 0, 0), -ENOSPC);
+	spate_stats_publish(st);
+
+	const char *argv[] = { "sleep", "30", NULL };
+	struct spate_sup *s = make(argv, 0, 10 * SEC, false);
+	int64_t gen = spate_sup_gen(s, 0, 10 * SEC);
+	cr_assert_gt(gen, 0);
+	cr_assert_eq(spate_sup_ready(s, 0, gen), 0); /* counted before the bind */
+	cr_assert_eq(spate_sup_bind_stats(s, bus), 0);
+	cr_assert_eq(spate_sup_begin(s, 0, gen, 0), 0);
+	cr_assert_eq(spate_sup_end(s, 0, gen, false), 0);
+
+	struct spate_stats_view *v = NULL;
+	cr_assert_eq(spate_stats_view_take(bus, &v), 0);
+	cr_assert_null(v->consumers[0].sup);
+	const struct spate_stats_view_sup *x = v->consumers[1].sup;
+	cr_assert_not_null(x);
+	cr_assert_eq(x->cold_starts, 1);
+	cr_assert_eq(x->invocations, 1);
+	cr_assert_eq(x->errors, 1);
+	cr_assert_eq(x->spawns, 1);
+	cr_assert_eq(x->alive, 1);
+	cr_assert_eq(x->procs, 1);
+	cr_assert_eq(spate_hist_count(x->init), 1);
+	cr_assert_eq(spate_hist_count(x->invoke), 1);
+	spate_stats_view_free(v);
+	spate_sup_destroy(s, 0);
+	spate_stats_close(st);
+}

@@ -82,6 +82,7 @@ struct sup_slot {
 	struct sup_line out, err;
 	uint64_t spawned_ns, begin_ns, deadline_ns, restart_at;
 	uint32_t fails;       /* consecutive failures: back-off exponent */
+	bool wanted;          /* lazy: someone waits for a process */
 	int kill_kind;
 	char kill_why[120];
 	char reason[200];     /* how reaped_gen ended */
@@ -113,7 +114,9 @@ struct spate_sup {
 	pthread_cond_t cond;
 	int evfd;
 	bool stopping;
+	bool lazy;            /* spawn a slot's first process on demand */
 	uint64_t stop_at;     /* SIGKILL after the grace */
+	uint64_t planned_wake; /* when the thread's poll() ends at the latest (UINT64_MAX: never) */
 	struct sup_slot *slots;
 };
 
@@ -291,8 +294,11 @@ static int cgroup_setup(struct spate_sup *s)
 	cgroup_base(base, sizeof(base));
 	if (!base[0])
 		return -ENOTSUP;
-	if (snprintf(s->cg_base, sizeof(s->cg_base), "%s/spate-%d-%s", base, (int)getpid(),
-		     s->consumer) >= (int)sizeof(s->cg_base))
+	static _Atomic unsigned serial; /* a hot deploy's supervisor lives beside the old one */
+	/* Relaxed: a unique number, nothing published with it. */
+	unsigned k = atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed);
+	if (snprintf(s->cg_base, sizeof(s->cg_base), "%s/spate-%d-%s-%u", base, (int)getpid(),
+		     s->consumer, k) >= (int)sizeof(s->cg_base))
 		goto fail;
 	if (mkdir(s->cg_base, 0755) < 0 && errno != EEXIST)
 		goto fail;
@@ -643,7 +649,8 @@ static void check_deadlines(struct spate_sup *s, uint64_t now, uint64_t *next)
 				kill_slot(s, sl, KILL_STOP, SIGKILL);
 			else if (sl->pid > 0)
 				at = s->stop_at;
-		} else if (sl->state == SPATE_SUP_BACKOFF || sl->state == SPATE_SUP_IDLE) {
+		} else if (sl->state == SPATE_SUP_BACKOFF ||
+			   (sl->state == SPATE_SUP_IDLE && (!s->lazy || sl->wanted))) {
 			if (now >= sl->restart_at) {
 				int rc = spawn(s, sl);
 				if (rc < 0) {
@@ -698,6 +705,10 @@ static void *sup_thread(void *arg)
 		bool any = false, tick = false;
 
 		check_deadlines(s, now, &next);
+		/* A wake-up planned for a deadline stays planned after its
+		 * invocation ended (begin() relies on it to skip the kick). */
+		if (s->planned_wake > now && s->planned_wake < next)
+			next = s->planned_wake;
 		nfds_t n = 0;
 		pf[n] = (struct pollfd){ .fd = s->evfd, .events = POLLIN };
 		who[n++] = -1;
@@ -728,6 +739,8 @@ static void *sup_thread(void *arg)
 			ms = next <= now ? 0 : (int)((next - now + 999999) / 1000000);
 		if (tick && (ms < 0 || ms > SUP_TICK_MS))
 			ms = SUP_TICK_MS;
+		/* A deadline set later than this needs no wake-up (begin()). */
+		s->planned_wake = ms < 0 ? UINT64_MAX : now + (uint64_t)ms * 1000000ull;
 		pthread_mutex_unlock(&s->lock);
 		int r = poll(pf, n, ms);
 		pthread_mutex_lock(&s->lock);
@@ -799,6 +812,8 @@ int spate_sup_create(const struct spate_sup_opts *o, struct spate_sup **out, cha
 	if (s->bo_max < s->bo_min)
 		s->bo_max = s->bo_min;
 	s->socket = o->socket;
+	s->lazy = o->struct_size >= offsetof(struct spate_sup_opts, lazy) + sizeof(o->lazy) && o->lazy;
+	s->planned_wake = UINT64_MAX;
 	s->slot_env = o->slot_env;
 	s->arg = o->arg;
 	s->consumer = strdup(o->consumer);
@@ -1014,6 +1029,16 @@ static void deadline_ts(uint64_t at, struct timespec *ts)
 	ts->tv_nsec = (long)(at % 1000000000ull);
 }
 
+/* Lazy: the slot's first process is wanted now (lock held). */
+static void want(struct spate_sup *s, struct sup_slot *sl)
+{
+	if (!sl->wanted) {
+		sl->wanted = true;
+		if (s->lazy)
+			kick(s);
+	}
+}
+
 int64_t spate_sup_acquire(struct spate_sup *s, uint32_t slot, uint64_t wait_ns)
 {
 	struct sup_slot *sl = slot_of(s, slot);
@@ -1024,6 +1049,7 @@ int64_t spate_sup_acquire(struct spate_sup *s, uint32_t slot, uint64_t wait_ns)
 		return -EINVAL;
 	deadline_ts(mono_ns() + wait_ns, &ts);
 	pthread_mutex_lock(&s->lock);
+	want(s, sl);
 	for (;;) {
 		if (s->stopping) {
 			rc = -ESHUTDOWN;
@@ -1081,8 +1107,14 @@ int spate_sup_begin(struct spate_sup *s, uint32_t slot, int64_t gen, uint64_t de
 		sl->state = SPATE_SUP_BUSY;
 		sl->begin_ns = mono_ns();
 		sl->deadline_ns = deadline_ns;
-		if (deadline_ns)
-			kick(s); /* the thread's next wake-up may be later */
+		/* Wake the thread only if it would sleep past this deadline: it
+		 * keeps its planned wake-up after the invocation ends, so in a
+		 * steady flow of invocations it is woken about once a timeout,
+		 * not once a batch. */
+		if (deadline_ns && deadline_ns < s->planned_wake) {
+			s->planned_wake = deadline_ns;
+			kick(s);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -1165,6 +1197,7 @@ int64_t spate_sup_gen(struct spate_sup *s, uint32_t slot, uint64_t wait_ns)
 		return -EINVAL;
 	deadline_ts(mono_ns() + wait_ns, &ts);
 	pthread_mutex_lock(&s->lock);
+	want(s, sl);
 	for (;;) {
 		if (s->stopping) {
 			rc = -ESHUTDOWN;

@@ -104,12 +104,17 @@ struct spate_sup_opts {
 	struct spate_stats_sup *stats;
 	struct spate_hist *init_hist;   /**< spawn -> ready, ns */
 	struct spate_hist *invoke_hist; /**< begin -> end, ns */
+	/** Start a slot's first process only when spate_sup_gen() or
+	 *  spate_sup_acquire() asks for it (restarts stay eager), so a cold
+	 *  start's time is the process's own, not the caller's delay. */
+	bool lazy;
 };
 
 struct spate_sup;
 
 /**
- * Create a supervisor and its thread; spawns every slot at once.
+ * Create a supervisor and its thread; spawns every slot at once (with
+ * opts.lazy: when first asked for).
  * @return 0, -EINVAL (no argv, consumer or procs; procs > 1024), -ENOENT
  *   (argv[0] not found in PATH: @p err names it), -ENOMEM, or the -errno of
  *   starting the thread. @p err (may be NULL) says why.

@@ -124,17 +124,22 @@ struct spate_stats_hdr {
 	uint32_t reserved0;
 	uint64_t started_ns;      /**< CLOCK_REALTIME when the engine opened */
 	uint32_t ready;           /**< SPATE_STATS_READY, stored last (release) */
-	/* ---- addition 1 to layout 3 (zero in a region without it) ---- */
+	/* ---- addition 1 (since layout 3; zero in a region without it) ---- */
 	/** SPATE_STATS_SUP_VERSION when the region has a sup area (supervised
 	 *  consumers' processes): n_sup struct spate_stats_sup at sup_off, then
 	 *  2 * n_sup histograms (hist_stride apart) at sup_hists_off, ending at
-	 *  ext_size; all past total_size, so a reader of layout 3 without the
+	 *  ext_size; all past total_size, so a reader of this layout without the
 	 *  addition still attaches. 0: no sup area. */
 	uint32_t sup_version;
 	uint32_t n_sup;
-	uint32_t reserved1_;
+	/* ---- addition 2 (zero in a region without it) ---- */
+	/** Source slots (spate/sources.h): n_sources struct
+	 *  spate_stats_source_slot at sources_off, past everything above
+	 *  (total_size, and the sup area's ext_size), so readers without the
+	 *  addition still attach. 0: none. */
+	uint32_t n_sources;
 	uint64_t sup_off, sup_hists_off, ext_size;
-	uint32_t reserved[2];
+	uint64_t sources_off;
 };
 
 /**
@@ -291,7 +296,7 @@ enum spate_stats_sup_mem {
 };
 
 /**
- * Addition 1 to layout 3 (hdr.sup_version >= 1): a supervised consumer's
+ * Addition 1 (since layout 3; hdr.sup_version >= 1): a supervised consumer's
  * processes (function processes, isolated plugins; engine/functions/
  * supervisor.h). One slot per consumer, used when procs > 0. Several
  * writers (the supervisor thread, the workers ending invocations): relaxed
@@ -319,7 +324,7 @@ struct spate_stats_sup {
 };
 
 _Static_assert(sizeof(struct spate_stats_stream) == SPATE_STATS_LINE, "stream slot");
-_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed for layout 3");
+_Static_assert(sizeof(struct spate_stats_hdr) == 216, "header size is fixed since layout 3");
 _Static_assert(sizeof(struct spate_stats_shard) == 3 * SPATE_STATS_LINE, "shard slot");
 _Static_assert(sizeof(struct spate_stats_consumer) == 3 * SPATE_STATS_LINE, "consumer slot");
 _Static_assert(sizeof(struct spate_stats_task) == 3 * SPATE_STATS_LINE, "task slot");
@@ -338,6 +343,7 @@ struct spate_stats_shape {
 	/** Supervised consumers (their processes' slots: the sup area;
 	 *  spate_stats_add_sup()); 0: none. */
 	uint32_t n_sup;
+	uint32_t n_sources; /**< sources (spate/sources.h): addition 2 */
 };
 
 /**
@@ -440,6 +446,8 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Source slot @p i (spate/sources.h), or NULL. */
+struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i);
 /** Sup slot @p i, or NULL (out of range, or no sup area). */
 struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i);
 /** The sup slot of consumer index @p consumer, or NULL (not supervised). */
@@ -547,6 +555,17 @@ struct spate_stats_view_worker {
 	int32_t cpu;                   /**< pinned CPU, -1 if none */
 };
 
+/** A source (spate/sources.h). */
+struct spate_stats_view_source {
+	char name[SPATE_STATS_NAME_MAX + 1], type[SPATE_STATS_NAME_MAX + 1];
+	char error[SPATE_STATS_LINE];  /**< its last error ("" if none) */
+	uint32_t stream;               /**< stream index */
+	uint32_t state;                /**< enum spate_stats_source_state */
+	uint32_t n_counters;
+	char counter_names[SPATE_STATS_SOURCE_COUNTERS][SPATE_STATS_COUNTER_NAME_MAX + 1];
+	uint64_t counters[SPATE_STATS_SOURCE_COUNTERS];
+};
+
 /** A bus. */
 struct spate_stats_view {
 	char bus[SPATE_STATS_NAME_MAX + 1];
@@ -563,6 +582,8 @@ struct spate_stats_view {
 	struct spate_stats_view_consumer *consumers; /**< [n_consumers] */
 	struct spate_stats_view_task *tasks;         /**< [n_tasks] */
 	struct spate_stats_view_worker *workers;     /**< [n_workers] */
+	uint32_t n_sources;
+	struct spate_stats_view_source *sources;     /**< [n_sources] */
 };
 
 /** Which histogram of a consumer (spate_stats_view_hist()). */

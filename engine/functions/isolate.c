@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * isolate.c - `isolation: process`: a consumer's C plugin run in supervised
+ * child processes (spate-isolate, isolate_host.c), provided to the consumer
+ * runtime as a plugin descriptor (spate/provider.h) whose process() hands
+ * each batch to the task's child and returns its result.
+ *
+ * Design. One supervisor per consumer (supervisor.h), one slot per task
+ * (shard x lane), so tasks run concurrently as in-process states do. A
+ * task's control area (a memfd, isolate_proto.h) holds one descriptor per
+ * record: the payload's offset in the stream's region file, which the child
+ * maps read-only; records the task reads from the shard log are copied into
+ * the area's spill part. process() writes the descriptors, sends BATCH,
+ * and waits for RESULT; the batch's records stay in the ring until then,
+ * since the engine releases the task's reader only after process()
+ * returns. The child's result (OK, PARTIAL with failed_index, RETRY,
+ * FATAL, the error text) is the plugin's, passed through: every Lambda rule
+ * of the consumer runtime applies unchanged.
+ *
+ * Failures. A child that crashes, aborts or exits inside a batch closes its
+ * socket: process() returns RETRY with how it ended (the supervisor's exit
+ * reason), and the next delivery waits for the restarted child (its cold
+ * start: INIT, the plugin's init, HELLO). A batch past the consumer's
+ * timeout is killed by the supervisor at that deadline (SIGKILL), with the
+ * same RETRY; the engine's own watchdog is set later (timeout + 10 s) and
+ * never has to abandon a worker thread. The bus, the other consumers and
+ * the checkpoints are untouched: the child maps the ring read-only and the
+ * checkpoint only moves on the results.
+ *
+ * Limits: a spilled batch larger than the spill area (batch_bytes, at most
+ * 64 MiB) is delivered in parts, each a process() call of the child; the
+ * plugin's periodic flush runs in the child on its own timer; put() from
+ * the child goes through a producer of its own.
+ */
+#include "spate_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/functions/isolate.h"
+#include "engine/functions/isolate_proto.h"
+#include "engine/functions/supervisor.h"
+#include "spate/provider.h"
+#include "spate/shm.h"
+#include "spate/slog.h"
+#include "spate/stream.h"
+
+#define SEC 1000000000ull
+#define ISO_INIT_TIMEOUT (30 * SEC)
+#define ISO_SPILL_MAX (64ull << 20)
+
+struct iso_inst {
+	struct spate_sup *sup;
+	const struct spate_config_consumer *k;
+	char plugin[PATH_MAX];
+	char bus[64], stream[64], consumer[64];
+	char region_file[PATH_MAX];
+	const uint8_t *base;
+	uint64_t size;
+	uint32_t lanes, cap;
+	uint64_t spill_size, timeout_ns;
+	struct spate_slog_ctx logctx;
+	struct spate_stats_sup *stats;
+	struct spate_hist *hinit, *hinvoke;
+};
+
+struct iso_task {
+	struct iso_inst *in;
+	uint32_t slot, shard, lane;
+	int memfd;
+	struct spate_iso_ctl *ctl;
+	size_t ctl_size;
+	struct spate_iso_rec *descs;
+	uint8_t *spill;
+	int64_t gen;      /* generation handshaken (0: none) */
+	uint64_t seq;     /* step number */
+	uint8_t *init_msg;
+	size_t init_len;
+	struct spate_slog_ctx logctx;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* Where spate-isolate is: $SPATE_ISOLATE_HOST, beside the running program
+ * (the build tree: engine/functions/), or the installed libexec one. */
+int spate_iso_host_path(char *buf, size_t len)
+{
+	const char *e = getenv(SPATE_ISO_HOST_ENV);
+	char self[PATH_MAX];
+
+	if (e && *e) {
+		snprintf(buf, len, "%s", e);
+		return access(buf, X_OK) == 0 ? 0 : -ENOENT;
+	}
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			/* The build tree's engine/, an installed bin/ (a moved
+			 * prefix too), the same directory. */
+			const char *cand[] = { "functions/spate-isolate", "../libexec/spate/spate-isolate",
+					       "spate-isolate" };
+			for (unsigned i = 0; i < 3; i++) {
+				if (snprintf(buf, len, "%s/%s", self, cand[i]) < (int)len &&
+				    access(buf, X_OK) == 0)
+					return 0;
+			}
+		}
+	}
+	snprintf(buf, len, "%s/spate-isolate", SPATE_LIBEXEC_DIR);
+	return access(buf, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One task's child                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Wait for a message of @p type and step @p seq until @p deadline (0: the
+ * supervisor's deadline kills the child first). -EPIPE: the child is gone. */
+static int wait_msg(int sock, uint32_t type, uint64_t seq, uint64_t deadline,
+		    struct spate_iso_msg *m)
+{
+	for (;;) {
+		int ms = -1;
+		if (deadline) {
+			uint64_t now = mono_ns();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			ms = (int)((deadline - now) / 1000000 + 1);
+		}
+		struct pollfd pf = { .fd = sock, .events = POLLIN };
+		int r = poll(&pf, 1, ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			continue;
+		ssize_t n = recv(sock, m, sizeof(*m), 0);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		}
+		if ((size_t)n != sizeof(*m) || m->magic != SPATE_ISO_MAGIC)
+			return -EPROTO;
+		if (m->type == type && m->seq == seq)
+			return 0;
+		/* A stale answer (a step given up before): skip it. */
+	}
+}
+
+static int send_msg(int sock, uint32_t type, uint64_t seq, const void *extra, size_t len, int fd)
+{
+	struct spate_iso_msg m = { .magic = SPATE_ISO_MAGIC, .type = type, .seq = seq,
+				   .len = (uint32_t)len };
+	struct iovec iov[2] = { { &m, sizeof(m) }, { (void *)extra, len } };
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+
+	if (fd >= 0) {
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	if (n < 0)
+		return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
+	return 0;
+}
+
+/* The child of @p t's slot is up and initialised: handshake a new
+ * generation if needed. 0, or -errno with @p why filled. */
+static int child_ready(struct iso_task *t, char *why, size_t wlen)
+{
+	struct iso_inst *in = t->in;
+	int64_t gen = spate_sup_gen(in->sup, t->slot, ISO_INIT_TIMEOUT);
+
+	if (gen < 0) {
+		snprintf(why, wlen, "no isolated process for the plugin: %s", strerror((int)-gen));
+		return (int)gen;
+	}
+	if (gen == t->gen)
+		return 0;
+	t->gen = 0;
+	int sock = spate_sup_socket(in->sup, t->slot, gen);
+	if (sock < 0) {
+		snprintf(why, wlen, "isolated process restarted during its start");
+		return -EAGAIN;
+	}
+	uint64_t seq = ++t->seq;
+	struct spate_iso_msg m;
+	int rc = send_msg(sock, SPATE_ISO_INIT, seq, t->init_msg, t->init_len, t->memfd);
+	if (rc == 0)
+		rc = wait_msg(sock, SPATE_ISO_HELLO, seq, mono_ns() + ISO_INIT_TIMEOUT, &m);
+	if (rc == 0 && m.rc < 0) {
+		snprintf(why, wlen, "isolated plugin %.80s: %.199s", in->plugin,
+			 t->ctl->error[0] ? t->ctl->error : strerror(-m.rc));
+		spate_sup_fail(in->sup, t->slot, gen, "its plugin failed to load or init");
+		return m.rc;
+	}
+	if (rc < 0) {
+		char r[200];
+		spate_sup_fail(in->sup, t->slot, gen, "no answer to INIT");
+		spate_sup_exit_reason(in->sup, t->slot, gen, 2 * SEC, r, sizeof(r));
+		snprintf(why, wlen, "isolated plugin %.80s: process %.180s during init", in->plugin,
+			 r[0] ? r : "gave no answer");
+		return rc;
+	}
+	spate_sup_ready(in->sup, t->slot, gen);
+	t->gen = gen;
+	return 0;
+}
+
+static int iso_init(const struct spate_plugin_ctx *ctx, void **state)
+{
+	if (!SPATE_PLUGIN_HAS(ctx, provided) || !ctx->provided)
+		return -EINVAL;
+	struct iso_inst *in = ctx->provided;
+	struct iso_task *t = calloc(1, sizeof(*t));
+	int rc = -ENOMEM;
+
+	if (!t)
+		return -ENOMEM;
+	t->in = in;
+	t->memfd = -1;
+	t->shard = ctx->shard;
+	t->lane = ctx->lane;
+	t->slot = ctx->shard * in->lanes + ctx->lane;
+	t->logctx = (struct spate_slog_ctx){ in->consumer, in->stream, ctx->shard, ctx->lane };
+	/* The control area: head, descriptors, spill. */
+	uint64_t spill_off = SPATE_ISO_RECS_OFF + (uint64_t)in->cap * sizeof(struct spate_iso_rec);
+	spill_off = (spill_off + 4095) & ~4095ull;
+	t->ctl_size = (size_t)(spill_off + in->spill_size);
+	char name[96];
+	snprintf(name, sizeof(name), "spate-iso-%s-%u", in->consumer, t->slot);
+	t->memfd = memfd_create(name, MFD_CLOEXEC);
+	if (t->memfd < 0 || ftruncate(t->memfd, (off_t)t->ctl_size) < 0) {
+		rc = -errno;
+		goto err;
+	}
+	void *c = mmap(NULL, t->ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED, t->memfd, 0);
+	if (c == MAP_FAILED) {
+		rc = -errno;
+		goto err;
+	}
+	t->ctl = c;
+	t->ctl->magic = SPATE_ISO_MAGIC;
+	t->ctl->version = SPATE_ISO_VERSION;
+	t->descs = (void *)((uint8_t *)c + SPATE_ISO_RECS_OFF);
+	t->spill = (uint8_t *)c + spill_off;
+	/* INIT's parameters. */
+	size_t slen = strlen(in->plugin) + strlen(in->bus) + strlen(in->stream) +
+		      strlen(in->consumer) + strlen(in->region_file) + 5;
+	for (uint32_t i = 0; i < ctx->n_opts; i++)
+		slen += strlen(ctx->opts[i].key) + strlen(ctx->opts[i].value) + 2;
+	t->init_len = sizeof(struct spate_iso_init) + slen;
+	if (t->init_len + sizeof(struct spate_iso_msg) > 65536) {
+		rc = -E2BIG;
+		goto err;
+	}
+	t->init_msg = malloc(t->init_len);
+	if (!t->init_msg)
+		goto err;
+	struct spate_iso_init ii = { .version = SPATE_ISO_VERSION, .shard = t->shard, .lane = t->lane,
+				     .cap = in->cap, .region_size = in->size,
+				     .ctl_size = t->ctl_size, .spill_off = spill_off,
+				     .spill_size = in->spill_size, .n_opts = ctx->n_opts,
+				     .strings = (uint32_t)slen };
+	memcpy(t->init_msg, &ii, sizeof(ii));
+	char *p = (char *)t->init_msg + sizeof(ii);
+	const char *strs[] = { in->plugin, in->bus, in->stream, in->consumer, in->region_file };
+	for (unsigned i = 0; i < 5; i++)
+		p = stpcpy(p, strs[i]) + 1;
+	for (uint32_t i = 0; i < ctx->n_opts; i++) {
+		p = stpcpy(p, ctx->opts[i].key) + 1;
+		p = stpcpy(p, ctx->opts[i].value) + 1;
+	}
+	/* Counters into the region's sup slot (made after the open). */
+	spate_sup_bind_stats(in->sup, in->bus);
+	/* The first child's cold start now: a plugin that cannot load or
+	 * init fails the consumer's start, as in-process. */
+	char why[300];
+	rc = child_ready(t, why, sizeof(why));
+	if (rc < 0) {
+		spate_slog(SPATE_LOG_ERROR, &t->logctx, "%s", why);
+		goto err;
+	}
+	*state = t;
+	return 0;
+err:
+	if (t->ctl)
+		munmap(t->ctl, t->ctl_size);
+	if (t->memfd >= 0)
+		close(t->memfd);
+	free(t->init_msg);
+	free(t);
+	return rc;
+}
+
+/* One exchange with the child: @p n descriptors are written. */
+static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct spate_batch *b,
+		    struct spate_batch_result *res)
+{
+	struct iso_inst *in = t->in;
+	char why[300];
+	int rc = child_ready(t, why, sizeof(why));
+
+	if (rc < 0) {
+		res->status = SPATE_BATCH_RETRY;
+		snprintf(res->error, sizeof(res->error), "%.199s", why);
+		return 0;
+	}
+	int64_t gen = t->gen;
+	int sock = spate_sup_socket(in->sup, t->slot, gen);
+	if (type == SPATE_ISO_BATCH) {
+		t->ctl->count = n;
+		t->ctl->attempt = b->attempt;
+		t->ctl->shard = b->shard;
+		t->ctl->lane = b->lane;
+		spate_sup_begin(in->sup, t->slot, gen, mono_ns() + in->timeout_ns);
+	}
+	uint64_t seq = ++t->seq;
+	struct spate_iso_msg m;
+	rc = sock < 0 ? -EPIPE : send_msg(sock, type, seq, NULL, 0, -1);
+	if (rc == 0)
+		rc = wait_msg(sock, SPATE_ISO_RESULT, seq,
+			      type == SPATE_ISO_BATCH ? 0 : mono_ns() + in->timeout_ns, &m);
+	if (rc < 0) {
+		char r[200] = "";
+		if (rc != -EPIPE)
+			spate_sup_fail(in->sup, t->slot, gen, "protocol error");
+		spate_sup_exit_reason(in->sup, t->slot, gen, 5 * SEC, r, sizeof(r));
+		t->gen = 0;
+		res->status = SPATE_BATCH_RETRY;
+		snprintf(res->error, sizeof(res->error), "isolated plugin process %.170s",
+			 r[0] ? r : strerror(-rc));
+		spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
+		return 0;
+	}
+	if (type != SPATE_ISO_BATCH)
+		return m.rc;
+	/* The child's result, as its plugin's process() gave it. */
+	rc = t->ctl->rc;
+	res->status = (enum spate_batch_status)t->ctl->status;
+	res->failed_index = t->ctl->failed_index;
+	memcpy(res->error, t->ctl->error, sizeof(res->error));
+	res->error[sizeof(res->error) - 1] = '\0';
+	if (m.rc < 0) { /* the host refused the batch (a protocol error) */
+		res->status = SPATE_BATCH_RETRY;
+		snprintf(res->error, sizeof(res->error), "isolated host refused the batch: %s",
+			 strerror(-m.rc));
+		rc = 0;
+	}
+	spate_sup_end(in->sup, t->slot, gen, rc == 0 && res->status == SPATE_BATCH_OK);
+	return rc;
+}
+
+static int iso_process(void *state, const struct spate_batch *b, struct spate_batch_result *res)
+{
+	struct iso_task *t = state;
+	struct iso_inst *in = t->in;
+	uint32_t done = 0;
+
+	while (done < b->count) {
+		uint32_t n = 0;
+		uint64_t spilled = 0;
+		for (; done + n < b->count && n < in->cap; n++) {
+			const struct spate_ring_rec *r = &b->recs[done + n];
+			struct spate_iso_rec *d = &t->descs[n];
+			const uint8_t *p = r->data;
+			if (p >= in->base && p < in->base + in->size && r->len <= in->base + in->size - p) {
+				d->off = (uint64_t)(p - in->base); /* zero-copy: in the ring */
+			} else {
+				if (r->len > in->spill_size - spilled) {
+					if (n == 0) {
+						res->status = SPATE_BATCH_FATAL;
+						snprintf(res->error, sizeof(res->error),
+							 "record of %u bytes larger than the isolated spill area",
+							 r->len);
+						return 0;
+					}
+					break; /* the rest in the next part */
+				}
+				memcpy(t->spill + spilled, p, r->len);
+				d->off = SPATE_ISO_SPILL | spilled;
+				spilled += (r->len + 7) & ~7u;
+				if (spilled > in->spill_size)
+					spilled = in->spill_size;
+			}
+			d->seq = r->seq;
+			d->ts = r->ts;
+			d->len = r->len;
+			d->key_hash = r->key_hash;
+			d->type = r->type;
+		}
+		struct spate_batch part = *b;
+		part.recs = b->recs + done;
+		part.count = n;
+		int rc = exchange(t, SPATE_ISO_BATCH, n, &part, res);
+		if (rc < 0 || res->status != SPATE_BATCH_OK) {
+			if (res->status == SPATE_BATCH_PARTIAL)
+				res->failed_index += done;
+			else if (done && rc == 0 && res->status == SPATE_BATCH_RETRY) {
+				res->status = SPATE_BATCH_PARTIAL; /* the parts before are done */
+				res->failed_index = done;
+			}
+			return rc;
+		}
+		done += n;
+		if (done < b->count)
+			memset(res, 0, offsetof(struct spate_batch_result, struct_size));
+	}
+	return 0;
+}
+
+/* Whether the child that has @p t's plugin state still runs: a fresh child
+ * has nothing to flush or fini (and starting one for that is waste). */
+static bool child_alive(struct iso_task *t)
+{
+	return t->gen && spate_sup_gen(t->in->sup, t->slot, 0) == t->gen;
+}
+
+static int iso_flush(void *state, uint64_t now_ns)
+{
+	struct spate_batch_result res;
+	(void)now_ns;
+	if (!child_alive(state))
+		return 0;
+	memset(&res, 0, sizeof(res));
+	return exchange(state, SPATE_ISO_FLUSH, 0, NULL, &res);
+}
+
+static void iso_fini(void *state)
+{
+	struct iso_task *t = state;
+	struct spate_batch_result res;
+
+	if (!t)
+		return;
+	if (child_alive(t)) {
+		memset(&res, 0, sizeof(res));
+		exchange(t, SPATE_ISO_FINI, 0, NULL, &res);
+	}
+	munmap(t->ctl, t->ctl_size);
+	close(t->memfd);
+	free(t->init_msg);
+	free(t);
+}
+
+static const struct spate_plugin iso_plugin = {
+	.abi_version = SPATE_PLUGIN_ABI_VERSION,
+	.struct_size = sizeof(struct spate_plugin),
+	.name = "isolated",
+	.version = "1",
+	.init = iso_init,
+	.process = iso_process,
+	.fini = iso_fini,
+	.flush = iso_flush,
+	.flush_interval_ns = 0, /* the child runs the plugin's timer */
+};
+
+/* ------------------------------------------------------------------------ */
+/* The provider                                                             */
+/* ------------------------------------------------------------------------ */
+
+static bool iso_serves(const struct spate_config_consumer *k)
+{
+	return k->isolation == SPATE_CONFIG_ISOLATION_PROCESS && !k->function;
+}
+
+static int iso_open(void *arg, const struct spate_provider_ctx *ctx, struct spate_provided *out,
+		    char *err, size_t errlen)
+{
+	const struct spate_config_consumer *k = ctx->k;
+	(void)arg;
+	struct iso_inst *in = calloc(1, sizeof(*in));
+	char host[PATH_MAX];
+	int rc;
+
+	if (!in)
+		return -ENOMEM;
+	rc = spate_iso_host_path(host, sizeof(host));
+	if (rc < 0) {
+		snprintf(err, errlen, "isolation: process needs spate-isolate (not found beside the "
+				      "program, in %s, or at $%s)", SPATE_LIBEXEC_DIR, SPATE_ISO_HOST_ENV);
+		free(in);
+		return rc;
+	}
+	in->k = k;
+	snprintf(in->plugin, sizeof(in->plugin), "%s", ctx->spec ? ctx->spec : k->plugin);
+	snprintf(in->bus, sizeof(in->bus), "%s", spate_stream_bus(ctx->stream));
+	snprintf(in->stream, sizeof(in->stream), "%s", spate_stream_name(ctx->stream));
+	snprintf(in->consumer, sizeof(in->consumer), "%s", k->name);
+	struct spate_shm *shm = spate_stream_shm(ctx->stream);
+	in->base = (const uint8_t *)spate_shm_header(shm);
+	in->size = spate_shm_header(shm)->total_size;
+	snprintf(in->region_file, sizeof(in->region_file), "%s", spate_shm_path(shm));
+	in->lanes = k->parallelization ? k->parallelization : 1;
+	in->cap = k->batch_size ? k->batch_size : 100;
+	in->spill_size = k->batch_bytes < ISO_SPILL_MAX ? k->batch_bytes : ISO_SPILL_MAX;
+	in->spill_size = (in->spill_size + 4095) & ~4095ull;
+	in->timeout_ns = k->timeout_ns ? k->timeout_ns : 60 * SEC;
+	in->logctx = (struct spate_slog_ctx){ in->consumer, in->stream, -1, -1 };
+	const char *argv[] = { host, NULL };
+	struct spate_sup_opts o = {
+		.struct_size = sizeof(o),
+		.consumer = k->name,
+		.stream = in->stream,
+		.argv = argv,
+		.procs = ctx->tasks ? ctx->tasks : 1,
+		.memory_limit = k->memory_limit,
+		.init_timeout_ns = ISO_INIT_TIMEOUT,
+		.socket = true,
+		.lazy = true, /* each task's init starts its child */
+	};
+	rc = spate_sup_create(&o, &in->sup, err, errlen);
+	if (rc < 0) {
+		free(in);
+		return rc;
+	}
+	out->plugin = &iso_plugin;
+	out->flags = SPATE_PROVIDED_F_OWN_MEMORY;
+	snprintf(out->path, sizeof(out->path), "%.255s", in->plugin);
+	out->watchdog_ns = in->timeout_ns + 10 * SEC;
+	out->inst = in;
+	return 0;
+}
+
+static void iso_close(void *arg, void *inst)
+{
+	struct iso_inst *in = inst;
+	(void)arg;
+	if (!in)
+		return;
+	spate_sup_destroy(in->sup, 2 * SEC);
+	free(in);
+}
+
+int spate_iso_register(void)
+{
+	static const struct spate_plugin_provider p = {
+		.struct_size = sizeof(struct spate_plugin_provider),
+		.version = SPATE_PROVIDER_VERSION,
+		.name = "isolation",
+		.serves = iso_serves,
+		.open = iso_open,
+		.close = iso_close,
+	};
+
+	return spate_engine_register_provider(&p);
+}
