@@ -977,8 +977,10 @@ int spate_bench_api_main(int argc, char **argv)
 	if (rc < 0)
 		goto out;
 
-	/* Medians over the runs. */
+	/* Medians over the runs; the machine's cross-core round trip, for
+	 * reading figures from different machines side by side. */
 	double med[IMPL_N][OP_N][4];
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 
 	for (int i = 0; i < IMPL_N; i++)
 		for (int p = 0; p < OP_N; p++) {
@@ -1010,6 +1012,7 @@ int spate_bench_api_main(int argc, char **argv)
 		json_object_object_add(root, "cpus", json_object_new_int((int)sysconf(_SC_NPROCESSORS_ONLN)));
 		json_object_object_add(root, "signed", json_object_new_boolean(1));
 		json_object_object_add(root, "kinesalite", json_object_new_string(why));
+		json_object_object_add(root, "cross_core_rtt_ns", json_object_new_double(rtt));
 		for (int i = 0; i < IMPL_N; i++) {
 			if (i == IMPL_KINESALITE && !have_k)
 				continue;
@@ -1064,7 +1067,7 @@ int spate_bench_api_main(int argc, char **argv)
 				       med[i][p][3] / 1e3, ratio);
 			}
 		}
-		printf("kinesalite: %s\n", why);
+		printf("kinesalite: %s\ncross-core round trip %.0f ns\n", why, rtt);
 	}
 out:
 	stop(&tg[IMPL_KINESALITE], SIGTERM);
