@@ -17,7 +17,9 @@
  * PutRecords of --records (500) records of --record-size (64) random bytes
  * under random partition keys, each request signed with SigV4
  * (spate_api_sigv4_sign(): SHA-256 of the body, HMAC chain) as an SDK does,
- * for --seconds (default 3). Then GetRecords drains every shard (one
+ * for --seconds (default 3) or until the run has put what the rings hold
+ * (--max-records; 3/4 of --ring-size x --shards by default, so that no
+ * record is overwritten before it is read). Then GetRecords drains every shard (one
  * connection per shard, Limit 10,000) from a LATEST iterator taken before
  * the puts, until a call returns no record and MillisBehindLatest 0:
  * exactly the records of this run.
@@ -82,6 +84,7 @@ static const char *const op_names[OP_N] = {"PutRecords", "GetRecords"};
 struct api_opts {
 	unsigned conns, records, record_size, shards, runs;
 	double seconds;
+	uint64_t max_records; /* per run: what the rings hold (GetRecords reads all) */
 	const char *ring_size;
 	const char *kinesalite;
 	bool json;
@@ -358,6 +361,9 @@ struct put_thr {
 	const struct api_opts *o;
 	const struct api_target *tg;
 	uint64_t deadline;
+	/* Records the run may still put, shared by the threads (relaxed: a
+	 * budget, not a synchronisation; the joins publish the counts). */
+	_Atomic int64_t *budget;
 	unsigned seed;
 	char *bodies[API_BODIES];
 	size_t lens[API_BODIES];
@@ -409,7 +415,9 @@ static void *put_main(void *arg)
 		snprintf(t->err, sizeof(t->err), "connect: %s", strerror(-t->rc));
 		return NULL;
 	}
-	while (now_ns() < t->deadline) {
+	while (now_ns() < t->deadline &&
+	       atomic_fetch_sub_explicit(t->budget, t->o->records, memory_order_relaxed) >=
+		       (int64_t)t->o->records) {
 		uint64_t t0 = now_ns();
 		int rc = hc_call(&c, t->tg, "PutRecords", t->bodies[i], t->lens[i]);
 
@@ -559,8 +567,11 @@ static int run_target(const struct api_opts *o, const struct api_target *tg, uin
 	}
 	if (rc < 0)
 		goto out;
+	_Atomic int64_t budget = (int64_t)o->max_records;
+
 	t0 = now_ns();
 	for (unsigned i = 0; i < o->conns; i++) {
+		pt[i].budget = &budget;
 		pt[i].deadline = t0 + (uint64_t)(o->seconds * 1e9);
 		pthread_create(&pt[i].t, NULL, put_main, &pt[i]);
 	}
@@ -810,11 +821,31 @@ static int start_kinesalite(const struct api_opts *o, const char *exe, const cha
 
 /* ---- main ---- */
 
+/* "256MiB", "4 KiB", "65536": bytes, or 0 if not a size. */
+static uint64_t parse_size(const char *s)
+{
+	char *e;
+	uint64_t v = strtoull(s, &e, 10);
+
+	while (*e == ' ')
+		e++;
+	if (!*e || !strcasecmp(e, "B"))
+		return v;
+	if (!strcasecmp(e, "KiB"))
+		return v << 10;
+	if (!strcasecmp(e, "MiB"))
+		return v << 20;
+	if (!strcasecmp(e, "GiB"))
+		return v << 30;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: spate bench api [--seconds S (3)] [--connections N (4)] [--records N (500)]\n"
 		   "                       [--record-size B (64)] [--shards N (2)] [--ring-size SIZE (256MiB)]\n"
-		   "                       [--runs N (3)] [--kinesalite PATH | --no-kinesalite] [--json]\n");
+		   "                       [--runs N (3)] [--max-records N (what the rings hold)]\n"
+		   "                       [--kinesalite PATH | --no-kinesalite] [--json]\n");
 }
 
 int spate_bench_api_main(int argc, char **argv)
@@ -825,6 +856,7 @@ int spate_bench_api_main(int argc, char **argv)
 		{"shards", required_argument, 0, 'S'},    {"ring-size", required_argument, 0, 'R'},
 		{"runs", required_argument, 0, 'u'},      {"kinesalite", required_argument, 0, 'k'},
 		{"no-kinesalite", no_argument, 0, 'K'},   {"json", no_argument, 0, 'j'},
+		{"max-records", required_argument, 0, 'm'},
 		{"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
 	};
 	struct api_opts o = {.conns = 4, .records = 500, .record_size = 64, .shards = 2, .runs = 3,
@@ -848,6 +880,7 @@ int spate_bench_api_main(int argc, char **argv)
 		case 'u': o.runs = (unsigned)atoi(optarg); break;
 		case 'k': o.kinesalite = optarg; break;
 		case 'K': no_k = true; break;
+		case 'm': o.max_records = strtoull(optarg, NULL, 10); break;
 		case 'j': o.json = true; break;
 		default:
 			usage(c == 'h' ? stdout : stderr);
@@ -863,6 +896,19 @@ int spate_bench_api_main(int argc, char **argv)
 		usage(stderr);
 		return -EINVAL;
 	}
+	/* What the rings hold: a record takes its 8-byte header, the keyed
+	 * envelope (2 + 19-byte key + data) rounded to 8, and a share of its
+	 * batch header; 3/4 of the rings leaves room for uneven keys. Puts stop
+	 * there, so GetRecords can read back every record. */
+	uint64_t ring = parse_size(o.ring_size);
+	uint64_t rec = 8 + ((2 + 19 + (uint64_t)o.record_size + 7) & ~7ull) + 8;
+
+	if (ring == 0) {
+		fprintf(stderr, "spate bench api: --ring-size %s: not a size\n", o.ring_size);
+		return -EINVAL;
+	}
+	if (!o.max_records)
+		o.max_records = ring / rec * o.shards * 3 / 4;
 	if (!mkdtemp(dir))
 		return -errno;
 	/* The access key both servers are called with. */
@@ -931,8 +977,10 @@ int spate_bench_api_main(int argc, char **argv)
 	if (rc < 0)
 		goto out;
 
-	/* Medians over the runs. */
+	/* Medians over the runs; the machine's cross-core round trip, for
+	 * reading figures from different machines side by side. */
 	double med[IMPL_N][OP_N][4];
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 
 	for (int i = 0; i < IMPL_N; i++)
 		for (int p = 0; p < OP_N; p++) {
@@ -958,10 +1006,13 @@ int spate_bench_api_main(int argc, char **argv)
 		json_object_object_add(root, "record_size", json_object_new_int((int)o.record_size));
 		json_object_object_add(root, "shards", json_object_new_int((int)o.shards));
 		json_object_object_add(root, "seconds", json_object_new_double(o.seconds));
+		json_object_object_add(root, "max_records", json_object_new_int64((int64_t)o.max_records));
+		json_object_object_add(root, "ring_size", json_object_new_string(o.ring_size));
 		json_object_object_add(root, "runs", json_object_new_int((int)o.runs));
 		json_object_object_add(root, "cpus", json_object_new_int((int)sysconf(_SC_NPROCESSORS_ONLN)));
 		json_object_object_add(root, "signed", json_object_new_boolean(1));
 		json_object_object_add(root, "kinesalite", json_object_new_string(why));
+		json_object_object_add(root, "cross_core_rtt_ns", json_object_new_double(rtt));
 		for (int i = 0; i < IMPL_N; i++) {
 			if (i == IMPL_KINESALITE && !have_k)
 				continue;
@@ -1016,7 +1067,7 @@ int spate_bench_api_main(int argc, char **argv)
 				       med[i][p][3] / 1e3, ratio);
 			}
 		}
-		printf("kinesalite: %s\n", why);
+		printf("kinesalite: %s\ncross-core round trip %.0f ns\n", why, rtt);
 	}
 out:
 	stop(&tg[IMPL_KINESALITE], SIGTERM);
