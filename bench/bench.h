@@ -27,6 +27,13 @@ double spate_bench_median(const double *v, unsigned n);
 
 int spate_bench_ring_main(int argc, char **argv);
 
+/** The cross-core cache-line round trip, ns (the fastest of 5 ping-pongs of
+ *  20000 rounds between threads pinned to @p cpu_a and @p cpu_b; -1, -1:
+ *  the first two CPUs allowed), printed by every benchmark so figures from
+ *  different machines can be read side by side; 0 if it cannot run.
+ *  bench_util.c */
+double spate_bench_c2c_rtt_ns(int cpu_a, int cpu_b);
+
 /** `spate demo`: a producer -> stream -> count plugin pipeline with numbers. */
 int spate_demo_main(int argc, char **argv);
 
@@ -64,6 +71,12 @@ struct json_object;
  */
 int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_object *cases)
 	__attribute__((weak));
+/** `spate bench bridge`: bus A -> NATS JetStream -> bus B vs plain libnats,
+ *  --json (bridge.c; built with libnats). */
+int spate_bench_bridge_main(int argc, char **argv);
+/** `spate bench ingress`: packets/s from a DPDK port into a stream vs a
+ *  bare rte_eth_rx_burst loop, --json (bench/ingress.c; DPDK builds only). */
+int spate_bench_ingress_main(int argc, char **argv);
 
 /** Print the options of `spate bench ring` to @p f. */
 void spate_bench_ring_usage(FILE *f);

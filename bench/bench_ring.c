@@ -952,6 +952,7 @@ int spate_bench_ring_main(int argc, char **argv)
 		notes.arr = json_object_new_array();
 
 	/* Machine, placement and wait strategy per mode. */
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 	if (o.json) {
 		char date[64];
 		time_t now = time(NULL);
@@ -970,10 +971,13 @@ int spate_bench_ring_main(int argc, char **argv)
 		if (uname(&un) == 0)
 			json_object_object_add(jm, "kernel", jstr(un.release));
 		json_object_object_add(jm, "placement", jpl);
+		json_object_object_add(jm, "cross_core_rtt_ns", json_object_new_double(rtt));
 		json_object_object_add(root, "machine", jm);
 		json_object_object_add(root, "date", jstr(date));
+		json_object_object_add(root, "cross_core_rtt_ns", json_object_new_double(rtt));
 	} else {
-		printf("# spate bench ring: %s; %s\n", m.model, m.topo_desc);
+		printf("# spate bench ring: %s; %s\n# cross-core round trip %.0f ns (cache-line ping-pong, best of 5)\n",
+		       m.model, m.topo_desc, rtt);
 	}
 	for (unsigned mo = 0; mo < SPATE_BENCH_NMODES; mo++) {
 		if (!(o.modes & (1u << mo)))

@@ -10,7 +10,11 @@
  */
 #include "spate_config.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +161,96 @@ double spate_bench_median(const double *v, unsigned n)
 	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
 	free(c);
 	return m;
+}
+
+/* The cross-core round trip: two threads pinned to two CPUs bounce one
+ * cache line (each waits for the other's value, then writes its own). */
+struct c2c {
+	_Alignas(64) _Atomic uint64_t line;
+	int cpu;
+	unsigned rounds;
+};
+
+static void c2c_pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void *c2c_pong(void *arg)
+{
+	struct c2c *c = arg;
+
+	c2c_pin(c->cpu);
+	for (uint64_t i = 1; i <= 2ull * c->rounds; i += 2) {
+		/* Acquire: pairs with the ping's release of i. */
+		while (atomic_load_explicit(&c->line, memory_order_acquire) != i)
+			spate_cpu_relax();
+		/* Release: pairs with the ping's acquire of i + 1. */
+		atomic_store_explicit(&c->line, i + 1, memory_order_release);
+	}
+	return NULL;
+}
+
+double spate_bench_c2c_rtt_ns(int cpu_a, int cpu_b)
+{
+	enum { ROUNDS = 20000, REPS = 5 };
+	double v[REPS];
+	unsigned n = 0;
+	cpu_set_t old;
+	int have_old = pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0;
+
+	if (cpu_a < 0 || cpu_b < 0) {
+		/* The first two CPUs this process may use. */
+		cpu_a = cpu_b = -1;
+		for (int i = 0; have_old && i < CPU_SETSIZE && cpu_b < 0; i++)
+			if (CPU_ISSET(i, &old)) {
+				if (cpu_a < 0)
+					cpu_a = i;
+				else
+					cpu_b = i;
+			}
+		if (cpu_b < 0)
+			return 0;
+	}
+	for (unsigned r = 0; r < REPS; r++) {
+		struct c2c *c = aligned_alloc(64, sizeof(*c));
+		pthread_t th;
+		if (!c)
+			break;
+		atomic_init(&c->line, 0);
+		c->cpu = cpu_b;
+		c->rounds = ROUNDS;
+		if (pthread_create(&th, NULL, c2c_pong, c)) {
+			free(c);
+			break;
+		}
+		c2c_pin(cpu_a);
+		uint64_t t0 = spate_bench_mono_ns();
+		for (uint64_t i = 0; i < 2ull * ROUNDS; i += 2) {
+			/* Release: pairs with the pong's acquire of i + 1. */
+			atomic_store_explicit(&c->line, i + 1, memory_order_release);
+			/* Acquire: pairs with the pong's release of i + 2. */
+			while (atomic_load_explicit(&c->line, memory_order_acquire) != i + 2)
+				spate_cpu_relax();
+		}
+		uint64_t t1 = spate_bench_mono_ns();
+		pthread_join(th, NULL);
+		free(c);
+		v[n++] = (double)(t1 - t0) / ROUNDS;
+	}
+	if (have_old)
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+	/* The fastest of the repeats: a preempted thread (a shared machine)
+	 * only ever adds time. */
+	double best = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (!best || v[i] < best)
+			best = v[i];
+	return best;
 }

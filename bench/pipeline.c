@@ -15,6 +15,20 @@
  *
  * Correctness is checked, not assumed: after the run the count plugin's
  * summary must show every produced record, no gap, no duplicate.
+ *
+ * One meaning of saturated, for `spate demo` and `spate bench pipeline`
+ * alike (run_pipeline() measures both): records *delivered to the plugin*
+ * per second over the run after a warm-up (the first quarter, at most
+ * 0.5 s: the ring filling, the threads migrating to their cores), the
+ * producer flat out. Records produced into the ring are not delivered yet
+ * (a full ring holds them), so they are only checked, not counted.
+ *
+ * The ring_only case (bench pipeline) is the same producer thread on the
+ * same core writing into a bare ring of the same size, and a reader thread
+ * pinned where the engine's worker is, doing what the worker and the count
+ * plugin do (peek up to consumer-batch records, walk every payload with
+ * the plugin's checksum and sequence check, release), measured the same
+ * way: what the engine costs over the ring alone (target >= 0.9x).
  */
 #include "spate_config.h"
 
@@ -27,11 +41,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
 #include "bench/plot.h"
+#include "plugins/plugin_util.h"
 #include "spate/engine.h"
 #include "spate/stats.h"
 #include "spate/topo.h"
@@ -52,6 +68,7 @@ struct pipe_opts {
 
 struct pipe_result {
 	uint64_t produced, consumed, gaps, duplicates;
+	double rate;          /* delivered records/s after the warm-up */
 	uint64_t deliveries;  /* batches handed to the plugin */
 	double secs;
 	struct spate_hist lat;
@@ -131,6 +148,13 @@ static int read_summary(const char *path, struct pipe_result *r)
 		r->duplicates = (uint64_t)json_object_get_int64(v);
 	json_object_put(j);
 	return 0;
+}
+
+/* Not counted at the start of a run: the first quarter, at most 0.5 s. */
+static uint64_t warm_of(double seconds)
+{
+	double w = seconds / 4 < 0.5 ? seconds / 4 : 0.5;
+	return (uint64_t)(w * 1e9);
 }
 
 static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
@@ -213,23 +237,37 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 	rc = -pthread_create(&th, NULL, producer_main, &p);
 	if (rc < 0)
 		goto out_stop;
-	uint64_t last = 0, last_t = t0;
+	uint64_t last = 0, last_t = t0, warm_ns = warm_of(o->seconds), c0 = 0, tw0 = 0;
+	int warmed = 0;
 	while (spate_mono_ns() - t0 < (uint64_t)(o->seconds * 1e9)) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 		uint64_t now = spate_mono_ns();
-		if (o->progress && now - last_t >= 1000000000ull) {
+		if (!warmed && now - t0 >= warm_ns) {
 			struct spate_consumer_stats st;
-			uint64_t n = atomic_load_explicit(&p.produced, memory_order_relaxed);
 			spate_engine_consumer_stats(e, "count", &st);
-			printf("  %5.1f s  produced %7.1f M rec/s  consumed %12" PRIu64
-			       " records  lag %8" PRIu64 "\n",
-			       (double)(now - t0) / 1e9, (double)(n - last) / ((double)(now - last_t) / 1e9) / 1e6,
-			       st.records, st.lag_records);
+			c0 = last = st.records;
+			tw0 = last_t = spate_mono_ns();
+			warmed = 1;
+		}
+		if (warmed && o->progress && now - last_t >= 1000000000ull) {
+			struct spate_consumer_stats st;
+			spate_engine_consumer_stats(e, "count", &st);
+			printf("  %5.1f s  delivered %7.1f M rec/s  %12" PRIu64 " records  lag %8" PRIu64 "\n",
+			       (double)(now - t0) / 1e9,
+			       (double)(st.records - last) / ((double)(now - last_t) / 1e9) / 1e6, st.records,
+			       st.lag_records);
 			fflush(stdout);
-			last = n;
+			last = st.records;
 			last_t = now;
 		}
+	}
+	{
+		struct spate_consumer_stats st;
+		spate_engine_consumer_stats(e, "count", &st);
+		uint64_t tw1 = spate_mono_ns();
+		if (warmed && tw1 > tw0)
+			r->rate = (double)(st.records - c0) / ((double)(tw1 - tw0) / 1e9);
 	}
 	atomic_store_explicit(&p.stop, 1, memory_order_relaxed);
 	pthread_join(th, NULL);
@@ -277,6 +315,145 @@ out:
 	snprintf(ck, sizeof(ck), "%s/" SPATE_ENGINE_LOCK_FILE, dir);
 	unlink(ck);
 	rmdir(dir);
+	return rc;
+}
+
+/* The ring_only reader: what the engine's worker and the count plugin do,
+ * on a bare ring. */
+struct ro_reader {
+	struct spate_ring_reader *rd;
+	const struct pipe_opts *o;
+	struct spate_topo *topo;
+	int cpu;
+	_Atomic int stop;
+	_Atomic uint64_t records;
+	uint64_t gaps, checksum;
+	struct spate_hist lat; /* commit -> read, every 8th take, as the worker samples */
+	int err;
+};
+
+static void *ro_reader_main(void *arg)
+{
+	struct ro_reader *x = arg;
+	struct spate_ring_rec *recs = calloc(x->o->cbatch, sizeof(*recs));
+	struct pu_seq seq = { 0 };
+	uint64_t n = 0, sum = 0, takes = 0;
+
+	if (!recs) {
+		x->err = -ENOMEM;
+		return NULL;
+	}
+	if (x->topo && x->cpu >= 0)
+		spate_topo_pin_self(x->topo, x->cpu);
+	/* Relaxed: a stop flag; the join orders the rest. */
+	while (!atomic_load_explicit(&x->stop, memory_order_relaxed)) {
+		int got = spate_ring_peek(x->rd, recs, x->o->cbatch, UINT64_MAX);
+		if (got == -EAGAIN || got == 0) {
+			spate_cpu_relax();
+			continue;
+		}
+		if (got < 0) {
+			x->err = got;
+			break;
+		}
+		if ((++takes & 7) == 0) {
+			uint64_t now = spate_now_ns();
+			spate_hist_record(&x->lat, now > recs[0].ts ? now - recs[0].ts : 0);
+		}
+		for (int i = 0; i < got; i++)
+			if (pu_seq_see(&seq, recs[i].seq))
+				sum += pu_payload_sum(recs[i].data, recs[i].len, PU_TOUCH_ALL);
+		spate_ring_release(x->rd, (unsigned)got);
+		n += (uint64_t)got;
+		/* Relaxed: a progress counter read by the timing thread. */
+		atomic_store_explicit(&x->records, n, memory_order_relaxed);
+	}
+	x->gaps = seq.gaps;
+	x->checksum = sum;
+	free(recs);
+	return NULL;
+}
+
+/* The same producer into a bare ring of the same size, read as the worker
+ * and the count plugin read, on the same two cores; measured as
+ * run_pipeline() measures (delivered records/s after the warm-up). */
+static int run_ring_only(const struct pipe_opts *o, struct pipe_result *r)
+{
+	struct spate_ring_params rp = { .capacity = o->ring };
+	struct spate_ring *ring = NULL;
+	struct spate_topo *topo = NULL;
+	struct spate_topo_placement pl;
+	struct producer p = { .o = o, .cpu = -1 };
+	struct ro_reader x = { .o = o, .cpu = -1 };
+	pthread_t tp, tr;
+	int rc, started = 0;
+	size_t msz = spate_ring_memsize(&rp);
+	void *mem = NULL;
+
+	memset(r, 0, sizeof(*r));
+	spate_hist_init(&r->lat);
+	spate_hist_init(&x.lat);
+	if (posix_memalign(&mem, 1u << 21, msz))
+		return -ENOMEM;
+	(void)madvise(mem, msz, MADV_HUGEPAGE); /* as the stream's huge pages */
+	memset(mem, 0, msz);
+	if (spate_topo_open(&topo) == 0 && spate_topo_place(topo, 2, &pl) == 0) {
+		p.cpu = pl.cpu[0];
+		x.cpu = pl.cpu[1];
+		snprintf(r->placement, sizeof(r->placement), "producer %s; reader on the other", pl.desc);
+	}
+	p.topo = x.topo = topo;
+	if ((rc = spate_ring_format(mem, msz, &rp)) < 0 || (rc = spate_ring_open_mem(mem, msz, &ring)) < 0 ||
+	    (rc = spate_ring_writer_open(ring, o->wait, &p.w)) < 0 ||
+	    (rc = spate_ring_reader_open(ring, SPATE_RING_START_OLDEST, o->wait, &x.rd)) < 0)
+		goto out;
+	if ((rc = -pthread_create(&tr, NULL, ro_reader_main, &x)) < 0)
+		goto out;
+	if ((rc = -pthread_create(&tp, NULL, producer_main, &p)) < 0) {
+		atomic_store_explicit(&x.stop, 1, memory_order_relaxed);
+		pthread_join(tr, NULL);
+		goto out;
+	}
+	started = 1;
+	uint64_t t0 = spate_mono_ns(), warm = warm_of(o->seconds);
+	struct timespec ts = { (time_t)(warm / 1000000000u), (long)(warm % 1000000000u) };
+	nanosleep(&ts, NULL);
+	uint64_t c0 = atomic_load_explicit(&x.records, memory_order_relaxed), tw0 = spate_mono_ns();
+	uint64_t rest = (uint64_t)(o->seconds * 1e9) > warm ? (uint64_t)(o->seconds * 1e9) - warm : 0;
+	ts = (struct timespec){ (time_t)(rest / 1000000000u), (long)(rest % 1000000000u) };
+	nanosleep(&ts, NULL);
+	uint64_t c1 = atomic_load_explicit(&x.records, memory_order_relaxed), tw1 = spate_mono_ns();
+	r->rate = tw1 > tw0 ? (double)(c1 - c0) / ((double)(tw1 - tw0) / 1e9) : 0;
+	atomic_store_explicit(&p.stop, 1, memory_order_relaxed);
+	pthread_join(tp, NULL);
+	r->produced = atomic_load_explicit(&p.produced, memory_order_relaxed);
+	/* Drain (at most 5 s), then stop the reader. */
+	for (int i = 0; i < 500 && atomic_load_explicit(&x.records, memory_order_relaxed) < r->produced; i++) {
+		struct timespec d = { 0, 10 * 1000 * 1000 };
+		nanosleep(&d, NULL);
+	}
+	atomic_store_explicit(&x.stop, 1, memory_order_relaxed);
+	pthread_join(tr, NULL);
+	r->secs = (double)(spate_mono_ns() - t0) / 1e9;
+	r->consumed = atomic_load_explicit(&x.records, memory_order_relaxed);
+	r->gaps = x.gaps;
+	r->lat = x.lat;
+	if (p.err || x.err)
+		rc = p.err ? p.err : x.err;
+	else if (r->consumed != r->produced || r->gaps)
+		snprintf(r->why, sizeof(r->why), "reader saw %" PRIu64 " of %" PRIu64 " records, %" PRIu64 " gaps",
+			 r->consumed, r->produced, r->gaps);
+	else
+		r->ok = 1;
+out:
+	(void)started;
+	if (rc < 0 && !r->why[0])
+		snprintf(r->why, sizeof(r->why), "%s", strerror(-rc));
+	spate_ring_reader_close(x.rd);
+	spate_ring_writer_close(p.w);
+	spate_ring_close(ring);
+	spate_topo_close(topo);
+	free(mem);
 	return rc;
 }
 
@@ -381,8 +558,7 @@ static void print_result(const char *what, const struct pipe_opts *o, const stru
 {
 	printf("%-22s %8.1f M rec/s %7.2f GB/s   p50 %7" PRIu64 " ns  p99 %8" PRIu64
 	       " ns  p99.9 %9" PRIu64 " ns  max %9" PRIu64 " ns  %s\n",
-	       what, (double)r->produced / r->secs / 1e6,
-	       (double)r->produced * o->size / r->secs / 1e9, spate_hist_percentile(&r->lat, 50),
+	       what, r->rate / 1e6, r->rate * o->size / 1e9, spate_hist_percentile(&r->lat, 50),
 	       spate_hist_percentile(&r->lat, 99), spate_hist_percentile(&r->lat, 99.9),
 	       spate_hist_max(&r->lat), r->ok ? "checked: every record, in order" : r->why);
 }
@@ -412,7 +588,7 @@ int spate_demo_main(int argc, char **argv)
 		fprintf(stderr, "spate demo: FAILED: %s\n", r.why);
 		return rc < 0 ? rc : -EIO;
 	}
-	lo.rate = (uint64_t)((double)r.produced / r.secs * 0.1);
+	lo.rate = (uint64_t)(r.rate * 0.1);
 	lo.progress = 0;
 	rc = run_pipeline(&lo, &low);
 	if (rc < 0 || !low.ok) {
@@ -495,11 +671,24 @@ int spate_bench_pipeline_main(int argc, char **argv)
 			return -ENOENT;
 		}
 	}
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 	rc = run_pipeline(&o, &sat);
 	if (rc < 0 || !sat.ok) {
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", sat.why);
 		return rc < 0 ? rc : -EIO;
 	}
+	/* ring_only interleaved with the saturated pipeline runs (the first,
+	 * and the counters-on run of each pair below): medians of each. */
+	double ro[16], pl_on[16];
+	unsigned nro = 0, npl = 0;
+	struct pipe_result ror;
+	pl_on[npl++] = sat.rate;
+	rc = run_ring_only(&o, &ror);
+	if (rc < 0 || !ror.ok) {
+		fprintf(stderr, "spate bench pipeline: FAILED (ring_only): %s\n", ror.why);
+		return rc < 0 ? rc : -EIO;
+	}
+	ro[nro++] = ror.rate;
 	/* The cost of the counters region: pairs of saturated runs without and
 	 * with it, in alternating order so drift on a shared machine hits both
 	 * sides alike; medians and the per-pair ratio's median. */
@@ -526,10 +715,15 @@ int spate_bench_pipeline_main(int argc, char **argv)
 				free(ratio);
 				return rc < 0 ? rc : -EIO;
 			}
-			(x.counters_off ? rwo : rw)[i] = (double)a.produced / a.secs;
+			(x.counters_off ? rwo : rw)[i] = a.rate;
 		}
 		ratio[i] = rw[i] / rwo[i];
+		if (npl < 16)
+			pl_on[npl++] = rw[i];
+		if (nro < 16 && run_ring_only(&o, &ror) == 0 && ror.ok)
+			ro[nro++] = ror.rate;
 	}
+	double med_ro = spate_bench_median(ro, nro), med_pl = spate_bench_median(pl_on, npl);
 	double med_w = spate_bench_median(rw, nov), med_wo = spate_bench_median(rwo, nov);
 	double med_ratio = spate_bench_median(ratio, nov);
 	/* The precise figure: cost per delivery times deliveries per second of
@@ -541,7 +735,7 @@ int spate_bench_pipeline_main(int argc, char **argv)
 	/* Latency below saturation: offer 10% of what saturated, unless given. */
 	struct pipe_opts lo = o;
 	if (!lo.rate)
-		lo.rate = (uint64_t)((double)sat.produced / sat.secs * 0.1);
+		lo.rate = (uint64_t)(sat.rate * 0.1);
 	rc = run_pipeline(&lo, &low);
 	if (rc < 0 || !low.ok) {
 		fprintf(stderr, "spate bench pipeline: FAILED: %s\n", low.why);
@@ -564,6 +758,9 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		char what[64];
 		snprintf(what, sizeof(what), "offered %.1f M rec/s", (double)lo.rate / 1e6);
 		print_result(what, &lo, &low);
+		printf("ring_only (same producer, bare ring, reader as worker + count): median %.1f M rec/s of %u; "
+		       "pipeline median %.1f M rec/s of %u: %.2fx (target 0.9x); cross-core round trip %.0f ns\n",
+		       med_ro / 1e6, nro, med_pl / 1e6, npl, med_ro > 0 ? med_pl / med_ro : 0, rtt);
 		if (nov)
 			printf("counters region: %u pair(s) of saturated runs: median %.2f M rec/s with, "
 			       "%.2f M rec/s without; per-pair ratio median %.3f (%.1f%% %s)\n",
@@ -592,8 +789,7 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		json_object_object_add(c, "consumer_batch", json_object_new_int((int)o.cbatch));
 		json_object_object_add(c, "records", json_object_new_int64((int64_t)rs[i]->produced));
 		json_object_object_add(c, "seconds", json_object_new_double(rs[i]->secs));
-		json_object_object_add(c, "records_per_sec",
-				       json_object_new_double((double)rs[i]->produced / rs[i]->secs));
+		json_object_object_add(c, "records_per_sec", json_object_new_double(rs[i]->rate));
 		json_object_object_add(c, "p50_ns", json_object_new_int64((int64_t)spate_hist_percentile(&rs[i]->lat, 50)));
 		json_object_object_add(c, "p99_ns", json_object_new_int64((int64_t)spate_hist_percentile(&rs[i]->lat, 99)));
 		json_object_object_add(c, "p999_ns", json_object_new_int64((int64_t)spate_hist_percentile(&rs[i]->lat, 99.9)));
@@ -601,6 +797,29 @@ int spate_bench_pipeline_main(int argc, char **argv)
 		json_object_object_add(c, "checked", json_object_new_boolean(rs[i]->ok));
 		json_object_array_add(cases, c);
 	}
+	{
+		json_object *c = json_object_new_object(), *a = json_object_new_array();
+		json_object_object_add(c, "impl", json_object_new_string("ring_only"));
+		json_object_object_add(c, "load", json_object_new_string("saturated"));
+		json_object_object_add(c, "record_size", json_object_new_int((int)o.size));
+		json_object_object_add(c, "batch", json_object_new_int((int)o.batch));
+		json_object_object_add(c, "consumer_batch", json_object_new_int((int)o.cbatch));
+		json_object_object_add(c, "records_per_sec", json_object_new_double(med_ro));
+		json_object_object_add(c, "p50_ns", json_object_new_int64((int64_t)spate_hist_percentile(&ror.lat, 50)));
+		json_object_object_add(c, "p99_ns", json_object_new_int64((int64_t)spate_hist_percentile(&ror.lat, 99)));
+		json_object_object_add(c, "p999_ns", json_object_new_int64((int64_t)spate_hist_percentile(&ror.lat, 99.9)));
+		for (unsigned i = 0; i < nro; i++)
+			json_object_array_add(a, json_object_new_double(ro[i]));
+		json_object_object_add(c, "runs_records_per_sec", a);
+		json_object_object_add(c, "checked", json_object_new_boolean(nro > 0));
+		json_object_array_add(cases, c);
+	}
+	json_object_object_add(root, "pipeline_median_records_per_sec", json_object_new_double(med_pl));
+	json_object_object_add(root, "ring_only_median_records_per_sec", json_object_new_double(med_ro));
+	json_object_object_add(root, "pipeline_vs_ring_only", json_object_new_double(med_ro > 0 ? med_pl / med_ro : 0));
+	json_object_object_add(root, "target_pipeline_vs_ring_only", json_object_new_double(0.9));
+	json_object_object_add(root, "saturated", json_object_new_string("records delivered to the plugin (or read) per second after the warm-up, producer flat out"));
+	json_object_object_add(root, "cross_core_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "placement", json_object_new_string(sat.placement));
 	json_object_object_add(root, "memory", json_object_new_string(sat.backing));
 	json_object_object_add(root, "cases", cases);

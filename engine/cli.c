@@ -217,6 +217,8 @@ int spate_cli_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	/* For plugins that name the bus (the nats export's message ids). */
+	setenv("SPATE_BUS", cfg->bus, 1);
 	printf("spate run %s: opening bus %s (recovering its logs if it crashed)\n", argv[optind],
 	       cfg->bus);
 	fflush(stdout);
@@ -259,6 +261,9 @@ int spate_cli_run(int argc, char **argv)
 		printf("  stream %s: %u shard(s), memory %s\n", cfg->streams[i].name,
 		       spate_stream_shards(s), spate_shm_backing_str(spate_stream_shm(s)));
 	}
+	for (uint32_t i = 0; i < cfg->n_sources; i++)
+		printf("  source %s: type %s into stream %s\n", cfg->sources[i].name,
+		       cfg->sources[i].type, cfg->sources[i].stream);
 	fflush(stdout);
 	snprintf(pidfile, sizeof(pidfile), "%s/engine.pid", cfg->state_dir);
 	FILE *pf = fopen(pidfile, "we");

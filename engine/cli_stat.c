@@ -67,7 +67,8 @@ static const struct spate_stats_view *same_layout(const struct spate_stats_view 
 						  const struct spate_stats_view *p)
 {
 	if (!p || p->started_ns != v->started_ns || p->n_tasks != v->n_tasks ||
-	    p->n_shards != v->n_shards || p->n_workers != v->n_workers)
+	    p->n_shards != v->n_shards || p->n_workers != v->n_workers ||
+	    p->n_sources != v->n_sources)
 		return NULL;
 	return p;
 }
@@ -297,6 +298,24 @@ static json_object *sv_json(const struct spate_stats_view *v, const struct spate
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "workers", arr);
+
+	arr = json_object_new_array();
+	for (uint32_t k = 0; k < v->n_sources; k++) {
+		const struct spate_stats_view_source *x = &v->sources[k];
+		json_object *o = json_object_new_object(), *cn = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(x->name));
+		json_object_object_add(o, "type", json_object_new_string(x->type));
+		json_object_object_add(o, "stream", json_object_new_string(
+			x->stream < v->n_streams ? v->stream_names[x->stream] : "?"));
+		json_object_object_add(o, "state",
+				       json_object_new_string(spate_stats_source_state_name(x->state)));
+		json_object_object_add(o, "error", json_object_new_string(x->error));
+		for (uint32_t c = 0; c < x->n_counters; c++)
+			json_object_object_add(cn, x->counter_names[c], j_u64(x->counters[c]));
+		json_object_object_add(o, "counters", cn);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(root, "sources", arr);
 	return root;
 }
 
@@ -427,6 +446,20 @@ static void sv_text(FILE *f, const struct spate_stats_view *v, const struct spat
 		fprintf(f, "%-8u %5d %-8s %5.1f%% %6u %12s\n", k, w->cpu, worker_state(w->state),
 			100.0 * worker_busy(w, pw, v->mono_ns, p ? p->mono_ns : 0), w->tasks,
 			si(pw ? rate(w->loops, pw->loops, dt) : 0, c2, sizeof(c2)));
+	}
+	if (v->n_sources)
+		fprintf(f, "\n%-16s %-6s %-16s %-8s %s\n", "SOURCE", "TYPE", "STREAM", "STATE",
+			"COUNTERS");
+	for (uint32_t k = 0; k < v->n_sources; k++) {
+		const struct spate_stats_view_source *x = &v->sources[k];
+		fprintf(f, "%-16s %-6s %-16s %-8s", x->name, x->type,
+			x->stream < v->n_streams ? v->stream_names[x->stream] : "?",
+			spate_stats_source_state_name(x->state));
+		for (uint32_t c = 0; c < x->n_counters; c++)
+			fprintf(f, " %s=%" PRIu64, x->counter_names[c], x->counters[c]);
+		fputc('\n', f);
+		if (x->error[0])
+			fprintf(f, "  last error: %s\n", x->error);
 	}
 	fflush(f);
 }

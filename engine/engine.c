@@ -237,7 +237,8 @@ static void stats_open(struct spate_engine *e)
 	/* Room for run-time streams too (spate_engine_stream_add), fixed now. */
 	struct spate_stats_shape sh = { .n_streams = e->nstreams + SPATE_ENGINE_RUNTIME_STREAMS_MAX,
 					.n_shards = SPATE_ENGINE_RUNTIME_SHARDS_MAX,
-					.n_consumers = e->nconsumers, .n_workers = e->nworkers };
+					.n_consumers = e->nconsumers, .n_workers = e->nworkers,
+					.n_sources = e->nsources };
 	const char *env = getenv("SPATE_STATS");
 	uint64_t seq[SPATE_STREAM_MAX_SHARDS], pos[SPATE_STREAM_MAX_SHARDS];
 	uint32_t *slots = NULL;
@@ -301,6 +302,13 @@ static void stats_open(struct spate_engine *e)
 		w->st->cpu = w->cpu;
 		w->st->tasks = w->ntasks;
 	}
+	for (uint32_t i = 0; i < e->nsources; i++) { /* the region's slot replaces the own one */
+		struct spate_stats_source_slot *slot = spate_stats_source_at(e->stats, i);
+		memcpy(slot->name, e->sources[i].own->name, sizeof(slot->name));
+		memcpy(slot->type, e->sources[i].own->type, sizeof(slot->type));
+		slot->stream = e->sources[i].own->stream;
+		e->sources[i].st = slot;
+	}
 	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	spate_engine_streams_stats(e); /* run-time streams: reserved slots */
 	free(slots);
@@ -314,6 +322,8 @@ fail:
 			spate_consumer_task_stats(&e->consumers[i], t, NULL);
 	for (uint32_t k = 0; k < e->nworkers; k++)
 		e->workers[k].st = NULL;
+	for (uint32_t i = 0; i < e->nsources; i++)
+		e->sources[i].st = e->sources[i].own;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
 	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",

@@ -47,6 +47,14 @@ static const struct spate_cmd bench_cmds[] = {
 	  "history reads from a shard log: io_uring read-ahead vs pread, cold and warm (--json)", NULL },
 	{ "api", spate_bench_api_main, NULL,
 	  "Kinesis API front: signed PutRecords/GetRecords vs kinesalite, same run (--json)", NULL },
+#if SPATE_HAVE_NATS
+	{ "bridge", spate_bench_bridge_main, NULL,
+	  "bus A -> NATS JetStream -> bus B vs plain libnats, 64 B and 1 KiB (--json)", NULL },
+#endif
+#if SPATE_HAVE_DPDK
+	{ "ingress", spate_bench_ingress_main, NULL,
+	  "packets/s from a DPDK port into a stream vs a bare rx_burst loop (--json)", NULL },
+#endif
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -66,8 +74,10 @@ static const struct spate_cmd top_cmds[] = {
 	{ "rm", spate_cli_rm, NULL, "remove the streams of a config: rm CONFIG [STREAM...]",
 	  "CONFIG [STREAM...]\n  remove the shared memory of the named streams (all, and the "
 	  "bus's counters, without STREAM)" },
-	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats DIR",
-	  "verify|dump|stats DIR [--from SEQ|--at TIME] [-n N]\n  DIR is a shard's log "
+	{ "log", spate_cli_log, NULL, "a shard log on disk: log verify|dump|stats|export DIR",
+	  "verify|dump|stats|repair DIR [--from SEQ|--at TIME] [-n N]\n"
+	  "  spate log export DIR|CONFIG STREAM --pcapng FILE [--from SEQ] [--shard N] [-n N]\n"
+	  "  DIR is a shard's log "
 	  "directory, e.g. STATE_DIR/log/STREAM/0000" },
 	{ "stat", spate_cli_stat, NULL, "a running bus's counters once: stat BUS [--json] [--interval MS]",
 	  NULL },

@@ -376,6 +376,25 @@ char *spate_metrics_prometheus(const struct spate_stats_view *v)
 	for (uint32_t k = 0; k < v->n_workers; k++)
 		put(&o, "spate_worker_parked{bus=\"%s\",worker=\"%u\",cpu=\"%d\"} %d\n", v->bus, k,
 		    v->workers[k].cpu, v->workers[k].state != SPATE_STATS_WORKER_ACTIVE);
+	if (v->n_sources) {
+		family(&o, "spate_source_up", "gauge",
+		       "1 while the source runs connected to its peer (state up).");
+		for (uint32_t k = 0; k < v->n_sources; k++)
+			put(&o, "spate_source_up{bus=\"%s\",source=\"%s\",type=\"%s\",state=\"%s\"} %d\n",
+			    v->bus, v->sources[k].name, v->sources[k].type,
+			    spate_stats_source_state_name(v->sources[k].state),
+			    v->sources[k].state == SPATE_STATS_SOURCE_UP);
+		family(&o, "spate_source_value", "gauge",
+		       "A source's named figure (its door's counters and gauges: fetched, appended, "
+		       "redeliveries, lag, pending_acks, ...).");
+		for (uint32_t k = 0; k < v->n_sources; k++)
+			for (uint32_t c = 0; c < v->sources[k].n_counters; c++)
+				put(&o,
+				    "spate_source_value{bus=\"%s\",source=\"%s\",type=\"%s\",name=\"%s\"} %" PRIu64
+				    "\n",
+				    v->bus, v->sources[k].name, v->sources[k].type,
+				    v->sources[k].counter_names[c], v->sources[k].counters[c]);
+	}
 	if (o.oom) {
 		free(o.b);
 		return NULL;

@@ -117,6 +117,11 @@ struct spate_stats_source_slot *spate_engine_source_stats(struct spate_engine *e
 	return NULL;
 }
 
+const struct spate_config *spate_engine_config(struct spate_engine *e)
+{
+	return e ? e->cfg : NULL;
+}
+
 int spate_stats_source_counter(struct spate_stats_source_slot *s, uint32_t i, const char *name)
 {
 	uint32_t n;

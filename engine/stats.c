@@ -61,6 +61,7 @@
 #define STATS_MAX_CONSUMERS 65536u
 #define STATS_MAX_TASKS (16u * 1024u * 1024u)
 #define STATS_MAX_WORKERS 4096u
+#define STATS_MAX_SOURCES 4096u
 
 struct spate_stats {
 	struct spate_shm *shm;
@@ -126,6 +127,12 @@ static uint64_t layout(struct spate_stats_hdr *h)
 		off += 2ull * h->n_sup * h->hist_stride;
 		h->ext_size = off;
 	}
+	/* Addition 2: the source slots, past everything else. */
+	h->sources_off = 0;
+	if (h->n_sources) {
+		h->sources_off = off;
+		off += (uint64_t)h->n_sources * sizeof(struct spate_stats_source_slot);
+	}
 	return off;
 }
 
@@ -148,6 +155,7 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 		return -EBADMSG;
 	memset(&want, 0, sizeof(want));
 	want.n_sup = h->sup_version ? h->n_sup : 0;
+	want.n_sources = h->n_sources;
 	want.n_streams = h->n_streams;
 	want.n_shards = h->n_shards;
 	want.n_consumers = h->n_consumers;
@@ -162,6 +170,11 @@ static int check_hdr(const struct spate_stats_hdr *h, uint64_t user_size)
 		return -EBADMSG;
 	if (h->sup_version && (h->sup_off != want.sup_off || h->sup_hists_off != want.sup_hists_off ||
 			       h->ext_size != want.ext_size || h->ext_size > user_size))
+		return -EBADMSG;
+	if (h->n_sources > STATS_MAX_SOURCES ||
+	    (h->n_sources && (h->sources_off != want.sources_off ||
+			      want.sources_off + (uint64_t)h->n_sources *
+						 sizeof(struct spate_stats_source_slot) > user_size)))
 		return -EBADMSG;
 	return 0;
 }
@@ -191,12 +204,13 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	h.n_tasks = shape->n_tasks;
 	h.n_workers = shape->n_workers;
 	h.n_sup = shape->n_sup;
+	h.n_sources = shape->n_sources;
 	h.engine_pid = (uint32_t)getpid();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	layout(&h);
-	if (check_hdr(&h, h.ext_size ? h.ext_size : h.total_size) < 0)
+	uint64_t size = layout(&h);
+	if (check_hdr(&h, size) < 0)
 		return -EINVAL; /* a shape beyond the bounds */
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -205,7 +219,7 @@ int spate_stats_create(const char *bus, const struct spate_stats_shape *shape,
 	 * page of a hugetlbfs pool would be wasted on it. */
 	struct spate_shm_opts o = { .flags = SPATE_SHM_F_REPLACE | SPATE_SHM_F_NO_HUGE,
 				    .gid = (gid_t)-1 };
-	rc = spate_shm_create(name, (size_t)(h.ext_size ? h.ext_size : h.total_size), &o, &st->shm);
+	rc = spate_shm_create(name, (size_t)size, &o, &st->shm);
 	if (rc < 0) {
 		free(st);
 		return rc;
@@ -601,6 +615,15 @@ struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint3
 		return NULL;
 	return (struct spate_stats_task *)(void *)(st->base + st->h.tasks_off +
 						   (uint64_t)i * sizeof(struct spate_stats_task));
+}
+
+struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i)
+{
+	if (!st || i >= st->h.n_sources)
+		return NULL;
+	return (struct spate_stats_source_slot *)(void *)(st->base + st->h.sources_off +
+							   (uint64_t)i *
+								   sizeof(struct spate_stats_source_slot));
 }
 
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i)

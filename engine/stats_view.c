@@ -65,6 +65,7 @@ void spate_stats_view_free(struct spate_stats_view *v)
 	for (uint32_t i = 0; v->stream_fsync && i < v->n_streams; i++)
 		free(v->stream_fsync[i]);
 	free(v->stream_fsync);
+	free(v->sources);
 	free(v->stream_names);
 	free(v->stream_shards);
 	free(v->stream_first);
@@ -303,6 +304,37 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 		o->state = atomic_load_explicit(&w->state, memory_order_relaxed);
 		o->tasks = w->tasks;
 		o->cpu = w->cpu;
+	}
+	v->n_sources = h->n_sources;
+	v->sources = calloc(v->n_sources + 1, sizeof(*v->sources));
+	if (!v->sources)
+		goto nomem;
+	for (uint32_t k = 0; k < v->n_sources; k++) {
+		const struct spate_stats_source_slot *x = spate_stats_source_at(st, k);
+		struct spate_stats_view_source *o = &v->sources[k];
+		memcpy(o->name, x->name, sizeof(o->name));
+		o->name[SPATE_STATS_NAME_MAX] = '\0';
+		memcpy(o->type, x->type, sizeof(o->type));
+		o->type[SPATE_STATS_NAME_MAX] = '\0';
+		o->stream = x->stream;
+		/* Relaxed: a state for display. */
+		o->state = atomic_load_explicit(&x->state, memory_order_relaxed);
+		/* Acquire: pairs with spate_stats_source_counter()'s release, so
+		 * the names below it are whole. */
+		o->n_counters = atomic_load_explicit(&x->n_counters, memory_order_acquire);
+		if (o->n_counters > SPATE_STATS_SOURCE_COUNTERS)
+			o->n_counters = SPATE_STATS_SOURCE_COUNTERS;
+		for (uint32_t c = 0; c < o->n_counters; c++) {
+			memcpy(o->counter_names[c], x->counter_names[c], sizeof(o->counter_names[c]));
+			o->counter_names[c][SPATE_STATS_COUNTER_NAME_MAX] = '\0';
+			o->counters[c] = LD(x->counters[c]);
+		}
+		for (size_t c = 0; c + 1 < sizeof(o->error); c++) {
+			o->error[c] = ((const volatile char *)x->error)[c];
+			if (!o->error[c])
+				break;
+		}
+		o->error[sizeof(o->error) - 1] = '\0';
 	}
 	spate_stats_close(st);
 	*out = v;

@@ -16,9 +16,12 @@ if [ "$impls_wanted" != spate ] && "$spate" bench ring --help | grep -q rte_ring
 	! echo "$impls" | grep -qx rte_ring; then
 	fail "bench ring: no rte_ring case beside spate"
 fi
-"$spate" bench pipeline --seconds 0.2 --json |
-	"$check" impl record_size batch records_per_sec p50_ns p99_ns p999_ns >/dev/null ||
+pipe=$("$spate" bench pipeline --seconds 0.2 --json) || fail "bench pipeline --json"
+pimpls=$(echo "$pipe" | "$check" impl record_size batch records_per_sec p50_ns p99_ns p999_ns) ||
 	fail "bench pipeline --json"
+echo "$pimpls" | grep -qx ring_only || fail "bench pipeline: no ring_only case"
+echo "$pipe" | grep -q '"pipeline_vs_ring_only"' || fail "bench pipeline: no pipeline_vs_ring_only"
+echo "$pipe" | grep -q '"cross_core_rtt_ns"' || fail "bench pipeline: no cross_core_rtt_ns"
 persist=$("$spate" bench persist --seconds 0.1 --no-fio --json) || fail "bench persist --json"
 impls=$(echo "$persist" | "$check" impl durability record_size records_per_sec bytes_per_sec) ||
 	fail "bench persist --json"
@@ -26,6 +29,11 @@ echo "$impls" | grep -qx raw || fail "bench persist: no raw case"
 echo "$impls" | grep -qx spate || fail "bench persist: no spate case"
 echo "$persist" | grep -q '"ratio_to_raw"' || fail "bench persist: no ratio_to_raw"
 echo "$persist" | grep -q '"median_ratio_to_raw"' || fail "bench persist: no median_ratio_to_raw"
+for c in raw_prealloc raw_extend log_only always_10pct fdatasync_bare; do
+	echo "$persist" | grep -Eq "\"case\": ?\"$c\"" || fail "bench persist: no $c case"
+done
+echo "$persist" | grep -q '"always_10pct_vs_bare_p99"' || fail "bench persist: no always_10pct_vs_bare_p99"
+echo "$persist" | grep -q '"cross_core_rtt_ns"' || fail "bench persist: no cross_core_rtt_ns"
 # bench api starts its own spate run (and kinesalite when npm installed it):
 # both impls' PutRecords and GetRecords cases, or spate's alone when it says
 # kinesalite is not installed.
@@ -46,4 +54,18 @@ echo "$fns" | grep -qx isolated || fail "bench functions: no isolated case"
 if command -v node >/dev/null || command -v python3 >/dev/null; then
 	echo "$fns" | grep -qx function || fail "bench functions: no function case"
 fi
-echo "bench_json.sh: ring, pipeline, persist, api and functions --json schemas OK"
+if "$spate" bench --help 2>&1 | grep -q ingress; then
+	# TSan builds: net_null only (net_memif's control channel races with
+	# itself inside the PMD: close() in one DPDK thread, recvmsg() in another).
+	ports=net_null,net_memif
+	[ "$impls_wanted" = spate ] && ports=net_null
+	ingress=$("$spate" bench ingress --ports $ports --seconds 0.1 --repeat 1 --json) ||
+		fail "bench ingress --json"
+	impls=$(echo "$ingress" | "$check" impl port frame_size packets_per_sec drops) ||
+		fail "bench ingress --json"
+	echo "$impls" | grep -qx spate || fail "bench ingress: no spate case"
+	echo "$impls" | grep -qx rx_burst || fail "bench ingress: no rx_burst case"
+	[ $ports = net_null ] || echo "$ingress" | grep -q '"port": *"net_memif"' ||
+		fail "bench ingress: no net_memif case"
+fi
+echo "bench_json.sh: ring, pipeline, persist, api, functions and ingress --json schemas OK"

@@ -15,6 +15,16 @@ out=$("$spate" log dump "$dir/lg" --from 25 -n 3)
 [ "$(echo "$out" | wc -l)" = 3 ] || fail "dump printed: $out"
 echo "$out" | head -1 | grep -q "^25 .* record-08-1" || fail "dump from 25: $out"
 
+# A writer that ended without closing leaves its segment preallocated (zeros
+# after the last frame, the file larger than its frames): stats counts the
+# frames, verify and dump take the zeros for the end.
+"$make_log" "$dir/pre" 10 exit || fail "log_make exit"
+seg=$(ls "$dir/pre"/*.seg)
+[ "$(stat -c %s "$seg")" -gt 8192 ] || fail "no preallocated tail: $(stat -c %s "$seg") bytes"
+"$spate" log stats "$dir/pre" | grep -q "1 segment(s), .* sequence 0\.\.29" || fail "stats (preallocated): $("$spate" log stats "$dir/pre")"
+"$spate" log verify "$dir/pre" | grep -q "OK: 30 records" || fail "verify (preallocated): $("$spate" log verify "$dir/pre" 2>&1)"
+"$spate" log dump "$dir/pre" | tail -1 | grep -q "^29 " || fail "dump (preallocated)"
+
 # Flip a byte inside the last record's payload: its frame's CRC fails.
 seg=$(ls "$dir/lg"/*.seg)
 size=$(stat -c %s "$seg")

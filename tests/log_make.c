@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* log_make DIR N: write N batches of 3 16-byte records ("record-KK-I") to the
- * shard log in DIR, each synced; a fixture for tests/log_cli.sh. */
+/* log_make DIR N [exit]: write N batches of 3 16-byte records
+ * ("record-KK-I") to the shard log in DIR, each synced; with "exit", end
+ * the process without closing the log (its active segment keeps its
+ * preallocated tail, as after a crash). A fixture for tests/log_cli.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "spate/log.h"
 
@@ -40,6 +43,12 @@ int main(int argc, char **argv)
 		spate_ring_commit(w, &b, 0, NULL);
 		if (spate_log_append(l, b.hdr, (size_t)(b.cur - b.hdr)) || spate_log_sync(l, &durable))
 			return 4;
+	}
+	if (argc > 3 && !strcmp(argv[3], "exit")) {
+		uint64_t durable;
+		if (spate_log_sync(l, &durable)) /* nothing new: waits for every write */
+			return 6;
+		_exit(0);
 	}
 	spate_ring_writer_close(w);
 	spate_ring_close(r);

@@ -129,9 +129,9 @@ Test(sources, yaml_errors)
 		char err[512] = "";
 		int rc;
 		struct spate_config *c = parse(cases[i].yaml, err, sizeof(err), &rc);
-		cr_expect_eq(rc, -EINVAL, "case %zu", i);
-		cr_expect_null(c);
-		cr_expect(strstr(err, cases[i].want), "case %zu: \"%s\" lacks \"%s\"", i, err,
+		cr_assert_eq(rc, -EINVAL, "case %zu", i);
+		cr_assert_null(c);
+		cr_assert(strstr(err, cases[i].want), "case %zu: \"%s\" lacks \"%s\"", i, err,
 			  cases[i].want);
 		spate_config_free(c);
 	}

@@ -98,16 +98,16 @@ _spate()
 		;;
 	log)
 		if [[ -z $sub ]]; then
-			COMPREPLY=($(compgen -W "verify dump stats" -- "$cur"))
+			COMPREPLY=($(compgen -W "verify dump stats repair export" -- "$cur"))
 		elif [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "--from --at -n --help" -- "$cur"))
+			COMPREPLY=($(compgen -W "--from --at -n --pcapng --shard --help" -- "$cur"))
 		else
 			_filedir -d
 		fi
 		;;
 	bench)
 		if [[ -z $sub ]]; then
-			COMPREPLY=($(compgen -W "ring pipeline persist replay" -- "$cur"))
+			COMPREPLY=($(compgen -W "ring pipeline persist replay ingress" -- "$cur"))
 		elif [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "--json --seconds --help" -- "$cur"))
 		fi

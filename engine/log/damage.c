@@ -99,32 +99,6 @@ int spate_log_skip_forward(const struct spate_log_skip *s, const uint64_t *bases
 	return k > i || (k == i && (s->roff > s->off || (s->roff == s->off && s->rseq > s->seq)));
 }
 
-/* First 8-aligned position >= @p o holding the frame magic. @return 1 (*at),
- * 0 (none before the end), -errno. */
-static int next_magic(int fd, uint64_t o, uint64_t fsize, uint64_t *at)
-{
-	static const uint32_t magic = SPATE_LOG_FRAME_MAGIC;
-	uint8_t b[65536];
-
-	o = (o + 7) & ~(uint64_t)7;
-	while (o + FRAME_HDR_SIZE <= fsize) {
-		size_t n = fsize - o < sizeof(b) ? (size_t)(fsize - o) : sizeof(b);
-		int rc = spate_log_pread_full(fd, b, n, o);
-		if (rc <= 0)
-			return rc;
-		for (size_t k = 0; k + sizeof(magic) <= n; k += 8) {
-			if (!memcmp(b + k, &magic, sizeof(magic))) {
-				*at = o + k;
-				return 1;
-			}
-		}
-		o += n & ~(size_t)7;
-		if (n < 8)
-			break;
-	}
-	return 0;
-}
-
 /* The first valid frame at or after @p off in @p fd with base_seq >= @p seq.
  * @return 1 (*at, *base), 0, -errno. */
 static int resume_in(int fd, uint64_t off, uint64_t seq, uint64_t *at, uint64_t *base, uint8_t **buf,
@@ -134,7 +108,7 @@ static int resume_in(int fd, uint64_t off, uint64_t seq, uint64_t *at, uint64_t 
 
 	for (uint64_t o = off;;) {
 		uint64_t m;
-		int rc = next_magic(fd, o, fsize, &m);
+		int rc = spate_log_next_magic(fd, o, fsize, &m);
 		if (rc <= 0)
 			return rc;
 		struct frame_info fi;

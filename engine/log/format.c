@@ -273,25 +273,76 @@ int spate_log_read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ve
 	return 0;
 }
 
+/* The first byte at or after @p off that may hold data: holes and
+ * unwritten (fallocated) extents read as zeros and are skipped (SEEK_DATA);
+ * @p off itself where the file system cannot tell. */
+static uint64_t data_from(int fd, uint64_t off, uint64_t fsize)
+{
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+
+	if (d < 0)
+		return errno == ENXIO ? fsize : off;
+	return (uint64_t)d > off ? (uint64_t)d : off;
+}
+
 /*
- * Zero padding after the last frame (version 2): from @p off to the end of
- * the file, fewer than PAD_MAX bytes, all zero. An O_DIRECT writer leaves it
- * (its last block is padded); it marks the end of the frames, not a torn
- * tail. @return 1, 0, -errno.
+ * The end of the frames: from @p off to the end of the file, every byte is
+ * zero. A segment's file may be longer than its frames: the O_DIRECT
+ * writer pads its last block (< PAD_MAX zeros, format version 2), and the
+ * writer preallocates the active segment ahead of its writes (fallocate,
+ * docs/format.md), which reads as zeros up to the end of the file. Holes
+ * and unwritten extents are skipped without reading them.
+ * @return 1, 0, -errno.
  */
 int spate_log_zero_tail(int fd, uint64_t off, uint64_t fsize)
 {
-	uint8_t b[PAD_MAX];
+	static const uint8_t zero[65536];
+	uint8_t b[65536];
 
-	if (off >= fsize || fsize - off >= PAD_MAX)
+	if (off >= fsize)
 		return 0;
-	int rc = spate_log_pread_full(fd, b, (size_t)(fsize - off), off);
-	if (rc <= 0)
-		return rc;
-	for (uint64_t i = 0; i < fsize - off; i++)
-		if (b[i])
+	while (off < fsize) {
+		off = data_from(fd, off, fsize);
+		if (off >= fsize)
+			break;
+		size_t n = fsize - off < sizeof(b) ? (size_t)(fsize - off) : sizeof(b);
+		int rc = spate_log_pread_full(fd, b, n, off);
+		if (rc <= 0)
+			return rc;
+		if (memcmp(b, zero, n))
 			return 0;
+		off += n;
+	}
 	return 1;
+}
+
+int spate_log_next_magic(int fd, uint64_t o, uint64_t fsize, uint64_t *at)
+{
+	static const uint32_t magic = SPATE_LOG_FRAME_MAGIC;
+	uint8_t b[65536];
+
+	o = (o + 7) & ~(uint64_t)7;
+	while (o + FRAME_HDR_SIZE <= fsize) {
+		uint64_t d = data_from(fd, o, fsize);
+		if (d > o)
+			o = d & ~(uint64_t)7; /* a hole: nothing to find in it */
+		if (o + FRAME_HDR_SIZE > fsize)
+			break;
+		size_t n = fsize - o < sizeof(b) ? (size_t)(fsize - o) : sizeof(b);
+		int rc = spate_log_pread_full(fd, b, n, o);
+		if (rc <= 0)
+			return rc;
+		for (size_t k = 0; k + sizeof(magic) <= n; k += 8) {
+			if (!memcmp(b + k, &magic, sizeof(magic))) {
+				*at = o + k;
+				return 1;
+			}
+		}
+		o += n & ~(size_t)7;
+		if (n < 8)
+			break;
+	}
+	return 0;
 }
 
 /*
@@ -348,26 +399,101 @@ int spate_log_scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, ui
 	}
 }
 
+/* The first valid frame at or after @p off (8-aligned positions): 1 and
+ * *@p at, 0 (none), -errno. */
+int spate_log_valid_frame_from(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap, uint64_t *at)
+{
+	for (uint64_t o = off;;) {
+		uint64_t m;
+		int rc = spate_log_next_magic(fd, o, fsize, &m);
+		if (rc <= 0)
+			return rc;
+		struct frame_info fi;
+		const char *why;
+		rc = spate_log_read_frame(fd, m, fsize, buf, cap, &fi, &why);
+		if (rc == 1) {
+			*at = m;
+			return 1;
+		}
+		if (rc < 0 && rc != -EBADMSG)
+			return rc;
+		o = m + 8;
+	}
+}
+
 /* Is there a valid frame anywhere after @p off? (tells a torn tail from
  * mid-segment corruption). @return 1, 0, -errno. */
 int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap)
 {
-	for (uint64_t o = (off + 8) & ~(uint64_t)7; o + FRAME_HDR_SIZE <= fsize; o += 8) {
-		uint32_t magic;
-		int rc = spate_log_pread_full(fd, &magic, sizeof(magic), o);
+	uint64_t at;
+
+	return spate_log_valid_frame_from(fd, off + 8, fsize, buf, cap, &at);
+}
+
+/* Is any aligned 512-byte sector of [@p from, @p to) (or its part from a
+ * sector boundary to @p to) all zeros? @return 1, 0, -errno. */
+static int zero_sector_in(int fd, uint64_t from, uint64_t to)
+{
+	uint8_t b[65536];
+
+	for (uint64_t o = from; o < to;) {
+		/* Chunks end on sector boundaries (but the last, at @p to). */
+		uint64_t n = sizeof(b) - (o & 511);
+		if (n > to - o)
+			n = to - o;
+		int rc = spate_log_pread_full(fd, b, (size_t)n, o);
+		if (rc <= 0)
+			return rc;
+		if (spate_log_zero_sector_mem(b, o, n))
+			return 1;
+		o += n;
+	}
+	return 0;
+}
+
+/*
+ * The bad frame at @p g of the last segment is followed by valid frames:
+ * is it the gap a crash with writes in flight leaves (recover.c, "Writes
+ * in flight")? Its bytes are missing (zero header, or an all-zero sector
+ * before the next valid frame), and no valid frame starts at or beyond
+ * g + INFLIGHT_MAX. @return 1, 0, -errno.
+ */
+int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, size_t *cap)
+{
+	static const uint8_t zero[FRAME_HDR_SIZE];
+	uint8_t h[FRAME_HDR_SIZE];
+	uint64_t next, far;
+
+	int rc = spate_log_valid_frame_from(fd, g + 8, fsize, buf, cap, &next);
+	if (rc <= 0)
+		return rc;
+	rc = spate_log_pread_full(fd, h, sizeof(h), g);
+	if (rc < 0)
+		return rc;
+	int missing = rc == 1 && !memcmp(h, zero, sizeof(h));
+	if (!missing) {
+		rc = zero_sector_in(fd, g, next);
 		if (rc < 0)
 			return rc;
-		if (!rc)
-			return 0;
-		if (magic != SPATE_LOG_FRAME_MAGIC)
-			continue;
-		struct frame_info fi;
-		const char *why;
-		rc = spate_log_read_frame(fd, o, fsize, buf, cap, &fi, &why);
-		if (rc == 1)
+		missing = rc;
+	}
+	if (!missing)
+		return 0;
+	if (g + INFLIGHT_MAX >= fsize)
+		return 1;
+	rc = spate_log_valid_frame_from(fd, g + INFLIGHT_MAX, fsize, buf, cap, &far);
+	return rc < 0 ? rc : !rc;
+}
+
+int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len)
+{
+	static const uint8_t zero[512];
+	uint64_t k = ((off + 511) & ~(uint64_t)511) - off;
+
+	for (; k < len; k += 512) {
+		uint64_t n = len - k < 512 ? len - k : 512;
+		if (!memcmp(p + k, zero, n))
 			return 1;
-		if (rc < 0 && rc != -EBADMSG)
-			return rc;
 	}
 	return 0;
 }

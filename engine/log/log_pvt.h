@@ -57,11 +57,18 @@
 /** Frames per writev SQE (2 iovecs each). */
 #define FRAMES_PER_SQE 64u
 #define URING_ENTRIES 16u
-/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES, written in turn, one
- *  write in flight while the next buffer fills (1 MiB buffers measured the
- *  same; 8 in flight too, see the file comment). */
-#define STAGE_BYTES (2u << 20)
-#define STAGE_N 2u
+/** O_DIRECT staging: STAGE_N buffers of STAGE_BYTES; up to STAGE_N - 1
+ *  writes in flight while the next buffer fills (write_direct.c). */
+#define STAGE_BYTES (1u << 20)
+#define STAGE_N 8u
+/** The most bytes a writer may have in flight past its last completed
+ *  write: recovery cuts a gap followed only by frames within this window
+ *  of it (a crash with writes in flight; recover.c). */
+#define INFLIGHT_MAX (16u << 20)
+_Static_assert((uint64_t)STAGE_N * STAGE_BYTES <= INFLIGHT_MAX, "in-flight window");
+/** The active segment is preallocated (fallocate) this far ahead of the
+ *  writer, whole segments up to this size (segments.c). */
+#define PREALLOC_BYTES (256ull << 20)
 /** Largest O_DIRECT alignment used, and so the most zero padding a segment
  *  may carry after its last frame (docs/format.md). */
 #define PAD_MAX 4096u
@@ -124,6 +131,7 @@ struct dio_slot {
 	uint32_t from; /* the write (or its retry) covers [from, len) */
 	uint32_t len;  /* fill zero-padded to dio_align, once submitted */
 	int state;     /* SLOT_* */
+	int res;       /* SLOT_DONE: the write's result */
 };
 
 /* O_DIRECT: a frame copied into staging, not yet known written. */
@@ -150,16 +158,22 @@ struct log_pc {
 };
 
 /* The O_DIRECT pipeline (write_direct.c): frames are copied into one
- * aligned staging slot while the other is written; spate_log_sync() may
- * return with one write in flight. The last partial block of the segment
- * (tail) is rewritten by the next write. */
+ * aligned staging slot while up to STAGE_N - 1 others are written;
+ * spate_log_sync() may return with writes in flight. The last partial
+ * block of the segment (tail) is rewritten by the next write. */
 struct log_dio {
 	uint32_t align;       /* offset/length alignment (STATX_DIOALIGN), <= PAD_MAX */
 	uint8_t *stage;       /* STAGE_N * STAGE_BYTES, PAD_MAX-aligned */
 	uint8_t *tail;        /* bytes [size - tail_len, size) of the active segment */
 	uint32_t tail_len;    /* active segment size % align */
 	struct dio_slot slot[STAGE_N];
-	int fill_i, busy_i, fail_i; /* slot being filled / written / to write again, or -1 */
+	/* Slots written, in file order (issue order): BUSY, DONE (completed,
+	 * waiting for an earlier one), FAILED or REDO; booked from the head. */
+	int ord[STAGE_N];
+	unsigned ord_h, ord_n;
+	unsigned nbusy;             /* writes in flight */
+	uint64_t issued_end;        /* end of the last write issued */
+	int fill_i, fail_i;         /* slot being filled / the head that failed, or -1 */
 	int fsync_busy, fsync_done, fsync_res; /* the fdatasync linked behind a write */
 	int io_err;                 /* why fail_i failed */
 	uint64_t stage_end;         /* active segment offset after the last staged frame */
@@ -200,6 +214,7 @@ struct spate_log {
 	int failed;            /* sticky: covered data no longer in memory (-EIO) */
 	uint64_t durable_off;  /* active segment size at durable_seq ... */
 	uint64_t durable_gen;  /* ... valid while seg_gen is this */
+	uint64_t prealloc_end; /* the active segment is allocated up to here */
 };
 
 struct frame_info {
@@ -217,10 +232,11 @@ struct scan {
 	size_t nents, cap;
 };
 
-/* Slot states: a staging buffer is free, being filled, being written (at
- * most one at a time), or holds a write that failed or came up short and
- * must be written again before anything after it. */
-enum { SLOT_FREE = 0, SLOT_FILL, SLOT_BUSY, SLOT_FAILED };
+/* Slot states: a staging buffer is free, being filled, being written,
+ * written (DONE: waiting for the writes before it to be booked), or holds a
+ * write that failed or came up short (FAILED) or one issued after such a
+ * write (REDO): both are written again, in order, before anything else. */
+enum { SLOT_FREE = 0, SLOT_FILL, SLOT_BUSY, SLOT_DONE, SLOT_FAILED, SLOT_REDO };
 
 /* One line of the repair journal: damage at (seg, off) where seq was
  * expected is skipped; the log goes on at (rseg, roff) with rseq. */
@@ -270,6 +286,16 @@ int spate_log_read_seg_hdr(int fd, uint64_t base, const char **why, uint32_t *ve
 int spate_log_scan_frames(int fd, uint64_t off, uint64_t seq, uint64_t fsize, uint32_t every,
 		       struct scan *sc, uint8_t **buf, size_t *cap);
 int spate_log_valid_frame_after(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap);
+int spate_log_valid_frame_from(int fd, uint64_t off, uint64_t fsize, uint8_t **buf, size_t *cap, uint64_t *at);
+/* First 8-aligned position >= @p o holding the frame magic (holes skipped).
+ * @return 1 (*at), 0 (none before the end), -errno. */
+int spate_log_next_magic(int fd, uint64_t o, uint64_t fsize, uint64_t *at);
+/* Does @p p (@p len bytes found at file offset @p off) hold an aligned
+ * 512-byte sector, or the part of one it holds from a sector boundary on,
+ * all zeros: bytes not written yet (a write in flight), or never (a crash;
+ * recovery cuts them)? 1 or 0. */
+int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len);
+int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, size_t *cap);
 
 /* segments.c */
 int spate_log_list_segs(int dirfd, uint64_t **out, size_t *n, int clean_tmp);
@@ -286,6 +312,8 @@ void spate_log_close_active(struct spate_log *l);
 int spate_log_create_segment(struct spate_log *l, uint64_t base);
 void spate_log_idx_flush(struct spate_log *l);
 void spate_log_frame_written(struct spate_log *l, const struct log_q *q, uint64_t off);
+void spate_log_prealloc(struct spate_log *l, uint64_t need);
+int spate_log_trim_active(struct spate_log *l);
 int spate_log_roll_segment(struct spate_log *l);
 void spate_log_apply_retention(struct spate_log *l);
 

@@ -159,6 +159,14 @@ static int rd_load(struct spate_log_reader *rd)
 		if (fsize - rd->off < FRAME_HDR_SIZE || !strcmp(why, "frame runs past the end of the file") ||
 		    (spate_log_pread_full(rd->fd, &magic, sizeof(magic), rd->off) == 1 && magic == 0))
 			return 0;
+		/* Sectors of zeros in the batch read: a write of the
+		 * preallocated segment has not landed (yet). */
+		if (!strcmp(why, "CRC-32C mismatch")) {
+			struct frame_hdr fh;
+			if (spate_log_pread_full(rd->fd, &fh, sizeof(fh), rd->off) == 1 && fh.len <= rd->buf_cap &&
+			    spate_log_zero_sector_mem(rd->buf, rd->off + FRAME_HDR_SIZE, fh.len))
+				return 0;
+		}
 		struct timespec ts = {0, RD_REREAD_NS};
 		nanosleep(&ts, NULL);
 	}
@@ -446,8 +454,13 @@ static int rd_load_ra(struct spate_log_reader *rd)
 		if (!rc)
 			goto not_yet; /* runs past the end of what is written */
 		if (spate_log_frame_crc(fh.len, body) != fh.crc ||
-		    spate_log_check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0)
+		    spate_log_check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0) {
+			/* Sectors of zeros: a write of the preallocated
+			 * segment has not landed (yet): nothing new. */
+			if (spate_log_zero_sector_mem(body, rd->off + FRAME_HDR_SIZE, fh.len))
+				goto not_yet;
 			goto again;
+		}
 		rd_enter_batch(rd, body, fh.len, fi.count, fi.base_seq, fi.ts);
 		return 1;
 again:

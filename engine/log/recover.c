@@ -14,10 +14,40 @@
  * drop what follows). The CLEAN marker no longer saves the scan: it only
  * tells a clean close (rep->clean) when the scan ends where it says.
  *
+ * Writes in flight. The O_DIRECT writer keeps up to STAGE_N - 1 writes in
+ * flight (write_direct.c), and they may complete in any order; a writer
+ * killed (SIGKILL) with writes in flight may leave a later write on disk
+ * and an earlier one not, or only part of it: a gap, then valid frames.
+ * The active segment is preallocated, so a gap reads as zeros. The rule:
+ * in the last segment, a first bad frame at offset g is the end of the log
+ * (everything from g on is cut) when
+ *   (a) its bytes are missing: its header is all zeros, or an aligned
+ *       512-byte sector inside it is all zeros (a write that did not
+ *       land leaves the zeros of the preallocation, sector by sector), and
+ *   (b) no valid frame starts at or after g + INFLIGHT_MAX.
+ * Why nothing acknowledged is lost: the writer books a write (written_seq,
+ * and so the ring release and every "durable" answer, which also needs an
+ * fdatasync after it) only once it and every write before it in the file
+ * completed (dio_advance). So every acknowledged frame lies before the
+ * first never-completed byte, i.e. before g; frames after g belong to
+ * writes issued while the one covering g was in flight, none of them was
+ * acknowledged, and cutting them loses only what was never acknowledged.
+ * Why (b) bounds it: all writes in flight at once cover less than
+ * INFLIGHT_MAX bytes from the oldest one's start, which is <= g; a valid
+ * frame beyond that cannot come from the in-flight window. Why the cut is
+ * needed: a valid frame left after a gap would be read after the writer
+ * rewrote the gap (a later crash could leave old frames after new ones);
+ * the cut (ftruncate, then preallocated zeros again) leaves none.
+ * Anything else (bad bytes that are not missing ones: bit rot, a frame
+ * from elsewhere; valid frames further on; an earlier segment) stays
+ * damage: refused, or skipped per the repair journal, as before. A gap
+ * that is real damage in the last INFLIGHT_MAX bytes and reads as zeros
+ * is cut like a torn write (as a zeroed torn tail always was).
+ *
  * Limits:
- *  - After a power loss, unsynced pages may land out of order, so a hole
- *    followed by a valid frame in the unsynced tail is refused like
- *    mid-segment corruption (needs REPAIR); a process crash cannot do that.
+ *  - After a power loss, unsynced pages may land out of order; beyond the
+ *    in-flight rule above, a hole followed by a valid frame is refused
+ *    like mid-segment corruption (needs REPAIR).
  */
 #include "log_pvt.h"
 
@@ -181,9 +211,17 @@ static int rcv_damage(struct rcv *r, size_t i, int fd, const char *name, uint64_
 {
 	struct spate_log_recovery *rep = r->rep;
 	int rc = spate_log_valid_frame_after(fd, sc->off, *fsize, &r->buf, &r->cap);
+	int torn = 0;
 
 	if (rc < 0)
 		return rc;
+	if (rc == 1 && *last) {
+		rc = spate_log_torn_in_flight(fd, sc->off, *fsize, &r->buf, &r->cap);
+		if (rc < 0)
+			return rc;
+		torn = rc;
+		rc = !torn;
+	}
 	int mid = rc == 1 || !*last;
 	if (mid && !r->repair) {
 		spate_log_msg_add(rep->message, sizeof(rep->message),
@@ -197,8 +235,9 @@ static int rcv_damage(struct rcv *r, size_t i, int fd, const char *name, uint64_
 		return -errno;
 	rep->truncated_bytes += *fsize - sc->off;
 	rep->truncated_at = sc->off;
-	spate_log_msg_add(rep->message, sizeof(rep->message), "%s%s: cut %" PRIu64 " bytes at offset %" PRIu64 " (%s)",
-			  mid ? "repair: " : "", name, *fsize - sc->off, sc->off, sc->why);
+	spate_log_msg_add(rep->message, sizeof(rep->message), "%s%s: cut %" PRIu64 " bytes at offset %" PRIu64 " (%s%s)",
+			  mid ? "repair: " : "", name, *fsize - sc->off, sc->off, sc->why,
+			  torn ? "; a gap then frames of writes in flight at a crash, never acknowledged" : "");
 	if (!*last) {
 		spate_log_msg_add(rep->message, sizeof(rep->message), "dropped %zu later segment(s)", r->n - i - 1);
 		drop_later(r->l->dirfd, r->bases, i + 1, r->n);

@@ -202,8 +202,11 @@ void spate_log_close_active(struct spate_log *l)
 	/* The pipeline is idle here (flushed before a roll or at close). */
 	for (unsigned i = 0; i < STAGE_N; i++)
 		l->dio.slot[i].state = SLOT_FREE;
-	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fill_i = l->dio.fail_i = -1;
+	l->dio.ord_h = l->dio.ord_n = l->dio.nbusy = 0;
+	l->dio.issued_end = 0;
 	l->dio.fsync_busy = l->dio.fsync_done = 0;
+	l->prealloc_end = 0;
 	l->dio.stg_h = l->dio.stg_n = 0;
 	l->dio.stage_end = 0;
 	l->dio.fill_next = UINT64_MAX;
@@ -244,6 +247,12 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 	rc = spate_log_pwrite_full(fd, blk, SEG_HDR_SIZE, 0);
 	if (rc < 0)
 		goto fail;
+	/* Allocated ahead (before the header's sync, which covers the new
+	 * size too): the writes that follow do not extend the file. */
+	uint64_t pre = (l->p.segment_bytes + PAD_MAX - 1) & ~(uint64_t)(PAD_MAX - 1);
+	if (pre > PREALLOC_BYTES)
+		pre = PREALLOC_BYTES;
+	uint64_t pre_end = fallocate(fd, 0, 0, (off_t)pre) == 0 ? pre : SEG_HDR_SIZE;
 	if (l->p.durability > SPATE_DURABILITY_NONE && fdatasync(fd) < 0) {
 		rc = -errno;
 		goto fail;
@@ -278,6 +287,7 @@ int spate_log_create_segment(struct spate_log *l, uint64_t base)
 	l->dio.fill_next = UINT64_MAX;
 	l->seg_gen++;
 	l->seg_ver = SPATE_LOG_FORMAT_VERSION;
+	l->prealloc_end = pre_end;
 	l->seg_fd = fd;
 	l->idx_fd = ifd;
 	l->idx_n = 0;
@@ -348,16 +358,58 @@ void spate_log_frame_written(struct spate_log *l, const struct log_q *q, uint64_
 	l->have_records = 1;
 }
 
+/*
+ * Make sure the active segment is allocated up to @p need (with a margin of
+ * the in-flight window): writes inside the allocated range do not extend
+ * the file, which ext4 would run one at a time (an extending direct write
+ * waits for every write before it). Allocates up to the segment size, at
+ * most PREALLOC_BYTES at a time, so this runs once per segment normally.
+ * The file grows (not FALLOC_FL_KEEP_SIZE: a write past the size extends it
+ * even into allocated blocks); what lies after the last frame reads as
+ * zeros, which readers and recovery take as the end (docs/format.md). A
+ * refusal (no space, no fallocate) only costs speed: writes then extend.
+ */
+void spate_log_prealloc(struct spate_log *l, uint64_t need)
+{
+	if (l->seg_fd < 0 || need <= l->prealloc_end)
+		return;
+	uint64_t seg = (l->p.segment_bytes + PAD_MAX - 1) & ~(uint64_t)(PAD_MAX - 1);
+	uint64_t to = l->prealloc_end + PREALLOC_BYTES;
+	if (to > seg)
+		to = seg;
+	if (to < need)
+		to = (need + STAGE_BYTES - 1) & ~(uint64_t)(STAGE_BYTES - 1); /* a frame larger than the segment */
+	uint64_t from = l->prealloc_end;
+	if (fallocate(l->seg_fd, 0, (off_t)from, (off_t)(to - from)) == 0)
+		l->prealloc_end = to;
+	else
+		l->prealloc_end = UINT64_MAX; /* refused: do not ask again */
+}
+
+/* Cut the active segment's file back to its last frame (the O_DIRECT
+ * padding and the preallocated tail go). Nothing may be in flight.
+ * @return 0, -errno. */
+int spate_log_trim_active(struct spate_log *l)
+{
+	const struct seg_info *s = &l->segs[l->nsegs - 1];
+
+	if (spate_log_file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
+		return -errno;
+	l->prealloc_end = s->size;
+	return 0;
+}
+
 /* Roll: the old segment is always made durable first, so only the last
- * segment can have a torn tail; without the O_DIRECT padding after its last
- * frame. Nothing may be in flight. */
+ * segment can have a torn tail; it ends at its last frame (no padding, no
+ * preallocated tail). Nothing may be in flight. */
 int spate_log_roll_segment(struct spate_log *l)
 {
 	struct seg_info *s = &l->segs[l->nsegs - 1];
 
-	if (l->seg_direct && spate_log_file_size(l->seg_fd) > s->size && ftruncate(l->seg_fd, (off_t)s->size) < 0)
-		return -errno;
-	int rc = spate_log_datasync(l->seg_fd);
+	int rc = spate_log_trim_active(l);
+	if (rc < 0)
+		return rc;
+	rc = spate_log_datasync(l->seg_fd);
 	if (rc < 0)
 		return l->sync_err = rc;
 	l->durable_seq = s->end_seq;

@@ -30,7 +30,8 @@ int spate_log_stat(const char *dir, struct spate_log_stats *st)
 		if (fd < 0)
 			continue;
 		uint64_t fsize = spate_log_file_size(fd);
-		st->bytes += fsize;
+		if (i + 1 < n)
+			st->bytes += fsize;
 		if (i == 0) {
 			uint64_t ts = spate_log_seg_first_ts(dfd, bases[i]);
 			st->first_ts = ts == UINT64_MAX ? 0 : ts;
@@ -46,6 +47,8 @@ int spate_log_stat(const char *dir, struct spate_log_stats *st)
 			}
 			free(e);
 			rc = spate_log_scan_frames(fd, from, seq, fsize, 0, &sc, &buf, &cap);
+			/* The active segment's preallocated tail is not data. */
+			st->bytes += sc.off;
 			st->next_seq = sc.next_seq;
 			st->last_ts = sc.last_ts;
 			if (sc.next_seq > bases[0] || n > 1)

@@ -5,37 +5,42 @@
  * O_DIRECT (the default where statx reports STATX_DIOALIGN): the page cache
  * costs more than the disk here (a buffered writer reached 0.26-0.66x of
  * the raw O_DIRECT bandwidth), so frames are copied (CRC-32C computed on the
- * way, while the disk writes the previous buffer) into two aligned 2 MiB
+ * way, while the disk writes earlier buffers) into STAGE_N aligned 1 MiB
  * staging buffers registered with io_uring and written with WRITE_FIXED
- * through a registered file. One write is in flight while the other buffer
- * fills, also across spate_log_sync() calls: without an fdatasync due,
- * sync returns once the frames are copied and the last buffer submitted,
- * and the next call stages its frames while that write runs (reaping it
- * before submitting the next), so the disk does not wait for the caller.
- * Frames staged but not yet written are listed (l->dio.stg) and booked
- * (written_seq, sizes, index) as their writes complete. ext4 runs direct
- * writes that extend a file one after another
- * anyway (appending 1 MiB writes: depth 1 = depth 16 here), and in-order
- * completion means a killed writer leaves a prefix on disk; with 8 in
- * flight, a SIGKILL left a hole followed by later frames, which recovery
- * must refuse as corruption. The run's last block is zero-padded to the
- * alignment and kept (l->dio.tail): the next run starts by rewriting it. So a
- * segment may end with < 4096 zero bytes after its last frame (format
- * version 2), which readers and recovery take as the end. When the policy
- * asks for it, an fdatasync is linked (IOSQE_IO_LINK) behind the last write
- * in the same submit. A failed or short write: the written prefix is kept,
- * the segment cut back to its last whole frame, the partial block re-read,
- * the rest stays queued; a failed write whose frames were already staged
- * (and released by the caller) is written again from its staging buffer by
- * the next call (dio_settle), before anything after it.
+ * through a registered file, up to STAGE_N - 1 writes in flight while the
+ * next buffer fills, also across spate_log_sync() calls. The segment is
+ * preallocated (segments.c), so the writes do not extend the file and ext4
+ * runs them in parallel (an extending direct write waits for every write
+ * before it: with extending writes, depth 1 = depth 16 here).
+ *
+ * Order. Writes complete in any order; they are booked (written_seq, sizes,
+ * index: l->dio.stg lists the staged frames) only in file order, from the
+ * head of the issue order (ord), once a write and every write before it
+ * completed (dio_advance). So spate_log_written_seq(), the ring release
+ * that follows it and every durable ack cover a prefix with no gap; a
+ * killed writer may leave a gap then frames of later writes, never
+ * acknowledged, which recovery cuts (recover.c, "Writes in flight").
+ *
+ * The run's last block is zero-padded to the alignment and kept
+ * (l->dio.tail): the next buffer starts by rewriting it. Two writes of one
+ * block in flight could land in either order, so a buffer that starts with
+ * the last block of a write still in flight waits for the writes in flight
+ * first; to keep that rare, a partial buffer is held back (filled further
+ * by the next call) while writes are in flight, unless a wait or an
+ * fdatasync is due. When the policy asks for a sync and the last write is
+ * the only one in flight, an fdatasync is linked (IOSQE_IO_LINK) behind it
+ * in the same submit; otherwise every write is waited for and the caller
+ * syncs. A failed or short write: the written prefix is kept, the segment
+ * cut back to its last whole frame, the partial block re-read, and the
+ * failed write then every write issued after it are written again, in
+ * order, one at a time (dio_settle), at the next call, before anything else.
  *
  * Limits:
  *  - O_DIRECT copies every byte once (memcpy, ~10 GB/s, beside the disk's
- *    ~1-2 GB/s). spate_log_sync() does not wait for its last write unless
- *    an fdatasync is due, so spate_log_written_seq() may lag next_seq by up
- *    to a staging buffer until the next call. One write in flight suits
- *    appending on ext4; a device or file system that gains from parallel
- *    appends would want more (and then ordered completion by other means).
+ *    ~1-3 GB/s). spate_log_sync() does not wait for its writes unless an
+ *    fdatasync is due, so spate_log_written_seq() may lag next_seq by up to
+ *    the in-flight window plus a held partial buffer (8 MiB) until a later
+ *    call; a call with nothing new appended writes and waits for all.
  *    Alignments above 4096 (PAD_MAX) fall back to the page cache.
  */
 #include "log_pvt.h"
@@ -157,7 +162,44 @@ static void dio_frames_done(struct spate_log *l, uint64_t end)
 		l->dio.stg_h = l->dio.stg_n = 0;
 }
 
-/* The write in flight (or the linked fdatasync) completed with @p res. */
+static int ord_head(const struct spate_log *l)
+{
+	return l->dio.ord_n ? l->dio.ord[l->dio.ord_h] : -1;
+}
+
+/* Book the completed writes at the head of the issue order, in file order:
+ * a write that completed before an earlier one waits (DONE) until that one
+ * did, so written_seq only ever covers a prefix of the segment with no
+ * gap. Stops at a failed or short write (fail_i), which dio_settle()
+ * writes again, with everything issued after it. */
+static void dio_advance(struct spate_log *l)
+{
+	while (l->dio.ord_n && l->dio.fail_i < 0) {
+		int i = ord_head(l);
+		struct dio_slot *s = &l->dio.slot[i];
+		if (s->state != SLOT_DONE)
+			break;
+		uint32_t want = s->len - s->from;
+		uint64_t end = s->off + s->from + (s->res > 0 ? (uint64_t)s->res : 0);
+		uint64_t data_end = s->off + s->fill;
+		dio_frames_done(l, end < data_end ? end : data_end);
+		if (s->res >= 0 && (uint32_t)s->res == want) {
+			s->state = SLOT_FREE;
+			l->dio.ord_h = (l->dio.ord_h + 1) % STAGE_N;
+			l->dio.ord_n--;
+			continue;
+		}
+		/* Failed or short (disk full): the bytes from the last whole
+		 * block written on are still here; written again by the next
+		 * dio_settle(). */
+		s->state = SLOT_FAILED;
+		s->from = (uint32_t)((end & ~(uint64_t)(l->dio.align - 1)) - s->off);
+		l->dio.fail_i = i;
+		l->dio.io_err = s->res < 0 ? s->res : -ENOSPC;
+	}
+}
+
+/* A write (tag: its slot) or the linked fdatasync completed with @p res. */
 static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 {
 	if (tag == NOP_TAG)
@@ -168,25 +210,12 @@ static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 		l->dio.fsync_res = res == -ECANCELED ? res : LOG_SYNC(res);
 		return;
 	}
-	if (l->dio.busy_i < 0)
+	if (tag >= STAGE_N || l->dio.slot[tag].state != SLOT_BUSY)
 		return;
-	struct dio_slot *s = &l->dio.slot[l->dio.busy_i];
-	uint32_t want = s->len - s->from;
-	uint64_t end = s->off + s->from + (res > 0 ? (uint64_t)res : 0);
-	uint64_t data_end = s->off + s->fill;
-	dio_frames_done(l, end < data_end ? end : data_end);
-	if (res >= 0 && (uint32_t)res == want) {
-		s->state = SLOT_FREE;
-	} else {
-		/* Failed or short (disk full): the bytes from the last whole
-		 * block written on are still here; written again by the next
-		 * dio_settle(). */
-		s->state = SLOT_FAILED;
-		s->from = (uint32_t)((end & ~(uint64_t)(l->dio.align - 1)) - s->off);
-		l->dio.fail_i = l->dio.busy_i;
-		l->dio.io_err = res < 0 ? res : -ENOSPC;
-	}
-	l->dio.busy_i = -1;
+	l->dio.slot[tag].state = SLOT_DONE;
+	l->dio.slot[tag].res = res;
+	l->dio.nbusy--;
+	dio_advance(l);
 }
 
 /* Reap completions; with @p wait, at least one. @return 0, -errno. */
@@ -195,7 +224,7 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 	struct io_uring_cqe *cqe;
 	int rc;
 
-	if (l->dio.busy_i < 0 && !l->dio.fsync_busy)
+	if (!l->dio.nbusy && !l->dio.fsync_busy)
 		return 0;
 	if (wait) {
 		do
@@ -214,9 +243,10 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 }
 
 /*
- * Write bytes [from, len) of slot @p i at their place in the segment (the
- * caller made sure nothing is in flight); with @p sync_after, an fdatasync
- * linked behind it goes in the same submit. Without io_uring: pwrite (+
+ * Write bytes [from, len) of slot @p i at their place in the segment; the
+ * caller made sure no write in flight covers any of them. With
+ * @p sync_after (only when nothing else is in flight), an fdatasync linked
+ * behind it goes in the same submit. Without io_uring: pwrite (+
  * fdatasync), completed at once.
  */
 static void dio_issue(struct spate_log *l, int i, int sync_after)
@@ -226,9 +256,13 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	uint32_t len = s->len - s->from;
 	uint64_t off = s->off + s->from;
 
+	if (s->state == SLOT_FILL)
+		l->dio.ord[(l->dio.ord_h + l->dio.ord_n++) % STAGE_N] = i; /* a retry keeps its place */
 	s->state = SLOT_BUSY;
-	l->dio.busy_i = i;
+	l->dio.nbusy++;
+	l->dio.issued_end = s->off + s->len;
 	l->dio.fsync_done = 0;
+	spate_log_prealloc(l, s->off + s->len);
 	if (!l->uring.on) {
 		ssize_t w;
 		do
@@ -242,7 +276,8 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	int fixed_file = l->uring.files_fixed && l->uring.fixed_gen == l->seg_gen;
 	int fd = fixed_file ? 0 : l->seg_fd;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->uring.ring), *wsqe = sqe, *fsqe = NULL;
-	/* Cannot fail: one write and one fsync at most are in flight. */
+	/* Cannot fail: STAGE_N - 1 writes and one fsync at most are in
+	 * flight, fewer than URING_ENTRIES. */
 	if (l->uring.bufs_fixed)
 		io_uring_prep_write_fixed(sqe, fd, buf, len, off, i);
 	else
@@ -286,25 +321,27 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 /* Wait until neither a write nor an fdatasync is in flight. */
 void spate_log_dio_wait_busy(struct spate_log *l)
 {
-	while (l->dio.busy_i >= 0 || l->dio.fsync_busy) {
+	while (l->dio.nbusy || l->dio.fsync_busy) {
 		int rc = spate_log_dio_reap(l, 1);
 		if (rc < 0) {
-			/* Cannot wait (should not happen): count the write as
-			 * failed; dio_settle() writes it again. */
-			if (l->dio.busy_i >= 0)
-				dio_complete(l, (uint64_t)l->dio.busy_i, rc);
+			/* Cannot wait (should not happen): count the writes as
+			 * failed; dio_settle() writes them again. */
+			for (unsigned i = 0; i < STAGE_N; i++)
+				if (l->dio.slot[i].state == SLOT_BUSY)
+					dio_complete(l, i, rc);
 			l->dio.fsync_busy = 0;
 		}
 	}
 }
 
 /*
- * Wait for the write in flight; if it (or an earlier one) failed, cut the
- * segment back to its last whole frame (or to where the failed write
- * starts, if that frame began before it) and write the rest again from the
- * staging buffer, as long as that makes progress. Writes are in order and
- * one at a time: a killed process leaves a prefix, never a hole followed
- * by frames.
+ * Wait for every write in flight; if one failed, cut the segment back to
+ * its last whole frame (or to where the failed write starts, if that frame
+ * began before it) and write it again from its staging buffer, then every
+ * write issued after it, one at a time, in order, as long as that makes
+ * progress. So the segment is always a prefix of frames plus, at a crash,
+ * at most the in-flight window (< INFLIGHT_MAX) of writes that completed
+ * out of order after a gap (recover.c cuts them).
  * @return 0 (nothing in flight, nothing failed), or the error (-ENOSPC...).
  */
 static int dio_settle(struct spate_log *l)
@@ -314,8 +351,13 @@ static int dio_settle(struct spate_log *l)
 
 	for (;;) {
 		spate_log_dio_wait_busy(l);
-		if (l->dio.fail_i < 0)
-			return 0;
+		if (l->dio.fail_i < 0) {
+			int h = ord_head(l);
+			if (h < 0 || l->dio.slot[h].state != SLOT_REDO)
+				return 0;
+			dio_issue(l, h, 0);
+			continue;
+		}
 		struct dio_slot *s = &l->dio.slot[l->dio.fail_i];
 		uint64_t o = l->segs[l->nsegs - 1].size; /* end of the last whole frame */
 		uint64_t a = l->dio.align;
@@ -325,9 +367,18 @@ static int dio_settle(struct spate_log *l)
 		if (from == last_from || tries++ > 64)
 			return l->dio.io_err ? l->dio.io_err : -EIO; /* no progress */
 		last_from = from;
+		/* What was issued after it is written again after it. */
+		for (unsigned k = 1; k < l->dio.ord_n; k++) {
+			struct dio_slot *t = &l->dio.slot[l->dio.ord[(l->dio.ord_h + k) % STAGE_N]];
+			t->state = SLOT_REDO;
+			t->from = 0;
+		}
 		uint64_t cut = o > from ? o : from;
-		if (spate_log_file_size(l->seg_fd) > cut && ftruncate(l->seg_fd, (off_t)cut) < 0)
-			return -errno;
+		if (spate_log_file_size(l->seg_fd) > cut) {
+			if (ftruncate(l->seg_fd, (off_t)cut) < 0)
+				return -errno;
+			l->prealloc_end = cut;
+		}
 		s->from = (uint32_t)(from - s->off);
 		l->dio.fail_i = -1;
 		dio_issue(l, (int)(s - l->dio.slot), 0);
@@ -336,17 +387,26 @@ static int dio_settle(struct spate_log *l)
 
 /*
  * Write the slot being filled (zero-padded to dio_align; its last partial
- * block is kept in l->dio.tail for the next slot to start with), after the
- * write in flight completed. With @p sync_after, an fdatasync follows it.
- * @return 0, or an error from dio_settle() (the slot stays filled).
+ * block is kept in l->dio.tail for the next slot to start with). Up to
+ * STAGE_N - 1 writes are in flight; a slot whose first block is the last
+ * block of a write still in flight (the partial block rewritten) waits for
+ * the writes in flight first: two writes of one block in flight could land
+ * in either order. With @p sync_after, an fdatasync follows it (linked when
+ * it is the only write in flight; else spate_log_dio_flush() waits and the
+ * caller syncs). @return 0, or an error from dio_settle() (the slot stays
+ * filled).
  */
 static int dio_submit_fill(struct spate_log *l, int sync_after)
 {
-	int rc = dio_settle(l);
-	if (rc < 0)
-		return rc;
 	int i = l->dio.fill_i;
 	struct dio_slot *s = &l->dio.slot[i];
+	int h = ord_head(l);
+	if (l->dio.fail_i >= 0 || (h >= 0 && l->dio.slot[h].state == SLOT_REDO) ||
+	    (l->dio.nbusy && s->off < l->dio.issued_end)) {
+		int rc = dio_settle(l);
+		if (rc < 0)
+			return rc;
+	}
 	uint32_t a = l->dio.align, fill = s->fill;
 	uint32_t padded = (fill + a - 1) & ~(a - 1);
 	uint8_t *buf = slot_buf(l, i);
@@ -357,7 +417,7 @@ static int dio_submit_fill(struct spate_log *l, int sync_after)
 	s->len = padded;
 	l->dio.fill_i = -1;
 	l->dio.fill_next = fill == STAGE_BYTES ? s->off + STAGE_BYTES : UINT64_MAX;
-	dio_issue(l, i, sync_after);
+	dio_issue(l, i, sync_after && !l->dio.nbusy);
 	return 0;
 }
 
@@ -371,18 +431,21 @@ static int dio_need_space(struct spate_log *l)
 		if (rc < 0)
 			return rc;
 	}
-	int i = 0;
-	while (i < (int)STAGE_N && l->dio.slot[i].state != SLOT_FREE)
-		i++;
-	if (i == (int)STAGE_N) {
-		/* One slot is in flight or failed, and no slot fills: the
-		 * other one is free. Not reached; settle to be safe. */
-		int rc = dio_settle(l);
-		if (rc < 0)
-			return rc;
+	int i;
+	for (;;) {
 		i = 0;
 		while (i < (int)STAGE_N && l->dio.slot[i].state != SLOT_FREE)
 			i++;
+		if (i < (int)STAGE_N)
+			break;
+		/* Every slot is written or waits to be: wait for the oldest
+		 * (or write again what failed). */
+		int h = ord_head(l);
+		int rc = l->dio.fail_i < 0 && h >= 0 && l->dio.slot[h].state == SLOT_BUSY
+				 ? spate_log_dio_reap(l, 1)
+				 : dio_settle(l);
+		if (rc < 0)
+			return rc;
 	}
 	struct dio_slot *s = &l->dio.slot[i];
 	s->state = SLOT_FILL;
@@ -466,7 +529,18 @@ int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synce
 	int rc;
 
 	*synced = 0;
-	if (l->dio.fill_i >= 0) {
+	/* A write that failed since the last call is written again (or its
+	 * failure reported) now, not when a buffer next fills. */
+	if (l->dio.fail_i >= 0) {
+		rc = dio_settle(l);
+		if (rc < 0)
+			return rc;
+	}
+	/* Without a wait or a sync due, a partial slot is held back while
+	 * writes are in flight: its last block would be written again by the
+	 * next slot, which would then have to wait for it; the next call
+	 * fills it further (or a call with nothing new writes it). */
+	if (l->dio.fill_i >= 0 && (wait || want_sync || !l->dio.nbusy)) {
 		rc = dio_submit_fill(l, want_sync);
 		if (rc < 0)
 			return rc;
@@ -514,7 +588,9 @@ void spate_log_dio_rewind(struct spate_log *l)
 	spate_log_dio_wait_busy(l);
 	for (unsigned i = 0; i < STAGE_N; i++)
 		l->dio.slot[i].state = SLOT_FREE;
-	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fill_i = l->dio.fail_i = -1;
+	l->dio.ord_h = l->dio.ord_n = l->dio.nbusy = 0;
+	l->dio.issued_end = 0;
 	l->dio.fsync_busy = l->dio.fsync_done = 0;
 	l->dio.stg_h = l->dio.stg_n = 0;
 	l->dio.q_part = 0;

@@ -151,6 +151,7 @@ static void sync_rewind(struct spate_log *l, size_t *h)
 		l->failed = -EIO;
 		return;
 	}
+	l->prealloc_end = l->durable_off;
 	s->size = l->durable_off;
 	s->end_seq = l->written_seq = l->durable_seq;
 	idx_cut(l, l->durable_off);
@@ -291,6 +292,12 @@ static int setup_pipelines(struct spate_log *l, struct spate_log_recovery *rep)
 				return rc;
 		}
 	}
+	if (l->seg_fd >= 0) {
+		/* Recovery cut the active segment at its last frame: allocate
+		 * ahead again. */
+		l->prealloc_end = spate_log_file_size(l->seg_fd);
+		spate_log_prealloc(l, l->prealloc_end + 1);
+	}
 	if (l->direct) {
 		rep->direct = 1;
 		rep->dio_align = l->dio.align;
@@ -320,7 +327,7 @@ int spate_log_open(const char *dir, const struct spate_log_params *p, struct spa
 	if (!l)
 		return -ENOMEM;
 	l->dirfd = l->seg_fd = l->idx_fd = -1;
-	l->dio.fill_i = l->dio.busy_i = l->dio.fail_i = -1;
+	l->dio.fill_i = l->dio.fail_i = -1;
 	l->dio.fill_next = UINT64_MAX;
 	if (p)
 		l->p = *p;
@@ -452,10 +459,11 @@ int spate_log_close(struct spate_log *l)
 	if (!l)
 		return 0;
 	int rc = l->failed ? l->failed : write_queue(l, 1, 1);
-	if (rc == 0 && l->seg_direct && spate_log_file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
-		/* Drop the O_DIRECT padding: a closed segment ends at its last
-		 * frame. */
-		if (ftruncate(l->seg_fd, (off_t)l->segs[l->nsegs - 1].size) < 0 || fdatasync(l->seg_fd) < 0)
+	if (rc == 0 && l->seg_fd >= 0 && spate_log_file_size(l->seg_fd) > l->segs[l->nsegs - 1].size) {
+		/* Drop the O_DIRECT padding and the preallocated tail: a
+		 * closed segment ends at its last frame. */
+		rc = spate_log_trim_active(l);
+		if (rc == 0 && fdatasync(l->seg_fd) < 0)
 			rc = -errno;
 	}
 	if (rc == 0 && l->seg_fd >= 0 && l->durable_seq < l->written_seq)

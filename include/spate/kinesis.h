@@ -29,6 +29,8 @@
  *   of its key_hash.
  *
  * Record types 0xF0..0xFF are reserved for spate; user producers use 0..0xEF.
+ * Taken: 0xF1 keyed envelope, 0xF2 keyed envelope with an origin (below),
+ * 0xF3 packet record (spate/packet.h: a frame received by a dpdk source).
  *
  * Thread safety: every function is pure (no shared state).
  */

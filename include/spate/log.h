@@ -126,9 +126,12 @@ uint64_t spate_log_next_seq(const struct spate_log *l);
  * (readers can read it; it survives the death of this process, not a power
  * loss unless durable). With O_DIRECT, spate_log_sync() without an
  * fdatasync due returns once the batches are copied into the staging
- * buffers, with the last write possibly still in flight: then this lags
- * spate_log_next_seq() until the next spate_log_sync() (one with nothing
- * appended since waits for that write) or spate_log_close(). Otherwise it
+ * buffers, with up to 7 writes of 1 MiB in flight and a last partial buffer
+ * possibly held back while they are: then this lags spate_log_next_seq()
+ * until a later spate_log_sync() (one with nothing appended since writes
+ * and waits for everything) or spate_log_close(). It only ever covers a
+ * prefix of the log with no gap (writes completing out of order are
+ * booked in file order). Otherwise it
  * equals spate_log_next_seq() after a successful spate_log_sync().
  */
 uint64_t spate_log_written_seq(const struct spate_log *l);
@@ -166,12 +169,13 @@ int spate_log_append(struct spate_log *l, const void *batch, size_t len);
  * durable before the next is started), applies retention.
  *
  * With O_DIRECT and no fdatasync due, returns once every appended batch is
- * copied into the staging buffers and submitted, the last write possibly
- * still in flight (the disk writes it while the caller gathers the next
- * group; at most one write is ever in flight): the appended memory may be
+ * copied into the staging buffers and every full buffer submitted (up to 7
+ * writes in flight; the disk writes them while the caller gathers the
+ * next group; a last partial buffer is held back while writes are in
+ * flight and filled further by the next call): the appended memory may be
  * reused, spate_log_written_seq() tells what reached the file. The next
- * call reaps that write first (and reports its failure); a call with
- * nothing appended since waits for it. When an fdatasync is due, returns
+ * call reaps completed writes first (and reports a failure); a call with
+ * nothing appended since writes everything and waits for it. When an fdatasync is due, returns
  * only once it completed, after every appended batch was written.
  * @param durable if not NULL, receives spate_log_durable_seq() on success.
  * @return 0, -ENOSPC (disk full, now or for the write left in flight by the

@@ -124,6 +124,10 @@ int spate_engine_register_source_type(struct spate_engine *e, const struct spate
  */
 struct spate_stats_source_slot *spate_engine_source_stats(struct spate_engine *e, const char *name);
 
+/** The configuration engine @p e runs (its streams' settings, state_dir,
+ *  spate_config_stream_log_dir()). Valid until spate_engine_close(). */
+const struct spate_config *spate_engine_config(struct spate_engine *e);
+
 /* ------------------------------------------------------------------------ */
 /* Reading an entry's keys                                                  */
 /* ------------------------------------------------------------------------ */

@@ -132,9 +132,14 @@ struct spate_stats_hdr {
 	 *  addition still attaches. 0: no sup area. */
 	uint32_t sup_version;
 	uint32_t n_sup;
-	uint32_t reserved1_;
+	/* ---- addition 2 (zero in a region without it) ---- */
+	/** Source slots (spate/sources.h): n_sources struct
+	 *  spate_stats_source_slot at sources_off, past everything above
+	 *  (total_size, and the sup area's ext_size), so readers without the
+	 *  addition still attach. 0: none. */
+	uint32_t n_sources;
 	uint64_t sup_off, sup_hists_off, ext_size;
-	uint32_t reserved[2];
+	uint64_t sources_off;
 };
 
 /**
@@ -338,6 +343,7 @@ struct spate_stats_shape {
 	/** Supervised consumers (their processes' slots: the sup area;
 	 *  spate_stats_add_sup()); 0: none. */
 	uint32_t n_sup;
+	uint32_t n_sources; /**< sources (spate/sources.h): addition 2 */
 };
 
 /**
@@ -440,6 +446,8 @@ struct spate_stats_shard *spate_stats_shard_at(const struct spate_stats *st, uin
 struct spate_stats_consumer *spate_stats_consumer_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_task *spate_stats_task_at(const struct spate_stats *st, uint32_t i);
 struct spate_stats_worker *spate_stats_worker_at(const struct spate_stats *st, uint32_t i);
+/** Source slot @p i (spate/sources.h), or NULL. */
+struct spate_stats_source_slot *spate_stats_source_at(const struct spate_stats *st, uint32_t i);
 /** Sup slot @p i, or NULL (out of range, or no sup area). */
 struct spate_stats_sup *spate_stats_sup_at(const struct spate_stats *st, uint32_t i);
 /** The sup slot of consumer index @p consumer, or NULL (not supervised). */
@@ -547,6 +555,17 @@ struct spate_stats_view_worker {
 	int32_t cpu;                   /**< pinned CPU, -1 if none */
 };
 
+/** A source (spate/sources.h). */
+struct spate_stats_view_source {
+	char name[SPATE_STATS_NAME_MAX + 1], type[SPATE_STATS_NAME_MAX + 1];
+	char error[SPATE_STATS_LINE];  /**< its last error ("" if none) */
+	uint32_t stream;               /**< stream index */
+	uint32_t state;                /**< enum spate_stats_source_state */
+	uint32_t n_counters;
+	char counter_names[SPATE_STATS_SOURCE_COUNTERS][SPATE_STATS_COUNTER_NAME_MAX + 1];
+	uint64_t counters[SPATE_STATS_SOURCE_COUNTERS];
+};
+
 /** A bus. */
 struct spate_stats_view {
 	char bus[SPATE_STATS_NAME_MAX + 1];
@@ -563,6 +582,8 @@ struct spate_stats_view {
 	struct spate_stats_view_consumer *consumers; /**< [n_consumers] */
 	struct spate_stats_view_task *tasks;         /**< [n_tasks] */
 	struct spate_stats_view_worker *workers;     /**< [n_workers] */
+	uint32_t n_sources;
+	struct spate_stats_view_source *sources;     /**< [n_sources] */
 };
 
 /** Which histogram of a consumer (spate_stats_view_hist()). */

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nats_conn.h - what the NATS bridge's two halves share: connecting to a
+ * NATS cluster with libnats (server list, reconnects with back-off and
+ * jitter, credentials, TLS), making sure a JetStream stream exists, and the
+ * headers the export writes and the import reads. Header-only (static
+ * functions): the export is a consumer plugin (plugins/nats.c, built
+ * against spate/plugin.h only) and the import a source door
+ * (engine/sources/nats.c); neither links the other. Not installed.
+ *
+ * Limits: every option is a string (the plugin's options are); the caller
+ * validates ranges. libnats does the TLS, credentials and reconnect logic;
+ * nothing here re-implements any of it.
+ */
+#ifndef SPATE_PLUGINS_NATS_CONN_H
+#define SPATE_PLUGINS_NATS_CONN_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+/* Headers of an exported record (docs/scale-out.md). */
+#define SPATE_NATS_H_SEQ "Spate-Sequence"   /* 42-digit Kinesis sequence number */
+#define SPATE_NATS_H_SHARD "Spate-Shard"    /* shardId-000000000003 */
+#define SPATE_NATS_H_KEY "Spate-Partition-Key"
+#define SPATE_NATS_H_TS "Spate-Timestamp"   /* commit time, ns since the epoch */
+#define SPATE_NATS_H_MSGID "Nats-Msg-Id"    /* <bus>/<stream>/<shard>/<seq> */
+
+/** Connection settings, every one a string as written (NULL = unset). */
+struct spate_nats_conn_cfg {
+	const char *servers;       /* "nats://h1:4222,nats://h2:4222" (required) */
+	const char *name;          /* connection name shown by the server */
+	const char *user, *password;
+	const char *token;
+	const char *nkey;          /* an nkey public key (U...), with nkey_seed */
+	const char *nkey_seed;     /* file holding its seed */
+	const char *creds;         /* a .creds file (JWT + seed) */
+	bool tls;
+	const char *tls_ca, *tls_cert, *tls_key;
+	int64_t reconnect_wait_ms; /* first back-off; grows to reconnect_max_ms */
+	int64_t reconnect_max_ms;
+	int64_t timeout_ms;        /* connect timeout */
+};
+
+/* Parse "a, b ,c" servers into an array for natsOptions_SetServers. */
+static inline int spate_nats_servers(const char *list, char ***out, int *n)
+{
+	char *copy = strdup(list), *save = NULL, *tok;
+	char **arr = NULL;
+	int cnt = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		char **a = realloc(arr, (size_t)(cnt + 1) * sizeof(*a));
+		if (!a || !(a[cnt] = strdup(tok))) {
+			if (a)
+				arr = a;
+			for (int i = 0; i < cnt; i++)
+				free(arr[i]);
+			free(arr);
+			free(copy);
+			return -ENOMEM;
+		}
+		arr = a;
+		cnt++;
+	}
+	free(copy);
+	*out = arr;
+	*n = cnt;
+	return cnt ? 0 : -EINVAL;
+}
+
+static inline void spate_nats_servers_free(char **arr, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(arr[i]);
+	free(arr);
+}
+
+/* Back-off of reconnect attempt @p attempts: wait, doubling, capped. */
+static inline int64_t spate_nats_reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+	const struct spate_nats_conn_cfg *c = closure;
+	int64_t d = c->reconnect_wait_ms > 0 ? c->reconnect_wait_ms : 100;
+	int64_t max = c->reconnect_max_ms > 0 ? c->reconnect_max_ms : 2000;
+
+	(void)nc;
+	for (int i = 1; i < attempts && d < max; i++)
+		d *= 2;
+	return d < max ? d : max;
+}
+
+/**
+ * Build libnats options from @p c: servers, reconnect for ever with
+ * back-off (doubling from reconnect_wait to reconnect_max, jitter), no
+ * reconnect buffer (a publish while disconnected fails at once instead of
+ * being replayed after messages that were lost in the dead socket: the
+ * export keeps per-key order that way), credentials, TLS. @p c must outlive
+ * the options (the delay callback reads it).
+ * @return 0 or -EINVAL with @p err set.
+ */
+static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsConnectionHandler on_down,
+				     natsConnectionHandler on_up, void *closure, natsOptions **out,
+				     char *err, size_t errlen)
+{
+	natsOptions *o = NULL;
+	natsStatus s;
+	char **srv = NULL;
+	int nsrv = 0;
+
+	if (!c->servers || !*c->servers) {
+		snprintf(err, errlen, "servers: missing (a list like nats://127.0.0.1:4222)");
+		return -EINVAL;
+	}
+	if (spate_nats_servers(c->servers, &srv, &nsrv) < 0) {
+		snprintf(err, errlen, "servers: no server in \"%s\"", c->servers);
+		return -EINVAL;
+	}
+	s = natsOptions_Create(&o);
+	if (s == NATS_OK)
+		s = natsOptions_SetServers(o, (const char **)srv, nsrv);
+	if (s == NATS_OK && c->name)
+		s = natsOptions_SetName(o, c->name);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+	if (s == NATS_OK)
+		s = natsOptions_SetCustomReconnectDelay(o, spate_nats_reconnect_delay, (void *)c);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectJitter(o, 100, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, 1);
+	if (s == NATS_OK && c->timeout_ms > 0)
+		s = natsOptions_SetTimeout(o, c->timeout_ms);
+	if (s == NATS_OK && (c->user || c->password))
+		s = natsOptions_SetUserInfo(o, c->user, c->password);
+	if (s == NATS_OK && c->token)
+		s = natsOptions_SetToken(o, c->token);
+	if (s == NATS_OK && c->creds)
+		s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+	if (s == NATS_OK && (c->nkey || c->nkey_seed))
+		s = c->nkey && c->nkey_seed ? natsOptions_SetNKeyFromSeed(o, c->nkey, c->nkey_seed)
+					    : NATS_INVALID_ARG; /* both are needed */
+	if (s == NATS_OK && (c->tls || c->tls_ca || c->tls_cert))
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK && c->tls_ca)
+		s = natsOptions_LoadCATrustedCertificates(o, c->tls_ca);
+	if (s == NATS_OK && (c->tls_cert || c->tls_key))
+		s = natsOptions_LoadCertificatesChain(o, c->tls_cert, c->tls_key);
+	if (s == NATS_OK && on_down)
+		s = natsOptions_SetDisconnectedCB(o, on_down, closure);
+	if (s == NATS_OK && on_up)
+		s = natsOptions_SetReconnectedCB(o, on_up, closure);
+	spate_nats_servers_free(srv, nsrv);
+	if (s != NATS_OK) {
+		snprintf(err, errlen, "connection options: %s (%s)", natsStatus_GetText(s),
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+		natsOptions_Destroy(o);
+		return -EINVAL;
+	}
+	*out = o;
+	return 0;
+}
+
+/**
+ * Make sure JetStream stream @p stream exists, storing @p subject (file
+ * storage, @p replicas replicas, @p dup_ms duplicate window): created if
+ * absent, left as it is if present.
+ * @return 0 or -EIO with @p err set.
+ */
+static inline int spate_nats_ensure_stream(jsCtx *js, const char *stream, const char *subject,
+					   int64_t replicas, int64_t dup_ms, char *err,
+					   size_t errlen)
+{
+	jsStreamInfo *si = NULL;
+	jsStreamConfig cfg;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
+
+	if (s == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		return 0;
+	}
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = stream;
+	cfg.Subjects = &subject;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Replicas = replicas > 0 ? replicas : 1;
+	if (dup_ms > 0)
+		cfg.Duplicates = dup_ms * 1000000;
+	jerr = 0;
+	s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	if (s != NATS_OK && js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK)
+		s = NATS_OK; /* created meanwhile by another client */
+	if (s != NATS_OK) {
+		snprintf(err, errlen, "JetStream stream %s: create: %s (error %d: %s)", stream,
+			 natsStatus_GetText(s), (int)jerr,
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+		return -EIO;
+	}
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pulling from a JetStream consumer by hand                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A pull subscriber on plain NATS requests: a synchronous subscription on an
+ * inbox of its own, and `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
+ * requests ({"batch": B, "expires": E}) answered into it. Not libnats's
+ * natsSubscription_Fetch(): in libnats 3.4.1 a fetch whose earlier request
+ * expired with messages on the way reports more messages than the list it
+ * allocated holds, and corrupts the heap (seen under ASan). Here every
+ * message arrives through one inbox in delivery order, whatever request it
+ * answers; a request that expires is just a status message.
+ */
+struct spate_nats_pull {
+	natsConnection *nc;
+	natsSubscription *sub;
+	natsInbox *inbox;
+	char subj[300];
+};
+
+static inline int spate_nats_pull_open(struct spate_nats_pull *p, natsConnection *nc,
+				       const char *stream, const char *consumer)
+{
+	memset(p, 0, sizeof(*p));
+	p->nc = nc;
+	snprintf(p->subj, sizeof(p->subj), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, consumer);
+	if (natsInbox_Create(&p->inbox) != NATS_OK)
+		return -ENOMEM;
+	if (natsConnection_SubscribeSync(&p->sub, nc, p->inbox) != NATS_OK) {
+		natsInbox_Destroy(p->inbox);
+		p->inbox = NULL;
+		return -EIO;
+	}
+	natsSubscription_SetPendingLimits(p->sub, -1, -1);
+	return 0;
+}
+
+static inline void spate_nats_pull_close(struct spate_nats_pull *p)
+{
+	if (p->sub) {
+		natsSubscription_Unsubscribe(p->sub);
+		natsSubscription_Destroy(p->sub);
+	}
+	natsInbox_Destroy(p->inbox);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Where a message is in its stream and consumer, from its ack subject
+ * ($JS.ACK.[<domain>.<account>.]<stream>.<consumer>.<delivered>.<sseq>.
+ * <dseq>.<ts>.<pending>[.<token>]). 0, or -EINVAL (not a JetStream message). */
+struct spate_nats_meta {
+	uint64_t delivered, sseq, dseq, pending;
+};
+
+static inline int spate_nats_meta(const natsMsg *m, struct spate_nats_meta *md)
+{
+	const char *r = natsMsg_GetReply(m), *tok[16];
+	char buf[512];
+	int n = 0, off;
+
+	if (!r || strncmp(r, "$JS.ACK.", 8) || strlen(r) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, r + 8, strlen(r + 8) + 1);
+	for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && n < 16;
+	     t = strtok_r(NULL, ".", &save))
+		tok[n++] = t;
+	if (n == 7)
+		off = 0;
+	else if (n >= 9)
+		off = 2;
+	else
+		return -EINVAL;
+	md->delivered = strtoull(tok[off + 2], NULL, 10);
+	md->sseq = strtoull(tok[off + 3], NULL, 10);
+	md->dseq = strtoull(tok[off + 4], NULL, 10);
+	md->pending = strtoull(tok[off + 6], NULL, 10);
+	return 0;
+}
+
+/**
+ * Ask for up to @p batch messages (the server answers what it has within
+ * @p expires_ms) and collect them into @p out: returns once @p batch came,
+ * the request's end (a status message) came, or @p expires_ms + 2 ms passed.
+ * @return the number of messages (0: none), or -EIO (the connection is
+ *         down or closed).
+ */
+static inline int spate_nats_pull_fetch(struct spate_nats_pull *p, natsMsg **out, int batch,
+					int64_t expires_ms)
+{
+	char req[96];
+	int n = 0;
+
+	snprintf(req, sizeof(req), "{\"batch\":%d,\"expires\":%lld}", batch,
+		 (long long)expires_ms * 1000000ll);
+	if (natsConnection_PublishRequestString(p->nc, p->subj, p->inbox, req) != NATS_OK)
+		return -EIO;
+	/* The server ends the request at its expiry, but does not always say
+	 * so after a partial batch: stop waiting just after it. Anything it
+	 * still sends arrives in the inbox, in order, for the next call. */
+	int64_t deadline = nats_Now() + expires_ms + 2;
+	while (n < batch) {
+		natsMsg *m = NULL;
+		int64_t left = deadline - nats_Now();
+		if (left <= 0)
+			break;
+		natsStatus s = natsSubscription_NextMsg(&m, p->sub, left);
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK)
+			return n ? n : -EIO;
+		if (!natsMsg_GetReply(m) || strncmp(natsMsg_GetReply(m), "$JS.ACK.", 8)) {
+			/* A status (404 no messages, 408 expired, 409): the
+			 * request is over. */
+			natsMsg_Destroy(m);
+			break;
+		}
+		out[n++] = m;
+	}
+	return n;
+}
+
+/* Acknowledge @p m (fire and forget: a lost ack is a redelivery). */
+static inline int spate_nats_ack(natsConnection *nc, const natsMsg *m)
+{
+	return natsConnection_PublishString(nc, natsMsg_GetReply(m), "+ACK") == NATS_OK ? 0 : -EIO;
+}
+
+#endif
