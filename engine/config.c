@@ -815,9 +815,13 @@ static int parse_argv(struct pctx *x, const struct field *f, const yaml_node_t *
 	return 0;
 }
 
-/* function.env: NAME: value, in file order. */
-static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n,
-		     struct spate_config_function *fn)
+/*
+ * A mapping of scalar keys to scalar values (a consumer's options, a
+ * function's env), in file order, into a new array *out of *count entries.
+ * @p what names a key in errors ("an option name", "a variable name").
+ */
+static int parse_scalar_map(struct pctx *x, const struct field *f, const yaml_node_t *n,
+			    const char *what, struct spate_config_opt **out, uint32_t *count)
 {
 	size_t cnt;
 
@@ -826,8 +830,8 @@ static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n
 	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	if (cnt == 0)
 		return 0;
-	fn->env = calloc(cnt, sizeof(*fn->env));
-	if (!fn->env)
+	*out = calloc(cnt, sizeof(**out));
+	if (!*out)
 		return nomem(x);
 	for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
 	     p++) {
@@ -839,16 +843,15 @@ static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n
 			continue;
 		if (kn->type != YAML_SCALAR_NODE || is_null(kn) ||
 		    strlen(sval(kn)) != kn->data.scalar.length)
-			return perr(x, line_of(kn), "expected a variable name, got %s",
-				    got(kn, g, sizeof(g)));
+			return perr(x, line_of(kn), "expected %s, got %s", what, got(kn, g, sizeof(g)));
 		old = path_key(x, sval(kn), kn->data.scalar.length);
-		for (uint32_t j = 0; j < fn->n_env; j++)
-			if (strcmp(fn->env[j].key, sval(kn)) == 0)
+		for (uint32_t j = 0; j < *count; j++)
+			if (strcmp((*out)[j].key, sval(kn)) == 0)
 				return perr(x, line_of(kn), "duplicate key");
 		if (vn->type != YAML_SCALAR_NODE || strlen(sval(vn)) != vn->data.scalar.length)
 			return perr(x, line_of(vn), "expected a scalar value (a string or number), got %s",
 				    got(vn, g, sizeof(g)));
-		struct spate_config_opt *o = &fn->env[fn->n_env];
+		struct spate_config_opt *o = &(*out)[*count];
 		o->key = strdup(sval(kn));
 		o->value = strdup(is_null(vn) ? "" : sval(vn));
 		if (!o->key || !o->value) {
@@ -857,10 +860,17 @@ static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n
 			o->key = o->value = NULL;
 			return nomem(x);
 		}
-		fn->n_env++;
+		(*count)++;
 		path_pop(x, old);
 	}
 	return 0;
+}
+
+/* function.env: NAME: value, in file order. */
+static int parse_env(struct pctx *x, const struct field *f, const yaml_node_t *n,
+		     struct spate_config_function *fn)
+{
+	return parse_scalar_map(x, f, n, "a variable name", &fn->env, &fn->n_env);
 }
 
 static int parse_function(struct pctx *x, const struct field *f, const yaml_node_t *n,
@@ -882,48 +892,7 @@ static int parse_function(struct pctx *x, const struct field *f, const yaml_node
 static int parse_options(struct pctx *x, const struct field *f, const yaml_node_t *n,
 			 struct spate_config_consumer *k)
 {
-	const yaml_node_pair_t *p;
-	size_t cnt;
-
-	if (n->type != YAML_MAPPING_NODE)
-		return bad(x, f, n);
-	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-	if (cnt == 0)
-		return 0;
-	k->options = calloc(cnt, sizeof(*k->options));
-	if (!k->options)
-		return nomem(x);
-	for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-		const yaml_node_t *kn = node(x, p->key), *vn = node(x, p->value);
-		char g[80];
-		size_t old;
-
-		if (!kn || !vn)
-			continue;
-		if (kn->type != YAML_SCALAR_NODE || is_null(kn) ||
-		    strlen(sval(kn)) != kn->data.scalar.length)
-			return perr(x, line_of(kn), "expected an option name, got %s",
-				    got(kn, g, sizeof(g)));
-		old = path_key(x, sval(kn), kn->data.scalar.length);
-		for (uint32_t j = 0; j < k->n_options; j++)
-			if (strcmp(k->options[j].key, sval(kn)) == 0)
-				return perr(x, line_of(kn), "duplicate key");
-		if (vn->type != YAML_SCALAR_NODE || strlen(sval(vn)) != vn->data.scalar.length)
-			return perr(x, line_of(vn), "expected a scalar value (a string or number), got %s",
-				    got(vn, g, sizeof(g)));
-		struct spate_config_opt *o = &k->options[k->n_options];
-		o->key = strdup(sval(kn));
-		o->value = strdup(is_null(vn) ? "" : sval(vn));
-		if (!o->key || !o->value) {
-			free(o->key);
-			free(o->value);
-			o->key = o->value = NULL;
-			return nomem(x);
-		}
-		k->n_options++;
-		path_pop(x, old);
-	}
-	return 0;
+	return parse_scalar_map(x, f, n, "an option name", &k->options, &k->n_options);
 }
 
 /* One entry of placement.cores: "N" or "N-M", or a comma-separated list of those. */
