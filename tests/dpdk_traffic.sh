@@ -41,7 +41,8 @@ cleanup() {
 	ip netns del "$NS2" 2>/dev/null
 	ip netns del "$NS3" 2>/dev/null
 	ip link del "$VS" 2>/dev/null
-	rm -f /dev/shm/spate."$BUS".* 2>/dev/null
+	# Stream regions live in hugetlbfs when pages are free, else /dev/shm.
+	rm -f /dev/shm/spate."$BUS".* /dev/hugepages/spate."$BUS".* 2>/dev/null
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
