@@ -239,33 +239,34 @@ int spate_config_add_consumer(struct spate_config *c, const char *name, const ch
 	return 0;
 }
 
-int spate_config_consumer_set_option(struct spate_config_consumer *k, const char *key,
-				     const char *value)
+/* Set @p key to a copy of @p value in the array *arr of *n options (a
+ * consumer's options, a function's env): replace it, or append it. */
+static int opt_set(struct spate_config_opt **arr, uint32_t *n, const char *key, const char *value)
 {
 	struct spate_config_opt *a;
 	char *kc, *vc;
 
-	if (!k || !key || !*key || !value)
+	if (!key || !*key || !value)
 		return -EINVAL;
 	vc = strdup(value);
 	if (!vc)
 		return -ENOMEM;
-	for (uint32_t i = 0; k->options && i < k->n_options; i++)
-		if (k->options[i].key && strcmp(k->options[i].key, key) == 0) {
-			free(k->options[i].value);
-			k->options[i].value = vc;
+	for (uint32_t i = 0; *arr && i < *n; i++)
+		if ((*arr)[i].key && strcmp((*arr)[i].key, key) == 0) {
+			free((*arr)[i].value);
+			(*arr)[i].value = vc;
 			return 0;
 		}
 	kc = strdup(key);
 	if (!kc)
 		goto fail_key;
-	a = realloc(k->options, ((size_t)k->n_options + 1) * sizeof(*a));
+	a = realloc(*arr, ((size_t)*n + 1) * sizeof(*a));
 	if (!a)
 		goto fail_arr;
-	k->options = a;
-	a[k->n_options].key = kc;
-	a[k->n_options].value = vc;
-	k->n_options++;
+	*arr = a;
+	a[*n].key = kc;
+	a[*n].value = vc;
+	(*n)++;
 	return 0;
 
 fail_arr:
@@ -273,6 +274,14 @@ fail_arr:
 fail_key:
 	free(vc);
 	return -ENOMEM;
+}
+
+int spate_config_consumer_set_option(struct spate_config_consumer *k, const char *key,
+				     const char *value)
+{
+	if (!k)
+		return -EINVAL;
+	return opt_set(&k->options, &k->n_options, key, value);
 }
 
 const struct spate_config_source *spate_config_find_source(const struct spate_config *c,
@@ -440,32 +449,9 @@ int spate_config_function_set_argv(struct spate_config_function *fn, int which,
 int spate_config_function_set_env(struct spate_config_function *fn, const char *name,
 				  const char *value)
 {
-	struct spate_config_opt *a;
-	char *kc, *vc;
-
-	if (!fn || !name || !*name || !value)
+	if (!fn)
 		return -EINVAL;
-	vc = strdup(value);
-	if (!vc)
-		return -ENOMEM;
-	for (uint32_t i = 0; fn->env && i < fn->n_env; i++)
-		if (strcmp(fn->env[i].key, name) == 0) {
-			free(fn->env[i].value);
-			fn->env[i].value = vc;
-			return 0;
-		}
-	kc = strdup(name);
-	a = kc ? realloc(fn->env, ((size_t)fn->n_env + 1) * sizeof(*a)) : NULL;
-	if (!a) {
-		free(kc);
-		free(vc);
-		return -ENOMEM;
-	}
-	fn->env = a;
-	a[fn->n_env].key = kc;
-	a[fn->n_env].value = vc;
-	fn->n_env++;
-	return 0;
+	return opt_set(&fn->env, &fn->n_env, name, value);
 }
 
 uint64_t spate_config_function_timeout(const struct spate_config_consumer *k)
