@@ -53,6 +53,17 @@ int spate_bench_api_main(int argc, char **argv);
  *  function (issue 12), --json. bench/functions.c */
 int spate_bench_functions_main(int argc, char **argv);
 
+struct spate_engine;
+struct spate_consumer_stats;
+/**
+ * Wait until consumer @p name of engine @p e has handled @p records records,
+ * polling its stats every millisecond; give up when it stops running or
+ * 120 s after @p t0 (monotonic ns). *st holds its last stats.
+ * @return the monotonic time it got there, or 0 if it did not.
+ */
+uint64_t spate_bench_wait_consumer(struct spate_engine *e, const char *name, uint64_t records,
+				   uint64_t t0, struct spate_consumer_stats *st);
+
 /** What `spate bench functions` hands the function cases. */
 struct spate_bench_fn_params {
 	uint32_t records, size, batch; /**< per run: records, payload bytes, batch_size */

@@ -90,10 +90,19 @@ static void *fb_produce(void *arg)
 	return NULL;
 }
 
-static void nap_ms(unsigned ms)
+uint64_t spate_bench_wait_consumer(struct spate_engine *e, const char *name, uint64_t records,
+				   uint64_t t0, struct spate_consumer_stats *st)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
+	const struct timespec ms = { 0, 1000000L };
+
+	for (;;) {
+		spate_engine_consumer_stats(e, name, st);
+		if (st->records >= records)
+			return spate_bench_mono_ns();
+		if (st->state != SPATE_CONSUMER_RUNNING || spate_bench_mono_ns() - t0 > 120000000000ull)
+			return 0;
+		nanosleep(&ms, NULL);
+	}
 }
 
 /* Remove the run's state directory: its files (lock, checkpoints,
@@ -168,16 +177,7 @@ static int fb_run(const struct fb_opts *o, int isolated, struct fb_result *r)
 	if (rc < 0)
 		goto out;
 	struct spate_consumer_stats st;
-	for (;;) {
-		spate_engine_consumer_stats(e, "fn", &st);
-		if (st.records >= o->records) {
-			t1 = spate_bench_mono_ns();
-			break;
-		}
-		if (st.state != SPATE_CONSUMER_RUNNING || spate_bench_mono_ns() - t0 > 120000000000ull)
-			break;
-		nap_ms(1);
-	}
+	t1 = spate_bench_wait_consumer(e, "fn", o->records, t0, &st);
 	if (!t1) {
 		snprintf(r->why, sizeof(r->why), "the consumer handled %" PRIu64 " of %u records%s%s",
 			 st.records, o->records, st.error[0] ? ": " : "", st.error);

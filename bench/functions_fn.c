@@ -62,12 +62,6 @@ static const char *const node_handler =
 static const char *const python_handler =
 	"def handler(event, context):\n    return {\"batchItemFailures\": []}\n";
 
-static void fnb_nap_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static int write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -154,16 +148,7 @@ static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t bat
 	if (rc < 0)
 		goto out;
 	struct spate_consumer_stats st;
-	for (;;) {
-		spate_engine_consumer_stats(e, "fn", &st);
-		if (st.records >= records) {
-			t1 = spate_bench_mono_ns();
-			break;
-		}
-		if (st.state != SPATE_CONSUMER_RUNNING || spate_bench_mono_ns() - t0 > 120000000000ull)
-			break;
-		fnb_nap_ms(1);
-	}
+	t1 = spate_bench_wait_consumer(e, "fn", records, t0, &st);
 	if (!t1) {
 		snprintf(r->why, sizeof(r->why), "the function handled %" PRIu64 " of %u records%s%.200s",
 			 st.records, records, st.error[0] ? ": " : "", st.error);
