@@ -32,12 +32,6 @@ api:
   listen: 127.0.0.1:$port
   auth: none
 YAML
-wait_api() {
-	i=0
-	while ! grep -qs "api: Kinesis API" "$dir/run.log"; do
-		i=$((i + 1)); [ $i -lt 150 ] || fail "engine did not start its api"; sleep 0.1
-	done
-}
 start_engine
 wait_api
 

@@ -1,4 +1,4 @@
-# Sourced by the shell tests that run an engine (cli.sh, persist_cli.sh,
+# Sourced by the shell tests that run an engine (cli.sh, persist_cli.sh, api_*.sh,
 # obs_bus.sh): a temporary directory $dir, a cleanup that stops the engine
 # and removes the bus, fail(), and start_engine. Before sourcing: spate (the
 # binary) and name (for messages); a test may redefine cleanup_extra.
@@ -27,5 +27,13 @@ start_engine() {
 	i=0
 	while [ ! -f "$dir/state/engine.pid" ]; do
 		i=$((i + 1)); [ $i -lt 100 ] || fail "engine did not start"; sleep 0.1
+	done
+}
+# Once start_engine returned: wait until the engine's Kinesis API front
+# (api: in bus.yaml) says it listens.
+wait_api() {
+	i=0
+	while ! grep -qs "api: Kinesis API" "$dir/run.log"; do
+		i=$((i + 1)); [ $i -lt 150 ] || fail "engine did not start its api"; sleep 0.1
 	done
 }
