@@ -174,7 +174,7 @@ struct log_dio {
 	unsigned nbusy;             /* writes in flight */
 	uint64_t issued_end;        /* end of the last write issued */
 	int fill_i, fail_i;         /* slot being filled / the head that failed, or -1 */
-	int fsync_busy, fsync_done, fsync_res; /* the fdatasync linked behind a write */
+	int fsync_done, fsync_res; /* the fdatasync behind the last write (dio_issue) */
 	int io_err;                 /* why fail_i failed */
 	uint64_t stage_end;         /* active segment offset after the last staged frame */
 	uint64_t fill_next;         /* next slot's offset after a full one, or UINT64_MAX */

@@ -205,7 +205,7 @@ void spate_log_close_active(struct spate_log *l)
 	l->dio.fill_i = l->dio.fail_i = -1;
 	l->dio.ord_h = l->dio.ord_n = l->dio.nbusy = 0;
 	l->dio.issued_end = 0;
-	l->dio.fsync_busy = l->dio.fsync_done = 0;
+	l->dio.fsync_done = 0;
 	l->prealloc_end = 0;
 	l->dio.stg_h = l->dio.stg_n = 0;
 	l->dio.stage_end = 0;

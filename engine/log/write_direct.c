@@ -28,9 +28,9 @@
  * first; to keep that rare, a partial buffer is held back (filled further
  * by the next call) while writes are in flight, unless a wait or an
  * fdatasync is due. When the policy asks for a sync and the last write is
- * the only one in flight, an fdatasync is linked (IOSQE_IO_LINK) behind it
- * in the same submit; otherwise every write is waited for and the caller
- * syncs. A failed or short write: the written prefix is kept, the segment
+ * the only one in flight, it is written and fdatasynced from the calling
+ * thread (pwrite + fdatasync: no other thread to wake, dio_issue());
+ * otherwise every write is waited for and the caller fdatasyncs. A failed or short write: the written prefix is kept, the segment
  * cut back to its last whole frame, the partial block re-read, and the
  * failed write then every write issued after it are written again, in
  * order, one at a time (dio_settle), at the next call, before anything else.
@@ -199,15 +199,15 @@ static void dio_advance(struct spate_log *l)
 	}
 }
 
-/* A write (tag: its slot) or the linked fdatasync completed with @p res. */
+/* A write (tag: its slot) or the fdatasync behind it completed with
+ * @p res. */
 static void dio_complete(struct spate_log *l, uint64_t tag, int res)
 {
 	if (tag == NOP_TAG)
 		return;
 	if (tag == FSYNC_TAG) {
-		l->dio.fsync_busy = 0;
 		l->dio.fsync_done = 1;
-		l->dio.fsync_res = res == -ECANCELED ? res : LOG_SYNC(res);
+		l->dio.fsync_res = LOG_SYNC(res);
 		return;
 	}
 	if (tag >= STAGE_N || l->dio.slot[tag].state != SLOT_BUSY)
@@ -224,7 +224,7 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 	struct io_uring_cqe *cqe;
 	int rc;
 
-	if (!l->dio.nbusy && !l->dio.fsync_busy)
+	if (!l->dio.nbusy)
 		return 0;
 	if (wait) {
 		do
@@ -245,9 +245,14 @@ int spate_log_dio_reap(struct spate_log *l, int wait)
 /*
  * Write bytes [from, len) of slot @p i at their place in the segment; the
  * caller made sure no write in flight covers any of them. With
- * @p sync_after (only when nothing else is in flight), an fdatasync linked
- * behind it goes in the same submit. Without io_uring: pwrite (+
- * fdatasync), completed at once.
+ * @p sync_after (only when nothing else is in flight, and the caller waits
+ * for it), written then fdatasynced from this thread, as a bare pwrite +
+ * fdatasync is: through io_uring (a write linked to an fsync) the same
+ * pair took 0.29 ms instead of 0.22 at low load (docs/bench.md, session 5):
+ * a direct write into preallocated (unwritten) space is punted to an io-wq
+ * worker, its completion to a kworker that converts the extent, and the
+ * fsync to io-wq again, each a wake-up of another thread on a busy core.
+ * Without io_uring, every write goes that way, completed at once.
  */
 static void dio_issue(struct spate_log *l, int i, int sync_after)
 {
@@ -263,21 +268,23 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	l->dio.issued_end = s->off + s->len;
 	l->dio.fsync_done = 0;
 	spate_log_prealloc(l, s->off + s->len);
-	if (!l->uring.on) {
+	if (!l->uring.on || sync_after) {
 		ssize_t w;
 		do
 			w = pwrite(l->seg_fd, buf, len, (off_t)off);
 		while (w < 0 && errno == EINTR);
 		dio_complete(l, (uint64_t)i, w < 0 ? -errno : (int)w);
+		/* Only after the whole write: its success (and nothing else
+		 * in flight) makes the fdatasync cover every write before. */
 		if (sync_after && l->dio.fail_i < 0)
 			dio_complete(l, FSYNC_TAG, fdatasync(l->seg_fd) < 0 ? -errno : 0);
 		return;
 	}
 	int fixed_file = l->uring.files_fixed && l->uring.fixed_gen == l->seg_gen;
 	int fd = fixed_file ? 0 : l->seg_fd;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->uring.ring), *wsqe = sqe, *fsqe = NULL;
-	/* Cannot fail: STAGE_N - 1 writes and one fsync at most are in
-	 * flight, fewer than URING_ENTRIES. */
+	/* Cannot fail: STAGE_N - 1 writes at most are in flight, fewer than
+	 * URING_ENTRIES. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->uring.ring);
 	if (l->uring.bufs_fixed)
 		io_uring_prep_write_fixed(sqe, fd, buf, len, off, i);
 	else
@@ -285,43 +292,24 @@ static void dio_issue(struct spate_log *l, int i, int sync_after)
 	if (fixed_file)
 		sqe->flags |= IOSQE_FIXED_FILE;
 	sqe->user_data = (uint64_t)i;
-	if (sync_after) {
-		/* Linked: the fdatasync starts once this write completed in
-		 * full (a short or failed write cancels it), and this write is
-		 * the only one in flight, so its success covers every write
-		 * before it. */
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = fsqe = io_uring_get_sqe(&l->uring.ring);
-		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-		if (fixed_file)
-			sqe->flags |= IOSQE_FIXED_FILE;
-		sqe->user_data = FSYNC_TAG;
-		l->dio.fsync_busy = 1;
-	}
 	int rc;
 	do
 		rc = io_uring_submit(&l->uring.ring);
 	while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
 	if (rc < 0) {
-		/* Nothing submitted: the SQEs are still ours; make them no-ops
-		 * (a later submit must not write stale data) and complete them
-		 * as failed. */
-		io_uring_prep_nop(wsqe);
-		wsqe->user_data = NOP_TAG;
-		if (fsqe) {
-			io_uring_prep_nop(fsqe);
-			fsqe->user_data = NOP_TAG;
-		}
+		/* Nothing submitted: the SQE is still ours; make it a no-op
+		 * (a later submit must not write stale data) and complete the
+		 * write as failed. */
+		io_uring_prep_nop(sqe);
+		sqe->user_data = NOP_TAG;
 		dio_complete(l, (uint64_t)i, rc);
-		if (fsqe)
-			dio_complete(l, FSYNC_TAG, rc);
 	}
 }
 
-/* Wait until neither a write nor an fdatasync is in flight. */
+/* Wait until no write is in flight. */
 void spate_log_dio_wait_busy(struct spate_log *l)
 {
-	while (l->dio.nbusy || l->dio.fsync_busy) {
+	while (l->dio.nbusy) {
 		int rc = spate_log_dio_reap(l, 1);
 		if (rc < 0) {
 			/* Cannot wait (should not happen): count the writes as
@@ -329,7 +317,6 @@ void spate_log_dio_wait_busy(struct spate_log *l)
 			for (unsigned i = 0; i < STAGE_N; i++)
 				if (l->dio.slot[i].state == SLOT_BUSY)
 					dio_complete(l, i, rc);
-			l->dio.fsync_busy = 0;
 		}
 	}
 }
@@ -553,12 +540,12 @@ int spate_log_dio_flush(struct spate_log *l, int wait, int want_sync, int *synce
 	if (!want_sync)
 		return 0;
 	/* Every write resets fsync_done: set, the last write was followed by
-	 * a successful fdatasync (linked, or on its own without io_uring). */
+	 * an fdatasync (dio_issue). */
 	if (l->dio.fsync_done && l->dio.fsync_res == 0) {
 		*synced = 1;
 		return 0;
 	}
-	if (l->dio.fsync_done && l->dio.fsync_res < 0 && l->dio.fsync_res != -ECANCELED)
+	if (l->dio.fsync_done)
 		return l->sync_err = l->dio.fsync_res;
 	return 0; /* not covered: the caller fdatasyncs */
 }
@@ -591,7 +578,7 @@ void spate_log_dio_rewind(struct spate_log *l)
 	l->dio.fill_i = l->dio.fail_i = -1;
 	l->dio.ord_h = l->dio.ord_n = l->dio.nbusy = 0;
 	l->dio.issued_end = 0;
-	l->dio.fsync_busy = l->dio.fsync_done = 0;
+	l->dio.fsync_done = 0;
 	l->dio.stg_h = l->dio.stg_n = 0;
 	l->dio.q_part = 0;
 	if (spate_log_dio_load_tail(l) < 0)

@@ -217,7 +217,9 @@ static int write_queue(struct spate_log *l, int want_sync, int wait)
 			goto out;
 	}
 	if (want_sync && !synced && l->seg_fd >= 0 && l->durable_seq < l->written_seq) {
-		rc = l->uring.on ? spate_log_io_datasync(l) : spate_log_datasync(l->seg_fd);
+		/* O_DIRECT: from this thread, which waits for it anyway (an
+		 * io_uring fsync wakes an io-wq worker: dio_issue()). */
+		rc = l->uring.on && !l->seg_direct ? spate_log_io_datasync(l) : spate_log_datasync(l->seg_fd);
 		if (rc < 0) {
 			l->sync_err = rc;
 			goto out;
