@@ -305,13 +305,16 @@ static int json_str(const char *body, const char *key, char *out, size_t n)
 	return 0;
 }
 
-static size_t count_of(const char *s, const char *pat)
+/* Occurrences of @p pat in @p s; *after: just past the last one (@p s if none). */
+static size_t count_of(const char *s, const char *pat, const char **after)
 {
 	size_t n = 0, l = strlen(pat);
 
+	*after = s;
 	while ((s = strstr(s, pat))) {
 		n++;
 		s += l;
+		*after = s;
 	}
 	return n;
 }
@@ -502,11 +505,17 @@ static void *get_main(void *arg)
 			break;
 		}
 		lat_add(&t->lat, now_ns() - t0);
-		size_t n = count_of(c.body, "\"SequenceNumber\"");
+		/* One pass over the records (a key in quotes cannot occur inside
+		 * a JSON string, where quotes are escaped); the answer's other
+		 * fields are looked for after the last record first (spate writes
+		 * them there), then from the start (kinesalite writes them first). */
+		const char *tail;
+		size_t n = count_of(c.body, "\"SequenceNumber\"", &tail);
 
 		t->requests++;
 		t->records += n;
-		if (json_str(c.body, "NextShardIterator", t->it, sizeof(t->it)) < 0) {
+		if (json_str(tail, "NextShardIterator", t->it, sizeof(t->it)) < 0 &&
+		    json_str(c.body, "NextShardIterator", t->it, sizeof(t->it)) < 0) {
 			t->rc = -EPROTO;
 			snprintf(t->err, sizeof(t->err), "GetRecords: no NextShardIterator");
 			break;

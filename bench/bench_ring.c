@@ -394,6 +394,7 @@ struct result {
 	struct spate_bench_case c;
 	double runs[MAX_REPEAT];
 	double secs[MAX_REPEAT];
+	double rtt[MAX_REPEAT][2]; /* cross-core round trip just before and after each run */
 	unsigned nruns;
 	double rps; /* median */
 	double seconds;
@@ -431,6 +432,59 @@ static const struct result *find_result(const struct result *res, unsigned n,
 		    res[i].c.batch == like->c.batch)
 			return &res[i];
 	return NULL;
+}
+
+/*
+ * Virtual machines of this kind move their vCPUs: within minutes the same
+ * two CPUs read a cross-core round trip of ~30-170 ns (a shared cache) or
+ * ~350-620 ns (none), sometimes in the middle of a run. Each run is tagged
+ * with the round trip measured just before and just after it; a run whose
+ * two readings fall on both sides of SPLIT_RTT_NS is "mixed". Same-run
+ * ratios are then also given per regime, pairing the runs of the two rings
+ * made back to back in the same round.
+ */
+#define SPLIT_RTT_NS 250.0
+enum { REGIME_SHARED, REGIME_SPLIT, REGIME_MIXED, NREGIMES };
+static const char *const regime_names[NREGIMES] = { "shared", "split", "mixed" };
+
+static int run_regime(const struct result *r, unsigned i)
+{
+	int a = r->rtt[i][0] >= SPLIT_RTT_NS, b = r->rtt[i][1] >= SPLIT_RTT_NS;
+	return a != b ? REGIME_MIXED : a ? REGIME_SPLIT : REGIME_SHARED;
+}
+
+/* Median ratio of @p r's runs to @p base's runs of the same round, over the
+ * pairs where both runs are in @p regime; the number of pairs in *n. */
+static double regime_ratio(const struct result *r, const struct result *base, int regime,
+			   unsigned *n)
+{
+	double v[MAX_REPEAT];
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < r->nruns && i < base->nruns; i++)
+		if (run_regime(r, i) == regime && run_regime(base, i) == regime && base->runs[i] > 0)
+			v[k++] = r->runs[i] / base->runs[i];
+	*n = k;
+	return k ? spate_bench_median(v, k) : 0;
+}
+
+static void print_regimes(const struct result *r, const struct result *rte)
+{
+	if (!rte || rte == r || r->failed || rte->failed)
+		return;
+	printf("#   %s/rte_ring by cross-core regime (rtt before/after each run, split >= %.0f ns):",
+	       r->impl->name, SPLIT_RTT_NS);
+	for (int g = 0; g < NREGIMES; g++) {
+		unsigned n;
+		double q = regime_ratio(r, rte, g, &n);
+		if (g == REGIME_MIXED)
+			printf(" %s %u", regime_names[g], n);
+		else if (n)
+			printf(" %s %.2fx (%u)", regime_names[g], q, n);
+		else
+			printf(" %s - (0)", regime_names[g]);
+	}
+	printf("\n");
 }
 
 static void print_header(void)
@@ -498,6 +552,14 @@ static json_object *case_json(const struct result *r)
 	for (unsigned i = 0; i < r->nruns; i++)
 		json_object_array_add(runs, json_object_new_double(r->runs[i]));
 	json_object_object_add(o, "runs_records_per_sec", runs);
+	json_object *rt = json_object_new_array();
+	for (unsigned i = 0; i < r->nruns; i++) {
+		json_object *pair = json_object_new_array();
+		json_object_array_add(pair, json_object_new_double(r->rtt[i][0]));
+		json_object_array_add(pair, json_object_new_double(r->rtt[i][1]));
+		json_object_array_add(rt, pair);
+	}
+	json_object_object_add(o, "runs_cross_core_rtt_ns", rt);
 	json_object_object_add(o, "errors", json_object_new_int64((int64_t)r->errors));
 	return o;
 }
@@ -1104,7 +1166,10 @@ int spate_bench_ring_main(int argc, char **argv)
 						struct run run;
 						if (R->failed)
 							continue;
+						double rtt0 = spate_bench_c2c_rtt_ns(-1, -1);
 						rc = run_one(&m, R->impl, &R->c, &pl[mo], o.seconds, &run);
+						R->rtt[R->nruns][0] = rtt0;
+						R->rtt[R->nruns][1] = spate_bench_c2c_rtt_ns(-1, -1);
 						R->errors += run.errors;
 						if (rc < 0) {
 							fprintf(stderr, "spate bench ring: %s %s size %u "
@@ -1131,6 +1196,9 @@ int spate_bench_ring_main(int argc, char **argv)
 					for (unsigned k = first; k < nres; k++)
 						print_row(&res[k], find_result(res, nres, &res[k],
 									       "rte_ring"));
+					for (unsigned k = first; k < nres; k++)
+						print_regimes(&res[k], find_result(res, nres, &res[k],
+										   "rte_ring"));
 					fflush(stdout);
 				}
 			}
@@ -1157,6 +1225,20 @@ int spate_bench_ring_main(int argc, char **argv)
 			if (rte && rte->rps > 0)
 				json_object_object_add(ro, "spate_vs_rte_ring",
 						       json_object_new_double(res[k].rps / rte->rps));
+			if (rte && !rte->failed) {
+				json_object *by = json_object_new_object();
+				for (int g = 0; g < NREGIMES; g++) {
+					unsigned n;
+					double q = regime_ratio(&res[k], rte, g, &n);
+					json_object *e = json_object_new_object();
+					json_object_object_add(e, "pairs", json_object_new_int64(n));
+					if (n && g != REGIME_MIXED)
+						json_object_object_add(e, "median",
+								       json_object_new_double(q));
+					json_object_object_add(by, regime_names[g], e);
+				}
+				json_object_object_add(ro, "spate_vs_rte_ring_by_regime", by);
+			}
 			if (ck && ck->rps > 0)
 				json_object_object_add(ro, "spate_vs_ck_ring",
 						       json_object_new_double(res[k].rps / ck->rps));
@@ -1165,6 +1247,7 @@ int spate_bench_ring_main(int argc, char **argv)
 		json_object_object_add(cfg, "seconds", json_object_new_double(o.seconds));
 		json_object_object_add(cfg, "warmup_seconds", json_object_new_double(o.seconds * 0.1));
 		json_object_object_add(cfg, "repeat", json_object_new_int64(o.repeat));
+		json_object_object_add(cfg, "split_rtt_ns", json_object_new_double(SPLIT_RTT_NS));
 		json_object_object_add(cfg, "ring_bytes", json_object_new_int64((int64_t)o.ring_bytes));
 		json_object_object_add(cfg, "rate", json_object_new_int64((int64_t)o.rate));
 		json_object_object_add(cfg, "pinned", json_object_new_boolean(o.pin));

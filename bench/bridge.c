@@ -7,37 +7,51 @@
  * The cluster: --servers URLS, or (default) three nats-server processes
  * started here on loopback (file storage in a temporary directory,
  * replicas 3 for every stream), stopped at the end. For each record size
- * (64 B and 1 KiB by default), --records N (default 20000) records:
+ * (64 B and 1 KiB by default), --records N (default 60000: seconds of
+ * steady state) records per case:
  *
- *   libnats export   an async JetStream publisher (js_PublishMsgAsync with
- *                    Nats-Msg-Id, 4096 acks pending at most) publishes N
- *                    messages and waits for every ack; p99 is publish ->
- *                    ack of each message.
- *   libnats import   a pull subscriber (consumer MSG.NEXT requests of 256,
- *                    ack each) reads those N messages back.
- *   libnats through  publisher and subscriber at once: N messages, time to
- *                    the last one fetched; then the round trip at 10% of
- *                    that rate: p99 of publish -> fetched (the payload
- *                    carries its send time). The subscriber pulls as the
- *                    nats source does (plugins/nats_conn.h): requests of
- *                    up to 256 messages that wait at most 5 ms to fill.
- *   spate export     bus A (1 shard) with the nats plugin as a consumer
- *                    (batch_window 10 ms, parallelization 4: four batches
- *                    in flight); a producer puts N records (64 keys);
- *                    time until JetStream acknowledged all of them.
- *   spate import     bus B with a `nats` source reading them back into its
- *                    stream; time until the last one is in B's ring.
+ *   libnats export   an async JetStream publisher (js_PublishMsgAsync, at
+ *                    most --window acks pending, default 4096) publishes N
+ *                    messages with the export's five headers (Nats-Msg-Id,
+ *                    Spate-Sequence, -Shard, -Partition-Key, -Timestamp:
+ *                    the same bytes on the wire) and waits for every ack.
+ *   libnats import   a pull subscriber (MSG.NEXT requests of --batch, 256,
+ *                    that wait at most 5 ms to fill: the nats source's
+ *                    policy, plugins/nats_conn.h) reads those N back with
+ *                    the source's ack policy: AckAll, one ack per fetch.
+ *   libnats through  publisher and subscriber at once; then the round trip
+ *                    at 10% of that rate, the same consumer going on (as
+ *                    B's source does): p50/p99 of publish -> fetched (the
+ *                    payload carries its send time).
+ *   spate export     bus A (1 shard) with the nats plugin as a consumer, the
+ *                    same window: --lanes L (parallelization, default 2)
+ *                    of batches of window/L records, batch_window 2 ms; a
+ *                    producer puts N records (64 keys) flat out (a full
+ *                    ring waits);
+ *                    until JetStream acknowledged all of them.
+ *   spate import     bus B with a `nats` source (same fetch size and wait)
+ *                    reading them back; until the last is in B's ring.
  *   spate through    A and B at once: put into A, read from B's ring; then
- *                    at 10% of that rate, p99 of put into A -> in B's ring.
+ *                    at 10% of that rate, p50/p99 of put into A -> in B's
+ *                    ring.
+ *
+ * A case's rate is its steady state: its last 90% of records, from the
+ * moment the first tenth was done to the last one (connects, consumer
+ * creation and the pipeline's filling are out of it, on both sides).
+ * --runs R (default 3) interleaved runs, the side that goes first
+ * alternating; figures are medians, the ratios the median of the R
+ * same-run ratios spate / libnats. The cross-core round trip and the load
+ * average before and after are printed with them.
  *
  * Cases {impl: spate|libnats, direction: export|import|through,
- * record_size, records_per_sec, p99_ns}, plus the same-run ratios spate /
- * libnats. The machine's other work moves every figure: compare ratios of
- * one run, not figures of two.
+ * record_size, records_per_sec, p99_ns, p50_ns, runs_records_per_sec}.
  *
- * Limits: one shard, one connection per side (a single-stream bridge; more
- * shards export in parallel, one connection each). The clocks are one
- * machine's CLOCK_REALTIME.
+ * Limits: one shard (a single-stream bridge; more shards export in
+ * parallel, one connection each); the export's lanes are one connection
+ * each, the plain publisher has one. --lanes defaults to 2: on this
+ * 2-core machine the engine runs 2 workers, and a lane holds its worker
+ * while it waits for its batch's acks, so more lanes would not add to the
+ * window in flight. The clocks are one machine's CLOCK_REALTIME.
  */
 #include "spate_config.h"
 
@@ -181,6 +195,54 @@ static void cluster_stop(struct cluster *c)
 }
 
 /* ------------------------------------------------------------------------ */
+/* What every case shares                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct opts {
+	uint64_t n;          /* records per case */
+	unsigned runs;       /* interleaved runs (medians) */
+	uint32_t window;     /* acks pending at most, both sides */
+	uint32_t lanes;      /* the export's parallelization (window / lanes per batch) */
+	uint32_t batch;      /* most messages per fetch, both sides */
+	uint32_t fetch_ms;   /* how long a fetch waits to fill, both sides */
+};
+
+/* Steady state: a case's rate is that of its last 90% of records, from the
+ * moment the first tenth was done to the last record (connecting, creating
+ * consumers and filling pipelines are not in it, on either side). */
+struct steady {
+	uint64_t n, mark;        /* records, and the first tenth of them */
+	_Atomic uint64_t t_mark; /* monotonic ns when mark was reached (0: not yet) */
+	uint64_t t_end;
+};
+
+static void steady_init(struct steady *s, uint64_t n)
+{
+	s->n = n;
+	s->mark = n / 10 ? n / 10 : 1;
+	atomic_store_explicit(&s->t_mark, 0, memory_order_relaxed); /* before any thread */
+	s->t_end = 0;
+}
+
+/* @p done records are done now (called as they progress). */
+static void steady_at(struct steady *s, uint64_t done)
+{
+	/* Relaxed: one writer per case; read after the case's threads joined. */
+	if (done >= s->mark && !atomic_load_explicit(&s->t_mark, memory_order_relaxed))
+		atomic_store_explicit(&s->t_mark, mono_ns(), memory_order_relaxed);
+}
+
+static double steady_rate(const struct steady *s)
+{
+	/* Relaxed: the writer's thread was joined (or is this one). */
+	uint64_t tm = atomic_load_explicit(&s->t_mark, memory_order_relaxed);
+
+	if (!tm || s->t_end <= tm)
+		return 0;
+	return (double)(s->n - s->mark) / ((double)(s->t_end - tm) / 1e9);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Plain libnats                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -190,6 +252,7 @@ struct conn {
 	jsCtx *js;
 	/* Publisher's acks. */
 	_Atomic uint64_t acked, failed;
+	struct steady *st;       /* the export case's progress, or NULL */
 	pthread_mutex_t hl;
 	struct spate_hist *hist; /* publish -> ack (ns) */
 };
@@ -204,10 +267,13 @@ static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, voi
 		memcpy(&t0, natsMsg_GetData(msg), 8);
 	if (pa) {
 		pthread_mutex_lock(&c->hl);
-		spate_hist_record(c->hist, real_ns() - t0);
+		if (c->hist)
+			spate_hist_record(c->hist, real_ns() - t0);
 		pthread_mutex_unlock(&c->hl);
 		/* Relaxed: counts read after js_PublishAsyncComplete. */
-		atomic_fetch_add_explicit(&c->acked, 1, memory_order_relaxed);
+		uint64_t a = atomic_fetch_add_explicit(&c->acked, 1, memory_order_relaxed) + 1;
+		if (c->st)
+			steady_at(c->st, a);
 	} else {
 		(void)pae;
 		/* Relaxed: as above. */
@@ -216,7 +282,7 @@ static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, voi
 	natsMsg_Destroy(msg);
 }
 
-static int conn_open(struct conn *c, const char *servers, struct spate_hist *h)
+static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, uint32_t window)
 {
 	natsOptions *o = NULL;
 	jsOptions jo;
@@ -236,7 +302,7 @@ static int conn_open(struct conn *c, const char *servers, struct spate_hist *h)
 	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
 		return -EIO;
 	jsOptions_Init(&jo);
-	jo.PublishAsync.MaxPending = 4096;
+	jo.PublishAsync.MaxPending = window;
 	jo.PublishAsync.AckHandler = pub_ack;
 	jo.PublishAsync.AckHandlerClosure = c;
 	jo.Wait = 10000;
@@ -255,15 +321,19 @@ static void conn_close(struct conn *c)
 }
 
 /* Publish @p n messages of @p size bytes (send time in the first 8) at
- * @p rate a second (0: as fast as the window allows). */
+ * @p rate a second (0: as fast as the window allows), each with the headers
+ * the export writes (issue 13: Nats-Msg-Id, sequence, shard, partition key,
+ * timestamp; 64 keys): the same bytes on the wire as the bridge's. */
 static int lib_publish(struct conn *c, const char *subject, const char *idp, uint64_t n,
 		       size_t size, double rate)
 {
-	char *buf = calloc(1, size < 8 ? 8 : size), id[96];
+	char *buf = calloc(1, size < 8 ? 8 : size), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
+	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], ts[24];
 	uint64_t t0 = mono_ns();
 
 	if (!buf)
 		return -ENOMEM;
+	spate_kinesis_shard_id(0, shard);
 	for (uint64_t i = 0; i < n; i++) {
 		if (rate > 0) {
 			uint64_t due = t0 + (uint64_t)((double)i * 1e9 / rate), now = mono_ns();
@@ -276,7 +346,14 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 		jsPubOptions po;
 		natsMsg_Create(&m, subject, NULL, buf, (int)size);
 		snprintf(id, sizeof(id), "%s/%" PRIu64, idp, i);
+		spate_kinesis_seq_format(1, i, seq);
+		snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
+		snprintf(ts, sizeof(ts), "%" PRIu64, t);
 		natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id);
+		natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seq);
+		natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, shard);
+		natsMsgHeader_Set(m, SPATE_NATS_H_KEY, key);
+		natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts);
 		jsPubOptions_Init(&po);
 		po.MsgId = id;
 		while (js_PublishMsgAsync(c->js, &m, &po) != NATS_OK)
@@ -284,7 +361,7 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 	}
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
-	po.MaxWait = 30000;
+	po.MaxWait = 60000;
 	js_PublishAsyncComplete(c->js, &po);
 	free(buf);
 	return 0;
@@ -292,12 +369,11 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 
 struct subarg {
 	struct conn *c;
+	const struct opts *o;
 	const char *stream, *durable;
 	uint64_t n, got;
 	struct spate_hist *hist; /* publish -> fetched (ns), or NULL */
-	bool deliver_new;        /* only messages published from now on */
-	int batch;               /* most messages per fetch (0: 256) */
-	uint64_t t_end;
+	struct steady st;
 	int rc;
 };
 
@@ -308,14 +384,15 @@ static void *lib_subscribe(void *arg)
 	jsConsumerConfig cc;
 	jsConsumerInfo *ci = NULL;
 	natsMsg *msgs[256];
-	int max = a->batch ? a->batch : 256;
+	int max = (int)a->o->batch;
 
+	steady_init(&a->st, a->n);
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = a->durable;
-	cc.AckPolicy = js_AckExplicit;
+	/* The nats source's ack policy: AckAll, one ack per fetch (its last
+	 * message), after the fetch is handled. */
+	cc.AckPolicy = js_AckAll;
 	cc.MaxAckPending = 20000;
-	if (a->deliver_new)
-		cc.DeliverPolicy = js_DeliverNew;
 	if (js_AddConsumer(&ci, a->c->js, a->stream, &cc, NULL, NULL) != NATS_OK) {
 		a->rc = -EIO;
 		return NULL;
@@ -327,9 +404,9 @@ static void *lib_subscribe(void *arg)
 	}
 	uint64_t deadline = mono_ns() + 120ull * 1000000000ull;
 	while (a->got < a->n && mono_ns() < deadline) {
-		/* The fetch policy of the nats source: requests of up to 256
-		 * that wait at most 5 ms to fill. */
-		int k = spate_nats_pull_fetch(&p, msgs, max, 5);
+		/* The fetch policy of the nats source: requests of up to
+		 * `batch` that wait at most `fetch_wait` to fill. */
+		int k = spate_nats_pull_fetch(&p, msgs, max, a->o->fetch_ms);
 		if (k <= 0)
 			continue;
 		uint64_t now = real_ns();
@@ -339,12 +416,14 @@ static void *lib_subscribe(void *arg)
 				memcpy(&t0, natsMsg_GetData(msgs[i]), 8);
 				spate_hist_record(a->hist, now - t0);
 			}
-			spate_nats_ack(a->c->nc, msgs[i]);
-			natsMsg_Destroy(msgs[i]);
 		}
+		spate_nats_ack(a->c->nc, msgs[k - 1]);
+		for (int i = 0; i < k; i++)
+			natsMsg_Destroy(msgs[i]);
 		a->got += (uint64_t)k;
+		steady_at(&a->st, a->got);
 	}
-	a->t_end = mono_ns();
+	a->st.t_end = mono_ns();
 	spate_nats_pull_close(&p);
 	a->rc = a->got == a->n ? 0 : -ETIMEDOUT;
 	return NULL;
@@ -360,11 +439,12 @@ struct bus {
 	struct spate_engine *e;
 };
 
-static int bus_open_a(struct bus *b, const char *servers, const char *jstream, const char *tag)
+static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
+		      const char *jstream, const char *tag)
 {
 	struct spate_config_stream *s;
 	struct spate_config_consumer *k;
-	char err[512];
+	char err[512], win[24];
 
 	snprintf(b->name, sizeof(b->name), "bbA%d%s", (int)getpid(), tag);
 	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
@@ -372,33 +452,36 @@ static int bus_open_a(struct bus *b, const char *servers, const char *jstream, c
 		return -ENOMEM;
 	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
 	spate_config_add_stream(b->cfg, "s", &s);
-	s->ring_size = 16u << 20;
+	s->ring_size = 64u << 20;
 	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
 	spate_config_add_consumer(b->cfg, "export", "s", "nats", &k);
 	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
-	k->batch_size = 2048;
-	/* A batch is done once JetStream acked all of it: let batches fill
-	 * for a moment rather than wait for an ack round trip per record,
-	 * and keep several batches in flight (lanes: each key stays on one
-	 * lane, so per-key order holds). */
-	k->batch_window_ns = 10000000;
-	k->parallelization = 4;
+	/* The same window of pending acks as the plain publisher's: `lanes`
+	 * batches in flight (each key stays on its lane, so per-key order
+	 * holds), each of window / lanes records at most, each done once
+	 * JetStream acked all of it. */
+	k->batch_size = o->window / o->lanes;
+	k->batch_window_ns = 2000000; /* a trickle waits at most 2 ms to batch */
+	k->parallelization = o->lanes;
 	k->retry_backoff_ns = 10000000;
+	snprintf(win, sizeof(win), "%u", o->window / o->lanes);
 	spate_config_consumer_set_option(k, "servers", servers);
 	spate_config_consumer_set_option(k, "bus", b->name);
 	spate_config_consumer_set_option(k, "jetstream_stream", jstream);
 	spate_config_consumer_set_option(k, "subject", "bb.{bus}.{stream}");
+	spate_config_consumer_set_option(k, "window", win);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "bench bridge: bus A: %s\n", err);
 	return rc;
 }
 
-static int bus_open_b(struct bus *b, const char *servers, const char *jstream, const char *tag)
+static int bus_open_b(struct bus *b, const struct opts *o, const char *servers,
+		      const char *jstream, const char *tag)
 {
 	struct spate_config_stream *s;
 	struct spate_config_source *src;
-	char err[512];
+	char err[512], v[24];
 
 	snprintf(b->name, sizeof(b->name), "bbB%d%s", (int)getpid(), tag);
 	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
@@ -406,13 +489,15 @@ static int bus_open_b(struct bus *b, const char *servers, const char *jstream, c
 		return -ENOMEM;
 	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
 	spate_config_add_stream(b->cfg, "s", &s);
-	s->ring_size = 16u << 20;
+	s->ring_size = 64u << 20;
 	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
 	spate_config_add_source(b->cfg, "imp", "nats", "s", &src);
 	spate_config_source_set(src, "servers", servers);
 	spate_config_source_set(src, "jetstream_stream", jstream);
-	spate_config_source_set(src, "batch", "256");
-	spate_config_source_set(src, "fetch_wait", "5ms"); /* as the libnats subscriber's */
+	snprintf(v, sizeof(v), "%u", o->batch);
+	spate_config_source_set(src, "batch", v); /* as the libnats subscriber's */
+	snprintf(v, sizeof(v), "%ums", o->fetch_ms);
+	spate_config_source_set(src, "fetch_wait", v);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "bench bridge: bus B: %s\n", err);
@@ -436,20 +521,32 @@ static void bus_close(struct bus *b)
 		fprintf(stderr, "bench bridge: could not remove %s\n", b->dir);
 }
 
-/* Put @p n records of @p size bytes (send time in the first 8) at @p rate. */
-static int spate_produce(struct spate_engine *e, uint64_t n, size_t size, double rate)
+/* Put n records of size bytes (send time in the first 8) at rate a second
+ * (0: flat out; a full ring waits). */
+struct prodarg {
+	struct spate_engine *e;
+	uint64_t n;
+	size_t size;
+	double rate;
+	int rc;
+};
+
+static void *spate_produce(void *arg)
 {
+	struct prodarg *a = arg;
 	struct spate_producer *p = NULL;
-	char *buf = calloc(1, size < 8 ? 8 : size);
+	char *buf = calloc(1, a->size < 8 ? 8 : a->size);
 	uint64_t t0 = mono_ns();
 
-	if (!buf || spate_producer_open(spate_engine_stream(e, "s"), SPATE_RING_WAIT_YIELD, 0, &p) < 0) {
+	a->rc = -EIO;
+	if (!buf || spate_producer_open(spate_engine_stream(a->e, "s"), SPATE_RING_WAIT_YIELD,
+					SPATE_PRODUCER_F_WAIT_FULL, &p) < 0) {
 		free(buf);
-		return -EIO;
+		return NULL;
 	}
-	for (uint64_t i = 0; i < n; i++) {
-		if (rate > 0) {
-			uint64_t due = t0 + (uint64_t)((double)i * 1e9 / rate), now = mono_ns();
+	for (uint64_t i = 0; i < a->n; i++) {
+		if (a->rate > 0) {
+			uint64_t due = t0 + (uint64_t)((double)i * 1e9 / a->rate), now = mono_ns();
 			if (due > now)
 				nap_ns(due - now);
 		}
@@ -457,23 +554,30 @@ static int spate_produce(struct spate_engine *e, uint64_t n, size_t size, double
 		memcpy(buf, &t, 8);
 		char key[8];
 		snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
-		if (spate_put(p, key, strlen(key), buf, size, NULL) < 0)
+		if (spate_put(p, key, strlen(key), buf, a->size, NULL) < 0)
 			break;
 	}
 	spate_producer_close(p);
 	free(buf);
-	return 0;
+	a->rc = 0;
+	return NULL;
 }
 
-/* Wait until consumer "export" of A has processed @p n records. */
-static int wait_exported(struct spate_engine *e, uint64_t n)
+/* Wait until consumer "export" of A has processed @p n records more than
+ * @p base, tracking @p st. */
+static int wait_exported(struct spate_engine *e, uint64_t base, struct steady *st)
 {
 	uint64_t deadline = mono_ns() + 120ull * 1000000000ull;
-	struct spate_consumer_stats st;
+	struct spate_consumer_stats cs;
 
 	while (mono_ns() < deadline) {
-		if (spate_engine_consumer_stats(e, "export", &st) == 0 && st.records >= n)
-			return 0;
+		if (spate_engine_consumer_stats(e, "export", &cs) == 0) {
+			steady_at(st, cs.records - base);
+			if (cs.records - base >= st->n) {
+				st->t_end = mono_ns();
+				return 0;
+			}
+		}
 		nap_ns(200000);
 	}
 	return -ETIMEDOUT;
@@ -482,8 +586,9 @@ static int wait_exported(struct spate_engine *e, uint64_t n)
 /* Read B's ring (opened before the run) until @p n records arrived. */
 struct ringarg {
 	struct spate_ring_reader *rd;
-	uint64_t n, got, t_end;
+	uint64_t n, got;
 	struct spate_hist *hist;
+	struct steady st;
 };
 
 static void *ring_read(void *arg)
@@ -492,10 +597,14 @@ static void *ring_read(void *arg)
 	struct spate_ring_rec r[256];
 	uint64_t deadline = mono_ns() + 120ull * 1000000000ull;
 
+	steady_init(&a->st, a->n);
 	while (a->got < a->n && mono_ns() < deadline) {
 		int k = spate_ring_peek(a->rd, r, 256, UINT64_MAX);
 		if (k <= 0) {
-			nap_ns(20000);
+			/* Asleep until B's source commits (a futex wake), as a
+			 * consumer of B would be: no CPU taken from the cores
+			 * the bridge and the servers share. */
+			spate_ring_reader_wait(a->rd, 1000000);
 			continue;
 		}
 		uint64_t now = real_ns();
@@ -508,9 +617,10 @@ static void *ring_read(void *arg)
 			}
 		}
 		a->got += (uint64_t)k;
+		steady_at(&a->st, a->got);
 		spate_ring_release(a->rd, (unsigned)k);
 	}
-	a->t_end = mono_ns();
+	a->st.t_end = mono_ns();
 	return NULL;
 }
 
@@ -518,25 +628,14 @@ static void *ring_read(void *arg)
 /* Cases                                                                    */
 /* ------------------------------------------------------------------------ */
 
+enum { X_EXPORT, X_IMPORT, X_THROUGH, X_N };
+static const char *const dir_names[X_N] = { "export", "import", "through" };
+
+/* One implementation's three cases at one size, one run. */
 struct result {
-	const char *impl, *dir;
-	size_t size;
-	double rps;
-	uint64_t p99, p50;
+	double rps[X_N];
+	uint64_t p99, p50; /* through at 10% */
 };
-
-static void add(json_object *cases, const struct result *r)
-{
-	json_object *c = json_object_new_object();
-
-	json_object_object_add(c, "impl", json_object_new_string(r->impl));
-	json_object_object_add(c, "direction", json_object_new_string(r->dir));
-	json_object_object_add(c, "record_size", json_object_new_int((int)r->size));
-	json_object_object_add(c, "records_per_sec", json_object_new_double(r->rps));
-	json_object_object_add(c, "p99_ns", json_object_new_int64((int64_t)r->p99));
-	json_object_object_add(c, "p50_ns", json_object_new_int64((int64_t)r->p50));
-	json_object_array_add(cases, c);
-}
 
 static struct spate_hist *hist_new(void)
 {
@@ -547,121 +646,167 @@ static struct spate_hist *hist_new(void)
 	return h;
 }
 
-/* One record size: the six cases. */
-static int run_size(const char *servers, size_t size, uint64_t n, struct result out[6])
+/* Records of the latency phase: ~1.5 s at 10% of @p rate, 1000 at least
+ * (a p99 of 10 samples above it), @p n at most. */
+static uint64_t lat_records(double rate, uint64_t n)
+{
+	uint64_t k = (uint64_t)(rate * 0.1 * 1.5);
+
+	k = k < 1000 ? 1000 : k;
+	return k > n ? n : k;
+}
+
+static void drop_stream(struct conn *c, const char *name)
+{
+	js_DeleteStream(c->js, name, NULL, NULL);
+}
+
+/* Plain libnats: export, then import of the same messages, then through
+ * (publisher and subscriber at once), then the round trip at 10%. */
+static int run_lib(const char *servers, const struct opts *o, size_t size, unsigned run,
+		   struct result *out)
 {
 	struct conn c;
-	struct spate_hist *h1 = hist_new(), *h2 = hist_new(), *h3 = hist_new(), *h4 = hist_new();
-	char js1[64], js2[64], js3[64], subj[64], idp[64];
-	char err[512];
+	struct spate_hist *hl = hist_new(), *hp = hist_new();
+	char js1[64], js2[64], subj[64], idp[64], err[512];
+	struct steady st;
 	int rc = -EIO;
 	pthread_t th;
 
-	if (!h1 || !h2 || !h3 || !h4)
+	memset(out, 0, sizeof(*out));
+	if (!hl || !hp || conn_open(&c, servers, hp, o->window) < 0)
 		goto out;
-	if (conn_open(&c, servers, h1) < 0)
-		goto out;
-	/* libnats export, then import of the same messages. */
-	snprintf(js1, sizeof(js1), "BBL%zu_%d", size, (int)getpid());
-	snprintf(subj, sizeof(subj), "bl.%zu.%d", size, (int)getpid());
+	snprintf(js1, sizeof(js1), "BBL%zu_%d_%u", size, (int)getpid(), run);
+	snprintf(subj, sizeof(subj), "bl.%zu.%d.%u", size, (int)getpid(), run);
 	if (spate_nats_ensure_stream(c.js, js1, subj, 3, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench bridge: %s\n", err);
 		goto conn;
 	}
-	snprintf(idp, sizeof(idp), "l%zu", size);
-	uint64_t t0 = mono_ns();
-	lib_publish(&c, subj, idp, n, size, 0);
-	double secs = (double)(mono_ns() - t0) / 1e9;
-	out[0] = (struct result){ "libnats", "export", size, (double)n / secs,
-				  spate_hist_percentile(h1, 99), spate_hist_percentile(h1, 50) };
-	struct subarg sa = { .c = &c, .stream = js1, .durable = "bench", .n = n };
-	t0 = mono_ns();
+	steady_init(&st, o->n);
+	c.st = &st;
+	snprintf(idp, sizeof(idp), "l%zu.%u", size, run);
+	lib_publish(&c, subj, idp, o->n, size, 0);
+	st.t_end = mono_ns();
+	c.st = NULL;
+	/* Relaxed: the ack handlers ran before js_PublishAsyncComplete returned. */
+	if (atomic_load_explicit(&c.acked, memory_order_relaxed) == o->n)
+		out->rps[X_EXPORT] = steady_rate(&st);
+	struct subarg sa = { .c = &c, .o = o, .stream = js1, .durable = "bench", .n = o->n };
 	lib_subscribe(&sa);
-	out[1] = (struct result){ "libnats", "import", size,
-				  sa.rc == 0 ? (double)n / ((double)(sa.t_end - t0) / 1e9) : 0, 0, 0 };
-	/* libnats through: publisher and subscriber at once; then 10%. */
-	snprintf(js2, sizeof(js2), "BBT%zu_%d", size, (int)getpid());
-	snprintf(subj, sizeof(subj), "bt.%zu.%d", size, (int)getpid());
+	out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
+	drop_stream(&c, js1);
+
+	snprintf(js2, sizeof(js2), "BBT%zu_%d_%u", size, (int)getpid(), run);
+	snprintf(subj, sizeof(subj), "bt.%zu.%d.%u", size, (int)getpid(), run);
 	if (spate_nats_ensure_stream(c.js, js2, subj, 3, 0, err, sizeof(err)) < 0)
 		goto conn;
-	struct subarg st = { .c = &c, .stream = js2, .durable = "sat", .n = n };
-	t0 = mono_ns();
-	pthread_create(&th, NULL, lib_subscribe, &st);
-	snprintf(idp, sizeof(idp), "t%zu", size);
-	lib_publish(&c, subj, idp, n, size, 0);
+	struct subarg sb = { .c = &c, .o = o, .stream = js2, .durable = "sat", .n = o->n };
+	pthread_create(&th, NULL, lib_subscribe, &sb);
+	snprintf(idp, sizeof(idp), "t%zu.%u", size, run);
+	lib_publish(&c, subj, idp, o->n, size, 0);
 	pthread_join(th, NULL);
-	double lib_through = st.rc == 0 ? (double)n / ((double)(st.t_end - t0) / 1e9) : 0;
-	uint64_t nl = n / 4 < 2000 ? (n < 2000 ? n : 2000) : n / 4;
-	struct subarg sl = { .c = &c, .stream = js2, .durable = "lat", .n = nl, .hist = h2,
-			     .deliver_new = true };
+	out->rps[X_THROUGH] = sb.rc == 0 ? steady_rate(&sb.st) : 0;
+	uint64_t nl = lat_records(out->rps[X_THROUGH], o->n);
+	/* The same consumer goes on (as B's source does on the spate side):
+	 * no consumer creation inside the latency window. */
+	struct subarg sl = { .c = &c, .o = o, .stream = js2, .durable = "sat", .n = nl, .hist = hl };
 	pthread_create(&th, NULL, lib_subscribe, &sl);
-	snprintf(idp, sizeof(idp), "u%zu", size);
+	snprintf(idp, sizeof(idp), "u%zu.%u", size, run);
 	nap_ns(200000000);
-	lib_publish(&c, subj, idp, nl, size, lib_through * 0.1);
+	if (out->rps[X_THROUGH] > 0)
+		lib_publish(&c, subj, idp, nl, size, out->rps[X_THROUGH] * 0.1);
 	pthread_join(th, NULL);
-	out[2] = (struct result){ "libnats", "through", size, lib_through,
-				  sl.rc == 0 ? spate_hist_percentile(h2, 99) : 0,
-				  sl.rc == 0 ? spate_hist_percentile(h2, 50) : 0 };
+	if (sl.rc == 0) {
+		out->p99 = spate_hist_percentile(hl, 99);
+		out->p50 = spate_hist_percentile(hl, 50);
+	}
+	drop_stream(&c, js2);
+	rc = 0;
+conn:
+	conn_close(&c);
+out:
+	free(hl);
+	free(hp);
+	return rc;
+}
 
-	/* spate export, import, through. */
+/* The bridge: bus A exports (a producer puts flat out), bus B imports what
+ * A exported, then both at once, then the round trip at 10%. */
+static int run_spate(const char *servers, const struct opts *o, size_t size, unsigned run,
+		     struct result *out)
+{
+	struct conn c;
+	struct spate_hist *h = hist_new();
 	struct bus a = { 0 }, b = { 0 };
-	char tag[16];
-	snprintf(js3, sizeof(js3), "BBS%zu_%d", size, (int)getpid());
-	snprintf(tag, sizeof(tag), "x%zu", size);
+	char js[64], subj[96], tag[24], err[512];
+	struct steady st;
+	pthread_t th;
+	int rc = -EIO;
+
+	memset(out, 0, sizeof(*out));
+	if (!h || conn_open(&c, servers, NULL, o->window) < 0)
+		goto out;
+	snprintf(js, sizeof(js), "BBS%zu_%d_%u", size, (int)getpid(), run);
+	snprintf(tag, sizeof(tag), "x%zur%u", size, run);
 	snprintf(subj, sizeof(subj), "bb.bbA%d%s.>", (int)getpid(), tag);
-	if (spate_nats_ensure_stream(c.js, js3, subj, 3, 0, err, sizeof(err)) < 0)
+	if (spate_nats_ensure_stream(c.js, js, subj, 3, 0, err, sizeof(err)) < 0)
 		goto conn;
-	if (bus_open_a(&a, servers, js3, tag) < 0 || spate_engine_start(a.e) < 0)
+	if (bus_open_a(&a, o, servers, js, tag) < 0 || spate_engine_start(a.e) < 0)
 		goto buses;
-	t0 = mono_ns();
-	spate_produce(a.e, n, size, 0);
-	if (wait_exported(a.e, n) < 0)
-		goto buses;
-	out[3] = (struct result){ "spate", "export", size,
-				  (double)n / ((double)(mono_ns() - t0) / 1e9), 0, 0 };
-	if (bus_open_b(&b, servers, js3, tag) < 0)
-		goto buses;
-	struct ringarg ra = { .n = n };
-	if (spate_ring_reader_open(spate_stream_ring(spate_engine_stream(b.e, "s"), 0),
-				   SPATE_RING_START_OLDEST, SPATE_RING_WAIT_YIELD, &ra.rd) < 0)
-		goto buses;
-	t0 = mono_ns();
-	if (spate_engine_start(b.e) < 0)
-		goto buses;
-	ring_read(&ra);
-	out[4] = (struct result){ "spate", "import", size,
-				  ra.got == n ? (double)n / ((double)(ra.t_end - t0) / 1e9) : 0, 0, 0 };
-	/* Through: both running; the reader continues where it is. */
-	ra.n = n;
-	ra.got = 0;
-	t0 = mono_ns();
-	pthread_create(&th, NULL, ring_read, &ra);
-	spate_produce(a.e, n, size, 0);
+	/* Export: the producer fills A's ring (waiting when full) while the
+	 * export drains it. */
+	struct prodarg pa = { .e = a.e, .n = o->n, .size = size };
+	steady_init(&st, o->n);
+	pthread_create(&th, NULL, spate_produce, &pa);
+	int w = wait_exported(a.e, 0, &st);
 	pthread_join(th, NULL);
-	double sp_through = ra.got == n ? (double)n / ((double)(ra.t_end - t0) / 1e9) : 0;
+	if (w < 0)
+		goto buses;
+	out->rps[X_EXPORT] = steady_rate(&st);
+	/* Import: B reads back what A exported. */
+	if (bus_open_b(&b, o, servers, js, tag) < 0)
+		goto buses;
+	struct ringarg ra = { .n = o->n };
+	if (spate_ring_reader_open(spate_stream_ring(spate_engine_stream(b.e, "s"), 0),
+				   SPATE_RING_START_OLDEST, SPATE_RING_WAIT_BLOCK, &ra.rd) < 0)
+		goto buses;
+	if (spate_engine_start(b.e) < 0)
+		goto reader;
+	ring_read(&ra);
+	out->rps[X_IMPORT] = ra.got == o->n ? steady_rate(&ra.st) : 0;
+	/* Through: both running; the reader continues where it is. */
+	ra.got = 0;
+	pthread_create(&th, NULL, ring_read, &ra);
+	pa = (struct prodarg){ .e = a.e, .n = o->n, .size = size };
+	spate_produce(&pa);
+	pthread_join(th, NULL);
+	out->rps[X_THROUGH] = ra.got == o->n ? steady_rate(&ra.st) : 0;
+	uint64_t nl = lat_records(out->rps[X_THROUGH], o->n);
 	ra.n = nl;
 	ra.got = 0;
-	ra.hist = h4;
+	ra.hist = h;
 	pthread_create(&th, NULL, ring_read, &ra);
-	spate_produce(a.e, nl, size, sp_through * 0.1);
+	pa = (struct prodarg){ .e = a.e, .n = nl, .size = size, .rate = out->rps[X_THROUGH] * 0.1 };
+	if (pa.rate > 0)
+		spate_produce(&pa);
 	pthread_join(th, NULL);
-	out[5] = (struct result){ "spate", "through", size, sp_through,
-				  ra.got == nl ? spate_hist_percentile(h4, 99) : 0,
-				  ra.got == nl ? spate_hist_percentile(h4, 50) : 0 };
-	spate_ring_reader_close(ra.rd);
+	if (ra.got == nl) {
+		out->p99 = spate_hist_percentile(h, 99);
+		out->p50 = spate_hist_percentile(h, 50);
+	}
 	rc = 0;
+reader:
+	spate_ring_reader_close(ra.rd);
 buses:
 	if (a.e)
 		bus_close(&a);
 	if (b.e)
 		bus_close(&b);
+	drop_stream(&c, js);
 conn:
 	conn_close(&c);
 out:
-	free(h1);
-	free(h2);
-	free(h3);
-	free(h4);
+	free(h);
 	return rc;
 }
 
@@ -670,11 +815,15 @@ int spate_bench_bridge_main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "json", no_argument, 0, 'j' },      { "servers", required_argument, 0, 's' },
 		{ "records", required_argument, 0, 'n' }, { "sizes", required_argument, 0, 'z' },
-		{ "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 },
+		{ "runs", required_argument, 0, 'r' },  { "window", required_argument, 0, 'w' },
+		{ "batch", required_argument, 0, 'b' },  { "lanes", required_argument, 0, 'l' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
 	};
 	const char *servers = NULL;
 	char sizes[64] = "64,1024";
-	uint64_t n = 20000;
+	struct opts o = { .n = 60000, .runs = 3, .window = 4096, .lanes = 2, .batch = 256,
+			  .fetch_ms = 5 };
 	int json = 0, c, rc = 0;
 	struct cluster cl = { 0 };
 
@@ -685,21 +834,36 @@ int spate_bench_bridge_main(int argc, char **argv)
 		else if (c == 's')
 			servers = optarg;
 		else if (c == 'n')
-			n = strtoull(optarg, NULL, 10);
+			o.n = strtoull(optarg, NULL, 10);
 		else if (c == 'z')
 			snprintf(sizes, sizeof(sizes), "%s", optarg);
+		else if (c == 'r')
+			o.runs = (unsigned)strtoul(optarg, NULL, 10);
+		else if (c == 'w')
+			o.window = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (c == 'b')
+			o.batch = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (c == 'l')
+			o.lanes = (uint32_t)strtoul(optarg, NULL, 10);
 		else {
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: spate bench bridge [--json] [--servers URLS] [--records N] "
 				"[--sizes 64,1024]\n"
+				"       [--runs R] [--window ACKS] [--lanes L] [--batch FETCH]\n"
 				"  bus A -> NATS JetStream -> bus B against a plain libnats publisher\n"
 				"  and pull subscriber; without --servers, starts a 3-node nats-server\n"
-				"  cluster on loopback (replicas 3)\n");
+				"  cluster on loopback (replicas 3). Each of R interleaved runs does\n"
+				"  every case with N records (default 60000); figures are medians,\n"
+				"  ratios the median of the runs' same-run ratios. Both sides get the\n"
+				"  same window of pending acks (default 4096; the export: L lanes,\n"
+				"  default 2, of window/L) and the same fetch (default 256 messages, 5 ms)\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
-	if (n < 100) {
-		fprintf(stderr, "bench bridge: --records is at least 100\n");
+	if (o.n < 100 || o.runs < 1 || o.runs > 15 || o.lanes < 1 || o.lanes > 64 ||
+	    o.window < o.lanes || o.window > 1000000 || o.batch < 1 || o.batch > 256) {
+		fprintf(stderr, "bench bridge: --records >= 100, --runs 1..15, --lanes 1..64, "
+				"--window lanes..1000000, --batch 1..256\n");
 		return -EINVAL;
 	}
 	if (!servers) {
@@ -715,7 +879,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 		struct conn w;
 		char err[256] = "";
 		int ok = 0;
-		if (conn_open(&w, servers, NULL) == 0) {
+		if (conn_open(&w, servers, NULL, o.window) == 0) {
 			for (int i = 0; i < 300 && !ok; i++) {
 				ok = spate_nats_ensure_stream(w.js, "BBWARM", "bbwarm", 3, 0, err,
 							      sizeof(err)) == 0;
@@ -733,55 +897,141 @@ int spate_bench_bridge_main(int argc, char **argv)
 			return -EIO;
 		}
 	}
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1), load[3] = { 0 };
+	size_t szs[8];
+	unsigned nsz = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(sizes, ",", &save); t && nsz < 8; t = strtok_r(NULL, ",", &save)) {
+		szs[nsz] = strtoull(t, NULL, 10);
+		if (szs[nsz] < 8 || szs[nsz] > 1 << 20) {
+			fprintf(stderr, "bench bridge: record size %zu: 8 .. 1 MiB\n", szs[nsz]);
+			if (cl.pid[0])
+				cluster_stop(&cl);
+			return -EINVAL;
+		}
+		nsz++;
+	}
+	struct result (*res)[2] = calloc((size_t)nsz * o.runs, sizeof(*res)); /* [run*nsz+size][lib, spate] */
+	if (!res) {
+		if (cl.pid[0])
+			cluster_stop(&cl);
+		return -ENOMEM;
+	}
+	if (getloadavg(load, 3) < 0)
+		load[0] = -1;
+	/* Interleaved: every run does every size, libnats and spate, the one
+	 * that goes first alternating, so a drift of the machine's load over
+	 * the minutes of a bench lands on both sides. */
+	for (unsigned r = 0; r < o.runs; r++)
+		for (unsigned z = 0; z < nsz; z++) {
+			struct result *x = res[r * nsz + z];
+			for (int k = 0; k < 2; k++) {
+				int spate_side = (int)((r + z + (unsigned)k) % 2);
+				int e = spate_side ? run_spate(servers, &o, szs[z], r, &x[1])
+						   : run_lib(servers, &o, szs[z], r, &x[0]);
+				if (e < 0) {
+					fprintf(stderr, "bench bridge: %s, %zu B, run %u: failed\n",
+						spate_side ? "spate" : "libnats", szs[z], r + 1);
+					rc = -EIO;
+				}
+			}
+			if (!json)
+				fprintf(stderr, "bench bridge: run %u, %zu B: export %.0f / %.0f, import "
+						"%.0f / %.0f, through %.0f / %.0f rec/s (spate / libnats)\n",
+					r + 1, szs[z], x[1].rps[0], x[0].rps[0], x[1].rps[1], x[0].rps[1],
+					x[1].rps[2], x[0].rps[2]);
+		}
+	double load_after[3] = { 0 };
+	if (getloadavg(load_after, 3) < 0)
+		load_after[0] = -1;
 	json_object *root = json_object_new_object(), *cases = json_object_new_array(),
 		    *ratios = json_object_new_array();
-	char *save = NULL;
-	for (char *t = strtok_r(sizes, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		size_t size = strtoull(t, NULL, 10);
-		struct result r[6];
-		memset(r, 0, sizeof(r));
-		if (size < 8 || size > 1 << 20) {
-			fprintf(stderr, "bench bridge: record size %zu: 8 .. 1 MiB\n", size);
-			rc = -EINVAL;
-			break;
+	double *v = calloc(o.runs, sizeof(*v)), *q = calloc(o.runs, sizeof(*q));
+	for (unsigned z = 0; v && q && z < nsz; z++) {
+		double med[2][X_N];
+		uint64_t p99[2], p50[2];
+		for (int side = 0; side < 2; side++) {
+			for (int d = 0; d < X_N; d++) {
+				json_object *c1 = json_object_new_object(), *runs = json_object_new_array();
+				for (unsigned r = 0; r < o.runs; r++) {
+					v[r] = res[r * nsz + z][side].rps[d];
+					json_object_array_add(runs, json_object_new_double(v[r]));
+				}
+				med[side][d] = spate_bench_median(v, o.runs);
+				for (unsigned r = 0; r < o.runs; r++)
+					v[r] = (double)res[r * nsz + z][side].p99;
+				p99[side] = (uint64_t)spate_bench_median(v, o.runs);
+				for (unsigned r = 0; r < o.runs; r++)
+					v[r] = (double)res[r * nsz + z][side].p50;
+				p50[side] = (uint64_t)spate_bench_median(v, o.runs);
+				json_object_object_add(c1, "impl",
+						       json_object_new_string(side ? "spate" : "libnats"));
+				json_object_object_add(c1, "direction", json_object_new_string(dir_names[d]));
+				json_object_object_add(c1, "record_size", json_object_new_int((int)szs[z]));
+				json_object_object_add(c1, "records_per_sec", json_object_new_double(med[side][d]));
+				json_object_object_add(c1, "p99_ns",
+						       json_object_new_int64(d == X_THROUGH ? (int64_t)p99[side] : 0));
+				json_object_object_add(c1, "p50_ns",
+						       json_object_new_int64(d == X_THROUGH ? (int64_t)p50[side] : 0));
+				json_object_object_add(c1, "runs_records_per_sec", runs);
+				json_object_array_add(cases, c1);
+				if (!json)
+					printf("%-8s %-8s %6zu B  %12.0f records/s%s", side ? "spate" : "libnats",
+					       dir_names[d], szs[z], med[side][d], d == X_THROUGH ? "" : "\n");
+				if (!json && d == X_THROUGH)
+					printf("  at 10%%: p50 %8.1f us  p99 %8.1f us\n", (double)p50[side] / 1e3,
+					       (double)p99[side] / 1e3);
+			}
 		}
-		if (run_size(servers, size, n, r) < 0) {
-			fprintf(stderr, "bench bridge: record size %zu: a case failed\n", size);
-			rc = -EIO;
-		}
-		for (int i = 0; i < 6; i++) {
-			if (!r[i].impl)
+		for (int d = 0; d < X_N; d++) {
+			unsigned k = 0, kp = 0;
+			for (unsigned r = 0; r < o.runs; r++) {
+				const struct result *x = res[r * nsz + z];
+				if (x[0].rps[d] > 0 && x[1].rps[d] > 0)
+					v[k++] = x[1].rps[d] / x[0].rps[d];
+				if (d == X_THROUGH && x[0].p99 && x[1].p99)
+					q[kp++] = (double)x[1].p99 / (double)x[0].p99;
+			}
+			if (!k)
 				continue;
-			add(cases, &r[i]);
+			json_object *r1 = json_object_new_object();
+			double ratio = spate_bench_median(v, k);
+			json_object_object_add(r1, "direction", json_object_new_string(dir_names[d]));
+			json_object_object_add(r1, "record_size", json_object_new_int((int)szs[z]));
+			json_object_object_add(r1, "spate_over_libnats", json_object_new_double(ratio));
+			json_object_object_add(r1, "ratio_of_medians",
+					       json_object_new_double(med[0][d] > 0 ? med[1][d] / med[0][d] : 0));
+			if (kp)
+				json_object_object_add(r1, "p99_spate_over_libnats_round_trip",
+						       json_object_new_double(spate_bench_median(q, kp)));
+			json_object_array_add(ratios, r1);
 			if (!json)
-				printf("%-8s %-8s %6zu B  %12.0f records/s  p50 %10.1f us  p99 %10.1f us\n",
-				       r[i].impl, r[i].dir, r[i].size, r[i].rps, (double)r[i].p50 / 1e3,
-				       (double)r[i].p99 / 1e3);
-		}
-		for (int i = 0; i < 3; i++) {
-			if (!r[i].impl || !r[i + 3].impl || r[i].rps <= 0)
-				continue;
-			json_object *o = json_object_new_object();
-			json_object_object_add(o, "direction", json_object_new_string(r[i].dir));
-			json_object_object_add(o, "record_size", json_object_new_int((int)size));
-			json_object_object_add(o, "spate_over_libnats",
-					       json_object_new_double(r[i + 3].rps / r[i].rps));
-			if (i == 2 && r[2].p99)
-				json_object_object_add(o, "p99_spate_over_libnats_round_trip",
-						       json_object_new_double((double)r[5].p99 /
-									      (double)r[2].p99));
-			json_object_array_add(ratios, o);
-			if (!json)
-				printf("  %s %zu B: spate / libnats = %.2f%s\n", r[i].dir, size,
-				       r[i + 3].rps / r[i].rps, i == 2 ? " (records/s)" : "");
+				printf("  %s %zu B: spate / libnats = %.2f (median of %u same-run ratios)\n",
+				       dir_names[d], szs[z], ratio, k);
+			if (!json && d == X_THROUGH && kp)
+				printf("  through %zu B at 10%%: p99 spate / libnats round trip = %.2f\n",
+				       szs[z], spate_bench_median(q, kp));
 		}
 	}
+	free(v);
+	free(q);
+	free(res);
 	json_object_object_add(root, "servers", json_object_new_string(servers));
-	json_object_object_add(root, "records", json_object_new_int64((int64_t)n));
+	json_object_object_add(root, "records", json_object_new_int64((int64_t)o.n));
+	json_object_object_add(root, "runs", json_object_new_int((int)o.runs));
+	json_object_object_add(root, "window", json_object_new_int((int)o.window));
+	json_object_object_add(root, "export_lanes", json_object_new_int((int)o.lanes));
+	json_object_object_add(root, "fetch_batch", json_object_new_int((int)o.batch));
+	json_object_object_add(root, "fetch_wait_ms", json_object_new_int((int)o.fetch_ms));
+	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
+	json_object_object_add(root, "load_before", json_object_new_double(load[0]));
+	json_object_object_add(root, "load_after", json_object_new_double(load_after[0]));
 	json_object_object_add(root, "cases", cases);
 	json_object_object_add(root, "ratios", ratios);
 	if (json)
 		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
+	else
+		printf("cross-core round trip %.0f ns, load %.2f -> %.2f\n", rtt, load[0], load_after[0]);
 	json_object_put(root);
 	if (cl.pid[0])
 		cluster_stop(&cl);

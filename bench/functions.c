@@ -53,7 +53,7 @@
 struct fb_opts {
 	uint32_t records, size, batch;
 	unsigned runs;
-	int json;
+	int json, c_only;
 };
 
 struct fb_result {
@@ -228,7 +228,8 @@ static void usage(FILE *f)
 		   "  --records N   records per run (default 400000)\n"
 		   "  --size B      payload bytes (default 64)\n"
 		   "  --batch N     the consumer's batch_size (default 1000)\n"
-		   "  --runs N      alternating runs per impl, medians reported (default 3)\n");
+		   "  --runs N      alternating runs per impl, medians reported (default 3)\n"
+		   "  --c-only      the in-process and isolated C cases only (no function cases)\n");
 }
 
 static json_object *fb_case(const char *impl, const char *runtime, double rps, double ips,
@@ -251,6 +252,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		{ "records", required_argument, 0, 'n' }, { "size", required_argument, 0, 's' },
 		{ "batch", required_argument, 0, 'b' },   { "runs", required_argument, 0, 'r' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
+		{ "c-only", no_argument, 0, 'c' },
 		{ 0, 0, 0, 0 },
 	};
 	struct fb_opts o = { .records = 400000, .size = 64, .batch = 1000, .runs = 3 };
@@ -264,6 +266,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		case 'b': o.batch = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'r': o.runs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'j': o.json = 1; break;
+		case 'c': o.c_only = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return -EINVAL;
 		}
@@ -320,7 +323,7 @@ int spate_bench_functions_main(int argc, char **argv)
 					      (uint64_t)spate_bench_median(d[1], o.runs),
 					      (uint64_t)spate_bench_median(d[2], o.runs)));
 	}
-	if (spate_bench_functions_fn) {
+	if (spate_bench_functions_fn && !o.c_only) {
 		struct spate_bench_fn_params fp = { .records = o.records, .size = o.size,
 						    .batch = o.batch, .runs = o.runs,
 						    .inprocess_records_per_sec =

@@ -45,6 +45,7 @@
 
 #include "bench/bench.h"
 #include "bench/bench_impl.h"
+#include "engine/functions/event.h"
 #include "engine/functions/functions.h"
 #include "spate/engine.h"
 #include "spate/hist.h"
@@ -186,6 +187,79 @@ out:
 	return rc;
 }
 
+/* What bounds one function process, measured apart (the node case's
+ * extra keys): the engine's building of the exact event of one batch
+ * (records/s of spate_fn_event_build, the C side), its size, and Node's
+ * JSON.parse of that very event (median of 50 parses, after 5 warm-ups, in
+ * a fresh `node`), the first thing any Node runtime client does with it. */
+struct fnb_event {
+	double build_rps;
+	size_t bytes;
+	double parse_ms;
+};
+
+static int fnb_event(uint32_t batch, uint32_t size, struct fnb_event *ev)
+{
+	struct spate_ring_rec *recs = calloc(batch, sizeof(*recs));
+	uint8_t *data = calloc(batch, (size + 7) / 8 * 8 + 8);
+	struct spate_fn_buf out = { 0 };
+	struct spate_fn_ident id;
+	int rc = -ENOMEM;
+
+	memset(ev, 0, sizeof(*ev));
+	if (!recs || !data)
+		goto out;
+	/* The bench's records: unkeyed payloads of --size bytes, as put. */
+	for (uint32_t i = 0; i < batch; i++) {
+		uint8_t *d = data + (size_t)i * ((size + 7) / 8 * 8 + 8);
+		memcpy(d, &i, size < 4 ? size : 4);
+		recs[i] = (struct spate_ring_rec){ .data = d, .seq = 1000 + i, .len = size,
+						   .ts = 1764800000000000000ull + i * 1000ull };
+	}
+	rc = spate_fn_ident_init(&id, "events", 1, 0, "us-east-1", "000000000000", "fn");
+	if (rc < 0)
+		goto out;
+	uint64_t t0 = spate_bench_mono_ns(), t1;
+	unsigned reps = 0;
+	do {
+		rc = spate_fn_event_build(&out, recs, batch, &id);
+		if (rc < 0)
+			goto out;
+		reps++;
+		t1 = spate_bench_mono_ns();
+	} while (t1 - t0 < 200000000ull);
+	ev->build_rps = (double)reps * batch / ((double)(t1 - t0) / 1e9);
+	ev->bytes = out.len;
+	char path[] = "/tmp/spate-fnb-event-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	bool ok = write(fd, out.p, out.len) == (ssize_t)out.len;
+	close(fd);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "node -e 'const s=require(\"fs\").readFileSync(process.argv[1],\"utf8\");"
+		 "const t=[];for(let i=0;i<55;i++){const a=process.hrtime.bigint();JSON.parse(s);"
+		 "const b=process.hrtime.bigint();if(i>=5)t.push(Number(b-a)/1e6);}"
+		 "t.sort((x,y)=>x-y);console.log(t[t.length>>1]);' %s 2>/dev/null",
+		 path);
+	FILE *f = ok ? popen(cmd, "r") : NULL;
+	if (f) {
+		if (fscanf(f, "%lf", &ev->parse_ms) != 1)
+			ev->parse_ms = 0;
+		pclose(f);
+	}
+	unlink(path);
+	rc = 0;
+out:
+	spate_fn_buf_free(&out);
+	free(recs);
+	free(data);
+	return rc;
+}
+
 static bool have(const char *prog)
 {
 	char cmd[96];
@@ -255,6 +329,18 @@ int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_
 				       json_object_new_double(p->inprocess_records_per_sec > 0
 								      ? med / p->inprocess_records_per_sec
 								      : 0));
+		struct fnb_event ev;
+		if (k == 0 && fnb_event(p->batch, p->size, &ev) == 0) {
+			json_object_object_add(c, "event_build_records_per_sec",
+					       json_object_new_double(ev.build_rps));
+			json_object_object_add(c, "event_bytes", json_object_new_int64((int64_t)ev.bytes));
+			json_object_object_add(c, "node_json_parse_ms_p50",
+					       json_object_new_double(ev.parse_ms));
+			json_object_object_add(c, "node_json_parse_records_per_sec",
+					       json_object_new_double(ev.parse_ms > 0
+									      ? p->batch / (ev.parse_ms / 1e3)
+									      : 0));
+		}
 		json_object_array_add(cases, c);
 		free(h);
 	}

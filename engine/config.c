@@ -752,6 +752,7 @@ static int conv_scalar(struct pctx *x, const struct field *f, const yaml_node_t 
 	case FT_AUTH:
 	case FT_KEYS:
 	case FT_TLS:
+	case FT_CREATE:
 		break;
 	}
 	return bad(x, f, n);
@@ -1267,7 +1268,40 @@ static int parse_auth(struct pctx *x, const yaml_node_t *n)
 			 "a mapping with keys keys");
 }
 
-/* api: {listen, region, auth, tls, threads}; listen and region default. */
+/* api.create: the keys of a stream, but those CreateStream gives (name,
+ * shards) and log_dir (each created stream logs under its own name). */
+static int parse_api_create(struct pctx *x, const yaml_node_t *n)
+{
+	struct spate_config_stream *s = &x->c->api.create;
+	static const int refused[] = { SF_NAME, SF_SHARDS, SF_LOG_DIR };
+	int r;
+
+	struct field tab[SF_N];
+
+	/* The stream table, with name not required (it is refused below). */
+	memcpy(tab, spate_cfg_stream_fields, sizeof(tab));
+	tab[SF_NAME].flags &= (uint8_t)~F_REQ;
+	s->line = x->ln.api[AF_CREATE] ? x->ln.api[AF_CREATE] : line_of(n);
+	r = parse_map(x, n, tab, SF_N, s, x->ln.create,
+		      "a mapping of stream keys (durability, ring_size, retention, ...)");
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (!x->ln.create[refused[i]])
+			continue;
+		size_t old = path_key(x, spate_cfg_stream_fields[refused[i]].key,
+				      strlen(spate_cfg_stream_fields[refused[i]].key));
+		r = perr(x, x->ln.create[refused[i]], "not allowed here: %s",
+			 refused[i] == SF_LOG_DIR ? "each created stream logs to "
+			 "<state_dir>/log/<its name>" : "CreateStream gives the name and the shard "
+			 "count of each stream it makes");
+		x->path[old] = '\0';
+		return r;
+	}
+	return 0;
+}
+
+/* api: {listen, region, auth, tls, threads, create}; listen and region default. */
 static int parse_api(struct pctx *x, const yaml_node_t *n)
 {
 	struct spate_config_api *a = &x->c->api;
@@ -1275,8 +1309,9 @@ static int parse_api(struct pctx *x, const yaml_node_t *n)
 
 	a->enabled = true;
 	a->line = x->ln.top[TF_API] ? x->ln.top[TF_API] : line_of(n); /* the key's line */
+	spate_config_stream_defaults(&a->create);
 	r = parse_map(x, n, spate_cfg_api_fields, AF_N, a, x->ln.api,
-		      "a mapping with keys listen, region, auth, tls, threads");
+		      "a mapping with keys listen, region, auth, tls, threads, create");
 	if (r < 0)
 		return r;
 	if (!a->listen[0])
@@ -1316,7 +1351,8 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 		if (is_null(n)) {
 			char g[8];
 			return perr(x, line_of(n), "expected a mapping with keys listen, region, "
-				    "auth (required), tls, threads, got %s", got(n, g, sizeof(g)));
+				    "auth (required), tls, threads, create, got %s",
+				    got(n, g, sizeof(g)));
 		}
 		return parse_api(x, n);
 	case FT_AUTH:
@@ -1326,6 +1362,8 @@ static int conv(struct pctx *x, const struct field *f, const yaml_node_t *n, voi
 	case FT_TLS:
 		return parse_map(x, n, spate_cfg_tls_fields, LF_N, &x->c->api, x->ln.tls,
 				 "a mapping with keys cert, key");
+	case FT_CREATE:
+		return parse_api_create(x, n);
 	default:
 		return conv_scalar(x, f, n, obj);
 	}

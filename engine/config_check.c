@@ -180,6 +180,7 @@ const struct field spate_cfg_api_fields[AF_N] = {
 	[AF_AUTH] = { "auth", FT_AUTH, 0, 0, 0, 0, NULL, NULL },
 	[AF_TLS] = { "tls", FT_TLS, F_NULL_OK, 0, 0, 0, NULL, NULL },
 	[AF_THREADS] = { "threads", FT_U32, F_AUTO, API_OFF(threads), 1, 64, NULL, NULL },
+	[AF_CREATE] = { "create", FT_CREATE, F_NULL_OK, 0, 0, 0, NULL, NULL },
 };
 const struct field spate_cfg_auth_fields[UF_N] = {
 	[UF_KEYS] = { "keys", FT_KEYS, F_REQ, 0, 0, 0, NULL, NULL },
@@ -365,6 +366,7 @@ static int check_field(struct vctx *v, const struct field *f, const void *obj, u
 	case FT_KEYID:
 	case FT_FILE:
 	case FT_TLS:
+	case FT_CREATE:
 		break; /* checked by check_api() or their own walk */
 	}
 	return 0;
@@ -745,6 +747,38 @@ int spate_cfg_key_id_ok(const char *s, size_t len)
 	return 1;
 }
 
+/* api.create: the stream keys CreateStream's streams take (not name,
+ * shards, log_dir: the parser refuses them), checked as a stream's. */
+static int check_api_create(struct vctx *v)
+{
+	const struct spate_config_stream *s = &v->c->api.create;
+	const uint32_t *ln = v->ln ? v->ln->create : NULL;
+	char a[32], b[32];
+	int r;
+
+	if (s->ring_size == 0)
+		return 0; /* built in C and left zeroed: the defaults */
+	for (size_t i = 0; i < SF_N; i++) {
+		if (i == SF_NAME || i == SF_SHARDS || i == SF_LOG_DIR)
+			continue;
+		vpath(v, "api.create.%s", spate_cfg_stream_fields[i].key);
+		r = check_field(v, &spate_cfg_stream_fields[i], s,
+				ln && ln[i] ? ln[i] : s->line ? s->line : aline(v, AF_CREATE));
+		if (r < 0)
+			return r;
+	}
+	uint64_t cap = s->ring_size / 2 - SPATE_CONFIG_RECORD_OVERHEAD;
+	if (s->max_record_size > cap) {
+		vpath(v, "api.create.max_record_size");
+		return verr(v, ln && ln[SF_MAX_RECORD] ? ln[SF_MAX_RECORD] : s->line,
+			    "%s does not fit api.create.ring_size %s: expected at most ring_size/2 - "
+			    "48 = %llu bytes (raise ring_size or lower max_record_size)",
+			    spate_cfg_fmt_size(s->max_record_size, a, sizeof(a)),
+			    spate_cfg_fmt_size(s->ring_size, b, sizeof(b)), (unsigned long long)cap);
+	}
+	return 0;
+}
+
 /* The api: block: an address, a region, auth written out (none, or keys
  * with distinct ids and a secret file each), tls with both files or none.
  * The secret files themselves (mode 0600, readable) are checked by the
@@ -811,7 +845,7 @@ static int check_api(struct vctx *v)
 		vpath(v, a->tls_cert[0] ? "api.tls.key" : "api.tls.cert");
 		return verr(v, aline(v, AF_TLS), "missing; api.tls needs both cert and key");
 	}
-	return 0;
+	return check_api_create(v);
 }
 
 int spate_cfg_validate(const struct spate_config *c, const struct lines *ln, const char *file,

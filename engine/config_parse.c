@@ -375,6 +375,9 @@ const char *spate_cfg_expected(const struct field *f, char *buf, size_t len)
 	case FT_TLS:
 		spate_cfg_app(buf, len, &pos, "a mapping with keys cert, key");
 		break;
+	case FT_CREATE:
+		spate_cfg_app(buf, len, &pos, "a mapping of stream keys (durability, ring_size, ...)");
+		break;
 	}
 	return buf;
 }

@@ -64,6 +64,7 @@ enum ftype {
 	FT_KEYID,      /* char[SPATE_CONFIG_KEY_ID_MAX + 1], [A-Za-z0-9_-] */
 	FT_FILE,       /* char[PATH_MAX]: a file path; relative to the config's directory */
 	FT_TLS,        /* api.tls: {cert, key} */
+	FT_CREATE,     /* api.create: the keys of a stream but name, shards, log_dir */
 };
 
 #define F_REQ 0x01u     /* must be present */
@@ -95,7 +96,7 @@ enum { FN_COMMAND, FN_HANDLER, FN_RUNTIME, FN_CWD, FN_ENV, FN_TIMEOUT, FN_MEMORY
 enum { PF_CORES, PF_BUSY, PF_PERSIST, PF_N };
 enum { MF_LISTEN, MF_COUNTERS, MF_N };
 /* api: its keys, api.auth's, one api.auth.keys entry's, api.tls's. */
-enum { AF_LISTEN, AF_REGION, AF_AUTH, AF_TLS, AF_THREADS, AF_N };
+enum { AF_LISTEN, AF_REGION, AF_AUTH, AF_TLS, AF_THREADS, AF_CREATE, AF_N };
 enum { UF_KEYS, UF_N };
 enum { EF_ID, EF_SECRET, EF_N };
 enum { LF_CERT, LF_KEY, LF_N };
@@ -109,6 +110,7 @@ struct lines {
 	uint32_t api[AF_N];
 	uint32_t auth[UF_N];
 	uint32_t tls[LF_N];
+	uint32_t create[SF_N]; /* api.create: stream keys */
 	uint32_t key[SPATE_CONFIG_API_MAX_KEYS][EF_N];
 	uint32_t (*stream)[SF_N];
 	uint32_t (*consumer)[CF_N];

@@ -107,6 +107,66 @@ static int task_put(const struct spate_plugin_host *h, const char *stream, const
 	return rc;
 }
 
+/* The plugin's status slot (spate/plugin.h revision 3): the source slot
+ * functions on the consumer's slot, shared by its tasks. */
+_Static_assert((int)SPATE_PLUGIN_STATUS_UP == (int)SPATE_STATS_SOURCE_UP &&
+		       (int)SPATE_PLUGIN_STATUS_DOWN == (int)SPATE_STATS_SOURCE_DOWN &&
+		       (int)SPATE_PLUGIN_STATUS_STARTING == (int)SPATE_STATS_SOURCE_STARTING &&
+		       (int)SPATE_PLUGIN_STATUS_FAILED == (int)SPATE_STATS_SOURCE_FAILED &&
+		       SPATE_PLUGIN_GAUGES == SPATE_STATS_SOURCE_COUNTERS,
+	       "plugin status values are the source slot's");
+
+static void task_status(const struct spate_plugin_host *h, int state, const char *error)
+{
+	struct spate_task *t = h->host_private;
+	struct spate_stats_source_slot *s = t->c->status;
+
+	if (state >= SPATE_PLUGIN_STATUS_STARTING && state <= SPATE_PLUGIN_STATUS_FAILED)
+		spate_stats_source_state(s, (uint32_t)state);
+	if (error)
+		spate_stats_source_error(s, "%s", error);
+}
+
+static int task_gauge_name(const struct spate_plugin_host *h, uint32_t i, const char *name)
+{
+	struct spate_task *t = h->host_private;
+	struct spate_stats_source_slot *s = t->c->status;
+
+	if (!name || i >= SPATE_STATS_SOURCE_COUNTERS)
+		return -EINVAL;
+	/* Acquire: pairs with spate_stats_source_counter()'s release (the
+	 * name below the count is whole). Inits run one at a time (the
+	 * engine's start, or a timed-out task's replacement). */
+	if (i < atomic_load_explicit(&s->n_counters, memory_order_acquire))
+		return strncmp(s->counter_names[i], name, SPATE_STATS_COUNTER_NAME_MAX) ? -EINVAL
+											 : (int)i;
+	int rc = spate_stats_source_counter(s, i, name);
+	/* Relaxed: a display state. The slot comes into view (starting) with
+	 * its first figure, unless the plugin set a state already. */
+	uint32_t unused = SPATE_STATS_SOURCE_UNUSED;
+	if (rc == 0)
+		atomic_compare_exchange_strong_explicit(&s->state, &unused,
+							SPATE_STATS_SOURCE_STARTING,
+							memory_order_relaxed, memory_order_relaxed);
+	return rc;
+}
+
+static void task_gauge_add(const struct spate_plugin_host *h, uint32_t i, int64_t delta)
+{
+	struct spate_task *t = h->host_private;
+
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		spate_stats_source_add(t->c->status, i, (uint64_t)delta); /* wraps: a subtraction */
+}
+
+static void task_gauge_set(const struct spate_plugin_host *h, uint32_t i, uint64_t v)
+{
+	struct spate_task *t = h->host_private;
+
+	if (i < SPATE_STATS_SOURCE_COUNTERS)
+		spate_stats_source_set(t->c->status, i, v);
+}
+
 const char *spate_failure_reason_name(uint32_t reason)
 {
 	switch (reason) {
@@ -958,11 +1018,15 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 	c->tasks = calloc(c->ntasks, sizeof(*c->tasks));
 	c->opts = calloc(k->n_options ? k->n_options : 1, sizeof(*c->opts));
 	c->local_st = aligned_alloc(SPATE_STATS_LINE, c->ntasks * sizeof(*c->local_st));
+	c->own_status = aligned_alloc(SPATE_STATS_LINE, sizeof(*c->own_status));
 	pthread_mutex_init(&c->lock, NULL);
-	if (!c->tasks || !c->opts || !c->local_st) {
+	if (!c->tasks || !c->opts || !c->local_st || !c->own_status) {
 		rc = -ENOMEM;
 		goto err;
 	}
+	memset(c->own_status, 0, sizeof(*c->own_status));
+	c->own_status->state = SPATE_STATS_SOURCE_UNUSED; /* before any thread */
+	c->status = c->own_status;
 	memset(c->local_st, 0, c->ntasks * sizeof(*c->local_st));
 	for (i = 0; i < k->n_options; i++) {
 		c->opts[i].key = k->options[i].key;
@@ -1044,6 +1108,10 @@ int spate_consumer_init(struct spate_consumer *c, const struct spate_config_cons
 		t->host.log = task_log;
 		t->host.put = task_put;
 		t->host.host_private = t;
+		t->host.status = task_status;
+		t->host.gauge_name = task_gauge_name;
+		t->host.gauge_add = task_gauge_add;
+		t->host.gauge_set = task_gauge_set;
 		t->ctx.struct_size = sizeof(t->ctx);
 		t->ctx.consumer = k->name;
 		t->ctx.stream = spate_stream_name(c->stream);
@@ -1186,6 +1254,9 @@ void spate_consumer_fini(struct spate_consumer *c)
 	}
 	free(c->local_st);
 	c->local_st = NULL;
+	free(c->own_status);
+	c->own_status = NULL;
+	c->status = NULL;
 	c->ntasks = 0;
 	if (c->att_map)
 		munmap(c->att_map, c->att_len);

@@ -154,6 +154,11 @@ struct spate_consumer {
 	 * worker polling a task of the consumer records into it:
 	 * multi-writer (spate_hist_record_mw). */
 	struct spate_hist *lat;
+	/* The plugin's status slot (spate_plugin_host.status, gauge_*): the
+	 * counters region's (engine.c stats_open) or own_status when the
+	 * region is off. Set before the plugin's first init. */
+	struct spate_stats_source_slot *status;
+	struct spate_stats_source_slot *own_status;
 };
 
 /**

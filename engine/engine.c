@@ -252,6 +252,8 @@ static void stats_open(struct spate_engine *e)
 		sh.n_tasks += e->consumers[i].ntasks;
 		if (consumer_supervised(e->consumers[i].k))
 			sh.n_sup++;
+		else
+			sh.n_sources++; /* its plugin's status slot (spate/plugin.h) */
 	}
 	rc = spate_stats_create(e->cfg->bus, &sh, &e->stats);
 	if (rc < 0)
@@ -309,6 +311,20 @@ static void stats_open(struct spate_engine *e)
 		slot->stream = e->sources[i].own->stream;
 		e->sources[i].st = slot;
 	}
+	/* In-process plugins' status slots, after the sources; unused (out of
+	 * every view) until the plugin names a figure or sets a state. Bound
+	 * before the plugins' inits (spate_engine_start). */
+	for (uint32_t i = 0, k = e->nsources; i < e->nconsumers; i++) {
+		struct spate_consumer *c = &e->consumers[i];
+		if (consumer_supervised(c->k))
+			continue;
+		struct spate_stats_source_slot *slot = spate_stats_source_at(e->stats, k++);
+		snprintf(slot->name, sizeof(slot->name), "%s", c->k->name);
+		snprintf(slot->type, sizeof(slot->type), "consumer:%s", spate_plugin_lib_name(c->lib));
+		slot->stream = (uint32_t)stream_index(e, spate_stream_name(c->stream));
+		slot->state = SPATE_STATS_SOURCE_UNUSED; /* before publish */
+		c->status = slot;
+	}
 	spate_producers_set_stats(&e->producers, e->stats); /* on_failure ones are open already */
 	spate_engine_streams_stats(e); /* run-time streams: reserved slots */
 	free(slots);
@@ -324,6 +340,8 @@ fail:
 		e->workers[k].st = NULL;
 	for (uint32_t i = 0; i < e->nsources; i++)
 		e->sources[i].st = e->sources[i].own;
+	for (uint32_t i = 0; i < e->nconsumers; i++)
+		e->consumers[i].status = e->consumers[i].own_status;
 	spate_stats_close(e->stats);
 	e->stats = NULL;
 	spate_slog(SPATE_LOG_WARN, NULL, "counters region of bus %s: %s; running without it",

@@ -157,7 +157,7 @@ void spate_stats_source_error(struct spate_stats_source_slot *s, const char *fmt
 
 const char *spate_stats_source_state_name(uint32_t s)
 {
-	static const char *const n[] = { "stopped", "starting", "up", "down", "failed" };
+	static const char *const n[] = { "stopped", "starting", "up", "down", "failed", "unused" };
 
 	return s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
 }

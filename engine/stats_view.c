@@ -305,13 +305,17 @@ int spate_stats_view_take(const char *bus, struct spate_stats_view **out)
 		o->tasks = w->tasks;
 		o->cpu = w->cpu;
 	}
-	v->n_sources = h->n_sources;
-	v->sources = calloc(v->n_sources + 1, sizeof(*v->sources));
+	v->sources = calloc(h->n_sources + 1, sizeof(*v->sources));
 	if (!v->sources)
 		goto nomem;
-	for (uint32_t k = 0; k < v->n_sources; k++) {
+	v->n_sources = 0;
+	for (uint32_t k = 0; k < h->n_sources; k++) {
 		const struct spate_stats_source_slot *x = spate_stats_source_at(st, k);
-		struct spate_stats_view_source *o = &v->sources[k];
+		/* Relaxed: a display filter (a consumer's status slot its
+		 * plugin does not use stays out of the view). */
+		if (atomic_load_explicit(&x->state, memory_order_relaxed) == SPATE_STATS_SOURCE_UNUSED)
+			continue;
+		struct spate_stats_view_source *o = &v->sources[v->n_sources++];
 		memcpy(o->name, x->name, sizeof(o->name));
 		o->name[SPATE_STATS_NAME_MAX] = '\0';
 		memcpy(o->type, x->type, sizeof(o->type));

@@ -29,11 +29,29 @@
  * stream leader elected between two publishes of one batch while an
  * earlier message of it was lost in flight).
  *
+ * Cost per record. The headers and the message are libnats's (one natsMsg
+ * per record, as any libnats publisher); what is the plugin's is kept out
+ * of the loop: the subject is expanded once per state unless the template
+ * has {key}, the id prefix and the shard id are formatted once, the
+ * expected stream is checked on the ack (pa->Stream) rather than sent as a
+ * Nats-Expected-Stream header with every message, and the publish loop
+ * reads the batch's failure flag without a lock.
+ *
+ * State (the consumer's status slot, spate/plugin.h revision 3, shared by
+ * its shards and lanes: `spate stat/top`, Prometheus spate_source_up /
+ * spate_source_value{type="consumer:nats"}): up/down and the last error;
+ * connected (connections up), published, acked, pending_acks, redeliveries
+ * (records published again by a retry), duplicates (JetStream's duplicate
+ * window dropped them), failed, unacked (given up at ack_timeout),
+ * disconnects, lag (records of the stream past the last batch each
+ * shard's lane 0 finished, summed over shards).
+ *
  * Options (consumer `options:`):
  *   servers: LIST           nats://host:port,... (required)
  *   subject: TEMPLATE       default spate.{bus}.{stream}.{shard}
  *   bus: NAME               the bus in ids (default: $SPATE_BUS, set by spate run)
- *   jetstream_stream: NAME  expected stream (and created if create: true)
+ *   jetstream_stream: NAME  expected stream, checked on every ack (and created
+ *                           if create: true)
  *   create: BOOL            create jetstream_stream if absent (default false)
  *   replicas: N             its replicas when created (default 1)
  *   window: N               pending acks at most (default 4096)
@@ -58,10 +76,19 @@
 
 #include "spate/kinesis.h"
 #include "spate/plugin.h"
+#include "spate/ring.h"
 #include "spate/stream.h"
 
 #include "plugins/nats_conn.h"
 #include "plugins/plugin_util.h"
+
+/* Figures of the status slot. */
+enum { G_CONNECTED, G_PUBLISHED, G_ACKED, G_PENDING, G_REDELIVERED, G_DUPLICATES, G_FAILED,
+       G_UNACKED, G_DISCONNECTS, G_LAG, G_N };
+static const char *const gauge_names[G_N] = {
+	"connected", "published", "acked", "pending_acks", "redeliveries", "duplicates",
+	"failed", "unacked", "disconnects", "lag",
+};
 
 struct nstate {
 	const struct spate_plugin_host *host;
@@ -71,11 +98,20 @@ struct nstate {
 	natsConnection *nc;
 	jsCtx *js;
 	char bus[64], stream[64];
-	uint32_t shard;
+	uint32_t shard, lane;
 	uint64_t incarnation;
 	char *subject_tmpl;
+	char *subject_fixed;       /* the subject, when the template has no {key} */
+	char id_prefix[160];       /* "<bus>/<stream>/<shard>/" */
+	size_t id_prefix_len;
+	char shard_id[SPATE_KINESIS_SHARD_ID_LEN + 1];
+	bool gauges;               /* the host has a status slot */
+	bool up;                   /* counted in G_CONNECTED (under lock) */
+	struct spate_stream *ss;   /* for the lag (lane 0), or NULL */
+	uint64_t lag;              /* this state's part of G_LAG */
 	const char *js_stream;     /* expected stream, or NULL */
 	int64_t ack_timeout_ms;
+	int64_t window;
 	/* The batch in flight (the ack handler's view): under lock. */
 	pthread_mutex_t lock;
 	uint64_t *seqs;            /* [count]: the batch's ring sequences, ascending (a
@@ -83,10 +119,12 @@ struct nstate {
 	uint32_t count;
 	uint8_t *acked;            /* [count]: 1 acked, 2 failed */
 	uint32_t cap;
-	bool failed;               /* a publish of this batch failed: stop */
+	_Atomic bool failed;       /* a publish of this batch failed: stop (written
+				      under lock; the publish loop reads it without) */
 	char error[160];
 	_Atomic uint64_t downs;    /* disconnections seen */
 	_Atomic int closed;        /* the connection's closed callback ran */
+	_Atomic int closing;       /* we close it (fini, reconnect): no error to show */
 };
 
 static const char *keep(struct nstate *s, const char *v)
@@ -96,11 +134,44 @@ static const char *keep(struct nstate *s, const char *v)
 	return s->opt_strs[s->nstrs++] = strdup(v);
 }
 
+static void gauge_add(struct nstate *s, uint32_t i, int64_t d)
+{
+	if (s->gauges && d)
+		s->host->gauge_add(s->host, i, d);
+}
+
+static void status(struct nstate *s, int state, const char *error)
+{
+	if (s->gauges)
+		s->host->status(s->host, state, error);
+}
+
+/* Count this state's connection in or out of G_CONNECTED (once each way). */
+static void set_up(struct nstate *s, bool up)
+{
+	pthread_mutex_lock(&s->lock);
+	bool was = s->up;
+	s->up = up;
+	pthread_mutex_unlock(&s->lock);
+	if (was != up)
+		gauge_add(s, G_CONNECTED, up ? 1 : -1);
+}
+
 static void on_closed(natsConnection *nc, void *closure)
 {
 	struct nstate *s = closure;
 
-	(void)nc;
+	const char *why = NULL;
+	natsStatus e = natsConnection_GetLastError(nc, &why);
+	set_up(s, false);
+	if (e != NATS_OK && !atomic_load_explicit(&s->closing, memory_order_relaxed)) {
+		/* Given up by libnats (a refusal): its reason. Relaxed: a
+		 * display choice; process() connects again. */
+		char t[200];
+		snprintf(t, sizeof(t), "connection closed: %s%s%s", natsStatus_GetText(e),
+			 why && *why ? ": " : "", why ? why : "");
+		status(s, SPATE_PLUGIN_STATUS_DOWN, t);
+	}
 	/* Release: pairs with spate_nats_close()'s acquire load. */
 	atomic_store_explicit(&s->closed, 1, memory_order_release);
 }
@@ -113,6 +184,9 @@ static void on_down(natsConnection *nc, void *closure)
 		return; /* our own close */
 	/* Relaxed: a counter for the log line. */
 	atomic_fetch_add_explicit(&s->downs, 1, memory_order_relaxed);
+	set_up(s, false);
+	gauge_add(s, G_DISCONNECTS, 1);
+	status(s, SPATE_PLUGIN_STATUS_DOWN, "disconnected: reconnecting");
 	pu_log(s->host, SPATE_LOG_WARN, "nats: disconnected from the cluster: reconnecting");
 }
 
@@ -122,7 +196,23 @@ static void on_up(natsConnection *nc, void *closure)
 	char url[256] = "";
 
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	set_up(s, true);
+	status(s, SPATE_PLUGIN_STATUS_UP, "");
 	pu_log(s->host, SPATE_LOG_INFO, "nats: reconnected to %s", url);
+}
+
+/* Asynchronous errors (a refused reconnect, a permission): the last error. */
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+	struct nstate *s = closure;
+	const char *text = NULL;
+	char e[200];
+
+	(void)sub;
+	natsConnection_GetLastError(nc, &text);
+	snprintf(e, sizeof(e), "%s%s%s", natsStatus_GetText(err), text && *text ? ": " : "",
+		 text ? text : "");
+	status(s, SPATE_PLUGIN_STATUS_KEEP, e);
 }
 
 /* Index of the record @p msg carries in the batch, from its Nats-Msg-Id
@@ -153,20 +243,41 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	struct nstate *s = closure;
 
 	(void)js;
+	/* The expected stream, checked here rather than sent with every
+	 * message (Nats-Expected-Stream): a publish stored elsewhere fails. */
+	bool wrong = pa && s->js_stream && (!pa->Stream || strcmp(pa->Stream, s->js_stream));
 	pthread_mutex_lock(&s->lock);
 	int64_t i = index_of(s, msg);
 	if (i >= 0) {
-		if (pa) {
+		if (pa && !wrong) {
 			s->acked[i] = 1;
 		} else {
 			s->acked[i] = 2;
-			s->failed = true;
-			snprintf(s->error, sizeof(s->error), "publish: %s (JetStream error %d: %s)",
-				 pae ? natsStatus_GetText(pae->Err) : "?", pae ? (int)pae->ErrCode : 0,
-				 pae && pae->ErrText ? pae->ErrText : "");
+			/* Relaxed: the publish loop's stop hint; the lock orders
+			 * the rest. */
+			atomic_store_explicit(&s->failed, true, memory_order_relaxed);
+			if (wrong)
+				snprintf(s->error, sizeof(s->error),
+					 "publish: stored in JetStream stream %s, not %s (subject %s)",
+					 pa->Stream ? pa->Stream : "?", s->js_stream,
+					 natsMsg_GetSubject(msg));
+			else
+				snprintf(s->error, sizeof(s->error),
+					 "publish: %s (JetStream error %d: %s)",
+					 pae ? natsStatus_GetText(pae->Err) : "?",
+					 pae ? (int)pae->ErrCode : 0,
+					 pae && pae->ErrText ? pae->ErrText : "");
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	gauge_add(s, G_PENDING, -1);
+	if (pa && !wrong) {
+		gauge_add(s, G_ACKED, 1);
+		if (pa->Duplicate)
+			gauge_add(s, G_DUPLICATES, 1);
+	} else {
+		gauge_add(s, G_FAILED, 1);
+	}
 	natsMsg_Destroy(msg);
 }
 
@@ -220,7 +331,13 @@ static void nstate_free(struct nstate *s)
 {
 	if (s->js)
 		jsCtx_Destroy(s->js);
+	/* Relaxed: read by the closed callback, which this close runs. */
+	atomic_store_explicit(&s->closing, 1, memory_order_relaxed);
 	spate_nats_close(s->nc, &s->closed);
+	gauge_add(s, G_LAG, -(int64_t)s->lag);
+	if (s->ss)
+		spate_stream_close(s->ss);
+	free(s->subject_fixed);
 	for (unsigned i = 0; i < s->nstrs; i++)
 		free(s->opt_strs[i]);
 	free(s->subject_tmpl);
@@ -230,12 +347,72 @@ static void nstate_free(struct nstate *s)
 	free(s);
 }
 
-static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
+/* Connect (or connect again, after libnats gave a connection up) and make
+ * the JetStream context. A first connect that fails goes on in the
+ * background (nats_conn.h): the state is down, with the reason. 0 or
+ * -EINVAL (bad options, no memory; logged). */
+static int connect_js(struct nstate *s)
 {
-	struct nstate *s = calloc(1, sizeof(*s));
 	natsOptions *o = NULL;
 	jsOptions jo;
 	natsStatus st;
+	char err[400];
+
+	if (s->js)
+		jsCtx_Destroy(s->js);
+	s->js = NULL;
+	if (s->nc) {
+		/* Relaxed: read by the closed callback, which this close runs. */
+		atomic_store_explicit(&s->closing, 1, memory_order_relaxed);
+		spate_nats_close(s->nc, &s->closed);
+		s->nc = NULL;
+		atomic_store_explicit(&s->closing, 0, memory_order_relaxed);
+	}
+	/* Relaxed: no callback of the old connection runs any more (its
+	 * closed callback ran), none of the new one yet. */
+	atomic_store_explicit(&s->closed, 0, memory_order_relaxed);
+	if (spate_nats_options(&s->cc, on_down, on_up, on_closed, s, &o, err, sizeof(err)) < 0) {
+		pu_log(s->host, SPATE_LOG_ERROR, "nats: %s", err);
+		return -EINVAL;
+	}
+	natsOptions_SetErrorHandler(o, on_error, s);
+	st = natsConnection_Connect(&s->nc, o);
+	natsOptions_Destroy(o);
+	if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
+		char e[200];
+		snprintf(e, sizeof(e), "connect %s: %s", s->cc.servers, natsStatus_GetText(st));
+		status(s, SPATE_PLUGIN_STATUS_FAILED, e);
+		pu_log(s->host, SPATE_LOG_ERROR, "nats: %s", e);
+		return -EINVAL;
+	}
+	if (st == NATS_OK) {
+		set_up(s, true);
+		status(s, SPATE_PLUGIN_STATUS_UP, "");
+	} else {
+		char e[200];
+		const char *why = nats_GetLastError(NULL);
+		snprintf(e, sizeof(e), "not connected (retrying)%s%s", why && *why ? ": " : "",
+			 why ? why : "");
+		status(s, SPATE_PLUGIN_STATUS_DOWN, why && *why ? e : NULL);
+		pu_log(s->host, SPATE_LOG_WARN, "nats: %s", e);
+	}
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = s->window;
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.AckHandlerClosure = s;
+	jo.PublishAsync.StallWait = 1000;
+	jo.Wait = s->ack_timeout_ms;
+	st = natsConnection_JetStream(&s->js, s->nc, &jo);
+	if (st != NATS_OK) {
+		pu_log(s->host, SPATE_LOG_ERROR, "nats: JetStream context: %s", natsStatus_GetText(st));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
+{
+	struct nstate *s = calloc(1, sizeof(*s));
 	char err[400];
 	uint64_t window, ackt, rw, rmax, replicas;
 	int create, tls;
@@ -246,6 +423,12 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 	pthread_mutex_init(&s->lock, NULL);
 	s->host = ctx->host;
 	s->shard = ctx->shard;
+	s->lane = ctx->lane;
+	s->gauges = SPATE_PLUGIN_HAS(ctx->host, gauge_set) && ctx->host->status &&
+		    ctx->host->gauge_name && ctx->host->gauge_add && ctx->host->gauge_set;
+	for (uint32_t i = 0; s->gauges && i < G_N; i++)
+		if (ctx->host->gauge_name(ctx->host, i, gauge_names[i]) < 0)
+			s->gauges = false; /* the slot is another's: no figures */
 	bus = spate_plugin_opt(ctx, "bus", getenv("SPATE_BUS"));
 	if (!bus || !*bus) {
 		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: option bus: missing (spate run sets $SPATE_BUS)");
@@ -263,6 +446,11 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 		       s->subject_tmpl);
 		goto fail;
 	}
+	if (!strstr(s->subject_tmpl, "{key}") && !(s->subject_fixed = strdup(probe)))
+		goto fail;
+	s->id_prefix_len = (size_t)snprintf(s->id_prefix, sizeof(s->id_prefix), "%s/%s/%u/",
+					    s->bus, s->stream, s->shard);
+	spate_kinesis_shard_id(s->shard, s->shard_id);
 	if (pu_opt_u64(ctx, "nats", "window", 4096, &window) < 0 ||
 	    pu_opt_u64(ctx, "nats", "ack_timeout", 5000, &ackt) < 0 ||
 	    pu_opt_u64(ctx, "nats", "reconnect_wait_ms", 100, &rw) < 0 ||
@@ -295,28 +483,10 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 	snprintf(name, sizeof(name), "spate-%s-%s-%s-%u", s->bus, ctx->consumer, ctx->stream,
 		 ctx->shard);
 	s->cc.name = keep(s, name);
-	if (spate_nats_options(&s->cc, on_down, on_up, on_closed, s, &o, err, sizeof(err)) < 0) {
-		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: %s", err);
+	s->window = (int64_t)window;
+	status(s, SPATE_PLUGIN_STATUS_STARTING, NULL);
+	if (connect_js(s) < 0)
 		goto fail;
-	}
-	st = natsConnection_Connect(&s->nc, o);
-	natsOptions_Destroy(o);
-	if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
-		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: connect %s: %s", s->cc.servers,
-		       natsStatus_GetText(st));
-		goto fail;
-	}
-	jsOptions_Init(&jo);
-	jo.PublishAsync.MaxPending = (int64_t)window;
-	jo.PublishAsync.AckHandler = on_ack;
-	jo.PublishAsync.AckHandlerClosure = s;
-	jo.PublishAsync.StallWait = 1000;
-	jo.Wait = (int64_t)ackt;
-	st = natsConnection_JetStream(&s->js, s->nc, &jo);
-	if (st != NATS_OK) {
-		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: JetStream context: %s", natsStatus_GetText(st));
-		goto fail;
-	}
 	if (create && s->js_stream) {
 		char subj[512];
 		/* The subjects the template can produce: its text up to the
@@ -334,10 +504,12 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 		}
 	}
 	/* The stream's incarnation, for the 42-digit sequence numbers. */
-	struct spate_stream *ss = NULL;
-	if (spate_stream_attach(s->bus, ctx->stream, &ss) == 0) {
-		s->incarnation = spate_stream_incarnation(ss);
-		spate_stream_close(ss);
+	if (spate_stream_attach(s->bus, ctx->stream, &s->ss) == 0) {
+		s->incarnation = spate_stream_incarnation(s->ss);
+		if (s->lane != 0 || !s->gauges) { /* lane 0 tells the shard's lag */
+			spate_stream_close(s->ss);
+			s->ss = NULL;
+		}
 	}
 	*state = s;
 	return 0;
@@ -366,31 +538,51 @@ static int batch_begin(struct nstate *s, const struct spate_batch *b)
 	for (uint32_t i = 0; i < b->count; i++)
 		s->seqs[i] = b->recs[i].seq;
 	s->count = b->count;
-	s->failed = false;
+	/* Relaxed: under lock; the publish loop runs after it on this thread. */
+	atomic_store_explicit(&s->failed, false, memory_order_relaxed);
 	s->error[0] = '\0';
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
+/* @p v in decimal at @p out (at least 21 bytes), NUL-terminated. */
+static void u64_text(uint64_t v, char *out)
+{
+	char tmp[21];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (int i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	out[n] = '\0';
+}
+
 static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 {
 	struct spate_kinesis_view v;
-	char subj[512], id[160], seqs[SPATE_KINESIS_SEQ_LEN + 1], shard[SPATE_KINESIS_SHARD_ID_LEN + 1];
+	char subj[512], id[200], seqs[SPATE_KINESIS_SEQ_LEN + 1];
 	char ts[24], keyh[2 * SPATE_KINESIS_KEY_MAX + 8];
+	const char *subject = s->subject_fixed;
 	natsMsg *m = NULL;
 	jsPubOptions po;
 	natsStatus st;
 
 	spate_kinesis_view(r, &v);
-	if (subject_of(s, v.key, v.key_len, subj, sizeof(subj)) < 0)
-		return NATS_INVALID_SUBJECT;
-	st = natsMsg_Create(&m, subj, NULL, v.data, (int)v.len);
+	if (!subject) {
+		if (subject_of(s, v.key, v.key_len, subj, sizeof(subj)) < 0)
+			return NATS_INVALID_SUBJECT;
+		subject = subj;
+	}
+	st = natsMsg_Create(&m, subject, NULL, v.data, (int)v.len);
 	if (st != NATS_OK)
 		return st;
-	snprintf(id, sizeof(id), "%s/%s/%u/%" PRIu64, s->bus, s->stream, s->shard, r->seq);
+	memcpy(id, s->id_prefix, s->id_prefix_len);
+	u64_text(r->seq, id + s->id_prefix_len);
 	spate_kinesis_seq_format(s->incarnation, r->seq, seqs);
-	spate_kinesis_shard_id(s->shard, shard);
-	snprintf(ts, sizeof(ts), "%" PRIu64, r->ts);
+	u64_text(r->ts, ts);
 	/* A header value is one text line: a key with control bytes goes as
 	 * "hex:" and its bytes in hex. */
 	bool text = true;
@@ -409,7 +601,7 @@ static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 	}
 	if ((st = natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id)) != NATS_OK ||
 	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seqs)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, shard)) != NATS_OK ||
+	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, s->shard_id)) != NATS_OK ||
 	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_KEY, keyh)) != NATS_OK ||
 	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts)) != NATS_OK) {
 		natsMsg_Destroy(m);
@@ -417,7 +609,6 @@ static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 	}
 	jsPubOptions_Init(&po);
 	po.MsgId = id;
-	po.ExpectStream = s->js_stream;
 	st = js_PublishMsgAsync(s->js, &m, &po);
 	if (st != NATS_OK)
 		natsMsg_Destroy(m); /* NULL-safe: the library took it if it nulled m */
@@ -435,37 +626,63 @@ static int nats_process(void *state, const struct spate_batch *b, struct spate_b
 		res->status = SPATE_BATCH_OK;
 		return 0;
 	}
+	/* libnats gives a connection up for good on some refusals (the same
+	 * authorization error twice): connect again, with back-off from the
+	 * retries of the batch. */
+	if (natsConnection_IsClosed(s->nc) && connect_js(s) < 0)
+		return -EIO;
 	if (batch_begin(s, b) < 0)
 		return -ENOMEM;
 	for (; sent < b->count; sent++) {
-		pthread_mutex_lock(&s->lock);
-		bool stop = s->failed;
-		pthread_mutex_unlock(&s->lock);
-		if (stop)
+		/* Relaxed: a stop hint from the ack handler; a publish that
+		 * slips past it is only a record JetStream may store once more
+		 * (the retry's duplicate), never a reordering (libnats sends in
+		 * call order). */
+		if (atomic_load_explicit(&s->failed, memory_order_relaxed))
 			break;
 		st = publish_one(s, &b->recs[sent]);
 		if (st != NATS_OK)
 			break;
+		gauge_add(s, G_PENDING, 1);
 	}
+	gauge_add(s, G_PUBLISHED, sent);
+	if (b->attempt > 1)
+		gauge_add(s, G_REDELIVERED, sent);
 	jsPubOptions_Init(&po);
 	po.MaxWait = s->ack_timeout_ms;
 	if (js_PublishAsyncComplete(s->js, &po) != NATS_OK) {
 		/* Unacknowledged: given up (their fate is unknown; a retry
 		 * publishes them again under the same ids). */
 		natsMsgList pend = { 0 };
-		if (js_PublishAsyncGetPendingList(&pend, s->js) == NATS_OK)
+		if (js_PublishAsyncGetPendingList(&pend, s->js) == NATS_OK) {
+			gauge_add(s, G_PENDING, -(int64_t)pend.Count);
+			gauge_add(s, G_UNACKED, pend.Count);
 			natsMsgList_Destroy(&pend);
+		}
 	}
 	pthread_mutex_lock(&s->lock);
 	while (done < sent && s->acked[done] == 1)
 		done++;
-	if (done < b->count && !s->error[0])
-		snprintf(s->error, sizeof(s->error), "%s",
+	if (done < b->count && !s->error[0]) {
+		const char *why = NULL;
+		natsConnection_GetLastError(s->nc, &why); /* the connection's reason, if any */
+		snprintf(s->error, sizeof(s->error), "%s%s%s",
 			 st != NATS_OK ? natsStatus_GetText(st)
-				       : "JetStream did not acknowledge in time");
+				       : "JetStream did not acknowledge in time",
+			 why && *why ? ": " : "", why ? why : "");
+	}
 	s->count = 0; /* late acks of this batch are ignored from now on */
 	snprintf(res->error, sizeof(res->error), "nats: %s", s->error);
 	pthread_mutex_unlock(&s->lock);
+	if (done < b->count)
+		status(s, SPATE_PLUGIN_STATUS_KEEP, res->error);
+	if (s->ss && done) { /* lane 0: the shard's records past this batch's done part */
+		uint64_t tail = 0, next = b->recs[done - 1].seq + 1;
+		spate_ring_tail(spate_stream_ring(s->ss, s->shard), NULL, &tail);
+		uint64_t lag = tail > next ? tail - next : 0;
+		gauge_add(s, G_LAG, (int64_t)lag - (int64_t)s->lag);
+		s->lag = lag;
+	}
 	if (done == b->count) {
 		res->status = SPATE_BATCH_OK;
 		res->error[0] = '\0';

@@ -98,6 +98,12 @@ static inline int64_t spate_nats_reconnect_delay(natsConnection *nc, int attempt
 	return d < max ? d : max;
 }
 
+static inline void spate_nats_noop_cb_(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	(void)closure;
+}
+
 /**
  * Build libnats options from @p c: servers, reconnect for ever with
  * back-off (doubling from reconnect_wait to reconnect_max, jitter), no
@@ -131,8 +137,13 @@ static inline int spate_nats_options(const struct spate_nats_conn_cfg *c, natsCo
 		s = natsOptions_SetName(o, c->name);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1);
+	/* With a connected callback, a first connect that fails (no server
+	 * up, a refused login or certificate) returns NATS_NOT_YET_CONNECTED
+	 * at once and goes on in the background; without one, libnats would
+	 * retry inside natsConnection_Connect(), for ever (MaxReconnect -1). */
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+		s = natsOptions_SetRetryOnFailedConnect(o, true, on_up ? on_up : spate_nats_noop_cb_,
+							on_up ? closure : NULL);
 	if (s == NATS_OK)
 		s = natsOptions_SetCustomReconnectDelay(o, spate_nats_reconnect_delay, (void *)c);
 	if (s == NATS_OK)
@@ -249,12 +260,19 @@ static inline int spate_nats_ensure_stream(jsCtx *js, const char *stream, const 
  * allocated holds, and corrupts the heap (seen under ASan). Here every
  * message arrives through one inbox in delivery order, whatever request it
  * answers; a request that expires is just a status message.
+ *
+ * One request ahead: when a request is over (its batch came, or it ended),
+ * the next one goes out before the caller handles what came, so the server
+ * fills it while the caller appends and acks: at most two batches in
+ * flight, each of the caller's size.
  */
 struct spate_nats_pull {
 	natsConnection *nc;
 	natsSubscription *sub;
 	natsInbox *inbox;
 	char subj[300];
+	int pending;      /* messages the outstanding request may still bring (0: none) */
+	int64_t deadline; /* when it expires (nats_Now() ms, + 2 ms of slack) */
 };
 
 static inline int spate_nats_pull_open(struct spate_nats_pull *p, natsConnection *nc,
@@ -294,15 +312,17 @@ struct spate_nats_meta {
 static inline int spate_nats_meta(const natsMsg *m, struct spate_nats_meta *md)
 {
 	const char *r = natsMsg_GetReply(m), *tok[16];
-	char buf[512];
 	int n = 0, off;
 
-	if (!r || strncmp(r, "$JS.ACK.", 8) || strlen(r) >= sizeof(buf))
+	if (!r || strncmp(r, "$JS.ACK.", 8))
 		return -EINVAL;
-	memcpy(buf, r + 8, strlen(r + 8) + 1);
-	for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && n < 16;
-	     t = strtok_r(NULL, ".", &save))
-		tok[n++] = t;
+	/* The tokens where they are (one pass, no copy): this runs for every
+	 * imported message. */
+	r += 8;
+	tok[n++] = r;
+	for (; *r && n < 16; r++)
+		if (*r == '.')
+			tok[n++] = r + 1;
 	if (n == 7)
 		off = 0;
 	else if (n >= 9)
@@ -317,44 +337,70 @@ static inline int spate_nats_meta(const natsMsg *m, struct spate_nats_meta *md)
 }
 
 /**
- * Ask for up to @p batch messages (the server answers what it has within
- * @p expires_ms) and collect them into @p out: returns once @p batch came,
- * the request's end (a status message) came, or @p expires_ms + 2 ms passed.
+ * Collect up to @p batch messages into @p out from the outstanding request
+ * (asking for up to @p batch, answered within @p expires_ms, if none is):
+ * returns once its batch came, its end (a status message) came, or its
+ * expiry + 2 ms passed; then asks for the next batch before returning.
  * @return the number of messages (0: none), or -EIO (the connection is
  *         down or closed).
  */
-static inline int spate_nats_pull_fetch(struct spate_nats_pull *p, natsMsg **out, int batch,
-					int64_t expires_ms)
+static inline int spate_nats_pull_request_(struct spate_nats_pull *p, int batch,
+					   int64_t expires_ms)
 {
 	char req[96];
-	int n = 0;
 
 	snprintf(req, sizeof(req), "{\"batch\":%d,\"expires\":%lld}", batch,
 		 (long long)expires_ms * 1000000ll);
-	if (natsConnection_PublishRequestString(p->nc, p->subj, p->inbox, req) != NATS_OK)
+	if (natsConnection_PublishRequestString(p->nc, p->subj, p->inbox, req) != NATS_OK) {
+		p->pending = 0;
 		return -EIO;
+	}
+	p->pending = batch;
 	/* The server ends the request at its expiry, but does not always say
 	 * so after a partial batch: stop waiting just after it. Anything it
 	 * still sends arrives in the inbox, in order, for the next call. */
-	int64_t deadline = nats_Now() + expires_ms + 2;
+	p->deadline = nats_Now() + expires_ms + 2;
+	return 0;
+}
+
+static inline int spate_nats_pull_fetch(struct spate_nats_pull *p, natsMsg **out, int batch,
+					int64_t expires_ms)
+{
+	int n = 0;
+
+	if (!p->pending && spate_nats_pull_request_(p, batch, expires_ms) < 0)
+		return -EIO;
 	while (n < batch) {
 		natsMsg *m = NULL;
-		int64_t left = deadline - nats_Now();
-		if (left <= 0)
+		int64_t left = p->deadline - nats_Now();
+		if (left <= 0) {
+			p->pending = 0;
 			break;
+		}
 		natsStatus s = natsSubscription_NextMsg(&m, p->sub, left);
-		if (s == NATS_TIMEOUT)
+		if (s == NATS_TIMEOUT) {
+			p->pending = 0;
 			break;
-		if (s != NATS_OK)
+		}
+		if (s != NATS_OK) {
+			p->pending = 0;
 			return n ? n : -EIO;
+		}
 		if (!natsMsg_GetReply(m) || strncmp(natsMsg_GetReply(m), "$JS.ACK.", 8)) {
 			/* A status (404 no messages, 408 expired, 409): the
 			 * request is over. */
 			natsMsg_Destroy(m);
+			p->pending = 0;
 			break;
 		}
 		out[n++] = m;
+		if (--p->pending == 0)
+			break; /* its batch came */
 	}
+	/* The next request now, answered while the caller handles these (a
+	 * failure here shows at the next call, which asks again). */
+	if (!p->pending)
+		spate_nats_pull_request_(p, batch, expires_ms);
 	return n;
 }
 

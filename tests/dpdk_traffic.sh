@@ -185,7 +185,7 @@ ip link set "$VS" up
 [ -f "${APPLIANCE:-}" ] && [ -f "${FLOWMON:-}" ] || fail "APPLIANCE and FLOWMON must name the example"
 sed -e "s|^bus: appliance|bus: $BUS|" -e "s|/tmp/spate/appliance|$DIR|g" \
 	-e "s|plugin: ./flowmon.so|plugin: $FLOWMON|" \
-	-e "s|port: net_af_packet0,iface=eth1,qpairs=1|port: net_af_packet_t$ID,iface=$VS,qpairs=1,blocksz=4096,framesz=2048,framecnt=8192|" \
+	-e "s|port: net_af_packet0,iface=eth1,|port: net_af_packet_t$ID,iface=$VS,|" \
 	"$APPLIANCE" >"$DIR/bus.yaml"
 grep -q "iface=$VS" "$DIR/bus.yaml" || fail "the example's port line changed: update this test"
 "$SPATE" run "$DIR/bus.yaml" >"$DIR/run.log" 2>&1 &

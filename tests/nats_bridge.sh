@@ -37,7 +37,7 @@ trap 'exit 1' INT TERM
 # Free ports: bound by the kernel, released, used at once.
 read -r -a ports <<<"$(python3 - <<'EOF'
 import socket
-ss = [socket.socket() for _ in range(10)]
+ss = [socket.socket() for _ in range(11)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 for s in ss: s.close()
@@ -47,6 +47,7 @@ cport=("${ports[0]}" "${ports[1]}" "${ports[2]}")
 rport=("${ports[3]}" "${ports[4]}" "${ports[5]}")
 mport=("${ports[6]}" "${ports[7]}" "${ports[8]}")
 promport=${ports[9]}
+promportA=${ports[10]}
 servers="nats://127.0.0.1:${cport[0]},nats://127.0.0.1:${cport[1]},nats://127.0.0.1:${cport[2]}"
 npid=(0 0 0)
 
@@ -118,6 +119,7 @@ busB="nbB$$"
 cat >"$dir/a.yaml" <<EOF
 bus: $busA
 state_dir: $dir/stateA
+metrics: { listen: "127.0.0.1:$promportA" }
 streams:
   - { name: orders, shards: 2, ring_size: 1MiB, huge_pages: off, durability: none, segment_size: 1MiB }
 consumers:
@@ -227,13 +229,35 @@ grep -q 'spate_source_up{bus="'"$busB"'",source="imp",type="nats",state="up"} 1'
 grep -q 'spate_source_value{.*source="imp".*name="appended"}' "$dir/b.prom" ||
 	{ echo "FAIL: no spate_source_value appended in /metrics"; keep=1; exit 1; }
 echo "stat: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sources"][0]["counters"])' "$dir/b.stat.json")"
+# The export's state: the consumer's status slot (spate/plugin.h revision
+# 3) in A's counters region, spate stat and Prometheus.
+"$spate" stat "$busA" --json >"$dir/a.stat.json" 2>&1
+"$spate" stat "$busA" >"$dir/a.stat.txt" 2>&1
+curl -sf "http://127.0.0.1:$promportA/metrics" >"$dir/a.prom" 2>&1
+stat_ok=$(python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+s = [x for x in v.get("sources", []) if x["name"] == "export"]
+c = s[0]["counters"] if s else {}
+ok = s and s[0]["type"] == "consumer:nats" and s[0]["state"] == "up" and c.get("acked", 0) > 0 \
+     and c.get("published", 0) >= c["acked"] and c.get("connected") == 2 \
+     and all(k in c for k in ("pending_acks", "redeliveries", "duplicates", "lag", "disconnects"))
+print("ok" if ok else "bad: %s" % s)' "$dir/a.stat.json" 2>&1)
+if [ "$stat_ok" != ok ]; then echo "FAIL: spate stat of A: the export: $stat_ok"; keep=1; exit 1; fi
+grep -q '^export .*consumer:nats .*up .*acked=' "$dir/a.stat.txt" ||
+	{ echo "FAIL: spate stat (text) of A has no export line:"; cat "$dir/a.stat.txt"; keep=1; exit 1; }
+grep -q 'spate_source_up{bus="'"$busA"'",source="export",type="consumer:nats",state="up"} 1' "$dir/a.prom" ||
+	{ echo "FAIL: no spate_source_up for the export in A's /metrics"; keep=1; exit 1; }
+grep -q 'spate_source_value{.*source="export".*name="pending_acks"}' "$dir/a.prom" ||
+	{ echo "FAIL: no spate_source_value pending_acks for the export in A's /metrics"; keep=1; exit 1; }
+echo "export: $(python3 -c 'import json,sys; print([x["counters"] for x in json.load(open(sys.argv[1]))["sources"] if x["name"] == "export"][0])' "$dir/a.stat.json")"
 kill -TERM "$pid_A" "$pid_B" 2>/dev/null
 wait "$pid_A" "$pid_B" 2>/dev/null
 verdict=$(python3 "$checker" --acks "$dir"/acks.* --stream "$dir/b.tail" --consumer "$dir"/out/check.*)
 echo "$verdict"
 # spate bench bridge on this cluster, briefly: its JSON keeps the cases'
 # schema (issue 13: impl, direction, record_size, records_per_sec, p99_ns).
-"$spate" bench bridge --servers "$servers" --records 300 --sizes 64 --json >"$dir/bench.json" 2>"$dir/bench.err" ||
+"$spate" bench bridge --servers "$servers" --records 300 --runs 1 --sizes 64 --json >"$dir/bench.json" 2>"$dir/bench.err" ||
 	{ echo "FAIL: spate bench bridge"; tail -n 5 "$dir/bench.err"; keep=1; exit 1; }
 bench_ok=$(python3 -c '
 import json, sys

@@ -8,6 +8,9 @@
  *            elects its JetStream leaders
  *   nats_js SERVERS count STREAM                     print its message count
  *
+ * NATS_JS_USER, NATS_JS_PASSWORD and NATS_JS_CA in the environment, when
+ * set, are its credentials and the CA it trusts (TLS) (tests/nats_auth.sh).
+ *
  * Exit status 0 on success, 1 with a message on stderr otherwise.
  */
 #include <stdio.h>
@@ -27,6 +30,10 @@ static int connect_js(const char *servers, natsConnection **nc, jsCtx **js)
 
 	cc.servers = servers;
 	cc.timeout_ms = 2000;
+	cc.user = getenv("NATS_JS_USER");
+	cc.password = getenv("NATS_JS_PASSWORD");
+	cc.tls_ca = getenv("NATS_JS_CA");
+	cc.tls = cc.tls_ca != NULL;
 	if (spate_nats_options(&cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nats_js: %s\n", err);
 		return -1;

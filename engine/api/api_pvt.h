@@ -124,9 +124,19 @@ struct spate_api {
 	struct spate_engine *e;
 	const struct spate_config *cfg;
 	uint64_t serial;            /**< distinguishes fronts for thread contexts */
-	void *daemon;               /**< struct MHD_Daemon */
+	/** One libmicrohttpd daemon per HTTP thread (struct MHD_Daemon *), fed
+	 *  by the acceptor thread; conns[i]: daemon i's open connections
+	 *  (relaxed: a balancing hint, counted up by the acceptor, down by the
+	 *  daemon's close notification). */
+	void **daemons;
+	_Atomic uint32_t *conns;
+	unsigned n_daemons;
+	int listen_fd;
+	pthread_t acceptor;
+	bool accepting;             /**< the acceptor thread was started */
+	_Atomic bool stopping;
 	char region[SPATE_CONFIG_REGION_MAX + 1];
-	uint8_t mac_key[32];        /**< iterators and tokens (random per front) */
+	uint8_t mac_key[32];        /**< iterators and tokens (the bus's key file) */
 	uint64_t iter_ttl_ms;       /**< SPATE_API_ITER_TTL_MS (tests shorten it) */
 	struct spate_api_auth *auth; /**< NULL: auth none */
 	struct spate_api_tls tls;   /**< api.tls PEM text (libmicrohttpd keeps pointers) */
@@ -245,6 +255,17 @@ struct spate_api_tok {
 /** Longest encoded token, NUL included. */
 #define SPATE_API_TOK_MAX 160u
 
+/** The iterator key's file in the bus's state_dir. */
+#define SPATE_API_ITER_KEY_FILE "api-iterator.key"
+
+/**
+ * Load the bus's iterator key into a->mac_key from <state_dir>/api-iterator.key,
+ * creating it (random, mode 0600, atomically) if it does not exist.
+ * @return 0, -EINVAL (the file's type, mode or size is wrong: @p err says
+ *         which), or -errno of the file system or the random source.
+ */
+int spate_api_iter_key(struct spate_api *a, const struct spate_config *cfg, char *err,
+		       size_t errlen);
 /** Encode @p t (issued now) into @p out (SPATE_API_TOK_MAX), MAC'd. */
 void spate_api_tok_encode(const struct spate_api *a, struct spate_api_tok *t, char *out);
 /**

@@ -428,6 +428,15 @@ struct rd {
 	uint64_t ts;
 	uint64_t next;      /* next sequence number to read */
 	uint64_t last_ts;   /* of the last record answered */
+	/* What every record of the answer starts with: the "SequenceNumber"
+	 * key, "49" and the incarnation in 20 digits (fixed per call). */
+	char head[64];
+	size_t head_len;
+	/* The last ApproximateArrivalTimestamp written (records of one batch
+	 * share it): its millisecond and its text. */
+	uint64_t ts_ms;
+	char ts_txt[32];
+	size_t ts_len;
 };
 
 static bool full(const struct rd *x)
@@ -435,26 +444,74 @@ static bool full(const struct rd *x)
 	return x->n >= x->limit || x->bytes >= SPATE_API_GET_BYTES;
 }
 
-/* Answer record @p r (it is at or after the position). */
+/* @p v in exactly 20 digits (zero-padded) at @p w. */
+static void fmt20(char *w, uint64_t v)
+{
+	static const char two[] = "00010203040506070809101112131415161718192021222324252627282930"
+				  "31323334353637383940414243444546474849505152535455565758596061"
+				  "62636465666768697071727374757677787980818283848586878889909192"
+				  "93949596979899";
+
+	for (int i = 18; i >= 0; i -= 2) {
+		memcpy(w + i, two + (v % 100) * 2, 2);
+		v /= 100;
+	}
+}
+
+static void rd_init(struct rd *x)
+{
+	static const char k[] = "{\"SequenceNumber\":\"49";
+
+	memcpy(x->head, k, sizeof(k) - 1);
+	fmt20(x->head + sizeof(k) - 1, x->inc);
+	x->head_len = sizeof(k) - 1 + 20;
+	x->ts_ms = UINT64_MAX;
+}
+
+/* Answer record @p r (it is at or after the position): written in place
+ * after one reservation (the sequence number's fixed part, the timestamp
+ * of the batch and the constant keys copied, not formatted per record);
+ * the same text as the general spate_api_buf_* writers produce. */
 static void emit(struct rd *x, const struct spate_ring_rec *r)
 {
+	static const char k_ts[] = "\",\"ApproximateArrivalTimestamp\":";
+	static const char k_data[] = ",\"Data\":\"";
+	static const char k_key[] = "\",\"PartitionKey\":";
 	struct spate_api_buf *o = &x->c->out;
 	struct spate_kinesis_view v;
 
 	spate_kinesis_view(r, &v);
-	if (spate_api_buf_reserve(o, v.len / 3 * 4 + v.key_len * 6 + 160) < 0)
+	if (spate_api_buf_reserve(o, v.len / 3 * 4 + v.key_len * 6 + 192) < 0)
 		return;
+	uint64_t ms = r->ts / 1000000;
+	if (ms != x->ts_ms) {
+		struct spate_api_buf t = { .b = x->ts_txt, .cap = sizeof(x->ts_txt) };
+		spate_api_buf_time(&t, r->ts); /* fits: 20 + 1 + 3 digits */
+		x->ts_len = t.len;
+		x->ts_ms = ms;
+	}
+	char *w = o->b + o->len;
 	if (x->n)
-		spate_api_buf_put(o, ",", 1);
-	spate_api_buf_str(o, "{\"SequenceNumber\":\"");
-	put_seq(o, x->inc, r->seq);
-	spate_api_buf_str(o, "\",\"ApproximateArrivalTimestamp\":");
-	spate_api_buf_time(o, r->ts);
-	spate_api_buf_str(o, ",\"Data\":");
-	spate_api_buf_b64(o, v.data, v.len);
-	spate_api_buf_str(o, ",\"PartitionKey\":");
+		*w++ = ',';
+	memcpy(w, x->head, x->head_len);
+	w += x->head_len;
+	fmt20(w, r->seq);
+	w += 20;
+	memcpy(w, k_ts, sizeof(k_ts) - 1);
+	w += sizeof(k_ts) - 1;
+	memcpy(w, x->ts_txt, x->ts_len);
+	w += x->ts_len;
+	memcpy(w, k_data, sizeof(k_data) - 1);
+	w += sizeof(k_data) - 1;
+	/* EVP_EncodeBlock takes an int length: records are at most 1 MiB. */
+	int bl = EVP_EncodeBlock((unsigned char *)w, v.data, (int)v.len);
+	w += bl > 0 ? bl : 0;
+	memcpy(w, k_key, sizeof(k_key) - 1);
+	w += sizeof(k_key) - 1;
+	o->len = (size_t)(w - o->b);
 	spate_api_buf_jstr(o, v.key, v.key_len);
-	spate_api_buf_put(o, "}", 1);
+	o->b[o->len++] = '}';
+	o->b[o->len] = '\0';
 	x->n++;
 	x->bytes += v.len;
 	x->next = r->seq + 1;
@@ -585,6 +642,7 @@ int spate_api_op_get_records(struct spate_api_call *c)
 	struct rd x = { .c = c, .inc = t.incarnation, .limit = (uint32_t)limit,
 			.by_time = t.kind == SPATE_API_TOK_TIME, .ts = t.pos,
 			.next = t.kind == SPATE_API_TOK_SEQ ? t.pos : 0 };
+	rd_init(&x);
 	uint64_t oldest = UINT64_MAX, oldest_ts = 0;
 	spate_ring_oldest(ring, &oldest, &oldest_ts);
 	if (spate_api_buf_reserve(&c->out, 64 * 1024) < 0)

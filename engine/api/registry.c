@@ -19,6 +19,10 @@
  * thread is using one), closes every thread's producers on the stream
  * before the engine removes it. Thread contexts live until the front stops.
  *
+ * A created stream takes the bus's `api.create` keys (durability, ring
+ * size, retention, ...: those of a stream in `streams:`), with the name and
+ * shard count of the CreateStream call.
+ *
  * Run-time streams go through the core (spate_engine_stream_add/_remove,
  * engine/engine_streams.c), which creates the shards in shared memory,
  * persists the definition in state_dir (a restart brings them back: the
@@ -296,9 +300,17 @@ int spate_api_stream_create(struct spate_api *a, const char *name, uint32_t shar
 	struct spate_api_stream *st;
 	int r;
 
-	spate_config_stream_defaults(&cs);
+	/* api.create: what the bus's configuration says created streams are
+	 * (durability, ring size, ...); zeroed in a config built in C: the
+	 * defaults (memory only). */
+	if (a->cfg->api.create.ring_size)
+		cs = a->cfg->api.create;
+	else
+		spate_config_stream_defaults(&cs);
 	snprintf(cs.name, sizeof(cs.name), "%s", name);
 	cs.shards = shards;
+	cs.log_dir[0] = '\0'; /* <state_dir>/log/<name> */
+	cs.line = 0;
 	pthread_rwlock_wrlock(&a->lock);
 	if (spate_api_stream_find(a, name)) {
 		r = -EEXIST;

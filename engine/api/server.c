@@ -3,11 +3,16 @@
  * server.c - the Kinesis-compatible HTTP front of `spate run`: AWS JSON 1.1
  * over HTTP/1.1 (POST /, X-Amz-Target: Kinesis_20131202.<Operation>).
  *
- * Design. libmicrohttpd serves the listen address with a pool of internal
- * threads, each running its own epoll loop over the connections it owns
- * (MHD_USE_EPOLL_INTERNAL_THREAD + MHD_OPTION_THREAD_POOL_SIZE): a
+ * Design. libmicrohttpd serves the connections with api.threads daemons,
+ * each one internal thread running its own epoll loop over the connections
+ * it owns (MHD_USE_EPOLL_INTERNAL_THREAD, no listen socket of its own): a
  * connection's requests all run in one thread, so per-thread producers need
- * no lock, and keep-alive connections cost nothing between requests. A
+ * no lock, and keep-alive connections cost nothing between requests. One
+ * acceptor thread owns the listen socket and hands each new connection to
+ * the daemon with the fewest open connections (MHD_add_connection). With
+ * libmicrohttpd's own thread pool every worker polls the listen socket and
+ * whichever wakes first takes the connection: two keep-alive readers landed
+ * on one thread half the time and GetRecords ran on one core of two. A
  * request's body is collected into one buffer sized from Content-Length
  * (over 10 MiB: refused before it is read), the signature is checked
  * (auth.c, the seam to sigv4), the body is parsed once with json-c, and
@@ -34,11 +39,13 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/api/api.h"
@@ -494,6 +501,101 @@ static unsigned threads_of(const struct spate_config_api *c)
 	return n < 2 ? 2 : n > 8 ? 8 : (unsigned)n;
 }
 
+/* libmicrohttpd's connection notifications: count daemon *cls's closes. */
+static void conn_note(void *cls, struct MHD_Connection *con, void **socket_ctx,
+		      enum MHD_ConnectionNotificationCode toe)
+{
+	_Atomic uint32_t *n = cls;
+
+	(void)con;
+	(void)socket_ctx;
+	/* Relaxed: a balancing hint; the acceptor counted the connection up. */
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+}
+
+/* The acceptor: each new connection to the daemon with the fewest open
+ * ones (the first of them on a tie), until spate_api_stop() shuts the
+ * listen socket down. */
+static void *acceptor_main(void *arg)
+{
+	struct spate_api *a = arg;
+	struct sockaddr_storage ss;
+	int one = 1;
+
+	/* Relaxed: stopping is also signalled by the shutdown that ends accept. */
+	while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &sl,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				usleep(10000); /* out of descriptors: let some close */
+				continue;
+			}
+			break; /* EINVAL: shut down by spate_api_stop() */
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		unsigned best = 0;
+		uint32_t least = UINT32_MAX;
+		for (unsigned i = 0; i < a->n_daemons; i++) {
+			/* Relaxed: a hint (see struct spate_api). */
+			uint32_t n = atomic_load_explicit(&a->conns[i], memory_order_relaxed);
+			if (n < least)
+				least = n, best = i;
+		}
+		atomic_fetch_add_explicit(&a->conns[best], 1, memory_order_relaxed); /* hint */
+		/* On failure libmicrohttpd closes the socket. */
+		if (MHD_add_connection(a->daemons[best], fd, (struct sockaddr *)&ss, sl) != MHD_YES)
+			atomic_fetch_sub_explicit(&a->conns[best], 1, memory_order_relaxed); /* hint */
+	}
+	return NULL;
+}
+
+/* The listen socket of @p sa (bound, listening). @return the fd or -errno. */
+static int listen_on(const struct sockaddr *sa, socklen_t sl)
+{
+	int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, sa, sl) < 0 || listen(fd, 512) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* Stop and free what spate_api_start() started (any part of it). */
+static void stop_serving(struct spate_api *a)
+{
+	/* Relaxed: the shutdown below is what wakes the acceptor. */
+	atomic_store_explicit(&a->stopping, true, memory_order_relaxed);
+	if (a->listen_fd >= 0)
+		shutdown(a->listen_fd, SHUT_RDWR);
+	if (a->accepting)
+		pthread_join(a->acceptor, NULL);
+	a->accepting = false;
+	if (a->listen_fd >= 0)
+		close(a->listen_fd);
+	a->listen_fd = -1;
+	for (unsigned i = 0; a->daemons && i < a->n_daemons; i++)
+		if (a->daemons[i])
+			MHD_stop_daemon(a->daemons[i]);
+	free(a->daemons);
+	free((void *)a->conns);
+	a->daemons = NULL;
+	a->conns = NULL;
+	a->n_daemons = 0;
+}
+
 int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, struct spate_api **out,
 		    char *err, size_t errlen)
 {
@@ -503,7 +605,9 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	struct sockaddr_in a4;
 	struct sockaddr_in6 a6;
 	const struct sockaddr *sa;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	socklen_t sl;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET |
+			 MHD_USE_ERROR_LOG;
 	struct spate_api *a;
 	int r;
 
@@ -520,10 +624,12 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 		a4.sin_family = AF_INET;
 		a4.sin_port = htons(port);
 		sa = (const struct sockaddr *)&a4;
+		sl = sizeof(a4);
 	} else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
 		a6.sin6_family = AF_INET6;
 		a6.sin6_port = htons(port);
 		sa = (const struct sockaddr *)&a6;
+		sl = sizeof(a6);
 		flags |= MHD_USE_IPv6;
 	} else {
 		snprintf(err, errlen, "api.listen %s: not an IP address", ac->listen);
@@ -534,6 +640,7 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 		return -ENOMEM;
 	a->e = e;
 	a->cfg = cfg;
+	a->listen_fd = -1;
 	a->serial = atomic_fetch_add_explicit(&api_serials, 1, memory_order_relaxed) + 1;
 	a->started_ns = spate_now_ns();
 	/* Tests shorten the iterator lifetime to see it expire (documented in
@@ -541,11 +648,9 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	const char *ttl = getenv("SPATE_API_ITER_TTL_MS");
 	a->iter_ttl_ms = ttl && atoll(ttl) > 0 ? (uint64_t)atoll(ttl) : SPATE_API_ITER_TTL_MS;
 	snprintf(a->region, sizeof(a->region), "%s", ac->region[0] ? ac->region : "us-east-1");
-	if (getrandom(a->mac_key, sizeof(a->mac_key), 0) != (ssize_t)sizeof(a->mac_key)) {
-		r = -errno;
-		snprintf(err, errlen, "api: no random key for iterators: %s", strerror(errno));
+	r = spate_api_iter_key(a, cfg, err, errlen);
+	if (r < 0)
 		goto fail_free;
-	}
 	r = spate_api_auth_open(cfg, &a->auth, err, errlen);
 	if (r < 0)
 		goto fail_free;
@@ -555,22 +660,47 @@ int spate_api_start(struct spate_engine *e, const struct spate_config *cfg, stru
 	r = spate_api_registry_init(a, err, errlen);
 	if (r < 0)
 		goto fail_tls;
-	struct MHD_OptionItem tlso[SPATE_API_TLS_OPTIONS];
-	a->daemon = MHD_start_daemon(flags | spate_api_tls_flags(&a->tls), port, NULL, NULL, handle, a,
-				     MHD_OPTION_ARRAY, spate_api_tls_options(&a->tls, tlso),
-				     MHD_OPTION_SOCK_ADDR, sa,
-				     MHD_OPTION_THREAD_POOL_SIZE, threads_of(ac),
-				     MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-				     MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_END);
-	if (!a->daemon) {
-		r = errno ? -errno : -EADDRINUSE;
-		snprintf(err, errlen, "api.listen %s: cannot listen: %s", ac->listen, strerror(-r));
-		goto fail_reg;
+	a->n_daemons = threads_of(ac);
+	a->daemons = calloc(a->n_daemons, sizeof(*a->daemons));
+	a->conns = calloc(a->n_daemons, sizeof(*a->conns));
+	if (!a->daemons || !a->conns) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "api: out of memory");
+		goto fail_serve;
 	}
+	r = listen_on(sa, sl);
+	if (r < 0) {
+		snprintf(err, errlen, "api.listen %s: cannot listen: %s", ac->listen, strerror(-r));
+		goto fail_serve;
+	}
+	a->listen_fd = r;
+	for (unsigned i = 0; i < a->n_daemons; i++) {
+		struct MHD_OptionItem tlso[SPATE_API_TLS_OPTIONS];
+		a->daemons[i] = MHD_start_daemon(flags | spate_api_tls_flags(&a->tls), 0, NULL, NULL,
+						 handle, a, MHD_OPTION_ARRAY,
+						 spate_api_tls_options(&a->tls, tlso),
+						 MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+						 MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+						 MHD_OPTION_NOTIFY_CONNECTION, conn_note, &a->conns[i],
+						 MHD_OPTION_END);
+		if (!a->daemons[i]) {
+			r = errno ? -errno : -ENOMEM;
+			snprintf(err, errlen, "api: cannot start HTTP thread %u: %s", i, strerror(-r));
+			goto fail_serve;
+		}
+	}
+	r = pthread_create(&a->acceptor, NULL, acceptor_main, a);
+	if (r) {
+		r = -r;
+		snprintf(err, errlen, "api: cannot start the acceptor thread: %s", strerror(-r));
+		goto fail_serve;
+	}
+	a->accepting = true;
 	*out = a;
 	return 0;
 
-fail_reg:
+fail_serve:
+	stop_serving(a);
 	spate_api_registry_fini(a);
 fail_tls:
 	spate_api_tls_free(&a->tls);
@@ -585,7 +715,7 @@ void spate_api_stop(struct spate_api *a)
 {
 	if (!a)
 		return;
-	MHD_stop_daemon(a->daemon);
+	stop_serving(a);
 	spate_api_registry_fini(a);
 	spate_api_tls_free(&a->tls);
 	spate_api_auth_close(a->auth);

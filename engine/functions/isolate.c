@@ -8,10 +8,14 @@
  * Design. One supervisor per consumer (supervisor.h), one slot per task
  * (shard x lane), so tasks run concurrently as in-process states do. A
  * task's control area (a memfd, isolate_proto.h) holds one descriptor per
- * record: the payload's offset in the stream's region file, which the child
- * maps read-only; records the task reads from the shard log are copied into
- * the area's spill part. process() writes the descriptors, sends BATCH,
- * and waits for RESULT; the batch's records stay in the ring until then,
+ * record: the engine's own record view, whose payload address the child
+ * finds in its read-only mapping of the stream's region (mapped at the
+ * same address where it can); records the task reads from the shard log
+ * are copied into the area's spill part. process() writes the
+ * descriptors, rings the area's doorbell and spins a while on the answer
+ * before it sleeps on the socket (a batch's round trip is then two cache
+ * line transfers, not two wake-ups of sleeping processes); the batch's
+ * records stay in the ring until then,
  * since the engine releases the task's reader only after process()
  * returns. The child's result (OK, PARTIAL with failed_index, RETRY,
  * FATAL, the error text) is the plugin's, passed through: every Lambda rule
@@ -39,6 +43,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +298,8 @@ static int iso_init(const struct spate_plugin_ctx *ctx, void **state)
 				     .cap = in->cap, .region_size = in->size,
 				     .ctl_size = t->ctl_size, .spill_off = spill_off,
 				     .spill_size = in->spill_size, .n_opts = ctx->n_opts,
+				     .region_addr = (uint64_t)(uintptr_t)in->base,
+				     .ctl_addr = (uint64_t)(uintptr_t)t->ctl,
 				     .strings = (uint32_t)slen };
 	memcpy(t->init_msg, &ii, sizeof(ii));
 	char *p = (char *)t->init_msg + sizeof(ii);
@@ -324,6 +332,86 @@ err:
 	return rc;
 }
 
+/* Wait for any message on @p sock (a wake-up) until @p deadline (0: the
+ * supervisor's deadline kills the child first). -EPIPE: the child is gone. */
+static int wait_wake(int sock, uint64_t deadline)
+{
+	struct spate_iso_msg m;
+
+	for (;;) {
+		int ms = -1;
+		if (deadline) {
+			uint64_t now = mono_ns();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			ms = (int)((deadline - now) / 1000000 + 1);
+		}
+		struct pollfd pf = { .fd = sock, .events = POLLIN };
+		int r = poll(&pf, 1, ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			continue;
+		ssize_t n = recv(sock, &m, sizeof(m), MSG_DONTWAIT);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		}
+		if ((size_t)n != sizeof(m) || m.magic != SPATE_ISO_MAGIC)
+			return -EPROTO;
+		return 0;
+	}
+}
+
+/* Step @p seq's answer: spin on resp_seq for SPATE_ISO_SPIN_NS, then sleep
+ * on the socket (isolate_proto.h: the doorbell). 0, or -EPIPE (the child is
+ * gone), -ETIMEDOUT (past @p deadline), -EPROTO. */
+static int wait_result(struct iso_task *t, int sock, uint64_t seq, uint64_t deadline)
+{
+	struct spate_iso_ctl *c = t->ctl;
+	uint64_t t0 = mono_ns();
+	int rc = 0;
+
+	for (unsigned i = 1;; i++) {
+		/* Pairs with the child's release store of resp_seq (isolate_host.c,
+		 * run_step): its result in ctl is visible. */
+		if (atomic_load_explicit(&c->resp_seq, memory_order_acquire) == seq)
+			return 0;
+		spate_iso_relax();
+		if ((i & 63) == 0) {
+			if (mono_ns() - t0 >= SPATE_ISO_SPIN_NS)
+				break;
+			/* The child may share this worker's CPU: let it run. */
+			sched_yield();
+		}
+	}
+	/* Going to sleep: the flag, the fence (Dekker with the child's
+	 * resp_seq store + fence), then a look before each sleep. Wake-ups
+	 * left from steps seen without sleeping are read and dropped first. */
+	atomic_store_explicit(&c->engine_waiting, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	struct spate_iso_msg m;
+	ssize_t n;
+	while ((n = recv(sock, &m, sizeof(m), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0)
+		rc = -EPIPE;
+	/* Acquire: pairs with the child's release store of resp_seq. */
+	while (rc == 0 && atomic_load_explicit(&c->resp_seq, memory_order_acquire) != seq)
+		rc = wait_wake(sock, deadline);
+	/* Relaxed: a hint the child reads after its fence. */
+	atomic_store_explicit(&c->engine_waiting, 0, memory_order_relaxed);
+	/* The child answered, then died: its answer stands. */
+	if (rc == -EPIPE && atomic_load_explicit(&c->resp_seq, memory_order_acquire) == seq)
+		rc = 0;
+	return rc;
+}
+
 /* One exchange with the child: @p n descriptors are written. */
 static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct spate_batch *b,
 		    struct spate_batch_result *res)
@@ -339,19 +427,31 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 	}
 	int64_t gen = t->gen;
 	int sock = spate_sup_socket(in->sup, t->slot, gen);
+	struct spate_iso_ctl *c = t->ctl;
 	if (type == SPATE_ISO_BATCH) {
-		t->ctl->count = n;
-		t->ctl->attempt = b->attempt;
-		t->ctl->shard = b->shard;
-		t->ctl->lane = b->lane;
+		c->count = n;
+		c->attempt = b->attempt;
+		c->shard = b->shard;
+		c->lane = b->lane;
 		spate_sup_begin(in->sup, t->slot, gen, mono_ns() + in->timeout_ns);
 	}
 	uint64_t seq = ++t->seq;
-	struct spate_iso_msg m;
-	rc = sock < 0 ? -EPIPE : send_msg(sock, type, seq, NULL, 0, -1);
-	if (rc == 0)
-		rc = wait_msg(sock, SPATE_ISO_RESULT, seq,
-			      type == SPATE_ISO_BATCH ? 0 : mono_ns() + in->timeout_ns, &m);
+	c->req_type = type;
+	if (sock < 0) {
+		rc = -EPIPE;
+	} else {
+		/* Pairs with the child's acquire load of req_seq (isolate_host.c,
+		 * spin_next): the descriptors and the head above are visible. */
+		atomic_store_explicit(&c->req_seq, seq, memory_order_release);
+		/* Dekker with the child's child_waiting store + fence. */
+		atomic_thread_fence(memory_order_seq_cst);
+		/* Relaxed: ordered by the fence above. */
+		if (atomic_load_explicit(&c->child_waiting, memory_order_relaxed))
+			rc = send_msg(sock, type, seq, NULL, 0, -1);
+		if (rc == 0)
+			rc = wait_result(t, sock, seq,
+					 type == SPATE_ISO_BATCH ? 0 : mono_ns() + in->timeout_ns);
+	}
 	if (rc < 0) {
 		char r[200] = "";
 		if (rc != -EPIPE)
@@ -364,18 +464,19 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 		spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
 		return 0;
 	}
+	int32_t step_rc = c->resp_rc;
 	if (type != SPATE_ISO_BATCH)
-		return m.rc;
+		return step_rc;
 	/* The child's result, as its plugin's process() gave it. */
 	rc = t->ctl->rc;
 	res->status = (enum spate_batch_status)t->ctl->status;
 	res->failed_index = t->ctl->failed_index;
 	memcpy(res->error, t->ctl->error, sizeof(res->error));
 	res->error[sizeof(res->error) - 1] = '\0';
-	if (m.rc < 0) { /* the host refused the batch (a protocol error) */
+	if (step_rc < 0) { /* the host refused the batch (a protocol error) */
 		res->status = SPATE_BATCH_RETRY;
 		snprintf(res->error, sizeof(res->error), "isolated host refused the batch: %s",
-			 strerror(-m.rc));
+			 strerror(-step_rc));
 		rc = 0;
 	}
 	spate_sup_end(in->sup, t->slot, gen, rc == 0 && res->status == SPATE_BATCH_OK);
@@ -395,8 +496,9 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 			const struct spate_ring_rec *r = &b->recs[done + n];
 			struct spate_iso_rec *d = &t->descs[n];
 			const uint8_t *p = r->data;
+			const uint8_t *addr;
 			if (p >= in->base && p < in->base + in->size && r->len <= in->base + in->size - p) {
-				d->off = (uint64_t)(p - in->base); /* zero-copy: in the ring */
+				addr = p; /* zero-copy: in the ring */
 			} else {
 				if (r->len > in->spill_size - spilled) {
 					if (n == 0) {
@@ -409,11 +511,13 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 					break; /* the rest in the next part */
 				}
 				memcpy(t->spill + spilled, p, r->len);
-				d->off = SPATE_ISO_SPILL | spilled;
+				addr = t->spill + spilled;
 				spilled += (r->len + 7) & ~7u;
 				if (spilled > in->spill_size)
 					spilled = in->spill_size;
 			}
+			/* The engine's own view, as it is: a struct spate_ring_rec. */
+			d->addr = (uint64_t)(uintptr_t)addr;
 			d->seq = r->seq;
 			d->ts = r->ts;
 			d->len = r->len;

@@ -11,7 +11,11 @@
  * in the engine), runs its init, and answers HELLO. Then, one message at a
  * time: BATCH builds the batch's record views over its read-only mapping
  * (no payload copied; spilled records point into the control area) and
- * calls process(); FLUSH and FINI call flush, fini and unload. Between
+ * calls process(); FLUSH and FINI call flush, fini and unload. Steps come
+ * through the control area's doorbell (isolate_proto.h): after each one
+ * the child spins on req_seq for SPATE_ISO_SPIN_NS (yielding now and then,
+ * in case the engine's worker shares its CPU), then sleeps in poll() on
+ * the socket until a wake-up message. Between
  * batches it runs the plugin's flush timer itself (poll() timeout), so
  * process and flush never overlap, as in the engine. A plugin that writes
  * into a record crashes here (SIGSEGV on the read-only mapping), never the
@@ -25,6 +29,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +64,7 @@ struct host {
 	struct spate_plugin_host host;
 	struct spate_plugin_ctx ctx;
 	struct spate_ring_rec *views;
+	bool same_addr; /* both mappings at the engine's addresses */
 	uint64_t next_flush;
 	/* put: streams of the bus opened on first use */
 	struct {
@@ -146,7 +153,16 @@ static int do_init(struct host *x, const uint8_t *buf, size_t n, int memfd)
 	if (x->in.version != SPATE_ISO_VERSION)
 		return -EPROTO;
 	x->ctl_size = x->in.ctl_size;
-	void *c = mmap(NULL, x->ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	/* At the engine's address where it is free: then the descriptors
+	 * point into this mapping as they are (isolate_proto.h). */
+	void *c = mmap((void *)(uintptr_t)x->in.ctl_addr, x->ctl_size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED_NOREPLACE, memfd, 0);
+	if (c != MAP_FAILED && c != (void *)(uintptr_t)x->in.ctl_addr) {
+		munmap(c, x->ctl_size); /* a kernel without MAP_FIXED_NOREPLACE: a hint */
+		c = MAP_FAILED;
+	}
+	if (c == MAP_FAILED)
+		c = mmap(NULL, x->ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	close(memfd);
 	if (c == MAP_FAILED)
 		return -errno;
@@ -185,7 +201,14 @@ static int do_init(struct host *x, const uint8_t *buf, size_t n, int memfd)
 			 strerror(errno));
 		return -errno;
 	}
-	void *r = mmap(NULL, x->in.region_size, PROT_READ, MAP_SHARED, fd, 0);
+	void *r = mmap((void *)(uintptr_t)x->in.region_addr, x->in.region_size, PROT_READ,
+		       MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	if (r != MAP_FAILED && r != (void *)(uintptr_t)x->in.region_addr) {
+		munmap(r, x->in.region_size);
+		r = MAP_FAILED;
+	}
+	if (r == MAP_FAILED)
+		r = mmap(NULL, x->in.region_size, PROT_READ, MAP_SHARED, fd, 0);
 	int e = errno;
 	close(fd);
 	if (r == MAP_FAILED) {
@@ -195,6 +218,7 @@ static int do_init(struct host *x, const uint8_t *buf, size_t n, int memfd)
 	}
 	x->region = r;
 	x->region_size = x->in.region_size;
+	x->same_addr = (uintptr_t)r == x->in.region_addr && (uintptr_t)c == x->in.ctl_addr;
 	int rc = spate_plugin_load(x->path, &x->lib, x->ctl->error, sizeof(x->ctl->error));
 	if (rc < 0)
 		return rc;
@@ -225,24 +249,28 @@ static int do_batch(struct host *x)
 
 	if (!x->inited || n == 0 || n > x->in.cap)
 		return -EPROTO;
-	for (uint32_t i = 0; i < n; i++) {
+	const struct spate_ring_rec *recs = (const struct spate_ring_rec *)x->descs;
+	/* Mapped where the engine has them: the descriptors are the views.
+	 * Elsewhere: each address translated, and checked. */
+	for (uint32_t i = 0; !x->same_addr && i < n; i++) {
 		const struct spate_iso_rec *d = &x->descs[i];
+		uint64_t a = d->addr, sp = x->in.ctl_addr + x->in.spill_off;
 		const uint8_t *p;
-		if (d->off & SPATE_ISO_SPILL) {
-			uint64_t o = d->off & ~SPATE_ISO_SPILL;
-			if (o > x->in.spill_size || d->len > x->in.spill_size - o)
-				return -EPROTO;
-			p = x->spill + o;
+		if (a >= x->in.region_addr && a - x->in.region_addr <= x->region_size &&
+		    d->len <= x->region_size - (a - x->in.region_addr)) {
+			p = x->region + (a - x->in.region_addr);
+		} else if (a >= sp && a - sp <= x->in.spill_size &&
+			   d->len <= x->in.spill_size - (a - sp)) {
+			p = x->spill + (a - sp);
 		} else {
-			if (d->off > x->region_size || d->len > x->region_size - d->off)
-				return -EPROTO;
-			p = x->region + d->off;
+			return -EPROTO;
 		}
 		x->views[i] = (struct spate_ring_rec){ .data = p, .seq = d->seq, .ts = d->ts,
 						       .len = d->len, .key_hash = d->key_hash,
 						       .type = d->type };
+		recs = x->views;
 	}
-	struct spate_batch b = { .recs = x->views, .count = n, .shard = c->shard,
+	struct spate_batch b = { .recs = recs, .count = n, .shard = c->shard,
 				 .attempt = c->attempt, .lane = c->lane, .consumer = x->consumer,
 				 .stream = x->stream, .host = &x->host, .struct_size = sizeof(b) };
 	struct spate_batch_result res;
@@ -257,11 +285,82 @@ static int do_batch(struct host *x)
 	return 0;
 }
 
+/* Run the step the engine rang for (@p seq), answer it: the result, then
+ * resp_seq, then a wake-up message if the engine sleeps. 1: FINI ran. */
+static int run_step(struct host *x, uint64_t seq)
+{
+	struct spate_iso_ctl *c = x->ctl;
+	uint32_t type = c->req_type;
+	int rc = 0;
+
+	switch (type) {
+	case SPATE_ISO_BATCH:
+		rc = do_batch(x);
+		break;
+	case SPATE_ISO_FLUSH:
+		if (x->inited && x->pl->flush)
+			x->pl->flush(x->state, real_ns());
+		break;
+	case SPATE_ISO_FINI:
+		if (x->inited) {
+			if (x->pl->fini)
+				x->pl->fini(x->state);
+			x->inited = false;
+			spate_plugin_unload(x->lib);
+			x->lib = NULL;
+		}
+		for (unsigned i = 0; i < 8 && x->out[i].s; i++) {
+			spate_producer_close(x->out[i].p);
+			spate_stream_close(x->out[i].s);
+			x->out[i].s = NULL;
+		}
+		break;
+	default:
+		rc = -EPROTO;
+		break;
+	}
+	c->resp_rc = rc;
+	/* Pairs with the engine's acquire load of resp_seq (isolate.c,
+	 * wait_result): the result written above is visible to it. */
+	atomic_store_explicit(&c->resp_seq, seq, memory_order_release);
+	/* Dekker with the engine's engine_waiting store + fence: either it
+	 * sees resp_seq before it sleeps or this load sees its flag. */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Relaxed: ordered by the fence above. */
+	if (atomic_load_explicit(&c->engine_waiting, memory_order_relaxed) &&
+	    send_msg(x, SPATE_ISO_RESULT, seq, rc) < 0)
+		return -EPIPE;
+	return type == SPATE_ISO_FINI;
+}
+
+/* The engine's next step: its req_seq once it differs from @p done, after
+ * spinning at most SPATE_ISO_SPIN_NS (0: none yet, sleep on the socket). */
+static uint64_t spin_next(struct spate_iso_ctl *c, uint64_t done)
+{
+	uint64_t t0 = mono_ns();
+
+	for (unsigned i = 1;; i++) {
+		/* Pairs with the engine's release store of req_seq (isolate.c,
+		 * exchange): the step's descriptors and head are visible. */
+		uint64_t seq = atomic_load_explicit(&c->req_seq, memory_order_acquire);
+		if (seq != done)
+			return seq;
+		spate_iso_relax();
+		if ((i & 63) == 0) {
+			if (mono_ns() - t0 >= SPATE_ISO_SPIN_NS)
+				return 0;
+			/* The engine's worker may share this CPU: let it run. */
+			sched_yield();
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct host x;
 	static uint8_t buf[65536];
 	const char *fdenv = getenv("SPATE_SUP_FD");
+	uint64_t done = 0; /* the last step run */
 
 	(void)argc;
 	(void)argv;
@@ -277,8 +376,29 @@ int main(int argc, char **argv)
 			}
 			timeout = (int)((x.next_flush - now) / 1000000 + 1);
 		}
+		if (x.ctl) {
+			uint64_t seq = spin_next(x.ctl, done);
+			if (seq) {
+				done = seq;
+				int r = run_step(&x, seq);
+				if (r < 0)
+					return 2;
+				continue;
+			}
+			/* Going to sleep: the flag, the fence (Dekker with the
+			 * engine's req_seq store + fence), a last look. */
+			atomic_store_explicit(&x.ctl->child_waiting, 1, memory_order_relaxed);
+			atomic_thread_fence(memory_order_seq_cst);
+			/* Relaxed: ordered by the fence; spin_next acquires. */
+			if (atomic_load_explicit(&x.ctl->req_seq, memory_order_relaxed) != done) {
+				atomic_store_explicit(&x.ctl->child_waiting, 0, memory_order_relaxed);
+				continue;
+			}
+		}
 		struct pollfd pf = { .fd = x.sock, .events = POLLIN };
 		int pr = poll(&pf, 1, timeout);
+		if (x.ctl) /* relaxed: a hint for the engine, read after its fence */
+			atomic_store_explicit(&x.ctl->child_waiting, 0, memory_order_relaxed);
 		if (pr < 0 && errno != EINTR)
 			return 2;
 		if (pr <= 0)
@@ -301,10 +421,9 @@ int main(int argc, char **argv)
 		memcpy(&m, buf, sizeof(m));
 		if (m.magic != SPATE_ISO_MAGIC)
 			return 3;
-		int rc;
 		switch (m.type) {
 		case SPATE_ISO_INIT: {
-			int memfd = -1;
+			int memfd = -1, rc;
 			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 			if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 				memcpy(&memfd, CMSG_DATA(cm), sizeof(int));
@@ -313,36 +432,20 @@ int main(int argc, char **argv)
 			} else {
 				rc = do_init(&x, buf, (size_t)n, memfd);
 			}
+			/* The steps rung for a child before this one are not
+			 * ours: start after them. Acquire: pairs with the
+			 * engine's release stores (nothing is rung until HELLO). */
+			if (x.ctl)
+				done = atomic_load_explicit(&x.ctl->req_seq, memory_order_acquire);
 			send_msg(&x, SPATE_ISO_HELLO, m.seq, rc);
 			if (rc < 0)
 				return 4; /* the engine restarts a fresh one */
 			break;
 		}
 		case SPATE_ISO_BATCH:
-			rc = do_batch(&x);
-			if (send_msg(&x, SPATE_ISO_RESULT, m.seq, rc) < 0)
-				return 2;
-			break;
 		case SPATE_ISO_FLUSH:
-			if (x.inited && x.pl->flush)
-				x.pl->flush(x.state, real_ns());
-			send_msg(&x, SPATE_ISO_RESULT, m.seq, 0);
-			break;
 		case SPATE_ISO_FINI:
-			if (x.inited) {
-				if (x.pl->fini)
-					x.pl->fini(x.state);
-				x.inited = false;
-				spate_plugin_unload(x.lib);
-				x.lib = NULL;
-			}
-			for (unsigned i = 0; i < 8 && x.out[i].s; i++) {
-				spate_producer_close(x.out[i].p);
-				spate_stream_close(x.out[i].s);
-				x.out[i].s = NULL;
-			}
-			send_msg(&x, SPATE_ISO_RESULT, m.seq, 0);
-			break;
+			break; /* a wake-up: the step is read from req_seq */
 		default:
 			return 3;
 		}

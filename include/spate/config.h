@@ -396,6 +396,12 @@ struct spate_config_api {
 	char tls_key[SPATE_CONFIG_PATH_MAX];
 	/** HTTP worker threads, 1..64; 0 = one per CPU the process may use (at most 8). */
 	uint32_t threads;
+	/** What CreateStream makes (`api.create`): the keys of a stream of
+	 *  `streams:` other than name, shards (CreateStream gives them) and
+	 *  log_dir (<state_dir>/log/<name>). Its line is that of `create:`.
+	 *  ring_size 0 (a config built in C that left it zeroed) means
+	 *  spate_config_stream_defaults(): memory-only 4 MiB rings. */
+	struct spate_config_stream create;
 	uint32_t line; /**< line of `api:`; 0 if built in C */
 };
 /** A bus: everything one configuration file describes. */

@@ -70,8 +70,10 @@ extern "C" {
  *  1  descriptor hooks load and unload; struct_size on struct spate_batch
  *     and struct spate_batch_result;
  *  2  struct spate_plugin_ctx.provided (plugins provided by a door,
- *     spate/provider.h). */
-#define SPATE_PLUGIN_ABI_REVISION 2u
+ *     spate/provider.h);
+ *  3  struct spate_plugin_host.status / gauge_name / gauge_add /
+ *     gauge_set (a consumer's state and figures in the counters region). */
+#define SPATE_PLUGIN_ABI_REVISION 3u
 /** The one symbol a plugin exports. */
 #define SPATE_PLUGIN_SYMBOL "spate_plugin_v1"
 #define SPATE_PLUGIN_SYMBOL_ID spate_plugin_v1
@@ -111,6 +113,39 @@ struct spate_plugin_host {
 	int (*put)(const struct spate_plugin_host *h, const char *stream, const void *key,
 		   size_t key_len, const void *data, size_t len);
 	void *host_private; /**< the host's; do not touch */
+	/* ---- ABI 1 revision 3: test SPATE_PLUGIN_HAS(h, gauge_set) AND that
+	 * the pointer is not NULL (an isolated plugin's host has none) ---- */
+	/**
+	 * The consumer's status slot: what a plugin bridging to a peer (a
+	 * connection, acks in flight) shows beside the engine's own figures, in
+	 * `spate stat/top` and Prometheus (spate_source_up / _value, type
+	 * "consumer:<plugin>"), like a source's. One slot per consumer, shared
+	 * by all its states (shards and lanes) and any thread (libnats
+	 * callbacks too). Set the state (SPATE_PLUGIN_STATUS_*, or
+	 * SPATE_PLUGIN_STATUS_KEEP) and the last error (@p error: "" clears
+	 * it, NULL keeps it; printf-free, truncated to a line).
+	 */
+	void (*status)(const struct spate_plugin_host *h, int state, const char *error);
+	/** Name figure @p i (0..SPATE_PLUGIN_GAUGES-1, in order from 0; from
+	 *  init; naming it again with the same name is a no-op).
+	 *  @return @p i, or -EINVAL (out of order, or named otherwise). */
+	int (*gauge_name)(const struct spate_plugin_host *h, uint32_t i, const char *name);
+	/** Add @p delta (negative: subtract) to figure @p i: counters and
+	 *  gauges several states share (relaxed read-modify-write). */
+	void (*gauge_add)(const struct spate_plugin_host *h, uint32_t i, int64_t delta);
+	/** Set figure @p i to @p v. */
+	void (*gauge_set)(const struct spate_plugin_host *h, uint32_t i, uint64_t v);
+};
+
+/** Figures of a consumer's status slot (struct spate_plugin_host.gauge_name). */
+#define SPATE_PLUGIN_GAUGES 14u
+/** States for struct spate_plugin_host.status (the values of a source's). */
+enum spate_plugin_status {
+	SPATE_PLUGIN_STATUS_KEEP = -1,    /**< leave the state as it is */
+	SPATE_PLUGIN_STATUS_STARTING = 1, /**< connecting the first time */
+	SPATE_PLUGIN_STATUS_UP = 2,       /**< connected to its peer */
+	SPATE_PLUGIN_STATUS_DOWN = 3,     /**< cut off from its peer (reconnecting) */
+	SPATE_PLUGIN_STATUS_FAILED = 4,   /**< gave up; the error says why */
 };
 
 /** Context handed to init. */

@@ -261,13 +261,20 @@ enum spate_stats_source_state {
 	SPATE_STATS_SOURCE_UP = 2,       /**< running: connected, appending */
 	SPATE_STATS_SOURCE_DOWN = 3,     /**< running but cut off from its peer (reconnecting) */
 	SPATE_STATS_SOURCE_FAILED = 4,   /**< gave up; error says why */
+	/** A consumer's status slot (spate_plugin_host.status) its plugin
+	 *  does not use: views leave it out. */
+	SPATE_STATS_SOURCE_UNUSED = 5,
 };
 
 /**
  * A source (spate/sources.h): its door's state, last error and up to
  * SPATE_STATS_SOURCE_COUNTERS named counters (the door names them at start:
  * spate_stats_source_counter()). Written by the door's threads (several:
- * the adders are relaxed read-modify-writes), read by monitors.
+ * the adders are relaxed read-modify-writes), read by monitors. The same
+ * slot is a consumer's status slot (after the sources: one per consumer
+ * run in-process, type "consumer:<plugin>", written by its plugin through
+ * spate_plugin_host.status / gauge_*; SPATE_STATS_SOURCE_UNUSED until it
+ * does).
  */
 struct spate_stats_source_slot {
 	/* Lines 0-3: set once at start. */
@@ -343,7 +350,8 @@ struct spate_stats_shape {
 	/** Supervised consumers (their processes' slots: the sup area;
 	 *  spate_stats_add_sup()); 0: none. */
 	uint32_t n_sup;
-	uint32_t n_sources; /**< sources (spate/sources.h): addition 2 */
+	uint32_t n_sources; /**< sources (spate/sources.h): addition 2, then the
+			       consumers' status slots */
 };
 
 /**
