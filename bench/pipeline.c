@@ -247,7 +247,9 @@ static int run_pipeline(const struct pipe_opts *o, struct pipe_result *r)
 			struct spate_consumer_stats st;
 			spate_engine_consumer_stats(e, "count", &st);
 			c0 = last = st.records;
-			tw0 = last_t = spate_mono_ns();
+			/* now, not a later clock read: the per-second line
+			 * below computes now - last_t in this same round. */
+			tw0 = last_t = now;
 			warmed = 1;
 		}
 		if (warmed && o->progress && now - last_t >= 1000000000ull) {
