@@ -283,6 +283,8 @@ int spate_bench_functions_main(int argc, char **argv)
 		fprintf(stderr, "spate bench functions: isolation provider: %s\n", strerror(-rc));
 		return rc;
 	}
+	/* The machine's cross-core round trip, printed with the figures. */
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 	double m[2][3][100];
 	uint64_t q[2][3][100];
 	double ratio[100];
@@ -342,6 +344,7 @@ int spate_bench_functions_main(int argc, char **argv)
 	json_object_object_add(root, "record_size", json_object_new_int64(o.size));
 	json_object_object_add(root, "batch_size", json_object_new_int64(o.batch));
 	json_object_object_add(root, "runs", json_object_new_int64(o.runs));
+	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "cases", cases);
 	json_object_object_add(root, "isolated_vs_inprocess", json_object_new_double(med));
 	json_object_object_add(root, "isolated_target_met", json_object_new_boolean(med >= 0.8));
@@ -366,6 +369,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		}
 		printf("isolated / inprocess records/s: %.2fx (median of %u same-run pairs; target >= 0.8)\n",
 		       med, o.runs);
+		printf("cross-core round trip: %.0f ns\n", rtt);
 	}
 	json_object_put(root);
 	return 0;
