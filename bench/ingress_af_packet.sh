@@ -14,6 +14,8 @@
 #     --packets N --flows F --size B   the capture (bench/small_frames.py):
 #                      N frames of B bytes over F flows (100000, 1000, 60)
 #     --tx-cpu C       CPU tcpreplay is pinned to (default 0)
+#     --tx-only        no engine: what tcpreplay alone offers into the veth
+#                      (nothing reads the far end)
 #     --engine-cpus L  the engine's placement cores and the source's cores
 #                      (default 1: tcpreplay and the kernel's veth path on
 #                      one CPU, the whole appliance on the other)
@@ -33,9 +35,10 @@
 set -u
 PPS=1000000 SECONDS_=6
 PORT_ARGS= SRC_ARGS=
-NPK=100000 FLOWS=1000 SIZE=60 TXCPU=0 ECPUS=1
+NPK=100000 FLOWS=1000 SIZE=60 TXCPU=0 ECPUS=1 TXONLY=
 while [ $# -gt 2 ]; do
 	case $1 in
+	--tx-only) TXONLY=1; shift; continue ;;
 	--pps) PPS=$2 ;;
 	--seconds) SECONDS_=$2 ;;
 	--port-args) PORT_ARGS=$2 ;;
@@ -80,6 +83,19 @@ ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 sysctl -qw "net.ipv6.conf.$VS.disable_ipv6=1" 2>/dev/null
 ip netns exec "$NS" ip link set "$VR" up
 ip link set "$VS" up
+
+if [ -n "$TXONLY" ]; then
+	if [ "$PPS" = 0 ]; then RATE=--topspeed; else RATE=--pps=$PPS; fi
+	V0=$(cat "/sys/class/net/$VS/statistics/rx_packets")
+	ip netns exec "$NS" taskset -c "$TXCPU" tcpreplay $RATE --preload-pcap --loop=100000 \
+		--duration="$SECONDS_" -i "$VR" "$DIR/small.pcap" >"$DIR/tcpreplay.out" 2>&1
+	sent=$(grep -o 'Successful packets: *[0-9]*' "$DIR/tcpreplay.out" | grep -o '[0-9]*$')
+	rated=$(grep -o 'Rated: .*' "$DIR/tcpreplay.out" | head -1 | grep -o '[0-9.]* pps' | cut -d' ' -f1)
+	echo "{\"bench\": \"ingress_af_packet\", \"mode\": \"tx_only\", \"time_utc\": \"$(date -u +%FT%TZ)\"," \
+		"\"offered\": \"${RATE#--}\", \"tcpreplay_sent\": ${sent:-0}, \"tcpreplay_rated_pps\": ${rated:-0}," \
+		"\"veth_rx_packets\": $(( $(cat "/sys/class/net/$VS/statistics/rx_packets") - V0 ))}"
+	exit 0
+fi
 
 # The appliance example as it is, but for bus, directories, plugin, the
 # port's interface, the CPUs, and what --port-args/--source-args replace.
