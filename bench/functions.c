@@ -53,7 +53,7 @@
 struct fb_opts {
 	uint32_t records, size, batch;
 	unsigned runs;
-	int json, c_only;
+	int json, c_only, fn_only;
 };
 
 struct fb_result {
@@ -229,7 +229,8 @@ static void usage(FILE *f)
 		   "  --size B      payload bytes (default 64)\n"
 		   "  --batch N     the consumer's batch_size (default 1000)\n"
 		   "  --runs N      alternating runs per impl, medians reported (default 3)\n"
-		   "  --c-only      the in-process and isolated C cases only (no function cases)\n");
+		   "  --c-only      the in-process and isolated C cases only (no function cases)\n"
+		   "  --functions-only  the function cases only (no same-run in-process ratio)\n");
 }
 
 static json_object *fb_case(const char *impl, const char *runtime, double rps, double ips,
@@ -252,7 +253,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		{ "records", required_argument, 0, 'n' }, { "size", required_argument, 0, 's' },
 		{ "batch", required_argument, 0, 'b' },   { "runs", required_argument, 0, 'r' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
-		{ "c-only", no_argument, 0, 'c' },
+		{ "c-only", no_argument, 0, 'c' },        { "functions-only", no_argument, 0, 'f' },
 		{ 0, 0, 0, 0 },
 	};
 	struct fb_opts o = { .records = 400000, .size = 64, .batch = 1000, .runs = 3 };
@@ -267,6 +268,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		case 'r': o.runs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'j': o.json = 1; break;
 		case 'c': o.c_only = 1; break;
+		case 'f': o.fn_only = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return -EINVAL;
 		}
@@ -281,10 +283,12 @@ int spate_bench_functions_main(int argc, char **argv)
 		fprintf(stderr, "spate bench functions: isolation provider: %s\n", strerror(-rc));
 		return rc;
 	}
+	/* The machine's cross-core round trip, printed with the figures. */
+	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 	double m[2][3][100];
 	uint64_t q[2][3][100];
 	double ratio[100];
-	for (unsigned i = 0; i < o.runs; i++) {
+	for (unsigned i = 0; i < o.runs && !o.fn_only; i++) {
 		struct fb_result r[2];
 		for (int iso = 0; iso < 2; iso++) {
 			/* Alternate which goes first: a drift of the machine's load
@@ -311,7 +315,7 @@ int spate_bench_functions_main(int argc, char **argv)
 	}
 	json_object *root = json_object_new_object(), *cases = json_object_new_array();
 	const char *impl[2] = { "inprocess", "isolated" };
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 2 && !o.fn_only; k++) {
 		double d[3][100];
 		for (int f = 0; f < 3; f++)
 			for (unsigned i = 0; i < o.runs; i++)
@@ -323,6 +327,8 @@ int spate_bench_functions_main(int argc, char **argv)
 					      (uint64_t)spate_bench_median(d[1], o.runs),
 					      (uint64_t)spate_bench_median(d[2], o.runs)));
 	}
+	if (o.fn_only)
+		memset(m, 0, sizeof(m));
 	if (spate_bench_functions_fn && !o.c_only) {
 		struct spate_bench_fn_params fp = { .records = o.records, .size = o.size,
 						    .batch = o.batch, .runs = o.runs,
@@ -332,12 +338,13 @@ int spate_bench_functions_main(int argc, char **argv)
 		if (rc < 0)
 			fprintf(stderr, "spate bench functions: function cases: %s\n", strerror(-rc));
 	}
-	double med = spate_bench_median(ratio, o.runs);
+	double med = o.fn_only ? 0 : spate_bench_median(ratio, o.runs);
 	json_object_object_add(root, "bench", json_object_new_string("functions"));
 	json_object_object_add(root, "records", json_object_new_int64(o.records));
 	json_object_object_add(root, "record_size", json_object_new_int64(o.size));
 	json_object_object_add(root, "batch_size", json_object_new_int64(o.batch));
 	json_object_object_add(root, "runs", json_object_new_int64(o.runs));
+	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "cases", cases);
 	json_object_object_add(root, "isolated_vs_inprocess", json_object_new_double(med));
 	json_object_object_add(root, "isolated_target_met", json_object_new_boolean(med >= 0.8));
@@ -362,6 +369,7 @@ int spate_bench_functions_main(int argc, char **argv)
 		}
 		printf("isolated / inprocess records/s: %.2fx (median of %u same-run pairs; target >= 0.8)\n",
 		       med, o.runs);
+		printf("cross-core round trip: %.0f ns\n", rtt);
 	}
 	json_object_put(root);
 	return 0;
