@@ -161,17 +161,7 @@ EOF
 mkdir -p "$dir/out" "$dir/stateA" "$dir/stateB"
 chmod 700 "$dir/stateA" "$dir/stateB"
 
-start_bus() { # name yaml -> sets pid var bus_<name>
-	"$spate" run "$dir/$2" >>"$dir/$1.log" 2>&1 &
-	pids+=("$!")
-	eval "pid_$1=$!"
-	for _ in $(seq 1 200); do
-		grep -q "stream orders:" "$dir/$1.log" 2>/dev/null && return 0
-		kill -0 "$!" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "FAIL: bus $1 did not start"; tail -n 20 "$dir/$1.log"; exit 1
-}
+. "$(dirname "$0")/nats_lib.sh"
 start_bus A a.yaml
 start_bus B b.yaml
 

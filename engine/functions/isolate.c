@@ -140,10 +140,10 @@ int spate_iso_host_path(char *buf, size_t len)
 /* One task's child                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Wait for a message of @p type and step @p seq until @p deadline (0: the
- * supervisor's deadline kills the child first). -EPIPE: the child is gone. */
-static int wait_msg(int sock, uint32_t type, uint64_t seq, uint64_t deadline,
-		    struct spate_iso_msg *m)
+/* Receive one protocol message on @p sock (recv @p flags) before @p deadline
+ * (0: the supervisor's deadline kills the child first). 0, -ETIMEDOUT,
+ * -EPIPE (the child is gone), -EPROTO (not a message of ours), -errno. */
+static int recv_msg(int sock, uint64_t deadline, int flags, struct spate_iso_msg *m)
 {
 	for (;;) {
 		int ms = -1;
@@ -161,7 +161,7 @@ static int wait_msg(int sock, uint32_t type, uint64_t seq, uint64_t deadline,
 			return -errno;
 		if (r == 0)
 			continue;
-		ssize_t n = recv(sock, m, sizeof(*m), 0);
+		ssize_t n = recv(sock, m, sizeof(*m), flags);
 		if (n == 0)
 			return -EPIPE;
 		if (n < 0) {
@@ -171,6 +171,19 @@ static int wait_msg(int sock, uint32_t type, uint64_t seq, uint64_t deadline,
 		}
 		if ((size_t)n != sizeof(*m) || m->magic != SPATE_ISO_MAGIC)
 			return -EPROTO;
+		return 0;
+	}
+}
+
+/* Wait for a message of @p type and step @p seq until @p deadline (0: the
+ * supervisor's deadline kills the child first). -EPIPE: the child is gone. */
+static int wait_msg(int sock, uint32_t type, uint64_t seq, uint64_t deadline,
+		    struct spate_iso_msg *m)
+{
+	for (;;) {
+		int rc = recv_msg(sock, deadline, 0, m);
+		if (rc < 0)
+			return rc;
 		if (m->type == type && m->seq == seq)
 			return 0;
 		/* A stale answer (a step given up before): skip it. */
@@ -338,34 +351,7 @@ static int wait_wake(int sock, uint64_t deadline)
 {
 	struct spate_iso_msg m;
 
-	for (;;) {
-		int ms = -1;
-		if (deadline) {
-			uint64_t now = mono_ns();
-			if (now >= deadline)
-				return -ETIMEDOUT;
-			ms = (int)((deadline - now) / 1000000 + 1);
-		}
-		struct pollfd pf = { .fd = sock, .events = POLLIN };
-		int r = poll(&pf, 1, ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			continue;
-		ssize_t n = recv(sock, &m, sizeof(m), MSG_DONTWAIT);
-		if (n == 0)
-			return -EPIPE;
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		if ((size_t)n != sizeof(m) || m.magic != SPATE_ISO_MAGIC)
-			return -EPROTO;
-		return 0;
-	}
+	return recv_msg(sock, deadline, MSG_DONTWAIT, &m);
 }
 
 /* Step @p seq's answer: spin on resp_seq for SPATE_ISO_SPIN_NS, then sleep
@@ -390,19 +376,23 @@ static int wait_result(struct iso_task *t, int sock, uint64_t seq, uint64_t dead
 			sched_yield();
 		}
 	}
-	/* Going to sleep: the flag, the fence (Dekker with the child's
-	 * resp_seq store + fence), then a look before each sleep. Wake-ups
-	 * left from steps seen without sleeping are read and dropped first. */
-	atomic_store_explicit(&c->engine_waiting, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
+	/* Going to sleep: the flag, then a look before each sleep. Seq_cst
+	 * store here and seq_cst load of resp_seq below: the Dekker pair of
+	 * the child's seq_cst store of resp_seq and load of engine_waiting
+	 * (isolate_host.c, run_step): either it sees our flag and rings, or
+	 * we see its answer. (Atomics, not fences: TSan does not model
+	 * atomic_thread_fence.) Wake-ups left from steps seen without
+	 * sleeping are read and dropped first. */
+	atomic_store_explicit(&c->engine_waiting, 1, memory_order_seq_cst);
 	struct spate_iso_msg m;
 	ssize_t n;
 	while ((n = recv(sock, &m, sizeof(m), MSG_DONTWAIT)) > 0)
 		;
 	if (n == 0)
 		rc = -EPIPE;
-	/* Acquire: pairs with the child's release store of resp_seq. */
-	while (rc == 0 && atomic_load_explicit(&c->resp_seq, memory_order_acquire) != seq)
+	/* Seq_cst (acquire at least): pairs with the child's store of resp_seq
+	 * (its result is visible), and the Dekker pair above. */
+	while (rc == 0 && atomic_load_explicit(&c->resp_seq, memory_order_seq_cst) != seq)
 		rc = wait_wake(sock, deadline);
 	/* Relaxed: a hint the child reads after its fence. */
 	atomic_store_explicit(&c->engine_waiting, 0, memory_order_relaxed);
@@ -440,13 +430,13 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 	if (sock < 0) {
 		rc = -EPIPE;
 	} else {
-		/* Pairs with the child's acquire load of req_seq (isolate_host.c,
-		 * spin_next): the descriptors and the head above are visible. */
-		atomic_store_explicit(&c->req_seq, seq, memory_order_release);
-		/* Dekker with the child's child_waiting store + fence. */
-		atomic_thread_fence(memory_order_seq_cst);
-		/* Relaxed: ordered by the fence above. */
-		if (atomic_load_explicit(&c->child_waiting, memory_order_relaxed))
+		/* Seq_cst (release at least): pairs with the child's acquire load
+		 * of req_seq (isolate_host.c, spin_next): the descriptors and the
+		 * head above are visible. With the seq_cst load of child_waiting,
+		 * the Dekker pair of the child's seq_cst store of child_waiting
+		 * and load of req_seq before it sleeps. */
+		atomic_store_explicit(&c->req_seq, seq, memory_order_seq_cst);
+		if (atomic_load_explicit(&c->child_waiting, memory_order_seq_cst))
 			rc = send_msg(sock, type, seq, NULL, 0, -1);
 		if (rc == 0)
 			rc = wait_result(t, sock, seq,

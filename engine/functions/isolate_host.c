@@ -320,14 +320,14 @@ static int run_step(struct host *x, uint64_t seq)
 		break;
 	}
 	c->resp_rc = rc;
-	/* Pairs with the engine's acquire load of resp_seq (isolate.c,
-	 * wait_result): the result written above is visible to it. */
-	atomic_store_explicit(&c->resp_seq, seq, memory_order_release);
-	/* Dekker with the engine's engine_waiting store + fence: either it
-	 * sees resp_seq before it sleeps or this load sees its flag. */
-	atomic_thread_fence(memory_order_seq_cst);
-	/* Relaxed: ordered by the fence above. */
-	if (atomic_load_explicit(&c->engine_waiting, memory_order_relaxed) &&
+	/* Seq_cst (release at least): pairs with the engine's load of
+	 * resp_seq (isolate.c, wait_result): the result written above is
+	 * visible to it. With the seq_cst load of engine_waiting, the Dekker
+	 * pair of the engine's seq_cst store of engine_waiting and load of
+	 * resp_seq: either it sees resp_seq before it sleeps or we see its
+	 * flag. (Atomics, not fences: TSan does not model them.) */
+	atomic_store_explicit(&c->resp_seq, seq, memory_order_seq_cst);
+	if (atomic_load_explicit(&c->engine_waiting, memory_order_seq_cst) &&
 	    send_msg(x, SPATE_ISO_RESULT, seq, rc) < 0)
 		return -EPIPE;
 	return type == SPATE_ISO_FINI;
@@ -385,19 +385,18 @@ int main(int argc, char **argv)
 					return 2;
 				continue;
 			}
-			/* Going to sleep: the flag, the fence (Dekker with the
-			 * engine's req_seq store + fence), a last look. */
-			atomic_store_explicit(&x.ctl->child_waiting, 1, memory_order_relaxed);
-			atomic_thread_fence(memory_order_seq_cst);
-			/* Relaxed: ordered by the fence; spin_next acquires. */
-			if (atomic_load_explicit(&x.ctl->req_seq, memory_order_relaxed) != done) {
+			/* Going to sleep: the flag, a last look. Seq_cst store and
+			 * load: the Dekker pair of the engine's seq_cst store of
+			 * req_seq and load of child_waiting (isolate.c). */
+			atomic_store_explicit(&x.ctl->child_waiting, 1, memory_order_seq_cst);
+			if (atomic_load_explicit(&x.ctl->req_seq, memory_order_seq_cst) != done) {
 				atomic_store_explicit(&x.ctl->child_waiting, 0, memory_order_relaxed);
 				continue;
 			}
 		}
 		struct pollfd pf = { .fd = x.sock, .events = POLLIN };
 		int pr = poll(&pf, 1, timeout);
-		if (x.ctl) /* relaxed: a hint for the engine, read after its fence */
+		if (x.ctl) /* relaxed: a hint; a late clear costs one spare wake-up */
 			atomic_store_explicit(&x.ctl->child_waiting, 0, memory_order_relaxed);
 		if (pr < 0 && errno != EINTR)
 			return 2;
