@@ -485,6 +485,29 @@ int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, 
 	return rc < 0 ? rc : !rc;
 }
 
+int spate_log_frame_unlanded(const struct frame_hdr *fh, const uint8_t *body, uint64_t off)
+{
+	uint64_t b = (off + 511) & ~(uint64_t)511; /* first sector boundary at or after off */
+	const uint8_t *h = (const uint8_t *)fh;
+
+	if (spate_log_zero_sector_mem(body, off + FRAME_HDR_SIZE, fh->len))
+		return 1;
+	if (b <= off || b >= off + FRAME_HDR_SIZE)
+		return 0; /* the header lies in one sector */
+	for (uint64_t i = b - off; i < FRAME_HDR_SIZE; i++)
+		if (h[i])
+			return 0;
+	/* A batch starts with its commit word, never zero: an intact frame
+	 * cannot pass this. */
+	uint64_t n = 512 - (FRAME_HDR_SIZE - (b - off));
+	if (n > fh->len)
+		n = fh->len;
+	for (uint64_t i = 0; i < n; i++)
+		if (body[i])
+			return 0;
+	return 1;
+}
+
 int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len)
 {
 	static const uint8_t zero[512];

@@ -295,6 +295,12 @@ int spate_log_next_magic(int fd, uint64_t o, uint64_t fsize, uint64_t *at);
  * all zeros: bytes not written yet (a write in flight), or never (a crash;
  * recovery cuts them)? 1 or 0. */
 int spate_log_zero_sector_mem(const uint8_t *p, uint64_t off, uint64_t len);
+/* The frame at file offset @p off (header @p fh, batch @p body) has not
+ * fully landed: a sector of zeros in its body, or its header straddles a
+ * sector boundary and everything from that boundary to the next one is
+ * zero (the block with the header's start was written, the next not: a
+ * write cut short by a full disk, or still in flight). 1 or 0. */
+int spate_log_frame_unlanded(const struct frame_hdr *fh, const uint8_t *body, uint64_t off);
 int spate_log_torn_in_flight(int fd, uint64_t g, uint64_t fsize, uint8_t **buf, size_t *cap);
 
 /* segments.c */

@@ -159,12 +159,13 @@ static int rd_load(struct spate_log_reader *rd)
 		if (fsize - rd->off < FRAME_HDR_SIZE || !strcmp(why, "frame runs past the end of the file") ||
 		    (spate_log_pread_full(rd->fd, &magic, sizeof(magic), rd->off) == 1 && magic == 0))
 			return 0;
-		/* Sectors of zeros in the batch read: a write of the
+		/* Sectors of zeros in the batch read (or after a header cut at a
+		 * sector boundary): a write of the
 		 * preallocated segment has not landed (yet). */
 		if (!strcmp(why, "CRC-32C mismatch")) {
 			struct frame_hdr fh;
 			if (spate_log_pread_full(rd->fd, &fh, sizeof(fh), rd->off) == 1 && fh.len <= rd->buf_cap &&
-			    spate_log_zero_sector_mem(rd->buf, rd->off + FRAME_HDR_SIZE, fh.len))
+			    spate_log_frame_unlanded(&fh, rd->buf, rd->off))
 				return 0;
 		}
 		struct timespec ts = {0, RD_REREAD_NS};
@@ -457,7 +458,7 @@ static int rd_load_ra(struct spate_log_reader *rd)
 		    spate_log_check_batch(body, fh.len, &fi.count, &fi.base_seq, &fi.ts, &why) < 0) {
 			/* Sectors of zeros: a write of the preallocated
 			 * segment has not landed (yet): nothing new. */
-			if (spate_log_zero_sector_mem(body, rd->off + FRAME_HDR_SIZE, fh.len))
+			if (spate_log_frame_unlanded(&fh, body, rd->off))
 				goto not_yet;
 			goto again;
 		}
