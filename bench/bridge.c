@@ -12,9 +12,9 @@
  *
  *   libnats export   an async JetStream publisher (js_PublishMsgAsync, at
  *                    most --window acks pending, default 4096) publishes N
- *                    messages with the export's five headers (Nats-Msg-Id,
- *                    Spate-Sequence, -Shard, -Partition-Key, -Timestamp:
- *                    the same bytes on the wire) and waits for every ack.
+ *                    messages with the export's two headers (Nats-Msg-Id
+ *                    through jsPubOptions.MsgId, and Spate-Record: the
+ *                    same bytes on the wire) and waits for every ack.
  *   libnats import   a pull subscriber (MSG.NEXT requests of --batch, 256,
  *                    that wait at most 5 ms to fill: the nats source's
  *                    policy, plugins/nats_conn.h) reads those N back with
@@ -30,7 +30,10 @@
  *                    ring waits);
  *                    until JetStream acknowledged all of them.
  *   spate import     bus B with a `nats` source (same fetch size and wait)
- *                    reading them back; until the last is in B's ring.
+ *                    reading them back; until the last is in B's ring
+ *                    (its tail polled every 1 ms, no reader: the work ends
+ *                    in the ring; A is stopped meanwhile, started again
+ *                    for `through`).
  *   spate through    A and B at once: put into A, read from B's ring; then
  *                    at 10% of that rate, p50/p99 of put into A -> in B's
  *                    ring.
@@ -232,6 +235,14 @@ static void steady_at(struct steady *s, uint64_t done)
 		atomic_store_explicit(&s->t_mark, mono_ns(), memory_order_relaxed);
 }
 
+static void trace_case(const char *what, const struct steady *s)
+{
+	if (getenv("SPATE_BRIDGE_TRACE"))
+		fprintf(stderr, "TRACE %s %.6f %.6f\n", what,
+			(double)atomic_load_explicit(&s->t_mark, memory_order_relaxed) / 1e9,
+			(double)s->t_end / 1e9);
+}
+
 static double steady_rate(const struct steady *s)
 {
 	/* Relaxed: the writer's thread was joined (or is this one). */
@@ -322,13 +333,14 @@ static void conn_close(struct conn *c)
 
 /* Publish @p n messages of @p size bytes (send time in the first 8) at
  * @p rate a second (0: as fast as the window allows), each with the headers
- * the export writes (issue 13: Nats-Msg-Id, sequence, shard, partition key,
- * timestamp; 64 keys): the same bytes on the wire as the bridge's. */
+ * the export writes (nats_conn.h: Nats-Msg-Id through jsPubOptions.MsgId,
+ * and Spate-Record with a sequence number, shard id, timestamp and one of
+ * 64 keys): the same bytes on the wire as the bridge's. */
 static int lib_publish(struct conn *c, const char *subject, const char *idp, uint64_t n,
 		       size_t size, double rate)
 {
 	char *buf = calloc(1, size < 8 ? 8 : size), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
-	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], ts[24];
+	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], rec[SPATE_NATS_RECORD_MAX];
 	uint64_t t0 = mono_ns();
 
 	if (!buf)
@@ -347,13 +359,9 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 		natsMsg_Create(&m, subject, NULL, buf, (int)size);
 		snprintf(id, sizeof(id), "%s/%" PRIu64, idp, i);
 		spate_kinesis_seq_format(1, i, seq);
-		snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
-		snprintf(ts, sizeof(ts), "%" PRIu64, t);
-		natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id);
-		natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seq);
-		natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, shard);
-		natsMsgHeader_Set(m, SPATE_NATS_H_KEY, key);
-		natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts);
+		int kl = snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
+		spate_nats_record_value(rec, seq, shard, t, key, (size_t)kl);
+		natsMsgHeader_Set(m, SPATE_NATS_H_RECORD, rec);
 		jsPubOptions_Init(&po);
 		po.MsgId = id;
 		while (js_PublishMsgAsync(c->js, &m, &po) != NATS_OK)
@@ -539,7 +547,10 @@ static void *spate_produce(void *arg)
 	uint64_t t0 = mono_ns();
 
 	a->rc = -EIO;
-	if (!buf || spate_producer_open(spate_engine_stream(a->e, "s"), SPATE_RING_WAIT_YIELD,
+	/* A full ring blocks (a futex wait, woken when the export releases):
+	 * a producer spinning on it would take the CPU the export and the
+	 * servers need (at 1 KiB the records outgrow A's ring). */
+	if (!buf || spate_producer_open(spate_engine_stream(a->e, "s"), SPATE_RING_WAIT_BLOCK,
 					SPATE_PRODUCER_F_WAIT_FULL, &p) < 0) {
 		free(buf);
 		return NULL;
@@ -581,6 +592,28 @@ static int wait_exported(struct spate_engine *e, uint64_t base, struct steady *s
 		/* 1 ms: a finer poll would take CPU from the cores the export
 		 * and the servers share (the plain side counts in its ack
 		 * handler, for free); 1 ms in seconds of steady state. */
+		nap_ns(1000000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Wait until B's ring (shard 0) holds @p n records more than @p base,
+ * tracking @p st: polled every 1 ms, as wait_exported() polls A's consumer
+ * (the plain subscriber counts as it fetches). No reader: the import's
+ * work ends in the ring, and a reader waking on every commit would take
+ * CPU from the cores the source and the servers share, which the plain
+ * subscriber's side does not pay. */
+static int wait_imported(struct spate_ring *ring, uint64_t base, struct steady *st)
+{
+	uint64_t deadline = mono_ns() + 120ull * 1000000000ull, seq;
+
+	while (mono_ns() < deadline) {
+		spate_ring_tail(ring, NULL, &seq);
+		steady_at(st, seq - base);
+		if (seq - base >= st->n) {
+			st->t_end = mono_ns();
+			return 0;
+		}
 		nap_ns(1000000);
 	}
 	return -ETIMEDOUT;
@@ -659,6 +692,31 @@ static uint64_t lat_records(double rate, uint64_t n)
 	return k > n ? n : k;
 }
 
+/* Before an import case, both sides: wait (up to 10 s) until every replica
+ * of JetStream stream @p name is current with no lag, then 200 ms more: the
+ * export that just filled it leaves a replica catching up, which would
+ * take the servers' CPU from whichever import went first after it. */
+static void settle(struct conn *c, const char *name)
+{
+	uint64_t deadline = mono_ns() + 10ull * 1000000000ull;
+
+	while (mono_ns() < deadline) {
+		jsStreamInfo *si = NULL;
+		bool done = false;
+		if (js_GetStreamInfo(&si, c->js, name, NULL, NULL) == NATS_OK && si) {
+			done = true;
+			for (int i = 0; si->Cluster && i < si->Cluster->ReplicasLen; i++)
+				if (!si->Cluster->Replicas[i]->Current || si->Cluster->Replicas[i]->Lag)
+					done = false;
+			jsStreamInfo_Destroy(si);
+		}
+		if (done)
+			break;
+		nap_ns(50000000);
+	}
+	nap_ns(200000000);
+}
+
 static void drop_stream(struct conn *c, const char *name)
 {
 	js_DeleteStream(c->js, name, NULL, NULL);
@@ -694,9 +752,12 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	/* Relaxed: the ack handlers ran before js_PublishAsyncComplete returned. */
 	if (atomic_load_explicit(&c.acked, memory_order_relaxed) == o->n)
 		out->rps[X_EXPORT] = steady_rate(&st);
+	trace_case("lib-export", &st);
+	settle(&c, js1);
 	struct subarg sa = { .c = &c, .o = o, .stream = js1, .durable = "bench", .n = o->n };
 	lib_subscribe(&sa);
 	out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
+	trace_case("lib-import", &sa.st);
 	drop_stream(&c, js1);
 
 	snprintf(js2, sizeof(js2), "BBT%zu_%d_%u", size, (int)getpid(), run);
@@ -766,19 +827,30 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	if (w < 0)
 		goto buses;
 	out->rps[X_EXPORT] = steady_rate(&st);
-	/* Import: B reads back what A exported. */
+	trace_case("spate-export", &st);
+	/* Import: B reads back what A exported. A is stopped meanwhile (its
+	 * idle workers are not the import's work; the plain subscriber's
+	 * case runs alone too) and started again for `through`. */
+	spate_engine_stop(a.e);
 	if (bus_open_b(&b, o, servers, js, tag) < 0)
 		goto buses;
-	struct ringarg ra = { .n = o->n };
-	if (spate_ring_reader_open(spate_stream_ring(spate_engine_stream(b.e, "s"), 0),
-				   SPATE_RING_START_OLDEST, SPATE_RING_WAIT_BLOCK, &ra.rd) < 0)
-		goto buses;
+	settle(&c, js);
+	struct spate_ring *ringb = spate_stream_ring(spate_engine_stream(b.e, "s"), 0);
+	struct steady si;
+	steady_init(&si, o->n);
 	if (spate_engine_start(b.e) < 0)
+		goto buses;
+	if (wait_imported(ringb, 0, &si) < 0)
+		goto buses;
+	out->rps[X_IMPORT] = steady_rate(&si);
+	trace_case("spate-import", &si);
+	/* Through: both running, a reader of B from here on. */
+	struct ringarg ra = { .n = o->n };
+	if (spate_ring_reader_open(ringb, SPATE_RING_START_LATEST, SPATE_RING_WAIT_BLOCK,
+				   &ra.rd) < 0)
+		goto buses;
+	if (spate_engine_start(a.e) < 0)
 		goto reader;
-	ring_read(&ra);
-	out->rps[X_IMPORT] = ra.got == o->n ? steady_rate(&ra.st) : 0;
-	/* Through: both running; the reader continues where it is. */
-	ra.got = 0;
 	pthread_create(&th, NULL, ring_read, &ra);
 	pa = (struct prodarg){ .e = a.e, .n = o->n, .size = size };
 	spate_produce(&pa);

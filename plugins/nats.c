@@ -6,10 +6,12 @@
  * Design. One state per (consumer, shard, lane), each with its own
  * connection and JetStream context. process() turns every record of the
  * batch into a JetStream message on the subject the `subject` template
- * names ({bus}, {stream}, {shard}, {key}), with headers for the Kinesis
- * sequence number, shard id, partition key and commit time, and
+ * names ({bus}, {stream}, {shard}, {key}), with two headers:
  * Nats-Msg-Id = <bus>/<stream>/<shard>/<seq>, so that JetStream's duplicate
- * window drops what a retry or a restart publishes again. Messages go out
+ * window drops what a retry or a restart publishes again, and Spate-Record
+ * = "<Kinesis sequence number> <shard id> <commit time> <partition key>"
+ * (nats_conn.h; one header for the four: a reader's cost grows with the
+ * number of headers, libnats parsing all of them on the first access). Messages go out
  * asynchronously (js_PublishMsgAsync) with at most `window` acks pending;
  * the call then waits for every ack (up to `ack_timeout`), and reports the
  * batch done only up to its first record JetStream did not acknowledge
@@ -63,8 +65,8 @@
  * several batches of a shard in flight; each key stays on its lane). The Nats-Msg-Id names the
  * ring sequence: a stream deleted and re-created under the same name
  * within the duplicate window (2 min by default) would have its first
- * records dropped as duplicates; the Spate-Sequence header (with the
- * stream's incarnation) tells them apart for readers.
+ * records dropped as duplicates; the sequence number in Spate-Record
+ * (with the stream's incarnation) tells them apart for readers.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -563,8 +565,7 @@ static void u64_text(uint64_t v, char *out)
 static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 {
 	struct spate_kinesis_view v;
-	char subj[512], id[200], seqs[SPATE_KINESIS_SEQ_LEN + 1];
-	char ts[24], keyh[2 * SPATE_KINESIS_KEY_MAX + 8];
+	char subj[512], id[200], seqs[SPATE_KINESIS_SEQ_LEN + 1], rec[SPATE_NATS_RECORD_MAX];
 	const char *subject = s->subject_fixed;
 	natsMsg *m = NULL;
 	jsPubOptions po;
@@ -582,33 +583,15 @@ static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 	memcpy(id, s->id_prefix, s->id_prefix_len);
 	u64_text(r->seq, id + s->id_prefix_len);
 	spate_kinesis_seq_format(s->incarnation, r->seq, seqs);
-	u64_text(r->ts, ts);
-	/* A header value is one text line: a key with control bytes goes as
-	 * "hex:" and its bytes in hex. */
-	bool text = true;
-	for (size_t i = 0; i < v.key_len; i++) {
-		unsigned char c = ((const unsigned char *)v.key)[i];
-		if (c < 0x20 || c == 0x7f)
-			text = false;
-	}
-	if (text) {
-		snprintf(keyh, sizeof(keyh), "%.*s", (int)v.key_len, (const char *)v.key);
-	} else {
-		size_t o = (size_t)snprintf(keyh, sizeof(keyh), "hex:");
-		for (size_t i = 0; i < v.key_len && o + 3 < sizeof(keyh); i++)
-			o += (size_t)snprintf(keyh + o, sizeof(keyh) - o, "%02x",
-					      ((const unsigned char *)v.key)[i]);
-	}
-	if ((st = natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seqs)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, s->shard_id)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_KEY, keyh)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts)) != NATS_OK) {
+	/* One header besides the id (nats_conn.h): what a reader pays for
+	 * grows with the number of headers. */
+	spate_nats_record_value(rec, seqs, s->shard_id, r->ts, v.key, v.key_len);
+	if ((st = natsMsgHeader_Set(m, SPATE_NATS_H_RECORD, rec)) != NATS_OK) {
 		natsMsg_Destroy(m);
 		return st;
 	}
 	jsPubOptions_Init(&po);
-	po.MsgId = id;
+	po.MsgId = id; /* libnats writes the Nats-Msg-Id header */
 	st = js_PublishMsgAsync(s->js, &m, &po);
 	if (st != NATS_OK)
 		natsMsg_Destroy(m); /* NULL-safe: the library took it if it nulled m */

@@ -38,14 +38,23 @@ def unescape(text):
     return bytes(out)
 
 
+BADKEY = []
+
+
 def envelope_data(p):
-    """The data of a keyed envelope with an origin (or None)."""
+    """The data of a keyed envelope with an origin (or None). Its partition
+    key must be the record's (the "<key>" of its "<key>,<seq>" data): the
+    import takes it from the export's Spate-Record header; a wrong one is
+    remembered in BADKEY (a failure)."""
     if len(p) < 2:
         return None
     kl = p[0] | p[1] << 8
     if kl == 0 or 2 + kl + 12 > len(p):
         return None
-    return p[2 + kl + 12:]
+    d = p[2 + kl + 12:]
+    if REC.match(d) and d.rsplit(b",", 1)[0] != p[2:2 + kl]:
+        BADKEY.append(p[2:2 + kl] + b" for " + d)
+    return d
 
 
 def judge(name, records, acked, exact):
@@ -117,7 +126,8 @@ def main():
             i += 4 + n
     ok1, l1 = judge("B stream (exactly once)", stream, acked, True)
     ok2, l2 = judge("B consumer (at least once)", cons, acked, False)
-    print(("OK " if ok1 and ok2 else "FAIL ") + l1 + " || " + l2)
+    l3 = "keys: %d wrong%s" % (len(BADKEY), (" e.g. " + BADKEY[0].decode("latin-1")) if BADKEY else "")
+    print(("OK " if ok1 and ok2 and not BADKEY else "FAIL ") + l1 + " || " + l2 + " || " + l3)
     return 0
 
 

@@ -7,7 +7,7 @@
  * Design. One thread per source fetches batches from a durable pull
  * consumer and appends each message to the spate stream as a keyed
  * envelope with an origin (spate/kinesis.h, SPATE_RECORD_TYPE_KEYED_ORIGIN):
- * the partition key from the Spate-Partition-Key header (else the subject),
+ * the partition key from the Spate-Record header (else the subject),
  * so records of one key land on one shard in JetStream order, and the
  * origin = (this source's id, the message's JetStream stream sequence).
  * A message is acknowledged only once its record is committed to the ring,
@@ -41,7 +41,9 @@
  *                           trickle)
  *   ack_wait: DURATION      JetStream's redelivery timer (default 30s)
  *   max_ack_pending: N      default 20000
- *   key_header: NAME        default Spate-Partition-Key
+ *   key_header: NAME        a header whose whole value is the partition key
+ *                           (messages of other publishers; default: the
+ *                           key in the export's Spate-Record header)
  *   auth: {user, password, token, nkey, nkey_seed, creds}
  *   tls: {ca, cert, key} or true
  *   reconnect_wait, reconnect_max: DURATION (back-off from .. to)
@@ -130,15 +132,17 @@ struct nsrc {
 	size_t *bufcap;
 	uint32_t cap;
 	uint32_t nshards;
+	char keybuf[SPATE_KINESIS_KEY_MAX]; /* a "hex:" key, decoded */
 	uint64_t *shard_max;       /* per shard: highest seq appended this fetch (durable wait) */
 	/* The last keys' hashes (MD5, spate_kinesis_key_hash: ~0.3 us each),
 	 * direct-mapped by a cheap hash of the key: keys repeat (that is what
-	 * partition keys are for). */
+	 * partition keys are for). 512 slots (16 KiB): 64 keys in 64 slots
+	 * collided often enough to show MD5 in a profile. */
 	struct {
 		uint32_t hash;
 		uint8_t len;   /* 0: empty */
 		char key[27];
-	} kcache[64];
+	} kcache[512];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -189,7 +193,7 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 		return spate_config_node_error(src, NULL, err, errlen,
 					       "jetstream_stream: missing (the JetStream stream to import)");
 	n->subject = NULL;
-	n->key_header = SPATE_NATS_H_KEY;
+	n->key_header = NULL; /* the key in Spate-Record */
 	const char *consumer = NULL;
 	n->replicas = 1;
 	n->batch = 256;
@@ -466,7 +470,7 @@ static uint32_t key_hash(struct nsrc *n, const char *key, size_t klen)
 		return spate_kinesis_key_hash(key, klen, NULL);
 	for (size_t i = 0; i < klen; i++)
 		h = (h ^ (uint8_t)key[i]) * 16777619u;
-	h &= 63;
+	h = (h ^ (h >> 16)) & 511;
 	if (n->kcache[h].len == klen && !memcmp(n->kcache[h].key, key, klen))
 		return n->kcache[h].hash;
 	n->kcache[h].hash = spate_kinesis_key_hash(key, klen, NULL);
@@ -515,10 +519,24 @@ static int import_batch(struct nsrc *n, natsMsg **msgs, int count)
 			acks[nacks++] = m;
 			continue;
 		}
-		const char *key = NULL;
-		if (natsMsgHeader_Get(m, n->key_header, &key) != NATS_OK || !key || !*key)
+		/* One header access (libnats parses the message's headers
+		 * then, all of them): the key from Spate-Record (an export's
+		 * message), or from key_header when set; else the subject. */
+		const char *key = NULL, *hv = NULL;
+		if (natsMsgHeader_Get(m, n->key_header ? n->key_header : SPATE_NATS_H_RECORD, &hv) ==
+			    NATS_OK && hv)
+			key = n->key_header ? hv : spate_nats_record_key(hv);
+		if (!key || !*key)
 			key = natsMsg_GetSubject(m);
 		size_t klen = strlen(key);
+		if (klen > 4 && key[0] == 'h' && !n->key_header &&
+		    (klen - 4) / 2 <= sizeof(n->keybuf)) {
+			ssize_t kl = spate_nats_key_unhex(key, klen, n->keybuf);
+			if (kl > 0) {
+				key = n->keybuf;
+				klen = (size_t)kl;
+			}
+		}
 		if (klen > SPATE_KINESIS_KEY_MAX)
 			klen = SPATE_KINESIS_KEY_MAX;
 		const char *data = natsMsg_GetData(m);
@@ -701,10 +719,16 @@ static int nats_start(struct spate_engine *e, const struct spate_config_source *
 		n->ack_durable = spate_stream_durability(n->stream) != SPATE_DURABILITY_OFF;
 	snprintf(id, sizeof(id), "%s/%s", n->js_stream, src->name);
 	n->origin_id = spate_kinesis_key_hash(id, strlen(id), NULL);
-	/* A waiting producer: a full stream is back pressure on the fetches;
-	 * the durable wait is the source's own (per fetch, not per record). */
-	rc = spate_producer_open(n->stream, SPATE_RING_WAIT_YIELD,
+	/* A waiting producer: a full stream is back pressure on the fetches
+	 * (asleep on the ring's futex, not spinning: the fetch thread shares
+	 * the cores with B's consumers); the durable wait is the source's own
+	 * (per fetch, not per record). */
+	rc = spate_producer_open(n->stream, SPATE_RING_WAIT_BLOCK,
 				 SPATE_PRODUCER_F_WAIT_FULL | SPATE_PRODUCER_F_NO_DURABLE_WAIT, &n->prod);
+	if (rc == -ENOTSUP) /* a stream without futex wake-ups: wait by yielding */
+		rc = spate_producer_open(n->stream, SPATE_RING_WAIT_YIELD,
+					 SPATE_PRODUCER_F_WAIT_FULL | SPATE_PRODUCER_F_NO_DURABLE_WAIT,
+					 &n->prod);
 	if (rc < 0) {
 		snprintf(err, errlen, "source %s: producer on %s: %s", src->name, src->stream,
 			 strerror(-rc));
