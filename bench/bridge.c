@@ -208,6 +208,7 @@ struct opts {
 	uint32_t lanes;      /* the export's parallelization (window / lanes per batch) */
 	uint32_t batch;      /* most messages per fetch, both sides */
 	uint32_t fetch_ms;   /* how long a fetch waits to fill, both sides */
+	int format;          /* SPATE_NATS_FORMAT_*: the payload, both sides */
 };
 
 /* Steady state: a case's rate is that of its last 90% of records, from the
@@ -264,18 +265,31 @@ struct conn {
 	/* Publisher's acks. */
 	_Atomic uint64_t acked, failed;
 	struct steady *st;       /* the export case's progress, or NULL */
+	int format;              /* SPATE_NATS_FORMAT_* of what it publishes */
 	pthread_mutex_t hl;
 	struct spate_hist *hist; /* publish -> ack (ns) */
 };
 
+/* The send time in the first 8 bytes of a payload's data (past the key of
+ * an envelope); 0 if it has none. */
+static uint64_t payload_t0(const char *p, int len, int format)
+{
+	uint64_t t0 = 0;
+	int off = 0;
+
+	if (format == SPATE_NATS_FORMAT_ENVELOPE && len >= 2)
+		off = 2 + ((uint8_t)p[0] | (uint8_t)p[1] << 8);
+	if (len >= off + 8)
+		memcpy(&t0, p + off, 8);
+	return t0;
+}
+
 static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	struct conn *c = closure;
-	uint64_t t0 = 0;
+	uint64_t t0 = payload_t0(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), c->format);
 
 	(void)js;
-	if (natsMsg_GetDataLength(msg) >= 8)
-		memcpy(&t0, natsMsg_GetData(msg), 8);
 	if (pa) {
 		pthread_mutex_lock(&c->hl);
 		if (c->hist)
@@ -293,7 +307,8 @@ static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, voi
 	natsMsg_Destroy(msg);
 }
 
-static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, uint32_t window)
+static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, uint32_t window,
+		     int format)
 {
 	natsOptions *o = NULL;
 	jsOptions jo;
@@ -302,6 +317,7 @@ static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, 
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->hl, NULL);
 	c->hist = h;
+	c->format = format;
 	c->cc.servers = servers;
 	c->cc.timeout_ms = 2000;
 	if (spate_nats_options(&c->cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
@@ -339,7 +355,7 @@ static void conn_close(struct conn *c)
 static int lib_publish(struct conn *c, const char *subject, const char *idp, uint64_t n,
 		       size_t size, double rate)
 {
-	char *buf = calloc(1, size < 8 ? 8 : size), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
+	char *buf = calloc(1, (size < 8 ? 8 : size) + 16), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
 	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], rec[SPATE_NATS_RECORD_MAX];
 	uint64_t t0 = mono_ns();
 
@@ -353,13 +369,23 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 				nap_ns(due - now);
 		}
 		uint64_t t = real_ns();
-		memcpy(buf, &t, 8);
 		natsMsg *m = NULL;
 		jsPubOptions po;
-		natsMsg_Create(&m, subject, NULL, buf, (int)size);
+		int kl = snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
+		if (c->format == SPATE_NATS_FORMAT_ENVELOPE) {
+			/* What the export sends in this format: the key before
+			 * the data (spate/kinesis.h's keyed envelope). */
+			buf[0] = (char)kl;
+			buf[1] = 0;
+			memcpy(buf + 2, key, (size_t)kl);
+			memcpy(buf + 2 + kl, &t, 8);
+			natsMsg_Create(&m, subject, NULL, buf, (int)size + 2 + kl);
+		} else {
+			memcpy(buf, &t, 8);
+			natsMsg_Create(&m, subject, NULL, buf, (int)size);
+		}
 		snprintf(id, sizeof(id), "%s/%" PRIu64, idp, i);
 		spate_kinesis_seq_format(1, i, seq);
-		int kl = snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
 		spate_nats_record_value(rec, seq, shard, t, key, (size_t)kl);
 		natsMsgHeader_Set(m, SPATE_NATS_H_RECORD, rec);
 		jsPubOptions_Init(&po);
@@ -419,11 +445,10 @@ static void *lib_subscribe(void *arg)
 			continue;
 		uint64_t now = real_ns();
 		for (int i = 0; i < k; i++) {
-			if (a->hist && natsMsg_GetDataLength(msgs[i]) >= 8) {
-				uint64_t t0;
-				memcpy(&t0, natsMsg_GetData(msgs[i]), 8);
-				spate_hist_record(a->hist, now - t0);
-			}
+			if (a->hist)
+				spate_hist_record(a->hist, now - payload_t0(natsMsg_GetData(msgs[i]),
+									natsMsg_GetDataLength(msgs[i]),
+									a->o->format));
 		}
 		spate_nats_ack(a->c->nc, msgs[k - 1]);
 		for (int i = 0; i < k; i++)
@@ -478,6 +503,7 @@ static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
 	spate_config_consumer_set_option(k, "jetstream_stream", jstream);
 	spate_config_consumer_set_option(k, "subject", "bb.{bus}.{stream}");
 	spate_config_consumer_set_option(k, "window", win);
+	spate_config_consumer_set_option(k, "format", spate_nats_format_names[o->format]);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "bench bridge: bus A: %s\n", err);
@@ -506,6 +532,7 @@ static int bus_open_b(struct bus *b, const struct opts *o, const char *servers,
 	spate_config_source_set(src, "batch", v); /* as the libnats subscriber's */
 	snprintf(v, sizeof(v), "%ums", o->fetch_ms);
 	spate_config_source_set(src, "fetch_wait", v);
+	spate_config_source_set(src, "format", spate_nats_format_names[o->format]);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "bench bridge: bus B: %s\n", err);
@@ -735,7 +762,7 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	pthread_t th;
 
 	memset(out, 0, sizeof(*out));
-	if (!hl || !hp || conn_open(&c, servers, hp, o->window) < 0)
+	if (!hl || !hp || conn_open(&c, servers, hp, o->window, o->format) < 0)
 		goto out;
 	snprintf(js1, sizeof(js1), "BBL%zu_%d_%u", size, (int)getpid(), run);
 	snprintf(subj, sizeof(subj), "bl.%zu.%d.%u", size, (int)getpid(), run);
@@ -808,7 +835,7 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	int rc = -EIO;
 
 	memset(out, 0, sizeof(*out));
-	if (!h || conn_open(&c, servers, NULL, o->window) < 0)
+	if (!h || conn_open(&c, servers, NULL, o->window, o->format) < 0)
 		goto out;
 	snprintf(js, sizeof(js), "BBS%zu_%d_%u", size, (int)getpid(), run);
 	snprintf(tag, sizeof(tag), "x%zur%u", size, run);
@@ -892,7 +919,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 		{ "records", required_argument, 0, 'n' }, { "sizes", required_argument, 0, 'z' },
 		{ "runs", required_argument, 0, 'r' },  { "window", required_argument, 0, 'w' },
 		{ "batch", required_argument, 0, 'b' },  { "lanes", required_argument, 0, 'l' },
-		{ "help", no_argument, 0, 'h' },
+		{ "format", required_argument, 0, 'f' }, { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *servers = NULL;
@@ -920,18 +947,25 @@ int spate_bench_bridge_main(int argc, char **argv)
 			o.batch = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (c == 'l')
 			o.lanes = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (c == 'f' && !strcmp(optarg, "envelope"))
+			o.format = SPATE_NATS_FORMAT_ENVELOPE;
+		else if (c == 'f' && !strcmp(optarg, "headers"))
+			o.format = SPATE_NATS_FORMAT_HEADERS;
 		else {
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: spate bench bridge [--json] [--servers URLS] [--records N] "
 				"[--sizes 64,1024]\n"
 				"       [--runs R] [--window ACKS] [--lanes L] [--batch FETCH]\n"
+				"       [--format headers|envelope]\n"
 				"  bus A -> NATS JetStream -> bus B against a plain libnats publisher\n"
 				"  and pull subscriber; without --servers, starts a 3-node nats-server\n"
 				"  cluster on loopback (replicas 3). Each of R interleaved runs does\n"
 				"  every case with N records (default 60000); figures are medians,\n"
 				"  ratios the median of the runs' same-run ratios. Both sides get the\n"
 				"  same window of pending acks (default 4096; the export: L lanes,\n"
-				"  default 2, of window/L) and the same fetch (default 256 messages, 5 ms)\n");
+				"  default 2, of window/L) and the same fetch (default 256 messages, 5 ms);\n"
+				"  --format: the bridge's payload format, the plain publisher sending the\n"
+				"  same bytes (default headers)\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
@@ -954,7 +988,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 		struct conn w;
 		char err[256] = "";
 		int ok = 0;
-		if (conn_open(&w, servers, NULL, o.window) == 0) {
+		if (conn_open(&w, servers, NULL, o.window, o.format) == 0) {
 			for (int i = 0; i < 300 && !ok; i++) {
 				ok = spate_nats_ensure_stream(w.js, "BBWARM", "bbwarm", 3, 0, err,
 							      sizeof(err)) == 0;
@@ -1098,6 +1132,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 	json_object_object_add(root, "export_lanes", json_object_new_int((int)o.lanes));
 	json_object_object_add(root, "fetch_batch", json_object_new_int((int)o.batch));
 	json_object_object_add(root, "fetch_wait_ms", json_object_new_int((int)o.fetch_ms));
+	json_object_object_add(root, "format", json_object_new_string(spate_nats_format_names[o.format]));
 	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "load_before", json_object_new_double(load[0]));
 	json_object_object_add(root, "load_after", json_object_new_double(load_after[0]));

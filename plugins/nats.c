@@ -57,6 +57,9 @@
  *   create: BOOL            create jetstream_stream if absent (default false)
  *   replicas: N             its replicas when created (default 1)
  *   window: N               pending acks at most (default 4096)
+ *   format: headers|envelope the payload: the record's data (default), or
+ *                           the record as a keyed envelope, for a spate
+ *                           import with the same format (nats_conn.h)
  *   ack_timeout: MS         wait for the acks of a batch (default 5000)
  *   user, password, token, nkey, nkey_seed, creds, tls, tls_ca, tls_cert,
  *   tls_key, reconnect_wait_ms, reconnect_max_ms: nats_conn.h
@@ -114,6 +117,9 @@ struct nstate {
 	const char *js_stream;     /* expected stream, or NULL */
 	int64_t ack_timeout_ms;
 	int64_t window;
+	int format;                /* SPATE_NATS_FORMAT_* */
+	uint8_t *env;              /* a keyed envelope being built (format envelope) */
+	size_t env_cap;
 	/* The batch in flight (the ack handler's view): under lock. */
 	pthread_mutex_t lock;
 	uint64_t *seqs;            /* [count]: the batch's ring sequences, ascending (a
@@ -343,6 +349,7 @@ static void nstate_free(struct nstate *s)
 	for (unsigned i = 0; i < s->nstrs; i++)
 		free(s->opt_strs[i]);
 	free(s->subject_tmpl);
+	free(s->env);
 	free(s->acked);
 	free(s->seqs);
 	pthread_mutex_destroy(&s->lock);
@@ -459,7 +466,9 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 	    pu_opt_u64(ctx, "nats", "reconnect_max_ms", 2000, &rmax) < 0 ||
 	    pu_opt_u64(ctx, "nats", "replicas", 1, &replicas) < 0 ||
 	    pu_opt_bool(ctx, "nats", "create", 0, &create) < 0 ||
-	    pu_opt_bool(ctx, "nats", "tls", 0, &tls) < 0)
+	    pu_opt_bool(ctx, "nats", "tls", 0, &tls) < 0 ||
+	    pu_opt_enum(ctx, "nats", "format", spate_nats_format_names, SPATE_NATS_FORMAT_HEADERS,
+			&s->format) < 0)
 		goto fail;
 	if (window < 1 || window > 1000000 || ackt < 1) {
 		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: window must be 1..1000000, ack_timeout >= 1");
@@ -577,7 +586,30 @@ static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 			return NATS_INVALID_SUBJECT;
 		subject = subj;
 	}
-	st = natsMsg_Create(&m, subject, NULL, v.data, (int)v.len);
+	const void *pl = v.data;
+	size_t plen = v.len;
+	if (s->format == SPATE_NATS_FORMAT_ENVELOPE) {
+		if (r->type == SPATE_RECORD_TYPE_KEYED) {
+			pl = r->data; /* already one, in the ring */
+			plen = r->len;
+		} else {
+			size_t need = SPATE_KINESIS_KEYED_LEN(v.key_len, v.len);
+			if (need > s->env_cap) {
+				uint8_t *e = realloc(s->env, need);
+				if (!e)
+					return NATS_NO_MEMORY;
+				s->env = e;
+				s->env_cap = need;
+			}
+			int64_t el = spate_kinesis_keyed_encode(s->env, need, v.key, v.key_len, v.data,
+								v.len);
+			if (el < 0)
+				return NATS_INVALID_ARG;
+			pl = s->env;
+			plen = (size_t)el;
+		}
+	}
+	st = natsMsg_Create(&m, subject, NULL, pl, (int)plen);
 	if (st != NATS_OK)
 		return st;
 	memcpy(id, s->id_prefix, s->id_prefix_len);

@@ -42,6 +42,19 @@
  */
 #define SPATE_NATS_H_MSGID "Nats-Msg-Id"
 #define SPATE_NATS_H_RECORD "Spate-Record"
+
+/*
+ * What a message's payload is (`format:` on both halves):
+ *   headers   the record's data, as it was put (default: any reader)
+ *   envelope  the record as a keyed envelope (spate/kinesis.h: 16-bit
+ *             little-endian key length, the key, the data), for a bridge
+ *             between spate buses: the import finds the key in the payload
+ *             and never touches the headers, which libnats would parse (all
+ *             of them, a hash entry and allocations each, and their freeing)
+ *             for the key alone. The headers are the same in both formats.
+ */
+enum { SPATE_NATS_FORMAT_HEADERS, SPATE_NATS_FORMAT_ENVELOPE };
+static const char *const spate_nats_format_names[] = { "headers", "envelope", NULL };
 /* Longest Spate-Record value: 42 + 1 + 20 + 1 + 20 + 1 + "hex:" + 2 per key byte. */
 #define SPATE_NATS_RECORD_MAX (SPATE_NATS_SEQ_LEN_ + 44 + 4 + 2 * 1024 + 1)
 #define SPATE_NATS_SEQ_LEN_ 42

@@ -41,6 +41,10 @@
  *                           trickle)
  *   ack_wait: DURATION      JetStream's redelivery timer (default 30s)
  *   max_ack_pending: N      default 20000
+ *   format: headers|envelope  the payload: the data (default), or a keyed
+ *                           envelope carrying the key (an export with the
+ *                           same format: no header is read; a payload that
+ *                           is not one is taken as data, keyed as below)
  *   key_header: NAME        a header whose whole value is the partition key
  *                           (messages of other publishers; default: the
  *                           key in the export's Spate-Record header)
@@ -95,7 +99,7 @@ static const char *const counter_names[C_N] = {
 static const char *const known_keys[] = {
 	"servers", "jetstream_stream", "subject", "consumer", "create", "replicas", "ack",
 	"batch", "fetch_wait", "ack_wait", "max_ack_pending", "key_header", "auth", "tls",
-	"reconnect_wait", "reconnect_max", NULL,
+	"reconnect_wait", "reconnect_max", "format", NULL,
 };
 static const char *const auth_keys[] = { "user", "password", "token", "nkey", "nkey_seed",
 					 "creds", NULL };
@@ -113,6 +117,7 @@ struct nsrc {
 	char durable[128];
 	const char *js_stream, *subject, *key_header;
 	bool create, ack_durable;
+	int format;                /* SPATE_NATS_FORMAT_* */
 	uint64_t replicas, batch, fetch_wait_ns, ack_wait_ns, max_ack_pending;
 	uint32_t origin_id;
 	uint64_t last;             /* highest origin sequence appended (M) */
@@ -155,7 +160,7 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 	struct nsrc tmp;
 	const struct spate_config_node *sv, *auth, *tls;
 	uint64_t rw = 100 * 1000000ull, rmax = 2000 * 1000000ull;
-	int ack = -1, r;
+	int ack = -1, format = SPATE_NATS_FORMAT_HEADERS, r;
 
 	if (!n) {
 		memset(&tmp, 0, sizeof(tmp));
@@ -216,8 +221,11 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 				       60000000000ull, &rw, err, errlen)) < 0 ||
 	    (r = spate_config_node_dur(src, &src->keys, "reconnect_max", 1000000ull,
 				       600000000000ull, &rmax, err, errlen)) < 0 ||
-	    (r = spate_config_node_enum(src, &src->keys, "ack", ack_names, &ack, err, errlen)) < 0)
+	    (r = spate_config_node_enum(src, &src->keys, "ack", ack_names, &ack, err, errlen)) < 0 ||
+	    (r = spate_config_node_enum(src, &src->keys, "format", spate_nats_format_names, &format,
+					err, errlen)) < 0)
 		return r;
+	n->format = format;
 	if (consumer && !*consumer)
 		return spate_config_node_error(src, spate_config_source_key(src, "consumer"), err,
 					       errlen, "expected a durable consumer name");
@@ -519,28 +527,40 @@ static int import_batch(struct nsrc *n, natsMsg **msgs, int count)
 			acks[nacks++] = m;
 			continue;
 		}
-		/* One header access (libnats parses the message's headers
-		 * then, all of them): the key from Spate-Record (an export's
-		 * message), or from key_header when set; else the subject. */
-		const char *key = NULL, *hv = NULL;
-		if (natsMsgHeader_Get(m, n->key_header ? n->key_header : SPATE_NATS_H_RECORD, &hv) ==
-			    NATS_OK && hv)
-			key = n->key_header ? hv : spate_nats_record_key(hv);
-		if (!key || !*key)
-			key = natsMsg_GetSubject(m);
-		size_t klen = strlen(key);
-		if (klen > 4 && key[0] == 'h' && !n->key_header &&
-		    (klen - 4) / 2 <= sizeof(n->keybuf)) {
-			ssize_t kl = spate_nats_key_unhex(key, klen, n->keybuf);
-			if (kl > 0) {
-				key = n->keybuf;
-				klen = (size_t)kl;
+		const char *key = NULL, *data = natsMsg_GetData(m);
+		size_t klen = 0, dlen = (size_t)natsMsg_GetDataLength(m);
+		if (n->format == SPATE_NATS_FORMAT_ENVELOPE && dlen >= 2) {
+			/* The key in the payload: no header is touched. */
+			klen = (size_t)(uint8_t)data[0] | (size_t)(uint8_t)data[1] << 8;
+			if (klen && klen <= SPATE_KINESIS_KEY_MAX && 2 + klen <= dlen) {
+				key = data + 2;
+				data += 2 + klen;
+				dlen -= 2 + klen;
 			}
 		}
-		if (klen > SPATE_KINESIS_KEY_MAX)
-			klen = SPATE_KINESIS_KEY_MAX;
-		const char *data = natsMsg_GetData(m);
-		size_t dlen = (size_t)natsMsg_GetDataLength(m);
+		if (!key) {
+			/* One header access (libnats parses the message's
+			 * headers then, all of them): the key from Spate-Record
+			 * (an export's message), or from key_header when set;
+			 * else the subject. */
+			const char *hv = NULL;
+			if (natsMsgHeader_Get(m, n->key_header ? n->key_header : SPATE_NATS_H_RECORD,
+					      &hv) == NATS_OK && hv)
+				key = n->key_header ? hv : spate_nats_record_key(hv);
+			if (!key || !*key)
+				key = natsMsg_GetSubject(m);
+			klen = strlen(key);
+			if (klen > 4 && key[0] == 'h' && !n->key_header &&
+			    (klen - 4) / 2 <= sizeof(n->keybuf)) {
+				ssize_t kl = spate_nats_key_unhex(key, klen, n->keybuf);
+				if (kl > 0) {
+					key = n->keybuf;
+					klen = (size_t)kl;
+				}
+			}
+			if (klen > SPATE_KINESIS_KEY_MAX)
+				klen = SPATE_KINESIS_KEY_MAX;
+		}
 		size_t need = SPATE_KINESIS_ORIGIN_LEN(klen, dlen);
 		if (need > n->bufcap[cnt]) {
 			uint8_t *b = realloc(n->buf[cnt], need);
