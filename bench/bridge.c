@@ -407,9 +407,40 @@ struct subarg {
 	const char *stream, *durable;
 	uint64_t n, got;
 	struct spate_hist *hist; /* publish -> fetched (ns), or NULL */
+	struct spate_producer *prod; /* the floor: each message's key read and
+					 the message put into this stream */
+	struct spate_put_entry ent[256];
+	struct spate_put_result res[256];
 	struct steady st;
 	int rc;
 };
+
+/* The floor of an import: what any importer must do with a fetched
+ * message besides what the plain subscriber does: find its partition key
+ * (the Spate-Record header through libnats, or the payload's envelope) and
+ * put it into a spate stream by that key (one spate_put_batch per fetch).
+ * No origin, no redelivery check, no envelope: less than the import. */
+static void floor_put(struct subarg *a, natsMsg **msgs, int k)
+{
+	for (int i = 0; i < k; i++) {
+		const char *d = natsMsg_GetData(msgs[i]), *key = NULL, *hv = NULL;
+		size_t dl = (size_t)natsMsg_GetDataLength(msgs[i]), kl = 0;
+		if (a->o->format == SPATE_NATS_FORMAT_ENVELOPE && dl >= 2) {
+			kl = (size_t)(uint8_t)d[0] | (size_t)(uint8_t)d[1] << 8;
+			if (kl && 2 + kl <= dl) {
+				key = d + 2;
+				d += 2 + kl;
+				dl -= 2 + kl;
+			}
+		} else if (natsMsgHeader_Get(msgs[i], SPATE_NATS_H_RECORD, &hv) == NATS_OK && hv) {
+			key = spate_nats_record_key(hv);
+			kl = key ? strlen(key) : 0;
+		}
+		a->ent[i] = (struct spate_put_entry){ .key = key ? key : "", .key_len = kl,
+						      .data = d, .len = dl };
+	}
+	spate_put_batch(a->prod, a->ent, (unsigned)k, a->res);
+}
 
 static void *lib_subscribe(void *arg)
 {
@@ -450,6 +481,8 @@ static void *lib_subscribe(void *arg)
 									natsMsg_GetDataLength(msgs[i]),
 									a->o->format));
 		}
+		if (a->prod)
+			floor_put(a, msgs, k);
 		spate_nats_ack(a->c->nc, msgs[k - 1]);
 		for (int i = 0; i < k; i++)
 			natsMsg_Destroy(msgs[i]);
@@ -507,6 +540,26 @@ static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "bench bridge: bus A: %s\n", err);
+	return rc;
+}
+
+/* A bus with one stream and nothing else, for the floor (floor_put). */
+static int bus_open_floor(struct bus *b, const char *tag)
+{
+	struct spate_config_stream *s;
+	char err[512];
+
+	snprintf(b->name, sizeof(b->name), "bbF%d%s", (int)getpid(), tag);
+	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
+	if (spate_config_new_default(b->name, &b->cfg) < 0)
+		return -ENOMEM;
+	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
+	spate_config_add_stream(b->cfg, "s", &s);
+	s->ring_size = 64u << 20;
+	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
+	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "bench bridge: floor bus: %s\n", err);
 	return rc;
 }
 
@@ -698,6 +751,7 @@ static const char *const dir_names[X_N] = { "export", "import", "through" };
 struct result {
 	double rps[X_N];
 	uint64_t p99, p50; /* through at 10% */
+	double floor_rps;  /* libnats import + key + put into a stream (floor_put) */
 };
 
 static struct spate_hist *hist_new(void)
@@ -785,6 +839,28 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	lib_subscribe(&sa);
 	out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
 	trace_case("lib-import", &sa.st);
+	/* The floor: the same messages again (another consumer), each one's
+	 * key read and the message put into a spate stream. */
+	{
+		struct bus f = { 0 };
+		char tag[24];
+		snprintf(tag, sizeof(tag), "x%zur%u", size, run);
+		struct subarg *sf = calloc(1, sizeof(*sf));
+		if (sf && bus_open_floor(&f, tag) == 0 &&
+		    spate_producer_open(spate_engine_stream(f.e, "s"), SPATE_RING_WAIT_BLOCK, 0,
+					&sf->prod) == 0) {
+			*sf = (struct subarg){ .c = &c, .o = o, .stream = js1, .durable = "floor",
+					       .n = o->n, .prod = sf->prod };
+			settle(&c, js1);
+			lib_subscribe(sf);
+			out->floor_rps = sf->rc == 0 ? steady_rate(&sf->st) : 0;
+			trace_case("lib-floor", &sf->st);
+			spate_producer_close(sf->prod);
+		}
+		if (f.e)
+			bus_close(&f);
+		free(sf);
+	}
 	drop_stream(&c, js1);
 
 	snprintf(js2, sizeof(js2), "BBT%zu_%d_%u", size, (int)getpid(), run);
@@ -1113,6 +1189,40 @@ int spate_bench_bridge_main(int argc, char **argv)
 			if (kp)
 				json_object_object_add(r1, "p99_spate_over_libnats_round_trip",
 						       json_object_new_double(spate_bench_median(q, kp)));
+			if (d == X_IMPORT) {
+				/* The floor (floor_put): the plain subscriber that
+				 * also reads each key and puts into a stream. */
+				unsigned kf = 0, kr = 0;
+				json_object *c1 = json_object_new_object(), *runs = json_object_new_array();
+				for (unsigned r = 0; r < o.runs; r++) {
+					const struct result *x = res[r * nsz + z];
+					json_object_array_add(runs, json_object_new_double(x[0].floor_rps));
+					if (x[0].floor_rps > 0) {
+						q[kf++] = x[0].floor_rps;
+						if (x[1].rps[d] > 0)
+							v[kr++] = x[1].rps[d] / x[0].floor_rps;
+					}
+				}
+				double fm = kf ? spate_bench_median(q, kf) : 0;
+				json_object_object_add(c1, "impl", json_object_new_string("libnats_floor"));
+				json_object_object_add(c1, "direction", json_object_new_string("import"));
+				json_object_object_add(c1, "record_size", json_object_new_int((int)szs[z]));
+				json_object_object_add(c1, "records_per_sec", json_object_new_double(fm));
+				json_object_object_add(c1, "p99_ns", json_object_new_int64(0));
+				json_object_object_add(c1, "p50_ns", json_object_new_int64(0));
+				json_object_object_add(c1, "runs_records_per_sec", runs);
+				json_object_array_add(cases, c1);
+				if (kf)
+					json_object_object_add(r1, "floor_over_libnats",
+							       json_object_new_double(med[0][d] > 0 ? fm / med[0][d] : 0));
+				if (kr)
+					json_object_object_add(r1, "spate_over_floor",
+							       json_object_new_double(spate_bench_median(v, kr)));
+				if (!json && kf)
+					printf("  import %zu B: floor (libnats + key + put) %.0f records/s, "
+					       "spate / floor = %.2f\n",
+					       szs[z], fm, kr ? spate_bench_median(v, kr) : 0);
+			}
 			json_object_array_add(ratios, r1);
 			if (!json)
 				printf("  %s %zu B: spate / libnats = %.2f (median of %u same-run ratios)\n",
