@@ -236,14 +236,6 @@ static void steady_at(struct steady *s, uint64_t done)
 		atomic_store_explicit(&s->t_mark, mono_ns(), memory_order_relaxed);
 }
 
-static void trace_case(const char *what, const struct steady *s)
-{
-	if (getenv("SPATE_BRIDGE_TRACE"))
-		fprintf(stderr, "TRACE %s %.6f %.6f\n", what,
-			(double)atomic_load_explicit(&s->t_mark, memory_order_relaxed) / 1e9,
-			(double)s->t_end / 1e9);
-}
-
 static double steady_rate(const struct steady *s)
 {
 	/* Relaxed: the writer's thread was joined (or is this one). */
@@ -833,7 +825,6 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	/* Relaxed: the ack handlers ran before js_PublishAsyncComplete returned. */
 	if (atomic_load_explicit(&c.acked, memory_order_relaxed) == o->n)
 		out->rps[X_EXPORT] = steady_rate(&st);
-	trace_case("lib-export", &st);
 	/* The import, and its floor (floor_put: the same messages again,
 	 * another consumer): which reads the stream first alternates with the
 	 * run (a second read may find the servers' caches warm). */
@@ -844,7 +835,6 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 			settle(&c, js1);
 			lib_subscribe(&sa);
 			out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
-			trace_case("lib-import", &sa.st);
 			continue;
 		}
 		struct bus f = { 0 };
@@ -860,7 +850,6 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 			settle(&c, js1);
 			lib_subscribe(sf);
 			out->floor_rps = sf->rc == 0 ? steady_rate(&sf->st) : 0;
-			trace_case("lib-floor", &sf->st);
 			spate_producer_close(fp);
 		}
 		if (f.e)
@@ -936,7 +925,6 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	if (w < 0)
 		goto buses;
 	out->rps[X_EXPORT] = steady_rate(&st);
-	trace_case("spate-export", &st);
 	/* Import: B reads back what A exported. A is stopped meanwhile (its
 	 * idle workers are not the import's work; the plain subscriber's
 	 * case runs alone too) and started again for `through`. */
@@ -952,7 +940,6 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	if (wait_imported(ringb, 0, &si) < 0)
 		goto buses;
 	out->rps[X_IMPORT] = steady_rate(&si);
-	trace_case("spate-import", &si);
 	/* Through: both running, a reader of B from here on. */
 	struct ringarg ra = { .n = o->n };
 	if (spate_ring_reader_open(ringb, SPATE_RING_START_LATEST, SPATE_RING_WAIT_BLOCK,
