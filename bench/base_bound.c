@@ -23,6 +23,14 @@
  * blocking or crash recovery: everything spate carries beyond this is cost
  * this yardstick does not pay. 1to1 only.
  *
+ * "bound_nt" is the same ring whose writer fills each slot with
+ * non-temporal full-line stores (x86-64 SSE2 movntdq, record sizes that are
+ * multiples of 64), then one sfence before the release store of tail (a
+ * release store does not order non-temporal stores). The lines bypass the
+ * writer's caches: no read for ownership of lines the reader still holds.
+ * It shows what a ring could gain by streaming whole lines out, which a
+ * ring whose records straddle lines (spate's 72-byte 64 B records) cannot.
+ *
  * Capacity: count = ring bytes / record size (rounded down to a power of
  * two) slots, all usable (indices are free-running 64-bit counters).
  */
@@ -34,6 +42,13 @@
 
 #include "bench_impl.h"
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#define SPATE_BOUND_NT 1
+#else
+#define SPATE_BOUND_NT 0
+#endif
+
 struct bound_ring {
 	/** Records published: written by the writer only. */
 	_Alignas(128) _Atomic uint64_t tail;
@@ -41,6 +56,7 @@ struct bound_ring {
 	_Alignas(128) _Atomic uint64_t head;
 	_Alignas(128) uint8_t *slots;
 	uint64_t mask; /**< count - 1 */
+	int nt;        /**< bound_nt: non-temporal stores */
 	size_t memsize;
 };
 
@@ -61,6 +77,15 @@ static const char *bound_unsupported(const struct spate_bench_case *c)
 	return NULL;
 }
 
+static const char *bound_nt_unsupported(const struct spate_bench_case *c)
+{
+	if (!SPATE_BOUND_NT)
+		return "non-temporal stores: x86-64 only";
+	if (c->size % 64u)
+		return "non-temporal full-line stores need record sizes that are multiples of 64";
+	return bound_unsupported(c);
+}
+
 static void bound_teardown(struct spate_bench_ctx *x)
 {
 	struct bound_ring *b = x->ring;
@@ -72,7 +97,7 @@ static void bound_teardown(struct spate_bench_ctx *x)
 	x->ring = NULL;
 }
 
-static int bound_setup(struct spate_bench_ctx *x)
+static int bound_setup_(struct spate_bench_ctx *x, int nt)
 {
 	const struct spate_bench_case *c = x->c;
 	struct bound_ring *b = aligned_alloc(128, sizeof(*b));
@@ -81,6 +106,7 @@ static int bound_setup(struct spate_bench_ctx *x)
 		return -ENOMEM;
 	memset(b, 0, sizeof(*b));
 	x->ring = b;
+	b->nt = nt;
 	b->mask = bound_count(c) - 1u;
 	b->memsize = (size_t)(b->mask + 1u) * c->size;
 	b->slots = spate_bench_alloc(b->memsize, c->huge);
@@ -89,6 +115,30 @@ static int bound_setup(struct spate_bench_ctx *x)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+static int bound_setup(struct spate_bench_ctx *x)
+{
+	return bound_setup_(x, 0);
+}
+
+static int bound_nt_setup(struct spate_bench_ctx *x)
+{
+	return bound_setup_(x, 1);
+}
+
+/* One slot by non-temporal 16-byte stores: every word the sequence word,
+ * word 1 the batch time. */
+SPATE_BENCH_INLINE void bound_fill_nt(uint8_t *p, unsigned size, uint64_t seqw, uint64_t ts)
+{
+#if SPATE_BOUND_NT
+	__m128i v = _mm_set1_epi64x((long long)seqw);
+	_mm_stream_si128((__m128i *)(void *)p, _mm_set_epi64x((long long)ts, (long long)seqw));
+	for (unsigned k = 16; k < size; k += 16)
+		_mm_stream_si128((__m128i *)(void *)(p + k), v);
+#else
+	(void)p, (void)size, (void)seqw, (void)ts;
+#endif
 }
 
 SPATE_BENCH_INLINE void bound_write_run(const unsigned size, struct spate_bench_ctx *x,
@@ -118,10 +168,20 @@ SPATE_BENCH_INLINE void bound_write_run(const unsigned size, struct spate_bench_
 		}
 		spins = 0;
 		uint64_t ts = spate_now_ns();
-		for (unsigned i = 0; i < batch; i++) {
-			uint64_t *p = (uint64_t *)(void *)(slots + ((tail + i) & mask) * size);
-			spate_bench_fill(p, size, seqw + i);
-			p[1] = ts;
+		if (b->nt) {
+			for (unsigned i = 0; i < batch; i++)
+				bound_fill_nt(slots + ((tail + i) & mask) * size, size, seqw + i, ts);
+#if SPATE_BOUND_NT
+			/* Non-temporal stores are weakly ordered: fence them
+			 * before the release store below publishes them. */
+			_mm_sfence();
+#endif
+		} else {
+			for (unsigned i = 0; i < batch; i++) {
+				uint64_t *p = (uint64_t *)(void *)(slots + ((tail + i) & mask) * size);
+				spate_bench_fill(p, size, seqw + i);
+				p[1] = ts;
+			}
 		}
 		tail += batch;
 		seqw += batch;
@@ -188,6 +248,15 @@ const struct spate_bench_impl spate_bench_impl_bound = {
 	.name = "bound",
 	.unsupported = bound_unsupported,
 	.setup = bound_setup,
+	.teardown = bound_teardown,
+	.writer = bound_writer,
+	.reader = bound_reader,
+};
+
+const struct spate_bench_impl spate_bench_impl_bound_nt = {
+	.name = "bound_nt",
+	.unsupported = bound_nt_unsupported,
+	.setup = bound_nt_setup,
 	.teardown = bound_teardown,
 	.writer = bound_writer,
 	.reader = bound_reader,

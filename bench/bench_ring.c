@@ -4,7 +4,7 @@
  *
  * Design. A case is (mode, record size, batch). For each case the driver
  * runs every selected ring R times, interleaved (spate, rte_ring, ck_ring, bound,
- * spate, ...), because this machine is shared and noisy: the figure reported
+ * bound_nt, spate, ...), because this machine is shared and noisy: the figure reported
  * is the median records/s of the R runs, the latency percentiles come from
  * the R runs' histograms merged. Each run gets a fresh ring and fresh
  * threads, pinned by the topology module to distinct cores that share the
@@ -64,6 +64,7 @@ static const struct spate_bench_impl *const all_impls[] = {
 	&spate_bench_impl_ck_ring,
 #endif
 	&spate_bench_impl_bound,
+	&spate_bench_impl_bound_nt,
 };
 #define NIMPLS (sizeof(all_impls) / sizeof(all_impls[0]))
 
@@ -598,8 +599,9 @@ void spate_bench_ring_usage(FILE *f)
 		"  --mode M[,M]         1to1, 4to1 (4 writers), 1to3 (3 readers, spate only)\n"
 		"  --record-size N[,N]  payload bytes, multiple of 8, >= 16 (16,64,256,1024,4096)\n"
 		"  --batch N[,N]        records per publish and per take (1,8,32,128)\n"
-		"  --impl I[,I]         spate, rte_ring, ck_ring, bound (all built; bound:\n"
-		"                       the least any ring carrying rte_ring's bytes does)\n"
+		"  --impl I[,I]         spate, rte_ring, ck_ring, bound, bound_nt (all built;\n"
+		"                       bound: the least any ring carrying rte_ring's bytes\n"
+		"                       does; bound_nt: the same with non-temporal stores)\n"
 		"  --seconds S          measured time per run (0.3; 1 for a single size and batch)\n"
 		"  --repeat R           runs per ring and case, interleaved; median reported\n"
 		"                       (3 for a single size and batch, else 1)\n"
@@ -1115,15 +1117,16 @@ int spate_bench_ring_main(int argc, char **argv)
 	     o.rate ? "writers paced (--rate)" : "measured at saturation, so mostly queueing "
 	     "in whichever ring side is slower");
 #if SPATE_HAVE_CK
-	if (o.impls & (1u << (NIMPLS - 2)))
+	if (o.impls & (1u << (NIMPLS - 3)))
 		note(&notes, "ck_ring: typed rings (CK_RING_PROTOTYPE) copy records by value; "
 		     "no burst API, a batch is a loop of single enqueues/dequeues");
 #endif
-	if (o.impls & (1u << (NIMPLS - 1)))
+	if (o.impls & (3u << (NIMPLS - 2)))
 		note(&notes, "bound: the least any ring carrying rte_ring's bytes does (record-size "
 		     "slots, line-aligned for 64 B; own-line indices, cached copies; writer fills "
 		     "in place, one release store per batch; reader reads in place); a "
-		     "yardstick, not a product ring");
+		     "yardstick, not a product ring; bound_nt: the same with non-temporal "
+		     "full-line stores and an sfence per batch");
 	if (!o.json)
 		printf("#\n");
 
@@ -1247,7 +1250,8 @@ int spate_bench_ring_main(int argc, char **argv)
 			const struct result *rte = find_result(res, nres, &res[k], "rte_ring");
 			const struct result *ck = find_result(res, nres, &res[k], "ck_ring");
 			const struct result *bound = find_result(res, nres, &res[k], "bound");
-			if (!rte && !ck && !bound)
+			const struct result *bnt = find_result(res, nres, &res[k], "bound_nt");
+			if (!rte && !ck && !bound && !bnt)
 				continue;
 			json_object *ro = json_object_new_object();
 			json_object_object_add(ro, "record_size", json_object_new_int64(res[k].c.size));
@@ -1270,6 +1274,12 @@ int spate_bench_ring_main(int argc, char **argv)
 					json_object_object_add(ro, "bound_vs_rte_ring_by_regime",
 							       by_regime_json(bound, rte));
 				}
+			}
+			if (bnt && !bnt->failed && bnt->rps > 0 && rte && !rte->failed && rte->rps > 0) {
+				json_object_object_add(ro, "bound_nt_vs_rte_ring",
+						       json_object_new_double(bnt->rps / rte->rps));
+				json_object_object_add(ro, "bound_nt_vs_rte_ring_by_regime",
+						       by_regime_json(bnt, rte));
 			}
 			if (ck && ck->rps > 0)
 				json_object_object_add(ro, "spate_vs_ck_ring",
