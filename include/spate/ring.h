@@ -574,8 +574,11 @@ static inline uint64_t spate_ring_batch_len_(uint64_t c, uint64_t pos, uint64_t 
  * Reserve space for one batch of records whose spate_ring_rec_size() add up
  * to at most @p bytes. Fill it with spate_ring_batch_add(), then
  * spate_ring_commit() (or spate_ring_abort()). One reservation per writer
- * handle at a time. Thread: the writer handle's owner; multi-writer rings
- * allow any number of writer handles at once.
+ * handle at a time. A single writer's reservation of SPATE_RING_STREAM_MIN
+ * to SPATE_RING_STREAM_MAX bytes is staged and streamed into the ring at
+ * the commit (b->hdr points into the ring only after it). Thread: the
+ * writer handle's owner; multi-writer rings allow any number of writer
+ * handles at once.
  *
  * A writer that finds the ring full looks for gating readers whose process
  * is dead and evicts them (at most every SPATE_RING_CHECK_NS; readers with
@@ -640,7 +643,8 @@ static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes
 
 /**
  * Append a record of @p len bytes to a reserved batch and return where its
- * payload goes (8-byte aligned), or NULL if the reservation has no room left
+ * payload goes (8-byte aligned; valid until the commit: a streamed batch is
+ * filled in the writer's staging buffer), or NULL if the reservation has no room left
  * (or the batch already holds SPATE_RING_MAX_BATCH_RECORDS). Thread: the
  * batch's owner. Lengths above spate_ring_max_record() must be refused by
  * the caller (spate_ring_put* do it).
