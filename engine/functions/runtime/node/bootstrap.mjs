@@ -157,6 +157,7 @@ const timing = Number(env.SPATE_NODE_TIMING) || 0;
 const phases = ['wait', 'body', 'parse', 'handler', 'answer'];
 const sums = new Array(phases.length).fill(0n);
 let timed = 0;
+let cpu0 = process.cpuUsage();
 for (;;) {
   const tm = timing ? [0n] : null;
   const t0 = timing ? process.hrtime.bigint() : 0n;
@@ -198,8 +199,11 @@ for (;;) {
     const d = [tm[0] - t0, t1 - tm[0], t2 - t1, t3 - t2, t4 - t3];
     for (let i = 0; i < d.length; i++) sums[i] += d[i];
     if (++timed === timing) {
+      const cpu = process.cpuUsage(cpu0);
+      cpu0 = process.cpuUsage();
       process.stderr.write(`spate node loop, mean of ${timed} invocations (us): ${
-        phases.map((p, i) => `${p} ${(Number(sums[i]) / timed / 1e3).toFixed(1)}`).join(' ')}\n`);
+        phases.map((p, i) => `${p} ${(Number(sums[i]) / timed / 1e3).toFixed(1)}`).join(' ')
+      } cpu user ${(cpu.user / timed).toFixed(1)} system ${(cpu.system / timed).toFixed(1)}\n`);
       sums.fill(0n);
       timed = 0;
     }
