@@ -237,6 +237,11 @@ nodeloop)
 	put_records 8000 1000 777 bad
 	ERR="batchItemFailures"
 	wait_stat '.consumers[] | select(.name == "f") | (.records + .failed == 8000 and .lag_records == 0)' 90
+	# The bundled loop runs with the engine's glibc tunables (docs/config.md).
+	fpid=$(pgrep -P "$pid" -x node | head -1)
+	[ -n "$fpid" ] || fail "no node process under the engine"
+	tr '\0' '\n' < "/proc/$fpid/environ" | grep -q '^GLIBC_TUNABLES=glibc.malloc.trim_threshold=' ||
+		fail "the bundled Node loop runs without the engine's GLIBC_TUNABLES"
 	;;
 python)
 	command -v python3 > /dev/null || skip "no python3"
