@@ -44,7 +44,18 @@
  * lanes never wait for each other; the shard's checkpoint is the minimum of
  * its lanes' positions. The cost is that each lane walks every record header.
  *
- * Limits: one batch in flight per task; the bisect stack holds 64 ranges
+ * Pipelined hand-over. A provided plugin with a pipe (spate/provider.h:
+ * an isolated child) gets submit() instead of process(); while the batch
+ * runs elsewhere the worker peeks the next one behind it (the source's
+ * peek-ahead: ring only, no starting filter, window wait or crash record
+ * pending) and gives it to prepare(), then waits for the result. The
+ * next batch is delivered only after the current one's result, and the
+ * current one is released alone (spate_source_release_head), so every
+ * rule above and the checkpoints are as with process(); the peek-ahead
+ * runs with the delivery off the watchdog's IN (the task is this
+ * thread's meanwhile).
+ *
+ * Limits: one batch in flight per task (one more peeked ahead); the bisect stack holds 64 ranges
  * (enough for 2^64 records); a plugin that crashes takes the process down
  * (with a line naming it); a given-up thread may still read ring memory.
  */

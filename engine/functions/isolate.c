@@ -16,8 +16,19 @@
  * before it sleeps on the socket (a batch's round trip is then two cache
  * line transfers, not two wake-ups of sleeping processes); the batch's
  * records stay in the ring until then,
- * since the engine releases the task's reader only after process()
- * returns. The child's result (OK, PARTIAL with failed_index, RETRY,
+ * since the engine releases the task's reader only after the result.
+ *
+ * Pipelined hand-over (struct spate_provided_pipe): the consumer runtime
+ * submits a batch (descriptors, doorbell) and, while the child runs it,
+ * peeks the next batch and gives it to prepare(), which writes its
+ * descriptors into the other of the area's two descriptor areas; then it
+ * waits for the result (complete). When the next submit is that batch
+ * (same views, count and sequence range) the doorbell is all that is left
+ * on the worker's critical path; any other batch (a retry, a bisected
+ * half) goes to the area not holding the prepared one. The worker's ring
+ * reading thus overlaps the child's processing. Nothing is handed over
+ * before the batch before it is answered: a crash retries exactly that
+ * batch, and the prepared one (never seen by any child) follows it. The child's result (OK, PARTIAL with failed_index, RETRY,
  * FATAL, the error text) is the plugin's, passed through: every Lambda rule
  * of the consumer runtime applies unchanged.
  *

@@ -21,7 +21,9 @@
  * into a record crashes here (SIGSEGV on the read-only mapping), never the
  * bus. The host's log service writes "level: message" lines to stderr, which
  * the supervisor copies into the engine's log with the consumer in context;
- * put appends through a producer of the bus opened on first use.
+ * put appends through a producer of the bus opened on first use. A batch's
+ * descriptors are in one of the area's two descriptor areas (ctl->area):
+ * the engine prepares the next batch in the other while this one runs.
  *
  * Limits: one task per process; the plugin runs on the main thread; an
  * EOF on the socket (the engine is gone) ends the process.
