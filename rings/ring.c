@@ -55,6 +55,9 @@
 #include "spate_config.h"
 
 #include <limits.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -479,6 +482,10 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	/* Relaxed: written before tail by the previous writer. */
 	w->seq = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
 	w->limit = 0; /* forces a refresh on the first reserve */
+	/* Streamed batches (see SPATE_RING_STREAM_MIN): single writer only; a
+	 * handle without the buffer writes every batch in place. */
+	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER))
+		w->stage = aligned_alloc(64, SPATE_RING_STREAM_MAX + 64u);
 	*out = w;
 	return 0;
 }
@@ -493,7 +500,42 @@ void spate_ring_writer_close(struct spate_ring_writer *w)
 		atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
 	/* -ESTALE: reaped as dead (a lease misjudged); the slot is not ours. */
 	(void)slot_free(&ws->own, w->own, &ws->lease, NULL);
+	free(w->stage);
 	free(w);
+}
+
+/*
+ * Copy a staged batch of @p len bytes to the ring at @p dst (@p src is at the
+ * same offset modulo 64): the partial lines at either end by plain stores
+ * (they share a line with the batches before and after), every whole line
+ * by non-temporal stores, then an sfence, so the release store of tail that
+ * follows publishes them too (a release store does not order non-temporal
+ * stores on x86).
+ */
+void spate_ring_stream_(uint8_t *dst, const uint8_t *src, uint64_t len)
+{
+#if SPATE_RING_STREAM
+	uint64_t head = (uint64_t)(-(uintptr_t)dst & 63u);
+
+	if (head > len)
+		head = len;
+	memcpy(dst, src, head);
+	dst += head, src += head, len -= head;
+	for (; len >= 64; dst += 64, src += 64, len -= 64) {
+		__m128i a = _mm_load_si128((const __m128i *)(const void *)src);
+		__m128i b = _mm_load_si128((const __m128i *)(const void *)(src + 16));
+		__m128i c = _mm_load_si128((const __m128i *)(const void *)(src + 32));
+		__m128i d = _mm_load_si128((const __m128i *)(const void *)(src + 48));
+		_mm_stream_si128((__m128i *)(void *)dst, a);
+		_mm_stream_si128((__m128i *)(void *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(void *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(void *)(dst + 48), d);
+	}
+	memcpy(dst, src, len);
+	_mm_sfence();
+#else
+	memcpy(dst, src, len);
+#endif
 }
 
 void spate_ring_writer_beat(struct spate_ring_writer *w)
@@ -854,6 +896,7 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 	 * recoverer that sees the bit sees our claim header. */
 	atomic_store_explicit(&ws->intent_len, (pad + need) | INTENT_HDR, memory_order_release);
 	b->hdr = (uint8_t *)bh;
+	b->ring_ = NULL; /* multi-writer batches are written in place */
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
 	b->pos = h + pad;
@@ -1662,6 +1705,82 @@ int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n)
 	rd->p_left = left;
 	rd->p_count = n;
 	return spate_ring_release(rd, n);
+}
+
+int spate_ring_peek_more(struct spate_ring_reader *rd, struct spate_ring_rec *out, unsigned max,
+			 uint64_t max_bytes)
+{
+	uint32_t have = rd->p_count;
+
+	if (!have)
+		return spate_ring_peek(rd, out, max, max_bytes);
+	/* Mark where the last peek ended, peek from there as if it were the
+	 * released position, then put the released position back. */
+	uint64_t pos = rd->pos, seq = rd->seq, bend = rd->bend, bts = rd->bts;
+	uint32_t left = rd->left;
+	rd->m_count = have;
+	rd->m_from = pos;
+	rd->pos = rd->m_pos = rd->p_pos;
+	rd->seq = rd->m_seq = rd->p_seq;
+	rd->bend = rd->m_bend = rd->p_bend;
+	rd->bts = rd->m_bts = rd->p_bts;
+	rd->left = rd->m_left = rd->p_left;
+	int n = spate_ring_peek(rd, out, max, max_bytes);
+	rd->pos = pos;
+	rd->seq = seq;
+	rd->bend = bend;
+	rd->bts = bts;
+	rd->left = left;
+	if (n < 0) { /* the records peeked before stay peeked */
+		rd->p_pos = rd->m_pos;
+		rd->p_seq = rd->m_seq;
+		rd->p_bend = rd->m_bend;
+		rd->p_bts = rd->m_bts;
+		rd->p_left = rd->m_left;
+		rd->p_count = have;
+		return n;
+	}
+	rd->p_count = have + (uint32_t)n;
+	return n;
+}
+
+int spate_ring_release_head(struct spate_ring_reader *rd, unsigned n)
+{
+	uint32_t have = rd->p_count;
+	int rc;
+
+	if (n > have)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	if (n == have) {
+		rd->m_count = 0;
+		return spate_ring_release(rd, n);
+	}
+	/* The end of the whole peek, kept for the records after the n. */
+	uint64_t e_pos = rd->p_pos, e_seq = rd->p_seq, e_bend = rd->p_bend, e_bts = rd->p_bts;
+	uint32_t e_left = rd->p_left;
+	if (rd->m_count == n && rd->m_from == rd->pos) {
+		rd->p_pos = rd->m_pos;
+		rd->p_seq = rd->m_seq;
+		rd->p_bend = rd->m_bend;
+		rd->p_bts = rd->m_bts;
+		rd->p_left = rd->m_left;
+		rd->p_count = n;
+		rc = spate_ring_release(rd, n);
+	} else {
+		rc = spate_ring_release_partial_(rd, n); /* walks the n records */
+	}
+	rd->m_count = 0;
+	if (rc < 0)
+		return rc;
+	rd->p_pos = e_pos;
+	rd->p_seq = e_seq;
+	rd->p_bend = e_bend;
+	rd->p_bts = e_bts;
+	rd->p_left = e_left;
+	rd->p_count = have - n;
+	return 0;
 }
 
 int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
