@@ -107,6 +107,10 @@ struct spate_bench_impl {
 extern const struct spate_bench_impl spate_bench_impl_spate;
 extern const struct spate_bench_impl spate_bench_impl_rte_ring;
 extern const struct spate_bench_impl spate_bench_impl_ck_ring;
+/** The least any ring carrying rte_ring's bytes does (base_bound.c). */
+extern const struct spate_bench_impl spate_bench_impl_bound;
+/** The same with non-temporal full-line stores (x86-64). */
+extern const struct spate_bench_impl spate_bench_impl_bound_nt;
 
 /* ------------------------------------------------------------------------ */
 /* Shared helpers (bench_util.c)                                            */

@@ -3,8 +3,8 @@
  * bench_ring.c - `spate bench ring`: the driver of the ring benchmark.
  *
  * Design. A case is (mode, record size, batch). For each case the driver
- * runs every selected ring R times, interleaved (spate, rte_ring, ck_ring,
- * spate, ...), because this machine is shared and noisy: the figure reported
+ * runs every selected ring R times, interleaved (spate, rte_ring, ck_ring, bound,
+ * bound_nt, spate, ...), because this machine is shared and noisy: the figure reported
  * is the median records/s of the R runs, the latency percentiles come from
  * the R runs' histograms merged. Each run gets a fresh ring and fresh
  * threads, pinned by the topology module to distinct cores that share the
@@ -63,6 +63,8 @@ static const struct spate_bench_impl *const all_impls[] = {
 #if SPATE_HAVE_CK
 	&spate_bench_impl_ck_ring,
 #endif
+	&spate_bench_impl_bound,
+	&spate_bench_impl_bound_nt,
 };
 #define NIMPLS (sizeof(all_impls) / sizeof(all_impls[0]))
 
@@ -472,8 +474,8 @@ static void print_regimes(const struct result *r, const struct result *rte)
 {
 	if (!rte || rte == r || r->failed || rte->failed)
 		return;
-	printf("#   %s/rte_ring by cross-core regime (rtt before/after each run, split >= %.0f ns):",
-	       r->impl->name, SPLIT_RTT_NS);
+	printf("#   %s/%s by cross-core regime (rtt before/after each run, split >= %.0f ns):",
+	       r->impl->name, rte->impl->name, SPLIT_RTT_NS);
 	for (int g = 0; g < NREGIMES; g++) {
 		unsigned n;
 		double q = regime_ratio(r, rte, g, &n);
@@ -485,6 +487,23 @@ static void print_regimes(const struct result *r, const struct result *rte)
 			printf(" %s - (0)", regime_names[g]);
 	}
 	printf("\n");
+}
+
+/* {shared: {pairs, median}, split: {...}, mixed: {pairs}}: @p r / @p base. */
+static json_object *by_regime_json(const struct result *r, const struct result *base)
+{
+	json_object *by = json_object_new_object();
+
+	for (int g = 0; g < NREGIMES; g++) {
+		unsigned n;
+		double q = regime_ratio(r, base, g, &n);
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "pairs", json_object_new_int64(n));
+		if (n && g != REGIME_MIXED)
+			json_object_object_add(e, "median", json_object_new_double(q));
+		json_object_object_add(by, regime_names[g], e);
+	}
+	return by;
 }
 
 static void print_header(void)
@@ -580,7 +599,9 @@ void spate_bench_ring_usage(FILE *f)
 		"  --mode M[,M]         1to1, 4to1 (4 writers), 1to3 (3 readers, spate only)\n"
 		"  --record-size N[,N]  payload bytes, multiple of 8, >= 16 (16,64,256,1024,4096)\n"
 		"  --batch N[,N]        records per publish and per take (1,8,32,128)\n"
-		"  --impl I[,I]         spate, rte_ring, ck_ring (all built)\n"
+		"  --impl I[,I]         spate, rte_ring, ck_ring, bound, bound_nt (all built;\n"
+		"                       bound: the least any ring carrying rte_ring's bytes\n"
+		"                       does; bound_nt: the same with non-temporal stores)\n"
 		"  --seconds S          measured time per run (0.3; 1 for a single size and batch)\n"
 		"  --repeat R           runs per ring and case, interleaved; median reported\n"
 		"                       (3 for a single size and batch, else 1)\n"
@@ -1096,10 +1117,16 @@ int spate_bench_ring_main(int argc, char **argv)
 	     o.rate ? "writers paced (--rate)" : "measured at saturation, so mostly queueing "
 	     "in whichever ring side is slower");
 #if SPATE_HAVE_CK
-	if (o.impls & (1u << (NIMPLS - 1)))
+	if (o.impls & (1u << (NIMPLS - 3)))
 		note(&notes, "ck_ring: typed rings (CK_RING_PROTOTYPE) copy records by value; "
 		     "no burst API, a batch is a loop of single enqueues/dequeues");
 #endif
+	if (o.impls & (3u << (NIMPLS - 2)))
+		note(&notes, "bound: the least any ring carrying rte_ring's bytes does (record-size "
+		     "slots, line-aligned for 64 B; own-line indices, cached copies; writer fills "
+		     "in place, one release store per batch; reader reads in place); a "
+		     "yardstick, not a product ring; bound_nt: the same with non-temporal "
+		     "full-line stores and an sfence per batch");
 	if (!o.json)
 		printf("#\n");
 
@@ -1199,6 +1226,12 @@ int spate_bench_ring_main(int argc, char **argv)
 					for (unsigned k = first; k < nres; k++)
 						print_regimes(&res[k], find_result(res, nres, &res[k],
 										   "rte_ring"));
+					/* How far spate is from what any ring could do. */
+					for (unsigned k = first; k < nres; k++)
+						if (!strcmp(res[k].impl->name, "spate"))
+							print_regimes(&res[k],
+								      find_result(res, nres, &res[k],
+										  "bound"));
 					fflush(stdout);
 				}
 			}
@@ -1216,7 +1249,9 @@ int spate_bench_ring_main(int argc, char **argv)
 				continue;
 			const struct result *rte = find_result(res, nres, &res[k], "rte_ring");
 			const struct result *ck = find_result(res, nres, &res[k], "ck_ring");
-			if (!rte && !ck)
+			const struct result *bound = find_result(res, nres, &res[k], "bound");
+			const struct result *bnt = find_result(res, nres, &res[k], "bound_nt");
+			if (!rte && !ck && !bound && !bnt)
 				continue;
 			json_object *ro = json_object_new_object();
 			json_object_object_add(ro, "record_size", json_object_new_int64(res[k].c.size));
@@ -1225,19 +1260,26 @@ int spate_bench_ring_main(int argc, char **argv)
 			if (rte && rte->rps > 0)
 				json_object_object_add(ro, "spate_vs_rte_ring",
 						       json_object_new_double(res[k].rps / rte->rps));
-			if (rte && !rte->failed) {
-				json_object *by = json_object_new_object();
-				for (int g = 0; g < NREGIMES; g++) {
-					unsigned n;
-					double q = regime_ratio(&res[k], rte, g, &n);
-					json_object *e = json_object_new_object();
-					json_object_object_add(e, "pairs", json_object_new_int64(n));
-					if (n && g != REGIME_MIXED)
-						json_object_object_add(e, "median",
-								       json_object_new_double(q));
-					json_object_object_add(by, regime_names[g], e);
+			if (rte && !rte->failed)
+				json_object_object_add(ro, "spate_vs_rte_ring_by_regime",
+						       by_regime_json(&res[k], rte));
+			if (bound && !bound->failed && bound->rps > 0) {
+				json_object_object_add(ro, "spate_vs_bound",
+						       json_object_new_double(res[k].rps / bound->rps));
+				json_object_object_add(ro, "spate_vs_bound_by_regime",
+						       by_regime_json(&res[k], bound));
+				if (rte && !rte->failed && rte->rps > 0) {
+					json_object_object_add(ro, "bound_vs_rte_ring",
+							       json_object_new_double(bound->rps / rte->rps));
+					json_object_object_add(ro, "bound_vs_rte_ring_by_regime",
+							       by_regime_json(bound, rte));
 				}
-				json_object_object_add(ro, "spate_vs_rte_ring_by_regime", by);
+			}
+			if (bnt && !bnt->failed && bnt->rps > 0 && rte && !rte->failed && rte->rps > 0) {
+				json_object_object_add(ro, "bound_nt_vs_rte_ring",
+						       json_object_new_double(bnt->rps / rte->rps));
+				json_object_object_add(ro, "bound_nt_vs_rte_ring_by_regime",
+						       by_regime_json(bnt, rte));
 			}
 			if (ck && ck->rps > 0)
 				json_object_object_add(ro, "spate_vs_ck_ring",

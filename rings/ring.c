@@ -55,6 +55,9 @@
 #include "spate_config.h"
 
 #include <limits.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -479,6 +482,10 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	/* Relaxed: written before tail by the previous writer. */
 	w->seq = atomic_load_explicit(&sh->pub.tail_seq, memory_order_relaxed);
 	w->limit = 0; /* forces a refresh on the first reserve */
+	/* Streamed batches (see SPATE_RING_STREAM_MIN): single writer only; a
+	 * handle without the buffer writes every batch in place. */
+	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER))
+		w->stage = aligned_alloc(64, SPATE_RING_STREAM_MAX + 64u);
 	*out = w;
 	return 0;
 }
@@ -493,7 +500,42 @@ void spate_ring_writer_close(struct spate_ring_writer *w)
 		atomic_store_explicit(&ws->intent_len, 0, memory_order_relaxed);
 	/* -ESTALE: reaped as dead (a lease misjudged); the slot is not ours. */
 	(void)slot_free(&ws->own, w->own, &ws->lease, NULL);
+	free(w->stage);
 	free(w);
+}
+
+/*
+ * Copy a staged batch of @p len bytes to the ring at @p dst (@p src is at the
+ * same offset modulo 64): the partial lines at either end by plain stores
+ * (they share a line with the batches before and after), every whole line
+ * by non-temporal stores, then an sfence, so the release store of tail that
+ * follows publishes them too (a release store does not order non-temporal
+ * stores on x86).
+ */
+void spate_ring_stream_(uint8_t *dst, const uint8_t *src, uint64_t len)
+{
+#if SPATE_RING_STREAM
+	uint64_t head = (uint64_t)(-(uintptr_t)dst & 63u);
+
+	if (head > len)
+		head = len;
+	memcpy(dst, src, head);
+	dst += head, src += head, len -= head;
+	for (; len >= 64; dst += 64, src += 64, len -= 64) {
+		__m128i a = _mm_load_si128((const __m128i *)(const void *)src);
+		__m128i b = _mm_load_si128((const __m128i *)(const void *)(src + 16));
+		__m128i c = _mm_load_si128((const __m128i *)(const void *)(src + 32));
+		__m128i d = _mm_load_si128((const __m128i *)(const void *)(src + 48));
+		_mm_stream_si128((__m128i *)(void *)dst, a);
+		_mm_stream_si128((__m128i *)(void *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(void *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(void *)(dst + 48), d);
+	}
+	memcpy(dst, src, len);
+	_mm_sfence();
+#else
+	memcpy(dst, src, len);
+#endif
 }
 
 void spate_ring_writer_beat(struct spate_ring_writer *w)
@@ -854,6 +896,7 @@ int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need, struct sp
 	 * recoverer that sees the bit sees our claim header. */
 	atomic_store_explicit(&ws->intent_len, (pad + need) | INTENT_HDR, memory_order_release);
 	b->hdr = (uint8_t *)bh;
+	b->ring_ = NULL; /* multi-writer batches are written in place */
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
 	b->pos = h + pad;

@@ -3,19 +3,29 @@
 # `spate bench ring` reports spate and rte_ring side by side (when built with
 # DPDK). Short runs: this checks the shape, not the speed.
 # Usage: bench_json.sh SPATE JSON_CASES [IMPLS]
-# IMPLS is spate,rte_ring by default; TSan builds pass "spate": DPDK's ring
-# uses barriers TSan cannot see, so it reports races in DPDK's own code.
+# IMPLS is spate,rte_ring by default; TSan builds pass "spate,bound": DPDK's
+# ring uses barriers TSan cannot see, so it reports races in DPDK's own code.
+# With "bound" in IMPLS, the bound case and spate's ratio to it must be there.
 set -eu
 spate=$1 check=$2 impls_wanted=${3:-spate,rte_ring}
 fail() { echo "bench_json.sh: FAIL: $*" >&2; exit 1; }
 
-impls=$("$spate" bench ring --record-size 64 --batch 32 --mode 1to1 --impl "$impls_wanted" --seconds 0.1 --repeat 1 --json |
-	"$check" impl mode record_size batch records_per_sec p99_ns) || fail "bench ring --json"
+ring=$("$spate" bench ring --record-size 64 --batch 32 --mode 1to1 --impl "$impls_wanted" --seconds 0.1 --repeat 1 --json) ||
+	fail "bench ring --json"
+impls=$(echo "$ring" | "$check" impl mode record_size batch records_per_sec p99_ns) ||
+	fail "bench ring --json"
 echo "$impls" | grep -qx spate || fail "bench ring: no spate case"
-if [ "$impls_wanted" != spate ] && "$spate" bench ring --help | grep -q rte_ring &&
-	! echo "$impls" | grep -qx rte_ring; then
-	fail "bench ring: no rte_ring case beside spate"
-fi
+case ",$impls_wanted," in
+*,rte_ring,*)
+	if "$spate" bench ring --help | grep -q rte_ring && ! echo "$impls" | grep -qx rte_ring; then
+		fail "bench ring: no rte_ring case beside spate"
+	fi ;;
+esac
+case ",$impls_wanted," in
+*,bound,*)
+	echo "$impls" | grep -qx bound || fail "bench ring: no bound case"
+	echo "$ring" | grep -q '"spate_vs_bound_by_regime"' || fail "bench ring: no spate_vs_bound_by_regime" ;;
+esac
 pipe=$("$spate" bench pipeline --seconds 0.2 --json) || fail "bench pipeline --json"
 pimpls=$(echo "$pipe" | "$check" impl record_size batch records_per_sec p50_ns p99_ns p999_ns) ||
 	fail "bench pipeline --json"

@@ -2689,13 +2689,16 @@ Test(ring, peek_batches_whole_batches)
 		unsigned per = 1 + (unsigned)(round % 7);
 		struct spate_ring_batch b;
 		cr_assert_eq(spate_ring_reserve(w, per * spate_ring_rec_size(200), &b), 0);
-		const void *hdr = b.hdr;
 		for (unsigned i = 0; i < per; i++) {
 			void *p = spate_ring_batch_add(&b, 200, tl_key(0, ctr), tl_type(0, ctr));
 			tl_pl_fill(p, 200, 0, ctr++);
 		}
 		uint64_t len = (uint64_t)(b.cur - b.hdr);
 		spate_ring_commit(w, &b, 0, NULL);
+		/* After the commit, hdr is the batch in the ring (a streamed
+		 * batch was filled in the writer's staging buffer). */
+		const void *hdr = b.hdr;
+		cr_assert_eq((uint64_t)(b.cur - b.hdr), len);
 		int n = spate_ring_peek_batches(rd, sp, 64, UINT64_MAX);
 		cr_assert_eq(n, 1, "round %d: %d batches", round, n);
 		cr_assert_eq(sp[0].hdr, hdr);

@@ -97,6 +97,24 @@ enum spate_ring_start {
 #define SPATE_RING_MARKS 16u
 /** How far ahead a reader prefetches published data, in bytes. */
 #define SPATE_RING_PREFETCH 1024u
+/**
+ * Streamed batches. A single writer's reservation of SPATE_RING_STREAM_MIN
+ * to SPATE_RING_STREAM_MAX bytes is filled in a per-handle staging buffer
+ * (in L1) and copied into the ring at commit with non-temporal full-line
+ * stores: the writer never takes for ownership a line the reader still
+ * holds, which costs a cross-core round trip per line when the two cores
+ * share no cache (issue 15 item 4: 0.6x rte_ring at 1 MiB there; see
+ * docs/bench.md). Smaller batches (one record, latency) are written in
+ * place as before. x86-64 only; not under ThreadSanitizer (it cannot see
+ * non-temporal stores). The bytes in the ring are the same either way.
+ */
+#define SPATE_RING_STREAM_MIN 1024u
+#define SPATE_RING_STREAM_MAX 16384u
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define SPATE_RING_STREAM 1
+#else
+#define SPATE_RING_STREAM 0
+#endif
 
 /* Liveness bounds (see struct spate_ring_lease in spate/ring_layout.h). */
 /** A holder that cannot be looked up (another PID namespace) is alive while
@@ -148,6 +166,9 @@ struct spate_ring_writer {
 	uint64_t beat_ns;    /**< our last heartbeat (mono ns) */
 	uint64_t mark_next;  /**< single writer: next 1/16-ring boundary to mark */
 	uint64_t marks[SPATE_RING_MARKS]; /**< first batch at or after each boundary */
+	/** Staging buffer of streamed batches (SPATE_RING_STREAM_MAX + 64 bytes,
+	 *  64-aligned), or NULL: multi-writer rings, no SPATE_RING_STREAM. */
+	uint8_t *stage;
 };
 
 /** A reader handle. One thread uses it at a time. */
@@ -183,14 +204,19 @@ struct spate_ring_reader {
 
 /* struct spate_ring_rec, the record view, is in spate/record.h. */
 
-/** A batch being written in place; see spate_ring_reserve(). */
+/** A batch being written; see spate_ring_reserve(). */
 struct spate_ring_batch {
-	uint8_t *hdr;  /**< batch header in the ring */
+	/** Batch header: in the ring, or, while a streamed batch is filled,
+	 *  in the writer's staging buffer (at the same offset modulo 64);
+	 *  cur and end go with it. After the commit all three point into the
+	 *  ring. */
+	uint8_t *hdr;
 	uint8_t *cur;  /**< where the next record goes */
 	uint8_t *end;  /**< end of the reserved space */
 	uint64_t pos;  /**< ring position of the batch header */
 	uint32_t count;
 	uint32_t pad_; /**< bytes of padding written before the batch */
+	uint8_t *ring_; /**< streamed: the batch header in the ring; else NULL */
 };
 
 /** One record for spate_ring_put_batch(). */
@@ -483,6 +509,7 @@ int spate_ring_dead_slots(struct spate_ring *r, struct spate_ring_dead *out, uns
 
 /* Slow paths, called by the inline functions below. */
 int spate_ring_refresh_limit_(struct spate_ring_writer *w, uint64_t need_end);
+void spate_ring_stream_(uint8_t *dst, const uint8_t *src, uint64_t len);
 int spate_ring_reserve_mp_(struct spate_ring_writer *w, uint64_t need,
 			   struct spate_ring_batch *b);
 int spate_ring_commit_mp_(struct spate_ring_writer *w, struct spate_ring_batch *b, uint64_t ts,
@@ -552,8 +579,11 @@ static inline uint64_t spate_ring_batch_len_(uint64_t c, uint64_t pos, uint64_t 
  * Reserve space for one batch of records whose spate_ring_rec_size() add up
  * to at most @p bytes. Fill it with spate_ring_batch_add(), then
  * spate_ring_commit() (or spate_ring_abort()). One reservation per writer
- * handle at a time. Thread: the writer handle's owner; multi-writer rings
- * allow any number of writer handles at once.
+ * handle at a time. A single writer's reservation of SPATE_RING_STREAM_MIN
+ * to SPATE_RING_STREAM_MAX bytes is staged and streamed into the ring at
+ * the commit (b->hdr points into the ring only after it). Thread: the
+ * writer handle's owner; multi-writer rings allow any number of writer
+ * handles at once.
  *
  * A writer that finds the ring full looks for gating readers whose process
  * is dead and evicts them (at most every SPATE_RING_CHECK_NS; readers with
@@ -602,6 +632,12 @@ static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes
 		off = 0;
 	}
 	b->hdr = w->data + off;
+	b->ring_ = NULL;
+	if (SPATE_RING_STREAM && w->stage && need >= SPATE_RING_STREAM_MIN &&
+	    need <= SPATE_RING_STREAM_MAX) {
+		b->ring_ = b->hdr;
+		b->hdr = w->stage + (off & 63u);
+	}
 	b->cur = b->hdr + SPATE_RING_BHDR_SIZE;
 	b->end = b->hdr + need;
 	b->pos = pos;
@@ -612,7 +648,8 @@ static inline int spate_ring_reserve(struct spate_ring_writer *w, uint64_t bytes
 
 /**
  * Append a record of @p len bytes to a reserved batch and return where its
- * payload goes (8-byte aligned), or NULL if the reservation has no room left
+ * payload goes (8-byte aligned; valid until the commit: a streamed batch is
+ * filled in the writer's staging buffer), or NULL if the reservation has no room left
  * (or the batch already holds SPATE_RING_MAX_BATCH_RECORDS). Thread: the
  * batch's owner. Lengths above spate_ring_max_record() must be refused by
  * the caller (spate_ring_put* do it).
@@ -669,9 +706,17 @@ static inline int spate_ring_commit(struct spate_ring_writer *w, struct spate_ri
 	h->owner = 0;
 	h->base_seq = w->seq;
 	h->ts = ts ? ts : spate_now_ns();
-	/* Relaxed: ordered before readers by the release store of tail below. */
+	/* Relaxed: ordered before readers by the release store of tail below
+	 * (streamed: by the copy's sfence, then that store). */
 	atomic_store_explicit(&h->commit, SPATE_RING_TAG(b->pos) | len | SPATE_RING_C_COMMITTED,
 			      memory_order_relaxed);
+	if (b->ring_) {
+		spate_ring_stream_(b->ring_, b->hdr, len);
+		b->end = b->ring_ + (b->end - b->hdr);
+		b->cur = b->ring_ + len;
+		b->hdr = b->ring_;
+		b->ring_ = NULL;
+	}
 	if (first_seq)
 		*first_seq = w->seq;
 	w->seq += n;
