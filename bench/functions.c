@@ -26,6 +26,15 @@
  * figures are the medians, and isolated_vs_inprocess is the median of the
  * per-pair ratios (same run, same machine load).
  *
+ * The isolated child reads the records the engine's worker has just read,
+ * from the other core's cache: its speed follows the machine's cross-core
+ * regime, which this VM switches within minutes (bench_ring.c: a shared
+ * cache, round trip ~30-170 ns, or none, ~340-620 ns). Each pair of runs is
+ * tagged with the round trip measured just before and just after it
+ * (`pairs`), and the same-run ratio is also given per regime
+ * (`isolated_vs_inprocess_by_regime`: shared, split, mixed; split means >=
+ * 250 ns before and after).
+ *
  * Limits: one shard, one lane; `count` does little per record, so this is
  * the worst case for the isolation's fixed cost per batch.
  */
@@ -220,6 +229,9 @@ out:
 	return rc;
 }
 
+/* A cross-core round trip at or above this: no shared cache (bench_ring.c). */
+#define FB_SPLIT_RTT_NS 250.0
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: spate bench functions [--records N] [--size BYTES] [--batch N] [--runs N] [--json]\n"
@@ -293,9 +305,10 @@ int spate_bench_functions_main(int argc, char **argv)
 	double rtt = spate_bench_c2c_rtt_ns(-1, -1);
 	double m[2][3][100];
 	uint64_t q[2][3][100];
-	double ratio[100];
+	double ratio[100], prtt[100][2];
 	for (unsigned i = 0; i < o.runs && !o.fn_only; i++) {
 		struct fb_result r[2];
+		prtt[i][0] = spate_bench_c2c_rtt_ns(-1, -1);
 		for (int iso = 0; iso < 2; iso++) {
 			/* Alternate which goes first: a drift of the machine's load
 			 * does not favour one. */
@@ -315,9 +328,11 @@ int spate_bench_functions_main(int argc, char **argv)
 			q[k][2][i] = r[k].cold_p50;
 		}
 		ratio[i] = r[1].records_per_sec / r[0].records_per_sec;
+		prtt[i][1] = spate_bench_c2c_rtt_ns(-1, -1);
 		if (!o.json)
-			printf("run %u: inprocess %.0f rec/s, isolated %.0f rec/s (%.2fx)\n", i + 1,
-			       r[0].records_per_sec, r[1].records_per_sec, ratio[i]);
+			printf("run %u: inprocess %.0f rec/s, isolated %.0f rec/s (%.2fx), rtt %.0f/%.0f ns\n",
+			       i + 1, r[0].records_per_sec, r[1].records_per_sec, ratio[i], prtt[i][0],
+			       prtt[i][1]);
 	}
 	json_object *root = json_object_new_object(), *cases = json_object_new_array();
 	const char *impl[2] = { "inprocess", "isolated" };
@@ -354,6 +369,33 @@ int spate_bench_functions_main(int argc, char **argv)
 	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "cases", cases);
 	json_object_object_add(root, "isolated_vs_inprocess", json_object_new_double(med));
+	/* Per pair and per cross-core regime (see the head of this file). */
+	json_object *pairs = json_object_new_array(), *byreg = json_object_new_object();
+	static const char *const regimes[3] = { "shared", "split", "mixed" };
+	double rv[3][100];
+	unsigned rn[3] = { 0, 0, 0 };
+	for (unsigned i = 0; i < o.runs && !o.fn_only; i++) {
+		int a = prtt[i][0] >= FB_SPLIT_RTT_NS, b = prtt[i][1] >= FB_SPLIT_RTT_NS;
+		int g = a != b ? 2 : a ? 1 : 0;
+		rv[g][rn[g]++] = ratio[i];
+		json_object *p = json_object_new_object();
+		json_object_object_add(p, "inprocess_records_per_sec", json_object_new_double(m[0][0][i]));
+		json_object_object_add(p, "isolated_records_per_sec", json_object_new_double(m[1][0][i]));
+		json_object_object_add(p, "ratio", json_object_new_double(ratio[i]));
+		json_object_object_add(p, "rtt_before_ns", json_object_new_double(prtt[i][0]));
+		json_object_object_add(p, "rtt_after_ns", json_object_new_double(prtt[i][1]));
+		json_object_object_add(p, "regime", json_object_new_string(regimes[g]));
+		json_object_array_add(pairs, p);
+	}
+	for (int g = 0; g < 3; g++) {
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "pairs", json_object_new_int((int)rn[g]));
+		json_object_object_add(x, "ratio", rn[g] ? json_object_new_double(spate_bench_median(rv[g], rn[g]))
+							 : NULL);
+		json_object_object_add(byreg, regimes[g], x);
+	}
+	json_object_object_add(root, "pairs", pairs);
+	json_object_object_add(root, "isolated_vs_inprocess_by_regime", byreg);
 	json_object_object_add(root, "isolated_target_met", json_object_new_boolean(med >= 0.8));
 	if (o.json) {
 		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
@@ -377,6 +419,10 @@ int spate_bench_functions_main(int argc, char **argv)
 		printf("isolated / inprocess records/s: %.2fx (median of %u same-run pairs; target >= 0.8)\n",
 		       med, o.runs);
 		printf("cross-core round trip: %.0f ns\n", rtt);
+		for (int g = 0; g < 3 && !o.fn_only; g++)
+			if (rn[g])
+				printf("  %s cross-core regime: %.2fx (median of %u pairs)\n", regimes[g],
+				       spate_bench_median(rv[g], rn[g]), rn[g]);
 	}
 	json_object_put(root);
 	return 0;

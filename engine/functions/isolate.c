@@ -449,6 +449,7 @@ static int exchange_start(struct iso_task *t, uint32_t type, uint32_t n, uint32_
 	if (type == SPATE_ISO_BATCH) {
 		c->count = n;
 		c->area = area;
+		c->engine_cpu = sched_getcpu(); /* rseq or vDSO: a few ns */
 		c->attempt = b->attempt;
 		c->shard = b->shard;
 		c->lane = b->lane;

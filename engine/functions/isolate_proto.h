@@ -112,6 +112,9 @@ struct spate_iso_ctl {
 	 * `area` (0 or 1: the engine prepares the next batch in the other one
 	 * while the child runs this one). */
 	uint32_t count, attempt, shard, lane, area;
+	/* The CPU of the engine's worker that rang (-1: unknown): the child
+	 * keeps off it while it has others (isolate_host.c, keep_off). */
+	int32_t engine_cpu;
 	/* Result (the child's). */
 	int32_t rc;
 	uint32_t status;        /**< enum spate_batch_status */
