@@ -492,8 +492,13 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	w->limit = 0; /* forces a refresh on the first reserve */
 	/* Streamed batches (see SPATE_RING_STREAM_MIN): single writer only; a
 	 * handle without the buffer writes every batch in place. */
-	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER))
+	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER)) {
 		w->stage = aligned_alloc(64, SPATE_RING_STREAM_MAX + 64u);
+		/* Zeroed: the alignment slack after a payload is copied into the
+		 * ring too, and must not carry this process's old heap bytes. */
+		if (w->stage)
+			memset(w->stage, 0, SPATE_RING_STREAM_MAX + 64u);
+	}
 	*out = w;
 	return 0;
 }
