@@ -69,6 +69,8 @@ struct spate_bench_fn_params {
 	uint32_t records, size, batch; /**< per run: records, payload bytes, batch_size */
 	unsigned runs;                 /**< runs per case (report medians) */
 	double inprocess_records_per_sec; /**< the in-process case's median, same run */
+	unsigned fn_concurrency;       /**< > 1: the node case also with this many shards and
+					    processes (--fn-concurrency) */
 };
 struct json_object;
 /**

@@ -12,9 +12,9 @@
  *
  *   libnats export   an async JetStream publisher (js_PublishMsgAsync, at
  *                    most --window acks pending, default 4096) publishes N
- *                    messages with the export's five headers (Nats-Msg-Id,
- *                    Spate-Sequence, -Shard, -Partition-Key, -Timestamp:
- *                    the same bytes on the wire) and waits for every ack.
+ *                    messages with the export's two headers (Nats-Msg-Id
+ *                    through jsPubOptions.MsgId, and Spate-Record: the
+ *                    same bytes on the wire) and waits for every ack.
  *   libnats import   a pull subscriber (MSG.NEXT requests of --batch, 256,
  *                    that wait at most 5 ms to fill: the nats source's
  *                    policy, plugins/nats_conn.h) reads those N back with
@@ -30,7 +30,10 @@
  *                    ring waits);
  *                    until JetStream acknowledged all of them.
  *   spate import     bus B with a `nats` source (same fetch size and wait)
- *                    reading them back; until the last is in B's ring.
+ *                    reading them back; until the last is in B's ring
+ *                    (its tail polled every 1 ms, no reader: the work ends
+ *                    in the ring; A is stopped meanwhile, started again
+ *                    for `through`).
  *   spate through    A and B at once: put into A, read from B's ring; then
  *                    at 10% of that rate, p50/p99 of put into A -> in B's
  *                    ring.
@@ -205,6 +208,7 @@ struct opts {
 	uint32_t lanes;      /* the export's parallelization (window / lanes per batch) */
 	uint32_t batch;      /* most messages per fetch, both sides */
 	uint32_t fetch_ms;   /* how long a fetch waits to fill, both sides */
+	int format;          /* SPATE_NATS_FORMAT_*: the payload, both sides */
 };
 
 /* Steady state: a case's rate is that of its last 90% of records, from the
@@ -253,18 +257,31 @@ struct conn {
 	/* Publisher's acks. */
 	_Atomic uint64_t acked, failed;
 	struct steady *st;       /* the export case's progress, or NULL */
+	int format;              /* SPATE_NATS_FORMAT_* of what it publishes */
 	pthread_mutex_t hl;
 	struct spate_hist *hist; /* publish -> ack (ns) */
 };
 
+/* The send time in the first 8 bytes of a payload's data (past the key of
+ * an envelope); 0 if it has none. */
+static uint64_t payload_t0(const char *p, int len, int format)
+{
+	uint64_t t0 = 0;
+	int off = 0;
+
+	if (format == SPATE_NATS_FORMAT_ENVELOPE && len >= 2)
+		off = 2 + ((uint8_t)p[0] | (uint8_t)p[1] << 8);
+	if (len >= off + 8)
+		memcpy(&t0, p + off, 8);
+	return t0;
+}
+
 static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	struct conn *c = closure;
-	uint64_t t0 = 0;
+	uint64_t t0 = payload_t0(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), c->format);
 
 	(void)js;
-	if (natsMsg_GetDataLength(msg) >= 8)
-		memcpy(&t0, natsMsg_GetData(msg), 8);
 	if (pa) {
 		pthread_mutex_lock(&c->hl);
 		if (c->hist)
@@ -282,7 +299,8 @@ static void pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, voi
 	natsMsg_Destroy(msg);
 }
 
-static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, uint32_t window)
+static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, uint32_t window,
+		     int format)
 {
 	natsOptions *o = NULL;
 	jsOptions jo;
@@ -291,6 +309,7 @@ static int conn_open(struct conn *c, const char *servers, struct spate_hist *h, 
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->hl, NULL);
 	c->hist = h;
+	c->format = format;
 	c->cc.servers = servers;
 	c->cc.timeout_ms = 2000;
 	if (spate_nats_options(&c->cc, NULL, NULL, NULL, NULL, &o, err, sizeof(err)) < 0) {
@@ -322,13 +341,14 @@ static void conn_close(struct conn *c)
 
 /* Publish @p n messages of @p size bytes (send time in the first 8) at
  * @p rate a second (0: as fast as the window allows), each with the headers
- * the export writes (issue 13: Nats-Msg-Id, sequence, shard, partition key,
- * timestamp; 64 keys): the same bytes on the wire as the bridge's. */
+ * the export writes (nats_conn.h: Nats-Msg-Id through jsPubOptions.MsgId,
+ * and Spate-Record with a sequence number, shard id, timestamp and one of
+ * 64 keys): the same bytes on the wire as the bridge's. */
 static int lib_publish(struct conn *c, const char *subject, const char *idp, uint64_t n,
 		       size_t size, double rate)
 {
-	char *buf = calloc(1, size < 8 ? 8 : size), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
-	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], ts[24];
+	char *buf = calloc(1, (size < 8 ? 8 : size) + 16), id[96], seq[SPATE_KINESIS_SEQ_LEN + 1];
+	char shard[SPATE_KINESIS_SHARD_ID_LEN + 1], key[16], rec[SPATE_NATS_RECORD_MAX];
 	uint64_t t0 = mono_ns();
 
 	if (!buf)
@@ -341,19 +361,25 @@ static int lib_publish(struct conn *c, const char *subject, const char *idp, uin
 				nap_ns(due - now);
 		}
 		uint64_t t = real_ns();
-		memcpy(buf, &t, 8);
 		natsMsg *m = NULL;
 		jsPubOptions po;
-		natsMsg_Create(&m, subject, NULL, buf, (int)size);
+		int kl = snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
+		if (c->format == SPATE_NATS_FORMAT_ENVELOPE) {
+			/* What the export sends in this format: the key before
+			 * the data (spate/kinesis.h's keyed envelope). */
+			buf[0] = (char)kl;
+			buf[1] = 0;
+			memcpy(buf + 2, key, (size_t)kl);
+			memcpy(buf + 2 + kl, &t, 8);
+			natsMsg_Create(&m, subject, NULL, buf, (int)size + 2 + kl);
+		} else {
+			memcpy(buf, &t, 8);
+			natsMsg_Create(&m, subject, NULL, buf, (int)size);
+		}
 		snprintf(id, sizeof(id), "%s/%" PRIu64, idp, i);
 		spate_kinesis_seq_format(1, i, seq);
-		snprintf(key, sizeof(key), "k%u", (unsigned)(i % 64));
-		snprintf(ts, sizeof(ts), "%" PRIu64, t);
-		natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id);
-		natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seq);
-		natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, shard);
-		natsMsgHeader_Set(m, SPATE_NATS_H_KEY, key);
-		natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts);
+		spate_nats_record_value(rec, seq, shard, t, key, (size_t)kl);
+		natsMsgHeader_Set(m, SPATE_NATS_H_RECORD, rec);
 		jsPubOptions_Init(&po);
 		po.MsgId = id;
 		while (js_PublishMsgAsync(c->js, &m, &po) != NATS_OK)
@@ -373,9 +399,40 @@ struct subarg {
 	const char *stream, *durable;
 	uint64_t n, got;
 	struct spate_hist *hist; /* publish -> fetched (ns), or NULL */
+	struct spate_producer *prod; /* the floor: each message's key read and
+					 the message put into this stream */
+	struct spate_put_entry ent[256];
+	struct spate_put_result res[256];
 	struct steady st;
 	int rc;
 };
+
+/* The floor of an import: what any importer must do with a fetched
+ * message besides what the plain subscriber does: find its partition key
+ * (the Spate-Record header through libnats, or the payload's envelope) and
+ * put it into a spate stream by that key (one spate_put_batch per fetch).
+ * No origin, no redelivery check, no envelope: less than the import. */
+static void floor_put(struct subarg *a, natsMsg **msgs, int k)
+{
+	for (int i = 0; i < k; i++) {
+		const char *d = natsMsg_GetData(msgs[i]), *key = NULL, *hv = NULL;
+		size_t dl = (size_t)natsMsg_GetDataLength(msgs[i]), kl = 0;
+		if (a->o->format == SPATE_NATS_FORMAT_ENVELOPE && dl >= 2) {
+			kl = (size_t)(uint8_t)d[0] | (size_t)(uint8_t)d[1] << 8;
+			if (kl && 2 + kl <= dl) {
+				key = d + 2;
+				d += 2 + kl;
+				dl -= 2 + kl;
+			}
+		} else if (natsMsgHeader_Get(msgs[i], SPATE_NATS_H_RECORD, &hv) == NATS_OK && hv) {
+			key = spate_nats_record_key(hv);
+			kl = key ? strlen(key) : 0;
+		}
+		a->ent[i] = (struct spate_put_entry){ .key = key ? key : "", .key_len = kl,
+						      .data = d, .len = dl };
+	}
+	spate_put_batch(a->prod, a->ent, (unsigned)k, a->res);
+}
 
 static void *lib_subscribe(void *arg)
 {
@@ -411,12 +468,13 @@ static void *lib_subscribe(void *arg)
 			continue;
 		uint64_t now = real_ns();
 		for (int i = 0; i < k; i++) {
-			if (a->hist && natsMsg_GetDataLength(msgs[i]) >= 8) {
-				uint64_t t0;
-				memcpy(&t0, natsMsg_GetData(msgs[i]), 8);
-				spate_hist_record(a->hist, now - t0);
-			}
+			if (a->hist)
+				spate_hist_record(a->hist, now - payload_t0(natsMsg_GetData(msgs[i]),
+									natsMsg_GetDataLength(msgs[i]),
+									a->o->format));
 		}
+		if (a->prod)
+			floor_put(a, msgs, k);
 		spate_nats_ack(a->c->nc, msgs[k - 1]);
 		for (int i = 0; i < k; i++)
 			natsMsg_Destroy(msgs[i]);
@@ -470,9 +528,30 @@ static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
 	spate_config_consumer_set_option(k, "jetstream_stream", jstream);
 	spate_config_consumer_set_option(k, "subject", "bb.{bus}.{stream}");
 	spate_config_consumer_set_option(k, "window", win);
+	spate_config_consumer_set_option(k, "format", spate_nats_format_names[o->format]);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "bench bridge: bus A: %s\n", err);
+	return rc;
+}
+
+/* A bus with one stream and nothing else, for the floor (floor_put). */
+static int bus_open_floor(struct bus *b, const char *tag)
+{
+	struct spate_config_stream *s;
+	char err[512];
+
+	snprintf(b->name, sizeof(b->name), "bbF%d%s", (int)getpid(), tag);
+	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
+	if (spate_config_new_default(b->name, &b->cfg) < 0)
+		return -ENOMEM;
+	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
+	spate_config_add_stream(b->cfg, "s", &s);
+	s->ring_size = 64u << 20;
+	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
+	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "bench bridge: floor bus: %s\n", err);
 	return rc;
 }
 
@@ -498,6 +577,7 @@ static int bus_open_b(struct bus *b, const struct opts *o, const char *servers,
 	spate_config_source_set(src, "batch", v); /* as the libnats subscriber's */
 	snprintf(v, sizeof(v), "%ums", o->fetch_ms);
 	spate_config_source_set(src, "fetch_wait", v);
+	spate_config_source_set(src, "format", spate_nats_format_names[o->format]);
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "bench bridge: bus B: %s\n", err);
@@ -539,7 +619,10 @@ static void *spate_produce(void *arg)
 	uint64_t t0 = mono_ns();
 
 	a->rc = -EIO;
-	if (!buf || spate_producer_open(spate_engine_stream(a->e, "s"), SPATE_RING_WAIT_YIELD,
+	/* A full ring blocks (a futex wait, woken when the export releases):
+	 * a producer spinning on it would take the CPU the export and the
+	 * servers need (at 1 KiB the records outgrow A's ring). */
+	if (!buf || spate_producer_open(spate_engine_stream(a->e, "s"), SPATE_RING_WAIT_BLOCK,
 					SPATE_PRODUCER_F_WAIT_FULL, &p) < 0) {
 		free(buf);
 		return NULL;
@@ -581,6 +664,28 @@ static int wait_exported(struct spate_engine *e, uint64_t base, struct steady *s
 		/* 1 ms: a finer poll would take CPU from the cores the export
 		 * and the servers share (the plain side counts in its ack
 		 * handler, for free); 1 ms in seconds of steady state. */
+		nap_ns(1000000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Wait until B's ring (shard 0) holds @p n records more than @p base,
+ * tracking @p st: polled every 1 ms, as wait_exported() polls A's consumer
+ * (the plain subscriber counts as it fetches). No reader: the import's
+ * work ends in the ring, and a reader waking on every commit would take
+ * CPU from the cores the source and the servers share, which the plain
+ * subscriber's side does not pay. */
+static int wait_imported(struct spate_ring *ring, uint64_t base, struct steady *st)
+{
+	uint64_t deadline = mono_ns() + 120ull * 1000000000ull, seq;
+
+	while (mono_ns() < deadline) {
+		spate_ring_tail(ring, NULL, &seq);
+		steady_at(st, seq - base);
+		if (seq - base >= st->n) {
+			st->t_end = mono_ns();
+			return 0;
+		}
 		nap_ns(1000000);
 	}
 	return -ETIMEDOUT;
@@ -638,6 +743,7 @@ static const char *const dir_names[X_N] = { "export", "import", "through" };
 struct result {
 	double rps[X_N];
 	uint64_t p99, p50; /* through at 10% */
+	double floor_rps;  /* libnats import + key + put into a stream (floor_put) */
 };
 
 static struct spate_hist *hist_new(void)
@@ -659,6 +765,31 @@ static uint64_t lat_records(double rate, uint64_t n)
 	return k > n ? n : k;
 }
 
+/* Before an import case, both sides: wait (up to 10 s) until every replica
+ * of JetStream stream @p name is current with no lag, then 200 ms more: the
+ * export that just filled it leaves a replica catching up, which would
+ * take the servers' CPU from whichever import went first after it. */
+static void settle(struct conn *c, const char *name)
+{
+	uint64_t deadline = mono_ns() + 10ull * 1000000000ull;
+
+	while (mono_ns() < deadline) {
+		jsStreamInfo *si = NULL;
+		bool done = false;
+		if (js_GetStreamInfo(&si, c->js, name, NULL, NULL) == NATS_OK && si) {
+			done = true;
+			for (int i = 0; si->Cluster && i < si->Cluster->ReplicasLen; i++)
+				if (!si->Cluster->Replicas[i]->Current || si->Cluster->Replicas[i]->Lag)
+					done = false;
+			jsStreamInfo_Destroy(si);
+		}
+		if (done)
+			break;
+		nap_ns(50000000);
+	}
+	nap_ns(200000000);
+}
+
 static void drop_stream(struct conn *c, const char *name)
 {
 	js_DeleteStream(c->js, name, NULL, NULL);
@@ -677,7 +808,7 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	pthread_t th;
 
 	memset(out, 0, sizeof(*out));
-	if (!hl || !hp || conn_open(&c, servers, hp, o->window) < 0)
+	if (!hl || !hp || conn_open(&c, servers, hp, o->window, o->format) < 0)
 		goto out;
 	snprintf(js1, sizeof(js1), "BBL%zu_%d_%u", size, (int)getpid(), run);
 	snprintf(subj, sizeof(subj), "bl.%zu.%d.%u", size, (int)getpid(), run);
@@ -694,9 +825,37 @@ static int run_lib(const char *servers, const struct opts *o, size_t size, unsig
 	/* Relaxed: the ack handlers ran before js_PublishAsyncComplete returned. */
 	if (atomic_load_explicit(&c.acked, memory_order_relaxed) == o->n)
 		out->rps[X_EXPORT] = steady_rate(&st);
-	struct subarg sa = { .c = &c, .o = o, .stream = js1, .durable = "bench", .n = o->n };
-	lib_subscribe(&sa);
-	out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
+	/* The import, and its floor (floor_put: the same messages again,
+	 * another consumer): which reads the stream first alternates with the
+	 * run (a second read may find the servers' caches warm). */
+	for (int turn = 0; turn < 2; turn++) {
+		if ((turn == 0) == (run % 2 == 0)) {
+			struct subarg sa = { .c = &c, .o = o, .stream = js1, .durable = "bench",
+					     .n = o->n };
+			settle(&c, js1);
+			lib_subscribe(&sa);
+			out->rps[X_IMPORT] = sa.rc == 0 ? steady_rate(&sa.st) : 0;
+			continue;
+		}
+		struct bus f = { 0 };
+		char tag[24];
+		snprintf(tag, sizeof(tag), "x%zur%u", size, run);
+		struct subarg *sf = calloc(1, sizeof(*sf));
+		struct spate_producer *fp = NULL;
+		if (sf && bus_open_floor(&f, tag) == 0 &&
+		    spate_producer_open(spate_engine_stream(f.e, "s"), SPATE_RING_WAIT_BLOCK, 0,
+					&fp) == 0) {
+			*sf = (struct subarg){ .c = &c, .o = o, .stream = js1, .durable = "floor",
+					       .n = o->n, .prod = fp };
+			settle(&c, js1);
+			lib_subscribe(sf);
+			out->floor_rps = sf->rc == 0 ? steady_rate(&sf->st) : 0;
+			spate_producer_close(fp);
+		}
+		if (f.e)
+			bus_close(&f);
+		free(sf);
+	}
 	drop_stream(&c, js1);
 
 	snprintf(js2, sizeof(js2), "BBT%zu_%d_%u", size, (int)getpid(), run);
@@ -747,7 +906,7 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	int rc = -EIO;
 
 	memset(out, 0, sizeof(*out));
-	if (!h || conn_open(&c, servers, NULL, o->window) < 0)
+	if (!h || conn_open(&c, servers, NULL, o->window, o->format) < 0)
 		goto out;
 	snprintf(js, sizeof(js), "BBS%zu_%d_%u", size, (int)getpid(), run);
 	snprintf(tag, sizeof(tag), "x%zur%u", size, run);
@@ -766,19 +925,28 @@ static int run_spate(const char *servers, const struct opts *o, size_t size, uns
 	if (w < 0)
 		goto buses;
 	out->rps[X_EXPORT] = steady_rate(&st);
-	/* Import: B reads back what A exported. */
+	/* Import: B reads back what A exported. A is stopped meanwhile (its
+	 * idle workers are not the import's work; the plain subscriber's
+	 * case runs alone too) and started again for `through`. */
+	spate_engine_stop(a.e);
 	if (bus_open_b(&b, o, servers, js, tag) < 0)
 		goto buses;
-	struct ringarg ra = { .n = o->n };
-	if (spate_ring_reader_open(spate_stream_ring(spate_engine_stream(b.e, "s"), 0),
-				   SPATE_RING_START_OLDEST, SPATE_RING_WAIT_BLOCK, &ra.rd) < 0)
-		goto buses;
+	settle(&c, js);
+	struct spate_ring *ringb = spate_stream_ring(spate_engine_stream(b.e, "s"), 0);
+	struct steady si;
+	steady_init(&si, o->n);
 	if (spate_engine_start(b.e) < 0)
+		goto buses;
+	if (wait_imported(ringb, 0, &si) < 0)
+		goto buses;
+	out->rps[X_IMPORT] = steady_rate(&si);
+	/* Through: both running, a reader of B from here on. */
+	struct ringarg ra = { .n = o->n };
+	if (spate_ring_reader_open(ringb, SPATE_RING_START_LATEST, SPATE_RING_WAIT_BLOCK,
+				   &ra.rd) < 0)
+		goto buses;
+	if (spate_engine_start(a.e) < 0)
 		goto reader;
-	ring_read(&ra);
-	out->rps[X_IMPORT] = ra.got == o->n ? steady_rate(&ra.st) : 0;
-	/* Through: both running; the reader continues where it is. */
-	ra.got = 0;
 	pthread_create(&th, NULL, ring_read, &ra);
 	pa = (struct prodarg){ .e = a.e, .n = o->n, .size = size };
 	spate_produce(&pa);
@@ -820,7 +988,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 		{ "records", required_argument, 0, 'n' }, { "sizes", required_argument, 0, 'z' },
 		{ "runs", required_argument, 0, 'r' },  { "window", required_argument, 0, 'w' },
 		{ "batch", required_argument, 0, 'b' },  { "lanes", required_argument, 0, 'l' },
-		{ "help", no_argument, 0, 'h' },
+		{ "format", required_argument, 0, 'f' }, { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *servers = NULL;
@@ -848,18 +1016,25 @@ int spate_bench_bridge_main(int argc, char **argv)
 			o.batch = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (c == 'l')
 			o.lanes = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (c == 'f' && !strcmp(optarg, "envelope"))
+			o.format = SPATE_NATS_FORMAT_ENVELOPE;
+		else if (c == 'f' && !strcmp(optarg, "headers"))
+			o.format = SPATE_NATS_FORMAT_HEADERS;
 		else {
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: spate bench bridge [--json] [--servers URLS] [--records N] "
 				"[--sizes 64,1024]\n"
 				"       [--runs R] [--window ACKS] [--lanes L] [--batch FETCH]\n"
+				"       [--format headers|envelope]\n"
 				"  bus A -> NATS JetStream -> bus B against a plain libnats publisher\n"
 				"  and pull subscriber; without --servers, starts a 3-node nats-server\n"
 				"  cluster on loopback (replicas 3). Each of R interleaved runs does\n"
 				"  every case with N records (default 60000); figures are medians,\n"
 				"  ratios the median of the runs' same-run ratios. Both sides get the\n"
 				"  same window of pending acks (default 4096; the export: L lanes,\n"
-				"  default 2, of window/L) and the same fetch (default 256 messages, 5 ms)\n");
+				"  default 2, of window/L) and the same fetch (default 256 messages, 5 ms);\n"
+				"  --format: the bridge's payload format, the plain publisher sending the\n"
+				"  same bytes (default headers)\n");
 			return c == 'h' ? 0 : -EINVAL;
 		}
 	}
@@ -882,7 +1057,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 		struct conn w;
 		char err[256] = "";
 		int ok = 0;
-		if (conn_open(&w, servers, NULL, o.window) == 0) {
+		if (conn_open(&w, servers, NULL, o.window, o.format) == 0) {
 			for (int i = 0; i < 300 && !ok; i++) {
 				ok = spate_nats_ensure_stream(w.js, "BBWARM", "bbwarm", 3, 0, err,
 							      sizeof(err)) == 0;
@@ -1007,6 +1182,40 @@ int spate_bench_bridge_main(int argc, char **argv)
 			if (kp)
 				json_object_object_add(r1, "p99_spate_over_libnats_round_trip",
 						       json_object_new_double(spate_bench_median(q, kp)));
+			if (d == X_IMPORT) {
+				/* The floor (floor_put): the plain subscriber that
+				 * also reads each key and puts into a stream. */
+				unsigned kf = 0, kr = 0;
+				json_object *c1 = json_object_new_object(), *runs = json_object_new_array();
+				for (unsigned r = 0; r < o.runs; r++) {
+					const struct result *x = res[r * nsz + z];
+					json_object_array_add(runs, json_object_new_double(x[0].floor_rps));
+					if (x[0].floor_rps > 0) {
+						q[kf++] = x[0].floor_rps;
+						if (x[1].rps[d] > 0)
+							v[kr++] = x[1].rps[d] / x[0].floor_rps;
+					}
+				}
+				double fm = kf ? spate_bench_median(q, kf) : 0;
+				json_object_object_add(c1, "impl", json_object_new_string("libnats_floor"));
+				json_object_object_add(c1, "direction", json_object_new_string("import"));
+				json_object_object_add(c1, "record_size", json_object_new_int((int)szs[z]));
+				json_object_object_add(c1, "records_per_sec", json_object_new_double(fm));
+				json_object_object_add(c1, "p99_ns", json_object_new_int64(0));
+				json_object_object_add(c1, "p50_ns", json_object_new_int64(0));
+				json_object_object_add(c1, "runs_records_per_sec", runs);
+				json_object_array_add(cases, c1);
+				if (kf)
+					json_object_object_add(r1, "floor_over_libnats",
+							       json_object_new_double(med[0][d] > 0 ? fm / med[0][d] : 0));
+				if (kr)
+					json_object_object_add(r1, "spate_over_floor",
+							       json_object_new_double(spate_bench_median(v, kr)));
+				if (!json && kf)
+					printf("  import %zu B: floor (libnats + key + put) %.0f records/s, "
+					       "spate / floor = %.2f\n",
+					       szs[z], fm, kr ? spate_bench_median(v, kr) : 0);
+			}
 			json_object_array_add(ratios, r1);
 			if (!json)
 				printf("  %s %zu B: spate / libnats = %.2f (median of %u same-run ratios)\n",
@@ -1026,6 +1235,7 @@ int spate_bench_bridge_main(int argc, char **argv)
 	json_object_object_add(root, "export_lanes", json_object_new_int((int)o.lanes));
 	json_object_object_add(root, "fetch_batch", json_object_new_int((int)o.batch));
 	json_object_object_add(root, "fetch_wait_ms", json_object_new_int((int)o.fetch_ms));
+	json_object_object_add(root, "format", json_object_new_string(spate_nats_format_names[o.format]));
 	json_object_object_add(root, "c2c_rtt_ns", json_object_new_double(rtt));
 	json_object_object_add(root, "load_before", json_object_new_double(load[0]));
 	json_object_object_add(root, "load_after", json_object_new_double(load_after[0]));

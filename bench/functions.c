@@ -230,7 +230,9 @@ static void usage(FILE *f)
 		   "  --batch N     the consumer's batch_size (default 1000)\n"
 		   "  --runs N      alternating runs per impl, medians reported (default 3)\n"
 		   "  --c-only      the in-process and isolated C cases only (no function cases)\n"
-		   "  --functions-only  the function cases only (no same-run in-process ratio)\n");
+		   "  --functions-only  the function cases only (no same-run in-process ratio)\n"
+		   "  --fn-concurrency N  the node function case also with N shards and N processes\n"
+		   "                (one function, one invocation per shard at a time, as Lambda)\n");
 }
 
 static json_object *fb_case(const char *impl, const char *runtime, double rps, double ips,
@@ -254,9 +256,11 @@ int spate_bench_functions_main(int argc, char **argv)
 		{ "batch", required_argument, 0, 'b' },   { "runs", required_argument, 0, 'r' },
 		{ "json", no_argument, 0, 'j' },          { "help", no_argument, 0, 'h' },
 		{ "c-only", no_argument, 0, 'c' },        { "functions-only", no_argument, 0, 'f' },
+		{ "fn-concurrency", required_argument, 0, 'C' },
 		{ 0, 0, 0, 0 },
 	};
 	struct fb_opts o = { .records = 400000, .size = 64, .batch = 1000, .runs = 3 };
+	unsigned fn_conc = 1;
 	int c;
 
 	optind = 1;
@@ -269,11 +273,13 @@ int spate_bench_functions_main(int argc, char **argv)
 		case 'j': o.json = 1; break;
 		case 'c': o.c_only = 1; break;
 		case 'f': o.fn_only = 1; break;
+		case 'C': fn_conc = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return -EINVAL;
 		}
 	}
-	if (!o.records || !o.batch || o.batch > 100000 || !o.runs || o.runs > 100 || o.size > 65536) {
+	if (!o.records || !o.batch || o.batch > 100000 || !o.runs || o.runs > 100 || o.size > 65536 ||
+	    !fn_conc || fn_conc > 64) {
 		usage(stderr);
 		return -EINVAL;
 	}
@@ -333,7 +339,8 @@ int spate_bench_functions_main(int argc, char **argv)
 		struct spate_bench_fn_params fp = { .records = o.records, .size = o.size,
 						    .batch = o.batch, .runs = o.runs,
 						    .inprocess_records_per_sec =
-							    spate_bench_median(m[0][0], o.runs) };
+							    spate_bench_median(m[0][0], o.runs),
+						    .fn_concurrency = fn_conc };
 		rc = spate_bench_functions_fn(&fp, cases);
 		if (rc < 0)
 			fprintf(stderr, "spate bench functions: function cases: %s\n", strerror(-rc));

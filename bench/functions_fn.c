@@ -27,7 +27,15 @@
  * median. A runtime whose program is missing (node, python3) is left out,
  * said on stderr.
  *
- * Limits. One process: no concurrency figures. The handler does nothing:
+ * With --fn-concurrency N (> 1) the node case runs once more on N shards
+ * and N processes of the one function (records spread over the shards by
+ * key), as Lambda runs a Kinesis mapping (one invocation per shard at a
+ * time): keys concurrency and shards say which, and
+ * node_json_parse_concurrent_records_per_sec is what N node processes
+ * doing nothing but JSON.parse of the event reach together on this
+ * machine, the ceiling of that case.
+ *
+ * Limits. The handler does nothing:
  * the figures are the transport's and the runtime's (JSON and base64 of
  * every record), the upper bound of a real function.
  */
@@ -74,8 +82,9 @@ static int write_file(const char *path, const char *text)
 }
 
 /* One run of runtime @p rt ("node" or "python") with @p records records
- * in batches of @p batch. */
-static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t batch,
+ * in batches of @p batch, on @p conc shards served by @p conc processes
+ * (one function; Lambda runs one invocation per shard at a time). */
+static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t batch, unsigned conc,
 		   struct fnb_result *r)
 {
 	char bus[32], dir[64], path[128], err[512];
@@ -104,8 +113,9 @@ static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t bat
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s/state", dir);
 	if ((rc = spate_config_add_stream(cfg, "events", &cs)) < 0)
 		goto out;
-	cs->shards = 1;
-	uint64_t need = (uint64_t)records * ((size + 7) / 8 * 8 + 64) * 5 / 4, ring = 1ull << 20;
+	cs->shards = conc;
+	uint64_t need = (uint64_t)(records / conc + 1) * ((size + 7) / 8 * 8 + 64) * 5 / 4,
+		 ring = 1ull << 20;
 	while (ring < need && ring < (1ull << 30))
 		ring <<= 1;
 	cs->ring_size = ring;
@@ -119,7 +129,7 @@ static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t bat
 		goto out;
 	snprintf(fn->handler, sizeof(fn->handler), "%s", node ? "index.handler" : "app.handler");
 	snprintf(fn->cwd, sizeof(fn->cwd), "%s", dir);
-	fn->concurrency = 1;
+	fn->concurrency = conc;
 	rc = spate_engine_open(cfg, &e, err, sizeof(err));
 	if (rc < 0) {
 		snprintf(r->why, sizeof(r->why), "%.299s", err);
@@ -136,6 +146,7 @@ static int fnb_run(const char *rt, uint32_t records, uint32_t size, uint32_t bat
 	}
 	for (uint32_t i = 0; i < records && rc >= 0; i++) {
 		memcpy(buf, &i, size < 4 ? size : 4);
+		key = conc > 1 ? i : 0; /* spread over the shards by key hash */
 		rc = spate_put(p, &key, sizeof(key), buf, size, NULL);
 	}
 	free(buf);
@@ -190,15 +201,19 @@ out:
 /* What bounds one function process, measured apart (the node case's
  * extra keys): the engine's building of the exact event of one batch
  * (records/s of spate_fn_event_build, the C side), its size, and Node's
- * JSON.parse of that very event (median of 50 parses, after 5 warm-ups, in
- * a fresh `node`), the first thing any Node runtime client does with it. */
+ * JSON.parse of that very event, the first thing any Node runtime client
+ * does with it: median of 50 parses after 5 warm-ups in a fresh `node`
+ * (parse_ms), and with @p conc > 1 the machine's ceiling for @p conc such
+ * processes at once (conc_rps: each parses for 2 s, started together; the
+ * sum of their parses/s times the batch). */
 struct fnb_event {
 	double build_rps;
 	size_t bytes;
 	double parse_ms;
+	double conc_rps;
 };
 
-static int fnb_event(uint32_t batch, uint32_t size, struct fnb_event *ev)
+static int fnb_event(uint32_t batch, uint32_t size, unsigned conc, struct fnb_event *ev)
 {
 	struct spate_ring_rec *recs = calloc(batch, sizeof(*recs));
 	uint8_t *data = calloc(batch, (size + 7) / 8 * 8 + 8);
@@ -240,7 +255,7 @@ static int fnb_event(uint32_t batch, uint32_t size, struct fnb_event *ev)
 	close(fd);
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),
-		 "node -e 'const s=require(\"fs\").readFileSync(process.argv[1],\"utf8\");"
+		 "node -e 'const s=require(\"fs\").readFileSync(process.argv[1],\"latin1\");"
 		 "const t=[];for(let i=0;i<55;i++){const a=process.hrtime.bigint();JSON.parse(s);"
 		 "const b=process.hrtime.bigint();if(i>=5)t.push(Number(b-a)/1e6);}"
 		 "t.sort((x,y)=>x-y);console.log(t[t.length>>1]);' %s 2>/dev/null",
@@ -250,6 +265,25 @@ static int fnb_event(uint32_t batch, uint32_t size, struct fnb_event *ev)
 		if (fscanf(f, "%lf", &ev->parse_ms) != 1)
 			ev->parse_ms = 0;
 		pclose(f);
+	}
+	/* conc parsers at once: a shell starts them together and waits. */
+	if (ok && conc > 1) {
+		int n = snprintf(cmd, sizeof(cmd), "for i in $(seq %u); do node -e '"
+				 "const s=require(\"fs\").readFileSync(process.argv[1],\"latin1\");"
+				 "for(let i=0;i<5;i++)JSON.parse(s);let n=0;const a=Date.now();"
+				 "while(Date.now()-a<2000){JSON.parse(s);n++;}"
+				 "console.log(n*1000/(Date.now()-a));' %s 2>/dev/null & done; wait",
+				 conc, path);
+		f = n < (int)sizeof(cmd) ? popen(cmd, "r") : NULL;
+		double x, sum = 0;
+		unsigned got = 0;
+		while (f && fscanf(f, "%lf", &x) == 1) {
+			sum += x;
+			got++;
+		}
+		if (f)
+			pclose(f);
+		ev->conc_rps = got == conc ? sum * batch : 0;
 	}
 	unlink(path);
 	rc = 0;
@@ -268,69 +302,70 @@ static bool have(const char *prog)
 	return system(cmd) == 0;
 }
 
-int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_object *cases)
+/* One case: runtime @p rt on @p conc shards and processes, p->runs runs,
+ * then (concurrency 1 only) the single-record invocations. */
+static int fnb_case(const struct spate_bench_fn_params *p, const char *rt, unsigned conc,
+		    struct json_object *cases)
 {
-	static const char *const rts[] = { "node", "python" };
-	int rc = spate_engine_register_provider(&spate_fn_provider);
+	double rps[100], ips[100], cold[100];
+	struct fnb_result r;
+	unsigned n = 0;
+	int rc;
 
-	if (rc < 0 && rc != -EEXIST)
-		return rc;
-	for (unsigned k = 0; k < 2; k++) {
-		double rps[100], ips[100], cold[100];
-		struct fnb_result r;
-		unsigned n = 0;
-
-		if (!have(k ? "python3" : "node")) {
-			fprintf(stderr, "spate bench functions: no %s: runtime %s left out\n",
-				k ? "python3" : "node", rts[k]);
-			continue;
+	for (unsigned i = 0; i < p->runs && i < 100; i++) {
+		rc = fnb_run(rt, p->records, p->size, p->batch, conc, &r);
+		if (rc < 0) {
+			fprintf(stderr, "spate bench functions: function %s (concurrency %u) run %u: %s\n",
+				rt, conc, i + 1, r.why);
+			break;
 		}
-		for (unsigned i = 0; i < p->runs && i < 100; i++) {
-			rc = fnb_run(rts[k], p->records, p->size, p->batch, &r);
-			if (rc < 0) {
-				fprintf(stderr, "spate bench functions: function %s run %u: %s\n", rts[k],
-					i + 1, r.why);
-				break;
-			}
-			rps[n] = r.records_per_sec;
-			ips[n] = r.invocations_per_sec;
-			cold[n++] = (double)r.cold_p50;
-		}
-		if (!n)
-			continue;
+		rps[n] = r.records_per_sec;
+		ips[n] = r.invocations_per_sec;
+		cold[n++] = (double)r.cold_p50;
+	}
+	if (!n)
+		return 0;
+	struct spate_hist *h = malloc(sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	spate_hist_init(h);
+	rc = -ENOENT;
+	if (conc == 1) {
 		/* The invocation overhead: single-record invocations. */
 		uint32_t small = p->records / 100 > 2000 ? p->records / 100 : 2000;
-		struct spate_hist *h = malloc(sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		rc = fnb_run(rts[k], small, p->size, 1, &r);
-		spate_hist_init(h);
+		rc = fnb_run(rt, small, p->size, 1, 1, &r);
 		spate_fn_overhead_take(h);
 		if (rc < 0)
-			fprintf(stderr, "spate bench functions: function %s, batch 1: %s\n", rts[k], r.why);
-		json_object *c = json_object_new_object();
-		double med = spate_bench_median(rps, n);
-		json_object_object_add(c, "impl", json_object_new_string("function"));
-		json_object_object_add(c, "runtime", json_object_new_string(rts[k]));
-		json_object_object_add(c, "records_per_sec", json_object_new_double(med));
-		json_object_object_add(c, "invocations_per_sec",
-				       json_object_new_double(spate_bench_median(ips, n)));
-		json_object_object_add(c, "invoke_p50_ns",
-				       json_object_new_int64(rc < 0 ? 0 : (int64_t)spate_hist_percentile(h, 50)));
-		json_object_object_add(c, "invoke_p99_ns",
-				       json_object_new_int64(rc < 0 ? 0 : (int64_t)spate_hist_percentile(h, 99)));
-		json_object_object_add(c, "cold_start_p50_ns",
-				       json_object_new_int64((int64_t)spate_bench_median(cold, n)));
+			fprintf(stderr, "spate bench functions: function %s, batch 1: %s\n", rt, r.why);
+	}
+	json_object *c = json_object_new_object();
+	double med = spate_bench_median(rps, n);
+	json_object_object_add(c, "impl", json_object_new_string("function"));
+	json_object_object_add(c, "runtime", json_object_new_string(rt));
+	json_object_object_add(c, "concurrency", json_object_new_int64(conc));
+	json_object_object_add(c, "shards", json_object_new_int64(conc));
+	json_object_object_add(c, "records_per_sec", json_object_new_double(med));
+	json_object_object_add(c, "invocations_per_sec",
+			       json_object_new_double(spate_bench_median(ips, n)));
+	json_object_object_add(c, "invoke_p50_ns",
+			       json_object_new_int64(rc < 0 ? 0 : (int64_t)spate_hist_percentile(h, 50)));
+	json_object_object_add(c, "invoke_p99_ns",
+			       json_object_new_int64(rc < 0 ? 0 : (int64_t)spate_hist_percentile(h, 99)));
+	json_object_object_add(c, "cold_start_p50_ns",
+			       json_object_new_int64((int64_t)spate_bench_median(cold, n)));
+	if (conc == 1) {
 		json_object_object_add(c, "roundtrip_p50_ns", json_object_new_int64((int64_t)r.rt_p50));
 		json_object_object_add(c, "roundtrip_p99_ns", json_object_new_int64((int64_t)r.rt_p99));
 		json_object_object_add(c, "overhead_invocations",
 				       json_object_new_int64((int64_t)spate_hist_count(h)));
-		json_object_object_add(c, "records_vs_inprocess",
-				       json_object_new_double(p->inprocess_records_per_sec > 0
-								      ? med / p->inprocess_records_per_sec
-								      : 0));
-		struct fnb_event ev;
-		if (k == 0 && fnb_event(p->batch, p->size, &ev) == 0) {
+	}
+	json_object_object_add(c, "records_vs_inprocess",
+			       json_object_new_double(p->inprocess_records_per_sec > 0
+							      ? med / p->inprocess_records_per_sec
+							      : 0));
+	struct fnb_event ev;
+	if (rt[0] == 'n' && fnb_event(p->batch, p->size, conc, &ev) == 0) {
+		if (conc == 1) {
 			json_object_object_add(c, "event_build_records_per_sec",
 					       json_object_new_double(ev.build_rps));
 			json_object_object_add(c, "event_bytes", json_object_new_int64((int64_t)ev.bytes));
@@ -340,9 +375,36 @@ int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_
 					       json_object_new_double(ev.parse_ms > 0
 									      ? p->batch / (ev.parse_ms / 1e3)
 									      : 0));
+		} else {
+			/* The bound: conc processes doing nothing but JSON.parse. */
+			json_object_object_add(c, "node_json_parse_concurrent_records_per_sec",
+					       json_object_new_double(ev.conc_rps));
 		}
-		json_object_array_add(cases, c);
-		free(h);
+	}
+	json_object_array_add(cases, c);
+	free(h);
+	return 0;
+}
+
+int spate_bench_functions_fn(const struct spate_bench_fn_params *p, struct json_object *cases)
+{
+	int rc = spate_engine_register_provider(&spate_fn_provider);
+
+	if (rc < 0 && rc != -EEXIST)
+		return rc;
+	for (unsigned k = 0; k < 3; k++) {
+		const char *rt = k == 1 ? "python" : "node", *prog = k == 1 ? "python3" : "node";
+		unsigned conc = k == 2 ? p->fn_concurrency : 1;
+
+		if (k == 2 && conc <= 1)
+			break;
+		if (!have(prog)) {
+			fprintf(stderr, "spate bench functions: no %s: runtime %s left out\n", prog, rt);
+			continue;
+		}
+		rc = fnb_case(p, rt, conc, cases);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

@@ -44,7 +44,18 @@
  * lanes never wait for each other; the shard's checkpoint is the minimum of
  * its lanes' positions. The cost is that each lane walks every record header.
  *
- * Limits: one batch in flight per task; the bisect stack holds 64 ranges
+ * Pipelined hand-over. A provided plugin with a pipe (spate/provider.h:
+ * an isolated child) gets submit() instead of process(); while the batch
+ * runs elsewhere the worker peeks the next one behind it (the source's
+ * peek-ahead: ring only, no starting filter, window wait or crash record
+ * pending) and gives it to prepare(), then waits for the result. The
+ * next batch is delivered only after the current one's result, and the
+ * current one is released alone (spate_source_release_head), so every
+ * rule above and the checkpoints are as with process(); the peek-ahead
+ * runs with the delivery off the watchdog's IN (the task is this
+ * thread's meanwhile).
+ *
+ * Limits: one batch in flight per task (one more peeked ahead); the bisect stack holds 64 ranges
  * (enough for 2^64 records); a plugin that crashes takes the process down
  * (with a line naming it); a given-up thread may still read ring memory.
  */
@@ -301,12 +312,18 @@ static inline void count_delivery(struct spate_task *t, uint32_t n, uint64_t ns,
 		spate_stats_add(&t->st.slot->process_ns, ns);
 }
 
+static void batch_ready(struct spate_task *t);
+
 static void batch_done(struct spate_task *t, uint64_t now)
 {
 	struct spate_consumer *c = t->c;
 	uint64_t next = t->raw[t->n_raw - 1].seq + 1;
 
-	spate_source_release(&t->src, t->n_raw);
+	/* With a batch peeked ahead, release this one alone: the next stays. */
+	if (t->an_raw)
+		spate_source_release_head(&t->src, t->n_raw);
+	else
+		spate_source_release(&t->src, t->n_raw);
 	/* Release: pairs with the acquire in spate_consumer_shard_next(). */
 	atomic_store_explicit(&t->next_seq, next, memory_order_release);
 	spate_stats_set(&t->st.slot->checkpoint, next);
@@ -322,6 +339,17 @@ static void batch_done(struct spate_task *t, uint64_t now)
 	t->lo = t->hi = t->depth = 0;
 	t->attempt = 0;
 	t->prior = 0;
+	if (t->an_raw) { /* the batch peeked ahead is the current one now */
+		struct spate_ring_rec *r = t->raw, *v = t->views;
+		t->raw = t->araw;
+		t->views = t->aviews;
+		t->araw = r;
+		t->aviews = v;
+		t->n_raw = t->an_raw;
+		t->n = t->an;
+		t->an_raw = t->an = 0;
+		batch_ready(t);
+	}
 }
 
 static void task_die(struct spate_task *t, const char *why)
@@ -428,6 +456,17 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	} else {
 		t->n = (uint32_t)got;
 	}
+	batch_ready(t);
+	*ready = true;
+	return 0;
+}
+
+/* The batch in raw/views (n_raw, n) is the current one: drop its expired
+ * records to the failure destination, then deliver it whole. */
+static void batch_ready(struct spate_task *t)
+{
+	const struct spate_consumer *c = t->c;
+
 	if (c->max_age_ns != UINT64_MAX) {
 		uint64_t rt = spate_now_ns();
 		uint32_t i = 0, n;
@@ -451,8 +490,60 @@ static int assemble(struct spate_task *t, uint64_t now, bool *ready)
 	t->depth = 0;
 	t->attempt = 0;
 	t->prior = 0;
-	*ready = true;
-	return 0;
+}
+
+/* Pipelined hand-over: while the current batch is submitted, peek the next
+ * one after it (its records stay unreleased behind the current ones) and
+ * let the provider prepare it. Only from the ring, with no starting filter,
+ * window wait or crash record to apply (assemble does those). */
+static void peek_ahead(struct spate_task *t)
+{
+	const struct spate_consumer *c = t->c;
+	const struct spate_config_consumer *p = c->k;
+
+	if (t->an_raw || t->skip_below_seq || t->skip_below_ts || t->window_start ||
+	    t->crashed.magic)
+		return;
+	if (!t->araw) {
+		t->araw = malloc(p->batch_size * sizeof(*t->araw));
+		t->aviews = c->lanes > 1 ? malloc(p->batch_size * sizeof(*t->aviews)) : t->araw;
+		if (!t->araw || !t->aviews) {
+			if (t->aviews != t->araw)
+				free(t->aviews);
+			free(t->araw);
+			t->araw = t->aviews = NULL;
+			return;
+		}
+	}
+	int got = spate_source_peek_more(&t->src, t->araw, p->batch_size, p->batch_bytes);
+	/* Errors: the next peek of its own meets them again. A short batch
+	 * with a window waits for it: peeked again after the release. */
+	if (got <= 0 || ((uint32_t)got < p->batch_size && p->batch_window_ns))
+		return;
+	t->an_raw = (uint32_t)got;
+	if (c->lanes > 1) {
+		uint32_t n = 0;
+		for (int i = 0; i < got; i++)
+			if (t->araw[i].key_hash % c->lanes == t->lane)
+				t->aviews[n++] = t->araw[i];
+		t->an = n;
+	} else {
+		t->an = (uint32_t)got;
+	}
+	if (t->an && t->pipe->prepare) {
+		struct spate_batch b = {
+			.recs = t->aviews,
+			.count = t->an,
+			.shard = t->shard,
+			.attempt = 1,
+			.lane = t->lane,
+			.consumer = c->k->name,
+			.stream = spate_stream_name(c->stream),
+			.host = &t->host,
+			.struct_size = sizeof(b),
+		};
+		t->pipe->prepare(t->state, &b); /* a hint: its result changes nothing */
+	}
 }
 
 static __thread struct spate_inflight *tl_inflight;
@@ -475,6 +566,19 @@ static int lost(struct spate_inflight *in)
 	free(in);
 	tl_inflight = NULL;
 	return SPATE_TASK_LOST;
+}
+
+/* This thread's delivery off IN, unless the watchdog took it over (false:
+ * the task and the worker are someone else's now). */
+static bool inflight_off(struct spate_inflight *in)
+{
+	uint64_t exp = in->gen << 2 | SPATE_INFLIGHT_IN;
+
+	/* Acq_rel: pairs with the watchdog's CAS to LOST; whoever moves this
+	 * delivery off IN owns it. */
+	return atomic_compare_exchange_strong_explicit(&in->state, &exp,
+						       in->gen << 2 | SPATE_INFLIGHT_IDLE,
+						       memory_order_acq_rel, memory_order_acquire);
 }
 
 /* One call of process() on [lo, hi): the attempt record and the watchdog's
@@ -540,18 +644,32 @@ static int deliver(struct spate_task *t, uint64_t now, bool first, uint32_t cnt,
 	/* Counters region: time process() on the deliveries whose latency
 	 * was just sampled (1 in 8), to keep clock reads off the others. */
 	uint64_t pt0 = (t->lat_tick & 7) == 1 ? spate_mono_ns() : 0;
-	int rc = t->pl->process(t->state, &b, res);
-	if (in) {
-		uint64_t exp = in->gen << 2 | SPATE_INFLIGHT_IN;
-		/* Acq_rel: pairs with the watchdog's CAS to LOST; whoever moves
-		 * this delivery off IN owns it. Losing means the task (and its
-		 * worker) are someone else's now. */
-		if (!atomic_compare_exchange_strong_explicit(&in->state, &exp,
-							     in->gen << 2 | SPATE_INFLIGHT_IDLE,
-							     memory_order_acq_rel,
-							     memory_order_acquire))
-			return lost(in);
+	int rc;
+	if (!t->pipe) {
+		rc = t->pl->process(t->state, &b, res);
+	} else {
+		/* Pipelined: hand the batch over, peek the next one while it
+		 * runs (prepared, not handed over), then wait for its result. */
+		rc = t->pipe->submit(t->state, &b);
+		if (rc == 0 && !t->an_raw) {
+			/* The task must be this thread's while it peeks: off IN
+			 * first (the watchdog may have taken the delivery over
+			 * during submit), back on after, same since, new number. */
+			if (in && !inflight_off(in))
+				return lost(in);
+			peek_ahead(t);
+			if (in) {
+				in->gen++;
+				/* Release: as the store of IN above. */
+				atomic_store_explicit(&in->state, in->gen << 2 | SPATE_INFLIGHT_IN,
+						      memory_order_release);
+			}
+		}
+		if (rc == 0)
+			rc = t->pipe->complete(t->state, &b, res);
 	}
+	if (in && !inflight_off(in))
+		return lost(in);
 	if (t->att)
 		t->att->done = 1;
 	t->attempt++;
@@ -1196,6 +1314,7 @@ int spate_consumer_start_plugins(struct spate_consumer *c, char *err, size_t err
 			return rc;
 		}
 		t->pl = pl;
+		t->pipe = spate_plugin_lib_pipe(c->lib);
 		t->next_flush = spate_mono_ns() + pl->flush_interval_ns;
 		t->first_done = false;
 		t->dead = false;
@@ -1246,6 +1365,9 @@ void spate_consumer_fini(struct spate_consumer *c)
 			if (t->views != t->raw)
 				free(t->views);
 			free(t->raw);
+			if (t->aviews != t->araw)
+				free(t->aviews);
+			free(t->araw);
 			free(t->stack);
 		}
 		free(c->tasks);

@@ -15,6 +15,7 @@
 #include "spate/hist.h"
 #include "spate/log.h"
 #include "spate/plugin.h"
+#include "spate/provider.h"
 #include "spate/stats.h"
 #include "spate/stream.h"
 
@@ -90,6 +91,14 @@ struct spate_task {
 	struct spate_ring_rec *raw;   /* peeked records */
 	struct spate_ring_rec *views; /* this lane's (== raw when one lane) */
 	uint32_t n_raw, n;
+	/* A pipelined hand-over (pipe: the provider's, NULL for process()):
+	 * the next batch, peeked ahead while the current one was submitted
+	 * (its records unreleased, after raw's); it becomes the current batch
+	 * when that one is done. Allocated on first use (views alias raw as
+	 * above). */
+	const struct spate_provided_pipe *pipe;
+	struct spate_ring_rec *araw, *aviews;
+	uint32_t an_raw, an;
 	uint32_t lo, hi, depth;       /* range being delivered; bisect stack depth */
 	uint32_t (*stack)[3];         /* ranges left by bisection: lo, hi, prior */
 	uint32_t attempt;             /* deliveries of the record at lo */

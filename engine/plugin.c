@@ -68,6 +68,7 @@ struct spate_plugin_lib {
 	void *close_arg, *inst;
 	uint32_t flags;
 	uint64_t watchdog_ns;
+	const struct spate_provided_pipe *pipe;
 	/* The plugin's descriptor, copied to the host's size: fields past the
 	 * plugin's struct_size are zero (hooks added since it was built). */
 	struct spate_plugin desc;
@@ -560,6 +561,7 @@ int spate_plugin_lib_provided(const struct spate_plugin_given *g, struct spate_p
 	lib->inst = g->inst;
 	lib->flags = g->flags;
 	lib->watchdog_ns = g->watchdog_ns;
+	lib->pipe = g->pipe;
 	*out = lib;
 	return 0;
 }
@@ -572,6 +574,11 @@ void *spate_plugin_lib_inst(const struct spate_plugin_lib *lib)
 uint32_t spate_plugin_lib_flags(const struct spate_plugin_lib *lib)
 {
 	return lib ? lib->flags : 0;
+}
+
+const struct spate_provided_pipe *spate_plugin_lib_pipe(const struct spate_plugin_lib *lib)
+{
+	return lib ? lib->pipe : NULL;
 }
 
 uint64_t spate_plugin_lib_watchdog(const struct spate_plugin_lib *lib)

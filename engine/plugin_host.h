@@ -27,6 +27,7 @@
 
 /** A loaded plugin image. Opaque. */
 struct spate_plugin_lib;
+struct spate_provided_pipe; /* spate/provider.h */
 
 /**
  * Find, load and check a plugin.
@@ -103,6 +104,7 @@ struct spate_plugin_given {
 	void *inst;
 	void (*close)(void *arg, void *inst);
 	void *arg;
+	const struct spate_provided_pipe *pipe; /* NULL: process() only */
 };
 
 /**
@@ -119,6 +121,8 @@ int spate_plugin_lib_provided(const struct spate_plugin_given *g, struct spate_p
 void *spate_plugin_lib_inst(const struct spate_plugin_lib *lib);
 /** Its struct spate_provided.flags (0 for a loaded file). */
 uint32_t spate_plugin_lib_flags(const struct spate_plugin_lib *lib);
+/** Its pipelined hand-over (struct spate_provided.pipe; NULL for a file). */
+const struct spate_provided_pipe *spate_plugin_lib_pipe(const struct spate_plugin_lib *lib);
 /** Its watchdog (struct spate_provided.watchdog_ns; 0 for a file). */
 uint64_t spate_plugin_lib_watchdog(const struct spate_plugin_lib *lib);
 

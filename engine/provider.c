@@ -142,6 +142,8 @@ int spate_provider_plugin(const struct spate_config *cfg, const struct spate_con
 		.flags = got.flags,
 		.watchdog_ns = got.watchdog_ns,
 		.inst = got.inst,
+		/* Both halves or none: a half pipe is process() only. */
+		.pipe = got.pipe && got.pipe->submit && got.pipe->complete ? got.pipe : NULL,
 		.close = p.close,
 		.arg = p.arg,
 	};

@@ -297,6 +297,31 @@ void spate_source_release(struct spate_source *s, unsigned n)
 		spate_ring_release(s->rd, n);
 }
 
+int spate_source_peek_more(struct spate_source *s, struct spate_ring_rec *out, unsigned max,
+			   uint64_t max_bytes)
+{
+	/* On the ring only, past the hand-over from the log, and not when the
+	 * reader is due to move to the log (the next spate_source_peek() does
+	 * that, with nothing peeked ahead). */
+	if (!s->rd || s->skip_below)
+		return 0;
+	if (s->log_dir) {
+		uint64_t lag_bytes = 0;
+		spate_ring_lag(s->rd, NULL, &lag_bytes);
+		if (lag_bytes > s->ring_cap / 2)
+			return 0;
+	}
+	return spate_ring_peek_more(s->rd, out, max, max_bytes);
+}
+
+void spate_source_release_head(struct spate_source *s, unsigned n)
+{
+	if (s->lrd)
+		log_release(s, n); /* the log is never peeked ahead: the whole peek */
+	else
+		spate_ring_release_head(s->rd, n);
+}
+
 int spate_source_open(struct spate_source *s, struct spate_stream *stream, uint32_t shard,
 		      const char *log_dir, enum spate_ring_wait wait, uint32_t max,
 		      const struct spate_source_start *at, const struct spate_slog_ctx *log,

@@ -85,6 +85,18 @@ int spate_source_peek(struct spate_source *s, struct spate_ring_rec *out, unsign
 		      uint64_t max_bytes, uint64_t next, bool may_switch);
 /** Release the first @p n records peeked: done with them. */
 void spate_source_release(struct spate_source *s, unsigned n);
+/**
+ * Up to @p max records (about @p max_bytes) after those of the last peek,
+ * which stay unreleased: the batch after the one in use (a pipelined
+ * hand-over). Only on the ring, and not when the reader is due to move to
+ * the log (0: then the caller peeks as usual once it released).
+ * @return records added (>= 0), or -errno as spate_source_peek().
+ */
+int spate_source_peek_more(struct spate_source *s, struct spate_ring_rec *out, unsigned max,
+			   uint64_t max_bytes);
+/** Release the first @p n records peeked and keep the rest peeked (the
+ *  records of spate_source_peek_more()). */
+void spate_source_release_head(struct spate_source *s, unsigned n);
 /** Whether the source reads the log now. */
 static inline bool spate_source_on_log(const struct spate_source *s)
 {

@@ -6,10 +6,12 @@
  * Design. One state per (consumer, shard, lane), each with its own
  * connection and JetStream context. process() turns every record of the
  * batch into a JetStream message on the subject the `subject` template
- * names ({bus}, {stream}, {shard}, {key}), with headers for the Kinesis
- * sequence number, shard id, partition key and commit time, and
+ * names ({bus}, {stream}, {shard}, {key}), with two headers:
  * Nats-Msg-Id = <bus>/<stream>/<shard>/<seq>, so that JetStream's duplicate
- * window drops what a retry or a restart publishes again. Messages go out
+ * window drops what a retry or a restart publishes again, and Spate-Record
+ * = "<Kinesis sequence number> <shard id> <commit time> <partition key>"
+ * (nats_conn.h; one header for the four: a reader's cost grows with the
+ * number of headers, libnats parsing all of them on the first access). Messages go out
  * asynchronously (js_PublishMsgAsync) with at most `window` acks pending;
  * the call then waits for every ack (up to `ack_timeout`), and reports the
  * batch done only up to its first record JetStream did not acknowledge
@@ -55,6 +57,9 @@
  *   create: BOOL            create jetstream_stream if absent (default false)
  *   replicas: N             its replicas when created (default 1)
  *   window: N               pending acks at most (default 4096)
+ *   format: headers|envelope the payload: the record's data (default), or
+ *                           the record as a keyed envelope, for a spate
+ *                           import with the same format (nats_conn.h)
  *   ack_timeout: MS         wait for the acks of a batch (default 5000)
  *   user, password, token, nkey, nkey_seed, creds, tls, tls_ca, tls_cert,
  *   tls_key, reconnect_wait_ms, reconnect_max_ms: nats_conn.h
@@ -63,8 +68,8 @@
  * several batches of a shard in flight; each key stays on its lane). The Nats-Msg-Id names the
  * ring sequence: a stream deleted and re-created under the same name
  * within the duplicate window (2 min by default) would have its first
- * records dropped as duplicates; the Spate-Sequence header (with the
- * stream's incarnation) tells them apart for readers.
+ * records dropped as duplicates; the sequence number in Spate-Record
+ * (with the stream's incarnation) tells them apart for readers.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -112,6 +117,9 @@ struct nstate {
 	const char *js_stream;     /* expected stream, or NULL */
 	int64_t ack_timeout_ms;
 	int64_t window;
+	int format;                /* SPATE_NATS_FORMAT_* */
+	uint8_t *env;              /* a keyed envelope being built (format envelope) */
+	size_t env_cap;
 	/* The batch in flight (the ack handler's view): under lock. */
 	pthread_mutex_t lock;
 	uint64_t *seqs;            /* [count]: the batch's ring sequences, ascending (a
@@ -341,6 +349,7 @@ static void nstate_free(struct nstate *s)
 	for (unsigned i = 0; i < s->nstrs; i++)
 		free(s->opt_strs[i]);
 	free(s->subject_tmpl);
+	free(s->env);
 	free(s->acked);
 	free(s->seqs);
 	pthread_mutex_destroy(&s->lock);
@@ -457,7 +466,9 @@ static int nats_init(const struct spate_plugin_ctx *ctx, void **state)
 	    pu_opt_u64(ctx, "nats", "reconnect_max_ms", 2000, &rmax) < 0 ||
 	    pu_opt_u64(ctx, "nats", "replicas", 1, &replicas) < 0 ||
 	    pu_opt_bool(ctx, "nats", "create", 0, &create) < 0 ||
-	    pu_opt_bool(ctx, "nats", "tls", 0, &tls) < 0)
+	    pu_opt_bool(ctx, "nats", "tls", 0, &tls) < 0 ||
+	    pu_opt_enum(ctx, "nats", "format", spate_nats_format_names, SPATE_NATS_FORMAT_HEADERS,
+			&s->format) < 0)
 		goto fail;
 	if (window < 1 || window > 1000000 || ackt < 1) {
 		pu_log(ctx->host, SPATE_LOG_ERROR, "nats: window must be 1..1000000, ack_timeout >= 1");
@@ -563,8 +574,7 @@ static void u64_text(uint64_t v, char *out)
 static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 {
 	struct spate_kinesis_view v;
-	char subj[512], id[200], seqs[SPATE_KINESIS_SEQ_LEN + 1];
-	char ts[24], keyh[2 * SPATE_KINESIS_KEY_MAX + 8];
+	char subj[512], id[200], seqs[SPATE_KINESIS_SEQ_LEN + 1], rec[SPATE_NATS_RECORD_MAX];
 	const char *subject = s->subject_fixed;
 	natsMsg *m = NULL;
 	jsPubOptions po;
@@ -576,39 +586,44 @@ static natsStatus publish_one(struct nstate *s, const struct spate_ring_rec *r)
 			return NATS_INVALID_SUBJECT;
 		subject = subj;
 	}
-	st = natsMsg_Create(&m, subject, NULL, v.data, (int)v.len);
+	const void *pl = v.data;
+	size_t plen = v.len;
+	if (s->format == SPATE_NATS_FORMAT_ENVELOPE) {
+		if (r->type == SPATE_RECORD_TYPE_KEYED) {
+			pl = r->data; /* already one, in the ring */
+			plen = r->len;
+		} else {
+			size_t need = SPATE_KINESIS_KEYED_LEN(v.key_len, v.len);
+			if (need > s->env_cap) {
+				uint8_t *e = realloc(s->env, need);
+				if (!e)
+					return NATS_NO_MEMORY;
+				s->env = e;
+				s->env_cap = need;
+			}
+			int64_t el = spate_kinesis_keyed_encode(s->env, need, v.key, v.key_len, v.data,
+								v.len);
+			if (el < 0)
+				return NATS_INVALID_ARG;
+			pl = s->env;
+			plen = (size_t)el;
+		}
+	}
+	st = natsMsg_Create(&m, subject, NULL, pl, (int)plen);
 	if (st != NATS_OK)
 		return st;
 	memcpy(id, s->id_prefix, s->id_prefix_len);
 	u64_text(r->seq, id + s->id_prefix_len);
 	spate_kinesis_seq_format(s->incarnation, r->seq, seqs);
-	u64_text(r->ts, ts);
-	/* A header value is one text line: a key with control bytes goes as
-	 * "hex:" and its bytes in hex. */
-	bool text = true;
-	for (size_t i = 0; i < v.key_len; i++) {
-		unsigned char c = ((const unsigned char *)v.key)[i];
-		if (c < 0x20 || c == 0x7f)
-			text = false;
-	}
-	if (text) {
-		snprintf(keyh, sizeof(keyh), "%.*s", (int)v.key_len, (const char *)v.key);
-	} else {
-		size_t o = (size_t)snprintf(keyh, sizeof(keyh), "hex:");
-		for (size_t i = 0; i < v.key_len && o + 3 < sizeof(keyh); i++)
-			o += (size_t)snprintf(keyh + o, sizeof(keyh) - o, "%02x",
-					      ((const unsigned char *)v.key)[i]);
-	}
-	if ((st = natsMsgHeader_Set(m, SPATE_NATS_H_MSGID, id)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SEQ, seqs)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_SHARD, s->shard_id)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_KEY, keyh)) != NATS_OK ||
-	    (st = natsMsgHeader_Set(m, SPATE_NATS_H_TS, ts)) != NATS_OK) {
+	/* One header besides the id (nats_conn.h): what a reader pays for
+	 * grows with the number of headers. */
+	spate_nats_record_value(rec, seqs, s->shard_id, r->ts, v.key, v.key_len);
+	if ((st = natsMsgHeader_Set(m, SPATE_NATS_H_RECORD, rec)) != NATS_OK) {
 		natsMsg_Destroy(m);
 		return st;
 	}
 	jsPubOptions_Init(&po);
-	po.MsgId = id;
+	po.MsgId = id; /* libnats writes the Nats-Msg-Id header */
 	st = js_PublishMsgAsync(s->js, &m, &po);
 	if (st != NATS_OK)
 		natsMsg_Destroy(m); /* NULL-safe: the library took it if it nulled m */

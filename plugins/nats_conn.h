@@ -22,16 +22,125 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <nats/nats.h>
 
-/* Headers of an exported record (docs/scale-out.md). */
-#define SPATE_NATS_H_SEQ "Spate-Sequence"   /* 42-digit Kinesis sequence number */
-#define SPATE_NATS_H_SHARD "Spate-Shard"    /* shardId-000000000003 */
-#define SPATE_NATS_H_KEY "Spate-Partition-Key"
-#define SPATE_NATS_H_TS "Spate-Timestamp"   /* commit time, ns since the epoch */
-#define SPATE_NATS_H_MSGID "Nats-Msg-Id"    /* <bus>/<stream>/<shard>/<seq> */
+/*
+ * Headers of an exported record (docs/scale-out.md): two, because a reader
+ * pays for every one (libnats parses all of a message's headers, a hash
+ * entry and allocations each, on its first header access):
+ *   Nats-Msg-Id   <bus>/<stream>/<shard>/<seq>: JetStream's duplicate
+ *                 window (set through jsPubOptions.MsgId)
+ *   Spate-Record  "<sequence> <shard id> <timestamp> <partition key>": the
+ *                 42-digit Kinesis sequence number, shardId-000000000003,
+ *                 the commit time (ns since the epoch), then the key (last:
+ *                 it may hold spaces), as text, or "hex:" and its bytes in
+ *                 hex if it has control bytes, leading or trailing blanks
+ *                 (a header value is one trimmed line) or starts "hex:".
+ */
+#define SPATE_NATS_H_MSGID "Nats-Msg-Id"
+#define SPATE_NATS_H_RECORD "Spate-Record"
+
+/*
+ * What a message's payload is (`format:` on both halves):
+ *   headers   the record's data, as it was put (default: any reader)
+ *   envelope  the record as a keyed envelope (spate/kinesis.h: 16-bit
+ *             little-endian key length, the key, the data), for a bridge
+ *             between spate buses: the import finds the key in the payload
+ *             and never touches the headers, which libnats would parse (all
+ *             of them, a hash entry and allocations each, and their freeing)
+ *             for the key alone. The headers are the same in both formats.
+ */
+enum { SPATE_NATS_FORMAT_HEADERS, SPATE_NATS_FORMAT_ENVELOPE };
+static const char *const spate_nats_format_names[] = { "headers", "envelope", NULL };
+/* Longest Spate-Record value: 42 + 1 + 20 + 1 + 20 + 1 + "hex:" + 2 per key byte. */
+#define SPATE_NATS_RECORD_MAX (SPATE_NATS_SEQ_LEN_ + 44 + 4 + 2 * 1024 + 1)
+#define SPATE_NATS_SEQ_LEN_ 42
+
+/* The Spate-Record value of a record into @p out (SPATE_NATS_RECORD_MAX
+ * bytes): @p seq42 and @p shard_id as formatted by spate/kinesis.h, @p ts,
+ * the key. Returns its length. */
+static inline size_t spate_nats_record_value(char *out, const char *seq42, const char *shard_id,
+					     uint64_t ts, const void *key, size_t klen)
+{
+	const unsigned char *k = (const unsigned char *)key;
+	char tmp[21];
+	size_t o = 0;
+	int n = 0;
+	bool text = klen > 0 && k[0] != ' ' && k[0] != '\t' && k[klen - 1] != ' ' &&
+		    k[klen - 1] != '\t' && !(klen >= 4 && !memcmp(k, "hex:", 4));
+
+	if (klen > 1024)
+		klen = 1024;
+	for (size_t i = 0; text && i < klen; i++)
+		if (k[i] < 0x20 || k[i] == 0x7f)
+			text = false;
+	memcpy(out, seq42, SPATE_NATS_SEQ_LEN_);
+	o = SPATE_NATS_SEQ_LEN_;
+	out[o++] = ' ';
+	for (const char *p = shard_id; *p; p++)
+		out[o++] = *p;
+	out[o++] = ' ';
+	do {
+		tmp[n++] = (char)('0' + ts % 10);
+		ts /= 10;
+	} while (ts);
+	while (n)
+		out[o++] = tmp[--n];
+	out[o++] = ' ';
+	if (text) {
+		memcpy(out + o, k, klen);
+		o += klen;
+	} else {
+		static const char hx[] = "0123456789abcdef";
+		memcpy(out + o, "hex:", 4);
+		o += 4;
+		for (size_t i = 0; i < klen; i++) {
+			out[o++] = hx[k[i] >> 4];
+			out[o++] = hx[k[i] & 15];
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* The partition key in Spate-Record value @p v (after its third space),
+ * or NULL if @p v is not one. */
+static inline const char *spate_nats_record_key(const char *v)
+{
+	for (int sp = 0; sp < 3; sp++) {
+		v = strchr(v, ' ');
+		if (!v)
+			return NULL;
+		v++;
+	}
+	return v;
+}
+
+/* Decode a "hex:" key (as spate_nats_record_value() writes it) into @p out
+ * (at least (@p len - 4) / 2 bytes): its length, or -1 if @p key is not one
+ * (then it is the key as it is). */
+static inline ssize_t spate_nats_key_unhex(const char *key, size_t len, char *out)
+{
+	size_t o = 0;
+
+	if (len < 4 || memcmp(key, "hex:", 4) || (len - 4) % 2)
+		return -1;
+	for (size_t i = 4; i < len; i += 2) {
+		int v = 0;
+		for (int j = 0; j < 2; j++) {
+			char c = key[i + (size_t)j];
+			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+			if (d < 0)
+				return -1;
+			v = v * 16 + d;
+		}
+		out[o++] = (char)v;
+	}
+	return (ssize_t)o;
+}
 
 /** Connection settings, every one a string as written (NULL = unset). */
 struct spate_nats_conn_cfg {

@@ -1720,6 +1720,82 @@ int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n)
 	return spate_ring_release(rd, n);
 }
 
+int spate_ring_peek_more(struct spate_ring_reader *rd, struct spate_ring_rec *out, unsigned max,
+			 uint64_t max_bytes)
+{
+	uint32_t have = rd->p_count;
+
+	if (!have)
+		return spate_ring_peek(rd, out, max, max_bytes);
+	/* Mark where the last peek ended, peek from there as if it were the
+	 * released position, then put the released position back. */
+	uint64_t pos = rd->pos, seq = rd->seq, bend = rd->bend, bts = rd->bts;
+	uint32_t left = rd->left;
+	rd->m_count = have;
+	rd->m_from = pos;
+	rd->pos = rd->m_pos = rd->p_pos;
+	rd->seq = rd->m_seq = rd->p_seq;
+	rd->bend = rd->m_bend = rd->p_bend;
+	rd->bts = rd->m_bts = rd->p_bts;
+	rd->left = rd->m_left = rd->p_left;
+	int n = spate_ring_peek(rd, out, max, max_bytes);
+	rd->pos = pos;
+	rd->seq = seq;
+	rd->bend = bend;
+	rd->bts = bts;
+	rd->left = left;
+	if (n < 0) { /* the records peeked before stay peeked */
+		rd->p_pos = rd->m_pos;
+		rd->p_seq = rd->m_seq;
+		rd->p_bend = rd->m_bend;
+		rd->p_bts = rd->m_bts;
+		rd->p_left = rd->m_left;
+		rd->p_count = have;
+		return n;
+	}
+	rd->p_count = have + (uint32_t)n;
+	return n;
+}
+
+int spate_ring_release_head(struct spate_ring_reader *rd, unsigned n)
+{
+	uint32_t have = rd->p_count;
+	int rc;
+
+	if (n > have)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	if (n == have) {
+		rd->m_count = 0;
+		return spate_ring_release(rd, n);
+	}
+	/* The end of the whole peek, kept for the records after the n. */
+	uint64_t e_pos = rd->p_pos, e_seq = rd->p_seq, e_bend = rd->p_bend, e_bts = rd->p_bts;
+	uint32_t e_left = rd->p_left;
+	if (rd->m_count == n && rd->m_from == rd->pos) {
+		rd->p_pos = rd->m_pos;
+		rd->p_seq = rd->m_seq;
+		rd->p_bend = rd->m_bend;
+		rd->p_bts = rd->m_bts;
+		rd->p_left = rd->m_left;
+		rd->p_count = n;
+		rc = spate_ring_release(rd, n);
+	} else {
+		rc = spate_ring_release_partial_(rd, n); /* walks the n records */
+	}
+	rd->m_count = 0;
+	if (rc < 0)
+		return rc;
+	rd->p_pos = e_pos;
+	rd->p_seq = e_seq;
+	rd->p_bend = e_bend;
+	rd->p_bts = e_bts;
+	rd->p_left = e_left;
+	rd->p_count = have - n;
+	return 0;
+}
+
 int spate_ring_reader_wait(struct spate_ring_reader *rd, uint64_t timeout_ns)
 {
 	struct spate_ring_shared *sh = rd->ring->sh;

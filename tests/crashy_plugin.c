@@ -16,7 +16,9 @@
  *                  process starts counting again: the retried batch passes)
  *   contains: STR  one holding a record whose payload contains STR (every
  *                  time: a poison record, for the failure destination)
- * Otherwise the batch succeeds, and with `out: PATH` it appends one line
+ * Otherwise the batch succeeds (after `delay_us` microseconds, default 0:
+ * a slow plugin, so a test can kill its process mid-batch), and with
+ * `out: PATH` it appends one line
  * "shard first-seq last-seq count" per batch to PATH (one O_APPEND write),
  * so a test can check that every record was delivered at least once
  * (batches of one lane hold consecutive sequence numbers).
@@ -33,7 +35,7 @@
 
 struct crashy {
 	const char *fault, *contains;
-	unsigned long every, batches;
+	unsigned long every, batches, delay_us;
 	size_t leak;
 	int out;
 };
@@ -47,6 +49,7 @@ static int c_init(const struct spate_plugin_ctx *ctx, void **state)
 	c->fault = spate_plugin_opt(ctx, "fault", "segv");
 	c->contains = spate_plugin_opt(ctx, "contains", NULL);
 	c->every = strtoul(spate_plugin_opt(ctx, "every", "0"), NULL, 10);
+	c->delay_us = strtoul(spate_plugin_opt(ctx, "delay_us", "0"), NULL, 10);
 	c->leak = strtoull(spate_plugin_opt(ctx, "leak", "16777216"), NULL, 10);
 	const char *out = spate_plugin_opt(ctx, "out", NULL);
 	c->out = out ? open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
@@ -101,6 +104,8 @@ static int c_process(void *state, const struct spate_batch *b, struct spate_batc
 	for (uint32_t i = 0; c->contains && i < b->count; i++)
 		if (has(&b->recs[i], c->contains))
 			die(c, b);
+	if (c->delay_us)
+		usleep((useconds_t)c->delay_us);
 	if (c->out >= 0) {
 		char line[96];
 		int n = snprintf(line, sizeof(line), "%u %llu %llu %u\n", b->shard,

@@ -13,6 +13,14 @@
 #             the tails (a restart delivers nothing again). Runtime client:
 #             aws-lambda-ric when it runs here (tests/functions/node/ric.sh
 #             says), else spate's bundled Node loop: the test prints which.
+#   nodeloop  the same Powertools handler under spate's bundled Node loop
+#             (whatever aws-lambda-ric does here), 1 shard, batches of up to
+#             1,000 records (events of ~600 KB: many socket reads, and the
+#             loop's Latin-1 decoding of an all-ASCII event, parsed in pieces
+#             cut between records), half the keys in other scripts (UTF-8:
+#             Latin-1, Cyrillic, Japanese, an emoji outside the BMP), one that
+#             holds the text the pieces are cut at: each partition key reaches
+#             the handler exactly as put (through the Kinesis API, boto3).
 #   python    the same with a Python handler (the bundled few-line loop).
 #   crash     a record that segfaults its process: only it reaches
 #             on_failure (bisection), the rest is handled, the process restarts.
@@ -61,7 +69,7 @@ state_dir: $dir/state
 streams:
   - name: in
     shards: $1
-    ring_size: 1MiB
+    ring_size: ${RING_SIZE:-1MiB}
     huge_pages: off
   - name: dlq
     ring_size: 1MiB
@@ -72,6 +80,7 @@ consumers:
     starting_position: trim_horizon
     batch_size: $6
     parallelization: $2
+    batch_window: ${BATCH_WINDOW:-0}
     max_retry_attempts: $4
     bisect_on_error: $5
     retry_backoff: 1ms
@@ -88,8 +97,13 @@ YAML
 }
 
 # put_records N BAD_EVERY BAD_AT PREFIX: records i = 0..N-1 under keys
-# k0..k7, data "k<key>:<i>", or "<PREFIX>-k<key>:<i>" when i % BAD_EVERY ==
-# BAD_AT; the poison ones listed in $dir/bad.txt, the others in good.txt.
+# k0..k7 (each after $KEYP<key> when set: key_of), data "k<key>:<i>", or
+# "<PREFIX>-k<key>:<i>" when i % BAD_EVERY == BAD_AT; the poison ones listed
+# in $dir/bad.txt, the others in good.txt.
+KEYP0= KEYP1= KEYP2= KEYP3= KEYP4= KEYP5= KEYP6= KEYP7=
+# The key a record of key number $1 is put under (k<N> for spate put, whose
+# records carry the key's hash: checked only when API_PORT is set).
+key_of() { eval "echo \"\${KEYP$1}k$1\""; }
 put_records() {
 	: > "$dir/bad.txt"
 	: > "$dir/good.txt"
@@ -101,7 +115,27 @@ put_records() {
 			echo "$d"
 			i=$((i + 8))
 		done > "$dir/put.$k"
-		"$spate" put "$dir/bus.yaml" in -k "k$k" -q < "$dir/put.$k" || fail "put k$k"
+		if [ -n "${API_PORT:-}" ]; then
+			key_of $k > "$dir/key.$k"
+			python3 - "$API_PORT" "$dir/key.$k" "$dir/put.$k" <<'PY' || fail "PutRecords k$k"
+# A keyed put through the Kinesis API front with boto3 (AWS's SDK): the
+# partition key is stored with the record, as Kinesis keeps it.
+import sys, boto3, botocore.config
+port, keyf, dataf = sys.argv[1:4]
+key = open(keyf, encoding="utf-8").read().rstrip("\n")
+data = [l.rstrip("\n").encode() for l in open(dataf, encoding="utf-8")]
+kin = boto3.client("kinesis", endpoint_url="http://127.0.0.1:" + port, region_name="us-east-1",
+                   aws_access_key_id="x", aws_secret_access_key="x",
+                   config=botocore.config.Config(retries={"max_attempts": 1}))
+for i in range(0, len(data), 500):
+    r = kin.put_records(StreamName="in", Records=[{"PartitionKey": key, "Data": d}
+                                                  for d in data[i:i + 500]])
+    if r.get("FailedRecordCount"):
+        sys.exit("PutRecords failed %d records" % r["FailedRecordCount"])
+PY
+		else
+			"$spate" put "$dir/bus.yaml" in -k "k$k" -q < "$dir/put.$k" || fail "put k$k"
+		fi
 	done
 }
 
@@ -122,6 +156,10 @@ check() {
 	nbad=$(wc -l < "$dir/bad.txt")
 	"$spate" tail "$dir/bus.yaml" dlq -n "$nbad" > "$dir/dlq.txt" 2>&1 || fail "tail dlq"
 	sed 's/.*): //' "$dir/dlq.txt" | sort > "$dir/dlq_data.txt"
+	# Records put through the Kinesis API are kept with their key (the
+	# keyed envelope, printed before the data): the data is the tail.
+	[ -z "${API_PORT:-}" ] ||
+		sed -i 's/^.*[^a-z]\([a-z]*-k[0-9]*:[0-9]*\)$/\1/' "$dir/dlq_data.txt"
 	sort "$dir/bad.txt" | cmp -s - "$dir/dlq_data.txt" ||
 		fail "on_failure holds $(tr '\n' ' ' < "$dir/dlq_data.txt"), expected $(sort "$dir/bad.txt" | tr '\n' ' ')"
 	[ "$(consumer f failed)" = "$nbad" ] || fail "failed $(consumer f failed), expected $nbad"
@@ -132,6 +170,12 @@ check() {
 	       if (!(i in seen)) { seen[i] = 1; if (k in last && i < last[k]) { print "key " k ": " i " after " last[k]; bad = 1 } last[k] = i } }
 	     END { exit bad }' "$dir/out.txt" > "$dir/order.txt" ||
 		fail "per-key order: $(head -3 "$dir/order.txt")"
+	# Each partition key as put, byte for byte (UTF-8 ones included).
+	for k in $([ -n "${API_PORT:-}" ] && echo 0 1 2 3 4 5 6 7); do
+		awk -v want="$(key_of $k)" -v k="k$k" '{ split($3, a, ":"); d = a[1]; sub(/^[a-z]+-/, "", d)
+			if (d == k && $1 != want) { print $1 " for " $3 ", put under " want; exit 1 } }' \
+			"$dir/out.txt" > "$dir/keys.txt" || fail "partition key changed: $(cat "$dir/keys.txt")"
+	done
 	# Lambda's shapes, as the handler saw them: 42-digit sequence numbers.
 	awk 'length($2) != 42 || $2 !~ /^49[0-9]+$/ { exit 1 }' "$dir/out.txt" ||
 		fail "sequence numbers not Kinesis': $(head -1 "$dir/out.txt")"
@@ -170,6 +214,34 @@ node)
 	put_records 400 50 7 bad
 	ERR="batchItemFailures"
 	wait_stat '.consumers[] | select(.name == "f") | (.records + .failed == 392 + 8 and .lag_records == 0)' 90
+	;;
+nodeloop)
+	command -v node > /dev/null || skip "no node"
+	nm="$src/tests/functions/node/node_modules"
+	[ -d "$nm/@aws-lambda-powertools/batch" ] ||
+		skip "no npm packages in tests/functions/node (./quickstart runs npm ci there)"
+	# Keys 0-3 in UTF-8 beyond ASCII, 4-7 ASCII: batches of keys 4-7 are
+	# all-ASCII events, the others not. Key 4 holds the text the loop cuts
+	# large events at (between records), which must not cut it there.
+	KEYP0='clé-' KEYP1='ключ-' KEYP2='キー-' KEYP3='😀-' KEYP4='},{"kinesis":{"x":-'
+	python3 -c 'import boto3' 2> /dev/null || skip "no boto3 (python3-boto3)"
+	API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	RING_SIZE=16MiB BATCH_WINDOW=1s bus_yaml 1 1 1 2 false 1000 "      handler: index.handler
+      runtime_client: node
+      cwd: $src/tests/functions/node
+      timeout: 30s
+      env: { OUT: $dir/out.txt }"
+	printf 'api:\n  listen: 127.0.0.1:%s\n  auth: none\n' "$API_PORT" >> "$dir/bus.yaml"
+	start_engine
+	wait_api
+	put_records 8000 1000 777 bad
+	ERR="batchItemFailures"
+	wait_stat '.consumers[] | select(.name == "f") | (.records + .failed == 8000 and .lag_records == 0)' 90
+	# The bundled loop runs with the engine's glibc tunables (docs/config.md).
+	fpid=$(pgrep -P "$pid" -x node | head -1)
+	[ -n "$fpid" ] || fail "no node process under the engine"
+	tr '\0' '\n' < "/proc/$fpid/environ" | grep -q '^GLIBC_TUNABLES=glibc.malloc.trim_threshold=' ||
+		fail "the bundled Node loop runs without the engine's GLIBC_TUNABLES"
 	;;
 python)
 	command -v python3 > /dev/null || skip "no python3"

@@ -12,6 +12,9 @@
 # every record acknowledged by A is in B's stream exactly once, in per-key
 # order; the consumer on B saw every one of them in per-key order.
 #
+# NATS_BRIDGE_FORMAT=envelope runs both halves with `format: envelope` (the
+# key in the payload; plugins/nats_conn.h) instead of the default headers.
+#
 # usage: nats_bridge.sh SPATE SOAK_PRODUCER NATS_JS CHECK_PY
 # Skips (77) without nats-server or python3.
 set -uo pipefail
@@ -135,6 +138,7 @@ consumers:
       subject: "spate.{bus}.{stream}.{shard}"
       jetstream_stream: BRIDGE
       ack_timeout: "2000"
+      format: ${NATS_BRIDGE_FORMAT:-headers}
 EOF
 cat >"$dir/b.yaml" <<EOF
 bus: $busB
@@ -151,6 +155,7 @@ sources:
     ack_wait: 5s
     reconnect_wait: 50ms
     reconnect_max: 500ms
+    format: ${NATS_BRIDGE_FORMAT:-headers}
 consumers:
   - name: check
     stream: orders

@@ -38,14 +38,37 @@ def unescape(text):
     return bytes(out)
 
 
+KEYS = {}
+
+
 def envelope_data(p):
-    """The data of a keyed envelope with an origin (or None)."""
+    """The data of a keyed envelope with an origin (or None). Its partition
+    key (which the import takes from the export's Spate-Record header, or
+    the payload's envelope) is remembered in KEYS against the record's own
+    key (the "<key>" of its "<key>,<seq>" data): see key_errors()."""
     if len(p) < 2:
         return None
     kl = p[0] | p[1] << 8
     if kl == 0 or 2 + kl + 12 > len(p):
         return None
-    return p[2 + kl + 12:]
+    d = p[2 + kl + 12:]
+    if REC.match(d):
+        KEYS.setdefault(d.rsplit(b",", 1)[0], set()).add(p[2:2 + kl])
+    return d
+
+
+def key_errors():
+    """B's keys must map one to one onto the producer's keys: one key at B
+    per producer key (a type-0 record shows its key hash in hex), and no
+    two producer keys sharing one (a key taken from the subject would)."""
+    errs = ["%s has %d keys at B" % (k.decode(), len(v)) for k, v in KEYS.items() if len(v) > 1]
+    owner = {}
+    for k, v in KEYS.items():
+        for b in v:
+            if b in owner and owner[b] != k:
+                errs.append("%s and %s share key %r at B" % (owner[b].decode(), k.decode(), b))
+            owner[b] = k
+    return errs
 
 
 def judge(name, records, acked, exact):
@@ -117,7 +140,10 @@ def main():
             i += 4 + n
     ok1, l1 = judge("B stream (exactly once)", stream, acked, True)
     ok2, l2 = judge("B consumer (at least once)", cons, acked, False)
-    print(("OK " if ok1 and ok2 else "FAIL ") + l1 + " || " + l2)
+    ke = key_errors()
+    l3 = "keys: %d at B for %d, %d wrong%s" % (
+        sum(len(v) for v in KEYS.values()), len(KEYS), len(ke), (" e.g. " + ke[0]) if ke else "")
+    print(("OK " if ok1 and ok2 and not ke else "FAIL ") + l1 + " || " + l2 + " || " + l3)
     return 0
 
 

@@ -16,8 +16,19 @@
  * before it sleeps on the socket (a batch's round trip is then two cache
  * line transfers, not two wake-ups of sleeping processes); the batch's
  * records stay in the ring until then,
- * since the engine releases the task's reader only after process()
- * returns. The child's result (OK, PARTIAL with failed_index, RETRY,
+ * since the engine releases the task's reader only after the result.
+ *
+ * Pipelined hand-over (struct spate_provided_pipe): the consumer runtime
+ * submits a batch (descriptors, doorbell) and, while the child runs it,
+ * peeks the next batch and gives it to prepare(), which writes its
+ * descriptors into the other of the area's two descriptor areas; then it
+ * waits for the result (complete). When the next submit is that batch
+ * (same views, count and sequence range) the doorbell is all that is left
+ * on the worker's critical path; any other batch (a retry, a bisected
+ * half) goes to the area not holding the prepared one. The worker's ring
+ * reading thus overlaps the child's processing. Nothing is handed over
+ * before the batch before it is answered: a crash retries exactly that
+ * batch, and the prepared one (never seen by any child) follows it. The child's result (OK, PARTIAL with failed_index, RETRY,
  * FATAL, the error text) is the plugin's, passed through: every Lambda rule
  * of the consumer runtime applies unchanged.
  *
@@ -87,8 +98,20 @@ struct iso_task {
 	int memfd;
 	struct spate_iso_ctl *ctl;
 	size_t ctl_size;
-	struct spate_iso_rec *descs;
+	struct spate_iso_rec *descs[2]; /* the two descriptor areas */
 	uint8_t *spill;
+	/* Pipelined hand-over: the batch prepared in area prep_area (its
+	 * views, count, first and last sequence), while the child runs the
+	 * one in the other; and the submitted batch's state. */
+	bool prepped;
+	uint32_t prep_area, prep_n;
+	const struct spate_ring_rec *prep_recs;
+	uint64_t prep_first, prep_last;
+	bool sync;        /* submitted: complete() runs it as process() */
+	bool started;     /* submitted: handed over (else res_early is its result) */
+	int64_t run_gen;  /* the generation it was handed to */
+	uint64_t run_seq; /* its step number */
+	struct spate_batch_result res_early;
 	int64_t gen;      /* generation handshaken (0: none) */
 	uint64_t seq;     /* step number */
 	uint8_t *init_msg;
@@ -274,7 +297,7 @@ static int iso_init(const struct spate_plugin_ctx *ctx, void **state)
 	t->slot = ctx->shard * in->lanes + ctx->lane;
 	t->logctx = (struct spate_slog_ctx){ in->consumer, in->stream, ctx->shard, ctx->lane };
 	/* The control area: head, descriptors, spill. */
-	uint64_t spill_off = SPATE_ISO_RECS_OFF + (uint64_t)in->cap * sizeof(struct spate_iso_rec);
+	uint64_t spill_off = SPATE_ISO_RECS_OFF + 2ull * in->cap * sizeof(struct spate_iso_rec);
 	spill_off = (spill_off + 4095) & ~4095ull;
 	t->ctl_size = (size_t)(spill_off + in->spill_size);
 	char name[96];
@@ -292,7 +315,8 @@ static int iso_init(const struct spate_plugin_ctx *ctx, void **state)
 	t->ctl = c;
 	t->ctl->magic = SPATE_ISO_MAGIC;
 	t->ctl->version = SPATE_ISO_VERSION;
-	t->descs = (void *)((uint8_t *)c + SPATE_ISO_RECS_OFF);
+	t->descs[0] = (void *)((uint8_t *)c + SPATE_ISO_RECS_OFF);
+	t->descs[1] = t->descs[0] + in->cap;
 	t->spill = (uint8_t *)c + spill_off;
 	/* INIT's parameters. */
 	size_t slen = strlen(in->plugin) + strlen(in->bus) + strlen(in->stream) +
@@ -402,9 +426,13 @@ static int wait_result(struct iso_task *t, int sock, uint64_t seq, uint64_t dead
 	return rc;
 }
 
-/* One exchange with the child: @p n descriptors are written. */
-static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct spate_batch *b,
-		    struct spate_batch_result *res)
+static int exchange_failed(struct iso_task *t, uint32_t n, int rc, struct spate_batch_result *res);
+
+/* Ring for step @p type: @p n descriptors of area @p area are written. 0,
+ * or the step is answered already in @p res (RETRY: no child, the child
+ * gone) and 1 is returned. */
+static int exchange_start(struct iso_task *t, uint32_t type, uint32_t n, uint32_t area,
+			  const struct spate_batch *b, struct spate_batch_result *res)
 {
 	struct iso_inst *in = t->in;
 	char why[300];
@@ -413,13 +441,14 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 	if (rc < 0) {
 		res->status = SPATE_BATCH_RETRY;
 		snprintf(res->error, sizeof(res->error), "%.199s", why);
-		return 0;
+		return 1;
 	}
 	int64_t gen = t->gen;
 	int sock = spate_sup_socket(in->sup, t->slot, gen);
 	struct spate_iso_ctl *c = t->ctl;
 	if (type == SPATE_ISO_BATCH) {
 		c->count = n;
+		c->area = area;
 		c->attempt = b->attempt;
 		c->shard = b->shard;
 		c->lane = b->lane;
@@ -427,41 +456,63 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 	}
 	uint64_t seq = ++t->seq;
 	c->req_type = type;
-	if (sock < 0) {
-		rc = -EPIPE;
-	} else {
-		/* Seq_cst (release at least): pairs with the child's acquire load
-		 * of req_seq (isolate_host.c, spin_next): the descriptors and the
-		 * head above are visible. With the seq_cst load of child_waiting,
-		 * the Dekker pair of the child's seq_cst store of child_waiting
-		 * and load of req_seq before it sleeps. */
-		atomic_store_explicit(&c->req_seq, seq, memory_order_seq_cst);
-		if (atomic_load_explicit(&c->child_waiting, memory_order_seq_cst))
-			rc = send_msg(sock, type, seq, NULL, 0, -1);
-		if (rc == 0)
-			rc = wait_result(t, sock, seq,
-					 type == SPATE_ISO_BATCH ? 0 : mono_ns() + in->timeout_ns);
-	}
+	t->run_gen = gen;
+	t->run_seq = seq;
+	if (sock < 0)
+		return exchange_failed(t, n, -EPIPE, res);
+	/* Seq_cst (release at least): pairs with the child's acquire load of
+	 * req_seq (isolate_host.c, spin_next): the descriptors and the head
+	 * above are visible. With the seq_cst load of child_waiting, the
+	 * Dekker pair of the child's seq_cst store of child_waiting and load
+	 * of req_seq before it sleeps. */
+	atomic_store_explicit(&c->req_seq, seq, memory_order_seq_cst);
+	if (atomic_load_explicit(&c->child_waiting, memory_order_seq_cst))
+		rc = send_msg(sock, type, seq, NULL, 0, -1);
+	return rc < 0 ? exchange_failed(t, n, rc, res) : 0;
+}
+
+/* The step handed over did not come back (@p rc): the child is gone or
+ * broke the protocol. The result is RETRY, saying how it ended; 1. */
+static int exchange_failed(struct iso_task *t, uint32_t n, int rc, struct spate_batch_result *res)
+{
+	struct iso_inst *in = t->in;
+	char r[200] = "";
+
+	if (rc != -EPIPE)
+		spate_sup_fail(in->sup, t->slot, t->run_gen, "protocol error");
+	spate_sup_exit_reason(in->sup, t->slot, t->run_gen, 5 * SEC, r, sizeof(r));
+	t->gen = 0;
+	res->status = SPATE_BATCH_RETRY;
+	snprintf(res->error, sizeof(res->error), "isolated plugin process %.170s",
+		 r[0] ? r : strerror(-rc));
+	spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
+	return 1;
+}
+
+/* The answer to the step exchange_start() rang: the plugin's result for a
+ * batch (or RETRY), the step's rc otherwise. */
+static int exchange_finish(struct iso_task *t, uint32_t type, uint32_t n,
+			   struct spate_batch_result *res)
+{
+	struct iso_inst *in = t->in;
+	int sock = spate_sup_socket(in->sup, t->slot, t->run_gen);
+	int rc = sock < 0 ? -EPIPE
+			  : wait_result(t, sock, t->run_seq,
+					type == SPATE_ISO_BATCH ? 0 : mono_ns() + in->timeout_ns);
+
 	if (rc < 0) {
-		char r[200] = "";
-		if (rc != -EPIPE)
-			spate_sup_fail(in->sup, t->slot, gen, "protocol error");
-		spate_sup_exit_reason(in->sup, t->slot, gen, 5 * SEC, r, sizeof(r));
-		t->gen = 0;
-		res->status = SPATE_BATCH_RETRY;
-		snprintf(res->error, sizeof(res->error), "isolated plugin process %.170s",
-			 r[0] ? r : strerror(-rc));
-		spate_slog(SPATE_LOG_WARN, &t->logctx, "batch of %u record(s): %s", n, res->error);
+		exchange_failed(t, n, rc, res);
 		return 0;
 	}
+	struct spate_iso_ctl *c = t->ctl;
 	int32_t step_rc = c->resp_rc;
 	if (type != SPATE_ISO_BATCH)
 		return step_rc;
 	/* The child's result, as its plugin's process() gave it. */
-	rc = t->ctl->rc;
-	res->status = (enum spate_batch_status)t->ctl->status;
-	res->failed_index = t->ctl->failed_index;
-	memcpy(res->error, t->ctl->error, sizeof(res->error));
+	rc = c->rc;
+	res->status = (enum spate_batch_status)c->status;
+	res->failed_index = c->failed_index;
+	memcpy(res->error, c->error, sizeof(res->error));
 	res->error[sizeof(res->error) - 1] = '\0';
 	if (step_rc < 0) { /* the host refused the batch (a protocol error) */
 		res->status = SPATE_BATCH_RETRY;
@@ -469,8 +520,37 @@ static int exchange(struct iso_task *t, uint32_t type, uint32_t n, const struct 
 			 strerror(-step_rc));
 		rc = 0;
 	}
-	spate_sup_end(in->sup, t->slot, gen, rc == 0 && res->status == SPATE_BATCH_OK);
+	spate_sup_end(in->sup, t->slot, t->run_gen, rc == 0 && res->status == SPATE_BATCH_OK);
 	return rc;
+}
+
+/* One exchange with the child: @p n descriptors of area @p area written. */
+static int exchange(struct iso_task *t, uint32_t type, uint32_t n, uint32_t area,
+		    const struct spate_batch *b, struct spate_batch_result *res)
+{
+	if (exchange_start(t, type, n, area, b, res))
+		return 0;
+	return exchange_finish(t, type, n, res);
+}
+
+/* Whether every record of @p r[0..n) is in the ring (no spill needed). */
+static bool in_ring(const struct iso_inst *in, const struct spate_ring_rec *r, uint32_t n)
+{
+	uintptr_t lo = (uintptr_t)in->base, hi = lo + in->size;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uintptr_t p = (uintptr_t)r[i].data;
+		if (p < lo || p >= hi || r[i].len > hi - p)
+			return false;
+	}
+	return true;
+}
+
+/* The descriptors of ring records @p r[0..n) into area @p d: the engine's
+ * own views, as they are (a struct spate_ring_rec each). */
+static void put_descs(struct spate_iso_rec *d, const struct spate_ring_rec *r, uint32_t n)
+{
+	memcpy(d, r, (size_t)n * sizeof(*d));
 }
 
 static int iso_process(void *state, const struct spate_batch *b, struct spate_batch_result *res)
@@ -478,13 +558,16 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 	struct iso_task *t = state;
 	struct iso_inst *in = t->in;
 	uint32_t done = 0;
+	/* Not the area of a prepared batch (it stays for its turn). */
+	uint32_t area = t->prepped ? 1 - t->prep_area : 0;
+	struct spate_iso_rec *descs = t->descs[area];
 
 	while (done < b->count) {
 		uint32_t n = 0;
 		uint64_t spilled = 0;
 		for (; done + n < b->count && n < in->cap; n++) {
 			const struct spate_ring_rec *r = &b->recs[done + n];
-			struct spate_iso_rec *d = &t->descs[n];
+			struct spate_iso_rec *d = &descs[n];
 			const uint8_t *p = r->data;
 			const uint8_t *addr;
 			if (p >= in->base && p < in->base + in->size && r->len <= in->base + in->size - p) {
@@ -517,7 +600,7 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 		struct spate_batch part = *b;
 		part.recs = b->recs + done;
 		part.count = n;
-		int rc = exchange(t, SPATE_ISO_BATCH, n, &part, res);
+		int rc = exchange(t, SPATE_ISO_BATCH, n, area, &part, res);
 		if (rc < 0 || res->status != SPATE_BATCH_OK) {
 			if (res->status == SPATE_BATCH_PARTIAL)
 				res->failed_index += done;
@@ -534,6 +617,79 @@ static int iso_process(void *state, const struct spate_batch *b, struct spate_ba
 	return 0;
 }
 
+/* Pipelined hand-over (spate/provider.h, struct spate_provided_pipe): a
+ * batch of ring records within one area is handed over at once, from its
+ * prepared area when it is the batch prepared (no descriptor written on
+ * the worker's critical path), and complete() waits for it; anything else
+ * (a spilled batch, one in parts) runs as process() in complete(). */
+static int iso_submit(void *state, const struct spate_batch *b)
+{
+	struct iso_task *t = state;
+	struct iso_inst *in = t->in;
+	uint32_t area;
+
+	t->sync = false;
+	t->started = false;
+	if (t->prepped && b->recs == t->prep_recs && b->count == t->prep_n &&
+	    b->recs[0].seq == t->prep_first && b->recs[b->count - 1].seq == t->prep_last) {
+		area = t->prep_area; /* written while the batch before ran */
+	} else if (b->count <= in->cap && in_ring(in, b->recs, b->count)) {
+		area = t->prepped ? 1 - t->prep_area : 0;
+		put_descs(t->descs[area], b->recs, b->count);
+	} else {
+		t->sync = true;
+		return 0;
+	}
+	/* From here the area is the running batch's: a prepared batch in it
+	 * (this one) is handed over; the other area is free for the next. */
+	if (t->prepped && t->prep_area == area)
+		t->prepped = false;
+	memset(&t->res_early, 0, sizeof(t->res_early));
+	t->res_early.struct_size = sizeof(t->res_early);
+	t->started = exchange_start(t, SPATE_ISO_BATCH, b->count, area, b, &t->res_early) == 0;
+	t->prep_area = 1 - area; /* where prepare() writes meanwhile */
+	return 0;
+}
+
+static int iso_prepare(void *state, const struct spate_batch *b)
+{
+	struct iso_task *t = state;
+	struct iso_inst *in = t->in;
+
+	/* Only while a batch is in the child, in the other area. */
+	if (t->sync || !t->started || t->prepped || b->count > in->cap || !b->count ||
+	    !in_ring(in, b->recs, b->count))
+		return 0;
+	put_descs(t->descs[t->prep_area], b->recs, b->count);
+	t->prep_recs = b->recs;
+	t->prep_n = b->count;
+	t->prep_first = b->recs[0].seq;
+	t->prep_last = b->recs[b->count - 1].seq;
+	t->prepped = true;
+	return 0;
+}
+
+static int iso_complete(void *state, const struct spate_batch *b, struct spate_batch_result *res)
+{
+	struct iso_task *t = state;
+
+	if (t->sync)
+		return iso_process(state, b, res);
+	if (!t->started) { /* answered at submit: no child, or it was gone */
+		memcpy(res->error, t->res_early.error, sizeof(res->error));
+		res->status = t->res_early.status;
+		return 0;
+	}
+	t->started = false;
+	return exchange_finish(t, SPATE_ISO_BATCH, b->count, res);
+}
+
+static const struct spate_provided_pipe iso_pipe = {
+	.submit = iso_submit,
+	.prepare = iso_prepare,
+	.complete = iso_complete,
+};
+
 /* Whether the child that has @p t's plugin state still runs: a fresh child
  * has nothing to flush or fini (and starting one for that is waste). */
 static bool child_alive(struct iso_task *t)
@@ -548,7 +704,7 @@ static int iso_flush(void *state, uint64_t now_ns)
 	if (!child_alive(state))
 		return 0;
 	memset(&res, 0, sizeof(res));
-	return exchange(state, SPATE_ISO_FLUSH, 0, NULL, &res);
+	return exchange(state, SPATE_ISO_FLUSH, 0, 0, NULL, &res);
 }
 
 static void iso_fini(void *state)
@@ -560,7 +716,7 @@ static void iso_fini(void *state)
 		return;
 	if (child_alive(t)) {
 		memset(&res, 0, sizeof(res));
-		exchange(t, SPATE_ISO_FINI, 0, NULL, &res);
+		exchange(t, SPATE_ISO_FINI, 0, 0, NULL, &res);
 	}
 	munmap(t->ctl, t->ctl_size);
 	close(t->memfd);
@@ -643,6 +799,9 @@ static int iso_open(void *arg, const struct spate_provider_ctx *ctx, struct spat
 	out->flags = SPATE_PROVIDED_F_OWN_MEMORY;
 	snprintf(out->path, sizeof(out->path), "%.255s", in->plugin);
 	out->watchdog_ns = in->timeout_ns + 10 * SEC;
+	/* An engine that knows the pipelined hand-over sized out for it. */
+	if (out->struct_size >= offsetof(struct spate_provided, pipe) + sizeof(out->pipe))
+		out->pipe = &iso_pipe;
 	out->inst = in;
 	return 0;
 }

@@ -21,7 +21,9 @@
  * into a record crashes here (SIGSEGV on the read-only mapping), never the
  * bus. The host's log service writes "level: message" lines to stderr, which
  * the supervisor copies into the engine's log with the consumer in context;
- * put appends through a producer of the bus opened on first use.
+ * put appends through a producer of the bus opened on first use. A batch's
+ * descriptors are in one of the area's two descriptor areas (ctl->area):
+ * the engine prepares the next batch in the other while this one runs.
  *
  * Limits: one task per process; the plugin runs on the main thread; an
  * EOF on the socket (the engine is gone) ends the process.
@@ -153,6 +155,12 @@ static int do_init(struct host *x, const uint8_t *buf, size_t n, int memfd)
 	if (x->in.version != SPATE_ISO_VERSION)
 		return -EPROTO;
 	x->ctl_size = x->in.ctl_size;
+	/* Two descriptor areas, then the spill area, inside the area. */
+	if (x->in.spill_off < SPATE_ISO_RECS_OFF + 2ull * x->in.cap * sizeof(struct spate_iso_rec) ||
+	    x->in.spill_off > x->ctl_size || x->in.spill_size > x->ctl_size - x->in.spill_off) {
+		close(memfd);
+		return -EPROTO;
+	}
 	/* At the engine's address where it is free: then the descriptors
 	 * point into this mapping as they are (isolate_proto.h). */
 	void *c = mmap((void *)(uintptr_t)x->in.ctl_addr, x->ctl_size, PROT_READ | PROT_WRITE,
@@ -247,13 +255,14 @@ static int do_batch(struct host *x)
 	struct spate_iso_ctl *c = x->ctl;
 	uint32_t n = c->count;
 
-	if (!x->inited || n == 0 || n > x->in.cap)
+	if (!x->inited || n == 0 || n > x->in.cap || c->area > 1)
 		return -EPROTO;
-	const struct spate_ring_rec *recs = (const struct spate_ring_rec *)x->descs;
+	const struct spate_iso_rec *descs = x->descs + (size_t)c->area * x->in.cap;
+	const struct spate_ring_rec *recs = (const struct spate_ring_rec *)descs;
 	/* Mapped where the engine has them: the descriptors are the views.
 	 * Elsewhere: each address translated, and checked. */
 	for (uint32_t i = 0; !x->same_addr && i < n; i++) {
-		const struct spate_iso_rec *d = &x->descs[i];
+		const struct spate_iso_rec *d = &descs[i];
 		uint64_t a = d->addr, sp = x->in.ctl_addr + x->in.spill_off;
 		const uint8_t *p;
 		if (a >= x->in.region_addr && a - x->in.region_addr <= x->region_size &&

@@ -10,7 +10,10 @@
  *     small message per step, struct spate_iso_msg, INIT carrying the
  *     control area's memfd (SCM_RIGHTS) and the parameters after it;
  *   - the control area (a memfd both map shared): struct spate_iso_ctl,
- *     then `cap` record descriptors, then the spill area.
+ *     then two descriptor areas of `cap` record descriptors each (the
+ *     batch in the child, and the next one the engine prepares meanwhile:
+ *     a pipelined hand-over, handed over only after the child answered the
+ *     one before), then the spill area.
  * The stream's region itself is mapped by the child READ-ONLY (its file,
  * spate_shm_path()), and a descriptor is the engine's own record view
  * (struct spate_ring_rec's layout): the payload's address in the engine's
@@ -51,7 +54,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SPATE_ISO_VERSION 2u
+#define SPATE_ISO_VERSION 3u
 #define SPATE_ISO_MAGIC 0x4f534953u /* "SISO" */
 /** How long a side spins on the other's sequence before it sleeps: a
  * little more than the engine's own work between two batches of 1,000
@@ -105,13 +108,14 @@ struct spate_iso_ctl {
 	int32_t resp_rc;                        /**< child: 0, or -errno: the step refused */
 	_Atomic uint32_t child_waiting;         /**< child: asleep on the socket */
 	_Alignas(64) uint32_t pad_line_;
-	/* Batch (the engine's). */
-	uint32_t count, attempt, shard, lane;
+	/* Batch (the engine's): `count` descriptors in descriptor area
+	 * `area` (0 or 1: the engine prepares the next batch in the other one
+	 * while the child runs this one). */
+	uint32_t count, attempt, shard, lane, area;
 	/* Result (the child's). */
 	int32_t rc;
 	uint32_t status;        /**< enum spate_batch_status */
 	uint32_t failed_index;
-	uint32_t pad_;
 	char error[200];
 	/* HELLO (the child's): the plugin's name and version. */
 	char plugin_name[64];

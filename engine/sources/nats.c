@@ -7,7 +7,7 @@
  * Design. One thread per source fetches batches from a durable pull
  * consumer and appends each message to the spate stream as a keyed
  * envelope with an origin (spate/kinesis.h, SPATE_RECORD_TYPE_KEYED_ORIGIN):
- * the partition key from the Spate-Partition-Key header (else the subject),
+ * the partition key from the Spate-Record header (else the subject),
  * so records of one key land on one shard in JetStream order, and the
  * origin = (this source's id, the message's JetStream stream sequence).
  * A message is acknowledged only once its record is committed to the ring,
@@ -41,7 +41,13 @@
  *                           trickle)
  *   ack_wait: DURATION      JetStream's redelivery timer (default 30s)
  *   max_ack_pending: N      default 20000
- *   key_header: NAME        default Spate-Partition-Key
+ *   format: headers|envelope  the payload: the data (default), or a keyed
+ *                           envelope carrying the key (an export with the
+ *                           same format: no header is read; a payload that
+ *                           is not one is taken as data, keyed as below)
+ *   key_header: NAME        a header whose whole value is the partition key
+ *                           (messages of other publishers; default: the
+ *                           key in the export's Spate-Record header)
  *   auth: {user, password, token, nkey, nkey_seed, creds}
  *   tls: {ca, cert, key} or true
  *   reconnect_wait, reconnect_max: DURATION (back-off from .. to)
@@ -93,7 +99,7 @@ static const char *const counter_names[C_N] = {
 static const char *const known_keys[] = {
 	"servers", "jetstream_stream", "subject", "consumer", "create", "replicas", "ack",
 	"batch", "fetch_wait", "ack_wait", "max_ack_pending", "key_header", "auth", "tls",
-	"reconnect_wait", "reconnect_max", NULL,
+	"reconnect_wait", "reconnect_max", "format", NULL,
 };
 static const char *const auth_keys[] = { "user", "password", "token", "nkey", "nkey_seed",
 					 "creds", NULL };
@@ -111,6 +117,7 @@ struct nsrc {
 	char durable[128];
 	const char *js_stream, *subject, *key_header;
 	bool create, ack_durable;
+	int format;                /* SPATE_NATS_FORMAT_* */
 	uint64_t replicas, batch, fetch_wait_ns, ack_wait_ns, max_ack_pending;
 	uint32_t origin_id;
 	uint64_t last;             /* highest origin sequence appended (M) */
@@ -130,15 +137,17 @@ struct nsrc {
 	size_t *bufcap;
 	uint32_t cap;
 	uint32_t nshards;
+	char keybuf[SPATE_KINESIS_KEY_MAX]; /* a "hex:" key, decoded */
 	uint64_t *shard_max;       /* per shard: highest seq appended this fetch (durable wait) */
 	/* The last keys' hashes (MD5, spate_kinesis_key_hash: ~0.3 us each),
 	 * direct-mapped by a cheap hash of the key: keys repeat (that is what
-	 * partition keys are for). */
+	 * partition keys are for). 512 slots (16 KiB): 64 keys in 64 slots
+	 * collided often enough to show MD5 in a profile. */
 	struct {
 		uint32_t hash;
 		uint8_t len;   /* 0: empty */
 		char key[27];
-	} kcache[64];
+	} kcache[512];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -151,7 +160,7 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 	struct nsrc tmp;
 	const struct spate_config_node *sv, *auth, *tls;
 	uint64_t rw = 100 * 1000000ull, rmax = 2000 * 1000000ull;
-	int ack = -1, r;
+	int ack = -1, format = SPATE_NATS_FORMAT_HEADERS, r;
 
 	if (!n) {
 		memset(&tmp, 0, sizeof(tmp));
@@ -189,7 +198,7 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 		return spate_config_node_error(src, NULL, err, errlen,
 					       "jetstream_stream: missing (the JetStream stream to import)");
 	n->subject = NULL;
-	n->key_header = SPATE_NATS_H_KEY;
+	n->key_header = NULL; /* the key in Spate-Record */
 	const char *consumer = NULL;
 	n->replicas = 1;
 	n->batch = 256;
@@ -212,8 +221,11 @@ static int read_cfg(const struct spate_config_source *src, struct nsrc *n, char 
 				       60000000000ull, &rw, err, errlen)) < 0 ||
 	    (r = spate_config_node_dur(src, &src->keys, "reconnect_max", 1000000ull,
 				       600000000000ull, &rmax, err, errlen)) < 0 ||
-	    (r = spate_config_node_enum(src, &src->keys, "ack", ack_names, &ack, err, errlen)) < 0)
+	    (r = spate_config_node_enum(src, &src->keys, "ack", ack_names, &ack, err, errlen)) < 0 ||
+	    (r = spate_config_node_enum(src, &src->keys, "format", spate_nats_format_names, &format,
+					err, errlen)) < 0)
 		return r;
+	n->format = format;
 	if (consumer && !*consumer)
 		return spate_config_node_error(src, spate_config_source_key(src, "consumer"), err,
 					       errlen, "expected a durable consumer name");
@@ -466,7 +478,7 @@ static uint32_t key_hash(struct nsrc *n, const char *key, size_t klen)
 		return spate_kinesis_key_hash(key, klen, NULL);
 	for (size_t i = 0; i < klen; i++)
 		h = (h ^ (uint8_t)key[i]) * 16777619u;
-	h &= 63;
+	h = (h ^ (h >> 16)) & 511;
 	if (n->kcache[h].len == klen && !memcmp(n->kcache[h].key, key, klen))
 		return n->kcache[h].hash;
 	n->kcache[h].hash = spate_kinesis_key_hash(key, klen, NULL);
@@ -515,14 +527,40 @@ static int import_batch(struct nsrc *n, natsMsg **msgs, int count)
 			acks[nacks++] = m;
 			continue;
 		}
-		const char *key = NULL;
-		if (natsMsgHeader_Get(m, n->key_header, &key) != NATS_OK || !key || !*key)
-			key = natsMsg_GetSubject(m);
-		size_t klen = strlen(key);
-		if (klen > SPATE_KINESIS_KEY_MAX)
-			klen = SPATE_KINESIS_KEY_MAX;
-		const char *data = natsMsg_GetData(m);
-		size_t dlen = (size_t)natsMsg_GetDataLength(m);
+		const char *key = NULL, *data = natsMsg_GetData(m);
+		size_t klen = 0, dlen = (size_t)natsMsg_GetDataLength(m);
+		if (n->format == SPATE_NATS_FORMAT_ENVELOPE && dlen >= 2) {
+			/* The key in the payload: no header is touched. */
+			klen = (size_t)(uint8_t)data[0] | (size_t)(uint8_t)data[1] << 8;
+			if (klen && klen <= SPATE_KINESIS_KEY_MAX && 2 + klen <= dlen) {
+				key = data + 2;
+				data += 2 + klen;
+				dlen -= 2 + klen;
+			}
+		}
+		if (!key) {
+			/* One header access (libnats parses the message's
+			 * headers then, all of them): the key from Spate-Record
+			 * (an export's message), or from key_header when set;
+			 * else the subject. */
+			const char *hv = NULL;
+			if (natsMsgHeader_Get(m, n->key_header ? n->key_header : SPATE_NATS_H_RECORD,
+					      &hv) == NATS_OK && hv)
+				key = n->key_header ? hv : spate_nats_record_key(hv);
+			if (!key || !*key)
+				key = natsMsg_GetSubject(m);
+			klen = strlen(key);
+			if (klen > 4 && key[0] == 'h' && !n->key_header &&
+			    (klen - 4) / 2 <= sizeof(n->keybuf)) {
+				ssize_t kl = spate_nats_key_unhex(key, klen, n->keybuf);
+				if (kl > 0) {
+					key = n->keybuf;
+					klen = (size_t)kl;
+				}
+			}
+			if (klen > SPATE_KINESIS_KEY_MAX)
+				klen = SPATE_KINESIS_KEY_MAX;
+		}
 		size_t need = SPATE_KINESIS_ORIGIN_LEN(klen, dlen);
 		if (need > n->bufcap[cnt]) {
 			uint8_t *b = realloc(n->buf[cnt], need);
@@ -701,10 +739,16 @@ static int nats_start(struct spate_engine *e, const struct spate_config_source *
 		n->ack_durable = spate_stream_durability(n->stream) != SPATE_DURABILITY_OFF;
 	snprintf(id, sizeof(id), "%s/%s", n->js_stream, src->name);
 	n->origin_id = spate_kinesis_key_hash(id, strlen(id), NULL);
-	/* A waiting producer: a full stream is back pressure on the fetches;
-	 * the durable wait is the source's own (per fetch, not per record). */
-	rc = spate_producer_open(n->stream, SPATE_RING_WAIT_YIELD,
+	/* A waiting producer: a full stream is back pressure on the fetches
+	 * (asleep on the ring's futex, not spinning: the fetch thread shares
+	 * the cores with B's consumers); the durable wait is the source's own
+	 * (per fetch, not per record). */
+	rc = spate_producer_open(n->stream, SPATE_RING_WAIT_BLOCK,
 				 SPATE_PRODUCER_F_WAIT_FULL | SPATE_PRODUCER_F_NO_DURABLE_WAIT, &n->prod);
+	if (rc == -ENOTSUP) /* a stream without futex wake-ups: wait by yielding */
+		rc = spate_producer_open(n->stream, SPATE_RING_WAIT_YIELD,
+					 SPATE_PRODUCER_F_WAIT_FULL | SPATE_PRODUCER_F_NO_DURABLE_WAIT,
+					 &n->prod);
 	if (rc < 0) {
 		snprintf(err, errlen, "source %s: producer on %s: %s", src->name, src->stream,
 			 strerror(-rc));

@@ -77,6 +77,29 @@ struct spate_provider_ctx {
  *  own RSS growth to this consumer (memory_limit is the provider's job). */
 #define SPATE_PROVIDED_F_OWN_MEMORY 0x1u
 
+/**
+ * A pipelined hand-over (struct spate_provided.pipe), for a plugin that runs
+ * elsewhere (an isolated child): the consumer runtime calls submit() instead
+ * of process() to hand a batch over, may then peek the batch after it and
+ * give it to prepare() (made ready, NOT handed over: a batch is handed over
+ * only once the one before it is acknowledged, so order, retries and
+ * checkpoints are as with process()), and then calls complete() for the
+ * submitted batch's result, which counts exactly as process()'s. The next
+ * submit() may be of the prepared batch (its records, same views) or of
+ * any other (a retry, a bisected half): the provider checks. Same thread
+ * as process(); one batch submitted at a time.
+ */
+struct spate_provided_pipe {
+	/** Hand @p b over. 0, or -errno: counts as a process() that returned
+	 *  it, and complete() is not called. */
+	int (*submit)(void *state, const struct spate_batch *b);
+	/** Get ready for @p b (likely the next batch) while the submitted one
+	 *  runs. A hint: 0 or -errno, both ignored. May be NULL. */
+	int (*prepare)(void *state, const struct spate_batch *b);
+	/** The submitted batch's result, as process() gives it. */
+	int (*complete)(void *state, const struct spate_batch *b, struct spate_batch_result *res);
+};
+
 /** What a provider's open() fills: one instance serving one consumer. */
 struct spate_provided {
 	uint32_t struct_size;           /**< set by the engine before open() */
@@ -92,6 +115,9 @@ struct spate_provided {
 	uint64_t watchdog_ns;
 	/** The provider's; passed to init as ctx->provided and to close(). */
 	void *inst;
+	/** A pipelined hand-over, or NULL (process() only). An engine that
+	 *  knows this field sets struct_size past it before open(). */
+	const struct spate_provided_pipe *pipe;
 };
 
 /** A door that provides consumers' plugins. */

@@ -195,6 +195,11 @@ struct spate_ring_reader {
 	uint32_t p_count;
 	uint64_t p_pos, p_seq, p_bend, p_bts;
 	enum spate_ring_wait wait;
+	/* Where the last peek ended before spate_ring_peek_more() extended
+	 * it: m_count records from released position m_from (valid while pos
+	 * is still m_from), so releasing them needs no walk. */
+	uint32_t m_count, m_left;
+	uint64_t m_from, m_pos, m_seq, m_bend, m_bts;
 };
 
 /* struct spate_ring_rec, the record view, is in spate/record.h. */
@@ -977,6 +982,30 @@ static inline int spate_ring_release(struct spate_ring_reader *rd, unsigned n)
 	}
 	return 0;
 }
+
+/**
+ * Peek past the last peek without releasing it: up to @p max more records
+ * after the ones it returned (stopping before @p max_bytes more, as
+ * spate_ring_peek() does), into @p out. The last peek then spans both: a
+ * pipelining consumer peeks its next batch while the current one is still
+ * in use, and releases the current one alone with spate_ring_release_head().
+ * With nothing peeked it is spate_ring_peek(). Thread: the reader handle's
+ * owner.
+ * @return the records added (0: none available), -EPIPE (evicted),
+ *         -EBADMSG (corrupt; the records peeked before stay peeked).
+ */
+int spate_ring_peek_more(struct spate_ring_reader *rd, struct spate_ring_rec *out, unsigned max,
+			 uint64_t max_bytes);
+
+/**
+ * Release the first @p n records of the last peek and keep the rest peeked
+ * (spate_ring_release() ends the peek): their views stay valid, and they are
+ * released later by count from their first one. At the boundary of a
+ * spate_ring_peek_more() it moves there without walking the records.
+ * Thread: the reader handle's owner.
+ * @return 0, -EINVAL (more than the last peek), -EPIPE (evicted).
+ */
+int spate_ring_release_head(struct spate_ring_reader *rd, unsigned n);
 
 /** A whole published batch, as spate_ring_peek_batches() returns it. */
 struct spate_ring_span {
