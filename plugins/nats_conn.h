@@ -401,10 +401,18 @@ static inline int spate_nats_pull_open(struct spate_nats_pull *p, natsConnection
 	return 0;
 }
 
+/* Close the pull subscriber. libnats 3.4.1's reader thread looks a
+ * message's subscription up, drops the lock, then uses it: destroyed in
+ * between (an outstanding request still delivering), it crashes there
+ * (nats-io/nats.c#637, fixed in later releases; seen under ASan). So:
+ * unsubscribe, then a flush (a PING answered after every message the
+ * server sent before it, handled by that same reader thread in order),
+ * and only then destroy. */
 static inline void spate_nats_pull_close(struct spate_nats_pull *p)
 {
 	if (p->sub) {
 		natsSubscription_Unsubscribe(p->sub);
+		natsConnection_FlushTimeout(p->nc, 2000);
 		natsSubscription_Destroy(p->sub);
 	}
 	natsInbox_Destroy(p->inbox);

@@ -252,7 +252,8 @@ verdict=$(python3 "$checker" --acks "$dir"/acks.* --stream "$dir/b.tail" --consu
 echo "$verdict"
 # spate bench bridge on this cluster, briefly: its JSON keeps the cases'
 # schema (issue 13: impl, direction, record_size, records_per_sec, p99_ns).
-"$spate" bench bridge --servers "$servers" --records 300 --runs 1 --sizes 64 --json >"$dir/bench.json" 2>"$dir/bench.err" ||
+"$spate" bench bridge --servers "$servers" --records 300 --runs 1 --sizes 64 \
+	--format "${NATS_BRIDGE_FORMAT:-headers}" --json >"$dir/bench.json" 2>"$dir/bench.err" ||
 	{ echo "FAIL: spate bench bridge"; tail -n 5 "$dir/bench.err"; keep=1; exit 1; }
 bench_ok=$(python3 -c '
 import json, sys
@@ -260,9 +261,10 @@ d = json.load(open(sys.argv[1]))
 keys = {"impl", "direction", "record_size", "records_per_sec", "p99_ns"}
 got = {(c["impl"], c["direction"]) for c in d["cases"] if keys <= set(c) and c["records_per_sec"] > 0}
 want = {(i, x) for i in ("spate", "libnats") for x in ("export", "import", "through")}
+want.add(("libnats_floor", "import"))
 print("ok" if got == want and len(d["ratios"]) == 3 else "bad: %s" % sorted(got))' "$dir/bench.json" 2>&1)
 [ "$bench_ok" = ok ] || { echo "FAIL: bench bridge JSON: $bench_ok"; keep=1; exit 1; }
-echo "bench bridge --json: six cases and three ratios"
+echo "bench bridge --json: seven cases (the import's floor too) and three ratios"
 if ! grep -q '^OK' <<<"$verdict"; then
 	echo "--- A log"; tail -n 30 "$dir/A.log"
 	echo "--- B log"; tail -n 30 "$dir/B.log"
