@@ -33,6 +33,14 @@
  * key and the claim's position; the walk trusts nothing else, so payload
  * bytes left from an earlier lap cannot pass for a batch (issue 9, item 11).
  *
+ * Streamed batches. A single writer fills a batch of SPATE_RING_STREAM_MIN
+ * to SPATE_RING_STREAM_MAX bytes in its handle's staging buffer, and the
+ * commit copies it into the ring with non-temporal stores for whole lines
+ * (spate_ring_stream_()): on cores that share no cache, a plain store to a
+ * line the reader read one lap before waits a cross-core round trip to take
+ * it back, in store order; streamed lines skip that (0.6x -> 3.7x rte_ring,
+ * docs/bench.md). The bytes in the ring are the same either way.
+ *
  * Liveness. Every slot holds a lease (struct spate_ring_lease): pid, start
  * time, PID namespace and a heartbeat, written after the claim; a claimed
  * slot without identity yet is alive for SPATE_RING_CLAIM_NS. Slot words
@@ -484,8 +492,13 @@ int spate_ring_writer_open(struct spate_ring *r, enum spate_ring_wait wait,
 	w->limit = 0; /* forces a refresh on the first reserve */
 	/* Streamed batches (see SPATE_RING_STREAM_MIN): single writer only; a
 	 * handle without the buffer writes every batch in place. */
-	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER))
+	if (SPATE_RING_STREAM && !(r->flags & SPATE_RING_F_MULTI_WRITER)) {
 		w->stage = aligned_alloc(64, SPATE_RING_STREAM_MAX + 64u);
+		/* Zeroed: the alignment slack after a payload is copied into the
+		 * ring too, and must not carry this process's old heap bytes. */
+		if (w->stage)
+			memset(w->stage, 0, SPATE_RING_STREAM_MAX + 64u);
+	}
 	*out = w;
 	return 0;
 }
