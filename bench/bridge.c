@@ -497,6 +497,21 @@ struct bus {
 	struct spate_engine *e;
 };
 
+/* A bus named bb<role><pid><tag> in its own state directory, with the one
+ * stream "s" (64 MiB ring, no huge pages) every bus of the bench has. */
+static int bus_config(struct bus *b, char role, const char *tag, struct spate_config_stream **s)
+{
+	snprintf(b->name, sizeof(b->name), "bb%c%d%s", role, (int)getpid(), tag);
+	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
+	if (spate_config_new_default(b->name, &b->cfg) < 0)
+		return -ENOMEM;
+	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
+	spate_config_add_stream(b->cfg, "s", s);
+	(*s)->ring_size = 64u << 20;
+	(*s)->huge_pages = SPATE_CONFIG_HUGE_OFF;
+	return 0;
+}
+
 static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
 		      const char *jstream, const char *tag)
 {
@@ -504,14 +519,8 @@ static int bus_open_a(struct bus *b, const struct opts *o, const char *servers,
 	struct spate_config_consumer *k;
 	char err[512], win[24];
 
-	snprintf(b->name, sizeof(b->name), "bbA%d%s", (int)getpid(), tag);
-	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
-	if (spate_config_new_default(b->name, &b->cfg) < 0)
+	if (bus_config(b, 'A', tag, &s) < 0)
 		return -ENOMEM;
-	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
-	spate_config_add_stream(b->cfg, "s", &s);
-	s->ring_size = 64u << 20;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
 	spate_config_add_consumer(b->cfg, "export", "s", "nats", &k);
 	k->starting_position = SPATE_CONFIG_START_TRIM_HORIZON;
 	/* The same window of pending acks as the plain publisher's: `lanes`
@@ -541,14 +550,8 @@ static int bus_open_floor(struct bus *b, const char *tag)
 	struct spate_config_stream *s;
 	char err[512];
 
-	snprintf(b->name, sizeof(b->name), "bbF%d%s", (int)getpid(), tag);
-	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
-	if (spate_config_new_default(b->name, &b->cfg) < 0)
+	if (bus_config(b, 'F', tag, &s) < 0)
 		return -ENOMEM;
-	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
-	spate_config_add_stream(b->cfg, "s", &s);
-	s->ring_size = 64u << 20;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
 	int rc = spate_engine_open(b->cfg, &b->e, err, sizeof(err));
 	if (rc < 0)
 		fprintf(stderr, "bench bridge: floor bus: %s\n", err);
@@ -562,14 +565,8 @@ static int bus_open_b(struct bus *b, const struct opts *o, const char *servers,
 	struct spate_config_source *src;
 	char err[512], v[24];
 
-	snprintf(b->name, sizeof(b->name), "bbB%d%s", (int)getpid(), tag);
-	snprintf(b->dir, sizeof(b->dir), "/tmp/spate-bench-bridge-%s", b->name);
-	if (spate_config_new_default(b->name, &b->cfg) < 0)
+	if (bus_config(b, 'B', tag, &s) < 0)
 		return -ENOMEM;
-	snprintf(b->cfg->state_dir, sizeof(b->cfg->state_dir), "%s", b->dir);
-	spate_config_add_stream(b->cfg, "s", &s);
-	s->ring_size = 64u << 20;
-	s->huge_pages = SPATE_CONFIG_HUGE_OFF;
 	spate_config_add_source(b->cfg, "imp", "nats", "s", &src);
 	spate_config_source_set(src, "servers", servers);
 	spate_config_source_set(src, "jetstream_stream", jstream);

@@ -1720,6 +1720,17 @@ int spate_ring_release_partial_(struct spate_ring_reader *rd, unsigned n)
 	return spate_ring_release(rd, n);
 }
 
+/* The last peek ends where spate_ring_peek_more() marked it (the end of
+ * the peek it extended). */
+static void peek_end_at_mark(struct spate_ring_reader *rd)
+{
+	rd->p_pos = rd->m_pos;
+	rd->p_seq = rd->m_seq;
+	rd->p_bend = rd->m_bend;
+	rd->p_bts = rd->m_bts;
+	rd->p_left = rd->m_left;
+}
+
 int spate_ring_peek_more(struct spate_ring_reader *rd, struct spate_ring_rec *out, unsigned max,
 			 uint64_t max_bytes)
 {
@@ -1745,11 +1756,7 @@ int spate_ring_peek_more(struct spate_ring_reader *rd, struct spate_ring_rec *ou
 	rd->bts = bts;
 	rd->left = left;
 	if (n < 0) { /* the records peeked before stay peeked */
-		rd->p_pos = rd->m_pos;
-		rd->p_seq = rd->m_seq;
-		rd->p_bend = rd->m_bend;
-		rd->p_bts = rd->m_bts;
-		rd->p_left = rd->m_left;
+		peek_end_at_mark(rd);
 		rd->p_count = have;
 		return n;
 	}
@@ -1774,11 +1781,7 @@ int spate_ring_release_head(struct spate_ring_reader *rd, unsigned n)
 	uint64_t e_pos = rd->p_pos, e_seq = rd->p_seq, e_bend = rd->p_bend, e_bts = rd->p_bts;
 	uint32_t e_left = rd->p_left;
 	if (rd->m_count == n && rd->m_from == rd->pos) {
-		rd->p_pos = rd->m_pos;
-		rd->p_seq = rd->m_seq;
-		rd->p_bend = rd->m_bend;
-		rd->p_bts = rd->m_bts;
-		rd->p_left = rd->m_left;
+		peek_end_at_mark(rd);
 		rd->p_count = n;
 		rc = spate_ring_release(rd, n);
 	} else {

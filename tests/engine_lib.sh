@@ -17,6 +17,12 @@ fail() {
 	for f in "$dir/screen.txt" "$dir/run.log"; do [ -f "$f" ] && cat "$f" >&2; done
 	exit 1
 }
+# so=the test plugin crashy.so of the build whose plugins folder is $1.
+find_crashy() {
+	so="$1/../tests/crashy.so"
+	[ -f "$so" ] || so=$(find "$1/.." -name crashy.so | head -1)
+	[ -f "$so" ] || fail "crashy.so not built"
+}
 # `spate run $dir/bus.yaml` in the background ($pid); returns once it runs.
 # It stops by itself after $engine_seconds (default 60; a test whose clients
 # are slow, like the AWS CLI on a loaded machine, sets more).

@@ -24,9 +24,7 @@ soak=${3:-}
 name=isolate
 . "$(dirname "$0")/engine_lib.sh"
 export SPATE_PLUGIN_PATH="$plugins"
-so="$plugins/../tests/crashy.so"
-[ -f "$so" ] || so=$(find "$plugins/.." -name crashy.so | head -1)
-[ -f "$so" ] || fail "crashy.so not built"
+find_crashy "$plugins"
 n=600
 # Under AddressSanitizer or ThreadSanitizer the child reserves terabytes of
 # shadow address space: RLIMIT_AS (this machine's memory_limit without a

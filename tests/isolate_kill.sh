@@ -23,9 +23,7 @@ plugins=$2
 name=isolate_kill
 . "$(dirname "$0")/engine_lib.sh"
 export SPATE_PLUGIN_PATH="$plugins"
-so="$plugins/../tests/crashy.so"
-[ -f "$so" ] || so=$(find "$plugins/.." -name crashy.so | head -1)
-[ -f "$so" ] || fail "crashy.so not built"
+find_crashy "$plugins"
 n=40000
 cat > "$dir/bus.yaml" <<YAML
 bus: isokill$$
